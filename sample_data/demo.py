@@ -1,0 +1,277 @@
+"""Write a simulated clinic into a new DuckDB store, all or nothing.
+
+Why a temporary file and a rename: a demo build of a million patients takes a
+minute; if it fails or is interrupted, the user must not be left with half a
+clinic, and the app (which opens the file per request) must see either the old
+file or the new one. ``os.replace`` within one folder is atomic on POSIX.
+
+Tables are filled with set-based SQL over NumPy arrays registered as views:
+strings (names, UIDs, dates) are derived inside DuckDB, in parallel, never in
+a Python loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from analytics import store
+from sample_data.cohort import (
+    AGENTS,
+    FAMILY_NAMES,
+    GIVEN_NAMES,
+    OPTIONS,
+    SITES,
+    TREATMENT_CLASSES,
+    SimulatedClinic,
+    simulate_clinic,
+)
+
+GENERATOR_VERSION = "1"
+MAX_PATIENTS = 5_000_000
+
+
+class DemoError(Exception):
+    """The demo clinic could not be written; the message says why and nothing was left behind."""
+
+
+@dataclass(frozen=True)
+class DemoSummary:
+    path: Path
+    patients: int
+    seed: int
+    rows: dict[str, int]
+    simulate_s: float
+    write_s: float
+
+
+def _sql_list(values) -> str:
+    """A SQL list literal of our own constant labels (never user input)."""
+    return "[" + ", ".join("'" + str(v).replace("'", "''") + "'" for v in values) + "]"
+
+
+def check_target(path: Path, force: bool) -> None:
+    """Refuse early, before any work, with a message a user can act on."""
+    if path.exists() and path.is_dir():
+        raise DemoError(f"{path} is a folder; give a file path such as {path / 'oncolens.duckdb'}")
+    if path.exists() and not force:
+        raise DemoError(f"{path} already exists; pass --force to replace it with a new demo clinic")
+    parent = path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DemoError(f"cannot create folder {parent}: {exc.strerror}") from exc
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise DemoError(f"cannot write to folder {parent} (permission denied)")
+
+
+def write_demo(
+    path: str | Path,
+    patients: int = 2000,
+    seed: int = 20261125,
+    force: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> DemoSummary:
+    """Simulate ``patients`` and write them as a new store at ``path`` (atomically)."""
+    if isinstance(patients, bool) or not isinstance(patients, (int, np.integer)):
+        raise DemoError("--patients must be a whole number")
+    if patients < 1:
+        raise DemoError(f"--patients must be at least 1 (got {patients})")
+    if patients > MAX_PATIENTS:
+        raise DemoError(f"--patients is capped at {MAX_PATIENTS:,} on one machine")
+    path = Path(path).expanduser().absolute()
+    check_target(path, force)
+    say = progress or (lambda _msg: None)
+
+    t0 = time.perf_counter()
+    say(f"simulating {patients:,} patients (seed {seed})")
+    clinic = simulate_clinic(patients, seed=seed)
+    t1 = time.perf_counter()
+
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
+        with contextlib.suppress(FileNotFoundError):
+            leftover.unlink()
+    try:
+        con = store.connect(tmp, create=True)
+        try:
+            say("writing tables")
+            _write(con, clinic)
+            rows = store.table_counts(con)
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+        os.replace(tmp, path)
+        with contextlib.suppress(FileNotFoundError):
+            path.with_name(path.name + ".wal").unlink()
+    except BaseException as exc:
+        for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
+        if isinstance(exc, OSError):
+            raise DemoError(f"could not write {path}: {exc.strerror or exc}") from exc
+        raise
+    t2 = time.perf_counter()
+    say(f"done: {path}")
+    return DemoSummary(path, patients, seed, rows, t1 - t0, t2 - t1)
+
+
+def _write(con: duckdb.DuckDBPyConnection, c: SimulatedClinic) -> None:
+    import os as _os
+    if _os.environ.get("ONCOLENS_PROFILE"):
+        _orig = con.execute
+        def _timed(sql, *a):
+            t = time.perf_counter(); r = _orig(sql, *a); print(f"{time.perf_counter()-t:7.2f}s {sql.split(chr(10))[0][:70]}"); return r
+        class _W:
+            def __getattr__(self, k): return getattr(c0, k)
+            execute = staticmethod(_timed)
+        c0 = con; con = _W()
+    p = c.patient
+    epoch = "DATE '1970-01-01'"
+    con.execute("BEGIN TRANSACTION")
+
+    patients = pd.DataFrame(p)
+    patients["given_name"] = GIVEN_NAMES[p["given_idx"]]
+    patients["family_name"] = FAMILY_NAMES[p["family_idx"]]
+    con.register("sim_patient", patients)
+    con.execute(
+        f"""INSERT INTO person
+        SELECT person_id, 'MRN' || lpad(person_id::VARCHAR, 8, '0'), given_name, family_name,
+               {epoch} + birth_day, 'F', {_sql_list(SITES)}[site + 1],
+               CASE WHEN post THEN 'post' ELSE 'pre' END
+        FROM sim_patient ORDER BY person_id"""  # noqa: S608 - constants only
+    )
+    con.execute(
+        f"""INSERT INTO observation_period
+        SELECT person_id, {epoch} + dx_day, {epoch} + fu_end_day,
+               ['data_cutoff', 'lost_to_follow_up', 'death'][end_reason + 1]
+        FROM sim_patient ORDER BY person_id"""  # noqa: S608
+    )
+    con.execute(
+        f"""INSERT INTO condition_occurrence
+        SELECT person_id, person_id, 'breast_cancer', {epoch} + dx_day,
+               CASE WHEN laterality_left THEN 'left' ELSE 'right' END,
+               ['I', 'II', 'III', 'IV'][stage], grade, tsize_mm, nodes, er_fmol, pr_fmol,
+               er_pos, pr_pos, her2
+        FROM sim_patient ORDER BY person_id"""  # noqa: S608
+    )
+
+    t = pd.DataFrame(c.treatments)
+    con.register("sim_treatment", t)
+    con.execute(
+        f"""INSERT INTO treatment_exposure
+        SELECT row_number() OVER () AS exposure_id, person_id,
+               CASE WHEN class IN (0, 3) THEN 'procedure' ELSE 'drug' END,
+               {_sql_list(TREATMENT_CLASSES)}[class + 1],
+               {_sql_list(AGENTS)}[agent + 1], line,
+               CASE WHEN regimen >= 0 THEN {_sql_list(OPTIONS)}[regimen + 1] END,
+               {epoch} + start_day,
+               CASE WHEN ongoing THEN NULL ELSE {epoch} + end_day END
+        FROM sim_treatment"""  # noqa: S608
+    )
+
+    v = c.visits
+    n_visits = v["day"].size
+    visits = pd.DataFrame({"visit_id": np.arange(1, n_visits + 1, dtype=np.int64), **v})
+    con.register("sim_visit", visits)
+    # UUID-derived UIDs (PS3.5 B.2, root 2.25): a 120-bit random prefix from the seed plus a
+    # counter, so UIDs are unique across builds yet identical for the same seed.
+    prefix = int(np.random.default_rng([c.seed, 2025]).integers(1, 2**60)) << 60
+    con.execute(
+        """CREATE TEMP TABLE visit_uid AS
+        SELECT visit_id, person_id, day,
+               '2.25.' || (?::HUGEINT + visit_id * 2)::VARCHAR AS study_uid,
+               '2.25.' || (?::HUGEINT + visit_id * 2 + 1)::VARCHAR AS series_uid
+        FROM sim_visit""",
+        [prefix, prefix],
+    )
+    con.execute(
+        f"""INSERT INTO imaging_study
+        SELECT study_uid, person_id, {epoch} + day, 'MG',
+               'Mammography, target lesion follow-up', 'ACC' || lpad(visit_id::VARCHAR, 10, '0')
+        FROM visit_uid ORDER BY visit_id"""  # noqa: S608
+    )
+    con.execute(
+        """INSERT INTO imaging_series
+        SELECT series_uid, study_uid, 'MG', 'BREAST', 'Diagnostic mammogram' FROM visit_uid ORDER BY visit_id"""
+    )
+
+    # Measurements: four per visit, interleaved in NumPy so the table is in person order.
+    concepts = ("lesion_longest_diameter", "ca15_3", "haemoglobin", "neutrophils")
+    units = ("mm", "U/mL", "g/dL", "10^9/L")
+    sources = ("radiology", "clinic", "clinic", "clinic")
+    values = np.stack([v["lesion_mm"], v["ca15_3"], v["haemoglobin"], v["neutrophils"]], axis=1)
+    meas = pd.DataFrame(
+        {
+            "measurement_id": np.arange(1, values.size + 1, dtype=np.int64),
+            "visit_id": np.repeat(visits["visit_id"].to_numpy(), 4),
+            "person_id": np.repeat(v["person_id"], 4),
+            "day": np.repeat(v["day"], 4),
+            "concept": np.tile(np.arange(4, dtype=np.int8), n_visits),
+            "value": values.ravel(),
+        }
+    )
+    con.register("sim_measurement", meas)
+    con.execute(
+        f"""INSERT INTO measurement
+        SELECT measurement_id, person_id, {epoch} + day,
+               {_sql_list(concepts)}[concept + 1], value,
+               {_sql_list(units)}[concept + 1], {_sql_list(sources)}[concept + 1],
+               CASE WHEN concept = 0 THEN '2.25.' || (?::HUGEINT + visit_id * 2)::VARCHAR END
+        FROM sim_measurement""",  # noqa: S608
+        [prefix],
+    )
+    del meas, values
+
+    e = pd.DataFrame(c.events)
+    con.register("sim_event", e)
+    con.execute(
+        f"""INSERT INTO outcome_event
+        SELECT row_number() OVER (), person_id, ['recurrence', 'death'][type + 1], {epoch} + day
+        FROM sim_event"""  # noqa: S608
+    )
+
+    n = c.n
+    truth = pd.DataFrame(
+        {
+            "person_id": np.repeat(p["person_id"], len(OPTIONS)),
+            "option": np.tile(np.arange(len(OPTIONS), dtype=np.int8), n),
+            "rfs_days": c.truth["rfs_days"].ravel(),
+            "rfs_5y": c.truth["rfs_5y"].ravel(),
+            "rmst_5y": c.truth["rmst_5y"].ravel(),
+        }
+    )
+    con.register("sim_truth", truth)
+    con.execute(
+        f"""INSERT INTO truth.potential_outcome
+        SELECT person_id, {_sql_list(OPTIONS)}[option + 1], rfs_days, rfs_5y, rmst_5y FROM sim_truth"""  # noqa: S608
+    )
+    con.execute(
+        f"""INSERT INTO truth.patient_parameters
+        SELECT person_id, {_sql_list(OPTIONS)}[assigned + 1], {_sql_list(OPTIONS)}[best + 1],
+               prognostic, growth, decay FROM sim_patient ORDER BY person_id"""  # noqa: S608
+    )
+    cutoff = str(np.datetime64(int(c.cutoff_day), "D"))
+    con.executemany(
+        "INSERT INTO clinic_metadata VALUES (?, ?)",
+        [
+            ["kind", "demo"],
+            ["generator_version", GENERATOR_VERSION],
+            ["seed", str(c.seed)],
+            ["patients", str(c.n)],
+            ["data_cutoff", cutoff],
+            ["treatment_options", ",".join(OPTIONS)],
+        ],
+    )
+    con.execute("COMMIT")
+    for view in ("sim_patient", "sim_treatment", "sim_visit", "sim_measurement", "sim_event", "sim_truth"):
+        con.unregister(view)
+    con.execute("DROP TABLE visit_uid")
