@@ -108,8 +108,11 @@ _V1 = (
         CHECK (end_date IS NULL OR end_date >= start_date),
         CHECK (regimen IS NULL OR regimen IN ('endocrine', 'chemotherapy', 'chemo_endocrine'))
     )""",
+    # No PRIMARY KEY on the fact table: an ART index over tens of millions of rows
+    # tripled the bulk-load time and memory (docs/architecture.md); ids are unique by
+    # construction (generator, import sequence) and imports de-duplicate on natural keys.
     """CREATE TABLE measurement (
-        measurement_id   BIGINT PRIMARY KEY,
+        measurement_id   BIGINT NOT NULL,
         person_id        BIGINT NOT NULL,
         measurement_date DATE NOT NULL,
         concept          VARCHAR NOT NULL,             -- 'lesion_longest_diameter', 'ca15_3', ...

@@ -103,6 +103,8 @@ def write_demo(
     try:
         con = store.connect(tmp, create=True)
         try:
+            # keep the 1M-patient build under 8 GB: DuckDB spills instead of growing
+            con.execute("SET memory_limit = '3GB'")
             say("writing tables")
             _write(con, clinic)
             rows = store.table_counts(con)
@@ -125,15 +127,6 @@ def write_demo(
 
 
 def _write(con: duckdb.DuckDBPyConnection, c: SimulatedClinic) -> None:
-    import os as _os
-    if _os.environ.get("ONCOLENS_PROFILE"):
-        _orig = con.execute
-        def _timed(sql, *a):
-            t = time.perf_counter(); r = _orig(sql, *a); print(f"{time.perf_counter()-t:7.2f}s {sql.split(chr(10))[0][:70]}"); return r
-        class _W:
-            def __getattr__(self, k): return getattr(c0, k)
-            execute = staticmethod(_timed)
-        c0 = con; con = _W()
     p = c.patient
     epoch = "DATE '1970-01-01'"
     con.execute("BEGIN TRANSACTION")
@@ -185,23 +178,19 @@ def _write(con: duckdb.DuckDBPyConnection, c: SimulatedClinic) -> None:
     # UUID-derived UIDs (PS3.5 B.2, root 2.25): a 120-bit random prefix from the seed plus a
     # counter, so UIDs are unique across builds yet identical for the same seed.
     prefix = int(np.random.default_rng([c.seed, 2025]).integers(1, 2**60)) << 60
-    con.execute(
-        """CREATE TEMP TABLE visit_uid AS
-        SELECT visit_id, person_id, day,
-               '2.25.' || (?::HUGEINT + visit_id * 2)::VARCHAR AS study_uid,
-               '2.25.' || (?::HUGEINT + visit_id * 2 + 1)::VARCHAR AS series_uid
-        FROM sim_visit""",
-        [prefix, prefix],
-    )
+    uid = "'2.25.' || (?::HUGEINT + visit_id * 2 + {k})::VARCHAR"
     con.execute(
         f"""INSERT INTO imaging_study
-        SELECT study_uid, person_id, {epoch} + day, 'MG',
+        SELECT {uid.format(k=0)}, person_id, {epoch} + day, 'MG',
                'Mammography, target lesion follow-up', 'ACC' || lpad(visit_id::VARCHAR, 10, '0')
-        FROM visit_uid ORDER BY visit_id"""  # noqa: S608
+        FROM sim_visit""",  # noqa: S608 - constants only
+        [prefix],
     )
     con.execute(
-        """INSERT INTO imaging_series
-        SELECT series_uid, study_uid, 'MG', 'BREAST', 'Diagnostic mammogram' FROM visit_uid ORDER BY visit_id"""
+        f"""INSERT INTO imaging_series
+        SELECT {uid.format(k=1)}, {uid.format(k=0)}, 'MG', 'BREAST', 'Diagnostic mammogram'
+        FROM sim_visit""",  # noqa: S608
+        [prefix, prefix],
     )
 
     # Measurements: four per visit, interleaved in NumPy so the table is in person order.
@@ -225,7 +214,7 @@ def _write(con: duckdb.DuckDBPyConnection, c: SimulatedClinic) -> None:
         SELECT measurement_id, person_id, {epoch} + day,
                {_sql_list(concepts)}[concept + 1], value,
                {_sql_list(units)}[concept + 1], {_sql_list(sources)}[concept + 1],
-               CASE WHEN concept = 0 THEN '2.25.' || (?::HUGEINT + visit_id * 2)::VARCHAR END
+               CASE WHEN concept = 0 THEN {uid.format(k=0)} END
         FROM sim_measurement""",  # noqa: S608
         [prefix],
     )
@@ -274,4 +263,3 @@ def _write(con: duckdb.DuckDBPyConnection, c: SimulatedClinic) -> None:
     con.execute("COMMIT")
     for view in ("sim_patient", "sim_treatment", "sim_visit", "sim_measurement", "sim_event", "sim_truth"):
         con.unregister(view)
-    con.execute("DROP TABLE visit_uid")

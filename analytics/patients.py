@@ -1,0 +1,324 @@
+"""One patient's record: finding a patient, and everything the Patient page shows about her.
+
+Why these shapes: the page, the CLI and later the report writer need the same
+facts, so they come from one function that returns a frozen dataclass of plain
+values and DataFrames (dates as ``datetime.date``, sizes in mm, units in the
+field names).
+
+Why these queries: every query filters on ``person_id`` (or a prefix of the
+MRN, which the store writes in the same order). The demo tables are physically
+ordered by ``person_id``, so DuckDB's zone maps skip every row group but the
+one or two that hold the patient, and a lookup stays in milliseconds at a
+million patients. Nothing here loads a whole table.
+
+Direct identifiers: names and birth dates stay in the store. Until sign-in and
+roles exist, pages identify a patient by MRN and id only, so this module does
+not read names at all (data minimisation: what is never loaded cannot leak
+into a cache, a log or a screenshot).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import duckdb
+import pandas as pd
+
+SEARCH_LIMIT_MAX = 200
+LESION_CONCEPT = "lesion_longest_diameter"
+
+
+class UnknownPatientError(LookupError):
+    """No patient with the requested id; the message is meant for the user."""
+
+
+@dataclass(frozen=True)
+class Demographics:
+    """Who the patient is, without direct identifiers other than the MRN."""
+
+    person_id: int
+    mrn: str
+    sex: str
+    site: str
+    menopausal_status: str                 # 'pre' | 'post'
+    age_at_diagnosis_years: int | None     # whole years; None without a recorded diagnosis
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """The index cancer diagnosis (the earliest one recorded)."""
+
+    condition: str
+    diagnosis_date: dt.date
+    laterality: str
+    stage: str
+    grade: int
+    tumour_size_mm: float
+    positive_nodes: int
+    er_fmol: float                         # oestrogen receptor, fmol/mg protein
+    pr_fmol: float                         # progesterone receptor, fmol/mg protein
+    er_positive: bool
+    pr_positive: bool
+    her2_positive: bool
+
+
+@dataclass(frozen=True)
+class ObservationPeriod:
+    """The span in which the record is complete; outcomes after ``end_date`` are unknown."""
+
+    start_date: dt.date
+    end_date: dt.date
+    end_reason: str                        # 'data_cutoff' | 'lost_to_follow_up' | 'death'
+
+
+@dataclass(frozen=True, eq=False)
+class PatientSummary:
+    """Everything the Patient page shows about one patient.
+
+    DataFrames (one row per item, oldest first):
+
+    - ``treatments``: line_of_therapy, treatment_class, agent, regimen,
+      exposure_type, start_date, end_date (NaT while ongoing), ongoing;
+    - ``measurements``: measurement_date, concept, value, unit, source, study_uid;
+    - ``imaging_studies``: study_uid, study_date, modality, description,
+      accession_number, lesion_longest_diameter_mm (the value read from the
+      study, if any);
+    - ``outcome_events``: event_type, event_date, days_from_diagnosis.
+
+    ``eq=False``: DataFrames do not compare to a single truth value.
+    """
+
+    demographics: Demographics
+    diagnosis: Diagnosis | None
+    observation_period: ObservationPeriod | None
+    treatments: pd.DataFrame
+    measurements: pd.DataFrame
+    imaging_studies: pd.DataFrame
+    outcome_events: pd.DataFrame
+
+    @property
+    def person_id(self) -> int:
+        return self.demographics.person_id
+
+    @property
+    def mrn(self) -> str:
+        return self.demographics.mrn
+
+
+def _empty_search() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "person_id": pd.Series(dtype="int64"),
+            "mrn": pd.Series(dtype="object"),
+            "site": pd.Series(dtype="object"),
+            "menopausal_status": pd.Series(dtype="object"),
+        }
+    )
+
+
+def _prefix_upper_bound(prefix: str) -> str:
+    """The smallest string above every string that starts with ``prefix``.
+
+    A range (``mrn >= prefix AND mrn < bound``) instead of ``LIKE prefix || '%'``
+    lets DuckDB prune row groups by their min/max MRN, and needs no escaping of
+    ``%`` or ``_`` typed by a user.
+    """
+    last = prefix[-1]
+    if ord(last) >= 0x10FFFF:
+        return prefix + "\U0010ffff"
+    return prefix[:-1] + chr(ord(last) + 1)
+
+
+def search_patients(con: duckdb.DuckDBPyConnection, text: str, limit: int = 20) -> pd.DataFrame:
+    """Patients whose id equals ``text`` or whose MRN starts with it, at most ``limit`` rows.
+
+    ``text`` of digits is an exact person id (and also the digits of an MRN, so
+    ``00000042`` finds MRN00000042); anything else is an MRN prefix, matched
+    case-insensitively on the conventional ``MRN`` letters. An empty text finds
+    nothing rather than listing the clinic. Columns: person_id, mrn, site,
+    menopausal_status; exact id matches first, then MRN order.
+    """
+    text = (text or "").strip()
+    limit = max(1, min(int(limit), SEARCH_LIMIT_MAX))
+    if not text:
+        return _empty_search()
+    frames: list[pd.DataFrame] = []
+    if text.isdigit():
+        person_id = int(text)
+        if person_id < 2**63:
+            frames.append(
+                con.execute(
+                    "SELECT person_id, mrn, site, menopausal_status FROM person WHERE person_id = ?",
+                    [person_id],
+                ).df()
+            )
+        prefix = "MRN" + text
+    elif text[:3].upper() == "MRN":
+        prefix = "MRN" + text[3:]
+    else:
+        prefix = text
+    frames.append(
+        con.execute(
+            "SELECT person_id, mrn, site, menopausal_status FROM person "
+            "WHERE mrn >= ? AND mrn < ? ORDER BY mrn LIMIT ?",
+            [prefix, _prefix_upper_bound(prefix), limit],
+        ).df()
+    )
+    found = [f for f in frames if not f.empty]
+    if not found:
+        return _empty_search()
+    matches = pd.concat(found, ignore_index=True).drop_duplicates("person_id")
+    return matches.head(limit).reset_index(drop=True)
+
+
+def _as_date(value: object) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    return pd.Timestamp(value).date()
+
+
+def _header(con: duckdb.DuckDBPyConnection, person_id: int) -> tuple:
+    row = con.execute(
+        """
+        SELECT p.person_id, p.mrn, p.sex, p.site, p.menopausal_status,
+               date_sub('year', p.birth_date, c.diagnosis_date) AS age_at_diagnosis_years,
+               c.condition, c.diagnosis_date, c.laterality, c.stage, c.grade, c.tumour_size_mm,
+               c.positive_nodes, c.er_fmol, c.pr_fmol, c.er_positive, c.pr_positive,
+               c.her2_positive,
+               op.start_date, op.end_date, op.end_reason
+        FROM (SELECT * FROM person WHERE person_id = ?) AS p
+        LEFT JOIN (
+            SELECT * FROM condition_occurrence WHERE person_id = ?
+            ORDER BY diagnosis_date, condition_id LIMIT 1
+        ) AS c ON TRUE
+        LEFT JOIN (SELECT * FROM observation_period WHERE person_id = ?) AS op ON TRUE
+        """,
+        [person_id, person_id, person_id],
+    ).fetchone()
+    if row is None:
+        raise UnknownPatientError(f"no patient with id {person_id}")
+    return row
+
+
+def patient_summary(con: duckdb.DuckDBPyConnection, person_id: int) -> PatientSummary:
+    """The whole record of one patient; raises ``UnknownPatientError`` for an unknown id.
+
+    Five queries, each restricted to ``person_id`` so that zone maps prune.
+    """
+    if isinstance(person_id, bool) or not isinstance(person_id, int):
+        raise UnknownPatientError(f"no patient with id {person_id!r}")
+    if not 0 <= person_id < 2**63:
+        raise UnknownPatientError(f"no patient with id {person_id}")
+    (
+        pid, mrn, sex, site, menopausal_status, age_years,
+        condition, diagnosis_date, laterality, stage, grade, tumour_size_mm,
+        positive_nodes, er_fmol, pr_fmol, er_positive, pr_positive, her2_positive,
+        op_start, op_end, op_reason,
+    ) = _header(con, person_id)
+
+    demographics = Demographics(
+        person_id=int(pid),
+        mrn=str(mrn),
+        sex=str(sex),
+        site=str(site),
+        menopausal_status=str(menopausal_status),
+        age_at_diagnosis_years=None if age_years is None else int(age_years),
+    )
+    diagnosis = None
+    if condition is not None:
+        diagnosis = Diagnosis(
+            condition=str(condition),
+            diagnosis_date=_as_date(diagnosis_date),
+            laterality=str(laterality),
+            stage=str(stage),
+            grade=int(grade),
+            tumour_size_mm=float(tumour_size_mm),
+            positive_nodes=int(positive_nodes),
+            er_fmol=float(er_fmol),
+            pr_fmol=float(pr_fmol),
+            er_positive=bool(er_positive),
+            pr_positive=bool(pr_positive),
+            her2_positive=bool(her2_positive),
+        )
+    observation = None
+    if op_start is not None:
+        observation = ObservationPeriod(_as_date(op_start), _as_date(op_end), str(op_reason))
+
+    treatments = con.execute(
+        """
+        SELECT line_of_therapy, treatment_class, agent, regimen, exposure_type,
+               start_date, end_date, end_date IS NULL AS ongoing
+        FROM treatment_exposure WHERE person_id = ?
+        ORDER BY start_date, line_of_therapy, exposure_id
+        """,
+        [person_id],
+    ).df()
+    measurements = con.execute(
+        """
+        SELECT measurement_date, concept, value, unit, source, study_uid
+        FROM measurement WHERE person_id = ?
+        ORDER BY measurement_date, concept, measurement_id
+        """,
+        [person_id],
+    ).df()
+    imaging = con.execute(
+        """
+        SELECT s.study_uid, s.study_date, s.modality, s.description, s.accession_number,
+               m.value AS lesion_longest_diameter_mm
+        FROM (SELECT * FROM imaging_study WHERE person_id = ?) AS s
+        LEFT JOIN (
+            SELECT study_uid, max(value) AS value FROM measurement
+            WHERE person_id = ? AND concept = ? AND study_uid IS NOT NULL
+            GROUP BY study_uid
+        ) AS m USING (study_uid)
+        ORDER BY s.study_date, s.study_uid
+        """,
+        [person_id, person_id, LESION_CONCEPT],
+    ).df()
+    events = con.execute(
+        """
+        SELECT e.event_type, e.event_date,
+               date_diff('day', c.diagnosis_date, e.event_date) AS days_from_diagnosis
+        FROM (SELECT * FROM outcome_event WHERE person_id = ?) AS e
+        LEFT JOIN (
+            SELECT min(diagnosis_date) AS diagnosis_date FROM condition_occurrence
+            WHERE person_id = ?
+        ) AS c ON TRUE
+        ORDER BY e.event_date, e.event_type
+        """,
+        [person_id, person_id],
+    ).df()
+    return PatientSummary(
+        demographics=demographics,
+        diagnosis=diagnosis,
+        observation_period=observation,
+        treatments=treatments,
+        measurements=measurements,
+        imaging_studies=imaging,
+        outcome_events=events,
+    )
+
+
+def recent_imaging_studies(con: duckdb.DuckDBPyConnection, limit: int = 50) -> pd.DataFrame:
+    """The clinic's most recent imaging studies (newest first), for a page with no patient chosen.
+
+    Columns: study_uid, study_date, modality, description, accession_number,
+    person_id, mrn. A top-N over the study table; the MRN is joined for the
+    ``limit`` rows only.
+    """
+    limit = max(1, min(int(limit), 1000))
+    return con.execute(
+        """
+        SELECT s.study_uid, s.study_date, s.modality, s.description, s.accession_number,
+               s.person_id, p.mrn
+        FROM (
+            SELECT * FROM imaging_study ORDER BY study_date DESC, study_uid LIMIT ?
+        ) AS s
+        LEFT JOIN person AS p USING (person_id)
+        ORDER BY s.study_date DESC, s.study_uid
+        """,
+        [limit],
+    ).df()

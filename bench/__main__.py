@@ -1,0 +1,17 @@
+"""Run every benchmark in turn: `python -m bench [--quick]`."""
+
+from __future__ import annotations
+
+import sys
+
+from bench import bench_generator
+
+
+def main(argv: list[str]) -> int:
+    quick = "--quick" in argv
+    bench_generator.main(["--sizes", "10000,100000"] if quick else [])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,125 @@
+"""Store: schema creation, idempotent migration, constraints, error handling."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+
+from analytics import store
+
+
+@pytest.fixture()
+def con(tmp_path):
+    c = store.connect(tmp_path / "s.duckdb", create=True)
+    yield c
+    c.close()
+
+
+def _person(con, pid=1, **overrides):
+    row = dict(person_id=pid, mrn=f"MRN{pid:08d}", given_name="A", family_name="B",
+               birth_date="1970-01-01", sex="F", site="North", menopausal_status="post")
+    row.update(overrides)
+    con.execute(f"INSERT INTO person VALUES ({', '.join('?' * len(row))})", list(row.values()))
+
+
+def test_schema_created_with_version(con):
+    assert store.schema_version(con) == store.SCHEMA_VERSION
+    tables = {r[0] for r in con.execute(
+        "SELECT table_schema || '.' || table_name FROM information_schema.tables").fetchall()}
+    for t in ("main.person", "main.condition_occurrence", "main.treatment_exposure", "main.measurement",
+              "main.imaging_study", "main.imaging_series", "main.imaging_instance", "main.outcome_event",
+              "main.ai_finding", "main.audit_event", "truth.potential_outcome", "truth.patient_parameters"):
+        assert t in tables
+
+
+def test_migration_is_idempotent(tmp_path):
+    path = tmp_path / "m.duckdb"
+    for _ in range(3):
+        with store.open_store(path, create=True) as c:
+            assert store.migrate(c) == store.SCHEMA_VERSION
+    with store.open_store(path, read_only=True) as c:
+        assert c.execute("SELECT count(*) FROM schema_version").fetchone()[0] == len(store.MIGRATIONS)
+
+
+def test_newer_schema_is_refused(tmp_path):
+    path = tmp_path / "n.duckdb"
+    with store.open_store(path, create=True) as c:
+        c.execute("INSERT INTO schema_version VALUES (99, 'future', now()::TIMESTAMP)")
+    with pytest.raises(store.StoreError, match="newer"):
+        store.connect(path)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [dict(sex="X"), dict(menopausal_status="peri"), dict(mrn=None), dict(birth_date=None)],
+)
+def test_person_constraints_reject_bad_rows(con, overrides):
+    with pytest.raises(duckdb.ConstraintException):
+        _person(con, **overrides)
+
+
+def test_primary_key_rejects_duplicates(con):
+    _person(con, 1)
+    with pytest.raises(duckdb.ConstraintException):
+        _person(con, 1, mrn="MRN-other")
+
+
+@pytest.mark.parametrize(
+    "sql, params",
+    [
+        ("INSERT INTO condition_occurrence VALUES (1, 1, 'breast_cancer', '2020-01-01', 'left', 'V', 2, 20, 1, 10, 10, true, true, false)", []),
+        ("INSERT INTO condition_occurrence VALUES (1, 1, 'breast_cancer', '2020-01-01', 'left', 'II', 4, 20, 1, 10, 10, true, true, false)", []),
+        ("INSERT INTO condition_occurrence VALUES (1, 1, 'breast_cancer', '2020-01-01', 'left', 'II', 2, -3, 1, 10, 10, true, true, false)", []),
+        ("INSERT INTO treatment_exposure VALUES (1, 1, 'drug', 'chemotherapy', 'x', 1, NULL, '2020-02-01', '2020-01-01')", []),
+        ("INSERT INTO treatment_exposure VALUES (1, 1, 'drug', 'homeopathy', 'x', 1, NULL, '2020-02-01', NULL)", []),
+        ("INSERT INTO measurement VALUES (1, 1, '2020-01-01', 'lesion_longest_diameter', -1, 'mm', 'clinic', NULL)", []),
+        ("INSERT INTO measurement VALUES (1, 1, '2020-01-01', 'lesion_longest_diameter', 10, 'cm', 'clinic', NULL)", []),
+        ("INSERT INTO outcome_event VALUES (1, 1, 'cure', '2020-01-01')", []),
+        ("INSERT INTO truth.potential_outcome VALUES (1, 'surgery_only', 100, 0.5, 100)", []),
+        ("INSERT INTO ai_finding VALUES (1, 1, 'x', 'm', '1', 'malignant', 1.5, NULL, now())", []),
+    ],
+)
+def test_check_constraints_reject_bad_rows(con, sql, params):
+    _person(con, 1)
+    with pytest.raises(duckdb.ConstraintException):
+        con.execute(sql, params)
+
+
+def test_valid_rows_are_accepted(con):
+    _person(con, 1)
+    con.execute("INSERT INTO measurement VALUES (1, 1, '2020-01-01', 'lesion_longest_diameter', 12.5, 'mm', 'radiology', NULL)")
+    con.execute("INSERT INTO outcome_event VALUES (1, 1, 'recurrence', '2021-01-01')")
+    assert store.table_counts(con)["measurement"] == 1
+
+
+def test_missing_file_is_not_created_silently(tmp_path):
+    with pytest.raises(store.MissingDatabaseError, match="oncolens demo"):
+        store.connect(tmp_path / "typo.duckdb")
+    assert not (tmp_path / "typo.duckdb").exists()
+
+
+def test_non_duckdb_file_is_a_clear_error(tmp_path):
+    bad = tmp_path / "notes.duckdb"
+    bad.write_text("this is not a database")
+    with pytest.raises(store.NotADatabaseError, match="not"):
+        store.connect(bad)
+    with pytest.raises(store.NotADatabaseError):
+        store.connect(tmp_path)  # a folder
+
+
+def test_plain_duckdb_file_is_not_an_oncolens_store(tmp_path):
+    path = tmp_path / "other.duckdb"
+    duckdb.connect(str(path)).close()
+    with pytest.raises(store.NotADatabaseError, match="not an OncoLens store"):
+        store.connect(path, read_only=True)
+
+
+def test_read_only_connection_shares_the_process_instance(tmp_path):
+    path = tmp_path / "r.duckdb"
+    writer = store.connect(path, create=True)
+    try:
+        reader = store.connect(path, read_only=True)  # same process, other mode: must not fail
+        assert store.schema_version(reader) == store.SCHEMA_VERSION
+        reader.close()
+    finally:
+        writer.close()
