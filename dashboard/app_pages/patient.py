@@ -1,0 +1,73 @@
+"""Patient: one patient's demographics, diagnosis, treatments, lesion size, labs, outcomes and imaging."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from analytics import store
+from analytics.patients import UnknownPatientError
+from dashboard import plots, resources, state
+
+ref = resources.require_store()
+choice = state.patient_choice()
+st.title("Patient")
+if choice.is_invalid:
+    st.warning(f"“{choice.raw}” is not a patient id (a whole number). Search by MRN in the sidebar.")
+    st.stop()
+if choice.person_id is None:
+    st.info("Find a patient by id or MRN in the sidebar, or open one from the Worklist.")
+    st.stop()
+try:
+    summary = resources.patient_summary(ref, choice.person_id)
+except UnknownPatientError as exc:
+    st.warning(f"{str(exc).capitalize()}. Check the id, or search by MRN in the sidebar.")
+    st.stop()
+try:
+    state.patient_shown(ref.path, summary.person_id, page="patient")
+except store.StoreError as exc:
+    st.warning(f"This view could not be written to the audit trail yet: {exc}")
+
+demo, dx, period = summary.demographics, summary.diagnosis, summary.observation_period
+st.header(f"{demo.mrn} · id {demo.person_id}")
+a, b, c, d = st.columns(4)
+a.metric("Age at diagnosis", "unknown" if demo.age_at_diagnosis_years is None else f"{demo.age_at_diagnosis_years} y")
+b.metric("Menopausal status", demo.menopausal_status)
+c.metric("Site", demo.site)
+d.metric("Follow-up ends", "unknown" if period is None else f"{period.end_date:%Y-%m-%d}",
+         help=None if period is None else f"reason: {period.end_reason.replace('_', ' ')}")
+
+st.subheader("Diagnosis")
+if dx is None:
+    st.info("No cancer diagnosis recorded for this patient.")
+else:
+    st.caption(f"{dx.condition.replace('_', ' ')}, {dx.laterality}, diagnosed {dx.diagnosis_date:%Y-%m-%d}")
+    cols = st.columns(7)
+    cols[0].metric("Stage", dx.stage)
+    cols[1].metric("Grade", dx.grade)
+    cols[2].metric("Tumour size", f"{dx.tumour_size_mm:.0f} mm")
+    cols[3].metric("Positive nodes", dx.positive_nodes)
+    cols[4].metric(f"ER ({dx.er_fmol:g} fmol/mg)", "positive" if dx.er_positive else "negative")
+    cols[5].metric(f"PR ({dx.pr_fmol:g} fmol/mg)", "positive" if dx.pr_positive else "negative")
+    cols[6].metric("HER2", "positive" if dx.her2_positive else "negative")
+
+left, right = st.columns(2)
+left.plotly_chart(plots.lesion_size_figure(summary.measurements, summary.treatments))
+right.plotly_chart(plots.lab_values_figure(summary.measurements))
+
+st.subheader("Treatments")
+if summary.treatments.empty:
+    st.info("No treatment recorded.")
+else:
+    st.dataframe(summary.treatments, hide_index=True)
+
+st.subheader("Outcome events")
+if summary.outcome_events.empty:
+    st.write("No recurrence or death recorded up to the end of follow-up.")
+else:
+    st.dataframe(summary.outcome_events, hide_index=True)
+
+st.subheader("Imaging studies")
+if summary.imaging_studies.empty:
+    st.write("No imaging studies recorded.")
+else:
+    st.dataframe(summary.imaging_studies, hide_index=True)

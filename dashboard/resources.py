@@ -1,0 +1,255 @@
+"""Store access and caching for the pages: the only module that uses st.cache_data / st.cache_resource.
+
+Why caching keys look the way they do. The store is a DuckDB file that nobody
+holds open (``analytics.store.open_store``), and a CLI process may rewrite it
+while the app runs, so every cached result must be keyed on the file's state:
+
+1. ``stamp``: the file's ``(mtime_ns, size)`` and those of its write-ahead log.
+   Any write changes it, including the audit events the app itself writes when
+   someone opens a patient. Results that include the audit trail (the
+   Governance page) are keyed on the stamp directly.
+2. ``version``: a fingerprint of the *clinical* content (row counts of every
+   table except ``audit_event``, the ``clinic_metadata`` rows, the schema
+   version), computed once per stamp. Clinical results (patient records, the
+   worklist, cohort curves) are keyed on it, so opening a patient, which writes
+   an audit event and so changes the stamp, does not throw away a cohort
+   overview that took seconds to compute; a CLI import, a rebuilt demo
+   (new seed in ``clinic_metadata``) or a migration does.
+
+Functions take a ``StoreRef`` (path + stamp + version), call one library
+function inside a short-lived read-only connection, and return its plain
+result. There is nothing for ``st.cache_resource`` yet: by design no
+connection is held (the imaging issue will cache its models here).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from analytics import audit, cohort_summary, patients, store, worklist
+
+# Reads wait this long for a CLI writer to finish before the page says so.
+READ_WAIT_S = 10.0
+
+
+@dataclass(frozen=True)
+class StoreRef:
+    """A readable store at one moment: what cached functions are keyed on."""
+
+    path: str
+    stamp: tuple[int, ...]
+    version: str
+
+
+@dataclass(frozen=True)
+class StoreStatus:
+    """What the Home page says about the store; ``problem`` and ``fix`` are set when it is unusable."""
+
+    path: Path
+    ref: StoreRef | None = None
+    problem: str | None = None
+    fix: str | None = None
+    patients: int | None = None
+    schema_version: int | None = None
+    metadata: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.ref is not None
+
+    def metadata_value(self, key: str, default: str = "unknown") -> str:
+        return dict(self.metadata).get(key, default)
+
+
+@dataclass(frozen=True, eq=False)
+class GovernanceSnapshot:
+    """What the Governance page shows; ``audit_events`` newest first."""
+
+    schema_version: int
+    table_counts: pd.DataFrame        # table, rows
+    metadata: pd.DataFrame            # key, value
+    audit_events: pd.DataFrame
+
+
+def db_path() -> Path:
+    """The store the app serves: ``$ONCOLENS_DB`` (``oncolens serve --db`` sets it), else the default."""
+    return store.default_db_path()
+
+
+def file_stamp(path: Path) -> tuple[int, ...] | None:
+    """``(mtime_ns, size)`` of the file and of its WAL (zeros when absent); None when the file is missing."""
+    try:
+        main = path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        wal = path.with_name(path.name + ".wal").stat()
+        wal_stamp = (wal.st_mtime_ns, wal.st_size)
+    except FileNotFoundError:
+        wal_stamp = (0, 0)
+    return (main.st_mtime_ns, main.st_size, *wal_stamp)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _inspect(path: str, stamp: tuple[int, ...]) -> dict:
+    """Counts, metadata and schema version of the store in this state (``stamp`` is the key only)."""
+    with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
+        counts = store.table_counts(con)
+        version = store.schema_version(con)
+        metadata = con.execute("SELECT key, value FROM clinic_metadata ORDER BY key").fetchall()
+    clinical = {name: n for name, n in counts.items() if name != "audit_event"}
+    fingerprint = json.dumps([version, sorted(clinical.items()), metadata], default=str)
+    return {
+        "counts": counts,
+        "schema_version": version,
+        "metadata": tuple((str(k), str(v)) for k, v in metadata),
+        "version": hashlib.sha256(fingerprint.encode()).hexdigest()[:16],
+    }
+
+
+def _fix_for(path: Path, exc: store.StoreError) -> str:
+    if isinstance(exc, store.MissingDatabaseError):
+        return f"oncolens demo --db {path}"
+    if isinstance(exc, store.NotADatabaseError):
+        return f"oncolens demo --db {path} --force   # replaces the file with a new demo clinic"
+    if isinstance(exc, store.StoreBusyError):
+        return "# wait for the import or batch job to finish, then reload this page"
+    return f"oncolens demo --db {path}"
+
+
+def store_status(path: Path | None = None) -> StoreStatus:
+    """Inspect the store without stopping the page (the Home page shows problems as advice)."""
+    path = Path(path) if path is not None else db_path()
+    stamp = file_stamp(path)
+    try:
+        if stamp is None:
+            # Let the store phrase the message, so the app and the CLI say the same thing.
+            store.connect(path, read_only=True).close()
+        info = _inspect(str(path), stamp)
+    except store.StoreError as exc:
+        return StoreStatus(path=path, problem=str(exc), fix=_fix_for(path, exc))
+    ref = StoreRef(path=str(path), stamp=stamp, version=info["version"])
+    return StoreStatus(
+        path=path,
+        ref=ref,
+        patients=int(info["counts"].get("person", 0)),
+        schema_version=int(info["schema_version"]),
+        metadata=info["metadata"],
+    )
+
+
+def show_store_problem(status: StoreStatus) -> None:
+    """The error a page shows when the store cannot be used, with the command that fixes it."""
+    st.error(
+        f"**The OncoLens database cannot be opened.** {status.problem}\n\n"
+        "Create the demo clinic with the command below, or point `ONCOLENS_DB` "
+        "(`oncolens serve --db PATH`) at an existing store."
+    )
+    st.code(status.fix or f"oncolens demo --db {status.path}", language="bash")
+
+
+def require_store() -> StoreRef:
+    """The store for this run; on a missing, foreign or busy file, show the fix and stop the page."""
+    status = store_status()
+    if status.ref is None:
+        show_store_problem(status)
+        st.stop()
+    return status.ref
+
+
+# --- clinical results: keyed on the clinical fingerprint ------------------------------------
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def _search(path: str, version: str, text: str, limit: int) -> pd.DataFrame:
+    with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
+        return patients.search_patients(con, text, limit)
+
+
+def search_patients(ref: StoreRef, text: str, limit: int = 20) -> pd.DataFrame:
+    """Matches for the sidebar picker (id or MRN prefix), at most ``limit``."""
+    return _search(ref.path, ref.version, text.strip(), limit)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _patient(path: str, version: str, person_id: int) -> patients.PatientSummary:
+    with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
+        return patients.patient_summary(con, person_id)
+
+
+def patient_summary(ref: StoreRef, person_id: int) -> patients.PatientSummary:
+    """The patient's record; raises ``patients.UnknownPatientError`` (not cached) for unknown ids."""
+    return _patient(ref.path, ref.version, int(person_id))
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def _recent_studies(path: str, version: str, limit: int) -> pd.DataFrame:
+    with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
+        return patients.recent_imaging_studies(con, limit)
+
+
+def recent_imaging_studies(ref: StoreRef, limit: int = 50) -> pd.DataFrame:
+    """The clinic's newest studies, for the Imaging page without a patient."""
+    return _recent_studies(ref.path, ref.version, limit)
+
+
+@st.cache_data(max_entries=128, show_spinner="Ranking the worklist…")
+def _worklist(
+    path: str, version: str, limit: int, offset: int, only_progression: bool, site: str | None
+) -> worklist.WorklistPage:
+    with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
+        return worklist.worklist(con, limit, offset, only_progression, site)
+
+
+def worklist_page(
+    ref: StoreRef, limit: int, offset: int, only_progression: bool = False, site: str | None = None
+) -> worklist.WorklistPage:
+    """One page of the interim worklist; each (filters, page) is cached separately."""
+    return _worklist(ref.path, ref.version, limit, offset, only_progression, site)
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def _sites(path: str, version: str) -> list[str]:
+    with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
+        return worklist.sites(con)
+
+
+def sites(ref: StoreRef) -> list[str]:
+    """Treating clinics, for the worklist's site filter."""
+    return _sites(ref.path, ref.version)
+
+
+@st.cache_data(max_entries=4, show_spinner="Summarising the cohort…")
+def _cohort(path: str, version: str) -> cohort_summary.CohortOverview:
+    with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
+        return cohort_summary.cohort_overview(con)
+
+
+def cohort_overview(ref: StoreRef) -> cohort_summary.CohortOverview:
+    """Counts, distributions and KM curves; seconds at a million patients, so cached per data version."""
+    return _cohort(ref.path, ref.version)
+
+
+# --- governance: keyed on the file stamp, because it shows the audit trail -------------------
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def _governance(path: str, stamp: tuple[int, ...], audit_limit: int) -> GovernanceSnapshot:
+    with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
+        counts = store.table_counts(con)
+        version = store.schema_version(con)
+        metadata = con.execute("SELECT key, value FROM clinic_metadata ORDER BY key").df()
+        events = audit.recent_events(con, audit_limit)
+    table = pd.DataFrame({"table": list(counts), "rows": list(counts.values())})
+    return GovernanceSnapshot(version, table, metadata, events)
+
+
+def governance_snapshot(ref: StoreRef, audit_limit: int = 50) -> GovernanceSnapshot:
+    """Schema, counts, provenance and the newest audit events; refreshed on every write."""
+    return _governance(ref.path, ref.stamp, audit_limit)
