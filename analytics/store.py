@@ -207,10 +207,10 @@ def _current_version(con: duckdb.DuckDBPyConnection) -> int:
     exists = con.execute(
         "SELECT count(*) FROM information_schema.tables "
         "WHERE table_schema = 'main' AND table_name = 'schema_version'"
-    ).fetchone()[0]
+    ).fetchall()[0][0]  # fetchall: a half-read result blocks con.register() afterwards
     if not exists:
         return 0
-    row = con.execute("SELECT max(version) FROM schema_version").fetchone()
+    row = con.execute("SELECT max(version) FROM schema_version").fetchall()[0]
     return int(row[0] or 0)
 
 

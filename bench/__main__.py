@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import sys
 
-from bench import bench_generator
+from bench import bench_generator, bench_inference
 
 
 def main(argv: list[str]) -> int:
     quick = "--quick" in argv
     bench_generator.main(["--sizes", "10000,100000"] if quick else [])
+    print()
+    bench_inference.main(["--n", "32"] if quick else [])
     return 0
 
 

@@ -23,14 +23,12 @@ EXIT_NOT_AVAILABLE = 3
 
 # What each pending command waits for, shown in its error message.
 PENDING = {
-    "ingest": "the imaging issue (DICOM reading and the AI read)",
-    "predict": "the imaging issue (trained models)",
     "explain": "the saliency issue (Captum explanations)",
     "recommend": "the treatment-personalisation issue",
     "forecast": "the progression-forecast issue",
     "cohort": "the analytics issue (cohort queries)",
     "import": "the analytics issue (CSV, Parquet and FHIR imports)",
-    "validate": "the imaging, saliency, treatment and forecast issues",
+    "validate": "the saliency, treatment and forecast issues",
     "report": "the hospital-connections issue (tumour-board report)",
     "users": "the governance issue (sign-in and roles)",
     "audit": "the governance issue (hash-chained audit trail)",
@@ -87,14 +85,33 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "simulate_s": round(summary.simulate_s, 3),
         "write_s": round(summary.write_s, 3),
     }
+    images = None
+    if args.images > 0:
+        from sample_data.demo_imaging import write_demo_images
+
+        dicom_dir = args.dicom_dir or summary.path.with_name(f"{summary.path.stem}_dicom")
+        try:
+            images = write_demo_images(summary.path, dicom_dir, patients=args.images, seed=args.seed, progress=_say)
+        except DemoError as exc:
+            raise CliError(f"the clinic was written, but its demo images were not: {exc}") from exc
+        result |= {
+            "dicom_dir": str(images.dicom_dir),
+            "images": len(images.images),
+            "imaged_patients": [int(p) for p in images.all_person_ids],
+            "images_s": round(images.seconds, 3),
+        }
     if args.json:
         print(json.dumps(result))
     else:
         print(
             f"Demo clinic with {summary.patients:,} patients written to {summary.path} "
-            f"in {summary.simulate_s + summary.write_s:.1f} s.\n"
-            f"Start the app with: oncolens serve --db {summary.path}"
+            f"in {summary.simulate_s + summary.write_s:.1f} s."
         )
+        if images is not None:
+            example = f" (e.g. patient {images.person_ids[0]})" if images.person_ids else ""
+            print(f"{len(images.images)} demo DICOM images of {len(images.all_person_ids)} patients in "
+                  f"{images.dicom_dir}{example}.")  # fmt: skip
+        print(f"Start the app with: oncolens serve --db {summary.path}")
     return 0
 
 
@@ -139,6 +156,110 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0  # not reached
 
 
+# --- imaging: predict, ingest, validate imaging -------------------------------
+
+
+def _model_loader():
+    """Load each model once per command; a missing or altered model is an error per file, not a crash."""
+    from models.registry import ModelUnavailableError, load_model
+
+    cache: dict[str, object] = {}
+
+    def load(name: str):
+        if name not in cache:
+            try:
+                cache[name] = load_model(name)
+            except ModelUnavailableError as exc:
+                cache[name] = exc
+        found = cache[name]
+        if isinstance(found, Exception):
+            raise found
+        return found
+
+    return load
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from models.inference import iter_dicom_paths, predict_file
+
+    load = _model_loader()
+    failed = 0
+    seen = 0
+    for path in iter_dicom_paths(args.paths):
+        seen += 1
+        result = predict_file(path, load, args.model)
+        failed += "error" in result
+        if args.json:
+            print(json.dumps(result), flush=True)
+        elif "error" in result:
+            print(f"{result['file']}: error: {result['error']}", flush=True)
+        else:
+            probs = ", ".join(f"{k} {v:.2f}" for k, v in result["probabilities"].items())
+            lesion = result["lesion"]
+            size = (
+                f"; lesion {lesion['longest_diameter_mm']:.1f} mm"
+                if lesion and "longest_diameter_mm" in lesion
+                else ""
+            )
+            print(f"{result['file']}: {result['label']} ({probs}){size} [{result['model']} "
+                  f"{result['model_version']}, {result['latency_ms']:.0f} ms]", flush=True)
+    if seen == 0:
+        raise CliError("no files found under the given paths")
+    if failed:
+        _say(f"{failed} of {seen} file(s) could not be read by a model")
+        return EXIT_FAILED
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from analytics.imaging_ingest import ingest_files
+    from models.inference import iter_dicom_paths
+
+    if args.dicomweb or args.study:
+        raise CliError("--dicomweb arrives with the hospital-connections issue; ingest local files for now")
+    if not args.paths:
+        raise CliError("give DICOM files or folders to ingest")
+    files = list(iter_dicom_paths(args.paths))
+    if not files:
+        raise CliError("no files found under the given paths")
+    report = ingest_files(_db_path(args), files, _model_loader())
+    for entry in report.stored:
+        print(json.dumps(entry), flush=True)
+    for entry in report.failed:
+        print(json.dumps(entry), flush=True)
+    _say(f"stored {len(report.stored)} image(s) in {_db_path(args)}; {len(report.failed)} failed")
+    return EXIT_FAILED if report.failed else 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    if args.target != "imaging":
+        return cmd_pending(args)
+    from models.registry import ModelUnavailableError, available_models, load_model
+    from models.validate import validate_imaging
+
+    names = available_models()
+    if not names:
+        raise CliError("no imaging model is installed; train one with `python -m models.train --task mammography`")
+    results = {}
+    for name in names:
+        try:
+            results[name] = validate_imaging(load_model(name), n=args.n, seed=args.seed)
+        except ModelUnavailableError as exc:
+            results[name] = {"error": str(exc)}
+    if args.json:
+        print(json.dumps(results))
+    else:
+        for name, r in results.items():
+            if "error" in r:
+                print(f"{name}: error: {r['error']}")
+                continue
+            auc, dice = r["auc"], r["lesion_dice"]
+            print(f"{name}: AUC {auc['value']:.3f} (95% CI {auc['ci_low']:.3f}-{auc['ci_high']:.3f}), "
+                  f"ECE {r['ece']:.3f}, lesion Dice {dice['value']:.3f} "
+                  f"({dice['ci_low']:.3f}-{dice['ci_high']:.3f}), n={r['n']} seed={r['seed']}")
+    return EXIT_FAILED if any("error" in r for r in results.values()) else 0
+
+
 # --- commands whose issues have not landed ------------------------------------
 
 
@@ -167,7 +288,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("demo", "build the synthetic demo clinic (deterministic) into a new store", cmd_demo)
     p.add_argument("--patients", type=_whole_number, default=2000, help="number of patients (default 2000)")
     _db_arg(p)
-    p.add_argument("--dicom-dir", type=Path, default=None, help="where to write the demo DICOM studies")
+    p.add_argument("--dicom-dir", type=Path, default=None,
+                   help="where to write the demo DICOM studies (default: <db name>_dicom beside the database)")
+    p.add_argument("--images", type=_whole_number, default=24,
+                   help="patients whose studies are written as DICOM files (default 24; 0: none)")
     p.add_argument("--seed", type=int, default=20261125, help="random seed (default 20261125)")
     p.add_argument("--force", action="store_true", help="replace an existing store at --db")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
@@ -177,16 +301,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8501)
     p.add_argument("--address", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
 
-    p = add("ingest", "read DICOM files or folders (or a PACS) into the store and run the AI read", cmd_pending)
+    p = add("ingest", "read DICOM files or folders (or a PACS) into the store and run the AI read", cmd_ingest)
     p.add_argument("paths", nargs="*", type=Path, metavar="PATH")
     _db_arg(p)
     p.add_argument("--dicomweb", metavar="URL")
     p.add_argument("--study", metavar="UID")
 
-    p = add("predict", "run an imaging model on DICOM files", cmd_pending)
+    p = add("predict", "run an imaging model on DICOM files (folders are walked)", cmd_predict)
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
-    p.add_argument("--model", metavar="NAME")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--model", metavar="NAME", help="force a model (mammography, brain_mri); default: by modality")
+    p.add_argument("--json", action="store_true", help="one JSON object per image")
 
     p = add("explain", "saliency map of the AI read of one DICOM file", cmd_pending)
     p.add_argument("path", type=Path, metavar="PATH")
@@ -214,12 +338,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
     _db_arg(p)
 
-    p = add("validate", "reproduce the validation figures of a model", cmd_pending)
+    p = add("validate", "reproduce the validation figures of a model", cmd_validate)
     p.add_argument("target", choices=["imaging", "saliency", "treatment", "gbsg2", "forecast", "treatment-csv"])
     p.add_argument("file", nargs="?", type=Path, metavar="FILE")
     p.add_argument("--treatment", metavar="COL")
     p.add_argument("--time", metavar="COL")
     p.add_argument("--event", metavar="COL")
+    p.add_argument("--n", type=_whole_number, default=400, help="imaging: fresh held-out phantoms per model")
+    p.add_argument("--seed", type=int, default=20_261_125, help="imaging: seed of the fresh phantom set")
     p.add_argument("--json", action="store_true")
 
     p = add("report", "tumour-board report (PDF) for one patient", cmd_pending)

@@ -22,6 +22,7 @@ LAB_LABELS = {
     "ca15_3": "CA 15-3",
     "haemoglobin": "Haemoglobin",
     "neutrophils": "Neutrophils",
+    "brain_lesion_longest_diameter": "Brain metastasis, longest diameter",
 }
 
 

@@ -18,8 +18,10 @@ while the app runs, so every cached result must be keyed on the file's state:
 
 Functions take a ``StoreRef`` (path + stamp + version), call one library
 function inside a short-lived read-only connection, and return its plain
-result. There is nothing for ``st.cache_resource`` yet: by design no
-connection is held (the imaging issue will cache its models here).
+result. No connection is ever held; ``st.cache_resource`` holds only the
+imaging models (loaded once per process, verified by sha256 when loaded).
+Images are cached on the sha256 of their bytes, not on a path, so a file
+replaced on disk is read again.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from analytics import audit, cohort_summary, patients, store, worklist
+from analytics import audit, cohort_summary, imaging_queries, patients, store, worklist
+from models import dicom, inference, registry
 
 # Reads wait this long for a CLI writer to finish before the page says so.
 READ_WAIT_S = 10.0
@@ -253,3 +256,60 @@ def _governance(path: str, stamp: tuple[int, ...], audit_limit: int) -> Governan
 def governance_snapshot(ref: StoreRef, audit_limit: int = 50) -> GovernanceSnapshot:
     """Schema, counts, provenance and the newest audit events; refreshed on every write."""
     return _governance(ref.path, ref.stamp, audit_limit)
+
+
+# --- imaging --------------------------------------------------------------------
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _patient_images(path: str, version: str, person_id: int) -> pd.DataFrame:
+    with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
+        return imaging_queries.patient_images(con, person_id)
+
+
+def patient_images(ref: StoreRef, person_id: int) -> pd.DataFrame:
+    """The patient's images with a file on record and their latest stored AI finding."""
+    return _patient_images(ref.path, ref.version, int(person_id))
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def _recent_images(path: str, version: str, limit: int) -> pd.DataFrame:
+    with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
+        return imaging_queries.recent_images(con, limit)
+
+
+def recent_images(ref: StoreRef, limit: int = 30) -> pd.DataFrame:
+    return _recent_images(ref.path, ref.version, limit)
+
+
+@st.cache_resource(show_spinner="Loading the imaging model…")
+def _model(name: str, weights_stamp: tuple[int, ...] | None) -> registry.LoadedModel:
+    return registry.load_model(name)
+
+
+def imaging_model(name: str) -> registry.LoadedModel:
+    """A verified model, loaded once per process (reloaded if its weights file changes)."""
+    weights, _ = registry.find_model_files(name)
+    return _model(name, file_stamp(weights))
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _read(digest: str, data: bytes, frame: int) -> dicom.DicomImage:
+    return dicom.read_dicom(data, frame=frame)
+
+
+def read_image(data: bytes, frame: int = 0) -> dicom.DicomImage:
+    """Decode one frame; raises ``dicom.DicomReadError`` (not cached) with a plain message."""
+    return _read(hashlib.sha256(data).hexdigest(), data, int(frame))
+
+
+@st.cache_data(max_entries=32, show_spinner="Running the AI read…")
+def _ai_read(digest: str, frame: int, model_name: str, weights_stamp: tuple[int, ...] | None, _image) -> inference.AIRead:
+    model = imaging_model(model_name)
+    return inference.read_image(inference.model_for(_image, {model_name: model}, model_name), _image)
+
+
+def ai_read(data: bytes, frame: int, image: dicom.DicomImage, model_name: str) -> inference.AIRead:
+    """The AI read of one decoded frame, cached per image bytes, frame and model weights."""
+    weights, _ = registry.find_model_files(model_name)
+    return _ai_read(hashlib.sha256(data).hexdigest(), int(frame), model_name, file_stamp(weights), image)

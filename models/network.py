@@ -47,10 +47,11 @@ class LesionNet(nn.Module):
         self.enc2 = _block(w, 2 * w)        # 64
         self.enc3 = _block(2 * w, 4 * w)    # 32
         self.last_conv = _block(4 * w, 4 * w)  # 16
-        self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(8 * w, n_classes))
         self.dec3 = _block(8 * w, 2 * w)
         self.dec2 = _block(4 * w, w)
         self.mask_head = nn.Conv2d(w, 1, 1)
+        # global context (avg + max of the encoder) + features pooled under the lesion mask + mask statistics
+        self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(8 * w + w + 4 * w + 2, n_classes))
         self.register_buffer("temperature", torch.ones(1))
 
     def features(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -62,11 +63,21 @@ class LesionNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         e1, e2, e3, e4 = self.features(x)
-        pooled = torch.cat([F.adaptive_avg_pool2d(e4, 1), F.adaptive_max_pool2d(e4, 1)], dim=1).flatten(1)
-        logits = self.classifier(pooled)
         d3 = self.dec3(torch.cat([F.interpolate(e4, scale_factor=2.0), e3], dim=1))
         d2 = self.dec2(torch.cat([F.interpolate(d3, scale_factor=2.0), e2], dim=1))
-        return logits, self.mask_head(d2)
+        mask_logits = self.mask_head(d2)
+        # Mask-guided pooling: the class decision looks at the tissue the mask head outlines
+        # (margin, spiculation) and at how sure it is that there is anything to outline.
+        att = torch.sigmoid(mask_logits)
+        weight = att.sum(dim=(2, 3)) + 1e-3
+        lesion = (d2 * att).sum(dim=(2, 3)) / weight
+        lesion_e3 = (e3 * F.avg_pool2d(att, 2)).sum(dim=(2, 3)) / (F.avg_pool2d(att, 2).sum(dim=(2, 3)) + 1e-3)
+        stats = torch.cat([att.amax(dim=(2, 3)), att.mean(dim=(2, 3)) * 10], dim=1)
+        pooled = torch.cat(
+            [F.adaptive_avg_pool2d(e4, 1).flatten(1), F.adaptive_max_pool2d(e4, 1).flatten(1), lesion, lesion_e3, stats],
+            dim=1,
+        )
+        return self.classifier(pooled), mask_logits
 
     def class_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Calibrated class logits only: the function explanations attribute."""

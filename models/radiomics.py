@@ -122,3 +122,37 @@ def measure_lesion(pixels: np.ndarray, mask: np.ndarray, spacing_mm: tuple[float
         glcm_correlation=texture("correlation"),
         glcm_energy=texture("energy"),
     )
+
+
+# What each feature means and its unit, for tables a clinician reads. Intensity
+# units are the image's modality units (e.g. HU for CT, arbitrary for MR/MG).
+FEATURE_TABLE: tuple[tuple[str, str, str, str], ...] = (
+    ("longest_diameter_mm", "Longest diameter (RECIST 1.1)", "mm", "size"),
+    ("area_mm2", "Area", "mm²", "size"),
+    ("perimeter_mm", "Perimeter", "mm", "size"),
+    ("compactness", "Compactness (1 = disc)", "ratio", "shape"),
+    ("eccentricity", "Eccentricity (0 = circle)", "ratio", "shape"),
+    ("solidity", "Solidity (lower = spiculated)", "ratio", "shape"),
+    ("mean_intensity", "Mean intensity", "modality units", "first-order"),
+    ("std_intensity", "Intensity SD", "modality units", "first-order"),
+    ("skewness", "Skewness", "—", "first-order"),
+    ("kurtosis", "Excess kurtosis", "—", "first-order"),
+    ("p10_intensity", "10th percentile", "modality units", "first-order"),
+    ("p90_intensity", "90th percentile", "modality units", "first-order"),
+    ("entropy_bits", "Entropy (32 bins)", "bits", "first-order"),
+    ("glcm_contrast", "GLCM contrast", "—", "texture"),
+    ("glcm_homogeneity", "GLCM homogeneity", "—", "texture"),
+    ("glcm_correlation", "GLCM correlation", "—", "texture"),
+    ("glcm_energy", "GLCM energy", "—", "texture"),
+)
+
+
+def feature_rows(features: LesionFeatures, spacing_known: bool = True) -> list[dict[str, object]]:
+    """Rows (group, feature, value, unit) for display; sizes are dropped when the spacing is unknown."""
+    values = features.as_dict()
+    rows = []
+    for key, label, unit, group in FEATURE_TABLE:
+        if not spacing_known and unit in ("mm", "mm²"):
+            continue
+        rows.append({"group": group, "feature": label, "value": values[key], "unit": unit})
+    return rows

@@ -20,6 +20,7 @@ class TaskSpec:
     modalities: tuple[str, ...]
     body_parts: tuple[str, ...] | None  # None: any body part of these modalities
     version: str
+    measurement_concept: str       # ``measurement.concept`` an AI-measured lesion diameter is filed under
 
     def covers(self, modality: str, body_part: str | None, description: str = "") -> tuple[bool, str]:
         """Whether this model may read the image, and why not when it may not."""
@@ -45,6 +46,7 @@ MAMMOGRAPHY = TaskSpec(
     modalities=("MG",),
     body_parts=None,  # MG is breast imaging by definition
     version="1.0.0",
+    measurement_concept="lesion_longest_diameter",  # the primary breast tumour series
 )
 
 BRAIN_MRI = TaskSpec(
@@ -56,6 +58,7 @@ BRAIN_MRI = TaskSpec(
     modalities=("MR",),
     body_parts=("BRAIN", "HEAD"),
     version="1.0.0",
+    measurement_concept="brain_lesion_longest_diameter",  # metastases: never mixed into the breast series
 )
 
 TASKS: dict[str, TaskSpec] = {t.name: t for t in (MAMMOGRAPHY, BRAIN_MRI)}

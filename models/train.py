@@ -86,6 +86,7 @@ def _augment(x: torch.Tensor, m: torch.Tensor, gen: torch.Generator) -> tuple[to
 
 def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
     """Temperature scaling (Guo et al. 2017): one scalar minimising validation NLL."""
+    logits, labels = logits.clone(), labels.clone()  # inference-mode tensors cannot enter autograd
     log_t = torch.zeros(1, requires_grad=True)
     opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200)
 

@@ -467,7 +467,9 @@ def mammogram(rng: np.random.Generator, label: str, size: tuple[int, int] = (256
         c = rng.uniform(0.35, 0.85) if rng.random() > 0.3 else rng.uniform(0.15, 0.35)
         g = gl[sl]
         tissue = gl.copy()
-        tissue[sl] = 1.0 - (1.0 - g) * (1.0 - c * profile) + rng.uniform(0.0, 0.12) * profile
+        # A mass is denser than the tissue around it even in a dense breast, but only a little:
+        # the extra term keeps it findable (it is what a reader sees), the blend keeps it hard.
+        tissue[sl] = 1.0 - (1.0 - g) * (1.0 - c * profile) + rng.uniform(0.1, 0.28) * profile
     tissue = np.clip(tissue + line, 0.0, 1.3)
     air = rng.uniform(30.0, 110.0)
     # thinner tissue towards the skin, then the skin line itself

@@ -1,21 +1,34 @@
-"""Imaging: the selected patient's studies, or the clinic's most recent ones."""
+"""Imaging: open a study (the patient's, the clinic's latest, or an upload), see it, get the AI read."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
 import streamlit as st
 
 from analytics import store
 from analytics.patients import UnknownPatientError
-from dashboard import resources, state
+from dashboard import resources, state, viewer
+from models import dicom
+from models.radiomics import feature_rows
+from models.registry import ModelUnavailableError
+from models.tasks import select_task
+
+UPLOAD = "Upload a DICOM file"
+UNCERTAIN_BELOW = 0.70  # top-class probability under which the read is flagged as uncertain
+
+st.title("Imaging")
+st.caption(
+    "Research and decision support, not a medical device. The AI read is a second opinion "
+    "from a model trained on synthetic phantoms; the clinician decides."
+)
 
 ref = resources.require_store()
 choice = state.patient_choice()
-st.title("Imaging")
-st.info(
-    "The AI read (class probabilities, lesion outline, saliency maps) arrives with the "
-    "imaging issue; this page lists the studies on record.",
-    icon=":material/construction:",
-)
+images = pd.DataFrame()
+heading = "Most recent images in the clinic"
 if choice.is_invalid:
     st.warning(f"“{choice.raw}” is not a patient id (a whole number). Search by MRN in the sidebar.")
 elif choice.person_id is not None:
@@ -28,13 +41,147 @@ elif choice.person_id is not None:
         state.patient_shown(ref.path, summary.person_id, page="imaging")
     except store.StoreError as exc:
         st.warning(f"This view could not be written to the audit trail yet: {exc}")
-    st.subheader(f"Studies of {summary.mrn} · id {summary.person_id}")
-    if summary.imaging_studies.empty:
-        st.write("No imaging studies recorded for this patient.")
-    else:
-        st.dataframe(summary.imaging_studies, hide_index=True)
+    images = resources.patient_images(ref, summary.person_id)
+    heading = f"Images of {summary.mrn} · id {summary.person_id}"
+    if images.empty:
+        st.info(
+            f"No image files on record for this patient ({len(summary.imaging_studies)} studies in the "
+            "record). Upload a file below, or ingest the study with `oncolens ingest`.",
+        )
+else:
+    images = resources.recent_images(ref)
+    if images.empty:
+        st.info("No image files on record yet. Run `oncolens demo` (it writes demo studies) or upload a file.")
+
+
+def _label(row: pd.Series) -> str:
+    date = pd.Timestamp(row["study_date"]).date().isoformat()
+    who = "" if choice.person_id is not None else f"patient {row['person_id']} · "
+    desc = row["study_description"] or row["body_part"] or ""
+    return f"{who}{date} · {row['modality']} · {desc}"
+
+
+options = [UPLOAD] + [_label(r) for _, r in images.iterrows()]
+st.subheader(heading)
+picked = st.selectbox("Image", options, index=1 if len(options) > 1 else 0, key="imaging_source")
+
+data: bytes | None = None
+source_path: Path | None = None
+if picked == UPLOAD:
+    upload = st.file_uploader("DICOM file (.dcm)", type=None, key="imaging_upload",
+                              help="Any DICOM image; nothing is stored unless you ingest it.")  # fmt: skip
+    if upload is not None:
+        data = upload.getvalue()
+else:
+    row = images.iloc[options.index(picked) - 1]
+    source_path = Path(row["file_path"])
+    try:
+        data = source_path.read_bytes()
+    except OSError as exc:
+        st.error(f"The file on record for this image cannot be read ({source_path}): {exc.strerror or exc}.")
+        st.stop()
+
+if data is None:
     st.stop()
 
-st.subheader("Most recent studies in the clinic")
-st.caption("Choose a patient in the sidebar to see only her studies.")
-st.dataframe(resources.recent_imaging_studies(ref), hide_index=True)
+frame = int(st.session_state.get("imaging_frame", 0))
+try:
+    header = dicom.read_header(data)
+    n_frames = int(getattr(header, "NumberOfFrames", 1) or 1)
+    frame = min(frame, max(n_frames - 1, 0))
+    image = resources.read_image(data, frame)
+except dicom.DicomReadError as exc:
+    st.error(f"This file cannot be shown: {exc}", icon=":material/broken_image:")
+    st.stop()
+
+view, read = st.columns([3, 2], gap="large")
+
+with view:
+    if image.n_frames > 1:
+        st.slider("Frame", 0, image.n_frames - 1, key="imaging_frame")
+    presets = viewer.presets(image)
+    controls = st.columns([2, 1])
+    preset = controls[0].selectbox("Window", list(presets), key="imaging_preset")
+    manual = controls[1].toggle("Manual window", key="imaging_manual")
+    centre, width = presets[preset] or (image.window_center, image.window_width)
+    if manual:
+        lo, hi = viewer.slider_range(image)
+        centre = st.slider("Level (centre)", float(lo), float(hi), float(np.clip(centre, lo, hi)))
+        width = st.slider("Width", max((hi - lo) / 1000, 1e-3), float(hi - lo) * 1.2,
+                          float(np.clip(width, (hi - lo) / 1000, (hi - lo) * 1.2)))  # fmt: skip
+    use_file_voi = presets[preset] is None and not manual
+    shown = dicom.display(image) if use_file_voi else dicom.display(image, centre, width)
+
+with read:
+    st.markdown("#### AI read")
+    task, why = select_task(image.modality, image.body_part, str(getattr(header, "StudyDescription", "")))
+    ai = None
+    if task is None:
+        st.warning(f"{why.capitalize()}. The image is shown; no AI read is given.", icon=":material/block:")
+    else:
+        try:
+            ai = resources.ai_read(data, frame, image, task.name)
+        except ModelUnavailableError as exc:
+            st.error(f"The {task.title.lower()} cannot run: {exc}", icon=":material/error:")
+    if ai is not None:
+        card = resources.imaging_model(ai.model).card
+        sure = ai.confidence >= UNCERTAIN_BELOW
+        label = ai.label.replace("_", " ")
+        st.metric("Most likely", label.capitalize(), help="The class with the highest calibrated probability.")
+        (st.success if sure else st.warning)(
+            f"Calibrated probability {ai.confidence:.0%}"
+            + ("" if sure else f" (below {UNCERTAIN_BELOW:.0%}: uncertain read, look closely)"),
+        )
+        probs = pd.DataFrame({"class": [k.replace("_", " ") for k in ai.probabilities],
+                              "probability": list(ai.probabilities.values())})  # fmt: skip
+        st.dataframe(
+            probs, hide_index=True, width="stretch",
+            column_config={"probability": st.column_config.ProgressColumn(
+                "Calibrated probability", format="percent", min_value=0.0, max_value=1.0)},
+        )  # fmt: skip
+        metrics = card.get("metrics", {})
+        auc = metrics.get(f"auc_{card.get('positive_label')}_vs_rest")
+        ece = metrics.get("ece_after_calibration")
+        how_sure = []
+        if auc:
+            how_sure.append(f"held-out AUC {auc['value']:.2f} (95 % CI {auc['ci_low']:.2f}–{auc['ci_high']:.2f})")
+        if ece is not None:
+            how_sure.append(f"calibration error {ece:.3f}")
+        st.caption(
+            f"{ai.model_title} v{ai.model_version} · {ai.latency_ms:.0f} ms · on synthetic phantoms: "
+            + ", ".join(how_sure) + ". Never validated on real patients."
+        )
+        if ai.lesion is not None:
+            st.markdown("#### Lesion measurement")
+            rows = pd.DataFrame(feature_rows(ai.lesion, spacing_known=image.spacing_mm is not None))
+            if image.spacing_mm is None:
+                st.warning("The file has no pixel spacing: sizes in mm cannot be given.")
+            else:
+                st.metric("Longest diameter (RECIST 1.1)", f"{ai.lesion.longest_diameter_mm:.1f} mm",
+                          help="Maximum Feret diameter of the AI lesion outline in the image plane.")  # fmt: skip
+            st.dataframe(rows, hide_index=True, width="stretch",
+                         column_config={"value": st.column_config.NumberColumn(format="%.3g")})  # fmt: skip
+        elif ai.label in (task.lesion_labels if task else ()):
+            st.info("The model reports a lesion class but outlined no lesion; no measurement is given.")
+        else:
+            st.caption("No lesion outlined: nothing to measure.")
+
+with view:
+    truth = None
+    if source_path is not None:
+        mask_file = source_path.with_name(f"{source_path.stem}_mask.png")
+        if mask_file.exists() and st.toggle("Show the phantom's true lesion outline", key="imaging_truth"):
+            from PIL import Image
+
+            truth_arr = np.asarray(Image.open(mask_file)) > 0
+            truth = truth_arr if truth_arr.shape == shown.shape[:2] else None
+    fig = viewer.image_figure(shown, image.spacing_mm, mask=ai.lesion_mask if ai else None, truth_mask=truth)
+    st.plotly_chart(fig, config={"scrollZoom": True, "displaylogo": False})
+    fov = image.field_of_view_mm
+    st.caption(
+        f"{image.modality} · {image.rows}×{image.columns} px"
+        + (f" · {image.spacing_mm[0]:.3g}×{image.spacing_mm[1]:.3g} mm/px ({image.spacing_source})"
+           f" · field {fov[0]:.0f}×{fov[1]:.0f} mm" if image.spacing_mm and fov else " · no pixel spacing")
+        + f" · window {centre:.4g}/{width:.4g}"
+        + (f" · frame {frame + 1} of {image.n_frames}" if image.n_frames > 1 else "")
+    )  # fmt: skip

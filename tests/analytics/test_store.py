@@ -123,3 +123,13 @@ def test_read_only_connection_shares_the_process_instance(tmp_path):
         reader.close()
     finally:
         writer.close()
+
+
+@pytest.mark.parametrize("read_only", [True, False])
+def test_an_opened_store_can_register_a_dataframe(demo_db, read_only):
+    """Opening must not leave a half-read result behind (DuckDB then refuses register())."""
+    import pandas as pd
+
+    with store.open_store(demo_db, read_only=read_only) as con:
+        con.register("ids", pd.DataFrame({"person_id": [1, 2]}))
+        assert con.execute("SELECT count(*) FROM ids JOIN person USING (person_id)").fetchone()[0] == 2

@@ -86,18 +86,6 @@ def test_unknown_or_invalid_patient_gives_a_notice(app_env, page, raw, message):
     assert message in texts(at.warning)
 
 
-def test_imaging_page_lists_the_patients_studies_or_the_clinics(app_env):
-    at = open_page("imaging")
-    assert "AI read" in texts(at.info)
-    recent = at.dataframe[0].value
-    assert len(recent) == 50 and recent["mrn"].str.startswith("MRN").all()
-    at = open_page("imaging", patient="7")
-    assert "Studies of MRN00000007 · id 7" in texts(at.subheader)
-    with store.open_store(app_env, read_only=True) as con:
-        n = con.execute("SELECT count(*) FROM imaging_study WHERE person_id = 7").fetchone()[0]
-    assert len(at.dataframe[0].value) == n
-
-
 def test_worklist_page_shows_the_ranked_rows_and_filters(app_env):
     at = open_page("worklist")
     assert "Interim ranking" in texts(at.caption)
