@@ -11,7 +11,7 @@ import duckdb
 import pandas as pd
 
 _IMAGES = """
-    SELECT s.person_id, s.study_date, s.modality, s.description AS study_description,
+    SELECT s.person_id, s.study_date, se.modality, s.description AS study_description,
            se.body_part, i.sop_instance_uid, i.file_path, i.rows, i.columns, i.pixel_spacing_mm,
            f.model_name, f.model_version, f.predicted_class, f.probability,
            f.longest_diameter_mm AS ai_longest_diameter_mm, s.study_uid

@@ -48,7 +48,7 @@ class TrainConfig:
 
 
 CONFIGS = {
-    "mammography": TrainConfig(n_train=3000, n_val=600, n_test=900, epochs=14),
+    "mammography": TrainConfig(n_train=3000, n_val=600, n_test=900, epochs=16),
     "brain_mri": TrainConfig(n_train=1600, n_val=400, n_test=600, epochs=8),
 }
 

@@ -61,19 +61,20 @@ def _label(row: pd.Series) -> str:
     return f"{who}{date} · {row['modality']} · {desc}"
 
 
-options = [UPLOAD] + [_label(r) for _, r in images.iterrows()]
+labels = {-1: UPLOAD} | {i: f"{_label(r)} · image {i + 1}" for i, (_, r) in enumerate(images.iterrows())}
 st.subheader(heading)
-picked = st.selectbox("Image", options, index=1 if len(options) > 1 else 0, key="imaging_source")
+picked = st.selectbox("Image", list(labels), index=1 if len(labels) > 1 else 0, format_func=labels.get,
+                      key="imaging_source")  # fmt: skip
 
 data: bytes | None = None
 source_path: Path | None = None
-if picked == UPLOAD:
+if picked == -1:
     upload = st.file_uploader("DICOM file (.dcm)", type=None, key="imaging_upload",
                               help="Any DICOM image; nothing is stored unless you ingest it.")  # fmt: skip
     if upload is not None:
         data = upload.getvalue()
 else:
-    row = images.iloc[options.index(picked) - 1]
+    row = images.iloc[picked]
     source_path = Path(row["file_path"])
     try:
         data = source_path.read_bytes()

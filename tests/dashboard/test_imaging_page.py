@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
+from test_pages import open_page, texts  # same folder: pytest puts it on sys.path
 
 from analytics import store
 from analytics.imaging_ingest import ingest_files
@@ -16,7 +17,6 @@ from models.registry import load_model
 from sample_data import phantoms
 from sample_data.demo_imaging import write_demo_images
 from sample_data.dicom_writer import write_phantom_dicom
-from tests.dashboard.test_pages import open_page, texts
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -49,7 +49,11 @@ def test_demo_mammogram_gets_the_ai_read_and_measurements(env):
     at = open_page("imaging", patient=str(env["mammo_pid"]))
     assert not at.exception and not at.error
     assert "not a medical device" in texts(at.caption)
-    assert at.selectbox(key="imaging_source").value != "Upload a DICOM file"
+    box = at.selectbox(key="imaging_source")
+    mammograms = [k - 1 for k, label in enumerate(box.options) if " · MG · " in label]  # values: -1 = upload
+    assert mammograms, box.options
+    box.set_value(mammograms[0]).run()
+    assert not at.exception and not at.error
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Most likely"] in ("Normal", "Benign", "Malignant")
     assert "Calibrated probability" in texts(at.success) + texts(at.warning)
@@ -87,6 +91,7 @@ def test_clinic_view_lists_images_and_defaults_to_the_newest(env):
     assert not at.exception
     options = at.selectbox(key="imaging_source").options
     assert options[0] == "Upload a DICOM file" and len(options) > 3
+    assert at.selectbox(key="imaging_source").value == 0  # the newest image, not the upload
     assert "Most recent images in the clinic" in texts(at.subheader)
 
 
@@ -104,8 +109,8 @@ def test_a_ct_is_shown_without_an_ai_read_and_a_broken_file_gets_a_message(env, 
         at = open_page("imaging", patient="5")
         box = at.selectbox(key="imaging_source")
         seen = {"ai": False, "ct": False, "broken": False}
-        for option in box.options[1:]:
-            at.selectbox(key="imaging_source").set_value(option).run()
+        for index in range(len(box.options) - 1):
+            at.selectbox(key="imaging_source").set_value(index).run()
             assert not at.exception
             if "cannot be shown" in texts(at.error):
                 seen["broken"] = True

@@ -60,7 +60,7 @@ def test_patient_page_shows_the_record(app_env):
     labels = {m.label for m in at.metric}
     assert {"Stage", "Grade", "Tumour size", "Positive nodes", "HER2"} <= labels
     assert any(label.startswith("ER (") for label in labels)
-    assert len(at.get("plotly_chart")) == 2
+    assert len(at.get("plotly_chart")) == 3            # lesion, labs, similar patients (no treatment model)
     assert len(at.dataframe) >= 2                      # treatments and imaging at least
     assert "Larsen" not in str(at.main)                # names are never shown (id / MRN only)
     assert at.query_params["patient"] == "42"
@@ -146,10 +146,10 @@ def test_chosen_patient_follows_the_user_to_another_page(app_env):
     at = open_page("patient", patient="42")
     at.query_params.clear()                            # Streamlit drops the query string on navigation
     at.switch_page("app_pages/imaging.py").run()
-    assert "Studies of MRN00000042 · id 42" in texts(at.subheader)
+    assert "Images of MRN00000042 · id 42" in texts(at.subheader)
     assert at.query_params["patient"] == "42"          # and the link says so again
     at.sidebar.button(key="oncolens.clear_patient").click().run()
-    assert "Most recent studies in the clinic" in texts(at.subheader)
+    assert "Most recent images in the clinic" in texts(at.subheader)
 
 
 @pytest.mark.parametrize("page", PAGES)
