@@ -18,6 +18,26 @@ import pandas as pd
 from analytics import store
 
 
+def append_event(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    actor: str,
+    action: str,
+    role: str | None = None,
+    subject: str | None = None,
+    details: dict | None = None,
+) -> int:
+    """Append one event on an open, writable connection (inside the caller's transaction, if any)."""
+    payload = json.dumps(details or {}, sort_keys=True, default=str)
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    row = con.execute(
+        "INSERT INTO audit_event (occurred_at, actor, role, action, subject, details) "
+        "VALUES (?, ?, ?, ?, ?, ?) RETURNING event_id",
+        [now, actor, role, action, subject, payload],
+    ).fetchone()
+    return int(row[0])
+
+
 def record_event(
     db_path: str | Path,
     *,
@@ -29,15 +49,8 @@ def record_event(
     wait_s: float = 30.0,
 ) -> int:
     """Append one event and return its id. ``subject`` must be pseudonymous (an id, never a name)."""
-    payload = json.dumps(details or {}, sort_keys=True, default=str)
-    now = datetime.now(timezone.utc).replace(tzinfo=None)
     with store.open_store(db_path, wait_s=wait_s) as con:
-        row = con.execute(
-            "INSERT INTO audit_event (occurred_at, actor, role, action, subject, details) "
-            "VALUES (?, ?, ?, ?, ?, ?) RETURNING event_id",
-            [now, actor, role, action, subject, payload],
-        ).fetchone()
-    return int(row[0])
+        return append_event(con, actor=actor, action=action, role=role, subject=subject, details=details)
 
 
 def recent_events(con: duckdb.DuckDBPyConnection, limit: int = 50) -> pd.DataFrame:

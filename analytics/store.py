@@ -28,7 +28,7 @@ from pathlib import Path
 
 import duckdb
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Treatment options of the demo clinic: the first-line systemic regimen.
 TREATMENT_OPTIONS = ("endocrine", "chemotherapy", "chemo_endocrine")
@@ -198,8 +198,28 @@ _V1 = (
     )""",
 )
 
+# Version 2 (additive): what the clinician did with a treatment recommendation.
+_V2 = (
+    "CREATE SEQUENCE treatment_decision_seq START 1",
+    """CREATE TABLE treatment_decision (
+        decision_id      BIGINT PRIMARY KEY DEFAULT nextval('treatment_decision_seq'),
+        person_id        BIGINT NOT NULL,
+        model_version    VARCHAR NOT NULL,             -- the treatment model card's version
+        recommended      VARCHAR,                      -- NULL: the model said "no clear difference"
+        chosen           VARCHAR NOT NULL,             -- the option the clinician chose
+        accepted         BOOLEAN NOT NULL,             -- chosen is the recommended option
+        reason           VARCHAR,                      -- free text; required unless accepted
+        actor            VARCHAR NOT NULL,
+        decided_at       TIMESTAMP NOT NULL,
+        shown            VARCHAR,                      -- JSON: the figures on screen when deciding
+        CHECK (NOT accepted OR (recommended IS NOT NULL AND chosen = recommended)),
+        CHECK (accepted OR length(trim(coalesce(reason, ''))) > 0)
+    )""",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial OMOP-shaped schema, imaging, governance, simulation truth", _V1),
+    Migration(2, "treatment_decision: clinicians' accept or override of treatment recommendations", _V2),
 )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from bench import bench_generator, bench_inference
+from bench import bench_generator, bench_inference, bench_saliency, bench_treatment
 
 
 def main(argv: list[str]) -> int:
@@ -12,6 +12,11 @@ def main(argv: list[str]) -> int:
     bench_generator.main(["--sizes", "10000,100000"] if quick else [])
     print()
     bench_inference.main(["--n", "32"] if quick else [])
+    print()
+    bench_treatment.main(["--patients", "500", "--cohort", "2000", "--latency-n", "50", "--kernel-n", "3"]
+                         if quick else [])  # fmt: skip
+    print()
+    bench_saliency.main(["--n", "6", "--sweep", "16,32"] if quick else [])
     return 0
 
 

@@ -19,16 +19,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 EXIT_FAILED = 1
+EXIT_USAGE = 2
 EXIT_NOT_AVAILABLE = 3
 
 # What each pending command waits for, shown in its error message.
 PENDING = {
-    "explain": "the saliency issue (Captum explanations)",
-    "recommend": "the treatment-personalisation issue",
     "forecast": "the progression-forecast issue",
     "cohort": "the analytics issue (cohort queries)",
     "import": "the analytics issue (CSV, Parquet and FHIR imports)",
-    "validate": "the saliency, treatment and forecast issues",
+    "validate": "the forecast issue",
     "report": "the hospital-connections issue (tumour-board report)",
     "users": "the governance issue (sign-in and roles)",
     "audit": "the governance issue (hash-chained audit trail)",
@@ -100,6 +99,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             "imaged_patients": [int(p) for p in images.all_person_ids],
             "images_s": round(images.seconds, 3),
         }
+    result["treatment_model"] = _demo_treatment_model(summary.path, train=not args.no_model)
     if args.json:
         print(json.dumps(result))
     else:
@@ -111,8 +111,49 @@ def cmd_demo(args: argparse.Namespace) -> int:
             example = f" (e.g. patient {images.person_ids[0]})" if images.person_ids else ""
             print(f"{len(images.images)} demo DICOM images of {len(images.all_person_ids)} patients in "
                   f"{images.dicom_dir}{example}.")  # fmt: skip
+        model = result["treatment_model"]
+        if "model_version" in model:
+            print(f"Treatment model {model['model_version']} trained in {model['train_s']:.1f} s, saved in "
+                  f"{model['model_dir']}.")  # fmt: skip
+        else:
+            print(f"No treatment model: {model['skipped']}.")
         print(f"Start the app with: oncolens serve --db {summary.path}")
     return 0
+
+
+def _demo_treatment_model(db: Path, *, train: bool) -> dict:
+    """Train the new clinic's treatment model (or say why not); a previous store's model never stays.
+
+    The model folder lies beside the store, so a store replaced with --force would
+    otherwise keep a model trained on the clinic it replaced.
+    """
+    import time
+
+    from analytics.treatment_data import TreatmentDataError
+    from analytics.treatment_model_files import model_dir_for, model_paths
+
+    folder = model_dir_for(db)
+    stale = [path for path in model_paths(folder) if path.exists()]
+    for path in stale:
+        path.unlink()
+    if stale:
+        _say(f"removed the replaced store's treatment model from {folder}")
+    if not train:
+        return {"skipped": f"--no-model (train it later: oncolens recommend --train --db {db})"}
+    from analytics.treatment_clinic import train_clinic_model
+
+    _say("training the clinic's treatment model (--no-model skips this)")
+    start = time.perf_counter()
+    try:
+        trained = train_clinic_model(db)
+    except TreatmentDataError as exc:
+        _say(f"no treatment model: {exc}")
+        return {"skipped": str(exc)}
+    return {
+        "model_dir": str(trained.folder),
+        "model_version": trained.card["version"],
+        "train_s": round(time.perf_counter() - start, 3),
+    }
 
 
 # --- serve --------------------------------------------------------------------
@@ -232,6 +273,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    if args.target in TREATMENT_TARGETS:
+        return cmd_validate_treatment(args)
+    if args.target == "saliency":
+        return cmd_validate_saliency(args)
     if args.target != "imaging":
         return cmd_pending(args)
     from models.registry import ModelUnavailableError, available_models, load_model
@@ -243,7 +288,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     results = {}
     for name in names:
         try:
-            results[name] = validate_imaging(load_model(name), n=args.n, seed=args.seed)
+            results[name] = validate_imaging(load_model(name), n=args.n or 400, seed=args.seed)
         except ModelUnavailableError as exc:
             results[name] = {"error": str(exc)}
     if args.json:
@@ -258,6 +303,228 @@ def cmd_validate(args: argparse.Namespace) -> int:
                   f"ECE {r['ece']:.3f}, lesion Dice {dice['value']:.3f} "
                   f"({dice['ci_low']:.3f}-{dice['ci_high']:.3f}), n={r['n']} seed={r['seed']}")
     return EXIT_FAILED if any("error" in r for r in results.values()) else 0
+
+
+# --- saliency: explain, validate saliency ----------------------------------------
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from models import saliency
+    from models.dicom import DicomReadError, display
+    from models.inference import NoModelForImageError
+    from models.registry import ModelUnavailableError
+
+    error = None
+    try:
+        params = saliency.with_params(None, baseline=args.baseline, n_steps=args.steps)
+        result, exp, image = saliency.explain_file(args.path, _model_loader(), args.method, args.target, params,
+                                                   args.model)  # fmt: skip
+    except FileNotFoundError:
+        error = "file not found"
+    except IsADirectoryError:
+        error = "is a folder (explain takes one DICOM file)"
+    except (DicomReadError, NoModelForImageError, ModelUnavailableError, saliency.SaliencyError) as exc:
+        error = str(exc)
+    if error is not None:
+        if args.json:
+            print(json.dumps({"file": str(args.path), "error": error}), flush=True)
+        raise CliError(f"{args.path}: {error}")
+    try:
+        if args.out_npy:
+            args.out_npy.parent.mkdir(parents=True, exist_ok=True)
+            np.save(args.out_npy, exp.attribution)
+            result["out_npy"] = str(args.out_npy)
+        if args.out:
+            from dashboard.saliency_figures import write_overlay_png
+
+            write_overlay_png(args.out, display(image), exp.attribution)
+            result["out"] = str(args.out)
+    except OSError as exc:
+        raise CliError(f"cannot write the output: {exc}") from exc
+    if args.json:
+        print(json.dumps(result), flush=True)
+        return 0
+    delta = f", convergence delta {result['convergence_delta']:.3g}" if "convergence_delta" in result else ""
+    print(f"{result['file']}: {saliency.METHOD_TITLES[args.method]} of '{result['target']}' "
+          f"[{result['model']} {result['model_version']}]: peak at row {exp.peak_rc[0]}, column {exp.peak_rc[1]}; "
+          f"{result['latency_ms']:.0f} ms{delta}")  # fmt: skip
+    if result["sanity_check"] == "failed":
+        _say(f"warning: {args.method} failed the model-randomisation sanity check for this model "
+             "(see `oncolens validate saliency`): the map may reflect the image more than the model")
+    return 0
+
+
+def _print_saliency_report(name: str, r: dict) -> None:
+    print(f"{name} v{r['model_version']}: {r['data']}; explaining {r['target']}")
+    print(f"  {'method':22s} {'pointing game':>22s} {'deletion (random)':>18s} {'insertion (random)':>19s} "
+          f"{'infidelity':>10s} {'max-sens':>8s} {'randomisation rho':>18s} {'ms':>6s}")
+    for method, m in r["methods"].items():
+        pg, rho = m["pointing_game"], m["sanity"]["spearman_abs"]
+        verdict = "pass" if m["sanity"]["passed"] else "FAIL"
+        print(f"  {method:22s} {pg['value']:>6.2f} ({pg['ci_low']:.2f}-{pg['ci_high']:.2f})     "
+              f"{m['deletion_auc']:>7.3f} ({m['deletion_auc_random']:.3f}) {m['insertion_auc']:>8.3f} "
+              f"({m['insertion_auc_random']:.3f}) {m['infidelity']:>10.3g} {m['sensitivity_max'] or float('nan'):>8.3f} "
+              f"{rho['value']:>12.2f} {verdict:>5s} {m['latency_ms']['median']:>6.0f}")
+    print(f"  sanity threshold {r['sanity_threshold']} (Spearman of |map|, trained vs re-initialised); "
+          f"recommended (pointing game >= {r['pointing_game_aim']} and sanity passed): "
+          f"{', '.join(r['recommended']) or 'none'}")
+
+
+def cmd_validate_saliency(args: argparse.Namespace) -> int:
+    from models.registry import ModelUnavailableError, available_models, load_model
+    from models.saliency_quality import DEFAULT_N, saliency_quality
+
+    names = available_models()
+    if not names:
+        raise CliError("no imaging model is installed; train one with `python -m models.train --task mammography`")
+    results = {}
+    for name in names:
+        try:
+            results[name] = saliency_quality(load_model(name), n=args.n or DEFAULT_N, seed=args.seed)
+        except (ModelUnavailableError, ValueError) as exc:
+            results[name] = {"error": str(exc)}
+    if args.json:
+        print(json.dumps(results))
+    else:
+        for name, r in results.items():
+            if "error" in r:
+                print(f"{name}: error: {r['error']}")
+            else:
+                _print_saliency_report(name, r)
+    return EXIT_FAILED if any("error" in r for r in results.values()) else 0
+
+
+# --- treatment: validate gbsg2 | treatment | treatment-csv, recommend ------------
+
+TREATMENT_TARGETS = ("gbsg2", "treatment", "treatment-csv")
+
+
+def _treatment_errors():
+    """The domain errors of the treatment libraries: each becomes a plain message and exit 1."""
+    from analytics.treatment_data import TreatmentDataError
+    from analytics.treatment_model_files import TreatmentModelError
+    from analytics.treatment_store import MissingCovariatesError, UnknownPatientError
+
+    return (TreatmentDataError, TreatmentModelError, MissingCovariatesError, UnknownPatientError)
+
+
+def _policy_line(row: dict) -> str:
+    if "error" in row:
+        return f"  {row['policy']}: {row['error']}"
+    lo, hi = row["hazard_ratio_ci"]
+    return (f"  {row['policy']}: followed {row['followed_patients']} vs not {row['not_followed_patients']}, "
+            f"5-year RFS {row['followed']['rfs_5y']:.2f} vs {row['not_followed']['rfs_5y']:.2f}, "
+            f"HR {row['hazard_ratio']:.2f} ({lo:.2f}-{hi:.2f}), log-rank p {row['logrank_p']:.3g}")
+
+
+def _print_treatment_report(report: dict) -> None:
+    data = report["data"]
+    print(f"{data['source']}: {data['patients']} patients, {data['events']} events; options {data['options']}")
+    cv = report["cross_validation"]
+    print(f"{cv['folds']}-fold cross-validation (seed {cv['seed']}), same folds for every learner:")
+    for name, m in report["learners"].items():
+        if name == "selection":
+            continue
+        print(f"  {name:11s} Harrell C {m['harrell_c']['mean']:.3f}  Uno C {m['uno_c']['mean']:.3f}  "
+              f"integrated Brier {m['integrated_brier']['mean']:.4f}")
+    selection = report["learners"]["selection"]
+    better = ", ".join(selection["better_than_kept"]) or "none"
+    print(f"kept: {selection['kept']} (exact SHAP in percentage points); clearly better on this data: {better}")
+    rec = report["recommendation"]
+    print(f"recommendations (out of fold): {rec['counts']}")
+    for row in rec["followed_vs_not"]:
+        print(_policy_line(row))
+    if "truth" in report:
+        t = report["truth"]
+        print(f"against the simulation's truth: recommended option truly best for "
+              f"{100 * t['fraction_recommended_truly_best']:.1f}%; policy value {t['policy_value_rfs_5y']:.4f} "
+              f"vs everyone {t['best_single_option']} {t['best_single_option_value_rfs_5y']:.4f} "
+              f"(gain {t['policy_value_gain']:+.4f}); PEHE {t['pehe']:.4f}")
+    for caveat in report["caveats"]:
+        print(f"caveat: {caveat}")
+
+
+def cmd_validate_treatment(args: argparse.Namespace) -> int:
+    from analytics import treatment_validation as tv
+
+    options = {"folds": args.folds, "seed": args.seed, "bootstrap": args.bootstrap}
+    if args.folds < 2 or args.bootstrap < 2:
+        raise CliError("--folds and --bootstrap must be at least 2")
+    try:
+        if args.target == "gbsg2":
+            report = tv.validate_gbsg2(**options)
+        elif args.target == "treatment":
+            from analytics import store
+
+            with store.open_store(_db_path(args), read_only=True) as con:
+                report = tv.validate_clinic(con, **options)
+        else:
+            if args.file is None or not (args.treatment and args.time and args.event):
+                _say("usage: oncolens validate treatment-csv FILE --treatment COL --time COL --event COL "
+                     "[--covariates COL ...] [--json]")
+                return EXIT_USAGE
+            from analytics.treatment_data import read_trial_file, table_from_frame
+
+            table = table_from_frame(
+                read_trial_file(args.file), treatment=args.treatment, time=args.time, event=args.event,
+                covariates=args.covariates, source=str(args.file),
+            )
+            report, _, _ = tv.validate_table(table, **options)
+    except _treatment_errors() as exc:
+        raise CliError(str(exc)) from exc
+    if args.json:
+        print(json.dumps(report))
+    else:
+        _print_treatment_report(report)
+    return 0
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    from analytics.treatment_clinic import recommend_patient, train_clinic_model
+
+    if not args.train and args.patient_id is None:
+        _say("give a PATIENT_ID, or --train to (re)train the clinic's model")
+        return EXIT_USAGE
+    db = _db_path(args)
+    try:
+        if args.train:
+            summary = train_clinic_model(db, folder=args.model_dir, bootstrap=args.bootstrap, seed=args.seed)
+            card = summary.card
+            learners = card["metrics"]["learners"]
+            kept = learners[card["learner"]["name"]]
+            if args.json and args.patient_id is None:
+                print(json.dumps({"model_dir": str(summary.folder), "model_version": card["version"],
+                                  "sha256": card["weights"]["sha256"], "training": card["training"],
+                                  "metrics": card["metrics"]}))  # fmt: skip
+            else:
+                _say(f"trained {card['version']} on {card['training']['patients']} patients "
+                     f"(cross-validated Harrell C {kept['harrell_c']['mean']:.3f}, integrated Brier "
+                     f"{kept['integrated_brier']['mean']:.4f}); saved in {summary.folder}")
+            if args.patient_id is None:
+                return 0
+        try:
+            person_id = int(args.patient_id)
+        except ValueError:
+            raise CliError(f"PATIENT_ID must be a whole number (got {args.patient_id!r})") from None
+        result = recommend_patient(db, person_id, folder=args.model_dir)
+    except _treatment_errors() as exc:
+        raise CliError(str(exc)) from exc
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"Patient {result['patient_id']} (model {result['model_version']}):")
+    for o in result["options"]:
+        lo, hi = o["rfs_5y_ci"]
+        print(f"  {o['treatment']:16s} 5-year RFS {100 * o['rfs_5y']:5.1f}% (95% CI {100 * lo:.1f}-{100 * hi:.1f}), "
+              f"RMST {o['rmst_days']:.0f} days of 5 years")
+    print(f"  -> {result['statement']}")
+    print(f"  why (SHAP, percentage points of the benefit; average patient {100 * result['shap']['base_value']:+.1f}):")
+    for c in result["shap"]["contributions"]:
+        print(f"     {c['feature']:34s} {c['value']:8.1f}  {100 * c['shap']:+.2f}")
+    print(f"  {result['caveat']}")
+    return 0
 
 
 # --- commands whose issues have not landed ------------------------------------
@@ -294,6 +561,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="patients whose studies are written as DICOM files (default 24; 0: none)")
     p.add_argument("--seed", type=int, default=20261125, help="random seed (default 20261125)")
     p.add_argument("--force", action="store_true", help="replace an existing store at --db")
+    p.add_argument("--no-model", action="store_true",
+                   help="do not train the clinic's treatment model (about 10 s at 2000 patients on 2 cores); "
+                        "train it later with `oncolens recommend --train`")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
 
     p = add("serve", "start the Streamlit app on localhost", cmd_serve)
@@ -312,21 +582,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", metavar="NAME", help="force a model (mammography, brain_mri); default: by modality")
     p.add_argument("--json", action="store_true", help="one JSON object per image")
 
-    p = add("explain", "saliency map of the AI read of one DICOM file", cmd_pending)
+    p = add("explain", "saliency map of the AI read of one DICOM file", cmd_explain)
     p.add_argument("path", type=Path, metavar="PATH")
     p.add_argument("--method", choices=["integrated_gradients", "gradcam", "occlusion"], required=True)
-    p.add_argument("--out", type=Path, metavar="FILE.png")
-    p.add_argument("--out-npy", type=Path, metavar="FILE.npy")
+    p.add_argument("--out", type=Path, metavar="FILE.png", help="the heat map over the image (PNG)")
+    p.add_argument("--out-npy", type=Path, metavar="FILE.npy",
+                   help="the raw signed attribution map at the image's rows x columns")
+    p.add_argument("--target", metavar="CLASS", help="class to explain, index or name (default: the predicted class)")
+    p.add_argument("--model", metavar="NAME", help="force a model (mammography, brain_mri); default: by modality")
+    p.add_argument("--baseline", choices=["black", "blurred", "mean"],
+                   help="integrated_gradients: baseline image (default black)")
+    p.add_argument("--steps", type=_whole_number, help="integrated_gradients: integration steps (default 32)")
     p.add_argument("--json", action="store_true")
 
-    for name, help_ in (
-        ("recommend", "treatment recommendation for one patient"),
-        ("forecast", "progression forecast for one patient"),
-    ):
-        p = add(name, help_, cmd_pending)
-        p.add_argument("patient_id", metavar="PATIENT_ID")
-        _db_arg(p)
-        p.add_argument("--json", action="store_true")
+    p = add("recommend", "treatment recommendation for one patient (or --train the clinic's model)",
+            cmd_recommend)
+    p.add_argument("patient_id", nargs="?", metavar="PATIENT_ID")
+    _db_arg(p)
+    p.add_argument("--train", action="store_true",
+                   help="(re)train the clinic's outcome model from the store and save it with its card")
+    p.add_argument("--model-dir", type=Path, default=None,
+                   help="folder of the saved model (default: <store name>_models beside the store)")
+    p.add_argument("--bootstrap", type=_whole_number, default=25, help="--train: bootstrap refits (default 25)")
+    p.add_argument("--seed", type=int, default=20_261_125, help="--train: seed (default 20261125)")
+    p.add_argument("--json", action="store_true")
+
+    p = add("forecast", "progression forecast for one patient", cmd_pending)
+    p.add_argument("patient_id", metavar="PATIENT_ID")
+    _db_arg(p)
+    p.add_argument("--json", action="store_true")
 
     p = add("cohort", "cohort size, survival and characteristics", cmd_pending)
     p.add_argument("--filter", action="append", default=[], metavar='"FIELD OP VALUE"')
@@ -344,8 +628,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--treatment", metavar="COL")
     p.add_argument("--time", metavar="COL")
     p.add_argument("--event", metavar="COL")
-    p.add_argument("--n", type=_whole_number, default=400, help="imaging: fresh held-out phantoms per model")
-    p.add_argument("--seed", type=int, default=20_261_125, help="imaging: seed of the fresh phantom set")
+    p.add_argument("--covariates", nargs="+", metavar="COL",
+                   help="treatment-csv: covariate columns (default: all other columns)")
+    _db_arg(p)
+    p.add_argument("--folds", type=_whole_number, default=5, help="treatment targets: cross-validation folds")
+    p.add_argument("--bootstrap", type=_whole_number, default=25,
+                   help="treatment targets: bootstrap refits per fold for the benefit intervals")
+    p.add_argument("--n", type=_whole_number, default=None,
+                   help="imaging: fresh held-out phantoms per model (default 400); saliency: phantoms per "
+                        "model, those with a lesion scored (default 48)")
+    p.add_argument("--seed", type=int, default=20_261_125,
+                   help="imaging: seed of the fresh phantom set; treatment targets: folds and bootstrap")
     p.add_argument("--json", action="store_true")
 
     p = add("report", "tumour-board report (PDF) for one patient", cmd_pending)

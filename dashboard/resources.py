@@ -9,10 +9,11 @@ while the app runs, so every cached result must be keyed on the file's state:
    someone opens a patient. Results that include the audit trail (the
    Governance page) are keyed on the stamp directly.
 2. ``version``: a fingerprint of the *clinical* content (row counts of every
-   table except ``audit_event``, the ``clinic_metadata`` rows, the schema
+   table except ``NOT_CLINICAL_TABLES``, the ``clinic_metadata`` rows, the schema
    version), computed once per stamp. Clinical results (patient records, the
    worklist, cohort curves) are keyed on it, so opening a patient, which writes
-   an audit event and so changes the stamp, does not throw away a cohort
+   an audit event and so changes the stamp (as does recording a treatment
+   decision, also left out of the fingerprint), does not throw away a cohort
    overview that took seconds to compute; a CLI import, a rebuilt demo
    (new seed in ``clinic_metadata``) or a migration does.
 
@@ -34,11 +35,26 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from analytics import audit, cohort_summary, imaging_queries, patients, store, worklist
-from models import dicom, inference, registry
+from analytics import (
+    audit,
+    cohort_summary,
+    imaging_queries,
+    patients,
+    store,
+    treatment_clinic,
+    treatment_decisions,
+    treatment_model_files,
+    treatment_similar,
+    treatment_store,
+    worklist,
+)
+from models import dicom, inference, registry, saliency
 
 # Reads wait this long for a CLI writer to finish before the page says so.
 READ_WAIT_S = 10.0
+# Written while the app runs (page views, clinicians' decisions) and not clinical content:
+# left out of the data version, so a click does not evict every cached clinical result.
+NOT_CLINICAL_TABLES = ("audit_event", "treatment_decision")
 
 
 @dataclass(frozen=True)
@@ -106,7 +122,7 @@ def _inspect(path: str, stamp: tuple[int, ...]) -> dict:
         counts = store.table_counts(con)
         version = store.schema_version(con)
         metadata = con.execute("SELECT key, value FROM clinic_metadata ORDER BY key").fetchall()
-    clinical = {name: n for name, n in counts.items() if name != "audit_event"}
+    clinical = {name: n for name, n in counts.items() if name not in NOT_CLINICAL_TABLES}
     fingerprint = json.dumps([version, sorted(clinical.items()), metadata], default=str)
     return {
         "counts": counts,
@@ -313,3 +329,113 @@ def ai_read(data: bytes, frame: int, image: dicom.DicomImage, model_name: str) -
     """The AI read of one decoded frame, cached per image bytes, frame and model weights."""
     weights, _ = registry.find_model_files(model_name)
     return _ai_read(hashlib.sha256(data).hexdigest(), int(frame), model_name, file_stamp(weights), image)
+
+
+# --- treatment options: the clinic's model, one patient's recommendation, decisions -----------
+
+
+def _treatment_model_stamp(folder: Path) -> tuple[int, ...] | None:
+    weights, card = treatment_model_files.model_paths(folder)
+    weights_stamp, card_stamp = file_stamp(weights), file_stamp(card)
+    return None if weights_stamp is None or card_stamp is None else (*weights_stamp, *card_stamp)
+
+
+@st.cache_resource(max_entries=2, show_spinner="Loading the treatment model…")
+def _treatment_model(folder: str, stamp: tuple[int, ...]) -> treatment_clinic.ClinicModel:
+    return treatment_clinic.load_clinic_model(Path(folder), folder=Path(folder), stack_refits=True)
+
+
+def treatment_model(ref: StoreRef) -> treatment_clinic.ClinicModel:
+    """The store's clinic model, verified and loaded once per process (again when its files change).
+
+    Raises ``TreatmentModelError`` when there is none or it does not match its card.
+    """
+    folder = treatment_model_files.model_dir_for(Path(ref.path))
+    stamp = _treatment_model_stamp(folder)
+    if stamp is None:
+        treatment_model_files.load_model(folder)          # raises, saying what is missing
+    return _treatment_model(str(folder), stamp)
+
+
+@st.cache_data(max_entries=256, show_spinner="Predicting each option…")
+def _recommendation(path: str, version: str, folder: str, model_stamp: tuple[int, ...], person_id: int) -> dict:
+    clinic = _treatment_model(folder, model_stamp)
+    with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
+        covariates = treatment_store.patient_covariates(con, person_id)
+    return treatment_clinic.recommendation_for(clinic, person_id, covariates)
+
+
+def recommendation(ref: StoreRef, person_id: int) -> dict:
+    """``oncolens recommend --json`` of one patient (same code), cached per data and model version.
+
+    Raises ``TreatmentModelError``, ``treatment_store.MissingCovariatesError`` or
+    ``treatment_store.UnknownPatientError`` (not cached).
+    """
+    folder = treatment_model_files.model_dir_for(Path(ref.path))
+    stamp = _treatment_model_stamp(folder)
+    if stamp is None:
+        treatment_model_files.load_model(folder)          # raises, saying what is missing
+    return _recommendation(ref.path, ref.version, str(folder), stamp, int(person_id))
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _similar(path: str, version: str, person_id: int) -> treatment_similar.SimilarPatients:
+    with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
+        return treatment_similar.similar_patients(con, person_id)
+
+
+def similar_patients(ref: StoreRef, person_id: int) -> treatment_similar.SimilarPatients:
+    """Kaplan-Meier by first-line option of patients with her stage and ER status."""
+    return _similar(ref.path, ref.version, int(person_id))
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _decisions(path: str, stamp: tuple[int, ...], person_id: int) -> pd.DataFrame:
+    with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
+        return treatment_decisions.patient_decisions(con, person_id)
+
+
+def treatment_decision_history(ref: StoreRef, person_id: int) -> pd.DataFrame:
+    """The patient's recorded decisions, newest first; keyed on the file stamp (decisions are not clinical)."""
+    return _decisions(ref.path, ref.stamp, int(person_id))
+
+
+# --- saliency: explanations keyed on image content, model version and weights, method, parameters ----
+
+
+@st.cache_data(max_entries=64, show_spinner="Computing the saliency map…")
+def _explanation(
+    digest: str, frame: int, model_name: str, model_version: str, weights_stamp: tuple[int, ...] | None,
+    method: str, params_key: str, target: int | str | None, _image, _params,
+) -> saliency.Explanation:
+    return saliency.explain_image(imaging_model(model_name), _image, method, target, _params)
+
+
+def explanation(
+    data: bytes, frame: int, image: dicom.DicomImage, model_name: str, method: str,
+    target: int | str | None = None, params: saliency.SaliencyParams | None = None,
+) -> saliency.Explanation:
+    """The saliency map of one decoded frame, computed once per image bytes + frame, model version and
+    weights file, method, the parameters that method uses, and target; a rerun reuses it.
+
+    Raises ``saliency.SaliencyError`` (unknown method, target out of range) or
+    ``registry.ModelUnavailableError``; errors are not cached.
+    """
+    saliency.check_method(method)
+    params = params or saliency.SaliencyParams()
+    weights, _ = registry.find_model_files(model_name)
+    version = imaging_model(model_name).version
+    key = json.dumps(params.for_method(method), sort_keys=True)
+    return _explanation(hashlib.sha256(data).hexdigest(), int(frame), model_name, version, file_stamp(weights),
+                        method, key, target, image, params)  # fmt: skip
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _saliency_card(model_name: str, card_stamp: tuple[int, ...] | None) -> dict | None:
+    return registry.load_card(model_name).get("saliency")
+
+
+def saliency_quality(model_name: str) -> dict | None:
+    """The model card's saliency figures (``python -m models.saliency_quality --write-cards``), or None."""
+    _, card = registry.find_model_files(model_name)
+    return _saliency_card(model_name, file_stamp(card))

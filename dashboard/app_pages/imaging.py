@@ -10,7 +10,7 @@ import streamlit as st
 
 from analytics import store
 from analytics.patients import UnknownPatientError
-from dashboard import resources, state, viewer
+from dashboard import resources, saliency_panel, state, viewer
 from models import dicom
 from models.radiomics import feature_rows
 from models.registry import ModelUnavailableError
@@ -186,3 +186,5 @@ with view:
         + f" · window {centre:.4g}/{width:.4g}"
         + (f" · frame {frame + 1} of {image.n_frames}" if image.n_frames > 1 else "")
     )  # fmt: skip
+
+saliency_panel.render(data=data, frame=frame, image=image, ai=ai, shown=shown, spacing=image.spacing_mm)

@@ -1,4 +1,5 @@
-"""Patient: one patient's demographics, diagnosis, treatments, lesion size, labs, outcomes and imaging."""
+"""Patient: one patient's demographics, diagnosis, treatment options, treatments, lesion size, labs,
+outcomes and imaging."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import streamlit as st
 
 from analytics import store
 from analytics.patients import UnknownPatientError
-from dashboard import plots, resources, state
+from dashboard import plots, resources, state, treatment_panel
 
 ref = resources.require_store()
 choice = state.patient_choice()
@@ -49,6 +50,8 @@ else:
     cols[4].metric(f"ER ({dx.er_fmol:g} fmol/mg)", "positive" if dx.er_positive else "negative")
     cols[5].metric(f"PR ({dx.pr_fmol:g} fmol/mg)", "positive" if dx.pr_positive else "negative")
     cols[6].metric("HER2", "positive" if dx.her2_positive else "negative")
+
+treatment_panel.show(ref, summary)
 
 left, right = st.columns(2)
 left.plotly_chart(plots.lesion_size_figure(summary.measurements, summary.treatments))

@@ -133,3 +133,48 @@ def test_an_opened_store_can_register_a_dataframe(demo_db, read_only):
     with store.open_store(demo_db, read_only=read_only) as con:
         con.register("ids", pd.DataFrame({"person_id": [1, 2]}))
         assert con.execute("SELECT count(*) FROM ids JOIN person USING (person_id)").fetchone()[0] == 2
+
+
+def _version_1_store(path):
+    """A store as OncoLens 0.1 wrote it: schema version 1 only, with a patient and an audit event."""
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, description VARCHAR NOT NULL, "
+                "applied_at TIMESTAMP NOT NULL)")  # fmt: skip
+    first = store.MIGRATIONS[0]
+    assert first.version == 1
+    for statement in first.statements:
+        con.execute(statement)
+    con.execute("INSERT INTO schema_version VALUES (1, ?, now()::TIMESTAMP)", [first.description])
+    _person(con, 5)
+    con.execute("INSERT INTO audit_event (occurred_at, actor, action) VALUES (now()::TIMESTAMP, 'a', 'x')")
+    con.close()
+
+
+def test_a_version_1_store_migrates_to_version_2_keeping_its_rows(tmp_path):
+    from analytics.treatment_decisions import make_decision, patient_decisions, record_decision
+
+    path = tmp_path / "old.duckdb"
+    _version_1_store(path)
+    with store.open_store(path, read_only=True) as con:            # reading never migrates...
+        assert store.schema_version(con) == 1
+        assert patient_decisions(con, 5).empty                      # ...and a v1 store has no decisions
+    with store.open_store(path) as con:                             # the first write does
+        assert store.schema_version(con) == 2
+        assert con.execute("SELECT count(*) FROM person").fetchone()[0] == 1
+        assert con.execute("SELECT count(*) FROM audit_event").fetchone()[0] == 1
+        versions = con.execute("SELECT version FROM schema_version ORDER BY version").fetchall()
+    assert versions == [(1,), (2,)]
+    decision = make_decision(person_id=5, model_version="v", recommended="endocrine",
+                             options=("endocrine", "chemotherapy"), actor="dr-b")  # fmt: skip
+    record_decision(path, decision)
+    with store.open_store(path, read_only=True) as con:
+        assert patient_decisions(con, 5)["chosen"].tolist() == ["endocrine"]
+        # the audit sequence continued after the v1 event instead of colliding with it
+        assert con.execute("SELECT max(event_id) FROM audit_event").fetchone()[0] == 2
+
+
+def test_the_version_2_migration_is_additive():
+    first, second = store.MIGRATIONS[0], store.MIGRATIONS[1]
+    assert second.version == 2 == store.SCHEMA_VERSION
+    assert all(s.lstrip().upper().startswith(("CREATE TABLE", "CREATE SEQUENCE")) for s in second.statements)
+    assert first.version == 1 and len(first.statements) > 10      # version 1 stays as released

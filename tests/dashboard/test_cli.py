@@ -69,7 +69,7 @@ def test_pending_commands_have_help_and_say_not_available(command, capsys):
     minimal = {
         "ingest": [], "predict": ["a.dcm"], "explain": ["a.dcm", "--method", "gradcam"],
         "recommend": ["1"], "forecast": ["1"], "cohort": [], "import": ["a.csv"],
-        "validate": ["gbsg2"], "report": ["1", "--out", "r.pdf"], "users": ["list"], "audit": ["verify"],
+        "validate": ["forecast"], "report": ["1", "--out", "r.pdf"], "users": ["list"], "audit": ["verify"],
     }[command]
     capsys.readouterr()
     assert main([command, *minimal]) == 3
