@@ -3,7 +3,7 @@
 Latency is one image at a time, after warm-up, process start excluded, in
 three stages: DICOM read + decode, preprocess, network forward; and the full
 read as ``oncolens predict`` does it (plus lesion outline and radiomics).
-Throughput decodes a folder and runs the network in batches of 32. Peak
+Throughput reads a folder in a background thread and runs the network in batches of 16 (`classify_batches`). Peak
 memory is the resident maximum of a child process running
 ``oncolens predict FOLDER --json``. Targets (issue 3): median read <= 20 ms
 including decode, >= 100 images/s in batch, batch predict < 1.5 GB.
@@ -26,7 +26,7 @@ import torch
 from pydicom.uid import generate_uid
 
 from models.dicom import read_dicom
-from models.inference import predict_file
+from models.inference import classify_batches, predict_file
 from models.preprocess import to_tensor
 from models.registry import load_model
 from sample_data import phantoms
@@ -54,14 +54,14 @@ def latency(name: str, files: list[Path]) -> dict:
     stages: dict[str, list[float]] = {"read": [], "preprocess": [], "forward": [], "full": []}
     with torch.inference_mode():
         for p in files[:8]:  # warm-up
-            model.network(to_tensor(read_dicom(p).pixels))
+            model.infer(to_tensor(read_dicom(p).pixels))
         for p in files:
             t0 = time.perf_counter()
             img = read_dicom(p)
             t1 = time.perf_counter()
             x = to_tensor(img.pixels)
             t2 = time.perf_counter()
-            model.network(x)
+            model.infer(x)
             t3 = time.perf_counter()
             stages["read"].append(t1 - t0)
             stages["preprocess"].append(t2 - t1)
@@ -73,13 +73,11 @@ def latency(name: str, files: list[Path]) -> dict:
     return {k: _ms(v) for k, v in stages.items()}
 
 
-def throughput(name: str, files: list[Path], batch: int = 32) -> float:
+def throughput(name: str, files: list[Path], batch: int = 16) -> float:
     model = load_model(name, device="cpu")
     started = time.perf_counter()
-    with torch.inference_mode():
-        for i in range(0, len(files), batch):
-            x = to_tensor([read_dicom(p).pixels for p in files[i : i + batch]])
-            model.network(x)
+    for _ in classify_batches(model, files, batch=batch):
+        pass
     return len(files) / (time.perf_counter() - started)
 
 
@@ -96,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=64, help="images per model")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
-    print(f"# imaging AI read on {torch.get_num_threads()} threads, {args.n} images per model (256x256)")
+    runtime = load_model("brain_mri", device="cpu").runtime
+    print(f"# imaging AI read on {torch.get_num_threads()} threads, {args.n} images per model (256x256), "
+          f"forward pass in {runtime}; batch: 16 per forward, files read in a background thread")
     with tempfile.TemporaryDirectory() as tmp:
         files = write_files(Path(tmp), args.n)
         print(f"{'model':<12} {'read ms':>14} {'preproc ms':>14} {'forward ms':>14} {'full read ms':>14} "

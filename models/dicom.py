@@ -58,6 +58,10 @@ MAX_PIXELS = 8192 * 8192
 MAX_TOTAL_BYTES = 1 << 30
 """Largest pixel data accepted, all frames and samples together, in bytes (1 GiB)."""
 
+ONE_PASS_BYTES = 64 << 20
+"""Files up to this size are parsed once (header and pixel bytes together), larger ones header first:
+parsing twice cost ~1.5 ms of a 5 ms read of a 256 x 256 image (bench/bench_inference.py)."""
+
 Source = str | os.PathLike[str] | BinaryIO | bytes | bytearray | memoryview
 
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
@@ -195,9 +199,14 @@ def read_dicom(source: Source, frame: int = 0, max_pixels: int = MAX_PIXELS) -> 
     """
     with _opened(source) as stream:
         start = stream.tell()
-        _check_declared_size(_parse(stream, stop_before_pixels=True), max_pixels)
+        size = stream.seek(0, io.SEEK_END) - start
         stream.seek(start)
+        if size > ONE_PASS_BYTES:  # a big file: check the header before reading its pixel data at all
+            _check_declared_size(_parse(stream, stop_before_pixels=True), max_pixels)
+            stream.seek(start)
         ds = _parse(stream, stop_before_pixels=False)
+        if size <= ONE_PASS_BYTES:  # a small file is read whole (its bytes are bounded); still checked before decoding
+            _check_declared_size(ds, max_pixels)
     try:
         return _image_from_dataset(ds, frame, max_pixels)
     except DicomReadError:

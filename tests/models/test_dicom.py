@@ -664,3 +664,16 @@ def test_models_dicom_imports_neither_streamlit_nor_analytics() -> None:
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
     )
     assert json.loads(out.stdout) == []
+
+
+def test_big_files_are_read_header_first_with_the_same_result(monkeypatch) -> None:
+    import models.dicom as dicom_module
+
+    one_pass = read_dicom(corpus("CT_small.dcm"))
+    monkeypatch.setattr(dicom_module, "ONE_PASS_BYTES", 0)  # every file counts as big: two parses
+    two_pass = read_dicom(corpus("CT_small.dcm"))
+    assert np.array_equal(one_pass.pixels, two_pass.pixels)
+    ds = _dataset(np.zeros((2, 2), np.uint16))
+    ds.Rows = ds.Columns = 65535
+    with pytest.raises(ImageTooLargeError, match="65535"):
+        read_dicom(_bytes(ds))
