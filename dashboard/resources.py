@@ -378,6 +378,27 @@ def recommendation(ref: StoreRef, person_id: int) -> dict:
     return _recommendation(ref.path, ref.version, str(folder), stamp, int(person_id))
 
 
+@st.cache_data(max_entries=2, show_spinner="Explaining the treatment model over the clinic…")
+def _cohort_explanation(path: str, version: str, folder: str, model_stamp: tuple[int, ...]):
+    from analytics.treatment_cohort import explain_cohort
+
+    clinic = _treatment_model(folder, model_stamp)
+    with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
+        return explain_cohort(clinic, con)
+
+
+def cohort_explanation(ref: StoreRef):
+    """Recommendations and SHAP of the benefit over the clinic (``analytics.treatment_cohort``), cached.
+
+    Raises ``TreatmentModelError`` (no model) or ``TreatmentDataError`` (too few patients).
+    """
+    folder = treatment_model_files.model_dir_for(Path(ref.path))
+    stamp = _treatment_model_stamp(folder)
+    if stamp is None:
+        treatment_model_files.load_model(folder)          # raises, saying what is missing
+    return _cohort_explanation(ref.path, ref.version, str(folder), stamp)
+
+
 @st.cache_data(max_entries=64, show_spinner=False)
 def _similar(path: str, version: str, person_id: int) -> treatment_similar.SimilarPatients:
     with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:

@@ -161,3 +161,45 @@ def _decision(ref: resources.StoreRef, person_id: int, rec: dict) -> None:
     else:
         st.caption("Decisions recorded for this patient, newest first (also in the audit trail).")
         st.dataframe(history, hide_index=True)
+
+
+def cohort_section(ref: resources.StoreRef) -> None:
+    """The Cohorts page's view of the treatment model: what it recommends to whom, and what drives it."""
+    from analytics.treatment_data import TreatmentDataError
+    from dashboard import treatment_figures
+
+    st.subheader("The treatment model across the clinic")
+    st.caption(
+        f"{DISCLAIMER} The same model and SHAP values as each patient's treatment section, summarised "
+        "over the clinic. SHAP explains the model's predicted benefit of the best over the next-best "
+        "option, not the biology; a covariate can matter to the model because of how clinicians chose "
+        "treatments in this store."
+    )
+    try:
+        cohort = resources.cohort_explanation(ref)
+    except (TreatmentModelError, TreatmentDataError) as exc:
+        st.info(f"**No treatment model summary.** {exc}")
+        st.code(f"oncolens recommend --train --db {ref.path}", language="bash")
+        return
+    counts = cohort.recommendation_counts()
+    sampled = (f" (a fixed sample of {cohort.patients:,} of {cohort.patients_total:,} patients)"
+               if cohort.patients < cohort.patients_total else "")  # fmt: skip
+    cols = st.columns(len(counts))
+    for col, row in zip(cols, counts.itertuples(index=False), strict=True):
+        col.metric(str(row.recommendation).replace("_", " ").capitalize(), f"{row.share:.0%}",
+                   help=f"{row.patients:,} patients{sampled}")  # fmt: skip
+    st.caption(
+        "Share of patients by recommendation. \u201cNo clear difference\u201d: the 95 % bootstrap interval "
+        f"of the benefit includes zero, so the model does not pick an option{sampled}."
+    )
+    importance = cohort.importance()
+    left, right = st.columns(2)
+    left.plotly_chart(treatment_figures.shap_importance_figure(importance), key="cohort_shap_bar")
+    right.plotly_chart(
+        treatment_figures.shap_beeswarm_figure(cohort.beeswarm(), list(importance["feature"])),
+        key="cohort_shap_beeswarm",
+    )
+    st.caption(
+        f"Exact TreeSHAP over {cohort.patients:,} patients; largest additivity error "
+        f"{cohort.shap.additivity_error:.0e} (base value + contributions = predicted benefit)."
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import plots, resources
+from dashboard import plots, resources, treatment_panel
 
 ref = resources.require_store()
 st.title("Cohorts")
@@ -54,3 +54,5 @@ st.dataframe(
         ),
     },
 )
+
+treatment_panel.cohort_section(ref)

@@ -150,3 +150,19 @@ def test_treatment_modules_never_read_the_hidden_truth():
     for name in ("treatment_similar", "treatment_decisions", "treatment_clinic", "treatment_store"):
         source = (ROOT / "analytics" / f"{name}.py").read_text()
         assert not re.search(r"\b(FROM|JOIN)\s+\"?truth\"?\s*\.", source, re.I), name
+
+
+def test_cohorts_page_shows_what_drives_the_model_over_the_clinic(model_env):
+    at = open_page("cohorts")
+    assert not at.exception and not at.error
+    assert "The treatment model across the clinic" in texts(at.subheader)
+    keys = {c.key for c in at.get("plotly_chart")}
+    assert {"cohort_shap_bar", "cohort_shap_beeswarm"} <= keys, keys
+    assert any(m.value.endswith("%") for m in at.metric if m.label.lower().startswith("no clear"))
+    assert "not a medical device" in texts(at.caption)
+
+
+def test_cohorts_page_without_a_model_says_how_to_train_one(app_env):
+    at = open_page("cohorts")
+    assert not at.exception
+    assert "No treatment model summary" in texts(at.info)
