@@ -7,7 +7,7 @@ DB     ?= $(HOME)/.oncolens/oncolens.duckdb
 PORT   ?= 8501
 PATIENTS ?= 2000
 
-.PHONY: run test install install-dev demo bench lint clean
+.PHONY: run test install install-dev demo bench lint clean pacs-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,8 +35,25 @@ demo: $(DB)
 run: $(VENV)/.installed $(DB)
 	$(BIN)/oncolens serve --db $(DB) --port $(PORT)
 
-test: $(VENV)/.installed-dev
+test: $(VENV)/.installed-dev pacs-deps
 	$(BIN)/python -m pytest -n 2 --dist loadfile
+
+# The PACS tests run a real Orthanc (docs/hospital.md). Installed where apt-get and root (or sudo) are at hand;
+# otherwise this says why and the PACS tests skip with that reason. Never fails the build.
+pacs-deps:
+	@if command -v Orthanc >/dev/null 2>&1 || [ -x /usr/sbin/Orthanc ]; then \
+		[ -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || echo "pacs-deps: orthanc-dicomweb missing"; \
+	elif ! command -v apt-get >/dev/null 2>&1; then \
+		echo "pacs-deps: no apt-get here; install Orthanc with its DICOMweb plugin to run the PACS tests"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq orthanc orthanc-dicomweb) \
+			|| echo "pacs-deps: apt-get could not install orthanc; the PACS tests will skip"; \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
+		(sudo -n apt-get update -qq && sudo -n DEBIAN_FRONTEND=noninteractive apt-get install -y -qq orthanc orthanc-dicomweb) \
+			|| echo "pacs-deps: apt-get could not install orthanc; the PACS tests will skip"; \
+	else \
+		echo "pacs-deps: not root and no sudo; the PACS tests will skip"; \
+	fi
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench

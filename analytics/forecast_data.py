@@ -26,7 +26,7 @@ import pandas as pd
 
 LESION_CONCEPT = "lesion_longest_diameter"
 MAX_PLAUSIBLE_MM = 500.0
-PRIOR_MAX_PATIENTS = 5_000          # the population prior is estimated on a fixed sample of this size
+PRIOR_MAX_PATIENTS = 3_000          # the population prior is estimated on a fixed sample of this size
 _SAMPLE_MULTIPLIER = 2654435761     # Knuth's multiplicative hash, as elsewhere in analytics
 _SAMPLE_MODULUS = 2**32
 
@@ -44,6 +44,8 @@ def lesion_frame(con: duckdb.DuckDBPyConnection, persons: str = "all", params: t
     ``persons``: "one" (params: person id), "sample" (params: size) or "all".
     ``timed_from``: 'treatment' or 'first_measurement'.
     """
+    if persons == "one":
+        return _one_patient(con, int(params[0]))
     who = _PERSONS[persons]
     args = list(params)
     if persons == "sample":
@@ -68,51 +70,92 @@ def lesion_frame(con: duckdb.DuckDBPyConnection, persons: str = "all", params: t
     ).df()
 
 
+def _one_patient(con: duckdb.DuckDBPyConnection, person_id: int) -> pd.DataFrame:
+    """The same columns for one patient, every table filtered on her id (zone maps prune to a row group)."""
+    return con.execute(
+        """
+        SELECT m.person_id, m.measurement_date, m.value AS mm,
+               (SELECT birth_date FROM person WHERE person_id = ?) AS birth_date,
+               (SELECT coalesce(min(start_date) FILTER (WHERE line_of_therapy = 1), min(start_date))
+                  FROM treatment_exposure WHERE person_id = ?) AS treatment_start
+        FROM measurement AS m
+        WHERE m.person_id = ? AND m.concept = ?
+        ORDER BY m.measurement_date, m.measurement_id
+        """,
+        [person_id, person_id, person_id, LESION_CONCEPT],
+    ).df()
+
+
 def data_cutoff(con: duckdb.DuckDBPyConnection) -> dt.date | None:
     """The store's data cut-off (``clinic_metadata``), the forecasts' "today"; None if not recorded."""
-    row = con.execute("SELECT value FROM clinic_metadata WHERE key = 'data_cutoff'").fetchone()
-    if row is None:
+    rows = con.execute("SELECT value FROM clinic_metadata WHERE key = 'data_cutoff'").fetchall()
+    if not rows:
         return None
+    row = rows[0]
     try:
         return dt.date.fromisoformat(str(row[0])[:10])
     except ValueError:
         return None
 
 
+_EPOCH = np.datetime64("1970-01-01", "D")
+
+
+def _days(values: pd.Series) -> np.ndarray:
+    """Dates as float days since 1970 (NaN when missing): cheap to compare and subtract."""
+    as_days = pd.to_datetime(values).to_numpy(dtype="datetime64[D]")
+    out = (as_days - _EPOCH).astype("float64")
+    out[np.isnat(as_days)] = np.nan
+    return out
+
+
 def clean(frame: pd.DataFrame, as_of: dt.date | None = None) -> tuple[pd.DataFrame, dict[int, list[str]]]:
     """Drop impossible readings; add ``t_days`` (days since the time origin) and ``timed_from``.
 
-    Returns the kept readings and, per patient, plain sentences about what was dropped.
+    ``frame`` is ordered by patient, then date (as ``lesion_frame`` returns it). Returns the
+    kept readings (person_id, measurement_date, mm, timed_from, t_days) and, per patient, plain
+    sentences about what was dropped.
     """
     notes: dict[int, list[str]] = {}
     if frame.empty:
         out = frame.assign(t_days=pd.Series(dtype=float), timed_from=pd.Series(dtype=object))
         return out, notes
-    date = pd.to_datetime(frame["measurement_date"])
-    birth = pd.to_datetime(frame["birth_date"])
-    value = frame["mm"].astype(float)
-    reasons = {
-        "no value": value.isna().to_numpy(),
-        "a negative size": (value < 0).to_numpy(),
-        f"a size above {MAX_PLAUSIBLE_MM:.0f} mm": (value > MAX_PLAUSIBLE_MM).to_numpy(),
-        "a date before birth": (birth.notna() & (date < birth)).to_numpy(),
-    }
+    date = _days(frame["measurement_date"])
+    birth = _days(frame["birth_date"])
+    value = frame["mm"].to_numpy(dtype=float)
+    with np.errstate(invalid="ignore"):
+        reasons = {
+            "no value": np.isnan(value),
+            "a negative size": value < 0,
+            f"a size above {MAX_PLAUSIBLE_MM:.0f} mm": value > MAX_PLAUSIBLE_MM,
+            "a date before birth": ~np.isnan(birth) & (date < birth),
+        }
     if as_of is not None:
-        reasons["a date after the data cut-off"] = (date > pd.Timestamp(as_of)).to_numpy()
+        reasons["a date after the data cut-off"] = date > (np.datetime64(as_of, "D") - _EPOCH).astype(float)
     bad = np.zeros(len(frame), dtype=bool)
     pid = frame["person_id"].to_numpy(dtype=np.int64)
     for why, rows in reasons.items():
         rows = rows & ~bad                                  # each reading counted once
+        if not rows.any():
+            continue
         for p, count in zip(*np.unique(pid[rows], return_counts=True), strict=True):
             notes.setdefault(int(p), []).append(
                 f"{count} lesion measurement{'s' if count > 1 else ''} left out: {why}"
             )
         bad |= rows
-    kept = frame.loc[~bad].copy()
-    kept["measurement_date"] = pd.to_datetime(kept["measurement_date"])
-    first = kept.groupby("person_id")["measurement_date"].transform("min")
-    start = pd.to_datetime(kept["treatment_start"])
-    kept["timed_from"] = np.where(start.notna(), "treatment", "first_measurement")
-    origin = start.fillna(first)
-    kept["t_days"] = (kept["measurement_date"] - origin).dt.days.astype(float)
+    keep = ~bad
+    pid, date = pid[keep], date[keep]
+    start = _days(frame["treatment_start"])[keep]
+    # the first kept reading of each patient (frames come ordered by patient, then date)
+    first_of = np.flatnonzero(np.r_[True, pid[1:] != pid[:-1]]) if pid.size else np.zeros(0, dtype=np.int64)
+    first = np.repeat(date[first_of], np.diff(np.r_[first_of, pid.size])) if pid.size else date
+    timed = ~np.isnan(start)
+    kept = pd.DataFrame({
+        "person_id": pid,
+        "measurement_date": (date.astype("int64") + _EPOCH).astype("datetime64[ns]") if pid.size
+        else pd.Series(dtype="datetime64[ns]"),
+        "mm": value[keep],
+        "timed_from": np.where(timed, "treatment", "first_measurement"),
+        "t_days": date - np.where(timed, start, first),
+    })  # fmt: skip
     return kept.reset_index(drop=True), notes

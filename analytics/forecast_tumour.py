@@ -35,7 +35,10 @@ import pandas as pd
 
 N_PARAMS = 3
 MAX_EXPONENT = 40.0          # exp() arguments are clipped here: no overflow for absurd draws
-MAX_SIZE_MM = 1000.0         # a curve is capped here (the largest plausible lesion is far below)
+# Exponential regrowth is unbounded in the model, and a breast is not: curves level off at this size,
+# the largest diameter the clinic records (the demo generator caps its lesions there too). A known
+# limit of the model, stated on the model card of the forecast (docs/validation.md).
+CEILING_MM = 250.0
 LM_ITERATIONS = 40
 DEFAULT_DRAWS = 400
 QUANTILES = (0.025, 0.10, 0.50, 0.90, 0.975)
@@ -101,7 +104,7 @@ def tgi_curve(theta: np.ndarray, t_days: np.ndarray) -> np.ndarray:
     f0, d, g = (np.exp(theta[..., j])[..., None] for j in range(N_PARAMS))
     t = np.maximum(t_days, 0.0)
     f = f0 * (np.exp(-np.minimum(d * t, MAX_EXPONENT)) + np.exp(np.minimum(g * t, MAX_EXPONENT)) - 1.0)
-    return np.minimum(f, MAX_SIZE_MM)
+    return np.minimum(f, CEILING_MM)
 
 
 def _curve_and_jacobian(theta: np.ndarray, t_days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -112,7 +115,8 @@ def _curve_and_jacobian(theta: np.ndarray, t_days: np.ndarray) -> tuple[np.ndarr
     growth = np.exp(np.minimum(g * t, MAX_EXPONENT))
     f = f0 * (decay + growth - 1.0)
     jac = np.stack([f, -f0 * d * t * decay, f0 * g * t * growth], axis=-1)
-    return f, jac
+    below = f < CEILING_MM                       # at the ceiling the curve no longer moves with theta
+    return np.minimum(f, CEILING_MM), jac * below[..., None]
 
 
 @dataclass(frozen=True)
@@ -209,17 +213,21 @@ def _initial_theta(series: LesionSeries, mu: np.ndarray) -> np.ndarray:
     return theta
 
 
-def fit_map(series: LesionSeries, prior: TGIPrior, iterations: int = LM_ITERATIONS) -> TGIFit:
+def fit_map(
+    series: LesionSeries, prior: TGIPrior, iterations: int = LM_ITERATIONS, start: np.ndarray | None = None
+) -> TGIFit:
     """MAP fit of every patient at once (damped Gauss-Newton), with Laplace covariances.
 
     Weights: 1 / sd(f) from a first pass on the measured sizes, then again from the fitted
     curve (so a large measured value is not down-weighted for being large by chance).
+    ``start``: initial theta (n, 3), e.g. the previous round's estimates. Iteration stops
+    early once every patient's objective has stopped improving.
     """
     if series.n == 0:
         return TGIFit(series, prior, np.zeros((0, N_PARAMS)), np.zeros((0, N_PARAMS, N_PARAMS)))
     t, y, mask = series.t_days, series.mm, series.mask
     mu, prec = prior.mu, prior.precision
-    theta = _initial_theta(series, mu)
+    theta = _initial_theta(series, mu) if start is None else np.array(start, dtype=float)
     eye = np.eye(N_PARAMS)
     for weight_pass in range(2):
         size = y if weight_pass == 0 else tgi_curve(theta, t)
@@ -230,20 +238,24 @@ def fit_map(series: LesionSeries, prior: TGIPrior, iterations: int = LM_ITERATIO
             f, jac = _curve_and_jacobian(theta, t)
             r = (y - f) * w
             jw = jac * w[..., None]
-            hess = np.einsum("nmi,nmj->nij", jw, jw) + prec
-            grad = np.einsum("nmi,nm->ni", jw, r) - (theta - mu) @ prec
+            hess = np.matmul(jw.transpose(0, 2, 1), jw) + prec
+            grad = np.matmul(jw.transpose(0, 2, 1), r[..., None])[..., 0] - (theta - mu) @ prec
             damped = hess + lam[:, None, None] * (hess * eye)
             step = np.linalg.solve(damped, grad[..., None])[..., 0]
             step = np.clip(step, -2.0, 2.0)                             # no leap across the log scale
             new = theta + step
             new_obj = _objective(new, t, y, w, mu, prec)
             better = new_obj < obj
+            gain = np.where(better, obj - new_obj, 0.0)
             theta = np.where(better[:, None], new, theta)
             obj = np.where(better, new_obj, obj)
             lam = np.clip(np.where(better, lam * 0.3, lam * 10.0), 1e-9, 1e9)
+            settled = (better & (gain <= 1e-9 * (1.0 + obj))) | (~better & (lam >= 1e4))
+            if settled.all():
+                break
     _, jac = _curve_and_jacobian(theta, t)
     jw = jac * w[..., None]
-    hess = np.einsum("nmi,nmj->nij", jw, jw) + prec
+    hess = np.matmul(jw.transpose(0, 2, 1), jw) + prec
     cov = np.linalg.inv(hess)
     return TGIFit(series, prior, theta, cov)
 
@@ -269,7 +281,7 @@ def _estimate_noise(fit: TGIFit, min_points: int = 6) -> NoiseModel | None:
     return NoiseModel(float(max(a, 0.2)), float(np.clip(b, 0.0, 0.5)))
 
 
-def fit_prior(series: LesionSeries, rounds: int = 8, start: TGIPrior | None = None) -> TGIPrior:
+def fit_prior(series: LesionSeries, rounds: int = 6, start: TGIPrior | None = None) -> TGIPrior:
     """Empirical-Bayes population prior from a cohort's series (Laplace-EM on the log parameters).
 
     Each round fits every patient's MAP under the current prior, then sets mu to the mean
@@ -282,8 +294,10 @@ def fit_prior(series: LesionSeries, rounds: int = 8, start: TGIPrior | None = No
     informative = series.subset(np.flatnonzero(series.counts >= 2))
     if informative.n < 20:
         return prior
+    theta = None
     for _ in range(rounds):
-        fit = fit_map(informative, prior)
+        fit = fit_map(informative, prior, start=theta)
+        theta = fit.theta
         mu = fit.theta.mean(axis=0)
         dev = fit.theta - mu
         cov = dev.T @ dev / informative.n + fit.cov.mean(axis=0) + 1e-6 * np.eye(N_PARAMS)

@@ -11,16 +11,30 @@ then held for one short transaction (docs/architecture.md, "short writers").
 A file that cannot be read, or whose patient is not in the store, gets an
 error entry and is not stored; the other files still are. Re-ingesting an
 instance replaces its earlier rows instead of duplicating them.
+
+De-identification (docs/governance.md): the DICOM PatientID is matched to the
+store's MRN or person id first; then the file is de-identified with the
+store's key (``models.deidentify``, PS3.15 Annex E Basic Profile) with the
+person id as its PatientID, and only that copy is kept, under
+``<store>_images/<person id>/<study>/<instance>.dcm``; the store's rows point
+to it. The original file is read, never copied or changed. UIDs are remapped
+with the store's key, so a re-ingest maps to the same rows. One exception
+keeps the record whole: a study whose original UID the store already lists
+for the same patient (the demo clinic's own studies) keeps that study row, so
+its radiology measurements and the AI read stay on one study.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from analytics import store
+from models import deidentify as deid
 from models.dicom import DicomReadError, read_dicom, read_header
 from models.inference import AIRead, NoModelForImageError, model_for, read_image
 from models.registry import LoadedModel, ModelUnavailableError
@@ -103,10 +117,31 @@ def _prepare(path: Path, load: Callable[[str], LoadedModel]) -> _Prepared:
     )
 
 
+def images_dir_for(db_path: Path) -> Path:
+    """Where the store keeps its de-identified image files: ``<store stem>_images`` beside it."""
+    db_path = Path(db_path).expanduser()
+    return db_path.with_name(f"{db_path.stem}_images")
+
+
+def _write_deidentified(p: _Prepared, person_id: int, key: bytes, images_dir: Path) -> tuple[Path, deid.DeidReport]:
+    """The de-identified copy of one matched file (and its phantom mask, if any) in the store's folder."""
+    ds, rep = deid.deidentify(p.file, key, patient_id=str(int(person_id)))
+    target = images_dir / str(int(person_id)) / rep.study_uid / f"{rep.sop_instance_uid}.dcm"
+    deid.write_deidentified(ds, target)
+    mask = p.file.with_name(f"{p.file.stem}_mask.png")
+    if mask.exists():  # a phantom's ground-truth outline (no identifiers): the viewer shows it beside the image
+        shutil.copyfile(mask, target.with_name(f"{target.stem}_mask.png"))
+    return target.resolve(), rep
+
+
 def ingest_files(
-    db_path: Path, paths: Iterable[Path], load: Callable[[str], LoadedModel], *, now: dt.datetime | None = None
+    db_path: Path, paths: Iterable[Path], load: Callable[[str], LoadedModel], *, now: dt.datetime | None = None,
+    images_dir: Path | None = None,
 ) -> IngestReport:
-    """Read, run the AI read, and store every file; bad files are reported, never stored half."""
+    """Read, run the AI read, de-identify and store every file; bad files are reported, never stored half.
+
+    ``images_dir``: where the de-identified copies go (default ``images_dir_for(db_path)``).
+    """
     report = IngestReport()
     prepared: list[_Prepared] = []
     for path in paths:
@@ -119,7 +154,12 @@ def ingest_files(
     if not prepared:
         return report
     now = now or dt.datetime.now()
+    db_path = Path(db_path).expanduser()
+    images_dir = Path(images_dir) if images_dir is not None else images_dir_for(db_path)
+    written: list[Path] = []
+    source_of: dict[Path, Path] = {}
     with store.open_store(db_path) as con:
+        key = deid.load_or_create_key(deid.key_path_for_store(db_path))
         keys = sorted({p.patient_key for p in prepared})
         found = con.execute(
             "SELECT k, person_id FROM (SELECT unnest(?::VARCHAR[]) AS k) q JOIN person "
@@ -136,17 +176,36 @@ def ingest_files(
                 if person_id is None:
                     report.failed.append({
                         "file": str(p.file),
-                        "error": f"patient '{p.patient_key}' is not in the store (matched on MRN or id); "
+                        "error": "the patient in this file is not in the store (matched on MRN or id); "
                         "import the patient first",
                     })
                     continue
+                known = con.execute(
+                    "SELECT person_id FROM imaging_study WHERE study_uid = ?", [p.study_uid]
+                ).fetchone()
+                if known and known[0] != person_id:
+                    report.failed.append({
+                        "file": str(p.file),
+                        "error": "this file's study belongs to another patient in the store; not stored",
+                    })
+                    continue
+                try:
+                    stored_file, deid_report = _write_deidentified(p, person_id, key, images_dir)
+                except (deid.DeidentificationError, OSError) as exc:
+                    report.failed.append({"file": str(p.file), "error": f"not de-identified, not stored: {exc}"})
+                    continue
+                written.append(stored_file)
+                source_of[stored_file] = p.file
+                study_key = p.study_uid if known else deid_report.study_uid
+                p = dataclasses.replace(p, file=stored_file, study_uid=study_key,
+                                        series_uid=deid_report.series_uid, sop_uid=deid_report.sop_instance_uid)
                 owner = con.execute(
                     "SELECT person_id FROM imaging_study WHERE study_uid = ?", [p.study_uid]
                 ).fetchone()
                 if owner and owner[0] != person_id:
                     report.failed.append({
                         "file": str(p.file),
-                        "error": f"study {p.study_uid} belongs to another patient in the store; not stored",
+                        "error": "this file's study belongs to another patient in the store; not stored",
                     })
                     continue
                 if not owner:
@@ -164,8 +223,10 @@ def ingest_files(
                     "INSERT INTO imaging_instance VALUES (?, ?, ?, ?, ?, ?)",
                     [p.sop_uid, p.series_uid, str(p.file), p.rows, p.columns, p.spacing_mm],
                 )
-                entry: dict = {"file": str(p.file), "person_id": int(person_id), "study_uid": p.study_uid,
-                               "sop_instance_uid": p.sop_uid, "ai": None, "note": p.ai_note}
+                entry: dict = {"file": str(source_of[stored_file]), "stored_file": str(p.file),
+                               "person_id": int(person_id), "study_uid": p.study_uid,
+                               "sop_instance_uid": p.sop_uid, "ai": None, "note": p.ai_note,
+                               "deidentification": deid_report.as_dict()}
                 if p.ai is not None:
                     ai = p.ai
                     con.execute(
@@ -197,5 +258,8 @@ def ingest_files(
             con.execute("COMMIT")
         except Exception:
             con.execute("ROLLBACK")
+            for path in written:  # no row points to them: leave no de-identified orphan behind
+                path.unlink(missing_ok=True)
+                path.with_name(f"{path.stem}_mask.png").unlink(missing_ok=True)
             raise
     return report

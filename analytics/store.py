@@ -22,13 +22,13 @@ from __future__ import annotations
 import contextlib
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 4
 
 # Treatment options of the demo clinic: the first-line systemic regimen.
 TREATMENT_OPTIONS = ("endocrine", "chemotherapy", "chemo_endocrine")
@@ -52,9 +52,16 @@ class MissingDatabaseError(StoreError):
 
 @dataclass(frozen=True)
 class Migration:
+    """One schema version: SQL statements, then an optional data step, in one transaction.
+
+    ``data_step`` fills what SQL alone cannot (random secrets, hashes over existing
+    rows); it runs on the same connection, inside the migration's transaction.
+    """
+
     version: int
     description: str
     statements: tuple[str, ...]
+    data_step: Callable[[duckdb.DuckDBPyConnection], None] | None = None
 
 
 _V1 = (
@@ -217,9 +224,74 @@ _V2 = (
     )""",
 )
 
+# Version 3 (additive): sign-in accounts and the hash-chained audit trail (governance issue).
+_V3 = (
+    # the audit trail gains what it must say (model, inputs) and its hash chain
+    "ALTER TABLE audit_event ADD COLUMN IF NOT EXISTS model_name VARCHAR",
+    "ALTER TABLE audit_event ADD COLUMN IF NOT EXISTS model_version VARCHAR",
+    "ALTER TABLE audit_event ADD COLUMN IF NOT EXISTS inputs_sha256 VARCHAR",  # hash of what the model saw
+    "ALTER TABLE audit_event ADD COLUMN IF NOT EXISTS prev_hash VARCHAR",      # hash of the event before
+    "ALTER TABLE audit_event ADD COLUMN IF NOT EXISTS hash VARCHAR",           # sha256(prev_hash + row)
+    # the end of the chain: catches removed last events, and a concurrent fork conflicts on its row
+    """CREATE TABLE IF NOT EXISTS audit_chain_head (
+        id               TINYINT PRIMARY KEY CHECK (id = 1),
+        events           BIGINT NOT NULL CHECK (events >= 0),
+        last_event_id    BIGINT,
+        last_hash        VARCHAR NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS app_user (
+        username         VARCHAR PRIMARY KEY,          -- lower case; staff sign-in name
+        role             VARCHAR NOT NULL CHECK (role IN ('oncologist', 'care_team', 'ethics_board', 'admin')),
+        password_hash    VARCHAR,                      -- argon2id PHC string; NULL: single sign-on only
+        email            VARCHAR UNIQUE,               -- single sign-on identity (lower case)
+        created_at       TIMESTAMP NOT NULL,
+        CHECK (password_hash IS NOT NULL OR email IS NOT NULL)
+    )""",
+    # failed sign-ins per typed username, keyed by a keyed hash so that a password
+    # typed into the username box is never stored
+    """CREATE TABLE IF NOT EXISTS sign_in_throttle (
+        username_key     VARCHAR PRIMARY KEY,          -- HMAC-SHA256 of the typed username
+        failures         INTEGER NOT NULL CHECK (failures >= 0),
+        last_failure_at  TIMESTAMP NOT NULL
+    )""",
+    # per-store secrets (pseudonym and throttle keys); never shown on a page
+    """CREATE TABLE IF NOT EXISTS app_secret (
+        name             VARCHAR PRIMARY KEY,
+        value            VARCHAR NOT NULL,             -- hex
+        created_at       TIMESTAMP NOT NULL
+    )""",
+)
+
+
+def _v3_data(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the store's secret and seal the events written before the chain existed."""
+    from analytics import audit, users  # they import this module: imported here, not at the top
+
+    users.ensure_secret(con)
+    audit.seal_unchained(con)
+
+
+def _cohort_base_statements() -> tuple[str, ...]:
+    """Version 4 (additive): the derived ``cohort_base`` table and its freshness row (analytics.cohort_base)."""
+    # defined beside the query whose rows it holds
+    from analytics.cohort_base import TABLE_STATEMENTS
+
+    return TABLE_STATEMENTS
+
+
+def _v4_data(con: duckdb.DuckDBPyConnection) -> None:
+    """Fill ``cohort_base`` from the rows already in the store (seconds at a million patients, once)."""
+    from analytics.cohort_base import refresh_base
+
+    refresh_base(con)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial OMOP-shaped schema, imaging, governance, simulation truth", _V1),
     Migration(2, "treatment_decision: clinicians' accept or override of treatment recommendations", _V2),
+    Migration(3, "sign-in accounts and roles, per-store secret, hash-chained audit trail", _V3, _v3_data),
+    Migration(4, "cohort_base: derived per-patient row for cohort queries (analytics issue)",
+              _cohort_base_statements(), _v4_data),
 )
 
 
@@ -258,6 +330,8 @@ def migrate(con: duckdb.DuckDBPyConnection) -> int:
         try:
             for statement in m.statements:
                 con.execute(statement)
+            if m.data_step is not None:
+                m.data_step(con)
             con.execute(
                 "INSERT INTO schema_version VALUES (?, ?, now()::TIMESTAMP)",
                 [m.version, m.description],

@@ -91,43 +91,42 @@ def shown_summary(recommendation: dict) -> dict:
 
 
 def record_decision(
-    db_path: str | Path, decision: Decision, *, shown: dict | None = None, wait_s: float = 30.0
+    db_path: str | Path, decision: Decision, *, shown: dict | None = None, wait_s: float = 30.0,
+    role: str | None = None,
 ) -> int:
     """Store the decision and its audit event in one transaction; returns the decision id.
 
-    ``shown``: the figures on screen when the clinician decided (JSON-serialisable, no names).
+    ``shown``: the figures on screen when the clinician decided (JSON-serialisable, no names);
+    ``role``: the signed-in role of ``decision.actor``, for the audit trail.
     """
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     shown_json = json.dumps(shown, sort_keys=True, default=str) if shown is not None else None
-    with store.open_store(db_path, wait_s=wait_s) as con:
-        con.execute("BEGIN TRANSACTION")
-        try:
-            decision_id = int(
-                con.execute(
-                    "INSERT INTO treatment_decision (person_id, model_version, recommended, chosen, accepted, "
-                    "reason, actor, decided_at, shown) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING decision_id",
-                    [decision.person_id, decision.model_version, decision.recommended, decision.chosen,
-                     decision.accepted, decision.reason, decision.actor, now, shown_json],
-                ).fetchone()[0]
-            )  # fmt: skip
-            audit.append_event(
-                con,
-                actor=decision.actor,
-                action=ACTION,
-                subject=str(decision.person_id),
-                details={
-                    "decision_id": decision_id,
-                    "model_version": decision.model_version,
-                    "recommended": decision.recommended,
-                    "chosen": decision.chosen,
-                    "accepted": decision.accepted,
-                    "shown": shown,
-                },
-            )
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
+    with store.open_store(db_path, wait_s=wait_s) as con, audit.chained_transaction(con):
+        decision_id = int(
+            con.execute(
+                "INSERT INTO treatment_decision (person_id, model_version, recommended, chosen, accepted, "
+                "reason, actor, decided_at, shown) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING decision_id",
+                [decision.person_id, decision.model_version, decision.recommended, decision.chosen,
+                 decision.accepted, decision.reason, decision.actor, now, shown_json],
+            ).fetchone()[0]
+        )  # fmt: skip
+        audit.append_event(
+            con,
+            actor=decision.actor,
+            role=role,
+            action=ACTION,
+            subject=str(decision.person_id),
+            details={
+                "decision_id": decision_id,
+                "model_version": decision.model_version,
+                "recommended": decision.recommended,
+                "chosen": decision.chosen,
+                "accepted": decision.accepted,
+                "shown": shown,
+            },
+            model_name="treatment",
+            model_version=decision.model_version,
+        )
     return decision_id
 
 

@@ -57,7 +57,7 @@ _COVARIATES = """
            c.diagnosis_date
     FROM {person} AS p
     LEFT JOIN (
-        SELECT * FROM condition_occurrence
+        SELECT * FROM condition_occurrence{condition_filter}
         QUALIFY row_number() OVER (PARTITION BY person_id ORDER BY diagnosis_date, condition_id) = 1
     ) AS c USING (person_id)
 """
@@ -74,7 +74,7 @@ def clinic_training_table(
     person = "(SELECT * FROM person ORDER BY (person_id::HUGEINT * ?) % ?, person_id LIMIT ?)"
     df = con.execute(
         f"""
-        WITH cov AS ({_COVARIATES.format(person=person)}),
+        WITH cov AS ({_COVARIATES.format(person=person, condition_filter="")}),
         first_line AS (
             SELECT person_id, min(regimen) AS regimen FROM treatment_exposure
             WHERE line_of_therapy = 1 AND regimen IS NOT NULL GROUP BY person_id
@@ -120,10 +120,22 @@ def clinic_training_table(
     return table, df["person_id"].to_numpy(dtype=np.int64)
 
 
+def covariates_frame(con: duckdb.DuckDBPyConnection, person_subquery: str) -> pd.DataFrame:
+    """person_id, ``FEATURE_COLUMNS`` and diagnosis_date of the persons a constant subquery selects.
+
+    The same SQL as training and ``patient_covariates``, for callers that need many patients at
+    once (the worklist's forecast risk). ``person_subquery`` must be constant SQL, never user text.
+    """
+    return con.execute(_COVARIATES.format(person=person_subquery, condition_filter="")).df()  # noqa: S608
+
+
 def patient_covariates(con: duckdb.DuckDBPyConnection, person_id: int) -> pd.DataFrame:
     """One patient's model inputs (one row, ``FEATURE_COLUMNS``); raises if unknown or incomplete."""
     person = "(SELECT * FROM person WHERE person_id = ?)"
-    df = con.execute(_COVARIATES.format(person=person), [int(person_id)]).df()  # noqa: S608
+    # the diagnosis table filtered on her id too: the window function would otherwise rank every
+    # patient's diagnoses first (10 ms at 10,000 patients, growing with the store)
+    sql = _COVARIATES.format(person=person, condition_filter=" WHERE person_id = ?")
+    df = con.execute(sql, [int(person_id), int(person_id)]).df()  # noqa: S608
     if df.empty:
         raise UnknownPatientError(f"no patient with id {person_id} in this store")
     row = df.iloc[[0]][FEATURE_COLUMNS].astype(float).reset_index(drop=True)

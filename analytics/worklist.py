@@ -1,13 +1,16 @@
-"""The care team's worklist: which patients to look at first (an INTERIM ranking).
+"""The care team's worklist: which patients to look at first, ranked by forecast risk.
 
-The score here is a stop-gap until the forecast issue ranks patients by their
-forecast risk: it is the ratio of the latest target-lesion longest diameter to
-its nadir (the smallest value recorded), so a lesion that regrows from its best
-response floats to the top. It is not a validated risk score and the page says
-so.
+Rank: the probability of RECIST progression or recurrence in the next six
+months (``analytics.forecast.cohort_risk``): the tumour growth-inhibition fit
+of each patient's lesion series gives the chance that a reading six months
+from today meets progression against her nadir, the clinic's treatment model
+(when trained) the chance of recurrence within six months given that she is
+recurrence-free today, and the two combine as 1 - (1 - p)(1 - q). Ties (many
+demo patients sit at 100 % because their lesion has regrown already) are
+broken by the regrowth ratio latest / nadir, then by id.
 
-RECIST 1.1 flags are computed from the same series (one target lesion, so the
-"sum of diameters" is its longest diameter):
+RECIST 1.1 flags are computed from the observed series (one target lesion, so
+the "sum of diameters" is its longest diameter):
 
 - progression: latest >= 1.2 x nadir AND latest - nadir >= 5 mm;
 - response: latest <= 0.7 x baseline (a decrease of at least 30 % from the
@@ -20,11 +23,11 @@ Who is on the list: patients alive and without a recorded recurrence at their
 last follow-up (no ``outcome_event`` row and an observation period that did not
 end in death) who have at least one lesion measurement.
 
-Why one set-based query: at a million patients the measurement table holds
-about 47 million rows; one grouped scan with ``arg_min``/``arg_max`` and a
-window count answers a page in about a second on two cores (a per-patient loop
-would take minutes). Eligibility and the site filter are anti/semi-joins on
-person ids, and MRNs are joined only to the page's rows.
+Why rank everyone, then page: a forecast risk is not a SQL expression, so the
+whole filtered list is ranked at once (vectorised fits: about a second per
+10,000 patients) and the app caches the ranking per data and model version
+(``dashboard.resources``); paging and the progression filter are then free.
+The flags stay one set-based query (``arg_min``/``arg_max``, one scan).
 """
 
 from __future__ import annotations
@@ -32,18 +35,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import duckdb
+import numpy as np
 import pandas as pd
+
+from analytics.forecast import cohort_risk, estimate_prior
 
 LESION_CONCEPT = "lesion_longest_diameter"
 PROGRESSION_RELATIVE = 0.20   # RECIST 1.1: >= 20 % over the nadir ...
 PROGRESSION_ABSOLUTE_MM = 5.0  # ... and >= 5 mm absolute increase
 RESPONSE_RELATIVE = 0.30      # RECIST 1.1 partial response: >= 30 % below baseline
-NADIR_FLOOR_MM = 1.0          # score denominator floor: regrowth after a 0 mm nadir ranks high
+NADIR_FLOOR_MM = 1.0          # regrowth ratio denominator floor: regrowth after a 0 mm nadir ranks high
 
 WORKLIST_COLUMNS = (
     "person_id", "mrn", "site", "n_measurements", "baseline_date", "baseline_mm", "nadir_mm",
     "latest_date", "latest_mm", "change_from_nadir_pct", "change_from_baseline_pct",
-    "progression", "response", "score",
+    "progression", "response", "regrowth_ratio", "p_progression_6m", "p_recurrence_6m", "risk_6m",
+    "risk_parts",
 )
 
 
@@ -51,9 +58,10 @@ WORKLIST_COLUMNS = (
 class WorklistPage:
     """One page of the worklist and the size of the whole (filtered) list.
 
-    ``rows`` has the columns of ``WORKLIST_COLUMNS``, sorted by ``score``
-    (interim: latest / nadir lesion diameter) descending, ties by ``person_id``;
-    sizes in mm, changes in percent.
+    ``rows`` has the columns of ``WORKLIST_COLUMNS``, sorted by ``risk_6m`` descending
+    (patients without any forecast last), then ``regrowth_ratio`` (latest / nadir)
+    descending, then ``person_id``; sizes in mm, changes in percent, probabilities in [0, 1].
+    ``risk_parts`` says what the risk includes: "tumour+survival", "tumour", "survival", "none".
     """
 
     rows: pd.DataFrame
@@ -62,7 +70,7 @@ class WorklistPage:
     offset: int
 
 
-_RANKED = """
+_FLAGGED = """
 WITH lesion AS (
     SELECT person_id,
            count(*)                          AS n_measurements,
@@ -74,32 +82,60 @@ WITH lesion AS (
     FROM measurement
     WHERE concept = ?
     GROUP BY person_id
-),
-flagged AS (
-    SELECT *,
-           latest_mm >= (1 + ?) * nadir_mm AND latest_mm - nadir_mm >= ? AS progression,
-           baseline_mm > 0 AND latest_mm <= (1 - ?) * baseline_mm       AS response,
-           latest_mm / greatest(nadir_mm, ?)                             AS score
-    FROM lesion
-    WHERE person_id NOT IN (SELECT person_id FROM outcome_event)
-      AND person_id NOT IN (SELECT person_id FROM observation_period WHERE end_reason = 'death')
-      AND person_id IN (SELECT person_id FROM person WHERE ?::VARCHAR IS NULL OR site = ?)
-),
-page AS (
-    SELECT *, count(*) OVER () AS total
-    FROM flagged
-    WHERE (NOT ? OR progression)
-    ORDER BY score DESC, person_id
-    LIMIT ? OFFSET ?
 )
-SELECT page.person_id, p.mrn, p.site, n_measurements, baseline_date, baseline_mm, nadir_mm,
+SELECT lesion.person_id, p.mrn, p.site, n_measurements, baseline_date, baseline_mm, nadir_mm,
        latest_date, latest_mm,
        100 * (latest_mm - nadir_mm) / nullif(nadir_mm, 0)       AS change_from_nadir_pct,
        100 * (latest_mm - baseline_mm) / nullif(baseline_mm, 0) AS change_from_baseline_pct,
-       progression, response, score, total
-FROM page JOIN person AS p USING (person_id)
-ORDER BY score DESC, page.person_id
+       latest_mm >= (1 + ?) * nadir_mm AND latest_mm - nadir_mm >= ? AS progression,
+       baseline_mm > 0 AND latest_mm <= (1 - ?) * baseline_mm       AS response,
+       latest_mm / greatest(nadir_mm, ?)                             AS regrowth_ratio
+FROM lesion JOIN person AS p USING (person_id)
+WHERE lesion.person_id NOT IN (SELECT person_id FROM outcome_event)
+  AND lesion.person_id NOT IN (SELECT person_id FROM observation_period WHERE end_reason = 'death')
+  AND (?::VARCHAR IS NULL OR p.site = ?)
+ORDER BY lesion.person_id
 """
+
+
+def ranked(
+    con: duckdb.DuckDBPyConnection,
+    site: str | None = None,
+    *,
+    prior=None,
+    clinic=None,
+    as_of=None,
+) -> pd.DataFrame:
+    """The whole (site-filtered) list with RECIST flags and forecast risks, in rank order.
+
+    ``prior``: the cohort's growth-inhibition prior (estimated from the store when None);
+    ``clinic``: a loaded ``treatment_clinic.ClinicModel`` for the recurrence part, or None
+    (the risk is then the tumour part alone, and ``risk_parts`` says so).
+    """
+    site = site or None
+    params = [LESION_CONCEPT, PROGRESSION_RELATIVE, PROGRESSION_ABSOLUTE_MM, RESPONSE_RELATIVE,
+              NADIR_FLOOR_MM, site, site]  # fmt: skip
+    frame = con.execute(_FLAGGED, params).df()
+    if prior is None:
+        prior = estimate_prior(con)
+    risk = cohort_risk(con, frame["person_id"].to_numpy(dtype=np.int64), prior, clinic, as_of)
+    frame = frame.merge(risk, on="person_id", how="left")
+    frame["progression"] = frame["progression"].astype(bool)
+    frame["response"] = frame["response"].astype(bool)
+    frame = frame.assign(_missing=frame["risk_6m"].isna()).sort_values(
+        ["_missing", "risk_6m", "regrowth_ratio", "person_id"], ascending=[True, False, False, True],
+        kind="stable",
+    )
+    return frame[list(WORKLIST_COLUMNS)].reset_index(drop=True)
+
+
+def page(ranked_rows: pd.DataFrame, limit: int = 25, offset: int = 0, only_progression: bool = False) -> WorklistPage:
+    """One page of an already ranked list; ``total`` counts the whole filtered list."""
+    limit = max(1, int(limit))
+    offset = max(0, int(offset))
+    rows = ranked_rows[ranked_rows["progression"]] if only_progression else ranked_rows
+    return WorklistPage(rows=rows.iloc[offset : offset + limit].reset_index(drop=True), total=len(rows),
+                        limit=limit, offset=offset)  # fmt: skip
 
 
 def worklist(
@@ -108,35 +144,17 @@ def worklist(
     offset: int = 0,
     only_progression: bool = False,
     site: str | None = None,
+    *,
+    prior=None,
+    clinic=None,
 ) -> WorklistPage:
-    """One page of patients ranked by the INTERIM score (latest / nadir lesion diameter).
+    """One page of patients ranked by forecast risk (see ``ranked``).
 
     ``site`` restricts to one treating clinic; ``only_progression`` keeps
     patients meeting RECIST 1.1 progression. ``total`` counts the whole
     filtered list, so a page can say "26-50 of 1,234".
     """
-    limit = max(1, int(limit))
-    offset = max(0, int(offset))
-    site = site or None
-    params = [
-        LESION_CONCEPT,
-        PROGRESSION_RELATIVE, PROGRESSION_ABSOLUTE_MM, RESPONSE_RELATIVE, NADIR_FLOOR_MM,
-        site, site,
-        bool(only_progression),
-        limit, offset,
-    ]
-    frame = con.execute(_RANKED, params).df()
-    if not frame.empty:
-        total = int(frame["total"].iloc[0])
-    elif offset == 0:
-        total = 0
-    else:
-        # A page past the end carries no window count: count the list once more.
-        total = worklist(con, 1, 0, only_progression, site).total
-    rows = frame.drop(columns="total").reset_index(drop=True)
-    rows["progression"] = rows["progression"].astype(bool)
-    rows["response"] = rows["response"].astype(bool)
-    return WorklistPage(rows=rows, total=total, limit=limit, offset=offset)
+    return page(ranked(con, site, prior=prior, clinic=clinic), limit, offset, only_progression)
 
 
 def sites(con: duckdb.DuckDBPyConnection) -> list[str]:

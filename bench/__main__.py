@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import sys
 
-from bench import bench_generator, bench_inference, bench_saliency, bench_treatment
+from bench import (
+    bench_analytics,
+    bench_forecast,
+    bench_generator,
+    bench_inference,
+    bench_saliency,
+    bench_treatment,
+)
 
 
 def main(argv: list[str]) -> int:
@@ -17,6 +24,10 @@ def main(argv: list[str]) -> int:
                          if quick else [])  # fmt: skip
     print()
     bench_saliency.main(["--n", "6", "--sweep", "16,32"] if quick else [])
+    print()
+    bench_forecast.main(["--patients", "2000", "--latency-n", "20", "--bootstrap", "5"] if quick else [])
+    print()
+    bench_analytics.main(["--patients", "100000", "--reps", "3"] if quick else [])
     return 0
 
 

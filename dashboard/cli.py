@@ -20,18 +20,6 @@ from pathlib import Path
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-EXIT_NOT_AVAILABLE = 3
-
-# What each pending command waits for, shown in its error message.
-PENDING = {
-    "forecast": "the progression-forecast issue",
-    "cohort": "the analytics issue (cohort queries)",
-    "import": "the analytics issue (CSV, Parquet and FHIR imports)",
-    "validate": "the forecast issue",
-    "report": "the hospital-connections issue (tumour-board report)",
-    "users": "the governance issue (sign-in and roles)",
-    "audit": "the governance issue (hash-chained audit trail)",
-}
 
 
 class CliError(Exception):
@@ -100,6 +88,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
             "images_s": round(images.seconds, 3),
         }
     result["treatment_model"] = _demo_treatment_model(summary.path, train=not args.no_model)
+    from dashboard import cli_governance
+
+    accounts = cli_governance.demo_accounts(summary.path)
+    result["accounts"] = [{"username": a["username"], "role": a["role"]} for a in accounts]
     if args.json:
         print(json.dumps(result))
     else:
@@ -118,6 +110,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         else:
             print(f"No treatment model: {model['skipped']}.")
         print(f"Start the app with: oncolens serve --db {summary.path}")
+        cli_governance.print_demo_accounts(accounts)
     return 0
 
 
@@ -256,8 +249,13 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from analytics.imaging_ingest import ingest_files
     from models.inference import iter_dicom_paths
 
-    if args.dicomweb or args.study:
-        raise CliError("--dicomweb arrives with the hospital-connections issue; ingest local files for now")
+    if args.dicomweb is not None or args.study:
+        from dashboard import cli_hospital
+
+        try:
+            return cli_hospital.cmd_ingest_pacs(args, _db_path(args), _model_loader())
+        except cli_hospital.HospitalCliError as exc:
+            raise CliError(str(exc)) from None
     if not args.paths:
         raise CliError("give DICOM files or folders to ingest")
     files = list(iter_dicom_paths(args.paths))
@@ -272,13 +270,48 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return EXIT_FAILED if report.failed else 0
 
 
+def cmd_deidentify(args: argparse.Namespace) -> int:
+    """De-identify DICOM files into --out (PS3.15 Annex E Basic Profile); originals are left as they are."""
+    from models import deidentify as deid
+    from models.inference import iter_dicom_paths
+
+    files = list(iter_dicom_paths(args.paths))
+    if not files:
+        raise CliError("no files found under the given paths")
+    if args.out.resolve() in {p.resolve().parent for p in files}:
+        raise CliError("--out must not be a folder of the input files (originals are never overwritten)")
+    # default: the store's own key, so these files map UIDs exactly as its ingest does; never kept in --out
+    key_file = args.key_file or deid.key_path_for_store(_db_path(args))
+    try:
+        key = deid.load_or_create_key(key_file)
+    except (deid.DeidentificationError, OSError) as exc:
+        raise CliError(f"cannot use the key file {key_file}: {exc}") from exc
+    failed = 0
+    for result in deid.deidentify_files(files, args.out, key):
+        failed += "error" in result
+        if args.json:
+            print(json.dumps(result), flush=True)
+        elif "error" in result:
+            print(f"{result['file']}: error: {result['error']}", flush=True)
+        else:
+            counts = ", ".join(f"{k} {v}" for k, v in sorted(result["counts"].items()))
+            print(f"{result['file']} -> {result['out']} ({counts})", flush=True)
+            for warning in result["warnings"]:
+                print(f"  warning: {warning}", flush=True)
+    _say(f"{len(files) - failed} of {len(files)} file(s) de-identified into {args.out} (key {key_file}; "
+         "the same key maps the same UIDs to the same new UIDs)")
+    return EXIT_FAILED if failed else 0
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     if args.target in TREATMENT_TARGETS:
         return cmd_validate_treatment(args)
     if args.target == "saliency":
         return cmd_validate_saliency(args)
-    if args.target != "imaging":
-        return cmd_pending(args)
+    if args.target == "subgroups":
+        return cmd_validate_subgroups(args)
+    if args.target == "forecast":
+        return cmd_validate_forecast(args)
     from models.registry import ModelUnavailableError, available_models, load_model
     from models.validate import validate_imaging
 
@@ -303,6 +336,60 @@ def cmd_validate(args: argparse.Namespace) -> int:
                   f"ECE {r['ece']:.3f}, lesion Dice {dice['value']:.3f} "
                   f"({dice['ci_low']:.3f}-{dice['ci_high']:.3f}), n={r['n']} seed={r['seed']}")
     return EXIT_FAILED if any("error" in r for r in results.values()) else 0
+
+
+def _print_gaps(title: str, report: dict) -> None:
+    print(title)
+    for row in report["largest_gap"].values():
+        ci = "" if row["ci_low"] is None else f" (95% CI {row['ci_low']:+.3f} to {row['ci_high']:+.3f})"
+        print(f"  largest {row['title']} gap: {row['gap']:.3f}{ci} by {row['attribute']}: "
+              f"{row['low_group']} {row['low_value']:.3f} (n={row['n_low']}) vs "
+              f"{row['high_group']} {row['high_value']:.3f} (n={row['n_high']})")
+    for attribute, why in report["skipped"].items():
+        print(f"  not audited: {attribute}: {why}")
+
+
+def cmd_validate_subgroups(args: argparse.Namespace) -> int:
+    """Subgroup audit (fairlearn MetricFrame): the treatment model on the store, imaging models on phantoms."""
+    from analytics import store
+    from analytics.subgroup_treatment import treatment_subgroup_report
+    from analytics.treatment_clinic import load_clinic_model
+    from dashboard.subgroups import imaging_subgroup_report
+    from models.registry import ModelUnavailableError, available_models, load_model
+
+    if not 0 < args.threshold < 1:
+        raise CliError("--threshold must be between 0 and 1")
+    result: dict = {"treatment": None, "imaging": {}}
+    try:
+        clinic = load_clinic_model(_db_path(args))
+        with store.open_store(_db_path(args), read_only=True) as con:
+            result["treatment"] = treatment_subgroup_report(con, clinic, threshold=args.threshold,
+                                                            bootstrap=args.gap_bootstrap, seed=args.seed)
+    except _treatment_errors() as exc:
+        result["treatment"] = {"error": str(exc)}
+    for name in available_models():
+        try:
+            result["imaging"][name] = imaging_subgroup_report(load_model(name), n=args.n or 400, seed=args.seed,
+                                                              bootstrap=args.gap_bootstrap)
+        except (ModelUnavailableError, ValueError) as exc:
+            result["imaging"][name] = {"error": str(exc)}
+    parts = [result["treatment"], *result["imaging"].values()]
+    if args.json:
+        print(json.dumps(result))
+    else:
+        t = result["treatment"]
+        if "error" in t:
+            print(f"treatment: error: {t['error']}")
+        else:
+            print(f"treatment model {t['model_version']}: {t['data']}; {t['decision']}")
+            _print_gaps("  survival (all patients):", t["survival"])
+            _print_gaps(f"  5-year outcome ({t['known_5y_status']} with known 5-year status):", t["five_year"])
+        for name, r in result["imaging"].items():
+            if "error" in r:
+                print(f"{name}: error: {r['error']}")
+            else:
+                _print_gaps(f"{name} v{r['model_version']}: {r['data']}; {r['note']}", r)
+    return EXIT_FAILED if any("error" in p for p in parts) else 0
 
 
 # --- saliency: explain, validate saliency ----------------------------------------
@@ -527,13 +614,128 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- commands whose issues have not landed ------------------------------------
+# --- forecast: one patient, validate forecast ---------------------------------------
 
 
-def cmd_pending(args: argparse.Namespace) -> int:
-    name = args.command
-    _say(f"`{name}` is not available yet: it arrives with {PENDING[name]}.")
-    return EXIT_NOT_AVAILABLE
+def cmd_forecast(args: argparse.Namespace) -> int:
+    from analytics import store
+    from analytics.forecast import (
+        ForecastError,
+        UnknownPatientError,
+        estimate_prior,
+        patient_forecast,
+    )
+    from analytics.treatment_clinic import load_clinic_model
+    from analytics.treatment_model_files import TreatmentModelError
+
+    try:
+        person_id = int(args.patient_id)
+    except ValueError:
+        raise CliError(f"PATIENT_ID must be a whole number (got {args.patient_id!r})") from None
+    db = _db_path(args)
+    with store.open_store(db, read_only=True) as con:
+        known = con.execute("SELECT count(*) FROM person WHERE person_id = ?", [person_id]).fetchall()[0][0]
+        if not known:
+            raise CliError(f"no patient with id {person_id} in {db}")
+        try:
+            clinic = load_clinic_model(db, stack_refits=False)
+        except TreatmentModelError:
+            clinic = None                                  # the forecast says what this leaves out
+        try:
+            forecast = patient_forecast(con, person_id, estimate_prior(con), clinic)
+        except (ForecastError, UnknownPatientError) as exc:
+            raise CliError(str(exc)) from exc
+    result = forecast.to_json()
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    tumour, info = result["tumour"], result["survival_info"]
+    print(f"Patient {person_id}, as of {result['as_of']} ({result['caveat']})")
+    if tumour["observed"]:
+        last = tumour["observed"][-1]
+        print(f"  lesion: {len(tumour['observed'])} reading(s), last {last['mm']} mm on {last['date']}, "
+              f"nadir {tumour['nadir_mm']} mm; RECIST progression {tumour['progression_status'].replace('_', ' ')}"
+              f"{' on ' + tumour['progression_date'] if tumour['progression_date'] else ''}")
+        if tumour["progression_probability_6m"] is not None:
+            print(f"  probability that a reading 6 months from now meets progression: "
+                  f"{100 * tumour['progression_probability_6m']:.0f}%")
+    for option, rows in result["survival"].items():
+        end = rows[-1]
+        print(f"  {option:16s} recurrence-free to day {end['day']:.0f}: {100 * end['s']:.1f}% "
+              f"(95% {100 * end['lo']:.1f}-{100 * end['hi']:.1f}), given recurrence-free to day {rows[0]['day']:.0f}")
+    for note in [*tumour["notes"], *info["notes"]]:
+        print(f"  note: {note}")
+    return 0
+
+
+def cmd_validate_forecast(args: argparse.Namespace) -> int:
+    from analytics import store
+    from analytics.forecast_validation import validate_forecast
+
+    if args.folds < 2:
+        raise CliError("--folds must be at least 2")
+    try:
+        with store.open_store(_db_path(args), read_only=True) as con:
+            report = validate_forecast(con, seed=args.seed, folds=args.folds)
+    except (ValueError, *_treatment_errors()) as exc:
+        raise CliError(str(exc)) from exc
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    t = report["tumour"]["overall"]
+    mae = t["mae_mm"]
+    print(f"tumour size, held-out later readings ({t['readings']} readings, {t['patients']} patients): MAE "
+          f"growth-inhibition {mae['tgi']:.2f} mm, last value {mae['locf']:.2f} mm, linear trend {mae['trend']:.2f} mm; "
+          f"coverage 80% band {t['coverage_80']:.3f}, 95% band {t['coverage_95']:.3f}")
+    s = report["survival"]
+    ibs = s["integrated_brier"]
+    print(f"survival ({s['patients']} patients, {s['events']} events): integrated Brier {ibs['model']:.4f} "
+          f"(Kaplan-Meier reference {ibs['kaplan_meier_reference']:.4f})")
+    for year, c in s["calibration"].items():
+        print(f"  {year}: mean predicted {c['mean_predicted']:.3f} vs observed {c['observed_km']:.3f}; "
+              f"quintile calibration error mean {c['mean_abs_error']:.3f}, max {c['max_abs_error']:.3f}")
+    print(f"caveat: {report['caveat']}")
+    return 0
+
+
+# --- users and audit (dashboard/cli_governance.py) ----------------------------
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    from dashboard import cli_governance
+
+    try:
+        return cli_governance.cmd_users(args, _db_path(args))
+    except cli_governance.GovernanceCliError as exc:
+        raise CliError(str(exc)) from None
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from dashboard import cli_governance
+
+    return cli_governance.cmd_audit(args, _db_path(args))
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from dashboard import cli_hospital
+
+    try:
+        return cli_hospital.cmd_report(args, _db_path(args))
+    except cli_hospital.HospitalCliError as exc:
+        raise CliError(str(exc)) from None
+
+
+def cmd_cohort(args: argparse.Namespace) -> int:
+    from dashboard import cli_analytics
+
+    return cli_analytics.cmd_cohort(args, _db_path(args))
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from dashboard import cli_analytics
+
+    return cli_analytics.cmd_import(args, _db_path(args))
+
 
 
 # --- parser -------------------------------------------------------------------
@@ -574,8 +776,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("ingest", "read DICOM files or folders (or a PACS) into the store and run the AI read", cmd_ingest)
     p.add_argument("paths", nargs="*", type=Path, metavar="PATH")
     _db_arg(p)
-    p.add_argument("--dicomweb", metavar="URL")
-    p.add_argument("--study", metavar="UID")
+    from dashboard import cli_hospital
+
+    cli_hospital.add_ingest_arguments(p)
+
+    p = add("deidentify", "de-identify DICOM files (PS3.15 Annex E Basic Profile) into a folder",
+            cmd_deidentify)
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR",
+                   help="output folder: <pseudonym>/<study>/<instance>.dcm")
+    p.add_argument("--key-file", type=Path, default=None, metavar="F",
+                   help="key for UIDs and pseudonyms (hex; created if missing; default: the store's "
+                        "<name>_deid.key beside --db, so UIDs match its ingested files)")
+    _db_arg(p)
+    p.add_argument("--json", action="store_true", help="one JSON object per file, with the report")
 
     p = add("predict", "run an imaging model on DICOM files (folders are walked)", cmd_predict)
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
@@ -607,23 +821,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=20_261_125, help="--train: seed (default 20261125)")
     p.add_argument("--json", action="store_true")
 
-    p = add("forecast", "progression forecast for one patient", cmd_pending)
+    p = add("forecast", "progression forecast for one patient (survival per option, tumour-size trajectory)",
+            cmd_forecast)
     p.add_argument("patient_id", metavar="PATIENT_ID")
     _db_arg(p)
     p.add_argument("--json", action="store_true")
 
-    p = add("cohort", "cohort size, survival and characteristics", cmd_pending)
+    p = add("cohort", "cohort size, survival and characteristics", cmd_cohort)
     p.add_argument("--filter", action="append", default=[], metavar='"FIELD OP VALUE"')
     p.add_argument("--group-by", metavar="FIELD")
     _db_arg(p)
     p.add_argument("--json", action="store_true")
 
-    p = add("import", "import CSV, Parquet or FHIR R4 bundles into the store", cmd_pending)
+    p = add("import", "import CSV, Parquet or FHIR R4 bundles into the store", cmd_import)
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
     _db_arg(p)
+    p.add_argument("--report-dir", type=Path, default=None, metavar="DIR",
+                   help="where rejected and duplicate rows are listed (default: <store name>_imports beside the store)")
+    p.add_argument("--json", action="store_true", help="one JSON object per file")
 
     p = add("validate", "reproduce the validation figures of a model", cmd_validate)
-    p.add_argument("target", choices=["imaging", "saliency", "treatment", "gbsg2", "forecast", "treatment-csv"])
+    p.add_argument("target", choices=["imaging", "saliency", "treatment", "gbsg2", "forecast", "treatment-csv",
+                                      "subgroups"])
     p.add_argument("file", nargs="?", type=Path, metavar="FILE")
     p.add_argument("--treatment", metavar="COL")
     p.add_argument("--time", metavar="COL")
@@ -631,28 +850,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--covariates", nargs="+", metavar="COL",
                    help="treatment-csv: covariate columns (default: all other columns)")
     _db_arg(p)
-    p.add_argument("--folds", type=_whole_number, default=5, help="treatment targets: cross-validation folds")
+    p.add_argument("--folds", type=_whole_number, default=5,
+                   help="treatment and forecast targets: cross-validation folds")
     p.add_argument("--bootstrap", type=_whole_number, default=25,
                    help="treatment targets: bootstrap refits per fold for the benefit intervals")
     p.add_argument("--n", type=_whole_number, default=None,
                    help="imaging: fresh held-out phantoms per model (default 400); saliency: phantoms per "
                         "model, those with a lesion scored (default 48)")
     p.add_argument("--seed", type=int, default=20_261_125,
-                   help="imaging: seed of the fresh phantom set; treatment targets: folds and bootstrap")
+                   help="imaging: seed of the fresh phantom set; treatment targets: folds and bootstrap; "
+                        "forecast: patient halves and folds")
+    p.add_argument("--threshold", type=float, default=0.40,
+                   help="subgroups: predicted 5-year risk at or above which a patient is flagged high risk "
+                        "(TPR/FPR; default 0.40)")
+    p.add_argument("--gap-bootstrap", type=_whole_number, default=100,
+                   help="subgroups: bootstrap resamples for the 95%% intervals of the gaps (default 100)")
     p.add_argument("--json", action="store_true")
 
-    p = add("report", "tumour-board report (PDF) for one patient", cmd_pending)
+    p = add("report", "tumour-board report (PDF) for one patient", cmd_report)
     p.add_argument("patient_id", metavar="PATIENT_ID")
     _db_arg(p)
     p.add_argument("--out", type=Path, required=True, metavar="FILE.pdf")
+    cli_hospital.add_report_arguments(p)
 
-    p = add("users", "manage local accounts", cmd_pending)
-    p.add_argument("action", choices=["add", "remove", "list"])
-    p.add_argument("rest", nargs=argparse.REMAINDER)
+    from dashboard import cli_governance
 
-    p = add("audit", "verify the audit trail", cmd_pending)
-    p.add_argument("action", choices=["verify"])
-    _db_arg(p)
+    cli_governance.add_arguments(add("users", "manage local accounts (sign-in and roles)", cmd_users),
+                                 add("audit", "verify the hash-chained audit trail", cmd_audit), _db_arg)
     return parser
 
 

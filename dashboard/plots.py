@@ -334,3 +334,185 @@ def similar_patients_figure(km: pd.DataFrame, counts: pd.DataFrame, criteria: st
     n = dict(zip(counts["group"], counts["patients"], strict=True))
     labelled = km.assign(group=[f"{g} (n={n.get(g, 0):,})" for g in km["group"]])
     return km_figure(labelled, title)
+
+
+# --- patient timeline with forecasts (issue 7) ------------------------------------------------
+
+TIMELINE_LANES = ("Diagnosis", "Imaging", "Treatment", "Labs", "Events")
+FORECAST_BAND_95 = "rgba(0,114,178,0.12)"
+FORECAST_BAND_80 = "rgba(0,114,178,0.22)"
+
+
+def _band(fig: go.Figure, x, lo, hi, colour: str, name: str, row: int, legendgroup: str, show: bool) -> None:
+    xs = list(pd.to_datetime(pd.Series(x)))
+    fig.add_trace(
+        go.Scatter(x=xs + xs[::-1], y=list(hi) + list(lo)[::-1], fill="toself", fillcolor=colour,
+                   line={"width": 0}, hoverinfo="skip", name=name, legendgroup=legendgroup, showlegend=show),
+        row=row, col=1,
+    )  # fmt: skip
+
+
+def patient_timeline_figure(
+    *,
+    diagnosis_date,
+    today,
+    treatments: pd.DataFrame,
+    measurements: pd.DataFrame,
+    imaging_studies: pd.DataFrame,
+    outcome_events: pd.DataFrame,
+    tumour_observed: pd.DataFrame | None = None,
+    tumour_fitted: pd.DataFrame | None = None,
+    tumour_forecast: pd.DataFrame | None = None,
+    progression_date=None,
+    progression_status: str | None = None,
+    threshold_mm: float | None = None,
+    survival: dict[str, pd.DataFrame] | None = None,
+    similar_km: pd.DataFrame | None = None,
+) -> go.Figure:
+    """One time axis: swimlanes (diagnosis, imaging, treatment lines, labs, events), the target
+    lesion with its fitted and forecast growth-inhibition curve and 80 %/95 % bands, and the
+    recurrence-free survival forecast per option (days from diagnosis drawn as dates) below.
+
+    Inputs are the Patient page's record (``analytics.patients.PatientSummary`` frames) and the
+    forecast's frames (``analytics.forecast.TumourForecast``: observed date, mm, progression,
+    response; fitted date, mm; forecast date, mm, lo, hi, lo80, hi80; survival: per option a
+    frame of day, s, lo, hi; ``similar_km``: Kaplan-Meier of similar patients, already restarted
+    at the forecast's start). Any part may be missing: its panel says so.
+    """
+    has_survival = bool(survival)
+    rows = 3
+    fig = make_subplots(
+        rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.05, row_heights=[0.24, 0.44, 0.32],
+        subplot_titles=("History", "Target lesion, longest diameter (mm)",
+                        "Recurrence-free survival forecast, given recurrence-free today"),
+    )  # fmt: skip
+    lane_y = {lane: i for i, lane in enumerate(TIMELINE_LANES[::-1])}
+    dx = pd.Timestamp(diagnosis_date) if diagnosis_date is not None else None
+    # lane 1: diagnosis
+    if dx is not None:
+        fig.add_trace(go.Scatter(x=[dx], y=["Diagnosis"], mode="markers", name="diagnosis",
+                                 marker={"symbol": "star", "size": 13, "color": PALETTE[7]}, showlegend=False,
+                                 hovertemplate="Diagnosis %{x|%Y-%m-%d}<extra></extra>"), row=1, col=1)  # fmt: skip
+    # imaging studies
+    if imaging_studies is not None and not imaging_studies.empty:
+        st_dates = pd.to_datetime(imaging_studies["study_date"])
+        mm = imaging_studies.get("lesion_longest_diameter_mm", pd.Series([None] * len(imaging_studies)))
+        text = [f"{m} · {d or ''}" + (f" · lesion {v:.1f} mm" if pd.notna(v) else "")
+                for m, d, v in zip(imaging_studies["modality"], imaging_studies["description"], mm, strict=True)]
+        fig.add_trace(go.Scatter(x=st_dates, y=["Imaging"] * len(st_dates), mode="markers", name="imaging study",
+                                 marker={"symbol": "square", "size": 9, "color": PALETTE[4]}, showlegend=False,
+                                 customdata=imaging_studies["study_uid"], text=text,
+                                 hovertemplate="%{x|%Y-%m-%d} %{text}<extra>imaging</extra>"), row=1, col=1)  # fmt: skip
+    # treatment lines as spans
+    spans = treatment_lines(treatments, until=pd.Timestamp(today) if today is not None else None)
+    for i, span in enumerate(spans.itertuples(index=False)):
+        colour = PALETTE[(i + 1) % len(PALETTE)]
+        fig.add_trace(go.Scatter(x=[span.start, span.end], y=["Treatment", "Treatment"], mode="lines+markers",
+                                 line={"color": colour, "width": 12}, marker={"size": 4}, name=span.label,
+                                 showlegend=False,
+                                 hovertemplate=f"{span.label}<br>{span.start:%Y-%m-%d} to {span.end:%Y-%m-%d}"
+                                               "<extra></extra>"), row=1, col=1)  # fmt: skip
+    # labs: one marker per date, every value of that date in the hover
+    labs = measurements[~measurements["concept"].isin([LESION_CONCEPT])] if not measurements.empty else measurements
+    if not labs.empty:
+        labs = labs.assign(measurement_date=pd.to_datetime(labs["measurement_date"]))
+        hover = labs.assign(line=[f"{LAB_LABELS.get(c, c)} {v:g} {u}" for c, v, u in
+                                  zip(labs["concept"], labs["value"], labs["unit"], strict=True)])  # fmt: skip
+        by_day = hover.groupby("measurement_date")["line"].agg("<br>".join).reset_index()
+        fig.add_trace(go.Scatter(x=by_day["measurement_date"], y=["Labs"] * len(by_day), mode="markers",
+                                 marker={"symbol": "circle", "size": 7, "color": PALETTE[2]}, showlegend=False,
+                                 text=by_day["line"], name="labs",
+                                 hovertemplate="%{x|%Y-%m-%d}<br>%{text}<extra>labs</extra>"), row=1, col=1)  # fmt: skip
+    if outcome_events is not None and not outcome_events.empty:
+        fig.add_trace(go.Scatter(x=pd.to_datetime(outcome_events["event_date"]), y=["Events"] * len(outcome_events),
+                                 mode="markers+text", text=list(outcome_events["event_type"]), textposition="top center",
+                                 marker={"symbol": "x", "size": 11, "color": PALETTE[5]}, showlegend=False,
+                                 hovertemplate="%{text} %{x|%Y-%m-%d}<extra></extra>"), row=1, col=1)  # fmt: skip
+    fig.update_yaxes(categoryorder="array", categoryarray=list(lane_y), type="category", row=1, col=1)
+
+    # lesion row
+    if tumour_observed is not None and not tumour_observed.empty:
+        obs = tumour_observed.assign(date=pd.to_datetime(tumour_observed["date"]))
+        fig.add_trace(go.Scatter(x=obs["date"], y=obs["mm"], mode="markers", name="measured",
+                                 marker={"color": PALETTE[0], "size": 8}, legendgroup="lesion",
+                                 hovertemplate="%{x|%Y-%m-%d}: %{y:.1f} mm measured<extra></extra>"), row=2, col=1)  # fmt: skip
+        for flag, symbol, colour, label in (("response", "triangle-down", PALETTE[2], "RECIST response (≥30 % below baseline)"),
+                                            ("progression", "triangle-up", PALETTE[5], "RECIST progression (≥20 % and ≥5 mm over nadir)")):  # fmt: skip
+            marked = obs[obs[flag].astype(bool)] if flag in obs else obs.iloc[0:0]
+            if not marked.empty:
+                fig.add_trace(go.Scatter(x=marked["date"], y=marked["mm"], mode="markers", name=label,
+                                         marker={"symbol": symbol, "size": 13, "color": colour,
+                                                 "line": {"width": 1, "color": "white"}},
+                                         hovertemplate=f"%{{x|%Y-%m-%d}}: %{{y:.1f}} mm, {label}<extra></extra>"),
+                              row=2, col=1)  # fmt: skip
+    if tumour_fitted is not None and not tumour_fitted.empty:
+        fig.add_trace(go.Scatter(x=pd.to_datetime(tumour_fitted["date"]), y=tumour_fitted["mm"], mode="lines",
+                                 name="fitted (growth-inhibition model)", line={"color": PALETTE[0], "width": 2},
+                                 hovertemplate="%{x|%Y-%m-%d}: %{y:.1f} mm fitted<extra></extra>"), row=2, col=1)  # fmt: skip
+    if tumour_forecast is not None and not tumour_forecast.empty:
+        fc = tumour_forecast.assign(date=pd.to_datetime(tumour_forecast["date"]))
+        _band(fig, fc["date"], fc["lo"], fc["hi"], FORECAST_BAND_95, "95 % band (next measurement)", 2, "band95", True)
+        _band(fig, fc["date"], fc["lo80"], fc["hi80"], FORECAST_BAND_80, "80 % band", 2, "band80", True)
+        fig.add_trace(go.Scatter(
+            x=fc["date"], y=fc["mm"], mode="lines", name="forecast", line={"color": PALETTE[0], "width": 2, "dash": "dash"},
+            customdata=fc[["lo80", "hi80", "lo", "hi"]].to_numpy(),
+            hovertemplate="%{x|%Y-%m-%d}: %{y:.1f} mm forecast<br>80 %: %{customdata[0]:.1f}–%{customdata[1]:.1f} mm"
+                          "<br>95 %: %{customdata[2]:.1f}–%{customdata[3]:.1f} mm<extra></extra>"), row=2, col=1)  # fmt: skip
+    if threshold_mm is not None:
+        xs = [x for x in (dx, pd.Timestamp(today) if today is not None else None) if x is not None]
+        if tumour_forecast is not None and not tumour_forecast.empty:
+            xs.append(pd.to_datetime(tumour_forecast["date"]).max())
+        if tumour_observed is not None and not tumour_observed.empty:
+            xs.append(pd.to_datetime(tumour_observed["date"]).min())
+        if xs:
+            fig.add_trace(go.Scatter(x=[min(xs), max(xs)], y=[threshold_mm, threshold_mm], mode="lines",
+                                     line={"color": PALETTE[5], "dash": "dot", "width": 1},
+                                     name=f"progression threshold {threshold_mm:.1f} mm",
+                                     hovertemplate=f"RECIST 1.1 progression threshold {threshold_mm:.1f} mm<extra></extra>"),
+                          row=2, col=1)  # fmt: skip
+    if progression_date is not None and progression_status == "forecast":
+        fig.add_trace(go.Scatter(x=[pd.Timestamp(progression_date)], y=[threshold_mm], mode="markers",
+                                 marker={"symbol": "diamond", "size": 13, "color": PALETTE[5]},
+                                 name="forecast progression date",
+                                 hovertemplate="Forecast RECIST progression %{x|%Y-%m-%d}<extra></extra>"), row=2, col=1)  # fmt: skip
+    if tumour_observed is None or tumour_observed.empty:
+        fig.add_annotation(text="No usable lesion measurements", x=0.5, y=0.5, xref="x2 domain", yref="y2 domain",
+                           showarrow=False, font={"color": "#5f6b73"})  # fmt: skip
+    fig.update_yaxes(title_text="mm", rangemode="tozero", row=2, col=1)
+
+    # survival row
+    if has_survival and dx is not None:
+        for i, (option, frame) in enumerate(survival.items()):
+            colour = PALETTE[i % len(PALETTE)]
+            dates = dx + pd.to_timedelta(frame["day"], unit="D")
+            _band(fig, dates, frame["lo"], frame["hi"], colour_with_alpha(colour, 0.12), f"{option} 95 %", 3,
+                  f"surv-{option}", False)  # fmt: skip
+            fig.add_trace(go.Scatter(
+                x=dates, y=frame["s"], mode="lines", name=f"{option} (model)", line={"color": colour, "width": 2},
+                legendgroup=f"surv-{option}", customdata=frame[["day", "lo", "hi"]].to_numpy(),
+                hovertemplate=f"{option}<br>%{{x|%Y-%m-%d}} (day %{{customdata[0]:.0f}}): %{{y:.1%}} recurrence-free"
+                              "<br>95 %: %{customdata[1]:.1%}–%{customdata[2]:.1%}<extra></extra>"), row=3, col=1)  # fmt: skip
+        if similar_km is not None and not similar_km.empty:
+            for i, (group, part) in enumerate(similar_km.groupby("group", sort=False)):
+                dates = dx + pd.to_timedelta(part["time_days"], unit="D")
+                fig.add_trace(go.Scatter(
+                    x=dates, y=part["survival"], mode="lines", name=f"similar patients, {group} (KM)",
+                    line={"color": PALETTE[(i + 4) % len(PALETTE)], "width": 1, "dash": "dot", "shape": "hv"},
+                    hovertemplate=f"similar patients, {group}<br>%{{x|%Y-%m-%d}}: %{{y:.1%}} (Kaplan–Meier)<extra></extra>"),
+                    row=3, col=1)  # fmt: skip
+    else:
+        fig.add_annotation(text="No survival forecast (see the notes below)", x=0.5, y=0.5, xref="x3 domain",
+                           yref="y3 domain", showarrow=False, font={"color": "#5f6b73"})  # fmt: skip
+    fig.update_yaxes(title_text="recurrence-free", range=[0, 1.02], tickformat=".0%", row=3, col=1)
+    if today is not None:
+        today_ts = pd.Timestamp(today)
+        for row in range(1, rows + 1):
+            fig.add_vline(x=today_ts, line={"color": "#40505a", "dash": "dash", "width": 1}, row=row, col=1)
+        fig.add_annotation(x=today_ts, y=1.0, xref="x", yref="paper", text=f"today {today_ts:%Y-%m-%d}",
+                           showarrow=False, yanchor="bottom", font={"size": 11, "color": "#40505a"})  # fmt: skip
+    fig.update_layout(hovermode="closest", legend={"orientation": "h", "y": -0.08, "yanchor": "top", "x": 0.0,
+                                                   "xanchor": "left"})  # fmt: skip
+    fig = _layout(fig, "Timeline and forecast", height=820)
+    fig.update_layout(legend={"orientation": "h", "y": -0.06, "yanchor": "top", "x": 0.0, "xanchor": "left"},
+                      margin={"l": 10, "r": 10, "t": 70, "b": 10})  # fmt: skip
+    return fig

@@ -38,6 +38,7 @@ import streamlit as st
 from analytics import (
     audit,
     cohort_summary,
+    forecast,
     imaging_queries,
     patients,
     store,
@@ -218,19 +219,58 @@ def recent_imaging_studies(ref: StoreRef, limit: int = 50) -> pd.DataFrame:
     return _recent_studies(ref.path, ref.version, limit)
 
 
-@st.cache_data(max_entries=128, show_spinner="Ranking the worklist…")
-def _worklist(
-    path: str, version: str, limit: int, offset: int, only_progression: bool, site: str | None
-) -> worklist.WorklistPage:
+@st.cache_data(max_entries=16, show_spinner="Ranking the worklist by forecast risk…")
+def _worklist(path: str, version: str, model_stamp: tuple[int, ...] | None, site: str | None) -> pd.DataFrame:
+    clinic = _treatment_model(str(treatment_model_files.model_dir_for(Path(path))), model_stamp) if model_stamp else None
+    prior = _forecast_prior(path, version)
     with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
-        return worklist.worklist(con, limit, offset, only_progression, site)
+        return worklist.ranked(con, site, prior=prior, clinic=clinic)
 
 
 def worklist_page(
     ref: StoreRef, limit: int, offset: int, only_progression: bool = False, site: str | None = None
 ) -> worklist.WorklistPage:
-    """One page of the interim worklist; each (filters, page) is cached separately."""
-    return _worklist(ref.path, ref.version, limit, offset, only_progression, site)
+    """One page of the worklist ranked by forecast risk; the ranking is cached per data, model and site."""
+    ranked = _worklist(ref.path, ref.version, _model_stamp_of(ref), site or None)
+    return worklist.page(ranked, limit, offset, only_progression)
+
+
+# --- forecasts: the cohort's tumour-growth prior, one patient's forecast ----------------------
+
+
+def _model_stamp_of(ref: StoreRef) -> tuple[int, ...] | None:
+    """The treatment model's file stamp, or None when the store has no usable model files."""
+    folder = treatment_model_files.model_dir_for(Path(ref.path))
+    stamp = _treatment_model_stamp(folder)
+    if stamp is None:
+        return None
+    try:
+        _treatment_model(str(folder), stamp)
+    except treatment_model_files.TreatmentModelError:
+        return None
+    return stamp
+
+
+@st.cache_data(max_entries=4, show_spinner="Estimating the cohort's tumour-growth prior…")
+def _forecast_prior(path: str, version: str):
+    with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
+        return forecast.estimate_prior(con)
+
+
+@st.cache_data(max_entries=128, show_spinner="Forecasting…")
+def _forecast(path: str, version: str, model_stamp: tuple[int, ...] | None, person_id: int):
+    clinic = _treatment_model(str(treatment_model_files.model_dir_for(Path(path))), model_stamp) if model_stamp else None
+    prior = _forecast_prior(path, version)
+    with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
+        return forecast.patient_forecast(con, person_id, prior, clinic)
+
+
+def patient_forecast(ref: StoreRef, person_id: int) -> forecast.PatientForecast:
+    """``oncolens forecast --json`` of one patient (same code), cached per data and model version.
+
+    Raises ``forecast.ForecastError`` or ``forecast.UnknownPatientError`` (not cached).
+    """
+    return _forecast(ref.path, ref.version, _model_stamp_of(ref), int(person_id))
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
@@ -253,6 +293,35 @@ def _cohort(path: str, version: str) -> cohort_summary.CohortOverview:
 def cohort_overview(ref: StoreRef) -> cohort_summary.CohortOverview:
     """Counts, distributions and KM curves; seconds at a million patients, so cached per data version."""
     return _cohort(ref.path, ref.version)
+
+
+@st.cache_data(max_entries=32, show_spinner="Building the cohort…")
+def _cohort_built(path: str, version: str, filters: tuple[str, ...], group_by: str | None):
+    from analytics import cohorts
+
+    with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
+        return cohorts.build_cohort(con, list(filters), group_by)
+
+
+def cohort_result(ref: StoreRef, filters: tuple[str, ...], group_by: str | None):
+    """The cohort builder's result (``analytics.cohorts.build_cohort``), cached per data version and query.
+
+    Raises ``CohortError`` (not cached) for a bad filter or an empty cohort.
+    """
+    return _cohort_built(ref.path, ref.version, tuple(filters), group_by)
+
+
+@st.cache_data(max_entries=4, show_spinner="Preparing the export…")
+def _cohort_rows(path: str, version: str, filters: tuple[str, ...], group_by: str | None) -> pd.DataFrame:
+    from analytics import cohorts
+
+    with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
+        return cohorts.cohort_patients(con, list(filters), group_by)
+
+
+def cohort_rows(ref: StoreRef, filters: tuple[str, ...], group_by: str | None) -> pd.DataFrame:
+    """One row per patient of the cohort (no names, MRN or birth date), for CSV / Parquet export."""
+    return _cohort_rows(ref.path, ref.version, tuple(filters), group_by)
 
 
 # --- governance: keyed on the file stamp, because it shows the audit trail -------------------
@@ -460,3 +529,86 @@ def saliency_quality(model_name: str) -> dict | None:
     """The model card's saliency figures (``python -m models.saliency_quality --write-cards``), or None."""
     _, card = registry.find_model_files(model_name)
     return _saliency_card(model_name, file_stamp(card))
+
+
+# --- governance: model cards, subgroup audits, audit trail, decisions (Part B of the governance issue) ---
+
+
+def model_cards() -> list[dict]:
+    """Every imaging model's card (verified weights are not needed to read a card)."""
+    cards = []
+    for name in registry.available_models():
+        _, card_path = registry.find_model_files(name)
+        cards.append(_card(name, file_stamp(card_path)))
+    return cards
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _card(name: str, card_stamp: tuple[int, ...] | None) -> dict:
+    return registry.load_card(name)
+
+
+def treatment_card(ref: StoreRef) -> dict:
+    """The clinic model's card; raises ``TreatmentModelError`` when the store has none."""
+    folder = treatment_model_files.model_dir_for(Path(ref.path))
+    return treatment_model_files.load_card(folder)
+
+
+@st.cache_data(max_entries=2, show_spinner="Auditing the treatment model by subgroup (about 10-20 s)…")
+def _treatment_subgroups(path: str, version: str, folder: str, model_stamp: tuple[int, ...], threshold: float) -> dict:
+    from analytics.subgroup_treatment import treatment_subgroup_report
+
+    clinic = _treatment_model(folder, model_stamp)
+    with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
+        return treatment_subgroup_report(con, clinic, threshold=threshold)
+
+
+def treatment_subgroups(ref: StoreRef, threshold: float = 0.40) -> dict:
+    """``oncolens validate subgroups`` (treatment part) for this store, cached per data and model version."""
+    folder = treatment_model_files.model_dir_for(Path(ref.path))
+    stamp = _treatment_model_stamp(folder)
+    if stamp is None:
+        treatment_model_files.load_model(folder)          # raises, saying what is missing
+    return _treatment_subgroups(ref.path, ref.version, str(folder), stamp, float(threshold))
+
+
+@st.cache_data(max_entries=8, show_spinner="Reading fresh phantoms for the imaging subgroup audit…")
+def _imaging_subgroups(name: str, weights_stamp: tuple[int, ...] | None, n: int, seed: int) -> dict:
+    from dashboard.subgroups import imaging_subgroup_report
+
+    return imaging_subgroup_report(imaging_model(name), n=n, seed=seed)
+
+
+def imaging_subgroups(name: str, n: int = 200, seed: int = 20_261_125) -> dict:
+    """``oncolens validate subgroups`` (one imaging model) on ``n`` fresh phantoms, cached per weights."""
+    weights, _ = registry.find_model_files(name)
+    return _imaging_subgroups(name, file_stamp(weights), int(n), int(seed))
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _audit_trail(path: str, stamp: tuple[int, ...], actions: tuple[str, ...], actors: tuple[str, ...],
+                 since, until) -> tuple[pd.DataFrame, dict]:  # fmt: skip
+    from analytics import governance
+
+    with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
+        options = governance.audit_filter_options(con)
+        events = governance.audit_events(con, actions=list(actions), actors=list(actors), since=since, until=until)
+    return events, options
+
+
+def audit_trail(ref: StoreRef, actions=(), actors=(), since=None, until=None) -> tuple[pd.DataFrame, dict]:
+    """Filtered audit events (newest first) and the filter options; refreshed on every write."""
+    return _audit_trail(ref.path, ref.stamp, tuple(actions), tuple(actors), since, until)
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def _decision_rates(path: str, stamp: tuple[int, ...]) -> dict:
+    from analytics import governance
+
+    with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
+        return governance.decision_rates(con)
+
+
+def decision_rates(ref: StoreRef) -> dict:
+    """Accept / override counts of treatment recommendations (``analytics.governance.decision_rates``)."""
+    return _decision_rates(ref.path, ref.stamp)

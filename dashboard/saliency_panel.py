@@ -14,12 +14,26 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from dashboard import resources
+from analytics import audit
+from dashboard import plain_language, resources, trail
 from dashboard.saliency_figures import saliency_figure
 from models import dicom, saliency
 from models.registry import ModelUnavailableError
 
 PASSED, FAILED, UNMEASURED = "passed", "failed", "not measured"
+# Methods that re-run the model hundreds of times: off the interactive path, computed on request.
+ON_REQUEST = ("occlusion", "smoothgrad")
+
+
+def _ask_key(data: bytes, frame: int, method: str, target: int) -> str:
+    import hashlib
+
+    return f"{hashlib.sha256(data).hexdigest()[:16]}:{frame}:{method}:{target}"
+
+
+def _requested(data: bytes, frame: int, method: str, target: int, key: str) -> bool:
+    """Whether the user asked for this slow map of this image (a new image or method asks again)."""
+    return st.session_state.get(f"saliency_asked_{key}") == _ask_key(data, frame, method, target)
 
 
 def sanity_of(quality: dict | None, method: str) -> str:
@@ -74,11 +88,23 @@ def quality_lines(quality: dict | None, method: str) -> tuple[str, str | None]:
 def _one_map(column, data: bytes, frame: int, image, ai, shown: np.ndarray, spacing, method: str, target: int,
              opacity: float, top_k: float, quality: dict | None, key: str) -> None:
     with column:
+        if method in ON_REQUEST and not _requested(data, frame, method, target, key):
+            typical = ((quality or {}).get("methods", {}).get(method, {}).get("latency_ms") or {}).get("median")
+            cost = f"about {typical / 1e3:.0f} s" if typical else "several seconds"
+            st.caption(f"{saliency.METHOD_TITLES[method]} re-runs the model hundreds of times ({cost}), so it "
+                       "is computed only when asked.")  # fmt: skip
+            if st.button(f"Compute the {saliency.METHOD_TITLES[method].lower()} map", key=f"saliency_go_{key}"):
+                st.session_state[f"saliency_asked_{key}"] = _ask_key(data, frame, method, target)
+                st.rerun()
+            return
         try:
             exp = resources.explanation(data, frame, image, ai.model, method, target)
         except (saliency.SaliencyError, ModelUnavailableError) as exc:
             st.error(f"No saliency map: {exc}", icon=":material/error:")
             return
+        trail.shown(resources.db_path(), "explanation_shown", model_name=ai.model, model_version=ai.model_version,
+                    inputs_sha256=audit.inputs_hash(data, frame),
+                    details={"method": method, "target": int(target)})  # fmt: skip
         fig = saliency_figure(shown, exp.attribution, spacing, opacity=opacity, top_k_percent=top_k,
                               lesion_mask=ai.lesion_mask)  # fmt: skip
         st.plotly_chart(fig, key=f"saliency_chart_{key}", config={"scrollZoom": True, "displaylogo": False})
@@ -90,6 +116,10 @@ def _one_map(column, data: bytes, frame: int, image, ai, shown: np.ndarray, spac
             f"computed in {exp.latency_ms:.0f} ms (kept for this image, model and settings){delta}"
             + (f" · {params}" if params else "") + "".join(f" · {n}" for n in exp.notes)
         )
+        entry = ((quality or {}).get("methods") or {}).get(method) or {}
+        st.info(plain_language.saliency_summary(
+            method_title=saliency.METHOD_TITLES[method], sanity=sanity_of(quality, method),
+            pointing_game=(entry.get("pointing_game") or {}).get("value")), icon=":material/record_voice_over:")
         figures, sanity_text = quality_lines(quality, method)
         if sanity_text is None:
             st.info(figures, icon=":material/help:")

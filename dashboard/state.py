@@ -23,11 +23,9 @@ from pathlib import Path
 import streamlit as st
 
 from analytics import audit, store
-from dashboard import resources
+from dashboard import auth, resources
 
 PATIENT_PARAM = "patient"
-# Until sign-in exists (a later issue), every session acts as this user.
-CURRENT_ACTOR = "demo-user"
 
 _LAST_PATIENT_KEY = "oncolens.last_patient_id"          # int: last patient shown in this session
 _AUDITED_VIEWS_KEY = "oncolens.audited_patient_views"   # set[int]: patients whose view was audited
@@ -90,9 +88,11 @@ def patient_shown(db_path: str | Path, person_id: int, page: str) -> None:
     audited: set[int] = st.session_state.setdefault(_AUDITED_VIEWS_KEY, set())
     if person_id in audited:
         return
+    username, role = auth.actor()
     audit.record_event(
         db_path,
-        actor=CURRENT_ACTOR,
+        actor=username,
+        role=role,
         action="view_patient",
         subject=str(person_id),
         details={"page": page},

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from analytics import store
+from analytics import audit, store
 from analytics.patients import PatientSummary
 from analytics.treatment_clinic import DISCLAIMER
 from analytics.treatment_decisions import (
@@ -23,7 +23,7 @@ from analytics.treatment_decisions import (
 )
 from analytics.treatment_model_files import TreatmentModelError
 from analytics.treatment_store import MissingCovariatesError
-from dashboard import plots, resources, state
+from dashboard import auth, plain_language, plots, resources, trail
 
 SMALL_GROUP = 20  # Kaplan-Meier curves of fewer patients are flagged as unreliable
 
@@ -44,6 +44,10 @@ def show(ref: resources.StoreRef, summary: PatientSummary) -> None:
     """Draw the section for one known patient (the page has already loaded her record)."""
     person_id = summary.person_id
     st.subheader("Treatment options")
+    current = auth.session()
+    if current is None or current.role not in auth.RECOMMENDS:
+        st.caption("Treatment recommendations are shown to oncologists, who decide them with the patient.")
+        return
     st.caption(
         f"{DISCLAIMER} Predictions come from a model of this clinic's own records, where treatment "
         "was chosen by clinicians, not randomised."
@@ -61,6 +65,10 @@ def show(ref: resources.StoreRef, summary: PatientSummary) -> None:
         return
     card = resources.treatment_model(ref).card
     _options(rec, card, first_line_option(summary.treatments))
+    st.info(plain_language.recommendation_summary(rec), icon=":material/record_voice_over:")
+    trail.shown(ref.path, "recommendation_shown", subject=person_id, model_name="treatment",
+                model_version=rec["model_version"], inputs_sha256=audit.inputs_hash(rec["shap"]),
+                details={"recommended": rec["recommended"], "best_predicted": rec["best_predicted"]})  # fmt: skip
     left, right = st.columns(2)
     left.plotly_chart(
         plots.benefit_waterfall_figure(rec["shap"], rec["benefit"], rec["best_predicted"], rec["compared_with"])
@@ -146,9 +154,10 @@ def _decision(ref: resources.StoreRef, person_id: int, rec: dict) -> None:
         try:
             decision = make_decision(
                 person_id=person_id, model_version=rec["model_version"], recommended=recommended,
-                options=options, actor=state.CURRENT_ACTOR, chosen=None if accept else chosen, reason=reason,
+                options=options, actor=auth.actor()[0], chosen=None if accept else chosen, reason=reason,
             )  # fmt: skip
-            decision_id = record_decision(ref.path, decision, shown=shown_summary(rec), wait_s=resources.READ_WAIT_S)
+            decision_id = record_decision(ref.path, decision, shown=shown_summary(rec), wait_s=resources.READ_WAIT_S,
+                                          role=auth.actor()[1])  # fmt: skip
         except DecisionError as exc:
             st.error(f"Not recorded: {exc}.")
         except store.StoreError as exc:

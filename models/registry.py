@@ -120,6 +120,8 @@ def load_model(name: str, device: torch.device | str | None = None) -> LoadedMod
         from models.onnx_runner import onnx_network
 
         fast, note = onnx_network(network, actual, INPUT_SIZE)
+        # forward-only explanations (occlusion) use it too; gradient methods keep PyTorch
+        network.onnx_forward = fast
     return LoadedModel(task, card, network, device, weights, fast, note)
 
 

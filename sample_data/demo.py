@@ -107,6 +107,10 @@ def write_demo(
             con.execute("SET memory_limit = '3GB'")
             say("writing tables")
             _write(con, clinic)
+            say("deriving the cohort base")
+            from analytics.cohort_base import refresh_base
+
+            refresh_base(con)   # the Cohorts page's per-patient rows (analytics.cohort_base)
             rows = store.table_counts(con)
             con.execute("CHECKPOINT")
         finally:

@@ -84,6 +84,7 @@ class Phantom:
     window_center: float
     window_width: float
     laterality: str | None = None        # 'L' | 'R' for mammograms (chest wall at column 0 for 'L')
+    breast_density: str | None = None    # BI-RADS density 'a'-'d' drawn for a mammogram (subgroup audits)
 
 
 # --------------------------------------------------------------------------- checks and helpers
@@ -497,7 +498,8 @@ def mammogram(rng: np.random.Generator, label: str, size: tuple[int, int] = (256
         measured = max_feret_diameter_mm(full_mask, (sr, sc)) if full_mask.any() else 0.0
     return Phantom(pixels=pixels, mask=full_mask, label=label, modality="MG", spacing_mm=(sr, sc),
                    lesion_diameter_mm=measured, rescale_slope=1.0, rescale_intercept=0.0,
-                   window_center=center, window_width=width, laterality=laterality)
+                   window_center=center, window_width=width, laterality=laterality,
+                   breast_density="abcd"[int(density)])
 
 
 def _round_calcs(rng, ys, xs, radius_px):

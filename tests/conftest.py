@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import requests
 
 from sample_data.demo import write_demo
 
@@ -17,3 +25,76 @@ def demo_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("store") / "demo.duckdb"
     write_demo(path, patients=DEMO_PATIENTS, seed=DEMO_SEED)
     return path
+
+
+# --- a real PACS: Orthanc with its DICOMweb plugin (docs/hospital.md) -------------------------
+
+ORTHANC_BINARY = "Orthanc"
+ORTHANC_DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
+ORTHANC_USER, ORTHANC_PASSWORD = "oncolens-test", "orthanc-test-password"
+
+
+@dataclass(frozen=True)
+class OrthancServer:
+    """A running test Orthanc: ``url`` is its REST root, ``dicomweb`` its DICOMweb root."""
+
+    url: str
+    dicomweb: str
+    username: str
+    password: str
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrthancServer]:
+    """Start Orthanc on 127.0.0.1 (free ports, temporary storage, authentication on, no remote access),
+    wait for ``/system``, stop it after the session. Skips, saying why, where Orthanc is not installed
+    (``make pacs-deps`` installs it where apt-get can)."""
+    binary = shutil.which(ORTHANC_BINARY) or ("/usr/sbin/Orthanc" if Path("/usr/sbin/Orthanc").exists() else None)
+    if binary is None:
+        pytest.skip("Orthanc is not installed (apt-get install orthanc orthanc-dicomweb; `make pacs-deps`)")
+    if not ORTHANC_DICOMWEB_PLUGIN.exists():
+        pytest.skip(f"the Orthanc DICOMweb plugin is not installed ({ORTHANC_DICOMWEB_PLUGIN}; "
+                    "apt-get install orthanc-dicomweb)")
+    folder = tmp_path_factory.mktemp("orthanc")
+    http_port, dicom_port = _free_port(), _free_port()
+    config = {
+        "Name": "ONCOLENS-TEST", "StorageDirectory": str(folder / "db"), "IndexDirectory": str(folder / "db"),
+        "HttpPort": http_port, "DicomPort": dicom_port, "DicomServerEnabled": False,
+        "RemoteAccessAllowed": False, "AuthenticationEnabled": True,
+        "RegisteredUsers": {ORTHANC_USER: ORTHANC_PASSWORD},
+        "Plugins": [str(ORTHANC_DICOMWEB_PLUGIN)],
+        "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
+    }
+    (folder / "config.json").write_text(json.dumps(config))
+    log = (folder / "orthanc.log").open("wb")
+    proc = subprocess.Popen([binary, str(folder / "config.json")], stdout=log, stderr=subprocess.STDOUT,
+                            cwd=folder)  # fmt: skip
+    url = f"http://127.0.0.1:{http_port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"Orthanc exited with {proc.returncode}: {(folder / 'orthanc.log').read_text()[-2000:]}")
+            try:
+                if requests.get(f"{url}/system", auth=(ORTHANC_USER, ORTHANC_PASSWORD), timeout=1).ok:
+                    break
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("Orthanc did not answer /system within 30 s")
+            time.sleep(0.1)
+        yield OrthancServer(url, f"{url}/dicom-web", ORTHANC_USER, ORTHANC_PASSWORD)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()

@@ -1,40 +1,75 @@
-"""Governance: schema version, data provenance, table sizes and the recent audit trail."""
+"""Governance (ethics board, admin): model cards, subgroup audits, saliency checks, audit trail, decisions."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import resources
+from analytics import audit
+from analytics.treatment_model_files import TreatmentModelError
+from dashboard import auth, resources
+from dashboard import governance_panel as panel
 
+auth.require_page("governance")
 ref = resources.require_store()
 st.title("Governance")
-snapshot = resources.governance_snapshot(ref)
-metadata = dict(zip(snapshot.metadata["key"], snapshot.metadata["value"], strict=True))
+st.caption("What the models are, how well they work for whom, and what the system showed to whom. "
+           "OncoLens is research and decision support, not a medical device.")
 
-a, b, c, d = st.columns(4)
-a.metric("Schema version", snapshot.schema_version)
-b.metric("Data cut-off", metadata.get("data_cutoff", "unknown"))
-c.metric("Clinic", metadata.get("kind", "unknown"))
-d.metric("Generator version", metadata.get("generator_version", "n/a"))
+cards, audit_tab, saliency_tab, trail_tab, decisions_tab, data_tab = st.tabs(
+    ["Model cards", "Subgroup audit", "Saliency checks", "Audit trail", "Decisions", "Data provenance"])
 
-left, right = st.columns(2)
-with left:
-    st.subheader("Data provenance")
-    st.dataframe(snapshot.metadata, hide_index=True)
-    st.subheader("Table row counts")
-    st.dataframe(snapshot.table_counts, hide_index=True)
-    st.caption(
-        "Tables under `truth.` hold the simulation's ground truth (outcomes under every "
-        "option). They are counted here and read only by validation code, never by a page "
-        "or a model."
-    )
-with right:
-    st.subheader("Recent audit events")
-    st.caption(
-        "Interim append-only trail: who opened which patient (by id, never by name), when. "
-        "Hash chaining and verification come with the governance issue."
-    )
-    if snapshot.audit_events.empty:
-        st.write("No audit events yet.")
+with cards:
+    for card in resources.model_cards():
+        with st.expander(f"Imaging: {card.get('title', card.get('name'))} v{card.get('version')}", expanded=False):
+            panel.render_card(card, "imaging model (synthetic phantoms)")
+    try:
+        treatment_card = resources.treatment_card(ref)
+        with st.expander(f"Treatment: clinic model {treatment_card.get('version')}", expanded=False):
+            panel.render_card(treatment_card, "treatment outcome model (this store's clinic)")
+    except TreatmentModelError as exc:
+        st.info(f"No treatment model card: {exc}")
+
+with audit_tab:
+    st.markdown("#### Treatment model on this clinic")
+    try:
+        panel.render_treatment_audit(resources.treatment_subgroups(ref))
+    except TreatmentModelError as exc:
+        st.info(f"No treatment model to audit: {exc}")
+    st.markdown("#### Imaging models on fresh phantoms")
+    n = st.select_slider("Phantoms per model", [100, 200, 400], value=200, key="gov_n",
+                         help="More phantoms: narrower intervals, slower (about 10 s per 100 on 2 cores).")
+    if st.toggle("Run the imaging subgroup audit", key="gov_run_imaging"):
+        for name in [c["name"] for c in resources.model_cards()]:
+            panel.render_imaging_audit(resources.imaging_subgroups(name, n=n))
     else:
-        st.dataframe(snapshot.audit_events, hide_index=True)
+        st.caption("Imaging audits generate and read fresh phantoms; switch on to compute them "
+                   "(cached afterwards; `oncolens validate subgroups --json` prints the same figures).")
+
+with saliency_tab:
+    for card in resources.model_cards():
+        panel.render_saliency(card.get("name"), resources.saliency_quality(card.get("name")))
+
+with trail_tab:
+    _, options = resources.audit_trail(ref)
+    chosen = panel.audit_filters(options)
+    events, _ = resources.audit_trail(ref, **chosen)
+    events = auth.protect_ids(events, ref.path)
+    st.caption(f"{len(events)} event(s) match. Patient ids are pseudonymised for the ethics board. "
+               "`oncolens audit verify` checks the hash chain.")
+    st.dataframe(events, hide_index=True, width="stretch")
+    if st.download_button("Export CSV", events.to_csv(index=False).encode(), "oncolens_audit_trail.csv",
+                          "text/csv", key="gov_export"):
+        user, role = auth.actor()
+        audit.record_event(ref.path, actor=user, role=role, action="export_audit_trail",
+                           details={"rows": len(events), **{k: str(v) for k, v in chosen.items()}})
+
+with decisions_tab:
+    panel.render_decisions(resources.decision_rates(ref))
+
+with data_tab:
+    snapshot = resources.governance_snapshot(ref)
+    st.metric("Schema version", snapshot.schema_version)
+    st.dataframe(snapshot.metadata, hide_index=True)
+    st.dataframe(snapshot.table_counts, hide_index=True)
+    st.caption("Tables under `truth.` hold the simulation's ground truth; they are counted here and read only "
+               "by validation code, never by a page or a model.")

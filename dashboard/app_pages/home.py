@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import resources
+from dashboard import auth, resources
 
+auth.require_page("home")
 st.title("OncoLens")
 st.markdown(
     "Clinical decision support for oncology imaging: one patient's images, history and "
@@ -23,10 +24,11 @@ st.subheader("Where to start")
 roles = (
     ("Oncologist", "app_pages/patient.py", "one patient: history, lesion size, labs, imaging"),
     ("Radiologist", "app_pages/imaging.py", "imaging studies of a patient or the clinic"),
-    ("Care team", "app_pages/worklist.py", "patients ranked by lesion regrowth (interim score)"),
+    ("Care team", "app_pages/worklist.py", "patients ranked by forecast risk over the next six months"),
     ("Researcher", "app_pages/cohorts.py", "cohort distributions and Kaplan–Meier curves"),
     ("Ethics board", "app_pages/governance.py", "schema, data provenance and the audit trail"),
 )
+roles = tuple(r for r in roles if auth.may_open(auth.actor()[1], r[1].removeprefix("app_pages/").removesuffix(".py")))
 for column, (role, page, what) in zip(st.columns(len(roles)), roles, strict=True):
     with column:
         st.page_link(page, label=f"**{role}**")

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from analytics import store
+from analytics import audit, store
 from analytics.patients import UnknownPatientError
-from dashboard import resources, saliency_panel, state, viewer
-from models import dicom
+from dashboard import auth, deid_panel, pacs_panel, resources, saliency_panel, state, trail, viewer
+from models import deidentify, dicom
 from models.radiomics import feature_rows
 from models.registry import ModelUnavailableError
 from models.tasks import select_task
@@ -19,6 +19,7 @@ from models.tasks import select_task
 UPLOAD = "Upload a DICOM file"
 UNCERTAIN_BELOW = 0.70  # top-class probability under which the read is flagged as uncertain
 
+auth.require_page("imaging")
 st.title("Imaging")
 st.caption(
     "Research and decision support, not a medical device. The AI read is a second opinion "
@@ -63,16 +64,28 @@ def _label(row: pd.Series) -> str:
 
 labels = {-1: UPLOAD} | {i: f"{_label(r)} · image {i + 1}" for i, (_, r) in enumerate(images.iterrows())}
 st.subheader(heading)
-picked = st.selectbox("Image", list(labels), index=1 if len(labels) > 1 else 0, format_func=labels.get,
+default = 1 if len(labels) > 1 else 0
+wanted_study = st.query_params.get("study")          # set by the Patient page's "open a study" buttons
+if wanted_study and not images.empty:
+    hits = np.flatnonzero(images["study_uid"].astype(str).to_numpy() == wanted_study)
+    default = int(hits[0]) + 1 if hits.size else default
+pacs_panel.render(ref)
+picked = st.selectbox("Image", list(labels), index=default, format_func=labels.get,
                       key="imaging_source")  # fmt: skip
 
 data: bytes | None = None
 source_path: Path | None = None
 if picked == -1:
     upload = st.file_uploader("DICOM file (.dcm)", type=None, key="imaging_upload",
-                              help="Any DICOM image; nothing is stored unless you ingest it.")  # fmt: skip
+                              help="Any DICOM image; it is de-identified before it is shown, and nothing "
+                                   "is stored unless you ingest it.")  # fmt: skip
     if upload is not None:
-        data = upload.getvalue()
+        try:
+            data, deid_report = deid_panel.deidentify_upload(ref.path, upload.getvalue())
+        except (deidentify.DeidentificationError, OSError) as exc:
+            st.error(f"This file cannot be de-identified, so it is not shown: {exc}", icon=":material/block:")
+            st.stop()
+        deid_panel.render_report(deid_report)
 else:
     row = images.iloc[picked]
     source_path = Path(row["file_path"])
@@ -126,6 +139,9 @@ with read:
             st.error(f"The {task.title.lower()} cannot run: {exc}", icon=":material/error:")
     if ai is not None:
         card = resources.imaging_model(ai.model).card
+        trail.shown(ref.path, "ai_read_shown", subject=None if picked == -1 else int(images.iloc[picked]["person_id"]),
+                    model_name=ai.model, model_version=ai.model_version, inputs_sha256=audit.inputs_hash(data, frame),
+                    details={"label": ai.label, "probability": round(float(ai.confidence), 4)})  # fmt: skip
         sure = ai.confidence >= UNCERTAIN_BELOW
         label = ai.label.replace("_", " ")
         st.metric("Most likely", label.capitalize(), help="The class with the highest calibrated probability.")

@@ -1,5 +1,5 @@
-"""Patient: one patient's demographics, diagnosis, treatment options, treatments, lesion size, labs,
-outcomes and imaging."""
+"""Patient: one patient's demographics, diagnosis, treatment options, timeline with forecasts, labs,
+treatments, outcomes and imaging."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import streamlit as st
 
 from analytics import store
 from analytics.patients import UnknownPatientError
-from dashboard import plots, resources, state, treatment_panel
+from dashboard import auth, forecast_panel, plots, report_panel, resources, state, treatment_panel
 
+auth.require_page("patient")
 ref = resources.require_store()
 choice = state.patient_choice()
 st.title("Patient")
@@ -53,9 +54,9 @@ else:
 
 treatment_panel.show(ref, summary)
 
-left, right = st.columns(2)
-left.plotly_chart(plots.lesion_size_figure(summary.measurements, summary.treatments))
-right.plotly_chart(plots.lab_values_figure(summary.measurements))
+forecast_panel.show(ref, summary)
+report_panel.show(ref, summary)
+st.plotly_chart(plots.lab_values_figure(summary.measurements))
 
 st.subheader("Treatments")
 if summary.treatments.empty:

@@ -1,4 +1,4 @@
-"""Worklist: patients alive and recurrence-free, ranked by lesion regrowth (an interim score)."""
+"""Worklist: patients alive and recurrence-free, ranked by forecast risk over the next six months."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from dashboard import resources
+from dashboard import auth, resources
 
 PAGE_SIZE = 25
 ALL_SITES = "All sites"
@@ -23,13 +23,17 @@ class Filters:
         return (self.page - 1) * PAGE_SIZE
 
 
+auth.require_page("worklist")
 ref = resources.require_store()
 st.title("Worklist")
 st.caption(
-    "**Interim ranking.** Patients alive and without recorded recurrence, ordered by the latest "
-    "target-lesion diameter divided by its nadir. Flags follow RECIST 1.1 (progression: ≥20 % "
-    "and ≥5 mm above nadir; response: ≥30 % below baseline). The forecast-based risk score "
-    "replaces this ranking in a later release."
+    "**Ranked by forecast risk:** the probability of RECIST progression or recurrence in the next six "
+    "months. Progression: the chance that a lesion reading six months from today is ≥20 % and ≥5 mm above "
+    "its nadir (growth-inhibition model of her measurements, with the cohort's prior). Recurrence: the "
+    "clinic's treatment model under her first-line option, given that she is recurrence-free today (when "
+    "a model is trained). The two are combined as if independent, a simplification. Flags follow RECIST "
+    "1.1 as measured (response: ≥30 % below baseline). Decision support for research use, not a medical "
+    "device: the care team decides whom to review."
 )
 a, b, c = st.columns([2, 2, 1])
 site = b.selectbox("Site", [ALL_SITES, *resources.sites(ref)])
@@ -58,14 +62,19 @@ st.dataframe(
     table,
     hide_index=True,
     column_order=(
-        "open", "mrn", "site", "score", "progression", "response", "latest_mm", "nadir_mm",
-        "baseline_mm", "change_from_nadir_pct", "change_from_baseline_pct", "latest_date",
-        "n_measurements",
+        "open", "mrn", "site", "risk_6m", "p_progression_6m", "p_recurrence_6m", "progression", "response",
+        "latest_mm", "nadir_mm", "baseline_mm", "change_from_nadir_pct", "change_from_baseline_pct",
+        "regrowth_ratio", "latest_date", "n_measurements",
     ),
     column_config={
         "open": st.column_config.LinkColumn("Patient", display_text=r"patient=(\d+)$"),
         "mrn": "MRN",
-        "score": st.column_config.NumberColumn("Score (interim)", format="%.2f"),
+        "risk_6m": st.column_config.ProgressColumn(
+            "Risk, 6 months", format="percent", min_value=0.0, max_value=1.0,
+            help="Probability of RECIST progression or recurrence in the next six months (forecast)"),
+        "p_progression_6m": st.column_config.NumberColumn("P(progression)", format="percent"),
+        "p_recurrence_6m": st.column_config.NumberColumn("P(recurrence)", format="percent"),
+        "regrowth_ratio": st.column_config.NumberColumn("Latest / nadir", format="%.2f"),
         "progression": "Progression",
         "response": "Response",
         "latest_mm": st.column_config.NumberColumn("Latest (mm)", format="%.1f"),

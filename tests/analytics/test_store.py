@@ -150,7 +150,7 @@ def _version_1_store(path):
     con.close()
 
 
-def test_a_version_1_store_migrates_to_version_2_keeping_its_rows(tmp_path):
+def test_a_version_1_store_migrates_to_the_current_version_keeping_its_rows(tmp_path):
     from analytics.treatment_decisions import make_decision, patient_decisions, record_decision
 
     path = tmp_path / "old.duckdb"
@@ -159,11 +159,11 @@ def test_a_version_1_store_migrates_to_version_2_keeping_its_rows(tmp_path):
         assert store.schema_version(con) == 1
         assert patient_decisions(con, 5).empty                      # ...and a v1 store has no decisions
     with store.open_store(path) as con:                             # the first write does
-        assert store.schema_version(con) == 2
+        assert store.schema_version(con) == store.SCHEMA_VERSION
         assert con.execute("SELECT count(*) FROM person").fetchone()[0] == 1
         assert con.execute("SELECT count(*) FROM audit_event").fetchone()[0] == 1
         versions = con.execute("SELECT version FROM schema_version ORDER BY version").fetchall()
-    assert versions == [(1,), (2,)]
+    assert versions == [(v,) for v in range(1, store.SCHEMA_VERSION + 1)]
     decision = make_decision(person_id=5, model_version="v", recommended="endocrine",
                              options=("endocrine", "chemotherapy"), actor="dr-b")  # fmt: skip
     record_decision(path, decision)
@@ -175,6 +175,73 @@ def test_a_version_1_store_migrates_to_version_2_keeping_its_rows(tmp_path):
 
 def test_the_version_2_migration_is_additive():
     first, second = store.MIGRATIONS[0], store.MIGRATIONS[1]
-    assert second.version == 2 == store.SCHEMA_VERSION
+    assert second.version == 2
     assert all(s.lstrip().upper().startswith(("CREATE TABLE", "CREATE SEQUENCE")) for s in second.statements)
     assert first.version == 1 and len(first.statements) > 10      # version 1 stays as released
+
+
+def _version_2_store(path, events: int = 3):
+    """A store as OncoLens wrote it before sign-in: schema version 2, with a patient and unchained events."""
+    _version_1_store(path)
+    con = duckdb.connect(str(path))
+    for statement in store.MIGRATIONS[1].statements:
+        con.execute(statement)
+    con.execute("INSERT INTO schema_version VALUES (2, ?, now()::TIMESTAMP)", [store.MIGRATIONS[1].description])
+    for i in range(events - 1):
+        con.execute("INSERT INTO audit_event (occurred_at, actor, action, subject, details) "
+                    "VALUES (now()::TIMESTAMP, 'demo-user', 'view_patient', ?, '{\"page\": \"patient\"}')", [str(i)])  # fmt: skip
+    con.close()
+
+
+def test_a_version_2_store_migrates_to_version_3_sealing_its_events(tmp_path):
+    from analytics import audit, users
+
+    path = tmp_path / "v2.duckdb"
+    _version_2_store(path)
+    with store.open_store(path, read_only=True) as con:            # reading never migrates
+        assert store.schema_version(con) == 2
+        assert users.store_secret(con) is None
+    with store.open_store(path) as con:
+        assert store.schema_version(con) == store.SCHEMA_VERSION   # 3, and any later additive version
+        assert con.execute("SELECT count(*) FROM app_user").fetchone()[0] == 0
+        assert con.execute("SELECT count(*) FROM audit_event WHERE hash IS NULL").fetchone()[0] == 0
+        key = users.store_secret(con)
+        assert key is not None and len(key) == 32
+        kept = con.execute("SELECT actor, action, subject FROM audit_event ORDER BY event_id").fetchall()
+    assert kept[1:] == [("demo-user", "view_patient", "0"), ("demo-user", "view_patient", "1")]
+    result = audit.verify_store(path)
+    assert result.ok and result.events == 3                          # the old events are now sealed
+    audit.record_event(path, actor="dr-a", action="sign_in")
+    assert audit.verify_store(path).events == 4                      # and new ones chain after them
+    with store.open_store(path) as con:                              # opening again changes nothing
+        assert users.store_secret(con) == key
+        assert con.execute("SELECT count(*) FROM schema_version").fetchone()[0] == store.SCHEMA_VERSION
+
+
+def test_the_version_3_migration_is_additive():
+    third = store.MIGRATIONS[2]
+    assert third.version == 3 <= store.SCHEMA_VERSION
+    for statement in third.statements:
+        text = statement.lstrip().upper()
+        assert text.startswith(("CREATE TABLE IF NOT EXISTS", "ALTER TABLE AUDIT_EVENT ADD COLUMN IF NOT EXISTS"))
+    assert third.data_step is not None                               # the secret and the seal
+    assert store.MIGRATIONS[1].data_step is None and len(store.MIGRATIONS[1].statements) == 2
+
+
+def test_the_version_3_statements_can_run_twice(tmp_path):
+    """Idempotent statements: a half-applied migration (crash before its version row) re-runs cleanly."""
+    path = tmp_path / "twice.duckdb"
+    with store.open_store(path, create=True) as con:
+        for statement in store.MIGRATIONS[2].statements:
+            con.execute(statement)
+        assert store.schema_version(con) == store.SCHEMA_VERSION
+
+
+def test_account_table_constraints(con):
+    with pytest.raises(duckdb.ConstraintException):        # an unknown role
+        con.execute("INSERT INTO app_user VALUES ('a', 'researcher', 'h', NULL, now()::TIMESTAMP)")
+    with pytest.raises(duckdb.ConstraintException):        # neither a password nor an SSO identity
+        con.execute("INSERT INTO app_user VALUES ('b', 'admin', NULL, NULL, now()::TIMESTAMP)")
+    con.execute("INSERT INTO app_user VALUES ('c', 'admin', NULL, 'c@x.org', now()::TIMESTAMP)")
+    with pytest.raises(duckdb.ConstraintException):        # one identity, one account
+        con.execute("INSERT INTO app_user VALUES ('d', 'admin', NULL, 'c@x.org', now()::TIMESTAMP)")

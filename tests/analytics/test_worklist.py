@@ -1,4 +1,4 @@
-"""analytics.worklist: RECIST flags, eligibility, interim score order, filters and paging."""
+"""analytics.worklist: RECIST flags, eligibility, forecast-risk order, regrowth ratio, filters and paging."""
 
 from __future__ import annotations
 
@@ -78,24 +78,41 @@ def test_only_living_recurrence_free_measured_patients_are_listed(tiny):
     assert page.total == 2
 
 
-def test_score_is_latest_over_nadir_sorted_descending(tiny):
+def test_regrowth_ratio_is_latest_over_nadir(tiny):
     for pid, readings in {
         1: [("2020-01-01", 10.0), ("2020-06-01", 15.0)],   # 1.5
         2: [("2020-01-01", 10.0), ("2020-06-01", 30.0)],   # 3.0
         3: [("2020-01-01", 10.0), ("2020-06-01", 5.0)],    # 1.0 (nadir is the latest)
-        4: [("2020-01-01", 20.0), ("2020-06-01", 30.0)],   # 1.5, ties broken by id
+        4: [("2020-01-01", 20.0), ("2020-06-01", 30.0)],   # 1.5
         5: [("2020-01-01", 8.0), ("2020-03-01", 0.0), ("2020-06-01", 6.0)],  # 0 mm nadir: 6 / 1 mm
         6: [("2020-01-01", 8.0), ("2020-03-01", 0.0), ("2020-06-01", 4.0)],  # 4 / 1 mm
     }.items():
         tiny.person(pid)
         tiny.lesion(pid, *readings)
-    rows = worklist.worklist(tiny.con).rows
-    assert rows["person_id"].tolist() == [5, 6, 2, 1, 4, 3]
-    assert rows["score"].tolist() == pytest.approx([6.0, 4.0, 3.0, 1.5, 1.5, 1.0])
-    flags = rows.set_index("person_id")["progression"]
+    rows = worklist.worklist(tiny.con).rows.set_index("person_id")
+    assert rows.loc[[1, 2, 3, 4, 5, 6], "regrowth_ratio"].tolist() == pytest.approx([1.5, 3.0, 1.0, 1.5, 6.0, 4.0])
+    flags = rows["progression"]
     # Regrowth after complete disappearance: progression once it reaches 5 mm (RECIST's absolute rule).
     assert flags[5] and not flags[6]
-    assert pd.isna(rows.set_index("person_id").loc[5, "change_from_nadir_pct"])  # % of 0 mm: undefined
+    assert pd.isna(rows.loc[5, "change_from_nadir_pct"])  # % of 0 mm: undefined
+
+
+def test_rank_follows_the_forecast_risk(tiny):
+    """A lesion regrowing fast outranks a stable one and a shrinking one; risks are probabilities."""
+    tiny.person(1)                                   # shrinking steadily
+    tiny.lesion(1, ("2023-01-01", 40.0), ("2023-05-01", 30.0), ("2023-09-01", 22.0), ("2024-01-01", 17.0))
+    tiny.person(2)                                   # regrowing fast from its nadir
+    tiny.lesion(2, ("2023-01-01", 30.0), ("2023-05-01", 20.0), ("2023-09-01", 24.0), ("2024-01-01", 33.0))
+    tiny.person(3)                                   # flat
+    tiny.lesion(3, ("2023-01-01", 25.0), ("2023-05-01", 25.0), ("2023-09-01", 25.0), ("2024-01-01", 25.0))
+    tiny.con.execute("INSERT INTO clinic_metadata VALUES ('data_cutoff', '2024-01-15')")
+    rows = worklist.worklist(tiny.con).rows
+    assert rows["person_id"].iloc[0] == 2
+    assert rows["risk_6m"].between(0, 1).all()
+    assert rows["risk_6m"].is_monotonic_decreasing
+    risk = rows.set_index("person_id")["p_progression_6m"]
+    assert risk[2] > 0.5 > risk[1]
+    assert set(rows["risk_parts"]) == {"tumour"}     # no treatment model given: tumour part only
 
 
 def test_site_filter_progression_filter_and_paging(tiny):
@@ -110,9 +127,10 @@ def test_site_filter_progression_filter_and_paging(tiny):
     assert progressing.rows["progression"].all()
     first = worklist.worklist(tiny.con, limit=3, offset=0)
     second = worklist.worklist(tiny.con, limit=3, offset=3)
+    whole = worklist.worklist(tiny.con, limit=10).rows["person_id"].tolist()
     assert first.total == second.total == 10
-    assert first.rows["person_id"].tolist() == [10, 9, 8]
-    assert second.rows["person_id"].tolist() == [7, 6, 5]
+    assert first.rows["person_id"].tolist() == whole[:3]
+    assert second.rows["person_id"].tolist() == whole[3:6]
     past_end = worklist.worklist(tiny.con, limit=3, offset=30)
     assert past_end.rows.empty and past_end.total == 10
     assert list(past_end.rows.columns) == list(worklist.WORKLIST_COLUMNS)
@@ -144,8 +162,8 @@ def test_matches_an_independent_pandas_computation(demo_con):
     page = worklist.worklist(demo_con, limit=10_000)
     assert page.total == len(expected) > 0
     got = page.rows.set_index("person_id")
-    for pid, (progression, response, score) in expected.items():
+    for pid, (progression, response, ratio) in expected.items():
         assert got.loc[pid, "progression"] == progression, pid
         assert got.loc[pid, "response"] == response, pid
-        assert got.loc[pid, "score"] == pytest.approx(score), pid
-    assert got["score"].is_monotonic_decreasing
+        assert got.loc[pid, "regrowth_ratio"] == pytest.approx(ratio), pid
+    assert page.rows["risk_6m"].is_monotonic_decreasing

@@ -13,7 +13,7 @@ import urllib.request
 import pytest
 
 from analytics import store
-from dashboard.cli import PENDING, main
+from dashboard.cli import main
 
 
 def oncolens(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -61,19 +61,16 @@ def test_demo_unwritable_path(tmp_path):
     assert r.returncode == 1 and "cannot create folder" in r.stderr and "Traceback" not in r.stderr
 
 
-@pytest.mark.parametrize("command", sorted(PENDING))
-def test_pending_commands_have_help_and_say_not_available(command, capsys):
+CONTRACT = ("demo", "serve", "ingest", "predict", "explain", "recommend", "forecast", "cohort", "import",
+            "validate", "report", "users", "audit", "deidentify")
+
+
+@pytest.mark.parametrize("command", CONTRACT)
+def test_every_command_of_the_contract_exists_with_help(command, capsys):
     with pytest.raises(SystemExit) as help_exit:
         main([command, "--help"])
     assert help_exit.value.code == 0
-    minimal = {
-        "ingest": [], "predict": ["a.dcm"], "explain": ["a.dcm", "--method", "gradcam"],
-        "recommend": ["1"], "forecast": ["1"], "cohort": [], "import": ["a.csv"],
-        "validate": ["forecast"], "report": ["1", "--out", "r.pdf"], "users": ["list"], "audit": ["verify"],
-    }[command]
-    capsys.readouterr()
-    assert main([command, *minimal]) == 3
-    assert "not available yet" in capsys.readouterr().err
+    assert capsys.readouterr().out.startswith("usage: oncolens " + command)
 
 
 def test_serve_refuses_missing_and_foreign_files(tmp_path):

@@ -7,11 +7,13 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
 from analytics import store
 from dashboard.cli import main
+from models import deidentify as deid
 from sample_data import phantoms
 from sample_data.dicom_writer import write_phantom_dicom
 
@@ -84,7 +86,12 @@ def test_ingest_files_a_study_with_its_ai_finding_once(demo_db, folder, tmp_path
         stored = [r for r in out if "error" not in r]
         failed = [r for r in out if "error" in r]
         assert len(stored) == 1 and stored[0]["person_id"] == person_id
-        assert len(failed) == 1 and "NOBODY" in failed[0]["error"]
+        assert len(failed) == 1 and "not in the store" in failed[0]["error"] and "NOBODY" not in failed[0]["error"]
+    # filed de-identified: the store's key remaps the UIDs, the same way on every run
+    key = deid.load_or_create_key(deid.key_path_for_store(db))
+    assert stored[0]["study_uid"] == deid.remap_uid(study, key) != study
+    assert stored[0]["deidentification"]["counts"]["U"] >= 3
+    study = stored[0]["study_uid"]
     with store.open_store(db, read_only=True) as con:
         s = con.execute("SELECT person_id, modality FROM imaging_study WHERE study_uid = ?", [study]).fetchall()
         assert s == [(person_id, "MR")]
@@ -100,7 +107,12 @@ def test_ingest_files_a_study_with_its_ai_finding_once(demo_db, folder, tmp_path
         assert con.execute("SELECT count(*) FROM measurement").fetchone()[0] == before + 1
         path = con.execute("SELECT file_path FROM imaging_instance JOIN imaging_series USING (series_uid) "
                            "WHERE study_uid = ?", [study]).fetchone()[0]  # fmt: skip
-        assert Path(path) == f.resolve()
+        assert Path(path) == Path(stored[0]["stored_file"]) and Path(path).parent.parent.parent.name == "clinic_images"
+    kept = Path(path).read_bytes()
+    assert mrn.encode() not in kept and b"Demo^Patient" not in kept and stored[0]["study_uid"].encode() in kept
+    ds = pydicom.dcmread(path)
+    assert ds.PatientID == str(person_id) and ds.PatientIdentityRemoved == "YES"
+    assert f.exists()  # the original is read, never changed or moved
 
 
 def test_ingest_needs_a_store_and_files(tmp_path, folder, capsys) -> None:

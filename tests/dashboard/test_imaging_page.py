@@ -131,3 +131,21 @@ def test_a_missing_model_is_a_message_not_a_crash(env, monkeypatch, tmp_path):
     at = open_page("imaging", patient=str(env["brain_pid"]))
     assert not at.exception
     assert "cannot run" in texts(at.error) and "models.train" in texts(at.error)
+
+
+def test_a_study_link_opens_that_study(env):
+    with store.open_store(env["db"], read_only=True) as con:
+        images = resources_images(con, int(env["mammo_pid"]))
+    assert len(images) >= 2, "the fixture patient needs two images"
+    last = images.iloc[-1]
+    at = open_page("imaging", patient=str(env["mammo_pid"]), study=str(last["study_uid"]))
+    assert not at.exception
+    assert at.selectbox(key="imaging_source").value == len(images) - 1
+    at = open_page("imaging", patient=str(env["mammo_pid"]), study="1.2.3.not.here")
+    assert not at.exception and at.selectbox(key="imaging_source").value == 0
+
+
+def resources_images(con, person_id: int):
+    from analytics.imaging_queries import patient_images
+
+    return patient_images(con, person_id)

@@ -103,3 +103,16 @@ def test_heat_map_figure_and_png_overlay():
     assert rgb.shape == (100, 150, 3) and (rgb[5, 5] == 80).all() and not (rgb[50, 95] == 80).all()
     with pytest.raises(ValueError):
         overlay_rgb(shown, attribution[:50])
+
+
+def test_occlusion_is_computed_only_when_asked(brain_page):
+    at, calls = brain_page
+    at.selectbox(key="saliency_method").set_value("occlusion").run()
+    assert not at.exception and "occlusion" not in calls
+    assert "computed only when asked" in texts(at.caption)
+    at.button(key="saliency_go_a").click().run()
+    assert not at.exception and "occlusion" in calls
+    assert "Occlusion of" in texts(at.caption)
+    assert "it shows where the model looked" in texts(at.info).lower() or "not a finding" in texts(at.info)
+    at.selectbox(key="saliency_target").set_value(0).run()       # another class: asked again, not computed
+    assert calls.count("occlusion") == 1

@@ -100,6 +100,7 @@ def test_no_clear_difference_offers_a_choice_not_an_acceptance(model_env, patien
     at = open_page("patient", patient=str(pid))
     assert not at.exception
     assert "No clear difference between" in texts(at.info) and not at.success
+    assert "Out of 100 patients like this one" in texts(at.info) and "does not pick an option" in texts(at.info)
     labels = [b.label for b in at.button]
     assert "Record choice" in labels and not any(label.startswith("Accept") for label in labels)
 
@@ -166,3 +167,31 @@ def test_cohorts_page_without_a_model_says_how_to_train_one(app_env):
     at = open_page("cohorts")
     assert not at.exception
     assert "No treatment model summary" in texts(at.info)
+
+
+def test_the_recommendation_shown_and_the_decision_name_the_signed_in_clinician(model_env, patients_by_kind):
+    pid = patients_by_kind["clear"]
+    with store.open_store(model_env, read_only=True) as con:
+        before = con.execute("SELECT count(*) FROM audit_event WHERE action = 'recommendation_shown'").fetchone()[0]
+    at = open_page("patient", patient=str(pid))
+    at.run()                                                        # shown again: audited once per session
+    with store.open_store(model_env, read_only=True) as con:
+        shown = con.execute(
+            "SELECT actor, role, subject, model_name, model_version, inputs_sha256 FROM audit_event "
+            "WHERE action = 'recommendation_shown' ORDER BY event_id").fetchall()[before:]  # fmt: skip
+    assert len(shown) == 1
+    assert shown[0][:4] == ("demo-user", "oncologist", str(pid), "treatment")
+    assert shown[0][4] == recommend_patient(model_env, pid)["model_version"] and len(shown[0][5]) == 64
+    at.button[[b.label for b in at.button].index(next(b.label for b in at.button if b.label.startswith("Accept")))].click().run()
+    assert _decisions(model_env, pid)[-1][4] == "demo-user"
+    from analytics import audit
+
+    assert audit.verify_store(model_env).ok
+
+
+def test_the_care_team_sees_the_record_and_forecasts_but_no_recommendation(model_env, patients_by_kind):
+    at = open_page("patient", role="care_team", patient=str(patients_by_kind["clear"]))
+    assert not at.exception and not at.error
+    assert "shown to oncologists" in texts(at.caption)
+    assert not any(b.label.startswith(("Accept", "Record")) for b in at.button)
+    assert "Out of 100 patients like this one" not in texts(at.info)

@@ -1,0 +1,337 @@
+"""Patient-history analytics at scale: DuckDB against the same computation in pandas, on one store.
+
+Timed (issue 5 targets at 1,000,000 patients on 2 cores):
+- cohort + Kaplan-Meier (filters, group-by, per-day counts, product-limit): <= 300 ms;
+- the worklist page query (RECIST flags over every lesion series, one page): <= 200 ms;
+- one patient's summary (the Patient page's five queries): <= 50 ms;
+- each at least 10x faster than pandas doing the same on the same data in memory;
+- peak memory of the DuckDB process under 4 GB.
+
+DuckDB and pandas run in separate child processes, so each peak resident
+memory (``ru_maxrss``) is its own and pandas's loaded tables do not sit in the
+DuckDB measurement. Both compute the same answers, and the parent checks that
+they agree (cohort size and events, the worklist page's ids, the patient's
+row counts) before printing a ratio. Loading the tables into pandas is reported
+but not timed against DuckDB: it is paid once per process, not per query.
+
+The worklist's rank is a forecast (``analytics.forecast``), not a SQL
+expression: the app ranks the whole list once per data version and caches it.
+What is timed here is the SQL part that runs on every cache miss and page:
+the flags over every lesion series and one page in a stand-in order (regrowth
+ratio). The forecast's own cost is in ``bench_forecast``.
+
+    python -m bench.bench_analytics [--db STORE] [--patients 1000000] [--reps 5]
+
+Without ``--db`` a demo store is generated into a temporary folder first
+(about 2 minutes and 2.7 GB at a million patients) and deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+FILTERS = ("age >= 40", "stage in II,III", "her2_status = negative")
+GROUP_BY = "first_line_regimen"
+PAGE_LIMIT, PAGE_OFFSET = 25, 500
+SEED = 20261125
+
+
+def _time(fn, reps: int) -> tuple[float, float, object]:
+    """(first call ms, median of ``reps`` further calls ms, last result)."""
+    t0 = time.perf_counter()
+    out = fn()
+    first = (time.perf_counter() - t0) * 1000
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append((time.perf_counter() - t0) * 1000)
+    return first, statistics.median(times), out
+
+
+def _patient_ids(n_patients: int, k: int) -> list[int]:
+    return [int(x) for x in np.random.default_rng(SEED).integers(1, n_patients + 1, size=k)]
+
+
+# --- DuckDB child ---------------------------------------------------------------------------------
+
+_PAGE_SQL = "SELECT * FROM ({flagged}) ORDER BY regrowth_ratio DESC, person_id LIMIT ? OFFSET ?"
+
+
+def duckdb_child(db: Path, reps: int) -> dict:
+    from analytics import cohorts, patients, store, worklist
+
+    out: dict = {}
+    with store.open_store(db, read_only=True) as con:
+        n_patients = con.execute("SELECT count(*) FROM person").fetchone()[0]
+        f, m, r = _time(lambda: cohorts.build_cohort(con, FILTERS, GROUP_BY, with_table1=False,
+                                                     with_tests=False), reps)
+        out["cohort_km"] = (f, m)
+        out["cohort_check"] = [r.n, r.events, [g.median_days for g in r.groups]]
+        f, m, _ = _time(lambda: cohorts.build_cohort(con, FILTERS, GROUP_BY, with_table1=False,
+                                                     with_tests=False, live=True), max(1, reps // 2))
+        out["cohort_km_live"] = (f, m)
+        f, m, _ = _time(lambda: cohorts.build_cohort(con, FILTERS, GROUP_BY), max(1, reps // 2))
+        out["cohort_full"] = (f, m)
+        params = [worklist.LESION_CONCEPT, worklist.PROGRESSION_RELATIVE, worklist.PROGRESSION_ABSOLUTE_MM,
+                  worklist.RESPONSE_RELATIVE, worklist.NADIR_FLOOR_MM, None, None]
+        sql = _PAGE_SQL.format(flagged=worklist._FLAGGED)
+        f, m, page = _time(lambda: con.execute(sql, [*params, PAGE_LIMIT, PAGE_OFFSET]).df(), reps)
+        out["worklist_page"] = (f, m)
+        out["worklist_check"] = page["person_id"].astype(int).tolist()
+        ids = _patient_ids(n_patients, reps + 1)
+        times, rows = [], []
+        for pid in ids:
+            t0 = time.perf_counter()
+            s = patients.patient_summary(con, pid)
+            times.append((time.perf_counter() - t0) * 1000)
+            rows.append([len(s.treatments), len(s.measurements), len(s.imaging_studies), len(s.outcome_events)])
+        out["patient_summary"] = (times[0], statistics.median(times[1:]))
+        out["patient_check"] = rows
+        out["patients"] = n_patients
+    out["peak_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return out
+
+
+# --- pandas child ---------------------------------------------------------------------------------
+
+
+def _load(db: Path) -> dict:
+    """The tables the three computations read, as pandas frames (strings as categories or Arrow)."""
+    import pandas as pd
+    import pyarrow as pa
+
+    from analytics import store
+
+    def mapper(t):
+        return pd.ArrowDtype(t) if pa.types.is_string(t) or pa.types.is_large_string(t) else None
+
+    queries = {
+        "person": "SELECT person_id, mrn, birth_date, sex, site, menopausal_status FROM person",
+        "observation_period": "SELECT * FROM observation_period",
+        "condition_occurrence": "SELECT * FROM condition_occurrence",
+        "treatment_exposure": "SELECT * FROM treatment_exposure",
+        "outcome_event": "SELECT * FROM outcome_event",
+        "measurement": "SELECT * FROM measurement",
+        "imaging_study": "SELECT * FROM imaging_study",
+    }
+    frames = {}
+    with store.open_store(db, read_only=True) as con:
+        for name, sql in queries.items():
+            df = con.sql(sql).to_arrow_table().to_pandas(types_mapper=mapper)
+            for col in df.columns:
+                if isinstance(df[col].dtype, pd.ArrowDtype) and col not in ("mrn", "study_uid", "accession_number",
+                                                                          "description"):
+                    df[col] = pd.Categorical(df[col].to_numpy(dtype=object, na_value=None))
+            for col in df.columns:
+                if "date" in col and not isinstance(df[col].dtype, pd.ArrowDtype):
+                    df[col] = pd.to_datetime(df[col])
+            frames[name] = df
+    return frames
+
+
+def _years_between(birth, day):
+    """Whole years from ``birth`` to ``day`` (DuckDB's date_sub('year', ...))."""
+    years = day.dt.year - birth.dt.year
+    before = (day.dt.month < birth.dt.month) | ((day.dt.month == birth.dt.month) & (day.dt.day < birth.dt.day))
+    return years - before.astype(int)
+
+
+def pandas_base(t: dict):
+    """The cohort base rows (``analytics.cohort_base.BASE_SQL``) in pandas."""
+    import pandas as pd
+
+    c = t["condition_occurrence"].sort_values(["person_id", "diagnosis_date", "condition_id"])
+    idx = c.drop_duplicates("person_id")
+    te = t["treatment_exposure"]
+    first = (te[(te["line_of_therapy"] == 1) & te["regimen"].notna()].astype({"regimen": str})
+             .groupby("person_id")["regimen"].min().rename("first_line_regimen"))
+    ev = t["outcome_event"].groupby("person_id")["event_date"].min().rename("event_date")
+    b = t["person"].merge(idx, on="person_id").merge(t["observation_period"], on="person_id")
+    b = b.join(first, on="person_id").join(ev, on="person_id")
+    age = _years_between(b["birth_date"], b["diagnosis_date"])
+    end = b["event_date"].where(b["event_date"].notna() & (b["event_date"] < b["end_date"]), b["end_date"])
+    return pd.DataFrame({
+        "person_id": b["person_id"], "age_years": age, "stage": b["stage"].astype(str),
+        "her2_status": np.where(b["her2_positive"], "positive", "negative"),
+        "first_line_regimen": b["first_line_regimen"].fillna("none recorded"),
+        "rfs_days": ((end - b["diagnosis_date"]).dt.days).clip(lower=0),
+        "event": (b["event_date"].notna() & (b["event_date"] <= b["end_date"])).to_numpy(),
+    })
+
+
+def pandas_cohort_km(base):
+    """Filters, per-(group, day) counts and the same product-limit code as analytics.cohorts."""
+    from analytics.cohorts import _median, kaplan_meier_counts
+
+    b = base[(base["age_years"] >= 40) & base["stage"].isin(["II", "III"]) & (base["her2_status"] == "negative")]
+    counts = (b.groupby([GROUP_BY, "rfs_days"], observed=True)["event"].agg(events="sum", removed="size")
+              .reset_index())
+    medians = {}
+    for g, part in counts.groupby(GROUP_BY):
+        km = kaplan_meier_counts(part["rfs_days"].to_numpy(), part["events"].to_numpy(),
+                                 part["removed"].to_numpy(), int(part["removed"].sum()))
+        medians[g] = _median(km)
+    return len(b), int(b["event"].sum()), medians
+
+
+def pandas_worklist_page(t: dict):
+    from analytics import worklist as w
+
+    m = t["measurement"]
+    lesion = m[m["concept"] == w.LESION_CONCEPT].sort_values(["person_id", "measurement_date"])
+    g = lesion.groupby("person_id")
+    agg = g.agg(n_measurements=("value", "size"), baseline_date=("measurement_date", "min"),
+                nadir_mm=("value", "min"), latest_date=("measurement_date", "max"))
+    agg["baseline_mm"] = g["value"].first()
+    agg["latest_mm"] = g["value"].last()
+    agg = agg.reset_index().merge(t["person"][["person_id", "mrn", "site"]], on="person_id")
+    op = t["observation_period"]
+    gone = set(t["outcome_event"]["person_id"]) | set(op.loc[op["end_reason"] == "death", "person_id"])
+    agg = agg[~agg["person_id"].isin(gone)]
+    agg["progression"] = (agg["latest_mm"] >= (1 + w.PROGRESSION_RELATIVE) * agg["nadir_mm"]) & (
+        agg["latest_mm"] - agg["nadir_mm"] >= w.PROGRESSION_ABSOLUTE_MM)
+    agg["response"] = (agg["baseline_mm"] > 0) & (agg["latest_mm"] <= (1 - w.RESPONSE_RELATIVE) * agg["baseline_mm"])
+    agg["regrowth_ratio"] = agg["latest_mm"] / agg["nadir_mm"].clip(lower=w.NADIR_FLOOR_MM)
+    page = agg.sort_values(["regrowth_ratio", "person_id"], ascending=[False, True]).iloc[
+        PAGE_OFFSET: PAGE_OFFSET + PAGE_LIMIT]
+    return page["person_id"].astype(int).tolist()
+
+
+def pandas_patient(t: dict, pid: int) -> list[int]:
+    person = t["person"][t["person"]["person_id"] == pid]
+    cond = t["condition_occurrence"]
+    cond = cond[cond["person_id"] == pid].sort_values(["diagnosis_date", "condition_id"]).head(1)
+    op = t["observation_period"][t["observation_period"]["person_id"] == pid]
+    te = t["treatment_exposure"]
+    te = te[te["person_id"] == pid].sort_values(["start_date", "line_of_therapy", "exposure_id"])
+    m = t["measurement"]
+    m = m[m["person_id"] == pid].sort_values(["measurement_date", "concept", "measurement_id"])
+    st = t["imaging_study"]
+    st = st[st["person_id"] == pid]
+    lesion = m[(m["concept"] == "lesion_longest_diameter") & m["study_uid"].notna()]
+    st = st.merge(lesion.groupby("study_uid")["value"].max().rename("lesion_longest_diameter_mm"),
+                  left_on="study_uid", right_index=True, how="left").sort_values(["study_date", "study_uid"])
+    ev = t["outcome_event"]
+    ev = ev[ev["person_id"] == pid].sort_values(["event_date", "event_type"])
+    if len(cond):
+        ev = ev.assign(days_from_diagnosis=(ev["event_date"] - cond["diagnosis_date"].iloc[0]).dt.days)
+    assert len(person) == 1 and len(op) <= 1
+    return [len(te), len(m), len(st), len(ev)]
+
+
+def pandas_child(db: Path, reps: int) -> dict:
+    out: dict = {}
+    t0 = time.perf_counter()
+    t = _load(db)
+    out["load_s"] = time.perf_counter() - t0
+    reps_p = max(1, reps // 2)
+    f, m, base = _time(lambda: pandas_base(t), reps_p)
+    out["base"] = (f, m)
+    f, m, r = _time(lambda: pandas_cohort_km(base), reps_p)
+    out["cohort_km"] = (f, m)
+    n, events, medians = r
+    out["cohort_check"] = [n, events, medians]
+    out["cohort_km_live"] = (out["base"][0] + f, out["base"][1] + m)
+    f, m, page = _time(lambda: pandas_worklist_page(t), reps_p)
+    out["worklist_page"] = (f, m)
+    out["worklist_check"] = page
+    n_patients = len(t["person"])
+    ids = _patient_ids(n_patients, reps + 1)
+    times, rows = [], []
+    for pid in ids:
+        t1 = time.perf_counter()
+        rows.append(pandas_patient(t, pid))
+        times.append((time.perf_counter() - t1) * 1000)
+    out["patient_summary"] = (times[0], statistics.median(times[1:]))
+    out["patient_check"] = rows
+    out["peak_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return out
+
+
+# --- parent ---------------------------------------------------------------------------------------
+
+
+def _run_child(kind: str, db: Path, reps: int) -> dict:
+    r = subprocess.run([sys.executable, "-m", "bench.bench_analytics", "--child", kind, "--db", str(db),
+                        "--reps", str(reps)], capture_output=True, text=True, check=False)
+    if r.returncode != 0:
+        raise SystemExit(f"{kind} child failed:\n{r.stderr[-3000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def report(d: dict, p: dict) -> str:
+    """The comparison table; ratios use the warm medians."""
+    d_check = d["cohort_check"]
+    p_medians = p["cohort_check"][2]
+    agree = {
+        "cohort": d_check[0] == p["cohort_check"][0] and d_check[1] == p["cohort_check"][1]
+        and sorted(x for x in d_check[2] if x is not None) == sorted(x for x in p_medians.values() if x is not None),
+        "worklist": d["worklist_check"] == p["worklist_check"],
+        "patient": d["patient_check"] == p["patient_check"],
+    }
+    rows = [
+        ("cohort + KM (stored cohort_base)", "cohort_km", "cohort_km", 300, "cohort"),
+        ("cohort + KM (from source tables)", "cohort_km_live", "cohort_km_live", None, "cohort"),
+        ("cohort + KM + Table 1 + log-rank + Cox", "cohort_full", None, None, "cohort"),
+        ("worklist page (flags + page of 25)", "worklist_page", "worklist_page", 200, "worklist"),
+        ("one patient's summary (median of ids)", "patient_summary", "patient_summary", 50, "patient"),
+    ]
+    import os
+
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    lines = [f"# {d['patients']:,} patients; ms: first call / warm median; pandas on the same data in memory; "
+             f"load average {load}",
+             f"{'query':<42}{'DuckDB ms':>16}{'pandas ms':>18}{'x faster':>10}{'target':>9}{'same answer':>13}"]
+    for label, dk, pk, target, check in rows:
+        df_, dm = d[dk]
+        dtext = f"{df_:.0f} / {dm:.0f}"
+        if pk:
+            pf, pm = p[pk]
+            ptext, ratio = f"{pf:.0f} / {pm:.0f}", f"{pm / dm:.0f}"
+        else:
+            ptext, ratio = "—", "—"
+        tgt = f"<={target}" if target else ""
+        lines.append(f"{label:<42}{dtext:>16}{ptext:>18}{ratio:>10}{tgt:>9}{'yes' if agree[check] else 'NO':>13}")
+    lines.append(f"peak memory: DuckDB process {d['peak_gib']:.2f} GiB; pandas process {p['peak_gib']:.2f} GiB "
+                 f"(tables loaded in {p['load_s']:.0f} s, not timed above)")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--db", type=Path, default=None, help="an existing store (default: generate one)")
+    parser.add_argument("--patients", type=int, default=1_000_000, help="size of a generated store")
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--child", choices=["duckdb", "pandas"], help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        fn = duckdb_child if args.child == "duckdb" else pandas_child
+        print(json.dumps(fn(args.db, args.reps), default=str))
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        db = args.db
+        if db is None:
+            from sample_data.demo import write_demo
+
+            db = Path(tmp) / "bench.duckdb"
+            t0 = time.perf_counter()
+            write_demo(db, patients=args.patients)
+            print(f"# generated {args.patients:,} patients in {time.perf_counter() - t0:.0f} s")
+        d = _run_child("duckdb", db, args.reps)
+        p = _run_child("pandas", db, args.reps)
+        print(report(d, p))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""The Patient page's "Timeline and forecast" section: history, lesion trajectory, survival per option.
+
+Everything comes from ``resources.patient_forecast`` (the same code as
+``oncolens forecast --json``) and the page's record; the figure from
+``plots.patient_timeline_figure``. Each prediction is shown with its band and
+the section says that it is decision support, not a medical device. When a
+part cannot be computed the section says why and shows the rest.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from analytics.forecast import DISCLAIMER, ForecastError, PatientForecast
+from analytics.forecast_survival import conditional_km
+from analytics.patients import PatientSummary
+from dashboard import plots, resources, state, trail
+
+MAX_STUDY_BUTTONS = 12
+STATUS_TEXT = {
+    "observed": "met on {date} (measured)",
+    "forecast": "forecast for {date}",
+    "not_within_horizon": "not forecast within the next two years",
+    "unavailable": "cannot be forecast",
+}
+
+
+def _pct(p: float | None) -> str:
+    return "n/a" if p is None else f"{100 * p:.0f}%"
+
+
+def show(ref: resources.StoreRef, summary: PatientSummary) -> None:
+    """Draw the section for one known patient."""
+    person_id = summary.person_id
+    st.subheader("Timeline and forecast")
+    st.caption(
+        f"{DISCLAIMER} Lesion: growth-inhibition model f(t) = f0·(e^(−d·t) + e^(g·t) − 1) fitted to her "
+        "measurements with the cohort's typical course as prior; bands are 80 % and 95 % intervals for a "
+        "future measurement. Survival: the clinic's treatment model per option, given that she is "
+        "recurrence-free today, ±1.96 bootstrap standard errors; treatment was not randomised."
+    )
+    forecast: PatientForecast | None = None
+    try:
+        forecast = resources.patient_forecast(ref, person_id)
+    except ForecastError as exc:
+        st.info(f"No forecast: {exc}.")
+    tumour = forecast.tumour if forecast is not None else None
+    survival = forecast.survival if forecast is not None else None
+    similar_km = None
+    if survival is not None:
+        similar_km = conditional_km(resources.similar_patients(ref, person_id).km, survival.from_day)
+    dx = summary.diagnosis.diagnosis_date if summary.diagnosis is not None else None
+    today = forecast.as_of if forecast is not None else None
+    fig = plots.patient_timeline_figure(
+        diagnosis_date=dx, today=today, treatments=summary.treatments, measurements=summary.measurements,
+        imaging_studies=summary.imaging_studies, outcome_events=summary.outcome_events,
+        tumour_observed=None if tumour is None else tumour.observed,
+        tumour_fitted=None if tumour is None else tumour.fitted,
+        tumour_forecast=None if tumour is None else tumour.forecast,
+        progression_date=None if tumour is None else tumour.progression_date,
+        progression_status=None if tumour is None else tumour.progression_status,
+        threshold_mm=None if tumour is None else tumour.threshold_mm,
+        survival=None if survival is None else survival.curves,
+        similar_km=similar_km,
+    )  # fmt: skip
+    st.plotly_chart(fig)
+    if forecast is not None:
+        trail.shown(ref.path, "forecast_shown", subject=person_id, model_name="forecast",
+                    model_version=forecast.model_version, details={"as_of": forecast.as_of.isoformat()})  # fmt: skip
+        _figures(forecast)
+    _study_links(summary)
+
+
+def _figures(forecast: PatientForecast) -> None:
+    tumour = forecast.tumour
+    a, b, c = st.columns(3)
+    when = tumour.progression_date.isoformat() if tumour.progression_date else ""
+    a.metric("RECIST progression", STATUS_TEXT[tumour.progression_status].format(date=when).split(" (")[0],
+             help="≥20 % and ≥5 mm above the nadir; a forecast date is where the fitted curve crosses it")  # fmt: skip
+    b.metric("P(progression) in 6 months", _pct(tumour.progression_probability_6m),
+             help="Chance that a lesion reading six months from today meets RECIST progression "
+                  "(parameter uncertainty and measurement noise)")  # fmt: skip
+    c.metric("P(recurrence) in 6 months", _pct(forecast.risk_recurrence_6m),
+             help=f"Under her first-line option ({forecast.received_option or 'unknown'}), given recurrence-free "
+                  "today; from the clinic's treatment model")  # fmt: skip
+    if tumour.available:
+        last = tumour.forecast.iloc[min(len(tumour.forecast) - 1, 13)]
+        st.caption(
+            f"In six months the lesion is forecast at {last['mm']:.1f} mm (80 %: {last['lo80']:.1f}–"
+            f"{last['hi80']:.1f} mm; 95 %: {last['lo']:.1f}–{last['hi']:.1f} mm). Nadir "
+            f"{tumour.nadir_mm:.1f} mm, progression threshold {tumour.threshold_mm:.1f} mm. Held-out error and "
+            "band coverage: docs/validation.md, section Forecasts."
+        )
+    for note in [*tumour.notes, *forecast.notes]:
+        st.caption(f"Note: {note[0].upper()}{note[1:]}.")
+
+
+def _study_links(summary: PatientSummary) -> None:
+    studies = summary.imaging_studies
+    if studies.empty:
+        return
+    recent = studies.sort_values("study_date").tail(MAX_STUDY_BUTTONS)
+    with st.expander(f"Open an imaging study ({len(studies)} on record)"):
+        cols = st.columns(4)
+        for i, row in enumerate(recent.itertuples(index=False)):
+            label = f"{pd.Timestamp(row.study_date):%Y-%m-%d} · {row.modality}"
+            if cols[i % 4].button(label, key=f"oncolens.open_study.{row.study_uid}"):
+                state.select_patient(summary.person_id)
+                st.switch_page("app_pages/imaging.py",
+                               query_params={state.PATIENT_PARAM: str(summary.person_id), "study": row.study_uid})  # fmt: skip
