@@ -7,7 +7,7 @@ DB     ?= $(HOME)/.oncolens/oncolens.duckdb
 PORT   ?= 8501
 PATIENTS ?= 2000
 
-.PHONY: run test install install-dev demo bench lint clean pacs-deps
+.PHONY: run test install install-dev demo bench lint clean pacs-deps browser-deps screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,7 +35,7 @@ demo: $(DB)
 run: $(VENV)/.installed $(DB)
 	$(BIN)/oncolens serve --db $(DB) --port $(PORT)
 
-test: $(VENV)/.installed-dev pacs-deps
+test: $(VENV)/.installed-dev pacs-deps browser-deps
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 # The PACS tests run a real Orthanc (docs/hospital.md). Installed where apt-get and root (or sudo) are at hand;
@@ -54,6 +54,28 @@ pacs-deps:
 	else \
 		echo "pacs-deps: not root and no sudo; the PACS tests will skip"; \
 	fi
+
+# The browser tests (tests/e2e) drive Debian's Chromium through Playwright (never `playwright install`).
+# Installed like pacs-deps: where apt-get and root (or sudo) are at hand; otherwise says why, and the
+# browser tests skip with that reason. Never fails the build.
+browser-deps:
+	@if command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ]; then \
+		:; \
+	elif ! command -v apt-get >/dev/null 2>&1; then \
+		echo "browser-deps: no apt-get here; install Chromium (or set ONCOLENS_CHROMIUM) to run the browser tests"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+			|| echo "browser-deps: apt-get could not install chromium; the browser tests will skip"; \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
+		(sudo -n apt-get update -qq && sudo -n DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+			|| echo "browser-deps: apt-get could not install chromium; the browser tests will skip"; \
+	else \
+		echo "browser-deps: not root and no sudo; the browser tests will skip"; \
+	fi
+
+# README screenshots (docs/screenshots/), taken by the browser tests against a fresh demo clinic.
+screenshots: $(VENV)/.installed-dev browser-deps
+	ONCOLENS_README_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -q tests/e2e
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench

@@ -1,0 +1,160 @@
+"""Real-browser fixtures: a demo store, the app served by `oncolens serve`, and Debian's Chromium.
+
+Why a real browser: AppTest runs page scripts but renders nothing (no Plotly
+canvas, no websocket, no navigation menu), so it cannot show that a signed-in
+user actually sees a page without a Streamlit exception box. These fixtures run
+the app exactly as `make run` does, on 127.0.0.1 and a free port, against a
+small store built by the real `oncolens demo`, and drive it with Playwright.
+
+The tests skip, with the reason, only where Playwright or a Chromium binary is
+missing (`make browser-deps` installs Chromium where apt-get is at hand);
+everything else that goes wrong is a failure.
+
+Screenshots of every page go to ``$ONCOLENS_SCREENSHOTS`` (default
+``tests/e2e/artifacts/``, git-ignored). With ``ONCOLENS_README_SCREENSHOTS=DIR``
+(``make screenshots``) the pages the README shows are also written to ``DIR``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+VIEWPORT = {"width": 1366, "height": 768}  # the smallest screen the app is laid out for (issue 10)
+DEMO_PATIENTS = 200
+DEMO_IMAGES = 6
+# Streamlit pages build over a websocket; models load on first use. Generous, but on specific elements.
+PAGE_TIMEOUT_MS = 60_000
+
+
+def chromium_path() -> str | None:
+    """``$ONCOLENS_CHROMIUM``, else Debian's Chromium, else one on PATH; None when there is none."""
+    wanted = os.environ.get("ONCOLENS_CHROMIUM")
+    if wanted:
+        return wanted if Path(wanted).exists() else None
+    for candidate in CHROMIUM_CANDIDATES:
+        if Path(candidate).exists():
+            return candidate
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class DemoClinic:
+    db: Path
+    imaged_patients: list[int]
+
+
+@dataclass(frozen=True)
+class App:
+    url: str
+    clinic: DemoClinic
+
+
+@pytest.fixture(scope="session")
+def browser_prerequisites() -> str:
+    """The Chromium binary; skips (with why) when Playwright or the browser is missing."""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        pytest.skip("playwright is not installed (pip install -e '.[dev]')")
+    path = chromium_path()
+    if path is None:
+        pytest.skip("no Chromium browser found (make browser-deps, or set ONCOLENS_CHROMIUM)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def demo_clinic(browser_prerequisites: str, tmp_path_factory: pytest.TempPathFactory) -> DemoClinic:
+    """A 200-patient demo store with DICOM images and the treatment model, from the real CLI."""
+    db = tmp_path_factory.mktemp("e2e") / "clinic.duckdb"
+    out = subprocess.run(
+        [sys.executable, "-m", "dashboard.cli", "demo", "--patients", str(DEMO_PATIENTS), "--db", str(db),
+         "--images", str(DEMO_IMAGES), "--json"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, f"oncolens demo failed:\n{out.stderr}"
+    summary = json.loads(out.stdout)
+    assert summary["imaged_patients"], "the demo wrote no images"
+    return DemoClinic(db=db, imaged_patients=[int(p) for p in summary["imaged_patients"]])
+
+
+@pytest.fixture(scope="session")
+def app(demo_clinic: DemoClinic, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
+    """`oncolens serve` on 127.0.0.1 and a free port; stopped (and waited for) after the session."""
+    port = _free_port()
+    log = tmp_path_factory.mktemp("e2e-log") / "streamlit.log"
+    env = dict(os.environ, ONCOLENS_IDLE_TIMEOUT_MIN="30")
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dashboard.cli", "serve", "--db", str(demo_clinic.db), "--port", str(port),
+             "--address", "127.0.0.1"],
+            stdout=sink, stderr=subprocess.STDOUT, env=env,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"the app exited ({proc.returncode}):\n{log.read_text(errors='replace')}")
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"the app did not answer in 60 s:\n{log.read_text(errors='replace')}")
+            time.sleep(0.25)
+        yield App(url=url, clinic=demo_clinic)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
+
+
+@pytest.fixture(scope="session")
+def browser(browser_prerequisites: str):
+    """One headless Debian Chromium for the session (never `playwright install`: no CDN here)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=browser_prerequisites, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def page(browser, app: App):
+    """A fresh browser context per test (its own Streamlit session), at 1366 x 768."""
+    context = browser.new_context(viewport=VIEWPORT)
+    context.set_default_timeout(PAGE_TIMEOUT_MS)
+    pg = context.new_page()
+    try:
+        yield pg
+    finally:
+        context.close()
