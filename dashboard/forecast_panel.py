@@ -45,25 +45,11 @@ def show(ref: resources.StoreRef, summary: PatientSummary) -> None:
         forecast = resources.patient_forecast(ref, person_id)
     except ForecastError as exc:
         st.info(f"No forecast: {exc}.")
-    tumour = forecast.tumour if forecast is not None else None
     survival = forecast.survival if forecast is not None else None
     similar_km = None
     if survival is not None:
         similar_km = conditional_km(resources.similar_patients(ref, person_id).km, survival.from_day)
-    dx = summary.diagnosis.diagnosis_date if summary.diagnosis is not None else None
-    today = forecast.as_of if forecast is not None else None
-    fig = plots.patient_timeline_figure(
-        diagnosis_date=dx, today=today, treatments=summary.treatments, measurements=summary.measurements,
-        imaging_studies=summary.imaging_studies, outcome_events=summary.outcome_events,
-        tumour_observed=None if tumour is None else tumour.observed,
-        tumour_fitted=None if tumour is None else tumour.fitted,
-        tumour_forecast=None if tumour is None else tumour.forecast,
-        progression_date=None if tumour is None else tumour.progression_date,
-        progression_status=None if tumour is None else tumour.progression_status,
-        threshold_mm=None if tumour is None else tumour.threshold_mm,
-        survival=None if survival is None else survival.curves,
-        similar_km=similar_km,
-    )  # fmt: skip
+    fig = plots.patient_forecast_timeline(summary, forecast, similar_km)
     st.plotly_chart(fig)
     if forecast is not None:
         trail.shown(ref.path, "forecast_shown", subject=person_id, model_name="forecast",

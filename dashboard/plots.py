@@ -516,3 +516,27 @@ def patient_timeline_figure(
     fig.update_layout(legend={"orientation": "h", "y": -0.06, "yanchor": "top", "x": 0.0, "xanchor": "left"},
                       margin={"l": 10, "r": 10, "t": 70, "b": 10})  # fmt: skip
     return fig
+
+
+def patient_forecast_timeline(summary, forecast, similar_km: pd.DataFrame | None = None) -> go.Figure:
+    """``patient_timeline_figure`` of a ``PatientSummary`` and its ``PatientForecast`` (or None).
+
+    One place that unpacks a forecast into the timeline, so the Patient page and the
+    tumour-board report draw the same figure.
+    """
+    tumour = forecast.tumour if forecast is not None else None
+    survival = forecast.survival if forecast is not None else None
+    return patient_timeline_figure(
+        diagnosis_date=summary.diagnosis.diagnosis_date if summary.diagnosis is not None else None,
+        today=forecast.as_of if forecast is not None else None,
+        treatments=summary.treatments, measurements=summary.measurements,
+        imaging_studies=summary.imaging_studies, outcome_events=summary.outcome_events,
+        tumour_observed=None if tumour is None else tumour.observed,
+        tumour_fitted=None if tumour is None else tumour.fitted,
+        tumour_forecast=None if tumour is None else tumour.forecast,
+        progression_date=None if tumour is None else tumour.progression_date,
+        progression_status=None if tumour is None else tumour.progression_status,
+        threshold_mm=None if tumour is None else tumour.threshold_mm,
+        survival=None if survival is None else survival.curves,
+        similar_km=similar_km,
+    )  # fmt: skip

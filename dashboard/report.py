@@ -236,20 +236,7 @@ def gather(db_path: Path, person_id: int, *, include_names: bool = False, genera
         findings = pd.concat([pd.DataFrame(live)[FINDING_COLUMNS], findings[FINDING_COLUMNS]], ignore_index=True)
 
     forecast_lines: list[str] = []
-    tumour = forecast.tumour if forecast is not None else None
-    survival = forecast.survival if forecast is not None else None
-    fig = plots.patient_timeline_figure(
-        diagnosis_date=dx.diagnosis_date if dx else None, today=forecast.as_of if forecast else None,
-        treatments=summary.treatments, measurements=summary.measurements,
-        imaging_studies=summary.imaging_studies, outcome_events=summary.outcome_events,
-        tumour_observed=None if tumour is None else tumour.observed,
-        tumour_fitted=None if tumour is None else tumour.fitted,
-        tumour_forecast=None if tumour is None else tumour.forecast,
-        progression_date=None if tumour is None else tumour.progression_date,
-        progression_status=None if tumour is None else tumour.progression_status,
-        threshold_mm=None if tumour is None else tumour.threshold_mm,
-        survival=None if survival is None else survival.curves,
-    )  # fmt: skip
+    fig = plots.patient_forecast_timeline(summary, forecast)
     figures: list[tuple] = [(fig, 1100, 820)]
     if forecast is not None:
         j = forecast.to_json()
