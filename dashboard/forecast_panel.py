@@ -9,13 +9,14 @@ part cannot be computed the section says why and shows the rest.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
 from analytics.forecast import DISCLAIMER, ForecastError, PatientForecast
 from analytics.forecast_survival import conditional_km
 from analytics.patients import PatientSummary
-from dashboard import plots, resources, state, trail
+from dashboard import plain_language, plots, resources, state, trail
 
 MAX_STUDY_BUTTONS = 12
 STATUS_TEXT = {
@@ -78,6 +79,18 @@ def _figures(forecast: PatientForecast) -> None:
             f"{tumour.nadir_mm:.1f} mm, progression threshold {tumour.threshold_mm:.1f} mm. Held-out error and "
             "band coverage: docs/validation.md, section Forecasts."
         )
+    risks = [r for r in (tumour.progression_probability_6m, forecast.risk_recurrence_6m) if r is not None]
+    either = 1.0 - float(np.prod([1.0 - r for r in risks])) if risks else None  # as the worklist ranks
+    last_seen = tumour.observed.iloc[-1] if tumour.available and not tumour.observed.empty else None
+    st.info(plain_language.forecast_summary(
+        rfs_6m=None if either is None else 1.0 - either,
+        progression_date=tumour.progression_date.isoformat() if tumour.progression_status == "forecast" else None,
+        last_mm=None if last_seen is None else float(last_seen["mm"]),
+        forecast_mm=float(last["mm"]) if tumour.available else None,
+        forecast_lo=float(last["lo80"]) if tumour.available else None,
+        forecast_hi=float(last["hi80"]) if tumour.available else None,
+        horizon="six months after the last measurement" if tumour.available else "in six months",
+    ), icon=":material/record_voice_over:")  # fmt: skip
     for note in [*tumour.notes, *forecast.notes]:
         st.caption(f"Note: {note[0].upper()}{note[1:]}.")
 

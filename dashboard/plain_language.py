@@ -158,7 +158,7 @@ def forecast_summary(
         parts.append("No RECIST progression is forecast within the forecast window.")
     if rfs_6m is not None:
         risk = 1.0 - rfs_6m
-        parts.append(f"The chance of recurrence or progression {horizon} is {likelihood_words(risk)} "
+        parts.append(f"Recurrence or progression in the next six months is {likelihood_words(risk)} "
                      f"({pct(risk)}).")  # fmt: skip
     if not parts:
         return "There is not enough data for a forecast for this patient."

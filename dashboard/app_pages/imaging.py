@@ -10,7 +10,17 @@ import streamlit as st
 
 from analytics import audit, store
 from analytics.patients import UnknownPatientError
-from dashboard import auth, deid_panel, pacs_panel, resources, saliency_panel, state, trail, viewer
+from dashboard import (
+    auth,
+    deid_panel,
+    pacs_panel,
+    plain_language,
+    resources,
+    saliency_panel,
+    state,
+    trail,
+    viewer,
+)
 from models import deidentify, dicom
 from models.radiomics import feature_rows
 from models.registry import ModelUnavailableError
@@ -149,6 +159,10 @@ with read:
             f"Calibrated probability {ai.confidence:.0%}"
             + ("" if sure else f" (below {UNCERTAIN_BELOW:.0%}: uncertain read, look closely)"),
         )
+        st.info(plain_language.ai_read_summary(
+            finding=ai.label, probability=float(ai.confidence), uncertain_below=UNCERTAIN_BELOW,
+            diameter_mm=ai.lesion.longest_diameter_mm if ai.lesion is not None and image.spacing_mm else None,
+        ), icon=":material/record_voice_over:")  # fmt: skip
         probs = pd.DataFrame({"class": [k.replace("_", " ") for k in ai.probabilities],
                               "probability": list(ai.probabilities.values())})  # fmt: skip
         st.dataframe(

@@ -35,6 +35,7 @@ def test_patient_page_shows_timeline_forecast_and_its_caveats(forecast_db, monke
     labels = {m.label for m in at.metric}
     assert {"RECIST progression", "P(progression) in 6 months", "P(recurrence) in 6 months"} <= labels
     assert "no treatment model" in captions.lower()
+    assert "is expected to" in texts(at.info) and "support, not replace" in texts(at.info)
 
 
 def test_patient_without_lesion_readings_gets_a_note_not_an_error(forecast_db, monkeypatch):
