@@ -59,6 +59,7 @@ def test_demo_mammogram_gets_the_ai_read_and_measurements(env):
     assert "Calibrated probability" in texts(at.success) + texts(at.warning)
     assert any("Mammography mass classifier v" in c.value for c in at.caption)
     assert "held-out AUC" in texts(at.caption)
+    assert "radiologist should confirm" in texts(at.info) and "calibrated" in texts(at.info)
     assert len(at.get("plotly_chart")) == 2  # the image and its saliency map
     if metrics["Most likely"] != "Normal":
         assert metrics["Longest diameter (RECIST 1.1)"].endswith(" mm")
