@@ -101,7 +101,8 @@ def test_cards_gain_a_saliency_section_and_nothing_else(brain, two_tumours, tmp_
     quality = q.saliency_quality(brain, methods=("gradcam",), cfg=CHEAP, data=two_tumours)
     q.write_card(tmp_path / "brain_mri.json", quality)
     after = json.loads((tmp_path / "brain_mri.json").read_text())
-    assert {k: v for k, v in after.items() if k != "saliency"} == before
+    assert {k: v for k, v in after.items() if k != "saliency"} == {k: v for k, v in before.items() if k != "saliency"}
+    assert list(after["saliency"]["methods"]) == ["gradcam"]                      # replaced, not merged
     assert after["saliency"]["methods"]["gradcam"]["sanity"]["threshold"] == q.SANITY_THRESHOLD
     monkeypatch.setenv("ONCOLENS_MODELS", str(tmp_path))
     assert load_model("brain_mri", device="cpu").card["saliency"]["model"] == "brain_mri"  # still verifies
