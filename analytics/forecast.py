@@ -317,22 +317,7 @@ def cohort_risk(
         return out.assign(risk_6m=pd.Series(dtype=float), risk_parts=pd.Series(dtype=object))
     con.register("_forecast_ids", pd.DataFrame({"person_id": ids}))
     try:
-        raw = con.execute(
-            """
-            WITH line AS (
-                SELECT person_id,
-                       coalesce(min(start_date) FILTER (WHERE line_of_therapy = 1), min(start_date)) AS start
-                FROM treatment_exposure WHERE person_id IN (SELECT person_id FROM _forecast_ids)
-                GROUP BY person_id
-            )
-            SELECT m.person_id, m.measurement_date, m.value AS mm, p.birth_date, l.start AS treatment_start
-            FROM measurement AS m
-            JOIN person AS p USING (person_id)
-            LEFT JOIN line AS l USING (person_id)
-            WHERE m.concept = 'lesion_longest_diameter' AND m.person_id IN (SELECT person_id FROM _forecast_ids)
-            ORDER BY m.person_id, m.measurement_date, m.measurement_id
-            """
-        ).df()
+        raw = lesion_frame(con, "listed")
         covariates = _cohort_covariates(con) if clinic is not None else None
     finally:
         con.unregister("_forecast_ids")

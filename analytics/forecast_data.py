@@ -35,13 +35,16 @@ _PERSONS = {
     "one": "SELECT person_id, birth_date FROM person WHERE person_id = ?",
     "sample": "SELECT person_id, birth_date FROM person ORDER BY (person_id::HUGEINT * ?) % ?, person_id LIMIT ?",
     "all": "SELECT person_id, birth_date FROM person",
+    # the ids a caller registered as the relation `_forecast_ids` (the worklist's eligible patients)
+    "listed": "SELECT person_id, birth_date FROM person WHERE person_id IN (SELECT person_id FROM _forecast_ids)",
 }
 
 
 def lesion_frame(con: duckdb.DuckDBPyConnection, persons: str = "all", params: tuple = ()) -> pd.DataFrame:
     """Raw lesion readings: person_id, measurement_date, mm, birth_date, treatment_start, timed_from.
 
-    ``persons``: "one" (params: person id), "sample" (params: size) or "all".
+    ``persons``: "one" (params: person id), "sample" (params: size), "listed" (the ids the caller
+    registered as ``_forecast_ids``) or "all".
     ``timed_from``: 'treatment' or 'first_measurement'.
     """
     if persons == "one":

@@ -37,8 +37,13 @@ class LoadedModel:
     network: LesionNet
     device: torch.device
     weights_path: Path
-    fast: object | None = None          # models.onnx_runner.OnnxNetwork on CPU, when available
     runtime_note: str | None = None     # why the read runs in PyTorch, when it does
+
+    @property
+    def fast(self):
+        """The ONNX Runtime forward pass (``models.onnx_runner.OnnxNetwork``) the registry attached to the
+        network, or None: kept on the network so forward-only explanations (occlusion) find it too."""
+        return getattr(self.network, "onnx_forward", None)
 
     @property
     def runtime(self) -> str:
@@ -120,9 +125,8 @@ def load_model(name: str, device: torch.device | str | None = None) -> LoadedMod
         from models.onnx_runner import onnx_network
 
         fast, note = onnx_network(network, actual, INPUT_SIZE)
-        # forward-only explanations (occlusion) use it too; gradient methods keep PyTorch
-        network.onnx_forward = fast
-    return LoadedModel(task, card, network, device, weights, fast, note)
+    network.onnx_forward = fast          # None: PyTorch runs every forward pass
+    return LoadedModel(task, card, network, device, weights, note)
 
 
 def available_models() -> list[str]:
