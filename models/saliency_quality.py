@@ -2,6 +2,7 @@
 
     python -m models.saliency_quality                    # print the figures of every installed model
     python -m models.saliency_quality --write-cards      # ... and store them in each model card
+    python -m models.saliency_quality --latency-only     # re-time the methods and update only the cards' times
     oncolens validate saliency --json                    # the same figures from the CLI
 
 Per model and method, on the lesion-bearing images of a fresh phantom set
@@ -27,6 +28,13 @@ al. show maps that pass falling to rank correlations near 0-0.3 after full
 randomisation and maps that fail (guided backprop, edge detectors) staying
 around 0.6-1.0. Half the rank order still shared with a network that learned
 nothing is too much for a map a clinician is asked to trust.
+
+Latency is timed apart from the quality loops (``measure_latency``): one map
+at a time after warm-up, with torch's default threads, as the Imaging page
+computes it; the quality loops share the cores with the metrics and run one
+thread per model to do both models at once, so their own timings say nothing
+about the page. Re-time on a quiet machine with ``--latency-only`` whenever
+only the speed changed (the maps' parameters must be unchanged, it checks).
 
 Why images with a lesion only: on an image without one there is no ground truth
 to point at; the map of "no tumour" is shown but not scored.
@@ -66,6 +74,8 @@ RANDOM_INIT_SEED = 0
 # Methods that re-run the model hundreds of times per map: max-sensitivity on 4 images, not 8 (it
 # re-explains each image 4 times); reported as ``n_sensitivity``.
 SLOW_METHODS = ("occlusion", "smoothgrad")
+LATENCY_IMAGES = 12              # lesion-bearing images timed per method (after LATENCY_WARMUP untimed maps)
+LATENCY_WARMUP = 2
 
 
 @dataclass(frozen=True)
@@ -200,7 +210,7 @@ def evaluate_method(model, data: LabelledSet, method: str, params: SaliencyParam
     network = model.network
     random_net = randomised_copy(network)
     rng = np.random.default_rng(cfg.seed)
-    hits, lat, deltas, rel_deltas, infid, sens, rho_abs, rho_signed = [], [], [], [], [], [], [], []
+    hits, deltas, rel_deltas, infid, sens, rho_abs, rho_signed = [], [], [], [], [], [], []
     dele, dele_rand, ins, ins_rand = [], [], [], []
 
     def prob_of(target):
@@ -216,7 +226,6 @@ def evaluate_method(model, data: LabelledSet, method: str, params: SaliencyParam
             exp = explain(network, x, target, method, image_shape=img.shape, spacing_mm=spacing, params=params,
                           labels=model.labels)  # fmt: skip
             hits.append(pointing_hit(exp.attribution, mask))
-            lat.append(exp.latency_ms)
             if exp.convergence_delta is not None:
                 deltas.append(exp.convergence_delta)
             if exp.relative_delta is not None:
@@ -260,7 +269,6 @@ def evaluate_method(model, data: LabelledSet, method: str, params: SaliencyParam
             "threshold": SANITY_THRESHOLD,
             "passed": passed,
         },
-        "latency_ms": {"median": round(float(np.median(lat)), 1), "p95": round(float(np.percentile(lat, 95)), 1)},
         "params": params.for_method(method),
     }
     if deltas:
@@ -268,6 +276,43 @@ def evaluate_method(model, data: LabelledSet, method: str, params: SaliencyParam
     if rel_deltas:
         out["relative_convergence_delta"] = _summary(rel_deltas)
     out["recommended"] = bool(passed and pointing["value"] >= POINTING_GAME_AIM)
+    return out
+
+
+def measure_latency(model, data: LabelledSet, method: str, params: SaliencyParams,
+                    n_images: int = LATENCY_IMAGES, warmup: int = LATENCY_WARMUP) -> dict:
+    """Median and 95th percentile of one map's wall time, as the page computes it (see the module docstring)."""
+    items = list(zip(data.images, data.labels, data.spacings, strict=True))
+    if not items:
+        raise ValueError(f"no lesion-bearing image in {data.description}: nothing to time")
+    times = []
+    for i in range(warmup + min(n_images, len(items))):
+        img, label, spacing = items[i % len(items)] if i < warmup else items[i - warmup]
+        exp = explain(model.network, to_tensor(img).to(model.device), int(label), method, image_shape=img.shape,
+                      spacing_mm=spacing, params=params, labels=model.labels)  # fmt: skip
+        if i >= warmup:
+            times.append(exp.latency_ms)
+    return {"median": round(float(np.median(times)), 1), "p95": round(float(np.percentile(times, 95)), 1),
+            "n_images": len(times), "torch_threads": torch.get_num_threads()}  # fmt: skip
+
+
+def latency_update(model, section: dict, data: LabelledSet, params: SaliencyParams | None = None) -> dict:
+    """``section`` (a card's saliency figures) with every method re-timed; the maps' parameters must match.
+
+    Raises ValueError when a method's map-changing parameters differ from ``params``: then the quality
+    figures would describe other maps, and the whole measurement has to be rerun.
+    """
+    params = params or SaliencyParams()
+    out = json.loads(json.dumps(section))
+    for method, entry in out.get("methods", {}).items():
+        current = params.for_method(method)
+        measured = {k: entry.get("params", {}).get(k) for k in current}
+        if measured != current:
+            raise ValueError(f"{method}: the card's figures were measured with {measured}, the default is now "
+                             f"{current}; rerun `python -m models.saliency_quality --write-cards`")  # fmt: skip
+        entry["params"] = current  # drops speed-only knobs (e.g. internal_batch_size) older cards listed
+        entry["latency_ms"] = measure_latency(model, data, method, params)
+    out["latency_command"] = "python -m models.saliency_quality --latency-only --write-cards"
     return out
 
 
@@ -293,6 +338,7 @@ def saliency_quality(
     for method in methods:
         t0 = time.perf_counter()
         results[method] = evaluate_method(model, data, method, params, cfg)
+        results[method]["latency_ms"] = measure_latency(model, data, method, params)
         if log:
             log(f"[{model.name}] {method}: {time.perf_counter() - t0:.1f} s")
     return {
@@ -334,6 +380,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=QUALITY_SEED)
     parser.add_argument("--write-cards", action="store_true", help="store the figures in each model card")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    parser.add_argument("--latency-only", action="store_true",
+                        help="re-time every method of the cards' figures (quiet machine, default threads); "
+                             "with --write-cards, update only the times in the cards")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -344,6 +393,22 @@ def main(argv: list[str] | None = None) -> int:
     out = {}
     for name in names:
         model = load_model(name, device="cpu")
+        if args.latency_only:
+            _, card = find_model_files(name)
+            section = json.loads(card.read_text()).get("saliency")
+            if not section:
+                parser.error(f"{card} has no saliency figures to re-time; run --write-cards first")
+            data = phantom_set(name, section["n_phantoms"], section["seed"])
+            try:
+                q = latency_update(model, section, data)
+            except ValueError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            out[name] = {m: r["latency_ms"] for m, r in q["methods"].items()}
+            if args.write_cards:
+                write_card(card, q)
+                print(f"wrote the re-timed figures into {card}", file=sys.stderr)
+            continue
         q = saliency_quality(model, n=args.n, seed=args.seed, methods=methods,
                              log=lambda m: print(m, file=sys.stderr, flush=True))  # fmt: skip
         out[name] = q

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from captum.attr import IntegratedGradients
 from torch import nn
 
 from models import saliency
@@ -143,6 +144,29 @@ def test_batching_integrated_gradients_changes_the_time_not_the_map(brain, tumou
     torch.testing.assert_close(batched, one_by_one, atol=1e-5, rtol=1e-4)
 
 
+def test_the_folded_network_gives_the_same_maps_and_follows_weight_changes(tumour):
+    net = load_model("brain_mri", device="cpu").network  # its own copy: this test changes weights in place
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    fused = saliency.gradient_network(net)
+    assert fused is not net and not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
+    assert saliency.gradient_network(net) is fused                                  # cached
+    x = to_tensor(tumour.pixels.astype(np.float32))
+    with torch.no_grad():
+        torch.testing.assert_close(fused.class_logits(x), net.class_logits(x), atol=1e-4, rtol=1e-4)
+    params = saliency.SaliencyParams(n_steps=8)
+    attr = saliency.attribute(net, x, 1, "integrated_gradients", params)[0]
+    baseline = saliency.make_baseline(x, "mean")
+    ref = IntegratedGradients(net.class_logits).attribute(x, baselines=baseline, target=1, n_steps=8)
+    assert (attr - ref).abs().max() <= 1e-3 * ref.abs().max()  # float rounding of the folded weights only
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())    # the original is untouched
+    with torch.no_grad():
+        net.enc1[0].weight.mul_(0.5)                                                # an in-place weight change ...
+    refolded = saliency.gradient_network(net)
+    assert refolded is not fused                                                    # ... is never served stale
+    with torch.no_grad():
+        torch.testing.assert_close(refolded.class_logits(x), net.class_logits(x), atol=1e-4, rtol=1e-4)
+
+
 def test_smoothgrad_is_seeded(brain, tumour):
     x = to_tensor(tumour.pixels.astype(np.float32))
     params = saliency.SaliencyParams(nt_n_steps=4, nt_samples=3, seed=3)
@@ -154,6 +178,8 @@ def test_smoothgrad_is_seeded(brain, tumour):
 
 def test_params_for_method_key_only_what_changes_the_map():
     p = saliency.SaliencyParams()
+    assert saliency.SaliencyParams(internal_batch_size=1).for_method("integrated_gradients") == p.for_method(
+        "integrated_gradients")  # batching changes the time, not the map
     assert saliency.SaliencyParams(window_mm=30).for_method("integrated_gradients") == p.for_method(
         "integrated_gradients")
     assert p.for_method("gradcam") == {}

@@ -108,3 +108,18 @@ def test_cards_gain_a_saliency_section_and_nothing_else(brain, two_tumours, tmp_
     assert load_model("brain_mri", device="cpu").card["saliency"]["model"] == "brain_mri"  # still verifies
     with pytest.raises(ValueError, match="other weights"):
         q.write_card(tmp_path / "brain_mri.json", {**quality, "weights_sha256": "0" * 64})
+
+
+def test_retiming_updates_only_the_times_and_refuses_other_maps(brain, two_tumours):
+    section = q.saliency_quality(brain, methods=("gradcam", "integrated_gradients"), cfg=CHEAP, data=two_tumours,
+                                 params=q.SaliencyParams(n_steps=4))  # fmt: skip
+    section["methods"]["integrated_gradients"]["params"]["internal_batch_size"] = 32  # as older cards listed it
+    retimed = q.latency_update(brain, section, two_tumours, q.SaliencyParams(n_steps=4))
+    for method, entry in retimed["methods"].items():
+        old = section["methods"][method]
+        assert {k: v for k, v in entry.items() if k not in ("latency_ms", "params")} == {
+            k: v for k, v in old.items() if k not in ("latency_ms", "params")}
+        assert entry["latency_ms"]["n_images"] == 2 and entry["latency_ms"]["median"] > 0
+    assert retimed["methods"]["integrated_gradients"]["params"] == {"baseline": "mean", "n_steps": 4}
+    with pytest.raises(ValueError, match="n_steps"):  # the maps would differ from the ones scored
+        q.latency_update(brain, section, two_tumours, q.SaliencyParams(n_steps=8))
