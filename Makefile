@@ -32,8 +32,10 @@ $(DB): | $(VENV)/.installed
 
 demo: $(DB)
 
+# Ends with the app open in the browser (where this machine has one) on its sign-in page: what OncoLens is,
+# the demo accounts and where each role starts.
 run: $(VENV)/.installed $(DB)
-	$(BIN)/oncolens serve --db $(DB) --port $(PORT)
+	$(BIN)/oncolens serve --db $(DB) --port $(PORT) --open
 
 test: $(VENV)/.installed-dev pacs-deps browser-deps
 	$(BIN)/python -m pytest -n 2 --dist loadfile

@@ -30,6 +30,10 @@ class CohortError(ValueError):
     """A cohort that cannot be built (bad filter, empty cohort); the message is meant for the user."""
 
 
+class EmptyCohortError(CohortError):
+    """No patient matches the filters: not a mistake in them, so the app shows it as a notice, not an error."""
+
+
 @dataclass(frozen=True)
 class Field:
     """One filterable property of a patient.

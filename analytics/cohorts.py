@@ -38,6 +38,7 @@ from analytics.cohort_base import base_source
 from analytics.cohort_fields import (
     FIELDS,
     CohortError,
+    EmptyCohortError,
     Filter,
     compile_where,
     group_field,
@@ -45,7 +46,7 @@ from analytics.cohort_fields import (
 )
 
 __all__ = [
-    "CohortError", "CohortResult", "Filter", "GroupSurvival", "build_cohort", "cohort_patients",
+    "CohortError", "CohortResult", "EmptyCohortError", "Filter", "GroupSurvival", "build_cohort", "cohort_patients",
     "parse_filter", "kaplan_meier_counts",
 ]
 
@@ -427,7 +428,7 @@ def build_cohort(
     ).df()
     if counts.empty:
         described = "; ".join(str(f) for f in filters) or "no filters"
-        raise CohortError(f"no patient matches ({described})")
+        raise EmptyCohortError(f"no patient matches ({described})")
     sizes = counts.groupby("grp")["removed"].sum().astype(int)
     names = sorted(sizes.index, key=lambda g: _group_order(group_by, g))
     size_of = {g: int(sizes[g]) for g in names} | {ALL: int(sizes.sum())}

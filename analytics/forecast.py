@@ -28,13 +28,20 @@ tumour biology), stated on the page.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import duckdb
 import numpy as np
 import pandas as pd
 
-from analytics.forecast_data import PRIOR_MAX_PATIENTS, clean, data_cutoff, lesion_frame
+from analytics.forecast_data import (
+    PRIOR_MAX_PATIENTS,
+    clean,
+    data_cutoff,
+    day_dates,
+    lesion_frame,
+    patient_record,
+)
 from analytics.forecast_survival import (
     HALF_YEAR_DAYS,
     SurvivalForecast,
@@ -45,6 +52,7 @@ from analytics.forecast_survival import (
 from analytics.forecast_tumour import (
     LesionSeries,
     TGIPrior,
+    calibrate_bands,
     default_prior,
     fit_map,
     fit_prior,
@@ -71,10 +79,22 @@ class UnknownPatientError(LookupError):
     """No patient with that id in the store."""
 
 
-def estimate_prior(con: duckdb.DuckDBPyConnection, max_patients: int = PRIOR_MAX_PATIENTS) -> TGIPrior:
-    """The cohort's population prior of the growth-inhibition parameters (a fixed sample of patients)."""
-    frame, _ = clean(lesion_frame(con, "sample", (max_patients,)), data_cutoff(con))
-    return fit_prior(LesionSeries.from_long(frame)) if not frame.empty else default_prior()
+def estimate_prior(
+    con: duckdb.DuckDBPyConnection, max_patients: int = PRIOR_MAX_PATIENTS, as_of: dt.date | None = None
+) -> TGIPrior:
+    """The cohort's population prior of the growth-inhibition parameters (a fixed sample of patients),
+    with the recalibration of its bands fitted on the same sample's held-out readings.
+
+    ``as_of``: use only readings up to this day (default: the store's data cut-off).
+    """
+    frame, _ = clean(lesion_frame(con, "sample", (max_patients,)), as_of or data_cutoff(con))
+    if frame.empty:
+        return default_prior()
+    series = LesionSeries.from_long(frame)
+    prior = fit_prior(series)
+    if prior.n_patients == 0:                    # too small a cohort: the broad default, raw bands
+        return prior
+    return replace(prior, calibration=calibrate_bands(series, start=prior))
 
 
 # --- one patient ------------------------------------------------------------------------------
@@ -161,83 +181,73 @@ class PatientForecast:
         }  # fmt: skip
 
 
-def _dates(origin: pd.Timestamp, t_days: np.ndarray) -> pd.Series:
-    return pd.Series(origin + pd.to_timedelta(np.round(t_days), unit="D"))
+def _dates(origin: np.datetime64, t_days: np.ndarray) -> np.ndarray:
+    """``datetime.date`` objects at whole days ``t_days`` after ``origin``."""
+    return (origin + np.round(t_days).astype(np.int64).astype("timedelta64[D]")).astype(object)
 
 
 def tumour_forecast(
     readings: pd.DataFrame, notes: list[str], prior: TGIPrior, as_of: dt.date, seed: int = 0
 ) -> TumourForecast:
     """Fit and forecast one patient's cleaned readings (``forecast_data.clean`` output, one patient)."""
+    if readings.empty:
+        return _tumour(np.zeros(0, "datetime64[D]"), np.zeros(0), np.zeros(0), "", notes, prior, as_of, seed)
+    return _tumour(
+        pd.to_datetime(readings["measurement_date"]).to_numpy(dtype="datetime64[D]"),
+        readings["t_days"].to_numpy(dtype=float), readings["mm"].to_numpy(dtype=float),
+        str(readings["timed_from"].iloc[0]), notes, prior, as_of, seed,
+    )  # fmt: skip
+
+
+def _tumour(
+    date: np.ndarray, t: np.ndarray, mm: np.ndarray, timed_from: str, notes: list[str], prior: TGIPrior,
+    as_of: dt.date, seed: int,
+) -> TumourForecast:  # fmt: skip
+    """``tumour_forecast`` on arrays: reading dates (``datetime64[D]``), t_days, mm, one patient."""
     notes = list(notes)
     empty = pd.DataFrame(columns=["date", "mm"])
-    if readings.empty:
+    if len(mm) == 0:
         notes.append("no usable lesion measurement: no size trajectory or progression date can be forecast")
         return TumourForecast(empty, empty, pd.DataFrame(columns=["date", "mm", "lo", "hi", "lo80", "hi80"]),
                               notes=tuple(notes))  # fmt: skip
-    readings = readings.sort_values("t_days", kind="stable")
-    date = pd.to_datetime(readings["measurement_date"])
-    origin = (date - pd.to_timedelta(readings["t_days"], unit="D")).iloc[0]
-    mm = readings["mm"].to_numpy(dtype=float)
-    t = readings["t_days"].to_numpy(dtype=float)
+    order = np.argsort(t, kind="stable")
+    date, t, mm = date[order], t[order], mm[order]
+    origin = date[0] - np.timedelta64(int(round(t[0])), "D")
     progression, response = recist_marks(mm)
-    observed = pd.DataFrame({"date": date.dt.date.to_numpy(), "mm": mm,
-                             "progression": progression, "response": response})  # fmt: skip
-    timed_from = str(readings["timed_from"].iloc[0])
+    observed = pd.DataFrame({"date": date.astype(object), "mm": mm, "progression": progression,
+                             "response": response})  # fmt: skip
     if timed_from == "first_measurement":
         notes.append("no treatment recorded: the model's time runs from the first measurement")
     if len(mm) == 1:
         notes.append("one measurement only: the course is the cohort's typical course from her size, "
                      "so the band is wide; a second measurement will narrow it")
-    series = LesionSeries.from_long(pd.DataFrame({"person_id": 0, "t_days": t, "mm": mm}))
+    series = LesionSeries(np.zeros(1, dtype=np.int64), t[None, :], mm[None, :], np.ones((1, len(t)), dtype=bool))
     fit = fit_map(series, prior)
     fitted_t = np.linspace(t[0], t[-1], 60) if t[-1] > t[0] else t[:1]
-    fitted = pd.DataFrame({"date": _dates(origin, fitted_t).dt.date, "mm": fit.curve(fitted_t)[0]})
-    t_today = float((pd.Timestamp(as_of) - origin).days)
+    fitted = pd.DataFrame({"date": _dates(origin, fitted_t), "mm": fit.curve(fitted_t)[0]})
+    t_today = float((np.datetime64(as_of, "D") - origin).astype(np.int64))
     end = min(max(t[-1] + FORECAST_HORIZON_DAYS, t_today + HALF_YEAR_DAYS), t[-1] + MAX_HORIZON_DAYS)
     future_t = np.arange(t[-1], end + 1, FORECAST_STEP_DAYS, dtype=float)
     q = fit.predictive(future_t, seed=seed)                       # (5, 1, k): 2.5, 10, 50, 90, 97.5 %
     forecast = pd.DataFrame({
-        "date": _dates(origin, future_t).dt.date, "mm": fit.curve(future_t)[0],
+        "date": _dates(origin, future_t), "mm": fit.curve(future_t)[0],
         "lo": q[0, 0], "lo80": q[1, 0], "hi80": q[3, 0], "hi": q[4, 0],
     })  # fmt: skip
     nadir = float(mm.min())
     threshold = float(progression_threshold(nadir))
     six_months = np.array([max(t_today, t[-1]) + HALF_YEAR_DAYS])
-    p6 = float((fit.sample_measurements(six_months, RISK_DRAWS, seed)[:, 0, 0] >= threshold).mean())
+    p6 = float(fit.exceedance(six_months, np.array([threshold]), RISK_DRAWS, seed)[0, 0])
     if progression.any():
         status, when = "observed", observed["date"][progression].iloc[0]
     else:
         weekly = np.arange(t[-1], end + 1, 7.0)
         crossed = np.flatnonzero(tgi_curve(fit.theta[0], weekly) >= threshold)
         if crossed.size:
-            status, when = "forecast", _dates(origin, weekly[crossed[:1]]).dt.date.iloc[0]
+            status, when = "forecast", _dates(origin, weekly[crossed[:1]])[0]
         else:
             status, when = "not_within_horizon", None
-    return TumourForecast(observed[["date", "mm", "progression", "response"]], fitted, forecast, when, status,
-                          p6, nadir, threshold, timed_from, tuple(notes))  # fmt: skip
-
-
-def _patient_facts(con: duckdb.DuckDBPyConnection, person_id: int) -> tuple:
-    row = con.execute(
-        """
-        SELECT (SELECT count(*) FROM person WHERE person_id = ?),
-               (SELECT min(diagnosis_date) FROM condition_occurrence WHERE person_id = ?),
-               (SELECT max(end_date) FROM observation_period WHERE person_id = ?),
-               (SELECT min(event_date) FROM outcome_event WHERE person_id = ?),
-               (SELECT min(regimen) FROM treatment_exposure
-                 WHERE person_id = ? AND line_of_therapy = 1 AND regimen IS NOT NULL)
-        """,
-        [int(person_id)] * 5,
-    ).fetchall()
-    row = [r for r in row if r[0]]
-    if not row:
-        raise UnknownPatientError(f"no patient with id {person_id} in this store")
-    return row[0]
-
-
-def _as_date(value) -> dt.date | None:
-    return None if value is None or pd.isna(value) else pd.Timestamp(value).date()
+    return TumourForecast(observed, fitted, forecast, when, status, p6, nadir, threshold, timed_from,
+                          tuple(notes))  # fmt: skip
 
 
 def patient_forecast(
@@ -250,15 +260,21 @@ def patient_forecast(
 ) -> PatientForecast:
     """The whole forecast of one patient. ``clinic``: a loaded ``treatment_clinic.ClinicModel`` or None.
 
-    Raises ``UnknownPatientError``; never raises for missing or bad data (see ``notes``).
+    Her record comes in one query (``forecast_data.patient_record``); "today" is ``as_of``, else
+    the store's data cut-off read in that query. Raises ``UnknownPatientError``; never raises for
+    missing or bad data (see ``notes``).
     """
-    _, diagnosis, follow_up_end, first_event, received = _patient_facts(con, person_id)
-    as_of = as_of or data_cutoff(con) or dt.date.today()
-    readings, dropped = clean(lesion_frame(con, "one", (int(person_id),)), as_of)
-    tumour = tumour_forecast(readings, dropped.get(int(person_id), []), prior, as_of, seed)
+    record = patient_record(con, person_id)
+    if record is None:
+        raise UnknownPatientError(f"no patient with id {person_id} in this store")
+    as_of = as_of or record.data_cutoff or dt.date.today()
+    day, mm, t_days, timed, dropped = record.readings(as_of)
+    timed_from = "" if not len(mm) else "treatment" if timed[0] else "first_measurement"
+    tumour = _tumour(day_dates(day), t_days, mm, timed_from, dropped, prior, as_of, seed)
     notes: list[str] = []
     survival = risk = version = None
-    diagnosis, follow_up_end, first_event = _as_date(diagnosis), _as_date(follow_up_end), _as_date(first_event)
+    diagnosis, follow_up_end, first_event = record.diagnosis_date, record.follow_up_end, record.first_event
+    received = record.received_option
     if diagnosis is None:
         notes.append("no diagnosis recorded: recurrence-free survival cannot be forecast")
     elif first_event is not None:
@@ -268,12 +284,12 @@ def patient_forecast(
         notes.append("no treatment model for this store: survival curves per option need it "
                      "(`oncolens recommend --train`)")  # fmt: skip
     else:
-        from analytics.treatment_store import MissingCovariatesError, patient_covariates
+        from analytics.treatment_store import MissingCovariatesError, covariates_row
 
         seen_until = min(as_of, follow_up_end) if follow_up_end is not None else as_of
         from_day = float((seen_until - diagnosis).days)
         try:
-            covariates = patient_covariates(con, person_id)
+            covariates = covariates_row(person_id, list(record.covariates), diagnosis)
         except MissingCovariatesError as exc:
             notes.append(f"no survival forecast: {exc}")
         else:
@@ -331,8 +347,7 @@ def cohort_risk(
         last = np.max(np.where(series.mask, series.t_days, -np.inf), axis=1)
         nadir = np.min(np.where(series.mask, series.mm, np.inf), axis=1)
         at = (np.maximum(t_today, last) + HALF_YEAR_DAYS)[:, None]
-        sims = fit.sample_measurements(at, RISK_DRAWS, seed)[:, :, 0]        # (draws, n)
-        p = (sims >= progression_threshold(nadir)[None, :]).mean(axis=0)
+        p = fit.exceedance(at, progression_threshold(nadir), RISK_DRAWS, seed)[:, 0]
         out = out.set_index("person_id")
         out.loc[series.person_id, "p_progression_6m"] = p
         out = out.reset_index()

@@ -24,6 +24,21 @@ covariance of theta; forecast bands are quantiles of the curve at parameter
 draws from it plus measurement noise sigma(f) = a + b f (estimated from the
 cohort's residuals). Bands are therefore for a future *measurement*, which is
 what the validation checks them against.
+
+Recalibration (``calibrate_bands``): on the demo cohort these raw bands covered
+77 % / 92 % of held-out later readings instead of 80 % / 95 %, and not because
+they are too narrow: the noise estimate matches the generator's and the
+standardised residuals have sd 0.98. They are lopsided: held-out readings fell
+below the 80 % band twice as often as above it (16 % vs 7 %), because the
+Laplace (log-normal) posterior makes the predictive more right-skewed than the
+readings are. Widening (a variance factor, a Student-t) would fix the total by
+making the upper side wider still. Instead each band reads the predictive at
+levels recalibrated on held-out readings of the cohort itself (quantile
+recalibration, Kuleshov et al., ICML 2018): the PIT value of each held-out
+reading (where it falls in its own predictive distribution) is collected, and
+the nominal 10 % bound is read at the predictive's level below which 10 % of
+those PIT values fell, and so on. Event probabilities (six-month progression)
+go through the same map. The point forecast (the MAP curve) is unchanged.
 """
 
 from __future__ import annotations
@@ -45,6 +60,13 @@ QUANTILES = (0.025, 0.10, 0.50, 0.90, 0.975)
 # Broad starting prior: sizes around 25 mm, rates around 1/300 and 1/1000 per day, wide on the log scale.
 START_MU = np.array([np.log(25.0), np.log(3e-3), np.log(1e-3)])
 START_SD = np.array([1.5, 2.0, 2.0])
+CALIBRATION_LEVELS = np.linspace(0.0, 1.0, 41)   # the recalibration map is kept at these PIT levels
+CALIBRATION_SEED = 7_919            # its patient split: never the validation's (forecast_validation.DEFAULT_SEED)
+CALIBRATION_MIN_READINGS = 4        # patients with this many readings keep their first half, forecast the rest
+CALIBRATION_MIN_HIDDEN = 300        # fewer held-out readings than this: no recalibration
+CALIBRATION_CHUNK = 250             # patients per block of predictive draws (memory stays flat)
+CALIBRATION_DRAWS = 200             # per held-out reading: its PIT value to 1/200 (thousands are pooled)
+CALIBRATION_PRIOR_ROUNDS = 2        # each half's prior, started from the whole cohort's
 
 
 @dataclass(frozen=True, eq=False)
@@ -131,13 +153,42 @@ class NoiseModel:
 
 
 @dataclass(frozen=True, eq=False)
+class BandCalibration:
+    """Quantile recalibration of the predictive: the empirical quantiles of held-out PIT values.
+
+    ``pit_quantiles[j]`` is the level of the raw predictive below which a share
+    ``CALIBRATION_LEVELS[j]`` of held-out readings fell (0 and 1 at the ends, non-decreasing).
+    """
+
+    pit_quantiles: np.ndarray       # (len(CALIBRATION_LEVELS),)
+    readings: int = 0
+
+    def level(self, nominal: np.ndarray | float | tuple) -> np.ndarray:
+        """The raw predictive level to read for a calibrated quantile ``nominal``."""
+        return np.interp(np.asarray(nominal, dtype=float), CALIBRATION_LEVELS, self.pit_quantiles)
+
+    def probability_below(self, raw: np.ndarray) -> np.ndarray:
+        """Calibrated P(reading < y) from the raw predictive's P(reading < y)."""
+        return np.interp(raw, self.pit_quantiles, CALIBRATION_LEVELS)
+
+    def as_dict(self) -> dict:
+        return {"method": "quantile recalibration on held-out readings (Kuleshov et al. 2018)",
+                "held_out_readings": self.readings,
+                "levels_read_for_2.5_10_50_90_97.5": [round(float(v), 4) for v in self.level(QUANTILES)]}  # fmt: skip
+
+
+@dataclass(frozen=True, eq=False)
 class TGIPrior:
-    """Population distribution of theta = (log f0, log d, log g) and the noise model, from a cohort."""
+    """Population distribution of theta = (log f0, log d, log g) and the noise model, from a cohort.
+
+    ``calibration``: the recalibration of its bands (``calibrate_bands``), or None (raw bands).
+    """
 
     mu: np.ndarray                  # (3,)
     cov: np.ndarray                 # (3, 3)
     noise: NoiseModel
     n_patients: int = 0
+    calibration: BandCalibration | None = None
 
     @property
     def precision(self) -> np.ndarray:
@@ -147,7 +198,24 @@ class TGIPrior:
         return {"mu_log_f0_d_g": [round(float(v), 5) for v in self.mu],
                 "sd_log_f0_d_g": [round(float(v), 5) for v in np.sqrt(np.diag(self.cov))],
                 "noise_sd_mm": {"a_mm": round(self.noise.a_mm, 4), "b": round(self.noise.b, 5)},
-                "patients": self.n_patients}  # fmt: skip
+                "patients": self.n_patients,
+                "band_calibration": None if self.calibration is None else self.calibration.as_dict()}  # fmt: skip
+
+    def to_state(self) -> dict:
+        """Everything, at full precision, as JSON-ready values (``from_state`` reads it back)."""
+        return {"mu": [float(v) for v in self.mu], "cov": np.asarray(self.cov, dtype=float).tolist(),
+                "noise": [float(self.noise.a_mm), float(self.noise.b)], "patients": int(self.n_patients),
+                "pit_quantiles": None if self.calibration is None
+                else [float(v) for v in self.calibration.pit_quantiles],
+                "calibration_readings": 0 if self.calibration is None else int(self.calibration.readings)}  # fmt: skip
+
+    @classmethod
+    def from_state(cls, d: dict) -> TGIPrior:
+        calibration = None
+        if d.get("pit_quantiles") is not None:
+            calibration = BandCalibration(np.asarray(d["pit_quantiles"], dtype=float), int(d["calibration_readings"]))
+        return cls(np.asarray(d["mu"], dtype=float), np.asarray(d["cov"], dtype=float), NoiseModel(*d["noise"]),
+                   int(d["patients"]), calibration)  # fmt: skip
 
 
 def default_prior() -> TGIPrior:
@@ -177,19 +245,33 @@ class TGIFit:
         return self.theta[None] + np.einsum("nij,snj->sni", chol, z)
 
     def predictive(
-        self, t_days: np.ndarray, n_draws: int = DEFAULT_DRAWS, seed: int = 0, quantiles=QUANTILES
-    ) -> np.ndarray:
+        self, t_days: np.ndarray, n_draws: int = DEFAULT_DRAWS, seed: int = 0, quantiles=QUANTILES,
+        calibrated: bool = True,
+    ) -> np.ndarray:  # fmt: skip
         """Quantiles of a future measurement at times (n, k) or (k,): (len(quantiles), n, k).
 
         Parameter uncertainty (draws from the posterior) plus measurement noise, floored at 0 mm
-        (a diameter is never negative).
+        (a diameter is never negative). With ``calibrated`` and a prior that carries a
+        ``BandCalibration``, each quantile is read at its recalibrated level.
         """
-        t = np.broadcast_to(np.asarray(t_days, dtype=float), (self.series.n, np.shape(t_days)[-1]))
-        theta = self.draws(n_draws, seed)                              # (s, n, 3)
-        f = tgi_curve(theta, t[None])                                  # (s, n, k)
-        rng = np.random.default_rng(seed + 1)
-        y = np.maximum(f + rng.standard_normal(f.shape) * self.prior.noise.sd(f), 0.0)
-        return np.quantile(y, quantiles, axis=0)
+        y = self.sample_measurements(t_days, n_draws, seed)
+        levels = np.asarray(quantiles, dtype=float)
+        if calibrated and self.prior.calibration is not None:
+            levels = self.prior.calibration.level(levels)
+        return np.quantile(y, levels, axis=0)
+
+    def exceedance(self, t_days: np.ndarray, threshold: np.ndarray, n_draws: int, seed: int) -> np.ndarray:
+        """P(a measurement at times (n, k) is >= ``threshold`` (n,)): (n, k), recalibrated if the prior says so."""
+        y = self.sample_measurements(t_days, n_draws, seed)
+        threshold = np.asarray(threshold, dtype=float)[None, :, None]
+        if self.prior.calibration is None:
+            return (y >= threshold).mean(axis=0)
+        return 1.0 - self.prior.calibration.probability_below((y < threshold).mean(axis=0))
+
+    def pit(self, t_days: np.ndarray, observed: np.ndarray, n_draws: int = DEFAULT_DRAWS, seed: int = 0) -> np.ndarray:
+        """Where each observed reading (n, k) falls in its raw predictive: P(draw < y) + P(draw = y) / 2."""
+        y = self.sample_measurements(t_days, n_draws, seed)
+        return (y < observed[None]).mean(axis=0) + 0.5 * (y == observed[None]).mean(axis=0)
 
     def sample_measurements(self, t_days: np.ndarray, n_draws: int, seed: int) -> np.ndarray:
         """Simulated future measurements (draws, n, k): for event probabilities."""
@@ -304,6 +386,54 @@ def fit_prior(series: LesionSeries, rounds: int = 6, start: TGIPrior | None = No
         noise = _estimate_noise(fit) or prior.noise
         prior = TGIPrior(mu, cov, noise, informative.n)
     return prior
+
+
+def held_out_split(series: LesionSeries, min_readings: int = CALIBRATION_MIN_READINGS) -> tuple[np.ndarray, np.ndarray]:
+    """For forecasting later readings from earlier ones: (evaluable rows, readings each keeps).
+
+    Patients with at least ``min_readings`` readings keep their first half (at least two);
+    the rest are hidden. The validation and the recalibration use the same design.
+    """
+    rows = np.flatnonzero(series.counts >= min_readings)
+    return rows, np.maximum(2, series.counts[rows] // 2)
+
+
+def calibrate_bands(
+    series: LesionSeries, start: TGIPrior | None = None, seed: int = CALIBRATION_SEED
+) -> BandCalibration | None:
+    """The recalibration of a cohort's bands, from its own held-out readings; None if too few.
+
+    Patients are split in two by a seeded shuffle; each half's later readings are forecast from
+    their early ones under a prior estimated on the other half (``fit_prior``: no patient's
+    hidden readings shape her own prior), and the PIT value of every hidden reading is kept.
+    The map is the empirical quantile function of those PIT values at ``CALIBRATION_LEVELS``.
+    ``start``: the whole cohort's prior, if already estimated; each half's prior then starts
+    from it and needs ``CALIBRATION_PRIOR_ROUNDS`` rounds instead of six (a third of the time).
+    """
+    half = np.random.default_rng(seed).permutation(series.n) % 2
+    rows, keep = held_out_split(series)
+    pits = []
+    for fold in (0, 1):
+        train = series.subset(np.flatnonzero(half != fold))
+        if train.n == 0:
+            continue
+        prior = fit_prior(train, rounds=CALIBRATION_PRIOR_ROUNDS, start=start) if start else fit_prior(train)
+        mine = np.flatnonzero(half[rows] == fold)
+        sub, k = series.subset(rows[mine]), keep[mine]
+        fit = fit_map(sub.first(k), prior)
+        hidden = sub.mask & (np.arange(sub.mask.shape[1])[None, :] >= k[:, None])
+        t = np.where(hidden, sub.t_days, 0.0)
+        for first in range(0, sub.n, CALIBRATION_CHUNK):
+            part = np.arange(first, min(first + CALIBRATION_CHUNK, sub.n))
+            chunk = TGIFit(fit.series.subset(part), prior, fit.theta[part], fit.cov[part])
+            pit = chunk.pit(t[part], sub.mm[part], CALIBRATION_DRAWS, seed + fold + first)
+            pits.append(pit[hidden[part]])
+    pits = np.concatenate(pits) if pits else np.zeros(0)
+    if pits.size < CALIBRATION_MIN_HIDDEN:
+        return None
+    q = np.quantile(pits, CALIBRATION_LEVELS)
+    q[0], q[-1] = 0.0, 1.0
+    return BandCalibration(np.maximum.accumulate(q), int(pits.size))
 
 
 # --- RECIST on a series ---------------------------------------------------------------------

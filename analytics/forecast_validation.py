@@ -11,6 +11,13 @@ forward, and the linear trend of the last three observed readings (floored at
 0 mm). Coverage is the share of hidden readings inside the 80 % and 95 %
 bands (nominal 0.80 and 0.95).
 
+The bands are read at levels recalibrated on held-out readings
+(``forecast_tumour.calibrate_bands``); here that recalibration is fitted inside
+each training half only, on its own patient split (``CALIBRATION_SEED``, not
+this validation's seed), so the coverage reported is out of sample. The raw
+bands' coverage and the share of readings below and above each band are
+reported beside it.
+
 Survival (held-out patients): five-fold cross-validation, stratified on event
 and option, of the clinic's outcome learner (``xgb_pseudo``, the model that
 draws the survival panel), predicting each held-out patient's curve under the
@@ -22,16 +29,26 @@ mean predicted S(t) of each group against its Kaplan-Meier estimate
 (lifelines). A landmark check tests the conditional forecasts: among held-out
 patients still recurrence-free at one year, predicted S(t | T > 1 y) against
 their Kaplan-Meier curve from the landmark.
+
+The worklist's six-month risk: ``analytics.forecast_validation_risk``.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import duckdb
 import numpy as np
 import pandas as pd
 
 from analytics.forecast_data import clean, data_cutoff, lesion_frame
-from analytics.forecast_tumour import LesionSeries, fit_map, fit_prior
+from analytics.forecast_tumour import (
+    CALIBRATION_SEED,
+    LesionSeries,
+    calibrate_bands,
+    fit_map,
+    fit_prior,
+)
 from analytics.treatment_learners import DAYS_PER_YEAR, make_learner
 from analytics.treatment_metrics import evaluation_grid, integrated_brier, stratified_folds
 from analytics.treatment_store import clinic_training_table
@@ -69,16 +86,24 @@ def validate_tumour(frame: pd.DataFrame, seed: int = DEFAULT_SEED) -> dict:
     rng = np.random.default_rng(seed)
     half = rng.permutation(series.n) % 2                       # prior fold of every patient
     pieces = []
+    calibrations = []
     for fold in (0, 1):
-        prior = fit_prior(series.subset(np.flatnonzero(half != fold)))
+        train = series.subset(np.flatnonzero(half != fold))
+        prior = fit_prior(train)
+        # the recalibration is fitted inside the training half, on its own split (CALIBRATION_SEED):
+        # the patients validated here never shape the bands they are scored against
+        calibration = calibrate_bands(train, start=prior) if prior.n_patients else None
+        calibrations.append(calibration)
         rows = evaluable[half[evaluable] == fold]
         sub = series.subset(rows)
         keep = np.maximum(2, sub.counts // 2)
-        fit = fit_map(sub.first(keep), prior)
+        fit = fit_map(sub.first(keep), replace(prior, calibration=calibration))
         hidden = sub.mask & (np.arange(sub.mask.shape[1])[None, :] >= keep[:, None])
         t = np.where(hidden, sub.t_days, 0.0)
         point = fit.curve(t)
-        q = fit.predictive(t, seed=seed + fold, quantiles=(0.025, 0.10, 0.90, 0.975))
+        levels = (0.025, 0.10, 0.90, 0.975)
+        q = fit.predictive(t, seed=seed + fold, quantiles=levels)
+        raw = fit.predictive(t, seed=seed + fold, quantiles=levels, calibrated=False)
         locf, trend = _baselines(sub, keep, t)
         last_t = sub.t_days[np.arange(sub.n), keep - 1]
         pieces.append(pd.DataFrame({
@@ -87,16 +112,31 @@ def validate_tumour(frame: pd.DataFrame, seed: int = DEFAULT_SEED) -> dict:
             "ahead_days": (t - last_t[:, None])[hidden],
             "mm": sub.mm[hidden], "tgi": point[hidden], "locf": locf[hidden], "trend": trend[hidden],
             "lo95": q[0][hidden], "lo80": q[1][hidden], "hi80": q[2][hidden], "hi95": q[3][hidden],
+            "raw_lo95": raw[0][hidden], "raw_lo80": raw[1][hidden], "raw_hi80": raw[2][hidden],
+            "raw_hi95": raw[3][hidden],
         }))  # fmt: skip
     d = pd.concat(pieces, ignore_index=True)
 
+    def share(x) -> float:
+        return round(float(np.mean(x)), 4)
+
     def summary(part: pd.DataFrame) -> dict:
+        y = part["mm"]
         return {
             "readings": len(part),
             "patients": int(part["person_id"].nunique()),
-            "mae_mm": {m: round(float((part[m] - part["mm"]).abs().mean()), 3) for m in ("tgi", "locf", "trend")},
-            "coverage_80": round(float(((part["mm"] >= part["lo80"]) & (part["mm"] <= part["hi80"])).mean()), 4),
-            "coverage_95": round(float(((part["mm"] >= part["lo95"]) & (part["mm"] <= part["hi95"])).mean()), 4),
+            "mae_mm": {m: round(float((part[m] - y).abs().mean()), 3) for m in ("tgi", "locf", "trend")},
+            "coverage_80": share((y >= part["lo80"]) & (y <= part["hi80"])),
+            "coverage_95": share((y >= part["lo95"]) & (y <= part["hi95"])),
+            "below_above_80": [share(y < part["lo80"]), share(y > part["hi80"])],
+            "below_above_95": [share(y < part["lo95"]), share(y > part["hi95"])],
+            "uncalibrated": {
+                "coverage_80": share((y >= part["raw_lo80"]) & (y <= part["raw_hi80"])),
+                "coverage_95": share((y >= part["raw_lo95"]) & (y <= part["raw_hi95"])),
+                "below_above_80": [share(y < part["raw_lo80"]), share(y > part["raw_hi80"])],
+            },
+            "band_width_mm_80": round(float((part["hi80"] - part["lo80"]).median()), 2),
+            "uncalibrated_band_width_mm_80": round(float((part["raw_hi80"] - part["raw_lo80"]).median()), 2),
         }
 
     by_horizon = {}
@@ -111,7 +151,10 @@ def validate_tumour(frame: pd.DataFrame, seed: int = DEFAULT_SEED) -> dict:
     return {
         "design": f"patients with >= {MIN_READINGS} readings keep their first half (at least 2); prior from the "
                   "other half of patients (2-fold); forecast = MAP growth-inhibition curve; bands for a future "
-                  "measurement (parameter draws + measurement noise)",
+                  "measurement (parameter draws + measurement noise), read at levels recalibrated on held-out "
+                  f"readings of the training half only (its own split, seed {CALIBRATION_SEED}); below_above: "
+                  "shares of readings under / over the band (nominal 0.10 each for 80 %, 0.025 for 95 %)",
+        "band_calibration": [None if c is None else c.as_dict() for c in calibrations],
         "overall": overall,
         "by_horizon": by_horizon,
         "beats_baselines": better,
@@ -194,13 +237,20 @@ def validate_survival(con: duckdb.DuckDBPyConnection, folds: int = 5, seed: int 
 
 
 def validate_forecast(con: duckdb.DuckDBPyConnection, seed: int = DEFAULT_SEED, folds: int = 5) -> dict:
-    """Both validations on one store (the report of ``oncolens validate forecast``)."""
+    """The three validations on one store (the report of ``oncolens validate forecast``)."""
+    from analytics.forecast_validation_risk import validate_risk
+
     frame, _ = clean(lesion_frame(con, "all"), data_cutoff(con))
     n_patients = con.execute("SELECT count(*) FROM person").fetchall()[0][0]
+    try:
+        risk = validate_risk(con, seed)
+    except ValueError as exc:                  # no cut-off, or too few patients: the rest still stands
+        risk = {"unavailable": str(exc)}
     return {
         "store_patients": int(n_patients),
         "tumour": validate_tumour(frame, seed),
         "survival": validate_survival(con, folds, seed),
+        "risk_6m": risk,
         "caveat": "Simulated clinic: the growth-inhibition model is the generator's own model, so these figures "
                   "are an upper bound for real data; survival figures are cross-validated on the same clinic.",
     }  # fmt: skip

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from analytics import store
+from analytics.worklist_store import refresh_for_writer, source_fingerprint
 from models import deidentify as deid
 from models.dicom import DicomReadError, read_dicom, read_header
 from models.inference import AIRead, NoModelForImageError, model_for, read_image
@@ -169,6 +170,7 @@ def ingest_files(
         person_of = dict(found)
         con.execute("BEGIN TRANSACTION")
         try:
+            sources_before = source_fingerprint(con)
             next_finding = con.execute("SELECT coalesce(max(finding_id), 0) + 1 FROM ai_finding").fetchone()[0]
             next_meas = con.execute("SELECT coalesce(max(measurement_id), 0) + 1 FROM measurement").fetchone()[0]
             for p in prepared:
@@ -255,6 +257,9 @@ def ingest_files(
                     entry["ai"] = {"model": ai.model, "model_version": ai.model_version, "label": ai.label,
                                    "probability": round(ai.confidence, 4), "longest_diameter_mm": diameter}
                 report.stored.append(entry)
+            touched = sorted({e["person_id"] for e in report.stored})
+            if touched:   # new lesion sizes move the worklist's flags and risks (analytics.worklist_store)
+                refresh_for_writer(con, db_path, touched, sources_before)
             con.execute("COMMIT")
         except Exception:
             con.execute("ROLLBACK")

@@ -4,7 +4,8 @@ The rules, and why:
 
 - **One transaction per file.** Rows are parsed and validated before the store is
   opened; the file is then held for one transaction that inserts every valid
-  row, refreshes the derived cohort rows (``analytics.cohort_base``) and commits.
+  row, refreshes the derived cohort rows (``analytics.cohort_base``) and the
+  stored worklist of the patients it names (``analytics.worklist_store``) and commits.
   A failure inside it rolls everything back: nothing is half-written.
 - **Nothing dropped silently.** Every row ends in exactly one outcome: inserted,
   updated, unchanged (already in the store or repeated in the file), or rejected
@@ -370,13 +371,29 @@ def _load_rows(con, table: Table, rows: pd.DataFrame, report: ImportReport) -> N
     con.unregister("staged")
 
 
+def _touched_people(con: duckdb.DuckDBPyConnection, frames: dict[str, pd.DataFrame]) -> list[int]:
+    """Ids of the patients an import's rows name (by MRN), for the worklist's incremental refresh."""
+    mrns = sorted({m for rows in frames.values() if rows is not None and "mrn" in rows
+                   for m in rows["mrn"].dropna().astype(str)})  # fmt: skip
+    if not mrns:
+        return []
+    rows = con.execute("SELECT person_id FROM person WHERE mrn IN (SELECT unnest(?))", [mrns]).fetchall()
+    return [int(r[0]) for r in rows]
+
+
 def load(db: Path, frames: dict[str, pd.DataFrame], report: ImportReport) -> None:
-    """Write validated frames in one transaction (persons first), refreshing the cohort base."""
+    """Write validated frames in one transaction (persons first), refreshing the derived tables.
+
+    The cohort base is rebuilt; the stored worklist is refreshed for the patients the file
+    names (``analytics.worklist_store``: incremental unless they are many).
+    """
     from analytics.cohort_base import refresh_base
+    from analytics.worklist_store import refresh_for_writer, source_fingerprint
 
     with store.open_store(db) as con:
         con.execute("BEGIN TRANSACTION")
         try:
+            sources_before = source_fingerprint(con)
             for name in ORDER:
                 rows = frames.get(name)
                 if rows is None or rows.empty:
@@ -386,6 +403,9 @@ def load(db: Path, frames: dict[str, pd.DataFrame], report: ImportReport) -> Non
                 else:
                     _load_rows(con, TABLES[name], rows, report)
             refresh_base(con)
+            touched = _touched_people(con, frames)
+            if touched:
+                refresh_for_writer(con, db, touched, sources_before)
             con.execute("COMMIT")
         except Exception:
             con.execute("ROLLBACK")

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import duckdb
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # Treatment options of the demo clinic: the first-line systemic regimen.
 TREATMENT_OPTIONS = ("endocrine", "chemotherapy", "chemo_endocrine")
@@ -286,12 +286,27 @@ def _v4_data(con: duckdb.DuckDBPyConnection) -> None:
     refresh_base(con)
 
 
+def _worklist_statements() -> tuple[str, ...]:
+    """Version 5 (additive): the stored worklist and its freshness row (analytics.worklist_schema).
+
+    No data step: filling it is a forecast for every eligible patient (minutes at a million
+    patients), too long for a migration that the app's first write may trigger. Until a writer
+    or ``oncolens worklist --refresh`` fills it, the Worklist page says so (and ranks small
+    stores on the fly).
+    """
+    from analytics.worklist_schema import TABLE_STATEMENTS
+
+    return TABLE_STATEMENTS
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial OMOP-shaped schema, imaging, governance, simulation truth", _V1),
     Migration(2, "treatment_decision: clinicians' accept or override of treatment recommendations", _V2),
     Migration(3, "sign-in accounts and roles, per-store secret, hash-chained audit trail", _V3, _v3_data),
     Migration(4, "cohort_base: derived per-patient row for cohort queries (analytics issue)",
               _cohort_base_statements(), _v4_data),
+    Migration(5, "worklist_entry: stored worklist ranked by forecast risk (analytics issue)",
+              _worklist_statements()),
 )
 
 

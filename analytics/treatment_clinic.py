@@ -15,6 +15,7 @@ while the app is serving.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,14 +71,19 @@ def train_clinic_model(
     bootstrap: int = DEFAULT_BOOTSTRAP,
     seed: int = DEFAULT_SEED,
     folds: int = DEFAULT_FOLDS,
+    track: Callable[..., Iterable] | None = None,
 ) -> TrainingSummary:
-    """Fit, cross-validate and save the clinic's outcome model (``<store>_models/`` by default)."""
+    """Fit, cross-validate and save the clinic's outcome model (``<store>_models/`` by default).
+
+    ``track(iterable, description, total)`` may wrap the long loops (learners cross-validated, bootstrap
+    refits) to report progress; the CLI passes a progress bar.
+    """
     db_path = Path(db_path).expanduser()
     with store.open_store(db_path, read_only=True) as con:
         table, _ = clinic_training_table(con)
         meta = dict(con.execute("SELECT key, value FROM clinic_metadata").fetchall())
-    metrics = learner_report(compare_learners(table, stratified_folds(table, folds, seed), seed))
-    model = OutcomeModel(CLINIC_LEARNER, bootstrap=bootstrap, seed=seed).fit(table)
+    metrics = learner_report(compare_learners(table, stratified_folds(table, folds, seed), seed, track=track))
+    model = OutcomeModel(CLINIC_LEARNER, bootstrap=bootstrap, seed=seed).fit(table, track=track)
     folder = Path(folder) if folder is not None else model_dir_for(db_path)
     card = save_model(
         model,

@@ -17,6 +17,7 @@ same model, bit for bit (xgboost with one thread).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +35,10 @@ SMALL_BATCH_ROWS = 90
 RMST_GRID_POINTS = 121          # 0 .. 5 years in 120 steps (every half-year pseudo-value horizon is on it)
 
 
+def _untracked(iterable: Iterable, description: str = "", total: int | None = None) -> Iterable:
+    return iterable
+
+
 @dataclass
 class OutcomeModel:
     """``fit(table) -> self``; then 5-year RFS and RMST per option, point and bootstrap replicates."""
@@ -44,7 +49,9 @@ class OutcomeModel:
     background_size: int = 100
     horizon_days: float = HORIZON_5Y_DAYS
 
-    def fit(self, table: SurvivalTable) -> OutcomeModel:
+    def fit(self, table: SurvivalTable, track: Callable[..., Iterable] | None = None) -> OutcomeModel:
+        """Fit the main learner and the bootstrap refits; ``track(iterable, description, total)`` may wrap the
+        refits' loop to report progress (the CLI passes a progress bar)."""
         if self.bootstrap < 2:
             raise ValueError("at least two bootstrap refits are needed for a standard error")
         rng = np.random.default_rng(self.seed)
@@ -53,7 +60,7 @@ class OutcomeModel:
         self.main_ = make_learner(self.learner, self.seed).fit(table)
         self.members_ = [
             make_learner(self.learner, self.seed + 1 + b).fit(table.subset(rng.integers(0, table.n, table.n)))
-            for b in range(self.bootstrap)
+            for b in (track or _untracked)(range(self.bootstrap), "bootstrap refits", self.bootstrap)
         ]
         pick = np.sort(rng.choice(table.n, size=min(self.background_size, table.n), replace=False))
         # SHAP's reference patients: the base value is the average over them

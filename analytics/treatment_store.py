@@ -138,13 +138,31 @@ def patient_covariates(con: duckdb.DuckDBPyConnection, person_id: int) -> pd.Dat
     df = con.execute(sql, [int(person_id), int(person_id)]).df()  # noqa: S608
     if df.empty:
         raise UnknownPatientError(f"no patient with id {person_id} in this store")
-    row = df.iloc[[0]][FEATURE_COLUMNS].astype(float).reset_index(drop=True)
-    missing = [f.label for f in CLINIC_FEATURES if pd.isna(row.at[0, f.column])]
+    return covariates_row(person_id, df.iloc[0][FEATURE_COLUMNS].tolist(), df.at[0, "diagnosis_date"])
+
+
+def one_patient_covariates_sql() -> str:
+    """``patient_covariates``' query with her id as the parameter ``$1``, to fold into a larger query.
+
+    Columns: person_id, ``FEATURE_COLUMNS``, diagnosis_date; one row if she exists. One
+    patient's forecast reads it in the same query as the rest of her record.
+    """
+    person = "(SELECT * FROM person WHERE person_id = $1)"
+    return _COVARIATES.format(person=person, condition_filter=" WHERE person_id = $1")
+
+
+def covariates_row(person_id: int, values: list, diagnosis_date) -> pd.DataFrame:
+    """One patient's model inputs (one row, ``FEATURE_COLUMNS``) from her values in that order.
+
+    Raises ``MissingCovariatesError`` naming what is missing: the model does not impute.
+    """
+    floats = [np.nan if v is None else float(v) for v in values]
+    missing = [f.label for f, v in zip(CLINIC_FEATURES, floats, strict=True) if np.isnan(v)]
     if missing:
-        why = " (no diagnosis recorded)" if pd.isna(df.at[0, "diagnosis_date"]) else ""
+        why = " (no diagnosis recorded)" if pd.isna(diagnosis_date) else ""
         raise MissingCovariatesError(
             f"patient {person_id} lacks {', '.join(missing)}{why}; the treatment model "
             "does not impute (its model card says so), so it cannot recommend for her"
         )
-    return row
+    return pd.DataFrame([floats], columns=FEATURE_COLUMNS)
 

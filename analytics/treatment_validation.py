@@ -17,6 +17,8 @@ steps, on the same seeded folds:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 import duckdb
 import numpy as np
 import pandas as pd
@@ -40,11 +42,14 @@ DEFAULT_SEED = 20_261_125
 DEFAULT_BOOTSTRAP = 25
 
 
-def compare_learners(table: SurvivalTable, folds: list[np.ndarray], seed: int) -> dict[str, CrossValidation]:
+def compare_learners(table: SurvivalTable, folds: list[np.ndarray], seed: int,
+                     track: Callable[..., Iterable] | None = None) -> dict[str, CrossValidation]:  # fmt: skip
+    """Cross-validate every learner on the same folds; ``track(iterable, description, total)`` may wrap the loop."""
     grid = evaluation_grid(table)
+    names = track(LEARNERS, "cross-validating learners", len(LEARNERS)) if track else LEARNERS
     return {
         name: cross_validate(table, lambda s, name=name: make_learner(name, s), name, folds, grid, seed)
-        for name in LEARNERS
+        for name in names
     }
 
 

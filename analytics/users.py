@@ -363,6 +363,21 @@ DEMO_ACCOUNTS = (
 )
 
 
+def demo_accounts_in_use(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, str]]:
+    """(username, role, password) of each demo account that still has its published password and role.
+
+    The sign-in page lists these and only these: a store whose demo accounts were
+    removed, or given passwords of their own, shows none. (Anyone who has read the
+    README could sign in with the listed ones anyway; listing them says so.)
+    """
+    found = []
+    for name, role, password in DEMO_ACCOUNTS:
+        rows = con.execute("SELECT role, password_hash FROM app_user WHERE username = ?", [name]).fetchall()
+        if rows and rows[0][0] == role and rows[0][1] is not None and _password_matches(rows[0][1], password):
+            found.append((name, role, password))
+    return found
+
+
 def add_demo_accounts(db_path: str | Path, *, actor: str = "oncolens-demo", wait_s: float = 30.0) -> list[User]:
     """One account per role with the published demo passwords (existing names are replaced)."""
     hashed = [(name, role, hash_password(password, name)) for name, role, password in DEMO_ACCOUNTS]

@@ -24,10 +24,13 @@ last follow-up (no ``outcome_event`` row and an observation period that did not
 end in death) who have at least one lesion measurement.
 
 Why rank everyone, then page: a forecast risk is not a SQL expression, so the
-whole filtered list is ranked at once (vectorised fits: about a second per
-10,000 patients) and the app caches the ranking per data and model version
-(``dashboard.resources``); paging and the progression filter are then free.
-The flags stay one set-based query (``arg_min``/``arg_max``, one scan).
+whole list is ranked at once (vectorised fits, ``RISK_CHUNK`` patients per
+batch so that memory stays flat: about half a millisecond per patient on one
+core). ``ranked`` is that computation; the app does not run it per request
+at scale but reads the stored result (``analytics.worklist_store``, table
+``worklist_entry``), written by ``ranked`` itself, so the stored ranking and
+the on-the-fly one are the same numbers. The flags stay one set-based query
+(``arg_min``/``arg_max``, one scan).
 """
 
 from __future__ import annotations
@@ -80,7 +83,7 @@ WITH lesion AS (
            max(measurement_date)             AS latest_date,
            arg_max(value, measurement_date)  AS latest_mm
     FROM measurement
-    WHERE concept = ?
+    WHERE concept = ?{only_listed}
     GROUP BY person_id
 )
 SELECT lesion.person_id, p.mrn, p.site, n_measurements, baseline_date, baseline_mm, nadir_mm,
@@ -96,6 +99,53 @@ WHERE lesion.person_id NOT IN (SELECT person_id FROM outcome_event)
   AND (?::VARCHAR IS NULL OR p.site = ?)
 ORDER BY lesion.person_id
 """
+# The same query for the patients a caller registered as ``_worklist_ids`` (a writer's touched patients).
+_FLAGGED_LISTED = _FLAGGED.format(only_listed=" AND person_id IN (SELECT person_id FROM _worklist_ids)")
+_FLAGGED = _FLAGGED.format(only_listed="")
+RISK_CHUNK = 20_000   # patients per vectorised risk batch: ~1.2 GB peak at 20,000, the same speed as larger
+
+
+def flagged(
+    con: duckdb.DuckDBPyConnection, site: str | None = None, *, person_ids: np.ndarray | None = None
+) -> pd.DataFrame:
+    """Eligible patients with their lesion summary and RECIST flags (no risk), in ``person_id`` order.
+
+    ``person_ids``: only these patients (a writer's touched patients); None: everyone.
+    """
+    site = site or None
+    params = [LESION_CONCEPT, PROGRESSION_RELATIVE, PROGRESSION_ABSOLUTE_MM, RESPONSE_RELATIVE,
+              NADIR_FLOOR_MM, site, site]  # fmt: skip
+    if person_ids is None:
+        frame = con.execute(_FLAGGED, params).df()
+    else:
+        con.register("_worklist_ids", pd.DataFrame({"person_id": np.asarray(person_ids, dtype=np.int64)}))
+        try:
+            frame = con.execute(_FLAGGED_LISTED, params).df()
+        finally:
+            con.unregister("_worklist_ids")
+    frame["progression"] = frame["progression"].astype(bool)
+    frame["response"] = frame["response"].astype(bool)
+    return frame
+
+
+def risks(con: duckdb.DuckDBPyConnection, person_ids: np.ndarray, prior, clinic=None, as_of=None) -> pd.DataFrame:
+    """``forecast.cohort_risk`` in batches of ``RISK_CHUNK`` patients (in the order given).
+
+    Why batches: the risk simulates 400 future readings per patient, and parameter draws for
+    600,000 patients at once would need over 10 GB; by batch the peak stays near 1 GB. The
+    batches are a fixed function of the list, so the same list gives the same numbers.
+    """
+    ids = np.asarray(person_ids, dtype=np.int64)
+    parts = [cohort_risk(con, ids[i : i + RISK_CHUNK], prior, clinic, as_of) for i in range(0, ids.size, RISK_CHUNK)]
+    return pd.concat(parts, ignore_index=True) if parts else cohort_risk(con, ids, prior, clinic, as_of)
+
+
+def rank_order(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows in worklist order: ``risk_6m`` descending (no forecast last), regrowth ratio descending, id."""
+    return frame.assign(_missing=frame["risk_6m"].isna()).sort_values(
+        ["_missing", "risk_6m", "regrowth_ratio", "person_id"], ascending=[True, False, False, True],
+        kind="stable",
+    ).drop(columns="_missing")
 
 
 def ranked(
@@ -112,28 +162,30 @@ def ranked(
     ``clinic``: a loaded ``treatment_clinic.ClinicModel`` for the recurrence part, or None
     (the risk is then the tumour part alone, and ``risk_parts`` says so).
     """
-    site = site or None
-    params = [LESION_CONCEPT, PROGRESSION_RELATIVE, PROGRESSION_ABSOLUTE_MM, RESPONSE_RELATIVE,
-              NADIR_FLOOR_MM, site, site]  # fmt: skip
-    frame = con.execute(_FLAGGED, params).df()
+    frame = flagged(con, site)
     if prior is None:
         prior = estimate_prior(con)
-    risk = cohort_risk(con, frame["person_id"].to_numpy(dtype=np.int64), prior, clinic, as_of)
-    frame = frame.merge(risk, on="person_id", how="left")
-    frame["progression"] = frame["progression"].astype(bool)
-    frame["response"] = frame["response"].astype(bool)
-    frame = frame.assign(_missing=frame["risk_6m"].isna()).sort_values(
-        ["_missing", "risk_6m", "regrowth_ratio", "person_id"], ascending=[True, False, False, True],
-        kind="stable",
-    )
+    risk = risks(con, frame["person_id"].to_numpy(dtype=np.int64), prior, clinic, as_of)
+    frame = rank_order(frame.merge(risk, on="person_id", how="left"))
     return frame[list(WORKLIST_COLUMNS)].reset_index(drop=True)
 
 
-def page(ranked_rows: pd.DataFrame, limit: int = 25, offset: int = 0, only_progression: bool = False) -> WorklistPage:
+def page(
+    ranked_rows: pd.DataFrame,
+    limit: int = 25,
+    offset: int = 0,
+    only_progression: bool = False,
+    site: str | None = None,
+) -> WorklistPage:
     """One page of an already ranked list; ``total`` counts the whole filtered list."""
     limit = max(1, int(limit))
     offset = max(0, int(offset))
-    rows = ranked_rows[ranked_rows["progression"]] if only_progression else ranked_rows
+    keep = np.ones(len(ranked_rows), dtype=bool)
+    if only_progression:
+        keep &= ranked_rows["progression"].to_numpy(dtype=bool)
+    if site:
+        keep &= (ranked_rows["site"] == site).to_numpy(dtype=bool)
+    rows = ranked_rows[keep]
     return WorklistPage(rows=rows.iloc[offset : offset + limit].reset_index(drop=True), total=len(rows),
                         limit=limit, offset=offset)  # fmt: skip
 
@@ -148,13 +200,15 @@ def worklist(
     prior=None,
     clinic=None,
 ) -> WorklistPage:
-    """One page of patients ranked by forecast risk (see ``ranked``).
+    """One page of patients ranked by forecast risk, computed now (see ``ranked``).
 
     ``site`` restricts to one treating clinic; ``only_progression`` keeps
     patients meeting RECIST 1.1 progression. ``total`` counts the whole
-    filtered list, so a page can say "26-50 of 1,234".
+    filtered list, so a page can say "26-50 of 1,234". The whole list is ranked,
+    then filtered, so a patient's risk does not depend on the filter (as in the
+    stored worklist, ``worklist_store.read_page``, which the app reads).
     """
-    return page(ranked(con, site, prior=prior, clinic=clinic), limit, offset, only_progression)
+    return page(ranked(con, prior=prior, clinic=clinic), limit, offset, only_progression, site)
 
 
 def sites(con: duckdb.DuckDBPyConnection) -> list[str]:

@@ -154,17 +154,29 @@ def gate(db_path: Path) -> Session:
 
 
 def _sign_in_page(db_path: Path) -> None:
+    """The landing page of a signed-out tab: what OncoLens is, the sign-in form, and where each role starts."""
+    from dashboard import landing
+
     st.title("OncoLens")
-    st.caption("Research and decision support, not a medical device. Sign in to continue.")
     notice = st.session_state.get(_NOTICE_KEY)
     if notice:
         st.info(notice, icon=":material/lock_clock:")
+    landing.render_intro()
     status = resources.store_status(db_path)
     if not status.ok:
         resources.show_store_problem(status)
         return
-    if sso_configured():
-        _single_sign_on(db_path)
+    form_column, guide_column = st.columns([1, 2], gap="large")
+    with guide_column:
+        landing.render_accounts(resources.demo_accounts(status))
+    with form_column:
+        st.markdown("#### Sign in")
+        if sso_configured():
+            _single_sign_on(db_path)
+        _password_form(db_path)
+
+
+def _password_form(db_path: Path) -> None:
     with st.form("oncolens.sign_in", clear_on_submit=True):
         username = st.text_input("Username", autocomplete="username")
         password = st.text_input("Password", type="password", autocomplete="current-password")

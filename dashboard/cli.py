@@ -15,8 +15,10 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+
+from dashboard import cli_progress
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -61,7 +63,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     db = _db_path(args)
     try:
-        summary = write_demo(db, patients=args.patients, seed=args.seed, force=args.force, progress=_say)
+        summary = write_demo(db, patients=args.patients, seed=args.seed, force=args.force, progress=_say,
+                             rank_worklist=False)
     except DemoError as exc:
         raise CliError(str(exc)) from exc
     result = {
@@ -78,7 +81,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
         dicom_dir = args.dicom_dir or summary.path.with_name(f"{summary.path.stem}_dicom")
         try:
-            images = write_demo_images(summary.path, dicom_dir, patients=args.images, seed=args.seed, progress=_say)
+            images = write_demo_images(summary.path, dicom_dir, patients=args.images, seed=args.seed, progress=_say,
+                                       track=cli_progress.track)  # fmt: skip
         except DemoError as exc:
             raise CliError(f"the clinic was written, but its demo images were not: {exc}") from exc
         result |= {
@@ -88,6 +92,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
             "images_s": round(images.seconds, 3),
         }
     result["treatment_model"] = _demo_treatment_model(summary.path, train=not args.no_model)
+    from dashboard import cli_analytics
+
+    result["worklist"] = cli_analytics.refresh_worklist(summary.path)   # after the model: its risk joins
     from dashboard import cli_governance
 
     accounts = cli_governance.demo_accounts(summary.path)
@@ -138,7 +145,7 @@ def _demo_treatment_model(db: Path, *, train: bool) -> dict:
     _say("training the clinic's treatment model (--no-model skips this)")
     start = time.perf_counter()
     try:
-        trained = train_clinic_model(db)
+        trained = train_clinic_model(db, track=cli_progress.track)
     except TreatmentDataError as exc:
         _say(f"no treatment model: {exc}")
         return {"skipped": str(exc)}
@@ -152,14 +159,26 @@ def _demo_treatment_model(db: Path, *, train: bool) -> dict:
 # --- serve --------------------------------------------------------------------
 
 
-def streamlit_command(db: Path, port: int, address: str) -> list[str]:
-    """The ``streamlit run`` command line; security settings given explicitly so they hold anywhere."""
+def browser_at_hand(env: Mapping[str, str] | None = None, platform: str | None = None) -> bool:
+    """Whether this machine can show a web browser: macOS and Windows can, Linux only with a display."""
+    env = os.environ if env is None else env
+    platform = sys.platform if platform is None else platform
+    return platform in ("darwin", "win32") or bool(env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"))
+
+
+def streamlit_command(db: Path, port: int, address: str, open_browser: bool = False) -> list[str]:
+    """The ``streamlit run`` command line; security settings given explicitly so they hold anywhere.
+
+    ``open_browser``: Streamlit opens the app in the default browser once it is up
+    (not headless), without its first-run e-mail prompt.
+    """
     app = Path(__file__).with_name("app.py")
     return [
         sys.executable, "-m", "streamlit", "run", str(app),
         "--server.port", str(port),
         "--server.address", address,
-        "--server.headless", "true",
+        "--server.headless", "false" if open_browser else "true",
+        "--server.showEmailPrompt", "false",
         "--server.enableXsrfProtection", "true",
         "--server.maxUploadSize", "200",
         "--browser.gatherUsageStats", "false",
@@ -178,13 +197,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from exc
     if not 1 <= args.port <= 65535:
         raise CliError(f"--port must be between 1 and 65535 (got {args.port})")
-    cmd = streamlit_command(db.absolute(), args.port, args.address)
+    open_browser = args.open and browser_at_hand()
+    cmd = streamlit_command(db.absolute(), args.port, args.address, open_browser=open_browser)
     env = dict(os.environ, ONCOLENS_DB=str(db.absolute()))
     project_root = Path(__file__).resolve().parents[1]
     if (project_root / ".streamlit" / "config.toml").exists():
         os.chdir(project_root)  # picks up the theme in .streamlit/config.toml
     shown = "localhost" if args.address in ("127.0.0.1", "localhost") else args.address
     _say(f"OncoLens on http://{shown}:{args.port} (store {db}); Ctrl+C stops it")
+    if args.open and not open_browser:
+        _say("no web browser on this machine: open the address above in one")
     sys.stdout.flush()
     os.execve(sys.executable, cmd, env)
     return 0  # not reached
@@ -218,15 +240,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     load = _model_loader()
     failed = 0
-    seen = 0
-    for path in iter_dicom_paths(args.paths):
-        seen += 1
+    files = list(iter_dicom_paths(args.paths))
+    seen = len(files)
+    for path in cli_progress.track(files, "AI read", seen):
         result = predict_file(path, load, args.model)
         failed += "error" in result
         if args.json:
-            print(json.dumps(result), flush=True)
+            cli_progress.echo(json.dumps(result))
         elif "error" in result:
-            print(f"{result['file']}: error: {result['error']}", flush=True)
+            cli_progress.echo(f"{result['file']}: error: {result['error']}")
         else:
             probs = ", ".join(f"{k} {v:.2f}" for k, v in result["probabilities"].items())
             lesion = result["lesion"]
@@ -235,8 +257,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 if lesion and "longest_diameter_mm" in lesion
                 else ""
             )
-            print(f"{result['file']}: {result['label']} ({probs}){size} [{result['model']} "
-                  f"{result['model_version']}, {result['latency_ms']:.0f} ms]", flush=True)
+            cli_progress.echo(f"{result['file']}: {result['label']} ({probs}){size} [{result['model']} "
+                              f"{result['model_version']}, {result['latency_ms']:.0f} ms]")
     if seen == 0:
         raise CliError("no files found under the given paths")
     if failed:
@@ -261,7 +283,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     files = list(iter_dicom_paths(args.paths))
     if not files:
         raise CliError("no files found under the given paths")
-    report = ingest_files(_db_path(args), files, _model_loader())
+    report = ingest_files(_db_path(args), cli_progress.track(files, "reading and AI read", len(files)),
+                          _model_loader())  # fmt: skip
     for entry in report.stored:
         print(json.dumps(entry), flush=True)
     for entry in report.failed:
@@ -287,17 +310,17 @@ def cmd_deidentify(args: argparse.Namespace) -> int:
     except (deid.DeidentificationError, OSError) as exc:
         raise CliError(f"cannot use the key file {key_file}: {exc}") from exc
     failed = 0
-    for result in deid.deidentify_files(files, args.out, key):
+    for result in deid.deidentify_files(cli_progress.track(files, "de-identifying", len(files)), args.out, key):
         failed += "error" in result
         if args.json:
-            print(json.dumps(result), flush=True)
+            cli_progress.echo(json.dumps(result))
         elif "error" in result:
-            print(f"{result['file']}: error: {result['error']}", flush=True)
+            cli_progress.echo(f"{result['file']}: error: {result['error']}")
         else:
             counts = ", ".join(f"{k} {v}" for k, v in sorted(result["counts"].items()))
-            print(f"{result['file']} -> {result['out']} ({counts})", flush=True)
+            cli_progress.echo(f"{result['file']} -> {result['out']} ({counts})")
             for warning in result["warnings"]:
-                print(f"  warning: {warning}", flush=True)
+                cli_progress.echo(f"  warning: {warning}")
     _say(f"{len(files) - failed} of {len(files)} file(s) de-identified into {args.out} (key {key_file}; "
          "the same key maps the same UIDs to the same new UIDs)")
     return EXIT_FAILED if failed else 0
@@ -577,7 +600,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     db = _db_path(args)
     try:
         if args.train:
-            summary = train_clinic_model(db, folder=args.model_dir, bootstrap=args.bootstrap, seed=args.seed)
+            summary = train_clinic_model(db, folder=args.model_dir, bootstrap=args.bootstrap, seed=args.seed,
+                                         track=cli_progress.track)  # fmt: skip
             card = summary.card
             learners = card["metrics"]["learners"]
             kept = learners[card["learner"]["name"]]
@@ -589,6 +613,10 @@ def cmd_recommend(args: argparse.Namespace) -> int:
                 _say(f"trained {card['version']} on {card['training']['patients']} patients "
                      f"(cross-validated Harrell C {kept['harrell_c']['mean']:.3f}, integrated Brier "
                      f"{kept['integrated_brier']['mean']:.4f}); saved in {summary.folder}")
+            if args.model_dir is None:      # the model the app and the worklist use: re-rank with it
+                from dashboard import cli_analytics
+
+                cli_analytics.refresh_worklist(db)
             if args.patient_id is None:
                 return 0
         try:
@@ -686,7 +714,8 @@ def cmd_validate_forecast(args: argparse.Namespace) -> int:
     mae = t["mae_mm"]
     print(f"tumour size, held-out later readings ({t['readings']} readings, {t['patients']} patients): MAE "
           f"growth-inhibition {mae['tgi']:.2f} mm, last value {mae['locf']:.2f} mm, linear trend {mae['trend']:.2f} mm; "
-          f"coverage 80% band {t['coverage_80']:.3f}, 95% band {t['coverage_95']:.3f}")
+          f"coverage 80% band {t['coverage_80']:.3f}, 95% band {t['coverage_95']:.3f} (recalibrated; raw bands "
+          f"{t['uncalibrated']['coverage_80']:.3f}, {t['uncalibrated']['coverage_95']:.3f})")
     s = report["survival"]
     ibs = s["integrated_brier"]
     print(f"survival ({s['patients']} patients, {s['events']} events): integrated Brier {ibs['model']:.4f} "
@@ -694,6 +723,18 @@ def cmd_validate_forecast(args: argparse.Namespace) -> int:
     for year, c in s["calibration"].items():
         print(f"  {year}: mean predicted {c['mean_predicted']:.3f} vs observed {c['observed_km']:.3f}; "
               f"quintile calibration error mean {c['mean_abs_error']:.3f}, max {c['max_abs_error']:.3f}")
+    r = report["risk_6m"]
+    if "unavailable" in r:
+        print(f"worklist six-month risk: not checked ({r['unavailable']})")
+    else:
+        m, base = r["model"], r["baselines"]
+        print(f"worklist six-month risk, forecast at {r['cut']} ({m['patients']} patients, {m['events']} events): "
+              f"mean predicted {m['mean_predicted']:.3f} vs observed {m['observed_rate']:.3f}; Brier "
+              f"{m['brier']:.4f} (base rate {base['base_rate']['brier']:.4f}); AUC {m['auc']:.3f} (regrowth "
+              f"ratio {base['regrowth_ratio']['auc']:.3f})")
+        for b in m["bins"]:
+            print(f"  predicted {b['bin']}: {b['patients']} patients, mean predicted {b['mean_predicted']:.3f}, "
+                  f"observed {b['observed']:.3f} (95% {b['observed_95ci'][0]:.3f}-{b['observed_95ci'][1]:.3f})")
     print(f"caveat: {report['caveat']}")
     return 0
 
@@ -729,6 +770,12 @@ def cmd_cohort(args: argparse.Namespace) -> int:
     from dashboard import cli_analytics
 
     return cli_analytics.cmd_cohort(args, _db_path(args))
+
+
+def cmd_worklist(args: argparse.Namespace) -> int:
+    from dashboard import cli_analytics
+
+    return cli_analytics.cmd_worklist(args, _db_path(args))
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -772,6 +819,8 @@ def build_parser() -> argparse.ArgumentParser:
     _db_arg(p)
     p.add_argument("--port", type=int, default=8501)
     p.add_argument("--address", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
+    p.add_argument("--open", action="store_true",
+                   help="open the app in this machine's web browser once it is up (`make run` does)")
 
     p = add("ingest", "read DICOM files or folders (or a PACS) into the store and run the AI read", cmd_ingest)
     p.add_argument("paths", nargs="*", type=Path, metavar="PATH")
@@ -831,6 +880,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--filter", action="append", default=[], metavar='"FIELD OP VALUE"')
     p.add_argument("--group-by", metavar="FIELD")
     _db_arg(p)
+    p.add_argument("--json", action="store_true")
+
+    p = add("worklist", "the care team's worklist ranked by six-month forecast risk (stored; --refresh "
+                        "recomputes it)", cmd_worklist)
+    _db_arg(p)
+    p.add_argument("--refresh", action="store_true",
+                   help="rank every eligible patient again first (about 5 minutes at a million patients)")
+    p.add_argument("--site", metavar="SITE", help="one treating clinic")
+    p.add_argument("--progression", action="store_true", help="RECIST progression only")
+    p.add_argument("--limit", type=_whole_number, default=25)
+    p.add_argument("--offset", type=_whole_number, default=0)
     p.add_argument("--json", action="store_true")
 
     p = add("import", "import CSV, Parquet or FHIR R4 bundles into the store", cmd_import)

@@ -1,4 +1,4 @@
-"""``oncolens cohort`` and ``oncolens import``: the analytics commands, on the same library code as the pages.
+"""``oncolens cohort``, ``import`` and ``worklist``: the analytics commands, on the same library code as the pages.
 
 Kept out of ``dashboard/cli.py`` so that the parser file stays readable; ``cli``
 wires these handlers to its sub-parsers.
@@ -67,3 +67,61 @@ def cmd_import(args: argparse.Namespace, db: Path) -> int:
             print(json.dumps(report.to_json()), flush=True)
         print(f"oncolens: {report.summary()}", file=sys.stderr if args.json else sys.stdout, flush=True)
     return EXIT_FAILED if failed else 0
+
+
+def refresh_worklist(db: Path) -> dict:
+    """Rank the stored worklist of ``db`` in full, with the store's treatment model (one transaction).
+
+    Used by ``oncolens demo`` (after training the model) and ``oncolens worklist --refresh``.
+    """
+    from analytics import store, worklist_store
+
+    clinic = worklist_store.clinic_model(db)
+    _say(f"ranking the worklist by forecast risk ({'with' if clinic else 'no'} treatment model; "
+         "about 5 minutes at a million patients)")  # fmt: skip
+    with store.open_store(db) as con:
+        con.execute("BEGIN TRANSACTION")
+        try:
+            result = worklist_store.refresh(con, clinic)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+    return {"mode": result.mode, "entries": result.entries, "seconds": round(result.seconds, 3),
+            "model_version": clinic.version if clinic else None}  # fmt: skip
+
+
+def cmd_worklist(args: argparse.Namespace, db: Path) -> int:
+    """Print one page of the stored worklist (``--refresh`` recomputes it first); JSON with ``--json``.
+
+    A stale worklist is printed with the reasons (stderr, or ``stale_reasons``), not refused.
+    """
+    from analytics import store, worklist_store
+
+    refreshed = refresh_worklist(db) if args.refresh else None
+    clinic = worklist_store.clinic_model(db)
+    with store.open_store(db, read_only=True) as con:
+        status = worklist_store.status(con, clinic.version if clinic else None)
+        page = worklist_store.read_page(con, args.limit, args.offset, args.progression, args.site)
+    if args.json:
+        rows = page.rows.assign(baseline_date=page.rows["baseline_date"].astype(str),
+                                latest_date=page.rows["latest_date"].astype(str))  # fmt: skip
+        print(json.dumps({
+            "fresh": status.fresh, "stale_reasons": list(status.reasons), "entries": status.entries,
+            "computed_at": None if status.computed_at is None else status.computed_at.isoformat(),
+            "model_version": status.model_version, "refreshed": refreshed, "total": page.total,
+            "limit": page.limit, "offset": page.offset,
+            "rows": json.loads(rows.to_json(orient="records")),
+        }))  # fmt: skip
+    else:
+        if refreshed:
+            print(f"worklist ranked: {refreshed['entries']:,} patients in {refreshed['seconds']:.1f} s")
+        for reason in status.reasons:
+            _say(f"stale: {reason} (refresh: oncolens worklist --refresh --db {db})")
+        print(f"{'rank':>6}  {'MRN':<12}{'site':<10}{'risk 6m':>9}{'progression':>13}{'latest mm':>11}")
+        for i, r in enumerate(page.rows.itertuples(index=False), start=page.offset + 1):
+            risk = "—" if r.risk_6m != r.risk_6m else f"{r.risk_6m:.0%}"
+            print(f"{i:>6}  {r.mrn:<12}{r.site:<10}{risk:>9}{'yes' if r.progression else 'no':>13}"
+                  f"{r.latest_mm:>11.1f}")
+        print(f"{page.total:,} patients on the list")
+    return 0

@@ -16,8 +16,14 @@ from dataclasses import dataclass
 import pandas as pd
 import streamlit as st
 
-from analytics.cohort_fields import FIELDS, CohortError, operators_for, parse_filter
-from dashboard import auth, cohort_figures, resources, trail
+from analytics.cohort_fields import (
+    FIELDS,
+    CohortError,
+    EmptyCohortError,
+    operators_for,
+    parse_filter,
+)
+from dashboard import auth, cohort_figures, plain_language, resources, trail
 
 FILTERS_KEY = "cohort_filters"     # session state: list[str], the filters as typed
 NO_GROUP = "(none)"
@@ -137,20 +143,28 @@ def cohort_section(ref: resources.StoreRef) -> None:
     query = filter_builder()
     try:
         result = resources.cohort_result(ref, query.filters, query.group_by)
+    except EmptyCohortError as exc:
+        next_step = ("remove a filter or widen its range above" if query.filters else
+                     "the store holds no patient with a diagnosis and follow-up yet; import records with "
+                     "`oncolens import` (docs/imports.md)")  # fmt: skip
+        st.info(f"{str(exc).capitalize()}: {next_step}.", icon=":material/filter_alt_off:")
+        return
     except CohortError as exc:
         st.error(str(exc))
         return
     a, b, c = st.columns(3)
     a.metric("Patients in cohort", f"{result.n:,}")
     b.metric("Recurrences or deaths", f"{result.events:,}")
-    c.metric("Log-rank p", "–" if result.logrank_p is None else f"{result.logrank_p:.3g}")
+    c.metric("Log-rank p", "–" if result.logrank_p is None else f"{result.logrank_p:.3g}",
+             help=plain_language.glossary_help("log-rank test", lead="– when there are no groups to compare."))
 
     figure = cohort_figures.km_at_risk_figure(result)
     st.plotly_chart(figure, key="cohort_km")
     st.caption(
         "Kaplan–Meier estimate of recurrence-free survival with 95 % confidence bands "
         "(log–log Greenwood); numbers at risk by year underneath. Save the figure as PNG with the "
-        "camera icon of the chart's toolbar, or download it as interactive HTML below."
+        "camera icon of the chart's toolbar, or download it as interactive HTML below.",
+        help=plain_language.glossary_help("Kaplan–Meier", "numbers at risk", "confidence interval"),
     )
     st.download_button("Download figure (HTML)", figure.to_html(include_plotlyjs="cdn").encode(),
                        "cohort_km.html", mime="text/html", key="cohort_fig_html")
@@ -161,7 +175,8 @@ def cohort_section(ref: resources.StoreRef) -> None:
     )
     st.dataframe(medians, hide_index=True)
     if result.reference is not None:
-        st.markdown(f"**Hazard ratios** against *{result.reference}* (Cox model, group as the only covariate)")
+        st.markdown(f"**Hazard ratios** against *{result.reference}* (Cox model, group as the only covariate)",
+                    help=plain_language.glossary_help("hazard ratio", "confidence interval"))
         st.dataframe(_hazard_ratio_table(result), hide_index=True)
         st.caption(
             "Groups were not randomised: they differ in other ways (see Table 1), so these "

@@ -19,11 +19,12 @@ from analytics.patients import PatientSummary
 from dashboard import plain_language, plots, resources, state, trail
 
 MAX_STUDY_BUTTONS = 12
-STATUS_TEXT = {
-    "observed": "met on {date} (measured)",
-    "forecast": "forecast for {date}",
-    "not_within_horizon": "not forecast within the next two years",
-    "unavailable": "cannot be forecast",
+# The metric's (value, note under it): short enough for a third of a 1366 px screen (docs/experience.md).
+STATUS_METRIC = {
+    "observed": ("{date}", "measured"),
+    "forecast": ("{date}", "forecast"),
+    "not_within_horizon": ("none", "not forecast within two years"),
+    "unavailable": ("n/a", "cannot be forecast"),
 }
 
 
@@ -34,7 +35,8 @@ def _pct(p: float | None) -> str:
 def show(ref: resources.StoreRef, summary: PatientSummary) -> None:
     """Draw the section for one known patient."""
     person_id = summary.person_id
-    st.subheader("Timeline and forecast")
+    st.subheader("Timeline and forecast",
+                 help=plain_language.glossary_help("RECIST", "nadir", "Kaplan–Meier", "confidence interval"))
     st.caption(
         f"{DISCLAIMER} Lesion: growth-inhibition model f(t) = f0·(e^(−d·t) + e^(g·t) − 1) fitted to her "
         "measurements with the cohort's typical course as prior; bands are 80 % and 95 % intervals for a "
@@ -63,14 +65,18 @@ def _figures(forecast: PatientForecast) -> None:
     tumour = forecast.tumour
     a, b, c = st.columns(3)
     when = tumour.progression_date.isoformat() if tumour.progression_date else ""
-    a.metric("RECIST progression", STATUS_TEXT[tumour.progression_status].format(date=when).split(" (")[0],
-             help="≥20 % and ≥5 mm above the nadir; a forecast date is where the fitted curve crosses it")  # fmt: skip
+    value, note = STATUS_METRIC[tumour.progression_status]
+    a.metric("RECIST progression", value.format(date=when), delta=note, delta_color="off", delta_arrow="off",
+             help=plain_language.glossary_help("RECIST", "nadir", lead="≥20 % and ≥5 mm above the nadir; a "
+                                               "forecast date is where the fitted curve crosses it"))  # fmt: skip
     b.metric("P(progression) in 6 months", _pct(tumour.progression_probability_6m),
-             help="Chance that a lesion reading six months from today meets RECIST progression "
-                  "(parameter uncertainty and measurement noise)")  # fmt: skip
+             help=plain_language.glossary_help("RECIST", lead="Chance that a lesion reading six months from today "
+                                               "meets RECIST progression (parameter uncertainty and measurement "
+                                               "noise)"))  # fmt: skip
     c.metric("P(recurrence) in 6 months", _pct(forecast.risk_recurrence_6m),
-             help=f"Under her first-line option ({forecast.received_option or 'unknown'}), given recurrence-free "
-                  "today; from the clinic's treatment model")  # fmt: skip
+             help=plain_language.glossary_help("RFS", lead=f"Under her first-line option ("
+                                               f"{forecast.received_option or 'unknown'}), given recurrence-free "
+                                               "today; from the clinic's treatment model"))  # fmt: skip
     if tumour.available:
         last = tumour.forecast.iloc[min(len(tumour.forecast) - 1, 13)]
         st.caption(

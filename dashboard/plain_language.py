@@ -24,21 +24,31 @@ _SCALE = (
     (0.0, "extremely unlikely"),
 )
 
+# The one glossary: every tooltip that defines a term (``help=`` on metrics, captions, widgets) is built from it
+# by ``glossary_help``, so a term reads the same on every page. Plain words first; no formula.
 GLOSSARY = {
     "AUC": "Area under the ROC curve: how well a model ranks cases with the condition above cases without "
            "it. 0.5 is a coin toss, 1.0 is perfect.",
     "calibrated probability": "A probability adjusted so that, among many reads given 80 %, about 80 % "
                               "are right (checked on held-out data).",
-    "C-index": "Concordance index: of two patients, how often the model gives the higher risk to the one "
-               "whose event came first. 0.5 is a coin toss, 1.0 is perfect.",
+    "calibration": "Whether predicted chances come true as often as they say: of patients given 30 %, about "
+                   "30 % should have the event. Shown as predicted against observed; the diagonal is perfect.",
+    "C-index": "Concordance index (Harrell's C): of two patients, how often the model gives the higher risk to "
+               "the one whose event came first. 0.5 is a coin toss, 1.0 is perfect.",
     "confidence interval": "The range the true value is expected to lie in, given the data; a 95 % interval "
                            "misses it about one time in twenty, if the model's assumptions hold.",
     "hazard ratio": "How much faster events happen in one group than in another; below 1 means fewer "
                     "events.",
     "Kaplan–Meier": "The share of patients still free of the event over time, estimated from follow-up that "
                     "ends at different times for different patients.",
+    "log-rank test": "A test of whether Kaplan–Meier curves differ by more than chance; a small p (below "
+                     "0.05) says the difference is unlikely to be chance alone, not that it is large or causal.",
+    "nadir": "The smallest size a lesion has reached so far; RECIST measures regrowth against it.",
+    "numbers at risk": "How many patients were still followed, and event-free, at each time: the curve rests on "
+                       "them, so it is less certain where they are few.",
     "RECIST": "Response Evaluation Criteria in Solid Tumours (1.1): tumour size is the longest diameter; "
               "growth of at least 20 % and 5 mm over the smallest size seen is progression.",
+    "RFS": "Recurrence-free survival: alive and without the cancer coming back.",
     "RMST": "Restricted mean survival time: the average time free of recurrence within the first five years.",
     "saliency": "A heat map of where in the image the model found evidence for its answer. It shows where, "
                 "not why, and it is not a finding.",
@@ -48,6 +58,8 @@ GLOSSARY = {
                      "inside the lesion.",
     "SHAP": "Shapley values: how much each of the patient's characteristics moved the prediction from the "
             "average, in the prediction's own units. They explain the model, not the biology.",
+    "forecast risk": "The chance of RECIST progression or recurrence in the next six months, from the "
+                     "tumour-growth model of her measurements and the clinic's treatment model.",
 }
 
 
@@ -61,9 +73,13 @@ def pct(p: float) -> str:
     return f"{100 * p:.0f} %"
 
 
-def glossary_help(*terms: str) -> str:
-    """Tooltip text defining ``terms`` (for Streamlit's ``help=``)."""
-    return "\n\n".join(f"**{t}**: {GLOSSARY[t]}" for t in terms)
+def glossary_help(*terms: str, lead: str | None = None) -> str:
+    """Tooltip text defining ``terms`` (for Streamlit's ``help=``), after an optional ``lead`` sentence.
+
+    Raises ``KeyError`` for a term not in ``GLOSSARY``, so a tooltip can never define a term ad hoc.
+    """
+    parts = [lead] if lead else []
+    return "\n\n".join([*parts, *(f"**{t}**: {GLOSSARY[t]}" for t in terms)])
 
 
 def ai_read_summary(

@@ -17,6 +17,10 @@ LESION_CONCEPT = "lesion_longest_diameter"
 DAYS_PER_YEAR = 365.25
 # Colour-blind-safe qualitative palette (Okabe & Ito, 2008).
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
+# Diverging low-to-high scale for signed or two-ended quantities: Okabe–Ito blue, a neutral grey that still shows
+# on white, Okabe–Ito vermillion. Blue against orange-red stays apart under deuteranopia and protanopia, where
+# red against green collapses (docs/experience.md).
+DIVERGING_BLUE_ORANGE = [[0.0, "#0072B2"], [0.5, "#B4B4B4"], [1.0, "#D55E00"]]
 LINE_SHADES = ("rgba(0,114,178,0.10)", "rgba(230,159,0,0.13)", "rgba(0,158,115,0.12)")
 LAB_LABELS = {
     "ca15_3": "CA 15-3",

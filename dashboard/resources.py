@@ -29,8 +29,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import streamlit as st
@@ -48,6 +51,7 @@ from analytics import (
     treatment_similar,
     treatment_store,
     worklist,
+    worklist_store,
 )
 from models import dicom, inference, registry, saliency
 
@@ -183,6 +187,44 @@ def require_store() -> StoreRef:
     return status.ref
 
 
+@contextmanager
+def working(label: str, *, expanded: bool = False) -> Iterator[Any]:
+    """A status box ("running…") while long work runs; gone once it is done, whatever happened.
+
+    For the work users wait on: cohort-wide SHAP, the worklist ranking, subgroup
+    audits, batch reads. The box yields its container, so a caller can put an
+    ``st.progress`` bar in it (``expanded=True``) and advance it. Anything drawn
+    inside goes with the box: compute inside, draw after. The cached functions
+    called inside show no spinner of their own, and never write to the box (a
+    cached function that wrote outside itself could not be replayed).
+    """
+    slot = st.empty()
+    try:
+        with slot.status(label, expanded=expanded) as box:
+            yield box
+    finally:
+        slot.empty()
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def _demo_accounts(path: str, stamp: tuple[int, ...]) -> list[tuple[str, str, str]]:
+    from analytics import users
+
+    with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
+        return users.demo_accounts_in_use(con)
+
+
+def demo_accounts(status: StoreStatus) -> list[tuple[str, str, str]]:
+    """(username, role, password) of the demo accounts that still have their published password (the sign-in
+    page lists them); none for a store that cannot be read. Checked once per state of the file."""
+    if status.ref is None:
+        return []
+    try:
+        return _demo_accounts(status.ref.path, status.ref.stamp)
+    except store.StoreError:
+        return []
+
+
 # --- clinical results: keyed on the clinical fingerprint ------------------------------------
 
 
@@ -219,20 +261,92 @@ def recent_imaging_studies(ref: StoreRef, limit: int = 50) -> pd.DataFrame:
     return _recent_studies(ref.path, ref.version, limit)
 
 
-@st.cache_data(max_entries=16, show_spinner="Ranking the worklist by forecast risk…")
-def _worklist(path: str, version: str, model_stamp: tuple[int, ...] | None, site: str | None) -> pd.DataFrame:
+# --- the worklist: the stored ranking (analytics.worklist_store), on the fly when stale and small ----
+
+# A stale stored worklist is replaced by ranking on the fly up to this many patients in the store
+# (about 0.3 ms per patient, cached per data and model version); above, the stored rows are shown
+# under a warning with a refresh, never silently.
+ON_THE_FLY_MAX_PATIENTS = 20_000
+
+
+@dataclass(frozen=True, eq=False)
+class WorklistView:
+    """What the Worklist page shows: one page, whether it is current, and where it came from.
+
+    ``source``: "stored" (current), "on_the_fly" (stored rows stale, ranked now instead),
+    "stale" (stored rows out of date, shown with ``status.reasons``), "missing" (never ranked).
+    """
+
+    page: worklist.WorklistPage
+    status: worklist_store.WorklistStatus
+    source: str
+
+
+@st.cache_data(max_entries=4, show_spinner="Ranking the worklist by forecast risk…")
+def _worklist(path: str, version: str, model_stamp: tuple[int, ...] | None) -> pd.DataFrame:
     clinic = _treatment_model(str(treatment_model_files.model_dir_for(Path(path))), model_stamp) if model_stamp else None
     prior = _forecast_prior(path, version)
     with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
-        return worklist.ranked(con, site, prior=prior, clinic=clinic)
+        return worklist.ranked(con, prior=prior, clinic=clinic)
 
 
-def worklist_page(
+@st.cache_data(max_entries=8, show_spinner=False)
+def _worklist_status(path: str, stamp: tuple[int, ...], model_version: str | None) -> worklist_store.WorklistStatus:
+    with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
+        return worklist_store.status(con, model_version)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _stored_page(path: str, version: str, computed_at, limit: int, offset: int, only_progression: bool,
+                 site: str | None) -> worklist.WorklistPage:  # fmt: skip
+    with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
+        return worklist_store.read_page(con, limit, offset, only_progression, site)
+
+
+def _model_version_of(ref: StoreRef) -> str | None:
+    stamp = _model_stamp_of(ref)
+    return None if stamp is None else _treatment_model(str(treatment_model_files.model_dir_for(Path(ref.path))),
+                                                       stamp).version
+
+
+def worklist_view(
     ref: StoreRef, limit: int, offset: int, only_progression: bool = False, site: str | None = None
-) -> worklist.WorklistPage:
-    """One page of the worklist ranked by forecast risk; the ranking is cached per data, model and site."""
-    ranked = _worklist(ref.path, ref.version, _model_stamp_of(ref), site or None)
-    return worklist.page(ranked, limit, offset, only_progression)
+) -> WorklistView:
+    """One page of the worklist ranked by forecast risk: the stored rows when current, else see ``WorklistView``.
+
+    Status is keyed on the file stamp (a refresh may keep every row count); stored pages on the
+    data version and the refresh time.
+    """
+    status = _worklist_status(ref.path, ref.stamp, _model_version_of(ref))
+    site = site or None
+    if status.fresh or (status.entries and status.patients > ON_THE_FLY_MAX_PATIENTS):
+        page = _stored_page(ref.path, ref.version, status.computed_at, int(limit), int(offset),
+                            bool(only_progression), site)  # fmt: skip
+        return WorklistView(page, status, "stored" if status.fresh else "stale")
+    if status.patients <= ON_THE_FLY_MAX_PATIENTS:
+        ranked = _worklist(ref.path, ref.version, _model_stamp_of(ref))
+        return WorklistView(worklist.page(ranked, limit, offset, only_progression, site), status, "on_the_fly")
+    empty = worklist.WorklistPage(pd.DataFrame(columns=list(worklist.WORKLIST_COLUMNS)), 0, int(limit), int(offset))
+    return WorklistView(empty, status, "missing")
+
+
+def refresh_worklist(ref: StoreRef) -> worklist_store.RefreshResult:
+    """Rank the stored worklist again in full, with the model the app uses (one write transaction).
+
+    Holds the store for its duration (minutes at a million patients); raises ``StoreBusyError``
+    when another writer holds it.
+    """
+    stamp = _model_stamp_of(ref)
+    clinic = _treatment_model(str(treatment_model_files.model_dir_for(Path(ref.path))), stamp) if stamp else None
+    with store.open_store(ref.path, wait_s=READ_WAIT_S) as con:
+        con.execute("BEGIN TRANSACTION")
+        try:
+            result = worklist_store.refresh(con, clinic)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+    return result
 
 
 # --- forecasts: the cohort's tumour-growth prior, one patient's forecast ----------------------
@@ -447,7 +561,7 @@ def recommendation(ref: StoreRef, person_id: int) -> dict:
     return _recommendation(ref.path, ref.version, str(folder), stamp, int(person_id))
 
 
-@st.cache_data(max_entries=2, show_spinner="Explaining the treatment model over the clinic…")
+@st.cache_data(max_entries=2, show_spinner=False)  # the page shows a status box (``working``)
 def _cohort_explanation(path: str, version: str, folder: str, model_stamp: tuple[int, ...]):
     from analytics.treatment_cohort import explain_cohort
 
@@ -554,7 +668,7 @@ def treatment_card(ref: StoreRef) -> dict:
     return treatment_model_files.load_card(folder)
 
 
-@st.cache_data(max_entries=2, show_spinner="Auditing the treatment model by subgroup (about 10-20 s)…")
+@st.cache_data(max_entries=2, show_spinner=False)  # the page shows a status box (``working``)
 def _treatment_subgroups(path: str, version: str, folder: str, model_stamp: tuple[int, ...], threshold: float) -> dict:
     from analytics.subgroup_treatment import treatment_subgroup_report
 
@@ -572,7 +686,7 @@ def treatment_subgroups(ref: StoreRef, threshold: float = 0.40) -> dict:
     return _treatment_subgroups(ref.path, ref.version, str(folder), stamp, float(threshold))
 
 
-@st.cache_data(max_entries=8, show_spinner="Reading fresh phantoms for the imaging subgroup audit…")
+@st.cache_data(max_entries=8, show_spinner=False)  # the page shows a status box with a progress bar
 def _imaging_subgroups(name: str, weights_stamp: tuple[int, ...] | None, n: int, seed: int) -> dict:
     from dashboard.subgroups import imaging_subgroup_report
 

@@ -4,7 +4,10 @@ Pure functions (arrays in, figure or pixels out), so tests call them without
 Streamlit and the page and the CLI draw the same thing.
 
 What is drawn: the *positive* attribution (evidence for the explained class),
-scaled to its own maximum, in a perceptually ordered colour scale (inferno);
+scaled to its own maximum, in a perceptually ordered colour scale (inferno:
+lightness rises monotonically from black to pale yellow, so the order of
+magnitudes survives every common colour-vision deficiency and greyscale print;
+docs/experience.md);
 weak evidence (below ``FLOOR`` of the maximum) is left transparent so the
 anatomy stays readable; the top-k % contour outlines the pixels holding the
 strongest k % of the map. Negative attributions (evidence against the class)
@@ -26,6 +29,9 @@ from dashboard import viewer
 
 FLOOR = 0.05
 TOP_K_COLOUR = "#00E5FF"
+# The AI lesion outline over the heat map: the viewer's orange would vanish into inferno's orange, so white and
+# dashed here (told apart from the solid cyan top-k contour by line style as well as colour).
+AI_OUTLINE_ON_HEAT_MAP = ("#FFFFFF", "dash")
 # inferno, sampled at 9 points (matplotlib's colour map, which is CC0)
 _INFERNO = np.array([
     [0, 0, 4], [31, 12, 72], [85, 15, 109], [136, 34, 106], [186, 54, 85],
@@ -99,7 +105,7 @@ def saliency_figure(
     height: int = 520,
 ) -> go.Figure:
     """The Imaging page's figure (image in mm, scale bar, AI outline) with the heat map and top-k contour."""
-    fig = viewer.image_figure(shown, spacing_mm, mask=lesion_mask, height=height)
+    fig = viewer.image_figure(shown, spacing_mm, mask=lesion_mask, height=height, mask_style=AI_OUTLINE_ON_HEAT_MAP)
     rows, cols = shown.shape[:2]
     step = max(1, math.ceil(max(rows, cols) / viewer.MAX_DISPLAY_SIDE))
     dy, dx = spacing_mm if spacing_mm else (1.0, 1.0)

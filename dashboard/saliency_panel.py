@@ -45,7 +45,7 @@ def sanity_of(quality: dict | None, method: str) -> str:
 
 def method_label(quality: dict | None, method: str) -> str:
     """The picker's text: the method and its sanity verdict, so a failing method is marked where it is offered."""
-    mark = {PASSED: "✓ sanity check passed", FAILED: "✗ FAILED sanity check", UNMEASURED: "sanity not measured"}
+    mark = {PASSED: "✓ sanity passed", FAILED: "✗ FAILED sanity check", UNMEASURED: "sanity not measured"}
     return f"{saliency.METHOD_TITLES[method]} · {mark[sanity_of(quality, method)]}"
 
 
@@ -130,17 +130,19 @@ def _one_map(column, data: bytes, frame: int, image, ai, shown: np.ndarray, spac
 
 def render(data: bytes, frame: int, image: dicom.DicomImage, ai, shown: np.ndarray, spacing) -> None:
     """The saliency section for the AI read ``ai`` of ``image`` (``shown`` is the windowed display image)."""
-    st.markdown("#### Saliency: where the model found its evidence")
+    st.markdown("#### Saliency: where the model found its evidence",
+                help=plain_language.glossary_help("saliency", "sanity check", "pointing game"))
     if ai is None:
         st.caption("No AI read for this image, so there is nothing to explain.")
         return
     quality = resources.saliency_quality(ai.model)
     labels = list(ai.probabilities)
-    controls = st.columns([3, 2, 2, 2])
+    controls = st.columns([4, 2, 2, 2])   # the method's name and verdict fit at 1366 px (docs/experience.md)
     method = controls[0].selectbox(
         "Method", saliency.METHODS, index=saliency.METHODS.index(default_method(quality)),
         format_func=lambda m: method_label(quality, m), key="saliency_method",
-        help="Occlusion re-runs the model hundreds of times: seconds, not milliseconds.",
+        help=plain_language.glossary_help(
+            "sanity check", lead="Occlusion re-runs the model hundreds of times: seconds, not milliseconds."),
     )  # fmt: skip
     target = controls[1].selectbox(
         "Explain the class", list(range(len(labels))), index=labels.index(ai.label),

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from dashboard.plots import PALETTE, _layout, empty_figure
+from dashboard.plots import DIVERGING_BLUE_ORANGE, PALETTE, _layout, empty_figure
 
 
 def shap_importance_figure(importance: pd.DataFrame, max_features: int = 12) -> go.Figure:
@@ -46,7 +46,7 @@ def shap_beeswarm_figure(points: pd.DataFrame, order: list[str], max_features: i
     fig = go.Figure(
         go.Scattergl(
             x=points["shap_pp"], y=row + jitter, mode="markers",
-            marker={"size": 4, "color": points["value_rank"], "colorscale": "Bluered", "cmin": 0, "cmax": 1,
+            marker={"size": 4, "color": points["value_rank"], "colorscale": DIVERGING_BLUE_ORANGE, "cmin": 0, "cmax": 1,
                     "opacity": 0.6,
                     "colorbar": {"title": "value", "tickvals": [0, 1], "ticktext": ["low", "high"], "len": 0.6}},
             customdata=np.stack([points["feature"], points["value"]], axis=1),

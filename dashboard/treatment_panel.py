@@ -43,7 +43,7 @@ def first_line_option(treatments: pd.DataFrame) -> str | None:
 def show(ref: resources.StoreRef, summary: PatientSummary) -> None:
     """Draw the section for one known patient (the page has already loaded her record)."""
     person_id = summary.person_id
-    st.subheader("Treatment options")
+    st.subheader("Treatment options", help=plain_language.glossary_help("RFS", "RMST", "SHAP", "C-index"))
     current = auth.session()
     if current is None or current.role not in auth.RECOMMENDS:
         st.caption("Treatment recommendations are shown to oncologists, who decide them with the patient.")
@@ -77,7 +77,8 @@ def show(ref: resources.StoreRef, summary: PatientSummary) -> None:
         "Exact SHAP values (TreeSHAP) of the predicted benefit, in percentage points of 5-year RFS: "
         f"the average over {card['learner']['background_size']} reference patients plus each feature's "
         f"contribution equals this patient's benefit (additivity error {rec['shap']['additivity_error']:.0e}). "
-        "They explain the model, not the biology."
+        "They explain the model, not the biology.",
+        help=plain_language.glossary_help("SHAP", "RFS"),
     )
     with right:
         _similar_patients(ref, person_id)
@@ -91,7 +92,8 @@ def _options(rec: dict, card: dict, received: str | None) -> None:
             " · best predicted" if o["treatment"] == best else "")  # fmt: skip
         tag += " · received" if o["treatment"] == received else ""
         lo, hi = o["rfs_5y_ci"]
-        column.metric(f"{o['treatment']}{tag}", _pct(o["rfs_5y"]), help="Predicted 5-year recurrence-free survival")
+        column.metric(f"{o['treatment']}{tag}", _pct(o["rfs_5y"]), help=plain_language.glossary_help(
+            "RFS", "confidence interval", "RMST", lead="Predicted 5-year recurrence-free survival"))
         column.caption(
             f"95% interval {_pct(lo)} to {_pct(hi)}  \n"
             f"RMST {o['rmst_days']:,.0f} of {rec['horizon_days']:,.0f} days recurrence-free "
@@ -114,7 +116,8 @@ def _options(rec: dict, card: dict, received: str | None) -> None:
         f"over {learner['bootstrap']} bootstrap refits; they show resampling noise, not model error (on the "
         "simulated clinic the benefit interval held the true benefit for only 40 % of patients), so read "
         "a clear difference as stable, not as certain. RMST: restricted mean recurrence-free time up to 5 years. "
-        f"{rec['caveat'].removeprefix(DISCLAIMER).strip()}"
+        f"{rec['caveat'].removeprefix(DISCLAIMER).strip()}",
+        help=plain_language.glossary_help("C-index", "confidence interval", "RMST"),
     )
 
 
@@ -130,7 +133,8 @@ def _similar_patients(ref: resources.StoreRef, person_id: int) -> None:
         f"Similar patients: the same stage and oestrogen-receptor status at diagnosis ({similar.criteria}), "
         f"this patient left out, by the first-line option they received{sample}; n per curve in the legend. "
         "Observed outcomes of patients treated differently for clinical reasons: not a treatment effect."
-        + (f" Fewer than {SMALL_GROUP} patients: {', '.join(small)}; read those curves with care." if small else "")
+        + (f" Fewer than {SMALL_GROUP} patients: {', '.join(small)}; read those curves with care." if small else ""),
+        help=plain_language.glossary_help("Kaplan–Meier"),
     )
 
 
@@ -179,7 +183,7 @@ def cohort_section(ref: resources.StoreRef) -> None:
     from analytics.treatment_data import TreatmentDataError
     from dashboard import treatment_figures
 
-    st.subheader("The treatment model across the clinic")
+    st.subheader("The treatment model across the clinic", help=plain_language.glossary_help("SHAP", "RFS"))
     st.caption(
         f"{DISCLAIMER} The same model and SHAP values as each patient's treatment section, summarised "
         "over the clinic. SHAP explains the model's predicted benefit of the best over the next-best "
@@ -187,7 +191,8 @@ def cohort_section(ref: resources.StoreRef) -> None:
         "treatments in this store."
     )
     try:
-        cohort = resources.cohort_explanation(ref)
+        with resources.working("Explaining the treatment model over the clinic (SHAP for every patient)…"):
+            cohort = resources.cohort_explanation(ref)
     except (TreatmentModelError, TreatmentDataError) as exc:
         st.info(f"**No treatment model summary.** {exc}")
         st.code(f"oncolens recommend --train --db {ref.path}", language="bash")
@@ -198,7 +203,7 @@ def cohort_section(ref: resources.StoreRef) -> None:
     cols = st.columns(len(counts))
     for col, row in zip(cols, counts.itertuples(index=False), strict=True):
         col.metric(str(row.recommendation).replace("_", " ").capitalize(), f"{row.share:.0%}",
-                   help=f"{row.patients:,} patients{sampled}")  # fmt: skip
+                   help=plain_language.glossary_help("confidence interval", lead=f"{row.patients:,} patients{sampled}"))
     st.caption(
         "Share of patients by recommendation. \u201cNo clear difference\u201d: the 95 % bootstrap interval "
         f"of the benefit includes zero, so the model does not pick an option{sampled}."
@@ -212,5 +217,6 @@ def cohort_section(ref: resources.StoreRef) -> None:
     )
     st.caption(
         f"Exact TreeSHAP over {cohort.patients:,} patients; largest additivity error "
-        f"{cohort.shap.additivity_error:.0e} (base value + contributions = predicted benefit)."
+        f"{cohort.shap.additivity_error:.0e} (base value + contributions = predicted benefit).",
+        help=plain_language.glossary_help("SHAP"),
     )

@@ -83,13 +83,15 @@ def image_figure(
     mask: np.ndarray | None = None,
     truth_mask: np.ndarray | None = None,
     height: int = 620,
+    mask_style: tuple[str, str] = (CONTOUR_COLOUR, "solid"),
 ) -> go.Figure:
     """The image in mm (or pixels without spacing), a scale bar, and lesion contours.
 
     ``shown`` is the uint8 display image at full resolution; it is subsampled
     for the browser to at most ``MAX_DISPLAY_SIDE`` pixels a side, but axes and
     contours stay in full-resolution coordinates, so what the scale bar says is
-    true of the original image.
+    true of the original image. ``mask_style``: (colour, dash) of the AI outline
+    (the saliency figure draws it white and dashed, to stand out on the heat map).
     """
     rows, cols = shown.shape[:2]
     step = max(1, math.ceil(max(rows, cols) / MAX_DISPLAY_SIDE))
@@ -103,7 +105,7 @@ def image_figure(
         )
     )  # fmt: skip
     for m, colour, name, dash in (
-        (mask, CONTOUR_COLOUR, "AI lesion outline", "solid"),
+        (mask, mask_style[0], "AI lesion outline", mask_style[1]),
         (truth_mask, "#56B4E9", "Ground-truth outline (phantom)", "dot"),
     ):
         if m is None or not np.any(m):

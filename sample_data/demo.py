@@ -79,8 +79,14 @@ def write_demo(
     seed: int = 20261125,
     force: bool = False,
     progress: Callable[[str], None] | None = None,
+    rank_worklist: bool = True,
 ) -> DemoSummary:
-    """Simulate ``patients`` and write them as a new store at ``path`` (atomically)."""
+    """Simulate ``patients`` and write them as a new store at ``path`` (atomically).
+
+    ``rank_worklist``: also fill the stored worklist (``analytics.worklist_store``; about
+    five minutes at a million patients); ``oncolens demo`` passes False and ranks it once
+    after training the clinic's treatment model, whose recurrence risk joins the ranking.
+    """
     if isinstance(patients, bool) or not isinstance(patients, (int, np.integer)):
         raise DemoError("--patients must be a whole number")
     if patients < 1:
@@ -111,6 +117,11 @@ def write_demo(
             from analytics.cohort_base import refresh_base
 
             refresh_base(con)   # the Cohorts page's per-patient rows (analytics.cohort_base)
+            if rank_worklist:
+                from analytics.worklist_store import refresh as refresh_worklist
+
+                say("ranking the worklist by forecast risk")
+                refresh_worklist(con)   # the Worklist page's stored rows, without a treatment model
             rows = store.table_counts(con)
             con.execute("CHECKPOINT")
         finally:

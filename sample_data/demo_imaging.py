@@ -95,7 +95,7 @@ import math
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -226,6 +226,7 @@ def write_demo_images(
     seed: int | None = None,
     brain_patients: int | None = None,
     progress: Callable[[str], None] | None = None,
+    track: Callable[..., Iterable] | None = None,
 ) -> ImagingSummary:
     """Write mammograms for ``patients`` demo patients and brain MR studies for ``brain_patients``.
 
@@ -238,6 +239,8 @@ def write_demo_images(
     run's images (and their rows, and the brain studies it added).
     Returns what was written; raises ``DemoImagingError`` for unusable arguments
     and ``analytics.store.StoreError`` for a store that cannot be opened.
+    ``track(iterable, description, total)`` may wrap the loop over patients to
+    report progress (the CLI passes a progress bar).
     """
     t0 = time.perf_counter()
     for name, value in (("patients", patients), ("brain_patients", brain_patients)):
@@ -281,7 +284,8 @@ def write_demo_images(
         f"{len(brain)} patients (brain MR) to {dicom_dir}")  # fmt: skip
     images: list[DemoImage] = []
     series_rows: dict[str, tuple[str, str, str, str]] = {}
-    for patient, phantoms in (*chosen, *brain):
+    imaged = (*chosen, *brain)
+    for patient, phantoms in (track(imaged, "writing demo images", len(imaged)) if track else imaged):
         for study, phantom in zip(patient.studies, phantoms, strict=True):
             series_uid = study.series_uid or series_uid_for(study.study_uid)
             mr = phantom.modality == "MR"

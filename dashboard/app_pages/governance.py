@@ -32,15 +32,23 @@ with cards:
 with audit_tab:
     st.markdown("#### Treatment model on this clinic")
     try:
-        panel.render_treatment_audit(resources.treatment_subgroups(ref))
+        with resources.working("Auditing the treatment model by subgroup (about 10-20 s)…"):
+            treatment_report = resources.treatment_subgroups(ref)
+        panel.render_treatment_audit(treatment_report)
     except TreatmentModelError as exc:
         st.info(f"No treatment model to audit: {exc}")
     st.markdown("#### Imaging models on fresh phantoms")
     n = st.select_slider("Phantoms per model", [100, 200, 400], value=200, key="gov_n",
                          help="More phantoms: narrower intervals, slower (about 10 s per 100 on 2 cores).")
     if st.toggle("Run the imaging subgroup audit", key="gov_run_imaging"):
-        for name in [c["name"] for c in resources.model_cards()]:
-            panel.render_imaging_audit(resources.imaging_subgroups(name, n=n))
+        names = [c["name"] for c in resources.model_cards()]
+        with resources.working(f"Reading {n} fresh phantoms per model…", expanded=True) as box:
+            bar, reports = box.progress(0.0), []
+            for i, name in enumerate(names):
+                bar.progress(i / len(names), text=f"{name} ({i + 1} of {len(names)})")
+                reports.append(resources.imaging_subgroups(name, n=n))
+        for report in reports:
+            panel.render_imaging_audit(report)
     else:
         st.caption("Imaging audits generate and read fresh phantoms; switch on to compute them "
                    "(cached afterwards; `oncolens validate subgroups --json` prints the same figures).")
@@ -56,9 +64,15 @@ with trail_tab:
     events = auth.protect_ids(events, ref.path)
     st.caption(f"{len(events)} event(s) match. Patient ids are pseudonymised for the ethics board. "
                "`oncolens audit verify` checks the hash chain.")
-    st.dataframe(events, hide_index=True, width="stretch")
-    if st.download_button("Export CSV", events.to_csv(index=False).encode(), "oncolens_audit_trail.csv",
-                          "text/csv", key="gov_export"):
+    if events.empty:
+        filtered = bool(chosen["actions"] or chosen["actors"])
+        st.info("No audit event matches these filters: clear the action and user filters or widen the date range."
+                if filtered else "No audit events in this range yet: sign-ins, patient views, AI reads shown "
+                "and exports are recorded as they happen; widen the date range to see older ones.")  # fmt: skip
+    else:
+        st.dataframe(events, hide_index=True, width="stretch")
+    if not events.empty and st.download_button("Export CSV", events.to_csv(index=False).encode(),
+                                               "oncolens_audit_trail.csv", "text/csv", key="gov_export"):
         user, role = auth.actor()
         audit.record_event(ref.path, actor=user, role=role, action="export_audit_trail",
                            details={"rows": len(events), **{k: str(v) for k, v in chosen.items()}})

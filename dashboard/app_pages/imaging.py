@@ -137,7 +137,7 @@ with view:
     shown = dicom.display(image) if use_file_voi else dicom.display(image, centre, width)
 
 with read:
-    st.markdown("#### AI read")
+    st.markdown("#### AI read", help=plain_language.glossary_help("calibrated probability", "AUC", "calibration"))
     task, why = select_task(image.modality, image.body_part, str(getattr(header, "StudyDescription", "")))
     ai = None
     if task is None:
@@ -154,7 +154,8 @@ with read:
                     details={"label": ai.label, "probability": round(float(ai.confidence), 4)})  # fmt: skip
         sure = ai.confidence >= UNCERTAIN_BELOW
         label = ai.label.replace("_", " ")
-        st.metric("Most likely", label.capitalize(), help="The class with the highest calibrated probability.")
+        st.metric("Most likely", label.capitalize(), help=plain_language.glossary_help(
+            "calibrated probability", lead="The class with the highest calibrated probability."))
         (st.success if sure else st.warning)(
             f"Calibrated probability {ai.confidence:.0%}"
             + ("" if sure else f" (below {UNCERTAIN_BELOW:.0%}: uncertain read, look closely)"),
@@ -180,16 +181,18 @@ with read:
             how_sure.append(f"calibration error {ece:.3f}")
         st.caption(
             f"{ai.model_title} v{ai.model_version} · {ai.latency_ms:.0f} ms · on synthetic phantoms: "
-            + ", ".join(how_sure) + ". Never validated on real patients."
+            + ", ".join(how_sure) + ". Never validated on real patients.",
+            help=plain_language.glossary_help("AUC", "confidence interval", "calibration"),
         )
         if ai.lesion is not None:
-            st.markdown("#### Lesion measurement")
+            st.markdown("#### Lesion measurement", help=plain_language.glossary_help("RECIST"))
             rows = pd.DataFrame(feature_rows(ai.lesion, spacing_known=image.spacing_mm is not None))
             if image.spacing_mm is None:
                 st.warning("The file has no pixel spacing: sizes in mm cannot be given.")
             else:
                 st.metric("Longest diameter (RECIST 1.1)", f"{ai.lesion.longest_diameter_mm:.1f} mm",
-                          help="Maximum Feret diameter of the AI lesion outline in the image plane.")  # fmt: skip
+                          help=plain_language.glossary_help(
+                              "RECIST", lead="Maximum Feret diameter of the AI lesion outline in the image plane."))
             st.dataframe(rows, hide_index=True, width="stretch",
                          column_config={"value": st.column_config.NumberColumn(format="%.3g")})  # fmt: skip
         elif ai.label in (task.lesion_labels if task else ()):

@@ -40,17 +40,19 @@ d.metric("Follow-up ends", "unknown" if period is None else f"{period.end_date:%
 
 st.subheader("Diagnosis")
 if dx is None:
-    st.info("No cancer diagnosis recorded for this patient.")
+    st.info("No cancer diagnosis recorded for this patient: import it with `oncolens import` (docs/imports.md); "
+            "treatment options and forecasts need it.")
 else:
     st.caption(f"{dx.condition.replace('_', ' ')}, {dx.laterality}, diagnosed {dx.diagnosis_date:%Y-%m-%d}")
-    cols = st.columns(7)
+    cols = st.columns(4)  # two rows of four: seven values in one row are cut off at 1366 px (docs/experience.md)
     cols[0].metric("Stage", dx.stage)
     cols[1].metric("Grade", dx.grade)
     cols[2].metric("Tumour size", f"{dx.tumour_size_mm:.0f} mm")
     cols[3].metric("Positive nodes", dx.positive_nodes)
-    cols[4].metric(f"ER ({dx.er_fmol:g} fmol/mg)", "positive" if dx.er_positive else "negative")
-    cols[5].metric(f"PR ({dx.pr_fmol:g} fmol/mg)", "positive" if dx.pr_positive else "negative")
-    cols[6].metric("HER2", "positive" if dx.her2_positive else "negative")
+    cols = st.columns(4)
+    cols[0].metric(f"ER ({dx.er_fmol:g} fmol/mg)", "positive" if dx.er_positive else "negative")
+    cols[1].metric(f"PR ({dx.pr_fmol:g} fmol/mg)", "positive" if dx.pr_positive else "negative")
+    cols[2].metric("HER2", "positive" if dx.her2_positive else "negative")
 
 treatment_panel.show(ref, summary)
 
@@ -60,7 +62,8 @@ st.plotly_chart(plots.lab_values_figure(summary.measurements))
 
 st.subheader("Treatments")
 if summary.treatments.empty:
-    st.info("No treatment recorded.")
+    st.info("No treatment recorded for this patient: import her treatment records with `oncolens import` "
+            "(docs/imports.md).")
 else:
     st.dataframe(summary.treatments, hide_index=True)
 
@@ -72,6 +75,7 @@ else:
 
 st.subheader("Imaging studies")
 if summary.imaging_studies.empty:
-    st.write("No imaging studies recorded.")
+    st.info("No imaging studies recorded for this patient: ingest her DICOM files with `oncolens ingest PATH` "
+            "or pull a study from the PACS on the Imaging page.")
 else:
     st.dataframe(summary.imaging_studies, hide_index=True)

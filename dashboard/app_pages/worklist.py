@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from dashboard import auth, resources
+from dashboard import auth, plain_language, resources, state, worklist_panel
 
 PAGE_SIZE = 25
 ALL_SITES = "All sites"
@@ -33,34 +33,42 @@ st.caption(
     "clinic's treatment model under her first-line option, given that she is recurrence-free today (when "
     "a model is trained). The two are combined as if independent, a simplification. Flags follow RECIST "
     "1.1 as measured (response: ≥30 % below baseline). Decision support for research use, not a medical "
-    "device: the care team decides whom to review."
+    "device: the care team decides whom to review.",
+    help=plain_language.glossary_help("forecast risk", "RECIST", "nadir"),
 )
 a, b, c = st.columns([2, 2, 1])
 site = b.selectbox("Site", [ALL_SITES, *resources.sites(ref)])
 filters = Filters(
-    only_progression=a.toggle("RECIST progression only"),
+    only_progression=a.toggle("RECIST progression only", help=plain_language.glossary_help("RECIST", "nadir")),
     site=None if site == ALL_SITES else site,
     page=int(c.number_input("Page", min_value=1, value=1, step=1)),
 )
-result = resources.worklist_page(
-    ref, PAGE_SIZE, filters.offset, filters.only_progression, filters.site
-)
+with resources.working("Ranking the worklist by forecast risk…"):
+    view = resources.worklist_view(ref, PAGE_SIZE, filters.offset, filters.only_progression, filters.site)
+worklist_panel.show_freshness(ref, view)      # stored and current, ranked now, or stale with a refresh
+result = view.page
 pages = max(1, -(-result.total // PAGE_SIZE))
 if result.rows.empty:
     if result.total and filters.page > pages:
         st.info(f"Page {filters.page} is past the end: the list has {pages:,} pages.")
+    elif filters.only_progression or filters.site:
+        st.info("No patient matches these filters: switch off “RECIST progression only” or choose “All sites”.")
     else:
-        st.info("No patient matches these filters.")
+        st.info("The worklist is empty: it lists patients alive and recurrence-free. Import patient records "
+                "with `oncolens import` (docs/imports.md), or build the demo clinic with `oncolens demo`.")
     st.stop()
 
 st.caption(
     f"Patients {filters.offset + 1:,}–{filters.offset + len(result.rows):,} of {result.total:,} "
-    f"(page {filters.page:,} of {pages:,})"
+    f"(page {filters.page:,} of {pages:,}) · select a row to open the patient"
 )
 table = result.rows.assign(open=[f"patient?patient={pid}" for pid in result.rows["person_id"]])
-st.dataframe(
+picked = st.dataframe(
     table,
     hide_index=True,
+    key="worklist_rows",
+    on_select="rerun",          # select a row: the patient opens here, in this signed-in session
+    selection_mode="single-row",
     column_order=(
         "open", "mrn", "site", "risk_6m", "p_progression_6m", "p_recurrence_6m", "progression", "response",
         "latest_mm", "nadir_mm", "baseline_mm", "change_from_nadir_pct", "change_from_baseline_pct",
@@ -86,3 +94,7 @@ st.dataframe(
         "n_measurements": st.column_config.NumberColumn("Readings"),
     },
 )
+if picked.selection.rows:     # (the Patient link opens a new tab, which is a new session: signed out)
+    person_id = int(table["person_id"].iloc[picked.selection.rows[0]])
+    state.select_patient(person_id)
+    st.switch_page("app_pages/patient.py", query_params={state.PATIENT_PARAM: str(person_id)})

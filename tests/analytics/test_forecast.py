@@ -157,6 +157,41 @@ def test_cohort_risk_matches_one_patient_and_is_a_probability(demo_con, prior, c
     assert both["p_progression_6m"] == pytest.approx(one.tumour.progression_probability_6m, abs=0.08)
 
 
+def test_one_query_record_equals_the_separate_queries(demo_con, prior, clinic):
+    """One patient's record comes in one query; it must say what the separate queries (the training SQL
+    for covariates, the shared lesion query, the facts) say, and her forecast must be theirs."""
+    from analytics.forecast import tumour_forecast
+    from analytics.forecast_data import clean, data_cutoff, lesion_frame, patient_record
+    from analytics.treatment_store import MissingCovariatesError, patient_covariates
+
+    cutoff = data_cutoff(demo_con)
+    ids = [int(r[0]) for r in demo_con.execute("SELECT person_id FROM person ORDER BY person_id LIMIT 40").fetchall()]
+    for pid in ids:
+        record = patient_record(demo_con, pid)
+        facts = demo_con.execute(
+            "SELECT (SELECT min(diagnosis_date) FROM condition_occurrence WHERE person_id = $1), "
+            "(SELECT max(end_date) FROM observation_period WHERE person_id = $1), "
+            "(SELECT min(event_date) FROM outcome_event WHERE person_id = $1), "
+            "(SELECT min(regimen) FROM treatment_exposure WHERE person_id = $1 AND line_of_therapy = 1)", [pid],
+        ).fetchall()[0]  # fmt: skip
+        assert (record.diagnosis_date, record.follow_up_end, record.first_event, record.received_option) == facts
+        assert record.data_cutoff == cutoff
+        try:
+            expected = patient_covariates(demo_con, pid).iloc[0].tolist()
+        except MissingCovariatesError:
+            expected = None
+        if expected is not None:
+            assert [float(v) for v in record.covariates] == expected
+        readings, notes = clean(lesion_frame(demo_con, "one", (pid,)), cutoff)
+        day, mm, t_days, timed, dropped = record.readings(cutoff)
+        assert mm.tolist() == readings["mm"].tolist() and t_days.tolist() == readings["t_days"].tolist()
+        assert dropped == notes.get(pid, [])
+        if len(readings):
+            separate = tumour_forecast(readings, notes.get(pid, []), prior, cutoff).to_json()
+            assert patient_forecast(demo_con, pid, prior, clinic).tumour.to_json() == separate
+    assert patient_record(demo_con, 987654) is None
+
+
 def test_survival_curves_shapes(demo_con, clinic):
     from analytics.treatment_store import patient_covariates
 

@@ -182,3 +182,18 @@ def test_a_store_without_accounts_table_has_no_secret(tmp_path):
     con = duckdb.connect(str(tmp_path / "bare.duckdb"))
     assert users.store_secret(con) is None
     con.close()
+
+
+def test_only_demo_accounts_with_their_published_password_are_listed_as_in_use(tmp_path):
+    path = tmp_path / "demo.duckdb"
+    store.connect(path, create=True).close()
+    with store.open_store(path, read_only=True) as con:
+        assert users.demo_accounts_in_use(con) == []                                   # no demo accounts yet
+    users.add_demo_accounts(path)
+    with store.open_store(path) as con:
+        assert users.demo_accounts_in_use(con) == list(users.DEMO_ACCOUNTS)
+        users.remove_user(con, "admin")                                 # removed: not listed
+        con.execute("UPDATE app_user SET password_hash = ? WHERE username = 'ethics'",
+                    [users.hash_password("a-password-of-their-own")])   # own password: not listed
+        con.execute("UPDATE app_user SET role = 'oncologist' WHERE username = 'careteam'")  # other role: not listed
+        assert [name for name, _, _ in users.demo_accounts_in_use(con)] == ["oncologist"]

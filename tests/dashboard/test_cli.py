@@ -82,6 +82,23 @@ def test_serve_refuses_missing_and_foreign_files(tmp_path):
     assert r.returncode == 1 and "not" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_serve_open_asks_streamlit_for_a_browser_only_where_there_is_one(tmp_path):
+    """`make run` passes --open: a desktop gets the app in its browser, a server without a display does not."""
+    from dashboard.cli import browser_at_hand, streamlit_command
+
+    assert browser_at_hand({}, "darwin") and browser_at_hand({}, "win32")
+    assert browser_at_hand({"DISPLAY": ":0"}, "linux") and browser_at_hand({"WAYLAND_DISPLAY": "w-0"}, "linux")
+    assert not browser_at_hand({}, "linux")
+
+    def option(cmd, name):
+        return cmd[cmd.index(name) + 1]
+
+    shown = streamlit_command(tmp_path / "c.duckdb", 8501, "127.0.0.1", open_browser=True)
+    quiet = streamlit_command(tmp_path / "c.duckdb", 8501, "127.0.0.1")
+    assert option(shown, "--server.headless") == "false" and option(quiet, "--server.headless") == "true"
+    assert option(shown, "--server.showEmailPrompt") == "false"     # never a first-run prompt in the way
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

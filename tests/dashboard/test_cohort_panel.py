@@ -43,12 +43,12 @@ def test_adding_filters_and_a_group_narrows_the_cohort_and_compares(app_env):
     assert len(hr) == 1
 
 
-def test_an_empty_cohort_is_an_error_message_not_a_traceback(app_env):
+def test_an_empty_cohort_is_a_notice_that_says_what_to_do_not_a_traceback(app_env):
     at = open_page("cohorts")
     at.session_state[cohort_panel.FILTERS_KEY] = ["age > 150"]
     at.run()
-    assert not at.exception
-    assert "no patient matches" in texts(at.error)
+    assert not at.exception and not at.error
+    assert "No patient matches (age > 150): remove a filter" in texts(at.info)
 
 
 def test_km_figure_has_a_curve_band_and_at_risk_row_per_group(demo_db):

@@ -150,3 +150,16 @@ def resources_images(con, person_id: int):
     from analytics.imaging_queries import patient_images
 
     return patient_images(con, person_id)
+
+
+def test_imaging_page_defines_its_terms_in_tooltips(env):
+    from test_experience import defines
+
+    at = open_page("imaging", patient=str(env["mammo_pid"]))
+    box = at.selectbox(key="imaging_source")
+    box.set_value(next(k - 1 for k, label in enumerate(box.options) if " · MG · " in label)).run()
+    assert not at.exception
+    wanted = {"calibrated probability", "AUC", "calibration", "saliency", "sanity check", "pointing game"}
+    assert defines(at, *wanted) == wanted
+    most_likely = next(m for m in at.metric if m.label == "Most likely")
+    assert "**calibrated probability**" in most_likely.help

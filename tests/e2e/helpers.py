@@ -36,6 +36,20 @@ def sign_in(page, url: str, username: str, password: str) -> None:
     settle(page)
 
 
+# Text cut off with an ellipsis: an element whose content is wider than its box (metric values and labels).
+_CUT_OFF = """() => [...document.querySelectorAll(
+    '[data-testid="stMetricValue"], [data-testid="stMetricValue"] *, [data-testid="stMetricLabel"] *')]
+    .filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.textContent.trim())"""
+
+
+def assert_readable(page, where: str) -> None:
+    """At the viewport's width (1366 px in these tests): no sideways scrolling of the page, no metric cut off."""
+    overflow = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 1, f"{where}: the page scrolls sideways by {overflow} px"
+    cut = page.evaluate(_CUT_OFF)
+    assert not cut, f"{where}: metric text cut off at {page.viewport_size['width']} px: {cut}"
+
+
 def nav_links(page) -> list[str]:
     """The page titles in the sidebar navigation, in order."""
     links = page.locator('[data-testid="stSidebarNav"] a')

@@ -13,8 +13,16 @@ import re
 
 import pytest
 
-from analytics import users
-from tests.e2e.helpers import assert_no_exception, nav_links, open_page, screenshot, settle, sign_in
+from analytics import store, users
+from tests.e2e.helpers import (
+    assert_no_exception,
+    assert_readable,
+    nav_links,
+    open_page,
+    screenshot,
+    settle,
+    sign_in,
+)
 
 # The role/page table of docs/architecture.md (dashboard/auth.py: PAGES), in navigation order.
 ROLE_PAGES = {
@@ -42,6 +50,7 @@ def test_each_role_opens_each_of_its_pages(page, app, account, pages):
         heading = HEADINGS.get(title, title)
         page.locator("h1").filter(has_text=re.compile(rf"^\s*{heading}\s*$")).first.wait_for()
         assert_no_exception(page, f"{username} on {title}")
+        assert_readable(page, f"{username} on {title}")
         screenshot(page, f"{username}-{title.lower()}")
         if username == "ethics" and title == "Governance":
             screenshot(page, "governance", readme=True)
@@ -111,3 +120,88 @@ def test_wrong_password_is_refused_in_the_browser(page, app):
     assert page.locator('[data-testid="stSidebarNav"]').count() == 0
     assert page.get_by_role("button", name="Sign out").count() == 0
     assert_no_exception(page, "sign-in form")
+
+
+def test_landing_page_says_what_oncolens_is_and_lists_the_demo_accounts(page, app):
+    """Signed out, the first screen says what OncoLens is (and is not) and how each demo role starts.
+
+    Why: this is what `make run` opens on a fresh clone; a newcomer must be able to
+    sign in from it without the README.
+    """
+    page.goto(app.url)
+    page.get_by_label("Username").wait_for()
+    settle(page)
+    page.get_by_text("Research and decision support, not a medical device.").first.wait_for()
+    page.get_by_role("heading", name="Where to start").wait_for()
+    for username, _role, password in users.DEMO_ACCOUNTS:
+        row = page.locator("tr").filter(has_text=username).filter(has_text=password)
+        assert row.count() == 1, f"no row for {username} / {password}"
+    assert_no_exception(page, "landing page")
+    assert_readable(page, "landing page")
+    screenshot(page, "landing", readme=True)
+
+
+def test_care_team_goes_from_the_worklist_to_a_patient_without_a_recommendation(page, app):
+    """Care team: Home's start panel -> Worklist -> select the top row -> that patient's record, with the
+    forecasts and no treatment recommendation.
+
+    Why: the care team's whole day is this path; the recommendation is for oncologists
+    only (auth.RECOMMENDS), and a Worklist row must open in the same signed-in session.
+    """
+    sign_in(page, app.url, "careteam", "careteam-demo")
+    page.get_by_role("heading", name="Start here, as care team").wait_for()
+    page.get_by_role("link", name="Review the worklist").click()
+    page.wait_for_url(re.compile(r"/worklist"))
+    settle(page)
+    grid = page.locator('[data-testid="stDataFrame"]').first
+    grid.wait_for()
+    cells = page.locator('[data-testid="stDataFrame"] [role="gridcell"]')
+    cells.first.wait_for(state="attached")                    # the grid's accessible (hidden) table
+    top = int(re.search(r"patient=(\d+)$", cells.first.inner_text().strip()).group(1))
+    assert_no_exception(page, "care team's worklist")
+    screenshot(page, "careteam-flow-worklist")
+
+    box = grid.bounding_box()
+    page.mouse.click(box["x"] + 10, box["y"] + 35 + 17)      # the first row's selection box
+    page.wait_for_url(re.compile(rf"/patient\?patient={top}$"))
+    settle(page)
+    page.get_by_role("heading", name=re.compile(rf"· id {top}$")).wait_for()
+    page.get_by_role("heading", name="Timeline and forecast").wait_for()
+    page.get_by_text("Treatment recommendations are shown to oncologists").wait_for()
+    assert page.get_by_text(re.compile(r"Recommended: |does not pick an option")).count() == 0
+    assert page.get_by_role("button", name=re.compile(r"^Accept ")).count() == 0
+    assert_no_exception(page, f"care team on patient {top}")
+    assert_readable(page, f"care team on patient {top}")
+    screenshot(page, "careteam-flow-patient")
+
+
+def test_ethics_board_exports_a_cohort_with_pseudonymised_ids_and_the_export_is_audited(page, app, tmp_path):
+    """Cohorts -> Build a cohort -> prepare and download the CSV: one row per patient, ids pseudonymised for
+    the ethics board, no names or MRNs, and an export event in the audit trail.
+
+    Why: exports are where patient-level data leaves the app; the browser is where the
+    download actually happens.
+    """
+    import pandas as pd
+
+    sign_in(page, app.url, "ethics", "ethics-demo")
+    open_page(page, "Cohorts")
+    page.get_by_role("tab", name="Build a cohort").click()
+    page.get_by_text(re.compile(r"^Prepare CSV and Parquet files")).click()
+    settle(page)
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download CSV").click()
+    saved = tmp_path / "cohort.csv"
+    download.value.save_as(saved)
+    settle(page)                                               # the click's rerun writes the export event
+    rows = pd.read_csv(saved)
+    shown = int(re.search(r"\(([\d,]+) patients\)", page.get_by_text(re.compile(r"^Prepare CSV")).inner_text())
+                .group(1).replace(",", ""))  # fmt: skip
+    assert len(rows) == shown > 0
+    assert rows["person_id"].astype(str).str.startswith("P-").all()
+    assert not {"mrn", "given_name", "family_name", "birth_date"} & set(rows.columns)
+    assert_no_exception(page, "cohort export")
+    with store.open_store(app.clinic.db, read_only=True, wait_s=30) as con:
+        exports = con.execute("SELECT count(*) FROM audit_event WHERE action = 'export' AND actor = 'ethics'").fetchone()[0]
+    assert exports >= 1
+

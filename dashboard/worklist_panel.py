@@ -1,0 +1,58 @@
+"""The Worklist page's freshness line: where the ranking came from, and a refresh when it is out of date.
+
+Why a panel: the page reads a stored ranking (``analytics.worklist_store``), and
+stored risks go stale when records, the treatment model or "today" change. The
+care team must never take stale risks for current ones, so anything but a
+current stored ranking is said in words (with the reasons from
+``WorklistStatus``), and a refresh is offered: a button here, or the command.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from analytics import store
+from dashboard import resources, trail
+
+SECONDS_PER_PATIENT = 0.0004      # full refresh on 2 cores: ~0.45 ms per eligible patient, ~2/3 eligible
+
+
+def _duration(patients: int) -> str:
+    seconds = 10 + patients * SECONDS_PER_PATIENT
+    return f"about {seconds:.0f} s" if seconds < 90 else f"about {seconds / 60:.0f} min"
+
+
+def _refresh(ref: resources.StoreRef, patients: int) -> None:
+    """The button that ranks the stored worklist again, and the command that does the same."""
+    if st.button(f"Refresh the worklist ({_duration(patients)} for {patients:,} patients)", key="worklist-refresh"):
+        try:
+            with resources.working("Ranking every eligible patient by forecast risk…"):
+                result = resources.refresh_worklist(ref)
+        except store.StoreError as exc:
+            st.error(f"The worklist could not be refreshed now: {exc}")
+            return
+        trail.record(ref.path, "worklist_refresh",
+                     details={"mode": result.mode, "entries": result.entries, "seconds": round(result.seconds, 1)})
+        st.rerun()
+    st.caption(f"The same from a shell: `oncolens worklist --refresh --db {ref.path}`")
+
+
+def show_freshness(ref: resources.StoreRef, view: resources.WorklistView) -> None:
+    """Say where the rows come from; stops the page when there is nothing to show yet."""
+    status = view.status
+    at = "" if status.computed_at is None else f"{status.computed_at:%Y-%m-%d %H:%M}"
+    if view.source == "stored":
+        st.caption(f"Stored ranking computed {at}; imports and imaging ingest keep it current.")
+        return
+    why = "; ".join(status.reasons)
+    if view.source == "on_the_fly":
+        st.info(f"Ranked just now, because the stored worklist is out of date: {why}.")
+    elif view.source == "stale":
+        st.warning(f"**These risks are out of date** (computed {at}): {why}. The order below may no longer be "
+                   "the order of risk; refresh it.")  # fmt: skip
+    else:
+        st.warning(f"**The worklist has not been ranked for this store yet** ({status.patients:,} patients: too "
+                   "many to rank while the page waits).")  # fmt: skip
+    _refresh(ref, status.patients)
+    if view.source == "missing":
+        st.stop()
