@@ -28,7 +28,7 @@ from pathlib import Path
 
 import duckdb
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # Treatment options of the demo clinic: the first-line systemic regimen.
 TREATMENT_OPTIONS = ("endocrine", "chemotherapy", "chemo_endocrine")
@@ -299,6 +299,13 @@ def _worklist_statements() -> tuple[str, ...]:
     return TABLE_STATEMENTS
 
 
+def _review_statements() -> tuple[str, ...]:
+    """Version 6 (additive): worklist reviews, append-only (analytics.worklist_review)."""
+    from analytics.worklist_schema import REVIEW_STATEMENTS
+
+    return REVIEW_STATEMENTS
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial OMOP-shaped schema, imaging, governance, simulation truth", _V1),
     Migration(2, "treatment_decision: clinicians' accept or override of treatment recommendations", _V2),
@@ -307,6 +314,8 @@ MIGRATIONS: tuple[Migration, ...] = (
               _cohort_base_statements(), _v4_data),
     Migration(5, "worklist_entry: stored worklist ranked by forecast risk (analytics issue)",
               _worklist_statements()),
+    Migration(6, "worklist_review: who reviewed a worklist patient when (analytics issue)",
+              _review_statements()),
 )
 
 

@@ -43,3 +43,13 @@ TABLE_STATEMENTS = (
     )""",
 )
 
+
+# Schema version 6: worklist reviews, append-only (analytics.worklist_review reads and writes them).
+REVIEW_STATEMENTS = (
+    """CREATE TABLE IF NOT EXISTS worklist_review (
+        person_id   BIGINT NOT NULL,
+        reviewed_at TIMESTAMP NOT NULL,     -- UTC
+        reviewed_by VARCHAR NOT NULL,       -- the signed-in user
+        role        VARCHAR
+    )""",
+)

@@ -96,16 +96,18 @@ def cmd_worklist(args: argparse.Namespace, db: Path) -> int:
 
     A stale worklist is printed with the reasons (stderr, or ``stale_reasons``), not refused.
     """
-    from analytics import store, worklist_store
+    from analytics import store, worklist_review, worklist_store
 
     refreshed = refresh_worklist(db) if args.refresh else None
     clinic = worklist_store.clinic_model(db)
     with store.open_store(db, read_only=True) as con:
         status = worklist_store.status(con, clinic.version if clinic else None)
         page = worklist_store.read_page(con, args.limit, args.offset, args.progression, args.site)
+        changes = worklist_review.with_changes(con, page.rows)   # new since each patient's last review
     if args.json:
-        rows = page.rows.assign(baseline_date=page.rows["baseline_date"].astype(str),
-                                latest_date=page.rows["latest_date"].astype(str))  # fmt: skip
+        rows = changes.assign(baseline_date=page.rows["baseline_date"].astype(str),
+                              latest_date=page.rows["latest_date"].astype(str),
+                              last_reviewed_at=changes["last_reviewed_at"].astype(str).replace("NaT", None))  # fmt: skip
         print(json.dumps({
             "fresh": status.fresh, "stale_reasons": list(status.reasons), "entries": status.entries,
             "computed_at": None if status.computed_at is None else status.computed_at.isoformat(),
@@ -118,10 +120,12 @@ def cmd_worklist(args: argparse.Namespace, db: Path) -> int:
             print(f"worklist ranked: {refreshed['entries']:,} patients in {refreshed['seconds']:.1f} s")
         for reason in status.reasons:
             _say(f"stale: {reason} (refresh: oncolens worklist --refresh --db {db})")
-        print(f"{'rank':>6}  {'MRN':<12}{'site':<10}{'risk 6m':>9}{'progression':>13}{'latest mm':>11}")
-        for i, r in enumerate(page.rows.itertuples(index=False), start=page.offset + 1):
+        print(f"{'rank':>6}  {'MRN':<12}{'site':<10}{'risk 6m':>9}{'progression':>13}{'latest mm':>11}"
+              f"{'new readings':>14}  last review")  # fmt: skip
+        for i, r in enumerate(changes.itertuples(index=False), start=page.offset + 1):
             risk = "—" if r.risk_6m != r.risk_6m else f"{r.risk_6m:.0%}"
+            reviewed = "never" if r.last_reviewed_at != r.last_reviewed_at else f"{r.last_reviewed_at:%Y-%m-%d}"
             print(f"{i:>6}  {r.mrn:<12}{r.site:<10}{risk:>9}{'yes' if r.progression else 'no':>13}"
-                  f"{r.latest_mm:>11.1f}")
+                  f"{r.latest_mm:>11.1f}{r.new_readings:>14}  {reviewed}")
         print(f"{page.total:,} patients on the list")
     return 0

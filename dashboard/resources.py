@@ -330,6 +330,33 @@ def worklist_view(
     return WorklistView(empty, status, "missing")
 
 
+def with_review_changes(ref: StoreRef, rows: pd.DataFrame) -> pd.DataFrame:
+    """A worklist page's rows with what changed since each patient's last review (25 point lookups, uncached:
+    a review changes nothing the data version sees)."""
+    from analytics import worklist_review
+
+    if rows.empty:
+        return rows.assign(**{c: pd.Series(dtype=object) for c in (*worklist_review.CHANGE_COLUMNS[1:], "new_progression")})
+    with store.open_store(ref.path, read_only=True, wait_s=READ_WAIT_S) as con:
+        return worklist_review.with_changes(con, rows)
+
+
+def last_review(ref: StoreRef, person_id: int):
+    """(reviewed_at, reviewed_by) of the patient's latest worklist review, or None."""
+    from analytics import worklist_review
+
+    with store.open_store(ref.path, read_only=True, wait_s=READ_WAIT_S) as con:
+        return worklist_review.last_review(con, person_id)
+
+
+def mark_reviewed(ref: StoreRef, person_id: int, actor: str, role: str | None):
+    """Record a worklist review (row + chained audit event); raises ``StoreError`` when the store is busy."""
+    from analytics import worklist_review
+
+    with store.open_store(ref.path, wait_s=READ_WAIT_S) as con:
+        return worklist_review.mark_reviewed(con, person_id, actor, role)
+
+
 def refresh_worklist(ref: StoreRef) -> worklist_store.RefreshResult:
     """Rank the stored worklist again in full, with the model the app uses (one write transaction).
 

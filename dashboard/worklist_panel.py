@@ -12,7 +12,7 @@ from __future__ import annotations
 import streamlit as st
 
 from analytics import store
-from dashboard import resources, trail
+from dashboard import auth, resources, trail
 
 SECONDS_PER_PATIENT = 0.0004      # full refresh on 2 cores: ~0.45 ms per eligible patient, ~2/3 eligible
 
@@ -56,3 +56,26 @@ def show_freshness(ref: resources.StoreRef, view: resources.WorklistView) -> Non
     _refresh(ref, status.patients)
     if view.source == "missing":
         st.stop()
+
+
+def review_line(ref: resources.StoreRef, person_id: int) -> None:
+    """On the Patient page: when she was last reviewed from the worklist, and a button to mark a review now.
+
+    Only roles with the worklist review; the row and its audit event are written together
+    (``analytics.worklist_review``), so the worklist's "new since review" columns start over.
+    """
+    if not auth.may_open(auth.actor()[1], "worklist"):
+        return
+    last = resources.last_review(ref, person_id)
+    said = "Not reviewed from the worklist yet." if last is None else (
+        f"Last reviewed {last[0]:%Y-%m-%d %H:%M} UTC by {last[1]}.")
+    left, right = st.columns([4, 1])
+    left.caption(said + " Marking a review resets the worklist's “new since review” columns for her.")
+    if right.button("Mark reviewed", key=f"review-{person_id}", help="Record that you reviewed her worklist entry"):
+        username, role = auth.actor()
+        try:
+            resources.mark_reviewed(ref, person_id, username, role)
+        except store.StoreError as exc:
+            st.error(f"The review could not be recorded now: {exc}")
+            return
+        st.rerun()

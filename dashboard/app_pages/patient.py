@@ -7,7 +7,16 @@ import streamlit as st
 
 from analytics import store
 from analytics.patients import UnknownPatientError
-from dashboard import auth, forecast_panel, plots, report_panel, resources, state, treatment_panel
+from dashboard import (
+    auth,
+    forecast_panel,
+    plots,
+    report_panel,
+    resources,
+    state,
+    treatment_panel,
+    worklist_panel,
+)
 
 auth.require_page("patient")
 ref = resources.require_store()
@@ -31,6 +40,7 @@ except store.StoreError as exc:
 
 demo, dx, period = summary.demographics, summary.diagnosis, summary.observation_period
 st.header(f"{demo.mrn} · id {demo.person_id}")
+worklist_panel.review_line(ref, demo.person_id)
 a, b, c, d = st.columns(4)
 a.metric("Age at diagnosis", "unknown" if demo.age_at_diagnosis_years is None else f"{demo.age_at_diagnosis_years} y")
 b.metric("Menopausal status", demo.menopausal_status)

@@ -60,9 +60,11 @@ if result.rows.empty:
 
 st.caption(
     f"Patients {filters.offset + 1:,}–{filters.offset + len(result.rows):,} of {result.total:,} "
-    f"(page {filters.page:,} of {pages:,}) · select a row to open the patient"
+    f"(page {filters.page:,} of {pages:,}) · select a row to open the patient · “new” means since her last "
+    "review (mark it on her Patient page)"
 )
-table = result.rows.assign(open=[f"patient?patient={pid}" for pid in result.rows["person_id"]])
+rows = resources.with_review_changes(ref, result.rows)   # what changed since each patient's last review
+table = rows.assign(open=[f"patient?patient={pid}" for pid in rows["person_id"]])
 picked = st.dataframe(
     table,
     hide_index=True,
@@ -70,7 +72,8 @@ picked = st.dataframe(
     on_select="rerun",          # select a row: the patient opens here, in this signed-in session
     selection_mode="single-row",
     column_order=(
-        "open", "mrn", "site", "risk_6m", "p_progression_6m", "p_recurrence_6m", "progression", "response",
+        "open", "mrn", "site", "risk_6m", "new_progression", "new_readings", "new_ai_findings", "last_reviewed_at",
+        "reviewed_by", "p_progression_6m", "p_recurrence_6m", "progression", "response",
         "latest_mm", "nadir_mm", "baseline_mm", "change_from_nadir_pct", "change_from_baseline_pct",
         "regrowth_ratio", "latest_date", "n_measurements",
     ),
@@ -80,6 +83,15 @@ picked = st.dataframe(
         "risk_6m": st.column_config.ProgressColumn(
             "Risk, 6 months", format="percent", min_value=0.0, max_value=1.0,
             help="Probability of RECIST progression or recurrence in the next six months (forecast)"),
+        "new_progression": st.column_config.CheckboxColumn(
+            "New progression", help="RECIST progression with its latest reading after the last review (or never reviewed)"),
+        "new_readings": st.column_config.NumberColumn(
+            "New readings", help="Lesion readings dated after the last review (all of them when never reviewed)"),
+        "new_ai_findings": st.column_config.NumberColumn(
+            "New AI reads", help="AI reads of her images stored after the last review"),
+        "last_reviewed_at": st.column_config.DatetimeColumn("Last review", format="YYYY-MM-DD HH:mm",
+                                                            help="Latest “Mark reviewed” on her Patient page (UTC)"),
+        "reviewed_by": "Reviewed by",
         "p_progression_6m": st.column_config.NumberColumn("P(progression)", format="percent"),
         "p_recurrence_6m": st.column_config.NumberColumn("P(recurrence)", format="percent"),
         "regrowth_ratio": st.column_config.NumberColumn("Latest / nadir", format="%.2f"),

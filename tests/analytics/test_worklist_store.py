@@ -163,14 +163,16 @@ def test_a_version_4_store_migrates_and_is_ranked_on_refresh(clinic_db):
     with store.open_store(clinic_db) as con:                 # take the copy back to schema version 4
         con.execute("DROP TABLE worklist_entry")
         con.execute("DROP TABLE worklist_state")
-        con.execute("DELETE FROM schema_version WHERE version = 5")
+        con.execute("DROP TABLE worklist_review")
+        con.execute("DELETE FROM schema_version WHERE version >= 5")
     with store.open_store(clinic_db, read_only=True) as con:  # read-only: not migrated, said plainly
         assert store.schema_version(con) == 4
         status = worklist_store.status(con, None)
         assert not status.fresh and "not been computed" in status.reasons[0]
     with store.open_store(clinic_db) as con:
-        assert store.schema_version(con) == store.SCHEMA_VERSION == 5
+        assert store.schema_version(con) == store.SCHEMA_VERSION == 6
         assert con.execute("SELECT count(*) FROM worklist_entry").fetchone()[0] == 0
+        assert con.execute("SELECT count(*) FROM worklist_review").fetchone()[0] == 0
         assert not worklist_store.status(con, None).fresh
         result = worklist_store.refresh(con)
         assert result.mode == "full" and worklist_store.status(con, None).fresh

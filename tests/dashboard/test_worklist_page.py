@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from analytics import store, worklist, worklist_store
@@ -71,3 +72,22 @@ def test_a_large_store_never_ranked_shows_no_rows_and_offers_the_refresh(own_db,
     assert not at.exception
     assert "not been ranked" in texts(at.warning)
     assert not at.dataframe and at.button(key="worklist-refresh")
+
+
+def test_marking_a_review_on_the_patient_page_resets_what_is_new_on_the_worklist(own_db):
+    at = open_page("worklist", role="care_team")
+    rows = at.dataframe[0].value
+    assert {"new_progression", "new_readings", "new_ai_findings", "last_reviewed_at", "reviewed_by"} <= set(rows)
+    first = rows.iloc[0]
+    assert pd.isna(first["last_reviewed_at"]) and first["new_readings"] == first["n_measurements"]   # never reviewed
+    person_id = int(first["person_id"])
+    page = open_page("patient", role="care_team", patient=str(person_id))
+    assert not page.exception and "Not reviewed from the worklist yet." in texts(page.caption)
+    page.button(key=f"review-{person_id}").click().run()
+    assert not page.exception and "Last reviewed" in texts(page.caption)
+    again = open_page("worklist", role="care_team").dataframe[0].value.set_index("person_id").loc[person_id]
+    assert again["new_readings"] == 0 and not again["new_progression"] and isinstance(again["reviewed_by"], str)
+    with store.open_store(own_db, read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM audit_event WHERE action = 'worklist_review' AND subject = ?",
+                           [str(person_id)]).fetchone()[0] == 1  # fmt: skip
+
