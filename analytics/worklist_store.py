@@ -43,7 +43,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from analytics import worklist
+from analytics import store, worklist
 from analytics.cohort_base import source_fingerprint as _cohort_sources
 from analytics.forecast_data import data_cutoff
 from analytics.worklist_schema import ENTRY_TABLE
@@ -203,6 +203,23 @@ def refresh(
         [source_fingerprint(con), model_version or NO_MODEL, METHOD_VERSION, as_of, _prior_json(prior), len(rows)],
     )
     return RefreshResult("full", len(rows), time.perf_counter() - start)
+
+
+def refresh_store(db_path: str | Path, clinic=None, wait_s: float = 30.0) -> RefreshResult:
+    """``refresh`` in full on a store file, in one write transaction of its own (rolled back on any error).
+
+    Holds the store for its duration (minutes at a million patients); raises ``store.StoreBusyError``
+    when another writer holds it longer than ``wait_s``.
+    """
+    with store.open_store(db_path, wait_s=wait_s) as con:
+        con.execute("BEGIN TRANSACTION")
+        try:
+            result = refresh(con, clinic)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+    return result
 
 
 def _ids(person_ids) -> np.ndarray:

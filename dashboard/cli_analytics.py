@@ -74,19 +74,12 @@ def refresh_worklist(db: Path) -> dict:
 
     Used by ``oncolens demo`` (after training the model) and ``oncolens worklist --refresh``.
     """
-    from analytics import store, worklist_store
+    from analytics import worklist_store
 
     clinic = worklist_store.clinic_model(db)
     _say(f"ranking the worklist by forecast risk ({'with' if clinic else 'no'} treatment model; "
          "about 5 minutes at a million patients)")  # fmt: skip
-    with store.open_store(db) as con:
-        con.execute("BEGIN TRANSACTION")
-        try:
-            result = worklist_store.refresh(con, clinic)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+    result = worklist_store.refresh_store(db, clinic)
     return {"mode": result.mode, "entries": result.entries, "seconds": round(result.seconds, 3),
             "model_version": clinic.version if clinic else None}  # fmt: skip
 

@@ -365,15 +365,7 @@ def refresh_worklist(ref: StoreRef) -> worklist_store.RefreshResult:
     """
     stamp = _model_stamp_of(ref)
     clinic = _treatment_model(str(treatment_model_files.model_dir_for(Path(ref.path))), stamp) if stamp else None
-    with store.open_store(ref.path, wait_s=READ_WAIT_S) as con:
-        con.execute("BEGIN TRANSACTION")
-        try:
-            result = worklist_store.refresh(con, clinic)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-    return result
+    return worklist_store.refresh_store(ref.path, clinic, wait_s=READ_WAIT_S)
 
 
 # --- forecasts: the cohort's tumour-growth prior, one patient's forecast ----------------------
