@@ -74,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
             lat, _ = _time(model, data, method, params)
             target = TARGETS_MS.get(method)
             verdict = "" if target is None else f"<= {target} ms: {'yes' if np.median(lat) <= target else 'NO'}"
+            if method == "occlusion":  # the rule: interactive only if under 2 s, else on request
+                verdict = "interactive" if np.median(lat) <= target else "over 2 s: on request only (the page's button)"
             print(f"  {label:34s} {_cell(lat)}  {verdict}")
         print(f"  {'IG steps (batched)':34s} {'median / p95 ms':>16s}  relative convergence delta (median / max)")
         for steps in (int(s) for s in args.sweep.split(",")):
