@@ -331,21 +331,36 @@ def worklist_view(
 
 
 def with_review_changes(ref: StoreRef, rows: pd.DataFrame) -> pd.DataFrame:
-    """A worklist page's rows with what changed since each patient's last review (25 point lookups, uncached:
-    a review changes nothing the data version sees)."""
+    """A worklist page's rows with what changed since each patient's last review.
+
+    Cached on the file stamp (any write, a review included, changes it), so a rerun of the
+    page (a filter, a row selection) does not repeat the three lookups.
+    """
     from analytics import worklist_review
 
     if rows.empty:
         return rows.assign(**{c: pd.Series(dtype=object) for c in (*worklist_review.CHANGE_COLUMNS[1:], "new_progression")})
-    with store.open_store(ref.path, read_only=True, wait_s=READ_WAIT_S) as con:
+    return _with_review_changes(ref.path, ref.stamp, rows)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _with_review_changes(path: str, stamp: tuple[int, ...], rows: pd.DataFrame) -> pd.DataFrame:
+    from analytics import worklist_review
+
+    with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
         return worklist_review.with_changes(con, rows)
 
 
 def last_review(ref: StoreRef, person_id: int):
-    """(reviewed_at, reviewed_by) of the patient's latest worklist review, or None."""
+    """(reviewed_at, reviewed_by) of the patient's latest worklist review, or None (cached on the file stamp)."""
+    return _last_review(ref.path, ref.stamp, int(person_id))
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _last_review(path: str, stamp: tuple[int, ...], person_id: int):
     from analytics import worklist_review
 
-    with store.open_store(ref.path, read_only=True, wait_s=READ_WAIT_S) as con:
+    with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
         return worklist_review.last_review(con, person_id)
 
 

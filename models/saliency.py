@@ -228,8 +228,9 @@ def gradient_network(network: nn.Module) -> nn.Module:
         return cached[1]
     fused = copy.copy(network)  # shallow: keeps the class, its methods and plain attributes (not the ONNX session's state)
     fused._modules = {name: _fuse_block(child) for name, child in network._modules.items()}
-    fused._parameters = dict(network._parameters)
-    fused._buffers = {name: b.clone() for name, b in network._buffers.items()}
+    fused._parameters = {name: None if p is None else nn.Parameter(p.detach().clone(), requires_grad=False)
+                         for name, p in network._parameters.items()}  # fmt: skip  (never the original's)
+    fused._buffers = {name: None if b is None else b.clone() for name, b in network._buffers.items()}
     fused.eval()
     fused.to(memory_format=torch.channels_last)
     for p in fused.parameters():

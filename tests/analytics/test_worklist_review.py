@@ -70,3 +70,12 @@ def test_marking_a_review_writes_the_row_and_a_chained_audit_event(tiny):
     with pytest.raises(worklist_review.ReviewError, match="who reviewed"):
         worklist_review.mark_reviewed(tiny.con, 7, " ")
     assert tiny.con.execute("SELECT count(*) FROM worklist_review").fetchone()[0] == 1   # nothing half-written
+
+
+def test_a_store_without_the_review_table_reads_as_never_reviewed(tiny):
+    tiny.person(1)
+    tiny.lesion(1, ("2024-01-10", 20.0))
+    tiny.con.execute("DROP TABLE worklist_review")   # as a version-5 store opened read-only, before its migration
+    out = worklist_review.changes_since_review(tiny.con, [1])
+    assert pd.isna(out.loc[0, "last_reviewed_at"]) and out.loc[0, "new_readings"] == 1
+    assert worklist_review.last_review(tiny.con, 1) is None
