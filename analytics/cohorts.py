@@ -217,19 +217,25 @@ def kaplan_meier_counts(days: np.ndarray, events: np.ndarray, removed: np.ndarra
 
 
 def _median(km: pd.DataFrame) -> float | None:
-    below = km.loc[km["s"] <= 0.5, "day"]
-    return float(below.iloc[0]) if len(below) else None
+    s = km["s"].to_numpy()
+    below = np.flatnonzero(s <= 0.5)
+    return float(km["day"].to_numpy()[below[0]]) if len(below) else None
 
 
-def _at_risk_table(name: str, counts: pd.DataFrame, n: int) -> pd.DataFrame:
-    """Patients still at risk at whole years: those whose RFS time is at least that day."""
-    days = counts["day"].to_numpy()
-    left_before = np.concatenate([[0], np.cumsum(counts["removed"].to_numpy())])
-    rows = []
-    for y in AT_RISK_YEARS:
-        cut = int(round(y * 365.25))
-        rows.append({"group": name, "years": y, "at_risk": int(n - left_before[np.searchsorted(days, cut, "left")])})
-    return pd.DataFrame(rows)
+_AT_RISK_DAYS = np.array([round(y * 365.25) for y in AT_RISK_YEARS])
+
+
+def _at_risk_counts(days: np.ndarray, removed: np.ndarray, n: int) -> np.ndarray:
+    """Patients still at risk at whole years (``AT_RISK_YEARS``): those whose RFS time is at least that day."""
+    left_before = np.concatenate([[0], np.cumsum(removed)])
+    return n - left_before[np.searchsorted(days, _AT_RISK_DAYS, "left")]
+
+
+def _group_slices(grp: np.ndarray) -> dict[str, slice]:
+    """Each group's rows in counts sorted by group: one contiguous slice per name."""
+    starts = np.flatnonzero(np.concatenate([[True], grp[1:] != grp[:-1]])) if len(grp) else np.array([], int)
+    ends = np.append(starts[1:], len(grp))
+    return {grp[a]: slice(int(a), int(b)) for a, b in zip(starts, ends, strict=True)}
 
 
 def _count_matrices(counts: pd.DataFrame, names: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -429,16 +435,19 @@ def build_cohort(
     if counts.empty:
         described = "; ".join(str(f) for f in filters) or "no filters"
         raise EmptyCohortError(f"no patient matches ({described})")
-    sizes = counts.groupby("grp")["removed"].sum().astype(int)
-    names = sorted(sizes.index, key=lambda g: _group_order(group_by, g))
-    size_of = {g: int(sizes[g]) for g in names} | {ALL: int(sizes.sum())}
+    # Arrays, not per-group DataFrame masks: at a million patients the counts are ~10,000 rows and
+    # pandas indexing per group cost as much as the SQL (~35 ms of ~80).
+    day, ev, rm = (counts[c].to_numpy(np.int64) for c in ("day", "events", "removed"))
+    slices = _group_slices(counts["grp"].to_numpy(dtype=object))
+    names = sorted(slices, key=lambda g: _group_order(group_by, g))
+    size_of = {g: int(rm[slices[g]].sum()) for g in names}
+    size_of[ALL] = sum(size_of.values())
     groups, at_risk = [], []
     for g in names:
-        part = counts[counts["grp"] == g]
-        km = kaplan_meier_counts(part["day"].to_numpy(), part["events"].to_numpy(),
-                                 part["removed"].to_numpy(), size_of[g])
-        groups.append(GroupSurvival(g, size_of[g], int(part["events"].sum()), _median(km), km))
-        at_risk.append(_at_risk_table(g, part, size_of[g]))
+        part = slices[g]
+        km = kaplan_meier_counts(day[part], ev[part], rm[part], size_of[g])
+        groups.append(GroupSurvival(g, size_of[g], int(ev[part].sum()), _median(km), km))
+        at_risk.append((g, _at_risk_counts(day[part], rm[part], size_of[g])))
     table1 = _table1(con, sql, params, names, size_of) if with_table1 else pd.DataFrame()
     logrank_p = chi2 = None
     ref = None
@@ -453,7 +462,16 @@ def build_cohort(
     if small:
         notes.append(f"fewer than 20 patients in: {', '.join(small)} (curves are imprecise)")
     return CohortResult(filters, group_by, size_of[ALL], int(counts["events"].sum()), tuple(groups),
-                        table1, pd.concat(at_risk, ignore_index=True), logrank_p, chi2, ref, hrs, tuple(notes))
+                        table1, _at_risk_frame(at_risk), logrank_p, chi2, ref, hrs, tuple(notes))
+
+
+def _at_risk_frame(per_group: list[tuple[str, np.ndarray]]) -> pd.DataFrame:
+    """The number-at-risk table: group, years, at_risk (one row per group and whole year)."""
+    return pd.DataFrame({
+        "group": np.repeat([g for g, _ in per_group], len(AT_RISK_YEARS)),
+        "years": np.tile(AT_RISK_YEARS, len(per_group)),
+        "at_risk": np.concatenate([a for _, a in per_group]).astype(np.int64),
+    })
 
 
 def _group_order(group_by: str | None, name: str):
