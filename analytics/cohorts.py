@@ -240,12 +240,14 @@ def _group_slices(grp: np.ndarray) -> dict[str, slice]:
 
 def _count_matrices(counts: pd.DataFrame, names: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per group (rows) and event day (columns): events and patients at risk; plus the days."""
-    days = np.unique(counts.loc[counts["events"] > 0, "day"].to_numpy())
+    day_all, ev_all, rm_all = (counts[c].to_numpy() for c in ("day", "events", "removed"))
+    slices = _group_slices(counts["grp"].to_numpy(dtype=object))
+    days = np.unique(day_all[ev_all > 0])
     events = np.zeros((len(names), len(days)))
     at_risk = np.zeros((len(names), len(days)))
     for k, g in enumerate(names):
-        part = counts[counts["grp"] == g]
-        d, ev, rm = (part[c].to_numpy() for c in ("day", "events", "removed"))
+        part = slices[g]
+        d, ev, rm = day_all[part], ev_all[part], rm_all[part]
         left_before = np.concatenate([[0.0], np.cumsum(rm)])      # removed strictly before each day
         at_risk[k] = rm.sum() - left_before[np.searchsorted(d, days, "left")]
         pos = np.searchsorted(d, days)
@@ -277,40 +279,71 @@ def log_rank(events: np.ndarray, at_risk: np.ndarray) -> tuple[float, float]:
     return stat, float(chdtrc(g - 1, stat))
 
 
+def _efron_sums(
+    beta: np.ndarray, events: np.ndarray, at_risk: np.ndarray, derivatives: bool = True
+) -> tuple[float, np.ndarray | None, np.ndarray | None]:
+    """Efron's log-denominator summed over event times, with its gradient and Hessian in ``beta``.
+
+    At an event time with d tied events, at-risk weight A = sum_g R_g exp(b_g) and event weight
+    C = sum_g E_g exp(b_g), Efron's term is S = sum_{l<d} log(A - l C / d). With x = A d / C it is
+    d log(C / d) + lgamma(x + 1) - lgamma(x - d + 1), and its derivatives are the same sums of
+    1 / (x - l) and 1 / (x - l)^2: digamma and trigamma differences. One term per event *time*
+    instead of one per event: at a million patients ~3,600 instead of ~280,000, the Cox fit in
+    milliseconds instead of ~0.4 s. x - d + 1 >= 1 because at least the events are at risk.
+    """
+    from scipy.special import digamma, gammaln, polygamma
+
+    shift = beta.max()
+    w = np.exp(beta - shift)
+    a, e = at_risk * w[:, None], events * w[:, None]            # groups x event times
+    big_a, c, d = a.sum(0), e.sum(0), events.sum(0)
+    x = big_a * d / c
+    total = float((d * np.log(c / d) + gammaln(x + 1) - gammaln(x - d + 1) + d * shift).sum())
+    if not derivatives:                                           # a line search needs the value only
+        return total, None, None
+    t1 = digamma(x + 1) - digamma(x - d + 1)                      # sum_l 1 / (x - l)
+    t2 = polygamma(1, x - d + 1) - polygamma(1, x + 1)            # sum_l 1 / (x - l)^2
+    h0, h1 = d / c * t1, (x * t1 - d) / c                         # sum_l 1/D_l, sum_l (l/d)/D_l
+    q0 = (d / c) ** 2 * t2                                        # sum_l 1/D_l^2
+    q1 = d / c**2 * (x * t2 - t1)                                 # sum_l (l/d)/D_l^2
+    q2 = (x * x * t2 - 2 * x * t1 + d) / c**2                     # sum_l (l/d)^2/D_l^2
+    grad = a @ h0 - e @ h1
+    hess = np.diag(grad) - ((a * q0) @ a.T - (a * q1) @ e.T - (e * q1) @ a.T + (e * q2) @ e.T)
+    return total, grad, hess
+
+
 def cox_group_hazard_ratios(events: np.ndarray, at_risk: np.ndarray, max_iter: int = 50) -> np.ndarray:
     """Cox model with the group as the only covariate (row 0 the reference), Efron's ties, from counts.
 
     The partial likelihood of a categorical covariate depends on the data only through the
     per-group events and numbers at risk at each event time, so Newton-Raphson on those
-    counts gives lifelines' ``CoxPHFitter`` estimates (tested) in milliseconds at a million
-    patients. Returns rows (log HR, standard error) for groups 1..G-1; NaN if it does not converge.
+    counts (``_efron_sums``) gives lifelines' ``CoxPHFitter`` estimates (tested) in milliseconds
+    at a million patients. ``events`` and ``at_risk``: groups x event times, every column with at
+    least one event. Returns rows (log HR, standard error) for groups 1..G-1; NaN if it does not
+    converge.
     """
     g = events.shape[0]
-    d_tot = events.sum(0).astype(np.int64)
-    # Efron: each event time t contributes d_t terms, l = 0..d_t-1, with weight l/d_t on the tied events
-    t_idx = np.repeat(np.arange(len(d_tot)), d_tot)
-    frac = (np.arange(d_tot.sum()) - np.repeat(np.cumsum(d_tot) - d_tot, d_tot)) / np.repeat(d_tot, d_tot)
-    a_base = at_risk[:, t_idx] - frac * events[:, t_idx]            # groups x terms
     observed = events.sum(1)
 
     def loglik(b: np.ndarray) -> float:
-        shift = b.max()
-        return float(observed @ b - (np.log((a_base * np.exp(b - shift)[:, None]).sum(0)) + shift).sum())
+        return float(observed @ b) - _efron_sums(b, events, at_risk, derivatives=False)[0]
 
     beta = np.zeros(g)
     current = loglik(beta)
+    # lgamma of numbers near the risk set's size carries ~1e-9 relative error; a step is kept
+    # unless it lowers the likelihood by more than that (a real overshoot is far larger).
+    tolerance = 1e-9 * (1.0 + abs(current))
     for _ in range(max_iter):
-        a = a_base * np.exp(beta - beta.max())[:, None]
-        p = a / a.sum(0)
-        grad = (observed - p.sum(1))[1:]
-        hess = (p[1:] @ p[1:].T) - np.diag(p[1:].sum(1))
+        _, s_grad, s_hess = _efron_sums(beta, events, at_risk)
+        grad = (observed - s_grad)[1:]
+        hess = -s_hess[1:, 1:]
         step = np.linalg.solve(hess, -grad)
         step *= min(1.0, 2.0 / max(np.max(np.abs(step)), 1e-300))   # at most 2 log-units per step
         trial = beta.copy()
         for _halving in range(30):                                    # keep steps that raise the likelihood
             trial[1:] = beta[1:] + step
             new = loglik(trial)
-            if new >= current - 1e-12:
+            if new >= current - tolerance:
                 break
             step /= 2
         beta, current = trial, new
@@ -318,9 +351,7 @@ def cox_group_hazard_ratios(events: np.ndarray, at_risk: np.ndarray, max_iter: i
             break
     else:
         return np.full((g - 1, 2), np.nan)
-    a = a_base * np.exp(beta - beta.max())[:, None]
-    p = a / a.sum(0)
-    hess = (p[1:] @ p[1:].T) - np.diag(p[1:].sum(1))
+    hess = -_efron_sums(beta, events, at_risk)[2][1:, 1:]
     se = np.sqrt(np.diag(np.linalg.inv(-hess)))
     return np.column_stack([beta[1:], se])
 
