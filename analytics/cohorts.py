@@ -378,45 +378,69 @@ def _survival_tests(counts: pd.DataFrame, names: list[str], reference: str) -> t
     return p, chi2, pd.DataFrame(rows, columns=["group", "hr", "lo", "hi", "p"]), notes
 
 
+def _quantiles_from_counts(values: np.ndarray, counts: np.ndarray) -> tuple[float, float, float]:
+    """Q1, median, Q3 from (value, count) pairs, exactly as DuckDB's ``quantile_cont``.
+
+    Position h = (n - 1) q in the sorted values, linear interpolation between the order
+    statistics floor(h) and ceil(h) (numpy's default 'linear' method too).
+    """
+    if len(values) == 0:
+        return (math.nan,) * 3
+    order = np.argsort(values, kind="stable")
+    v, cum = values[order], np.cumsum(counts[order])
+    out = []
+    for q in (0.25, 0.5, 0.75):
+        h = (cum[-1] - 1) * q
+        lo, hi = math.floor(h), math.ceil(h)
+        v_lo, v_hi = v[np.searchsorted(cum, lo, "right")], v[np.searchsorted(cum, hi, "right")]
+        out.append(float(v_lo + (h - lo) * (v_hi - v_lo)))
+    return out[0], out[1], out[2]
+
+
 def _table1(con: duckdb.DuckDBPyConnection, sql: str, params: list, groups: list[str],
             sizes: dict[str, int]) -> pd.DataFrame:
-    """Two scans of the cohort: quantiles of the continuous fields, counts of every categorical level."""
-    cont_sel = ", ".join(
-        f"quantile_cont({col}, [0.25, 0.5, 0.75]) AS q_{i}" for i, (_, col) in enumerate(TABLE1_CONTINUOUS)
-    )
-    # per group, then overall: two plain aggregates are ~40 % cheaper than GROUPING SETS here
-    cont = con.execute(f"SELECT grp AS g, {cont_sel} FROM ({sql}) GROUP BY grp", params).fetchall()  # noqa: S608
-    if len(groups) > 1:
-        cont += con.execute(f"SELECT '{ALL}' AS g, {cont_sel} FROM ({sql})", params).fetchall()  # noqa: S608
-    else:
-        cont += [(ALL, *cont[0][1:])]
+    """Two aggregates of the cohort: value counts of the continuous fields, counts of the categories.
+
+    Why counts and not ``quantile_cont``: the continuous fields take a few thousand distinct
+    values at most (whole years, mm, days, fmol), so per group and value counts (one GROUPING
+    SETS query) give the exact quantiles, and the overall column is the sum of the groups'
+    counts, not another scan. Categories: one GROUP BY over every combination (~1,000 rows
+    at a million patients), summed per field here. ~0.2 s instead of ~0.5 s at a million.
+    """
+    cont_cols = [col for _, col in TABLE1_CONTINUOUS]
+    sets = ", ".join(f"(grp, {c})" for c in cont_cols)
+    cont = con.execute(
+        f"SELECT grp, {', '.join(cont_cols)}, GROUPING({', '.join(cont_cols)}) AS which, count(*) AS n "  # noqa: S608
+        f"FROM ({sql}) GROUP BY GROUPING SETS ({sets})",
+        params,
+    ).df()
     rows = []
-    for rec in cont:
-        g = rec[0]
-        for i, (label, _) in enumerate(TABLE1_CONTINUOUS):
-            q1, med, q3 = rec[1 + i] if rec[1 + i] is not None else (math.nan,) * 3
+    n_cont = len(cont_cols)
+    for k, (label, col) in enumerate(TABLE1_CONTINUOUS):
+        # GROUPING() sets a bit for every column *not* grouped: here all but column k
+        part = cont[(cont["which"] == (1 << n_cont) - 1 - (1 << (n_cont - 1 - k))) & cont[col].notna()]
+        grp, values, counts = part["grp"].to_numpy(object), part[col].to_numpy(np.float64), part["n"].to_numpy()
+        for g in [*groups, ALL]:
+            keep = slice(None) if g == ALL else grp == g
+            q1, med, q3 = _quantiles_from_counts(values[keep], counts[keep])
             rows.append({"variable": label, "level": "", "group": g, "n": sizes[g], "percent": math.nan,
                          "median": med, "q1": q1, "q3": q3,
                          "text": f"{med:.0f} [{q1:.0f}–{q3:.0f}]" if med == med else "–"})
-    cols = [col for _, col in TABLE1_CATEGORICAL]
-    sets = ", ".join(f"(grp, {c}), ({c})" for c in cols)
-    cat = con.execute(
-        f"SELECT grp, {', '.join(f'{c}::VARCHAR AS {c}' for c in cols)}, "  # noqa: S608 - catalogue constants
-        f"GROUPING({', '.join(cols)}) AS which, count(*) AS n FROM ({sql}) GROUP BY GROUPING SETS ({sets})",
+    cat_cols = [col for _, col in TABLE1_CATEGORICAL]
+    combos = con.execute(
+        f"SELECT grp, {', '.join(f'{c}::VARCHAR AS {c}' for c in cat_cols)}, count(*) AS n "  # noqa: S608
+        f"FROM ({sql}) GROUP BY ALL",
         params,
-    ).fetchall()
-    labels = dict((col, label) for label, col in TABLE1_CATEGORICAL)
-    for rec in cat:
-        g = rec[0] if rec[0] is not None else ALL
-        which = rec[1 + len(cols)]
-        # GROUPING() sets a bit for every column *not* grouped; exactly one column is grouped
-        k = next(i for i in range(len(cols)) if not (which >> (len(cols) - 1 - i)) & 1)
-        level = {"true": "yes", "false": "no"}.get(rec[1 + k], rec[1 + k])
-        n = int(rec[-1])
-        pct = 100.0 * n / max(sizes[g], 1)
-        rows.append({"variable": labels[cols[k]], "level": level, "group": g, "n": n,
-                     "percent": pct, "median": math.nan, "q1": math.nan, "q3": math.nan,
-                     "text": f"{n:,} ({pct:.1f} %)"})
+    ).df()
+    for label, col in TABLE1_CATEGORICAL:
+        per_group = combos.groupby(["grp", col], dropna=False, sort=False)["n"].sum()
+        overall = combos.groupby(col, dropna=False, sort=False)["n"].sum()
+        cells = [(g, lv, n) for (g, lv), n in per_group.items()] + [(ALL, lv, n) for lv, n in overall.items()]
+        for g, level, n in cells:
+            pct = 100.0 * int(n) / max(sizes[g], 1)
+            rows.append({"variable": label, "level": {"true": "yes", "false": "no"}.get(level, level), "group": g,
+                         "n": int(n), "percent": pct, "median": math.nan, "q1": math.nan, "q3": math.nan,
+                         "text": f"{int(n):,} ({pct:.1f} %)"})
     # without a group-by, the group is the whole cohort: the overall rows repeat it
     t1 = pd.DataFrame(rows).drop_duplicates(["variable", "level", "group"])
     order = {v: i for i, (v, _) in enumerate(TABLE1_CONTINUOUS + TABLE1_CATEGORICAL)}

@@ -150,6 +150,16 @@ def test_table1_counts_add_up_and_medians_match_pandas(demo_con, everyone):
     assert not wide.isna().any().any()
 
 
+def test_table1_every_quantile_and_the_overall_column_match_pandas(demo_con, everyone):
+    """Quantiles come from per-group value counts; the overall column from summed counts."""
+    t1 = cohorts.build_cohort(demo_con, group_by="stage").table1
+    for label, col in cohorts.TABLE1_CONTINUOUS:
+        for group, values in [*everyone.groupby("stage")[col], (cohorts.ALL, everyone[col])]:
+            row = t1[(t1["variable"] == label) & (t1["group"] == group)].iloc[0]
+            expected = tuple(values.astype(float).quantile([0.25, 0.5, 0.75]))
+            assert (row["q1"], row["median"], row["q3"]) == pytest.approx(expected, rel=1e-12), (label, group)
+
+
 def test_number_at_risk_counts_patients_still_followed(demo_con, everyone):
     result = cohorts.build_cohort(demo_con)
     at = result.at_risk.set_index("years")["at_risk"]
