@@ -23,6 +23,15 @@ The worklist's risk (``cohort_risk``): the probability of RECIST progression
 or of recurrence in the next six months, 1 - (1 - p_progression)(1 - p_recurrence).
 Treating the two as independent is a simplification (both follow the same
 tumour biology), stated on the page.
+
+Progression is seen only at a reading, so p_progression is the probability that
+her last reading *expected* within the six months meets RECIST progression
+(``expected_reading_day``: her own cadence, the median gap between her
+readings, stepped on from her last reading). Asked about a reading exactly six
+months from today instead, the risk ran high in the middle of the scale (a
+growing lesion is smaller at the earlier readings a clinic actually takes:
+docs/validation.md). After the nadir the fitted course grows, so her last
+expected reading is the one most likely to show progression.
 """
 
 from __future__ import annotations
@@ -65,6 +74,8 @@ FORECAST_HORIZON_DAYS = 730        # tumour forecasts run two years past the las
 MAX_HORIZON_DAYS = 3 * 365         # ... or to six months after today, at most three years past it
 FORECAST_STEP_DAYS = 14
 RISK_DRAWS = 400
+DEFAULT_CADENCE_DAYS = 91.0        # one reading only: imaging every three months, the usual surveillance
+CADENCE_LIMITS_DAYS = (28.0, HALF_YEAR_DAYS)   # a cadence outside these is taken as its nearer limit
 DISCLAIMER = (
     "Forecasts are decision support for research use, not a medical device: they show what the models "
     "expect with their uncertainty, and the clinician decides."
@@ -181,6 +192,27 @@ class PatientForecast:
         }  # fmt: skip
 
 
+def expected_reading_day(t_days: np.ndarray, mask: np.ndarray, t_today: np.ndarray) -> np.ndarray:
+    """Day (model time) of each patient's last reading expected within six months of today.
+
+    ``t_days``, ``mask``: (n, m) reading days, sorted within a row, and which cells hold one
+    (``LesionSeries``); ``t_today``: (n,). Her cadence is the median gap between her readings on
+    different days (``DEFAULT_CADENCE_DAYS`` with one reading), kept within ``CADENCE_LIMITS_DAYS``;
+    readings are expected at last + k x cadence, and the window runs six months from today (or
+    from her last reading, if it is dated later). A cadence of at most six months always puts at
+    least one expected reading in the window.
+    """
+    t = np.where(mask, t_days, np.nan)
+    gaps = np.diff(t, axis=1)
+    gaps = np.where(gaps > 0, gaps, np.nan)                       # same-day readings are one visit
+    has_gap = np.isfinite(gaps).any(axis=1)
+    median = np.nanmedian(np.where(has_gap[:, None], gaps, 0.0), axis=1) if gaps.shape[1] else np.zeros(len(t))
+    cadence = np.clip(np.where(has_gap, median, DEFAULT_CADENCE_DAYS), *CADENCE_LIMITS_DAYS)
+    last = np.nanmax(t, axis=1)
+    window_end = np.maximum(t_today, last) + HALF_YEAR_DAYS
+    return last + np.floor((window_end - last) / cadence) * cadence
+
+
 def _dates(origin: np.datetime64, t_days: np.ndarray) -> np.ndarray:
     """``datetime.date`` objects at whole days ``t_days`` after ``origin``."""
     return (origin + np.round(t_days).astype(np.int64).astype("timedelta64[D]")).astype(object)
@@ -235,8 +267,8 @@ def _tumour(
     })  # fmt: skip
     nadir = float(mm.min())
     threshold = float(progression_threshold(nadir))
-    six_months = np.array([max(t_today, t[-1]) + HALF_YEAR_DAYS])
-    p6 = float(fit.exceedance(six_months, np.array([threshold]), RISK_DRAWS, seed)[0, 0])
+    at = expected_reading_day(t[None, :], np.ones((1, len(t)), dtype=bool), np.array([t_today]))
+    p6 = float(fit.exceedance(at[:, None], np.array([threshold]), RISK_DRAWS, seed)[0, 0])
     if progression.any():
         status, when = "observed", observed["date"][progression].iloc[0]
     else:
@@ -344,9 +376,8 @@ def cohort_risk(
         origin = (readings["measurement_date"] - pd.to_timedelta(readings["t_days"], unit="D")).groupby(
             readings["person_id"]).first().loc[series.person_id]  # fmt: skip
         t_today = (pd.Timestamp(as_of) - pd.to_datetime(origin)).dt.days.to_numpy(dtype=float)
-        last = np.max(np.where(series.mask, series.t_days, -np.inf), axis=1)
         nadir = np.min(np.where(series.mask, series.mm, np.inf), axis=1)
-        at = (np.maximum(t_today, last) + HALF_YEAR_DAYS)[:, None]
+        at = expected_reading_day(series.t_days, series.mask, t_today)[:, None]
         p = fit.exceedance(at, progression_threshold(nadir), RISK_DRAWS, seed)[:, 0]
         out = out.set_index("person_id")
         out.loc[series.person_id, "p_progression_6m"] = p

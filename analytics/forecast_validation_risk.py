@@ -25,11 +25,13 @@ the event rate of the six months before the cut as everyone's risk (Brier),
 and the regrowth ratio latest / nadir (the worklist's RECIST tie-breaker) as a
 ranking (AUC).
 
-One diagnostic separates the model from the question: the risk is about a
-reading *six months from today*, while a clinic's next readings come sooner
-(every three to four months in the demo), when a growing lesion is smaller.
-``progression_at_next_reading`` scores the same fit's probability that her
-*first* reading in the window meets progression, against that reading.
+One diagnostic separates the model from the question: the risk is about her
+last reading *expected* in the window (``forecast.expected_reading_day``), the
+event about any reading actually taken. ``progression_at_next_reading`` scores
+the same fit's probability that her *first* reading in the window meets
+progression, against that reading. (Until worklist method version 3 the risk
+asked about a reading exactly six months from today, and ran high in the middle
+of the scale: a clinic's readings come sooner, when a growing lesion is smaller.)
 """
 
 from __future__ import annotations

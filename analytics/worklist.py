@@ -2,8 +2,9 @@
 
 Rank: the probability of RECIST progression or recurrence in the next six
 months (``analytics.forecast.cohort_risk``): the tumour growth-inhibition fit
-of each patient's lesion series gives the chance that a reading six months
-from today meets progression against her nadir, the clinic's treatment model
+of each patient's lesion series gives the chance that her last reading expected
+within six months (``forecast.expected_reading_day``) meets progression against
+her nadir, the clinic's treatment model
 (when trained) the chance of recurrence within six months given that she is
 recurrence-free today, and the two combine as 1 - (1 - p)(1 - q). Ties (many
 demo patients sit at 100 % because their lesion has regrown already) are

@@ -48,9 +48,10 @@ from analytics.cohort_base import source_fingerprint as _cohort_sources
 from analytics.forecast_data import data_cutoff
 from analytics.worklist_schema import ENTRY_TABLE
 
-METHOD_VERSION = 2                 # bump when the ranking's computation (flags or forecast risk) changes:
+METHOD_VERSION = 3                 # bump when the ranking's computation (flags or forecast risk) changes:
                                    # every stored worklist then says it is stale until refreshed
                                    # 2: growth-inhibition bands and 6-month risk read at recalibrated levels
+                                   # 3: progression risk at her last reading expected within six months
 INCREMENTAL_MAX_SHARE = 0.25       # more touched patients than this share of the list: a full refresh
 WRITER_FULL_MAX_PATIENTS = 20_000  # a writer refreshes in full only up to this store size (~10 s)
 NO_MODEL = "none"                  # model_version recorded when no treatment model was used

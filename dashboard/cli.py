@@ -685,7 +685,7 @@ def cmd_forecast(args: argparse.Namespace) -> int:
               f"nadir {tumour['nadir_mm']} mm; RECIST progression {tumour['progression_status'].replace('_', ' ')}"
               f"{' on ' + tumour['progression_date'] if tumour['progression_date'] else ''}")
         if tumour["progression_probability_6m"] is not None:
-            print(f"  probability that a reading 6 months from now meets progression: "
+            print(f"  probability that her last reading expected within 6 months meets progression: "
                   f"{100 * tumour['progression_probability_6m']:.0f}%")
     for option, rows in result["survival"].items():
         end = rows[-1]

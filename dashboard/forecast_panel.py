@@ -70,9 +70,9 @@ def _figures(forecast: PatientForecast) -> None:
              help=plain_language.glossary_help("RECIST", "nadir", lead="≥20 % and ≥5 mm above the nadir; a "
                                                "forecast date is where the fitted curve crosses it"))  # fmt: skip
     b.metric("P(progression) in 6 months", _pct(tumour.progression_probability_6m),
-             help=plain_language.glossary_help("RECIST", lead="Chance that a lesion reading six months from today "
-                                               "meets RECIST progression (parameter uncertainty and measurement "
-                                               "noise)"))  # fmt: skip
+             help=plain_language.glossary_help("RECIST", lead="Chance that her last lesion reading expected within "
+                                               "six months (at her usual imaging interval) meets RECIST "
+                                               "progression (parameter uncertainty and measurement noise)"))  # fmt: skip
     c.metric("P(recurrence) in 6 months", _pct(forecast.risk_recurrence_6m),
              help=plain_language.glossary_help("RFS", lead=f"Under her first-line option ("
                                                f"{forecast.received_option or 'unknown'}), given recurrence-free "

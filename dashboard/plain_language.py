@@ -59,7 +59,8 @@ GLOSSARY = {
     "SHAP": "Shapley values: how much each of the patient's characteristics moved the prediction from the "
             "average, in the prediction's own units. They explain the model, not the biology.",
     "forecast risk": "The chance of RECIST progression or recurrence in the next six months, from the "
-                     "tumour-growth model of her measurements and the clinic's treatment model.",
+                     "tumour-growth model of her measurements (read at the scans she is due in that time) "
+                     "and the clinic's treatment model.",
 }
 
 

@@ -28,12 +28,13 @@ ref = resources.require_store()
 st.title("Worklist")
 st.caption(
     "**Ranked by forecast risk:** the probability of RECIST progression or recurrence in the next six "
-    "months. Progression: the chance that a lesion reading six months from today is ≥20 % and ≥5 mm above "
-    "its nadir (growth-inhibition model of her measurements, with the cohort's prior). Recurrence: the "
-    "clinic's treatment model under her first-line option, given that she is recurrence-free today (when "
-    "a model is trained). The two are combined as if independent, a simplification. The order is "
-    "reliable (AUC 0.97 in validation) but mid-range risks run high: of patients given 20–40 %, 12 % "
-    "progressed within six months (docs/validation.md). Flags follow RECIST "
+    "months. Progression: the chance that her last lesion reading expected within six months (at her "
+    "usual imaging interval) is ≥20 % and ≥5 mm above its nadir (growth-inhibition model of her "
+    "measurements, with the cohort's prior). Recurrence: the clinic's treatment model under her "
+    "first-line option, given that she is recurrence-free today (when a model is trained). The two are "
+    "combined as if independent, a simplification. In validation the order is reliable (AUC 0.97) and "
+    "the risks match what followed within their uncertainty (e.g. of patients given 20–40 %, 20 % had "
+    "an event; docs/validation.md). Flags follow RECIST "
     "1.1 as measured (response: ≥30 % below baseline). Decision support for research use, not a medical "
     "device: the care team decides whom to review.",
     help=plain_language.glossary_help("forecast risk", "RECIST", "nadir"),

@@ -208,3 +208,27 @@ def test_conditional_km_by_hand():
     out = conditional_km(km, 150.0)
     assert out["time_days"].tolist() == [200.0, 300.0]
     assert out["survival"].tolist() == pytest.approx([0.75, 0.375])   # divided by S(150) = 0.8
+
+
+def test_the_progression_risk_is_read_at_her_last_reading_expected_within_six_months():
+    from analytics.forecast import DEFAULT_CADENCE_DAYS, expected_reading_day
+
+    nan = np.nan
+    t = np.array([
+        [0.0, 90.0, 180.0, 270.0],      # every 90 days, last at 270, today 300: due at 360, 450
+        [0.0, 60.0, 60.0, 120.0],       # a same-day repeat is one visit: cadence 60
+        [10.0, nan, nan, nan],          # one reading: the default cadence
+        [0.0, 400.0, nan, nan],         # a gap over six months counts as six months
+        [0.0, 5.0, 10.0, nan],          # a gap under four weeks counts as four weeks
+    ])
+    mask = np.isfinite(t)
+    today = np.array([300.0, 120.0, 10.0, 400.0, 10.0])
+    at = expected_reading_day(np.nan_to_num(t), mask, today)
+    half_year = 182.625
+    assert at[0] == 450.0
+    assert at[1] == 120.0 + 3 * 60.0
+    assert at[2] == 10.0 + DEFAULT_CADENCE_DAYS * (half_year // DEFAULT_CADENCE_DAYS)
+    assert at[3] == 400.0 + half_year
+    assert at[4] == 10.0 + 28.0 * (half_year // 28.0)
+    window_start = np.maximum(today, np.nanmax(t, axis=1))
+    assert ((at > window_start) & (at <= window_start + half_year)).all()   # always one reading in the window
