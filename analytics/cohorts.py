@@ -330,8 +330,10 @@ def cox_group_hazard_ratios(events: np.ndarray, at_risk: np.ndarray, max_iter: i
 
     beta = np.zeros(g)
     current = loglik(beta)
-    # lgamma of numbers near the risk set's size carries ~1e-9 relative error; a step is kept
-    # unless it lowers the likelihood by more than that (a real overshoot is far larger).
+    # The closed form subtracts lgamma values near x log x (x about the risk set's size), so the
+    # log-likelihood carries rounding error of ~1e-16 x log x per event time. A step is kept unless it
+    # lowers the likelihood by more than 1e-9 of its size: rounding cannot then halve a good step,
+    # and an overshoot that small costs the next Newton step nothing.
     tolerance = 1e-9 * (1.0 + abs(current))
     for _ in range(max_iter):
         _, s_grad, s_hess = _efron_sums(beta, events, at_risk)
