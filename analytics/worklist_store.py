@@ -29,6 +29,10 @@ points), and a full refresh re-estimates the prior. When an increment is not
 possible (too many touched patients, another model, a new "today", never
 ranked), a writer ranks everyone only in a small store; in a large one it
 leaves the table as it is, and the fingerprint marks it stale.
+
+``refresh_store`` (``oncolens worklist --refresh``, the page's refresh button)
+ranks on a read-only connection and takes the write lock only to write the
+rows, so the app keeps reading the store during a refresh of minutes.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import duckdb
@@ -193,25 +197,63 @@ def refresh(
             "WHERE id = 1", [source_fingerprint(con), entries],
         )  # fmt: skip
         return RefreshResult("incremental", entries, time.perf_counter() - start)
+    as_of, prior, rows = _rank_everyone(con, clinic, prior)
+    _store_full(con, rows, prior, as_of, model_version, source_fingerprint(con))
+    return RefreshResult("full", len(rows), time.perf_counter() - start)
+
+
+def _rank_everyone(con: duckdb.DuckDBPyConnection, clinic, prior=None):
+    """(today, prior, every eligible patient ranked): the computation of a full refresh, reads only."""
     from analytics.forecast import estimate_prior
 
     as_of = as_of_date(con)
     prior = prior if prior is not None else estimate_prior(con)
-    rows = worklist.ranked(con, prior=prior, clinic=clinic, as_of=as_of)
+    return as_of, prior, worklist.ranked(con, prior=prior, clinic=clinic, as_of=as_of)
+
+
+def _store_full(con: duckdb.DuckDBPyConnection, rows: pd.DataFrame, prior, as_of, model_version: str | None,
+                fingerprint: str) -> None:
+    """Write a full ranking and the state it was computed from."""
     _write_ranked(con, rows.assign(rank=np.arange(1, len(rows) + 1, dtype=np.int64)))
     con.execute(
         "INSERT OR REPLACE INTO worklist_state VALUES (1, ?, ?, ?, ?, ?, ?, now()::TIMESTAMP, now()::TIMESTAMP)",
-        [source_fingerprint(con), model_version or NO_MODEL, METHOD_VERSION, as_of, _prior_json(prior), len(rows)],
+        [fingerprint, model_version or NO_MODEL, METHOD_VERSION, as_of, _prior_json(prior), len(rows)],
     )
-    return RefreshResult("full", len(rows), time.perf_counter() - start)
+
+
+SWAP_ATTEMPTS = 2   # rankings computed read-only before ranking under the write lock instead
 
 
 def refresh_store(db_path: str | Path, clinic=None, wait_s: float = 30.0) -> RefreshResult:
-    """``refresh`` in full on a store file, in one write transaction of its own (rolled back on any error).
+    """A full ``refresh`` of a store file that keeps the store readable while the ranking is computed.
 
-    Holds the store for its duration (minutes at a million patients); raises ``store.StoreBusyError``
-    when another writer holds it longer than ``wait_s``.
+    Why: ranking a million patients takes minutes, and a DuckDB file open for writing cannot be
+    opened by another process at all, so the app's pages would wait for the whole refresh. The
+    ranking is computed on a read-only connection (the app's readers share the file with it);
+    only writing the rows takes the write lock, seconds, in one transaction that first checks
+    that the sources (``source_fingerprint``) and today are what the ranking was computed from.
+    If a writer changed them in between, the ranking is computed again (``SWAP_ATTEMPTS`` in
+    all), then, if they keep changing, under the write lock as ``refresh`` does. Raises
+    ``store.StoreBusyError`` when another writer holds the store longer than ``wait_s``.
     """
+    start = time.perf_counter()
+    model_version = clinic.version if clinic is not None else None
+    for _attempt in range(SWAP_ATTEMPTS):
+        with store.open_store(db_path, read_only=True, wait_s=wait_s) as con:
+            con.execute("SET enable_progress_bar = false")
+            fingerprint = source_fingerprint(con)
+            as_of, prior, rows = _rank_everyone(con, clinic)
+        with store.open_store(db_path, wait_s=wait_s) as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                if source_fingerprint(con) == fingerprint and as_of_date(con) == as_of:
+                    _store_full(con, rows, prior, as_of, model_version, fingerprint)
+                    con.execute("COMMIT")
+                    return RefreshResult("full", len(rows), time.perf_counter() - start)
+                con.execute("ROLLBACK")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
     with store.open_store(db_path, wait_s=wait_s) as con:
         con.execute("BEGIN TRANSACTION")
         try:
@@ -220,7 +262,7 @@ def refresh_store(db_path: str | Path, clinic=None, wait_s: float = 30.0) -> Ref
         except BaseException:
             con.execute("ROLLBACK")
             raise
-    return result
+    return replace(result, seconds=time.perf_counter() - start)
 
 
 def _ids(person_ids) -> np.ndarray:

@@ -187,3 +187,56 @@ def test_the_stored_prior_round_trips_exactly(demo_con):
     assert prior.noise == again.noise and prior.n_patients == again.n_patients > 0
     if prior.calibration is not None:                   # the bands' recalibration travels with it
         assert np.array_equal(prior.calibration.pit_quantiles, again.calibration.pit_quantiles)
+
+
+READER = (
+    "import sys\n"
+    "from analytics import store\n"
+    "with store.open_store(sys.argv[1], read_only=True, wait_s=0.5) as con:\n"
+    "    print(con.execute('SELECT count(*) FROM worklist_entry').fetchone()[0])\n"
+)
+
+
+def test_a_store_refresh_leaves_the_store_readable_while_it_ranks(clinic_db, monkeypatch):
+    """Another process (the app) opens the store read-only in the middle of the ranking."""
+    import subprocess
+    import sys
+
+    with store.open_store(clinic_db) as con:                       # make it stale, so the refresh matters
+        con.execute("UPDATE clinic_metadata SET value = '2026-07-31' WHERE key = 'data_cutoff'")
+    seen = []
+    real = worklist.ranked
+
+    def ranked_while_read(con, **kwargs):
+        out = real(con, **kwargs)
+        r = subprocess.run([sys.executable, "-c", READER, str(clinic_db)], capture_output=True, text=True,
+                           cwd=Path(__file__).parents[2], check=False)  # fmt: skip
+        seen.append((r.returncode, r.stdout.strip(), r.stderr[-300:]))
+        return out
+
+    monkeypatch.setattr(worklist, "ranked", ranked_while_read)
+    result = worklist_store.refresh_store(clinic_db)
+    assert seen and seen[0][0] == 0 and int(seen[0][1]) > 100, seen   # read during the ranking
+    with store.open_store(clinic_db, read_only=True) as con:
+        status = worklist_store.status(con, None)
+        assert status.fresh and status.entries == result.entries
+        assert str(con.execute("SELECT as_of FROM worklist_state").fetchone()[0]) == "2026-07-31"
+
+
+def test_a_store_refresh_ranks_again_when_a_writer_changed_the_sources_meanwhile(clinic_db, monkeypatch):
+    calls = []
+    real_rank, real_fingerprint = worklist.ranked, worklist_store.source_fingerprint
+    monkeypatch.setattr(worklist, "ranked", lambda con, **kw: calls.append(1) or real_rank(con, **kw))
+    checks = iter(["changed by a writer"])                          # the first check after ranking differs
+
+    def fingerprint(con):
+        value = real_fingerprint(con)
+        if con.execute("SELECT current_setting('access_mode')").fetchone()[0] != "read_only":  # the swap
+            return next(checks, value)
+        return value
+
+    monkeypatch.setattr(worklist_store, "source_fingerprint", fingerprint)
+    result = worklist_store.refresh_store(clinic_db)
+    assert len(calls) == 2 and result.mode == "full"
+    with store.open_store(clinic_db, read_only=True) as con:
+        assert worklist_store.status(con, None).fresh
