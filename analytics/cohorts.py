@@ -275,7 +275,8 @@ def log_rank(events: np.ndarray, at_risk: np.ndarray) -> tuple[float, float]:
         for j in range(g):
             cov[i, j] = (scale * frac[i] * ((i == j) - frac[j])).sum()
     z = observed_minus_expected[:-1]
-    stat = float(z @ np.linalg.solve(cov[:-1, :-1], z))
+    # pseudo-inverse, as lifelines: a group never at risk at an event time adds no variance
+    stat = float(z @ np.linalg.pinv(cov[:-1, :-1]) @ z)
     return stat, float(chdtrc(g - 1, stat))
 
 
@@ -312,6 +313,10 @@ def _efron_sums(
     return total, grad, hess
 
 
+MAX_ABS_LOG_HR = 15.0    # |log HR| beyond this (HR over 3 million) is a diverging fit, not an estimate
+MAX_LOG_HR_SE = 100.0    # ... as is a standard error of the log HR beyond this
+
+
 def cox_group_hazard_ratios(events: np.ndarray, at_risk: np.ndarray, max_iter: int = 50) -> np.ndarray:
     """Cox model with the group as the only covariate (row 0 the reference), Efron's ties, from counts.
 
@@ -320,7 +325,7 @@ def cox_group_hazard_ratios(events: np.ndarray, at_risk: np.ndarray, max_iter: i
     counts (``_efron_sums``) gives lifelines' ``CoxPHFitter`` estimates (tested) in milliseconds
     at a million patients. ``events`` and ``at_risk``: groups x event times, every column with at
     least one event. Returns rows (log HR, standard error) for groups 1..G-1; NaN if it does not
-    converge.
+    converge, and NaN for a group without a finite estimate (see the end).
     """
     g = events.shape[0]
     observed = events.sum(1)
@@ -339,7 +344,10 @@ def cox_group_hazard_ratios(events: np.ndarray, at_risk: np.ndarray, max_iter: i
         _, s_grad, s_hess = _efron_sums(beta, events, at_risk)
         grad = (observed - s_grad)[1:]
         hess = -s_hess[1:, 1:]
-        step = np.linalg.solve(hess, -grad)
+        try:
+            step = np.linalg.solve(hess, -grad)
+        except np.linalg.LinAlgError:       # a group never at risk at an event time: no information
+            return np.full((g - 1, 2), np.nan)
         step *= min(1.0, 2.0 / max(np.max(np.abs(step)), 1e-300))   # at most 2 log-units per step
         trial = beta.copy()
         for _halving in range(30):                                    # keep steps that raise the likelihood
@@ -354,8 +362,16 @@ def cox_group_hazard_ratios(events: np.ndarray, at_risk: np.ndarray, max_iter: i
     else:
         return np.full((g - 1, 2), np.nan)
     hess = -_efron_sums(beta, events, at_risk)[2][1:, 1:]
-    se = np.sqrt(np.diag(np.linalg.inv(-hess)))
-    return np.column_stack([beta[1:], se])
+    try:
+        se = np.sqrt(np.diag(np.linalg.inv(-hess)))
+    except np.linalg.LinAlgError:
+        return np.full((g - 1, 2), np.nan)
+    fit = np.column_stack([beta[1:], se])
+    # A group whose events all fall where no other group is at risk (or the reverse) has no
+    # finite estimate: the likelihood keeps rising as its log HR runs off, and the search stops
+    # somewhere out there with an enormous standard error. Not estimable, not a number to show.
+    fit[~((np.abs(fit[:, 0]) < MAX_ABS_LOG_HR) & (fit[:, 1] < MAX_LOG_HR_SE))] = np.nan
+    return fit
 
 
 def _survival_tests(counts: pd.DataFrame, names: list[str], reference: str) -> tuple[float, float, pd.DataFrame, list[str]]:
@@ -372,6 +388,10 @@ def _survival_tests(counts: pd.DataFrame, names: list[str], reference: str) -> t
         fit = np.full((len(ordered) - 1, 2), np.nan)
     else:
         fit = cox_group_hazard_ratios(events, at_risk)
+        lost = [g for g, (b, _) in zip(ordered[1:], fit, strict=True) if b != b]
+        if lost:
+            notes.append(f"hazard ratio not estimable for {', '.join(lost)} against {reference} "
+                         "(too few events where both are at risk)")
     for g, (b, se) in zip(ordered[1:], fit, strict=True):
         rows.append({"group": g, "hr": math.exp(b) if b == b else math.nan,
                      "lo": math.exp(b - Z_95 * se) if b == b else math.nan,

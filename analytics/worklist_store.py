@@ -37,6 +37,7 @@ rows, so the app keeps reading the store during a refresh of minutes.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import time
@@ -224,35 +225,47 @@ def _store_full(con: duckdb.DuckDBPyConnection, rows: pd.DataFrame, prior, as_of
 SWAP_ATTEMPTS = 2   # rankings computed read-only before ranking under the write lock instead
 
 
-def refresh_store(db_path: str | Path, clinic=None, wait_s: float = 30.0) -> RefreshResult:
+def _last_computed(con: duckdb.DuckDBPyConnection):
+    """When the stored rows were last written (None: never, or a store from before schema 5)."""
+    state = _state(con)
+    return None if state is None else state["computed_at"]
+
+
+def refresh_store(db_path: str | Path, clinic=None, wait_s: float = 30.0, *, read_only_ranking: bool = True
+                  ) -> RefreshResult:  # fmt: skip
     """A full ``refresh`` of a store file that keeps the store readable while the ranking is computed.
 
     Why: ranking a million patients takes minutes, and a DuckDB file open for writing cannot be
     opened by another process at all, so the app's pages would wait for the whole refresh. The
-    ranking is computed on a read-only connection (the app's readers share the file with it);
-    only writing the rows takes the write lock, seconds, in one transaction that first checks
-    that the sources (``source_fingerprint``) and today are what the ranking was computed from.
-    If a writer changed them in between, the ranking is computed again (``SWAP_ATTEMPTS`` in
-    all), then, if they keep changing, under the write lock as ``refresh`` does. Raises
-    ``store.StoreBusyError`` when another writer holds the store longer than ``wait_s``.
+    ranking is computed on a read-only connection (other processes' readers share the file with
+    it); only writing the rows takes the write lock, seconds, in one transaction that first checks
+    that nothing was written meanwhile: the sources (``source_fingerprint``), today, and the stored
+    rows (a writer's incremental refresh would otherwise be overwritten by an older ranking). If
+    something was, the ranking is computed again (``SWAP_ATTEMPTS`` in all), then under the write
+    lock as ``refresh`` does.
+
+    ``read_only_ranking=False``: rank under the write lock from the start. The app's own button
+    uses it: inside the app's process a read-only instance would make the app's own writes (audit
+    events, reviews) wait for the whole ranking, while one read-write instance is shared by all its
+    sessions. Raises ``store.StoreBusyError`` when another writer holds the store longer than ``wait_s``.
     """
     start = time.perf_counter()
     model_version = clinic.version if clinic is not None else None
-    for _attempt in range(SWAP_ATTEMPTS):
+    for _attempt in range(SWAP_ATTEMPTS if read_only_ranking else 0):
         with store.open_store(db_path, read_only=True, wait_s=wait_s) as con:
             con.execute("SET enable_progress_bar = false")
-            fingerprint = source_fingerprint(con)
+            seen = (source_fingerprint(con), as_of_date(con), _last_computed(con))
             as_of, prior, rows = _rank_everyone(con, clinic)
         with store.open_store(db_path, wait_s=wait_s) as con:
             con.execute("BEGIN TRANSACTION")
             try:
-                if source_fingerprint(con) == fingerprint and as_of_date(con) == as_of:
-                    _store_full(con, rows, prior, as_of, model_version, fingerprint)
+                if (source_fingerprint(con), as_of_date(con), _last_computed(con)) == seen:
+                    _store_full(con, rows, prior, as_of, model_version, seen[0])
                     con.execute("COMMIT")
                     return RefreshResult("full", len(rows), time.perf_counter() - start)
                 con.execute("ROLLBACK")
             except BaseException:
-                con.execute("ROLLBACK")
+                _rollback_quietly(con)
                 raise
     with store.open_store(db_path, wait_s=wait_s) as con:
         con.execute("BEGIN TRANSACTION")
@@ -260,9 +273,16 @@ def refresh_store(db_path: str | Path, clinic=None, wait_s: float = 30.0) -> Ref
             result = refresh(con, clinic)
             con.execute("COMMIT")
         except BaseException:
-            con.execute("ROLLBACK")
+            _rollback_quietly(con)
             raise
     return replace(result, seconds=time.perf_counter() - start)
+
+
+def _rollback_quietly(con: duckdb.DuckDBPyConnection) -> None:
+    """Roll back if a transaction is still open; a failed COMMIT has already ended it, and the
+    error worth raising is the one that brought us here, not "no transaction is active"."""
+    with contextlib.suppress(duckdb.Error):
+        con.execute("ROLLBACK")
 
 
 def _ids(person_ids) -> np.ndarray:

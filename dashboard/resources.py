@@ -375,12 +375,15 @@ def mark_reviewed(ref: StoreRef, person_id: int, actor: str, role: str | None):
 def refresh_worklist(ref: StoreRef) -> worklist_store.RefreshResult:
     """Rank the stored worklist again in full, with the model the app uses (one write transaction).
 
-    Holds the store for its duration (minutes at a million patients); raises ``StoreBusyError``
-    when another writer holds it.
+    Under the write lock from the start (``read_only_ranking=False``): a read-only instance in the
+    app's process would make its own audit writes wait for the whole ranking, while one read-write
+    instance is shared by every session. Other processes wait for it (minutes at a million
+    patients; ``oncolens worklist --refresh`` ranks without blocking readers). Raises
+    ``StoreBusyError`` when another writer holds the store.
     """
     stamp = _model_stamp_of(ref)
     clinic = _treatment_model(str(treatment_model_files.model_dir_for(Path(ref.path))), stamp) if stamp else None
-    return worklist_store.refresh_store(ref.path, clinic, wait_s=READ_WAIT_S)
+    return worklist_store.refresh_store(ref.path, clinic, wait_s=READ_WAIT_S, read_only_ranking=False)
 
 
 # --- forecasts: the cohort's tumour-growth prior, one patient's forecast ----------------------

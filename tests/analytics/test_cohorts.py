@@ -99,6 +99,36 @@ def test_efron_closed_form_equals_the_term_by_term_sum_with_heavy_ties():
         np.testing.assert_allclose(hess[k], (g_plus - g_minus) / (2 * h), rtol=1e-5, atol=1e-6)
 
 
+def test_a_hazard_ratio_without_a_finite_estimate_is_said_not_shown(tiny):
+    """The post group's only event falls where pre is at risk, and pre's where post is not: the
+    post log HR runs off to infinity. Shown as not estimable with a note; the log-rank test stands."""
+    rows = [(1, "pre", "2020-07-19", None), (2, "pre", "2020-10-27", "lost_to_follow_up"),
+            (3, "post", "2020-01-21", "lost_to_follow_up"), (4, "post", "2020-01-31", None)]
+    for pid, status, day, reason in rows:
+        tiny.person(pid, menopausal_status=status, end=day if reason else "2025-01-01",
+                    end_reason=reason or "data_cutoff")
+        if reason is None:
+            tiny.event(pid, "recurrence", day)
+    result = cohorts.build_cohort(tiny.con, group_by="menopausal_status")
+    hr = result.hazard_ratios.set_index("group")
+    assert result.reference == "pre" and np.isnan(hr.loc["post", "hr"])
+    assert any("not estimable for post" in note for note in result.notes)
+    base = cohorts.cohort_patients(tiny.con)
+    lr = multivariate_logrank_test(base["rfs_days"], base["menopausal_status"], base["event"])
+    assert result.logrank_p == pytest.approx(lr.p_value, rel=1e-9)
+
+
+def test_a_diverging_hazard_ratio_in_the_demo_is_not_estimable_and_the_rest_stand(demo_con):
+    """Grade 3 among the under-38s: its one event falls where it alone is at risk, so its log HR
+    falls without end and the search stops far out (it overflowed the interval before)."""
+    result = cohorts.build_cohort(demo_con, ["age < 38"], "grade")
+    hr = result.hazard_ratios.set_index("group")
+    assert np.isnan(hr.loc["3", "hr"]) and any("not estimable for 3" in n for n in result.notes)
+    assert np.isfinite(hr.drop(index="3")[["hr", "lo", "hi", "p"]].to_numpy()).all()
+    tiny_groups = cohorts.build_cohort(demo_con, ["age < 32"], "stage")     # a singular information matrix
+    assert tiny_groups.hazard_ratios["hr"].isna().all() and tiny_groups.logrank_p is not None
+
+
 def test_filters_select_exactly_what_pandas_selects(demo_con, everyone):
     filters = ["age >= 45", "stage in II,III", "grade != 1", "her2_status = negative",
                "diagnosis_date between 2018-01-01,2024-12-31", "tumour_size < 40"]

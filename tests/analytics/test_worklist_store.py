@@ -223,20 +223,42 @@ def test_a_store_refresh_leaves_the_store_readable_while_it_ranks(clinic_db, mon
         assert str(con.execute("SELECT as_of FROM worklist_state").fetchone()[0]) == "2026-07-31"
 
 
-def test_a_store_refresh_ranks_again_when_a_writer_changed_the_sources_meanwhile(clinic_db, monkeypatch):
+@pytest.mark.parametrize("check", ["source_fingerprint", "_last_computed"])
+def test_a_store_refresh_ranks_again_when_a_writer_got_in_meanwhile(clinic_db, monkeypatch, check):
+    """New source rows, or a writer's incremental refresh (rows updated in place, same counts)."""
     calls = []
-    real_rank, real_fingerprint = worklist.ranked, worklist_store.source_fingerprint
+    real_rank, real_check = worklist.ranked, getattr(worklist_store, check)
     monkeypatch.setattr(worklist, "ranked", lambda con, **kw: calls.append(1) or real_rank(con, **kw))
-    checks = iter(["changed by a writer"])                          # the first check after ranking differs
+    changed = iter(["changed by a writer"])                          # the first check after ranking differs
 
-    def fingerprint(con):
-        value = real_fingerprint(con)
-        if con.execute("SELECT current_setting('access_mode')").fetchone()[0] != "read_only":  # the swap
-            return next(checks, value)
+    def checked(con):
+        value = real_check(con)
+        if con.execute("SELECT current_setting('access_mode')").fetchall()[0][0] != "read_only":  # the swap
+            return next(changed, value)
         return value
 
-    monkeypatch.setattr(worklist_store, "source_fingerprint", fingerprint)
+    monkeypatch.setattr(worklist_store, check, checked)
     result = worklist_store.refresh_store(clinic_db)
     assert len(calls) == 2 and result.mode == "full"
     with store.open_store(clinic_db, read_only=True) as con:
         assert worklist_store.status(con, None).fresh
+
+
+def test_the_apps_refresh_lets_its_own_sessions_write_while_it_ranks(clinic_db, monkeypatch):
+    """In the app's process a read-only instance would make audit writes wait for the whole ranking."""
+    from analytics import audit
+
+    real = worklist.ranked
+    written = []
+
+    def ranked_while_audited(con, **kwargs):
+        audit.record_event(clinic_db, actor="oncologist", action="view_patient", subject="1", wait_s=1.0)
+        written.append(True)
+        return real(con, **kwargs)
+
+    monkeypatch.setattr(worklist, "ranked", ranked_while_audited)
+    worklist_store.refresh_store(clinic_db, read_only_ranking=False)
+    assert written == [True]
+    with store.open_store(clinic_db, read_only=True) as con:
+        assert worklist_store.status(con, None).fresh
+        assert con.execute("SELECT count(*) FROM audit_event WHERE action = 'view_patient'").fetchone()[0] >= 1
