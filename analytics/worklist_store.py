@@ -30,9 +30,10 @@ possible (too many touched patients, another model, a new "today", never
 ranked), a writer ranks everyone only in a small store; in a large one it
 leaves the table as it is, and the fingerprint marks it stale.
 
-``refresh_store`` (``oncolens worklist --refresh``, the page's refresh button)
-ranks on a read-only connection and takes the write lock only to write the
-rows, so the app keeps reading the store during a refresh of minutes.
+``refresh_store`` (``oncolens worklist --refresh``) ranks on a read-only
+connection and takes the write lock only to write the rows, so the app keeps
+reading the store during a refresh of minutes. The page's own refresh button
+ranks under the write lock (``read_only_ranking=False``, see there).
 """
 
 from __future__ import annotations
