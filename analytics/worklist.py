@@ -178,17 +178,24 @@ def page(
     only_progression: bool = False,
     site: str | None = None,
 ) -> WorklistPage:
-    """One page of an already ranked list; ``total`` counts the whole filtered list."""
+    """One page of an already ranked list; ``total`` counts the whole filtered list.
+
+    Positions, not a filtered copy: only the page's rows are taken from the frame (the
+    benchmark's pandas side pages the stored ranking of a million patients with this).
+    """
     limit = max(1, int(limit))
     offset = max(0, int(offset))
-    keep = np.ones(len(ranked_rows), dtype=bool)
-    if only_progression:
-        keep &= ranked_rows["progression"].to_numpy(dtype=bool)
-    if site:
-        keep &= (ranked_rows["site"] == site).to_numpy(dtype=bool)
-    rows = ranked_rows[keep]
-    return WorklistPage(rows=rows.iloc[offset : offset + limit].reset_index(drop=True), total=len(rows),
-                        limit=limit, offset=offset)  # fmt: skip
+    if not only_progression and not site:
+        rows, total = ranked_rows.iloc[offset : offset + limit], len(ranked_rows)
+    else:
+        keep = np.ones(len(ranked_rows), dtype=bool)
+        if only_progression:
+            keep &= ranked_rows["progression"].to_numpy(dtype=bool)
+        if site:
+            keep &= (ranked_rows["site"] == site).to_numpy(dtype=bool)
+        positions = np.flatnonzero(keep)
+        rows, total = ranked_rows.iloc[positions[offset : offset + limit]], len(positions)
+    return WorklistPage(rows=rows.reset_index(drop=True), total=total, limit=limit, offset=offset)
 
 
 def worklist(

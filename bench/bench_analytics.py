@@ -273,18 +273,11 @@ def pandas_worklist_page(t: dict):
 
 
 def pandas_stored_page(t: dict, offset: int = PAGE_OFFSET, only_progression: bool = False, site=None):
-    """``worklist_store.read_page`` on the same table in memory, kept in rank order: mask, positions, total."""
-    w = t["worklist_entry"]
-    if not only_progression and site is None:
-        return [len(w), w["person_id"].iloc[offset: offset + PAGE_LIMIT].astype(int).tolist()]
-    keep = np.ones(len(w), dtype=bool)
-    if only_progression:
-        keep &= w["progression"].to_numpy(dtype=bool)
-    if site is not None:
-        keep &= (w["site"] == site).to_numpy(dtype=bool)
-    rows = np.flatnonzero(keep)
-    page = w["person_id"].to_numpy()[rows[offset: offset + PAGE_LIMIT]]
-    return [len(rows), page.astype(int).tolist()]
+    """``worklist_store.read_page`` on the same table in memory, kept in rank order: ``worklist.page``."""
+    from analytics import worklist
+
+    page = worklist.page(t["worklist_entry"], PAGE_LIMIT, offset, only_progression, site)
+    return [page.total, page.rows["person_id"].astype(int).tolist()]
 
 
 def pandas_patient(t: dict, pid: int) -> list[int]:
@@ -335,6 +328,8 @@ def pandas_patient_sorted(t: dict, pid: int) -> list[int]:
 
 
 def pandas_child(db: Path, reps: int) -> dict:
+    import analytics.worklist  # noqa: F401 - imported here, not inside the first timed page
+
     out: dict = {}
     t0 = time.perf_counter()
     t = _load(db)
@@ -359,20 +354,14 @@ def pandas_child(db: Path, reps: int) -> dict:
     out["worklist_check"] = page
     n_patients = len(t["person"])
     ids = _patient_ids(n_patients, reps + 1)
-    times, rows = [], []
-    for pid in ids:
-        t1 = time.perf_counter()
-        rows.append(pandas_patient(t, pid))
-        times.append((time.perf_counter() - t1) * 1000)
-    out["patient_summary"] = (times[0], statistics.median(times[1:]))
-    out["patient_check"] = rows
-    times, rows = [], []
-    for pid in ids:
-        t1 = time.perf_counter()
-        rows.append(pandas_patient_sorted(t, pid))
-        times.append((time.perf_counter() - t1) * 1000)
-    out["patient_sorted"] = (times[0], statistics.median(times[1:]))
-    out["patient_sorted_check"] = rows
+    for key, check, fn in (("patient_summary", "patient_check", pandas_patient),
+                           ("patient_sorted", "patient_sorted_check", pandas_patient_sorted)):
+        times, rows = [], []
+        for pid in ids:
+            t1 = time.perf_counter()
+            rows.append(fn(t, pid))
+            times.append((time.perf_counter() - t1) * 1000)
+        out[key], out[check] = (times[0], statistics.median(times[1:])), rows
     out["peak_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     return out
 
