@@ -7,7 +7,7 @@ DB     ?= $(HOME)/.oncolens/oncolens.duckdb
 PORT   ?= 8501
 PATIENTS ?= 2000
 
-.PHONY: run test install install-dev demo bench lint clean pacs-deps browser-deps screenshots
+.PHONY: run test check install install-dev demo bench lint clean pacs-deps browser-deps screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,8 +37,14 @@ demo: $(DB)
 run: $(VENV)/.installed $(DB)
 	$(BIN)/oncolens serve --db $(DB) --port $(PORT) --open
 
-test: $(VENV)/.installed-dev pacs-deps browser-deps
+# The habits of the house first (docs/architecture.md): lint, format, the import contract, then the suite.
+test: $(VENV)/.installed-dev pacs-deps browser-deps check
 	$(BIN)/python -m pytest -n 2 --dist loadfile
+
+check: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 # The PACS tests run a real Orthanc (docs/hospital.md). Installed where apt-get and root (or sudo) are at hand;
 # otherwise this says why and the PACS tests skip with that reason. Never fails the build.

@@ -42,8 +42,8 @@ class Demographics:
     mrn: str
     sex: str
     site: str
-    menopausal_status: str                 # 'pre' | 'post'
-    age_at_diagnosis_years: int | None     # whole years; None without a recorded diagnosis
+    menopausal_status: str  # 'pre' | 'post'
+    age_at_diagnosis_years: int | None  # whole years; None without a recorded diagnosis
 
 
 @dataclass(frozen=True)
@@ -57,8 +57,8 @@ class Diagnosis:
     grade: int
     tumour_size_mm: float
     positive_nodes: int
-    er_fmol: float                         # oestrogen receptor, fmol/mg protein
-    pr_fmol: float                         # progesterone receptor, fmol/mg protein
+    er_fmol: float  # oestrogen receptor, fmol/mg protein
+    pr_fmol: float  # progesterone receptor, fmol/mg protein
     er_positive: bool
     pr_positive: bool
     her2_positive: bool
@@ -70,7 +70,7 @@ class ObservationPeriod:
 
     start_date: dt.date
     end_date: dt.date
-    end_reason: str                        # 'data_cutoff' | 'lost_to_follow_up' | 'death'
+    end_reason: str  # 'data_cutoff' | 'lost_to_follow_up' | 'death'
 
 
 @dataclass(frozen=True, eq=False)
@@ -183,13 +183,30 @@ def _as_date(value: object) -> dt.date:
 
 # (name, kind) of each list the record query returns, in its struct order; kinds: "date", "float",
 # "int8", "text". The frames get the dtypes DuckDB's ``.df()`` gave them before (dates as datetime64).
-_TREATMENT_COLUMNS = (("line_of_therapy", "int8"), ("treatment_class", "text"), ("agent", "text"),
-                      ("regimen", "text"), ("exposure_type", "text"), ("start_date", "date"),
-                      ("end_date", "date"))
-_MEASUREMENT_COLUMNS = (("measurement_date", "date"), ("concept", "text"), ("value", "float"),
-                        ("unit", "text"), ("source", "text"), ("study_uid", "text"))
-_STUDY_COLUMNS = (("study_uid", "text"), ("study_date", "date"), ("modality", "text"),
-                  ("description", "text"), ("accession_number", "text"))
+_TREATMENT_COLUMNS = (
+    ("line_of_therapy", "int8"),
+    ("treatment_class", "text"),
+    ("agent", "text"),
+    ("regimen", "text"),
+    ("exposure_type", "text"),
+    ("start_date", "date"),
+    ("end_date", "date"),
+)
+_MEASUREMENT_COLUMNS = (
+    ("measurement_date", "date"),
+    ("concept", "text"),
+    ("value", "float"),
+    ("unit", "text"),
+    ("source", "text"),
+    ("study_uid", "text"),
+)
+_STUDY_COLUMNS = (
+    ("study_uid", "text"),
+    ("study_date", "date"),
+    ("modality", "text"),
+    ("description", "text"),
+    ("accession_number", "text"),
+)
 _EVENT_COLUMNS = (("event_type", "text"), ("event_date", "date"))
 _NUMPY_DTYPE = {"date": "datetime64[us]", "float": np.float64, "int8": np.int8, "text": object}
 
@@ -223,15 +240,18 @@ _RECORD_SQL = f"""
         AS m ON TRUE
     LEFT JOIN ({_rows_sql("imaging_study", _STUDY_COLUMNS, "study_date, study_uid")}) AS s ON TRUE
     LEFT JOIN ({_rows_sql("outcome_event", _EVENT_COLUMNS, "event_date, event_type")}) AS e ON TRUE
-"""
+"""  # noqa: S608 -- built from the constant column lists above, never from input
 
 
 def _frame(rows: list[tuple] | None, columns: tuple[tuple[str, str], ...]) -> pd.DataFrame:
     """A DataFrame from a query's list of row tuples, column by column with fixed dtypes."""
     values = list(zip(*rows, strict=True)) if rows else [()] * len(columns)
-    return pd.DataFrame({
-        name: np.array(col, dtype=_NUMPY_DTYPE[kind]) for (name, kind), col in zip(columns, values, strict=True)
-    })
+    return pd.DataFrame(
+        {
+            name: np.array(col, dtype=_NUMPY_DTYPE[kind])
+            for (name, kind), col in zip(columns, values, strict=True)
+        }
+    )
 
 
 def patient_summary(con: duckdb.DuckDBPyConnection, person_id: int) -> PatientSummary:
@@ -248,11 +268,31 @@ def patient_summary(con: duckdb.DuckDBPyConnection, person_id: int) -> PatientSu
     if record is None:
         raise UnknownPatientError(f"no patient with id {person_id}")
     (
-        pid, mrn, sex, site, menopausal_status, age_years,
-        condition, diagnosis_date, laterality, stage, grade, tumour_size_mm,
-        positive_nodes, er_fmol, pr_fmol, er_positive, pr_positive, her2_positive,
-        op_start, op_end, op_reason,
-        treatment_rows, measurement_rows, study_rows, event_rows,
+        pid,
+        mrn,
+        sex,
+        site,
+        menopausal_status,
+        age_years,
+        condition,
+        diagnosis_date,
+        laterality,
+        stage,
+        grade,
+        tumour_size_mm,
+        positive_nodes,
+        er_fmol,
+        pr_fmol,
+        er_positive,
+        pr_positive,
+        her2_positive,
+        op_start,
+        op_end,
+        op_reason,
+        treatment_rows,
+        measurement_rows,
+        study_rows,
+        event_rows,
     ) = record
 
     demographics = Demographics(
@@ -297,7 +337,7 @@ def patient_summary(con: duckdb.DuckDBPyConnection, person_id: int) -> PatientSu
         [lesion_by_study.get(uid, np.nan) for uid in imaging["study_uid"]], dtype=np.float64
     )
     events = _frame(event_rows, _EVENT_COLUMNS)
-    if diagnosis_date is None:   # the earliest diagnosis (the header's index diagnosis), if any
+    if diagnosis_date is None:  # the earliest diagnosis (the header's index diagnosis), if any
         events["days_from_diagnosis"] = np.nan
     else:
         days = events["event_date"].to_numpy() - np.datetime64(diagnosis_date, "us")

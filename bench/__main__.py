@@ -20,12 +20,17 @@ def main(argv: list[str]) -> int:
     print()
     bench_inference.main(["--n", "32"] if quick else [])
     print()
-    bench_treatment.main(["--patients", "500", "--cohort", "2000", "--latency-n", "50", "--kernel-n", "3"]
-                         if quick else [])  # fmt: skip
+    bench_treatment.main(
+        ["--patients", "500", "--cohort", "2000", "--latency-n", "50", "--kernel-n", "3"]
+        if quick
+        else []
+    )
     print()
     bench_saliency.main(["--n", "6", "--sweep", "16,32"] if quick else [])
     print()
-    bench_forecast.main(["--patients", "2000", "--latency-n", "20", "--bootstrap", "5"] if quick else [])
+    bench_forecast.main(
+        ["--patients", "2000", "--latency-n", "20", "--bootstrap", "5"] if quick else []
+    )
     print()
     bench_analytics.main(["--patients", "100000", "--reps", "3"] if quick else [])
     return 0

@@ -32,13 +32,18 @@ def run_one(n: int, folder: Path) -> dict:
     db = folder / f"bench-{n}.duckdb"
     started = time.perf_counter()
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    out = subprocess.run([sys.executable, "-c", CHILD, str(db), str(n)], check=True,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(db), str(n)], check=True, capture_output=True, text=True
+    )
     wall = time.perf_counter() - started
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    result.update(patients=n, wall_s=wall, peak_gib=max(peak_kib, before) / 2**20,
-                  file_mib=db.stat().st_size / 2**20)
+    result.update(
+        patients=n,
+        wall_s=wall,
+        peak_gib=max(peak_kib, before) / 2**20,
+        file_mib=db.stat().st_size / 2**20,
+    )
     db.unlink()
     return result
 
@@ -46,18 +51,25 @@ def run_one(n: int, folder: Path) -> dict:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="10000,100000,1000000")
-    parser.add_argument("--dir", type=Path, default=None, help="scratch folder (default: a temp dir)")
+    parser.add_argument(
+        "--dir", type=Path, default=None, help="scratch folder (default: a temp dir)"
+    )
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     print(f"# demo generator on {os.cpu_count()} cores")
-    print(f"{'patients':>10} {'measurements':>13} {'studies':>10} {'simulate s':>11} {'write s':>8} "
-          f"{'wall s':>7} {'peak GiB':>9} {'file MiB':>9}")
+    print(
+        f"{'patients':>10} {'measurements':>13} {'studies':>10} {'simulate s':>11} {'write s':>8} "
+        f"{'wall s':>7} {'peak GiB':>9} {'file MiB':>9}"
+    )
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         for n in sizes:
             r = run_one(n, Path(tmp))
-            print(f"{r['patients']:>10,} {r['measurements']:>13,} {r['studies']:>10,} "
-                  f"{r['simulate_s']:>11.1f} {r['write_s']:>8.1f} {r['wall_s']:>7.1f} "
-                  f"{r['peak_gib']:>9.2f} {r['file_mib']:>9.0f}", flush=True)
+            print(
+                f"{r['patients']:>10,} {r['measurements']:>13,} {r['studies']:>10,} "
+                f"{r['simulate_s']:>11.1f} {r['write_s']:>8.1f} {r['wall_s']:>7.1f} "
+                f"{r['peak_gib']:>9.2f} {r['file_mib']:>9.0f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

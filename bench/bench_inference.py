@@ -25,21 +25,31 @@ import numpy as np
 import torch
 from pydicom.uid import generate_uid
 
-from models.dicom import read_dicom
-from models.inference import classify_batches, predict_file
-from models.preprocess import to_tensor
-from models.registry import load_model
-from sample_data import phantoms
-from sample_data.dicom_writer import write_phantom_dicom
+from models.dicom.reader import read_dicom
+from models.inference.preprocess import to_tensor
+from models.inference.read import classify_batches, predict_file
+from models.inference.registry import load_model
+from models.training import synthetic as phantoms
+from models.training.synthetic_dicom import write_phantom_dicom
 
 
 def write_files(folder: Path, n: int) -> dict[str, list[Path]]:
     out: dict[str, list[Path]] = {"mammography": [], "brain_mri": []}
-    for name, items in (("mammography", phantoms.sample_mammograms(n, 1)), ("brain_mri", phantoms.sample_brain(n, 2))):
+    for name, items in (
+        ("mammography", phantoms.sample_mammograms(n, 1)),
+        ("brain_mri", phantoms.sample_brain(n, 2)),
+    ):
         for i, ph in enumerate(items):
             p = folder / name / f"{i:04d}.dcm"
-            write_phantom_dicom(ph, p, patient_id="BENCH", study_uid=generate_uid(), series_uid=generate_uid(),
-                                sop_instance_uid=generate_uid(), study_date="20250101")  # fmt: skip
+            write_phantom_dicom(
+                ph,
+                p,
+                patient_id="BENCH",
+                study_uid=generate_uid(),
+                series_uid=generate_uid(),
+                sop_instance_uid=generate_uid(),
+                study_date="20250101",
+            )
             out[name].append(p)
     return out
 
@@ -83,8 +93,11 @@ def throughput(name: str, files: list[Path], batch: int = 16) -> float:
 
 def predict_peak(folder: Path) -> tuple[float, float]:
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "dashboard.cli", "predict", str(folder), "--json"],
-                   check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "dashboard.cli.main", "predict", str(folder), "--json"],
+        check=True,
+        capture_output=True,
+    )
     wall = time.perf_counter() - started
     return wall, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
 
@@ -95,22 +108,33 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     runtime = load_model("brain_mri", device="cpu").runtime
-    print(f"# imaging AI read on {torch.get_num_threads()} threads, {args.n} images per model (256x256), "
-          f"forward pass in {runtime}; batch: 16 per forward, files read in a background thread")
+    print(
+        f"# imaging AI read on {torch.get_num_threads()} threads, {args.n} images per model (256x256), "
+        f"forward pass in {runtime}; batch: 16 per forward, files read in a background thread"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         files = write_files(Path(tmp), args.n)
-        print(f"{'model':<12} {'read ms':>14} {'preproc ms':>14} {'forward ms':>14} {'full read ms':>14} "
-              f"{'batch img/s':>12}")  # fmt: skip
-        print(f"{'':<12} {'median / p95':>14} {'median / p95':>14} {'median / p95':>14} {'median / p95':>14}")
+        print(
+            f"{'model':<12} {'read ms':>14} {'preproc ms':>14} {'forward ms':>14} {'full read ms':>14} "
+            f"{'batch img/s':>12}"
+        )
+        print(
+            f"{'':<12} {'median / p95':>14} {'median / p95':>14} {'median / p95':>14} {'median / p95':>14}"
+        )
         for name, paths in files.items():
             lat = latency(name, paths)
             tput = throughput(name, paths)
-            cells = " ".join(f"{m:>6.1f} / {p:<5.1f}" for m, p in (lat[k] for k in ("read", "preprocess", "forward", "full")))
+            cells = " ".join(
+                f"{m:>6.1f} / {p:<5.1f}"
+                for m, p in (lat[k] for k in ("read", "preprocess", "forward", "full"))
+            )
             print(f"{name:<12} {cells} {tput:>12.0f}")
         wall, peak = predict_peak(Path(tmp))
         n_all = sum(len(v) for v in files.values())
-        print(f"\n`oncolens predict` on {n_all} files: {wall:.1f} s wall (process start included), "
-              f"{n_all / wall:.0f} images/s, peak RSS {peak:.2f} GiB")
+        print(
+            f"\n`oncolens predict` on {n_all} files: {wall:.1f} s wall (process start included), "
+            f"{n_all / wall:.0f} images/s, peak RSS {peak:.2f} GiB"
+        )
     return 0
 
 

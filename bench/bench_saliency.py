@@ -20,19 +20,29 @@ import sys
 import numpy as np
 import torch
 
-from models import saliency
-from models.preprocess import to_tensor
-from models.registry import available_models, load_model
-from models.saliency_quality import phantom_set
+from models.inference.preprocess import to_tensor
+from models.inference.registry import available_models, load_model
+from models.saliency import methods as saliency
+from models.saliency.quality import phantom_set
 
 TARGETS_MS = {"gradcam": 30, "integrated_gradients": 500, "occlusion": 2000}
 
 
-def _time(model, data, method: str, params: saliency.SaliencyParams) -> tuple[list[float], list[float]]:
+def _time(
+    model, data, method: str, params: saliency.SaliencyParams
+) -> tuple[list[float], list[float]]:
     lat, rel = [], []
     for img, label, spacing in zip(data.images, data.labels, data.spacings, strict=True):
-        exp = saliency.explain(model.network, to_tensor(img), int(label), method, image_shape=img.shape,
-                               spacing_mm=spacing, params=params, labels=model.labels)  # fmt: skip
+        exp = saliency.explain(
+            model.network,
+            to_tensor(img),
+            int(label),
+            method,
+            image_shape=img.shape,
+            spacing_mm=spacing,
+            params=params,
+            labels=model.labels,
+        )
         lat.append(exp.latency_ms)
         if exp.relative_delta is not None:
             rel.append(exp.relative_delta)
@@ -45,23 +55,37 @@ def _cell(values: list[float]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--n", type=int, default=12, help="phantoms per model (lesion-bearing ones timed)")
+    parser.add_argument(
+        "--n", type=int, default=12, help="phantoms per model (lesion-bearing ones timed)"
+    )
     parser.add_argument("--sweep", default="8,16,32,64", help="IG step counts to sweep")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     default = saliency.SaliencyParams()
     rows = [
         ("gradcam", "gradcam", default),
-        ("integrated_gradients", f"IG {default.n_steps} steps, {default.internal_batch_size} per pass", default),
-        ("integrated_gradients", f"IG {default.n_steps} steps, all in one pass",
-         saliency.with_params(default, internal_batch_size=None)),
-        ("integrated_gradients", f"IG {default.n_steps} steps, unbatched",
-         saliency.with_params(default, internal_batch_size=1)),
+        (
+            "integrated_gradients",
+            f"IG {default.n_steps} steps, {default.internal_batch_size} per pass",
+            default,
+        ),
+        (
+            "integrated_gradients",
+            f"IG {default.n_steps} steps, all in one pass",
+            saliency.with_params(default, internal_batch_size=None),
+        ),
+        (
+            "integrated_gradients",
+            f"IG {default.n_steps} steps, unbatched",
+            saliency.with_params(default, internal_batch_size=1),
+        ),
         ("occlusion", f"occlusion {default.window_mm:g}/{default.stride_mm:g} mm", default),
         ("smoothgrad", f"SmoothGrad {default.nt_samples} x {default.nt_n_steps} steps", default),
-    ]  # fmt: skip
-    print(f"# saliency latency on {torch.get_num_threads()} threads, network input 128 x 128, "
-          f"maps upsampled to 256 x 256 phantoms")  # fmt: skip
+    ]
+    print(
+        f"# saliency latency on {torch.get_num_threads()} threads, network input 128 x 128, "
+        f"maps upsampled to 256 x 256 phantoms"
+    )
     for name in available_models():
         model = load_model(name, device="cpu")
         data = phantom_set(name, args.n, 4242)
@@ -73,11 +97,23 @@ def main(argv: list[str] | None = None) -> int:
         for method, label, params in rows:
             lat, _ = _time(model, data, method, params)
             target = TARGETS_MS.get(method)
-            verdict = "" if target is None else f"<= {target} ms: {'yes' if np.median(lat) <= target else 'NO'}"
-            if method == "occlusion":  # the rule: interactive only if under 2 s, else on request
-                verdict = "interactive" if np.median(lat) <= target else "over 2 s: on request only (the page's button)"
+            verdict = (
+                ""
+                if target is None
+                else f"<= {target} ms: {'yes' if np.median(lat) <= target else 'NO'}"
+            )
+            if (
+                method == "occlusion"
+            ):  # the rule: interactive only if under 2 s, else on request
+                verdict = (
+                    "interactive"
+                    if np.median(lat) <= target
+                    else "over 2 s: on request only (the page's button)"
+                )
             print(f"  {label:34s} {_cell(lat)}  {verdict}")
-        print(f"  {'IG steps (batched)':34s} {'median / p95 ms':>16s}  relative convergence delta (median / max)")
+        print(
+            f"  {'IG steps (batched)':34s} {'median / p95 ms':>16s}  relative convergence delta (median / max)"
+        )
         for steps in (int(s) for s in args.sweep.split(",")):
             params = saliency.with_params(default, n_steps=steps)
             lat, rel = _time(model, data, "integrated_gradients", params)

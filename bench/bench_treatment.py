@@ -37,10 +37,10 @@ from pathlib import Path
 import numpy as np
 
 from analytics import store
-from analytics.treatment_clinic import load_clinic_model, recommendation_for, train_clinic_model
-from analytics.treatment_recommend import recommend
-from analytics.treatment_shap import BenefitExplainer
-from analytics.treatment_store import clinic_training_table, patient_covariates
+from analytics.treatment.clinic import load_clinic_model, recommendation_for, train_clinic_model
+from analytics.treatment.clinic_data import clinic_training_table, patient_covariates
+from analytics.treatment.model.shap_values import BenefitExplainer
+from analytics.treatment.recommend import recommend
 from sample_data.demo import write_demo
 
 
@@ -78,7 +78,9 @@ def store_path_latency(db: Path, clinic, ids: list[int]) -> tuple[float, float]:
     return _ms(times)
 
 
-def kernel_versus_tree(clinic, covariates, n: int, seed: int = 0, budgets=("auto", 20)) -> list[dict]:
+def kernel_versus_tree(
+    clinic, covariates, n: int, seed: int = 0, budgets=("auto", 20)
+) -> list[dict]:
     """KernelSHAP of the same benefit function, TreeSHAP's reference patients as its background.
 
     One result per KernelSHAP sample budget. With the clinic's 8 features the default budget
@@ -89,10 +91,14 @@ def kernel_versus_tree(clinic, covariates, n: int, seed: int = 0, budgets=("auto
     import shap
 
     model = clinic.model
-    tree_explainer = BenefitExplainer(model, engine="shap").warm()     # the library's TreeSHAP
+    tree_explainer = BenefitExplainer(model, engine="shap").warm()  # the library's TreeSHAP
     rec = recommend(model, covariates)
     opts = np.asarray(model.options_, dtype=object)
-    pick = np.sort(np.random.default_rng(seed).choice(len(covariates), size=min(n, len(covariates)), replace=False))
+    pick = np.sort(
+        np.random.default_rng(seed).choice(
+            len(covariates), size=min(n, len(covariates)), replace=False
+        )
+    )
     x = covariates.iloc[pick].reset_index(drop=True)
     better, worse = opts[rec.best[pick]], opts[rec.next_best[pick]]
     columns = model.feature_columns
@@ -112,44 +118,60 @@ def kernel_versus_tree(clinic, covariates, n: int, seed: int = 0, budgets=("auto
         tree_s += time.perf_counter() - start
         for budget in budgets:
             start = time.perf_counter()
-            kernel = shap.KernelExplainer(benefit, model.background_.to_numpy(), seed=seed).shap_values(
-                row.to_numpy(), nsamples=budget, silent=True
-            )
+            kernel = shap.KernelExplainer(
+                benefit, model.background_.to_numpy(), seed=seed
+            ).shap_values(row.to_numpy(), nsamples=budget, silent=True)
             kernel_s[budget] += time.perf_counter() - start
             kernel_values[budget].append(np.asarray(kernel).reshape(-1))
     t = np.asarray(tree_values)
     results = []
     for budget in budgets:
         kv = np.asarray(kernel_values[budget])
-        results.append({
-            "budget": budget,
-            "n": len(x),
-            "tree_ms": 1e3 * tree_s / len(x),
-            "kernel_ms": 1e3 * kernel_s[budget] / len(x),
-            "max_abs_diff_pp": 100 * float(np.max(np.abs(t - kv))),
-            "correlation": float(np.corrcoef(t.ravel(), kv.ravel())[0, 1]),
-            "same_top_feature": float(np.mean(np.argmax(np.abs(t), axis=1) == np.argmax(np.abs(kv), axis=1))),
-        })  # fmt: skip
+        results.append(
+            {
+                "budget": budget,
+                "n": len(x),
+                "tree_ms": 1e3 * tree_s / len(x),
+                "kernel_ms": 1e3 * kernel_s[budget] / len(x),
+                "max_abs_diff_pp": 100 * float(np.max(np.abs(t - kv))),
+                "correlation": float(np.corrcoef(t.ravel(), kv.ravel())[0, 1]),
+                "same_top_feature": float(
+                    np.mean(np.argmax(np.abs(t), axis=1) == np.argmax(np.abs(kv), axis=1))
+                ),
+            }
+        )
     return results
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--patients", type=int, default=2000, help="demo clinic the model is trained on")
-    parser.add_argument("--bootstrap", type=int, default=25, help="bootstrap refits (as `oncolens demo`)")
-    parser.add_argument("--cohort", type=int, default=10_000, help="patients in the cohort-wide SHAP")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--patients", type=int, default=2000, help="demo clinic the model is trained on"
+    )
+    parser.add_argument(
+        "--bootstrap", type=int, default=25, help="bootstrap refits (as `oncolens demo`)"
+    )
+    parser.add_argument(
+        "--cohort", type=int, default=10_000, help="patients in the cohort-wide SHAP"
+    )
     parser.add_argument("--latency-n", type=int, default=200, help="patients timed one by one")
     parser.add_argument("--kernel-n", type=int, default=20, help="patients explained by KernelSHAP")
     parser.add_argument("--seed", type=int, default=20261125)
     args = parser.parse_args(argv)
-    print(f"# treatment recommendations on {os.cpu_count()} cores; model trained on a "
-          f"{args.patients:,}-patient demo clinic, {args.bootstrap} bootstrap refits")  # fmt: skip
+    print(
+        f"# treatment recommendations on {os.cpu_count()} cores; model trained on a "
+        f"{args.patients:,}-patient demo clinic, {args.bootstrap} bootstrap refits"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "clinic.duckdb"
         write_demo(db, patients=args.patients, seed=args.seed)
         trained, train_s = _timed(lambda: train_clinic_model(db, bootstrap=args.bootstrap))
-        print(f"training (3-learner cross-validation + fit + refits): {train_s:.1f} s, "
-              f"model {trained.card['version']}")  # fmt: skip
+        print(
+            f"training (3-learner cross-validation + fit + refits): {train_s:.1f} s, "
+            f"model {trained.card['version']}"
+        )
         with store.open_store(db, read_only=True) as con:
             table, ids = clinic_training_table(con)
         n = min(args.latency_n, table.n)
@@ -158,12 +180,25 @@ def main(argv: list[str] | None = None) -> int:
         app, load_s = _timed(lambda: load_clinic_model(db, stack_refits=True))
         cli, cli_load_s = _timed(lambda: load_clinic_model(db))
         rows = [
-            ("recommend + SHAP, app (stacked refits)", latency(app, one_by_one), f"load {load_s:.1f} s"),
-            ("recommend + SHAP, CLI (refits one by one)", latency(cli, one_by_one), f"load {cli_load_s:.1f} s"),
-            ("app cache miss: store read + recommend + SHAP",
-             store_path_latency(db, app, [int(i) for i in ids[:n]]), ""),
-        ]  # fmt: skip
-        print(f"\n{'one patient, warm (' + str(n) + ' patients)':<48} {'median ms':>10} {'p95 ms':>8}  note")
+            (
+                "recommend + SHAP, app (stacked refits)",
+                latency(app, one_by_one),
+                f"load {load_s:.1f} s",
+            ),
+            (
+                "recommend + SHAP, CLI (refits one by one)",
+                latency(cli, one_by_one),
+                f"load {cli_load_s:.1f} s",
+            ),
+            (
+                "app cache miss: store read + recommend + SHAP",
+                store_path_latency(db, app, [int(i) for i in ids[:n]]),
+                "",
+            ),
+        ]
+        print(
+            f"\n{'one patient, warm (' + str(n) + ' patients)':<48} {'median ms':>10} {'p95 ms':>8}  note"
+        )
         for name, (median, p95), note in rows:
             print(f"{name:<48} {median:>10.1f} {p95:>8.1f}  {note}")
 
@@ -181,23 +216,33 @@ def main(argv: list[str] | None = None) -> int:
         tables, tables_s = _timed(app.explainer.explain, cov, better, worse)
         reference = BenefitExplainer(app.model, engine="shap").warm()
         library, library_s = _timed(reference.explain, cov, better, worse)
-        print(f"\n{'cohort (' + f'{len(cov):,}' + ' patients)':<48} {'seconds':>10} {'per patient':>12}")
-        for name, secs in (("predictions of every option (full-data model)", point_s),
-                           (f"recommendations with intervals (+ {app.model.bootstrap} refits)", rec_s),
-                           ("SHAP of the benefit, TreeSHAP tables (app/CLI)", tables_s),
-                           ("SHAP of the benefit, shap.TreeExplainer", library_s)):  # fmt: skip
+        print(
+            f"\n{'cohort (' + f'{len(cov):,}' + ' patients)':<48} {'seconds':>10} {'per patient':>12}"
+        )
+        for name, secs in (
+            ("predictions of every option (full-data model)", point_s),
+            (f"recommendations with intervals (+ {app.model.bootstrap} refits)", rec_s),
+            ("SHAP of the benefit, TreeSHAP tables (app/CLI)", tables_s),
+            ("SHAP of the benefit, shap.TreeExplainer", library_s),
+        ):
             print(f"{name:<48} {secs:>10.2f} {1e3 * secs / len(cov):>9.3f} ms")
-        print(f"tables vs shap.TreeExplainer: largest difference {np.abs(tables.values - library.values).max():.1e}; "
-              f"additivity error {tables.additivity_error:.1e} (5-year RFS probability)")  # fmt: skip
+        print(
+            f"tables vs shap.TreeExplainer: largest difference {np.abs(tables.values - library.values).max():.1e}; "
+            f"additivity error {tables.additivity_error:.1e} (5-year RFS probability)"
+        )
 
         results = kernel_versus_tree(app, table.covariates, args.kernel_n)
-        print(f"\n{'TreeSHAP vs KernelSHAP (' + str(results[0]['n']) + ' patients)':<48} {'ms/patient':>10} "
-              f"{'x Tree':>7} {'max diff pp':>12} {'corr':>9} {'same top':>9}")  # fmt: skip
+        print(
+            f"\n{'TreeSHAP vs KernelSHAP (' + str(results[0]['n']) + ' patients)':<48} {'ms/patient':>10} "
+            f"{'x Tree':>7} {'max diff pp':>12} {'corr':>9} {'same top':>9}"
+        )
         print(f"{'shap.TreeExplainer (exact, interventional)':<48} {results[0]['tree_ms']:>10.1f}")
         for r in results:
             name = f"KernelSHAP, nsamples={r['budget']}, same background"
-            print(f"{name:<48} {r['kernel_ms']:>10.1f} {r['kernel_ms'] / r['tree_ms']:>7.0f} "
-                  f"{r['max_abs_diff_pp']:>12.2g} {r['correlation']:>9.5f} {100 * r['same_top_feature']:>8.0f}%")
+            print(
+                f"{name:<48} {r['kernel_ms']:>10.1f} {r['kernel_ms'] / r['tree_ms']:>7.0f} "
+                f"{r['max_abs_diff_pp']:>12.2g} {r['correlation']:>9.5f} {100 * r['same_top_feature']:>8.0f}%"
+            )
     return 0
 
 

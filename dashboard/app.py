@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import auth, resources, state
+from dashboard import resources
+from dashboard.session import auth, state
 
 st.set_page_config(page_title="OncoLens", page_icon=":material/biotech:", layout="wide")
 session = auth.gate(resources.db_path())
@@ -32,11 +33,15 @@ sections = {
     "Care": {"patient": patient, "imaging": imaging, "worklist": worklist},
     "Research and oversight": {"cohorts": cohorts, "governance": governance},
 }
-allowed = {title: [page for name, page in pages.items() if auth.may_open(session.role, name)]
-           for title, pages in sections.items()}  # fmt: skip
+allowed = {
+    title: [page for name, page in pages.items() if auth.may_open(session.role, name)]
+    for title, pages in sections.items()
+}
 current = st.navigation({title: pages for title, pages in allowed.items() if pages})
 auth.sidebar(resources.db_path(), session)
 if auth.may_open(session.role, "patient"):
-    state.patient_picker(patient_page=patient, pages_with_patient=(patient, imaging), current=current)
+    state.patient_picker(
+        patient_page=patient, pages_with_patient=(patient, imaging), current=current
+    )
 st.sidebar.caption("Research and decision support, not a medical device.")
 current.run()

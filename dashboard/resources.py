@@ -38,22 +38,22 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from analytics import (
-    audit,
-    cohort_summary,
-    forecast,
-    imaging_queries,
-    patients,
-    store,
-    treatment_clinic,
-    treatment_decisions,
-    treatment_model_files,
-    treatment_similar,
-    treatment_store,
-    worklist,
-    worklist_store,
-)
-from models import dicom, inference, registry, saliency
+from analytics import patients, store
+from analytics.cohorts import summary as cohort_summary
+from analytics.forecast import patient as forecast
+from analytics.governance import audit
+from analytics.imaging import queries as imaging_queries
+from analytics.treatment import clinic as treatment_clinic
+from analytics.treatment import clinic_data as treatment_store
+from analytics.treatment import decisions as treatment_decisions
+from analytics.treatment import similar as treatment_similar
+from analytics.treatment.model import files as treatment_model_files
+from analytics.worklist import ranking as worklist
+from analytics.worklist import stored as worklist_store
+from models.dicom import reader as dicom
+from models.inference import read as inference
+from models.inference import registry
+from models.saliency import methods as saliency
 
 # Reads wait this long for a CLI writer to finish before the page says so.
 READ_WAIT_S = 10.0
@@ -96,8 +96,8 @@ class GovernanceSnapshot:
     """What the Governance page shows; ``audit_events`` newest first."""
 
     schema_version: int
-    table_counts: pd.DataFrame        # table, rows
-    metadata: pd.DataFrame            # key, value
+    table_counts: pd.DataFrame  # table, rows
+    metadata: pd.DataFrame  # key, value
     audit_events: pd.DataFrame
 
 
@@ -208,7 +208,7 @@ def working(label: str, *, expanded: bool = False) -> Iterator[Any]:
 
 @st.cache_data(max_entries=4, show_spinner=False)
 def _demo_accounts(path: str, stamp: tuple[int, ...]) -> list[tuple[str, str, str]]:
-    from analytics import users
+    from analytics.governance import users
 
     with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
         return users.demo_accounts_in_use(con)
@@ -261,7 +261,7 @@ def recent_imaging_studies(ref: StoreRef, limit: int = 50) -> pd.DataFrame:
     return _recent_studies(ref.path, ref.version, limit)
 
 
-# --- the worklist: the stored ranking (analytics.worklist_store), on the fly when stale and small ----
+# --- the worklist: the stored ranking (analytics.worklist.stored), on the fly when stale and small ----
 
 # A stale stored worklist is replaced by ranking on the fly up to this many patients in the store
 # (about 0.3 ms per patient, cached per data and model version); above, the stored rows are shown
@@ -284,29 +284,47 @@ class WorklistView:
 
 @st.cache_data(max_entries=4, show_spinner="Ranking the worklist by forecast risk…")
 def _worklist(path: str, version: str, model_stamp: tuple[int, ...] | None) -> pd.DataFrame:
-    clinic = _treatment_model(str(treatment_model_files.model_dir_for(Path(path))), model_stamp) if model_stamp else None
+    clinic = (
+        _treatment_model(str(treatment_model_files.model_dir_for(Path(path))), model_stamp)
+        if model_stamp
+        else None
+    )
     prior = _forecast_prior(path, version)
     with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
         return worklist.ranked(con, prior=prior, clinic=clinic)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def _worklist_status(path: str, stamp: tuple[int, ...], model_version: str | None) -> worklist_store.WorklistStatus:
+def _worklist_status(
+    path: str, stamp: tuple[int, ...], model_version: str | None
+) -> worklist_store.WorklistStatus:
     with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
         return worklist_store.status(con, model_version)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def _stored_page(path: str, version: str, computed_at, limit: int, offset: int, only_progression: bool,
-                 site: str | None) -> worklist.WorklistPage:  # fmt: skip
+def _stored_page(
+    path: str,
+    version: str,
+    computed_at,
+    limit: int,
+    offset: int,
+    only_progression: bool,
+    site: str | None,
+) -> worklist.WorklistPage:
     with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
         return worklist_store.read_page(con, limit, offset, only_progression, site)
 
 
 def _model_version_of(ref: StoreRef) -> str | None:
     stamp = _model_stamp_of(ref)
-    return None if stamp is None else _treatment_model(str(treatment_model_files.model_dir_for(Path(ref.path))),
-                                                       stamp).version
+    return (
+        None
+        if stamp is None
+        else _treatment_model(
+            str(treatment_model_files.model_dir_for(Path(ref.path))), stamp
+        ).version
+    )
 
 
 def worklist_view(
@@ -320,13 +338,24 @@ def worklist_view(
     status = _worklist_status(ref.path, ref.stamp, _model_version_of(ref))
     site = site or None
     if status.fresh or (status.entries and status.patients > ON_THE_FLY_MAX_PATIENTS):
-        page = _stored_page(ref.path, ref.version, status.computed_at, int(limit), int(offset),
-                            bool(only_progression), site)  # fmt: skip
+        page = _stored_page(
+            ref.path,
+            ref.version,
+            status.computed_at,
+            int(limit),
+            int(offset),
+            bool(only_progression),
+            site,
+        )
         return WorklistView(page, status, "stored" if status.fresh else "stale")
     if status.patients <= ON_THE_FLY_MAX_PATIENTS:
         ranked = _worklist(ref.path, ref.version, _model_stamp_of(ref))
-        return WorklistView(worklist.page(ranked, limit, offset, only_progression, site), status, "on_the_fly")
-    empty = worklist.WorklistPage(pd.DataFrame(columns=list(worklist.WORKLIST_COLUMNS)), 0, int(limit), int(offset))
+        return WorklistView(
+            worklist.page(ranked, limit, offset, only_progression, site), status, "on_the_fly"
+        )
+    empty = worklist.WorklistPage(
+        pd.DataFrame(columns=list(worklist.WORKLIST_COLUMNS)), 0, int(limit), int(offset)
+    )
     return WorklistView(empty, status, "missing")
 
 
@@ -336,16 +365,21 @@ def with_review_changes(ref: StoreRef, rows: pd.DataFrame) -> pd.DataFrame:
     Cached on the file stamp (any write, a review included, changes it), so a rerun of the
     page (a filter, a row selection) does not repeat the three lookups.
     """
-    from analytics import worklist_review
+    from analytics.worklist import review as worklist_review
 
     if rows.empty:
-        return rows.assign(**{c: pd.Series(dtype=object) for c in (*worklist_review.CHANGE_COLUMNS[1:], "new_progression")})
+        return rows.assign(
+            **{
+                c: pd.Series(dtype=object)
+                for c in (*worklist_review.CHANGE_COLUMNS[1:], "new_progression")
+            }
+        )
     return _with_review_changes(ref.path, ref.stamp, rows)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def _with_review_changes(path: str, stamp: tuple[int, ...], rows: pd.DataFrame) -> pd.DataFrame:
-    from analytics import worklist_review
+    from analytics.worklist import review as worklist_review
 
     with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
         return worklist_review.with_changes(con, rows)
@@ -358,7 +392,7 @@ def last_review(ref: StoreRef, person_id: int):
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def _last_review(path: str, stamp: tuple[int, ...], person_id: int):
-    from analytics import worklist_review
+    from analytics.worklist import review as worklist_review
 
     with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
         return worklist_review.last_review(con, person_id)
@@ -366,7 +400,7 @@ def _last_review(path: str, stamp: tuple[int, ...], person_id: int):
 
 def mark_reviewed(ref: StoreRef, person_id: int, actor: str, role: str | None):
     """Record a worklist review (row + chained audit event); raises ``StoreError`` when the store is busy."""
-    from analytics import worklist_review
+    from analytics.worklist import review as worklist_review
 
     with store.open_store(ref.path, wait_s=READ_WAIT_S) as con:
         return worklist_review.mark_reviewed(con, person_id, actor, role)
@@ -382,8 +416,14 @@ def refresh_worklist(ref: StoreRef) -> worklist_store.RefreshResult:
     ``StoreBusyError`` when another writer holds the store.
     """
     stamp = _model_stamp_of(ref)
-    clinic = _treatment_model(str(treatment_model_files.model_dir_for(Path(ref.path))), stamp) if stamp else None
-    return worklist_store.refresh_store(ref.path, clinic, wait_s=READ_WAIT_S, read_only_ranking=False)
+    clinic = (
+        _treatment_model(str(treatment_model_files.model_dir_for(Path(ref.path))), stamp)
+        if stamp
+        else None
+    )
+    return worklist_store.refresh_store(
+        ref.path, clinic, wait_s=READ_WAIT_S, read_only_ranking=False
+    )
 
 
 # --- forecasts: the cohort's tumour-growth prior, one patient's forecast ----------------------
@@ -410,7 +450,11 @@ def _forecast_prior(path: str, version: str):
 
 @st.cache_data(max_entries=128, show_spinner="Forecasting…")
 def _forecast(path: str, version: str, model_stamp: tuple[int, ...] | None, person_id: int):
-    clinic = _treatment_model(str(treatment_model_files.model_dir_for(Path(path))), model_stamp) if model_stamp else None
+    clinic = (
+        _treatment_model(str(treatment_model_files.model_dir_for(Path(path))), model_stamp)
+        if model_stamp
+        else None
+    )
     prior = _forecast_prior(path, version)
     with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
         return forecast.patient_forecast(con, person_id, prior, clinic)
@@ -448,14 +492,14 @@ def cohort_overview(ref: StoreRef) -> cohort_summary.CohortOverview:
 
 @st.cache_data(max_entries=32, show_spinner="Building the cohort…")
 def _cohort_built(path: str, version: str, filters: tuple[str, ...], group_by: str | None):
-    from analytics import cohorts
+    from analytics.cohorts import builder as cohorts
 
     with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
         return cohorts.build_cohort(con, list(filters), group_by)
 
 
 def cohort_result(ref: StoreRef, filters: tuple[str, ...], group_by: str | None):
-    """The cohort builder's result (``analytics.cohorts.build_cohort``), cached per data version and query.
+    """The cohort builder's result (``analytics.cohorts.builder.build_cohort``), cached per data version and query.
 
     Raises ``CohortError`` (not cached) for a bad filter or an empty cohort.
     """
@@ -463,8 +507,10 @@ def cohort_result(ref: StoreRef, filters: tuple[str, ...], group_by: str | None)
 
 
 @st.cache_data(max_entries=4, show_spinner="Preparing the export…")
-def _cohort_rows(path: str, version: str, filters: tuple[str, ...], group_by: str | None) -> pd.DataFrame:
-    from analytics import cohorts
+def _cohort_rows(
+    path: str, version: str, filters: tuple[str, ...], group_by: str | None
+) -> pd.DataFrame:
+    from analytics.cohorts import builder as cohorts
 
     with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
         return cohorts.cohort_patients(con, list(filters), group_by)
@@ -540,15 +586,21 @@ def read_image(data: bytes, frame: int = 0) -> dicom.DicomImage:
 
 
 @st.cache_data(max_entries=32, show_spinner="Running the AI read…")
-def _ai_read(digest: str, frame: int, model_name: str, weights_stamp: tuple[int, ...] | None, _image) -> inference.AIRead:
+def _ai_read(
+    digest: str, frame: int, model_name: str, weights_stamp: tuple[int, ...] | None, _image
+) -> inference.AIRead:
     model = imaging_model(model_name)
-    return inference.read_image(inference.model_for(_image, {model_name: model}, model_name), _image)
+    return inference.read_image(
+        inference.model_for(_image, {model_name: model}, model_name), _image
+    )
 
 
 def ai_read(data: bytes, frame: int, image: dicom.DicomImage, model_name: str) -> inference.AIRead:
     """The AI read of one decoded frame, cached per image bytes, frame and model weights."""
     weights, _ = registry.find_model_files(model_name)
-    return _ai_read(hashlib.sha256(data).hexdigest(), int(frame), model_name, file_stamp(weights), image)
+    return _ai_read(
+        hashlib.sha256(data).hexdigest(), int(frame), model_name, file_stamp(weights), image
+    )
 
 
 # --- treatment options: the clinic's model, one patient's recommendation, decisions -----------
@@ -573,12 +625,14 @@ def treatment_model(ref: StoreRef) -> treatment_clinic.ClinicModel:
     folder = treatment_model_files.model_dir_for(Path(ref.path))
     stamp = _treatment_model_stamp(folder)
     if stamp is None:
-        treatment_model_files.load_model(folder)          # raises, saying what is missing
+        treatment_model_files.load_model(folder)  # raises, saying what is missing
     return _treatment_model(str(folder), stamp)
 
 
 @st.cache_data(max_entries=256, show_spinner="Predicting each option…")
-def _recommendation(path: str, version: str, folder: str, model_stamp: tuple[int, ...], person_id: int) -> dict:
+def _recommendation(
+    path: str, version: str, folder: str, model_stamp: tuple[int, ...], person_id: int
+) -> dict:
     clinic = _treatment_model(folder, model_stamp)
     with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
         covariates = treatment_store.patient_covariates(con, person_id)
@@ -594,13 +648,13 @@ def recommendation(ref: StoreRef, person_id: int) -> dict:
     folder = treatment_model_files.model_dir_for(Path(ref.path))
     stamp = _treatment_model_stamp(folder)
     if stamp is None:
-        treatment_model_files.load_model(folder)          # raises, saying what is missing
+        treatment_model_files.load_model(folder)  # raises, saying what is missing
     return _recommendation(ref.path, ref.version, str(folder), stamp, int(person_id))
 
 
 @st.cache_data(max_entries=2, show_spinner=False)  # the page shows a status box (``working``)
 def _cohort_explanation(path: str, version: str, folder: str, model_stamp: tuple[int, ...]):
-    from analytics.treatment_cohort import explain_cohort
+    from analytics.treatment.cohort import explain_cohort
 
     clinic = _treatment_model(folder, model_stamp)
     with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
@@ -608,14 +662,14 @@ def _cohort_explanation(path: str, version: str, folder: str, model_stamp: tuple
 
 
 def cohort_explanation(ref: StoreRef):
-    """Recommendations and SHAP of the benefit over the clinic (``analytics.treatment_cohort``), cached.
+    """Recommendations and SHAP of the benefit over the clinic (``analytics.treatment.cohort``), cached.
 
     Raises ``TreatmentModelError`` (no model) or ``TreatmentDataError`` (too few patients).
     """
     folder = treatment_model_files.model_dir_for(Path(ref.path))
     stamp = _treatment_model_stamp(folder)
     if stamp is None:
-        treatment_model_files.load_model(folder)          # raises, saying what is missing
+        treatment_model_files.load_model(folder)  # raises, saying what is missing
     return _cohort_explanation(ref.path, ref.version, str(folder), stamp)
 
 
@@ -646,15 +700,28 @@ def treatment_decision_history(ref: StoreRef, person_id: int) -> pd.DataFrame:
 
 @st.cache_data(max_entries=64, show_spinner="Computing the saliency map…")
 def _explanation(
-    digest: str, frame: int, model_name: str, model_version: str, weights_stamp: tuple[int, ...] | None,
-    method: str, params_key: str, target: int | str | None, _image, _params,
+    digest: str,
+    frame: int,
+    model_name: str,
+    model_version: str,
+    weights_stamp: tuple[int, ...] | None,
+    method: str,
+    params_key: str,
+    target: int | str | None,
+    _image,
+    _params,
 ) -> saliency.Explanation:
     return saliency.explain_image(imaging_model(model_name), _image, method, target, _params)
 
 
 def explanation(
-    data: bytes, frame: int, image: dicom.DicomImage, model_name: str, method: str,
-    target: int | str | None = None, params: saliency.SaliencyParams | None = None,
+    data: bytes,
+    frame: int,
+    image: dicom.DicomImage,
+    model_name: str,
+    method: str,
+    target: int | str | None = None,
+    params: saliency.SaliencyParams | None = None,
 ) -> saliency.Explanation:
     """The saliency map of one decoded frame, computed once per image bytes + frame, model version and
     weights file, method, the parameters that method uses, and target; a rerun reuses it.
@@ -667,8 +734,18 @@ def explanation(
     weights, _ = registry.find_model_files(model_name)
     version = imaging_model(model_name).version
     key = json.dumps(params.for_method(method), sort_keys=True)
-    return _explanation(hashlib.sha256(data).hexdigest(), int(frame), model_name, version, file_stamp(weights),
-                        method, key, target, image, params)  # fmt: skip
+    return _explanation(
+        hashlib.sha256(data).hexdigest(),
+        int(frame),
+        model_name,
+        version,
+        file_stamp(weights),
+        method,
+        key,
+        target,
+        image,
+        params,
+    )
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -677,7 +754,7 @@ def _saliency_card(model_name: str, card_stamp: tuple[int, ...] | None) -> dict 
 
 
 def saliency_quality(model_name: str) -> dict | None:
-    """The model card's saliency figures (``python -m models.saliency_quality --write-cards``), or None."""
+    """The model card's saliency figures (``python -m models.saliency.quality --write-cards``), or None."""
     _, card = registry.find_model_files(model_name)
     return _saliency_card(model_name, file_stamp(card))
 
@@ -706,8 +783,10 @@ def treatment_card(ref: StoreRef) -> dict:
 
 
 @st.cache_data(max_entries=2, show_spinner=False)  # the page shows a status box (``working``)
-def _treatment_subgroups(path: str, version: str, folder: str, model_stamp: tuple[int, ...], threshold: float) -> dict:
-    from analytics.subgroup_treatment import treatment_subgroup_report
+def _treatment_subgroups(
+    path: str, version: str, folder: str, model_stamp: tuple[int, ...], threshold: float
+) -> dict:
+    from analytics.governance.subgroup_treatment import treatment_subgroup_report
 
     clinic = _treatment_model(folder, model_stamp)
     with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
@@ -719,13 +798,13 @@ def treatment_subgroups(ref: StoreRef, threshold: float = 0.40) -> dict:
     folder = treatment_model_files.model_dir_for(Path(ref.path))
     stamp = _treatment_model_stamp(folder)
     if stamp is None:
-        treatment_model_files.load_model(folder)          # raises, saying what is missing
+        treatment_model_files.load_model(folder)  # raises, saying what is missing
     return _treatment_subgroups(ref.path, ref.version, str(folder), stamp, float(threshold))
 
 
 @st.cache_data(max_entries=8, show_spinner=False)  # the page shows a status box with a progress bar
 def _imaging_subgroups(name: str, weights_stamp: tuple[int, ...] | None, n: int, seed: int) -> dict:
-    from dashboard.subgroups import imaging_subgroup_report
+    from dashboard.services.subgroups import imaging_subgroup_report
 
     return imaging_subgroup_report(imaging_model(name), n=n, seed=seed)
 
@@ -737,29 +816,39 @@ def imaging_subgroups(name: str, n: int = 200, seed: int = 20_261_125) -> dict:
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def _audit_trail(path: str, stamp: tuple[int, ...], actions: tuple[str, ...], actors: tuple[str, ...],
-                 since, until) -> tuple[pd.DataFrame, dict]:  # fmt: skip
-    from analytics import governance
+def _audit_trail(
+    path: str,
+    stamp: tuple[int, ...],
+    actions: tuple[str, ...],
+    actors: tuple[str, ...],
+    since,
+    until,
+) -> tuple[pd.DataFrame, dict]:
+    from analytics.governance import board as governance
 
     with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
         options = governance.audit_filter_options(con)
-        events = governance.audit_events(con, actions=list(actions), actors=list(actors), since=since, until=until)
+        events = governance.audit_events(
+            con, actions=list(actions), actors=list(actors), since=since, until=until
+        )
     return events, options
 
 
-def audit_trail(ref: StoreRef, actions=(), actors=(), since=None, until=None) -> tuple[pd.DataFrame, dict]:
+def audit_trail(
+    ref: StoreRef, actions=(), actors=(), since=None, until=None
+) -> tuple[pd.DataFrame, dict]:
     """Filtered audit events (newest first) and the filter options; refreshed on every write."""
     return _audit_trail(ref.path, ref.stamp, tuple(actions), tuple(actors), since, until)
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
 def _decision_rates(path: str, stamp: tuple[int, ...]) -> dict:
-    from analytics import governance
+    from analytics.governance import board as governance
 
     with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
         return governance.decision_rates(con)
 
 
 def decision_rates(ref: StoreRef) -> dict:
-    """Accept / override counts of treatment recommendations (``analytics.governance.decision_rates``)."""
+    """Accept / override counts of treatment recommendations (``analytics.governance.board.decision_rates``)."""
     return _decision_rates(ref.path, ref.stamp)

@@ -20,7 +20,7 @@ for each instance (its UIDs from QIDO-RS) costs a request per image but lets a
 broken instance be reported while its siblings are still read.
 
 Nothing here imports ``streamlit`` or ``analytics``: the app and the CLI call
-the same functions (``dashboard/pacs_ingest.py`` files what is retrieved).
+the same functions (``dashboard/services/pacs_ingest.py`` files what is retrieved).
 """
 
 from __future__ import annotations
@@ -39,10 +39,22 @@ from pydicom.dataset import Dataset
 ENV_URL = "ONCOLENS_PACS_URL"
 ENV_USER = "ONCOLENS_PACS_USER"
 ENV_PASSWORD = "ONCOLENS_PACS_PASSWORD"
-TIMEOUT_S = (5.0, 60.0)        # (connect, read): an unreachable PACS fails in seconds, a slow one may stream
-MAX_STUDIES = 200              # one search never lists more; the caller narrows the filters instead
-STUDY_FIELDS = ("StudyInstanceUID", "StudyDate", "StudyTime", "AccessionNumber", "PatientID", "PatientName",
-                "ModalitiesInStudy", "StudyDescription", "NumberOfStudyRelatedInstances")
+TIMEOUT_S = (
+    5.0,
+    60.0,
+)  # (connect, read): an unreachable PACS fails in seconds, a slow one may stream
+MAX_STUDIES = 200  # one search never lists more; the caller narrows the filters instead
+STUDY_FIELDS = (
+    "StudyInstanceUID",
+    "StudyDate",
+    "StudyTime",
+    "AccessionNumber",
+    "PatientID",
+    "PatientName",
+    "ModalitiesInStudy",
+    "StudyDescription",
+    "NumberOfStudyRelatedInstances",
+)
 
 
 class PacsError(Exception):
@@ -78,8 +90,12 @@ class PacsConfig:
     password: str | None = field(default=None, repr=False)
 
     @classmethod
-    def resolve(cls, url: str | None = None, secrets: Mapping | None = None,
-                environ: Mapping[str, str] | None = None) -> PacsConfig:
+    def resolve(
+        cls,
+        url: str | None = None,
+        secrets: Mapping | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> PacsConfig:
         """URL: ``url``, else ``secrets["url"]``, else ``$ONCOLENS_PACS_URL``; credentials from the same source
         order, secrets first. ``secrets`` is the ``[pacs]`` table of Streamlit's secrets (or None)."""
         env = os.environ if environ is None else environ
@@ -91,7 +107,9 @@ class PacsConfig:
                 "(or give --dicomweb URL)"
             )
         if not chosen.startswith(("http://", "https://")):
-            raise PacsNotConfiguredError(f"the PACS URL must start with http:// or https:// (got {chosen!r})")
+            raise PacsNotConfiguredError(
+                f"the PACS URL must start with http:// or https:// (got {chosen!r})"
+            )
         user = sec.get("username") or env.get(ENV_USER) or None
         password = sec.get("password") or env.get(ENV_PASSWORD) or None
         return cls(url=chosen.rstrip("/"), username=user, password=password)
@@ -103,7 +121,9 @@ def connect(config: PacsConfig) -> DICOMwebClient:
     if config.username:
         session.auth = (config.username, config.password or "")
     client = DICOMwebClient(url=config.url, session=session, timeout=TIMEOUT_S)
-    client.set_http_retry_params(retry=False)  # fail fast and plainly; the user retries, not a hidden loop
+    client.set_http_retry_params(
+        retry=False
+    )  # fail fast and plainly; the user retries, not a hidden loop
     return client
 
 
@@ -114,14 +134,17 @@ def _plain(exc: Exception, what: str, config_url: str) -> PacsError:
     if isinstance(exc, requests.exceptions.HTTPError) and exc.response is not None:
         code = exc.response.status_code
         if code in (401, 403):
-            return PacsAuthError(f"the PACS at {config_url} refused the credentials (HTTP {code}) while {what}; "
-                                 f"check [pacs] username/password or ${ENV_USER}/${ENV_PASSWORD}")
+            return PacsAuthError(
+                f"the PACS at {config_url} refused the credentials (HTTP {code}) while {what}; "
+                f"check [pacs] username/password or ${ENV_USER}/${ENV_PASSWORD}"
+            )
         if code == 404:
             return StudyNotFoundError(f"not found on the PACS (HTTP 404) while {what}")
         return PacsError(f"the PACS answered HTTP {code} while {what}")
     if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
-        return PacsUnreachableError(f"cannot reach the PACS at {config_url} while {what}: "
-                                    f"{type(exc).__name__}")
+        return PacsUnreachableError(
+            f"cannot reach the PACS at {config_url} while {what}: {type(exc).__name__}"
+        )
     return PacsError(f"{what} failed: {exc}")
 
 
@@ -146,9 +169,15 @@ def _date_range(date_from: dt.date | None, date_to: dt.date | None) -> str | Non
 
 
 def search_studies(
-    client: DICOMwebClient, *, date_from: dt.date | None = None, date_to: dt.date | None = None,
-    modality: str | None = None, accession: str | None = None, patient_id: str | None = None,
-    study_uid: str | None = None, limit: int = MAX_STUDIES,
+    client: DICOMwebClient,
+    *,
+    date_from: dt.date | None = None,
+    date_to: dt.date | None = None,
+    modality: str | None = None,
+    accession: str | None = None,
+    patient_id: str | None = None,
+    study_uid: str | None = None,
+    limit: int = MAX_STUDIES,
 ) -> list[dict]:
     """QIDO-RS studies matching every given filter (a date range is inclusive; either end may be open).
 
@@ -157,12 +186,18 @@ def search_studies(
     filters: dict[str, str] = {}
     if (dates := _date_range(date_from, date_to)) is not None:
         filters["StudyDate"] = dates
-    for key, value in (("ModalitiesInStudy", modality), ("AccessionNumber", accession),
-                       ("PatientID", patient_id), ("StudyInstanceUID", study_uid)):
+    for key, value in (
+        ("ModalitiesInStudy", modality),
+        ("AccessionNumber", accession),
+        ("PatientID", patient_id),
+        ("StudyInstanceUID", study_uid),
+    ):
         if value:
             filters[key] = str(value).strip()
     try:
-        found = client.search_for_studies(search_filters=filters, fields=list(STUDY_FIELDS), limit=limit)
+        found = client.search_for_studies(
+            search_filters=filters, fields=list(STUDY_FIELDS), limit=limit
+        )
     except Exception as exc:  # noqa: BLE001 - translated to a plain PacsError
         raise _plain(exc, "searching for studies", client.base_url) from exc
     rows = []
@@ -178,8 +213,11 @@ def search_studies(
 def list_instances(client: DICOMwebClient, study_uid: str) -> list[tuple[str, str]]:
     """(series UID, SOP instance UID) of every instance of a study; ``StudyNotFoundError`` when it has none."""
     try:
-        found = client.search_for_instances(study_instance_uid=study_uid,
-                                            fields=["SeriesInstanceUID", "SOPInstanceUID"], get_remaining=True)
+        found = client.search_for_instances(
+            study_instance_uid=study_uid,
+            fields=["SeriesInstanceUID", "SOPInstanceUID"],
+            get_remaining=True,
+        )
     except Exception as exc:  # noqa: BLE001
         raise _plain(exc, f"listing study {study_uid}", client.base_url) from exc
     pairs = [(_value(i, "SeriesInstanceUID"), _value(i, "SOPInstanceUID")) for i in found]
@@ -189,7 +227,9 @@ def list_instances(client: DICOMwebClient, study_uid: str) -> list[tuple[str, st
     return pairs
 
 
-def retrieve_instance_bytes(client: DICOMwebClient, study_uid: str, series_uid: str, sop_uid: str) -> bytes:
+def retrieve_instance_bytes(
+    client: DICOMwebClient, study_uid: str, series_uid: str, sop_uid: str
+) -> bytes:
     """WADO-RS of one instance as a DICOM Part 10 file (bytes); a part pydicom cannot parse is
     ``CorruptInstanceError``, so the caller can go on with the study's other instances."""
     try:
@@ -197,13 +237,17 @@ def retrieve_instance_bytes(client: DICOMwebClient, study_uid: str, series_uid: 
     except requests.exceptions.RequestException as exc:
         raise _plain(exc, f"retrieving instance {sop_uid}", client.base_url) from exc
     except Exception as exc:  # noqa: BLE001 - pydicom failed on the part: the PACS sent something broken
-        raise CorruptInstanceError(f"instance {sop_uid}: the PACS returned data that is not readable DICOM "
-                                   f"({type(exc).__name__}: {exc})") from exc
+        raise CorruptInstanceError(
+            f"instance {sop_uid}: the PACS returned data that is not readable DICOM "
+            f"({type(exc).__name__}: {exc})"
+        ) from exc
     buffer = io.BytesIO()
     try:
         ds.save_as(buffer, enforce_file_format=True)
     except Exception as exc:  # noqa: BLE001
-        raise CorruptInstanceError(f"instance {sop_uid}: cannot be written as a DICOM file ({exc})") from exc
+        raise CorruptInstanceError(
+            f"instance {sop_uid}: cannot be written as a DICOM file ({exc})"
+        ) from exc
     return buffer.getvalue()
 
 
@@ -223,14 +267,18 @@ def retrieve_study(client: DICOMwebClient, study_uid: str) -> Iterator[Retrieved
     try:
         pairs = list_instances(client, study_uid)
     except (PacsAuthError, PacsUnreachableError):
-        raise                                   # nothing else will work either: stop the whole run
+        raise  # nothing else will work either: stop the whole run
     except PacsError as exc:
         yield Retrieved(study_uid, None, None, error=str(exc))
         return
     for series_uid, sop_uid in pairs:
         try:
-            yield Retrieved(study_uid, series_uid, sop_uid,
-                            data=retrieve_instance_bytes(client, study_uid, series_uid, sop_uid))
+            yield Retrieved(
+                study_uid,
+                series_uid,
+                sop_uid,
+                data=retrieve_instance_bytes(client, study_uid, series_uid, sop_uid),
+            )
         except (PacsAuthError, PacsUnreachableError):
             raise
         except PacsError as exc:
@@ -248,8 +296,11 @@ def store_datasets(client: DICOMwebClient, datasets: list[Dataset]) -> dict:
         raise _plain(exc, "storing results (STOW-RS)", client.base_url) from exc
 
     def uids(keyword: str) -> list[str]:
-        return [str(item.ReferencedSOPInstanceUID) for item in response.get(keyword, [])
-                if "ReferencedSOPInstanceUID" in item]
+        return [
+            str(item.ReferencedSOPInstanceUID)
+            for item in response.get(keyword, [])
+            if "ReferencedSOPInstanceUID" in item
+        ]
 
     return {"stored": uids("ReferencedSOPSequence"), "failed": uids("FailedSOPSequence")}
 

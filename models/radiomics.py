@@ -22,20 +22,20 @@ GLCM_LEVELS = 32
 
 @dataclass(frozen=True)
 class LesionFeatures:
-    longest_diameter_mm: float        # RECIST 1.1: maximum Feret diameter in the image plane
+    longest_diameter_mm: float  # RECIST 1.1: maximum Feret diameter in the image plane
     area_mm2: float
     perimeter_mm: float
-    compactness: float                # 4 pi area / perimeter^2 (1 for a disc, lower for irregular)
-    eccentricity: float               # of the moment-equivalent ellipse (0 circle, -> 1 elongated)
-    solidity: float                   # area / convex hull area (spiculated margins lower it)
-    mean_intensity: float             # first-order, in the image's modality units
+    compactness: float  # 4 pi area / perimeter^2 (1 for a disc, lower for irregular)
+    eccentricity: float  # of the moment-equivalent ellipse (0 circle, -> 1 elongated)
+    solidity: float  # area / convex hull area (spiculated margins lower it)
+    mean_intensity: float  # first-order, in the image's modality units
     std_intensity: float
     skewness: float
-    kurtosis: float                   # excess kurtosis
+    kurtosis: float  # excess kurtosis
     p10_intensity: float
     p90_intensity: float
-    entropy_bits: float               # of a 32-bin histogram of the lesion
-    glcm_contrast: float              # 32 grey levels, distance 1 pixel, mean over 4 directions
+    entropy_bits: float  # of a 32-bin histogram of the lesion
+    glcm_contrast: float  # 32 grey levels, distance 1 pixel, mean over 4 directions
     glcm_homogeneity: float
     glcm_correlation: float
     glcm_energy: float
@@ -73,7 +73,9 @@ def longest_diameter_mm(mask: np.ndarray, spacing_mm: tuple[float, float]) -> fl
     return float(d.max())
 
 
-def measure_lesion(pixels: np.ndarray, mask: np.ndarray, spacing_mm: tuple[float, float]) -> LesionFeatures | None:
+def measure_lesion(
+    pixels: np.ndarray, mask: np.ndarray, spacing_mm: tuple[float, float]
+) -> LesionFeatures | None:
     """Features of the largest lesion component, or None when the mask is empty."""
     mask = largest_component(np.asarray(mask, dtype=bool))
     if not mask.any():
@@ -86,13 +88,21 @@ def measure_lesion(pixels: np.ndarray, mask: np.ndarray, spacing_mm: tuple[float
     hist, _ = np.histogram(values, bins=32)
     p = hist[hist > 0] / hist.sum()
     lo, hi = np.percentile(values, [0.5, 99.5]) if values.size > 1 else (values[0], values[0] + 1)
-    quantised = np.clip(((pixels - lo) / max(hi - lo, 1e-6) * (GLCM_LEVELS - 1)).round(), 0, GLCM_LEVELS - 1)
+    quantised = np.clip(
+        ((pixels - lo) / max(hi - lo, 1e-6) * (GLCM_LEVELS - 1)).round(), 0, GLCM_LEVELS - 1
+    )
     rr, cc = np.nonzero(mask)
     box = (slice(rr.min(), rr.max() + 1), slice(cc.min(), cc.max() + 1))
     # pixels outside the lesion go to an extra level that is dropped, so texture is lesion-only
     roi = np.where(mask[box], quantised[box], GLCM_LEVELS).astype(np.uint8)
-    glcm = graycomatrix(roi, distances=[1], angles=[0, np.pi / 4, np.pi / 2, 3 * np.pi / 4],
-                        levels=GLCM_LEVELS + 1, symmetric=True, normed=False)[:GLCM_LEVELS, :GLCM_LEVELS]
+    glcm = graycomatrix(
+        roi,
+        distances=[1],
+        angles=[0, np.pi / 4, np.pi / 2, 3 * np.pi / 4],
+        levels=GLCM_LEVELS + 1,
+        symmetric=True,
+        normed=False,
+    )[:GLCM_LEVELS, :GLCM_LEVELS]
     glcm = glcm.astype(np.float64)
     sums = glcm.sum(axis=(0, 1), keepdims=True)
     glcm = np.divide(glcm, sums, out=np.zeros_like(glcm), where=sums > 0)

@@ -45,8 +45,8 @@ HORIZON_5Y_DAYS = 5 * DAYS_PER_YEAR
 WEIBULL_SHAPE = 1.1
 WEIBULL_SCALE_DAYS = 2100.0
 
-VISIT_MIN_DAYS, VISIT_MAX_DAYS = 80, 130   # follow-up imaging every few months
-MAX_VISITS = 21                            # baseline + five years of visits
+VISIT_MIN_DAYS, VISIT_MAX_DAYS = 80, 130  # follow-up imaging every few months
+MAX_VISITS = 21  # baseline + five years of visits
 
 GIVEN_NAMES = np.array(
     "Anna Maria Sofia Emma Laura Julia Clara Elena Nora Lea Ingrid Petra Greta Hanna Ida "
@@ -73,9 +73,9 @@ class SimulatedClinic:
     seed: int
     cutoff_day: int
     patient: dict[str, np.ndarray]
-    truth: dict[str, np.ndarray]            # per patient x option, hidden
+    truth: dict[str, np.ndarray]  # per patient x option, hidden
     treatments: dict[str, np.ndarray]
-    visits: dict[str, np.ndarray]           # one row per imaging visit
+    visits: dict[str, np.ndarray]  # one row per imaging visit
     events: dict[str, np.ndarray]
 
 
@@ -117,7 +117,9 @@ def treatment_log_hazard_ratios(
 
 
 def weibull_survival(t_days: float | np.ndarray, log_hazard: np.ndarray) -> np.ndarray:
-    return np.exp(-((np.asarray(t_days) / WEIBULL_SCALE_DAYS) ** WEIBULL_SHAPE) * np.exp(log_hazard))
+    return np.exp(
+        -((np.asarray(t_days) / WEIBULL_SCALE_DAYS) ** WEIBULL_SHAPE) * np.exp(log_hazard)
+    )
 
 
 def weibull_rmst(tau_days: float, log_hazard: np.ndarray) -> np.ndarray:
@@ -157,7 +159,9 @@ def simulate_clinic(n: int, seed: int = 20261125, cutoff_day: int | None = None)
     birth_day = dx_day - np.round(age * DAYS_PER_YEAR + rng.uniform(0, 364, n)).astype(np.int64)
 
     t_cat = np.where(tsize <= 20, 1, np.where(tsize <= 50, 2, 3))
-    stage = np.where((nodes >= 4) | (t_cat == 3), 3, 2).astype(np.int8)  # AJCC anatomic, node-positive
+    stage = np.where((nodes >= 4) | (t_cat == 3), 3, 2).astype(
+        np.int8
+    )  # AJCC anatomic, node-positive
 
     # --- confounded treatment assignment ------------------------------------
     hr_pos = er_pos | pr_pos
@@ -170,7 +174,7 @@ def simulate_clinic(n: int, seed: int = 20261125, cutoff_day: int | None = None)
         ],
         axis=1,
     )
-    probs = 0.85 * _softmax(logits) + 0.05          # positivity: every option >= 5 %
+    probs = 0.85 * _softmax(logits) + 0.05  # positivity: every option >= 5 %
     assigned = (rng.random(n)[:, None] > np.cumsum(probs, axis=1)).sum(axis=1).astype(np.int8)
 
     # --- outcomes: Weibull PH with heterogeneous effects --------------------
@@ -183,16 +187,18 @@ def simulate_clinic(n: int, seed: int = 20261125, cutoff_day: int | None = None)
         + 0.25 * her2
     )
     log_hr = treatment_log_hazard_ratios(er_pos, pr_pos, her2, grade, nodes, age, er_fmol)
-    log_hazard = prognostic[:, None] + log_hr                       # (n, 3)
+    log_hazard = prognostic[:, None] + log_hr  # (n, 3)
     shared_exp = rng.exponential(1.0, n)
-    rfs_potential = WEIBULL_SCALE_DAYS * (shared_exp[:, None] / np.exp(log_hazard)) ** (1 / WEIBULL_SHAPE)
+    rfs_potential = WEIBULL_SCALE_DAYS * (shared_exp[:, None] / np.exp(log_hazard)) ** (
+        1 / WEIBULL_SHAPE
+    )
     rfs_5y = weibull_survival(HORIZON_5Y_DAYS, log_hazard)
     rmst_5y = weibull_rmst(HORIZON_5Y_DAYS, log_hazard)
     best = rfs_5y.argmax(axis=1).astype(np.int8)
 
     rows = np.arange(n)
     rfs_true = rfs_potential[rows, assigned]
-    recurrence_first = rng.random(n) < 0.85                        # else death without recurrence
+    recurrence_first = rng.random(n) < 0.85  # else death without recurrence
     death_after_recurrence = rng.exponential(3.0 * DAYS_PER_YEAR, n)
     death_true = np.where(recurrence_first, rfs_true + death_after_recurrence, rfs_true)
 
@@ -200,7 +206,9 @@ def simulate_clinic(n: int, seed: int = 20261125, cutoff_day: int | None = None)
     lost = rng.exponential(40 * DAYS_PER_YEAR, n)
     censor = np.minimum(admin_censor, lost)
     follow_up_end = np.minimum(censor, death_true)
-    end_reason = np.where(death_true <= censor, 2, np.where(lost < admin_censor, 1, 0)).astype(np.int8)
+    end_reason = np.where(death_true <= censor, 2, np.where(lost < admin_censor, 1, 0)).astype(
+        np.int8
+    )
     recurrence_seen = recurrence_first & (rfs_true <= censor)
     death_seen = death_true <= censor
 
@@ -216,9 +224,15 @@ def simulate_clinic(n: int, seed: int = 20261125, cutoff_day: int | None = None)
         idx = np.flatnonzero(mask)
         t_person.append(person_id[idx])
         t_class.append(np.full(idx.size, cls, dtype=np.int8))
-        t_agent.append(np.asarray(agent)[idx] if np.ndim(agent) else np.full(idx.size, agent, dtype=np.int8))
+        t_agent.append(
+            np.asarray(agent)[idx] if np.ndim(agent) else np.full(idx.size, agent, dtype=np.int8)
+        )
         t_line.append(np.full(idx.size, line, dtype=np.int8))
-        t_regimen.append(np.asarray(regimen)[idx] if np.ndim(regimen) else np.full(idx.size, regimen, dtype=np.int8))
+        t_regimen.append(
+            np.asarray(regimen)[idx]
+            if np.ndim(regimen)
+            else np.full(idx.size, regimen, dtype=np.int8)
+        )
         t_start.append(start[idx])
         t_end.append(end[idx])
 
@@ -226,12 +240,27 @@ def simulate_clinic(n: int, seed: int = 20261125, cutoff_day: int | None = None)
     chemo_end = np.minimum(line1_start + 168, fu_end_day)
     add(started & chemo_in, 1, AGENT_CODES["AC-T"], 1, assigned, line1_start, chemo_end)
     endo_start = np.where(chemo_in, line1_start + 182, line1_start)
-    endo_stop = np.minimum.reduce([endo_start + int(5 * DAYS_PER_YEAR), fu_end_day,
-                                   np.where(recurrence_seen, rec_day, np.iinfo(np.int64).max)])
+    endo_stop = np.minimum.reduce(
+        [
+            endo_start + int(5 * DAYS_PER_YEAR),
+            fu_end_day,
+            np.where(recurrence_seen, rec_day, np.iinfo(np.int64).max),
+        ]
+    )
     endo_agent = np.where(post, AGENT_CODES["letrozole"], AGENT_CODES["tamoxifen"])
-    add(started & endo_in & (endo_start < endo_stop), 2, endo_agent, 1, assigned, endo_start, endo_stop)
+    add(
+        started & endo_in & (endo_start < endo_stop),
+        2,
+        endo_agent,
+        1,
+        assigned,
+        endo_start,
+        endo_stop,
+    )
     her2_end = np.minimum(line1_start + 365, fu_end_day)
-    add(started & chemo_in & her2, 4, AGENT_CODES["trastuzumab"], 1, assigned, line1_start, her2_end)
+    add(
+        started & chemo_in & her2, 4, AGENT_CODES["trastuzumab"], 1, assigned, line1_start, her2_end
+    )
     rt_start = np.where(chemo_in, line1_start + 196, line1_start + 42)
     rt_end = np.minimum(rt_start + 35, fu_end_day)
     gets_rt = (rng.random(n) < 0.7) & (rt_start < fu_end_day)
@@ -261,7 +290,9 @@ def simulate_clinic(n: int, seed: int = 20261125, cutoff_day: int | None = None)
 
     # --- imaging visits with lesion size (TGI) and labs ---------------------
     span = np.minimum(follow_up_end, 5 * DAYS_PER_YEAR)
-    n_visits = np.minimum(1 + np.floor(span / ((VISIT_MIN_DAYS + VISIT_MAX_DAYS) / 2)), MAX_VISITS).astype(np.int64)
+    n_visits = np.minimum(
+        1 + np.floor(span / ((VISIT_MIN_DAYS + VISIT_MAX_DAYS) / 2)), MAX_VISITS
+    ).astype(np.int64)
     total = int(n_visits.sum())
     v_patient = np.repeat(rows, n_visits)
     first_of = np.repeat(np.cumsum(n_visits) - n_visits, n_visits)
@@ -275,12 +306,14 @@ def simulate_clinic(n: int, seed: int = 20261125, cutoff_day: int | None = None)
     keep = v_day <= fu_end_day[v_patient]
     v_patient, v_index, v_day = v_patient[keep], v_index[keep], v_day[keep]
 
-    response = -log_hr[rows, assigned]                               # bigger benefit, faster shrinkage
+    response = -log_hr[rows, assigned]  # bigger benefit, faster shrinkage
     decay = 0.0015 + 0.006 * np.clip(response, 0, None) * rng.lognormal(0, 0.3, n)
     growth = 0.0006 * np.exp(0.8 * prognostic + rng.normal(0, 0.35, n))
     t_treat = np.maximum(v_day - line1_start[v_patient], 0).astype(np.float64)
     f0 = tsize[v_patient]
-    lesion_true = f0 * (np.exp(-decay[v_patient] * t_treat) + np.exp(growth[v_patient] * t_treat) - 1.0)
+    lesion_true = f0 * (
+        np.exp(-decay[v_patient] * t_treat) + np.exp(growth[v_patient] * t_treat) - 1.0
+    )
     lesion_true = np.minimum(lesion_true, 250.0)
     lesion = np.round(np.clip(lesion_true + rng.normal(0, 1.0 + 0.04 * lesion_true), 0, 280), 1)
 
@@ -291,7 +324,9 @@ def simulate_clinic(n: int, seed: int = 20261125, cutoff_day: int | None = None)
     )
     ca15_3 = np.round(12.0 + 0.5 * lesion_true * rng.lognormal(0, 0.25, v_day.size), 1)
     haemoglobin = np.round(13.4 - 1.6 * on_chemo + rng.normal(0, 0.6, v_day.size), 1)
-    neutrophils = np.round(np.clip(4.6 - 2.3 * on_chemo + rng.normal(0, 0.8, v_day.size), 0.2, None), 2)
+    neutrophils = np.round(
+        np.clip(4.6 - 2.3 * on_chemo + rng.normal(0, 0.8, v_day.size), 0.2, None), 2
+    )
 
     visits = {
         "person_id": person_id[v_patient],
@@ -304,10 +339,18 @@ def simulate_clinic(n: int, seed: int = 20261125, cutoff_day: int | None = None)
     }
 
     ev_person = np.concatenate([person_id[recurrence_seen], person_id[death_seen]])
-    ev_type = np.concatenate([np.zeros(recurrence_seen.sum(), np.int8), np.ones(death_seen.sum(), np.int8)])
-    ev_day = np.concatenate([rec_day[recurrence_seen], (dx_day + np.floor(death_true).astype(np.int64))[death_seen]])
+    ev_type = np.concatenate(
+        [np.zeros(recurrence_seen.sum(), np.int8), np.ones(death_seen.sum(), np.int8)]
+    )
+    ev_day = np.concatenate(
+        [rec_day[recurrence_seen], (dx_day + np.floor(death_true).astype(np.int64))[death_seen]]
+    )
     order = np.lexsort((ev_type, ev_person))
-    events = {"person_id": ev_person[order], "type": ev_type[order], "day": ev_day[order].astype(np.int32)}
+    events = {
+        "person_id": ev_person[order],
+        "type": ev_type[order],
+        "day": ev_day[order].astype(np.int32),
+    }
 
     patient = {
         "person_id": person_id,

@@ -83,7 +83,7 @@ def write_demo(
 ) -> DemoSummary:
     """Simulate ``patients`` and write them as a new store at ``path`` (atomically).
 
-    ``rank_worklist``: also fill the stored worklist (``analytics.worklist_store``; about
+    ``rank_worklist``: also fill the stored worklist (``analytics.worklist.stored``; about
     five minutes at a million patients); ``oncolens demo`` passes False and ranks it once
     after training the clinic's treatment model, whose recurrence risk joins the ranking.
     """
@@ -114,14 +114,14 @@ def write_demo(
             say("writing tables")
             _write(con, clinic)
             say("deriving the cohort base")
-            from analytics.cohort_base import refresh_base
+            from analytics.cohorts.base import refresh_base
 
-            refresh_base(con)   # the Cohorts page's per-patient rows (analytics.cohort_base)
+            refresh_base(con)  # the Cohorts page's per-patient rows (analytics.cohorts.base)
             if rank_worklist:
-                from analytics.worklist_store import refresh as refresh_worklist
+                from analytics.worklist.stored import refresh as refresh_worklist
 
                 say("ranking the worklist by forecast risk")
-                refresh_worklist(con)   # the Worklist page's stored rows, without a treatment model
+                refresh_worklist(con)  # the Worklist page's stored rows, without a treatment model
             rows = store.table_counts(con)
             con.execute("CHECKPOINT")
         finally:
@@ -276,5 +276,12 @@ def _write(con: duckdb.DuckDBPyConnection, c: SimulatedClinic) -> None:
         ],
     )
     con.execute("COMMIT")
-    for view in ("sim_patient", "sim_treatment", "sim_visit", "sim_measurement", "sim_event", "sim_truth"):
+    for view in (
+        "sim_patient",
+        "sim_treatment",
+        "sim_visit",
+        "sim_measurement",
+        "sim_event",
+        "sim_truth",
+    ):
         con.unregister(view)

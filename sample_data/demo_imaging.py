@@ -3,8 +3,8 @@
 Why: the Patient and Imaging pages show a patient's images beside the lesion
 series in ``measurement``; a demo is only convincing (and only testable) when the
 mass in each image measures what the radiology row for that study says. Each
-image is drawn by ``sample_data.phantoms`` with ``lesion_diameter_mm`` set to the
-study's ``lesion_longest_diameter`` and written by ``sample_data.dicom_writer``
+image is drawn by ``models.training.synthetic`` with ``lesion_diameter_mm`` set to the
+study's ``lesion_longest_diameter`` and written by ``models.training.synthetic_dicom``
 under the study's own StudyInstanceUID, accession number, date and patient.
 
 Choices, and why:
@@ -103,31 +103,35 @@ import numpy as np
 import pandas as pd
 
 from analytics import store
+from models.training.synthetic import Phantom, brain_mri, mammogram
+from models.training.synthetic_dicom import mask_path_for, write_phantom_dicom
 from sample_data.demo import DemoError
-from sample_data.dicom_writer import mask_path_for, write_phantom_dicom
-from sample_data.phantoms import Phantom, brain_mri, mammogram
 
 DEFAULT_PATIENTS = 24
-MAX_STUDIES_PER_PATIENT = 4            # the baseline and the three most recent
+MAX_STUDIES_PER_PATIENT = 4  # the baseline and the three most recent
 IMAGE_SIZE = (256, 256)
 MG_SPACING_MM = 0.8
-MIN_DRAWABLE_MM = 1.5                  # a mass is at least 3 pixels (2.4 mm); 1.5 is within 1 mm of it
-MAX_DRAWABLE_MM = 110.0                # wider masses rarely fit the phantom breast
-MAX_ATTEMPTS = 12                      # breasts tried per patient before passing over her
+MIN_DRAWABLE_MM = 1.5  # a mass is at least 3 pixels (2.4 mm); 1.5 is within 1 mm of it
+MAX_DRAWABLE_MM = 110.0  # wider masses rarely fit the phantom breast
+MAX_ATTEMPTS = 12  # breasts tried per patient before passing over her
 MAX_DATE_GAP_DAYS = 14
 MANIFEST_NAME = ".oncolens-demo-images.json"
 DEFAULT_BRAIN_PATIENTS = 6
 MR_SPACING_MM = 0.9
 BRAIN_CONCEPT = "brain_lesion_longest_diameter"
-BRAIN_MET_RANGE_MM = (8.0, 30.0)       # first-seen metastasis, log-uniform
+BRAIN_MET_RANGE_MM = (8.0, 30.0)  # first-seen metastasis, log-uniform
 BRAIN_FOLLOW_UP_SHRINK = (0.45, 0.85)  # follow-up size / first size, after treatment
-BRAIN_MIN_MM = 5.0                     # a followed-up metastasis is drawn at least this large
-BRAIN_STUDIES_KEY = "demo_imaging_brain_studies"   # clinic_metadata: JSON list of this writer's MR study UIDs
-BRAIN_SERIES_DESCRIPTION = "T1 SE post-contrast axial"   # as sample_data.dicom_writer writes it
+BRAIN_MIN_MM = 5.0  # a followed-up metastasis is drawn at least this large
+BRAIN_STUDIES_KEY = (
+    "demo_imaging_brain_studies"  # clinic_metadata: JSON list of this writer's MR study UIDs
+)
+BRAIN_SERIES_DESCRIPTION = (
+    "T1 SE post-contrast axial"  # as models.training.synthetic_dicom writes it
+)
 # name-based UUIDs for the demo's image UIDs (PS3.5 B.2: 2.25.<UUID as integer>)
 _UID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://oncolens.invalid/demo-imaging")
 _SHUFFLE_SALT = 0x494D41  # separates the patient shuffle from the phantom seeds
-_BRAIN_SALT = 0x4D5242    # separates the brain patients, dates, sizes and heads from the rest
+_BRAIN_SALT = 0x4D5242  # separates the brain patients, dates, sizes and heads from the rest
 
 
 class DemoImagingError(DemoError):
@@ -137,28 +141,28 @@ class DemoImagingError(DemoError):
 @dataclass(frozen=True)
 class DemoImage:
     person_id: int
-    patient_id: str                    # the MRN, as in the file's PatientID
+    patient_id: str  # the MRN, as in the file's PatientID
     study_uid: str
     series_uid: str
     sop_instance_uid: str
     study_date: dt.date
-    measured_mm: float                 # the study's lesion_longest_diameter (MG) / BRAIN_CONCEPT (MR)
-    drawn_mm: float                    # max Feret diameter of the written mask
+    measured_mm: float  # the study's lesion_longest_diameter (MG) / BRAIN_CONCEPT (MR)
+    drawn_mm: float  # max Feret diameter of the written mask
     path: Path
-    modality: str = "MG"               # 'MG' (mammogram) or 'MR' (brain slice)
-    body_part: str = "BREAST"          # 'BREAST' or 'BRAIN'
+    modality: str = "MG"  # 'MG' (mammogram) or 'MR' (brain slice)
+    body_part: str = "BREAST"  # 'BREAST' or 'BRAIN'
 
 
 @dataclass(frozen=True)
 class ImagingSummary:
     dicom_dir: Path
     seed: int
-    person_ids: tuple[int, ...]        # patients with mammograms (``patients`` asks for this many)
-    images: tuple[DemoImage, ...]      # mammograms first, then brain MR slices
-    passed_over: int                   # candidates whose lesions could not be drawn at their size
-    removed_files: int                 # files of an earlier run that this run did not write again
+    person_ids: tuple[int, ...]  # patients with mammograms (``patients`` asks for this many)
+    images: tuple[DemoImage, ...]  # mammograms first, then brain MR slices
+    passed_over: int  # candidates whose lesions could not be drawn at their size
+    removed_files: int  # files of an earlier run that this run did not write again
     seconds: float
-    brain_person_ids: tuple[int, ...] = ()   # patients with brain MR studies (may include others)
+    brain_person_ids: tuple[int, ...] = ()  # patients with brain MR studies (may include others)
 
     @property
     def patients(self) -> int:
@@ -247,8 +251,10 @@ def write_demo_images(
         if value is None and name == "brain_patients":
             continue
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-            raise DemoImagingError(f"the number of {'brain-imaged' if name == 'brain_patients' else 'imaged'} "
-                                   f"patients must be a whole number >= 0 (got {value!r})")
+            raise DemoImagingError(
+                f"the number of {'brain-imaged' if name == 'brain_patients' else 'imaged'} "
+                f"patients must be a whole number >= 0 (got {value!r})"
+            )
     if brain_patients is None:
         brain_patients = DEFAULT_BRAIN_PATIENTS if patients > 0 else 0
     say = progress or (lambda _msg: None)
@@ -263,7 +269,9 @@ def write_demo_images(
             seed = int(row[0][0]) if row and str(row[0][0]).lstrip("-").isdigit() else 0
         candidates = _candidates(con, int(seed))
         chosen, passed_over = _choose(con, candidates, int(patients), int(seed))
-        brain, brain_passed = _choose_brain(con, [p.person_id for p, _ in chosen], int(brain_patients), int(seed))
+        brain, brain_passed = _choose_brain(
+            con, [p.person_id for p, _ in chosen], int(brain_patients), int(seed)
+        )
         owned_before = _owned_brain_studies(con)
 
     try:
@@ -278,44 +286,84 @@ def write_demo_images(
     planned = [_relpath(p.mrn, s) for p, _ in (*chosen, *brain) for s in p.studies]
     # every file this run may write is listed before it is written, so an interrupted
     # run is cleaned up by the next one
-    _write_manifest(manifest, sorted(previous | {f for rel in planned for f in (rel, _mask_rel(rel))}))
+    _write_manifest(
+        manifest, sorted(previous | {f for rel in planned for f in (rel, _mask_rel(rel))})
+    )
 
-    say(f"writing {len(planned)} demo DICOM images of {len(chosen)} patients (mammograms) and "
-        f"{len(brain)} patients (brain MR) to {dicom_dir}")  # fmt: skip
+    say(
+        f"writing {len(planned)} demo DICOM images of {len(chosen)} patients (mammograms) and "
+        f"{len(brain)} patients (brain MR) to {dicom_dir}"
+    )
     images: list[DemoImage] = []
     series_rows: dict[str, tuple[str, str, str, str]] = {}
     imaged = (*chosen, *brain)
-    for patient, phantoms in (track(imaged, "writing demo images", len(imaged)) if track else imaged):
+    for patient, phantoms in track(imaged, "writing demo images", len(imaged)) if track else imaged:
         for study, phantom in zip(patient.studies, phantoms, strict=True):
             series_uid = study.series_uid or series_uid_for(study.study_uid)
             mr = phantom.modality == "MR"
             if study.series_uid is None:
-                series_rows[series_uid] = (study.study_uid, phantom.modality, "BRAIN" if mr else "BREAST",
-                                           BRAIN_SERIES_DESCRIPTION if mr else f"{phantom.laterality} CC")
+                series_rows[series_uid] = (
+                    study.study_uid,
+                    phantom.modality,
+                    "BRAIN" if mr else "BREAST",
+                    BRAIN_SERIES_DESCRIPTION if mr else f"{phantom.laterality} CC",
+                )
             sop_uid = sop_uid_for(study.study_uid)
             path = dicom_dir / _relpath(patient.mrn, study)
             write_phantom_dicom(
-                phantom, path, patient_id=patient.mrn, patient_name=patient.name,
-                study_uid=study.study_uid, series_uid=series_uid, sop_instance_uid=sop_uid,
-                study_date=study.study_date.strftime("%Y%m%d"), accession_number=study.accession,
-                study_description=study.description, birth_date=patient.birth_date.strftime("%Y%m%d"),
+                phantom,
+                path,
+                patient_id=patient.mrn,
+                patient_name=patient.name,
+                study_uid=study.study_uid,
+                series_uid=series_uid,
+                sop_instance_uid=sop_uid,
+                study_date=study.study_date.strftime("%Y%m%d"),
+                accession_number=study.accession,
+                study_description=study.description,
+                birth_date=patient.birth_date.strftime("%Y%m%d"),
                 sex=patient.sex,
-            )  # fmt: skip
-            images.append(DemoImage(patient.person_id, patient.mrn, study.study_uid, series_uid, sop_uid,
-                                    study.study_date, study.lesion_mm, float(phantom.lesion_diameter_mm or 0.0),
-                                    path, phantom.modality, "BRAIN" if mr else "BREAST"))  # fmt: skip
+            )
+            images.append(
+                DemoImage(
+                    patient.person_id,
+                    patient.mrn,
+                    study.study_uid,
+                    series_uid,
+                    sop_uid,
+                    study.study_date,
+                    study.lesion_mm,
+                    float(phantom.lesion_diameter_mm or 0.0),
+                    path,
+                    phantom.modality,
+                    "BRAIN" if mr else "BREAST",
+                )
+            )
 
     written = {f for rel in planned for f in (rel, _mask_rel(rel))}
     stale = sorted(previous - written)
-    _record(db_path, images, series_rows, [str(dicom_dir / rel) for rel in stale],
-            brain=brain, owned_before=owned_before)
+    _record(
+        db_path,
+        images,
+        series_rows,
+        [str(dicom_dir / rel) for rel in stale],
+        brain=brain,
+        owned_before=owned_before,
+    )
     removed = _remove(dicom_dir, stale)
     _write_manifest(manifest, sorted(written))
     seconds = time.perf_counter() - t0
     say(f"wrote {len(images)} images in {seconds:.1f} s")
-    return ImagingSummary(dicom_dir, int(seed), tuple(p.person_id for p, _ in chosen), tuple(images),
-                          passed_over + brain_passed, removed, seconds,
-                          brain_person_ids=tuple(p.person_id for p, _ in brain))
+    return ImagingSummary(
+        dicom_dir,
+        int(seed),
+        tuple(p.person_id for p, _ in chosen),
+        tuple(images),
+        passed_over + brain_passed,
+        removed,
+        seconds,
+        brain_person_ids=tuple(p.person_id for p, _ in brain),
+    )
 
 
 # --------------------------------------------------------------------------- choosing patients
@@ -333,7 +381,9 @@ def _candidates(con, seed: int) -> np.ndarray:
         return ids
     order = np.random.default_rng([seed, _SHUFFLE_SALT]).permutation(ids.size)
     ids = ids[order]
-    _, site = np.unique(np.asarray(rows["site"], dtype=object)[order].astype(str), return_inverse=True)
+    _, site = np.unique(
+        np.asarray(rows["site"], dtype=object)[order].astype(str), return_inverse=True
+    )
     # rank of each patient within her site, in shuffled order: round robin = sort by (rank, site)
     rank = np.empty(ids.size, dtype=np.int64)
     for s in np.unique(site):
@@ -342,13 +392,15 @@ def _candidates(con, seed: int) -> np.ndarray:
     return ids[np.lexsort((site, rank))]
 
 
-def _choose(con, candidates: np.ndarray, n: int, seed: int) -> tuple[list[tuple[_Patient, list[Phantom]]], int]:
+def _choose(
+    con, candidates: np.ndarray, n: int, seed: int
+) -> tuple[list[tuple[_Patient, list[Phantom]]], int]:
     """The first ``n`` candidates whose chosen studies can be drawn at their measured size."""
     chosen: list[tuple[_Patient, list[Phantom]]] = []
     passed_over = 0
     batch = max(4 * n, 64)
     for start in range(0, candidates.size if n else 0, batch):
-        for patient in _load(con, candidates[start:start + batch]):
+        for patient in _load(con, candidates[start : start + batch]):
             phantoms = _draw(patient, seed) if _drawable(patient) else None
             if phantoms is None:
                 passed_over += 1
@@ -361,20 +413,25 @@ def _choose(con, candidates: np.ndarray, n: int, seed: int) -> tuple[list[tuple[
 
 def _drawable(patient: _Patient) -> bool:
     return bool(patient.studies) and all(
-        s.lesion_mm == 0 or MIN_DRAWABLE_MM <= s.lesion_mm <= MAX_DRAWABLE_MM for s in patient.studies
+        s.lesion_mm == 0 or MIN_DRAWABLE_MM <= s.lesion_mm <= MAX_DRAWABLE_MM
+        for s in patient.studies
     )
 
 
 def _load(con, person_ids: np.ndarray) -> list[_Patient]:
     """Patients (in the order given) with their chosen studies and each study's lesion size."""
     ids = [int(v) for v in person_ids]
-    people = con.execute(
-        """SELECT p.person_id, p.mrn, p.given_name, p.family_name, p.birth_date, p.sex,
+    people = (
+        con.execute(
+            """SELECT p.person_id, p.mrn, p.given_name, p.family_name, p.birth_date, p.sex,
                   (SELECT c.laterality FROM condition_occurrence c WHERE c.person_id = p.person_id
                    ORDER BY c.diagnosis_date, c.condition_id LIMIT 1) AS laterality
            FROM person p WHERE p.person_id IN (SELECT unnest(?::BIGINT[]))""",
-        [ids],
-    ).df().set_index("person_id")
+            [ids],
+        )
+        .df()
+        .set_index("person_id")
+    )
     studies = con.execute(
         """SELECT s.person_id, s.study_uid, s.study_date, s.description, s.accession_number,
                   (SELECT min(se.series_uid) FROM imaging_series se
@@ -401,21 +458,28 @@ def _load(con, person_ids: np.ndarray) -> list[_Patient]:
         person = people.loc[pid]
         rows = by_person[pid]
         if len(rows) > MAX_STUDIES_PER_PATIENT:
-            rows = pd.concat([rows.iloc[:1], rows.iloc[-(MAX_STUDIES_PER_PATIENT - 1):]])
-        out.append(_Patient(
-            person_id=pid,
-            mrn=str(person["mrn"]),
-            name=f"{person['family_name']}^{person['given_name']}",
-            birth_date=pd.Timestamp(person["birth_date"]).date(),
-            sex=str(person["sex"]) if person["sex"] in ("F", "M") else "",
-            laterality="R" if person["laterality"] == "right" else "L",
-            studies=tuple(
-                _Study(r.study_uid, None if pd.isna(r.series_uid) else str(r.series_uid),
-                       pd.Timestamp(r.study_date).date(), str(r.description or "")[:64],
-                       str(r.accession_number or "")[:16], float(r.lesion_mm))
-                for r in rows.itertuples(index=False)
-            ),
-        ))  # fmt: skip
+            rows = pd.concat([rows.iloc[:1], rows.iloc[-(MAX_STUDIES_PER_PATIENT - 1) :]])
+        out.append(
+            _Patient(
+                person_id=pid,
+                mrn=str(person["mrn"]),
+                name=f"{person['family_name']}^{person['given_name']}",
+                birth_date=pd.Timestamp(person["birth_date"]).date(),
+                sex=str(person["sex"]) if person["sex"] in ("F", "M") else "",
+                laterality="R" if person["laterality"] == "right" else "L",
+                studies=tuple(
+                    _Study(
+                        r.study_uid,
+                        None if pd.isna(r.series_uid) else str(r.series_uid),
+                        pd.Timestamp(r.study_date).date(),
+                        str(r.description or "")[:64],
+                        str(r.accession_number or "")[:16],
+                        float(r.lesion_mm),
+                    )
+                    for r in rows.itertuples(index=False)
+                ),
+            )
+        )
     return out
 
 
@@ -429,10 +493,16 @@ def _lesion_at(studies: pd.DataFrame, meas: pd.DataFrame) -> pd.Series:
     missing = value.isna()
     if missing.any():
         left = studies.loc[missing, ["person_id", "study_date"]].reset_index()
-        pairs = left.merge(meas[["person_id", "measurement_date", "value", "measurement_id"]], on="person_id")
-        pairs["gap"] = (pd.to_datetime(pairs["study_date"]) - pd.to_datetime(pairs["measurement_date"])).abs()
+        pairs = left.merge(
+            meas[["person_id", "measurement_date", "value", "measurement_id"]], on="person_id"
+        )
+        pairs["gap"] = (
+            pd.to_datetime(pairs["study_date"]) - pd.to_datetime(pairs["measurement_date"])
+        ).abs()
         pairs = pairs[pairs["gap"] <= pd.Timedelta(days=MAX_DATE_GAP_DAYS)]
-        nearest = pairs.sort_values(["gap", "measurement_id"], ascending=[True, False]).drop_duplicates("index")
+        nearest = pairs.sort_values(
+            ["gap", "measurement_id"], ascending=[True, False]
+        ).drop_duplicates("index")
         value.loc[nearest["index"].to_numpy()] = nearest["value"].to_numpy()
     return value.astype(float)
 
@@ -446,11 +516,16 @@ def _draw(patient: _Patient, seed: int) -> list[Phantom] | None:
         entropy = [seed, patient.person_id, attempt]
         phantoms = []
         for study in patient.studies:
-            rng = np.random.default_rng(entropy)   # the same breast at every visit
+            rng = np.random.default_rng(entropy)  # the same breast at every visit
             size = study.lesion_mm
-            phantom = mammogram(rng, "malignant" if size > 0 else "normal", size=IMAGE_SIZE,
-                                spacing_mm=MG_SPACING_MM, lesion_diameter_mm=size if size > 0 else None,
-                                laterality=patient.laterality)  # fmt: skip
+            phantom = mammogram(
+                rng,
+                "malignant" if size > 0 else "normal",
+                size=IMAGE_SIZE,
+                spacing_mm=MG_SPACING_MM,
+                lesion_diameter_mm=size if size > 0 else None,
+                laterality=patient.laterality,
+            )
             drawn = phantom.lesion_diameter_mm or 0.0
             if not math.isclose(drawn, size, abs_tol=_tolerance_mm(size)):
                 break
@@ -465,7 +540,9 @@ def _draw(patient: _Patient, seed: int) -> list[Phantom] | None:
 
 def _owned_brain_studies(con) -> set[str]:
     """The brain study UIDs an earlier run added (``clinic_metadata``), empty if none or unreadable."""
-    rows = con.execute("SELECT value FROM clinic_metadata WHERE key = ?", [BRAIN_STUDIES_KEY]).fetchall()
+    rows = con.execute(
+        "SELECT value FROM clinic_metadata WHERE key = ?", [BRAIN_STUDIES_KEY]
+    ).fetchall()
     try:
         uids = json.loads(rows[0][0]) if rows else []
     except (TypeError, ValueError):
@@ -473,7 +550,9 @@ def _owned_brain_studies(con) -> set[str]:
     return {u for u in uids if isinstance(u, str)} if isinstance(uids, list) else set()
 
 
-def _choose_brain(con, imaged: list[int], n: int, seed: int) -> tuple[list[tuple[_Patient, list[Phantom]]], int]:
+def _choose_brain(
+    con, imaged: list[int], n: int, seed: int
+) -> tuple[list[tuple[_Patient, list[Phantom]]], int]:
     """Up to ``n`` patients with their brain studies planned and drawn (see the module notes)."""
     if n == 0:
         return [], 0
@@ -490,16 +569,21 @@ def _choose_brain(con, imaged: list[int], n: int, seed: int) -> tuple[list[tuple
     if rows.empty:
         return [], 0
     rec = pd.to_datetime(rows["recurrence_date"])
-    rows["recurrence_date"] = rec.where((rec >= pd.to_datetime(rows["diagnosis_date"]))
-                                        & (rec <= pd.to_datetime(rows["end_date"])))  # fmt: skip
+    rows["recurrence_date"] = rec.where(
+        (rec >= pd.to_datetime(rows["diagnosis_date"])) & (rec <= pd.to_datetime(rows["end_date"]))
+    )
     rows = rows.iloc[np.random.default_rng([seed, _BRAIN_SALT]).permutation(len(rows))]
-    advanced = (rows["stage_iv"].fillna(False).astype(bool) | rows["recurrence_date"].notna()).to_numpy()
+    advanced = (
+        rows["stage_iv"].fillna(False).astype(bool) | rows["recurrence_date"].notna()
+    ).to_numpy()
     tier = np.where(advanced, 0, 2) + np.where(rows["person_id"].isin(imaged).to_numpy(), 0, 1)
     order = np.argsort(tier, kind="stable")[:n]
     rows, advanced = rows.iloc[order].reset_index(drop=True), advanced[order]
     # about half get a metastasis, only among those with distant disease
     n_mets = min((len(rows) + 1) // 2, int(advanced.sum()))
-    with_met = set(np.random.default_rng([seed, _BRAIN_SALT, 1]).permutation(np.flatnonzero(advanced))[:n_mets])
+    with_met = set(
+        np.random.default_rng([seed, _BRAIN_SALT, 1]).permutation(np.flatnonzero(advanced))[:n_mets]
+    )
 
     people = _people(con, rows["person_id"].tolist())
     chosen, passed_over = [], 0
@@ -514,8 +598,16 @@ def _choose_brain(con, imaged: list[int], n: int, seed: int) -> tuple[list[tuple
         studies = []
         for k, ((date, description, _), phantom) in enumerate(zip(plan, phantoms, strict=True)):
             uid = brain_study_uid(seed, pid, k)
-            studies.append(_Study(uid, None, date, description, f"MRB{int(uid.rsplit('.', 1)[1]) % 10**13:013d}",
-                                  round(float(phantom.lesion_diameter_mm or 0.0), 1)))  # fmt: skip
+            studies.append(
+                _Study(
+                    uid,
+                    None,
+                    date,
+                    description,
+                    f"MRB{int(uid.rsplit('.', 1)[1]) % 10**13:013d}",
+                    round(float(phantom.lesion_diameter_mm or 0.0), 1),
+                )
+            )
         chosen.append((_Patient(pid, mrn, name, birth, sex, "", tuple(studies)), phantoms))
     return chosen, passed_over
 
@@ -523,9 +615,18 @@ def _choose_brain(con, imaged: list[int], n: int, seed: int) -> tuple[list[tuple
 def _people(con, ids: list[int]) -> dict[int, tuple[str, str, dt.date, str]]:
     rows = con.execute(
         "SELECT person_id, mrn, given_name, family_name, birth_date, sex FROM person "
-        "WHERE person_id IN (SELECT unnest(?::BIGINT[]))", [ids]).fetchall()  # fmt: skip
-    return {int(pid): (str(mrn), f"{family}^{given}", pd.Timestamp(birth).date(), sex if sex in ("F", "M") else "")
-            for pid, mrn, given, family, birth, sex in rows}  # fmt: skip
+        "WHERE person_id IN (SELECT unnest(?::BIGINT[]))",
+        [ids],
+    ).fetchall()
+    return {
+        int(pid): (
+            str(mrn),
+            f"{family}^{given}",
+            pd.Timestamp(birth).date(),
+            sex if sex in ("F", "M") else "",
+        )
+        for pid, mrn, given, family, birth, sex in rows
+    }
 
 
 def _plan_brain(row, metastasis: bool, seed: int) -> list[tuple[dt.date, str, float]]:
@@ -536,9 +637,13 @@ def _plan_brain(row, metastasis: bool, seed: int) -> list[tuple[dt.date, str, fl
     A follow-up 60-120 days later when the observation period allows (half the time).
     """
     rng = np.random.default_rng([seed, _BRAIN_SALT, int(row.person_id)])
-    delay, gap, second, d1, shrink = (int(rng.integers(3, 22)), int(rng.integers(60, 121)), rng.random() < 0.5,
-                                      float(np.exp(rng.uniform(*np.log(BRAIN_MET_RANGE_MM)))),
-                                      float(rng.uniform(*BRAIN_FOLLOW_UP_SHRINK)))  # fmt: skip
+    delay, gap, second, d1, shrink = (
+        int(rng.integers(3, 22)),
+        int(rng.integers(60, 121)),
+        rng.random() < 0.5,
+        float(np.exp(rng.uniform(*np.log(BRAIN_MET_RANGE_MM)))),
+        float(rng.uniform(*BRAIN_FOLLOW_UP_SHRINK)),
+    )
     dx, end = pd.Timestamp(row.diagnosis_date).date(), pd.Timestamp(row.end_date).date()
     if not pd.isna(row.recurrence_date):
         start, why = pd.Timestamp(row.recurrence_date).date(), "restaging at recurrence"
@@ -559,10 +664,19 @@ def _draw_brain(person_id: int, sizes: list[float], seed: int) -> list[Phantom] 
     for attempt in range(MAX_ATTEMPTS):
         phantoms = []
         for size in sizes:
-            rng = np.random.default_rng([seed, _BRAIN_SALT, person_id, 1, attempt])   # the same head each time
-            phantom = brain_mri(rng, size > 0, size=IMAGE_SIZE, spacing_mm=MR_SPACING_MM,
-                                lesion_diameter_mm=size if size > 0 else None)  # fmt: skip
-            if not math.isclose(phantom.lesion_diameter_mm or 0.0, size, abs_tol=_tolerance_mm(size)):
+            rng = np.random.default_rng(
+                [seed, _BRAIN_SALT, person_id, 1, attempt]
+            )  # the same head each time
+            phantom = brain_mri(
+                rng,
+                size > 0,
+                size=IMAGE_SIZE,
+                spacing_mm=MR_SPACING_MM,
+                lesion_diameter_mm=size if size > 0 else None,
+            )
+            if not math.isclose(
+                phantom.lesion_diameter_mm or 0.0, size, abs_tol=_tolerance_mm(size)
+            ):
                 break
             phantoms.append(phantom)
         else:
@@ -606,15 +720,23 @@ def _read_manifest(path: Path, root: Path) -> set[str]:
 def _write_manifest(path: Path, files: list[str]) -> None:
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(json.dumps({"written_by": "oncolens demo", "files": files}, indent=0), encoding="utf-8")
+        tmp.write_text(
+            json.dumps({"written_by": "oncolens demo", "files": files}, indent=0), encoding="utf-8"
+        )
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def _record(db_path: Path, images: list[DemoImage], series_rows: dict[str, tuple[str, str, str, str]],
-            stale_paths: list[str], *, brain: list[tuple[_Patient, list[Phantom]]] = (),
-            owned_before: set[str] = frozenset()) -> None:
+def _record(
+    db_path: Path,
+    images: list[DemoImage],
+    series_rows: dict[str, tuple[str, str, str, str]],
+    stale_paths: list[str],
+    *,
+    brain: list[tuple[_Patient, list[Phantom]]] = (),
+    owned_before: set[str] = frozenset(),
+) -> None:
     """One short transaction: (re)place this run's rows, drop those of files about to go.
 
     Instance rows of this run replace their namesakes; those of stale files go. The
@@ -624,45 +746,83 @@ def _record(db_path: Path, images: list[DemoImage], series_rows: dict[str, tuple
     """
     sop = [im.sop_instance_uid for im in images]
     spacing = [MR_SPACING_MM if im.modality == "MR" else MG_SPACING_MM for im in images]
-    instances = [sop, [im.series_uid for im in images], [str(im.path) for im in images],
-                 [IMAGE_SIZE[0]] * len(images), [IMAGE_SIZE[1]] * len(images), spacing]
+    instances = [
+        sop,
+        [im.series_uid for im in images],
+        [str(im.path) for im in images],
+        [IMAGE_SIZE[0]] * len(images),
+        [IMAGE_SIZE[1]] * len(images),
+        spacing,
+    ]
     series = [list(series_rows), *([row[i] for row in series_rows.values()] for i in range(4))]
     brain_studies = [(p.person_id, s) for p, _ in brain for s in p.studies]
     new_uids = [s.study_uid for _, s in brain_studies]
     dropped = sorted(owned_before - set(new_uids))
     gone = sorted(owned_before | set(new_uids))
-    study_rows = [new_uids, [pid for pid, _ in brain_studies], [s.study_date for _, s in brain_studies],
-                  [s.description for _, s in brain_studies], [s.accession for _, s in brain_studies]]
+    study_rows = [
+        new_uids,
+        [pid for pid, _ in brain_studies],
+        [s.study_date for _, s in brain_studies],
+        [s.description for _, s in brain_studies],
+        [s.accession for _, s in brain_studies],
+    ]
     with store.open_store(db_path) as con:
         con.execute("BEGIN TRANSACTION")
         try:
-            con.execute("DELETE FROM imaging_instance WHERE sop_instance_uid IN (SELECT unnest(?::VARCHAR[]))",
-                        [sop])
+            con.execute(
+                "DELETE FROM imaging_instance WHERE sop_instance_uid IN (SELECT unnest(?::VARCHAR[]))",
+                [sop],
+            )
             if stale_paths:
-                con.execute("DELETE FROM imaging_instance WHERE file_path IN (SELECT unnest(?::VARCHAR[]))",
-                            [stale_paths])
+                con.execute(
+                    "DELETE FROM imaging_instance WHERE file_path IN (SELECT unnest(?::VARCHAR[]))",
+                    [stale_paths],
+                )
             if gone:
                 con.execute(
                     "DELETE FROM imaging_instance WHERE series_uid IN (SELECT series_uid FROM imaging_series "
-                    " WHERE study_uid IN (SELECT unnest(?::VARCHAR[])))", [gone])  # fmt: skip
-                con.execute("DELETE FROM imaging_series WHERE study_uid IN (SELECT unnest(?::VARCHAR[]))", [gone])
-                con.execute("DELETE FROM measurement WHERE study_uid IN (SELECT unnest(?::VARCHAR[]))", [dropped])
+                    " WHERE study_uid IN (SELECT unnest(?::VARCHAR[])))",
+                    [gone],
+                )
+                con.execute(
+                    "DELETE FROM imaging_series WHERE study_uid IN (SELECT unnest(?::VARCHAR[]))",
+                    [gone],
+                )
+                con.execute(
+                    "DELETE FROM measurement WHERE study_uid IN (SELECT unnest(?::VARCHAR[]))",
+                    [dropped],
+                )
                 con.execute(
                     "DELETE FROM measurement WHERE study_uid IN (SELECT unnest(?::VARCHAR[])) "
-                    "AND concept = ? AND source = 'radiology'", [new_uids, BRAIN_CONCEPT])  # fmt: skip
-                con.execute("DELETE FROM imaging_study WHERE modality = 'MR' "
-                            "AND study_uid IN (SELECT unnest(?::VARCHAR[]))", [gone])  # fmt: skip
+                    "AND concept = ? AND source = 'radiology'",
+                    [new_uids, BRAIN_CONCEPT],
+                )
+                con.execute(
+                    "DELETE FROM imaging_study WHERE modality = 'MR' "
+                    "AND study_uid IN (SELECT unnest(?::VARCHAR[]))",
+                    [gone],
+                )
             if brain_studies:
                 con.execute(
                     "INSERT INTO imaging_study SELECT unnest(?::VARCHAR[]), unnest(?::BIGINT[]), unnest(?::DATE[]),"
-                    " 'MR', unnest(?::VARCHAR[]), unnest(?::VARCHAR[])", study_rows)  # fmt: skip
-                first_id = con.execute("SELECT coalesce(max(measurement_id), 0) + 1 FROM measurement").fetchall()[0][0]
+                    " 'MR', unnest(?::VARCHAR[]), unnest(?::VARCHAR[])",
+                    study_rows,
+                )
+                first_id = con.execute(
+                    "SELECT coalesce(max(measurement_id), 0) + 1 FROM measurement"
+                ).fetchall()[0][0]
                 con.execute(
                     "INSERT INTO measurement (measurement_id, person_id, measurement_date, concept, value, unit,"
                     " source, study_uid) SELECT unnest(?::BIGINT[]), unnest(?::BIGINT[]), unnest(?::DATE[]), ?,"
                     " unnest(?::DOUBLE[]), 'mm', 'radiology', unnest(?::VARCHAR[])",
-                    [list(range(first_id, first_id + len(new_uids))), study_rows[1], study_rows[2], BRAIN_CONCEPT,
-                     [s.lesion_mm for _, s in brain_studies], new_uids],
+                    [
+                        list(range(first_id, first_id + len(new_uids))),
+                        study_rows[1],
+                        study_rows[2],
+                        BRAIN_CONCEPT,
+                        [s.lesion_mm for _, s in brain_studies],
+                        new_uids,
+                    ],
                 )
             if series_rows:
                 con.execute(
@@ -680,7 +840,10 @@ def _record(db_path: Path, images: list[DemoImage], series_rows: dict[str, tuple
                 )
             con.execute("DELETE FROM clinic_metadata WHERE key = ?", [BRAIN_STUDIES_KEY])
             if new_uids:
-                con.execute("INSERT INTO clinic_metadata VALUES (?, ?)", [BRAIN_STUDIES_KEY, json.dumps(new_uids)])
+                con.execute(
+                    "INSERT INTO clinic_metadata VALUES (?, ?)",
+                    [BRAIN_STUDIES_KEY, json.dumps(new_uids)],
+                )
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
@@ -699,5 +862,5 @@ def _remove(root: Path, stale: list[str]) -> int:
         folders.update(p for p in path.parents if p != root and p.is_relative_to(root))
     for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
         with contextlib.suppress(OSError):
-            folder.rmdir()              # only succeeds when empty
+            folder.rmdir()  # only succeeds when empty
     return removed

@@ -55,34 +55,50 @@ def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrthancServer]
     """Start Orthanc on 127.0.0.1 (free ports, temporary storage, authentication on, no remote access),
     wait for ``/system``, stop it after the session. Skips, saying why, where Orthanc is not installed
     (``make pacs-deps`` installs it where apt-get can)."""
-    binary = shutil.which(ORTHANC_BINARY) or ("/usr/sbin/Orthanc" if Path("/usr/sbin/Orthanc").exists() else None)
+    binary = shutil.which(ORTHANC_BINARY) or (
+        "/usr/sbin/Orthanc" if Path("/usr/sbin/Orthanc").exists() else None
+    )
     if binary is None:
-        pytest.skip("Orthanc is not installed (apt-get install orthanc orthanc-dicomweb; `make pacs-deps`)")
+        pytest.skip(
+            "Orthanc is not installed (apt-get install orthanc orthanc-dicomweb; `make pacs-deps`)"
+        )
     if not ORTHANC_DICOMWEB_PLUGIN.exists():
-        pytest.skip(f"the Orthanc DICOMweb plugin is not installed ({ORTHANC_DICOMWEB_PLUGIN}; "
-                    "apt-get install orthanc-dicomweb)")
+        pytest.skip(
+            f"the Orthanc DICOMweb plugin is not installed ({ORTHANC_DICOMWEB_PLUGIN}; "
+            "apt-get install orthanc-dicomweb)"
+        )
     folder = tmp_path_factory.mktemp("orthanc")
     http_port, dicom_port = _free_port(), _free_port()
     config = {
-        "Name": "ONCOLENS-TEST", "StorageDirectory": str(folder / "db"), "IndexDirectory": str(folder / "db"),
-        "HttpPort": http_port, "DicomPort": dicom_port, "DicomServerEnabled": False,
-        "RemoteAccessAllowed": False, "AuthenticationEnabled": True,
+        "Name": "ONCOLENS-TEST",
+        "StorageDirectory": str(folder / "db"),
+        "IndexDirectory": str(folder / "db"),
+        "HttpPort": http_port,
+        "DicomPort": dicom_port,
+        "DicomServerEnabled": False,
+        "RemoteAccessAllowed": False,
+        "AuthenticationEnabled": True,
         "RegisteredUsers": {ORTHANC_USER: ORTHANC_PASSWORD},
         "Plugins": [str(ORTHANC_DICOMWEB_PLUGIN)],
         "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
     }
     (folder / "config.json").write_text(json.dumps(config))
     log = (folder / "orthanc.log").open("wb")
-    proc = subprocess.Popen([binary, str(folder / "config.json")], stdout=log, stderr=subprocess.STDOUT,
-                            cwd=folder)  # fmt: skip
+    proc = subprocess.Popen(
+        [binary, str(folder / "config.json")], stdout=log, stderr=subprocess.STDOUT, cwd=folder
+    )
     url = f"http://127.0.0.1:{http_port}"
     try:
         deadline = time.monotonic() + 30
         while True:
             if proc.poll() is not None:
-                pytest.fail(f"Orthanc exited with {proc.returncode}: {(folder / 'orthanc.log').read_text()[-2000:]}")
+                pytest.fail(
+                    f"Orthanc exited with {proc.returncode}: {(folder / 'orthanc.log').read_text()[-2000:]}"
+                )
             try:
-                if requests.get(f"{url}/system", auth=(ORTHANC_USER, ORTHANC_PASSWORD), timeout=1).ok:
+                if requests.get(
+                    f"{url}/system", auth=(ORTHANC_USER, ORTHANC_PASSWORD), timeout=1
+                ).ok:
                     break
             except requests.RequestException:
                 pass

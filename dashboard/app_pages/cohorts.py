@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import auth, cohort_panel, plain_language, plots, resources, treatment_panel
+from dashboard import resources
+from dashboard.figures import clinical as plots
+from dashboard.panels import cohort as cohort_panel
+from dashboard.panels import treatment as treatment_panel
+from dashboard.services import plain_language
+from dashboard.session import auth
 
 auth.require_page("cohorts")
 ref = resources.require_store()
@@ -14,8 +19,11 @@ overview_tab, build_tab, treatment_tab = st.tabs(["Overview", "Build a cohort", 
 with overview_tab:
     overview = resources.cohort_overview(ref)
     if not overview.patients:
-        st.info("This store holds no patients yet: import records with `oncolens import` (docs/imports.md), "
-                "or build the demo clinic with `oncolens demo`.", icon=":material/group_off:")
+        st.info(
+            "This store holds no patients yet: import records with `oncolens import` (docs/imports.md), "
+            "or build the demo clinic with `oncolens demo`.",
+            icon=":material/group_off:",
+        )
     else:
         a, b, c, d = st.columns(4)
         a.metric("Patients", f"{overview.patients:,}")
@@ -25,20 +33,28 @@ with overview_tab:
 
         left, right = st.columns(2)
         left.plotly_chart(plots.age_distribution_figure(overview.age_distribution))
-        right.plotly_chart(plots.bar_figure(overview.grade_counts, "grade", "patients", "Tumour grade", "grade"))
+        right.plotly_chart(
+            plots.bar_figure(overview.grade_counts, "grade", "patients", "Tumour grade", "grade")
+        )
         left.plotly_chart(plots.receptor_figure(overview.receptor_counts))
         right.plotly_chart(
-            plots.bar_figure(overview.regimen_counts, "regimen", "patients", "First-line regimen", "")
+            plots.bar_figure(
+                overview.regimen_counts, "regimen", "patients", "First-line regimen", ""
+            )
         )
 
-        st.subheader("Recurrence-free survival",
-                     help=plain_language.glossary_help("Kaplan–Meier", "RFS", "confidence interval"))
+        st.subheader(
+            "Recurrence-free survival",
+            help=plain_language.glossary_help("Kaplan–Meier", "RFS", "confidence interval"),
+        )
         overall, by_regimen = st.columns(2)
         overall.plotly_chart(
             plots.km_figure(overview.km[overview.km["group"] == "all patients"], "All patients")
         )
         by_regimen.plotly_chart(
-            plots.km_figure(overview.km[overview.km["group"] != "all patients"], "By first-line regimen")
+            plots.km_figure(
+                overview.km[overview.km["group"] != "all patients"], "By first-line regimen"
+            )
         )
         st.caption(
             "Kaplan–Meier estimates with 95 % confidence bands; recurrence or death is the event, "
@@ -53,13 +69,17 @@ with overview_tab:
                 f"{overview.patients:,} patients; counts above use every patient."
             )
         st.dataframe(
-            overview.km_medians.assign(median_rfs_years=overview.km_medians["median_rfs_days"] / 365.25),
+            overview.km_medians.assign(
+                median_rfs_years=overview.km_medians["median_rfs_days"] / 365.25
+            ),
             hide_index=True,
             column_order=("group", "patients", "events", "median_rfs_years"),
             column_config={
                 "group": "Group",
                 "median_rfs_years": st.column_config.NumberColumn(
-                    "Median RFS (years)", format="%.1f", help="empty when the curve stays above 50 %"
+                    "Median RFS (years)",
+                    format="%.1f",
+                    help="empty when the curve stays above 50 %",
                 ),
             },
         )

@@ -4,27 +4,42 @@ from __future__ import annotations
 
 import streamlit as st
 
-from analytics import audit
-from analytics.treatment_model_files import TreatmentModelError
-from dashboard import auth, resources
-from dashboard import governance_panel as panel
+from analytics.governance import audit
+from analytics.treatment.model.files import TreatmentModelError
+from dashboard import resources
+from dashboard.panels import governance as panel
+from dashboard.session import auth
 
 auth.require_page("governance")
 ref = resources.require_store()
 st.title("Governance")
-st.caption("What the models are, how well they work for whom, and what the system showed to whom. "
-           "OncoLens is research and decision support, not a medical device.")
+st.caption(
+    "What the models are, how well they work for whom, and what the system showed to whom. "
+    "OncoLens is research and decision support, not a medical device."
+)
 
 cards, audit_tab, saliency_tab, trail_tab, decisions_tab, data_tab = st.tabs(
-    ["Model cards", "Subgroup audit", "Saliency checks", "Audit trail", "Decisions", "Data provenance"])
+    [
+        "Model cards",
+        "Subgroup audit",
+        "Saliency checks",
+        "Audit trail",
+        "Decisions",
+        "Data provenance",
+    ]
+)
 
 with cards:
     for card in resources.model_cards():
-        with st.expander(f"Imaging: {card.get('title', card.get('name'))} v{card.get('version')}", expanded=False):
+        with st.expander(
+            f"Imaging: {card.get('title', card.get('name'))} v{card.get('version')}", expanded=False
+        ):
             panel.render_card(card, "imaging model (synthetic phantoms)")
     try:
         treatment_card = resources.treatment_card(ref)
-        with st.expander(f"Treatment: clinic model {treatment_card.get('version')}", expanded=False):
+        with st.expander(
+            f"Treatment: clinic model {treatment_card.get('version')}", expanded=False
+        ):
             panel.render_card(treatment_card, "treatment outcome model (this store's clinic)")
     except TreatmentModelError as exc:
         st.info(f"No treatment model card: {exc}")
@@ -38,8 +53,13 @@ with audit_tab:
     except TreatmentModelError as exc:
         st.info(f"No treatment model to audit: {exc}")
     st.markdown("#### Imaging models on fresh phantoms")
-    n = st.select_slider("Phantoms per model", [100, 200, 400], value=200, key="gov_n",
-                         help="More phantoms: narrower intervals, slower (about 10 s per 100 on 2 cores).")
+    n = st.select_slider(
+        "Phantoms per model",
+        [100, 200, 400],
+        value=200,
+        key="gov_n",
+        help="More phantoms: narrower intervals, slower (about 10 s per 100 on 2 cores).",
+    )
     if st.toggle("Run the imaging subgroup audit", key="gov_run_imaging"):
         names = [c["name"] for c in resources.model_cards()]
         with resources.working(f"Reading {n} fresh phantoms per model…", expanded=True) as box:
@@ -50,8 +70,10 @@ with audit_tab:
         for report in reports:
             panel.render_imaging_audit(report)
     else:
-        st.caption("Imaging audits generate and read fresh phantoms; switch on to compute them "
-                   "(cached afterwards; `oncolens validate subgroups --json` prints the same figures).")
+        st.caption(
+            "Imaging audits generate and read fresh phantoms; switch on to compute them "
+            "(cached afterwards; `oncolens validate subgroups --json` prints the same figures)."
+        )
 
 with saliency_tab:
     for card in resources.model_cards():
@@ -62,20 +84,35 @@ with trail_tab:
     chosen = panel.audit_filters(options)
     events, _ = resources.audit_trail(ref, **chosen)
     events = auth.protect_ids(events, ref.path)
-    st.caption(f"{len(events)} event(s) match. Patient ids are pseudonymised for the ethics board. "
-               "`oncolens audit verify` checks the hash chain.")
+    st.caption(
+        f"{len(events)} event(s) match. Patient ids are pseudonymised for the ethics board. "
+        "`oncolens audit verify` checks the hash chain."
+    )
     if events.empty:
         filtered = bool(chosen["actions"] or chosen["actors"])
-        st.info("No audit event matches these filters: clear the action and user filters or widen the date range."
-                if filtered else "No audit events in this range yet: sign-ins, patient views, AI reads shown "
-                "and exports are recorded as they happen; widen the date range to see older ones.")  # fmt: skip
+        st.info(
+            "No audit event matches these filters: clear the action and user filters or widen the date range."
+            if filtered
+            else "No audit events in this range yet: sign-ins, patient views, AI reads shown "
+            "and exports are recorded as they happen; widen the date range to see older ones."
+        )
     else:
         st.dataframe(events, hide_index=True, width="stretch")
-    if not events.empty and st.download_button("Export CSV", events.to_csv(index=False).encode(),
-                                               "oncolens_audit_trail.csv", "text/csv", key="gov_export"):
+    if not events.empty and st.download_button(
+        "Export CSV",
+        events.to_csv(index=False).encode(),
+        "oncolens_audit_trail.csv",
+        "text/csv",
+        key="gov_export",
+    ):
         user, role = auth.actor()
-        audit.record_event(ref.path, actor=user, role=role, action="export_audit_trail",
-                           details={"rows": len(events), **{k: str(v) for k, v in chosen.items()}})
+        audit.record_event(
+            ref.path,
+            actor=user,
+            role=role,
+            action="export_audit_trail",
+            details={"rows": len(events), **{k: str(v) for k, v in chosen.items()}},
+        )
 
 with decisions_tab:
     panel.render_decisions(resources.decision_rates(ref))
@@ -85,5 +122,7 @@ with data_tab:
     st.metric("Schema version", snapshot.schema_version)
     st.dataframe(snapshot.metadata, hide_index=True)
     st.dataframe(snapshot.table_counts, hide_index=True)
-    st.caption("Tables under `truth.` hold the simulation's ground truth; they are counted here and read only "
-               "by validation code, never by a page or a model.")
+    st.caption(
+        "Tables under `truth.` hold the simulation's ground truth; they are counted here and read only "
+        "by validation code, never by a page or a model."
+    )

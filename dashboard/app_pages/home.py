@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import auth, landing, resources
+from dashboard import resources
+from dashboard.session import auth, landing
 
 session = auth.require_page("home")
 st.title("OncoLens")
@@ -28,5 +29,7 @@ else:
     d.metric("Schema version", status.schema_version)
     st.caption(f"Database: `{status.path}`")
     if not status.patients:
-        st.info(f"This store holds no patients yet: import records with `oncolens import FILE --db {status.path}` "
-                "(CSV, Parquet, FHIR), or build the demo clinic with `oncolens demo --db PATH --force`.")  # fmt: skip
+        st.info(
+            f"This store holds no patients yet: import records with `oncolens import FILE --db {status.path}` "
+            "(CSV, Parquet, FHIR), or build the demo clinic with `oncolens demo --db PATH --force`."
+        )

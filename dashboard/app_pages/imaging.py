@@ -8,23 +8,21 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from analytics import audit, store
+from analytics import store
+from analytics.governance import audit
 from analytics.patients import UnknownPatientError
-from dashboard import (
-    auth,
-    deid_panel,
-    pacs_panel,
-    plain_language,
-    resources,
-    saliency_panel,
-    state,
-    trail,
-    viewer,
-)
-from models import deidentify, dicom
+from dashboard import resources
+from dashboard.figures import viewer
+from dashboard.panels import deid as deid_panel
+from dashboard.panels import pacs as pacs_panel
+from dashboard.panels import saliency as saliency_panel
+from dashboard.services import plain_language
+from dashboard.session import auth, state, trail
+from models.deid import deidentify
+from models.dicom import reader as dicom
+from models.inference.registry import ModelUnavailableError
+from models.inference.tasks import select_task
 from models.radiomics import feature_rows
-from models.registry import ModelUnavailableError
-from models.tasks import select_task
 
 UPLOAD = "Upload a DICOM file"
 UNCERTAIN_BELOW = 0.70  # top-class probability under which the read is flagged as uncertain
@@ -41,7 +39,9 @@ choice = state.patient_choice()
 images = pd.DataFrame()
 heading = "Most recent images in the clinic"
 if choice.is_invalid:
-    st.warning(f"“{choice.raw}” is not a patient id (a whole number). Search by MRN in the sidebar.")
+    st.warning(
+        f"“{choice.raw}” is not a patient id (a whole number). Search by MRN in the sidebar."
+    )
 elif choice.person_id is not None:
     try:
         summary = resources.patient_summary(ref, choice.person_id)
@@ -62,7 +62,9 @@ elif choice.person_id is not None:
 else:
     images = resources.recent_images(ref)
     if images.empty:
-        st.info("No image files on record yet. Run `oncolens demo` (it writes demo studies) or upload a file.")
+        st.info(
+            "No image files on record yet. Run `oncolens demo` (it writes demo studies) or upload a file."
+        )
 
 
 def _label(row: pd.Series) -> str:
@@ -72,28 +74,38 @@ def _label(row: pd.Series) -> str:
     return f"{who}{date} · {row['modality']} · {desc}"
 
 
-labels = {-1: UPLOAD} | {i: f"{_label(r)} · image {i + 1}" for i, (_, r) in enumerate(images.iterrows())}
+labels = {-1: UPLOAD} | {
+    i: f"{_label(r)} · image {i + 1}" for i, (_, r) in enumerate(images.iterrows())
+}
 st.subheader(heading)
 default = 1 if len(labels) > 1 else 0
-wanted_study = st.query_params.get("study")          # set by the Patient page's "open a study" buttons
+wanted_study = st.query_params.get("study")  # set by the Patient page's "open a study" buttons
 if wanted_study and not images.empty:
     hits = np.flatnonzero(images["study_uid"].astype(str).to_numpy() == wanted_study)
     default = int(hits[0]) + 1 if hits.size else default
 pacs_panel.render(ref)
-picked = st.selectbox("Image", list(labels), index=default, format_func=labels.get,
-                      key="imaging_source")  # fmt: skip
+picked = st.selectbox(
+    "Image", list(labels), index=default, format_func=labels.get, key="imaging_source"
+)
 
 data: bytes | None = None
 source_path: Path | None = None
 if picked == -1:
-    upload = st.file_uploader("DICOM file (.dcm)", type=None, key="imaging_upload",
-                              help="Any DICOM image; it is de-identified before it is shown, and nothing "
-                                   "is stored unless you ingest it.")  # fmt: skip
+    upload = st.file_uploader(
+        "DICOM file (.dcm)",
+        type=None,
+        key="imaging_upload",
+        help="Any DICOM image; it is de-identified before it is shown, and nothing "
+        "is stored unless you ingest it.",
+    )
     if upload is not None:
         try:
             data, deid_report = deid_panel.deidentify_upload(ref.path, upload.getvalue())
         except (deidentify.DeidentificationError, OSError) as exc:
-            st.error(f"This file cannot be de-identified, so it is not shown: {exc}", icon=":material/block:")
+            st.error(
+                f"This file cannot be de-identified, so it is not shown: {exc}",
+                icon=":material/block:",
+            )
             st.stop()
         deid_panel.render_report(deid_report)
 else:
@@ -102,7 +114,9 @@ else:
     try:
         data = source_path.read_bytes()
     except OSError as exc:
-        st.error(f"The file on record for this image cannot be read ({source_path}): {exc.strerror or exc}.")
+        st.error(
+            f"The file on record for this image cannot be read ({source_path}): {exc.strerror or exc}."
+        )
         st.stop()
 
 if data is None:
@@ -131,17 +145,28 @@ with view:
     if manual:
         lo, hi = viewer.slider_range(image)
         centre = st.slider("Level (centre)", float(lo), float(hi), float(np.clip(centre, lo, hi)))
-        width = st.slider("Width", max((hi - lo) / 1000, 1e-3), float(hi - lo) * 1.2,
-                          float(np.clip(width, (hi - lo) / 1000, (hi - lo) * 1.2)))  # fmt: skip
+        width = st.slider(
+            "Width",
+            max((hi - lo) / 1000, 1e-3),
+            float(hi - lo) * 1.2,
+            float(np.clip(width, (hi - lo) / 1000, (hi - lo) * 1.2)),
+        )
     use_file_voi = presets[preset] is None and not manual
     shown = dicom.display(image) if use_file_voi else dicom.display(image, centre, width)
 
 with read:
-    st.markdown("#### AI read", help=plain_language.glossary_help("calibrated probability", "AUC", "calibration"))
-    task, why = select_task(image.modality, image.body_part, str(getattr(header, "StudyDescription", "")))
+    st.markdown(
+        "#### AI read",
+        help=plain_language.glossary_help("calibrated probability", "AUC", "calibration"),
+    )
+    task, why = select_task(
+        image.modality, image.body_part, str(getattr(header, "StudyDescription", ""))
+    )
     ai = None
     if task is None:
-        st.warning(f"{why.capitalize()}. The image is shown; no AI read is given.", icon=":material/block:")
+        st.warning(
+            f"{why.capitalize()}. The image is shown; no AI read is given.", icon=":material/block:"
+        )
     else:
         try:
             ai = resources.ai_read(data, frame, image, task.name)
@@ -149,39 +174,69 @@ with read:
             st.error(f"The {task.title.lower()} cannot run: {exc}", icon=":material/error:")
     if ai is not None:
         card = resources.imaging_model(ai.model).card
-        trail.shown(ref.path, "ai_read_shown", subject=None if picked == -1 else int(images.iloc[picked]["person_id"]),
-                    model_name=ai.model, model_version=ai.model_version, inputs_sha256=audit.inputs_hash(data, frame),
-                    details={"label": ai.label, "probability": round(float(ai.confidence), 4)})  # fmt: skip
+        trail.shown(
+            ref.path,
+            "ai_read_shown",
+            subject=None if picked == -1 else int(images.iloc[picked]["person_id"]),
+            model_name=ai.model,
+            model_version=ai.model_version,
+            inputs_sha256=audit.inputs_hash(data, frame),
+            details={"label": ai.label, "probability": round(float(ai.confidence), 4)},
+        )
         sure = ai.confidence >= UNCERTAIN_BELOW
         label = ai.label.replace("_", " ")
-        st.metric("Most likely", label.capitalize(), help=plain_language.glossary_help(
-            "calibrated probability", lead="The class with the highest calibrated probability."))
+        st.metric(
+            "Most likely",
+            label.capitalize(),
+            help=plain_language.glossary_help(
+                "calibrated probability", lead="The class with the highest calibrated probability."
+            ),
+        )
         (st.success if sure else st.warning)(
             f"Calibrated probability {ai.confidence:.0%}"
             + ("" if sure else f" (below {UNCERTAIN_BELOW:.0%}: uncertain read, look closely)"),
         )
-        st.info(plain_language.ai_read_summary(
-            finding=ai.label, probability=float(ai.confidence), uncertain_below=UNCERTAIN_BELOW,
-            diameter_mm=ai.lesion.longest_diameter_mm if ai.lesion is not None and image.spacing_mm else None,
-        ), icon=":material/record_voice_over:")  # fmt: skip
-        probs = pd.DataFrame({"class": [k.replace("_", " ") for k in ai.probabilities],
-                              "probability": list(ai.probabilities.values())})  # fmt: skip
+        st.info(
+            plain_language.ai_read_summary(
+                finding=ai.label,
+                probability=float(ai.confidence),
+                uncertain_below=UNCERTAIN_BELOW,
+                diameter_mm=ai.lesion.longest_diameter_mm
+                if ai.lesion is not None and image.spacing_mm
+                else None,
+            ),
+            icon=":material/record_voice_over:",
+        )
+        probs = pd.DataFrame(
+            {
+                "class": [k.replace("_", " ") for k in ai.probabilities],
+                "probability": list(ai.probabilities.values()),
+            }
+        )
         st.dataframe(
-            probs, hide_index=True, width="stretch",
-            column_config={"probability": st.column_config.ProgressColumn(
-                "Calibrated probability", format="percent", min_value=0.0, max_value=1.0)},
-        )  # fmt: skip
+            probs,
+            hide_index=True,
+            width="stretch",
+            column_config={
+                "probability": st.column_config.ProgressColumn(
+                    "Calibrated probability", format="percent", min_value=0.0, max_value=1.0
+                )
+            },
+        )
         metrics = card.get("metrics", {})
         auc = metrics.get(f"auc_{card.get('positive_label')}_vs_rest")
         ece = metrics.get("ece_after_calibration")
         how_sure = []
         if auc:
-            how_sure.append(f"held-out AUC {auc['value']:.2f} (95 % CI {auc['ci_low']:.2f}–{auc['ci_high']:.2f})")
+            how_sure.append(
+                f"held-out AUC {auc['value']:.2f} (95 % CI {auc['ci_low']:.2f}–{auc['ci_high']:.2f})"
+            )
         if ece is not None:
             how_sure.append(f"calibration error {ece:.3f}")
         st.caption(
             f"{ai.model_title} v{ai.model_version} · {ai.latency_ms:.0f} ms · on synthetic phantoms: "
-            + ", ".join(how_sure) + ". Never validated on real patients.",
+            + ", ".join(how_sure)
+            + ". Never validated on real patients.",
             help=plain_language.glossary_help("AUC", "confidence interval", "calibration"),
         )
         if ai.lesion is not None:
@@ -190,13 +245,24 @@ with read:
             if image.spacing_mm is None:
                 st.warning("The file has no pixel spacing: sizes in mm cannot be given.")
             else:
-                st.metric("Longest diameter (RECIST 1.1)", f"{ai.lesion.longest_diameter_mm:.1f} mm",
-                          help=plain_language.glossary_help(
-                              "RECIST", lead="Maximum Feret diameter of the AI lesion outline in the image plane."))
-            st.dataframe(rows, hide_index=True, width="stretch",
-                         column_config={"value": st.column_config.NumberColumn(format="%.3g")})  # fmt: skip
+                st.metric(
+                    "Longest diameter (RECIST 1.1)",
+                    f"{ai.lesion.longest_diameter_mm:.1f} mm",
+                    help=plain_language.glossary_help(
+                        "RECIST",
+                        lead="Maximum Feret diameter of the AI lesion outline in the image plane.",
+                    ),
+                )
+            st.dataframe(
+                rows,
+                hide_index=True,
+                width="stretch",
+                column_config={"value": st.column_config.NumberColumn(format="%.3g")},
+            )
         elif ai.label in (task.lesion_labels if task else ()):
-            st.info("The model reports a lesion class but outlined no lesion; no measurement is given.")
+            st.info(
+                "The model reports a lesion class but outlined no lesion; no measurement is given."
+            )
         else:
             st.caption("No lesion outlined: nothing to measure.")
 
@@ -204,20 +270,30 @@ with view:
     truth = None
     if source_path is not None:
         mask_file = source_path.with_name(f"{source_path.stem}_mask.png")
-        if mask_file.exists() and st.toggle("Show the phantom's true lesion outline", key="imaging_truth"):
+        if mask_file.exists() and st.toggle(
+            "Show the phantom's true lesion outline", key="imaging_truth"
+        ):
             from PIL import Image
 
             truth_arr = np.asarray(Image.open(mask_file)) > 0
             truth = truth_arr if truth_arr.shape == shown.shape[:2] else None
-    fig = viewer.image_figure(shown, image.spacing_mm, mask=ai.lesion_mask if ai else None, truth_mask=truth)
+    fig = viewer.image_figure(
+        shown, image.spacing_mm, mask=ai.lesion_mask if ai else None, truth_mask=truth
+    )
     st.plotly_chart(fig, config={"scrollZoom": True, "displaylogo": False})
     fov = image.field_of_view_mm
     st.caption(
         f"{image.modality} · {image.rows}×{image.columns} px"
-        + (f" · {image.spacing_mm[0]:.3g}×{image.spacing_mm[1]:.3g} mm/px ({image.spacing_source})"
-           f" · field {fov[0]:.0f}×{fov[1]:.0f} mm" if image.spacing_mm and fov else " · no pixel spacing")
+        + (
+            f" · {image.spacing_mm[0]:.3g}×{image.spacing_mm[1]:.3g} mm/px ({image.spacing_source})"
+            f" · field {fov[0]:.0f}×{fov[1]:.0f} mm"
+            if image.spacing_mm and fov
+            else " · no pixel spacing"
+        )
         + f" · window {centre:.4g}/{width:.4g}"
         + (f" · frame {frame + 1} of {image.n_frames}" if image.n_frames > 1 else "")
-    )  # fmt: skip
+    )
 
-saliency_panel.render(data=data, frame=frame, image=image, ai=ai, shown=shown, spacing=image.spacing_mm)
+saliency_panel.render(
+    data=data, frame=frame, image=image, ai=ai, shown=shown, spacing=image.spacing_mm
+)

@@ -7,23 +7,22 @@ import streamlit as st
 
 from analytics import store
 from analytics.patients import UnknownPatientError
-from dashboard import (
-    auth,
-    forecast_panel,
-    plots,
-    report_panel,
-    resources,
-    state,
-    treatment_panel,
-    worklist_panel,
-)
+from dashboard import resources
+from dashboard.figures import clinical as plots
+from dashboard.panels import forecast as forecast_panel
+from dashboard.panels import report as report_panel
+from dashboard.panels import treatment as treatment_panel
+from dashboard.panels import worklist as worklist_panel
+from dashboard.session import auth, state
 
 auth.require_page("patient")
 ref = resources.require_store()
 choice = state.patient_choice()
 st.title("Patient")
 if choice.is_invalid:
-    st.warning(f"“{choice.raw}” is not a patient id (a whole number). Search by MRN in the sidebar.")
+    st.warning(
+        f"“{choice.raw}” is not a patient id (a whole number). Search by MRN in the sidebar."
+    )
     st.stop()
 if choice.person_id is None:
     st.info("Find a patient by id or MRN in the sidebar, or open one from the Worklist.")
@@ -42,19 +41,31 @@ demo, dx, period = summary.demographics, summary.diagnosis, summary.observation_
 st.header(f"{demo.mrn} · id {demo.person_id}")
 worklist_panel.review_line(ref, demo.person_id)
 a, b, c, d = st.columns(4)
-a.metric("Age at diagnosis", "unknown" if demo.age_at_diagnosis_years is None else f"{demo.age_at_diagnosis_years} y")
+a.metric(
+    "Age at diagnosis",
+    "unknown" if demo.age_at_diagnosis_years is None else f"{demo.age_at_diagnosis_years} y",
+)
 b.metric("Menopausal status", demo.menopausal_status)
 c.metric("Site", demo.site)
-d.metric("Follow-up ends", "unknown" if period is None else f"{period.end_date:%Y-%m-%d}",
-         help=None if period is None else f"reason: {period.end_reason.replace('_', ' ')}")
+d.metric(
+    "Follow-up ends",
+    "unknown" if period is None else f"{period.end_date:%Y-%m-%d}",
+    help=None if period is None else f"reason: {period.end_reason.replace('_', ' ')}",
+)
 
 st.subheader("Diagnosis")
 if dx is None:
-    st.info("No cancer diagnosis recorded for this patient: import it with `oncolens import` (docs/imports.md); "
-            "treatment options and forecasts need it.")
+    st.info(
+        "No cancer diagnosis recorded for this patient: import it with `oncolens import` (docs/imports.md); "
+        "treatment options and forecasts need it."
+    )
 else:
-    st.caption(f"{dx.condition.replace('_', ' ')}, {dx.laterality}, diagnosed {dx.diagnosis_date:%Y-%m-%d}")
-    cols = st.columns(4)  # two rows of four: seven values in one row are cut off at 1366 px (docs/experience.md)
+    st.caption(
+        f"{dx.condition.replace('_', ' ')}, {dx.laterality}, diagnosed {dx.diagnosis_date:%Y-%m-%d}"
+    )
+    cols = st.columns(
+        4
+    )  # two rows of four: seven values in one row are cut off at 1366 px (docs/experience.md)
     cols[0].metric("Stage", dx.stage)
     cols[1].metric("Grade", dx.grade)
     cols[2].metric("Tumour size", f"{dx.tumour_size_mm:.0f} mm")
@@ -72,8 +83,10 @@ st.plotly_chart(plots.lab_values_figure(summary.measurements))
 
 st.subheader("Treatments")
 if summary.treatments.empty:
-    st.info("No treatment recorded for this patient: import her treatment records with `oncolens import` "
-            "(docs/imports.md).")
+    st.info(
+        "No treatment recorded for this patient: import her treatment records with `oncolens import` "
+        "(docs/imports.md)."
+    )
 else:
     st.dataframe(summary.treatments, hide_index=True)
 
@@ -85,7 +98,9 @@ else:
 
 st.subheader("Imaging studies")
 if summary.imaging_studies.empty:
-    st.info("No imaging studies recorded for this patient: ingest her DICOM files with `oncolens ingest PATH` "
-            "or pull a study from the PACS on the Imaging page.")
+    st.info(
+        "No imaging studies recorded for this patient: ingest her DICOM files with `oncolens ingest PATH` "
+        "or pull a study from the PACS on the Imaging page."
+    )
 else:
     st.dataframe(summary.imaging_studies, hide_index=True)

@@ -45,7 +45,8 @@ class TinyClinic:
         )
         start = diagnosis or "2020-01-01"
         self.con.execute(
-            "INSERT INTO observation_period VALUES (?, ?, ?, ?)", [person_id, start, end, end_reason]
+            "INSERT INTO observation_period VALUES (?, ?, ?, ?)",
+            [person_id, start, end, end_reason],
         )
         if diagnosis is not None:
             self.con.execute(
@@ -66,11 +67,18 @@ class TinyClinic:
 
     def event(self, person_id: int, event_type: str, day: str) -> None:
         self.con.execute(
-            "INSERT INTO outcome_event VALUES (?, ?, ?, ?)", [self._id(), person_id, event_type, day]
+            "INSERT INTO outcome_event VALUES (?, ?, ?, ?)",
+            [self._id(), person_id, event_type, day],
         )
 
     def treatment(
-        self, person_id: int, line: int, klass: str, regimen: str | None, start: str, end: str | None
+        self,
+        person_id: int,
+        line: int,
+        klass: str,
+        regimen: str | None,
+        start: str,
+        end: str | None,
     ) -> None:
         self.con.execute(
             "INSERT INTO treatment_exposure VALUES (?, ?, 'drug', ?, 'agent', ?, ?, ?, ?)",
@@ -86,4 +94,3 @@ def tiny(tmp_path: Path) -> Iterator[TinyClinic]:
         yield TinyClinic(con)
     finally:
         con.close()
-

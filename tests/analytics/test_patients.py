@@ -48,7 +48,9 @@ def test_summary_matches_the_store(demo_con):
         "SELECT p.birth_date, c.diagnosis_date FROM person p JOIN condition_occurrence c "
         "USING (person_id) WHERE person_id = 7"
     ).fetchone()
-    expected_age = diagnosis.year - birth.year - ((diagnosis.month, diagnosis.day) < (birth.month, birth.day))
+    expected_age = (
+        diagnosis.year - birth.year - ((diagnosis.month, diagnosis.day) < (birth.month, birth.day))
+    )
     assert summary.demographics.age_at_diagnosis_years == expected_age
     assert summary.diagnosis is not None and summary.diagnosis.diagnosis_date == diagnosis
     assert isinstance(summary.diagnosis.tumour_size_mm, float)

@@ -32,8 +32,14 @@ from pathlib import Path
 import pytest
 
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 VIEWPORT = {"width": 1366, "height": 768}  # the smallest screen the app is laid out for (issue 10)
 DEMO_PATIENTS = 200
 DEMO_IMAGES = 6
@@ -88,10 +94,24 @@ def demo_clinic(browser_prerequisites: str, tmp_path_factory: pytest.TempPathFac
     """A 200-patient demo store with DICOM images and the treatment model, from the real CLI."""
     db = tmp_path_factory.mktemp("e2e") / "clinic.duckdb"
     out = subprocess.run(
-        [sys.executable, "-m", "dashboard.cli", "demo", "--patients", str(DEMO_PATIENTS), "--db", str(db),
-         "--images", str(DEMO_IMAGES), "--json"],
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "dashboard.cli.main",
+            "demo",
+            "--patients",
+            str(DEMO_PATIENTS),
+            "--db",
+            str(db),
+            "--images",
+            str(DEMO_IMAGES),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert out.returncode == 0, f"oncolens demo failed:\n{out.stderr}"
     summary = json.loads(out.stdout)
     assert summary["imaged_patients"], "the demo wrote no images"
@@ -106,16 +126,30 @@ def app(demo_clinic: DemoClinic, tmp_path_factory: pytest.TempPathFactory) -> It
     env = dict(os.environ, ONCOLENS_IDLE_TIMEOUT_MIN="30")
     with log.open("wb") as sink:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "dashboard.cli", "serve", "--db", str(demo_clinic.db), "--port", str(port),
-             "--address", "127.0.0.1"],
-            stdout=sink, stderr=subprocess.STDOUT, env=env,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "dashboard.cli.main",
+                "serve",
+                "--db",
+                str(demo_clinic.db),
+                "--port",
+                str(port),
+                "--address",
+                "127.0.0.1",
+            ],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
         while True:
             if proc.poll() is not None:
-                pytest.fail(f"the app exited ({proc.returncode}):\n{log.read_text(errors='replace')}")
+                pytest.fail(
+                    f"the app exited ({proc.returncode}):\n{log.read_text(errors='replace')}"
+                )
             try:
                 with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
                     if r.status == 200:

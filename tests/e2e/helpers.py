@@ -54,7 +54,10 @@ def nav_links(page) -> list[str]:
     """The page titles in the sidebar navigation, in order."""
     links = page.locator('[data-testid="stSidebarNav"] a')
     # A link's text is its Material icon's name, then its title: keep the last line.
-    return [[line.strip() for line in t.splitlines() if line.strip()][-1] for t in links.all_inner_texts()]
+    return [
+        [line.strip() for line in t.splitlines() if line.strip()][-1]
+        for t in links.all_inner_texts()
+    ]
 
 
 def open_page(page, title: str) -> None:

@@ -13,7 +13,8 @@ import re
 
 import pytest
 
-from analytics import store, users
+from analytics import store
+from analytics.governance import users
 from tests.e2e.helpers import (
     assert_no_exception,
     assert_readable,
@@ -24,7 +25,7 @@ from tests.e2e.helpers import (
     sign_in,
 )
 
-# The role/page table of docs/architecture.md (dashboard/auth.py: PAGES), in navigation order.
+# The role/page table of docs/architecture.md (dashboard/session/auth.py: PAGES), in navigation order.
 ROLE_PAGES = {
     ("oncologist", "oncologist-demo"): ["Home", "Patient", "Imaging", "Worklist", "Cohorts"],
     ("careteam", "careteam-demo"): ["Home", "Patient", "Worklist"],
@@ -34,7 +35,9 @@ ROLE_PAGES = {
 HEADINGS = {"Home": "OncoLens"}  # each page's st.title, when it is not the page's name
 
 
-@pytest.mark.parametrize(("account", "pages"), list(ROLE_PAGES.items()), ids=[u for u, _ in ROLE_PAGES])
+@pytest.mark.parametrize(
+    ("account", "pages"), list(ROLE_PAGES.items()), ids=[u for u, _ in ROLE_PAGES]
+)
 def test_each_role_opens_each_of_its_pages(page, app, account, pages):
     """The menu offers exactly the role's pages, and each one renders its title without an exception.
 
@@ -76,7 +79,9 @@ def test_oncologist_patient_recommendation_timeline_and_imaging_read(page, app):
     settle(page)
     page.get_by_role("heading", name=re.compile(rf"· id {person_id}$")).wait_for()
     page.get_by_role("heading", name="Treatment options").wait_for()
-    recommendation = page.get_by_text(re.compile(r"Recommended: |the model does not pick an option"))
+    recommendation = page.get_by_text(
+        re.compile(r"Recommended: |the model does not pick an option")
+    )
     recommendation.first.wait_for()
     timeline = page.get_by_role("heading", name="Timeline and forecast")
     timeline.wait_for()
@@ -156,13 +161,13 @@ def test_care_team_goes_from_the_worklist_to_a_patient_without_a_recommendation(
     grid = page.locator('[data-testid="stDataFrame"]').first
     grid.wait_for()
     cells = page.locator('[data-testid="stDataFrame"] [role="gridcell"]')
-    cells.first.wait_for(state="attached")                    # the grid's accessible (hidden) table
+    cells.first.wait_for(state="attached")  # the grid's accessible (hidden) table
     top = int(re.search(r"patient=(\d+)$", cells.first.inner_text().strip()).group(1))
     assert_no_exception(page, "care team's worklist")
     screenshot(page, "careteam-flow-worklist")
 
     box = grid.bounding_box()
-    page.mouse.click(box["x"] + 10, box["y"] + 35 + 17)      # the first row's selection box
+    page.mouse.click(box["x"] + 10, box["y"] + 35 + 17)  # the first row's selection box
     page.wait_for_url(re.compile(rf"/patient\?patient={top}$"))
     settle(page)
     page.get_by_role("heading", name=re.compile(rf"· id {top}$")).wait_for()
@@ -175,7 +180,9 @@ def test_care_team_goes_from_the_worklist_to_a_patient_without_a_recommendation(
     screenshot(page, "careteam-flow-patient")
 
 
-def test_ethics_board_exports_a_cohort_with_pseudonymised_ids_and_the_export_is_audited(page, app, tmp_path):
+def test_ethics_board_exports_a_cohort_with_pseudonymised_ids_and_the_export_is_audited(
+    page, app, tmp_path
+):
     """Cohorts -> Build a cohort -> prepare and download the CSV: one row per patient, ids pseudonymised for
     the ethics board, no names or MRNs, and an export event in the audit trail.
 
@@ -193,15 +200,21 @@ def test_ethics_board_exports_a_cohort_with_pseudonymised_ids_and_the_export_is_
         page.get_by_role("button", name="Download CSV").click()
     saved = tmp_path / "cohort.csv"
     download.value.save_as(saved)
-    settle(page)                                               # the click's rerun writes the export event
+    settle(page)  # the click's rerun writes the export event
     rows = pd.read_csv(saved)
-    shown = int(re.search(r"\(([\d,]+) patients\)", page.get_by_text(re.compile(r"^Prepare CSV")).inner_text())
-                .group(1).replace(",", ""))  # fmt: skip
+    shown = int(
+        re.search(
+            r"\(([\d,]+) patients\)", page.get_by_text(re.compile(r"^Prepare CSV")).inner_text()
+        )
+        .group(1)
+        .replace(",", "")
+    )
     assert len(rows) == shown > 0
     assert rows["person_id"].astype(str).str.startswith("P-").all()
     assert not {"mrn", "given_name", "family_name", "birth_date"} & set(rows.columns)
     assert_no_exception(page, "cohort export")
     with store.open_store(app.clinic.db, read_only=True, wait_s=30) as con:
-        exports = con.execute("SELECT count(*) FROM audit_event WHERE action = 'export' AND actor = 'ethics'").fetchone()[0]
+        exports = con.execute(
+            "SELECT count(*) FROM audit_event WHERE action = 'export' AND actor = 'ethics'"
+        ).fetchone()[0]
     assert exports >= 1
-

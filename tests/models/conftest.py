@@ -8,15 +8,22 @@ import numpy as np
 import pytest
 from pydicom.uid import generate_uid
 
-from sample_data import phantoms
-from sample_data.dicom_writer import write_phantom_dicom
+from models.training import synthetic as phantoms
+from models.training.synthetic_dicom import write_phantom_dicom
 
 
-def write_phantom(phantom: phantoms.Phantom, path: Path, patient_id: str = "TEST-1", date: str = "20250101") -> Path:
+def write_phantom(
+    phantom: phantoms.Phantom, path: Path, patient_id: str = "TEST-1", date: str = "20250101"
+) -> Path:
     return write_phantom_dicom(
-        phantom, path, patient_id=patient_id, study_uid=generate_uid(), series_uid=generate_uid(),
-        sop_instance_uid=generate_uid(), study_date=date,
-    )  # fmt: skip
+        phantom,
+        path,
+        patient_id=patient_id,
+        study_uid=generate_uid(),
+        series_uid=generate_uid(),
+        sop_instance_uid=generate_uid(),
+        study_date=date,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -25,8 +32,12 @@ def phantom_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("phantoms")
     rng = np.random.default_rng
     return {
-        "malignant": write_phantom(phantoms.mammogram(rng(11), "malignant", lesion_diameter_mm=25.0), folder / "mal.dcm"),
+        "malignant": write_phantom(
+            phantoms.mammogram(rng(11), "malignant", lesion_diameter_mm=25.0), folder / "mal.dcm"
+        ),
         "normal": write_phantom(phantoms.mammogram(rng(12), "normal"), folder / "normal.dcm"),
-        "tumour": write_phantom(phantoms.brain_mri(rng(13), True, lesion_diameter_mm=30.0), folder / "tumour.dcm"),
+        "tumour": write_phantom(
+            phantoms.brain_mri(rng(13), True, lesion_diameter_mm=30.0), folder / "tumour.dcm"
+        ),
         "no_tumour": write_phantom(phantoms.brain_mri(rng(14), False), folder / "no_tumour.dcm"),
     }

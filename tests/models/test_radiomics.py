@@ -84,6 +84,8 @@ def test_feature_rows_carry_units_and_drop_sizes_without_spacing() -> None:
     f = measure_lesion(np.ones((64, 64)), _disc(64, 10), (1.0, 1.0))
     rows = feature_rows(f)
     assert len(rows) == len(FEATURE_TABLE)
-    assert rows[0]["unit"] == "mm" and rows[0]["value"] == pytest.approx(f.longest_diameter_mm, abs=1e-3)
+    assert rows[0]["unit"] == "mm" and rows[0]["value"] == pytest.approx(
+        f.longest_diameter_mm, abs=1e-3
+    )
     assert all(r["unit"] for r in rows)
     assert not [r for r in feature_rows(f, spacing_known=False) if r["unit"] in ("mm", "mm²")]

@@ -11,9 +11,19 @@ from sample_data import demo
 from sample_data.cohort import HORIZON_5Y_DAYS, OPTIONS, simulate_clinic
 from sample_data.demo import DemoError, write_demo
 
-TABLES = ("person", "observation_period", "condition_occurrence", "treatment_exposure", "measurement",
-          "outcome_event", "imaging_study", "imaging_series", "truth.potential_outcome",
-          "truth.patient_parameters", "clinic_metadata")
+TABLES = (
+    "person",
+    "observation_period",
+    "condition_occurrence",
+    "treatment_exposure",
+    "measurement",
+    "outcome_event",
+    "imaging_study",
+    "imaging_series",
+    "truth.potential_outcome",
+    "truth.patient_parameters",
+    "clinic_metadata",
+)
 
 
 def _dump(path) -> dict[str, pd.DataFrame]:
@@ -101,16 +111,19 @@ def test_store_is_consistent_with_ground_truth(demo_db):
         assert bad == 0
         line1 = con.execute(
             "SELECT count(*) FROM treatment_exposure t JOIN truth.patient_parameters tp USING (person_id) "
-            "WHERE t.regimen IS NOT NULL AND t.regimen <> tp.assigned_option").fetchone()[0]
+            "WHERE t.regimen IS NOT NULL AND t.regimen <> tp.assigned_option"
+        ).fetchone()[0]
         assert line1 == 0
         orphans = con.execute(
             "SELECT count(*) FROM measurement m LEFT JOIN imaging_study s USING (study_uid) "
             "WHERE m.concept = 'lesion_longest_diameter' AND (s.study_uid IS NULL "
-            "OR s.person_id <> m.person_id OR s.study_date <> m.measurement_date)").fetchone()[0]
+            "OR s.person_id <> m.person_id OR s.study_date <> m.measurement_date)"
+        ).fetchone()[0]
         assert orphans == 0
         after_end = con.execute(
             "SELECT count(*) FROM measurement m JOIN observation_period o USING (person_id) "
-            "WHERE m.measurement_date > o.end_date OR m.measurement_date < o.start_date").fetchone()[0]
+            "WHERE m.measurement_date > o.end_date OR m.measurement_date < o.start_date"
+        ).fetchone()[0]
         assert after_end == 0
 
 

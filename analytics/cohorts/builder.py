@@ -1,0 +1,658 @@
+"""Cohorts: filters over the store, "Table 1", Kaplan-Meier per group, log-rank and Cox.
+
+A cohort is a list of ``Filter`` s over the field catalogue
+(``analytics.cohorts.fields``) plus an optional group-by field. ``build_cohort``
+compiles the filters into one parameterised query over a per-patient base row
+(index diagnosis, covariates, first-line regimen, recurrence-free survival),
+materialises the matching patients once in a temporary table, and answers
+everything else with aggregates over it.
+
+Why the survival statistics work on aggregated counts: at a million patients,
+moving one row per patient into Python costs more than the whole SQL. All the
+estimators needed here depend on the data only through, per group and per day,
+the number of events and the number of patients leaving the risk set. DuckDB
+returns those counts (a few thousand rows per group); the Kaplan-Meier
+product-limit and Greenwood bands are computed in NumPy from them, and the
+log-rank test and the Cox model (Efron ties) are computed from the same counts
+by Newton-Raphson in NumPy. lifelines' fitters on one row per patient are the
+reference in the tests (equal to 1e-6); they take seconds at a million rows
+(and lifelines itself ~2 s to import), which is why they are not the code path.
+
+Recurrence-free survival (RFS), as on the rest of the Cohorts page
+(``analytics.cohorts.summary``): days from the index diagnosis to the first
+recurrence or death, censored at the end of the observation period. Groups
+were not randomised: hazard ratios between them describe the cohort, they
+are not treatment effects.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from analytics.cohorts.base import base_source
+from analytics.cohorts.fields import (
+    FIELDS,
+    CohortError,
+    EmptyCohortError,
+    Filter,
+    compile_where,
+    group_field,
+    parse_filter,
+)
+
+__all__ = [
+    "CohortError",
+    "CohortResult",
+    "EmptyCohortError",
+    "Filter",
+    "GroupSurvival",
+    "build_cohort",
+    "cohort_patients",
+    "parse_filter",
+    "kaplan_meier_counts",
+]
+
+Z_95 = 1.959963984540054
+AT_RISK_YEARS = tuple(range(0, 11))  # number-at-risk table: every year from diagnosis
+ALL = "all patients"
+
+# Table 1: (variable, base column) in display order.
+TABLE1_CONTINUOUS = (
+    ("Age at diagnosis (years)", "age_years"),
+    ("Tumour size (mm)", "tumour_size_mm"),
+    ("Positive nodes", "positive_nodes"),
+    ("Oestrogen receptor (fmol/mg)", "er_fmol"),
+    ("Progesterone receptor (fmol/mg)", "pr_fmol"),
+    ("RFS or follow-up time (days)", "rfs_days"),
+)
+TABLE1_CATEGORICAL = (
+    ("Menopausal status", "menopausal_status"),
+    ("Site", "site"),
+    ("Stage", "stage"),
+    ("Grade", "grade"),
+    ("ER status", "er_status"),
+    ("PR status", "pr_status"),
+    ("HER2 status", "her2_status"),
+    ("First-line regimen", "first_line_regimen"),
+    ("Recurrence or death", "event"),
+)
+
+
+@dataclass(frozen=True, eq=False)
+class GroupSurvival:
+    """Kaplan-Meier estimate of one group.
+
+    ``km``: day (days since diagnosis), s (survival), lo, hi (95 % pointwise,
+    exponential Greenwood: the log(-log) interval, as lifelines), at_risk
+    (patients at risk just before ``day``); one row at day 0 and one per day
+    with at least one event. ``median_days`` is None when the curve never
+    reaches one half.
+    """
+
+    name: str
+    n: int
+    events: int
+    median_days: float | None
+    km: pd.DataFrame
+
+
+@dataclass(frozen=True, eq=False)
+class CohortResult:
+    """What a cohort is and how it fared.
+
+    ``table1``: long format, one row per (variable, level, group): variable,
+    level ('' for continuous), group (a group name or ``ALL``), n, percent
+    (categorical), median, q1, q3 (continuous), text (as shown). ``at_risk``:
+    group, years, at_risk. ``hazard_ratios``: group, hr, lo, hi, p against
+    ``reference`` (Cox, Efron ties); empty with one group. ``logrank_p``: None
+    with one group.
+    """
+
+    filters: tuple[Filter, ...]
+    group_by: str | None
+    n: int
+    events: int
+    groups: tuple[GroupSurvival, ...]
+    table1: pd.DataFrame
+    at_risk: pd.DataFrame
+    logrank_p: float | None
+    logrank_chi2: float | None
+    reference: str | None
+    hazard_ratios: pd.DataFrame
+    notes: tuple[str, ...] = field(default=())
+
+    def km_frame(self) -> pd.DataFrame:
+        """All groups' curves in the shape of ``plots.km_figure``: group, time_days, survival, ci_*."""
+        parts = [g.km.assign(group=g.name) for g in self.groups]
+        km = pd.concat(parts, ignore_index=True)
+        return km.rename(
+            columns={"day": "time_days", "s": "survival", "lo": "ci_lower", "hi": "ci_upper"}
+        )
+
+    def to_json(self) -> dict:
+        """The ``oncolens cohort --json`` object (ARCHITECTURE.md), plus hazard ratios and notes."""
+        return {
+            "n": self.n,
+            "filters": [str(f) for f in self.filters],
+            "group_by": self.group_by,
+            "groups": [
+                {
+                    "name": g.name,
+                    "n": g.n,
+                    "events": g.events,
+                    "median_days": g.median_days,
+                    "km": [
+                        {"day": int(d), "s": _r(s), "lo": _r(lo), "hi": _r(hi), "at_risk": int(r)}
+                        for d, s, lo, hi, r in g.km[["day", "s", "lo", "hi", "at_risk"]].itertuples(
+                            index=False
+                        )
+                    ],
+                }
+                for g in self.groups
+            ],
+            "logrank_p": self.logrank_p,
+            "reference": self.reference,
+            "hazard_ratios": [
+                {k: (_r(v) if isinstance(v, float) else v) for k, v in row.items()}
+                for row in self.hazard_ratios.to_dict("records")
+            ],
+            "notes": list(self.notes),
+        }
+
+
+def _r(x: float) -> float | None:
+    x = float(x)
+    return round(x, 6) if math.isfinite(x) else None
+
+
+def _as_filters(filters) -> tuple[Filter, ...]:
+    return tuple(f if isinstance(f, Filter) else parse_filter(str(f)) for f in (filters or ()))
+
+
+def cohort_sql(
+    filters, group_by: str | None = None, source: str | None = None
+) -> tuple[str, list[object]]:
+    """The cohort as one parameterised SELECT over the base rows, with a ``grp`` column.
+
+    ``source``: what to select FROM (``cohort_base.base_source``); default the live query.
+    """
+    from analytics.cohorts.base import BASE_SQL
+
+    filters = _as_filters(filters)
+    where, params = compile_where(filters)
+    grp = group_field(group_by).sql if group_by else f"'{ALL}'"
+    source = source or f"({BASE_SQL})"
+    return f"SELECT *, {grp}::VARCHAR AS grp FROM {source} AS base WHERE {where}", params  # noqa: S608
+
+
+def cohort_patients(
+    con: duckdb.DuckDBPyConnection, filters=(), group_by: str | None = None
+) -> pd.DataFrame:
+    """The cohort, one row per patient, for export: person_id, the catalogue's fields, rfs_days, event.
+
+    No direct identifiers (names, MRN, birth date): an export for research carries the
+    store's person_id and the clinical fields only.
+    """
+    sql, params = cohort_sql(filters, group_by, base_source(con))
+    df = con.execute(f"{sql} ORDER BY person_id", params).df()  # noqa: S608 - constant SQL text
+    if group_by is None:
+        df = df.drop(columns=["grp"])
+    else:
+        df = df.rename(columns={"grp": "group"})
+    return df
+
+
+def kaplan_meier_counts(
+    days: np.ndarray, events: np.ndarray, removed: np.ndarray, n: int
+) -> pd.DataFrame:
+    """Product-limit estimate from per-day counts (sorted by day, one row per distinct day).
+
+    ``events[i]``: events on ``days[i]``; ``removed[i]``: patients leaving the risk set on
+    that day (events plus censorings). Censorings on an event day are at risk at that
+    event (the usual convention, as lifelines). Variance: Greenwood; band: the
+    log(-log) ("exponential Greenwood") interval, which stays inside [0, 1].
+    """
+    days = np.asarray(days, dtype=np.int64)
+    events = np.asarray(events, dtype=np.float64)
+    removed = np.asarray(removed, dtype=np.float64)
+    at_risk = n - np.concatenate([[0.0], np.cumsum(removed)[:-1]])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        factor = 1.0 - events / at_risk
+        s = np.cumprod(factor)
+        green = np.cumsum(np.where(at_risk > events, events / (at_risk * (at_risk - events)), 0.0))
+        log_s = np.log(s)
+        half = Z_95 * np.sqrt(green) / log_s
+        lo = np.exp(-np.exp(np.log(-log_s) - half))
+        hi = np.exp(-np.exp(np.log(-log_s) + half))
+    lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
+    lo = np.where(s >= 1.0, 1.0, np.where(s <= 0.0, 0.0, lo))
+    hi = np.where(s >= 1.0, 1.0, np.where(s <= 0.0, 0.0, hi))
+    keep = events > 0
+    km = pd.DataFrame(
+        {
+            "day": days[keep],
+            "s": s[keep],
+            "lo": lo[keep],
+            "hi": hi[keep],
+            "at_risk": at_risk[keep].astype(np.int64),
+        }
+    )
+    start = pd.DataFrame({"day": [0], "s": [1.0], "lo": [1.0], "hi": [1.0], "at_risk": [int(n)]})
+    if not km.empty and km["day"].iloc[0] == 0:
+        return km.reset_index(drop=True)
+    return pd.concat([start, km], ignore_index=True)
+
+
+def _median(km: pd.DataFrame) -> float | None:
+    s = km["s"].to_numpy()
+    below = np.flatnonzero(s <= 0.5)
+    return float(km["day"].to_numpy()[below[0]]) if len(below) else None
+
+
+_AT_RISK_DAYS = np.array([round(y * 365.25) for y in AT_RISK_YEARS])
+
+
+def _at_risk_counts(days: np.ndarray, removed: np.ndarray, n: int) -> np.ndarray:
+    """Patients still at risk at whole years (``AT_RISK_YEARS``): those whose RFS time is at least that day."""
+    left_before = np.concatenate([[0], np.cumsum(removed)])
+    return n - left_before[np.searchsorted(days, _AT_RISK_DAYS, "left")]
+
+
+def _group_slices(grp: np.ndarray) -> dict[str, slice]:
+    """Each group's rows in counts sorted by group: one contiguous slice per name."""
+    starts = (
+        np.flatnonzero(np.concatenate([[True], grp[1:] != grp[:-1]]))
+        if len(grp)
+        else np.array([], int)
+    )
+    ends = np.append(starts[1:], len(grp))
+    return {grp[a]: slice(int(a), int(b)) for a, b in zip(starts, ends, strict=True)}
+
+
+def _count_matrices(
+    counts: pd.DataFrame, names: list[str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per group (rows) and event day (columns): events and patients at risk; plus the days."""
+    day_all, ev_all, rm_all = (counts[c].to_numpy() for c in ("day", "events", "removed"))
+    slices = _group_slices(counts["grp"].to_numpy(dtype=object))
+    days = np.unique(day_all[ev_all > 0])
+    events = np.zeros((len(names), len(days)))
+    at_risk = np.zeros((len(names), len(days)))
+    for k, g in enumerate(names):
+        part = slices[g]
+        d, ev, rm = day_all[part], ev_all[part], rm_all[part]
+        left_before = np.concatenate([[0.0], np.cumsum(rm)])  # removed strictly before each day
+        at_risk[k] = rm.sum() - left_before[np.searchsorted(d, days, "left")]
+        pos = np.searchsorted(d, days)
+        hit = (pos < len(d)) & (d[np.minimum(pos, len(d) - 1)] == days)
+        events[k, hit] = ev[pos[hit]]
+    return days, events, at_risk
+
+
+def log_rank(events: np.ndarray, at_risk: np.ndarray) -> tuple[float, float]:
+    """Multivariate log-rank test from per-group event and at-risk counts at each event time.
+
+    The statistic of lifelines' ``multivariate_logrank_test`` (observed minus expected
+    events per group, hypergeometric covariance, chi-square with groups - 1 degrees of
+    freedom). Returns (chi2, p).
+    """
+    from scipy.special import chdtrc  # scipy.special: far lighter to import than scipy.stats
+
+    d, n = events.sum(0), at_risk.sum(0)
+    frac = at_risk / n
+    observed_minus_expected = (events - frac * d).sum(1)
+    scale = np.where(n > 1, d * (n - d) / np.maximum(n - 1, 1), 0.0)
+    g = events.shape[0]
+    cov = np.empty((g, g))
+    for i in range(g):
+        for j in range(g):
+            cov[i, j] = (scale * frac[i] * ((i == j) - frac[j])).sum()
+    z = observed_minus_expected[:-1]
+    # pseudo-inverse, as lifelines: a group never at risk at an event time adds no variance
+    stat = float(z @ np.linalg.pinv(cov[:-1, :-1]) @ z)
+    return stat, float(chdtrc(g - 1, stat))
+
+
+def _efron_sums(
+    beta: np.ndarray, events: np.ndarray, at_risk: np.ndarray, derivatives: bool = True
+) -> tuple[float, np.ndarray | None, np.ndarray | None]:
+    """Efron's log-denominator summed over event times, with its gradient and Hessian in ``beta``.
+
+    At an event time with d tied events, at-risk weight A = sum_g R_g exp(b_g) and event weight
+    C = sum_g E_g exp(b_g), Efron's term is S = sum_{l<d} log(A - l C / d). With x = A d / C it is
+    d log(C / d) + lgamma(x + 1) - lgamma(x - d + 1), and its derivatives are the same sums of
+    1 / (x - l) and 1 / (x - l)^2: digamma and trigamma differences. One term per event *time*
+    instead of one per event: at a million patients ~3,600 instead of ~280,000, the Cox fit in
+    milliseconds instead of ~0.4 s. x - d + 1 >= 1 because at least the events are at risk.
+    """
+    from scipy.special import digamma, gammaln, polygamma
+
+    shift = beta.max()
+    w = np.exp(beta - shift)
+    a, e = at_risk * w[:, None], events * w[:, None]  # groups x event times
+    big_a, c, d = a.sum(0), e.sum(0), events.sum(0)
+    x = big_a * d / c
+    total = float((d * np.log(c / d) + gammaln(x + 1) - gammaln(x - d + 1) + d * shift).sum())
+    if not derivatives:  # a line search needs the value only
+        return total, None, None
+    t1 = digamma(x + 1) - digamma(x - d + 1)  # sum_l 1 / (x - l)
+    t2 = polygamma(1, x - d + 1) - polygamma(1, x + 1)  # sum_l 1 / (x - l)^2
+    h0, h1 = d / c * t1, (x * t1 - d) / c  # sum_l 1/D_l, sum_l (l/d)/D_l
+    q0 = (d / c) ** 2 * t2  # sum_l 1/D_l^2
+    q1 = d / c**2 * (x * t2 - t1)  # sum_l (l/d)/D_l^2
+    q2 = (x * x * t2 - 2 * x * t1 + d) / c**2  # sum_l (l/d)^2/D_l^2
+    grad = a @ h0 - e @ h1
+    hess = np.diag(grad) - ((a * q0) @ a.T - (a * q1) @ e.T - (e * q1) @ a.T + (e * q2) @ e.T)
+    return total, grad, hess
+
+
+MAX_ABS_LOG_HR = (
+    15.0  # |log HR| beyond this (HR over 3 million) is a diverging fit, not an estimate
+)
+MAX_LOG_HR_SE = 100.0  # ... as is a standard error of the log HR beyond this
+
+
+def cox_group_hazard_ratios(
+    events: np.ndarray, at_risk: np.ndarray, max_iter: int = 50
+) -> np.ndarray:
+    """Cox model with the group as the only covariate (row 0 the reference), Efron's ties, from counts.
+
+    The partial likelihood of a categorical covariate depends on the data only through the
+    per-group events and numbers at risk at each event time, so Newton-Raphson on those
+    counts (``_efron_sums``) gives lifelines' ``CoxPHFitter`` estimates (tested) in milliseconds
+    at a million patients. ``events`` and ``at_risk``: groups x event times, every column with at
+    least one event. Returns rows (log HR, standard error) for groups 1..G-1; NaN if it does not
+    converge, and NaN for a group without a finite estimate (see the end).
+    """
+    g = events.shape[0]
+    observed = events.sum(1)
+
+    def loglik(b: np.ndarray) -> float:
+        return float(observed @ b) - _efron_sums(b, events, at_risk, derivatives=False)[0]
+
+    beta = np.zeros(g)
+    current = loglik(beta)
+    # The closed form subtracts lgamma values near x log x (x about the risk set's size), so the
+    # log-likelihood carries rounding error of ~1e-16 x log x per event time. A step is kept unless it
+    # lowers the likelihood by more than 1e-9 of its size: rounding cannot then halve a good step,
+    # and an overshoot that small costs the next Newton step nothing.
+    tolerance = 1e-9 * (1.0 + abs(current))
+    for _ in range(max_iter):
+        _, s_grad, s_hess = _efron_sums(beta, events, at_risk)
+        grad = (observed - s_grad)[1:]
+        hess = -s_hess[1:, 1:]
+        try:
+            step = np.linalg.solve(hess, -grad)
+        except np.linalg.LinAlgError:  # a group never at risk at an event time: no information
+            return np.full((g - 1, 2), np.nan)
+        step *= min(1.0, 2.0 / max(np.max(np.abs(step)), 1e-300))  # at most 2 log-units per step
+        trial = beta.copy()
+        for _halving in range(30):  # keep steps that raise the likelihood
+            trial[1:] = beta[1:] + step
+            new = loglik(trial)
+            if new >= current - tolerance:
+                break
+            step /= 2
+        beta, current = trial, new
+        if np.max(np.abs(step)) < 1e-9:
+            break
+    else:
+        return np.full((g - 1, 2), np.nan)
+    hess = -_efron_sums(beta, events, at_risk)[2][1:, 1:]
+    try:
+        se = np.sqrt(np.diag(np.linalg.inv(-hess)))
+    except np.linalg.LinAlgError:
+        return np.full((g - 1, 2), np.nan)
+    fit = np.column_stack([beta[1:], se])
+    # A group whose events all fall where no other group is at risk (or the reverse) has no
+    # finite estimate: the likelihood keeps rising as its log HR runs off, and the search stops
+    # somewhere out there with an enormous standard error. Not estimable, not a number to show.
+    fit[~((np.abs(fit[:, 0]) < MAX_ABS_LOG_HR) & (fit[:, 1] < MAX_LOG_HR_SE))] = np.nan
+    return fit
+
+
+def _survival_tests(
+    counts: pd.DataFrame, names: list[str], reference: str
+) -> tuple[float, float, pd.DataFrame, list[str]]:
+    """Log-rank test and Cox hazard ratios against ``reference``, both from the aggregated counts."""
+    from scipy.special import ndtr
+
+    notes: list[str] = []
+    ordered = [reference] + [g for g in names if g != reference]
+    _, events, at_risk = _count_matrices(counts, ordered)
+    chi2, p = log_rank(events, at_risk)
+    rows = []
+    if (events.sum(1) == 0).any():
+        notes.append("hazard ratios not estimable: a group has no events")
+        fit = np.full((len(ordered) - 1, 2), np.nan)
+    else:
+        fit = cox_group_hazard_ratios(events, at_risk)
+        lost = [g for g, (b, _) in zip(ordered[1:], fit, strict=True) if b != b]
+        if lost:
+            notes.append(
+                f"hazard ratio not estimable for {', '.join(lost)} against {reference} "
+                "(too few events where both are at risk)"
+            )
+    for g, (b, se) in zip(ordered[1:], fit, strict=True):
+        rows.append(
+            {
+                "group": g,
+                "hr": math.exp(b) if b == b else math.nan,
+                "lo": math.exp(b - Z_95 * se) if b == b else math.nan,
+                "hi": math.exp(b + Z_95 * se) if b == b else math.nan,
+                "p": float(2 * ndtr(-abs(b / se))) if b == b else math.nan,
+            }
+        )
+    return p, chi2, pd.DataFrame(rows, columns=["group", "hr", "lo", "hi", "p"]), notes
+
+
+def _quantiles_from_counts(values: np.ndarray, counts: np.ndarray) -> tuple[float, float, float]:
+    """Q1, median, Q3 from (value, count) pairs, exactly as DuckDB's ``quantile_cont``.
+
+    Position h = (n - 1) q in the sorted values, linear interpolation between the order
+    statistics floor(h) and ceil(h) (numpy's default 'linear' method too).
+    """
+    if len(values) == 0:
+        return (math.nan,) * 3
+    order = np.argsort(values, kind="stable")
+    v, cum = values[order], np.cumsum(counts[order])
+    out = []
+    for q in (0.25, 0.5, 0.75):
+        h = (cum[-1] - 1) * q
+        lo, hi = math.floor(h), math.ceil(h)
+        v_lo, v_hi = v[np.searchsorted(cum, lo, "right")], v[np.searchsorted(cum, hi, "right")]
+        out.append(float(v_lo + (h - lo) * (v_hi - v_lo)))
+    return out[0], out[1], out[2]
+
+
+def _table1(
+    con: duckdb.DuckDBPyConnection, sql: str, params: list, groups: list[str], sizes: dict[str, int]
+) -> pd.DataFrame:
+    """Two aggregates of the cohort: value counts of the continuous fields, counts of the categories.
+
+    Why counts and not ``quantile_cont``: the continuous fields take a few thousand distinct
+    values at most (whole years, mm, days, fmol), so per group and value counts (one GROUPING
+    SETS query) give the exact quantiles, and the overall column is the sum of the groups'
+    counts, not another scan. Categories: one GROUP BY over every combination (~1,000 rows
+    at a million patients), summed per field here. ~0.2 s instead of ~0.5 s at a million.
+    """
+    cont_cols = [col for _, col in TABLE1_CONTINUOUS]
+    sets = ", ".join(f"(grp, {c})" for c in cont_cols)
+    cont = con.execute(
+        f"SELECT grp, {', '.join(cont_cols)}, GROUPING({', '.join(cont_cols)}) AS which, count(*) AS n "  # noqa: S608
+        f"FROM ({sql}) GROUP BY GROUPING SETS ({sets})",
+        params,
+    ).df()
+    rows = []
+    n_cont = len(cont_cols)
+    for k, (label, col) in enumerate(TABLE1_CONTINUOUS):
+        # GROUPING() sets a bit for every column *not* grouped: here all but column k
+        part = cont[
+            (cont["which"] == (1 << n_cont) - 1 - (1 << (n_cont - 1 - k))) & cont[col].notna()
+        ]
+        grp, values, counts = (
+            part["grp"].to_numpy(object),
+            part[col].to_numpy(np.float64),
+            part["n"].to_numpy(),
+        )
+        for g in [*groups, ALL]:
+            keep = slice(None) if g == ALL else grp == g
+            q1, med, q3 = _quantiles_from_counts(values[keep], counts[keep])
+            rows.append(
+                {
+                    "variable": label,
+                    "level": "",
+                    "group": g,
+                    "n": sizes[g],
+                    "percent": math.nan,
+                    "median": med,
+                    "q1": q1,
+                    "q3": q3,
+                    "text": f"{med:.0f} [{q1:.0f}–{q3:.0f}]" if med == med else "–",
+                }
+            )
+    cat_cols = [col for _, col in TABLE1_CATEGORICAL]
+    combos = con.execute(
+        f"SELECT grp, {', '.join(f'{c}::VARCHAR AS {c}' for c in cat_cols)}, count(*) AS n "  # noqa: S608
+        f"FROM ({sql}) GROUP BY ALL",
+        params,
+    ).df()
+    for label, col in TABLE1_CATEGORICAL:
+        per_group = combos.groupby(["grp", col], dropna=False, sort=False)["n"].sum()
+        overall = combos.groupby(col, dropna=False, sort=False)["n"].sum()
+        cells = [(g, lv, n) for (g, lv), n in per_group.items()] + [
+            (ALL, lv, n) for lv, n in overall.items()
+        ]
+        for g, level, n in cells:
+            pct = 100.0 * int(n) / max(sizes[g], 1)
+            rows.append(
+                {
+                    "variable": label,
+                    "level": {"true": "yes", "false": "no"}.get(level, level),
+                    "group": g,
+                    "n": int(n),
+                    "percent": pct,
+                    "median": math.nan,
+                    "q1": math.nan,
+                    "q3": math.nan,
+                    "text": f"{int(n):,} ({pct:.1f} %)",
+                }
+            )
+    # without a group-by, the group is the whole cohort: the overall rows repeat it
+    t1 = pd.DataFrame(rows).drop_duplicates(["variable", "level", "group"])
+    order = {v: i for i, (v, _) in enumerate(TABLE1_CONTINUOUS + TABLE1_CATEGORICAL)}
+    gorder = {g: i for i, g in enumerate([*groups, ALL])}
+    t1 = t1.assign(_v=t1["variable"].map(order), _g=t1["group"].map(gorder))
+    return t1.sort_values(["_v", "level", "_g"]).drop(columns=["_v", "_g"]).reset_index(drop=True)
+
+
+def table1_wide(table1: pd.DataFrame) -> pd.DataFrame:
+    """Table 1 as displayed: one row per variable (and level), one column per group, texts in cells."""
+    wide = table1.pivot_table(
+        index=["variable", "level"], columns="group", values="text", aggfunc="first", sort=False
+    )
+    cols = [c for c in dict.fromkeys(table1["group"]) if c != ALL] + (
+        [ALL] if ALL in set(table1["group"]) else []
+    )
+    wide = wide[cols].reset_index()
+    # a level absent from a group is a count of zero, not a missing value
+    categorical = wide["level"] != ""
+    wide.loc[categorical, cols] = wide.loc[categorical, cols].fillna("0 (0.0 %)")
+    return wide
+
+
+def build_cohort(
+    con: duckdb.DuckDBPyConnection,
+    filters=(),
+    group_by: str | None = None,
+    reference: str | None = None,
+    with_table1: bool = True,
+    with_tests: bool = True,
+    live: bool = False,
+) -> CohortResult:
+    """Build the cohort and everything shown about it (see the module docstring).
+
+    ``filters``: ``Filter`` s or strings "FIELD OP VALUE". ``reference``: the
+    group hazard ratios are relative to (default: the largest group). Raises
+    ``CohortError`` for a bad filter, a bad group-by field or an empty cohort.
+    ``live``: ignore the stored ``cohort_base`` and build the rows from the source
+    tables (what a stale base does; the benchmark compares the two).
+    """
+    filters = _as_filters(filters)
+    if group_by is not None:
+        group_field(group_by)
+    sql, params = cohort_sql(filters, group_by, None if live else base_source(con))
+    counts = con.execute(
+        f"""SELECT grp, rfs_days AS day, count(*) FILTER (event) AS events, count(*) AS removed
+            FROM ({sql}) GROUP BY ALL ORDER BY grp, day""",  # noqa: S608 - constant text, values as parameters
+        params,
+    ).df()
+    if counts.empty:
+        described = "; ".join(str(f) for f in filters) or "no filters"
+        raise EmptyCohortError(f"no patient matches ({described})")
+    # Arrays, not per-group DataFrame masks: at a million patients the counts are ~10,000 rows and
+    # pandas indexing per group cost as much as the SQL (~35 ms of ~80).
+    day, ev, rm = (counts[c].to_numpy(np.int64) for c in ("day", "events", "removed"))
+    slices = _group_slices(counts["grp"].to_numpy(dtype=object))
+    names = sorted(slices, key=lambda g: _group_order(group_by, g))
+    size_of = {g: int(rm[slices[g]].sum()) for g in names}
+    size_of[ALL] = sum(size_of.values())
+    groups, at_risk = [], []
+    for g in names:
+        part = slices[g]
+        km = kaplan_meier_counts(day[part], ev[part], rm[part], size_of[g])
+        groups.append(GroupSurvival(g, size_of[g], int(ev[part].sum()), _median(km), km))
+        at_risk.append((g, _at_risk_counts(day[part], rm[part], size_of[g])))
+    table1 = _table1(con, sql, params, names, size_of) if with_table1 else pd.DataFrame()
+    logrank_p = chi2 = None
+    ref = None
+    hrs = pd.DataFrame(columns=["group", "hr", "lo", "hi", "p"])
+    notes: list[str] = []
+    if len(names) > 1 and with_tests:
+        if reference is not None and reference not in names:
+            raise CohortError(
+                f"reference group {reference!r} is not in the cohort; groups: {', '.join(names)}"
+            )
+        ref = reference or max(names, key=lambda g: (size_of[g], g))
+        logrank_p, chi2, hrs, notes = _survival_tests(counts, names, ref)
+    small = [g.name for g in groups if g.n < 20]
+    if small:
+        notes.append(f"fewer than 20 patients in: {', '.join(small)} (curves are imprecise)")
+    return CohortResult(
+        filters,
+        group_by,
+        size_of[ALL],
+        int(counts["events"].sum()),
+        tuple(groups),
+        table1,
+        _at_risk_frame(at_risk),
+        logrank_p,
+        chi2,
+        ref,
+        hrs,
+        tuple(notes),
+    )
+
+
+def _at_risk_frame(per_group: list[tuple[str, np.ndarray]]) -> pd.DataFrame:
+    """The number-at-risk table: group, years, at_risk (one row per group and whole year)."""
+    return pd.DataFrame(
+        {
+            "group": np.repeat([g for g, _ in per_group], len(AT_RISK_YEARS)),
+            "years": np.tile(AT_RISK_YEARS, len(per_group)),
+            "at_risk": np.concatenate([a for _, a in per_group]).astype(np.int64),
+        }
+    )
+
+
+def _group_order(group_by: str | None, name: str):
+    """Catalogue order for enumerated fields (stage I before II), then alphabetical."""
+    values = FIELDS[group_by].values if group_by else None
+    if values and name in values:
+        return (0, values.index(name), name)
+    return (1, 0, name)

@@ -1,0 +1,309 @@
+"""Lesion series for the forecasts, read from the store and cleaned, with the reasons for what was dropped.
+
+Why one query for one patient, a cohort sample and the worklist: the model must
+see a series computed the same way everywhere (time origin, cleaning), so all
+three go through ``lesion_frame``. The time origin of the growth-inhibition
+model is the start of first-line treatment (the earliest exposure of line 1, or
+of any line when none is numbered 1); a patient with no treatment recorded is
+timed from her first measurement, and her forecast says so.
+
+Cleaning drops values no diameter can take: missing, negative, above
+``MAX_PLAUSIBLE_MM``, or dated before the patient's birth (or after the data
+cut-off). Each drop is counted per patient so that the forecast can say what
+it left out, instead of fitting nonsense or failing.
+
+Only the target-lesion series (``lesion_longest_diameter``) is used; the brain
+metastasis series (``brain_lesion_longest_diameter``) is another lesion.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+LESION_CONCEPT = "lesion_longest_diameter"
+MAX_PLAUSIBLE_MM = 500.0
+PRIOR_MAX_PATIENTS = 3_000  # the population prior is estimated on a fixed sample of this size
+_SAMPLE_MULTIPLIER = 2654435761  # Knuth's multiplicative hash, as elsewhere in analytics
+_SAMPLE_MODULUS = 2**32
+
+# The patient sets a series can be read for (constant SQL; values go in as parameters).
+_PERSONS = {
+    "one": "SELECT person_id, birth_date FROM person WHERE person_id = ?",
+    "sample": "SELECT person_id, birth_date FROM person ORDER BY (person_id::HUGEINT * ?) % ?, person_id LIMIT ?",
+    "all": "SELECT person_id, birth_date FROM person",
+    # the ids a caller registered as the relation `_forecast_ids` (the worklist's eligible patients)
+    "listed": "SELECT person_id, birth_date FROM person WHERE person_id IN (SELECT person_id FROM _forecast_ids)",
+}
+
+
+def lesion_frame(
+    con: duckdb.DuckDBPyConnection, persons: str = "all", params: tuple = ()
+) -> pd.DataFrame:
+    """Raw lesion readings: person_id, measurement_date, mm, birth_date, treatment_start, timed_from.
+
+    ``persons``: "one" (params: person id), "sample" (params: size), "listed" (the ids the caller
+    registered as ``_forecast_ids``) or "all".
+    ``timed_from``: 'treatment' or 'first_measurement'.
+    """
+    if persons == "one":
+        return _one_patient(con, int(params[0]))
+    who = _PERSONS[persons]
+    args = list(params)
+    if persons == "sample":
+        args = [_SAMPLE_MULTIPLIER, _SAMPLE_MODULUS, int(params[0])]
+    return con.execute(
+        f"""
+        WITH who AS ({who}),
+        line AS (
+            SELECT person_id,
+                   coalesce(min(start_date) FILTER (WHERE line_of_therapy = 1), min(start_date)) AS start
+            FROM treatment_exposure WHERE person_id IN (SELECT person_id FROM who)
+            GROUP BY person_id
+        )
+        SELECT m.person_id, m.measurement_date, m.value AS mm, w.birth_date, l.start AS treatment_start
+        FROM measurement AS m
+        JOIN who AS w USING (person_id)
+        LEFT JOIN line AS l USING (person_id)
+        WHERE m.concept = ?
+        ORDER BY m.person_id, m.measurement_date, m.measurement_id
+        """,  # noqa: S608 - constant SQL fragments, values as parameters
+        [*args, LESION_CONCEPT],
+    ).df()
+
+
+def _one_patient(con: duckdb.DuckDBPyConnection, person_id: int) -> pd.DataFrame:
+    """The same columns for one patient, every table filtered on her id (zone maps prune to a row group)."""
+    return con.execute(
+        """
+        SELECT m.person_id, m.measurement_date, m.value AS mm,
+               (SELECT birth_date FROM person WHERE person_id = ?) AS birth_date,
+               (SELECT coalesce(min(start_date) FILTER (WHERE line_of_therapy = 1), min(start_date))
+                  FROM treatment_exposure WHERE person_id = ?) AS treatment_start
+        FROM measurement AS m
+        WHERE m.person_id = ? AND m.concept = ?
+        ORDER BY m.measurement_date, m.measurement_id
+        """,
+        [person_id, person_id, person_id, LESION_CONCEPT],
+    ).df()
+
+
+def data_cutoff(con: duckdb.DuckDBPyConnection) -> dt.date | None:
+    """The store's data cut-off (``clinic_metadata``), the forecasts' "today"; None if not recorded."""
+    rows = con.execute("SELECT value FROM clinic_metadata WHERE key = 'data_cutoff'").fetchall()
+    return _cutoff_date(rows[0][0]) if rows else None
+
+
+def _cutoff_date(value) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(str(value)[:10])
+    except ValueError:
+        return None
+
+
+# --- one patient's whole record in one query --------------------------------------------------
+
+# Each part is a one-row subquery filtered on her id, joined with LEFT JOIN ... ON true: such joins
+# are not reordered, so planning stays cheap (scalar subqueries become cross products whose join
+# order DuckDB enumerates: 20 ms of planning for 8 of them). Planning, not reading, is what a
+# one-patient query costs, so one query instead of five saves most of it.
+_RECORD_SQL = """
+SELECT cov.*, p.birth_date, op.end_date AS follow_up_end, ev.first_event, te.received, te.treatment_start,
+       md.value AS data_cutoff, m.measurement_date, m.value AS mm
+FROM ({covariates}) AS cov
+LEFT JOIN (SELECT birth_date FROM person WHERE person_id = $1) AS p ON true
+LEFT JOIN (SELECT max(end_date) AS end_date FROM observation_period WHERE person_id = $1) AS op ON true
+LEFT JOIN (SELECT min(event_date) AS first_event FROM outcome_event WHERE person_id = $1) AS ev ON true
+LEFT JOIN (SELECT min(regimen) FILTER (WHERE line_of_therapy = 1) AS received,
+                  coalesce(min(start_date) FILTER (WHERE line_of_therapy = 1), min(start_date)) AS treatment_start
+           FROM treatment_exposure WHERE person_id = $1) AS te ON true
+LEFT JOIN (SELECT value FROM clinic_metadata WHERE key = 'data_cutoff') AS md ON true
+LEFT JOIN (SELECT measurement_date, value, measurement_id FROM measurement
+           WHERE person_id = $1 AND concept = $2) AS m ON true
+ORDER BY m.measurement_date, m.measurement_id
+"""
+
+
+@dataclass(frozen=True, eq=False)
+class PatientRecord:
+    """What one patient's forecast reads from the store (``patient_record``).
+
+    ``covariates``: the treatment model's inputs in ``FEATURE_COLUMNS`` order (None when missing),
+    read by the same SQL as training; ``received_option``: her first-line regimen;
+    ``measurement_day``, ``mm``: her raw lesion readings in date order (days since 1970,
+    as ``day_numbers``), before cleaning.
+    """
+
+    person_id: int
+    diagnosis_date: dt.date | None
+    follow_up_end: dt.date | None
+    first_event: dt.date | None
+    received_option: str | None
+    data_cutoff: dt.date | None
+    covariates: tuple
+    birth_day: float
+    treatment_start_day: float
+    measurement_day: np.ndarray
+    mm: np.ndarray
+
+    def readings(
+        self, as_of: dt.date | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
+        """Her cleaned readings (``clean``'s rules): (day numbers, mm, t_days, timed from treatment, notes)."""
+        n = len(self.mm)
+        pid = np.full(n, self.person_id, dtype=np.int64)
+        keep, t_days, timed, notes = clean_arrays(
+            pid,
+            self.measurement_day,
+            np.full(n, self.birth_day),
+            self.mm,
+            np.full(n, self.treatment_start_day),
+            as_of,
+        )
+        return (
+            self.measurement_day[keep],
+            self.mm[keep],
+            t_days,
+            timed,
+            notes.get(self.person_id, []),
+        )
+
+
+def patient_record(con: duckdb.DuckDBPyConnection, person_id: int) -> PatientRecord | None:
+    """One patient's record for her forecast, in one query; None if there is no such patient."""
+    from analytics.treatment.clinic_data import FEATURE_COLUMNS, one_patient_covariates_sql
+
+    rows = con.execute(
+        _RECORD_SQL.format(covariates=one_patient_covariates_sql()),  # noqa: S608 - constant SQL
+        [int(person_id), LESION_CONCEPT],
+    ).fetchall()
+    if not rows:
+        return None
+    first = rows[0]
+    k = len(FEATURE_COLUMNS)
+    (diagnosis, birth, follow_up_end, first_event, received, start, cutoff) = first[k + 1 : k + 8]
+    readings = [r[-2:] for r in rows if r[-2] is not None]
+    return PatientRecord(
+        person_id=int(person_id),
+        diagnosis_date=diagnosis,
+        follow_up_end=follow_up_end,
+        first_event=first_event,
+        received_option=received,
+        data_cutoff=_cutoff_date(cutoff),
+        covariates=tuple(first[1 : k + 1]),
+        birth_day=_day_number(birth),
+        treatment_start_day=_day_number(start),
+        measurement_day=day_numbers(np.array([r[0] for r in readings], dtype="datetime64[D]")),
+        mm=np.array([np.nan if r[1] is None else r[1] for r in readings], dtype=float),
+    )
+
+
+def _day_number(value: dt.date | None) -> float:
+    return np.nan if value is None else float((np.datetime64(value, "D") - _EPOCH).astype(np.int64))
+
+
+_EPOCH = np.datetime64("1970-01-01", "D")
+
+
+def _days(values: pd.Series) -> np.ndarray:
+    """Dates as float days since 1970 (NaN when missing): cheap to compare and subtract."""
+    return day_numbers(pd.to_datetime(values).to_numpy(dtype="datetime64[D]"))
+
+
+def day_numbers(dates: np.ndarray) -> np.ndarray:
+    """``datetime64[D]`` dates as float days since 1970 (NaN for NaT)."""
+    out = (dates - _EPOCH).astype("float64")
+    out[np.isnat(dates)] = np.nan
+    return out
+
+
+def day_dates(days: np.ndarray) -> np.ndarray:
+    """The inverse of ``day_numbers`` for whole days: float days since 1970 -> ``datetime64[D]``."""
+    return np.asarray(days).astype("int64").astype("timedelta64[D]") + _EPOCH
+
+
+def clean(
+    frame: pd.DataFrame, as_of: dt.date | None = None
+) -> tuple[pd.DataFrame, dict[int, list[str]]]:
+    """Drop impossible readings; add ``t_days`` (days since the time origin) and ``timed_from``.
+
+    ``frame`` is ordered by patient, then date (as ``lesion_frame`` returns it). Returns the
+    kept readings (person_id, measurement_date, mm, timed_from, t_days) and, per patient, plain
+    sentences about what was dropped.
+    """
+    if frame.empty:
+        out = frame.assign(t_days=pd.Series(dtype=float), timed_from=pd.Series(dtype=object))
+        return out, {}
+    pid = frame["person_id"].to_numpy(dtype=np.int64)
+    value = frame["mm"].to_numpy(dtype=float)
+    date = _days(frame["measurement_date"])
+    keep, t_days, timed, notes = clean_arrays(
+        pid, date, _days(frame["birth_date"]), value, _days(frame["treatment_start"]), as_of
+    )
+    kept = pd.DataFrame(
+        {
+            "person_id": pid[keep],
+            "measurement_date": day_dates(date[keep]).astype("datetime64[ns]")
+            if keep.any()
+            else pd.Series(dtype="datetime64[ns]"),
+            "mm": value[keep],
+            "timed_from": np.where(timed, "treatment", "first_measurement"),
+            "t_days": t_days,
+        }
+    )
+    return kept.reset_index(drop=True), notes
+
+
+def clean_arrays(
+    pid: np.ndarray,
+    date: np.ndarray,
+    birth: np.ndarray,
+    value: np.ndarray,
+    start: np.ndarray,
+    as_of: dt.date | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[int, list[str]]]:
+    """The rules of ``clean`` on plain arrays (dates as ``day_numbers``), for one patient or many.
+
+    Rows ordered by patient, then date. Returns (keep mask, t_days of the kept rows, timed from
+    treatment (bool) of the kept rows, notes per patient). One patient's forecast calls this
+    directly on the few rows it fetched (a DataFrame per call would cost more than the rules).
+    """
+    notes: dict[int, list[str]] = {}
+    with np.errstate(invalid="ignore"):
+        reasons = {
+            "no value": np.isnan(value),
+            "a negative size": value < 0,
+            f"a size above {MAX_PLAUSIBLE_MM:.0f} mm": value > MAX_PLAUSIBLE_MM,
+            "a date before birth": ~np.isnan(birth) & (date < birth),
+        }
+    if as_of is not None:
+        reasons["a date after the data cut-off"] = date > (
+            np.datetime64(as_of, "D") - _EPOCH
+        ).astype(float)
+    bad = np.zeros(len(pid), dtype=bool)
+    for why, rows in reasons.items():
+        rows = rows & ~bad  # each reading counted once
+        if not rows.any():
+            continue
+        for p, count in zip(*np.unique(pid[rows], return_counts=True), strict=True):
+            notes.setdefault(int(p), []).append(
+                f"{count} lesion measurement{'s' if count > 1 else ''} left out: {why}"
+            )
+        bad |= rows
+    keep = ~bad
+    pid, date, start = pid[keep], date[keep], start[keep]
+    # the first kept reading of each patient (rows come ordered by patient, then date)
+    first_of = (
+        np.flatnonzero(np.r_[True, pid[1:] != pid[:-1]])
+        if pid.size
+        else np.zeros(0, dtype=np.int64)
+    )
+    first = np.repeat(date[first_of], np.diff(np.r_[first_of, pid.size])) if pid.size else date
+    timed = ~np.isnan(start)
+    return keep, date - np.where(timed, start, first), timed, notes

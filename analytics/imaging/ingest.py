@@ -1,0 +1,344 @@
+"""DICOM files into the store: study, series and instance metadata, the AI finding, the lesion size.
+
+Why the AI read is stored with the image: the patient timeline and the
+worklist read lesion sizes from ``measurement``; an AI-measured diameter goes
+there with ``source = 'ai'`` and the study it came from, so a clinician can
+always tell it apart from a radiologist's measurement and open the image it
+was read from.
+
+Files are read and the models run before the store is opened; the store is
+then held for one short transaction (docs/architecture.md, "short writers").
+A file that cannot be read, or whose patient is not in the store, gets an
+error entry and is not stored; the other files still are. Re-ingesting an
+instance replaces its earlier rows instead of duplicating them.
+
+De-identification (docs/governance.md): the DICOM PatientID is matched to the
+store's MRN or person id first; then the file is de-identified with the
+store's key (``models.deid.deidentify``, PS3.15 Annex E Basic Profile) with the
+person id as its PatientID, and only that copy is kept, under
+``<store>_images/<person id>/<study>/<instance>.dcm``; the store's rows point
+to it. The original file is read, never copied or changed. UIDs are remapped
+with the store's key, so a re-ingest maps to the same rows. One exception
+keeps the record whole: a study whose original UID the store already lists
+for the same patient (the demo clinic's own studies) keeps that study row, so
+its radiology measurements and the AI read stay on one study.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import shutil
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from analytics import store
+from analytics.worklist.stored import refresh_for_writer, source_fingerprint
+from models.deid import deidentify as deid
+from models.dicom.reader import DicomReadError, read_dicom, read_header
+from models.inference.read import AIRead, NoModelForImageError, model_for, read_image
+from models.inference.registry import LoadedModel, ModelUnavailableError
+from models.inference.tasks import TASKS, select_task
+
+STORE_MODALITIES = {"MG", "MR", "CT", "US", "PT"}
+
+
+@dataclass
+class IngestReport:
+    stored: list[dict] = field(default_factory=list)
+    failed: list[dict] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    file: Path
+    patient_key: str
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+    study_date: dt.date
+    modality: str
+    body_part: str | None
+    study_description: str | None
+    series_description: str | None
+    accession: str | None
+    rows: int
+    columns: int
+    spacing_mm: float | None
+    ai: AIRead | None
+    ai_note: str | None
+
+
+def _date(text: str | None) -> dt.date | None:
+    try:
+        return dt.datetime.strptime(str(text or "").strip()[:8], "%Y%m%d").date()
+    except ValueError:
+        return None
+
+
+def _prepare(path: Path, load: Callable[[str], LoadedModel]) -> _Prepared:
+    image = read_dicom(path)
+    header = read_header(path)
+    missing = [
+        k
+        for k, v in (
+            ("PatientID", image.patient_id),
+            ("StudyInstanceUID", image.study_uid),
+            ("SeriesInstanceUID", image.series_uid),
+            ("SOPInstanceUID", image.sop_instance_uid),
+        )
+        if not v
+    ]
+    if missing:
+        raise DicomReadError(
+            f"cannot file this image: {', '.join(missing)} missing from the header"
+        )
+    study_date = _date(image.study_date) or _date(getattr(header, "SeriesDate", None))
+    if study_date is None:
+        raise DicomReadError("cannot file this image: no valid StudyDate in the header")
+    ai = note = None
+    task, why = select_task(
+        image.modality, image.body_part, str(getattr(header, "StudyDescription", ""))
+    )
+    if task is None:
+        note = why
+    else:
+        try:
+            ai = read_image(model_for(image, {task.name: load(task.name)}, task.name), image)
+        except (NoModelForImageError, ModelUnavailableError) as exc:
+            note = str(exc)
+    spacing = image.spacing_mm
+    return _Prepared(
+        file=path.resolve(),
+        patient_key=str(image.patient_id).strip(),
+        study_uid=image.study_uid,
+        series_uid=image.series_uid,
+        sop_uid=image.sop_instance_uid,
+        study_date=study_date,
+        modality=image.modality.upper() if image.modality.upper() in STORE_MODALITIES else "OT",
+        body_part=image.body_part,
+        study_description=str(getattr(header, "StudyDescription", "") or "") or None,
+        series_description=str(getattr(header, "SeriesDescription", "") or "") or None,
+        accession=str(getattr(header, "AccessionNumber", "") or "") or None,
+        rows=image.rows,
+        columns=image.columns,
+        spacing_mm=float(spacing[0]) if spacing else None,
+        ai=ai,
+        ai_note=note,
+    )
+
+
+def images_dir_for(db_path: Path) -> Path:
+    """Where the store keeps its de-identified image files: ``<store stem>_images`` beside it."""
+    db_path = Path(db_path).expanduser()
+    return db_path.with_name(f"{db_path.stem}_images")
+
+
+def _write_deidentified(
+    p: _Prepared, person_id: int, key: bytes, images_dir: Path
+) -> tuple[Path, deid.DeidReport]:
+    """The de-identified copy of one matched file (and its phantom mask, if any) in the store's folder."""
+    ds, rep = deid.deidentify(p.file, key, patient_id=str(int(person_id)))
+    target = images_dir / str(int(person_id)) / rep.study_uid / f"{rep.sop_instance_uid}.dcm"
+    deid.write_deidentified(ds, target)
+    mask = p.file.with_name(f"{p.file.stem}_mask.png")
+    if (
+        mask.exists()
+    ):  # a phantom's ground-truth outline (no identifiers): the viewer shows it beside the image
+        shutil.copyfile(mask, target.with_name(f"{target.stem}_mask.png"))
+    return target.resolve(), rep
+
+
+def ingest_files(
+    db_path: Path,
+    paths: Iterable[Path],
+    load: Callable[[str], LoadedModel],
+    *,
+    now: dt.datetime | None = None,
+    images_dir: Path | None = None,
+) -> IngestReport:
+    """Read, run the AI read, de-identify and store every file; bad files are reported, never stored half.
+
+    ``images_dir``: where the de-identified copies go (default ``images_dir_for(db_path)``).
+    """
+    report = IngestReport()
+    prepared: list[_Prepared] = []
+    for path in paths:
+        try:
+            prepared.append(_prepare(Path(path), load))
+        except FileNotFoundError:
+            report.failed.append({"file": str(path), "error": "file not found"})
+        except (DicomReadError, OSError) as exc:
+            report.failed.append({"file": str(path), "error": str(exc)})
+    if not prepared:
+        return report
+    now = now or dt.datetime.now()
+    db_path = Path(db_path).expanduser()
+    images_dir = Path(images_dir) if images_dir is not None else images_dir_for(db_path)
+    written: list[Path] = []
+    source_of: dict[Path, Path] = {}
+    with store.open_store(db_path) as con:
+        key = deid.load_or_create_key(deid.key_path_for_store(db_path))
+        keys = sorted({p.patient_key for p in prepared})
+        found = con.execute(
+            "SELECT k, person_id FROM (SELECT unnest(?::VARCHAR[]) AS k) q JOIN person "
+            "ON person.mrn = q.k OR CAST(person.person_id AS VARCHAR) = q.k",
+            [keys],
+        ).fetchall()
+        person_of = dict(found)
+        con.execute("BEGIN TRANSACTION")
+        try:
+            sources_before = source_fingerprint(con)
+            next_finding = con.execute(
+                "SELECT coalesce(max(finding_id), 0) + 1 FROM ai_finding"
+            ).fetchone()[0]
+            next_meas = con.execute(
+                "SELECT coalesce(max(measurement_id), 0) + 1 FROM measurement"
+            ).fetchone()[0]
+            for p in prepared:
+                person_id = person_of.get(p.patient_key)
+                if person_id is None:
+                    report.failed.append(
+                        {
+                            "file": str(p.file),
+                            "error": "the patient in this file is not in the store (matched on MRN or id); "
+                            "import the patient first",
+                        }
+                    )
+                    continue
+                known = con.execute(
+                    "SELECT person_id FROM imaging_study WHERE study_uid = ?", [p.study_uid]
+                ).fetchone()
+                if known and known[0] != person_id:
+                    report.failed.append(
+                        {
+                            "file": str(p.file),
+                            "error": "this file's study belongs to another patient in the store; not stored",
+                        }
+                    )
+                    continue
+                try:
+                    stored_file, deid_report = _write_deidentified(p, person_id, key, images_dir)
+                except (deid.DeidentificationError, OSError) as exc:
+                    report.failed.append(
+                        {"file": str(p.file), "error": f"not de-identified, not stored: {exc}"}
+                    )
+                    continue
+                written.append(stored_file)
+                source_of[stored_file] = p.file
+                study_key = p.study_uid if known else deid_report.study_uid
+                p = dataclasses.replace(
+                    p,
+                    file=stored_file,
+                    study_uid=study_key,
+                    series_uid=deid_report.series_uid,
+                    sop_uid=deid_report.sop_instance_uid,
+                )
+                owner = con.execute(
+                    "SELECT person_id FROM imaging_study WHERE study_uid = ?", [p.study_uid]
+                ).fetchone()
+                if owner and owner[0] != person_id:
+                    report.failed.append(
+                        {
+                            "file": str(p.file),
+                            "error": "this file's study belongs to another patient in the store; not stored",
+                        }
+                    )
+                    continue
+                if not owner:
+                    con.execute(
+                        "INSERT INTO imaging_study VALUES (?, ?, ?, ?, ?, ?)",
+                        [
+                            p.study_uid,
+                            person_id,
+                            p.study_date,
+                            p.modality,
+                            p.study_description,
+                            p.accession,
+                        ],
+                    )
+                con.execute("DELETE FROM imaging_series WHERE series_uid = ?", [p.series_uid])
+                con.execute(
+                    "INSERT INTO imaging_series VALUES (?, ?, ?, ?, ?)",
+                    [p.series_uid, p.study_uid, p.modality, p.body_part, p.series_description],
+                )
+                con.execute("DELETE FROM imaging_instance WHERE sop_instance_uid = ?", [p.sop_uid])
+                con.execute(
+                    "INSERT INTO imaging_instance VALUES (?, ?, ?, ?, ?, ?)",
+                    [p.sop_uid, p.series_uid, str(p.file), p.rows, p.columns, p.spacing_mm],
+                )
+                entry: dict = {
+                    "file": str(source_of[stored_file]),
+                    "stored_file": str(p.file),
+                    "person_id": int(person_id),
+                    "study_uid": p.study_uid,
+                    "sop_instance_uid": p.sop_uid,
+                    "ai": None,
+                    "note": p.ai_note,
+                    "deidentification": deid_report.as_dict(),
+                }
+                if p.ai is not None:
+                    ai = p.ai
+                    con.execute(
+                        "DELETE FROM ai_finding WHERE sop_instance_uid = ? AND model_name = ?",
+                        [p.sop_uid, ai.model],
+                    )
+                    diameter = (
+                        ai.lesion.longest_diameter_mm if (ai.lesion and p.spacing_mm) else None
+                    )
+                    con.execute(
+                        "INSERT INTO ai_finding VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [
+                            next_finding,
+                            person_id,
+                            p.sop_uid,
+                            ai.model,
+                            ai.model_version,
+                            ai.label,
+                            ai.confidence,
+                            diameter,
+                            now,
+                        ],
+                    )
+                    next_finding += 1
+                    concept = TASKS[ai.model].measurement_concept
+                    con.execute(
+                        "DELETE FROM measurement WHERE study_uid = ? AND source = 'ai' AND concept = ?",
+                        [p.study_uid, concept],
+                    )
+                    if diameter is not None:
+                        con.execute(
+                            "INSERT INTO measurement (measurement_id, person_id, measurement_date, concept, "
+                            "value, unit, source, study_uid) VALUES (?, ?, ?, ?, ?, 'mm', 'ai', ?)",
+                            [
+                                next_meas,
+                                person_id,
+                                p.study_date,
+                                concept,
+                                round(diameter, 2),
+                                p.study_uid,
+                            ],
+                        )
+                        next_meas += 1
+                    entry["ai"] = {
+                        "model": ai.model,
+                        "model_version": ai.model_version,
+                        "label": ai.label,
+                        "probability": round(ai.confidence, 4),
+                        "longest_diameter_mm": diameter,
+                    }
+                report.stored.append(entry)
+            touched = sorted({e["person_id"] for e in report.stored})
+            if (
+                touched
+            ):  # new lesion sizes move the worklist's flags and risks (analytics.worklist.stored)
+                refresh_for_writer(con, db_path, touched, sources_before)
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            for path in written:  # no row points to them: leave no de-identified orphan behind
+                path.unlink(missing_ok=True)
+                path.with_name(f"{path.stem}_mask.png").unlink(missing_ok=True)
+            raise
+    return report

@@ -1,0 +1,365 @@
+"""FHIR R4 bundles to the import tables, each resource validated by ``fhir.resources``.
+
+Why resource by resource: validating the Bundle as a whole would reject a
+hundred good resources for one bad one. Each entry's resource is validated
+with its own model class (``fhir.resources.R4B``: R4B is R4 with technical
+corrections; the seven resource types used here are unchanged between them),
+and an invalid one is reported with pydantic's reason while the rest import.
+
+Mapping (docs/imports.md has the full table):
+Patient -> person (+ outcome_event death from ``deceasedDateTime``), Condition ->
+condition_occurrence (tumour characteristics from Observations of the same
+patient coded in the OncoLens code system) or outcome_event recurrence,
+Observation -> measurement, Procedure and MedicationStatement/MedicationRequest ->
+treatment_exposure, ImagingStudy -> imaging_study. The observation period is
+derived per patient: from the earliest diagnosis to the latest dated resource
+(or death), since a bundle carries no enrolment span of its own.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+
+OL = "http://oncolens.org/fhir"  # the OncoLens code system and extensions
+CODES = f"{OL}/CodeSystem/oncolens"
+EXT_MENOPAUSE = f"{OL}/StructureDefinition/menopausal-status"
+EXT_SITE = f"{OL}/StructureDefinition/site"
+EXT_LINE = f"{OL}/StructureDefinition/line-of-therapy"
+EXT_REGIMEN = f"{OL}/StructureDefinition/regimen"
+EXT_CLASS = f"{OL}/StructureDefinition/treatment-class"
+SNOMED = "http://snomed.info/sct"
+LATERALITY = {"7771000": "left", "24028007": "right", "left": "left", "right": "right"}
+TUMOUR_CODES = (
+    "stage",
+    "grade",
+    "tumour_size_mm",
+    "positive_nodes",
+    "er_fmol",
+    "pr_fmol",
+    "er_positive",
+    "pr_positive",
+    "her2_positive",
+)
+RESOURCES = (
+    "Patient",
+    "Condition",
+    "Observation",
+    "Procedure",
+    "MedicationStatement",
+    "MedicationRequest",
+    "ImagingStudy",
+)
+
+
+class _Reject(Exception):
+    pass
+
+
+def _ext(resource, url: str):
+    for e in resource.extension or []:
+        if e.url == url:
+            for attr in ("valueCode", "valueString", "valueInteger", "valueBoolean"):
+                v = getattr(e, attr, None)
+                if v is not None:
+                    return v
+    return None
+
+
+def _code(concept, system: str | None = None) -> str | None:
+    """The first coding's code (of ``system`` if given), else the concept's text."""
+    if concept is None:
+        return None
+    for c in concept.coding or []:
+        if system is None or c.system == system:
+            return c.code
+    return concept.text
+
+
+def _day(value) -> dt.date | None:
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    text = str(value)
+    return dt.date.fromisoformat(text[:10]) if len(text) >= 10 else None
+
+
+def _iso(d: dt.date | None) -> str | None:
+    return d.isoformat() if d else None
+
+
+def bundle_frames(bundle: dict) -> tuple[dict[str, pd.DataFrame], list[tuple[str, str, str]]]:
+    """Rows per import table (as text, validated later like CSV rows) and (origin, table, reason) rejections."""
+    from fhir.resources.R4B import get_fhir_model_class
+    from pydantic import ValidationError
+
+    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+        from analytics.imports.tabular import ImportFileError
+
+        raise ImportFileError("the JSON is not a FHIR Bundle (resourceType must be 'Bundle')")
+    rows: dict[str, list[dict]] = {}
+    rejected: list[tuple[str, str, str]] = []
+    parsed = []
+    for i, entry in enumerate(bundle.get("entry") or [], start=1):
+        raw = (entry or {}).get("resource") or {}
+        rtype = raw.get("resourceType", "?")
+        origin = f"entry {i} ({rtype}/{raw.get('id', '?')})"
+        if rtype not in RESOURCES:
+            rejected.append((origin, "fhir", f"resource type {rtype} is not imported"))
+            continue
+        try:
+            res = get_fhir_model_class(rtype).model_validate(raw)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(x) for x in first.get("loc", ()))
+            rejected.append(
+                (
+                    origin,
+                    "fhir",
+                    f"invalid {rtype}: {where}: {first.get('msg')}"
+                    + (f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""),
+                )
+            )
+            continue
+        parsed.append((origin, entry.get("fullUrl"), res))
+
+    # patients first: references resolve to their MRN
+    mrn_of: dict[str, str] = {}
+    for origin, full_url, res in parsed:
+        if res.get_resource_type() != "Patient":
+            continue
+        mrn = next((i.value for i in res.identifier or [] if _code(i.type) == "MR"), None) or next(
+            (i.value for i in res.identifier or []), None
+        )
+        if mrn is None:
+            rejected.append((origin, "person", "Patient has no identifier to use as MRN"))
+            continue
+        for ref in (f"Patient/{res.id}", full_url):
+            if ref:
+                mrn_of[ref] = mrn
+        name = (res.name or [None])[0]
+        site = _ext(res, EXT_SITE) or (
+            res.managingOrganization.display if res.managingOrganization else None
+        )
+        rows.setdefault("person", []).append(
+            {
+                "_origin": origin,
+                "mrn": mrn,
+                "given_name": " ".join(name.given or []) if name else None,
+                "family_name": name.family if name else None,
+                "birth_date": _iso(_day(res.birthDate)),
+                "sex": {"female": "F", "male": "M"}.get(res.gender or "", res.gender),
+                "site": site,
+                "menopausal_status": _ext(res, EXT_MENOPAUSE),
+            }
+        )
+        if res.deceasedDateTime is not None:
+            rows.setdefault("outcome_event", []).append(
+                {
+                    "_origin": origin,
+                    "mrn": mrn,
+                    "event_type": "death",
+                    "event_date": _iso(_day(res.deceasedDateTime)),
+                }
+            )
+
+    def patient(origin: str, res, table: str) -> str | None:
+        ref = res.subject.reference if getattr(res, "subject", None) else None
+        mrn = mrn_of.get(ref or "")
+        if mrn is None and res.subject is not None and res.subject.identifier is not None:
+            mrn = res.subject.identifier.value
+        if mrn is None:
+            rejected.append(
+                (origin, table, f"subject {ref or '(none)'} is not a Patient of this bundle")
+            )
+        return mrn
+
+    tumour: dict[str, dict] = {}  # mrn -> tumour characteristics from Observations
+    dates: dict[str, list[dt.date]] = {}
+    for origin, _url, res in parsed:
+        rtype = res.get_resource_type()
+        if rtype == "Observation":
+            mrn = patient(origin, res, "measurement")
+            if mrn is None:
+                continue
+            code = _code(res.code, CODES) or _code(res.code)
+            when = _day(
+                res.effectiveDateTime
+                or (res.effectivePeriod.start if res.effectivePeriod else None)
+            )
+            if code in TUMOUR_CODES:
+                value = next(
+                    (
+                        v
+                        for v in (
+                            res.valueQuantity.value if res.valueQuantity else None,
+                            res.valueInteger,
+                            res.valueBoolean,
+                            _code(res.valueCodeableConcept),
+                            res.valueString,
+                        )
+                        if v is not None
+                    ),
+                    None,
+                )
+                tumour.setdefault(mrn, {})[code] = value
+                continue
+            if res.valueQuantity is None:
+                rejected.append((origin, "measurement", "Observation has no valueQuantity"))
+                continue
+            dates.setdefault(mrn, []).append(when) if when else None
+            rows.setdefault("measurement", []).append(
+                {
+                    "_origin": origin,
+                    "mrn": mrn,
+                    "measurement_date": _iso(when),
+                    "concept": code,
+                    "value": res.valueQuantity.value,
+                    "unit": res.valueQuantity.unit or res.valueQuantity.code,
+                    "study_uid": None,
+                }
+            )
+    for origin, _url, res in parsed:
+        rtype = res.get_resource_type()
+        if rtype == "Condition":
+            mrn = patient(origin, res, "condition_occurrence")
+            if mrn is None:
+                continue
+            onset = _day(res.onsetDateTime or res.recordedDate)
+            if _code(res.code, CODES) == "recurrence":
+                rows.setdefault("outcome_event", []).append(
+                    {
+                        "_origin": origin,
+                        "mrn": mrn,
+                        "event_type": "recurrence",
+                        "event_date": _iso(onset),
+                    }
+                )
+                dates.setdefault(mrn, []).append(onset) if onset else None
+                continue
+            t = tumour.get(mrn, {})
+            stage = _code(res.stage[0].summary) if res.stage else t.get("stage")
+            side = _code((res.bodySite or [None])[0])
+            rows.setdefault("condition_occurrence", []).append(
+                {
+                    "_origin": origin,
+                    "mrn": mrn,
+                    "condition": _code(res.code, CODES)
+                    or (
+                        "breast_cancer"
+                        if _code(res.code, SNOMED) == "254837009"
+                        else _code(res.code)
+                    ),
+                    "diagnosis_date": _iso(onset),
+                    "laterality": LATERALITY.get(str(side).lower() if side else "", side),
+                    "stage": stage,
+                    **{k: t.get(k) for k in TUMOUR_CODES if k != "stage"},
+                }
+            )
+            dates.setdefault(mrn, []).append(onset) if onset else None
+        elif rtype in ("Procedure", "MedicationStatement", "MedicationRequest"):
+            mrn = patient(origin, res, "treatment_exposure")
+            if mrn is None:
+                continue
+            if rtype == "Procedure":
+                period = res.performedPeriod
+                start = _day(period.start if period else res.performedDateTime)
+                end = _day(period.end) if period else start
+                agent = _code(res.code)
+                kind = "procedure"
+            else:
+                period = (
+                    res.effectivePeriod
+                    if rtype == "MedicationStatement"
+                    else (res.dispenseRequest.validityPeriod if res.dispenseRequest else None)
+                )
+                start = _day(
+                    period.start
+                    if period
+                    else (
+                        res.effectiveDateTime if rtype == "MedicationStatement" else res.authoredOn
+                    )
+                )
+                end = _day(period.end) if period else None
+                agent = _code(res.medicationCodeableConcept)
+                kind = "drug"
+            rows.setdefault("treatment_exposure", []).append(
+                {
+                    "_origin": origin,
+                    "mrn": mrn,
+                    "exposure_type": kind,
+                    "treatment_class": _ext(res, EXT_CLASS),
+                    "agent": agent,
+                    "line_of_therapy": _ext(res, EXT_LINE) or 1,
+                    "regimen": _ext(res, EXT_REGIMEN),
+                    "start_date": _iso(start),
+                    "end_date": _iso(end),
+                }
+            )
+            for d in (start, end):
+                dates.setdefault(mrn, []).append(d) if d else None
+        elif rtype == "ImagingStudy":
+            mrn = patient(origin, res, "imaging_study")
+            if mrn is None:
+                continue
+            uid = next(
+                (
+                    i.value.removeprefix("urn:oid:")
+                    for i in res.identifier or []
+                    if i.system == "urn:dicom:uid"
+                ),
+                None,
+            )
+            when = _day(res.started)
+            rows.setdefault("imaging_study", []).append(
+                {
+                    "_origin": origin,
+                    "study_uid": uid,
+                    "mrn": mrn,
+                    "study_date": _iso(when),
+                    "modality": (res.modality or [None])[0].code if res.modality else None,
+                    "description": res.description,
+                    "accession_number": None,
+                }
+            )
+            dates.setdefault(mrn, []).append(when) if when else None
+
+    # observation period per patient with a diagnosis: earliest diagnosis to latest date (or death)
+    deaths = {
+        r["mrn"]: r["event_date"]
+        for r in rows.get("outcome_event", [])
+        if r["event_type"] == "death"
+    }
+    for r in rows.get("condition_occurrence", []):
+        mrn = r["mrn"]
+        starts = [
+            c["diagnosis_date"]
+            for c in rows["condition_occurrence"]
+            if c["mrn"] == mrn and c["diagnosis_date"]
+        ]
+        if not starts or any(p["mrn"] == mrn for p in rows.get("observation_period", [])):
+            continue
+        last = max([d.isoformat() for d in dates.get(mrn, [])] + starts)
+        end = deaths.get(mrn) or last
+        rows.setdefault("observation_period", []).append(
+            {
+                "_origin": f"derived for MRN {mrn}",
+                "mrn": mrn,
+                "start_date": min(starts),
+                "end_date": max(end, min(starts)),
+                "end_reason": "death" if mrn in deaths else "data_cutoff",
+            }
+        )
+    frames = {
+        t: pd.DataFrame(r)
+        .astype(object)
+        .where(lambda d: d.notna(), None)
+        .map(lambda v: None if v is None else str(v).lower() if isinstance(v, bool) else str(v))
+        .assign(_origin=[x["_origin"] for x in r])
+        for t, r in rows.items()
+    }
+    return frames, rejected

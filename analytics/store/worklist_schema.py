@@ -1,0 +1,55 @@
+"""Schema version 5: the stored worklist's tables (filled by ``analytics.worklist.stored``).
+
+A module of its own, importing nothing, because ``analytics.store`` reads these
+statements for its migration and must stay cheap to import.
+"""
+
+ENTRY_TABLE = "worklist_entry"
+
+# The schema-version-5 statements (analytics.store owns them).
+TABLE_STATEMENTS = (
+    f"""CREATE TABLE IF NOT EXISTS {ENTRY_TABLE} (
+        rank             BIGINT NOT NULL,              -- 1-based position in the whole list; rows stored in this order
+        person_id        BIGINT NOT NULL,              -- derived: rewritten by worklist_store.refresh, never edited
+        mrn              VARCHAR,
+        site             VARCHAR,
+        n_measurements   BIGINT,
+        baseline_date    DATE,
+        baseline_mm      DOUBLE,
+        nadir_mm         DOUBLE,
+        latest_date      DATE,
+        latest_mm        DOUBLE,
+        change_from_nadir_pct DOUBLE,
+        change_from_baseline_pct DOUBLE,
+        progression      BOOLEAN,
+        response         BOOLEAN,
+        regrowth_ratio   DOUBLE,
+        p_progression_6m DOUBLE,
+        p_recurrence_6m  DOUBLE,
+        risk_6m          DOUBLE,
+        risk_parts       VARCHAR,
+        computed_at      TIMESTAMP NOT NULL            -- when this row's risk was computed
+    )""",
+    """CREATE TABLE IF NOT EXISTS worklist_state (
+        id               TINYINT PRIMARY KEY CHECK (id = 1),
+        source_fingerprint VARCHAR NOT NULL,           -- sources' row counts and largest ids at refresh
+        model_version    VARCHAR NOT NULL,             -- treatment model card version, or 'none'
+        method_version   INTEGER NOT NULL,
+        as_of            DATE NOT NULL,                -- the forecasts' "today"
+        prior            VARCHAR NOT NULL,             -- JSON: growth-inhibition prior of the last full refresh
+        entries          BIGINT NOT NULL,
+        computed_at      TIMESTAMP NOT NULL,           -- last refresh, full or incremental
+        full_refresh_at  TIMESTAMP NOT NULL
+    )""",
+)
+
+
+# Schema version 6: worklist reviews, append-only (analytics.worklist.review reads and writes them).
+REVIEW_STATEMENTS = (
+    """CREATE TABLE IF NOT EXISTS worklist_review (
+        person_id   BIGINT NOT NULL,
+        reviewed_at TIMESTAMP NOT NULL,     -- UTC
+        reviewed_by VARCHAR NOT NULL,       -- the signed-in user
+        role        VARCHAR
+    )""",
+)

@@ -1,0 +1,5 @@
+"""Treatment personalisation: survival data per option, the clinic's outcome model, recommendations,
+SHAP reasons, similar patients, decisions, policy checks and validation reports.
+
+May import ``analytics.store``, ``analytics.survival`` and ``analytics.cohorts``.
+"""

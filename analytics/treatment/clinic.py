@@ -1,0 +1,194 @@
+"""The clinic's treatment model: train it from a store, and recommend for one patient with it.
+
+One code path for the CLI (`oncolens recommend`) and the Patient page:
+``train_clinic_model`` fits the outcome model on the store's records (never its
+``truth`` schema), cross-validates it against the other learners, and saves it
+with its model card beside the store; ``recommend_patient`` *loads* that model
+(verified by sha256) and never refits, so every screen and command shows the
+output of the model whose card the ethics board has read. A long-lived process
+(the app) loads it once with ``load_clinic_model(..., stack_refits=True)`` and
+calls ``recommendation_for`` per patient: the same JSON as the CLI.
+
+Training opens the store read-only: it needs no write lock, so it can run
+while the app is serving.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from analytics import store
+from analytics.treatment.clinic_data import clinic_training_table, patient_covariates
+from analytics.treatment.model.files import load_model, model_dir_for, save_model
+from analytics.treatment.model.metrics import stratified_folds
+from analytics.treatment.model.outcome_model import OutcomeModel
+from analytics.treatment.model.shap_values import BenefitExplainer
+from analytics.treatment.recommend import NO_CLEAR_DIFFERENCE, recommend
+from analytics.treatment.validation import (
+    CLINIC_LEARNER,
+    DEFAULT_BOOTSTRAP,
+    DEFAULT_FOLDS,
+    DEFAULT_SEED,
+    compare_learners,
+    learner_report,
+)
+
+INTENDED_USE = (
+    "Research decision support for breast-oncology tumour boards: predicted 5-year recurrence-free "
+    "survival (RFS) and 5-year restricted mean survival time under each first-line option, with "
+    "bootstrap intervals and SHAP reasons. The clinician decides; OncoLens is not a medical device."
+)
+OUT_OF_SCOPE = [
+    "patients unlike the training clinic (other cancers, node-negative or metastatic disease)",
+    "options the clinic never used, or used for fewer than a few dozen patients",
+    "reading the predicted benefit as a causal effect: training data are observational",
+    "patients with missing covariates: the model does not impute",
+]
+CAVEATS = [
+    "Treatment in the training data was chosen by clinicians, not randomised: predictions under an "
+    "option a patient did not receive rely on no unmeasured confounding.",
+    "Pseudo-value targets assume censoring independent of the covariates.",
+    "The 95% intervals are point +/- 1.96 bootstrap standard errors of the whole fitting procedure: "
+    "they measure resampling noise, not model error. On the simulated clinic, where the truth is known, "
+    "the benefit interval covered the true benefit for only 40% of patients (docs/validation.md); read "
+    "'clear' as 'stable under resampling', not as '95% sure'.",
+]
+DISCLAIMER = "Decision support for research use, not a medical device: the clinician decides."
+
+
+@dataclass(frozen=True)
+class TrainingSummary:
+    folder: Path
+    card: dict
+
+
+def train_clinic_model(
+    db_path: Path,
+    *,
+    folder: Path | None = None,
+    bootstrap: int = DEFAULT_BOOTSTRAP,
+    seed: int = DEFAULT_SEED,
+    folds: int = DEFAULT_FOLDS,
+    track: Callable[..., Iterable] | None = None,
+) -> TrainingSummary:
+    """Fit, cross-validate and save the clinic's outcome model (``<store>_models/`` by default).
+
+    ``track(iterable, description, total)`` may wrap the long loops (learners cross-validated, bootstrap
+    refits) to report progress; the CLI passes a progress bar.
+    """
+    db_path = Path(db_path).expanduser()
+    with store.open_store(db_path, read_only=True) as con:
+        table, _ = clinic_training_table(con)
+        meta = dict(con.execute("SELECT key, value FROM clinic_metadata").fetchall())
+    metrics = learner_report(
+        compare_learners(table, stratified_folds(table, folds, seed), seed, track=track)
+    )
+    model = OutcomeModel(CLINIC_LEARNER, bootstrap=bootstrap, seed=seed).fit(table, track=track)
+    folder = Path(folder) if folder is not None else model_dir_for(db_path)
+    card = save_model(
+        model,
+        folder,
+        {
+            "intended_use": INTENDED_USE,
+            "out_of_scope": OUT_OF_SCOPE,
+            "missing_values": "not imputed: a patient lacking any feature gets no recommendation",
+            "decision_rule": "recommend the option with the highest predicted 5-year RFS when the 95% "
+            "interval of its benefit over the next best excludes zero; otherwise "
+            f"'{NO_CLEAR_DIFFERENCE}'",
+            "training": {
+                "store": str(db_path),
+                "store_metadata": meta,
+                "source": table.source,
+                "options_received": {o: int((table.treatment == o).sum()) for o in table.options},
+                "notes": list(table.notes),
+            },
+            "metrics": {"cross_validation": {"folds": folds, "seed": seed}, "learners": metrics},
+            "caveats": CAVEATS,
+        },
+    )
+    return TrainingSummary(folder, card)
+
+
+@dataclass(frozen=True, eq=False)
+class ClinicModel:
+    """A loaded, verified clinic model with its card and its (warmed) SHAP explainer.
+
+    Read-only after loading, so one instance can serve every session of the app.
+    """
+
+    model: OutcomeModel
+    card: dict
+    explainer: BenefitExplainer
+    folder: Path
+
+    @property
+    def version(self) -> str:
+        return str(self.card["version"])
+
+
+def load_clinic_model(
+    db_path: Path, *, folder: Path | None = None, stack_refits: bool = False
+) -> ClinicModel:
+    """Load the saved model of a store (verified by sha256); raises ``TreatmentModelError``.
+
+    ``stack_refits``: also stack the bootstrap refits for fast single-patient predictions
+    (about 2 s once; worth it for a long-lived process such as the app, not for one CLI call).
+    """
+    folder = Path(folder) if folder is not None else model_dir_for(Path(db_path).expanduser())
+    model, card = load_model(folder)
+    if stack_refits:
+        model.compile()
+    explainer = BenefitExplainer(model).warm()
+    return ClinicModel(model, card, explainer, folder)
+
+
+def recommendation_for(clinic: ClinicModel, person_id: int, covariates) -> dict:
+    """The recommendation JSON (the CLI contract's keys) of one patient's covariates (one row)."""
+    model, card = clinic.model, clinic.card
+    cohort = recommend(model, covariates)
+    rec = cohort.patient(0)
+    explanation = clinic.explainer.explain(covariates, rec.best, rec.next_best)
+    return {
+        "patient_id": int(person_id),
+        "model_version": card["version"],
+        "horizon_days": model.horizon_days,
+        "options": [
+            {
+                "treatment": o.treatment,
+                "rfs_5y": o.rfs_5y,
+                "rfs_5y_ci": list(o.rfs_5y_ci),
+                "rmst_days": o.rmst_days,
+                "rmst_days_ci": list(o.rmst_ci_days),
+            }
+            for o in rec.options
+        ],
+        "recommended": rec.recommended,
+        "statement": rec.statement,
+        "best_predicted": rec.best,
+        "compared_with": rec.next_best,
+        "benefit": rec.benefit,
+        "benefit_ci": list(rec.benefit_ci),
+        "benefit_units": "5-year RFS probability, best predicted minus next best (0.01 = 1 percentage point)",
+        "shap": {
+            **explanation.patient(0),
+            "explains": f"benefit of {rec.best} over {rec.next_best}",
+            "additivity_error": explanation.additivity_error,
+        },
+        "caveat": DISCLAIMER + " " + CAVEATS[0],
+    }
+
+
+def recommend_patient(
+    db_path: Path, person_id: int, *, folder: Path | None = None, clinic: ClinicModel | None = None
+) -> dict:
+    """The recommendation JSON of one patient from the saved clinic model (the CLI contract's keys).
+
+    ``clinic``: an already loaded model (the app keeps one per process); loaded from disk otherwise.
+    """
+    db_path = Path(db_path).expanduser()
+    clinic = clinic if clinic is not None else load_clinic_model(db_path, folder=folder)
+    with store.open_store(db_path, read_only=True) as con:
+        covariates = patient_covariates(con, person_id)
+    return recommendation_for(clinic, person_id, covariates)

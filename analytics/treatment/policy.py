@@ -1,0 +1,174 @@
+"""Judging a treatment policy: on observed outcomes (trial data) and against the simulation's truth.
+
+``followed_vs_not``: the recommendation analysis of DeepSurv (Katzman et al.,
+BMC Med Res Methodol 2018;18:24): patients whose actual treatment matched the
+policy's recommendation against those whose did not, by Kaplan-Meier,
+hazard ratio (Cox, followed = 1) with its 95 % CI, and the log-rank test. It
+is run for the model's recommendations and, beside them, for "give everyone
+option a": on GBSG2 treating everyone with hormonal therapy already separates
+the groups (hazard ratio about 0.7), so a personalised policy earns credit
+only for what it adds over that. Without randomisation the groups differ in
+more than the policy; the covariate-adjusted hazard ratio is reported too,
+and neither is a causal estimate.
+
+``truth_metrics``: on the simulated clinic, where every patient's 5-year RFS
+under every option is known: how often the recommended option is truly the
+best, the policy value (mean true 5-year RFS if everyone got her
+recommendation) against the best single option for all, and the error of the
+estimated effects (PEHE, Hill 2011).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from analytics.treatment.data import SurvivalTable
+from analytics.treatment.model.learners import HORIZON_5Y_DAYS
+
+TIE_TOLERANCE = 0.001  # true 5-year RFS within 0.1 percentage point of the best counts as best
+
+
+def _km_at(time: np.ndarray, event: np.ndarray, horizon: float) -> dict:
+    from lifelines import KaplanMeierFitter
+
+    km = KaplanMeierFitter().fit(time, event)
+    s = float(km.survival_function_at_times(horizon).iloc[0])
+    ci = km.confidence_interval_survival_function_
+    idx = np.searchsorted(ci.index.to_numpy(), horizon, side="right") - 1
+    lo, hi = (float(v) for v in ci.iloc[max(idx, 0)])
+    median = float(km.median_survival_time_)
+    return {
+        "patients": int(time.size),
+        "events": int(event.sum()),
+        "rfs_5y": round(s, 4),
+        "rfs_5y_ci": [round(lo, 4), round(hi, 4)],
+        "median_rfs_days": round(median, 1) if np.isfinite(median) else None,
+    }
+
+
+def followed_vs_not(
+    table: SurvivalTable, recommended: np.ndarray, policy: str, adjust: bool = True
+) -> dict:
+    """Followed (actual == recommended) vs not: KM at 5 years, HR (95 % CI), log-rank p."""
+    from lifelines import CoxPHFitter
+    from lifelines.statistics import logrank_test
+
+    recommended = np.asarray(recommended, dtype=object)
+    followed = recommended == table.treatment
+    result: dict = {
+        "policy": policy,
+        "followed_patients": int(followed.sum()),
+        "not_followed_patients": int((~followed).sum()),
+    }
+    if (
+        followed.all()
+        or not followed.any()
+        or table.event[followed].sum() == 0
+        or table.event[~followed].sum() == 0
+    ):
+        result["error"] = (
+            "everyone (or no one) followed this policy, or one group has no events: no comparison"
+        )
+        return result
+    t, e = table.time_days, table.event
+    result["followed"] = _km_at(t[followed], e[followed], HORIZON_5Y_DAYS)
+    result["not_followed"] = _km_at(t[~followed], e[~followed], HORIZON_5Y_DAYS)
+    df = pd.DataFrame({"time": t, "event": e.astype(int), "followed": followed.astype(float)})
+    cox = CoxPHFitter().fit(df, "time", "event")
+    summary = cox.summary.loc["followed"]
+    result["hazard_ratio"] = round(float(summary["exp(coef)"]), 4)
+    result["hazard_ratio_ci"] = [
+        round(float(summary["exp(coef) lower 95%"]), 4),
+        round(float(summary["exp(coef) upper 95%"]), 4),
+    ]
+    result["logrank_p"] = float(
+        logrank_test(t[followed], t[~followed], e[followed], e[~followed]).p_value
+    )
+    if adjust:
+        adj = pd.concat([df, table.covariates.reset_index(drop=True).add_prefix("cov_")], axis=1)
+        s = CoxPHFitter(penalizer=0.001).fit(adj, "time", "event").summary.loc["followed"]
+        result["hazard_ratio_adjusted"] = round(float(s["exp(coef)"]), 4)
+        result["hazard_ratio_adjusted_ci"] = [
+            round(float(s["exp(coef) lower 95%"]), 4),
+            round(float(s["exp(coef) upper 95%"]), 4),
+        ]
+    return result
+
+
+def policy_comparison(table: SurvivalTable, recommended: np.ndarray, policy: str) -> list[dict]:
+    """The model's policy first, then "everyone gets option a" for every option, on the same patients."""
+    rows = [followed_vs_not(table, recommended, policy)]
+    for option in table.options:
+        rows.append(
+            followed_vs_not(table, np.full(table.n, option, dtype=object), f"everyone: {option}")
+        )
+    return rows
+
+
+def truth_metrics(
+    options: tuple[str, ...],
+    estimated_rfs_5y: np.ndarray,
+    best: np.ndarray,
+    next_best: np.ndarray,
+    benefit_ci: np.ndarray,
+    clear: np.ndarray,
+    true_rfs_5y: np.ndarray,
+    assigned: np.ndarray,
+    tie_tolerance: float = TIE_TOLERANCE,
+) -> dict:
+    """Recommendations against the true 5-year RFS under every option (n patients, k options).
+
+    ``best``/``next_best``: option index per patient (the model's ranking);
+    ``assigned``: index of the option actually given. Probabilities 0-1.
+    """
+    n, k = true_rfs_5y.shape
+    rows = np.arange(n)
+    true_best_value = true_rfs_5y.max(axis=1)
+    got = true_rfs_5y[rows, best]
+    truly_best = got >= true_best_value - tie_tolerance
+    per_option_value = true_rfs_5y.mean(axis=0)
+    single = int(np.argmax(per_option_value))
+    policy_value = float(got.mean())
+
+    ref_true = true_rfs_5y[:, 1:] - true_rfs_5y[:, [0]]  # each option vs the first
+    ref_est = estimated_rfs_5y[:, 1:] - estimated_rfs_5y[:, [0]]
+    pehe_by = np.sqrt(np.mean((ref_est - ref_true) ** 2, axis=0))
+    est_benefit = estimated_rfs_5y[rows, best] - estimated_rfs_5y[rows, next_best]
+    true_benefit = true_rfs_5y[rows, best] - true_rfs_5y[rows, next_best]
+    constant = np.sqrt(np.mean((ref_true - ref_true.mean(axis=0)) ** 2))
+    covered = (benefit_ci[:, 0] <= true_benefit) & (true_benefit <= benefit_ci[:, 1])
+
+    def r(x: float) -> float:
+        return round(float(x), 4)
+
+    return {
+        "patients": int(n),
+        "tie_tolerance": tie_tolerance,
+        "fraction_recommended_truly_best": r(truly_best.mean()),
+        "fraction_truly_best_among_clear": r(truly_best[clear].mean()) if clear.any() else None,
+        "fraction_clear": r(clear.mean()),
+        "fraction_with_tied_true_best": r(
+            (np.sort(true_rfs_5y, axis=1)[:, -2] >= true_best_value - tie_tolerance).mean()
+        ),
+        "recommended_counts": {o: int((best == j).sum()) for j, o in enumerate(options)},
+        "true_best_counts": {
+            o: int((true_rfs_5y.argmax(axis=1) == j).sum()) for j, o in enumerate(options)
+        },
+        "policy_value_rfs_5y": r(policy_value),
+        "best_single_option": options[single],
+        "best_single_option_value_rfs_5y": r(per_option_value[single]),
+        "best_single_option_fraction_truly_best": r(
+            (true_rfs_5y[:, single] >= true_best_value - tie_tolerance).mean()
+        ),
+        "policy_value_gain": r(policy_value - per_option_value[single]),
+        "as_treated_value_rfs_5y": r(true_rfs_5y[rows, assigned].mean()),
+        "oracle_value_rfs_5y": r(true_best_value.mean()),
+        "pehe": r(np.sqrt(np.mean((ref_est - ref_true) ** 2))),
+        "pehe_by_contrast": {
+            f"{o} vs {options[0]}": r(v) for o, v in zip(options[1:], pehe_by, strict=True)
+        },
+        "pehe_if_constant_true_effect": r(constant),
+        "pehe_benefit": r(np.sqrt(np.mean((est_benefit - true_benefit) ** 2))),
+        "benefit_ci_coverage": r(covered.mean()),
+    }

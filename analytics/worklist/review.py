@@ -1,0 +1,142 @@
+"""Worklist reviews: who looked at a patient last, and what changed since.
+
+The care team works the list top-down; the question at each row is "is there
+anything new since someone last looked?". A review is one row in
+``worklist_review`` (schema version 6, append-only, like the audit trail it is
+mirrored in: the same action lands as a chained audit event in the same
+transaction), and ``changes_since_review`` answers for the rows of one page:
+
+- ``last_reviewed_at`` / ``reviewed_by``: the latest review, None when never;
+- ``new_readings``: lesion readings dated after the review day (all of them when
+  never reviewed);
+- ``new_ai_findings``: AI reads stored after the review (``ai_finding.created_at``);
+- ``new_progression``: the RECIST progression flag is set and its latest reading
+  is dated after the review (or never reviewed).
+
+Why readings compare by date and AI findings by time: a lesion reading carries
+the clinical date it was measured, not when it was stored; an AI finding carries
+the moment the model read the image. A reading imported today but measured
+before the last review therefore does not count as new; the import's own audit
+event records that it arrived.
+
+Why per page, not stored: reviews change with every click while the stored
+ranking changes with the data; a page is 25 patients, and the three lookups
+below read only their rows (``person_id IN`` on tables stored in patient order).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import duckdb
+import pandas as pd
+
+from analytics.governance import audit
+from analytics.worklist.ranking import LESION_CONCEPT
+
+ACTION = "worklist_review"
+
+CHANGE_COLUMNS = ("person_id", "last_reviewed_at", "reviewed_by", "new_readings", "new_ai_findings")
+
+
+class ReviewError(ValueError):
+    pass
+
+
+def mark_reviewed(
+    con: duckdb.DuckDBPyConnection, person_id: int, actor: str, role: str | None = None
+) -> datetime:
+    """Record that ``actor`` reviewed the patient now (row + chained audit event, one transaction)."""
+    pid = int(person_id)
+    if not con.execute("SELECT count(*) FROM person WHERE person_id = ?", [pid]).fetchone()[0]:
+        raise ReviewError(f"no patient with id {pid} in this store")
+    if not str(actor or "").strip():
+        raise ReviewError("a review needs the name of who reviewed")
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    with audit.chained_transaction(con):
+        con.execute("INSERT INTO worklist_review VALUES (?, ?, ?, ?)", [pid, now, str(actor), role])
+        audit.append_event(
+            con,
+            actor=str(actor),
+            role=role,
+            action=ACTION,
+            subject=str(pid),
+            details={"reviewed_at": now.isoformat(timespec="seconds")},
+        )
+    return now
+
+
+def _has_reviews(con: duckdb.DuckDBPyConnection) -> bool:
+    return bool(
+        con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'main' AND table_name = 'worklist_review'"
+        ).fetchone()[0]
+    )
+
+
+def last_review(con: duckdb.DuckDBPyConnection, person_id: int) -> tuple[datetime, str] | None:
+    if not _has_reviews(con):
+        return None
+    row = con.execute(
+        "SELECT reviewed_at, reviewed_by FROM worklist_review WHERE person_id = ? ORDER BY reviewed_at DESC LIMIT 1",
+        [int(person_id)],
+    ).fetchone()
+    return None if row is None else (row[0], row[1])
+
+
+def changes_since_review(con: duckdb.DuckDBPyConnection, person_ids) -> pd.DataFrame:
+    """One row per id in ``person_ids`` (same order) with ``CHANGE_COLUMNS``."""
+    ids = [int(p) for p in person_ids]
+    if not ids:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in CHANGE_COLUMNS})
+    # a store opened read-only before its migration to version 6 has no reviews yet: "never reviewed"
+    reviews = (
+        "worklist_review"
+        if _has_reviews(con)
+        else (
+            "(SELECT NULL::BIGINT AS person_id, NULL::TIMESTAMP AS reviewed_at, NULL::VARCHAR AS reviewed_by)"
+        )
+    )
+    out = con.execute(
+        f"""
+        WITH ids AS (SELECT unnest(?::BIGINT[]) AS person_id),
+        last AS (
+            SELECT person_id, max(reviewed_at) AS last_reviewed_at,
+                   arg_max(reviewed_by, reviewed_at) AS reviewed_by
+            FROM {reviews} WHERE person_id IN (SELECT person_id FROM ids) GROUP BY person_id
+        ),
+        readings AS (
+            SELECT m.person_id, count(*) AS new_readings
+            FROM measurement AS m LEFT JOIN last AS l USING (person_id)
+            WHERE m.person_id IN (SELECT person_id FROM ids) AND m.concept = ?
+              AND (l.last_reviewed_at IS NULL OR m.measurement_date > CAST(l.last_reviewed_at AS DATE))
+            GROUP BY m.person_id
+        ),
+        findings AS (
+            SELECT f.person_id, count(*) AS new_ai_findings
+            FROM ai_finding AS f LEFT JOIN last AS l USING (person_id)
+            WHERE f.person_id IN (SELECT person_id FROM ids)
+              AND (l.last_reviewed_at IS NULL OR f.created_at > l.last_reviewed_at)
+            GROUP BY f.person_id
+        )
+        SELECT ids.person_id, last.last_reviewed_at, last.reviewed_by,
+               coalesce(readings.new_readings, 0) AS new_readings,
+               coalesce(findings.new_ai_findings, 0) AS new_ai_findings
+        FROM ids LEFT JOIN last USING (person_id) LEFT JOIN readings USING (person_id)
+                 LEFT JOIN findings USING (person_id)
+        """,  # noqa: S608 - {reviews} is one of two constants above; values are parameters
+        [ids, LESION_CONCEPT],
+    ).df()
+    return out.set_index("person_id").loc[ids].reset_index()[list(CHANGE_COLUMNS)]
+
+
+def with_changes(con: duckdb.DuckDBPyConnection, rows: pd.DataFrame) -> pd.DataFrame:
+    """A worklist page's rows with the review columns and ``new_progression`` joined (row order kept)."""
+    changes = changes_since_review(con, rows["person_id"].tolist()).drop(columns="person_id")
+    out = pd.concat([rows.reset_index(drop=True), changes.reset_index(drop=True)], axis=1)
+    reviewed_day = pd.to_datetime(out["last_reviewed_at"]).dt.normalize()
+    latest = pd.to_datetime(out["latest_date"])
+    out["new_progression"] = out["progression"].astype(bool) & (
+        reviewed_day.isna() | (latest > reviewed_day)
+    )
+    return out

@@ -1,0 +1,163 @@
+"""``oncolens cohort``, ``import`` and ``worklist``: the analytics commands, on the same library code as the pages.
+
+Kept out of ``dashboard/cli/main.py`` so that the parser file stays readable; ``cli``
+wires these handlers to its sub-parsers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+EXIT_FAILED = 1
+
+
+def _say(msg: str) -> None:
+    print(f"oncolens: {msg}", file=sys.stderr, flush=True)
+
+
+def cmd_cohort(args: argparse.Namespace, db: Path) -> int:
+    """Build the cohort read-only and print it (JSON object with ``--json``, a short table otherwise)."""
+    from analytics import store
+    from analytics.cohorts.builder import CohortError, build_cohort
+
+    try:
+        with store.open_store(db, read_only=True) as con:
+            result = build_cohort(con, list(args.filter or []), args.group_by)
+    except CohortError as exc:
+        if args.json:
+            print(json.dumps({"error": str(exc)}))
+        _say(f"error: {exc}")
+        return EXIT_FAILED
+    if args.json:
+        print(json.dumps(result.to_json(), allow_nan=False))
+        return 0
+    filters = "; ".join(str(f) for f in result.filters) or "all patients"
+    print(f"cohort: {filters} — {result.n:,} patients, {result.events:,} recurrences or deaths")
+    print(f"{'group':<22}{'patients':>10}{'events':>10}{'median RFS (years)':>20}")
+    for g in result.groups:
+        median = "not reached" if g.median_days is None else f"{g.median_days / 365.25:.1f}"
+        print(f"{g.name:<22}{g.n:>10,}{g.events:>10,}{median:>20}")
+    if result.logrank_p is not None:
+        print(f"log-rank p = {result.logrank_p:.3g}; hazard ratios against {result.reference}:")
+        for r in result.hazard_ratios.itertuples(index=False):
+            print(f"  {r.group}: HR {r.hr:.2f} (95 % CI {r.lo:.2f}–{r.hi:.2f}), p = {r.p:.3g}")
+        print(
+            "groups were not randomised: hazard ratios describe the cohort, not treatment effects"
+        )
+    for note in result.notes:
+        print(f"note: {note}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace, db: Path) -> int:
+    """Import each file in its own transaction; one summary line per file, JSON objects with ``--json``."""
+    from analytics.imports.tabular import import_files
+
+    if not db.exists():
+        from analytics import store
+
+        raise store.MissingDatabaseError(
+            f"no OncoLens database at {db}; create one with `oncolens demo --db {db}` first"
+        )
+    failed = False
+    for report in import_files(db, list(args.files), args.report_dir):
+        failed |= report.error is not None or report.total("rejected") > 0
+        if getattr(args, "json", False):
+            print(json.dumps(report.to_json()), flush=True)
+        print(
+            f"oncolens: {report.summary()}",
+            file=sys.stderr if args.json else sys.stdout,
+            flush=True,
+        )
+    return EXIT_FAILED if failed else 0
+
+
+def refresh_worklist(db: Path) -> dict:
+    """Rank the stored worklist of ``db`` in full, with the store's treatment model (one transaction).
+
+    Used by ``oncolens demo`` (after training the model) and ``oncolens worklist --refresh``.
+    """
+    from analytics.worklist import stored as worklist_store
+
+    clinic = worklist_store.clinic_model(db)
+    _say(
+        f"ranking the worklist by forecast risk ({'with' if clinic else 'no'} treatment model; "
+        "about 5 minutes at a million patients)"
+    )
+    result = worklist_store.refresh_store(db, clinic)
+    return {
+        "mode": result.mode,
+        "entries": result.entries,
+        "seconds": round(result.seconds, 3),
+        "model_version": clinic.version if clinic else None,
+    }
+
+
+def cmd_worklist(args: argparse.Namespace, db: Path) -> int:
+    """Print one page of the stored worklist (``--refresh`` recomputes it first); JSON with ``--json``.
+
+    A stale worklist is printed with the reasons (stderr, or ``stale_reasons``), not refused.
+    """
+    from analytics import store
+    from analytics.worklist import review as worklist_review
+    from analytics.worklist import stored as worklist_store
+
+    refreshed = refresh_worklist(db) if args.refresh else None
+    clinic = worklist_store.clinic_model(db)
+    with store.open_store(db, read_only=True) as con:
+        status = worklist_store.status(con, clinic.version if clinic else None)
+        page = worklist_store.read_page(con, args.limit, args.offset, args.progression, args.site)
+        changes = worklist_review.with_changes(
+            con, page.rows
+        )  # new since each patient's last review
+    if args.json:
+        rows = changes.assign(
+            baseline_date=page.rows["baseline_date"].astype(str),
+            latest_date=page.rows["latest_date"].astype(str),
+            last_reviewed_at=changes["last_reviewed_at"].astype(str).replace("NaT", None),
+        )
+        print(
+            json.dumps(
+                {
+                    "fresh": status.fresh,
+                    "stale_reasons": list(status.reasons),
+                    "entries": status.entries,
+                    "computed_at": None
+                    if status.computed_at is None
+                    else status.computed_at.isoformat(),
+                    "model_version": status.model_version,
+                    "refreshed": refreshed,
+                    "total": page.total,
+                    "limit": page.limit,
+                    "offset": page.offset,
+                    "rows": json.loads(rows.to_json(orient="records")),
+                }
+            )
+        )
+    else:
+        if refreshed:
+            print(
+                f"worklist ranked: {refreshed['entries']:,} patients in {refreshed['seconds']:.1f} s"
+            )
+        for reason in status.reasons:
+            _say(f"stale: {reason} (refresh: oncolens worklist --refresh --db {db})")
+        print(
+            f"{'rank':>6}  {'MRN':<12}{'site':<10}{'risk 6m':>9}{'progression':>13}{'latest mm':>11}"
+            f"{'new readings':>14}  last review"
+        )
+        for i, r in enumerate(changes.itertuples(index=False), start=page.offset + 1):
+            risk = "—" if r.risk_6m != r.risk_6m else f"{r.risk_6m:.0%}"
+            reviewed = (
+                "never"
+                if r.last_reviewed_at != r.last_reviewed_at
+                else f"{r.last_reviewed_at:%Y-%m-%d}"
+            )
+            print(
+                f"{i:>6}  {r.mrn:<12}{r.site:<10}{risk:>9}{'yes' if r.progression else 'no':>13}"
+                f"{r.latest_mm:>11.1f}{r.new_readings:>14}  {reviewed}"
+            )
+        print(f"{page.total:,} patients on the list")
+    return 0

@@ -1,0 +1,190 @@
+"""``oncolens users`` and ``oncolens audit``: accounts and the audit chain from the shell.
+
+Kept out of ``cli.py`` so that the command file stays a router. Passwords are
+read from a prompt (twice, not echoed) or, for scripts, from one line of
+standard input (``--password-stdin``); never from an argument, which would
+land in the shell history and the process list.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+from pathlib import Path
+
+
+class GovernanceCliError(Exception):
+    """Reported on stderr with exit status 1 (cli.py turns it into a CliError)."""
+
+
+def _actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:  # no login name (containers): still say it came from the shell
+        return "cli"
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        line = sys.stdin.readline()
+        password = line.rstrip("\r\n")
+        if not password:
+            raise GovernanceCliError("no password on standard input")
+        return password
+    if not sys.stdin.isatty():
+        raise GovernanceCliError(
+            "no terminal to ask for the password: pass it on standard input with --password-stdin"
+        )
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Password again: ") != first:
+        raise GovernanceCliError("the two passwords differ; nothing was changed")
+    return first
+
+
+def add_arguments(users: argparse.ArgumentParser, audit_p: argparse.ArgumentParser, db_arg) -> None:
+    """The arguments of ``users`` and ``audit`` (``db_arg`` adds cli.py's shared --db option)."""
+    from analytics.governance.users import ROLES
+
+    sub = users.add_subparsers(dest="users_action", metavar="ACTION", required=True)
+    add = sub.add_parser("add", help="create an account", description="create an account")
+    add.add_argument("username", metavar="NAME")
+    add.add_argument("--role", required=True, choices=ROLES)
+    add.add_argument("--email", help="single sign-on identity mapped to this account")
+    add.add_argument(
+        "--sso-only", action="store_true", help="no password: sign in only through single sign-on"
+    )
+    add.add_argument(
+        "--password-stdin", action="store_true", help="read the password from one line of stdin"
+    )
+    db_arg(add)
+    remove = sub.add_parser("remove", help="delete an account", description="delete an account")
+    remove.add_argument("username", metavar="NAME")
+    db_arg(remove)
+    listing = sub.add_parser(
+        "list", help="list accounts (never passwords)", description="list accounts"
+    )
+    listing.add_argument("--json", action="store_true")
+    db_arg(listing)
+
+    audit_p.add_argument("action", choices=["verify"])
+    audit_p.add_argument(
+        "--json", action="store_true", help="print a JSON object (with the chain's head hash)"
+    )
+    db_arg(audit_p)
+
+
+def cmd_users(args: argparse.Namespace, db: Path) -> int:
+    from analytics import store
+    from analytics.governance import audit, users
+
+    action = args.users_action
+    if action == "list":
+        with store.open_store(db, read_only=True) as con:
+            try:
+                accounts = users.list_users(con)
+            except Exception as exc:  # a store older than schema 3 has no accounts table yet
+                if "app_user" not in str(exc):
+                    raise
+                accounts = []
+        rows = [
+            {
+                "username": u.username,
+                "role": u.role,
+                "email": u.email,
+                "sign_in": ("password" if u.has_password else "") + ("+sso" if u.email else ""),
+            }
+            for u in accounts
+        ]
+        if args.json:
+            for row in rows:
+                print(json.dumps(row))
+        elif not rows:
+            print("No accounts. Add one with: oncolens users add NAME --role ROLE")
+        else:
+            for row in rows:
+                print(
+                    f"{row['username']:<24} {row['role']:<13} {row['sign_in'].lstrip('+'):<13} {row['email'] or ''}"
+                )
+        return 0
+    if action == "remove":
+        with store.open_store(db) as con, audit.chained_transaction(con):
+            removed = users.remove_user(con, args.username)
+            if removed:
+                audit.append_event(
+                    con,
+                    actor=_actor(),
+                    action="user_removed",
+                    details={"username": users.normalise_username(args.username)},
+                )
+        if not removed:
+            raise GovernanceCliError(f"no user {users.normalise_username(args.username)!r}")
+        print(f"Removed {users.normalise_username(args.username)}.")
+        return 0
+    # add
+    if args.sso_only and not args.email:
+        raise GovernanceCliError("--sso-only needs --email (the identity single sign-on reports)")
+    try:
+        name = users.check_username(args.username)
+        password = None if args.sso_only else _read_password(args)
+        if password is not None:
+            users.check_password(password, name)
+    except users.UserError as exc:
+        raise GovernanceCliError(str(exc)) from None
+    with store.open_store(db) as con, audit.chained_transaction(con):
+        try:
+            user = users.add_user(con, name, args.role, password=password, email=args.email)
+        except users.UserError as exc:
+            raise GovernanceCliError(str(exc)) from None
+        audit.append_event(
+            con,
+            actor=_actor(),
+            action="user_added",
+            details={"username": user.username, "role": user.role, "sso": user.email is not None},
+        )
+    print(f"Added {user.username} ({user.role}).")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace, db: Path) -> int:
+    from analytics.governance import audit
+
+    result = audit.verify_store(db)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "ok": result.ok,
+                    "events": result.events,
+                    "head": result.head_hash,
+                    "first_bad_event": result.first_bad,
+                    "problem": result.problem,
+                }
+            )
+        )
+    elif result.ok:
+        print(f"ok, {result.events} events")
+    else:
+        where = f"event {result.first_bad}" if result.first_bad is not None else "the chain"
+        print(f"audit trail broken at {where}: {result.problem}")
+    return 0 if result.ok else 1
+
+
+def demo_accounts(db: Path) -> list[dict]:
+    """Create the demo's one account per role; returns name, role and the (published) demo password."""
+    from analytics.governance import users
+
+    made = {u.username: u.role for u in users.add_demo_accounts(db)}
+    return [
+        {"username": n, "role": r, "password": p} for n, r, p in users.DEMO_ACCOUNTS if n in made
+    ]
+
+
+def print_demo_accounts(accounts: list[dict]) -> None:
+    print(
+        "Sign in with one of these demo accounts (DEMO ONLY: the passwords are published; remove the "
+        "accounts with `oncolens users remove NAME` before any real use):"
+    )
+    for a in accounts:
+        print(f"  {a['username']:<11} password {a['password']:<16} role {a['role']}")

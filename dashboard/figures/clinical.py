@@ -1,0 +1,851 @@
+"""Plotly figure builders: data in, figure out, no Streamlit.
+
+Why pure functions: every figure the app shows must be testable without a
+running app, and the same builders serve the PDF report later. Builders take
+the DataFrames that ``analytics`` returns (column names as documented there)
+and never query the store. An empty input gives a figure that says so instead
+of an error or a blank axis.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+LESION_CONCEPT = "lesion_longest_diameter"
+DAYS_PER_YEAR = 365.25
+# Colour-blind-safe qualitative palette (Okabe & Ito, 2008).
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
+# Diverging low-to-high scale for signed or two-ended quantities: Okabe–Ito blue, a neutral grey that still shows
+# on white, Okabe–Ito vermillion. Blue against orange-red stays apart under deuteranopia and protanopia, where
+# red against green collapses (docs/experience.md).
+DIVERGING_BLUE_ORANGE = [[0.0, "#0072B2"], [0.5, "#B4B4B4"], [1.0, "#D55E00"]]
+LINE_SHADES = ("rgba(0,114,178,0.10)", "rgba(230,159,0,0.13)", "rgba(0,158,115,0.12)")
+LAB_LABELS = {
+    "ca15_3": "CA 15-3",
+    "haemoglobin": "Haemoglobin",
+    "neutrophils": "Neutrophils",
+    "brain_lesion_longest_diameter": "Brain metastasis, longest diameter",
+}
+
+
+def _layout(fig: go.Figure, title: str, height: int = 360) -> go.Figure:
+    fig.update_layout(
+        title={"text": title, "x": 0.0, "xanchor": "left"},
+        height=height,
+        margin={"l": 10, "r": 10, "t": 50, "b": 10},
+        template="plotly_white",
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0},
+    )
+    return fig
+
+
+def empty_figure(message: str, title: str = "") -> go.Figure:
+    """A blank figure carrying ``message`` in its middle."""
+    fig = go.Figure()
+    fig.add_annotation(
+        text=message,
+        x=0.5,
+        y=0.5,
+        xref="paper",
+        yref="paper",
+        showarrow=False,
+        font={"size": 14, "color": "#5f6b73"},
+    )
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return _layout(fig, title, height=260)
+
+
+def treatment_lines(treatments: pd.DataFrame, until: pd.Timestamp | None = None) -> pd.DataFrame:
+    """One span per line of therapy: line_of_therapy, label, start, end.
+
+    A line runs from its first start to its last end; an ongoing exposure
+    (no end date) runs to ``until`` (e.g. the last measurement), or to its
+    start when nothing later is known.
+    """
+    columns = ["line_of_therapy", "label", "start", "end"]
+    if treatments.empty:
+        return pd.DataFrame(columns=columns)
+    frame = treatments.copy()
+    frame["start_date"] = pd.to_datetime(frame["start_date"])
+    frame["end_date"] = pd.to_datetime(frame["end_date"])
+    spans = []
+    for line, part in frame.groupby("line_of_therapy", sort=True):
+        start = part["start_date"].min()
+        ends = part["end_date"].dropna()
+        end = ends.max() if not ends.empty else start
+        if part["end_date"].isna().any() and until is not None:
+            end = max(end, pd.Timestamp(until))
+        regimens = part["regimen"].dropna().unique() if "regimen" in part else []
+        what = regimens[0] if len(regimens) else ", ".join(sorted(part["treatment_class"].unique()))
+        spans.append(
+            {
+                "line_of_therapy": int(line),
+                "label": f"Line {int(line)}: {what}",
+                "start": start,
+                "end": end,
+            }
+        )
+    return pd.DataFrame(spans, columns=columns)
+
+
+def lesion_size_figure(measurements: pd.DataFrame, treatments: pd.DataFrame) -> go.Figure:
+    """Target-lesion longest diameter (mm) over time, treatment lines shaded behind it.
+
+    The dotted line is the RECIST 1.1 progression threshold implied by the
+    nadir so far: the larger of 1.2 x nadir and nadir + 5 mm.
+    """
+    title = "Target lesion, longest diameter"
+    lesion = (
+        measurements[measurements["concept"] == LESION_CONCEPT]
+        if not measurements.empty
+        else measurements
+    )
+    if lesion.empty:
+        return empty_figure("No lesion measurements recorded", title)
+    lesion = lesion.assign(measurement_date=pd.to_datetime(lesion["measurement_date"]))
+    lesion = lesion.sort_values("measurement_date")
+    fig = go.Figure()
+    spans = treatment_lines(treatments, until=lesion["measurement_date"].max())
+    for i, span in enumerate(spans.itertuples(index=False)):
+        fig.add_vrect(
+            x0=span.start,
+            x1=span.end,
+            fillcolor=LINE_SHADES[i % len(LINE_SHADES)],
+            line_width=0,
+            layer="below",
+            annotation_text=span.label,
+            annotation_position="top left",
+            annotation_font={"size": 11, "color": "#40505a"},
+        )
+    fig.add_trace(
+        go.Scatter(
+            x=lesion["measurement_date"],
+            y=lesion["value"],
+            mode="lines+markers",
+            name="longest diameter",
+            line={"color": PALETTE[0], "width": 2},
+            hovertemplate="%{x|%Y-%m-%d}: %{y:.1f} mm<extra></extra>",
+        )
+    )
+    nadir = float(lesion["value"].min())
+    threshold = max(1.2 * nadir, nadir + 5.0)
+    fig.add_hline(
+        y=threshold,
+        line_dash="dot",
+        line_color=PALETTE[5],
+        annotation_text=f"progression threshold {threshold:.1f} mm (RECIST 1.1)",
+        annotation_position="bottom right",
+        annotation_font={"size": 11, "color": PALETTE[5]},
+    )
+    fig.update_yaxes(title_text="mm", rangemode="tozero")
+    fig.update_xaxes(title_text=None)
+    return _layout(fig, title)
+
+
+def lab_values_figure(measurements: pd.DataFrame) -> go.Figure:
+    """Every non-lesion measurement concept in its own row (own unit), on one shared time axis."""
+    title = "Laboratory values"
+    labs = (
+        measurements[measurements["concept"] != LESION_CONCEPT]
+        if not measurements.empty
+        else measurements
+    )
+    if labs.empty:
+        return empty_figure("No laboratory values recorded", title)
+    labs = labs.assign(measurement_date=pd.to_datetime(labs["measurement_date"]))
+    concepts = sorted(labs["concept"].unique())
+    fig = make_subplots(rows=len(concepts), cols=1, shared_xaxes=True, vertical_spacing=0.06)
+    for row, concept in enumerate(concepts, start=1):
+        part = labs[labs["concept"] == concept].sort_values("measurement_date")
+        unit = str(part["unit"].iloc[0]) if "unit" in part and not part.empty else ""
+        name = LAB_LABELS.get(concept, concept)
+        fig.add_trace(
+            go.Scatter(
+                x=part["measurement_date"],
+                y=part["value"],
+                mode="lines+markers",
+                name=name,
+                line={"color": PALETTE[(row - 1) % len(PALETTE)]},
+                marker={"size": 5},
+                hovertemplate=f"%{{x|%Y-%m-%d}}: %{{y:.2f}} {unit}<extra>{name}</extra>",
+            ),
+            row=row,
+            col=1,
+        )
+        fig.update_yaxes(title_text=f"{name} ({unit})" if unit else name, row=row, col=1)
+    fig.update_layout(showlegend=False)
+    return _layout(fig, title, height=max(260, 170 * len(concepts)))
+
+
+def bar_figure(
+    frame: pd.DataFrame,
+    x: str,
+    y: str,
+    title: str,
+    x_label: str | None = None,
+    y_label: str = "patients",
+    text_format: str = ",",
+) -> go.Figure:
+    """Counts per category (grade, regimen, receptor...), bars labelled with their value."""
+    if frame.empty:
+        return empty_figure("No data", title)
+    fig = go.Figure(
+        go.Bar(
+            x=frame[x].astype(str),
+            y=frame[y],
+            marker_color=PALETTE[0],
+            texttemplate=f"%{{y:{text_format}}}",
+            textposition="outside",
+            hovertemplate=f"%{{x}}: %{{y:{text_format}}}<extra></extra>",
+        )
+    )
+    fig.update_xaxes(title_text=x_label if x_label is not None else x, type="category")
+    fig.update_yaxes(title_text=y_label)
+    return _layout(fig, title, height=320)
+
+
+def age_distribution_figure(age_distribution: pd.DataFrame) -> go.Figure:
+    """Histogram of age at diagnosis from pre-binned counts (age_band, patients)."""
+    return bar_figure(age_distribution, "age_band", "patients", "Age at diagnosis", "years")
+
+
+def receptor_figure(receptor_counts: pd.DataFrame) -> go.Figure:
+    """Share of patients positive for each receptor (percent)."""
+    return bar_figure(
+        receptor_counts, "receptor", "percent", "Receptor status", "", "% of patients", ".1f"
+    )
+
+
+def km_figure(km: pd.DataFrame, title: str = "Recurrence-free survival") -> go.Figure:
+    """Kaplan-Meier step curves with shaded 95 % confidence bands, one colour per group, x in years.
+
+    ``km`` has the columns of ``CohortOverview.km``: group, time_days,
+    survival, ci_lower, ci_upper.
+    """
+    if km.empty:
+        return empty_figure("No follow-up to estimate survival from", title)
+    fig = go.Figure()
+    for i, (group, part) in enumerate(km.groupby("group", sort=False)):
+        colour = PALETTE[i % len(PALETTE)]
+        years = part["time_days"] / DAYS_PER_YEAR
+        up_x, up_y = step_path(years, part["ci_upper"])
+        low_x, low_y = step_path(years, part["ci_lower"])
+        fig.add_trace(
+            go.Scatter(
+                x=up_x + low_x[::-1],
+                y=up_y + low_y[::-1],
+                fill="toself",
+                fillcolor=colour_with_alpha(colour, 0.15),
+                line={"width": 0},
+                hoverinfo="skip",
+                showlegend=False,
+                legendgroup=str(group),
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=years,
+                y=part["survival"],
+                mode="lines",
+                name=str(group),
+                line={"color": colour, "width": 2, "shape": "hv"},
+                legendgroup=str(group),
+                hovertemplate=f"{group}<br>%{{x:.1f}} years: %{{y:.1%}}<extra></extra>",
+            )
+        )
+    fig.update_xaxes(title_text="years since diagnosis", rangemode="tozero")
+    fig.update_yaxes(title_text="recurrence-free", range=[0, 1.02], tickformat=".0%")
+    return _layout(fig, title, height=420)
+
+
+def step_path(x: pd.Series, y: pd.Series) -> tuple[list[float], list[float]]:
+    """Explicit staircase through (x, y) for a right-continuous step function.
+
+    Plotly's ``line.shape="hv"`` cannot draw a filled band (the return edge
+    would step the wrong way), so bands are drawn from explicit corners.
+    """
+    xs, ys = list(map(float, x)), list(map(float, y))
+    path_x, path_y = [], []
+    for i, (xi, yi) in enumerate(zip(xs, ys, strict=True)):
+        if i:
+            path_x.append(xi)
+            path_y.append(ys[i - 1])
+        path_x.append(xi)
+        path_y.append(yi)
+    return path_x, path_y
+
+
+def colour_with_alpha(hex_colour: str, alpha: float) -> str:
+    """``#rrggbb`` as an ``rgba()`` string with the given opacity."""
+    h = hex_colour.lstrip("#")
+    r, g, b = (int(h[i : i + 2], 16) for i in (0, 2, 4))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+# --- treatment options ----------------------------------------------------------------------
+
+
+def feature_value_text(label: str, value: float) -> str:
+    """A model input as a clinician reads it: "Tumour size (mm)", 22 -> "Tumour size = 22 mm".
+
+    Labels carry their unit in parentheses (``analytics.treatment.clinic_data.CLINIC_FEATURES``);
+    "(1 = yes)" flags read yes/no, counts and scales ("count", "1-3") drop the unit word.
+    """
+    name, _, unit = label.partition(" (")
+    unit = unit.rstrip(")")
+    if unit == "1 = yes":
+        return f"{name} = {'yes' if value >= 0.5 else 'no'}"
+    shown = f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+    if not unit or unit == "count" or unit[0].isdigit():
+        return f"{name} = {shown}"
+    return f"{name} = {shown} {unit}"
+
+
+def treatment_options_figure(options: list[dict], highlight: str | None = None) -> go.Figure:
+    """Predicted 5-year RFS (%) of each option with its 95 % interval, one row per option.
+
+    ``options``: the recommendation's option dicts (treatment, rfs_5y, rfs_5y_ci,
+    rmst_days); ``highlight``: the option drawn in the accent colour (recommended or best).
+    """
+    title = "Predicted 5-year recurrence-free survival, 95% interval"
+    if not options:
+        return empty_figure("No options to compare", title)
+    fig = go.Figure()
+    for o in reversed(options):
+        lo, hi = o["rfs_5y_ci"]
+        colour = PALETTE[5] if o["treatment"] == highlight else PALETTE[0]
+        fig.add_trace(
+            go.Scatter(
+                x=[100 * o["rfs_5y"]],
+                y=[o["treatment"]],
+                mode="markers",
+                showlegend=False,
+                marker={"size": 12, "color": colour},
+                error_x={
+                    "type": "data",
+                    "symmetric": False,
+                    "array": [100 * (hi - o["rfs_5y"])],
+                    "arrayminus": [100 * (o["rfs_5y"] - lo)],
+                    "color": colour,
+                    "thickness": 2,
+                },
+                hovertemplate=(
+                    f"{o['treatment']}: %{{x:.1f}}% (95% CI {100 * lo:.1f}-{100 * hi:.1f}%), "
+                    f"RMST {o['rmst_days']:.0f} days<extra></extra>"
+                ),
+            )
+        )
+    fig.update_xaxes(title_text="5-year recurrence-free survival (%)", range=[0, 100])
+    fig.update_yaxes(type="category")
+    return _layout(fig, title, height=120 + 50 * len(options))
+
+
+def benefit_waterfall_figure(
+    shap: dict, benefit: float, better: str, worse: str, max_features: int = 10
+) -> go.Figure:
+    """SHAP waterfall of the predicted benefit, in percentage points of 5-year RFS.
+
+    ``shap``: ``{"base_value", "contributions": [{"feature", "value", "shap"}]}`` (largest
+    first, as ``analytics.treatment.model.shap_values.BenefitShap.patient`` gives it). Bars start at the
+    reference patients' average benefit and end at this patient's; features past
+    ``max_features`` are summed into one bar, so the total still adds up.
+    """
+    title = f"Why {better} is predicted better than {worse} (SHAP)"
+    contributions = list(shap.get("contributions", []))
+    if not contributions:
+        return empty_figure("No explanation available", title)
+    shown, rest = contributions[:max_features], contributions[max_features:]
+    labels = ["average of reference patients"]
+    values = [100 * float(shap["base_value"])]
+    measures = ["absolute"]
+    for c in shown:
+        labels.append(feature_value_text(c["feature"], c["value"]))
+        values.append(100 * float(c["shap"]))
+        measures.append("relative")
+    if rest:
+        labels.append(f"{len(rest)} other features")
+        values.append(100 * sum(float(c["shap"]) for c in rest))
+        measures.append("relative")
+    labels.append("this patient")
+    values.append(100 * float(benefit))
+    measures.append("total")
+    fig = go.Figure(
+        go.Waterfall(
+            orientation="h",
+            y=labels,
+            x=values,
+            measure=measures,
+            text=[
+                f"{v:+.2f}" if m == "relative" else f"{v:.2f}"
+                for v, m in zip(values, measures, strict=True)
+            ],
+            textposition="outside",
+            increasing={"marker": {"color": PALETTE[0]}},
+            decreasing={"marker": {"color": PALETTE[5]}},
+            totals={"marker": {"color": "#5f6b73"}},
+            connector={"line": {"color": "#b0b8bf", "width": 1}},
+            hovertemplate="%{y}: %{x:+.2f} percentage points<extra></extra>",
+        )
+    )
+    fig.update_yaxes(autorange="reversed")
+    fig.update_xaxes(
+        title_text=f"benefit of {better} over {worse} (percentage points of 5-year RFS)"
+    )
+    return _layout(fig, title, height=140 + 32 * len(labels))
+
+
+def similar_patients_figure(
+    km: pd.DataFrame, counts: pd.DataFrame, criteria: str | None
+) -> go.Figure:
+    """Kaplan-Meier of similar patients by first-line option, each legend entry with its n.
+
+    ``km``/``counts``: ``analytics.treatment.similar.SimilarPatients.km`` / ``.counts``.
+    """
+    title = f"Similar patients ({criteria}): recurrence-free survival by first-line option"
+    if criteria is None:
+        return empty_figure("No diagnosis to match similar patients on", "Similar patients")
+    if km.empty:
+        return empty_figure("No similar patients with a first-line option in this store", title)
+    n = dict(zip(counts["group"], counts["patients"], strict=True))
+    labelled = km.assign(group=[f"{g} (n={n.get(g, 0):,})" for g in km["group"]])
+    return km_figure(labelled, title)
+
+
+# --- patient timeline with forecasts (issue 7) ------------------------------------------------
+
+TIMELINE_LANES = ("Diagnosis", "Imaging", "Treatment", "Labs", "Events")
+FORECAST_BAND_95 = "rgba(0,114,178,0.12)"
+FORECAST_BAND_80 = "rgba(0,114,178,0.22)"
+
+
+def _band(
+    fig: go.Figure, x, lo, hi, colour: str, name: str, row: int, legendgroup: str, show: bool
+) -> None:
+    xs = list(pd.to_datetime(pd.Series(x)))
+    fig.add_trace(
+        go.Scatter(
+            x=xs + xs[::-1],
+            y=list(hi) + list(lo)[::-1],
+            fill="toself",
+            fillcolor=colour,
+            line={"width": 0},
+            hoverinfo="skip",
+            name=name,
+            legendgroup=legendgroup,
+            showlegend=show,
+        ),
+        row=row,
+        col=1,
+    )
+
+
+def patient_timeline_figure(
+    *,
+    diagnosis_date,
+    today,
+    treatments: pd.DataFrame,
+    measurements: pd.DataFrame,
+    imaging_studies: pd.DataFrame,
+    outcome_events: pd.DataFrame,
+    tumour_observed: pd.DataFrame | None = None,
+    tumour_fitted: pd.DataFrame | None = None,
+    tumour_forecast: pd.DataFrame | None = None,
+    progression_date=None,
+    progression_status: str | None = None,
+    threshold_mm: float | None = None,
+    survival: dict[str, pd.DataFrame] | None = None,
+    similar_km: pd.DataFrame | None = None,
+) -> go.Figure:
+    """One time axis: swimlanes (diagnosis, imaging, treatment lines, labs, events), the target
+    lesion with its fitted and forecast growth-inhibition curve and 80 %/95 % bands, and the
+    recurrence-free survival forecast per option (days from diagnosis drawn as dates) below.
+
+    Inputs are the Patient page's record (``analytics.patients.PatientSummary`` frames) and the
+    forecast's frames (``analytics.forecast.patient.TumourForecast``: observed date, mm, progression,
+    response; fitted date, mm; forecast date, mm, lo, hi, lo80, hi80; survival: per option a
+    frame of day, s, lo, hi; ``similar_km``: Kaplan-Meier of similar patients, already restarted
+    at the forecast's start). Any part may be missing: its panel says so.
+    """
+    has_survival = bool(survival)
+    rows = 3
+    fig = make_subplots(
+        rows=rows,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.05,
+        row_heights=[0.24, 0.44, 0.32],
+        subplot_titles=(
+            "History",
+            "Target lesion, longest diameter (mm)",
+            "Recurrence-free survival forecast, given recurrence-free today",
+        ),
+    )
+    lane_y = {lane: i for i, lane in enumerate(TIMELINE_LANES[::-1])}
+    dx = pd.Timestamp(diagnosis_date) if diagnosis_date is not None else None
+    # lane 1: diagnosis
+    if dx is not None:
+        fig.add_trace(
+            go.Scatter(
+                x=[dx],
+                y=["Diagnosis"],
+                mode="markers",
+                name="diagnosis",
+                marker={"symbol": "star", "size": 13, "color": PALETTE[7]},
+                showlegend=False,
+                hovertemplate="Diagnosis %{x|%Y-%m-%d}<extra></extra>",
+            ),
+            row=1,
+            col=1,
+        )
+    # imaging studies
+    if imaging_studies is not None and not imaging_studies.empty:
+        st_dates = pd.to_datetime(imaging_studies["study_date"])
+        mm = imaging_studies.get(
+            "lesion_longest_diameter_mm", pd.Series([None] * len(imaging_studies))
+        )
+        text = [
+            f"{m} · {d or ''}" + (f" · lesion {v:.1f} mm" if pd.notna(v) else "")
+            for m, d, v in zip(
+                imaging_studies["modality"], imaging_studies["description"], mm, strict=True
+            )
+        ]
+        fig.add_trace(
+            go.Scatter(
+                x=st_dates,
+                y=["Imaging"] * len(st_dates),
+                mode="markers",
+                name="imaging study",
+                marker={"symbol": "square", "size": 9, "color": PALETTE[4]},
+                showlegend=False,
+                customdata=imaging_studies["study_uid"],
+                text=text,
+                hovertemplate="%{x|%Y-%m-%d} %{text}<extra>imaging</extra>",
+            ),
+            row=1,
+            col=1,
+        )
+    # treatment lines as spans
+    spans = treatment_lines(treatments, until=pd.Timestamp(today) if today is not None else None)
+    for i, span in enumerate(spans.itertuples(index=False)):
+        colour = PALETTE[(i + 1) % len(PALETTE)]
+        fig.add_trace(
+            go.Scatter(
+                x=[span.start, span.end],
+                y=["Treatment", "Treatment"],
+                mode="lines+markers",
+                line={"color": colour, "width": 12},
+                marker={"size": 4},
+                name=span.label,
+                showlegend=False,
+                hovertemplate=f"{span.label}<br>{span.start:%Y-%m-%d} to {span.end:%Y-%m-%d}"
+                "<extra></extra>",
+            ),
+            row=1,
+            col=1,
+        )
+    # labs: one marker per date, every value of that date in the hover
+    labs = (
+        measurements[~measurements["concept"].isin([LESION_CONCEPT])]
+        if not measurements.empty
+        else measurements
+    )
+    if not labs.empty:
+        labs = labs.assign(measurement_date=pd.to_datetime(labs["measurement_date"]))
+        hover = labs.assign(
+            line=[
+                f"{LAB_LABELS.get(c, c)} {v:g} {u}"
+                for c, v, u in zip(labs["concept"], labs["value"], labs["unit"], strict=True)
+            ]
+        )
+        by_day = hover.groupby("measurement_date")["line"].agg("<br>".join).reset_index()
+        fig.add_trace(
+            go.Scatter(
+                x=by_day["measurement_date"],
+                y=["Labs"] * len(by_day),
+                mode="markers",
+                marker={"symbol": "circle", "size": 7, "color": PALETTE[2]},
+                showlegend=False,
+                text=by_day["line"],
+                name="labs",
+                hovertemplate="%{x|%Y-%m-%d}<br>%{text}<extra>labs</extra>",
+            ),
+            row=1,
+            col=1,
+        )
+    if outcome_events is not None and not outcome_events.empty:
+        fig.add_trace(
+            go.Scatter(
+                x=pd.to_datetime(outcome_events["event_date"]),
+                y=["Events"] * len(outcome_events),
+                mode="markers+text",
+                text=list(outcome_events["event_type"]),
+                textposition="top center",
+                marker={"symbol": "x", "size": 11, "color": PALETTE[5]},
+                showlegend=False,
+                hovertemplate="%{text} %{x|%Y-%m-%d}<extra></extra>",
+            ),
+            row=1,
+            col=1,
+        )
+    fig.update_yaxes(
+        categoryorder="array", categoryarray=list(lane_y), type="category", row=1, col=1
+    )
+
+    # lesion row
+    if tumour_observed is not None and not tumour_observed.empty:
+        obs = tumour_observed.assign(date=pd.to_datetime(tumour_observed["date"]))
+        fig.add_trace(
+            go.Scatter(
+                x=obs["date"],
+                y=obs["mm"],
+                mode="markers",
+                name="measured",
+                marker={"color": PALETTE[0], "size": 8},
+                legendgroup="lesion",
+                hovertemplate="%{x|%Y-%m-%d}: %{y:.1f} mm measured<extra></extra>",
+            ),
+            row=2,
+            col=1,
+        )
+        for flag, symbol, colour, label in (
+            ("response", "triangle-down", PALETTE[2], "RECIST response (≥30 % below baseline)"),
+            (
+                "progression",
+                "triangle-up",
+                PALETTE[5],
+                "RECIST progression (≥20 % and ≥5 mm over nadir)",
+            ),
+        ):
+            marked = obs[obs[flag].astype(bool)] if flag in obs else obs.iloc[0:0]
+            if not marked.empty:
+                fig.add_trace(
+                    go.Scatter(
+                        x=marked["date"],
+                        y=marked["mm"],
+                        mode="markers",
+                        name=label,
+                        marker={
+                            "symbol": symbol,
+                            "size": 13,
+                            "color": colour,
+                            "line": {"width": 1, "color": "white"},
+                        },
+                        hovertemplate=f"%{{x|%Y-%m-%d}}: %{{y:.1f}} mm, {label}<extra></extra>",
+                    ),
+                    row=2,
+                    col=1,
+                )
+    if tumour_fitted is not None and not tumour_fitted.empty:
+        fig.add_trace(
+            go.Scatter(
+                x=pd.to_datetime(tumour_fitted["date"]),
+                y=tumour_fitted["mm"],
+                mode="lines",
+                name="fitted (growth-inhibition model)",
+                line={"color": PALETTE[0], "width": 2},
+                hovertemplate="%{x|%Y-%m-%d}: %{y:.1f} mm fitted<extra></extra>",
+            ),
+            row=2,
+            col=1,
+        )
+    if tumour_forecast is not None and not tumour_forecast.empty:
+        fc = tumour_forecast.assign(date=pd.to_datetime(tumour_forecast["date"]))
+        _band(
+            fig,
+            fc["date"],
+            fc["lo"],
+            fc["hi"],
+            FORECAST_BAND_95,
+            "95 % band (next measurement)",
+            2,
+            "band95",
+            True,
+        )
+        _band(
+            fig,
+            fc["date"],
+            fc["lo80"],
+            fc["hi80"],
+            FORECAST_BAND_80,
+            "80 % band",
+            2,
+            "band80",
+            True,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=fc["date"],
+                y=fc["mm"],
+                mode="lines",
+                name="forecast",
+                line={"color": PALETTE[0], "width": 2, "dash": "dash"},
+                customdata=fc[["lo80", "hi80", "lo", "hi"]].to_numpy(),
+                hovertemplate="%{x|%Y-%m-%d}: %{y:.1f} mm forecast<br>80 %: %{customdata[0]:.1f}–%{customdata[1]:.1f} mm"
+                "<br>95 %: %{customdata[2]:.1f}–%{customdata[3]:.1f} mm<extra></extra>",
+            ),
+            row=2,
+            col=1,
+        )
+    if threshold_mm is not None:
+        xs = [x for x in (dx, pd.Timestamp(today) if today is not None else None) if x is not None]
+        if tumour_forecast is not None and not tumour_forecast.empty:
+            xs.append(pd.to_datetime(tumour_forecast["date"]).max())
+        if tumour_observed is not None and not tumour_observed.empty:
+            xs.append(pd.to_datetime(tumour_observed["date"]).min())
+        if xs:
+            fig.add_trace(
+                go.Scatter(
+                    x=[min(xs), max(xs)],
+                    y=[threshold_mm, threshold_mm],
+                    mode="lines",
+                    line={"color": PALETTE[5], "dash": "dot", "width": 1},
+                    name=f"progression threshold {threshold_mm:.1f} mm",
+                    hovertemplate=f"RECIST 1.1 progression threshold {threshold_mm:.1f} mm<extra></extra>",
+                ),
+                row=2,
+                col=1,
+            )
+    if progression_date is not None and progression_status == "forecast":
+        fig.add_trace(
+            go.Scatter(
+                x=[pd.Timestamp(progression_date)],
+                y=[threshold_mm],
+                mode="markers",
+                marker={"symbol": "diamond", "size": 13, "color": PALETTE[5]},
+                name="forecast progression date",
+                hovertemplate="Forecast RECIST progression %{x|%Y-%m-%d}<extra></extra>",
+            ),
+            row=2,
+            col=1,
+        )
+    if tumour_observed is None or tumour_observed.empty:
+        fig.add_annotation(
+            text="No usable lesion measurements",
+            x=0.5,
+            y=0.5,
+            xref="x2 domain",
+            yref="y2 domain",
+            showarrow=False,
+            font={"color": "#5f6b73"},
+        )
+    fig.update_yaxes(title_text="mm", rangemode="tozero", row=2, col=1)
+
+    # survival row
+    if has_survival and dx is not None:
+        for i, (option, frame) in enumerate(survival.items()):
+            colour = PALETTE[i % len(PALETTE)]
+            dates = dx + pd.to_timedelta(frame["day"], unit="D")
+            _band(
+                fig,
+                dates,
+                frame["lo"],
+                frame["hi"],
+                colour_with_alpha(colour, 0.12),
+                f"{option} 95 %",
+                3,
+                f"surv-{option}",
+                False,
+            )
+            fig.add_trace(
+                go.Scatter(
+                    x=dates,
+                    y=frame["s"],
+                    mode="lines",
+                    name=f"{option} (model)",
+                    line={"color": colour, "width": 2},
+                    legendgroup=f"surv-{option}",
+                    customdata=frame[["day", "lo", "hi"]].to_numpy(),
+                    hovertemplate=f"{option}<br>%{{x|%Y-%m-%d}} (day %{{customdata[0]:.0f}}): %{{y:.1%}} recurrence-free"
+                    "<br>95 %: %{customdata[1]:.1%}–%{customdata[2]:.1%}<extra></extra>",
+                ),
+                row=3,
+                col=1,
+            )
+        if similar_km is not None and not similar_km.empty:
+            for i, (group, part) in enumerate(similar_km.groupby("group", sort=False)):
+                dates = dx + pd.to_timedelta(part["time_days"], unit="D")
+                fig.add_trace(
+                    go.Scatter(
+                        x=dates,
+                        y=part["survival"],
+                        mode="lines",
+                        name=f"similar patients, {group} (KM)",
+                        line={
+                            "color": PALETTE[(i + 4) % len(PALETTE)],
+                            "width": 1,
+                            "dash": "dot",
+                            "shape": "hv",
+                        },
+                        hovertemplate=f"similar patients, {group}<br>%{{x|%Y-%m-%d}}: %{{y:.1%}} (Kaplan–Meier)<extra></extra>",
+                    ),
+                    row=3,
+                    col=1,
+                )
+    else:
+        fig.add_annotation(
+            text="No survival forecast (see the notes below)",
+            x=0.5,
+            y=0.5,
+            xref="x3 domain",
+            yref="y3 domain",
+            showarrow=False,
+            font={"color": "#5f6b73"},
+        )
+    fig.update_yaxes(title_text="recurrence-free", range=[0, 1.02], tickformat=".0%", row=3, col=1)
+    if today is not None:
+        today_ts = pd.Timestamp(today)
+        for row in range(1, rows + 1):
+            fig.add_vline(
+                x=today_ts, line={"color": "#40505a", "dash": "dash", "width": 1}, row=row, col=1
+            )
+        fig.add_annotation(
+            x=today_ts,
+            y=1.0,
+            xref="x",
+            yref="paper",
+            text=f"today {today_ts:%Y-%m-%d}",
+            showarrow=False,
+            yanchor="bottom",
+            font={"size": 11, "color": "#40505a"},
+        )
+    fig.update_layout(
+        hovermode="closest",
+        legend={"orientation": "h", "y": -0.08, "yanchor": "top", "x": 0.0, "xanchor": "left"},
+    )
+    fig = _layout(fig, "Timeline and forecast", height=820)
+    fig.update_layout(
+        legend={"orientation": "h", "y": -0.06, "yanchor": "top", "x": 0.0, "xanchor": "left"},
+        margin={"l": 10, "r": 10, "t": 70, "b": 10},
+    )
+    return fig
+
+
+def patient_forecast_timeline(
+    summary, forecast, similar_km: pd.DataFrame | None = None
+) -> go.Figure:
+    """``patient_timeline_figure`` of a ``PatientSummary`` and its ``PatientForecast`` (or None).
+
+    One place that unpacks a forecast into the timeline, so the Patient page and the
+    tumour-board report draw the same figure.
+    """
+    tumour = forecast.tumour if forecast is not None else None
+    survival = forecast.survival if forecast is not None else None
+    return patient_timeline_figure(
+        diagnosis_date=summary.diagnosis.diagnosis_date if summary.diagnosis is not None else None,
+        today=forecast.as_of if forecast is not None else None,
+        treatments=summary.treatments,
+        measurements=summary.measurements,
+        imaging_studies=summary.imaging_studies,
+        outcome_events=summary.outcome_events,
+        tumour_observed=None if tumour is None else tumour.observed,
+        tumour_fitted=None if tumour is None else tumour.fitted,
+        tumour_forecast=None if tumour is None else tumour.forecast,
+        progression_date=None if tumour is None else tumour.progression_date,
+        progression_status=None if tumour is None else tumour.progression_status,
+        threshold_mm=None if tumour is None else tumour.threshold_mm,
+        survival=None if survival is None else survival.curves,
+        similar_km=similar_km,
+    )

@@ -1,0 +1,269 @@
+"""Plotly figures as PNG bytes for documents (the tumour-board report), offline.
+
+Why two renderers: Plotly's own exporter, ``kaleido`` (1.x), draws the figure
+exactly as the app shows it, but it drives a Chrome/Chromium installed on the
+machine (Debian: ``apt-get install chromium``; kaleido 0.2.1, which bundled its
+own browser, no longer works with Plotly 7). Where no browser is installed or
+it fails to start, the figure is redrawn with matplotlib from the same figure
+spec: scatter lines, markers and bands, waterfalls and bars, with each trace's
+subplot, colours and titles. It is plainer than the app, but the numbers and
+the layout are the same, and a report never fails because a browser is missing.
+
+``renderer()`` says which one is in use; the report prints it.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import shutil
+import threading
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+log = logging.getLogger(__name__)
+_LOCK = threading.Lock()
+_KALEIDO_STATE: dict[str, object] = {}  # "ok": bool once tried; "why": the reason it is off
+CHROME_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
+
+
+def _kaleido_png(fig: go.Figure, width: int, height: int) -> bytes:
+    import warnings
+
+    import plotly.io as pio
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "kopts ignored if using a server": expected
+        return pio.to_image(fig, format="png", width=width, height=height, scale=1)
+
+
+def kaleido_available() -> tuple[bool, str]:
+    """(usable, why not): kaleido >= 1 imports and a Chrome/Chromium binary is on the PATH."""
+    try:
+        import kaleido  # noqa: F401
+        from plotly.io._kaleido import kaleido_available as plotly_sees_it
+    except ImportError as exc:
+        return False, f"kaleido is not installed ({exc})"
+    if not plotly_sees_it():
+        return False, "plotly needs kaleido >= 1"
+    if not any(shutil.which(n) for n in CHROME_NAMES):
+        return False, "no Chrome/Chromium installed (apt-get install chromium)"
+    return True, ""
+
+
+def renderer() -> str:
+    """``"kaleido"`` or ``"matplotlib"``: what ``figure_png`` uses in this process."""
+    ok, _ = kaleido_available()
+    return "kaleido" if ok and _KALEIDO_STATE.get("ok", True) else "matplotlib"
+
+
+def figure_png(
+    fig: go.Figure, width: int = 1000, height: int | None = None, *, prefer: str = "auto"
+) -> bytes:
+    """The figure as PNG bytes; ``prefer="matplotlib"`` skips kaleido (tests of the fallback)."""
+    height = int(height or fig.layout.height or 500)
+    if prefer != "matplotlib" and renderer() == "kaleido":
+        try:
+            with (
+                _LOCK
+            ):  # one browser at a time: two cores, and kaleido's sync server is per process
+                return _kaleido_png(fig, width, height)
+        except Exception as exc:  # noqa: BLE001 - a browser that does not start: redraw instead
+            _KALEIDO_STATE.update(ok=False, why=str(exc))
+            log.warning("kaleido failed (%s); figures are redrawn with matplotlib", exc)
+    return matplotlib_png(fig, width, height)
+
+
+def figures_png(figs: list[tuple[go.Figure, int, int | None]]) -> list[bytes]:
+    """Several figures at once: with kaleido one browser serves them all (about 4 s to start it, then
+    a fraction of a second per figure, instead of 6 s each), and it is stopped afterwards."""
+    server = False
+    if renderer() == "kaleido" and len(figs) > 1:
+        try:
+            import kaleido
+
+            kaleido.start_sync_server(silence_warnings=True)
+            server = True
+        except Exception as exc:  # noqa: BLE001 - fall back to one browser per figure
+            log.info("kaleido server did not start: %s", exc)
+    try:
+        return [figure_png(fig, width, height) for fig, width, height in figs]
+    finally:
+        if server:
+            import kaleido
+
+            kaleido.stop_sync_server(silence_warnings=True)
+
+
+# --- the matplotlib redraw -------------------------------------------------------------------
+
+
+def _axis_index(ref: str | None, prefix: str) -> int:
+    ref = ref or prefix
+    tail = ref[len(prefix) :]
+    return int(tail) if tail else 1
+
+
+def _colour(value, default="#1f77b4"):
+    if not value:
+        return default
+    text = str(value).strip()
+    if text.startswith("rgba(") or text.startswith("rgb("):
+        parts = [float(p) for p in text[text.index("(") + 1 : -1].split(",")]
+        rgb = tuple(p / 255 for p in parts[:3])
+        return (*rgb, parts[3]) if len(parts) == 4 else rgb
+    return text
+
+
+def _xs(values):
+    arr = list(values) if values is not None else []
+    if arr and isinstance(arr[0], str):
+        try:
+            return list(pd.to_datetime(arr))
+        except (ValueError, TypeError):
+            return arr
+    return arr
+
+
+def matplotlib_png(fig: go.Figure, width: int = 1000, height: int = 500) -> bytes:
+    """Redraw the figure's scatter, waterfall and bar traces with matplotlib (Agg), one panel per y axis."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    spec = fig.to_dict()
+    layout = spec.get("layout", {})
+    y_axes = sorted({_axis_index(t.get("yaxis"), "y") for t in spec.get("data", [])} or {1})
+    # subplot order: top panel first (larger domain start = higher up)
+    domains = {
+        i: (layout.get("yaxis" if i == 1 else f"yaxis{i}", {}) or {}).get("domain", [0, 1])
+        for i in y_axes
+    }
+    y_axes.sort(key=lambda i: -domains[i][0])
+    sizes = [max(domains[i][1] - domains[i][0], 0.1) for i in y_axes]
+    dpi = 100
+    mfig, axes = plt.subplots(
+        len(y_axes),
+        1,
+        figsize=(width / dpi, height / dpi),
+        dpi=dpi,
+        squeeze=False,
+        gridspec_kw={"height_ratios": sizes},
+    )
+    ax_of = {i: axes[k][0] for k, i in enumerate(y_axes)}
+    titles = [
+        a.get("text")
+        for a in layout.get("annotations", [])
+        if a.get("xref") == "paper" and a.get("yanchor") == "bottom" and a.get("text")
+    ]
+    for k, i in enumerate(y_axes):
+        if len(y_axes) > 1 and k < len(titles):
+            ax_of[i].set_title(titles[k], fontsize=9, loc="left")
+    for trace in spec.get("data", []):
+        ax = ax_of[_axis_index(trace.get("yaxis"), "y")]
+        kind = trace.get("type", "scatter")
+        name = trace.get("name")
+        label = name if trace.get("showlegend", True) and name else None
+        if kind == "scatter":
+            x, y = _xs(trace.get("x")), list(trace.get("y") or [])
+            if not x or not y:
+                continue
+            mode = trace.get("mode") or "lines"
+            line = trace.get("line") or {}
+            marker = trace.get("marker") or {}
+            if trace.get("fill") == "toself":
+                ax.fill(
+                    x, y, color=_colour(trace.get("fillcolor"), "#cccccc"), linewidth=0, label=label
+                )
+                continue
+            style = {"dash": "--", "dot": ":", "dashdot": "-."}.get(line.get("dash"), "-")
+            colour = _colour(line.get("color") or marker.get("color"))
+            if "lines" in mode:
+                ax.plot(
+                    x,
+                    y,
+                    linestyle=style,
+                    color=colour,
+                    linewidth=min(float(line.get("width") or 1.5), 8),
+                    label=label,
+                    drawstyle="steps-post" if line.get("shape") == "hv" else "default",
+                )
+                label = None
+            if "markers" in mode:
+                ax.scatter(
+                    x,
+                    y,
+                    s=(float(marker.get("size") or 6)) ** 2 / 2,
+                    color=_colour(marker.get("color")),
+                    label=label,
+                    zorder=3,
+                )
+            if "text" in mode and trace.get("text"):
+                for xi, yi, t in zip(x, y, trace["text"], strict=False):
+                    ax.annotate(
+                        str(t), (xi, yi), fontsize=7, textcoords="offset points", xytext=(0, 5)
+                    )
+        elif kind == "waterfall":
+            labels, values = list(trace.get("y") or []), [float(v) for v in trace.get("x") or []]
+            measures = list(trace.get("measure") or ["relative"] * len(values))
+            start, running, lefts, widths, colours = 0.0, 0.0, [], [], []
+            for v, m in zip(values, measures, strict=False):
+                if m == "absolute":
+                    running, start = v, 0.0
+                    lefts.append(0.0)
+                    widths.append(v)
+                    colours.append("#5f6b73")
+                elif m == "total":
+                    lefts.append(0.0)
+                    widths.append(running)
+                    colours.append("#5f6b73")
+                else:
+                    start = running
+                    running += v
+                    lefts.append(start)
+                    widths.append(v)
+                    colours.append("#0072B2" if v >= 0 else "#D55E00")
+            pos = np.arange(len(labels))
+            ax.barh(pos, widths, left=lefts, color=colours)
+            ax.set_yticks(pos, labels, fontsize=7)
+            ax.invert_yaxis()
+            for p, left, w, text in zip(pos, lefts, widths, trace.get("text") or [], strict=False):
+                ax.annotate(
+                    str(text),
+                    (left + w, p),
+                    fontsize=7,
+                    va="center",
+                    xytext=(3 if w >= 0 else -3, 0),
+                    textcoords="offset points",
+                    ha="left" if w >= 0 else "right",
+                )
+        elif kind == "bar":
+            x, y = list(trace.get("x") or []), list(trace.get("y") or [])
+            if trace.get("orientation") == "h":
+                ax.barh(y, x, label=label)
+            else:
+                ax.bar(x, y, label=label)
+    for i, ax in ax_of.items():
+        axis = layout.get("yaxis" if i == 1 else f"yaxis{i}", {}) or {}
+        title = (axis.get("title") or {}).get("text")
+        if title:
+            ax.set_ylabel(title, fontsize=8)
+        if axis.get("range") and axis.get("type") != "category":
+            ax.set_ylim(*axis["range"])
+        ax.tick_params(labelsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=6, loc="best")
+    xaxis_title = ((layout.get("xaxis") or {}).get("title") or {}).get("text")
+    if xaxis_title:
+        axes[-1][0].set_xlabel(xaxis_title, fontsize=8)
+    title = (layout.get("title") or {}).get("text")
+    if title:
+        mfig.suptitle(title, fontsize=10)
+    mfig.tight_layout()
+    buffer = io.BytesIO()
+    mfig.savefig(buffer, format="png", dpi=dpi)
+    plt.close(mfig)
+    return buffer.getvalue()

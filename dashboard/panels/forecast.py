@@ -1,0 +1,167 @@
+"""The Patient page's "Timeline and forecast" section: history, lesion trajectory, survival per option.
+
+Everything comes from ``resources.patient_forecast`` (the same code as
+``oncolens forecast --json``) and the page's record; the figure from
+``plots.patient_timeline_figure``. Each prediction is shown with its band and
+the section says that it is decision support, not a medical device. When a
+part cannot be computed the section says why and shows the rest.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from analytics.forecast.patient import DISCLAIMER, ForecastError, PatientForecast
+from analytics.forecast.survival import conditional_km
+from analytics.patients import PatientSummary
+from dashboard import resources
+from dashboard.figures import clinical as plots
+from dashboard.services import plain_language
+from dashboard.session import state, trail
+
+MAX_STUDY_BUTTONS = 12
+# The metric's (value, note under it): short enough for a third of a 1366 px screen (docs/experience.md).
+STATUS_METRIC = {
+    "observed": ("{date}", "measured"),
+    "forecast": ("{date}", "forecast"),
+    "not_within_horizon": ("none", "not forecast within two years"),
+    "unavailable": ("n/a", "cannot be forecast"),
+}
+
+
+def _pct(p: float | None) -> str:
+    return "n/a" if p is None else f"{100 * p:.0f}%"
+
+
+def show(ref: resources.StoreRef, summary: PatientSummary) -> None:
+    """Draw the section for one known patient."""
+    person_id = summary.person_id
+    st.subheader(
+        "Timeline and forecast",
+        help=plain_language.glossary_help("RECIST", "nadir", "Kaplan–Meier", "confidence interval"),
+    )
+    st.caption(
+        f"{DISCLAIMER} Lesion: growth-inhibition model f(t) = f0·(e^(−d·t) + e^(g·t) − 1) fitted to her "
+        "measurements with the cohort's typical course as prior; bands are 80 % and 95 % intervals for a "
+        "future measurement. Survival: the clinic's treatment model per option, given that she is "
+        "recurrence-free today, ±1.96 bootstrap standard errors; treatment was not randomised."
+    )
+    forecast: PatientForecast | None = None
+    try:
+        forecast = resources.patient_forecast(ref, person_id)
+    except ForecastError as exc:
+        st.info(f"No forecast: {exc}.")
+    survival = forecast.survival if forecast is not None else None
+    similar_km = None
+    if survival is not None:
+        similar_km = conditional_km(
+            resources.similar_patients(ref, person_id).km, survival.from_day
+        )
+    fig = plots.patient_forecast_timeline(summary, forecast, similar_km)
+    st.plotly_chart(fig)
+    if forecast is not None:
+        trail.shown(
+            ref.path,
+            "forecast_shown",
+            subject=person_id,
+            model_name="forecast",
+            model_version=forecast.model_version,
+            details={"as_of": forecast.as_of.isoformat()},
+        )
+        _figures(forecast)
+    _study_links(summary)
+
+
+def _figures(forecast: PatientForecast) -> None:
+    tumour = forecast.tumour
+    a, b, c = st.columns(3)
+    when = tumour.progression_date.isoformat() if tumour.progression_date else ""
+    value, note = STATUS_METRIC[tumour.progression_status]
+    a.metric(
+        "RECIST progression",
+        value.format(date=when),
+        delta=note,
+        delta_color="off",
+        delta_arrow="off",
+        help=plain_language.glossary_help(
+            "RECIST",
+            "nadir",
+            lead="≥20 % and ≥5 mm above the nadir; a "
+            "forecast date is where the fitted curve crosses it",
+        ),
+    )
+    b.metric(
+        "P(progression) in 6 months",
+        _pct(tumour.progression_probability_6m),
+        help=plain_language.glossary_help(
+            "RECIST",
+            lead="Chance that her last lesion reading expected within "
+            "six months (at her usual imaging interval) meets RECIST "
+            "progression (parameter uncertainty and measurement noise)",
+        ),
+    )
+    c.metric(
+        "P(recurrence) in 6 months",
+        _pct(forecast.risk_recurrence_6m),
+        help=plain_language.glossary_help(
+            "RFS",
+            lead=f"Under her first-line option ("
+            f"{forecast.received_option or 'unknown'}), given recurrence-free "
+            "today; from the clinic's treatment model",
+        ),
+    )
+    if tumour.available:
+        last = tumour.forecast.iloc[min(len(tumour.forecast) - 1, 13)]
+        st.caption(
+            f"In six months the lesion is forecast at {last['mm']:.1f} mm (80 %: {last['lo80']:.1f}–"
+            f"{last['hi80']:.1f} mm; 95 %: {last['lo']:.1f}–{last['hi']:.1f} mm). Nadir "
+            f"{tumour.nadir_mm:.1f} mm, progression threshold {tumour.threshold_mm:.1f} mm. Held-out error and "
+            "band coverage: docs/validation.md, section Forecasts."
+        )
+    risks = [
+        r for r in (tumour.progression_probability_6m, forecast.risk_recurrence_6m) if r is not None
+    ]
+    either = (
+        1.0 - float(np.prod([1.0 - r for r in risks])) if risks else None
+    )  # as the worklist ranks
+    last_seen = tumour.observed.iloc[-1] if tumour.available and not tumour.observed.empty else None
+    st.info(
+        plain_language.forecast_summary(
+            rfs_6m=None if either is None else 1.0 - either,
+            progression_date=tumour.progression_date.isoformat()
+            if tumour.progression_status == "forecast"
+            else None,
+            last_mm=None if last_seen is None else float(last_seen["mm"]),
+            forecast_mm=float(last["mm"]) if tumour.available else None,
+            forecast_lo=float(last["lo80"]) if tumour.available else None,
+            forecast_hi=float(last["hi80"]) if tumour.available else None,
+            horizon="six months after the last measurement"
+            if tumour.available
+            else "in six months",
+        ),
+        icon=":material/record_voice_over:",
+    )
+    for note in [*tumour.notes, *forecast.notes]:
+        st.caption(f"Note: {note[0].upper()}{note[1:]}.")
+
+
+def _study_links(summary: PatientSummary) -> None:
+    studies = summary.imaging_studies
+    if studies.empty:
+        return
+    recent = studies.sort_values("study_date").tail(MAX_STUDY_BUTTONS)
+    with st.expander(f"Open an imaging study ({len(studies)} on record)"):
+        cols = st.columns(4)
+        for i, row in enumerate(recent.itertuples(index=False)):
+            label = f"{pd.Timestamp(row.study_date):%Y-%m-%d} · {row.modality}"
+            if cols[i % 4].button(label, key=f"oncolens.open_study.{row.study_uid}"):
+                state.select_patient(summary.person_id)
+                st.switch_page(
+                    "app_pages/imaging.py",
+                    query_params={
+                        state.PATIENT_PARAM: str(summary.person_id),
+                        "study": row.study_uid,
+                    },
+                )

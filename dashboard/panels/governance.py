@@ -1,0 +1,262 @@
+"""The Governance page's sections: model cards, subgroup audits, saliency checks, audit trail, decisions.
+
+Each function renders one section from plain results (``dashboard/resources.py``
+computes and caches them; ``dashboard/figures/governance.py`` draws). Every
+figure names what it was computed on and its n.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pandas as pd
+import streamlit as st
+
+from dashboard.figures.governance import calibration_figure, reliability_points
+
+CARD_SECTIONS = (
+    "intended_use",
+    "out_of_scope",
+    "training_data",
+    "evaluation_data",
+    "training",
+    "calibration",
+    "caveats",
+    "limits",
+    "missing_values",
+    "decision_rule",
+)
+
+
+def _ci(m) -> str:
+    if isinstance(m, dict) and {"value", "ci_low", "ci_high"} <= set(m):
+        return f"{m['value']:.3f} (95 % CI {m['ci_low']:.3f}–{m['ci_high']:.3f})"
+    return json.dumps(m) if isinstance(m, dict | list) else str(m)
+
+
+def render_card(card: dict, kind: str) -> None:
+    """One model card (Mitchell et al. 2019): identity, use, data, metrics with CIs, calibration, caveats."""
+    title = card.get("title") or card.get("name") or kind
+    weights = card.get("weights", {})
+    st.markdown(f"#### {title} · v{card.get('version', '?')}")
+    st.caption(
+        f"{kind} · weights sha256 `{str(weights.get('sha256', 'n/a'))[:16]}…` "
+        f"({weights.get('file', 'n/a')})"
+    )
+    for key in CARD_SECTIONS:
+        if key not in card:
+            continue
+        value = card[key]
+        label = key.replace("_", " ").capitalize()
+        if isinstance(value, list):
+            st.markdown(f"**{label}:**\n" + "\n".join(f"- {v}" for v in value))
+        elif isinstance(value, dict):
+            st.markdown(
+                f"**{label}:** "
+                + "; ".join(
+                    f"{k.replace('_', ' ')} {v}"
+                    for k, v in value.items()
+                    if not isinstance(v, dict | list)
+                )
+            )
+        else:
+            st.markdown(f"**{label}:** {value}")
+    metrics = card.get("metrics", {})
+    flat = [
+        {"metric": k.replace("_", " "), "value": _ci(v)}
+        for k, v in metrics.items()
+        if k not in ("reliability", "learners", "class_counts", "cross_validation")
+    ]
+    for name, m in (metrics.get("learners") or {}).items():
+        if isinstance(m, dict) and "harrell_c" in m:
+            flat.append(
+                {
+                    "metric": f"{name}: cross-validated Harrell's C",
+                    "value": f"{m['harrell_c'].get('mean', float('nan')):.3f}",
+                }
+            )
+    if flat:
+        st.dataframe(pd.DataFrame(flat), hide_index=True, width="stretch")
+    points = reliability_points(card)
+    if not points.empty:
+        st.plotly_chart(
+            calibration_figure(
+                points,
+                x="mean_confidence",
+                y="accuracy",
+                label="bin",
+                title="Reliability on the held-out test set",
+                x_title="mean confidence of the predicted class",
+                y_title="accuracy",
+            ),
+            key=f"rel_{card.get('name')}",
+        )
+
+
+def _gap_table(report: dict) -> pd.DataFrame:
+    rows = []
+    for r in report.get("gaps", []):
+        ci = "" if r["ci_low"] is None else f"{r['ci_low']:+.3f} to {r['ci_high']:+.3f}"
+        rows.append(
+            {
+                "attribute": r["attribute"],
+                "metric": r["title"],
+                "gap": r["gap"],
+                "95 % CI": ci,
+                "lowest": f"{r['low_group']} {r['low_value']:.3f} (n={r['n_low']})",
+                "highest": f"{r['high_group']} {r['high_value']:.3f} (n={r['n_high']})",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def render_largest(report: dict) -> None:
+    """The largest gap of each metric, named: what an ethics board reads first."""
+    for row in report.get("largest_gap", {}).values():
+        ci = (
+            ""
+            if row["ci_low"] is None
+            else f" (95 % CI {row['ci_low']:+.3f} to {row['ci_high']:+.3f})"
+        )
+        st.warning(
+            f"**Largest {row['title']} gap: {row['gap']:.3f}{ci}** by {row['attribute'].replace('_', ' ')}: "
+            f"{row['low_group']} {row['low_value']:.3f} (n={row['n_low']}) vs {row['high_group']} "
+            f"{row['high_value']:.3f} (n={row['n_high']}).",
+            icon=":material/balance:",
+        )
+    for attribute, why in report.get("skipped", {}).items():
+        st.caption(f"Not audited: {attribute.replace('_', ' ')} — {why}.")
+
+
+def render_subgroup_report(report: dict, key: str) -> None:
+    """Largest gaps, the per-group table and the gaps of every attribute."""
+    render_largest(report)
+    st.dataframe(
+        pd.DataFrame(report.get("by_group", [])), hide_index=True, width="stretch", key=f"bg_{key}"
+    )
+    st.caption(
+        f"Gaps: highest minus lowest group with n ≥ {report.get('min_n')}; 95 % CI by percentile "
+        f"bootstrap ({report.get('bootstrap')} resamples per group, seed {report.get('seed')})."
+    )
+    st.dataframe(_gap_table(report), hide_index=True, width="stretch", key=f"gaps_{key}")
+
+
+def render_treatment_audit(report: dict) -> None:
+    st.caption(
+        f"Model {report['model_version']} · {report['data']}. {report['decision']}. "
+        f"{report['known_5y_status']} patients have a known 5-year status; {report['censored_before_5y']} "
+        "censored earlier are left out of AUC, TPR, FPR."
+    )
+    st.markdown("##### Discrimination and calibration over follow-up (every patient)")
+    render_subgroup_report(report["survival"], "t_surv")
+    groups = pd.DataFrame(report["survival"]["by_group"])
+    if not groups.empty:
+        groups["label"] = groups["attribute"].str.replace("_", " ") + ": " + groups["group"]
+        st.plotly_chart(
+            calibration_figure(
+                groups,
+                x="predicted_rfs_5y",
+                y="km_rfs_5y",
+                label="label",
+                title="Calibration by subgroup: predicted vs Kaplan-Meier 5-year RFS",
+                x_title="mean predicted 5-year RFS",
+                y_title="observed (Kaplan-Meier) 5-year RFS",
+            ),
+            key="cal_treat",
+        )
+    st.markdown("##### 5-year event: AUC and error rates at the stated threshold")
+    render_subgroup_report(report["five_year"], "t_5y")
+
+
+def render_imaging_audit(report: dict) -> None:
+    st.caption(
+        f"{report['model']} v{report['model_version']} · {report['data']}. Decision: {report['decision']}. "
+        f"{report['note']}"
+    )
+    render_subgroup_report(report, f"img_{report['model']}")
+    groups = pd.DataFrame(report.get("by_group", []))
+    if not groups.empty:
+        groups["label"] = groups["attribute"].str.replace("_", " ") + ": " + groups["group"]
+        st.plotly_chart(
+            calibration_figure(
+                groups,
+                x="mean_predicted",
+                y="observed_rate",
+                label="label",
+                title=f"Calibration by subgroup: P({report['positive_label']}) predicted vs observed",
+                x_title="mean predicted probability",
+                y_title="observed rate",
+            ),
+            key=f"cal_{report['model']}",
+        )
+
+
+def render_saliency(name: str, quality: dict | None) -> None:
+    """The model card's saliency section: sanity check (Adebayo et al. 2018) and localisation, per method."""
+    if not quality:
+        st.info(
+            f"{name}: saliency quality not measured yet (run `python -m models.saliency.quality "
+            "--write-cards`).",
+            icon=":material/hourglass_empty:",
+        )
+        return
+    rows = []
+    for method, m in (quality.get("methods") or {}).items():
+        sanity = m.get("sanity", {}) or {}
+        rho = (sanity.get("spearman_abs") or {}).get("value")
+        pg = m.get("pointing_game") or {}
+        rows.append(
+            {
+                "method": method,
+                "sanity check": "passed" if sanity.get("passed") else "FAILED",
+                "rank correlation trained vs randomised": rho,
+                "pointing game": pg.get("value"),
+                "deletion AUC": m.get("deletion_auc"),
+                "insertion AUC": m.get("insertion_auc"),
+            }
+        )
+    st.caption(
+        f"{name}: {quality.get('data', '')} · sanity threshold {quality.get('sanity_threshold', '?')} "
+        "(Spearman of |map|, trained vs re-initialised weights; a method above it fails and is flagged "
+        "on the Imaging page)."
+    )
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key=f"sal_{name}")
+    failed = [r["method"] for r in rows if r["sanity check"] == "FAILED"]
+    if failed:
+        st.error(
+            f"{name}: {', '.join(failed)} failed the model-randomisation sanity check.",
+            icon=":material/error:",
+        )
+
+
+def audit_filters(options: dict) -> dict:
+    """The audit trail's filter widgets (action, user, date range), read into one dict."""
+    cols = st.columns([2, 2, 2])
+    actions = cols[0].multiselect("Action", options.get("actions", []), key="gov_actions")
+    actors = cols[1].multiselect("User", options.get("actors", []), key="gov_actors")
+    first = options.get("first") or dt.date.today()
+    last = options.get("last") or dt.date.today()
+    span = cols[2].date_input("Date range", value=(first, last), key="gov_dates")
+    since, until = span if isinstance(span, tuple | list) and len(span) == 2 else (first, last)
+    return {"actions": tuple(actions), "actors": tuple(actors), "since": since, "until": until}
+
+
+def render_decisions(rates: dict) -> None:
+    if not rates.get("decisions"):
+        st.info("No treatment decisions recorded yet (the Patient page records accept / override).")
+        return
+    a, b, c, d = st.columns(4)
+    a.metric("Decisions", rates["decisions"])
+    rate = rates.get("accept_rate")
+    b.metric("Accepted", rates["accepted"], help="the clinician chose the recommended option")
+    c.metric("Overridden", rates["overridden"], help="another option although one was recommended")
+    d.metric(
+        "Accept rate",
+        "n/a" if rate is None else f"{rate:.0%}",
+        help="accepted / (accepted + overridden); decisions without a recommendation are left out",
+    )
+    st.caption(
+        f"No clear recommendation (clinician's choice): {rates['no_recommendation']}. Per model version:"
+    )
+    st.dataframe(pd.DataFrame(rates["by_version"]), hide_index=True, width="stretch")

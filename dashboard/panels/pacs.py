@@ -1,0 +1,118 @@
+"""The Imaging page's PACS browser: search the hospital's archive over DICOMweb, pull a study, read it.
+
+Same code as ``oncolens ingest --dicomweb`` (``dashboard.services.pacs_ingest``). The
+PACS is configured in ``.streamlit/secrets.toml`` (``[pacs]`` url, username,
+password) or the environment (``ONCOLENS_PACS_*``); without either the panel
+says how to configure it and shows nothing else. Search results show what the
+PACS returns for the study (the user is a clinician on the hospital network),
+but only de-identified copies are filed in the store.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import resources
+from dashboard.session import auth
+from models import pacs
+
+MODALITIES = ["", "MG", "MR", "CT", "US", "PT"]
+
+
+def _config() -> pacs.PacsConfig | None:
+    try:
+        secrets = dict(st.secrets["pacs"]) if "pacs" in st.secrets else None
+    except Exception:  # noqa: BLE001 - no secrets file at all
+        secrets = None
+    try:
+        return pacs.PacsConfig.resolve(secrets=secrets)
+    except pacs.PacsNotConfiguredError:
+        return None
+
+
+def render(ref: resources.StoreRef) -> None:
+    """Draw the browser (inside an expander, next to the upload)."""
+    with st.expander("Pull a study from the PACS (DICOMweb)"):
+        config = _config()
+        if config is None:
+            st.info(
+                "No PACS configured. Set `[pacs]` url, username and password in `.streamlit/secrets.toml` "
+                "or `ONCOLENS_PACS_URL`, `ONCOLENS_PACS_USER`, `ONCOLENS_PACS_PASSWORD` (docs/hospital.md)."
+            )
+            return
+        with st.form("oncolens.pacs.search"):
+            a, b, c, d = st.columns(4)
+            today = dt.date.today()
+            date_from = a.date_input("From", value=today - dt.timedelta(days=30))
+            date_to = b.date_input("To", value=today)
+            modality = c.selectbox("Modality", MODALITIES)
+            accession = d.text_input("Accession")
+            searched = st.form_submit_button("Search")
+        if searched:
+            try:
+                client = pacs.connect(config)
+                st.session_state["oncolens.pacs.results"] = pacs.search_studies(
+                    client,
+                    date_from=date_from,
+                    date_to=date_to,
+                    modality=modality or None,
+                    accession=accession or None,
+                )
+            except pacs.PacsError as exc:
+                st.error(str(exc))
+                return
+        results = st.session_state.get("oncolens.pacs.results")
+        if not results:
+            if results is not None:
+                st.info("No study matches.")
+            return
+        table = pd.DataFrame(results)[
+            [
+                "StudyDate",
+                "ModalitiesInStudy",
+                "AccessionNumber",
+                "StudyDescription",
+                "NumberOfStudyRelatedInstances",
+                "StudyInstanceUID",
+            ]
+        ]
+        st.dataframe(table, hide_index=True)
+        uid = st.selectbox(
+            "Study",
+            [r["StudyInstanceUID"] for r in results],
+            format_func=lambda u: next(
+                f"{r['StudyDate']} {r['AccessionNumber'] or ''} {'/'.join(r['ModalitiesInStudy'])}"
+                for r in results
+                if r["StudyInstanceUID"] == u
+            ),
+        )
+        send = st.checkbox("Send the AI read back to the PACS (DICOM SEG and SR)")
+        if st.button("Pull, de-identify and read"):
+            from dashboard.services.pacs_ingest import PacsIngestError, ingest_from_pacs
+
+            user, role = auth.actor()
+            try:
+                with st.spinner("Pulling the study..."):
+                    report = ingest_from_pacs(
+                        ref.path,
+                        config,
+                        resources.imaging_model,
+                        study_uids=[uid],
+                        send_results=send,
+                        actor=user,
+                        role=role,
+                    )
+            except (pacs.PacsError, PacsIngestError) as exc:
+                st.error(str(exc))
+                return
+            st.success(
+                f"Filed {len(report.stored)} image(s); {len(report.failed)} could not be filed."
+            )
+            for entry in report.failed:
+                st.warning(entry["error"])
+            for entry in report.stored:
+                if entry.get("send_error"):
+                    st.warning(f"Results not sent: {entry['send_error']}")

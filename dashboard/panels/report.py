@@ -1,0 +1,48 @@
+"""The Patient page's tumour-board report: one button builds the PDF, a second downloads it.
+
+Same code as ``oncolens report`` (``dashboard.services.report``). Pseudonymised unless
+the signed-in role may see patient identities (``auth.sees_patient_ids``) and
+the user ticks the box. Building takes several seconds (the AI reads, the
+saliency maps, the figures), so it runs on request, not on every rerun; each
+build is audited (``tumour_board_report``).
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from analytics.patients import PatientSummary
+from dashboard import resources
+from dashboard.session import auth
+
+KEY = "oncolens.report.pdf"
+
+
+def show(ref: resources.StoreRef, summary: PatientSummary) -> None:
+    from dashboard.services.report import report_bytes
+
+    st.subheader("Tumour-board report")
+    user, role = auth.actor()
+    names = auth.sees_patient_ids(role) and st.checkbox(
+        "Include the patient's name and MRN",
+        value=False,
+        key="oncolens.report.names",
+        help="Off: the report carries a pseudonym only, and can be shared outside the care team.",
+    )
+    if st.button("Prepare the PDF", key="oncolens.report.build"):
+        with st.spinner("Building the report (AI reads, saliency, figures)..."):
+            st.session_state[KEY] = (
+                summary.person_id,
+                bool(names),
+                report_bytes(
+                    ref.path, summary.person_id, include_names=bool(names), actor=user, role=role
+                ),
+            )
+    held = st.session_state.get(KEY)
+    if held and held[0] == summary.person_id:
+        st.download_button(
+            "Download the tumour-board report (PDF)",
+            held[2],
+            mime="application/pdf",
+            file_name=f"tumour-board-{'named' if held[1] else 'pseudonymised'}.pdf",
+        )

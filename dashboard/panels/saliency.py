@@ -1,0 +1,292 @@
+"""The Imaging page's saliency section: where the model found its evidence, and how far to trust the map.
+
+One call, ``render(...)``, at the end of the page after the AI read. It shows
+the chosen method's heat map over the image (opacity slider, top-k % contour),
+optionally a second method beside it, each method's quality figures from the
+model card (pointing game, deletion/insertion against random order,
+infidelity, max-sensitivity) with the model-randomisation sanity check as a
+badge, and the time the map took. Maps are cached in ``resources.explanation``
+(image bytes, model version and weights, method, parameters, target).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from analytics.governance import audit
+from dashboard import resources
+from dashboard.figures.saliency import saliency_figure
+from dashboard.services import plain_language
+from dashboard.session import trail
+from models.dicom import reader as dicom
+from models.inference.registry import ModelUnavailableError
+from models.saliency import methods as saliency
+
+PASSED, FAILED, UNMEASURED = "passed", "failed", "not measured"
+# Methods that re-run the model hundreds of times: off the interactive path, computed on request.
+ON_REQUEST = ("occlusion", "smoothgrad")
+
+
+def _ask_key(data: bytes, frame: int, method: str, target: int) -> str:
+    import hashlib
+
+    return f"{hashlib.sha256(data).hexdigest()[:16]}:{frame}:{method}:{target}"
+
+
+def _requested(data: bytes, frame: int, method: str, target: int, key: str) -> bool:
+    """Whether the user asked for this slow map of this image (a new image or method asks again)."""
+    return st.session_state.get(f"saliency_asked_{key}") == _ask_key(data, frame, method, target)
+
+
+def sanity_of(quality: dict | None, method: str) -> str:
+    entry = ((quality or {}).get("methods") or {}).get(method)
+    if not entry:
+        return UNMEASURED
+    return PASSED if entry["sanity"]["passed"] else FAILED
+
+
+def method_label(quality: dict | None, method: str) -> str:
+    """The picker's text: the method and its sanity verdict, so a failing method is marked where it is offered."""
+    mark = {
+        PASSED: "✓ sanity passed",
+        FAILED: "✗ FAILED sanity check",
+        UNMEASURED: "sanity not measured",
+    }
+    return f"{saliency.METHOD_TITLES[method]} · {mark[sanity_of(quality, method)]}"
+
+
+def default_method(quality: dict | None) -> str:
+    """The first recommended method (localises and passes the sanity check), else Grad-CAM (fastest)."""
+    for method in (quality or {}).get("recommended", []):
+        if method in saliency.METHODS:
+            return method
+    return "gradcam"
+
+
+def quality_lines(quality: dict | None, method: str) -> tuple[str, str | None]:
+    """(figures in one paragraph, sanity sentence) for one method; a plain note when not measured."""
+    entry = ((quality or {}).get("methods") or {}).get(method)
+    if not entry:
+        return (
+            "No quality figures for this method in the model card yet "
+            "(`python -m models.saliency.quality --write-cards`).",
+            None,
+        )
+    pg = entry["pointing_game"]
+    figures = (
+        f"On {entry['n_images']} held-out phantoms with known lesions: **pointing game** {pg['value']:.2f} "
+        f"(95 % CI {pg['ci_low']:.2f}–{pg['ci_high']:.2f}; the map's maximum inside the true lesion) · "
+        f"**deletion AUC** {entry['deletion_auc']:.2f} vs {entry['deletion_auc_random']:.2f} random (lower is "
+        f"better) · **insertion AUC** {entry['insertion_auc']:.2f} vs {entry['insertion_auc_random']:.2f} random "
+        f"(higher is better) · **infidelity** {entry['infidelity']:.3g} · **max-sensitivity** "
+        + (f"{entry['sensitivity_max']:.3g}" if entry.get("sensitivity_max") is not None else "n/a")
+        + f" · typical time {entry['latency_ms']['median']:.0f} ms."
+    )
+    rho = entry["sanity"]["spearman_abs"]["value"]
+    threshold = entry["sanity"]["threshold"]
+    if entry["sanity"]["passed"]:
+        sanity_text = (
+            f"Sanity check passed: with the model's weights re-initialised the map changes "
+            f"(rank correlation {rho:.2f} < {threshold}), so it depends on what the model learned."
+        )
+    else:
+        sanity_text = (
+            f"Failed the model-randomisation sanity check: a model with random weights gives a "
+            f"similar map (rank correlation {rho:.2f} ≥ {threshold}). This map may show the image's "
+            "structure more than the model's reasoning; read it with care."
+        )
+    return figures, sanity_text
+
+
+def _one_map(
+    column,
+    data: bytes,
+    frame: int,
+    image,
+    ai,
+    shown: np.ndarray,
+    spacing,
+    method: str,
+    target: int,
+    opacity: float,
+    top_k: float,
+    quality: dict | None,
+    key: str,
+) -> None:
+    with column:
+        if method in ON_REQUEST and not _requested(data, frame, method, target, key):
+            typical = (
+                (quality or {}).get("methods", {}).get(method, {}).get("latency_ms") or {}
+            ).get("median")
+            cost = f"about {typical / 1e3:.0f} s" if typical else "several seconds"
+            st.caption(
+                f"{saliency.METHOD_TITLES[method]} re-runs the model hundreds of times ({cost}), so it "
+                "is computed only when asked."
+            )
+            if st.button(
+                f"Compute the {saliency.METHOD_TITLES[method].lower()} map",
+                key=f"saliency_go_{key}",
+            ):
+                st.session_state[f"saliency_asked_{key}"] = _ask_key(data, frame, method, target)
+                st.rerun()
+            return
+        try:
+            exp = resources.explanation(data, frame, image, ai.model, method, target)
+        except (saliency.SaliencyError, ModelUnavailableError) as exc:
+            st.error(f"No saliency map: {exc}", icon=":material/error:")
+            return
+        trail.shown(
+            resources.db_path(),
+            "explanation_shown",
+            model_name=ai.model,
+            model_version=ai.model_version,
+            inputs_sha256=audit.inputs_hash(data, frame),
+            details={"method": method, "target": int(target)},
+        )
+        fig = saliency_figure(
+            shown,
+            exp.attribution,
+            spacing,
+            opacity=opacity,
+            top_k_percent=top_k,
+            lesion_mask=ai.lesion_mask,
+        )
+        st.plotly_chart(
+            fig, key=f"saliency_chart_{key}", config={"scrollZoom": True, "displaylogo": False}
+        )
+        delta = (
+            f" · convergence delta {exp.convergence_delta:.3g} (logit units)"
+            if exp.convergence_delta is not None
+            else ""
+        )
+        params = ", ".join(f"{k} {v}" for k, v in exp.params.items() if not k.endswith("_px"))
+        st.caption(
+            f"{saliency.METHOD_TITLES[method]} of “{(exp.target_label or str(exp.target)).replace('_', ' ')}” · "
+            f"computed in {exp.latency_ms:.0f} ms (kept for this image, model and settings){delta}"
+            + (f" · {params}" if params else "")
+            + "".join(f" · {n}" for n in exp.notes)
+        )
+        entry = ((quality or {}).get("methods") or {}).get(method) or {}
+        st.info(
+            plain_language.saliency_summary(
+                method_title=saliency.METHOD_TITLES[method],
+                sanity=sanity_of(quality, method),
+                pointing_game=(entry.get("pointing_game") or {}).get("value"),
+            ),
+            icon=":material/record_voice_over:",
+        )
+        figures, sanity_text = quality_lines(quality, method)
+        if sanity_text is None:
+            st.info(figures, icon=":material/help:")
+        else:
+            (st.success if sanity_of(quality, method) == PASSED else st.error)(sanity_text)
+            st.caption(figures)
+
+
+def render(
+    data: bytes, frame: int, image: dicom.DicomImage, ai, shown: np.ndarray, spacing
+) -> None:
+    """The saliency section for the AI read ``ai`` of ``image`` (``shown`` is the windowed display image)."""
+    st.markdown(
+        "#### Saliency: where the model found its evidence",
+        help=plain_language.glossary_help("saliency", "sanity check", "pointing game"),
+    )
+    if ai is None:
+        st.caption("No AI read for this image, so there is nothing to explain.")
+        return
+    quality = resources.saliency_quality(ai.model)
+    labels = list(ai.probabilities)
+    controls = st.columns(
+        [4, 2, 2, 2]
+    )  # the method's name and verdict fit at 1366 px (docs/experience.md)
+    method = controls[0].selectbox(
+        "Method",
+        saliency.METHODS,
+        index=saliency.METHODS.index(default_method(quality)),
+        format_func=lambda m: method_label(quality, m),
+        key="saliency_method",
+        help=plain_language.glossary_help(
+            "sanity check",
+            lead="Occlusion re-runs the model hundreds of times: seconds, not milliseconds.",
+        ),
+    )
+    target = controls[1].selectbox(
+        "Explain the class",
+        list(range(len(labels))),
+        index=labels.index(ai.label),
+        format_func=lambda i: (
+            labels[i].replace("_", " ") + (" (AI read)" if labels[i] == ai.label else "")
+        ),
+        key="saliency_target",
+    )
+    opacity = controls[2].slider("Heat-map opacity", 0.0, 1.0, 0.5, 0.05, key="saliency_opacity")
+    top_k = controls[3].slider(
+        "Top-k % contour",
+        1,
+        50,
+        10,
+        1,
+        key="saliency_top_k",
+        help="Outline of the pixels holding the strongest k % of the map.",
+    )
+    compare = st.toggle("Compare with a second method", key="saliency_compare")
+    if compare:
+        others = [m for m in saliency.METHODS if m != method]
+        second = st.selectbox(
+            "Second method",
+            others,
+            format_func=lambda m: method_label(quality, m),
+            key="saliency_method_b",
+        )
+        left, right = st.columns(2, gap="medium")
+        _one_map(
+            left,
+            data,
+            frame,
+            image,
+            ai,
+            shown,
+            spacing,
+            method,
+            target,
+            opacity,
+            top_k,
+            quality,
+            "a",
+        )
+        _one_map(
+            right,
+            data,
+            frame,
+            image,
+            ai,
+            shown,
+            spacing,
+            second,
+            target,
+            opacity,
+            top_k,
+            quality,
+            "b",
+        )
+    else:
+        _one_map(
+            st.container(),
+            data,
+            frame,
+            image,
+            ai,
+            shown,
+            spacing,
+            method,
+            target,
+            opacity,
+            top_k,
+            quality,
+            "a",
+        )
+    st.caption(
+        "A saliency map shows where the chosen method finds evidence for the class, not why, and it is not a "
+        "finding. Maps and figures are from a model trained on synthetic phantoms. The clinician decides."
+    )

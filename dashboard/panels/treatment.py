@@ -1,0 +1,294 @@
+"""The Patient page's "Treatment options" section: each option's predicted outcome, the
+recommendation or "no clear difference", its SHAP reasons, similar patients, and the
+clinician's decision.
+
+Everything shown comes from ``resources.recommendation`` (the same code as
+``oncolens recommend --json``) and ``resources.similar_patients``; figures
+from ``plots``; decisions go to ``analytics.treatment.decisions``.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from analytics import store
+from analytics.governance import audit
+from analytics.patients import PatientSummary
+from analytics.treatment.clinic import DISCLAIMER
+from analytics.treatment.clinic_data import MissingCovariatesError
+from analytics.treatment.decisions import (
+    DecisionError,
+    make_decision,
+    record_decision,
+    shown_summary,
+)
+from analytics.treatment.model.files import TreatmentModelError
+from dashboard import resources
+from dashboard.figures import clinical as plots
+from dashboard.services import plain_language
+from dashboard.session import auth, trail
+
+SMALL_GROUP = 20  # Kaplan-Meier curves of fewer patients are flagged as unreliable
+
+
+def _pct(p: float) -> str:
+    return f"{100 * p:.1f}%"
+
+
+def first_line_option(treatments: pd.DataFrame) -> str | None:
+    """The option (regimen) of the patient's first line of therapy, if recorded."""
+    if treatments.empty or "regimen" not in treatments:
+        return None
+    first = treatments[(treatments["line_of_therapy"] == 1) & treatments["regimen"].notna()]
+    return None if first.empty else str(first["regimen"].min())
+
+
+def show(ref: resources.StoreRef, summary: PatientSummary) -> None:
+    """Draw the section for one known patient (the page has already loaded her record)."""
+    person_id = summary.person_id
+    st.subheader(
+        "Treatment options", help=plain_language.glossary_help("RFS", "RMST", "SHAP", "C-index")
+    )
+    current = auth.session()
+    if current is None or current.role not in auth.RECOMMENDS:
+        st.caption(
+            "Treatment recommendations are shown to oncologists, who decide them with the patient."
+        )
+        return
+    st.caption(
+        f"{DISCLAIMER} Predictions come from a model of this clinic's own records, where treatment "
+        "was chosen by clinicians, not randomised."
+    )
+    try:
+        rec = resources.recommendation(ref, person_id)
+    except TreatmentModelError as exc:
+        st.info(f"**No usable treatment model for this store.** {exc}\n\nTrain it with:")
+        st.code(f"oncolens recommend --train --db {ref.path}", language="bash")
+        _similar_patients(ref, person_id)
+        return
+    except MissingCovariatesError as exc:
+        st.warning(f"No recommendation: {exc}.")
+        _similar_patients(ref, person_id)
+        return
+    card = resources.treatment_model(ref).card
+    _options(rec, card, first_line_option(summary.treatments))
+    st.info(plain_language.recommendation_summary(rec), icon=":material/record_voice_over:")
+    trail.shown(
+        ref.path,
+        "recommendation_shown",
+        subject=person_id,
+        model_name="treatment",
+        model_version=rec["model_version"],
+        inputs_sha256=audit.inputs_hash(rec["shap"]),
+        details={"recommended": rec["recommended"], "best_predicted": rec["best_predicted"]},
+    )
+    left, right = st.columns(2)
+    left.plotly_chart(
+        plots.benefit_waterfall_figure(
+            rec["shap"], rec["benefit"], rec["best_predicted"], rec["compared_with"]
+        )
+    )
+    left.caption(
+        "Exact SHAP values (TreeSHAP) of the predicted benefit, in percentage points of 5-year RFS: "
+        f"the average over {card['learner']['background_size']} reference patients plus each feature's "
+        f"contribution equals this patient's benefit (additivity error {rec['shap']['additivity_error']:.0e}). "
+        "They explain the model, not the biology.",
+        help=plain_language.glossary_help("SHAP", "RFS"),
+    )
+    with right:
+        _similar_patients(ref, person_id)
+    _decision(ref, person_id, rec)
+
+
+def _options(rec: dict, card: dict, received: str | None) -> None:
+    options, recommended, best = rec["options"], rec["recommended"], rec["best_predicted"]
+    for column, o in zip(st.columns(len(options)), options, strict=True):
+        tag = (
+            " · recommended"
+            if o["treatment"] == recommended
+            else (" · best predicted" if o["treatment"] == best else "")
+        )
+        tag += " · received" if o["treatment"] == received else ""
+        lo, hi = o["rfs_5y_ci"]
+        column.metric(
+            f"{o['treatment']}{tag}",
+            _pct(o["rfs_5y"]),
+            help=plain_language.glossary_help(
+                "RFS",
+                "confidence interval",
+                "RMST",
+                lead="Predicted 5-year recurrence-free survival",
+            ),
+        )
+        column.caption(
+            f"95% interval {_pct(lo)} to {_pct(hi)}  \n"
+            f"RMST {o['rmst_days']:,.0f} of {rec['horizon_days']:,.0f} days recurrence-free "
+            f"(95% interval {o['rmst_days_ci'][0]:,.0f} to {o['rmst_days_ci'][1]:,.0f})"
+        )
+    if recommended is not None:
+        st.success(f"**Recommended: {recommended}.** {rec['statement']}.")
+    else:
+        st.info(
+            f"**{rec['statement'][0].upper()}{rec['statement'][1:]}.** The 95% interval of the difference "
+            "includes zero, so the model does not pick an option."
+        )
+    st.plotly_chart(plots.treatment_options_figure(options, recommended or best))
+    learner = card["learner"]
+    c_index = (
+        card.get("metrics", {})
+        .get("learners", {})
+        .get(learner["name"], {})
+        .get("harrell_c", {})
+        .get("mean")
+    )
+    quality = f"; cross-validated Harrell's C {c_index:.2f}" if c_index is not None else ""
+    st.caption(
+        f"Model {rec['model_version']} ({learner['name']}: gradient-boosted trees on pseudo-values), trained on "
+        f"{card['training']['patients']:,} patients of this clinic{quality}. Intervals: ±1.96 standard errors "
+        f"over {learner['bootstrap']} bootstrap refits; they show resampling noise, not model error (on the "
+        "simulated clinic the benefit interval held the true benefit for only 40 % of patients), so read "
+        "a clear difference as stable, not as certain. RMST: restricted mean recurrence-free time up to 5 years. "
+        f"{rec['caveat'].removeprefix(DISCLAIMER).strip()}",
+        help=plain_language.glossary_help("C-index", "confidence interval", "RMST"),
+    )
+
+
+def _similar_patients(ref: resources.StoreRef, person_id: int) -> None:
+    similar = resources.similar_patients(ref, person_id)
+    st.plotly_chart(plots.similar_patients_figure(similar.km, similar.counts, similar.criteria))
+    if similar.criteria is None:
+        return
+    small = [
+        str(g)
+        for g, n in zip(similar.counts["group"], similar.counts["patients"], strict=True)
+        if n < SMALL_GROUP
+    ]
+    sample = (
+        f" (a fixed sample of {similar.used:,} of {similar.matched:,})" if similar.sampled else ""
+    )
+    st.caption(
+        f"Similar patients: the same stage and oestrogen-receptor status at diagnosis ({similar.criteria}), "
+        f"this patient left out, by the first-line option they received{sample}; n per curve in the legend. "
+        "Observed outcomes of patients treated differently for clinical reasons: not a treatment effect."
+        + (
+            f" Fewer than {SMALL_GROUP} patients: {', '.join(small)}; read those curves with care."
+            if small
+            else ""
+        ),
+        help=plain_language.glossary_help("Kaplan–Meier"),
+    )
+
+
+def _decision(ref: resources.StoreRef, person_id: int, rec: dict) -> None:
+    st.markdown("**Decision**")
+    options = [o["treatment"] for o in rec["options"]]
+    recommended = rec["recommended"]
+    with st.form(f"oncolens.treatment_decision.{person_id}", clear_on_submit=True):
+        if recommended is not None:
+            chosen = st.selectbox(
+                "Option, if you override", [o for o in options if o != recommended]
+            )
+            reason = st.text_area("Reason (required to override)", max_chars=1000)
+            a, b = st.columns(2)
+            accept = a.form_submit_button(f"Accept {recommended}", type="primary")
+            submit = b.form_submit_button("Override with the option above")
+        else:
+            chosen = st.selectbox(
+                "Option chosen", options, index=options.index(rec["best_predicted"])
+            )
+            reason = st.text_area(
+                "Reason (required: the model found no clear difference)", max_chars=1000
+            )
+            accept = False
+            submit = st.form_submit_button("Record choice", type="primary")
+    if accept or submit:
+        try:
+            decision = make_decision(
+                person_id=person_id,
+                model_version=rec["model_version"],
+                recommended=recommended,
+                options=options,
+                actor=auth.actor()[0],
+                chosen=None if accept else chosen,
+                reason=reason,
+            )
+            decision_id = record_decision(
+                ref.path,
+                decision,
+                shown=shown_summary(rec),
+                wait_s=resources.READ_WAIT_S,
+                role=auth.actor()[1],
+            )
+        except DecisionError as exc:
+            st.error(f"Not recorded: {exc}.")
+        except store.StoreError as exc:
+            st.error(f"The decision could not be stored: {exc}")
+        else:
+            verb = "accepted" if decision.accepted else "chose"
+            st.success(
+                f"Decision {decision_id} recorded: {decision.actor} {verb} {decision.chosen}."
+            )
+            ref = resources.store_status().ref or ref  # the write changed the file: read it again
+    history = resources.treatment_decision_history(ref, person_id)
+    if history.empty:
+        st.caption("No decision recorded for this patient yet.")
+    else:
+        st.caption("Decisions recorded for this patient, newest first (also in the audit trail).")
+        st.dataframe(history, hide_index=True)
+
+
+def cohort_section(ref: resources.StoreRef) -> None:
+    """The Cohorts page's view of the treatment model: what it recommends to whom, and what drives it."""
+    from analytics.treatment.data import TreatmentDataError
+    from dashboard.figures import treatment as treatment_figures
+
+    st.subheader(
+        "The treatment model across the clinic", help=plain_language.glossary_help("SHAP", "RFS")
+    )
+    st.caption(
+        f"{DISCLAIMER} The same model and SHAP values as each patient's treatment section, summarised "
+        "over the clinic. SHAP explains the model's predicted benefit of the best over the next-best "
+        "option, not the biology; a covariate can matter to the model because of how clinicians chose "
+        "treatments in this store."
+    )
+    try:
+        with resources.working(
+            "Explaining the treatment model over the clinic (SHAP for every patient)…"
+        ):
+            cohort = resources.cohort_explanation(ref)
+    except (TreatmentModelError, TreatmentDataError) as exc:
+        st.info(f"**No treatment model summary.** {exc}")
+        st.code(f"oncolens recommend --train --db {ref.path}", language="bash")
+        return
+    counts = cohort.recommendation_counts()
+    sampled = (
+        f" (a fixed sample of {cohort.patients:,} of {cohort.patients_total:,} patients)"
+        if cohort.patients < cohort.patients_total
+        else ""
+    )
+    cols = st.columns(len(counts))
+    for col, row in zip(cols, counts.itertuples(index=False), strict=True):
+        col.metric(
+            str(row.recommendation).replace("_", " ").capitalize(),
+            f"{row.share:.0%}",
+            help=plain_language.glossary_help(
+                "confidence interval", lead=f"{row.patients:,} patients{sampled}"
+            ),
+        )
+    st.caption(
+        "Share of patients by recommendation. \u201cNo clear difference\u201d: the 95 % bootstrap interval "
+        f"of the benefit includes zero, so the model does not pick an option{sampled}."
+    )
+    importance = cohort.importance()
+    left, right = st.columns(2)
+    left.plotly_chart(treatment_figures.shap_importance_figure(importance), key="cohort_shap_bar")
+    right.plotly_chart(
+        treatment_figures.shap_beeswarm_figure(cohort.beeswarm(), list(importance["feature"])),
+        key="cohort_shap_beeswarm",
+    )
+    st.caption(
+        f"Exact TreeSHAP over {cohort.patients:,} patients; largest additivity error "
+        f"{cohort.shap.additivity_error:.0e} (base value + contributions = predicted benefit).",
+        help=plain_language.glossary_help("SHAP"),
+    )

@@ -1,0 +1,465 @@
+"""The tumour-board report of one patient: gather everything, then write one PDF.
+
+One code path for ``oncolens report`` and the Patient page's download button.
+It lives in ``dashboard/`` because it draws the app's own figures
+(``plots.patient_timeline_figure``, ``plots.benefit_waterfall_figure``,
+``saliency_figures.overlay_rgb``) from both libraries' results.
+
+What it holds (``SECTIONS``, each a heading in the PDF): the patient summary,
+key images with their saliency overlays, the AI findings and measurements, the
+timeline and forecasts, the recommendation with its SHAP waterfall, the model
+versions, and the decision-support disclaimer, with the date and who generated
+it. A part that cannot be computed (no model, no images) says why; only an
+unknown patient stops the report (``UnknownPatientError``).
+
+Identifiers: pseudonymised by default. The header then carries the store's
+keyed pseudonym (``analytics.governance.pseudonyms.pseudonym``, the one the Governance page
+shows) and the age, never the name, MRN, id or birth date; ``include_names``
+(the CLI's ``--include-names``, the page's checkbox for clinical roles)
+adds them. Images in the report are drawn from the de-identified copies the
+store keeps.
+
+Nothing is half-written: the PDF is built in memory and written to a temporary
+file in the target folder, then renamed (``write_report``); each generation is
+one audit event (``tumour_board_report``), after the file is in place.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from PIL import Image
+
+from analytics import store
+from analytics.governance import audit, pseudonyms
+from analytics.patients import UnknownPatientError, patient_summary
+from models.inference.loader import ModelLoader
+from models.provenance import oncolens_version
+
+SECTIONS = (
+    "Patient summary",
+    "Key images and saliency",
+    "AI findings and measurements",
+    "Timeline and forecasts",
+    "Treatment recommendation",
+    "Model versions",
+    "Decision support disclaimer",
+)
+DISCLAIMER = (
+    "OncoLens is decision support for research use, not a medical device. Every figure in this report is a "
+    "model's output on a synthetic-trained model and must be checked by the clinicians; the tumour board decides. "
+    "Treatment was not randomised in the data behind the recommendation."
+)
+KEY_IMAGES = 2
+SALIENCY_METHOD = (
+    "gradcam"  # about 10 ms per image (docs/imaging.md); IG would take seconds per image
+)
+
+
+@dataclass
+class KeyImage:
+    caption: str
+    png: bytes
+
+
+@dataclass
+class ReportData:
+    person_id: int
+    header: list[tuple[str, str]]
+    summary_rows: list[tuple[str, str]]
+    findings: pd.DataFrame
+    key_images: list[KeyImage]
+    timeline_png: bytes | None
+    forecast_lines: list[str]
+    recommendation_lines: list[str]
+    waterfall_png: bytes | None
+    model_rows: list[tuple[str, str]]
+    generated_by: str
+    generated_at: dt.datetime
+    renderer: str
+    notes: list[str] = field(default_factory=list)
+
+
+FINDING_COLUMNS = [
+    "study_date",
+    "modality",
+    "model_name",
+    "model_version",
+    "predicted_class",
+    "probability",
+    "longest_diameter_mm",
+    "source",
+]
+
+
+def _findings(con, person_id: int) -> pd.DataFrame:
+    """AI reads filed in the store (``oncolens ingest``), newest first."""
+    return con.execute(
+        "SELECT s.study_date, s.modality, f.model_name, f.model_version, f.predicted_class, f.probability, "
+        "f.longest_diameter_mm, 'stored' AS source FROM ai_finding f "
+        "JOIN imaging_instance i ON i.sop_instance_uid = f.sop_instance_uid "
+        "JOIN imaging_series se ON se.series_uid = i.series_uid "
+        "JOIN imaging_study s ON s.study_uid = se.study_uid "
+        "WHERE f.person_id = ? ORDER BY s.study_date DESC, f.finding_id DESC",
+        [person_id],
+    ).df()
+
+
+def _image_files(con, person_id: int) -> list[str]:
+    """The patient's image files on record, newest study first (the report reads the newest ones)."""
+    rows = con.execute(
+        "SELECT i.file_path FROM imaging_instance i JOIN imaging_series se ON se.series_uid = i.series_uid "
+        "JOIN imaging_study s ON s.study_uid = se.study_uid WHERE s.person_id = ? "
+        "ORDER BY s.study_date DESC, i.sop_instance_uid",
+        [person_id],
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def _key_image(path: Path, load) -> tuple[KeyImage | None, dict | None, str | None]:
+    """The image with the AI outline and its saliency map blended in; (image, finding row, note)."""
+    from dashboard.figures.saliency import overlay_rgb
+    from models.dicom.reader import DicomReadError, display, read_dicom
+    from models.inference.read import NoModelForImageError, model_for, read_image
+    from models.inference.registry import ModelUnavailableError
+    from models.inference.tasks import select_task
+    from models.saliency.methods import explain_image
+
+    try:
+        image = read_dicom(path)
+        task, why = select_task(image.modality, image.body_part)
+        if task is None:
+            return None, None, f"{path.name}: {why}"
+        model = model_for(image, {task.name: load(task.name)}, task.name)
+        ai = read_image(model, image)
+        explanation = explain_image(model, image, SALIENCY_METHOD)
+    except (DicomReadError, NoModelForImageError, ModelUnavailableError, OSError) as exc:
+        return None, None, f"{path.name}: {exc}"
+    rgb = overlay_rgb(display(image), explanation.attribution, opacity=0.45)
+    if ai.lesion_mask is not None:
+        from scipy import ndimage
+
+        edge = ai.lesion_mask & ~ndimage.binary_erosion(ai.lesion_mask)
+        rgb[edge] = (0, 255, 0)
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="PNG")
+    size = (
+        f", longest diameter {ai.lesion.longest_diameter_mm:.1f} mm"
+        if ai.lesion and image.spacing_mm
+        else ""
+    )
+    caption = (
+        f"{image.modality} {image.study_date or ''}: {ai.label.replace('_', ' ')} "
+        f"(p = {ai.confidence:.2f}{size}). Green: AI lesion outline; heat: Grad-CAM saliency of "
+        f"'{explanation.target_label}', cyan: its top 10 %."
+    )
+    row = {
+        "study_date": pd.to_datetime(image.study_date, format="%Y%m%d", errors="coerce"),
+        "modality": image.modality,
+        "model_name": ai.model,
+        "model_version": ai.model_version,
+        "predicted_class": ai.label,
+        "probability": float(ai.confidence),
+        "longest_diameter_mm": float(ai.lesion.longest_diameter_mm)
+        if ai.lesion and image.spacing_mm
+        else None,
+        "source": "read for this report",
+        "sha256": str(model.card.get("weights", {}).get("sha256", ""))[:12],
+    }
+    return KeyImage(caption, buffer.getvalue()), row, None
+
+
+def _load_models() -> ModelLoader:
+    return ModelLoader()  # one loader for the report: each model once, errors per image
+
+
+def gather(
+    db_path: Path,
+    person_id: int,
+    *,
+    include_names: bool = False,
+    generated_by: str = "oncolens",
+    now: dt.datetime | None = None,
+    load=None,
+) -> ReportData:
+    """Everything the report shows for one patient; ``UnknownPatientError`` when the store has no such patient."""
+    from analytics.forecast.patient import ForecastError, estimate_prior, patient_forecast
+    from analytics.treatment.clinic import load_clinic_model, recommendation_for
+    from analytics.treatment.clinic_data import patient_covariates
+    from analytics.treatment.model.files import TreatmentModelError
+    from dashboard.figures import clinical as plots
+    from dashboard.figures import static as static_figures
+
+    db_path = Path(db_path).expanduser()
+    now = now or dt.datetime.now()
+    load = load or _load_models()
+    notes: list[str] = []
+    with store.open_store(db_path, read_only=True) as con:
+        summary = patient_summary(con, person_id)  # raises UnknownPatientError
+        name_row = con.execute(
+            "SELECT given_name, family_name, birth_date FROM person WHERE person_id = ?",
+            [person_id],
+        ).fetchall()[0]
+        key = pseudonyms.store_secret(con)
+        findings = _findings(con, person_id)
+        files = _image_files(con, person_id)
+        try:
+            clinic = load_clinic_model(db_path, stack_refits=False)
+        except TreatmentModelError as exc:
+            clinic = None
+            notes.append(f"No treatment model: {exc}")
+        forecast = None
+        try:
+            forecast = patient_forecast(con, person_id, estimate_prior(con), clinic)
+        except ForecastError as exc:
+            notes.append(f"No forecast: {exc}")
+        rec = None
+        if clinic is not None:
+            try:
+                rec = recommendation_for(clinic, person_id, patient_covariates(con, person_id))
+            except (ValueError, LookupError) as exc:
+                notes.append(f"No recommendation: {exc}")
+    demo, dx = summary.demographics, summary.diagnosis
+    if include_names:
+        header = [
+            ("Patient", f"{name_row[1].upper()}, {name_row[0]}"),
+            ("MRN", demo.mrn),
+            ("Id", str(person_id)),
+            ("Born", f"{name_row[2]:%Y-%m-%d}"),
+        ]
+    else:
+        label = (
+            pseudonyms.pseudonym(key, person_id)
+            if key
+            else "pseudonym unavailable (store older than schema 3)"
+        )
+        header = [
+            ("Patient (pseudonym)", label),
+            ("Identifiers", "withheld (pseudonymised report)"),
+        ]
+    summary_rows = [
+        ("Sex", demo.sex),
+        (
+            "Age at diagnosis",
+            "unknown"
+            if demo.age_at_diagnosis_years is None
+            else f"{demo.age_at_diagnosis_years} years",
+        ),
+        ("Menopausal status", demo.menopausal_status),
+        ("Site", demo.site),
+    ]
+    if dx is not None:
+        summary_rows += [
+            (
+                "Diagnosis",
+                f"{dx.condition.replace('_', ' ')}, {dx.laterality}, {dx.diagnosis_date:%Y-%m-%d}",
+            ),
+            ("Stage / grade", f"{dx.stage} / {dx.grade}"),
+            ("Tumour size", f"{dx.tumour_size_mm:.0f} mm"),
+            ("Positive nodes", str(dx.positive_nodes)),
+            (
+                "Receptors",
+                f"ER {'+' if dx.er_positive else '-'} ({dx.er_fmol:g} fmol/mg), PR "
+                f"{'+' if dx.pr_positive else '-'} ({dx.pr_fmol:g} fmol/mg), HER2 "
+                f"{'+' if dx.her2_positive else '-'}",
+            ),
+        ]
+    if not summary.treatments.empty:
+        lines = summary.treatments.drop_duplicates("line_of_therapy")
+        summary_rows.append(
+            (
+                "Treatment lines",
+                "; ".join(
+                    f"{r.line_of_therapy}: {r.regimen} from {r.start_date:%Y-%m-%d}"
+                    for r in lines.itertuples()
+                ),
+            )
+        )
+    summary_rows.append(
+        (
+            "Outcome events",
+            "none recorded"
+            if summary.outcome_events.empty
+            else "; ".join(
+                f"{r.event_type} {pd.Timestamp(r.event_date):%Y-%m-%d}"
+                for r in summary.outcome_events.itertuples()
+            ),
+        )
+    )
+
+    key_images: list[KeyImage] = []
+    model_rows: dict[str, str] = {}
+    live: list[dict] = []
+    for path in files:
+        if len(key_images) >= KEY_IMAGES:
+            break
+        image, row, note = _key_image(Path(path), load)
+        if image is not None:
+            key_images.append(image)
+            live.append(row)
+            model_rows[f"Imaging model {row['model_name']}"] = (
+                f"{row['model_version']} (weights sha256 {row['sha256']}...)"
+            )
+        if note:
+            notes.append(note)
+    if live:
+        findings = pd.concat(
+            [pd.DataFrame(live)[FINDING_COLUMNS], findings[FINDING_COLUMNS]], ignore_index=True
+        )
+
+    forecast_lines: list[str] = []
+    fig = plots.patient_forecast_timeline(summary, forecast)
+    figures: list[tuple] = [(fig, 1100, 820)]
+    if forecast is not None:
+        j = forecast.to_json()
+        t = j["tumour"]
+        forecast_lines.append(f"As of {j['as_of']}. Forecast model {forecast.model_version}.")
+        if t["observed"]:
+            forecast_lines.append(
+                f"Lesion: {len(t['observed'])} reading(s), last {t['observed'][-1]['mm']} mm on "
+                f"{t['observed'][-1]['date']}, nadir {t['nadir_mm']} mm; RECIST progression "
+                f"{t['progression_status'].replace('_', ' ')}"
+                + (f" ({t['progression_date']})" if t["progression_date"] else "")
+                + "."
+            )
+        if t.get("progression_probability_6m") is not None:
+            forecast_lines.append(
+                f"Probability that a reading in 6 months meets progression: "
+                f"{100 * t['progression_probability_6m']:.0f} %."
+            )
+        for option, rows in j["survival"].items():
+            end = rows[-1]
+            forecast_lines.append(
+                f"{option}: recurrence-free to day {end['day']:.0f}: {100 * end['s']:.1f} % "
+                f"(95 % {100 * end['lo']:.1f}-{100 * end['hi']:.1f} %)."
+            )
+        forecast_lines += [f"Note: {n}" for n in [*t["notes"], *j["survival_info"]["notes"]]]
+        model_rows["Forecast"] = str(forecast.model_version)
+
+    recommendation_lines: list[str] = []
+    if rec is not None:
+        for o in rec["options"]:
+            lo, hi = o["rfs_5y_ci"]
+            recommendation_lines.append(
+                f"{o['treatment']}: 5-year RFS {100 * o['rfs_5y']:.1f} % "
+                f"(95 % CI {100 * lo:.1f}-{100 * hi:.1f}), RMST {o['rmst_days']:.0f} days"
+            )
+        recommendation_lines += [rec["statement"], rec["caveat"]]
+        figures.append(
+            (
+                plots.benefit_waterfall_figure(
+                    rec["shap"], rec["benefit"], rec["best_predicted"], rec["compared_with"]
+                ),
+                1000,
+                None,
+            )
+        )
+        model_rows["Treatment outcome model"] = str(rec["model_version"])
+    else:
+        recommendation_lines.append("No recommendation available (see the notes).")
+    pngs = static_figures.figures_png(figures)
+    timeline_png, waterfall_png = pngs[0], (pngs[1] if len(pngs) > 1 else None)
+
+    model_rows["OncoLens"] = oncolens_version()
+    return ReportData(
+        person_id=person_id,
+        header=header,
+        summary_rows=summary_rows,
+        findings=findings,
+        key_images=key_images,
+        timeline_png=timeline_png,
+        forecast_lines=forecast_lines,
+        recommendation_lines=recommendation_lines,
+        waterfall_png=waterfall_png,
+        model_rows=list(model_rows.items()),
+        generated_by=generated_by,
+        generated_at=now,
+        renderer=static_figures.renderer(),
+        notes=notes,
+    )
+
+
+def write_report(
+    db_path: Path,
+    person_id: int,
+    out: Path,
+    *,
+    include_names: bool = False,
+    actor: str = "oncolens",
+    role: str | None = None,
+    load=None,
+) -> dict:
+    """Gather, render and write the PDF atomically to ``out``; audit it; return a small summary."""
+    from dashboard.services.report_pdf import render_pdf
+
+    out = Path(out)
+    data = gather(db_path, person_id, include_names=include_names, generated_by=actor, load=load)
+    pdf = render_pdf(data)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(pdf)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    digest = hashlib.sha256(pdf).hexdigest()
+    audit.record_event(
+        db_path,
+        actor=actor,
+        role=role,
+        action="tumour_board_report",
+        subject=str(person_id),
+        inputs_sha256=digest,
+        details={
+            "include_names": include_names,
+            "pages_sha256": digest,
+            "models": dict(data.model_rows),
+        },
+    )
+    return {
+        "patient_id": person_id,
+        "out": str(out),
+        "sha256": digest,
+        "bytes": len(pdf),
+        "include_names": include_names,
+        "renderer": data.renderer,
+        "notes": data.notes,
+    }
+
+
+def report_bytes(
+    db_path: Path, person_id: int, *, include_names: bool, actor: str, role: str | None
+) -> bytes:
+    """The PDF in memory for a download button; audited like ``write_report``."""
+    from dashboard.services.report_pdf import render_pdf
+
+    pdf = render_pdf(gather(db_path, person_id, include_names=include_names, generated_by=actor))
+    audit.record_event(
+        db_path,
+        actor=actor,
+        role=role,
+        action="tumour_board_report",
+        subject=str(person_id),
+        inputs_sha256=hashlib.sha256(pdf).hexdigest(),
+        details={"include_names": include_names, "via": "app"},
+    )
+    return pdf
+
+
+__all__ = [
+    "SECTIONS",
+    "DISCLAIMER",
+    "UnknownPatientError",
+    "gather",
+    "write_report",
+    "report_bytes",
+]

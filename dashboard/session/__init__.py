@@ -1,0 +1,3 @@
+"""The app's session: sign-in and page access, the selected patient, and the audit hooks that
+write what a user was shown.
+"""

@@ -1,0 +1,300 @@
+"""Sign-in, roles and page access: the Streamlit side of ``analytics.governance.users``.
+
+Why two checks: ``app.py`` registers only the pages a role may open with
+``st.navigation``, so a URL naming another page leads nowhere (Streamlit falls
+back to Home); and every page starts with ``require_page``, so a page that is
+reached some other way (a future link, a routing bug) still refuses.
+
+- Signed out, the app shows only the sign-in form (``gate``).
+- The session lives in ``st.session_state`` under ``SESSION_KEY`` as a frozen
+  ``Session``; it ends after ``idle_timeout_s`` without a rerun (default 30
+  minutes, ``$ONCOLENS_IDLE_TIMEOUT_MIN``). The check runs at the start of
+  every rerun, so an expired session never renders a page.
+- Single sign-on (Streamlit's OIDC, ``st.login``) is offered when ``[auth]`` is
+  configured in ``.streamlit/secrets.toml``; the identity's email must map to an
+  account (``oncolens users add NAME --role ROLE --email E --sso-only``).
+- Roles outside the clinic (``ethics_board``, ``admin``) see patient ids only as
+  keyed-hash pseudonyms (``protect_ids``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from analytics import store
+from analytics.governance import pseudonyms, users
+from dashboard import resources
+
+ALL_ROLES = frozenset(users.ROLES)
+# Page (file stem in app_pages/) -> roles that may open it. docs/architecture.md explains each choice.
+PAGES: dict[str, frozenset[str]] = {
+    "home": ALL_ROLES,
+    "patient": frozenset(
+        {"oncologist", "care_team"}
+    ),  # the care team sees no recommendation (RECOMMENDS)
+    "imaging": frozenset({"oncologist"}),
+    "worklist": frozenset({"oncologist", "care_team"}),
+    "cohorts": frozenset({"oncologist", "ethics_board", "admin"}),
+    "governance": frozenset({"ethics_board", "admin"}),
+}
+# Roles shown treatment recommendations and asked to accept or override them.
+RECOMMENDS = frozenset({"oncologist"})
+# Roles that treat patients and so see real patient ids and MRNs; the others see pseudonyms.
+CLINICAL_ROLES = frozenset({"oncologist", "care_team"})
+
+SESSION_KEY = "oncolens.auth.session"
+_NOTICE_KEY = "oncolens.auth.notice"  # str: why the user is looking at the sign-in form
+_SSO_REFUSED_KEY = "oncolens.auth.sso_refused"  # str: the refusal for an SSO identity, audited once
+IDLE_TIMEOUT_ENV = "ONCOLENS_IDLE_TIMEOUT_MIN"
+DEFAULT_IDLE_TIMEOUT_MIN = 30.0
+
+
+@dataclass(frozen=True)
+class Session:
+    """Who is signed in, how, and when they last did something (``time.time()`` seconds)."""
+
+    username: str
+    role: str
+    method: str = "password"  # or "sso"
+    last_active: float = 0.0
+
+
+def clock() -> float:
+    """Seconds since the epoch; one place to read time, so a test can replace it."""
+    return time.time()
+
+
+def idle_timeout_s() -> float:
+    """Idle minutes before sign-out, from ``$ONCOLENS_IDLE_TIMEOUT_MIN`` (default 30); at least 1."""
+    try:
+        minutes = float(os.environ.get(IDLE_TIMEOUT_ENV, DEFAULT_IDLE_TIMEOUT_MIN))
+    except ValueError:
+        minutes = DEFAULT_IDLE_TIMEOUT_MIN
+    return max(minutes, 1.0) * 60
+
+
+def may_open(role: str | None, page: str) -> bool:
+    return role is not None and role in PAGES.get(page, frozenset())
+
+
+def sees_patient_ids(role: str | None) -> bool:
+    return role in CLINICAL_ROLES
+
+
+def session() -> Session | None:
+    """The signed-in session of this browser tab, if any (no timeout check: ``gate`` does that)."""
+    value = st.session_state.get(SESSION_KEY)
+    return value if isinstance(value, Session) else None
+
+
+def actor() -> tuple[str, str | None]:
+    """(username, role) for the audit trail; ``("anonymous", None)`` outside a session."""
+    s = session()
+    return (s.username, s.role) if s else ("anonymous", None)
+
+
+def sso_configured() -> bool:
+    """True when ``[auth]`` is in the app's secrets (Streamlit's OIDC settings)."""
+    try:
+        return "auth" in st.secrets
+    except Exception:  # no secrets file at all
+        return False
+
+
+def _end(db_path: Path, s: Session, *, timed_out: bool, notice: str | None) -> None:
+    """Audit the end of the session and forget everything this tab held (patient, views, widgets)."""
+    try:
+        users.sign_out(
+            db_path,
+            s.username,
+            s.role,
+            timed_out=timed_out,
+            idle_s=clock() - s.last_active if timed_out else None,
+            wait_s=resources.READ_WAIT_S,
+        )
+    except store.StoreError:
+        pass  # the session ends anyway; a store that cannot be written is shown on the sign-in form
+    for key in list(st.session_state.keys()):
+        del st.session_state[key]
+    st.query_params.clear()
+    if notice:
+        st.session_state[_NOTICE_KEY] = notice
+    if s.method == "sso" and sso_configured():
+        st.logout()  # also clears the identity cookie, so SSO does not sign the tab straight back in
+
+
+def current_session(db_path: Path) -> Session | None:
+    """The session if it is still live (its idle clock restarts); an expired one is ended and audited."""
+    s = session()
+    if s is None:
+        return None
+    now = clock()
+    if now - s.last_active > idle_timeout_s():
+        minutes = idle_timeout_s() / 60
+        _end(
+            db_path,
+            s,
+            timed_out=True,
+            notice=f"Your session ended after {minutes:g} minutes without activity. Sign in again.",
+        )
+        return None
+    s = replace(s, last_active=now)
+    st.session_state[SESSION_KEY] = s
+    return s
+
+
+def _start(user: users.User, method: str) -> None:
+    for key in list(st.session_state.keys()):  # nothing of a previous user survives in this tab
+        del st.session_state[key]
+    st.session_state[SESSION_KEY] = Session(user.username, user.role, method, clock())
+
+
+def gate(db_path: Path) -> Session:
+    """Return the live session, or draw the sign-in form and stop the run."""
+    s = current_session(db_path)
+    if s is not None:
+        return s
+    _sign_in_page(db_path)
+    st.stop()
+    raise AssertionError("unreachable")  # st.stop() raises
+
+
+def _sign_in_page(db_path: Path) -> None:
+    """The landing page of a signed-out tab: what OncoLens is, the sign-in form, and where each role starts."""
+    from dashboard.session import landing
+
+    st.title("OncoLens")
+    notice = st.session_state.get(_NOTICE_KEY)
+    if notice:
+        st.info(notice, icon=":material/lock_clock:")
+    landing.render_intro()
+    status = resources.store_status(db_path)
+    if not status.ok:
+        resources.show_store_problem(status)
+        return
+    form_column, guide_column = st.columns([1, 2], gap="large")
+    with guide_column:
+        landing.render_accounts(resources.demo_accounts(status))
+    with form_column:
+        st.markdown("#### Sign in")
+        if sso_configured():
+            _single_sign_on(db_path)
+        _password_form(db_path)
+
+
+def _password_form(db_path: Path) -> None:
+    with st.form("oncolens.sign_in", clear_on_submit=True):
+        username = st.text_input("Username", autocomplete="username")
+        password = st.text_input("Password", type="password", autocomplete="current-password")
+        submitted = st.form_submit_button("Sign in", type="primary")
+    if not submitted:
+        return
+    if not username.strip() or not password:
+        st.error(users.REFUSED)
+        return
+    try:
+        result = users.sign_in(db_path, username, password, wait_s=resources.READ_WAIT_S)
+    except store.StoreError as exc:
+        st.error(f"Signing in is not possible right now: {exc}")
+        return
+    if result.ok and result.user is not None:
+        _start(result.user, "password")
+        st.rerun()
+    st.error(result.message)
+    if result.retry_after_s > 0 and result.message == users.REFUSED:
+        st.caption("Repeated failures slow down further attempts for this username.")
+
+
+def _single_sign_on(db_path: Path) -> None:
+    if not st.user.get("is_logged_in"):
+        if st.button("Sign in with single sign-on", type="primary"):
+            st.login()
+        st.caption("Or with a local account:")
+        return
+    refused = st.session_state.get(_SSO_REFUSED_KEY)
+    if refused is None:
+        try:
+            result = users.sign_in_sso(db_path, st.user.get("email"), wait_s=resources.READ_WAIT_S)
+        except store.StoreError as exc:
+            st.error(f"Signing in is not possible right now: {exc}")
+            return
+        if result.ok and result.user is not None:
+            _start(result.user, "sso")
+            st.rerun()
+        refused = st.session_state[_SSO_REFUSED_KEY] = result.message
+    st.error(refused)
+    if st.button("Sign out of single sign-on"):
+        st.session_state.pop(_SSO_REFUSED_KEY, None)
+        st.logout()
+
+
+def sidebar(db_path: Path, s: Session) -> None:
+    """Who is signed in, and the sign-out button."""
+    with st.sidebar:
+        st.caption(f"Signed in as **{s.username}** · {s.role.replace('_', ' ')}")
+        if st.button("Sign out", key="oncolens.sign_out"):
+            _end(db_path, s, timed_out=False, notice="You have signed out.")
+            st.rerun()
+
+
+def require_role(*roles: str) -> Session:
+    """Stop the page unless the signed-in role is one of ``roles`` (the second line of defence)."""
+    s = session()
+    if s is None or s.role not in roles:
+        st.error("This page is not available to your role.", icon=":material/block:")
+        st.stop()
+    assert s is not None
+    return s
+
+
+def require_page(page: str) -> Session:
+    """``require_role`` with the roles ``PAGES`` gives ``page`` (its file stem)."""
+    return require_role(*PAGES[page])
+
+
+def protect_ids(
+    frame: pd.DataFrame,
+    db_path: str | Path,
+    columns: tuple[str, ...] = ("subject", "person_id"),
+    role: str | None = None,
+) -> pd.DataFrame:
+    """``frame`` with patient ids replaced by pseudonyms unless ``role`` (default: the session's) is clinical.
+
+    Pseudonyms are HMAC-SHA256 under the store's secret (``pseudonyms.pseudonym``):
+    stable, so events of one patient stay linkable, and not reversible without
+    the store.
+    """
+    role = role if role is not None else (session().role if session() else None)
+    present = [c for c in columns if c in frame.columns]
+    if sees_patient_ids(role) or not present or frame.empty:
+        return frame
+    key = _store_key(db_path)
+    out = frame.copy()
+    for column in present:
+        out[column] = [None if pd.isna(v) else pseudonyms.pseudonym(key, v) for v in out[column]]
+    return out
+
+
+def patient_label(person_id: int, db_path: str | Path) -> str:
+    """How a patient id is written for the signed-in role: the id, or its pseudonym."""
+    role = session().role if session() else None
+    return (
+        str(person_id)
+        if sees_patient_ids(role)
+        else pseudonyms.pseudonym(_store_key(db_path), person_id)
+    )
+
+
+def _store_key(db_path: str | Path) -> bytes:
+    with store.open_store(db_path, read_only=True, wait_s=resources.READ_WAIT_S) as con:
+        key = pseudonyms.store_secret(con)
+    if key is None:  # a store older than schema 3 (signing in migrates it, so rarely here)
+        with store.open_store(db_path, wait_s=resources.READ_WAIT_S) as con:
+            key = pseudonyms.ensure_secret(con)
+    return key

@@ -1,0 +1,142 @@
+"""Registered imaging models: weights plus model card, verified before use.
+
+Why verify: the weights the app runs must be exactly those whose metrics the
+card reports. The card carries the sha256 of its weights; a mismatch (a
+corrupted download, a retrained file without a new card) refuses to load.
+Weights load with ``torch.load(weights_only=True)``: no pickled code runs.
+
+A hospital registers its own validated model by putting ``NAME.pt`` and
+``NAME.json`` (same card format) in a folder named by ``$ONCOLENS_MODELS``;
+those override the bundled demo weights of the same name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from models.inference.network import LesionNet
+from models.inference.tasks import TASKS, TaskSpec
+
+BUNDLED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
+
+
+class ModelUnavailableError(Exception):
+    """A model cannot be used (missing, unknown or altered weights); the message says which and why."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    task: TaskSpec
+    card: dict
+    network: LesionNet
+    device: torch.device
+    weights_path: Path
+    runtime_note: str | None = None  # why the read runs in PyTorch, when it does
+
+    @property
+    def fast(self):
+        """The ONNX Runtime forward pass (``models.inference.onnx_runner.OnnxNetwork``) the registry attached to the
+        network, or None: kept on the network so forward-only explanations (occlusion) find it too."""
+        return getattr(self.network, "onnx_forward", None)
+
+    @property
+    def runtime(self) -> str:
+        return "onnxruntime" if self.fast is not None else "torch"
+
+    def infer(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(class logits before temperature, mask logits) of a batch, no gradients: the read's forward pass."""
+        if self.fast is not None:
+            return self.fast(x)
+        with torch.inference_mode():
+            return self.network(x.to(self.device))
+
+    @property
+    def name(self) -> str:
+        return self.task.name
+
+    @property
+    def version(self) -> str:
+        return str(self.card.get("version", self.task.version))
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.task.labels
+
+
+def model_dirs() -> list[Path]:
+    extra = os.environ.get("ONCOLENS_MODELS")
+    return ([Path(extra)] if extra else []) + [BUNDLED_WEIGHTS]
+
+
+def find_model_files(name: str) -> tuple[Path, Path]:
+    for folder in model_dirs():
+        weights, card = folder / f"{name}.pt", folder / f"{name}.json"
+        if weights.exists() and card.exists():
+            return weights, card
+    raise ModelUnavailableError(
+        f"model '{name}' is not installed (looked for {name}.pt and {name}.json in "
+        f"{', '.join(str(d) for d in model_dirs())}); train it with `python -m models.training.train --task {name}`"
+    )
+
+
+def load_card(name: str) -> dict:
+    _, card = find_model_files(name)
+    return json.loads(card.read_text())
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def load_model(name: str, device: torch.device | str | None = None) -> LoadedModel:
+    if name not in TASKS:
+        raise ModelUnavailableError(f"unknown model '{name}'; known: {', '.join(sorted(TASKS))}")
+    task = TASKS[name]
+    weights, card_path = find_model_files(name)
+    try:
+        card = json.loads(card_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelUnavailableError(f"model card {card_path} cannot be read: {exc}") from exc
+    expected = card.get("weights", {}).get("sha256")
+    actual = hashlib.sha256(weights.read_bytes()).hexdigest()
+    if expected != actual:
+        raise ModelUnavailableError(
+            f"weights {weights} do not match their model card (sha256 {actual[:12]}... "
+            f"vs card {str(expected)[:12]}...); refusing to use unverified weights"
+        )
+    device = torch.device(device) if device is not None else default_device()
+    try:
+        state = torch.load(weights, map_location=device, weights_only=True)
+        network = LesionNet(len(task.labels))
+        network.load_state_dict(state)
+    except Exception as exc:  # a card that matches but weights for another architecture
+        raise ModelUnavailableError(
+            f"weights {weights} cannot be loaded into {task.title}: {exc}"
+        ) from exc
+    # channels_last: about a third faster for these small convolutions on CPU (bench/bench_inference.py)
+    network.to(device, memory_format=torch.channels_last).eval()
+    fast, note = None, "GPU: PyTorch"
+    if device.type == "cpu":
+        from models.inference.network import INPUT_SIZE
+        from models.inference.onnx_runner import onnx_network
+
+        fast, note = onnx_network(network, actual, INPUT_SIZE)
+    network.onnx_forward = fast  # None: PyTorch runs every forward pass
+    return LoadedModel(task, card, network, device, weights, note)
+
+
+def available_models() -> list[str]:
+    found = []
+    for name in TASKS:
+        try:
+            find_model_files(name)
+            found.append(name)
+        except ModelUnavailableError:
+            pass
+    return found

@@ -1,0 +1,85 @@
+"""Subgroup audit: fast metrics equal the reference implementations; a planted gap is found as the largest."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from analytics.governance.subgroup_audit import age_band, auc, audit_subgroups
+from analytics.governance.subgroup_treatment import harrell_c_fast, km_at
+from analytics.treatment.model.metrics import harrell_c
+
+
+def test_fast_metrics_equal_sklearn_sksurv_and_lifelines() -> None:
+    from lifelines import KaplanMeierFitter
+
+    rng = np.random.default_rng(3)
+    y = rng.random(300) < 0.4
+    s = np.round(rng.random(300), 2)  # ties on purpose
+    assert auc(y, s) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+    t = np.round(rng.exponential(1500, 300) / 30) * 30  # tied times too
+    e = rng.random(300) < 0.6
+    assert harrell_c_fast(t, e, s) == pytest.approx(harrell_c(t, e, s), abs=1e-12)
+    km = KaplanMeierFitter().fit(t, e)
+    assert km_at(t, e, 1826.25) == pytest.approx(float(km.predict(1826.25)), abs=1e-9)
+
+
+def _planted(seed: int = 11) -> pd.DataFrame:
+    """Three sites; the model is informative at A and B and almost random at C (the planted gap)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for site, signal in (("A", 2.0), ("B", 2.0), ("C", 0.1)):
+        y = rng.random(400) < 0.35
+        score = 1 / (1 + np.exp(-(signal * (y - 0.5) + rng.normal(0, 1, 400))))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "site": site,
+                    "outcome": y.astype(int),
+                    "score": score,
+                    "decision": (score >= 0.5).astype(int),
+                    "band": rng.choice(["x", "y"], 400),
+                }
+            )
+        )
+    return pd.concat(rows, ignore_index=True)
+
+
+def test_a_planted_gap_is_the_largest_with_an_interval_that_excludes_zero() -> None:
+    frame = _planted()
+    audit = audit_subgroups(frame, ["site", "band", "missing"], bootstrap=100, seed=1)
+    largest = audit.largest["auc"]
+    assert largest["attribute"] == "site" and largest["low_group"] == "C"
+    assert largest["gap"] > 0.2 and largest["ci_low"] > 0.1
+    band = audit.gaps[(audit.gaps["attribute"] == "band") & (audit.gaps["metric"] == "auc")].iloc[0]
+    assert (
+        band["gap"] < largest["gap"] and band["ci_low"] < 0 < band["ci_high"]
+    )  # no real gap: CI spans 0
+    assert audit.skipped == {"missing": "not recorded"}
+    by = audit.by_group.set_index(["attribute", "group"])
+    assert by.loc[("site", "A"), "n"] == 400 and 0.75 < by.loc[("site", "A"), "auc"] < 0.95
+
+
+def test_small_and_one_class_groups_never_make_a_gap() -> None:
+    frame = _planted()
+    frame.loc[:4, "site"] = "tiny"  # 5 patients: shown, left out of the gaps
+    frame["only"] = "F"
+    audit = audit_subgroups(frame, ["site", "only"], bootstrap=0)
+    assert "tiny" in set(audit.by_group["group"])
+    assert "tiny" not in set(audit.gaps["low_group"]) | set(audit.gaps["high_group"])
+    assert "one group only" in audit.skipped["only"]
+    as_json = audit.as_dict()
+    assert as_json["largest_gap"]["auc"]["ci_low"] is None  # no bootstrap: no interval, NaN -> None
+
+
+def test_age_bands() -> None:
+    assert list(age_band([39.9, 40, 55, 69.9, 70, 88])) == [
+        "<40",
+        "40-49",
+        "50-59",
+        "60-69",
+        "70+",
+        "70+",
+    ]

@@ -1,0 +1,223 @@
+"""Governance page (AppTest), `oncolens validate subgroups` and `oncolens deidentify`: content, exit codes, JSON."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.uid import generate_uid
+
+from analytics import store
+from analytics.governance import audit
+from analytics.treatment.clinic import train_clinic_model
+from analytics.treatment.decisions import make_decision, record_decision
+from dashboard.cli.main import main
+from dashboard.figures.governance import calibration_figure
+from dashboard.panels.deid import deidentify_upload
+from models.deid import deidentify as deid
+from models.inference.registry import load_model
+from models.training import synthetic as phantoms
+from models.training.synthetic_dicom import write_phantom_dicom
+from tests.dashboard.app_pages.test_pages import open_page, texts
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+@pytest.fixture(scope="module")
+def gov_db(demo_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The 300-patient demo store with a trained clinic model, audit events and one decision."""
+    db = Path(shutil.copy(demo_db, tmp_path_factory.mktemp("gov") / "clinic.duckdb"))
+    train_clinic_model(db, bootstrap=2, folds=2)
+    for i in range(3):
+        audit.record_event(
+            db, actor=f"user{i}", role="oncologist", action="view_patient", subject=str(i + 1)
+        )
+    return db
+
+
+def test_validate_subgroups_prints_the_audit_as_json(gov_db, capsys) -> None:
+    code = main(
+        [
+            "validate",
+            "subgroups",
+            "--db",
+            str(gov_db),
+            "--n",
+            "40",
+            "--gap-bootstrap",
+            "20",
+            "--json",
+        ]
+    )
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0, out
+    t = out["treatment"]
+    assert t["patients"] > 200 and t["known_5y_status"] + t["censored_before_5y"] == t["patients"]
+    attrs = {r["attribute"] for r in t["survival"]["by_group"]}
+    assert {"age_band", "menopausal_status", "site", "stage"} <= attrs
+    assert "sex" in t["five_year"]["skipped"]  # the demo clinic is all women: said, not hidden
+    assert set(t["five_year"]["largest_gap"]) == {"auc", "tpr", "fpr", "calibration_gap"}
+    for row in t["survival"]["by_group"]:
+        assert row["n"] >= 1 and (row["harrell_c"] is None or 0 <= row["harrell_c"] <= 1)
+    img = out["imaging"]
+    assert set(img) == {"mammography", "brain_mri"}
+    assert {r["attribute"] for r in img["mammography"]["by_group"]} == {
+        "breast_density",
+        "laterality",
+        "lesion_size",
+    }
+    assert "no age" in img["mammography"]["note"]
+
+
+def test_validate_subgroups_without_a_treatment_model_fails_with_a_message(
+    demo_db, tmp_path, capsys
+) -> None:
+    db = Path(shutil.copy(demo_db, tmp_path / "bare.duckdb"))
+    code = main(
+        ["validate", "subgroups", "--db", str(db), "--n", "20", "--gap-bootstrap", "0", "--json"]
+    )
+    out = json.loads(capsys.readouterr().out)
+    assert code == 1 and "error" in out["treatment"] and "mammography" in out["imaging"]
+    assert main(["validate", "subgroups", "--db", str(db), "--threshold", "1.5"]) == 1
+
+
+def test_governance_page_shows_cards_audit_saliency_trail_and_export(gov_db, monkeypatch) -> None:
+    monkeypatch.setenv("ONCOLENS_DB", str(gov_db))
+    with store.open_store(gov_db, read_only=True) as con:
+        pid = con.execute("SELECT min(person_id) FROM person").fetchone()[0]
+    record_decision(
+        gov_db,
+        make_decision(
+            person_id=pid,
+            model_version="v-test",
+            recommended="endocrine",
+            options=("endocrine", "chemotherapy"),
+            chosen="chemotherapy",
+            reason="patient preference",
+            actor="dr",
+        ),
+    )
+    at = open_page("governance")
+    assert not at.exception, at.exception
+    shown = "\n".join(
+        [
+            texts(at.markdown),
+            texts(at.caption),
+            texts(at.info),
+            texts(at.warning),
+            *(e.label for e in at.expander),
+        ]
+    )
+    assert (
+        "Mammography mass classifier" in shown and "Treatment: clinic model" in shown
+    )  # model cards
+    assert "Largest Harrell's C gap" in shown and "Largest AUC gap" in shown  # subgroup audit
+    assert "saliency quality not measured" in shown or "sanity threshold" in shown  # saliency
+    frames = [df.value for df in at.dataframe]
+    groups = [f for f in frames if {"attribute", "group", "n", "harrell_c"} <= set(f.columns)]
+    assert groups and {"age_band", "menopausal_status", "site"} <= set(groups[0]["attribute"])
+    trail = [f for f in frames if {"event_id", "action", "actor"} <= set(f.columns)]
+    assert trail and len(trail[0]) >= 3
+    assert not any(
+        f["subject"].astype(str).isin(["1", "2", "3"]).any() for f in trail
+    )  # pseudonymised ids
+    assert any(m.label == "Overridden" and m.value == "1" for m in at.metric)  # decisions
+    assert at.get("download_button")  # export button
+
+
+def test_audit_filters_narrow_the_trail(gov_db) -> None:
+    from analytics.governance import board as governance
+
+    with store.open_store(gov_db, read_only=True) as con:
+        everything = governance.audit_events(con)
+        one = governance.audit_events(con, actors=["user1"], actions=["view_patient"])
+        none = governance.audit_events(
+            con,
+            since=everything["occurred_at"].max().date().replace(year=2000),
+            until=everything["occurred_at"].max().date().replace(year=2001),
+        )
+    assert len(one) == 1 and one["actor"].iloc[0] == "user1" and len(everything) > 1 and none.empty
+
+
+def test_calibration_figure_draws_groups_and_the_diagonal() -> None:
+    import pandas as pd
+
+    fig = calibration_figure(
+        pd.DataFrame({"p": [0.2, 0.5], "o": [0.25, None], "g": ["a", "b"], "n": [10, 5]}),
+        x="p",
+        y="o",
+        label="g",
+        title="t",
+        x_title="x",
+        y_title="y",
+    )
+    assert len(fig.data) == 2 and list(fig.data[1].x) == [
+        0.2
+    ]  # the row without an observation is left out
+
+
+def _phi_file(path: Path, patient_id: str) -> Path:
+    write_phantom_dicom(
+        phantoms.brain_mri(np.random.default_rng(4), False, size=(96, 96)),
+        path,
+        patient_id=patient_id,
+        patient_name="Doe^Jane",
+        study_uid=generate_uid(),
+        series_uid=generate_uid(),
+        sop_instance_uid=generate_uid(),
+        study_date="20240101",
+    )
+    return path
+
+
+def test_deidentify_cli_writes_clean_copies_and_reports(tmp_path, capsys) -> None:
+    src = _phi_file(tmp_path / "in" / "a.dcm", "MRN-998877")
+    (tmp_path / "in" / "broken.dcm").write_bytes(b"not dicom")
+    key = tmp_path / "k.key"
+    code = main(
+        [
+            "deidentify",
+            str(tmp_path / "in"),
+            "--out",
+            str(tmp_path / "out"),
+            "--key-file",
+            str(key),
+            "--json",
+        ]
+    )
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.strip()]
+    assert code == 1  # one input failed; the other was still written
+    ok = [r for r in lines if "error" not in r]
+    assert len(ok) == 1 and len(lines) == 2
+    raw = Path(ok[0]["out"]).read_bytes()
+    assert (
+        b"MRN-998877" not in raw
+        and b"Doe^Jane" not in raw
+        and src.read_bytes().count(b"MRN-998877") == 1
+    )
+    assert pydicom.dcmread(ok[0]["out"]).PatientID == deid.pseudonym(
+        "MRN-998877", deid.load_or_create_key(key)
+    )
+    assert main(["deidentify", str(src), "--out", str(src.parent)]) == 1  # never over the originals
+
+
+def test_an_upload_is_deidentified_before_display(tmp_path) -> None:
+    data = _phi_file(tmp_path / "u.dcm", "MRN-123123").read_bytes()
+    clean, report = deidentify_upload(str(tmp_path / "clinic.duckdb"), data)
+    assert b"MRN-123123" not in clean and b"Doe^Jane" not in clean and report.counts()["U"] >= 3
+    assert (tmp_path / "clinic_deid.key").exists()
+
+
+def test_imaging_subgroup_report_on_fresh_phantoms() -> None:
+    from dashboard.services.subgroups import imaging_subgroup_report
+
+    r = imaging_subgroup_report(load_model("brain_mri", device="cpu"), n=40, seed=5, bootstrap=10)
+    groups = {r_["group"]: r_ for r_ in r["by_group"]}
+    assert (
+        groups["none"]["positives"] == 0 and groups["none"]["tpr"] is None
+    )  # TPR undefined without lesions
+    assert sum(g["n"] for g in groups.values()) == 40

@@ -1,0 +1,221 @@
+"""The Patient page's "Treatment options" section through AppTest: what it shows, decisions, no model."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from analytics import store
+from analytics.treatment.clinic import load_clinic_model, recommend_patient, train_clinic_model
+from analytics.treatment.clinic_data import clinic_training_table
+from analytics.treatment.recommend import recommend
+from tests.dashboard.app_pages.test_pages import ROOT, open_page, texts
+
+NO_DIAGNOSIS = 299  # the fixture deletes this patient's diagnosis
+
+
+@pytest.fixture(scope="module")
+def model_db(demo_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A private copy of the demo store with its clinic model trained (few refits: fast)."""
+    path = tmp_path_factory.mktemp("treatment_app") / "clinic.duckdb"
+    shutil.copyfile(demo_db, path)
+    train_clinic_model(path, bootstrap=4)
+    with store.open_store(path) as con:
+        con.execute("DELETE FROM condition_occurrence WHERE person_id = ?", [NO_DIAGNOSIS])
+    return path
+
+
+@pytest.fixture(scope="module")
+def patients_by_kind(model_db: Path) -> dict[str, int]:
+    """One patient whose recommendation is clear and one with no clear difference (from the library)."""
+    clinic = load_clinic_model(model_db)
+    with store.open_store(model_db, read_only=True) as con:
+        table, ids = clinic_training_table(con)
+    clear = recommend(clinic.model, table.covariates).clear
+    assert clear.any() and not clear.all(), "the fixture model must give both kinds of patient"
+    return {
+        "clear": int(ids[np.flatnonzero(clear)[0]]),
+        "unclear": int(ids[np.flatnonzero(~clear)[0]]),
+    }
+
+
+@pytest.fixture
+def model_env(model_db: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("ONCOLENS_DB", str(model_db))
+    return model_db
+
+
+def _decisions(db: Path, person_id: int) -> list[tuple]:
+    with store.open_store(db, read_only=True) as con:
+        return con.execute(
+            "SELECT recommended, chosen, accepted, reason, actor FROM treatment_decision "
+            "WHERE person_id = ? ORDER BY decision_id",
+            [person_id],
+        ).fetchall()
+
+
+def _audited_decisions(db: Path, person_id: int) -> list[dict]:
+    with store.open_store(db, read_only=True) as con:
+        rows = con.execute(
+            "SELECT details FROM audit_event WHERE action = 'treatment_decision' AND subject = ? ORDER BY event_id",
+            [str(person_id)],
+        ).fetchall()
+    return [json.loads(r[0]) for r in rows]
+
+
+def test_section_shows_what_the_cli_says(model_env, patients_by_kind):
+    pid = patients_by_kind["clear"]
+    expected = recommend_patient(model_env, pid)
+    at = open_page("patient", patient=str(pid))
+    assert not at.exception and not at.error
+    assert "Treatment options" in texts(at.subheader)
+    metrics = {m.label.split(" · ")[0]: m for m in at.metric}
+    for o in expected["options"]:
+        assert metrics[o["treatment"]].value == f"{100 * o['rfs_5y']:.1f}%"
+    recommended = expected["recommended"]
+    assert recommended is not None
+    assert "recommended" in next(
+        m.label for m in at.metric if m.label.startswith(recommended + " ")
+    )
+    assert f"Recommended: {recommended}." in texts(at.success)
+    captions = texts(at.caption)
+    for o in expected["options"]:
+        lo, hi = o["rfs_5y_ci"]
+        assert f"95% interval {100 * lo:.1f}% to {100 * hi:.1f}%" in captions
+        assert f"RMST {o['rmst_days']:,.0f} of" in captions
+    assert "not a medical device" in captions and "not randomised" in captions
+    assert expected["model_version"] in captions and "bootstrap" in captions
+    assert "Similar patients: the same stage and oestrogen-receptor status" in captions
+    # lesion, labs, options, SHAP waterfall, similar patients
+    assert len(at.get("plotly_chart")) == 5
+    waterfall = next(
+        json.loads(c.proto.spec) for c in at.get("plotly_chart") if '"waterfall"' in c.proto.spec
+    )
+    trace = waterfall["data"][0]
+    assert trace["x"][-1] == pytest.approx(100 * expected["benefit"], abs=1e-6)
+    top = expected["shap"]["contributions"][0]
+    assert trace["y"][1].startswith(top["feature"].split(" (")[0])
+
+
+def test_no_clear_difference_offers_a_choice_not_an_acceptance(model_env, patients_by_kind):
+    pid = patients_by_kind["unclear"]
+    at = open_page("patient", patient=str(pid))
+    assert not at.exception
+    assert "No clear difference between" in texts(at.info) and not at.success
+    assert "Out of 100 patients like this one" in texts(
+        at.info
+    ) and "does not pick an option" in texts(at.info)
+    labels = [b.label for b in at.button]
+    assert "Record choice" in labels and not any(label.startswith("Accept") for label in labels)
+
+
+def test_override_needs_a_reason_then_accept_and_override_are_stored_and_audited(
+    model_env, patients_by_kind
+):
+    pid = patients_by_kind["clear"]
+    recommended = recommend_patient(model_env, pid)["recommended"]
+    at = open_page("patient", patient=str(pid))
+    override = next(b for b in at.button if b.label.startswith("Override"))
+    other = at.selectbox[0].options[0]
+    override.click().run()
+    assert "give a reason for overriding" in texts(at.error)
+    assert _decisions(model_env, pid) == []
+
+    at.text_area[0].input("declines chemotherapy after counselling")
+    at.selectbox[0].select(other)
+    next(b for b in at.button if b.label.startswith("Override")).click().run()
+    assert not at.error and f"chose {other}" in texts(at.success)
+    next(b for b in at.button if b.label == f"Accept {recommended}").click().run()
+    assert f"accepted {recommended}" in texts(at.success)
+
+    assert _decisions(model_env, pid) == [
+        (recommended, other, False, "declines chemotherapy after counselling", "demo-user"),
+        (recommended, recommended, True, None, "demo-user"),
+    ]
+    audited = _audited_decisions(model_env, pid)
+    assert [(a["chosen"], a["accepted"]) for a in audited] == [(other, False), (recommended, True)]
+    history = at.dataframe[0].value  # shown on the page, newest first
+    assert history["chosen"].tolist() == [recommended, other]
+
+
+def test_without_a_model_the_page_gives_the_command_that_trains_it(app_env):
+    at = open_page("patient", patient="42")
+    assert not at.exception and not at.error
+    assert "No usable treatment model for this store" in texts(at.info)
+    assert f"oncolens recommend --train --db {app_env}" in texts(at.get("code"))
+    assert "Similar patients" in texts(at.caption)  # the store's own curves still show
+
+
+def test_a_patient_without_diagnosis_is_told_why_there_is_no_recommendation(model_env):
+    at = open_page("patient", patient=str(NO_DIAGNOSIS))
+    assert not at.exception and not at.error
+    assert "No recommendation" in texts(at.warning) and "no diagnosis recorded" in texts(at.warning)
+    assert not any(b.label.startswith(("Accept", "Record")) for b in at.button)
+
+
+def test_treatment_modules_never_read_the_hidden_truth():
+    for name in ("similar", "decisions", "clinic", "clinic_data"):
+        source = (ROOT / "analytics" / "treatment" / f"{name}.py").read_text()
+        assert not re.search(r"\b(FROM|JOIN)\s+\"?truth\"?\s*\.", source, re.I), name
+
+
+def test_cohorts_page_shows_what_drives_the_model_over_the_clinic(model_env):
+    at = open_page("cohorts")
+    assert not at.exception and not at.error
+    assert "The treatment model across the clinic" in texts(at.subheader)
+    keys = {c.key for c in at.get("plotly_chart")}
+    assert {"cohort_shap_bar", "cohort_shap_beeswarm"} <= keys, keys
+    assert any(m.value.endswith("%") for m in at.metric if m.label.lower().startswith("no clear"))
+    assert "not a medical device" in texts(at.caption)
+
+
+def test_cohorts_page_without_a_model_says_how_to_train_one(app_env):
+    at = open_page("cohorts")
+    assert not at.exception
+    assert "No treatment model summary" in texts(at.info)
+
+
+def test_the_recommendation_shown_and_the_decision_name_the_signed_in_clinician(
+    model_env, patients_by_kind
+):
+    pid = patients_by_kind["clear"]
+    with store.open_store(model_env, read_only=True) as con:
+        before = con.execute(
+            "SELECT count(*) FROM audit_event WHERE action = 'recommendation_shown'"
+        ).fetchone()[0]
+    at = open_page("patient", patient=str(pid))
+    at.run()  # shown again: audited once per session
+    with store.open_store(model_env, read_only=True) as con:
+        shown = con.execute(
+            "SELECT actor, role, subject, model_name, model_version, inputs_sha256 FROM audit_event "
+            "WHERE action = 'recommendation_shown' ORDER BY event_id"
+        ).fetchall()[before:]
+    assert len(shown) == 1
+    assert shown[0][:4] == ("demo-user", "oncologist", str(pid), "treatment")
+    assert (
+        shown[0][4] == recommend_patient(model_env, pid)["model_version"] and len(shown[0][5]) == 64
+    )
+    at.button[
+        [b.label for b in at.button].index(
+            next(b.label for b in at.button if b.label.startswith("Accept"))
+        )
+    ].click().run()
+    assert _decisions(model_env, pid)[-1][4] == "demo-user"
+    from analytics.governance import audit
+
+    assert audit.verify_store(model_env).ok
+
+
+def test_the_care_team_sees_the_record_and_forecasts_but_no_recommendation(
+    model_env, patients_by_kind
+):
+    at = open_page("patient", role="care_team", patient=str(patients_by_kind["clear"]))
+    assert not at.exception and not at.error
+    assert "shown to oncologists" in texts(at.caption)
+    assert not any(b.label.startswith(("Accept", "Record")) for b in at.button)
+    assert "Out of 100 patients like this one" not in texts(at.info)

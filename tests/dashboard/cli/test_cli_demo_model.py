@@ -1,0 +1,54 @@
+"""`oncolens demo` trains the clinic's treatment model, skips it on request, and never keeps a stale one."""
+
+from __future__ import annotations
+
+import json
+
+from analytics.treatment.model.files import model_paths
+from tests.dashboard.cli.test_cli import oncolens
+
+
+def test_demo_trains_the_model_and_force_no_model_removes_the_replaced_one(tmp_path):
+    db = tmp_path / "clinic.duckdb"
+    r = oncolens(
+        "demo", "--patients", "150", "--images", "0", "--db", str(db), "--json", timeout=300
+    )
+    assert r.returncode == 0, r.stderr
+    model = json.loads(r.stdout)["treatment_model"]
+    folder = tmp_path / "clinic_models"
+    assert model["model_dir"] == str(folder) and model["model_version"].startswith("xgb_pseudo-")
+    assert model["train_s"] > 0
+    weights, card = model_paths(folder)
+    assert json.loads(card.read_text())["version"] == model["model_version"] and weights.exists()
+    rec = oncolens("recommend", "3", "--db", str(db), "--json")
+    assert rec.returncode == 0, rec.stderr
+    assert json.loads(rec.stdout)["model_version"] == model["model_version"]
+
+    r = oncolens(
+        "demo",
+        "--patients",
+        "120",
+        "--seed",
+        "2",
+        "--images",
+        "0",
+        "--db",
+        str(db),
+        "--force",
+        "--no-model",
+        "--json",
+    )
+    assert r.returncode == 0, r.stderr
+    assert "--no-model" in json.loads(r.stdout)["treatment_model"]["skipped"]
+    assert not weights.exists() and not card.exists()  # no model of the replaced clinic
+    assert "removed the replaced store's treatment model" in r.stderr
+    rec = oncolens("recommend", "3", "--db", str(db))
+    assert rec.returncode == 1 and "oncolens recommend --train" in rec.stderr
+
+
+def test_demo_too_small_for_a_model_still_succeeds_and_says_why(tmp_path):
+    db = tmp_path / "tiny.duckdb"
+    r = oncolens("demo", "--patients", "20", "--images", "0", "--db", str(db))
+    assert r.returncode == 0, r.stderr
+    assert "No treatment model: too few usable patients" in r.stdout
+    assert not (tmp_path / "tiny_models" / "treatment_outcome.json").exists()

@@ -1,0 +1,184 @@
+"""`oncolens predict`, `ingest` and `validate imaging`: the contract's JSON, exit codes, the store rows."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.uid import generate_uid
+
+from analytics import store
+from dashboard.cli.main import main
+from models.deid import deidentify as deid
+from models.training import synthetic as phantoms
+from models.training.synthetic_dicom import write_phantom_dicom
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+def _lines(out: str) -> list[dict]:
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    f = tmp_path_factory.mktemp("cli_images")
+    rng = np.random.default_rng
+    for name, ph in (
+        ("mg.dcm", phantoms.mammogram(rng(1), "malignant", lesion_diameter_mm=22.0)),
+        ("mr.dcm", phantoms.brain_mri(rng(2), True, lesion_diameter_mm=28.0)),
+    ):
+        write_phantom_dicom(
+            ph,
+            f / name,
+            patient_id="P1",
+            study_uid=generate_uid(),
+            series_uid=generate_uid(),
+            sop_instance_uid=generate_uid(),
+            study_date="20250301",
+        )
+    return f
+
+
+def test_predict_json_walks_folders_and_exits_zero(folder, capsys) -> None:
+    assert main(["predict", str(folder), "--json"]) == 0
+    out = _lines(capsys.readouterr().out)
+    assert [Path(r["file"]).name for r in out] == ["mg.dcm", "mr.dcm"]  # masks skipped, sorted
+    for r in out:
+        assert {
+            "file",
+            "model",
+            "model_version",
+            "label",
+            "probabilities",
+            "lesion",
+            "latency_ms",
+        } <= r.keys()
+    assert out[1]["model"] == "brain_mri" and out[1]["lesion"]["longest_diameter_mm"] > 10
+
+
+def test_predict_reports_bad_files_and_exits_non_zero(folder, tmp_path, capsys) -> None:
+    bad = tmp_path / "bad.dcm"
+    bad.write_bytes(b"\x00" * 200)
+    assert main(["predict", str(folder / "mr.dcm"), str(bad), "--json"]) == 1
+    captured = capsys.readouterr()
+    good, err = _lines(captured.out)
+    assert good["label"] == "tumour"
+    assert err["file"] == str(bad) and err["error"] and "Traceback" not in captured.err
+    assert main(["predict", str(folder / "mr.dcm")]) == 0
+    assert "tumour" in capsys.readouterr().out
+
+
+def test_predict_with_a_forced_model_and_with_no_files(folder, tmp_path, capsys) -> None:
+    assert main(["predict", str(folder / "mr.dcm"), "--model", "mammography", "--json"]) == 1
+    assert "MG" in _lines(capsys.readouterr().out)[0]["error"]
+    (tmp_path / "empty").mkdir()
+    assert main(["predict", str(tmp_path / "empty")]) == 1
+    assert "no files" in capsys.readouterr().err
+
+
+def test_ingest_files_a_study_with_its_ai_finding_once(demo_db, folder, tmp_path, capsys) -> None:
+    db = Path(shutil.copy(demo_db, tmp_path / "clinic.duckdb"))
+    with store.open_store(db, read_only=True) as con:
+        person_id, mrn = con.execute(
+            "SELECT person_id, mrn FROM person ORDER BY person_id LIMIT 1"
+        ).fetchone()
+        before = con.execute("SELECT count(*) FROM measurement").fetchone()[0]
+    f = tmp_path / "in" / "brain.dcm"
+    study = generate_uid()
+    write_phantom_dicom(
+        phantoms.brain_mri(np.random.default_rng(3), True, lesion_diameter_mm=30.0),
+        f,
+        patient_id=mrn,
+        study_uid=study,
+        series_uid=generate_uid(),
+        sop_instance_uid=generate_uid(),
+        study_date="20250401",
+    )
+    stranger = tmp_path / "in" / "stranger.dcm"
+    write_phantom_dicom(
+        phantoms.brain_mri(np.random.default_rng(4), False),
+        stranger,
+        patient_id="NOBODY",
+        study_uid=generate_uid(),
+        series_uid=generate_uid(),
+        sop_instance_uid=generate_uid(),
+        study_date="20250401",
+    )
+    for _ in range(2):  # the second run replaces, never duplicates
+        assert main(["ingest", str(tmp_path / "in"), "--db", str(db)]) == 1
+        out = _lines(capsys.readouterr().out)
+        stored = [r for r in out if "error" not in r]
+        failed = [r for r in out if "error" in r]
+        assert len(stored) == 1 and stored[0]["person_id"] == person_id
+        assert (
+            len(failed) == 1
+            and "not in the store" in failed[0]["error"]
+            and "NOBODY" not in failed[0]["error"]
+        )
+    # filed de-identified: the store's key remaps the UIDs, the same way on every run
+    key = deid.load_or_create_key(deid.key_path_for_store(db))
+    assert stored[0]["study_uid"] == deid.remap_uid(study, key) != study
+    assert stored[0]["deidentification"]["counts"]["U"] >= 3
+    study = stored[0]["study_uid"]
+    with store.open_store(db, read_only=True) as con:
+        s = con.execute(
+            "SELECT person_id, modality FROM imaging_study WHERE study_uid = ?", [study]
+        ).fetchall()
+        assert s == [(person_id, "MR")]
+        f_rows = con.execute(
+            "SELECT predicted_class, probability, longest_diameter_mm FROM ai_finding WHERE person_id = ?",
+            [person_id],
+        ).fetchall()
+        assert (
+            len(f_rows) == 1
+            and f_rows[0][0] == "tumour"
+            and f_rows[0][2] == pytest.approx(30, abs=6)
+        )
+        m = con.execute(
+            "SELECT value, unit, source FROM measurement WHERE study_uid = ? AND source = 'ai'",
+            [study],
+        ).fetchall()
+        assert len(m) == 1 and m[0][1] == "mm"
+        assert con.execute("SELECT count(*) FROM measurement").fetchone()[0] == before + 1
+        path = con.execute(
+            "SELECT file_path FROM imaging_instance JOIN imaging_series USING (series_uid) "
+            "WHERE study_uid = ?",
+            [study],
+        ).fetchone()[0]
+        assert (
+            Path(path) == Path(stored[0]["stored_file"])
+            and Path(path).parent.parent.parent.name == "clinic_images"
+        )
+    kept = Path(path).read_bytes()
+    assert (
+        mrn.encode() not in kept
+        and b"Demo^Patient" not in kept
+        and stored[0]["study_uid"].encode() in kept
+    )
+    ds = pydicom.dcmread(path)
+    assert ds.PatientID == str(person_id) and ds.PatientIdentityRemoved == "YES"
+    assert f.exists()  # the original is read, never changed or moved
+
+
+def test_ingest_needs_a_store_and_files(tmp_path, folder, capsys) -> None:
+    assert main(["ingest", str(folder), "--db", str(tmp_path / "missing.duckdb")]) == 1
+    assert "oncolens demo" in capsys.readouterr().err
+    assert main(["ingest", "--db", str(tmp_path / "x.duckdb")]) == 1
+
+
+def test_validate_imaging_gives_honest_figures_per_model(capsys) -> None:
+    assert main(["validate", "imaging", "--n", "80", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {"mammography", "brain_mri"}
+    for r in out.values():
+        assert (
+            0.5 < r["auc"]["value"] <= 1.0
+            and r["auc"]["ci_low"] <= r["auc"]["value"] <= r["auc"]["ci_high"]
+        )
+        assert 0 <= r["ece"] < 0.3 and 0 < r["lesion_dice"]["value"] <= 1
+        assert r["n"] == 80 and len(r["weights_sha256"]) == 64

@@ -1,0 +1,89 @@
+"""`oncolens worklist` and the demo's ranking: the stored worklist, with the model that `demo` trained."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from analytics import store
+from analytics.worklist import stored as worklist_store
+from dashboard.cli.main import main
+from tests.dashboard.cli.test_cli import oncolens
+
+
+def test_demo_ranks_the_worklist_with_the_model_it_trained(tmp_path):
+    db = tmp_path / "clinic.duckdb"
+    r = oncolens(
+        "demo", "--patients", "150", "--images", "0", "--db", str(db), "--json", timeout=300
+    )
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    version = out["treatment_model"]["model_version"]
+    assert out["worklist"]["mode"] == "full" and out["worklist"]["model_version"] == version
+    r = oncolens("worklist", "--db", str(db), "--json", "--limit", "5")
+    assert r.returncode == 0, r.stderr
+    page = json.loads(r.stdout)
+    assert page["fresh"] and page["model_version"] == version and page["stale_reasons"] == []
+    assert len(page["rows"]) == 5 and page["total"] == out["worklist"]["entries"]
+    assert {row["risk_parts"] for row in page["rows"]} <= {
+        "tumour+survival",
+        "tumour",
+        "survival",
+        "none",
+    }
+    assert "tumour+survival" in {
+        row["risk_parts"] for row in page["rows"]
+    }  # the model's recurrence part
+
+
+def test_worklist_says_when_it_is_stale_and_refresh_makes_it_current(demo_db, tmp_path, capsys):
+    db = Path(shutil.copy(demo_db, tmp_path / "clinic.duckdb"))
+    with store.open_store(db) as con:
+        con.execute("UPDATE clinic_metadata SET value = '2026-09-30' WHERE key = 'data_cutoff'")
+    assert main(["worklist", "--db", str(db)]) == 0
+    captured = capsys.readouterr()
+    assert "stale: its risks are for 2026-06-30; today is 2026-09-30" in captured.err
+    assert "oncolens worklist --refresh" in captured.err and "patients on the list" in captured.out
+    assert main(["worklist", "--db", str(db), "--refresh", "--progression", "--json"]) == 0
+    page = json.loads(capsys.readouterr().out)
+    assert page["fresh"] and page["refreshed"]["mode"] == "full"
+    assert all(row["progression"] for row in page["rows"])
+    with store.open_store(db, read_only=True) as con:
+        assert worklist_store.status(con, None).fresh
+        assert page["total"] == worklist_store.read_page(con, only_progression=True).total
+
+
+def test_an_ingested_ai_reading_moves_her_row_at_once(demo_db, tmp_path, capsys):
+    import numpy as np
+    from pydicom.uid import generate_uid
+
+    from models.training import synthetic as phantoms
+    from models.training.synthetic_dicom import write_phantom_dicom
+
+    db = Path(shutil.copy(demo_db, tmp_path / "clinic.duckdb"))
+    with store.open_store(db, read_only=True) as con:
+        pid, mrn, n, full_at = con.execute(
+            "SELECT person_id, mrn, n_measurements, full_refresh_at FROM worklist_entry, worklist_state "
+            "ORDER BY rank DESC LIMIT 1"
+        ).fetchone()
+    f = tmp_path / "in" / "mg.dcm"
+    write_phantom_dicom(
+        phantoms.mammogram(np.random.default_rng(1), "malignant", lesion_diameter_mm=60.0),
+        f,
+        patient_id=mrn,
+        study_uid=generate_uid(),
+        series_uid=generate_uid(),
+        sop_instance_uid=generate_uid(),
+        study_date="20260620",
+    )
+    assert main(["ingest", str(f), "--db", str(db)]) == 0
+    capsys.readouterr()
+    with store.open_store(db, read_only=True) as con:
+        assert worklist_store.status(con, None).fresh
+        row = con.execute(
+            "SELECT n_measurements, latest_date FROM worklist_entry WHERE person_id = ?", [pid]
+        ).fetchone()
+        state = con.execute("SELECT full_refresh_at, computed_at FROM worklist_state").fetchone()
+    assert row[0] == n + 1 and str(row[1]) == "2026-06-20"
+    assert state[0] == full_at < state[1]  # an increment, not a full ranking

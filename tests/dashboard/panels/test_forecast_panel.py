@@ -1,0 +1,152 @@
+"""The Patient page's "Timeline and forecast" section through AppTest, and its figure without Streamlit."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from analytics import store
+from dashboard.figures import clinical as plots
+from tests.dashboard.app_pages.test_pages import open_page, texts
+
+NO_LESION = 8
+
+
+@pytest.fixture(scope="module")
+def forecast_db(demo_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("forecast_app") / "clinic.duckdb"
+    shutil.copyfile(demo_db, path)
+    with store.open_store(path) as con:
+        con.execute(
+            "DELETE FROM measurement WHERE person_id = ? AND concept = 'lesion_longest_diameter'",
+            [NO_LESION],
+        )
+    return path
+
+
+def test_patient_page_shows_timeline_forecast_and_its_caveats(forecast_db, monkeypatch):
+    monkeypatch.setenv("ONCOLENS_DB", str(forecast_db))
+    at = open_page("patient", patient="42")
+    assert not at.exception and not at.error
+    assert "Timeline and forecast" in [s.value for s in at.subheader]
+    captions = texts(at.caption)
+    assert "not a medical device" in captions and "80 %" in captions and "95 %" in captions
+    labels = {m.label for m in at.metric}
+    assert {
+        "RECIST progression",
+        "P(progression) in 6 months",
+        "P(recurrence) in 6 months",
+    } <= labels
+    assert "no treatment model" in captions.lower()
+    assert "is expected to" in texts(at.info) and "support, not replace" in texts(at.info)
+
+
+def test_patient_without_lesion_readings_gets_a_note_not_an_error(forecast_db, monkeypatch):
+    monkeypatch.setenv("ONCOLENS_DB", str(forecast_db))
+    at = open_page("patient", patient=str(NO_LESION))
+    assert not at.exception and not at.error
+    assert "No forecast" in texts(at.info) and "no usable lesion measurement" in texts(at.info)
+
+
+def test_timeline_figure_has_lanes_band_today_and_units():
+    observed = pd.DataFrame(
+        {
+            "date": pd.to_datetime(["2020-01-01", "2020-05-01", "2020-09-01"]),
+            "mm": [30.0, 20.0, 26.0],
+            "progression": [False, False, True],
+            "response": [False, True, False],
+        }
+    )
+    forecast = pd.DataFrame(
+        {
+            "date": pd.to_datetime(["2020-09-01", "2021-01-01"]),
+            "mm": [26.0, 33.0],
+            "lo": [22.0, 25.0],
+            "hi": [30.0, 41.0],
+            "lo80": [23.5, 28.0],
+            "hi80": [28.5, 38.0],
+        }
+    )
+    survival = {
+        "endocrine": pd.DataFrame(
+            {
+                "day": [300.0, 365.0, 730.0],
+                "s": [1.0, 0.97, 0.9],
+                "lo": [1.0, 0.95, 0.85],
+                "hi": [1.0, 0.99, 0.95],
+            }
+        )
+    }
+    treatments = pd.DataFrame(
+        {
+            "line_of_therapy": [1],
+            "treatment_class": ["endocrine"],
+            "agent": ["letrozole"],
+            "regimen": ["endocrine"],
+            "exposure_type": ["drug"],
+            "start_date": pd.to_datetime(["2020-01-20"]),
+            "end_date": [pd.NaT],
+            "ongoing": [True],
+        }
+    )
+    measurements = pd.DataFrame(
+        {
+            "measurement_date": pd.to_datetime(["2020-01-01"]),
+            "concept": ["ca15_3"],
+            "value": [20.0],
+            "unit": ["U/mL"],
+            "source": ["lab"],
+            "study_uid": [None],
+        }
+    )
+    studies = pd.DataFrame(
+        {
+            "study_uid": ["1.2.3"],
+            "study_date": pd.to_datetime(["2020-01-01"]),
+            "modality": ["MG"],
+            "description": ["follow-up"],
+            "accession_number": ["A1"],
+            "lesion_longest_diameter_mm": [30.0],
+        }
+    )
+    fig = plots.patient_timeline_figure(
+        diagnosis_date=pd.Timestamp("2019-12-15"),
+        today=pd.Timestamp("2020-10-10"),
+        treatments=treatments,
+        measurements=measurements,
+        imaging_studies=studies,
+        outcome_events=pd.DataFrame(),
+        tumour_observed=observed,
+        tumour_fitted=observed[["date", "mm"]],
+        tumour_forecast=forecast,
+        progression_date=None,
+        progression_status="observed",
+        threshold_mm=25.0,
+        survival=survival,
+    )
+    names = [t.name for t in fig.data]
+    assert "forecast" in names and "95 % band (next measurement)" in names and "80 % band" in names
+    assert any(n.startswith("RECIST progression") for n in names) and any(
+        n.startswith("RECIST response") for n in names
+    )
+    assert "endocrine (model)" in names
+    hovers = " ".join(t.hovertemplate or "" for t in fig.data)
+    assert (
+        "mm" in hovers
+        and "U/mL" in " ".join(str(t.text) for t in fig.data)
+        and "%Y-%m-%d" in hovers
+    )
+    assert any(s.type == "line" for s in fig.layout.shapes)  # the "today" line
+    assert "today 2020-10-10" in [a.text for a in fig.layout.annotations]
+    empty = plots.patient_timeline_figure(
+        diagnosis_date=None,
+        today=None,
+        treatments=pd.DataFrame(),
+        measurements=pd.DataFrame(),
+        imaging_studies=pd.DataFrame(),
+        outcome_events=pd.DataFrame(),
+    )
+    assert "No usable lesion measurements" in [a.text for a in empty.layout.annotations]

@@ -1,0 +1,130 @@
+"""The Imaging page's saliency section (AppTest) and the figures it draws (pure functions)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dashboard.figures.saliency import overlay_rgb, saliency_figure, top_k_mask
+from dashboard.panels import saliency as saliency_panel
+from models.saliency import methods as saliency
+from tests.dashboard.app_pages.test_imaging_page import imaging_db  # noqa: F401  (module fixture: demo store with a brain slice)
+from tests.dashboard.app_pages.test_pages import open_page, texts
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+QUALITY = {
+    "recommended": ["integrated_gradients"],
+    "methods": {
+        m: {
+            "n_images": 20,
+            "pointing_game": {"value": 0.9, "ci_low": 0.8, "ci_high": 1.0},
+            "deletion_auc": 0.2,
+            "deletion_auc_random": 0.3,
+            "insertion_auc": 0.9,
+            "insertion_auc_random": 0.8,
+            "infidelity": 1.5,
+            "sensitivity_max": 0.2,
+            "latency_ms": {"median": 40.0, "p95": 60.0},
+            "sanity": {"spearman_abs": {"value": rho}, "threshold": 0.5, "passed": rho < 0.5},
+        }
+        for m, rho in (("integrated_gradients", 0.3), ("gradcam", 0.7))
+    },
+}
+
+
+@pytest.fixture
+def brain_page(imaging_db, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("ONCOLENS_DB", str(imaging_db["db"]))
+    calls = []
+    real = saliency.explain_image
+
+    def counting(*args, **kwargs):
+        calls.append(args[2])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(saliency, "explain_image", counting)
+    return open_page("imaging", patient=str(imaging_db["brain_pid"])), calls
+
+
+def test_the_map_is_shown_with_its_quality_and_cached(brain_page):
+    at, calls = brain_page
+    assert not at.exception and not at.error
+    assert "Saliency: where the model found its evidence" in texts(at.markdown)
+    picker = at.selectbox(key="saliency_method")
+    assert len(picker.options) == len(saliency.METHODS)
+    assert all(
+        " · " in o and ("sanity" in o) for o in picker.options
+    )  # each method says its sanity verdict
+    charts = at.get("plotly_chart")
+    assert len(charts) == 2  # the image, and the image with its heat map
+    assert "computed in" in texts(at.caption) and "The clinician decides" in texts(at.caption)
+    # the sanity badge (or the note that the card has no figures yet) sits beside the map
+    assert texts(at.success) + texts(at.error) + texts(at.info)
+    first = len(calls)
+    assert first >= 1
+    at.slider(key="saliency_opacity").set_value(0.8).run()
+    at.slider(key="saliency_top_k").set_value(20).run()
+    assert not at.exception and len(calls) == first  # drawing changed, the map was not recomputed
+
+
+def test_two_methods_side_by_side_and_another_class(brain_page):
+    at, calls = brain_page
+    at.selectbox(key="saliency_method").set_value("gradcam").run()
+    at.toggle(key="saliency_compare").set_value(True).run()
+    assert not at.exception
+    second = at.selectbox(key="saliency_method_b")
+    assert len(second.options) == len(saliency.METHODS) - 1
+    assert not any(o.startswith("Grad-CAM") for o in second.options)
+    second.set_value("integrated_gradients").run()
+    assert len(at.get("plotly_chart")) == 3
+    assert "Grad-CAM of" in texts(at.caption) and "Integrated gradients of" in texts(at.caption)
+    at.selectbox(key="saliency_target").set_value(0).run()
+    assert not at.exception and "of “no tumour”" in texts(at.caption)
+
+
+def test_labels_badges_and_default_follow_the_card():
+    assert saliency_panel.default_method(QUALITY) == "integrated_gradients"
+    assert saliency_panel.default_method(None) == "gradcam"
+    assert "FAILED" in saliency_panel.method_label(QUALITY, "gradcam")
+    assert "passed" in saliency_panel.method_label(QUALITY, "integrated_gradients")
+    assert "not measured" in saliency_panel.method_label(QUALITY, "occlusion")
+    figures, sanity = saliency_panel.quality_lines(QUALITY, "gradcam")
+    assert "pointing game** 0.90" in figures and sanity.startswith("Failed")
+    assert saliency_panel.quality_lines(QUALITY, "occlusion")[1] is None
+
+
+def test_heat_map_figure_and_png_overlay():
+    shown = np.full((100, 150), 80, dtype=np.uint8)
+    attribution = np.zeros((100, 150), dtype=np.float32)
+    attribution[40:60, 70:100] = np.linspace(0.1, 1.0, 30)[None, :]
+    attribution[0, 0] = -5.0  # evidence against the class is not drawn
+    fig = saliency_figure(shown, attribution, (0.5, 0.5), opacity=0.4, top_k_percent=2)
+    heat = [t for t in fig.data if t.type == "heatmap"][0]
+    assert heat.opacity == 0.4 and heat.dx == 0.5 and np.nanmax(heat.z) == 1.0
+    assert np.isnan(heat.z[0, 0])
+    contour = [t for t in fig.data if t.type == "scatter" and "top 2 %" in (t.name or "")]
+    assert contour and max(contour[0].x) <= 100 * 0.5 and min(contour[0].x) >= 70 * 0.5
+    mask = top_k_mask(attribution, 2)
+    assert mask.sum() == pytest.approx(0.02 * mask.size, rel=0.35) and mask[:, :70].sum() == 0
+    rgb = overlay_rgb(shown, attribution, opacity=0.5, top_k_percent=10)
+    assert rgb.shape == (100, 150, 3) and (rgb[5, 5] == 80).all() and not (rgb[50, 95] == 80).all()
+    with pytest.raises(ValueError):
+        overlay_rgb(shown, attribution[:50])
+
+
+def test_occlusion_is_computed_only_when_asked(brain_page):
+    at, calls = brain_page
+    at.selectbox(key="saliency_method").set_value("occlusion").run()
+    assert not at.exception and "occlusion" not in calls
+    assert "computed only when asked" in texts(at.caption)
+    at.button(key="saliency_go_a").click().run()
+    assert not at.exception and "occlusion" in calls
+    assert "Occlusion of" in texts(at.caption)
+    assert "it shows where the model looked" in texts(at.info).lower() or "not a finding" in texts(
+        at.info
+    )
+    at.selectbox(key="saliency_target").set_value(
+        0
+    ).run()  # another class: asked again, not computed
+    assert calls.count("occlusion") == 1

@@ -1,0 +1,86 @@
+"""Plain-language summaries say exactly what the figures say, uncertainty in words and numbers."""
+
+from __future__ import annotations
+
+import pytest
+
+from dashboard.services import plain_language as pl
+
+
+@pytest.mark.parametrize(
+    ("p", "words"),
+    [
+        (0.99, "very likely"),
+        (0.82, "likely"),
+        (0.65, "more likely than not"),
+        (0.5, "about as likely as not"),
+        (0.3, "unlikely"),
+        (0.06, "very unlikely"),
+        (0.01, "extremely unlikely"),
+    ],
+)
+def test_likelihood_words_follow_the_scale(p, words):
+    assert pl.likelihood_words(p) == words
+
+
+def test_a_confident_malignant_read_names_figure_region_and_who_decides():
+    text = pl.ai_read_summary(finding="malignant", probability=0.82, diameter_mm=23.4)
+    assert "likely to show **malignant** (82 %, calibrated)" in text
+    assert "23 mm" in text and "highlighted region" in text and "radiologist should confirm" in text
+    assert "not sure" not in text
+
+
+def test_an_uncertain_or_normal_read_says_so():
+    unsure = pl.ai_read_summary(finding="benign", probability=0.65)
+    assert "not sure" in unsure and "more likely than not" in unsure
+    normal = pl.ai_read_summary(finding="normal", probability=0.97)
+    assert "no lesion" in normal and "highlighted" not in normal
+
+
+def test_saliency_summary_warns_when_the_sanity_check_failed():
+    assert "failed the sanity check" in pl.saliency_summary(
+        method_title="Grad-CAM", sanity="failed", pointing_game=0.9
+    )
+    passed = pl.saliency_summary(method_title="Grad-CAM", sanity="passed", pointing_game=0.91)
+    assert "passed" in passed and "91 %" in passed
+
+
+def _rec(recommended, ci):
+    return {
+        "options": [
+            {"treatment": "chemo_endocrine", "rfs_5y": 0.71},
+            {"treatment": "endocrine", "rfs_5y": 0.64},
+        ],
+        "best_predicted": "chemo_endocrine",
+        "compared_with": "endocrine",
+        "benefit": 0.07,
+        "benefit_ci": ci,
+        "recommended": recommended,
+    }
+
+
+def test_recommendation_summary_in_natural_frequencies():
+    clear = pl.recommendation_summary(_rec("chemo_endocrine", [0.02, 0.12]))
+    assert "about 71" in clear and "about 64" in clear and "favours **chemo endocrine**" in clear
+    assert "2 to 12" in clear and "not assigned at random" in clear
+    unclear = pl.recommendation_summary(_rec(None, [-0.01, 0.15]))
+    assert "does not pick an option" in unclear and "favours" not in unclear
+
+
+def test_forecast_summary_handles_what_is_known_and_what_is_not():
+    text = pl.forecast_summary(
+        rfs_6m=0.9,
+        progression_date="2027-03-01",
+        last_mm=20,
+        forecast_mm=26,
+        forecast_lo=21,
+        forecast_hi=33,
+    )
+    assert "grow" in text and "26 mm" in text and "21 and 33 mm" in text and "2027-03-01" in text
+    assert "unlikely (10 %)" in text
+    assert pl.forecast_summary() == "There is not enough data for a forecast for this patient."
+
+
+def test_glossary_help_defines_each_term():
+    text = pl.glossary_help("RECIST", "SHAP")
+    assert "**RECIST**" in text and "20 %" in text and "**SHAP**" in text
