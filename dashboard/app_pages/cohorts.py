@@ -5,7 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import resources
-from dashboard.figures import clinical as plots
+from dashboard.figures import cohort as cohort_figures
+from dashboard.figures import common as common_figures
 from dashboard.panels import cohort as cohort_panel
 from dashboard.panels import treatment as treatment_panel
 from dashboard.services import plain_language
@@ -32,13 +33,15 @@ with overview_tab:
         d.metric("Median follow-up", f"{overview.median_follow_up_days / 365.25:.1f} years")
 
         left, right = st.columns(2)
-        left.plotly_chart(plots.age_distribution_figure(overview.age_distribution))
+        left.plotly_chart(cohort_figures.age_distribution_figure(overview.age_distribution))
         right.plotly_chart(
-            plots.bar_figure(overview.grade_counts, "grade", "patients", "Tumour grade", "grade")
+            common_figures.bar_figure(
+                overview.grade_counts, "grade", "patients", "Tumour grade", "grade"
+            )
         )
-        left.plotly_chart(plots.receptor_figure(overview.receptor_counts))
+        left.plotly_chart(cohort_figures.receptor_figure(overview.receptor_counts))
         right.plotly_chart(
-            plots.bar_figure(
+            common_figures.bar_figure(
                 overview.regimen_counts, "regimen", "patients", "First-line regimen", ""
             )
         )
@@ -49,10 +52,12 @@ with overview_tab:
         )
         overall, by_regimen = st.columns(2)
         overall.plotly_chart(
-            plots.km_figure(overview.km[overview.km["group"] == "all patients"], "All patients")
+            cohort_figures.km_figure(
+                overview.km[overview.km["group"] == "all patients"], "All patients"
+            )
         )
         by_regimen.plotly_chart(
-            plots.km_figure(
+            cohort_figures.km_figure(
                 overview.km[overview.km["group"] != "all patients"], "By first-line regimen"
             )
         )

@@ -8,7 +8,7 @@ import streamlit as st
 from analytics import store
 from analytics.patients import UnknownPatientError
 from dashboard import resources
-from dashboard.figures import clinical as plots
+from dashboard.figures import patient as patient_figures
 from dashboard.panels import forecast as forecast_panel
 from dashboard.panels import report as report_panel
 from dashboard.panels import treatment as treatment_panel
@@ -79,7 +79,7 @@ treatment_panel.show(ref, summary)
 
 forecast_panel.show(ref, summary)
 report_panel.show(ref, summary)
-st.plotly_chart(plots.lab_values_figure(summary.measurements))
+st.plotly_chart(patient_figures.lab_values_figure(summary.measurements))
 
 st.subheader("Treatments")
 if summary.treatments.empty:

@@ -1,19 +1,21 @@
-"""Figures of the cohort builder (pure: a ``CohortResult`` in, a Plotly figure out).
+"""Figures of the Cohorts page (pure: results in, a Plotly figure out): the clinic overview and the cohort builder.
 
-Kept beside ``plots.py`` rather than in it so that the cohort builder's figures
-can change without touching a module other features edit; the shared helpers
-(palette, staircase paths) come from ``plots``.
+Also the clinic overview's figures (age, receptors, Kaplan-Meier by regimen); the shared
+helpers (palette, staircase paths) come from ``figures.common``.
 """
 
 from __future__ import annotations
 
+import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from analytics.cohorts.builder import CohortResult
-from dashboard.figures.clinical import (
+from dashboard.figures.common import (
     DAYS_PER_YEAR,
     PALETTE,
+    bar_figure,
+    base_layout,
     colour_with_alpha,
     empty_figure,
     step_path,
@@ -107,3 +109,57 @@ def km_at_risk_figure(result: CohortResult, title: str = "Recurrence-free surviv
         template="plotly_white",
     )
     return fig
+
+
+def age_distribution_figure(age_distribution: pd.DataFrame) -> go.Figure:
+    """Histogram of age at diagnosis from pre-binned counts (age_band, patients)."""
+    return bar_figure(age_distribution, "age_band", "patients", "Age at diagnosis", "years")
+
+
+def receptor_figure(receptor_counts: pd.DataFrame) -> go.Figure:
+    """Share of patients positive for each receptor (percent)."""
+    return bar_figure(
+        receptor_counts, "receptor", "percent", "Receptor status", "", "% of patients", ".1f"
+    )
+
+
+def km_figure(km: pd.DataFrame, title: str = "Recurrence-free survival") -> go.Figure:
+    """Kaplan-Meier step curves with shaded 95 % confidence bands, one colour per group, x in years.
+
+    ``km`` has the columns of ``CohortOverview.km``: group, time_days,
+    survival, ci_lower, ci_upper.
+    """
+    if km.empty:
+        return empty_figure("No follow-up to estimate survival from", title)
+    fig = go.Figure()
+    for i, (group, part) in enumerate(km.groupby("group", sort=False)):
+        colour = PALETTE[i % len(PALETTE)]
+        years = part["time_days"] / DAYS_PER_YEAR
+        up_x, up_y = step_path(years, part["ci_upper"])
+        low_x, low_y = step_path(years, part["ci_lower"])
+        fig.add_trace(
+            go.Scatter(
+                x=up_x + low_x[::-1],
+                y=up_y + low_y[::-1],
+                fill="toself",
+                fillcolor=colour_with_alpha(colour, 0.15),
+                line={"width": 0},
+                hoverinfo="skip",
+                showlegend=False,
+                legendgroup=str(group),
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=years,
+                y=part["survival"],
+                mode="lines",
+                name=str(group),
+                line={"color": colour, "width": 2, "shape": "hv"},
+                legendgroup=str(group),
+                hovertemplate=f"{group}<br>%{{x:.1f}} years: %{{y:.1%}}<extra></extra>",
+            )
+        )
+    fig.update_xaxes(title_text="years since diagnosis", rangemode="tozero")
+    fig.update_yaxes(title_text="recurrence-free", range=[0, 1.02], tickformat=".0%")
+    return base_layout(fig, title, height=420)

@@ -1,4 +1,5 @@
-"""Figures of the treatment model over the cohort: SHAP importance bars and beeswarm (pure: data in, figure out)."""
+"""Figures of the treatment model: each option's outcome, the benefit waterfall, similar patients, and
+SHAP importance over the cohort (pure: data in, figure out)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,13 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from dashboard.figures.clinical import DIVERGING_BLUE_ORANGE, PALETTE, _layout, empty_figure
+from dashboard.figures.cohort import km_figure
+from dashboard.figures.common import (
+    DIVERGING_BLUE_ORANGE,
+    PALETTE,
+    base_layout,
+    empty_figure,
+)
 
 
 def shap_importance_figure(importance: pd.DataFrame, max_features: int = 12) -> go.Figure:
@@ -33,7 +40,7 @@ def shap_importance_figure(importance: pd.DataFrame, max_features: int = 12) -> 
     fig.update_xaxes(
         title_text="mean |contribution| to the benefit (percentage points of 5-year RFS)"
     )
-    return _layout(fig, title, height=120 + 28 * len(top))
+    return base_layout(fig, title, height=120 + 28 * len(top))
 
 
 def shap_beeswarm_figure(
@@ -82,4 +89,130 @@ def shap_beeswarm_figure(
         zeroline=True,
         zerolinecolor="#5f6b73",
     )
-    return _layout(fig, title, height=120 + 34 * len(order))
+    return base_layout(fig, title, height=120 + 34 * len(order))
+
+
+def feature_value_text(label: str, value: float) -> str:
+    """A model input as a clinician reads it: "Tumour size (mm)", 22 -> "Tumour size = 22 mm".
+
+    Labels carry their unit in parentheses (``analytics.treatment.clinic_data.CLINIC_FEATURES``);
+    "(1 = yes)" flags read yes/no, counts and scales ("count", "1-3") drop the unit word.
+    """
+    name, _, unit = label.partition(" (")
+    unit = unit.rstrip(")")
+    if unit == "1 = yes":
+        return f"{name} = {'yes' if value >= 0.5 else 'no'}"
+    shown = f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+    if not unit or unit == "count" or unit[0].isdigit():
+        return f"{name} = {shown}"
+    return f"{name} = {shown} {unit}"
+
+
+def treatment_options_figure(options: list[dict], highlight: str | None = None) -> go.Figure:
+    """Predicted 5-year RFS (%) of each option with its 95 % interval, one row per option.
+
+    ``options``: the recommendation's option dicts (treatment, rfs_5y, rfs_5y_ci,
+    rmst_days); ``highlight``: the option drawn in the accent colour (recommended or best).
+    """
+    title = "Predicted 5-year recurrence-free survival, 95% interval"
+    if not options:
+        return empty_figure("No options to compare", title)
+    fig = go.Figure()
+    for o in reversed(options):
+        lo, hi = o["rfs_5y_ci"]
+        colour = PALETTE[5] if o["treatment"] == highlight else PALETTE[0]
+        fig.add_trace(
+            go.Scatter(
+                x=[100 * o["rfs_5y"]],
+                y=[o["treatment"]],
+                mode="markers",
+                showlegend=False,
+                marker={"size": 12, "color": colour},
+                error_x={
+                    "type": "data",
+                    "symmetric": False,
+                    "array": [100 * (hi - o["rfs_5y"])],
+                    "arrayminus": [100 * (o["rfs_5y"] - lo)],
+                    "color": colour,
+                    "thickness": 2,
+                },
+                hovertemplate=(
+                    f"{o['treatment']}: %{{x:.1f}}% (95% CI {100 * lo:.1f}-{100 * hi:.1f}%), "
+                    f"RMST {o['rmst_days']:.0f} days<extra></extra>"
+                ),
+            )
+        )
+    fig.update_xaxes(title_text="5-year recurrence-free survival (%)", range=[0, 100])
+    fig.update_yaxes(type="category")
+    return base_layout(fig, title, height=120 + 50 * len(options))
+
+
+def benefit_waterfall_figure(
+    shap: dict, benefit: float, better: str, worse: str, max_features: int = 10
+) -> go.Figure:
+    """SHAP waterfall of the predicted benefit, in percentage points of 5-year RFS.
+
+    ``shap``: ``{"base_value", "contributions": [{"feature", "value", "shap"}]}`` (largest
+    first, as ``analytics.treatment.model.shap_values.BenefitShap.patient`` gives it). Bars start at the
+    reference patients' average benefit and end at this patient's; features past
+    ``max_features`` are summed into one bar, so the total still adds up.
+    """
+    title = f"Why {better} is predicted better than {worse} (SHAP)"
+    contributions = list(shap.get("contributions", []))
+    if not contributions:
+        return empty_figure("No explanation available", title)
+    shown, rest = contributions[:max_features], contributions[max_features:]
+    labels = ["average of reference patients"]
+    values = [100 * float(shap["base_value"])]
+    measures = ["absolute"]
+    for c in shown:
+        labels.append(feature_value_text(c["feature"], c["value"]))
+        values.append(100 * float(c["shap"]))
+        measures.append("relative")
+    if rest:
+        labels.append(f"{len(rest)} other features")
+        values.append(100 * sum(float(c["shap"]) for c in rest))
+        measures.append("relative")
+    labels.append("this patient")
+    values.append(100 * float(benefit))
+    measures.append("total")
+    fig = go.Figure(
+        go.Waterfall(
+            orientation="h",
+            y=labels,
+            x=values,
+            measure=measures,
+            text=[
+                f"{v:+.2f}" if m == "relative" else f"{v:.2f}"
+                for v, m in zip(values, measures, strict=True)
+            ],
+            textposition="outside",
+            increasing={"marker": {"color": PALETTE[0]}},
+            decreasing={"marker": {"color": PALETTE[5]}},
+            totals={"marker": {"color": "#5f6b73"}},
+            connector={"line": {"color": "#b0b8bf", "width": 1}},
+            hovertemplate="%{y}: %{x:+.2f} percentage points<extra></extra>",
+        )
+    )
+    fig.update_yaxes(autorange="reversed")
+    fig.update_xaxes(
+        title_text=f"benefit of {better} over {worse} (percentage points of 5-year RFS)"
+    )
+    return base_layout(fig, title, height=140 + 32 * len(labels))
+
+
+def similar_patients_figure(
+    km: pd.DataFrame, counts: pd.DataFrame, criteria: str | None
+) -> go.Figure:
+    """Kaplan-Meier of similar patients by first-line option, each legend entry with its n.
+
+    ``km``/``counts``: ``analytics.treatment.similar.SimilarPatients.km`` / ``.counts``.
+    """
+    title = f"Similar patients ({criteria}): recurrence-free survival by first-line option"
+    if criteria is None:
+        return empty_figure("No diagnosis to match similar patients on", "Similar patients")
+    if km.empty:
+        return empty_figure("No similar patients with a first-line option in this store", title)
+    n = dict(zip(counts["group"], counts["patients"], strict=True))
+    labelled = km.assign(group=[f"{g} (n={n.get(g, 0):,})" for g in km["group"]])
+    return km_figure(labelled, title)

@@ -2,7 +2,7 @@
 
 Everything comes from ``resources.patient_forecast`` (the same code as
 ``oncolens forecast --json``) and the page's record; the figure from
-``plots.patient_timeline_figure``. Each prediction is shown with its band and
+``patient_figures.patient_timeline_figure``. Each prediction is shown with its band and
 the section says that it is decision support, not a medical device. When a
 part cannot be computed the section says why and shows the rest.
 """
@@ -17,7 +17,7 @@ from analytics.forecast.patient import DISCLAIMER, ForecastError, PatientForecas
 from analytics.forecast.survival import conditional_km
 from analytics.patients import PatientSummary
 from dashboard import resources
-from dashboard.figures import clinical as plots
+from dashboard.figures import patient as patient_figures
 from dashboard.services import plain_language
 from dashboard.session import state, trail
 
@@ -59,7 +59,7 @@ def show(ref: resources.StoreRef, summary: PatientSummary) -> None:
         similar_km = conditional_km(
             resources.similar_patients(ref, person_id).km, survival.from_day
         )
-    fig = plots.patient_forecast_timeline(summary, forecast, similar_km)
+    fig = patient_figures.patient_forecast_timeline(summary, forecast, similar_km)
     st.plotly_chart(fig)
     if forecast is not None:
         trail.shown(

@@ -25,7 +25,7 @@ from analytics.treatment.decisions import (
 )
 from analytics.treatment.model.files import TreatmentModelError
 from dashboard import resources
-from dashboard.figures import clinical as plots
+from dashboard.figures import treatment as treatment_figures
 from dashboard.services import plain_language
 from dashboard.session import auth, trail
 
@@ -85,7 +85,7 @@ def show(ref: resources.StoreRef, summary: PatientSummary) -> None:
     )
     left, right = st.columns(2)
     left.plotly_chart(
-        plots.benefit_waterfall_figure(
+        treatment_figures.benefit_waterfall_figure(
             rec["shap"], rec["benefit"], rec["best_predicted"], rec["compared_with"]
         )
     )
@@ -133,7 +133,7 @@ def _options(rec: dict, card: dict, received: str | None) -> None:
             f"**{rec['statement'][0].upper()}{rec['statement'][1:]}.** The 95% interval of the difference "
             "includes zero, so the model does not pick an option."
         )
-    st.plotly_chart(plots.treatment_options_figure(options, recommended or best))
+    st.plotly_chart(treatment_figures.treatment_options_figure(options, recommended or best))
     learner = card["learner"]
     c_index = (
         card.get("metrics", {})
@@ -156,7 +156,9 @@ def _options(rec: dict, card: dict, received: str | None) -> None:
 
 def _similar_patients(ref: resources.StoreRef, person_id: int) -> None:
     similar = resources.similar_patients(ref, person_id)
-    st.plotly_chart(plots.similar_patients_figure(similar.km, similar.counts, similar.criteria))
+    st.plotly_chart(
+        treatment_figures.similar_patients_figure(similar.km, similar.counts, similar.criteria)
+    )
     if similar.criteria is None:
         return
     small = [

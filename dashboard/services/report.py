@@ -2,7 +2,7 @@
 
 One code path for ``oncolens report`` and the Patient page's download button.
 It lives in ``dashboard/`` because it draws the app's own figures
-(``plots.patient_timeline_figure``, ``plots.benefit_waterfall_figure``,
+(``patient_figures.patient_timeline_figure``, ``treatment_figures.benefit_waterfall_figure``,
 ``saliency_figures.overlay_rgb``) from both libraries' results.
 
 What it holds (``SECTIONS``, each a heading in the PDF): the patient summary,
@@ -194,8 +194,9 @@ def gather(
     from analytics.treatment.clinic import load_clinic_model, recommendation_for
     from analytics.treatment.clinic_data import patient_covariates
     from analytics.treatment.model.files import TreatmentModelError
-    from dashboard.figures import clinical as plots
+    from dashboard.figures import patient as patient_figures
     from dashboard.figures import static as static_figures
+    from dashboard.figures import treatment as treatment_figures
 
     db_path = Path(db_path).expanduser()
     now = now or dt.datetime.now()
@@ -315,7 +316,7 @@ def gather(
         )
 
     forecast_lines: list[str] = []
-    fig = plots.patient_forecast_timeline(summary, forecast)
+    fig = patient_figures.patient_forecast_timeline(summary, forecast)
     figures: list[tuple] = [(fig, 1100, 820)]
     if forecast is not None:
         j = forecast.to_json()
@@ -354,7 +355,7 @@ def gather(
         recommendation_lines += [rec["statement"], rec["caveat"]]
         figures.append(
             (
-                plots.benefit_waterfall_figure(
+                treatment_figures.benefit_waterfall_figure(
                     rec["shap"], rec["benefit"], rec["best_predicted"], rec["compared_with"]
                 ),
                 1000,

@@ -12,7 +12,8 @@ import itertools
 import numpy as np
 import pytest
 
-from dashboard.figures import clinical as plots
+from dashboard.figures import cohort as cohort_figures
+from dashboard.figures import common as common_figures
 from dashboard.figures import saliency as saliency_figures
 from dashboard.figures import viewer
 from dashboard.figures.treatment import shap_beeswarm_figure
@@ -79,7 +80,10 @@ def test_saliency_scale_is_ordered_by_lightness_for_every_vision(vision):
 
 @pytest.mark.parametrize("vision", ["deuteranopia", "protanopia"])
 def test_diverging_scale_ends_stay_apart_where_red_green_collapses(vision):
-    low, high = plots.DIVERGING_BLUE_ORANGE[0][1], plots.DIVERGING_BLUE_ORANGE[-1][1]
+    low, high = (
+        common_figures.DIVERGING_BLUE_ORANGE[0][1],
+        common_figures.DIVERGING_BLUE_ORANGE[-1][1],
+    )
     assert delta_e(low, high, vision) > 80
     assert delta_e(*RED_GREEN, vision) < 30  # the reference fails the same check
 
@@ -96,13 +100,16 @@ def test_shap_beeswarm_uses_the_diverging_scale():
         }
     )
     scale = shap_beeswarm_figure(points, ["age"]).data[0].marker.colorscale
-    assert [c for _, c in scale] == [c for _, c in plots.DIVERGING_BLUE_ORANGE]
+    assert [c for _, c in scale] == [c for _, c in common_figures.DIVERGING_BLUE_ORANGE]
 
 
 @pytest.mark.parametrize("vision", list(SIMULATE))
 def test_group_colours_of_up_to_four_curves_stay_distinct(vision):
     """Kaplan–Meier and forecast curves take Okabe–Ito colours in order; four groups are common."""
-    assert min(delta_e(a, b, vision) for a, b in itertools.combinations(plots.PALETTE[:4], 2)) > 15
+    assert (
+        min(delta_e(a, b, vision) for a, b in itertools.combinations(common_figures.PALETTE[:4], 2))
+        > 15
+    )
 
 
 def test_km_curves_take_the_palette_in_order():
@@ -117,9 +124,9 @@ def test_km_curves_take_the_palette_in_order():
             "ci_upper": [1.0, 0.9, 1.0, 0.7],
         }
     )
-    fig = plots.km_figure(km, "t")
+    fig = cohort_figures.km_figure(km, "t")
     lines = [t.line.color for t in fig.data if t.mode == "lines" and t.line.color]
-    assert lines[:2] == list(plots.PALETTE[:2])
+    assert lines[:2] == list(common_figures.PALETTE[:2])
 
 
 def test_saliency_overlay_outline_stands_out_from_the_heat_map_and_the_top_k_contour():

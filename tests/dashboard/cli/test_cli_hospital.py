@@ -274,7 +274,7 @@ def test_report_for_unknown_patient_writes_nothing(store_copy, tmp_path):
 
 def test_matplotlib_fallback_draws_the_report_figures():
     """Where no browser is installed the figures are redrawn, not dropped."""
-    from dashboard.figures import clinical as plots
+    from dashboard.figures import treatment as treatment_figures
 
     shap = {
         "base_value": 0.02,
@@ -284,6 +284,6 @@ def test_matplotlib_fallback_draws_the_report_figures():
         ],
     }
     png = static_figures.figure_png(
-        plots.benefit_waterfall_figure(shap, 0.026, "A", "B"), prefer="matplotlib"
+        treatment_figures.benefit_waterfall_figure(shap, 0.026, "A", "B"), prefer="matplotlib"
     )
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000

@@ -1,4 +1,4 @@
-"""dashboard.figures.clinical treatment figures: clinical labels, a waterfall that adds up, curves that say their n."""
+"""dashboard.figures.treatment: clinical labels, a waterfall that adds up, curves that say their n."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from dashboard.figures import clinical as plots
+from dashboard.figures import treatment as treatment_figures
 
 
 @pytest.mark.parametrize(
@@ -24,7 +24,7 @@ from dashboard.figures import clinical as plots
     ],
 )
 def test_feature_values_read_like_a_clinician_writes_them(label, value, text):
-    assert plots.feature_value_text(label, value) == text
+    assert treatment_figures.feature_value_text(label, value) == text
 
 
 SHAP = {
@@ -40,7 +40,7 @@ BENEFIT = 0.02 + 0.011 - 0.004 + 0.002 + 0.001
 
 
 def test_waterfall_starts_at_the_base_value_and_ends_at_the_benefit_in_points():
-    fig = plots.benefit_waterfall_figure(SHAP, BENEFIT, "chemo_endocrine", "endocrine")
+    fig = treatment_figures.benefit_waterfall_figure(SHAP, BENEFIT, "chemo_endocrine", "endocrine")
     trace = fig.data[0]
     assert list(trace.measure) == [
         "absolute",
@@ -59,14 +59,16 @@ def test_waterfall_starts_at_the_base_value_and_ends_at_the_benefit_in_points():
 
 
 def test_waterfall_folds_the_smallest_features_into_one_bar_that_keeps_the_sum():
-    fig = plots.benefit_waterfall_figure(SHAP, BENEFIT, "a", "b", max_features=2)
+    fig = treatment_figures.benefit_waterfall_figure(SHAP, BENEFIT, "a", "b", max_features=2)
     trace = fig.data[0]
     assert trace.y[3] == "2 other features" and trace.x[3] == pytest.approx(0.3)
     assert sum(trace.x[:-1]) == pytest.approx(trace.x[-1])
 
 
 def test_waterfall_without_contributions_says_so():
-    fig = plots.benefit_waterfall_figure({"base_value": 0.0, "contributions": []}, 0.0, "a", "b")
+    fig = treatment_figures.benefit_waterfall_figure(
+        {"base_value": 0.0, "contributions": []}, 0.0, "a", "b"
+    )
     assert "No explanation" in fig.layout.annotations[0].text
 
 
@@ -80,7 +82,7 @@ def test_options_figure_draws_each_option_with_its_interval_and_highlights_one()
             "rmst_days": 1274.0,
         },
     ]
-    fig = plots.treatment_options_figure(options, highlight="endocrine")
+    fig = treatment_figures.treatment_options_figure(options, highlight="endocrine")
     by_option = {t.y[0]: t for t in fig.data}
     endo = by_option["endocrine"]
     assert endo.x[0] == pytest.approx(56.0)
@@ -88,7 +90,10 @@ def test_options_figure_draws_each_option_with_its_interval_and_highlights_one()
         0
     ] == pytest.approx(13.0)
     assert endo.marker.color != by_option["chemotherapy"].marker.color
-    assert plots.treatment_options_figure([]).layout.annotations[0].text == "No options to compare"
+    assert (
+        treatment_figures.treatment_options_figure([]).layout.annotations[0].text
+        == "No options to compare"
+    )
 
 
 def test_similar_patients_legend_carries_each_curve_n():
@@ -105,7 +110,7 @@ def test_similar_patients_legend_carries_each_curve_n():
     counts = pd.DataFrame(
         {"group": ["chemotherapy", "endocrine"], "patients": [12, 1040], "events": [3, 90]}
     )
-    fig = plots.similar_patients_figure(km, counts, "stage II, ER-positive")
+    fig = treatment_figures.similar_patients_figure(km, counts, "stage II, ER-positive")
     names = {t.name for t in fig.data if t.showlegend is not False}
     assert names == {"endocrine (n=1,040)", "chemotherapy (n=12)"}
     assert "stage II, ER-positive" in fig.layout.title.text
@@ -118,11 +123,11 @@ def test_similar_patients_figure_without_match_or_diagnosis_says_so():
     counts = pd.DataFrame(columns=["group", "patients", "events"])
     assert (
         "No similar patients"
-        in plots.similar_patients_figure(empty, counts, "stage I, ER-negative")
+        in treatment_figures.similar_patients_figure(empty, counts, "stage I, ER-negative")
         .layout.annotations[0]
         .text
     )
     assert (
         "No diagnosis"
-        in plots.similar_patients_figure(empty, counts, None).layout.annotations[0].text
+        in treatment_figures.similar_patients_figure(empty, counts, None).layout.annotations[0].text
     )

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from analytics import store
-from dashboard.figures import clinical as plots
+from dashboard.figures import patient as patient_figures
 from tests.dashboard.app_pages.test_pages import open_page, texts
 
 NO_LESION = 8
@@ -112,7 +112,7 @@ def test_timeline_figure_has_lanes_band_today_and_units():
             "lesion_longest_diameter_mm": [30.0],
         }
     )
-    fig = plots.patient_timeline_figure(
+    fig = patient_figures.patient_timeline_figure(
         diagnosis_date=pd.Timestamp("2019-12-15"),
         today=pd.Timestamp("2020-10-10"),
         treatments=treatments,
@@ -141,7 +141,7 @@ def test_timeline_figure_has_lanes_band_today_and_units():
     )
     assert any(s.type == "line" for s in fig.layout.shapes)  # the "today" line
     assert "today 2020-10-10" in [a.text for a in fig.layout.annotations]
-    empty = plots.patient_timeline_figure(
+    empty = patient_figures.patient_timeline_figure(
         diagnosis_date=None,
         today=None,
         treatments=pd.DataFrame(),

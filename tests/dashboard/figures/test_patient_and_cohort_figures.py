@@ -1,4 +1,4 @@
-"""dashboard.figures.clinical: figures are built from data alone and show what the data say."""
+"""dashboard.figures.patient, .cohort and .common: figures are built from data alone and show what the data say."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import json
 import pandas as pd
 import pytest
 
-from dashboard.figures import clinical as plots
+from dashboard.figures import cohort as cohort_figures
+from dashboard.figures import common as common_figures
+from dashboard.figures import patient as patient_figures
 
 
 def _measurements() -> pd.DataFrame:
@@ -38,15 +40,15 @@ def _treatments() -> pd.DataFrame:
 
 
 def test_treatment_lines_span_each_line_and_run_ongoing_ones_to_until():
-    spans = plots.treatment_lines(_treatments(), until=pd.Timestamp("2021-01-01"))
+    spans = patient_figures.treatment_lines(_treatments(), until=pd.Timestamp("2021-01-01"))
     assert spans["label"].tolist() == ["Line 1: chemotherapy", "Line 2: endocrine"]
     assert spans["start"].tolist() == [pd.Timestamp("2020-01-10"), pd.Timestamp("2020-09-01")]
     assert spans["end"].tolist() == [pd.Timestamp("2020-08-01"), pd.Timestamp("2021-01-01")]
-    assert plots.treatment_lines(_treatments().iloc[0:0]).empty
+    assert patient_figures.treatment_lines(_treatments().iloc[0:0]).empty
 
 
 def test_lesion_figure_plots_the_series_in_date_order_with_lines_and_threshold():
-    fig = plots.lesion_size_figure(_measurements(), _treatments())
+    fig = patient_figures.lesion_size_figure(_measurements(), _treatments())
     (trace,) = fig.data
     assert list(trace.y) == [30.0, 22.0, 18.0, 26.0]
     rects = [s for s in fig.layout.shapes if s.type == "rect"]
@@ -60,19 +62,19 @@ def test_lesion_figure_plots_the_series_in_date_order_with_lines_and_threshold()
 
 def test_lesion_figure_without_lesion_readings_says_so():
     labs_only = _measurements().query("concept != 'lesion_longest_diameter'")
-    fig = plots.lesion_size_figure(labs_only, _treatments())
+    fig = patient_figures.lesion_size_figure(labs_only, _treatments())
     assert not fig.data
     assert "No lesion measurements" in fig.layout.annotations[0].text
 
 
 def test_lab_figure_has_one_row_per_concept_with_units():
-    fig = plots.lab_values_figure(_measurements())
+    fig = patient_figures.lab_values_figure(_measurements())
     assert [t.name for t in fig.data] == ["CA 15-3", "Haemoglobin"]
     titles = [fig.layout[f"yaxis{'' if i == 1 else i}"].title.text for i in (1, 2)]
     assert titles == ["CA 15-3 (U/mL)", "Haemoglobin (g/dL)"]
     assert (
         "No laboratory"
-        in plots.lab_values_figure(_measurements().iloc[0:0]).layout.annotations[0].text
+        in patient_figures.lab_values_figure(_measurements().iloc[0:0]).layout.annotations[0].text
     )
 
 
@@ -80,20 +82,22 @@ def test_bar_and_age_figures_show_the_counts():
     age = pd.DataFrame(
         {"age_band_start_years": [40, 45], "age_band": ["40-44", "45-49"], "patients": [3, 5]}
     )
-    fig = plots.age_distribution_figure(age)
+    fig = cohort_figures.age_distribution_figure(age)
     assert list(fig.data[0].x) == ["40-44", "45-49"] and list(fig.data[0].y) == [3, 5]
     receptors = pd.DataFrame(
         {"receptor": ["ER+"], "positive": [7], "patients": [10], "percent": [70.0]}
     )
-    assert list(plots.receptor_figure(receptors).data[0].y) == [70.0]
+    assert list(cohort_figures.receptor_figure(receptors).data[0].y) == [70.0]
     assert (
         "No data"
-        in plots.bar_figure(age.iloc[0:0], "age_band", "patients", "t").layout.annotations[0].text
+        in common_figures.bar_figure(age.iloc[0:0], "age_band", "patients", "t")
+        .layout.annotations[0]
+        .text
     )
 
 
 def test_step_path_draws_right_continuous_steps():
-    x, y = plots.step_path(pd.Series([0.0, 1.0, 2.0]), pd.Series([1.0, 0.5, 0.25]))
+    x, y = common_figures.step_path(pd.Series([0.0, 1.0, 2.0]), pd.Series([1.0, 0.5, 0.25]))
     assert x == [0.0, 1.0, 1.0, 2.0, 2.0]
     assert y == [1.0, 1.0, 0.5, 0.5, 0.25]
 
@@ -108,15 +112,15 @@ def test_km_figure_draws_a_band_and_a_curve_per_group_in_years():
             "ci_upper": [1.0, 0.9, 0.7, 1.0, 0.95, 0.92],
         }
     )
-    fig = plots.km_figure(km)
+    fig = cohort_figures.km_figure(km)
     bands, curves = fig.data[0::2], fig.data[1::2]
     assert [c.name for c in curves] == ["a", "b"]
     assert list(curves[0].x) == [0.0, 1.0, 2.0] and list(curves[0].y) == [1.0, 0.8, 0.6]
     assert all(b.fill == "toself" for b in bands)
     assert max(bands[0].y) == 1.0 and min(bands[0].y) == 0.5
     assert fig.layout.yaxis.range == (0, 1.02)
-    assert "No follow-up" in plots.km_figure(km.iloc[0:0]).layout.annotations[0].text
+    assert "No follow-up" in cohort_figures.km_figure(km.iloc[0:0]).layout.annotations[0].text
 
 
 def test_colour_with_alpha():
-    assert plots.colour_with_alpha("#0072B2", 0.15) == "rgba(0,114,178,0.15)"
+    assert common_figures.colour_with_alpha("#0072B2", 0.15) == "rgba(0,114,178,0.15)"
