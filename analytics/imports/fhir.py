@@ -22,6 +22,8 @@ import datetime as dt
 
 import pandas as pd
 
+from analytics.imports.errors import ImportFileError
+
 OL = "http://oncolens.org/fhir"  # the OncoLens code system and extensions
 CODES = f"{OL}/CodeSystem/oncolens"
 EXT_MENOPAUSE = f"{OL}/StructureDefinition/menopausal-status"
@@ -94,12 +96,10 @@ def _iso(d: dt.date | None) -> str | None:
 
 def bundle_frames(bundle: dict) -> tuple[dict[str, pd.DataFrame], list[tuple[str, str, str]]]:
     """Rows per import table (as text, validated later like CSV rows) and (origin, table, reason) rejections."""
-    from fhir.resources.R4B import get_fhir_model_class
+    from fhir.resources.R4B import get_fhir_model_class  # lazy: pydantic models take ~1 s to import
     from pydantic import ValidationError
 
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
-        from analytics.imports.tabular import ImportFileError
-
         raise ImportFileError("the JSON is not a FHIR Bundle (resourceType must be 'Bundle')")
     rows: dict[str, list[dict]] = {}
     rejected: list[tuple[str, str, str]] = []

@@ -36,10 +36,8 @@ import numpy as np
 import pandas as pd
 
 from analytics import store
-
-
-class ImportFileError(Exception):
-    """A file that cannot be imported at all (wrong type, unreadable, no known table); message for the user."""
+from analytics.imports.errors import ImportFileError
+from analytics.imports.fhir import bundle_frames
 
 
 @dataclass(frozen=True)
@@ -560,8 +558,6 @@ def import_file(db: Path, path: Path, report_dir: Path | None = None) -> ImportR
     try:
         report.kind = sniff(path)
         if report.kind == "fhir":
-            from analytics.imports.fhir import bundle_frames
-
             try:
                 bundle = json.loads(path.read_text(encoding="utf-8"))
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:

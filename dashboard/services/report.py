@@ -31,7 +31,6 @@ import hashlib
 import io
 import os
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -40,51 +39,15 @@ from PIL import Image
 from analytics import store
 from analytics.governance import audit, pseudonyms
 from analytics.patients import UnknownPatientError, patient_summary
+from dashboard.services.report_data import DISCLAIMER, SECTIONS, KeyImage, ReportData
+from dashboard.services.report_pdf import render_pdf
 from models.inference.loader import ModelLoader
 from models.provenance import oncolens_version
 
-SECTIONS = (
-    "Patient summary",
-    "Key images and saliency",
-    "AI findings and measurements",
-    "Timeline and forecasts",
-    "Treatment recommendation",
-    "Model versions",
-    "Decision support disclaimer",
-)
-DISCLAIMER = (
-    "OncoLens is decision support for research use, not a medical device. Every figure in this report is a "
-    "model's output on a synthetic-trained model and must be checked by the clinicians; the tumour board decides. "
-    "Treatment was not randomised in the data behind the recommendation."
-)
 KEY_IMAGES = 2
 SALIENCY_METHOD = (
     "gradcam"  # about 10 ms per image (docs/imaging.md); IG would take seconds per image
 )
-
-
-@dataclass
-class KeyImage:
-    caption: str
-    png: bytes
-
-
-@dataclass
-class ReportData:
-    person_id: int
-    header: list[tuple[str, str]]
-    summary_rows: list[tuple[str, str]]
-    findings: pd.DataFrame
-    key_images: list[KeyImage]
-    timeline_png: bytes | None
-    forecast_lines: list[str]
-    recommendation_lines: list[str]
-    waterfall_png: bytes | None
-    model_rows: list[tuple[str, str]]
-    generated_by: str
-    generated_at: dt.datetime
-    renderer: str
-    notes: list[str] = field(default_factory=list)
 
 
 FINDING_COLUMNS = [
@@ -398,7 +361,6 @@ def write_report(
     load=None,
 ) -> dict:
     """Gather, render and write the PDF atomically to ``out``; audit it; return a small summary."""
-    from dashboard.services.report_pdf import render_pdf
 
     out = Path(out)
     data = gather(db_path, person_id, include_names=include_names, generated_by=actor, load=load)
@@ -441,7 +403,6 @@ def report_bytes(
     db_path: Path, person_id: int, *, include_names: bool, actor: str, role: str | None
 ) -> bytes:
     """The PDF in memory for a download button; audited like ``write_report``."""
-    from dashboard.services.report_pdf import render_pdf
 
     pdf = render_pdf(gather(db_path, person_id, include_names=include_names, generated_by=actor))
     audit.record_event(

@@ -15,7 +15,7 @@ import unicodedata
 from fpdf import FPDF
 from fpdf.enums import XPos, YPos
 
-from dashboard.services.report import DISCLAIMER, SECTIONS, ReportData
+from dashboard.services.report_data import DISCLAIMER, SECTIONS, ReportData
 
 _REPLACE = {
     "–": "-",

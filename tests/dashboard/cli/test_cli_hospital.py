@@ -17,7 +17,7 @@ from pydicom.uid import generate_uid
 from pypdf import PdfReader
 
 from dashboard.figures import static as static_figures
-from dashboard.services.report import DISCLAIMER, SECTIONS
+from dashboard.services.report_data import DISCLAIMER, SECTIONS
 from models import pacs
 from models.training import synthetic as phantoms
 from models.training.synthetic_dicom import write_phantom_dicom

@@ -1,0 +1,51 @@
+"""What a tumour-board report holds, apart from how it is gathered (``report``) or laid out (``report_pdf``).
+
+Why a module of its own: the gatherer and the PDF layout both need these types; with them in
+either one, the two modules imported each other.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+SECTIONS = (
+    "Patient summary",
+    "Key images and saliency",
+    "AI findings and measurements",
+    "Timeline and forecasts",
+    "Treatment recommendation",
+    "Model versions",
+    "Decision support disclaimer",
+)
+DISCLAIMER = (
+    "OncoLens is decision support for research use, not a medical device. Every figure in this report is a "
+    "model's output on a synthetic-trained model and must be checked by the clinicians; the tumour board decides. "
+    "Treatment was not randomised in the data behind the recommendation."
+)
+
+
+@dataclass
+class KeyImage:
+    caption: str
+    png: bytes
+
+
+@dataclass
+class ReportData:
+    person_id: int
+    header: list[tuple[str, str]]
+    summary_rows: list[tuple[str, str]]
+    findings: pd.DataFrame
+    key_images: list[KeyImage]
+    timeline_png: bytes | None
+    forecast_lines: list[str]
+    recommendation_lines: list[str]
+    waterfall_png: bytes | None
+    model_rows: list[tuple[str, str]]
+    generated_by: str
+    generated_at: dt.datetime
+    renderer: str
+    notes: list[str] = field(default_factory=list)
