@@ -1,0 +1,35 @@
+"""The house's layout rules that no linter checks: package size and package docstrings."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = [
+    p.parent
+    for top in ("analytics", "models", "dashboard", "sample_data")
+    for p in sorted((ROOT / top).rglob("__init__.py"))
+]
+MAX_MODULES = 12  # the restructure issue: no package keeps more than 12 modules side by side
+
+
+@pytest.mark.parametrize("package", PACKAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_package_keeps_more_than_twelve_modules_side_by_side(package: Path):
+    modules = [p.name for p in package.glob("*.py") if p.name not in ("__init__.py", "__main__.py")]
+    assert len(modules) <= MAX_MODULES, (package, sorted(modules))
+
+
+@pytest.mark.parametrize("package", PACKAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_package_says_what_lives_there(package: Path):
+    doc = ast.get_docstring(ast.parse((package / "__init__.py").read_text()))
+    assert doc and len(doc.split()) >= 8, package
+
+
+def test_every_folder_of_python_modules_is_a_package():
+    for top in ("analytics", "models", "dashboard", "sample_data"):
+        for folder in (ROOT / top).rglob("*"):
+            if folder.is_dir() and folder.name != "__pycache__" and any(folder.glob("*.py")):
+                assert (folder / "__init__.py").exists(), folder
