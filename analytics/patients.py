@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import duckdb
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 SEARCH_LIMIT_MAX = 200
@@ -208,7 +209,12 @@ _STUDY_COLUMNS = (
     ("accession_number", "text"),
 )
 _EVENT_COLUMNS = (("event_type", "text"), ("event_date", "date"))
-_NUMPY_DTYPE = {"date": "datetime64[us]", "float": np.float64, "int8": np.int8, "text": object}
+_NUMPY_DTYPE: dict[str, npt.DTypeLike] = {
+    "date": "datetime64[us]",
+    "float": np.float64,
+    "int8": np.int8,
+    "text": object,
+}
 
 
 def _rows_sql(table: str, columns: tuple[tuple[str, str], ...], order: str) -> str:

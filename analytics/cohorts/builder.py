@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Literal, overload
 
 import duckdb
 import numpy as np
@@ -316,6 +317,18 @@ def log_rank(events: np.ndarray, at_risk: np.ndarray) -> tuple[float, float]:
     # pseudo-inverse, as lifelines: a group never at risk at an event time adds no variance
     stat = float(z @ np.linalg.pinv(cov[:-1, :-1]) @ z)
     return stat, float(chdtrc(g - 1, stat))
+
+
+@overload
+def _efron_sums(
+    beta: np.ndarray, events: np.ndarray, at_risk: np.ndarray, derivatives: Literal[True] = ...
+) -> tuple[float, np.ndarray, np.ndarray]: ...
+
+
+@overload
+def _efron_sums(
+    beta: np.ndarray, events: np.ndarray, at_risk: np.ndarray, derivatives: Literal[False]
+) -> tuple[float, None, None]: ...
 
 
 def _efron_sums(

@@ -234,11 +234,11 @@ def compile_filter(flt: Filter) -> tuple[str, list[object]]:
             raise CohortError(f"the filter {flt} lists no values")
         return f"{column} IN ({', '.join('?' * len(items))})", items
     if flt.op == "between":
-        items = _values(flt.value)
-        if len(items) != 2:
+        bounds = _values(flt.value)
+        if len(bounds) != 2:
             raise CohortError(f'{f.name} between takes two values, "LOW,HIGH", not {flt.value!r}')
-        low, high = (_scalar(f, v) for v in items)
-        if low > high:  # type: ignore[operator]
+        low, high = (_scalar(f, v) for v in bounds)
+        if low > high:  # type: ignore[operator]  # _scalar is object; both are the field's kind
             raise CohortError(
                 f"{f.name} between {low} and {high}: the first value must be the lower"
             )

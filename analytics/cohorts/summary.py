@@ -21,6 +21,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from analytics import store
+
 KM_MAX_PATIENTS = 50_000
 KM_GRID_POINTS = 241  # the curve is reported on this many evenly spaced days
 AGE_BAND_YEARS = 5
@@ -87,14 +89,16 @@ _INDEX_DIAGNOSIS = """
 
 
 def _counts(con: duckdb.DuckDBPyConnection) -> tuple[int, int, int, float]:
-    patients = con.execute("SELECT count(*) FROM person").fetchone()[0]
-    recurrences, deaths = con.execute(
-        "SELECT count(*) FILTER (event_type = 'recurrence'), count(*) FILTER (event_type = 'death') "
-        "FROM outcome_event"
-    ).fetchone()
-    follow_up = con.execute(
-        "SELECT median(date_diff('day', start_date, end_date)) FROM observation_period"
-    ).fetchone()[0]
+    patients = store.one_row(con.execute("SELECT count(*) FROM person"))[0]
+    recurrences, deaths = store.one_row(
+        con.execute(
+            "SELECT count(*) FILTER (event_type = 'recurrence'), count(*) FILTER (event_type = 'death') "
+            "FROM outcome_event"
+        )
+    )
+    follow_up = store.one_row(
+        con.execute("SELECT median(date_diff('day', start_date, end_date)) FROM observation_period")
+    )[0]
     return int(patients), int(recurrences), int(deaths), float(follow_up or 0.0)
 
 
@@ -123,13 +127,15 @@ def _distributions(con: duckdb.DuckDBPyConnection) -> dict[str, pd.DataFrame]:
     stage = con.execute(
         f"SELECT stage, count(*) AS patients FROM ({index_condition}) GROUP BY ALL ORDER BY 1"  # noqa: S608
     ).df()
-    receptors = con.execute(
-        f"""
-        SELECT count(*) FILTER (er_positive), count(*) FILTER (pr_positive),
-               count(*) FILTER (her2_positive), count(*)
-        FROM ({index_condition})
-        """  # noqa: S608
-    ).fetchone()
+    receptors = store.one_row(
+        con.execute(
+            f"""
+            SELECT count(*) FILTER (er_positive), count(*) FILTER (pr_positive),
+                   count(*) FILTER (her2_positive), count(*)
+            FROM ({index_condition})
+            """  # noqa: S608
+        )
+    )
     total = int(receptors[3])
     receptor = pd.DataFrame(
         {

@@ -231,7 +231,7 @@ def expected_reading_day(t_days: np.ndarray, mask: np.ndarray, t_today: np.ndarr
     t = np.where(mask, t_days, np.nan)
     gaps = np.diff(t, axis=1)
     gaps = np.where(gaps > 0, gaps, np.nan)  # same-day readings are one visit
-    has_gap = np.isfinite(gaps).any(axis=1)
+    has_gap = np.any(np.isfinite(gaps), axis=1)  # (n,); the method form is typed bool | array
     median = (
         np.nanmedian(np.where(has_gap[:, None], gaps, 0.0), axis=1)
         if gaps.shape[1]

@@ -473,12 +473,12 @@ def calibrate_bands(
             chunk = TGIFit(fit.series.subset(part), prior, fit.theta[part], fit.cov[part])
             pit = chunk.pit(t[part], sub.mm[part], CALIBRATION_DRAWS, seed + fold + first)
             pits.append(pit[hidden[part]])
-    pits = np.concatenate(pits) if pits else np.zeros(0)
-    if pits.size < CALIBRATION_MIN_HIDDEN:
+    hidden_pits = np.concatenate(pits) if pits else np.zeros(0)
+    if hidden_pits.size < CALIBRATION_MIN_HIDDEN:
         return None
-    q = np.quantile(pits, CALIBRATION_LEVELS)
+    q = np.quantile(hidden_pits, CALIBRATION_LEVELS)
     q[0], q[-1] = 0.0, 1.0
-    return BandCalibration(np.maximum.accumulate(q), int(pits.size))
+    return BandCalibration(np.maximum.accumulate(q), int(hidden_pits.size))
 
 
 # --- RECIST on a series ---------------------------------------------------------------------

@@ -12,6 +12,8 @@ import datetime as dt
 import duckdb
 import pandas as pd
 
+from analytics import store
+
 AUDIT_COLUMNS = (
     "event_id",
     "occurred_at",
@@ -43,9 +45,9 @@ def audit_filter_options(con: duckdb.DuckDBPyConnection) -> dict:
     actors = [
         r[0] for r in con.execute("SELECT DISTINCT actor FROM audit_event ORDER BY 1").fetchall()
     ]
-    first, last = con.execute(
-        "SELECT min(occurred_at)::DATE, max(occurred_at)::DATE FROM audit_event"
-    ).fetchone()
+    first, last = store.one_row(
+        con.execute("SELECT min(occurred_at)::DATE, max(occurred_at)::DATE FROM audit_event")
+    )
     return {"actions": actions, "actors": actors, "first": first, "last": last}
 
 
@@ -60,7 +62,8 @@ def audit_events(
 ) -> pd.DataFrame:
     """Audit events matching every filter given (dates inclusive, UTC), newest first, at most ``limit``."""
     present = [c for c in AUDIT_COLUMNS if c in _columns(con, "audit_event")]
-    where, params = [], []
+    where: list[str] = []
+    params: list[object] = []
     if actions:
         where.append("list_contains(?::VARCHAR[], action)")
         params.append(list(actions))

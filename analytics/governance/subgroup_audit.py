@@ -203,11 +203,11 @@ def _bootstrap_gap(
         if metric.absolute:
             va, vb = abs(va), abs(vb)
         diffs.append(vb - va)
-    diffs = np.asarray(diffs, float)
-    diffs = diffs[np.isfinite(diffs)]
-    if len(diffs) < max(10, reps // 2):
+    finite = np.asarray(diffs, float)
+    finite = finite[np.isfinite(finite)]
+    if len(finite) < max(10, reps // 2):
         return math.nan, math.nan
-    return float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))
+    return float(np.percentile(finite, 2.5)), float(np.percentile(finite, 97.5))
 
 
 def audit_subgroups(

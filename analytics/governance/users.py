@@ -274,7 +274,7 @@ def sign_in(
         elif matched:
             reason = None
             con.execute("DELETE FROM sign_in_throttle WHERE username_key = ?", [key])
-            if _hasher().check_needs_rehash(stored):
+            if stored is not None and _hasher().check_needs_rehash(stored):  # matched: a hash
                 con.execute(
                     "UPDATE app_user SET password_hash = ? WHERE username = ?",
                     [_hasher().hash(password), name],

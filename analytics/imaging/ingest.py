@@ -94,6 +94,7 @@ def _prepare(path: Path, load: Callable[[str], LoadedModel]) -> _Prepared:
         raise DicomReadError(
             f"cannot file this image: {', '.join(missing)} missing from the header"
         )
+    assert image.study_uid and image.series_uid and image.sop_instance_uid  # checked just above
     study_date = _date(image.study_date) or _date(getattr(header, "SeriesDate", None))
     if study_date is None:
         raise DicomReadError("cannot file this image: no valid StudyDate in the header")
@@ -190,12 +191,12 @@ def ingest_files(
         con.execute("BEGIN TRANSACTION")
         try:
             sources_before = source_fingerprint(con)
-            next_finding = con.execute(
-                "SELECT coalesce(max(finding_id), 0) + 1 FROM ai_finding"
-            ).fetchone()[0]
-            next_meas = con.execute(
-                "SELECT coalesce(max(measurement_id), 0) + 1 FROM measurement"
-            ).fetchone()[0]
+            next_finding = store.one_row(
+                con.execute("SELECT coalesce(max(finding_id), 0) + 1 FROM ai_finding")
+            )[0]
+            next_meas = store.one_row(
+                con.execute("SELECT coalesce(max(measurement_id), 0) + 1 FROM measurement")
+            )[0]
             for p in prepared:
                 person_id = person_of.get(p.patient_key)
                 if person_id is None:

@@ -97,6 +97,13 @@ def _iso(d: dt.date | None) -> str | None:
 def bundle_frames(bundle: dict) -> tuple[dict[str, pd.DataFrame], list[tuple[str, str, str]]]:
     """Rows per import table (as text, validated later like CSV rows) and (origin, table, reason) rejections."""
     from fhir.resources.R4B import get_fhir_model_class  # lazy: pydantic models take ~1 s to import
+    from fhir.resources.R4B.condition import Condition
+    from fhir.resources.R4B.imagingstudy import ImagingStudy
+    from fhir.resources.R4B.medicationrequest import MedicationRequest
+    from fhir.resources.R4B.medicationstatement import MedicationStatement
+    from fhir.resources.R4B.observation import Observation
+    from fhir.resources.R4B.patient import Patient
+    from fhir.resources.R4B.procedure import Procedure
     from pydantic import ValidationError
 
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
@@ -130,7 +137,7 @@ def bundle_frames(bundle: dict) -> tuple[dict[str, pd.DataFrame], list[tuple[str
     # patients first: references resolve to their MRN
     mrn_of: dict[str, str] = {}
     for origin, full_url, res in parsed:
-        if res.get_resource_type() != "Patient":
+        if not isinstance(res, Patient):
             continue
         mrn = next((i.value for i in res.identifier or [] if _code(i.type) == "MR"), None) or next(
             (i.value for i in res.identifier or []), None
@@ -141,7 +148,7 @@ def bundle_frames(bundle: dict) -> tuple[dict[str, pd.DataFrame], list[tuple[str
         for ref in (f"Patient/{res.id}", full_url):
             if ref:
                 mrn_of[ref] = mrn
-        name = (res.name or [None])[0]
+        name = res.name[0] if res.name else None
         site = _ext(res, EXT_SITE) or (
             res.managingOrganization.display if res.managingOrganization else None
         )
@@ -149,7 +156,8 @@ def bundle_frames(bundle: dict) -> tuple[dict[str, pd.DataFrame], list[tuple[str
             {
                 "_origin": origin,
                 "mrn": mrn,
-                "given_name": " ".join(name.given or []) if name else None,
+                # a given name may be null with only an extension (FHIR's _given): skip it
+                "given_name": " ".join(g for g in name.given or [] if g) if name else None,
                 "family_name": name.family if name else None,
                 "birth_date": _iso(_day(res.birthDate)),
                 "sex": {"female": "F", "male": "M"}.get(res.gender or "", res.gender),
@@ -181,8 +189,7 @@ def bundle_frames(bundle: dict) -> tuple[dict[str, pd.DataFrame], list[tuple[str
     tumour: dict[str, dict] = {}  # mrn -> tumour characteristics from Observations
     dates: dict[str, list[dt.date]] = {}
     for origin, _url, res in parsed:
-        rtype = res.get_resource_type()
-        if rtype == "Observation":
+        if isinstance(res, Observation):
             mrn = patient(origin, res, "measurement")
             if mrn is None:
                 continue
@@ -224,8 +231,7 @@ def bundle_frames(bundle: dict) -> tuple[dict[str, pd.DataFrame], list[tuple[str
                 }
             )
     for origin, _url, res in parsed:
-        rtype = res.get_resource_type()
-        if rtype == "Condition":
+        if isinstance(res, Condition):
             mrn = patient(origin, res, "condition_occurrence")
             if mrn is None:
                 continue
@@ -243,7 +249,7 @@ def bundle_frames(bundle: dict) -> tuple[dict[str, pd.DataFrame], list[tuple[str
                 continue
             t = tumour.get(mrn, {})
             stage = _code(res.stage[0].summary) if res.stage else t.get("stage")
-            side = _code((res.bodySite or [None])[0])
+            side = _code(res.bodySite[0] if res.bodySite else None)
             rows.setdefault("condition_occurrence", []).append(
                 {
                     "_origin": origin,
@@ -261,29 +267,25 @@ def bundle_frames(bundle: dict) -> tuple[dict[str, pd.DataFrame], list[tuple[str
                 }
             )
             dates.setdefault(mrn, []).append(onset) if onset else None
-        elif rtype in ("Procedure", "MedicationStatement", "MedicationRequest"):
+        elif isinstance(res, Procedure | MedicationStatement | MedicationRequest):
             mrn = patient(origin, res, "treatment_exposure")
             if mrn is None:
                 continue
-            if rtype == "Procedure":
+            if isinstance(res, Procedure):
                 period = res.performedPeriod
                 start = _day(period.start if period else res.performedDateTime)
                 end = _day(period.end) if period else start
                 agent = _code(res.code)
                 kind = "procedure"
+            elif isinstance(res, MedicationStatement):
+                period = res.effectivePeriod
+                start = _day(period.start if period else res.effectiveDateTime)
+                end = _day(period.end) if period else None
+                agent = _code(res.medicationCodeableConcept)
+                kind = "drug"
             else:
-                period = (
-                    res.effectivePeriod
-                    if rtype == "MedicationStatement"
-                    else (res.dispenseRequest.validityPeriod if res.dispenseRequest else None)
-                )
-                start = _day(
-                    period.start
-                    if period
-                    else (
-                        res.effectiveDateTime if rtype == "MedicationStatement" else res.authoredOn
-                    )
-                )
+                period = res.dispenseRequest.validityPeriod if res.dispenseRequest else None
+                start = _day(period.start if period else res.authoredOn)
                 end = _day(period.end) if period else None
                 agent = _code(res.medicationCodeableConcept)
                 kind = "drug"
@@ -302,7 +304,7 @@ def bundle_frames(bundle: dict) -> tuple[dict[str, pd.DataFrame], list[tuple[str
             )
             for d in (start, end):
                 dates.setdefault(mrn, []).append(d) if d else None
-        elif rtype == "ImagingStudy":
+        elif isinstance(res, ImagingStudy):
             mrn = patient(origin, res, "imaging_study")
             if mrn is None:
                 continue
@@ -310,7 +312,7 @@ def bundle_frames(bundle: dict) -> tuple[dict[str, pd.DataFrame], list[tuple[str
                 (
                     i.value.removeprefix("urn:oid:")
                     for i in res.identifier or []
-                    if i.system == "urn:dicom:uid"
+                    if i.system == "urn:dicom:uid" and i.value  # a value may be absent
                 ),
                 None,
             )
@@ -321,7 +323,7 @@ def bundle_frames(bundle: dict) -> tuple[dict[str, pd.DataFrame], list[tuple[str
                     "study_uid": uid,
                     "mrn": mrn,
                     "study_date": _iso(when),
-                    "modality": (res.modality or [None])[0].code if res.modality else None,
+                    "modality": res.modality[0].code if res.modality else None,
                     "description": res.description,
                     "accession_number": None,
                 }

@@ -563,8 +563,8 @@ def import_file(db: Path, path: Path, report_dir: Path | None = None) -> ImportR
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                 raise ImportFileError(f"{path.name} is not valid JSON ({exc})") from exc
             raw, rejected = bundle_frames(bundle)
-            for origin, table, reason in rejected:
-                report.note(origin, table, "rejected", reason)
+            for origin, table_name, reason in rejected:
+                report.note(origin, table_name, "rejected", reason)
         else:
             table, df = read_table_file(path, report.kind)
             raw = {table.name: df}

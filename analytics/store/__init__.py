@@ -10,7 +10,13 @@ open_store``. May import ``analytics.governance.chain``, ``analytics.governance.
 ``analytics.cohorts.base`` (migration data steps that take a connection); nothing else of OncoLens.
 """
 
-from analytics.store.connection import connect, default_db_path, open_store, table_counts
+from analytics.store.connection import (
+    connect,
+    default_db_path,
+    one_row,
+    open_store,
+    table_counts,
+)
 from analytics.store.errors import (
     MissingDatabaseError,
     NotADatabaseError,
@@ -39,6 +45,7 @@ __all__ = [
     "current_version",
     "default_db_path",
     "migrate",
+    "one_row",
     "open_store",
     "schema_version",
     "table_counts",

@@ -15,6 +15,7 @@ import random
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -125,6 +126,19 @@ def open_store(
         con.close()
 
 
+def one_row(con: duckdb.DuckDBPyConnection) -> tuple[Any, ...]:
+    """The result row of the query just run on ``con``, one that always returns exactly one row.
+
+    For aggregates (``count(*)``, ``max``) and an ``INSERT ... RETURNING`` of one row. DuckDB's
+    ``fetchone`` is None when there is no row; for these queries that would be a broken
+    invariant, reported as a ``StoreError`` instead of a ``TypeError`` on ``None[0]``.
+    """
+    row = con.fetchone()
+    if row is None:
+        raise StoreError("a query that always returns one row returned none")
+    return row
+
+
 def table_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     """Row count of every store table (``truth`` included, counted, never read)."""
     rows = con.execute(
@@ -134,9 +148,9 @@ def table_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     counts: dict[str, int] = {}
     for schema, table in rows:
         ident = f'"{schema}"."{table}"'  # identifiers from the catalogue, not from users
-        counts[f"{schema}.{table}" if schema != "main" else table] = con.execute(
-            f"SELECT count(*) FROM {ident}"  # noqa: S608
-        ).fetchone()[0]
+        counts[f"{schema}.{table}" if schema != "main" else table] = one_row(
+            con.execute(f"SELECT count(*) FROM {ident}")  # noqa: S608
+        )[0]
     return counts
 
 

@@ -120,7 +120,7 @@ class ClinicModel:
 
     model: OutcomeModel
     card: dict
-    explainer: BenefitExplainer
+    explainer: BenefitExplainer | None  # None: loaded for risks only (the worklist), no SHAP
     folder: Path
 
     @property
@@ -149,6 +149,8 @@ def recommendation_for(clinic: ClinicModel, person_id: int, covariates) -> dict:
     model, card = clinic.model, clinic.card
     cohort = recommend(model, covariates)
     rec = cohort.patient(0)
+    if clinic.explainer is None:
+        raise ValueError("this clinic model was loaded without its explainer (risks only)")
     explanation = clinic.explainer.explain(covariates, rec.best, rec.next_best)
     return {
         "patient_id": int(person_id),

@@ -19,6 +19,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from analytics import store
 from analytics.treatment.clinic_data import clinic_training_table
 from analytics.treatment.model.shap_values import BenefitShap
 from analytics.treatment.recommend import NO_CLEAR_DIFFERENCE, recommend
@@ -96,5 +97,5 @@ def explain_cohort(
     rec = recommend(clinic.model, covariates)
     options = np.asarray(rec.options, dtype=object)
     shap = clinic.explainer.explain(covariates, options[rec.best], options[rec.next_best])
-    total = int(con.execute("SELECT count(*) FROM person").fetchone()[0])
+    total = int(store.one_row(con.execute("SELECT count(*) FROM person"))[0])
     return CohortExplanation(shap, rec.recommended_names(), len(covariates), total)

@@ -131,21 +131,23 @@ def record_decision(
     shown_json = json.dumps(shown, sort_keys=True, default=str) if shown is not None else None
     with store.open_store(db_path, wait_s=wait_s) as con, audit.chained_transaction(con):
         decision_id = int(
-            con.execute(
-                "INSERT INTO treatment_decision (person_id, model_version, recommended, chosen, accepted, "
-                "reason, actor, decided_at, shown) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING decision_id",
-                [
-                    decision.person_id,
-                    decision.model_version,
-                    decision.recommended,
-                    decision.chosen,
-                    decision.accepted,
-                    decision.reason,
-                    decision.actor,
-                    now,
-                    shown_json,
-                ],
-            ).fetchone()[0]
+            store.one_row(
+                con.execute(
+                    "INSERT INTO treatment_decision (person_id, model_version, recommended, chosen, accepted, "
+                    "reason, actor, decided_at, shown) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING decision_id",
+                    [
+                        decision.person_id,
+                        decision.model_version,
+                        decision.recommended,
+                        decision.chosen,
+                        decision.accepted,
+                        decision.reason,
+                        decision.actor,
+                        now,
+                        shown_json,
+                    ],
+                )
+            )[0]
         )
         audit.append_event(
             con,

@@ -18,11 +18,13 @@ steps, on the same seeded folds:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from functools import partial
 
 import duckdb
 import numpy as np
 import pandas as pd
 
+from analytics import store
 from analytics.treatment.data import SurvivalTable, TreatmentDataError
 from analytics.treatment.model.learners import LEARNERS, make_learner
 from analytics.treatment.model.metrics import (
@@ -52,9 +54,7 @@ def compare_learners(
     grid = evaluation_grid(table)
     names = track(LEARNERS, "cross-validating learners", len(LEARNERS)) if track else LEARNERS
     return {
-        name: cross_validate(
-            table, lambda s, name=name: make_learner(name, s), name, folds, grid, seed
-        )
+        name: cross_validate(table, partial(make_learner, name), name, folds, grid, seed)
         for name in names
     }
 
@@ -247,10 +247,12 @@ def validate_clinic(
 
     table, ids = clinic_training_table(con)
     if (
-        con.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'truth' "
-            "AND table_name = 'potential_outcome'"
-        ).fetchone()[0]
+        store.one_row(
+            con.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'truth' "
+                "AND table_name = 'potential_outcome'"
+            )
+        )[0]
         == 0
     ):
         raise TreatmentDataError(

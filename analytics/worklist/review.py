@@ -31,6 +31,7 @@ from datetime import datetime, timezone
 import duckdb
 import pandas as pd
 
+from analytics import store
 from analytics.governance import audit
 from analytics.worklist.ranking import LESION_CONCEPT
 
@@ -48,7 +49,7 @@ def mark_reviewed(
 ) -> datetime:
     """Record that ``actor`` reviewed the patient now (row + chained audit event, one transaction)."""
     pid = int(person_id)
-    if not con.execute("SELECT count(*) FROM person WHERE person_id = ?", [pid]).fetchone()[0]:
+    if not store.one_row(con.execute("SELECT count(*) FROM person WHERE person_id = ?", [pid]))[0]:
         raise ReviewError(f"no patient with id {pid} in this store")
     if not str(actor or "").strip():
         raise ReviewError("a review needs the name of who reviewed")
@@ -68,9 +69,11 @@ def mark_reviewed(
 
 def _has_reviews(con: duckdb.DuckDBPyConnection) -> bool:
     return bool(
-        con.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'main' AND table_name = 'worklist_review'"
-        ).fetchone()[0]
+        store.one_row(
+            con.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'main' AND table_name = 'worklist_review'"
+            )
+        )[0]
     )
 
 

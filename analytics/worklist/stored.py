@@ -92,7 +92,7 @@ class RefreshResult:
 
 def source_fingerprint(con: duckdb.DuckDBPyConnection) -> str:
     """The cohort base's source fingerprint plus ``measurement`` (count, largest id): ~10 ms at 47 M rows."""
-    n, top = con.execute(_MEASUREMENT_FINGERPRINT).fetchone()
+    n, top = store.one_row(con.execute(_MEASUREMENT_FINGERPRINT))
     return f"{_cohort_sources(con)}:{n}/{top}"
 
 
@@ -136,7 +136,7 @@ def _state(con: duckdb.DuckDBPyConnection) -> dict | None:
 
 def status(con: duckdb.DuckDBPyConnection, model_version: str | None) -> WorklistStatus:
     """Is the stored worklist what a refresh would write now? ``model_version``: the model in use, or None."""
-    patients = int(con.execute("SELECT count(*) FROM person").fetchone()[0])
+    patients = int(store.one_row(con.execute("SELECT count(*) FROM person"))[0])
     state = _state(con)
     if state is None:
         return WorklistStatus(
@@ -191,7 +191,7 @@ def read_page(
         [*params, limit, offset],
     ).df()
     total = int(
-        con.execute(f"SELECT count(*) FROM {ENTRY_TABLE} WHERE {where}", params).fetchone()[0]  # noqa: S608
+        store.one_row(con.execute(f"SELECT count(*) FROM {ENTRY_TABLE} WHERE {where}", params))[0]  # noqa: S608
     )
     rows["progression"] = rows["progression"].astype(bool)
     rows["response"] = rows["response"].astype(bool)
@@ -223,7 +223,11 @@ def refresh(
     model_version = clinic.version if clinic is not None else None
     state = _state(con)
     ids = None if person_ids is None else _ids(person_ids)
-    if ids is not None and _can_increment(con, state, model_version, ids, sources_before):
+    if (
+        ids is not None
+        and state is not None
+        and _can_increment(con, state, model_version, ids, sources_before)
+    ):
         entries = _refresh_touched(con, clinic, ids, state["prior"])
         con.execute(
             "UPDATE worklist_state SET source_fingerprint = ?, entries = ?, computed_at = now()::TIMESTAMP "
@@ -408,7 +412,7 @@ def _refresh_touched(
     con.execute(f"DELETE FROM {ENTRY_TABLE}")  # noqa: S608 - constant
     con.execute(f"INSERT INTO {ENTRY_TABLE} SELECT * FROM _worklist_reranked ORDER BY rank")  # noqa: S608
     con.execute("DROP TABLE _worklist_reranked")
-    return int(con.execute(f"SELECT count(*) FROM {ENTRY_TABLE}").fetchone()[0])  # noqa: S608
+    return int(store.one_row(con.execute(f"SELECT count(*) FROM {ENTRY_TABLE}"))[0])  # noqa: S608
 
 
 # --- writers --------------------------------------------------------------------------------------
@@ -447,6 +451,9 @@ def refresh_for_writer(
     model_version = clinic.version if clinic is not None else None
     if _can_increment(con, _state(con), model_version, ids, sources_before):
         return refresh(con, clinic, ids, sources_before=sources_before)
-    if int(con.execute("SELECT count(*) FROM person").fetchone()[0]) <= WRITER_FULL_MAX_PATIENTS:
+    if (
+        int(store.one_row(con.execute("SELECT count(*) FROM person"))[0])
+        <= WRITER_FULL_MAX_PATIENTS
+    ):
         return refresh(con, clinic)
     return RefreshResult("skipped", 0, 0.0)

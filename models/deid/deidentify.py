@@ -163,10 +163,10 @@ def resolve_action(code: str) -> str:
 
 _EXACT: dict[int, str] = {}
 _NAMES: dict[int, str] = {}
-for _tag, _code, _name in profile_rows():
-    if "x" not in _tag:
-        _EXACT[int(_tag, 16)] = resolve_action(_code)
-        _NAMES[int(_tag, 16)] = _name
+for _row_tag, _row_code, _row_name in profile_rows():  # not _name: the function below
+    if "x" not in _row_tag:
+        _EXACT[int(_row_tag, 16)] = resolve_action(_row_code)
+        _NAMES[int(_row_tag, 16)] = _row_name
 
 
 def action_for(tag: int) -> str | None:

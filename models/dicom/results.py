@@ -27,6 +27,7 @@ checking what was sent) with plain pydicom, independently of highdicom.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypedDict
 
 import highdicom as hd
 import numpy as np
@@ -105,6 +106,16 @@ def build_segmentation(source: Dataset, ai: AIRead) -> Dataset | None:
     )
 
 
+class _GroupContent(TypedDict):
+    """What the report's one measurement group says, with or without a segmentation to point to."""
+
+    tracking_identifier: hd.sr.TrackingIdentifier
+    finding_type: CodedConcept
+    algorithm_id: hd.sr.AlgorithmIdentification
+    measurements: list[hd.sr.Measurement]
+    qualitative_evaluations: list[hd.sr.QualitativeEvaluation]
+
+
 def build_report(source: Dataset, ai: AIRead, segmentation: Dataset | None) -> Dataset:
     """The TID 1500 measurement report (Comprehensive 3D SR) of one AI read of ``source``."""
     algorithm = hd.sr.AlgorithmIdentification(name=ai.model, version=ai.model_version)
@@ -131,12 +142,15 @@ def build_report(source: Dataset, ai: AIRead, segmentation: Dataset | None) -> D
             ),
         ]
     evaluation = [hd.sr.QualitativeEvaluation(FINDING, label_concept(ai.label))]
-    common = dict(
+    common = _GroupContent(
         tracking_identifier=tracking,
         finding_type=MASS,
         algorithm_id=algorithm,
         measurements=measurements,
         qualitative_evaluations=evaluation,
+    )
+    group: hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations | (
+        hd.sr.MeasurementsAndQualitativeEvaluations
     )
     if segmentation is not None:
         group = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(

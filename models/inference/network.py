@@ -13,6 +13,8 @@ enough for an outline at 1.6 mm per mask pixel and halves the decoder's cost.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -39,6 +41,11 @@ class LesionNet(nn.Module):
     validation split (Guo et al. 2017) and divides the class logits, so
     ``predict_proba`` returns calibrated probabilities.
     """
+
+    temperature: torch.Tensor  # a registered buffer (nn.Module.__getattr__ is untyped)
+    # ONNX Runtime's forward pass on CPU, attached by models.inference.registry.load_model;
+    # absent on networks built elsewhere (readers use getattr(network, "onnx_forward", None))
+    onnx_forward: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None
 
     def __init__(self, n_classes: int, width: int = 12) -> None:
         super().__init__()

@@ -41,12 +41,12 @@ class AIRead:
     def confidence(self) -> float:
         return self.probabilities[self.label]
 
-    def lesion_summary(self) -> dict | None:
+    def lesion_summary(self) -> dict[str, float | str] | None:
         if self.lesion_mask is None:
             return None
         if self.lesion is None:
             return None
-        out = self.lesion.as_dict()
+        out: dict[str, float | str] = dict(self.lesion.as_dict())
         if self.spacing_mm is None:
             # without spacing every "mm" above is in pixels: say so instead of lying
             out = {k: v for k, v in out.items() if not k.endswith(("_mm", "_mm2"))}

@@ -17,11 +17,15 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from models.inference.network import LesionNet
 from models.inference.tasks import TASKS, TaskSpec
+
+if TYPE_CHECKING:
+    from models.inference.onnx_runner import OnnxNetwork
 
 BUNDLED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 
@@ -120,8 +124,9 @@ def load_model(name: str, device: torch.device | str | None = None) -> LoadedMod
             f"weights {weights} cannot be loaded into {task.title}: {exc}"
         ) from exc
     # channels_last: about a third faster for these small convolutions on CPU (bench/bench_inference.py)
-    network.to(device, memory_format=torch.channels_last).eval()
-    fast, note = None, "GPU: PyTorch"
+    network.to(device, memory_format=torch.channels_last).eval()  # type: ignore[call-overload]  # torch stubs omit Module.to(memory_format=)
+    fast: OnnxNetwork | None = None
+    note: str | None = "GPU: PyTorch"
     if device.type == "cpu":
         from models.inference.network import INPUT_SIZE
         from models.inference.onnx_runner import onnx_network

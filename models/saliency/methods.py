@@ -184,8 +184,11 @@ def input_spacing_mm(
 
 
 def _mm_to_px(mm: float, per_px: tuple[float, float] | None, size: int) -> tuple[int, int]:
-    per = per_px or (FALLBACK_INPUT_SPACING_MM, FALLBACK_INPUT_SPACING_MM)
-    return tuple(int(np.clip(round(mm / p), 1, size)) for p in per)  # type: ignore[return-value]
+    per_row, per_col = per_px or (FALLBACK_INPUT_SPACING_MM, FALLBACK_INPUT_SPACING_MM)
+    return (
+        int(np.clip(round(mm / per_row), 1, size)),
+        int(np.clip(round(mm / per_col), 1, size)),
+    )
 
 
 def gaussian_blur(x: torch.Tensor, sigma_px: tuple[float, float]) -> torch.Tensor:
@@ -214,7 +217,11 @@ def make_baseline(
 
 
 def _forward(network: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-    return network.class_logits if hasattr(network, "class_logits") else network
+    # LesionNet's calibrated class logits; a network without them returns its logits from forward
+    class_logits: Callable[[torch.Tensor], torch.Tensor] | None = getattr(
+        network, "class_logits", None
+    )
+    return class_logits if class_logits is not None else network
 
 
 def _fuse_block(block: nn.Module) -> nn.Module:
@@ -223,18 +230,17 @@ def _fuse_block(block: nn.Module) -> nn.Module:
 
     if not isinstance(block, nn.Sequential):
         return copy.deepcopy(block)
-    layers, items = [], list(block)
+    layers: list[nn.Module] = []
+    items = list(block)
     i = 0
     while i < len(items):
-        if (
-            isinstance(items[i], nn.Conv2d)
-            and i + 1 < len(items)
-            and isinstance(items[i + 1], nn.BatchNorm2d)
-        ):
-            layers.append(fuse_conv_bn_eval(items[i], items[i + 1]))
+        layer = items[i]
+        following = items[i + 1] if i + 1 < len(items) else None
+        if isinstance(layer, nn.Conv2d) and isinstance(following, nn.BatchNorm2d):
+            layers.append(fuse_conv_bn_eval(layer, following))
             i += 2
         else:
-            layers.append(copy.deepcopy(items[i]))
+            layers.append(copy.deepcopy(layer))
             i += 1
     return nn.Sequential(*layers)
 
@@ -262,7 +268,10 @@ def gradient_network(network: nn.Module) -> nn.Module:
     fused = copy.copy(
         network
     )  # shallow: keeps the class, its methods and plain attributes (not the ONNX session's state)
-    fused._modules = {name: _fuse_block(child) for name, child in network._modules.items()}
+    fused._modules = {
+        name: None if child is None else _fuse_block(child)
+        for name, child in network._modules.items()
+    }
     fused._parameters = {
         name: None if p is None else nn.Parameter(p.detach().clone(), requires_grad=False)
         for name, p in network._parameters.items()
@@ -271,7 +280,7 @@ def gradient_network(network: nn.Module) -> nn.Module:
         name: None if b is None else b.clone() for name, b in network._buffers.items()
     }
     fused.eval()
-    fused.to(memory_format=torch.channels_last)
+    fused.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch stubs omit Module.to(memory_format=)
     for p in fused.parameters():
         p.requires_grad_(False)
     _GRADIENT_COPIES[network] = (versions, fused)
@@ -341,8 +350,9 @@ def attribute(
             perturbations_per_eval=64,
         )
         return attr.detach(), None
-    sigma = tuple(params.blur_sigma_mm / p for p in (per_px_mm or (FALLBACK_INPUT_SPACING_MM,) * 2))
-    baseline = make_baseline(x, params.baseline, sigma)  # type: ignore[arg-type]
+    per_row, per_col = per_px_mm or (FALLBACK_INPUT_SPACING_MM, FALLBACK_INPUT_SPACING_MM)
+    sigma = (params.blur_sigma_mm / per_row, params.blur_sigma_mm / per_col)
+    baseline = make_baseline(x, params.baseline, sigma)
     ig = IntegratedGradients(forward)
     kwargs = dict(
         baselines=baseline,
@@ -410,8 +420,9 @@ def explain(
     if not 0 <= int(target) < n_classes:
         raise TargetOutOfRangeError(f"target class {target} is out of range (0-{n_classes - 1})")
     size = x.shape[-1]
-    image_shape = tuple(image_shape or x.shape[-2:])  # type: ignore[assignment]
-    per_px = input_spacing_mm(image_shape, spacing_mm, size)  # type: ignore[arg-type]
+    rows, cols = image_shape or x.shape[-2:]
+    image_shape = (int(rows), int(cols))
+    per_px = input_spacing_mm(image_shape, spacing_mm, size)
     notes = []
     if per_px is None and method in ("occlusion", "smoothgrad", "integrated_gradients"):
         notes.append(
@@ -419,7 +430,7 @@ def explain(
         )
     started = time.perf_counter()
     attr, delta = attribute(network, x, int(target), method, params, per_px)
-    full = to_image_resolution(attr, image_shape)  # type: ignore[arg-type]
+    full = to_image_resolution(attr, image_shape)
     latency = (time.perf_counter() - started) * 1e3
     relative = None
     if delta is not None and method == "integrated_gradients":

@@ -52,6 +52,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from scipy.stats import spearmanr
+from torch import nn
 
 from models.inference.network import LesionNet
 from models.inference.preprocess import to_tensor
@@ -117,7 +118,7 @@ def phantom_set(task_name: str, n: int, seed: int) -> LabelledSet:
         images=[p.pixels.astype(np.float32) * p.rescale_slope + p.rescale_intercept for p in keep],
         labels=np.array([task.labels.index(p.label) for p in keep], dtype=np.int64),
         masks=[p.mask for p in keep],
-        spacings=[tuple(p.spacing_mm) for p in keep],
+        spacings=[p.spacing_mm for p in keep],
         description=f"{len(keep)} lesion-bearing of {n} fresh {task_name} phantoms (seed {seed})",
     )
 
@@ -177,7 +178,9 @@ def deletion_insertion(
 
 def randomised_copy(network: LesionNet, seed: int = RANDOM_INIT_SEED) -> LesionNet:
     """The same architecture with freshly initialised weights (the Adebayo et al. model randomisation)."""
-    n_classes = network.classifier[-1].out_features
+    head = network.classifier[-1]
+    assert isinstance(head, nn.Linear)  # LesionNet's classifier ends in its class layer
+    n_classes = head.out_features
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         fresh = type(network)(n_classes)
@@ -270,14 +273,18 @@ def evaluate_method(
             if exp.relative_delta is not None:
                 rel_deltas.append(exp.relative_delta)
             per_px = input_spacing_mm(img.shape, spacing, x.shape[-1])
-            sigma = tuple(cfg.insertion_blur_mm / p for p in (per_px or (1.6, 1.6)))
+            per_row, per_col = per_px or (1.6, 1.6)
+            sigma = (cfg.insertion_blur_mm / per_row, cfg.insertion_blur_mm / per_col)
             deleted = x.mean().expand_as(x)
             start = gaussian_blur(x, sigma)
             order = pixel_order(exp.input_attribution, rng)
             d, s = deletion_insertion(prob_of(target), x, order, deleted, start, cfg.steps)
             random_order = rng.permutation(order.size)
             dr, sr = deletion_insertion(prob_of(target), x, random_order, deleted, start, cfg.steps)
-            dele.append(d), ins.append(s), dele_rand.append(dr), ins_rand.append(sr)
+            dele.append(d)
+            ins.append(s)
+            dele_rand.append(dr)
+            ins_rand.append(sr)
             attr_t = torch.from_numpy(exp.input_attribution)[None, None].to(x.device)
             infid.append(_infidelity(network, x, attr_t, target, cfg))
             if i < (cfg.n_sensitivity if method not in SLOW_METHODS else min(cfg.n_sensitivity, 4)):

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -101,8 +102,8 @@ def _check_size(size) -> tuple[int, int]:
     return rows, cols
 
 
-def _check_spacing(spacing_mm) -> tuple[float, float]:
-    if np.isscalar(spacing_mm):
+def _check_spacing(spacing_mm: float | Iterable[float]) -> tuple[float, float]:
+    if isinstance(spacing_mm, int | float | np.integer | np.floating):  # one number: square pixels
         sr = sc = float(spacing_mm)
     else:
         sr, sc = (float(v) for v in spacing_mm)

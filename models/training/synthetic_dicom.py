@@ -24,6 +24,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import (
     RE_VALID_UID,
+    UID,
     DigitalMammographyXRayImageStorageForPresentation,
     ExplicitVRLittleEndian,
     MRImageStorage,
@@ -128,7 +129,7 @@ def build_dataset(
 
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = sop_instance_uid
+    meta.MediaStorageSOPInstanceUID = UID(sop_instance_uid)
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
     meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
@@ -193,6 +194,7 @@ def build_dataset(
         ds.ViewPosition = "CC"
         ds.ViewCodeSequence = Sequence([_code("399162004", "SCT", "cranio-caudal")])
         ds.ViewCodeSequence[0].ViewModifierCodeSequence = Sequence()
+        assert phantom.laterality is not None  # _check_phantom: a mammogram is 'L' or 'R'
         ds.PatientOrientation = _CC_ORIENTATION[phantom.laterality]
         ds.PositionerType = "MAMMOGRAPHIC"
         ds.OrganExposed = "BREAST"

@@ -19,11 +19,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from analytics.treatment.data import SurvivalTable
 from analytics.treatment.model.learners import HORIZON_5Y_DAYS
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+class Learner(Protocol):
+    """What cross-validation needs of a learner (those of ``learners.LEARNERS``)."""
+
+    def fit(self, table: SurvivalTable) -> Learner: ...
+
+    def predict_survival(self, covariates: pd.DataFrame, option: str, times_days) -> np.ndarray: ...
 
 
 def _surv(time: np.ndarray, event: np.ndarray):
@@ -120,7 +132,7 @@ class CrossValidation:
 
 def cross_validate(
     table: SurvivalTable,
-    make: Callable[[int], object],
+    make: Callable[[int], Learner],
     name: str,
     folds: list[np.ndarray],
     grid: np.ndarray,

@@ -119,6 +119,7 @@ class OutcomeModel:
         """(5-year RFS, RMST) from raw S(t) on the learner's horizons, shape (..., n, options, horizons)."""
         grid = np.asarray(learner.horizons_days, dtype=float)
         j = self._horizon_index(learner)
+        assert j is not None  # callers use the grid only when the horizon is on it
         raw = raw_grid[..., : j + 1]
         curve = np.minimum.accumulate(np.clip(raw, 0.0, 1.0), axis=-1)
         curve = np.concatenate([np.ones((*curve.shape[:-1], 1)), curve], axis=-1)

@@ -106,7 +106,7 @@ class ShallowTreeShap:
                     pos = 2 * pos + 1 + ~np.take_along_axis(left, pos[..., None], axis=2)[..., 0]
                 game[s, p] = leaf[trees, pos - n_nodes].mean(axis=0)
         count = np.array([bin(s).count("1") for s in range(patterns)])
-        m = count[players]  # players per tree
+        per_tree = count[players]  # players per tree
         table = np.zeros((n_trees, patterns, n_nodes))  # (T, pattern, slot)
         for j in range(n_nodes):
             has_j = ((players >> j) & 1) == 1
@@ -117,7 +117,10 @@ class ShallowTreeShap:
                 k = count[s]
                 weight = np.where(
                     ok,
-                    [factorial(k) * factorial(max(mm - k - 1, 0)) / factorial(mm) for mm in m],
+                    [
+                        factorial(k) * factorial(max(mm - k - 1, 0)) / factorial(mm)
+                        for mm in per_tree
+                    ],
                     0.0,
                 )
                 table[:, :, j] += weight[:, None] * (game[s | (1 << j)] - game[s]).T

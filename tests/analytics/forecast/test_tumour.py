@@ -84,8 +84,25 @@ def test_vectorised_fit_equals_one_patient_alone():
     prior = TGIPrior(TRUE_MU, np.diag(TRUE_SD**2), NOISE)
     batch = fit_map(LesionSeries.from_long(frame), prior)
     alone = fit_map(LesionSeries.from_long(frame[frame["person_id"] == 7]), prior)
-    assert alone.theta[0] == pytest.approx(batch.theta[7], abs=1e-5)
-    assert alone.cov[0] == pytest.approx(batch.cov[7], abs=1e-6)
+
+    # Patient 7's arithmetic is her own in the batch (row-wise sums, her own 3 x 3 solves), but
+    # the batch iterates until *every* patient has settled, so she may take more steps there than
+    # alone: the two fits agree to the stopping rule, not to rounding, and where exactly a fit
+    # stops moves with the CPU's rounding of exp and of the solves. A fit stops once a step gains
+    # <= 1e-9 (1 + obj); near the optimum a Gauss-Newton step gains the excess d' H d (H = J'J + P,
+    # cov = H^-1), so each fit is within sqrt(1e-9 (1 + obj)) posterior sd of it: 1.5e-4 at
+    # obj <= 20 (six readings), 3e-4 for the two fits apart. Allow 1e-3 posterior sd. The
+    # covariance moves with theta through the Jacobian, by ~|dJ/dtheta / J| x |d theta|
+    # <= 5 x (1e-3 x 0.4) = 2e-3 of sd_i sd_j: allow 1e-2. A fit that used another patient's
+    # readings is whole posterior sds away (the last check).
+    def distance(theta: np.ndarray) -> float:
+        d = theta - batch.theta[7]
+        return float(np.sqrt(d @ np.linalg.solve(batch.cov[7], d)))
+
+    assert distance(alone.theta[0]) < 1e-3
+    sd = np.sqrt(np.diag(batch.cov[7]))
+    assert (np.abs(alone.cov[0] - batch.cov[7]) <= 1e-2 * np.outer(sd, sd)).all()
+    assert min(distance(batch.theta[j]) for j in range(30) if j != 7) > 1.0
 
 
 def test_few_points_borrow_strength_and_get_wider_bands():
