@@ -13,8 +13,9 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from analytics.survival.constants import DAYS_PER_YEAR
+
 LESION_CONCEPT = "lesion_longest_diameter"
-DAYS_PER_YEAR = 365.25
 # Colour-blind-safe qualitative palette (Okabe & Ito, 2008).
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
 # Diverging low-to-high scale for signed or two-ended quantities: Okabe–Ito blue, a neutral grey that still shows

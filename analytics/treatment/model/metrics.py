@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from analytics.survival.constants import HORIZON_5Y_DAYS
 from analytics.treatment.data import SurvivalTable
-from analytics.treatment.model.learners import HORIZON_5Y_DAYS
 
 
 def _surv(time: np.ndarray, event: np.ndarray):
