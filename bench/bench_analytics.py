@@ -279,7 +279,7 @@ def pandas_base(t: dict):
 
 def pandas_cohort_km(base):
     """Filters, per-(group, day) counts and the same product-limit code as analytics.cohorts.builder."""
-    from analytics.cohorts.builder import _median, kaplan_meier_counts
+    from analytics.survival.kaplan_meier import KaplanMeier
 
     b = base[
         (base["age_years"] >= 40)
@@ -293,13 +293,13 @@ def pandas_cohort_km(base):
     )
     medians = {}
     for g, part in counts.groupby(GROUP_BY):
-        km = kaplan_meier_counts(
+        km = KaplanMeier.from_counts(
             part["rfs_days"].to_numpy(),
             part["events"].to_numpy(),
             part["removed"].to_numpy(),
             int(part["removed"].sum()),
         )
-        medians[g] = _median(km)
+        medians[g] = km.median()
     return len(b), int(b["event"].sum()), medians
 
 

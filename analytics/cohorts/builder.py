@@ -12,10 +12,10 @@ moving one row per patient into Python costs more than the whole SQL. All the
 estimators needed here depend on the data only through, per group and per day,
 the number of events and the number of patients leaving the risk set. DuckDB
 returns those counts (a few thousand rows per group); the Kaplan-Meier
-product-limit and Greenwood bands are computed in NumPy from them, and the
-log-rank test and the Cox model (Efron ties) are computed from the same counts
-by Newton-Raphson in NumPy. lifelines' fitters on one row per patient are the
-reference in the tests (equal to 1e-6); they take seconds at a million rows
+product-limit and Greenwood bands, the log-rank test and the Cox model (Efron
+ties, Newton-Raphson) are computed from them in NumPy by ``analytics.survival``
+(``kaplan_meier``, ``logrank``, ``cox``). lifelines' fitters on one row per
+patient are the reference in the tests; they take seconds at a million rows
 (and lifelines itself ~2 s to import), which is why they are not the code path.
 
 Recurrence-free survival (RFS), as on the rest of the Cohorts page
@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal, overload
 
 import duckdb
 import numpy as np
@@ -45,6 +44,10 @@ from analytics.cohorts.fields import (
     group_field,
     parse_filter,
 )
+from analytics.survival.constants import DAYS_PER_YEAR, Z_95
+from analytics.survival.cox import cox_group_hazard_ratios
+from analytics.survival.kaplan_meier import KaplanMeier
+from analytics.survival.logrank import event_matrices, log_rank
 
 __all__ = [
     "CohortError",
@@ -55,10 +58,8 @@ __all__ = [
     "build_cohort",
     "cohort_patients",
     "parse_filter",
-    "kaplan_meier_counts",
 ]
 
-Z_95 = 1.959963984540054
 AT_RISK_YEARS = tuple(range(0, 11))  # number-at-risk table: every year from diagnosis
 ALL = "all patients"
 
@@ -208,60 +209,21 @@ def cohort_patients(
     return df
 
 
-def kaplan_meier_counts(
-    days: np.ndarray, events: np.ndarray, removed: np.ndarray, n: int
-) -> pd.DataFrame:
-    """Product-limit estimate from per-day counts (sorted by day, one row per distinct day).
+_AT_RISK_DAYS = np.array([round(y * DAYS_PER_YEAR) for y in AT_RISK_YEARS])
 
-    ``events[i]``: events on ``days[i]``; ``removed[i]``: patients leaving the risk set on
-    that day (events plus censorings). Censorings on an event day are at risk at that
-    event (the usual convention, as lifelines). Variance: Greenwood; band: the
-    log(-log) ("exponential Greenwood") interval, which stays inside [0, 1].
-    """
-    days = np.asarray(days, dtype=np.int64)
-    events = np.asarray(events, dtype=np.float64)
-    removed = np.asarray(removed, dtype=np.float64)
-    at_risk = n - np.concatenate([[0.0], np.cumsum(removed)[:-1]])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        factor = 1.0 - events / at_risk
-        s = np.cumprod(factor)
-        green = np.cumsum(np.where(at_risk > events, events / (at_risk * (at_risk - events)), 0.0))
-        log_s = np.log(s)
-        half = Z_95 * np.sqrt(green) / log_s
-        lo = np.exp(-np.exp(np.log(-log_s) - half))
-        hi = np.exp(-np.exp(np.log(-log_s) + half))
-    lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
-    lo = np.where(s >= 1.0, 1.0, np.where(s <= 0.0, 0.0, lo))
-    hi = np.where(s >= 1.0, 1.0, np.where(s <= 0.0, 0.0, hi))
-    keep = events > 0
-    km = pd.DataFrame(
+
+def _km_frame(fit: KaplanMeier) -> pd.DataFrame:
+    """``GroupSurvival.km``: day 0 and every event day, days and numbers at risk as integers."""
+    steps = fit.steps()
+    return pd.DataFrame(
         {
-            "day": days[keep],
-            "s": s[keep],
-            "lo": lo[keep],
-            "hi": hi[keep],
-            "at_risk": at_risk[keep].astype(np.int64),
+            "day": steps["time"].to_numpy(np.int64),
+            "s": steps["survival"].to_numpy(),
+            "lo": steps["lower"].to_numpy(),
+            "hi": steps["upper"].to_numpy(),
+            "at_risk": steps["at_risk"].to_numpy(np.int64),
         }
     )
-    start = pd.DataFrame({"day": [0], "s": [1.0], "lo": [1.0], "hi": [1.0], "at_risk": [int(n)]})
-    if not km.empty and km["day"].iloc[0] == 0:
-        return km.reset_index(drop=True)
-    return pd.concat([start, km], ignore_index=True)
-
-
-def _median(km: pd.DataFrame) -> float | None:
-    s = km["s"].to_numpy()
-    below = np.flatnonzero(s <= 0.5)
-    return float(km["day"].to_numpy()[below[0]]) if len(below) else None
-
-
-_AT_RISK_DAYS = np.array([round(y * 365.25) for y in AT_RISK_YEARS])
-
-
-def _at_risk_counts(days: np.ndarray, removed: np.ndarray, n: int) -> np.ndarray:
-    """Patients still at risk at whole years (``AT_RISK_YEARS``): those whose RFS time is at least that day."""
-    left_before = np.concatenate([[0], np.cumsum(removed)])
-    return n - left_before[np.searchsorted(days, _AT_RISK_DAYS, "left")]
 
 
 def _group_slices(grp: np.ndarray) -> dict[str, slice]:
@@ -281,152 +243,9 @@ def _count_matrices(
     """Per group (rows) and event day (columns): events and patients at risk; plus the days."""
     day_all, ev_all, rm_all = (counts[c].to_numpy() for c in ("day", "events", "removed"))
     slices = _group_slices(counts["grp"].to_numpy(dtype=object))
-    days = np.unique(day_all[ev_all > 0])
-    events = np.zeros((len(names), len(days)))
-    at_risk = np.zeros((len(names), len(days)))
-    for k, g in enumerate(names):
-        part = slices[g]
-        d, ev, rm = day_all[part], ev_all[part], rm_all[part]
-        left_before = np.concatenate([[0.0], np.cumsum(rm)])  # removed strictly before each day
-        at_risk[k] = rm.sum() - left_before[np.searchsorted(d, days, "left")]
-        pos = np.searchsorted(d, days)
-        hit = (pos < len(d)) & (d[np.minimum(pos, len(d) - 1)] == days)
-        events[k, hit] = ev[pos[hit]]
-    return days, events, at_risk
-
-
-def log_rank(events: np.ndarray, at_risk: np.ndarray) -> tuple[float, float]:
-    """Multivariate log-rank test from per-group event and at-risk counts at each event time.
-
-    The statistic of lifelines' ``multivariate_logrank_test`` (observed minus expected
-    events per group, hypergeometric covariance, chi-square with groups - 1 degrees of
-    freedom). Returns (chi2, p).
-    """
-    from scipy.special import chdtrc  # scipy.special: far lighter to import than scipy.stats
-
-    d, n = events.sum(0), at_risk.sum(0)
-    frac = at_risk / n
-    observed_minus_expected = (events - frac * d).sum(1)
-    scale = np.where(n > 1, d * (n - d) / np.maximum(n - 1, 1), 0.0)
-    g = events.shape[0]
-    cov = np.empty((g, g))
-    for i in range(g):
-        for j in range(g):
-            cov[i, j] = (scale * frac[i] * ((i == j) - frac[j])).sum()
-    z = observed_minus_expected[:-1]
-    # pseudo-inverse, as lifelines: a group never at risk at an event time adds no variance
-    stat = float(z @ np.linalg.pinv(cov[:-1, :-1]) @ z)
-    return stat, float(chdtrc(g - 1, stat))
-
-
-@overload
-def _efron_sums(
-    beta: np.ndarray, events: np.ndarray, at_risk: np.ndarray, derivatives: Literal[True] = ...
-) -> tuple[float, np.ndarray, np.ndarray]: ...
-
-
-@overload
-def _efron_sums(
-    beta: np.ndarray, events: np.ndarray, at_risk: np.ndarray, derivatives: Literal[False]
-) -> tuple[float, None, None]: ...
-
-
-def _efron_sums(
-    beta: np.ndarray, events: np.ndarray, at_risk: np.ndarray, derivatives: bool = True
-) -> tuple[float, np.ndarray | None, np.ndarray | None]:
-    """Efron's log-denominator summed over event times, with its gradient and Hessian in ``beta``.
-
-    At an event time with d tied events, at-risk weight A = sum_g R_g exp(b_g) and event weight
-    C = sum_g E_g exp(b_g), Efron's term is S = sum_{l<d} log(A - l C / d). With x = A d / C it is
-    d log(C / d) + lgamma(x + 1) - lgamma(x - d + 1), and its derivatives are the same sums of
-    1 / (x - l) and 1 / (x - l)^2: digamma and trigamma differences. One term per event *time*
-    instead of one per event: at a million patients ~3,600 instead of ~280,000, the Cox fit in
-    milliseconds instead of ~0.4 s. x - d + 1 >= 1 because at least the events are at risk.
-    """
-    from scipy.special import digamma, gammaln, polygamma
-
-    shift = beta.max()
-    w = np.exp(beta - shift)
-    a, e = at_risk * w[:, None], events * w[:, None]  # groups x event times
-    big_a, c, d = a.sum(0), e.sum(0), events.sum(0)
-    x = big_a * d / c
-    total = float((d * np.log(c / d) + gammaln(x + 1) - gammaln(x - d + 1) + d * shift).sum())
-    if not derivatives:  # a line search needs the value only
-        return total, None, None
-    t1 = digamma(x + 1) - digamma(x - d + 1)  # sum_l 1 / (x - l)
-    t2 = polygamma(1, x - d + 1) - polygamma(1, x + 1)  # sum_l 1 / (x - l)^2
-    h0, h1 = d / c * t1, (x * t1 - d) / c  # sum_l 1/D_l, sum_l (l/d)/D_l
-    q0 = (d / c) ** 2 * t2  # sum_l 1/D_l^2
-    q1 = d / c**2 * (x * t2 - t1)  # sum_l (l/d)/D_l^2
-    q2 = (x * x * t2 - 2 * x * t1 + d) / c**2  # sum_l (l/d)^2/D_l^2
-    grad = a @ h0 - e @ h1
-    hess = np.diag(grad) - ((a * q0) @ a.T - (a * q1) @ e.T - (e * q1) @ a.T + (e * q2) @ e.T)
-    return total, grad, hess
-
-
-MAX_ABS_LOG_HR = (
-    15.0  # |log HR| beyond this (HR over 3 million) is a diverging fit, not an estimate
-)
-MAX_LOG_HR_SE = 100.0  # ... as is a standard error of the log HR beyond this
-
-
-def cox_group_hazard_ratios(
-    events: np.ndarray, at_risk: np.ndarray, max_iter: int = 50
-) -> np.ndarray:
-    """Cox model with the group as the only covariate (row 0 the reference), Efron's ties, from counts.
-
-    The partial likelihood of a categorical covariate depends on the data only through the
-    per-group events and numbers at risk at each event time, so Newton-Raphson on those
-    counts (``_efron_sums``) gives lifelines' ``CoxPHFitter`` estimates (tested) in milliseconds
-    at a million patients. ``events`` and ``at_risk``: groups x event times, every column with at
-    least one event. Returns rows (log HR, standard error) for groups 1..G-1; NaN if it does not
-    converge, and NaN for a group without a finite estimate (see the end).
-    """
-    g = events.shape[0]
-    observed = events.sum(1)
-
-    def loglik(b: np.ndarray) -> float:
-        return float(observed @ b) - _efron_sums(b, events, at_risk, derivatives=False)[0]
-
-    beta = np.zeros(g)
-    current = loglik(beta)
-    # The closed form subtracts lgamma values near x log x (x about the risk set's size), so the
-    # log-likelihood carries rounding error of ~1e-16 x log x per event time. A step is kept unless it
-    # lowers the likelihood by more than 1e-9 of its size: rounding cannot then halve a good step,
-    # and an overshoot that small costs the next Newton step nothing.
-    tolerance = 1e-9 * (1.0 + abs(current))
-    for _ in range(max_iter):
-        _, s_grad, s_hess = _efron_sums(beta, events, at_risk)
-        grad = (observed - s_grad)[1:]
-        hess = -s_hess[1:, 1:]
-        try:
-            step = np.linalg.solve(hess, -grad)
-        except np.linalg.LinAlgError:  # a group never at risk at an event time: no information
-            return np.full((g - 1, 2), np.nan)
-        step *= min(1.0, 2.0 / max(np.max(np.abs(step)), 1e-300))  # at most 2 log-units per step
-        trial = beta.copy()
-        for _halving in range(30):  # keep steps that raise the likelihood
-            trial[1:] = beta[1:] + step
-            new = loglik(trial)
-            if new >= current - tolerance:
-                break
-            step /= 2
-        beta, current = trial, new
-        if np.max(np.abs(step)) < 1e-9:
-            break
-    else:
-        return np.full((g - 1, 2), np.nan)
-    hess = -_efron_sums(beta, events, at_risk)[2][1:, 1:]
-    try:
-        se = np.sqrt(np.diag(np.linalg.inv(-hess)))
-    except np.linalg.LinAlgError:
-        return np.full((g - 1, 2), np.nan)
-    fit = np.column_stack([beta[1:], se])
-    # A group whose events all fall where no other group is at risk (or the reverse) has no
-    # finite estimate: the likelihood keeps rising as its log HR runs off, and the search stops
-    # somewhere out there with an enormous standard error. Not estimable, not a number to show.
-    fit[~((np.abs(fit[:, 0]) < MAX_ABS_LOG_HR) & (fit[:, 1] < MAX_LOG_HR_SE))] = np.nan
-    return fit
+    return event_matrices(
+        [(day_all[slices[g]], ev_all[slices[g]], rm_all[slices[g]]) for g in names]
+    )
 
 
 def _survival_tests(
@@ -618,9 +437,11 @@ def build_cohort(
     groups, at_risk = [], []
     for g in names:
         part = slices[g]
-        km = kaplan_meier_counts(day[part], ev[part], rm[part], size_of[g])
-        groups.append(GroupSurvival(g, size_of[g], int(ev[part].sum()), _median(km), km))
-        at_risk.append((g, _at_risk_counts(day[part], rm[part], size_of[g])))
+        fit = KaplanMeier.from_counts(day[part], ev[part], rm[part], size_of[g])
+        groups.append(
+            GroupSurvival(g, size_of[g], int(ev[part].sum()), fit.median(), _km_frame(fit))
+        )
+        at_risk.append((g, fit.at_risk_at(_AT_RISK_DAYS)))
     table1 = _table1(con, sql, params, names, size_of) if with_table1 else pd.DataFrame()
     logrank_p = chi2 = None
     ref = None

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from analytics import store
+from analytics.survival.kaplan_meier import KaplanMeier
 
 KM_MAX_PATIENTS = 50_000
 KM_GRID_POINTS = 241  # the curve is reported on this many evenly spaced days
@@ -45,7 +46,7 @@ class CohortOverview:
     - ``regimen_counts``: regimen (first line), patients;
     - ``event_counts``: event_type, patients;
     - ``km``: group ('all patients' or a regimen), time_days, survival, ci_lower,
-      ci_upper (95 % pointwise, lifelines' exponential Greenwood), at_risk;
+      ci_upper (95 % pointwise, log(-log) Greenwood, as lifelines), at_risk;
     - ``km_medians``: group, patients, events, median_rfs_days (NaN when the
       curve does not fall below one half).
 
@@ -201,16 +202,10 @@ def rfs_sample(con: duckdb.DuckDBPyConnection, max_patients: int = KM_MAX_PATIEN
     ).df()
 
 
-def _finite_or_nan(value: float) -> float:
-    """lifelines reports a median that is never reached as inf; tables and JSON want NaN."""
-    value = float(value)
-    return value if np.isfinite(value) else float("nan")
-
-
 def kaplan_meier(
     rfs: pd.DataFrame, group_col: str | None = None, grid_points: int = KM_GRID_POINTS
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Kaplan-Meier curves (lifelines) of ``rfs`` overall or per ``group_col``.
+    """Kaplan-Meier curves of ``rfs`` overall or per ``group_col`` (``analytics.survival``).
 
     Each curve is fitted on every patient's exact time and then read off at a
     common grid of days (the step function's value at each grid day), which
@@ -218,8 +213,6 @@ def kaplan_meier(
     come from the exact fit. Returns (curves, medians) as described in
     ``CohortOverview``.
     """
-    from lifelines import KaplanMeierFitter  # lazy: lifelines is slow to import
-
     columns = ["group", "time_days", "survival", "ci_lower", "ci_upper", "at_risk"]
     if rfs.empty:
         return pd.DataFrame(columns=columns), pd.DataFrame(
@@ -236,29 +229,27 @@ def kaplan_meier(
     for name, part in groups:
         durations = part["rfs_days"].to_numpy(dtype=float)
         events = part["event"].to_numpy(dtype=bool)
-        kmf = KaplanMeierFitter(label=name).fit(durations, events)
-        # Step functions: the value at a grid day is the estimate at the last event time <= it.
-        at = np.searchsorted(kmf.timeline, grid, side="right") - 1
-        ci = kmf.confidence_interval_survival_function_.to_numpy()
-        ordered = np.sort(durations)
+        fit = KaplanMeier.fit(durations, events)
+        lower, upper = fit.band_at(grid)
         curves.append(
             pd.DataFrame(
                 {
                     "group": name,
                     "time_days": grid,
-                    "survival": kmf.survival_function_.to_numpy()[at, 0],
-                    "ci_lower": ci[at, 0],
-                    "ci_upper": ci[at, 1],
-                    "at_risk": len(ordered) - np.searchsorted(ordered, grid, side="left"),
+                    "survival": fit.survival_at(grid),
+                    "ci_lower": lower,
+                    "ci_upper": upper,
+                    "at_risk": fit.at_risk_at(grid).astype(np.int64),
                 }
             )
         )
+        median = fit.median()
         medians.append(
             {
                 "group": name,
                 "patients": len(part),
                 "events": int(events.sum()),
-                "median_rfs_days": _finite_or_nan(kmf.median_survival_time_),
+                "median_rfs_days": float("nan") if median is None else median,
             }
         )
     return pd.concat(curves, ignore_index=True), pd.DataFrame(medians)

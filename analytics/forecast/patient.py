@@ -69,6 +69,7 @@ from analytics.forecast.tumour import (
     recist_marks,
     tgi_curve,
 )
+from analytics.survival.constants import DAYS_PER_YEAR
 
 FORECAST_HORIZON_DAYS = 730  # tumour forecasts run two years past the last measurement
 MAX_HORIZON_DAYS = 3 * 365  # ... or to six months after today, at most three years past it
@@ -401,7 +402,7 @@ def patient_forecast(
             version = clinic.version
             if survival is None:
                 notes.append(
-                    f"recurrence-free for {from_day / 365.25:.1f} years: beyond the model's 5-year "
+                    f"recurrence-free for {from_day / DAYS_PER_YEAR:.1f} years: beyond the model's 5-year "
                     "horizon, so no survival forecast"
                 )
             elif received in curves.options:

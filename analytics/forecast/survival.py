@@ -26,9 +26,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analytics.treatment.model.outcome_model import SMALL_BATCH_ROWS, Z_95, OutcomeModel
+from analytics.survival.constants import DAYS_PER_YEAR, Z_95
+from analytics.treatment.model.outcome_model import SMALL_BATCH_ROWS, OutcomeModel
 
-HALF_YEAR_DAYS = 182.625
+HALF_YEAR_DAYS = DAYS_PER_YEAR / 2  # 182.625 days: the six-month risk window
 
 
 @dataclass(frozen=True, eq=False)

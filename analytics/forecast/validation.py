@@ -26,9 +26,9 @@ over the evaluation grid of the treatment validation, beside the Kaplan-Meier
 curve of the training folds (the model-free reference); calibration at 1, 3
 and 5 years: held-out patients grouped in quintiles of predicted S(t), the
 mean predicted S(t) of each group against its Kaplan-Meier estimate
-(lifelines). A landmark check tests the conditional forecasts: among held-out
-patients still recurrence-free at one year, predicted S(t | T > 1 y) against
-their Kaplan-Meier curve from the landmark.
+(``analytics.survival``). A landmark check tests the conditional forecasts:
+among held-out patients still recurrence-free at one year, predicted
+S(t | T > 1 y) against their Kaplan-Meier curve from the landmark.
 
 The worklist's six-month risk: ``analytics.forecast.validation_risk``.
 """
@@ -49,8 +49,10 @@ from analytics.forecast.tumour import (
     fit_map,
     fit_prior,
 )
+from analytics.survival.constants import DAYS_PER_YEAR
+from analytics.survival.kaplan_meier import kaplan_meier_at
 from analytics.treatment.clinic_data import clinic_training_table
-from analytics.treatment.model.learners import DAYS_PER_YEAR, make_learner
+from analytics.treatment.model.learners import make_learner
 from analytics.treatment.model.metrics import evaluation_grid, integrated_brier, stratified_folds
 
 MIN_READINGS = 4
@@ -186,13 +188,6 @@ def validate_tumour(frame: pd.DataFrame, seed: int = DEFAULT_SEED) -> dict:
     }
 
 
-def _km_at(time: np.ndarray, event: np.ndarray, at: float) -> float:
-    from lifelines import KaplanMeierFitter
-
-    kmf = KaplanMeierFitter().fit(time, event)
-    return float(kmf.survival_function_at_times(at).iloc[0])
-
-
 def validate_survival(
     con: duckdb.DuckDBPyConnection, folds: int = 5, seed: int = DEFAULT_SEED
 ) -> dict:
@@ -214,10 +209,8 @@ def validate_survival(
                 curves[rows] = learner.predict_survival(test.covariates[rows], option, all_days)
         oof[test_idx] = curves
         inside = (grid >= test.time_days.min()) & (grid < test.time_days.max())
-        from lifelines import KaplanMeierFitter
-
-        km = KaplanMeierFitter().fit(train.time_days, train.event)
-        km_curve = np.tile(km.survival_function_at_times(grid[inside]).to_numpy(), (test.n, 1))
+        km = kaplan_meier_at(train.time_days, train.event, grid[inside])
+        km_curve = np.tile(km, (test.n, 1))
         ibs_model.append(
             integrated_brier(train, test, curves[:, : grid.size][:, inside], grid[inside])
         )
@@ -236,13 +229,15 @@ def validate_survival(
                     "group": int(g) + 1,
                     "patients": int(m.sum()),
                     "predicted": round(float(pred[m].mean()), 4),
-                    "observed_km": round(_km_at(table.time_days[m], table.event[m], day), 4),
+                    "observed_km": round(
+                        float(kaplan_meier_at(table.time_days[m], table.event[m], day)), 4
+                    ),
                 }
             )
         diffs = [abs(r["predicted"] - r["observed_km"]) for r in rows]
         calibration[f"{y}y"] = {
             "mean_predicted": round(float(pred.mean()), 4),
-            "observed_km": round(_km_at(table.time_days, table.event, day), 4),
+            "observed_km": round(float(kaplan_meier_at(table.time_days, table.event, day)), 4),
             "quintiles": rows,
             "mean_abs_error": round(float(np.mean(diffs)), 4),
             "max_abs_error": round(float(np.max(diffs)), 4),
@@ -253,12 +248,13 @@ def validate_survival(
     landmark = {}
     for y, col in zip(CALIBRATION_YEARS[1:], range(grid.size + 1, grid.size + 3), strict=True):
         cond = oof[at_risk, col] / s_landmark
+        observed = kaplan_meier_at(
+            table.time_days[at_risk], table.event[at_risk], y * DAYS_PER_YEAR
+        )
         landmark[f"{y}y_given_1y"] = {
             "patients": int(at_risk.sum()),
             "mean_predicted": round(float(cond.mean()), 4),
-            "observed_km": round(
-                _km_at(table.time_days[at_risk], table.event[at_risk], y * DAYS_PER_YEAR), 4
-            ),
+            "observed_km": round(float(observed), 4),
         }
     return {
         "design": f"{folds}-fold cross-validation (seed {seed}) of the clinic's xgb_pseudo learner; each held-out "

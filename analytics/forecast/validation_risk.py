@@ -53,13 +53,13 @@ from analytics.forecast.tumour import (
     progression_threshold,
     recist_marks,
 )
+from analytics.survival.constants import Z_95
 from analytics.treatment.clinic_data import clinic_training_table
 from analytics.treatment.model.learners import make_learner
 
 RISK_BIN_EDGES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 NADIR_FLOOR_MM = 1.0  # as the worklist's regrowth ratio
 RISK_DRAWS = 400  # as forecast.RISK_DRAWS
-Z_95 = 1.959963984540054
 _EPOCH = np.datetime64("1970-01-01", "D")
 
 

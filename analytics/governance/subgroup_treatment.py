@@ -40,20 +40,12 @@ from analytics.governance.subgroup_audit import (
     age_band,
     audit_subgroups,
 )
+from analytics.survival.constants import HORIZON_5Y_DAYS
+from analytics.survival.kaplan_meier import kaplan_meier_at
 from analytics.treatment.clinic_data import FEATURE_COLUMNS, clinic_training_table
-from analytics.treatment.model.learners import HORIZON_5Y_DAYS
 
 DEFAULT_THRESHOLD = 0.40  # predicted 5-year risk of recurrence or death flagged "high risk"
 ATTRIBUTES = ("age_band", "menopausal_status", "site", "sex", "stage", "er_status", "her2_status")
-
-
-def km_at(time: np.ndarray, event: np.ndarray, horizon: float = HORIZON_5Y_DAYS) -> float:
-    """Kaplan-Meier survival at ``horizon`` (product over distinct event times up to it)."""
-    time, event = np.asarray(time, float), np.asarray(event, bool)
-    order = np.sort(time)
-    times, deaths = np.unique(time[event & (time <= horizon)], return_counts=True)
-    at_risk = len(time) - np.searchsorted(order, times, side="left")
-    return float(np.prod(1.0 - deaths / at_risk)) if len(times) else 1.0
 
 
 def harrell_c_fast(time, event, risk) -> float:
@@ -84,11 +76,11 @@ def _predicted_rfs(y_true, y_score) -> float:
 
 
 def _km_rfs(y_true, y_score, time) -> float:
-    return km_at(time, y_true)
+    return float(kaplan_meier_at(time, y_true, HORIZON_5Y_DAYS))
 
 
 def _km_calibration_gap(y_true, y_score, time) -> float:
-    return float((1.0 - np.mean(y_score)) - km_at(time, y_true))
+    return float((1.0 - np.mean(y_score)) - _km_rfs(y_true, y_score, time))
 
 
 SURVIVAL_METRICS = (

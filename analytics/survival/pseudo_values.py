@@ -26,20 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def kaplan_meier_at(time: np.ndarray, event: np.ndarray, at: np.ndarray) -> np.ndarray:
-    """Kaplan-Meier survival probability at each time in ``at`` (right-continuous step function)."""
-    time = np.asarray(time, dtype=float)
-    event = np.asarray(event, dtype=bool)
-    uniq, inverse = np.unique(time, return_inverse=True)
-    deaths = np.bincount(inverse, weights=event, minlength=uniq.size)
-    leaving = np.bincount(inverse, minlength=uniq.size)
-    at_risk = time.size - np.concatenate([[0], np.cumsum(leaving)[:-1]])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        factor = np.where(at_risk > 0, 1.0 - deaths / at_risk, 1.0)
-    surv = np.cumprod(factor)
-    idx = np.searchsorted(uniq, np.asarray(at, dtype=float), side="right") - 1
-    return np.where(idx >= 0, surv[np.clip(idx, 0, None)], 1.0)
+from analytics.survival.kaplan_meier import KaplanMeier, kaplan_meier_at
 
 
 def _log_factor(deaths: np.ndarray, at_risk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -61,10 +48,9 @@ def pseudo_values(time: np.ndarray, event: np.ndarray, horizons: np.ndarray) -> 
     n = time.size
     if n < 2:
         raise ValueError("pseudo-values need at least two patients")
-    uniq, inverse = np.unique(time, return_inverse=True)
-    deaths = np.bincount(inverse, weights=event, minlength=uniq.size)
-    leaving = np.bincount(inverse, minlength=uniq.size)
-    at_risk = n - np.concatenate([[0], np.cumsum(leaving)[:-1]])
+    km = KaplanMeier.fit(time, event)
+    uniq, deaths, at_risk = km.time, km.events, km.at_risk
+    inverse = np.searchsorted(uniq, time)  # each patient's distinct-time index
 
     # Full-sample and "one fewer at risk" log factors, cumulated over the unique times.
     log_full, zero_full = _log_factor(deaths, at_risk)
@@ -76,7 +62,7 @@ def pseudo_values(time: np.ndarray, event: np.ndarray, horizons: np.ndarray) -> 
     # Patient i's own time: at-risk one fewer and, if she had the event, one death fewer.
     own_log_ev, own_zero_ev = _log_factor(deaths - 1, at_risk - 1)
 
-    s_full = kaplan_meier_at(time, event, horizons)  # (k,)
+    s_full = km.survival_at(horizons)  # (k,)
     h_idx = np.searchsorted(uniq, horizons, side="right") - 1  # last unique time <= t
     out = np.empty((n, horizons.size))
     for k, (hk, sk) in enumerate(zip(h_idx, s_full, strict=True)):

@@ -23,27 +23,26 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from analytics.survival.constants import HORIZON_5Y_DAYS
+from analytics.survival.kaplan_meier import KaplanMeier
+from analytics.survival.logrank import log_rank_test
 from analytics.treatment.data import SurvivalTable
-from analytics.treatment.model.learners import HORIZON_5Y_DAYS
 
 TIE_TOLERANCE = 0.001  # true 5-year RFS within 0.1 percentage point of the best counts as best
 
 
 def _km_at(time: np.ndarray, event: np.ndarray, horizon: float) -> dict:
-    from lifelines import KaplanMeierFitter
-
-    km = KaplanMeierFitter().fit(time, event)
-    s = float(km.survival_function_at_times(horizon).iloc[0])
-    ci = km.confidence_interval_survival_function_
-    idx = np.searchsorted(ci.index.to_numpy(), horizon, side="right") - 1
-    lo, hi = (float(v) for v in ci.iloc[max(idx, 0)])
-    median = float(km.median_survival_time_)
+    """Patients, events, Kaplan-Meier RFS at ``horizon`` with its 95 % band, and the median."""
+    km = KaplanMeier.fit(time, event)
+    s = float(km.survival_at(horizon))
+    lo, hi = (float(v) for v in km.band_at(horizon))
+    median = km.median()
     return {
         "patients": int(time.size),
         "events": int(event.sum()),
         "rfs_5y": round(s, 4),
         "rfs_5y_ci": [round(lo, 4), round(hi, 4)],
-        "median_rfs_days": round(median, 1) if np.isfinite(median) else None,
+        "median_rfs_days": None if median is None else round(median, 1),
     }
 
 
@@ -52,7 +51,6 @@ def followed_vs_not(
 ) -> dict:
     """Followed (actual == recommended) vs not: KM at 5 years, HR (95 % CI), log-rank p."""
     from lifelines import CoxPHFitter
-    from lifelines.statistics import logrank_test
 
     recommended = np.asarray(recommended, dtype=object)
     followed = recommended == table.treatment
@@ -82,9 +80,7 @@ def followed_vs_not(
         round(float(summary["exp(coef) lower 95%"]), 4),
         round(float(summary["exp(coef) upper 95%"]), 4),
     ]
-    result["logrank_p"] = float(
-        logrank_test(t[followed], t[~followed], e[followed], e[~followed]).p_value
-    )
+    result["logrank_p"] = log_rank_test(t, e, followed)[1]
     if adjust:
         adj = pd.concat([df, table.covariates.reset_index(drop=True).add_prefix("cov_")], axis=1)
         s = CoxPHFitter(penalizer=0.001).fit(adj, "time", "event").summary.loc["followed"]

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analytics.treatment.model.outcome_model import Z_95, OutcomeModel
+from analytics.survival.constants import Z_95
+from analytics.treatment.model.outcome_model import OutcomeModel
 
 NO_CLEAR_DIFFERENCE = "no clear difference"
 

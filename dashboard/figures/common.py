@@ -9,7 +9,9 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-DAYS_PER_YEAR = 365.25
+from analytics.survival.constants import DAYS_PER_YEAR
+
+__all__ = ["DAYS_PER_YEAR"]  # re-exported: the figures' year axis uses the one definition
 
 
 # Colour-blind-safe qualitative palette (Okabe & Ito, 2008).

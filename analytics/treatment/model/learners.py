@@ -26,11 +26,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from analytics.survival.constants import DAYS_PER_YEAR
 from analytics.survival.pseudo_values import pseudo_values
 from analytics.treatment.data import SurvivalTable
 
-DAYS_PER_YEAR = 365.25
-HORIZON_5Y_DAYS = 5 * DAYS_PER_YEAR
 # Pseudo-value horizons: every half year up to five years (5 y is one of them, so
 # the 5-year prediction is a raw model output, which SHAP needs).
 PSEUDO_HORIZONS_DAYS = tuple(round(DAYS_PER_YEAR * k / 2, 3) for k in range(1, 11))

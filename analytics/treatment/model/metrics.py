@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from analytics.survival.constants import HORIZON_5Y_DAYS
 from analytics.treatment.data import SurvivalTable
-from analytics.treatment.model.learners import HORIZON_5Y_DAYS
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -24,10 +24,10 @@ import numpy as np
 import pandas as pd
 from scipy.integrate import trapezoid
 
+from analytics.survival.constants import HORIZON_5Y_DAYS
 from analytics.treatment.data import Feature, SurvivalTable
-from analytics.treatment.model.learners import HORIZON_5Y_DAYS, XGBPseudoLearner, make_learner
+from analytics.treatment.model.learners import XGBPseudoLearner, make_learner
 
-Z_95 = 1.959963984540054
 # Up to this many design rows (patients x options x horizons: three patients) go through the
 # stacked trees (``compile``), measured faster only there; larger batches go through xgboost,
 # one refit at a time (bench/bench_treatment.py).

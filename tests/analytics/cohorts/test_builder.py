@@ -1,4 +1,5 @@
-"""analytics.cohorts.builder: filters to parameterised SQL, Table 1, Kaplan-Meier, log-rank and Cox against lifelines."""
+"""analytics.cohorts.builder: filters to parameterised SQL, Table 1, and its survival statistics from SQL
+counts against lifelines on one row per patient (the estimators themselves: tests/analytics/survival)."""
 
 from __future__ import annotations
 
@@ -20,19 +21,6 @@ def everyone(demo_db):
         return cohorts.cohort_patients(con)
 
 
-def test_kaplan_meier_from_counts_matches_hand_computation_on_six_patients():
-    # times 1 2 2 3 4 5, events at 1, 2, 3, 5; censored at 2 and 4
-    # S(1) = 5/6, S(2) = 5/6 * 4/5, S(3) = 4/6 * 2/3 = 4/9, S(5) = 0
-    km = cohorts.kaplan_meier_counts(
-        np.array([1, 2, 3, 4, 5]), np.array([1, 1, 1, 0, 1]), np.array([1, 2, 1, 1, 1]), 6
-    )
-    assert km["day"].tolist() == [0, 1, 2, 3, 5]
-    assert km["s"].tolist() == pytest.approx([1, 5 / 6, 4 / 6, 4 / 9, 0.0])
-    assert km["at_risk"].tolist() == [6, 6, 5, 3, 1]
-    assert cohorts._median(km) == 3.0
-    assert (km["lo"] <= km["s"] + 1e-12).all() and (km["hi"] >= km["s"] - 1e-12).all()
-
-
 def test_kaplan_meier_and_bands_equal_lifelines_on_the_demo_cohort(demo_con, everyone):
     result = cohorts.build_cohort(demo_con, group_by="er_status")
     for group in result.groups:
@@ -52,6 +40,25 @@ def test_kaplan_meier_and_bands_equal_lifelines_on_the_demo_cohort(demo_con, eve
         assert (group.n, group.events) == (len(part), int(part["event"].sum()))
 
 
+def test_group_curves_keep_their_shape(demo_con):
+    """``GroupSurvival.km``: a row at day 0 and one per event day; days and numbers at risk whole."""
+    result = cohorts.build_cohort(demo_con, group_by="er_status")
+    for group in result.groups:
+        assert group.km.dtypes.to_dict() == {
+            "day": np.int64,
+            "s": np.float64,
+            "lo": np.float64,
+            "hi": np.float64,
+            "at_risk": np.int64,
+        }
+        assert group.km["day"].iloc[0] == 0 and group.km["s"].iloc[0] == 1.0
+        assert group.km["at_risk"].iloc[0] == group.n and group.km["day"].is_monotonic_increasing
+    at_risk = result.at_risk.set_index(["group", "years"])["at_risk"]
+    assert at_risk.dtype == np.int64
+    for group in result.groups:
+        assert at_risk[(group.name, 0)] == group.n
+
+
 def test_log_rank_and_cox_on_counts_equal_lifelines_on_one_row_per_patient(demo_con, everyone):
     result = cohorts.build_cohort(demo_con, group_by="first_line_regimen", reference="endocrine")
     lr = multivariate_logrank_test(
@@ -69,36 +76,6 @@ def test_log_rank_and_cox_on_counts_equal_lifelines_on_one_row_per_patient(demo_
         assert hr.loc[group, "lo"] == pytest.approx(
             cph.summary.loc[group, "exp(coef) lower 95%"], rel=1e-4
         )
-
-
-def test_efron_closed_form_equals_the_term_by_term_sum_with_heavy_ties():
-    """A million-patient cohort ties hundreds of events on a day; the digamma form must hold there."""
-    rng = np.random.default_rng(5)
-    events = rng.integers(0, 400, size=(3, 40)).astype(float)
-    events[:, ::7] = 0.0
-    events[0, ::7] = 1.0  # some days with a single event
-    at_risk = 200_000 - np.cumsum(events + 300, axis=1) + events + 300
-    beta = np.array([0.0, 0.4, -1.3])
-
-    def term_by_term(b):
-        w = np.exp(b)
-        total = 0.0
-        for t in range(events.shape[1]):
-            d = int(events[:, t].sum())
-            big_a, c = at_risk[:, t] @ w, events[:, t] @ w
-            total += sum(np.log(big_a - k / d * c) for k in range(d))
-        return total
-
-    value, grad, hess = cohorts._efron_sums(beta, events, at_risk)
-    assert value == pytest.approx(term_by_term(beta), rel=1e-11)
-    h = 1e-5
-    for k in range(3):
-        step = np.eye(3)[k] * h
-        numeric = (term_by_term(beta + step) - term_by_term(beta - step)) / (2 * h)
-        assert grad[k] == pytest.approx(numeric, rel=1e-6)
-        g_plus = cohorts._efron_sums(beta + step, events, at_risk)[1]
-        g_minus = cohorts._efron_sums(beta - step, events, at_risk)[1]
-        np.testing.assert_allclose(hess[k], (g_plus - g_minus) / (2 * h), rtol=1e-5, atol=1e-6)
 
 
 def test_a_hazard_ratio_without_a_finite_estimate_is_said_not_shown(tiny):

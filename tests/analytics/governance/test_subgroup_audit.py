@@ -8,7 +8,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from analytics.governance.subgroup_audit import age_band, auc, audit_subgroups
-from analytics.governance.subgroup_treatment import harrell_c_fast, km_at
+from analytics.governance.subgroup_treatment import SURVIVAL_METRICS, harrell_c_fast
 from analytics.treatment.model.metrics import harrell_c
 
 
@@ -23,7 +23,8 @@ def test_fast_metrics_equal_sklearn_sksurv_and_lifelines() -> None:
     e = rng.random(300) < 0.6
     assert harrell_c_fast(t, e, s) == pytest.approx(harrell_c(t, e, s), abs=1e-12)
     km = KaplanMeierFitter().fit(t, e)
-    assert km_at(t, e, 1826.25) == pytest.approx(float(km.predict(1826.25)), abs=1e-9)
+    km_rfs = next(m for m in SURVIVAL_METRICS if m.name == "km_rfs_5y")
+    assert km_rfs.func(e, s, time=t) == pytest.approx(float(km.predict(1826.25)), abs=1e-9)
 
 
 def _planted(seed: int = 11) -> pd.DataFrame:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analytics.treatment.model.outcome_model import Z_95
+from analytics.survival.constants import Z_95
 from analytics.treatment.recommend import NO_CLEAR_DIFFERENCE, summarise
 
 OPTIONS = ("a", "b", "c")

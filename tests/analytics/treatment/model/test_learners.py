@@ -7,9 +7,9 @@ import pytest
 from lifelines import CoxPHFitter
 from lifelines.utils import concordance_index
 
+from analytics.survival.constants import HORIZON_5Y_DAYS
 from analytics.treatment.data import gbsg2_table
 from analytics.treatment.model.learners import (
-    HORIZON_5Y_DAYS,
     LEARNERS,
     XGBPseudoLearner,
     breslow_cumulative_hazard,
