@@ -589,14 +589,16 @@ def read_image(data: bytes, frame: int = 0) -> dicom.DicomImage:
 def _ai_read(
     digest: str, frame: int, model_name: str, weights_stamp: tuple[int, ...] | None, _image
 ) -> inference.AIRead:
-    model = imaging_model(model_name)
-    return inference.read_image(
-        inference.model_for(_image, {model_name: model}, model_name), _image
-    )
+    return inference.read_image(imaging_model(model_name), _image)
 
 
 def ai_read(data: bytes, frame: int, image: dicom.DicomImage, model_name: str) -> inference.AIRead:
-    """The AI read of one decoded frame, cached per image bytes, frame and model weights."""
+    """The AI read of one decoded frame, cached per image bytes, frame and model weights.
+
+    ``model_name``: the model ``models.inference.tasks.choose_model`` picked for this image
+    (the page may know more of the image than its file, e.g. the study description the
+    store kept for a de-identified copy, so the choice is the caller's, not re-made here).
+    """
     weights, _ = registry.find_model_files(model_name)
     return _ai_read(
         hashlib.sha256(data).hexdigest(), int(frame), model_name, file_stamp(weights), image

@@ -3,7 +3,8 @@
 Pseudonyms: ``pseudonym(key, person_id)`` is HMAC-SHA256 under a random per-store secret
 (``app_secret``), so the ethics board sees stable ids it cannot turn back into patients,
 while the store can still link them. One function, one argument order (key first), for
-every pseudonym OncoLens shows or writes.
+every pseudonym OncoLens shows or writes: ``models.deid.pseudonyms.pseudonym``, re-exported
+here (de-identified DICOM files use it too, with their own ``OL-`` spelling).
 
 Why a module of its own: the store's version-3 migration creates the secret on its own
 connection; this module never opens the store, so the migration imports it without a cycle.
@@ -11,12 +12,14 @@ connection; this module never opens the store, so the migration imports it witho
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import secrets
 from datetime import datetime, timezone
 
 import duckdb
+
+from models.deid.pseudonyms import keyed_hash, pseudonym
+
+__all__ = ["ensure_secret", "keyed_hash", "pseudonym", "store_secret"]
 
 _SECRET_NAME = "store_key"
 
@@ -41,13 +44,3 @@ def store_secret(con: duckdb.DuckDBPyConnection) -> bytes | None:
     except duckdb.CatalogException:
         return None
     return bytes.fromhex(rows[0][0]) if rows else None
-
-
-def keyed_hash(key: bytes, domain: str, text: str) -> str:
-    """HMAC-SHA256 of ``domain:text``: one key, separate uses that never collide."""
-    return hmac.new(key, f"{domain}:{text}".encode(), hashlib.sha256).hexdigest()
-
-
-def pseudonym(key: bytes, person_id: int | str) -> str:
-    """Stable pseudonymous patient id (64 bits of HMAC): no collision expected below billions of patients."""
-    return "P-" + keyed_hash(key, "patient", str(person_id).strip())[:16]

@@ -39,7 +39,7 @@ from models.deid import deidentify as deid
 from models.dicom.reader import DicomReadError, read_dicom, read_header
 from models.inference.read import AIRead, NoModelForImageError, model_for, read_image
 from models.inference.registry import LoadedModel, ModelUnavailableError
-from models.inference.tasks import TASKS, select_task
+from models.inference.tasks import TASKS
 
 STORE_MODALITIES = {"MG", "MR", "CT", "US", "PT"}
 
@@ -99,16 +99,10 @@ def _prepare(path: Path, load: Callable[[str], LoadedModel]) -> _Prepared:
     if study_date is None:
         raise DicomReadError("cannot file this image: no valid StudyDate in the header")
     ai = note = None
-    task, why = select_task(
-        image.modality, image.body_part, str(getattr(header, "StudyDescription", ""))
-    )
-    if task is None:
-        note = why
-    else:
-        try:
-            ai = read_image(model_for(image, {task.name: load(task.name)}, task.name), image)
-        except (NoModelForImageError, ModelUnavailableError) as exc:
-            note = str(exc)
+    try:
+        ai = read_image(model_for(image, load), image)
+    except (NoModelForImageError, ModelUnavailableError) as exc:
+        note = str(exc)
     spacing = image.spacing_mm
     return _Prepared(
         file=path.resolve(),

@@ -20,8 +20,9 @@ from dashboard.services import plain_language
 from dashboard.session import auth, state, trail
 from models.deid import deidentify
 from models.dicom import reader as dicom
+from models.inference.read import NoModelForImageError
 from models.inference.registry import ModelUnavailableError
-from models.inference.tasks import select_task
+from models.inference.tasks import ImageFacts, choose_model
 from models.radiomics import feature_rows
 
 UPLOAD = "Upload a DICOM file"
@@ -90,6 +91,7 @@ picked = st.selectbox(
 
 data: bytes | None = None
 source_path: Path | None = None
+stored_description: str | None = None  # the store keeps it; a de-identified file does not
 if picked == -1:
     upload = st.file_uploader(
         "DICOM file (.dcm)",
@@ -111,6 +113,8 @@ if picked == -1:
 else:
     row = images.iloc[picked]
     source_path = Path(row["file_path"])
+    if isinstance(row["study_description"], str) and row["study_description"]:
+        stored_description = row["study_description"]
     try:
         data = source_path.read_bytes()
     except OSError as exc:
@@ -159,18 +163,22 @@ with read:
         "#### AI read",
         help=plain_language.glossary_help("calibrated probability", "AUC", "calibration"),
     )
-    task, why = select_task(
-        image.modality, image.body_part, str(getattr(header, "StudyDescription", ""))
+    # the one rule of models.inference.tasks, with what the page knows of the image: its file,
+    # and for a stored image the description the store kept (ingest strips it from the copy)
+    choice = choose_model(
+        ImageFacts(image.modality, image.body_part, image.study_description or stored_description)
     )
+    task = choice.task
     ai = None
     if task is None:
         st.warning(
-            f"{why.capitalize()}. The image is shown; no AI read is given.", icon=":material/block:"
+            f"{choice.reason.capitalize()}. The image is shown; no AI read is given.",
+            icon=":material/block:",
         )
     else:
         try:
             ai = resources.ai_read(data, frame, image, task.name)
-        except ModelUnavailableError as exc:
+        except (ModelUnavailableError, NoModelForImageError) as exc:
             st.error(f"The {task.title.lower()} cannot run: {exc}", icon=":material/error:")
     if ai is not None:
         card = resources.imaging_model(ai.model).card

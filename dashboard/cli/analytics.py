@@ -1,8 +1,4 @@
-"""``oncolens cohort``, ``import`` and ``worklist``: the analytics commands, on the same library code as the pages.
-
-Kept out of ``dashboard/cli/main.py`` so that the parser file stays readable; ``cli``
-wires these handlers to its sub-parsers.
-"""
+"""``oncolens cohort``, ``worklist`` and ``import``: the analytics commands, on the same library code as the pages."""
 
 from __future__ import annotations
 
@@ -11,25 +7,71 @@ import json
 import sys
 from pathlib import Path
 
-EXIT_FAILED = 1
+from dashboard.cli.common import (
+    EXIT_FAILED,
+    SubParsers,
+    add_command,
+    db_arg,
+    db_path,
+    say,
+    whole_number,
+)
 
 
-def _say(msg: str) -> None:
-    print(f"oncolens: {msg}", file=sys.stderr, flush=True)
+def add_subparsers(subparsers: SubParsers) -> None:
+    p = add_command(subparsers, "cohort", "cohort size, survival and characteristics", cmd_cohort)
+    p.add_argument("--filter", action="append", default=[], metavar='"FIELD OP VALUE"')
+    p.add_argument("--group-by", metavar="FIELD")
+    db_arg(p)
+    p.add_argument("--json", action="store_true")
+
+    p = add_command(
+        subparsers,
+        "worklist",
+        "the care team's worklist ranked by six-month forecast risk (stored; --refresh "
+        "recomputes it)",
+        cmd_worklist,
+    )
+    db_arg(p)
+    p.add_argument(
+        "--refresh",
+        action="store_true",
+        help="rank every eligible patient again first (about 5 minutes at a million patients)",
+    )
+    p.add_argument("--site", metavar="SITE", help="one treating clinic")
+    p.add_argument("--progression", action="store_true", help="RECIST progression only")
+    p.add_argument("--limit", type=whole_number, default=25)
+    p.add_argument("--offset", type=whole_number, default=0)
+    p.add_argument("--json", action="store_true")
+
+    p = add_command(
+        subparsers, "import", "import CSV, Parquet or FHIR R4 bundles into the store", cmd_import
+    )
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    db_arg(p)
+    p.add_argument(
+        "--report-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="where rejected and duplicate rows are listed (default: <store name>_imports beside the store)",
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object per file")
 
 
-def cmd_cohort(args: argparse.Namespace, db: Path) -> int:
+def cmd_cohort(args: argparse.Namespace) -> int:
     """Build the cohort read-only and print it (JSON object with ``--json``, a short table otherwise)."""
     from analytics import store
     from analytics.cohorts.builder import CohortError, build_cohort
 
+    db = db_path(args)
     try:
         with store.open_store(db, read_only=True) as con:
             result = build_cohort(con, list(args.filter or []), args.group_by)
     except CohortError as exc:
         if args.json:
             print(json.dumps({"error": str(exc)}))
-        _say(f"error: {exc}")
+        say(f"error: {exc}")
         return EXIT_FAILED
     if args.json:
         print(json.dumps(result.to_json(), allow_nan=False))
@@ -52,10 +94,11 @@ def cmd_cohort(args: argparse.Namespace, db: Path) -> int:
     return 0
 
 
-def cmd_import(args: argparse.Namespace, db: Path) -> int:
+def cmd_import(args: argparse.Namespace) -> int:
     """Import each file in its own transaction; one summary line per file, JSON objects with ``--json``."""
     from analytics.imports.tabular import import_files
 
+    db = db_path(args)
     if not db.exists():
         from analytics import store
 
@@ -83,7 +126,7 @@ def refresh_worklist(db: Path) -> dict:
     from analytics.worklist import stored as worklist_store
 
     clinic = worklist_store.clinic_model(db)
-    _say(
+    say(
         f"ranking the worklist by forecast risk ({'with' if clinic else 'no'} treatment model; "
         "about 5 minutes at a million patients)"
     )
@@ -96,7 +139,7 @@ def refresh_worklist(db: Path) -> dict:
     }
 
 
-def cmd_worklist(args: argparse.Namespace, db: Path) -> int:
+def cmd_worklist(args: argparse.Namespace) -> int:
     """Print one page of the stored worklist (``--refresh`` recomputes it first); JSON with ``--json``.
 
     A stale worklist is printed with the reasons (stderr, or ``stale_reasons``), not refused.
@@ -105,6 +148,7 @@ def cmd_worklist(args: argparse.Namespace, db: Path) -> int:
     from analytics.worklist import review as worklist_review
     from analytics.worklist import stored as worklist_store
 
+    db = db_path(args)
     refreshed = refresh_worklist(db) if args.refresh else None
     clinic = worklist_store.clinic_model(db)
     with store.open_store(db, read_only=True) as con:
@@ -143,7 +187,7 @@ def cmd_worklist(args: argparse.Namespace, db: Path) -> int:
                 f"worklist ranked: {refreshed['entries']:,} patients in {refreshed['seconds']:.1f} s"
             )
         for reason in status.reasons:
-            _say(f"stale: {reason} (refresh: oncolens worklist --refresh --db {db})")
+            say(f"stale: {reason} (refresh: oncolens worklist --refresh --db {db})")
         print(
             f"{'rank':>6}  {'MRN':<12}{'site':<10}{'risk 6m':>9}{'progression':>13}{'latest mm':>11}"
             f"{'new readings':>14}  last review"

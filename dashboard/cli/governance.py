@@ -1,9 +1,8 @@
 """``oncolens users`` and ``oncolens audit``: accounts and the audit chain from the shell.
 
-Kept out of ``cli.py`` so that the command file stays a router. Passwords are
-read from a prompt (twice, not echoed) or, for scripts, from one line of
-standard input (``--password-stdin``); never from an argument, which would
-land in the shell history and the process list.
+Passwords are read from a prompt (twice, not echoed) or, for scripts, from one
+line of standard input (``--password-stdin``); never from an argument, which
+would land in the shell history and the process list.
 """
 
 from __future__ import annotations
@@ -13,17 +12,9 @@ import getpass
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
-
-class GovernanceCliError(Exception):
-    """Reported on stderr with exit status 1 (cli.py turns it into a CliError)."""
-
-
-def _actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except Exception:  # no login name (containers): still say it came from the shell
-        return "cli"
+from dashboard.cli.common import CliError, SubParsers, actor, add_command, db_arg, db_path
 
 
 def _read_password(args: argparse.Namespace) -> str:
@@ -31,22 +22,24 @@ def _read_password(args: argparse.Namespace) -> str:
         line = sys.stdin.readline()
         password = line.rstrip("\r\n")
         if not password:
-            raise GovernanceCliError("no password on standard input")
+            raise CliError("no password on standard input")
         return password
     if not sys.stdin.isatty():
-        raise GovernanceCliError(
+        raise CliError(
             "no terminal to ask for the password: pass it on standard input with --password-stdin"
         )
     first = getpass.getpass("Password: ")
     if getpass.getpass("Password again: ") != first:
-        raise GovernanceCliError("the two passwords differ; nothing was changed")
+        raise CliError("the two passwords differ; nothing was changed")
     return first
 
 
-def add_arguments(users: argparse.ArgumentParser, audit_p: argparse.ArgumentParser, db_arg) -> None:
-    """The arguments of ``users`` and ``audit`` (``db_arg`` adds cli.py's shared --db option)."""
+def add_subparsers(subparsers: SubParsers) -> None:
+    """``users`` (with its actions ``add``, ``remove``, ``list``) and ``audit``."""
     from analytics.governance.users import ROLES
 
+    users = add_command(subparsers, "users", "manage local accounts (sign-in and roles)", cmd_users)
+    audit_p = add_command(subparsers, "audit", "verify the hash-chained audit trail", cmd_audit)
     sub = users.add_subparsers(dest="users_action", metavar="ACTION", required=True)
     add = sub.add_parser("add", help="create an account", description="create an account")
     add.add_argument("username", metavar="NAME")
@@ -75,10 +68,11 @@ def add_arguments(users: argparse.ArgumentParser, audit_p: argparse.ArgumentPars
     db_arg(audit_p)
 
 
-def cmd_users(args: argparse.Namespace, db: Path) -> int:
+def cmd_users(args: argparse.Namespace) -> int:
     from analytics import store
     from analytics.governance import audit, users
 
+    db = db_path(args)
     action = args.users_action
     if action == "list":
         with store.open_store(db, read_only=True) as con:
@@ -88,7 +82,7 @@ def cmd_users(args: argparse.Namespace, db: Path) -> int:
                 if "app_user" not in str(exc):
                     raise
                 accounts = []
-        rows = [
+        rows: list[dict[str, Any]] = [
             {
                 "username": u.username,
                 "role": u.role,
@@ -114,32 +108,32 @@ def cmd_users(args: argparse.Namespace, db: Path) -> int:
             if removed:
                 audit.append_event(
                     con,
-                    actor=_actor(),
+                    actor=actor(),
                     action="user_removed",
                     details={"username": users.normalise_username(args.username)},
                 )
         if not removed:
-            raise GovernanceCliError(f"no user {users.normalise_username(args.username)!r}")
+            raise CliError(f"no user {users.normalise_username(args.username)!r}")
         print(f"Removed {users.normalise_username(args.username)}.")
         return 0
     # add
     if args.sso_only and not args.email:
-        raise GovernanceCliError("--sso-only needs --email (the identity single sign-on reports)")
+        raise CliError("--sso-only needs --email (the identity single sign-on reports)")
     try:
         name = users.check_username(args.username)
         password = None if args.sso_only else _read_password(args)
         if password is not None:
             users.check_password(password, name)
     except users.UserError as exc:
-        raise GovernanceCliError(str(exc)) from None
+        raise CliError(str(exc)) from None
     with store.open_store(db) as con, audit.chained_transaction(con):
         try:
             user = users.add_user(con, name, args.role, password=password, email=args.email)
         except users.UserError as exc:
-            raise GovernanceCliError(str(exc)) from None
+            raise CliError(str(exc)) from None
         audit.append_event(
             con,
-            actor=_actor(),
+            actor=actor(),
             action="user_added",
             details={"username": user.username, "role": user.role, "sso": user.email is not None},
         )
@@ -147,10 +141,10 @@ def cmd_users(args: argparse.Namespace, db: Path) -> int:
     return 0
 
 
-def cmd_audit(args: argparse.Namespace, db: Path) -> int:
+def cmd_audit(args: argparse.Namespace) -> int:
     from analytics.governance import audit
 
-    result = audit.verify_store(db)
+    result = audit.verify_store(db_path(args))
     if args.json:
         print(
             json.dumps(

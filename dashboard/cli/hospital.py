@@ -1,22 +1,39 @@
 """``oncolens ingest --dicomweb`` and ``oncolens report``: the hospital-connection commands.
 
-Kept apart from ``cli.py`` so that the shared command file only delegates.
-Credentials come from the environment (``models.pacs.PacsConfig.resolve``),
-never from arguments.
+``ingest`` itself is registered by ``imaging`` (files or a PACS, one command),
+which adds these PACS arguments and hands a PACS ingest here. Credentials come
+from the environment (``models.pacs.PacsConfig.resolve``), never from arguments.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import getpass
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dashboard.cli.common import (
+    CliError,
+    SubParsers,
+    actor,
+    add_command,
+    db_arg,
+    db_path,
+    print_json_lines,
+)
+
+if TYPE_CHECKING:
+    from models.inference.loader import ModelLoader
 
 
-class HospitalCliError(Exception):
-    """A plain failure (exit status 1)."""
+def add_subparsers(subparsers: SubParsers) -> None:
+    p = add_command(subparsers, "report", "tumour-board report (PDF) for one patient", cmd_report)
+    p.add_argument("patient_id", metavar="PATIENT_ID")
+    db_arg(p)
+    p.add_argument("--out", type=Path, required=True, metavar="FILE.pdf")
+    add_report_arguments(p)
 
 
 def _date(text: str) -> dt.date:
@@ -56,19 +73,12 @@ def add_ingest_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except Exception:  # noqa: BLE001 - no user name in a container: still say it came from the CLI
-        return "cli"
-
-
-def cmd_ingest_pacs(args: argparse.Namespace, db: Path, load) -> int:
+def cmd_ingest_pacs(args: argparse.Namespace, db: Path, load: ModelLoader) -> int:
     from dashboard.services.pacs_ingest import PacsIngestError, ingest_from_pacs
     from models import pacs
 
     if args.paths:
-        raise HospitalCliError("give either DICOM files or --dicomweb, not both")
+        raise CliError("give either DICOM files or --dicomweb, not both")
     try:
         config = pacs.PacsConfig.resolve(url=args.dicomweb or None)
         filters = {
@@ -85,12 +95,11 @@ def cmd_ingest_pacs(args: argparse.Namespace, db: Path, load) -> int:
             study_uids=args.study,
             filters=filters,
             send_results=args.send_results,
-            actor=_actor(),
+            actor=actor(),
         )
     except (pacs.PacsError, PacsIngestError) as exc:
-        raise HospitalCliError(str(exc)) from None
-    for entry in [*report.stored, *report.failed]:
-        print(json.dumps(entry, default=str), flush=True)
+        raise CliError(str(exc)) from None
+    print_json_lines([*report.stored, *report.failed], default=str)
     unsent = sum("send_error" in e for e in report.stored)
     sent = sum("sent" in e for e in report.stored)
     print(
@@ -112,26 +121,23 @@ def add_report_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print a JSON summary of what was written")
 
 
-def cmd_report(args: argparse.Namespace, db: Path) -> int:
+def cmd_report(args: argparse.Namespace) -> int:
     from analytics.patients import UnknownPatientError
     from dashboard.services.report import write_report
 
+    db = db_path(args)
     try:
         person_id = int(args.patient_id)
     except ValueError:
-        raise HospitalCliError(
-            f"PATIENT_ID must be a whole number (got {args.patient_id!r})"
-        ) from None
+        raise CliError(f"PATIENT_ID must be a whole number (got {args.patient_id!r})") from None
     if args.out.suffix.lower() != ".pdf":
-        raise HospitalCliError(f"--out must name a .pdf file (got {args.out})")
+        raise CliError(f"--out must name a .pdf file (got {args.out})")
     try:
         result = write_report(
-            db, person_id, args.out, include_names=args.include_names, actor=_actor()
+            db, person_id, args.out, include_names=args.include_names, actor=actor()
         )
     except UnknownPatientError:
-        raise HospitalCliError(
-            f"no patient with id {person_id} in {db}; no report written"
-        ) from None
+        raise CliError(f"no patient with id {person_id} in {db}; no report written") from None
     if args.json:
         print(json.dumps(result))
     else:

@@ -37,7 +37,8 @@ from analytics.imaging.ingest import IngestReport, ingest_files
 from models import pacs
 from models.dicom.reader import DicomReadError, read_dicom
 from models.dicom.results import build_results
-from models.inference.read import read_image
+from models.inference.read import NoModelForImageError, model_for, read_image
+from models.inference.registry import ModelUnavailableError
 
 
 class PacsIngestError(Exception):
@@ -54,7 +55,8 @@ class PacsIngestReport:
 def _send(client, original: Path, entry: dict, load: Callable) -> dict:
     """Build and STOW the SEG and SR of one filed image; returns what the PACS stored."""
     image = read_dicom(original)
-    ai = read_image(load(entry["ai"]["model"]), image)
+    # the model ingest chose for this file, asked for by name: the same rule checks it still covers it
+    ai = read_image(model_for(image, load, entry["ai"]["model"]), image)
     objects = build_results(pydicom.dcmread(original), ai)
     datasets = [d for d in (objects.segmentation, objects.report) if d is not None]
     answer = pacs.store_datasets(client, datasets)
@@ -147,7 +149,13 @@ def ingest_from_pacs(
                         model_version=entry["ai"]["model_version"],
                         details={"pacs": config.url, **entry["sent"]},
                     )
-                except (pacs.PacsError, DicomReadError, ValueError) as exc:
+                except (
+                    pacs.PacsError,
+                    DicomReadError,
+                    NoModelForImageError,
+                    ModelUnavailableError,
+                    ValueError,
+                ) as exc:
                     entry["send_error"] = str(exc)
             report.stored.append(entry)
     return report

@@ -92,15 +92,11 @@ def _key_image(path: Path, load) -> tuple[KeyImage | None, dict | None, str | No
     from models.dicom.reader import DicomReadError, display, read_dicom
     from models.inference.read import NoModelForImageError, model_for, read_image
     from models.inference.registry import ModelUnavailableError
-    from models.inference.tasks import select_task
     from models.saliency.methods import explain_image
 
     try:
         image = read_dicom(path)
-        task, why = select_task(image.modality, image.body_part)
-        if task is None:
-            return None, None, f"{path.name}: {why}"
-        model = model_for(image, {task.name: load(task.name)}, task.name)
+        model = model_for(image, load)
         ai = read_image(model, image)
         explanation = explain_image(model, image, SALIENCY_METHOD)
     except (DicomReadError, NoModelForImageError, ModelUnavailableError, OSError) as exc:

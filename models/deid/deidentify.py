@@ -60,11 +60,11 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.tag import Tag
 
+from models.deid import pseudonyms
 from models.deid.profile import profile_rows
 
 METHOD = "DICOM PS3.15 Annex E Basic Profile (OncoLens)"  # DeidentificationMethod (LO, 64 chars)
 BASIC_PROFILE_CODE = ("113100", "DCM", "Basic Application Confidentiality Profile")
-PSEUDONYM_PREFIX = "OL-"
 KEY_BYTES = 32
 
 # Dummy values per VR for the D action: valid for the VR, obviously not real.
@@ -228,11 +228,6 @@ def remap_uid(uid: str, key: bytes) -> str:
     return "2.25." + str(int.from_bytes(_digest(key, "uid", str(uid).strip("\x00 "))[:16], "big"))
 
 
-def pseudonym(patient_id: str, key: bytes) -> str:
-    """A keyed-hash pseudonym of a patient id (``OL-`` + 16 hex digits)."""
-    return PSEUDONYM_PREFIX + _digest(key, "patient", str(patient_id).strip()).hex()[:16]
-
-
 # --- burned-in annotations --------------------------------------------------------------------
 
 
@@ -386,7 +381,9 @@ def deidentify(
     alias = (
         str(patient_id)
         if patient_id is not None
-        else (pseudonym(original_pid, key) if original_pid else "")
+        else (
+            pseudonyms.pseudonym(key, original_pid, pseudonyms.DICOM_FILES) if original_pid else ""
+        )
     )
 
     _Walker(key, report).walk(ds)

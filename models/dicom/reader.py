@@ -167,6 +167,8 @@ class DicomImage:
     study_date: str | None
     patient_id: str | None
     transfer_syntax: str
+    # what the study was (Study Description); with modality and body part, what picks its model
+    study_description: str | None = None
     _voi_lut: Dataset | None = field(default=None, repr=False)
     _inverted_about: float | None = field(default=None, repr=False)
 
@@ -431,6 +433,7 @@ def _image_from_dataset(ds: Dataset, frame: int, max_pixels: int) -> DicomImage:
         study_date=_text(ds, "StudyDate"),
         patient_id=_text(ds, "PatientID"),
         transfer_syntax=str(tsyntax.name),
+        study_description=_text(ds, "StudyDescription"),
         _voi_lut=voi_lut,
         _inverted_about=inverted_about,
     )

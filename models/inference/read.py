@@ -17,12 +17,18 @@ import torch
 from models.dicom.reader import DicomImage, DicomReadError, read_dicom
 from models.inference.preprocess import mask_to_image, to_tensor
 from models.inference.registry import LoadedModel, ModelUnavailableError
-from models.inference.tasks import TASKS, select_task
+from models.inference.tasks import ImageMeta, NoModelForImageError, choose_model
 from models.radiomics import LesionFeatures, largest_component, measure_lesion
 
-
-class NoModelForImageError(Exception):
-    """No registered model covers this image (e.g. a CT): shown, never guessed at."""
+__all__ = [
+    "AIRead",
+    "NoModelForImageError",  # defined in models.inference.tasks, beside choose_model
+    "classify_batches",
+    "iter_dicom_paths",
+    "model_for",
+    "predict_file",
+    "read_image",
+]
 
 
 @dataclass(frozen=True)
@@ -56,26 +62,15 @@ class AIRead:
 
 
 def model_for(
-    image: DicomImage, models: dict[str, LoadedModel], requested: str | None = None
+    image: ImageMeta, load: Callable[[str], LoadedModel], requested: str | None = None
 ) -> LoadedModel:
-    """The model that covers this image; ``requested`` forces one (still checked for coverage)."""
-    if requested:
-        if requested not in TASKS:
-            raise ModelUnavailableError(
-                f"unknown model '{requested}'; known: {', '.join(sorted(TASKS))}"
-            )
-        ok, why = TASKS[requested].covers(image.modality, image.body_part)
-        if not ok:
-            raise NoModelForImageError(why)
-        task_name = requested
-    else:
-        task, why = select_task(image.modality, image.body_part)
-        if task is None:
-            raise NoModelForImageError(why)
-        task_name = task.name
-    if task_name not in models:
-        raise ModelUnavailableError(f"model '{task_name}' is not loaded")
-    return models[task_name]
+    """The loaded model that reads this image, as ``choose_model`` picks it (``requested``
+    forces one, still checked for coverage).
+
+    Raises ``NoModelForImageError`` (no model covers the image), ``ModelUnavailableError``
+    (unknown name, or weights missing or altered).
+    """
+    return load(choose_model(image, requested).require().name)
 
 
 @torch.inference_mode()
@@ -126,15 +121,7 @@ def predict_file(
     started = time.perf_counter()
     try:
         image = read_dicom(path)
-        if requested:
-            model = load(requested)
-        else:
-            task, why = select_task(image.modality, image.body_part)
-            if task is None:
-                raise NoModelForImageError(why)
-            model = load(task.name)
-        model = model_for(image, {model.name: model}, requested)
-        ai = read_image(model, image)
+        ai = read_image(model_for(image, load, requested), image)
     except FileNotFoundError:
         return {"file": str(path), "error": "file not found"}
     except IsADirectoryError:

@@ -1,13 +1,47 @@
-"""The imaging tasks OncoLens ships models for, and which images each one covers.
+"""The imaging tasks OncoLens ships models for, and the one rule that picks a model for an image.
 
 Why explicit coverage rules: a model applied to an image it was never meant
 for gives a confident wrong answer. A CT, an ultrasound, or an MR of the knee
 gets "no model for this modality" instead.
+
+Why one function: ``choose_model`` is the only place that decides which model
+reads an image (``oncolens predict``, ``explain`` and ``ingest``, a PACS pull,
+the Imaging page, the tumour-board report all call it), so they can never
+disagree about the same image, and an explicit ``--model NAME`` is checked by
+the same rule.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
+
+
+class NoModelForImageError(Exception):
+    """No registered model covers this image (e.g. a CT): shown, never guessed at."""
+
+
+class ImageMeta(Protocol):
+    """What the choice reads from an image. ``models.dicom.reader.DicomImage`` has these."""
+
+    @property
+    def modality(self) -> str: ...
+
+    @property
+    def body_part(self) -> str | None: ...
+
+    @property
+    def study_description(self) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    """The header facts of an image held apart from its pixels (e.g. a de-identified file whose
+    StudyDescription was removed, with the description the store kept for its study)."""
+
+    modality: str
+    body_part: str | None = None
+    study_description: str | None = None
 
 
 @dataclass(frozen=True)
@@ -23,28 +57,6 @@ class TaskSpec:
     measurement_concept: (
         str  # ``measurement.concept`` an AI-measured lesion diameter is filed under
     )
-
-    def covers(
-        self, modality: str, body_part: str | None, description: str = ""
-    ) -> tuple[bool, str]:
-        """Whether this model may read the image, and why not when it may not."""
-        modality = (modality or "").upper()
-        if modality not in self.modalities:
-            return (
-                False,
-                f"{self.title} reads {', '.join(self.modalities)} images, not {modality or 'unknown modality'}",
-            )
-        if self.body_parts is None:
-            return True, ""
-        part = (body_part or "").upper()
-        text = description.upper()
-        if part in self.body_parts or any(bp in text for bp in self.body_parts):
-            return True, ""
-        shown = part or "not recorded"
-        return (
-            False,
-            f"{self.title} reads {'/'.join(self.body_parts).lower()} images; body part is {shown.lower()}",
-        )
 
 
 MAMMOGRAPHY = TaskSpec(
@@ -74,16 +86,85 @@ BRAIN_MRI = TaskSpec(
 TASKS: dict[str, TaskSpec] = {t.name: t for t in (MAMMOGRAPHY, BRAIN_MRI)}
 
 
-def select_task(
-    modality: str, body_part: str | None, description: str = ""
-) -> tuple[TaskSpec | None, str]:
-    """The task whose model covers this image, or None with the reason shown to the user."""
-    reasons = []
+@dataclass(frozen=True)
+class ModelChoice:
+    """The task whose model reads an image, or ``None`` with the reason shown to the user."""
+
+    task: TaskSpec | None
+    reason: str = ""  # why no model reads the image; "" when one does
+    unknown_model: bool = False  # a model was asked for by a name OncoLens does not have
+
+    @property
+    def name(self) -> str | None:
+        return None if self.task is None else self.task.name
+
+    def require(self) -> TaskSpec:
+        """The chosen task; raises ``NoModelForImageError``, or ``ModelUnavailableError`` for an
+        unknown model name (what loading that name has always raised)."""
+        if self.task is not None:
+            return self.task
+        if self.unknown_model:
+            # imported here: the registry imports this module for TASKS
+            from models.inference.registry import ModelUnavailableError
+
+            raise ModelUnavailableError(self.reason)
+        raise NoModelForImageError(self.reason)
+
+
+def _covers(task: TaskSpec, image: ImageMeta) -> tuple[bool, str]:
+    """Whether ``task``'s model may read the image, and why not when it may not.
+
+    The matching rule itself, and the only place it lives: the modality must be one
+    of the task's, and for tasks tied to a body part either BodyPartExamined names
+    it or the StudyDescription contains it as a substring (so an MR without
+    BodyPartExamined whose study is "MRI BRAIN" is read as a brain MR).
+    TODO(out-of-distribution guard): a later issue replaces the substring matching
+    of descriptions with an out-of-distribution check of the image itself; it
+    replaces this function and nothing else (every caller goes through
+    ``choose_model``).
+    """
+    modality = (image.modality or "").upper()
+    if modality not in task.modalities:
+        return (
+            False,
+            f"{task.title} reads {', '.join(task.modalities)} images, not {modality or 'unknown modality'}",
+        )
+    if task.body_parts is None:
+        return True, ""
+    part = (image.body_part or "").upper()
+    text = (image.study_description or "").upper()
+    if part in task.body_parts or any(bp in text for bp in task.body_parts):
+        return True, ""
+    shown = part or "not recorded"
+    return (
+        False,
+        f"{task.title} reads {'/'.join(task.body_parts).lower()} images; body part is {shown.lower()}",
+    )
+
+
+def choose_model(image: ImageMeta, requested: str | None = None) -> ModelChoice:
+    """The model that reads this image, or why none does: the one rule every caller uses.
+
+    ``requested`` (``--model NAME``) forces a model by name; it must be one OncoLens
+    has and must still cover the image, by the same rule as the automatic choice.
+    """
+    if requested:
+        task = TASKS.get(requested)
+        if task is None:
+            return ModelChoice(
+                None,
+                f"unknown model '{requested}'; known: {', '.join(sorted(TASKS))}",
+                unknown_model=True,
+            )
+        ok, why = _covers(task, image)
+        return ModelChoice(task) if ok else ModelChoice(None, why)
+    reasons: list[str] = []
     for task in TASKS.values():
-        ok, why = task.covers(modality, body_part, description)
+        ok, why = _covers(task, image)
         if ok:
-            return task, ""
+            return ModelChoice(task)
         reasons.append(why)
-    return None, f"no model for this image ({modality or 'unknown'} modality): " + "; ".join(
-        reasons
+    return ModelChoice(
+        None,
+        f"no model for this image ({image.modality or 'unknown'} modality): " + "; ".join(reasons),
     )

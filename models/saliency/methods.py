@@ -497,20 +497,12 @@ def explain_file(
     ``SaliencyError`` (unknown method, target out of range), ``FileNotFoundError``.
     """
     from models.dicom.reader import read_dicom
-    from models.inference.read import NoModelForImageError, model_for
-    from models.inference.tasks import select_task
+    from models.inference.read import model_for
 
     check_method(method)
     started = time.perf_counter()
     image = read_dicom(Path(path))
-    if requested:
-        model = load(requested)
-    else:
-        task, why = select_task(image.modality, image.body_part)
-        if task is None:
-            raise NoModelForImageError(why)
-        model = load(task.name)
-    model = model_for(image, {model.name: model}, requested)
+    model = model_for(image, load, requested)
     exp = explain_image(model, image, method, target, params)
     result = {
         "file": str(path),

@@ -19,6 +19,7 @@ from dashboard.cli.main import main
 from dashboard.figures.governance import calibration_figure
 from dashboard.panels.deid import deidentify_upload
 from models.deid import deidentify as deid
+from models.deid import pseudonyms
 from models.inference.registry import load_model
 from models.training import synthetic as phantoms
 from models.training.synthetic_dicom import write_phantom_dicom
@@ -199,8 +200,8 @@ def test_deidentify_cli_writes_clean_copies_and_reports(tmp_path, capsys) -> Non
         and b"Doe^Jane" not in raw
         and src.read_bytes().count(b"MRN-998877") == 1
     )
-    assert pydicom.dcmread(ok[0]["out"]).PatientID == deid.pseudonym(
-        "MRN-998877", deid.load_or_create_key(key)
+    assert pydicom.dcmread(ok[0]["out"]).PatientID == pseudonyms.pseudonym(
+        deid.load_or_create_key(key), "MRN-998877", pseudonyms.DICOM_FILES
     )
     assert main(["deidentify", str(src), "--out", str(src.parent)]) == 1  # never over the originals
 

@@ -105,7 +105,7 @@ def test_serve_refuses_missing_and_foreign_files(tmp_path):
 
 def test_serve_open_asks_streamlit_for_a_browser_only_where_there_is_one(tmp_path):
     """`make run` passes --open: a desktop gets the app in its browser, a server without a display does not."""
-    from dashboard.cli.main import browser_at_hand, streamlit_command
+    from dashboard.cli.clinic import browser_at_hand, streamlit_command
 
     assert browser_at_hand({}, "darwin") and browser_at_hand({}, "win32")
     assert browser_at_hand({"DISPLAY": ":0"}, "linux") and browser_at_hand(

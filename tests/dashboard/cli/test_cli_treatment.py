@@ -12,7 +12,8 @@ import pytest
 from lifelines.datasets import load_gbsg2
 
 from analytics import store
-from dashboard.cli.main import _print_treatment_report, main
+from dashboard.cli.main import main
+from dashboard.cli.treatment import _print_treatment_report
 
 RECOMMEND_KEYS = {
     "patient_id",

@@ -1,0 +1,266 @@
+"""``oncolens ingest``, ``deidentify``, ``predict`` and ``explain``: DICOM files and the AI read.
+
+``ingest --dicomweb`` (a PACS rather than files) is handed to ``hospital``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from dashboard.cli import hospital as cli_hospital
+from dashboard.cli import progress as cli_progress
+from dashboard.cli.common import (
+    EXIT_FAILED,
+    CliError,
+    SubParsers,
+    add_command,
+    db_arg,
+    db_path,
+    print_json_lines,
+    say,
+    whole_number,
+)
+from models.inference.loader import ModelLoader
+
+
+def add_subparsers(subparsers: SubParsers) -> None:
+    p = add_command(
+        subparsers,
+        "ingest",
+        "read DICOM files or folders (or a PACS) into the store and run the AI read",
+        cmd_ingest,
+    )
+    p.add_argument("paths", nargs="*", type=Path, metavar="PATH")
+    db_arg(p)
+    cli_hospital.add_ingest_arguments(p)
+
+    p = add_command(
+        subparsers,
+        "deidentify",
+        "de-identify DICOM files (PS3.15 Annex E Basic Profile) into a folder",
+        cmd_deidentify,
+    )
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="output folder: <pseudonym>/<study>/<instance>.dcm",
+    )
+    p.add_argument(
+        "--key-file",
+        type=Path,
+        default=None,
+        metavar="F",
+        help="key for UIDs and pseudonyms (hex; created if missing; default: the store's "
+        "<name>_deid.key beside --db, so UIDs match its ingested files)",
+    )
+    db_arg(p)
+    p.add_argument("--json", action="store_true", help="one JSON object per file, with the report")
+
+    p = add_command(
+        subparsers,
+        "predict",
+        "run an imaging model on DICOM files (folders are walked)",
+        cmd_predict,
+    )
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    p.add_argument(
+        "--model",
+        metavar="NAME",
+        help="force a model (mammography, brain_mri); default: by modality",
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object per image")
+
+    p = add_command(
+        subparsers, "explain", "saliency map of the AI read of one DICOM file", cmd_explain
+    )
+    p.add_argument("path", type=Path, metavar="PATH")
+    p.add_argument(
+        "--method", choices=["integrated_gradients", "gradcam", "occlusion"], required=True
+    )
+    p.add_argument("--out", type=Path, metavar="FILE.png", help="the heat map over the image (PNG)")
+    p.add_argument(
+        "--out-npy",
+        type=Path,
+        metavar="FILE.npy",
+        help="the raw signed attribution map at the image's rows x columns",
+    )
+    p.add_argument(
+        "--target",
+        metavar="CLASS",
+        help="class to explain, index or name (default: the predicted class)",
+    )
+    p.add_argument(
+        "--model",
+        metavar="NAME",
+        help="force a model (mammography, brain_mri); default: by modality",
+    )
+    p.add_argument(
+        "--baseline",
+        choices=["black", "blurred", "mean"],
+        help="integrated_gradients: baseline image (default black)",
+    )
+    p.add_argument(
+        "--steps", type=whole_number, help="integrated_gradients: integration steps (default 32)"
+    )
+    p.add_argument("--json", action="store_true")
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from models.inference.read import iter_dicom_paths, predict_file
+
+    load = ModelLoader()
+    failed = 0
+    files = list(iter_dicom_paths(args.paths))
+    seen = len(files)
+    for path in cli_progress.track(files, "AI read", seen):
+        result = predict_file(path, load, args.model)
+        failed += "error" in result
+        if args.json:
+            cli_progress.echo(json.dumps(result))
+        elif "error" in result:
+            cli_progress.echo(f"{result['file']}: error: {result['error']}")
+        else:
+            probs = ", ".join(f"{k} {v:.2f}" for k, v in result["probabilities"].items())
+            lesion = result["lesion"]
+            size = (
+                f"; lesion {lesion['longest_diameter_mm']:.1f} mm"
+                if lesion and "longest_diameter_mm" in lesion
+                else ""
+            )
+            cli_progress.echo(
+                f"{result['file']}: {result['label']} ({probs}){size} [{result['model']} "
+                f"{result['model_version']}, {result['latency_ms']:.0f} ms]"
+            )
+    if seen == 0:
+        raise CliError("no files found under the given paths")
+    if failed:
+        say(f"{failed} of {seen} file(s) could not be read by a model")
+        return EXIT_FAILED
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from analytics.imaging.ingest import ingest_files
+    from models.inference.read import iter_dicom_paths
+
+    if args.dicomweb is not None or args.study:
+        return cli_hospital.cmd_ingest_pacs(args, db_path(args), ModelLoader())
+    if not args.paths:
+        raise CliError("give DICOM files or folders to ingest")
+    files = list(iter_dicom_paths(args.paths))
+    if not files:
+        raise CliError("no files found under the given paths")
+    report = ingest_files(
+        db_path(args),
+        cli_progress.track(files, "reading and AI read", len(files)),
+        ModelLoader(),
+    )
+    print_json_lines([*report.stored, *report.failed])
+    say(f"stored {len(report.stored)} image(s) in {db_path(args)}; {len(report.failed)} failed")
+    return EXIT_FAILED if report.failed else 0
+
+
+def cmd_deidentify(args: argparse.Namespace) -> int:
+    """De-identify DICOM files into --out (PS3.15 Annex E Basic Profile); originals are left as they are."""
+    from models.deid import deidentify as deid
+    from models.inference.read import iter_dicom_paths
+
+    files = list(iter_dicom_paths(args.paths))
+    if not files:
+        raise CliError("no files found under the given paths")
+    if args.out.resolve() in {p.resolve().parent for p in files}:
+        raise CliError(
+            "--out must not be a folder of the input files (originals are never overwritten)"
+        )
+    # default: the store's own key, so these files map UIDs exactly as its ingest does; never kept in --out
+    key_file = args.key_file or deid.key_path_for_store(db_path(args))
+    try:
+        key = deid.load_or_create_key(key_file)
+    except (deid.DeidentificationError, OSError) as exc:
+        raise CliError(f"cannot use the key file {key_file}: {exc}") from exc
+    failed = 0
+    for result in deid.deidentify_files(
+        cli_progress.track(files, "de-identifying", len(files)), args.out, key
+    ):
+        failed += "error" in result
+        if args.json:
+            cli_progress.echo(json.dumps(result))
+        elif "error" in result:
+            cli_progress.echo(f"{result['file']}: error: {result['error']}")
+        else:
+            counts = ", ".join(f"{k} {v}" for k, v in sorted(result["counts"].items()))
+            cli_progress.echo(f"{result['file']} -> {result['out']} ({counts})")
+            for warning in result["warnings"]:
+                cli_progress.echo(f"  warning: {warning}")
+    say(
+        f"{len(files) - failed} of {len(files)} file(s) de-identified into {args.out} (key {key_file}; "
+        "the same key maps the same UIDs to the same new UIDs)"
+    )
+    return EXIT_FAILED if failed else 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from models.dicom.reader import DicomReadError, display
+    from models.inference.read import NoModelForImageError
+    from models.inference.registry import ModelUnavailableError
+    from models.saliency import methods as saliency
+
+    error = None
+    try:
+        params = saliency.with_params(None, baseline=args.baseline, n_steps=args.steps)
+        result, exp, image = saliency.explain_file(
+            args.path, ModelLoader(), args.method, args.target, params, args.model
+        )
+    except FileNotFoundError:
+        error = "file not found"
+    except IsADirectoryError:
+        error = "is a folder (explain takes one DICOM file)"
+    except (
+        DicomReadError,
+        NoModelForImageError,
+        ModelUnavailableError,
+        saliency.SaliencyError,
+    ) as exc:
+        error = str(exc)
+    if error is not None:
+        if args.json:
+            print(json.dumps({"file": str(args.path), "error": error}), flush=True)
+        raise CliError(f"{args.path}: {error}")
+    try:
+        if args.out_npy:
+            args.out_npy.parent.mkdir(parents=True, exist_ok=True)
+            np.save(args.out_npy, exp.attribution)
+            result["out_npy"] = str(args.out_npy)
+        if args.out:
+            from dashboard.figures.saliency import write_overlay_png
+
+            write_overlay_png(args.out, display(image), exp.attribution)
+            result["out"] = str(args.out)
+    except OSError as exc:
+        raise CliError(f"cannot write the output: {exc}") from exc
+    if args.json:
+        print(json.dumps(result), flush=True)
+        return 0
+    delta = (
+        f", convergence delta {result['convergence_delta']:.3g}"
+        if "convergence_delta" in result
+        else ""
+    )
+    print(
+        f"{result['file']}: {saliency.METHOD_TITLES[args.method]} of '{result['target']}' "
+        f"[{result['model']} {result['model_version']}]: peak at row {exp.peak_rc[0]}, column {exp.peak_rc[1]}; "
+        f"{result['latency_ms']:.0f} ms{delta}"
+    )
+    if result["sanity_check"] == "failed":
+        say(
+            f"warning: {args.method} failed the model-randomisation sanity check for this model "
+            "(see `oncolens validate saliency`): the map may reflect the image more than the model"
+        )
+    return 0

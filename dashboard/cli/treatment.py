@@ -1,0 +1,215 @@
+"""``oncolens recommend`` and the treatment targets of ``oncolens validate`` (``gbsg2``,
+``treatment``, ``treatment-csv``): the clinic's outcome model per option."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from dashboard.cli import analytics as cli_analytics
+from dashboard.cli import progress as cli_progress
+from dashboard.cli.common import (
+    EXIT_USAGE,
+    CliError,
+    SubParsers,
+    add_command,
+    db_arg,
+    db_path,
+    say,
+    whole_number,
+)
+
+
+def add_subparsers(subparsers: SubParsers) -> None:
+    p = add_command(
+        subparsers,
+        "recommend",
+        "treatment recommendation for one patient (or --train the clinic's model)",
+        cmd_recommend,
+    )
+    p.add_argument("patient_id", nargs="?", metavar="PATIENT_ID")
+    db_arg(p)
+    p.add_argument(
+        "--train",
+        action="store_true",
+        help="(re)train the clinic's outcome model from the store and save it with its card",
+    )
+    p.add_argument(
+        "--model-dir",
+        type=Path,
+        default=None,
+        help="folder of the saved model (default: <store name>_models beside the store)",
+    )
+    p.add_argument(
+        "--bootstrap", type=whole_number, default=25, help="--train: bootstrap refits (default 25)"
+    )
+    p.add_argument("--seed", type=int, default=20_261_125, help="--train: seed (default 20261125)")
+    p.add_argument("--json", action="store_true")
+
+
+TREATMENT_TARGETS = ("gbsg2", "treatment", "treatment-csv")
+
+
+def treatment_errors() -> tuple[type[Exception], ...]:
+    """The domain errors of the treatment libraries: each becomes a plain message and exit 1."""
+    from analytics.treatment.clinic_data import MissingCovariatesError, UnknownPatientError
+    from analytics.treatment.data import TreatmentDataError
+    from analytics.treatment.model.files import TreatmentModelError
+
+    return (TreatmentDataError, TreatmentModelError, MissingCovariatesError, UnknownPatientError)
+
+
+def _policy_line(row: dict) -> str:
+    if "error" in row:
+        return f"  {row['policy']}: {row['error']}"
+    lo, hi = row["hazard_ratio_ci"]
+    return (
+        f"  {row['policy']}: followed {row['followed_patients']} vs not {row['not_followed_patients']}, "
+        f"5-year RFS {row['followed']['rfs_5y']:.2f} vs {row['not_followed']['rfs_5y']:.2f}, "
+        f"HR {row['hazard_ratio']:.2f} ({lo:.2f}-{hi:.2f}), log-rank p {row['logrank_p']:.3g}"
+    )
+
+
+def _print_treatment_report(report: dict) -> None:
+    data = report["data"]
+    print(
+        f"{data['source']}: {data['patients']} patients, {data['events']} events; options {data['options']}"
+    )
+    cv = report["cross_validation"]
+    print(f"{cv['folds']}-fold cross-validation (seed {cv['seed']}), same folds for every learner:")
+    for name, m in report["learners"].items():
+        if name == "selection":
+            continue
+        print(
+            f"  {name:11s} Harrell C {m['harrell_c']['mean']:.3f}  Uno C {m['uno_c']['mean']:.3f}  "
+            f"integrated Brier {m['integrated_brier']['mean']:.4f}"
+        )
+    selection = report["learners"]["selection"]
+    better = ", ".join(selection["better_than_kept"]) or "none"
+    print(
+        f"kept: {selection['kept']} (exact SHAP in percentage points); clearly better on this data: {better}"
+    )
+    rec = report["recommendation"]
+    print(f"recommendations (out of fold): {rec['counts']}")
+    for row in rec["followed_vs_not"]:
+        print(_policy_line(row))
+    if "truth" in report:
+        t = report["truth"]
+        print(
+            f"against the simulation's truth: recommended option truly best for "
+            f"{100 * t['fraction_recommended_truly_best']:.1f}%; policy value {t['policy_value_rfs_5y']:.4f} "
+            f"vs everyone {t['best_single_option']} {t['best_single_option_value_rfs_5y']:.4f} "
+            f"(gain {t['policy_value_gain']:+.4f}); PEHE {t['pehe']:.4f}"
+        )
+    for caveat in report["caveats"]:
+        print(f"caveat: {caveat}")
+
+
+def cmd_validate_treatment(args: argparse.Namespace) -> int:
+    from analytics.treatment import validation as tv
+
+    options = {"folds": args.folds, "seed": args.seed, "bootstrap": args.bootstrap}
+    if args.folds < 2 or args.bootstrap < 2:
+        raise CliError("--folds and --bootstrap must be at least 2")
+    try:
+        if args.target == "gbsg2":
+            report = tv.validate_gbsg2(**options)
+        elif args.target == "treatment":
+            from analytics import store
+
+            with store.open_store(db_path(args), read_only=True) as con:
+                report = tv.validate_clinic(con, **options)
+        else:
+            if args.file is None or not (args.treatment and args.time and args.event):
+                say(
+                    "usage: oncolens validate treatment-csv FILE --treatment COL --time COL --event COL "
+                    "[--covariates COL ...] [--json]"
+                )
+                return EXIT_USAGE
+            from analytics.treatment.data import read_trial_file, table_from_frame
+
+            table = table_from_frame(
+                read_trial_file(args.file),
+                treatment=args.treatment,
+                time=args.time,
+                event=args.event,
+                covariates=args.covariates,
+                source=str(args.file),
+            )
+            report, _, _ = tv.validate_table(table, **options)
+    except treatment_errors() as exc:
+        raise CliError(str(exc)) from exc
+    if args.json:
+        print(json.dumps(report))
+    else:
+        _print_treatment_report(report)
+    return 0
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    from analytics.treatment.clinic import recommend_patient, train_clinic_model
+
+    if not args.train and args.patient_id is None:
+        say("give a PATIENT_ID, or --train to (re)train the clinic's model")
+        return EXIT_USAGE
+    db = db_path(args)
+    try:
+        if args.train:
+            summary = train_clinic_model(
+                db,
+                folder=args.model_dir,
+                bootstrap=args.bootstrap,
+                seed=args.seed,
+                track=cli_progress.track,
+            )
+            card = summary.card
+            learners = card["metrics"]["learners"]
+            kept = learners[card["learner"]["name"]]
+            if args.json and args.patient_id is None:
+                print(
+                    json.dumps(
+                        {
+                            "model_dir": str(summary.folder),
+                            "model_version": card["version"],
+                            "sha256": card["weights"]["sha256"],
+                            "training": card["training"],
+                            "metrics": card["metrics"],
+                        }
+                    )
+                )
+            else:
+                say(
+                    f"trained {card['version']} on {card['training']['patients']} patients "
+                    f"(cross-validated Harrell C {kept['harrell_c']['mean']:.3f}, integrated Brier "
+                    f"{kept['integrated_brier']['mean']:.4f}); saved in {summary.folder}"
+                )
+            if args.model_dir is None:  # the model the app and the worklist use: re-rank with it
+                cli_analytics.refresh_worklist(db)
+            if args.patient_id is None:
+                return 0
+        try:
+            person_id = int(args.patient_id)
+        except ValueError:
+            raise CliError(f"PATIENT_ID must be a whole number (got {args.patient_id!r})") from None
+        result = recommend_patient(db, person_id, folder=args.model_dir)
+    except treatment_errors() as exc:
+        raise CliError(str(exc)) from exc
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"Patient {result['patient_id']} (model {result['model_version']}):")
+    for o in result["options"]:
+        lo, hi = o["rfs_5y_ci"]
+        print(
+            f"  {o['treatment']:16s} 5-year RFS {100 * o['rfs_5y']:5.1f}% (95% CI {100 * lo:.1f}-{100 * hi:.1f}), "
+            f"RMST {o['rmst_days']:.0f} days of 5 years"
+        )
+    print(f"  -> {result['statement']}")
+    print(
+        f"  why (SHAP, percentage points of the benefit; average patient {100 * result['shap']['base_value']:+.1f}):"
+    )
+    for c in result["shap"]["contributions"]:
+        print(f"     {c['feature']:34s} {c['value']:8.1f}  {100 * c['shap']:+.2f}")
+    print(f"  {result['caveat']}")
+    return 0
