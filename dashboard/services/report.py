@@ -32,6 +32,7 @@ import io
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from PIL import Image
@@ -43,6 +44,9 @@ from dashboard.services.report_data import DISCLAIMER, SECTIONS, KeyImage, Repor
 from dashboard.services.report_pdf import render_pdf
 from models.inference.loader import ModelLoader
 from models.provenance import oncolens_version
+
+if TYPE_CHECKING:  # the treatment code is imported when a report is gathered, not before
+    from analytics.treatment.clinic import ClinicModel
 
 KEY_IMAGES = 2
 SALIENCY_METHOD = (
@@ -151,11 +155,15 @@ def gather(
     generated_by: str = "oncolens",
     now: dt.datetime | None = None,
     load=None,
+    clinic: ClinicModel | None = None,
 ) -> ReportData:
-    """Everything the report shows for one patient; ``UnknownPatientError`` when the store has no such patient."""
+    """Everything the report shows for one patient; ``UnknownPatientError`` when the store has no such patient.
+
+    ``clinic``: the treatment model already loaded (the app's, so the PDF shows the page's
+    figures); loaded from beside the store otherwise.
+    """
     from analytics.forecast.patient import ForecastError, estimate_prior, patient_forecast
     from analytics.treatment.clinic import load_clinic_model, recommendation_for
-    from analytics.treatment.clinic_data import patient_covariates
     from analytics.treatment.model.files import TreatmentModelError
     from dashboard.figures import patient as patient_figures
     from dashboard.figures import static as static_figures
@@ -174,11 +182,11 @@ def gather(
         key = pseudonyms.store_secret(con)
         findings = _findings(con, person_id)
         files = _image_files(con, person_id)
-        try:
-            clinic = load_clinic_model(db_path, stack_refits=False)
-        except TreatmentModelError as exc:
-            clinic = None
-            notes.append(f"No treatment model: {exc}")
+        if clinic is None:
+            try:
+                clinic = load_clinic_model(db_path, stack_refits=False)
+            except TreatmentModelError as exc:
+                notes.append(f"No treatment model: {exc}")
         forecast = None
         try:
             forecast = patient_forecast(con, person_id, estimate_prior(con), clinic)
@@ -187,7 +195,7 @@ def gather(
         rec = None
         if clinic is not None:
             try:
-                rec = recommendation_for(clinic, person_id, patient_covariates(con, person_id))
+                rec = recommendation_for(clinic, con, person_id)
             except (ValueError, LookupError) as exc:
                 notes.append(f"No recommendation: {exc}")
     demo, dx = summary.demographics, summary.diagnosis
@@ -309,23 +317,17 @@ def gather(
 
     recommendation_lines: list[str] = []
     if rec is not None:
-        for o in rec["options"]:
-            lo, hi = o["rfs_5y_ci"]
+        for o in rec.options:
+            lo, hi = o.rfs_ci
             recommendation_lines.append(
-                f"{o['treatment']}: 5-year RFS {100 * o['rfs_5y']:.1f} % "
-                f"(95 % CI {100 * lo:.1f}-{100 * hi:.1f}), RMST {o['rmst_days']:.0f} days"
+                f"{o.treatment}: 5-year RFS {100 * o.rfs:.1f} % "
+                f"(95 % CI {100 * lo:.1f}-{100 * hi:.1f}), RMST {o.rmst_days:.0f} days"
             )
-        recommendation_lines += [rec["statement"], rec["caveat"]]
+        recommendation_lines += [rec.statement, rec.caveat]
         figures.append(
-            (
-                treatment_figures.benefit_waterfall_figure(
-                    rec["shap"], rec["benefit"], rec["best_predicted"], rec["compared_with"]
-                ),
-                1000,
-                None,
-            )
+            (treatment_figures.benefit_waterfall_figure(rec.shap, rec.benefit), 1000, None)
         )
-        model_rows["Treatment outcome model"] = str(rec["model_version"])
+        model_rows["Treatment outcome model"] = rec.model_version
     else:
         recommendation_lines.append("No recommendation available (see the notes).")
     pngs = static_figures.figures_png(figures)
@@ -340,6 +342,7 @@ def gather(
         key_images=key_images,
         timeline_png=timeline_png,
         forecast_lines=forecast_lines,
+        recommendation=rec,
         recommendation_lines=recommendation_lines,
         waterfall_png=waterfall_png,
         model_rows=list(model_rows.items()),
@@ -400,11 +403,22 @@ def write_report(
 
 
 def report_bytes(
-    db_path: Path, person_id: int, *, include_names: bool, actor: str, role: str | None
+    db_path: Path,
+    person_id: int,
+    *,
+    include_names: bool,
+    actor: str,
+    role: str | None,
+    clinic: ClinicModel | None = None,
 ) -> bytes:
-    """The PDF in memory for a download button; audited like ``write_report``."""
+    """The PDF in memory for a download button; audited like ``write_report``.
 
-    pdf = render_pdf(gather(db_path, person_id, include_names=include_names, generated_by=actor))
+    ``clinic``: the app's loaded treatment model (``gather``).
+    """
+
+    pdf = render_pdf(
+        gather(db_path, person_id, include_names=include_names, generated_by=actor, clinic=clinic)
+    )
     audit.record_event(
         db_path,
         actor=actor,

@@ -274,16 +274,20 @@ def test_report_for_unknown_patient_writes_nothing(store_copy, tmp_path):
 
 def test_matplotlib_fallback_draws_the_report_figures():
     """Where no browser is installed the figures are redrawn, not dropped."""
+    from analytics.treatment.model.shap_values import BenefitWaterfall, Contribution
     from dashboard.figures import treatment as treatment_figures
 
-    shap = {
-        "base_value": 0.02,
-        "contributions": [
-            {"feature": "tumour_size_mm", "value": 22.0, "shap": 0.01},
-            {"feature": "age", "value": 50.0, "shap": -0.004},
-        ],
-    }
+    shap = BenefitWaterfall(
+        better="A",
+        worse="B",
+        base_value=0.02,
+        contributions=(
+            Contribution("tumour_size_mm", 22.0, 0.01),
+            Contribution("age", 50.0, -0.004),
+        ),
+        additivity_error=0.0,
+    )
     png = static_figures.figure_png(
-        treatment_figures.benefit_waterfall_figure(shap, 0.026, "A", "B"), prefer="matplotlib"
+        treatment_figures.benefit_waterfall_figure(shap, 0.026), prefer="matplotlib"
     )
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
