@@ -290,29 +290,32 @@ def gather(
     fig = patient_figures.patient_forecast_timeline(summary, forecast)
     figures: list[tuple] = [(fig, 1100, 820)]
     if forecast is not None:
-        j = forecast.to_json()
-        t = j["tumour"]
-        forecast_lines.append(f"As of {j['as_of']}. Forecast model {forecast.model_version}.")
-        if t["observed"]:
+        t = forecast.tumour
+        forecast_lines.append(
+            f"As of {forecast.as_of.isoformat()}. Forecast model {forecast.model_version}."
+        )
+        if not t.observed.empty:
+            last = t.observed.iloc[-1]
             forecast_lines.append(
-                f"Lesion: {len(t['observed'])} reading(s), last {t['observed'][-1]['mm']} mm on "
-                f"{t['observed'][-1]['date']}, nadir {t['nadir_mm']} mm; RECIST progression "
-                f"{t['progression_status'].replace('_', ' ')}"
-                + (f" ({t['progression_date']})" if t["progression_date"] else "")
+                f"Lesion: {len(t.observed)} reading(s), last {float(last['mm']):.1f} mm on "
+                f"{pd.Timestamp(last['date']).date().isoformat()}, nadir {t.nadir_mm} mm; RECIST "
+                f"progression {t.progression_status.replace('_', ' ')}"
+                + (f" ({t.progression_date.isoformat()})" if t.progression_date else "")
                 + "."
             )
-        if t.get("progression_probability_6m") is not None:
+        if t.progression_probability_6m is not None:
             forecast_lines.append(
                 f"Probability that a reading in 6 months meets progression: "
-                f"{100 * t['progression_probability_6m']:.0f} %."
+                f"{100 * t.progression_probability_6m:.0f} %."
             )
-        for option, rows in j["survival"].items():
-            end = rows[-1]
+        curves = forecast.survival.curves if forecast.survival is not None else {}
+        for option, frame in curves.items():
+            end = frame.iloc[-1]
             forecast_lines.append(
                 f"{option}: recurrence-free to day {end['day']:.0f}: {100 * end['s']:.1f} % "
                 f"(95 % {100 * end['lo']:.1f}-{100 * end['hi']:.1f} %)."
             )
-        forecast_lines += [f"Note: {n}" for n in [*t["notes"], *j["survival_info"]["notes"]]]
+        forecast_lines += [f"Note: {n}" for n in [*t.notes, *forecast.notes]]
         model_rows["Forecast"] = str(forecast.model_version)
 
     recommendation_lines: list[str] = []
