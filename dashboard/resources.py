@@ -42,6 +42,7 @@ from analytics import patients, store
 from analytics.cohorts import summary as cohort_summary
 from analytics.forecast import patient as forecast
 from analytics.governance import audit
+from analytics.governance.board import AuditFilterOptions, DecisionRates
 from analytics.imaging import queries as imaging_queries
 from analytics.treatment import clinic as treatment_clinic
 from analytics.treatment import decisions as treatment_decisions
@@ -828,7 +829,7 @@ def _audit_trail(
     actors: tuple[str, ...],
     since,
     until,
-) -> tuple[pd.DataFrame, dict]:
+) -> tuple[pd.DataFrame, AuditFilterOptions]:
     from analytics.governance import board as governance
 
     with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
@@ -841,19 +842,19 @@ def _audit_trail(
 
 def audit_trail(
     ref: StoreRef, actions=(), actors=(), since=None, until=None
-) -> tuple[pd.DataFrame, dict]:
+) -> tuple[pd.DataFrame, AuditFilterOptions]:
     """Filtered audit events (newest first) and the filter options; refreshed on every write."""
     return _audit_trail(ref.path, ref.stamp, tuple(actions), tuple(actors), since, until)
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
-def _decision_rates(path: str, stamp: tuple[int, ...]) -> dict:
+def _decision_rates(path: str, stamp: tuple[int, ...]) -> DecisionRates:
     from analytics.governance import board as governance
 
     with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
         return governance.decision_rates(con)
 
 
-def decision_rates(ref: StoreRef) -> dict:
+def decision_rates(ref: StoreRef) -> DecisionRates:
     """Accept / override counts of treatment recommendations (``analytics.governance.board.decision_rates``)."""
     return _decision_rates(ref.path, ref.stamp)
