@@ -45,6 +45,7 @@ check: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 # The PACS tests run a real Orthanc (docs/hospital.md). Installed where apt-get and root (or sudo) are at hand;
 # otherwise this says why and the PACS tests skip with that reason. Never fails the build.

@@ -37,8 +37,13 @@ from pathlib import Path
 import numpy as np
 
 from analytics import store
-from analytics.treatment.clinic import load_clinic_model, recommendation_for, train_clinic_model
-from analytics.treatment.clinic_data import clinic_training_table, patient_covariates
+from analytics.treatment.clinic import (
+    load_clinic_model,
+    recommendation_for,
+    recommendation_from_covariates,
+    train_clinic_model,
+)
+from analytics.treatment.clinic_data import clinic_training_table
 from analytics.treatment.model.shap_values import BenefitExplainer
 from analytics.treatment.recommend import recommend
 from sample_data.demo import write_demo
@@ -57,11 +62,11 @@ def _timed(fn, *args):
 
 def latency(clinic, covariates: list, warm: int = 10) -> tuple[float, float]:
     for c in covariates[:warm]:
-        recommendation_for(clinic, 0, c)
+        recommendation_from_covariates(clinic, 0, c)
     times = []
     for c in covariates:
         start = time.perf_counter()
-        recommendation_for(clinic, 0, c)
+        recommendation_from_covariates(clinic, 0, c)
         times.append(time.perf_counter() - start)
     return _ms(times)
 
@@ -72,8 +77,7 @@ def store_path_latency(db: Path, clinic, ids: list[int]) -> tuple[float, float]:
     for pid in ids:
         start = time.perf_counter()
         with store.open_store(db, read_only=True) as con:
-            cov = patient_covariates(con, pid)
-        recommendation_for(clinic, pid, cov)
+            recommendation_for(clinic, con, pid)
         times.append(time.perf_counter() - start)
     return _ms(times)
 

@@ -42,12 +42,13 @@ from analytics import patients, store
 from analytics.cohorts import summary as cohort_summary
 from analytics.forecast import patient as forecast
 from analytics.governance import audit
+from analytics.governance.board import AuditFilterOptions, DecisionRates
 from analytics.imaging import queries as imaging_queries
 from analytics.treatment import clinic as treatment_clinic
-from analytics.treatment import clinic_data as treatment_store
 from analytics.treatment import decisions as treatment_decisions
 from analytics.treatment import similar as treatment_similar
 from analytics.treatment.model import files as treatment_model_files
+from analytics.treatment.recommend import Recommendation
 from analytics.worklist import ranking as worklist
 from analytics.worklist import stored as worklist_store
 from models.dicom import reader as dicom
@@ -633,25 +634,30 @@ def treatment_model(ref: StoreRef) -> treatment_clinic.ClinicModel:
 
 @st.cache_data(max_entries=256, show_spinner="Predicting each option…")
 def _recommendation(
-    path: str, version: str, folder: str, model_stamp: tuple[int, ...], person_id: int
-) -> dict:
-    clinic = _treatment_model(folder, model_stamp)
+    path: str,
+    version: str,
+    folder: str,
+    model_stamp: tuple[int, ...],
+    person_id: int,
+    _clinic: treatment_clinic.ClinicModel,
+) -> Recommendation:
     with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
-        covariates = treatment_store.patient_covariates(con, person_id)
-    return treatment_clinic.recommendation_for(clinic, person_id, covariates)
+        return treatment_clinic.recommendation_for(_clinic, con, person_id)
 
 
-def recommendation(ref: StoreRef, person_id: int) -> dict:
-    """``oncolens recommend --json`` of one patient (same code), cached per data and model version.
+def recommendation(ref: StoreRef, person_id: int) -> Recommendation:
+    """``analytics.treatment.clinic.recommendation_for`` (as ``oncolens recommend`` and the report) with
+    the process's model (``treatment_model``); only the result is cached, per data and model version.
 
-    Raises ``TreatmentModelError``, ``treatment_store.MissingCovariatesError`` or
-    ``treatment_store.UnknownPatientError`` (not cached).
+    Raises ``TreatmentModelError``, or ``MissingCovariatesError`` or ``UnknownPatientError``
+    (``analytics.treatment.clinic_data``); errors are not cached.
     """
     folder = treatment_model_files.model_dir_for(Path(ref.path))
     stamp = _treatment_model_stamp(folder)
     if stamp is None:
         treatment_model_files.load_model(folder)  # raises, saying what is missing
-    return _recommendation(ref.path, ref.version, str(folder), stamp, int(person_id))
+    clinic = _treatment_model(str(folder), stamp)
+    return _recommendation(ref.path, ref.version, str(folder), stamp, int(person_id), clinic)
 
 
 @st.cache_data(max_entries=2, show_spinner=False)  # the page shows a status box (``working``)
@@ -825,7 +831,7 @@ def _audit_trail(
     actors: tuple[str, ...],
     since,
     until,
-) -> tuple[pd.DataFrame, dict]:
+) -> tuple[pd.DataFrame, AuditFilterOptions]:
     from analytics.governance import board as governance
 
     with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
@@ -838,19 +844,19 @@ def _audit_trail(
 
 def audit_trail(
     ref: StoreRef, actions=(), actors=(), since=None, until=None
-) -> tuple[pd.DataFrame, dict]:
+) -> tuple[pd.DataFrame, AuditFilterOptions]:
     """Filtered audit events (newest first) and the filter options; refreshed on every write."""
     return _audit_trail(ref.path, ref.stamp, tuple(actions), tuple(actors), since, until)
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
-def _decision_rates(path: str, stamp: tuple[int, ...]) -> dict:
+def _decision_rates(path: str, stamp: tuple[int, ...]) -> DecisionRates:
     from analytics.governance import board as governance
 
     with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
         return governance.decision_rates(con)
 
 
-def decision_rates(ref: StoreRef) -> dict:
+def decision_rates(ref: StoreRef) -> DecisionRates:
     """Accept / override counts of treatment recommendations (``analytics.governance.board.decision_rates``)."""
     return _decision_rates(ref.path, ref.stamp)

@@ -8,6 +8,7 @@ file stamp (every page view writes an audit event, so the trail changes often).
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 import duckdb
 import pandas as pd
@@ -37,7 +38,49 @@ def _columns(con: duckdb.DuckDBPyConnection, table: str) -> set[str]:
     }
 
 
-def audit_filter_options(con: duckdb.DuckDBPyConnection) -> dict:
+DECISION_RATE_COLUMNS = (
+    "model_version",
+    "decisions",
+    "accepted",
+    "overridden",
+    "no_recommendation",
+    "patients",
+)
+
+
+@dataclass(frozen=True)
+class AuditFilterOptions:
+    """What the audit trail's filters offer: distinct actions and actors, first and last event day (UTC)."""
+
+    actions: tuple[str, ...]
+    actors: tuple[str, ...]
+    first: dt.date | None  # None: no events yet
+    last: dt.date | None
+
+
+@dataclass(frozen=True, eq=False)
+class DecisionRates:
+    """Accept / override counts of treatment recommendations, overall and per model version.
+
+    ``accepted``: the clinician chose the recommended option; ``overridden``: another option
+    although one was recommended; ``no_recommendation``: the model said "no clear difference"
+    (a choice, neither). ``by_version``: ``DECISION_RATE_COLUMNS``, one row per model version.
+    """
+
+    decisions: int
+    accepted: int
+    overridden: int
+    no_recommendation: int
+    by_version: pd.DataFrame
+
+    @property
+    def accept_rate(self) -> float | None:
+        """accepted / (accepted + overridden), 0-1; None when nothing was recommended."""
+        recommended = self.accepted + self.overridden
+        return self.accepted / recommended if recommended else None
+
+
+def audit_filter_options(con: duckdb.DuckDBPyConnection) -> AuditFilterOptions:
     """Distinct actions and actors, and the first and last event date, for the filter widgets."""
     actions = [
         r[0] for r in con.execute("SELECT DISTINCT action FROM audit_event ORDER BY 1").fetchall()
@@ -48,7 +91,7 @@ def audit_filter_options(con: duckdb.DuckDBPyConnection) -> dict:
     first, last = store.one_row(
         con.execute("SELECT min(occurred_at)::DATE, max(occurred_at)::DATE FROM audit_event")
     )
-    return {"actions": actions, "actors": actors, "first": first, "last": last}
+    return AuditFilterOptions(tuple(actions), tuple(actors), first, last)
 
 
 def audit_events(
@@ -84,17 +127,14 @@ def audit_events(
     return con.execute(sql, [*params, int(limit)]).df()
 
 
-def decision_rates(con: duckdb.DuckDBPyConnection) -> dict:
-    """Accept / override counts of treatment recommendations, overall and per model version.
-
-    ``accepted``: the clinician chose the recommended option; ``overridden``: another option
-    although one was recommended; ``no_recommendation``: the model said "no clear difference".
-    """
+def decision_rates(con: duckdb.DuckDBPyConnection) -> DecisionRates:
+    """Accept / override counts of treatment recommendations, overall and per model version
+    (all zero on a store still at schema version 1, which has no decisions table)."""
     tables = {
         r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()
     }
     if "treatment_decision" not in tables:
-        return {"decisions": 0, "by_version": []}
+        return DecisionRates(0, 0, 0, 0, pd.DataFrame(columns=list(DECISION_RATE_COLUMNS)))
     rows = con.execute(
         """
         SELECT model_version,
@@ -107,12 +147,10 @@ def decision_rates(con: duckdb.DuckDBPyConnection) -> dict:
         """
     ).df()
     total = rows[["decisions", "accepted", "overridden", "no_recommendation"]].sum()
-    recommended = int(total["accepted"] + total["overridden"])
-    return {
-        "decisions": int(total["decisions"]),
-        "accepted": int(total["accepted"]),
-        "overridden": int(total["overridden"]),
-        "no_recommendation": int(total["no_recommendation"]),
-        "accept_rate": (total["accepted"] / recommended) if recommended else None,
-        "by_version": rows.to_dict("records"),
-    }
+    return DecisionRates(
+        decisions=int(total["decisions"]),
+        accepted=int(total["accepted"]),
+        overridden=int(total["overridden"]),
+        no_recommendation=int(total["no_recommendation"]),
+        by_version=rows,
+    )

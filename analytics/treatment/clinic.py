@@ -1,13 +1,17 @@
 """The clinic's treatment model: train it from a store, and recommend for one patient with it.
 
-One code path for the CLI (`oncolens recommend`) and the Patient page:
-``train_clinic_model`` fits the outcome model on the store's records (never its
-``truth`` schema), cross-validates it against the other learners, and saves it
-with its model card beside the store; ``recommend_patient`` *loads* that model
-(verified by sha256) and never refits, so every screen and command shows the
-output of the model whose card the ethics board has read. A long-lived process
-(the app) loads it once with ``load_clinic_model(..., stack_refits=True)`` and
-calls ``recommendation_for`` per patient: the same JSON as the CLI.
+One code path for the CLI (`oncolens recommend`), the Patient page and the
+tumour-board report: ``train_clinic_model`` fits the outcome model on the
+store's records (never its ``truth`` schema), cross-validates it against the
+other learners, and saves it with its model card beside the store;
+``load_clinic_model`` *loads* that model (verified by sha256) and never refits,
+so every screen and command shows the output of the model whose card the
+ethics board has read. All three get a patient's recommendation from
+``recommendation_for(clinic, con, person_id)``, a typed ``Recommendation``
+whose ``to_json()`` is the CLI's JSON: the CLI through ``recommend_patient``
+(loads the model, opens the store), the report with the model it loaded (or
+the app's), the page with the one it loaded once per process
+(``load_clinic_model(..., stack_refits=True)``).
 
 Training opens the store read-only: it needs no write lock, so it can run
 while the app is serving.
@@ -19,13 +23,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import duckdb
+import pandas as pd
+
 from analytics import store
 from analytics.treatment.clinic_data import clinic_training_table, patient_covariates
 from analytics.treatment.model.files import load_model, model_dir_for, save_model
 from analytics.treatment.model.metrics import stratified_folds
 from analytics.treatment.model.outcome_model import OutcomeModel
 from analytics.treatment.model.shap_values import BenefitExplainer
-from analytics.treatment.recommend import NO_CLEAR_DIFFERENCE, recommend
+from analytics.treatment.recommend import NO_CLEAR_DIFFERENCE, Recommendation, recommend
 from analytics.treatment.validation import (
     CLINIC_LEARNER,
     DEFAULT_BOOTSTRAP,
@@ -144,53 +151,48 @@ def load_clinic_model(
     return ClinicModel(model, card, explainer, folder)
 
 
-def recommendation_for(clinic: ClinicModel, person_id: int, covariates) -> dict:
-    """The recommendation JSON (the CLI contract's keys) of one patient's covariates (one row)."""
-    model, card = clinic.model, clinic.card
-    cohort = recommend(model, covariates)
-    rec = cohort.patient(0)
+def recommendation_for(
+    clinic: ClinicModel, con: duckdb.DuckDBPyConnection, person_id: int
+) -> Recommendation:
+    """One patient's recommendation: the one function behind the CLI, the Patient page and the report.
+
+    Reads her covariates from the store (the training SQL); raises ``UnknownPatientError`` or
+    ``MissingCovariatesError`` (``analytics.treatment.clinic_data``).
+    """
+    return recommendation_from_covariates(clinic, person_id, patient_covariates(con, person_id))
+
+
+def recommendation_from_covariates(
+    clinic: ClinicModel, person_id: int, covariates: pd.DataFrame
+) -> Recommendation:
+    """The recommendation of one patient's covariates (one row, ``FEATURE_COLUMNS``)."""
+    ranking = recommend(clinic.model, covariates).patient(0)
     if clinic.explainer is None:
         raise ValueError("this clinic model was loaded without its explainer (risks only)")
-    explanation = clinic.explainer.explain(covariates, rec.best, rec.next_best)
-    return {
-        "patient_id": int(person_id),
-        "model_version": card["version"],
-        "horizon_days": model.horizon_days,
-        "options": [
-            {
-                "treatment": o.treatment,
-                "rfs_5y": o.rfs_5y,
-                "rfs_5y_ci": list(o.rfs_5y_ci),
-                "rmst_days": o.rmst_days,
-                "rmst_days_ci": list(o.rmst_ci_days),
-            }
-            for o in rec.options
-        ],
-        "recommended": rec.recommended,
-        "statement": rec.statement,
-        "best_predicted": rec.best,
-        "compared_with": rec.next_best,
-        "benefit": rec.benefit,
-        "benefit_ci": list(rec.benefit_ci),
-        "benefit_units": "5-year RFS probability, best predicted minus next best (0.01 = 1 percentage point)",
-        "shap": {
-            **explanation.patient(0),
-            "explains": f"benefit of {rec.best} over {rec.next_best}",
-            "additivity_error": explanation.additivity_error,
-        },
-        "caveat": DISCLAIMER + " " + CAVEATS[0],
-    }
+    explanation = clinic.explainer.explain(covariates, ranking.best, ranking.next_best)
+    return Recommendation(
+        options=ranking.options,
+        best=ranking.best,
+        next_best=ranking.next_best,
+        benefit=ranking.benefit,
+        benefit_ci=ranking.benefit_ci,
+        clear=ranking.clear,
+        person_id=int(person_id),
+        model_version=clinic.version,
+        horizon_days=float(clinic.model.horizon_days),
+        shap=explanation.patient(0),
+        caveat=DISCLAIMER + " " + CAVEATS[0],
+    )
 
 
 def recommend_patient(
     db_path: Path, person_id: int, *, folder: Path | None = None, clinic: ClinicModel | None = None
-) -> dict:
-    """The recommendation JSON of one patient from the saved clinic model (the CLI contract's keys).
+) -> Recommendation:
+    """One patient's recommendation from the saved clinic model (``oncolens recommend``).
 
     ``clinic``: an already loaded model (the app keeps one per process); loaded from disk otherwise.
     """
     db_path = Path(db_path).expanduser()
     clinic = clinic if clinic is not None else load_clinic_model(db_path, folder=folder)
     with store.open_store(db_path, read_only=True) as con:
-        covariates = patient_covariates(con, person_id)
-    return recommendation_for(clinic, person_id, covariates)
+        return recommendation_for(clinic, con, person_id)

@@ -21,12 +21,16 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import pandas as pd
 
 from analytics import store
 from analytics.governance import audit
+
+if TYPE_CHECKING:  # a type only: recording a decision needs no model code
+    from analytics.treatment.recommend import Recommendation
 
 ACTION = "treatment_decision"
 DECISION_COLUMNS = [
@@ -94,8 +98,12 @@ def make_decision(
     return decision
 
 
-def shown_summary(recommendation: dict) -> dict:
-    """What the clinician saw, from a recommendation (``oncolens recommend --json``): no SHAP detail, no names."""
+def shown_summary(recommendation: Recommendation) -> dict:
+    """What the clinician saw, in the keys of ``oncolens recommend --json``: no SHAP detail, no names.
+
+    Stored with the decision and in its audit event, so it keeps the CLI's JSON keys.
+    """
+    shown = recommendation.to_json()
     keys = (
         "model_version",
         "statement",
@@ -106,10 +114,10 @@ def shown_summary(recommendation: dict) -> dict:
         "benefit_ci",
     )
     return {
-        **{k: recommendation[k] for k in keys},
+        **{k: shown[k] for k in keys},
         "options": [
             {k: o[k] for k in ("treatment", "rfs_5y", "rfs_5y_ci", "rmst_days")}
-            for o in recommendation["options"]
+            for o in shown["options"]
         ],
     }
 

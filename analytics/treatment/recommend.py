@@ -10,52 +10,150 @@ difference (paired: each bootstrap refit predicts both options).
 
 Pure functions of arrays, so every rule here is tested with numbers chosen by
 hand (tests/analytics/treatment/test_recommend.py).
+
+What callers read are typed results, never dicts: ``OptionRanking`` (one
+patient's options, each an ``OptionOutcome`` with ``Interval``s, the best, the
+benefit and the verdict) and ``Recommendation`` (that, plus the patient, the
+model version, the horizon, the SHAP waterfall and the caveat), whose
+``to_json()`` is the ``oncolens recommend --json`` contract. Attribute names are
+horizon-neutral (``rfs`` at ``horizon_days``); the JSON keeps its ``rfs_5y`` keys.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any, Final, Literal
 
 import numpy as np
+import pandas as pd
 
 from analytics.survival.constants import Z_95
 from analytics.treatment.model.outcome_model import OutcomeModel
+from analytics.treatment.model.shap_values import BenefitWaterfall
 
-NO_CLEAR_DIFFERENCE = "no clear difference"
+CLEAR: Final = "clear"
+NO_CLEAR_DIFFERENCE: Final = "no clear difference"
+Verdict = Literal["clear", "no clear difference"]
+BENEFIT_UNITS = "5-year RFS probability, best predicted minus next best (0.01 = 1 percentage point)"
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A 95 % interval, in the unit of the value it bounds; ``lo, hi = interval`` unpacks it."""
+
+    lo: float
+    hi: float
+
+    def __iter__(self) -> Iterator[float]:
+        return iter((self.lo, self.hi))
+
+    def contains(self, value: float) -> bool:
+        return self.lo <= value <= self.hi
+
+    def to_json(self) -> list[float]:
+        return [self.lo, self.hi]
 
 
 @dataclass(frozen=True)
 class OptionOutcome:
-    """Predicted outcome of one patient under one option (probabilities 0-1, times in days)."""
+    """Predicted outcome of one patient under one option, at the model's horizon (``horizon_days``).
+
+    ``rfs``: recurrence-free survival probability (0-1) at the horizon; ``rmst_days``: restricted
+    mean recurrence-free time up to the horizon, days; each with its 95 % interval, same units.
+    """
 
     treatment: str
-    rfs_5y: float
-    rfs_5y_ci: tuple[float, float]
+    rfs: float
+    rfs_ci: Interval
     rmst_days: float
-    rmst_ci_days: tuple[float, float]
+    rmst_ci_days: Interval
+
+    def to_json(self) -> dict[str, Any]:
+        """One entry of ``options`` in ``oncolens recommend --json`` (its keys name the 5-year horizon)."""
+        return {
+            "treatment": self.treatment,
+            "rfs_5y": self.rfs,
+            "rfs_5y_ci": self.rfs_ci.to_json(),
+            "rmst_days": self.rmst_days,
+            "rmst_days_ci": self.rmst_ci_days.to_json(),
+        }
 
 
 @dataclass(frozen=True)
-class Recommendation:
-    """One patient's options, the best predicted option, and whether it is clearly better."""
+class OptionRanking:
+    """One patient's options ranked by predicted RFS at the horizon, and whether the best is clearly better.
+
+    ``benefit``: RFS probability of ``best`` minus ``next_best`` at the horizon (0.01 = 1
+    percentage point), with its 95 % interval ``benefit_ci``; ``clear``: that interval lies
+    above zero.
+    """
 
     options: tuple[OptionOutcome, ...]
-    best: str  # highest predicted 5-year RFS
+    best: str  # highest predicted RFS at the horizon
     next_best: str
-    benefit: float  # 5-year RFS of best minus next best (probability difference)
-    benefit_ci: tuple[float, float]
-    clear: bool  # the interval lies above zero
+    benefit: float
+    benefit_ci: Interval
+    clear: bool
 
     @property
     def recommended(self) -> str | None:
+        """The best option when it is clearly better; None: "no clear difference"."""
         return self.best if self.clear else None
 
     @property
+    def verdict(self) -> Verdict:
+        return CLEAR if self.clear else NO_CLEAR_DIFFERENCE
+
+    def option(self, treatment: str) -> OptionOutcome:
+        """The outcome under one option; ``KeyError`` when the model has no such option."""
+        for o in self.options:
+            if o.treatment == treatment:
+                return o
+        raise KeyError(treatment)
+
+    @property
     def statement(self) -> str:
-        pp = f"{100 * self.benefit:+.1f} percentage points, 95% CI {100 * self.benefit_ci[0]:+.1f} to {100 * self.benefit_ci[1]:+.1f}"
+        lo, hi = self.benefit_ci
+        pp = f"{100 * self.benefit:+.1f} percentage points, 95% CI {100 * lo:+.1f} to {100 * hi:+.1f}"
         if self.clear:
             return f"{self.best}: 5-year RFS {pp} over {self.next_best}"
         return f"{NO_CLEAR_DIFFERENCE} between {self.best} and {self.next_best} ({pp})"
+
+
+@dataclass(frozen=True)
+class Recommendation(OptionRanking):
+    """One patient's recommendation from the clinic's model: what the CLI, the Patient page and the
+    tumour-board report show (``analytics.treatment.clinic.recommendation_for``).
+
+    Adds to the ranking the patient, the model version, the horizon (days from diagnosis),
+    the SHAP waterfall of the benefit (``shap``) and the caveat shown with it.
+    ``to_json()`` is the contract of ``oncolens recommend --json``.
+    """
+
+    person_id: int
+    model_version: str
+    horizon_days: float
+    shap: BenefitWaterfall
+    caveat: str
+
+    def to_json(self) -> dict[str, Any]:
+        """``oncolens recommend --json``: these keys, in this order (docs/architecture.md)."""
+        return {
+            "patient_id": self.person_id,
+            "model_version": self.model_version,
+            "horizon_days": self.horizon_days,
+            "options": [o.to_json() for o in self.options],
+            "recommended": self.recommended,
+            "statement": self.statement,
+            "best_predicted": self.best,
+            "compared_with": self.next_best,
+            "benefit": self.benefit,
+            "benefit_ci": self.benefit_ci.to_json(),
+            "benefit_units": BENEFIT_UNITS,
+            "shap": self.shap.to_json(),
+            "caveat": self.caveat,
+        }
 
 
 def _interval(
@@ -98,27 +196,28 @@ class CohortRecommendations:
         names = np.asarray(self.options, dtype=object)[self.best]
         return np.where(self.clear, names, NO_CLEAR_DIFFERENCE)
 
-    def patient(self, i: int) -> Recommendation:
+    def patient(self, i: int) -> OptionRanking:
+        """Row ``i`` as one patient's ranking (RFS clipped to 0-1, intervals to their range)."""
         rfs_ci = _interval(self.rfs_5y[i], self.rfs_5y_se[i], 0.0, 1.0)
         rmst_ci = _interval(self.rmst_days[i], self.rmst_se_days[i], 0.0, None)
         options = tuple(
             OptionOutcome(
-                o,
-                float(np.clip(self.rfs_5y[i, j], 0.0, 1.0)),
-                (float(rfs_ci[j, 0]), float(rfs_ci[j, 1])),
-                float(self.rmst_days[i, j]),
-                (float(rmst_ci[j, 0]), float(rmst_ci[j, 1])),
+                treatment=o,
+                rfs=float(np.clip(self.rfs_5y[i, j], 0.0, 1.0)),
+                rfs_ci=Interval(float(rfs_ci[j, 0]), float(rfs_ci[j, 1])),
+                rmst_days=float(self.rmst_days[i, j]),
+                rmst_ci_days=Interval(float(rmst_ci[j, 0]), float(rmst_ci[j, 1])),
             )
             for j, o in enumerate(self.options)
         )
         ci = self.benefit_ci[i]
-        return Recommendation(
-            options,
-            self.options[int(self.best[i])],
-            self.options[int(self.next_best[i])],
-            float(self.benefit[i]),
-            (float(ci[0]), float(ci[1])),
-            bool(self.clear[i]),
+        return OptionRanking(
+            options=options,
+            best=self.options[int(self.best[i])],
+            next_best=self.options[int(self.next_best[i])],
+            benefit=float(self.benefit[i]),
+            benefit_ci=Interval(float(ci[0]), float(ci[1])),
+            clear=bool(self.clear[i]),
         )
 
 
@@ -156,7 +255,7 @@ def summarise(
     )
 
 
-def recommend(model: OutcomeModel, covariates) -> CohortRecommendations:
+def recommend(model: OutcomeModel, covariates: pd.DataFrame) -> CohortRecommendations:
     """Predict every option for every row of ``covariates`` and summarise."""
     rfs, rmst = model.predict(covariates)
     rfs_reps, rmst_reps = model.predict_replicates(covariates)

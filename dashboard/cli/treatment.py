@@ -196,20 +196,20 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     except treatment_errors() as exc:
         raise CliError(str(exc)) from exc
     if args.json:
-        print(json.dumps(result))
+        print(json.dumps(result.to_json()))
         return 0
-    print(f"Patient {result['patient_id']} (model {result['model_version']}):")
-    for o in result["options"]:
-        lo, hi = o["rfs_5y_ci"]
+    print(f"Patient {result.person_id} (model {result.model_version}):")
+    for o in result.options:
+        lo, hi = o.rfs_ci
         print(
-            f"  {o['treatment']:16s} 5-year RFS {100 * o['rfs_5y']:5.1f}% (95% CI {100 * lo:.1f}-{100 * hi:.1f}), "
-            f"RMST {o['rmst_days']:.0f} days of 5 years"
+            f"  {o.treatment:16s} 5-year RFS {100 * o.rfs:5.1f}% (95% CI {100 * lo:.1f}-{100 * hi:.1f}), "
+            f"RMST {o.rmst_days:.0f} days of 5 years"
         )
-    print(f"  -> {result['statement']}")
+    print(f"  -> {result.statement}")
     print(
-        f"  why (SHAP, percentage points of the benefit; average patient {100 * result['shap']['base_value']:+.1f}):"
+        f"  why (SHAP, percentage points of the benefit; average patient {100 * result.shap.base_value:+.1f}):"
     )
-    for c in result["shap"]["contributions"]:
-        print(f"     {c['feature']:34s} {c['value']:8.1f}  {100 * c['shap']:+.2f}")
-    print(f"  {result['caveat']}")
+    for c in result.shap.contributions:
+        print(f"     {c.feature:34s} {c.value:8.1f}  {100 * c.shap:+.2f}")
+    print(f"  {result.caveat}")
     return 0

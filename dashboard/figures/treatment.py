@@ -3,6 +3,9 @@ SHAP importance over the cohort (pure: data in, figure out)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -14,6 +17,10 @@ from dashboard.figures.common import (
     base_layout,
     empty_figure,
 )
+
+if TYPE_CHECKING:  # types only: figures take results, they need no model code
+    from analytics.treatment.model.shap_values import BenefitWaterfall
+    from analytics.treatment.recommend import OptionOutcome
 
 
 def shap_importance_figure(importance: pd.DataFrame, max_features: int = 12) -> go.Figure:
@@ -108,37 +115,39 @@ def feature_value_text(label: str, value: float) -> str:
     return f"{name} = {shown} {unit}"
 
 
-def treatment_options_figure(options: list[dict], highlight: str | None = None) -> go.Figure:
+def treatment_options_figure(
+    options: Sequence[OptionOutcome], highlight: str | None = None
+) -> go.Figure:
     """Predicted 5-year RFS (%) of each option with its 95 % interval, one row per option.
 
-    ``options``: the recommendation's option dicts (treatment, rfs_5y, rfs_5y_ci,
-    rmst_days); ``highlight``: the option drawn in the accent colour (recommended or best).
+    ``options``: the recommendation's ``options``; ``highlight``: the option drawn in the
+    accent colour (recommended or best).
     """
     title = "Predicted 5-year recurrence-free survival, 95% interval"
     if not options:
         return empty_figure("No options to compare", title)
     fig = go.Figure()
     for o in reversed(options):
-        lo, hi = o["rfs_5y_ci"]
-        colour = PALETTE[5] if o["treatment"] == highlight else PALETTE[0]
+        lo, hi = o.rfs_ci
+        colour = PALETTE[5] if o.treatment == highlight else PALETTE[0]
         fig.add_trace(
             go.Scatter(
-                x=[100 * o["rfs_5y"]],
-                y=[o["treatment"]],
+                x=[100 * o.rfs],
+                y=[o.treatment],
                 mode="markers",
                 showlegend=False,
                 marker={"size": 12, "color": colour},
                 error_x={
                     "type": "data",
                     "symmetric": False,
-                    "array": [100 * (hi - o["rfs_5y"])],
-                    "arrayminus": [100 * (o["rfs_5y"] - lo)],
+                    "array": [100 * (hi - o.rfs)],
+                    "arrayminus": [100 * (o.rfs - lo)],
                     "color": colour,
                     "thickness": 2,
                 },
                 hovertemplate=(
-                    f"{o['treatment']}: %{{x:.1f}}% (95% CI {100 * lo:.1f}-{100 * hi:.1f}%), "
-                    f"RMST {o['rmst_days']:.0f} days<extra></extra>"
+                    f"{o.treatment}: %{{x:.1f}}% (95% CI {100 * lo:.1f}-{100 * hi:.1f}%), "
+                    f"RMST {o.rmst_days:.0f} days<extra></extra>"
                 ),
             )
         )
@@ -148,30 +157,32 @@ def treatment_options_figure(options: list[dict], highlight: str | None = None) 
 
 
 def benefit_waterfall_figure(
-    shap: dict, benefit: float, better: str, worse: str, max_features: int = 10
+    waterfall: BenefitWaterfall, benefit: float, max_features: int = 10
 ) -> go.Figure:
     """SHAP waterfall of the predicted benefit, in percentage points of 5-year RFS.
 
-    ``shap``: ``{"base_value", "contributions": [{"feature", "value", "shap"}]}`` (largest
-    first, as ``analytics.treatment.model.shap_values.BenefitShap.patient`` gives it). Bars start at the
-    reference patients' average benefit and end at this patient's; features past
-    ``max_features`` are summed into one bar, so the total still adds up.
+    ``waterfall``: a recommendation's ``shap`` (contributions largest first, as
+    ``analytics.treatment.model.shap_values.BenefitShap.patient`` gives them); ``benefit``: its
+    predicted benefit (RFS probability). Bars start at the reference patients' average benefit
+    and end at this patient's; features past ``max_features`` are summed into one bar, so the
+    total still adds up.
     """
+    better, worse = waterfall.better, waterfall.worse
     title = f"Why {better} is predicted better than {worse} (SHAP)"
-    contributions = list(shap.get("contributions", []))
+    contributions = waterfall.contributions
     if not contributions:
         return empty_figure("No explanation available", title)
     shown, rest = contributions[:max_features], contributions[max_features:]
     labels = ["average of reference patients"]
-    values = [100 * float(shap["base_value"])]
+    values = [100 * waterfall.base_value]
     measures = ["absolute"]
     for c in shown:
-        labels.append(feature_value_text(c["feature"], c["value"]))
-        values.append(100 * float(c["shap"]))
+        labels.append(feature_value_text(c.feature, c.value))
+        values.append(100 * c.shap)
         measures.append("relative")
     if rest:
         labels.append(f"{len(rest)} other features")
-        values.append(100 * sum(float(c["shap"]) for c in rest))
+        values.append(100 * sum(c.shap for c in rest))
         measures.append("relative")
     labels.append("this patient")
     values.append(100 * float(benefit))

@@ -13,6 +13,7 @@ import json
 import pandas as pd
 import streamlit as st
 
+from analytics.governance.board import AuditFilterOptions, DecisionRates
 from dashboard.figures.governance import calibration_figure, reliability_points
 
 CARD_SECTIONS = (
@@ -230,33 +231,34 @@ def render_saliency(name: str, quality: dict | None) -> None:
         )
 
 
-def audit_filters(options: dict) -> dict:
-    """The audit trail's filter widgets (action, user, date range), read into one dict."""
+def audit_filters(options: AuditFilterOptions) -> dict:
+    """The audit trail's filter widgets (action, user, date range), read into one dict of
+    ``resources.audit_trail``'s keyword arguments."""
     cols = st.columns([2, 2, 2])
-    actions = cols[0].multiselect("Action", options.get("actions", []), key="gov_actions")
-    actors = cols[1].multiselect("User", options.get("actors", []), key="gov_actors")
-    first = options.get("first") or dt.date.today()
-    last = options.get("last") or dt.date.today()
+    actions = cols[0].multiselect("Action", options.actions, key="gov_actions")
+    actors = cols[1].multiselect("User", options.actors, key="gov_actors")
+    first = options.first or dt.date.today()
+    last = options.last or dt.date.today()
     span = cols[2].date_input("Date range", value=(first, last), key="gov_dates")
     since, until = span if isinstance(span, tuple | list) and len(span) == 2 else (first, last)
     return {"actions": tuple(actions), "actors": tuple(actors), "since": since, "until": until}
 
 
-def render_decisions(rates: dict) -> None:
-    if not rates.get("decisions"):
+def render_decisions(rates: DecisionRates) -> None:
+    if not rates.decisions:
         st.info("No treatment decisions recorded yet (the Patient page records accept / override).")
         return
     a, b, c, d = st.columns(4)
-    a.metric("Decisions", rates["decisions"])
-    rate = rates.get("accept_rate")
-    b.metric("Accepted", rates["accepted"], help="the clinician chose the recommended option")
-    c.metric("Overridden", rates["overridden"], help="another option although one was recommended")
+    a.metric("Decisions", rates.decisions)
+    rate = rates.accept_rate
+    b.metric("Accepted", rates.accepted, help="the clinician chose the recommended option")
+    c.metric("Overridden", rates.overridden, help="another option although one was recommended")
     d.metric(
         "Accept rate",
         "n/a" if rate is None else f"{rate:.0%}",
         help="accepted / (accepted + overridden); decisions without a recommendation are left out",
     )
     st.caption(
-        f"No clear recommendation (clinician's choice): {rates['no_recommendation']}. Per model version:"
+        f"No clear recommendation (clinician's choice): {rates.no_recommendation}. Per model version:"
     )
-    st.dataframe(pd.DataFrame(rates["by_version"]), hide_index=True, width="stretch")
+    st.dataframe(rates.by_version, hide_index=True, width="stretch")

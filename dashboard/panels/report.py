@@ -1,6 +1,7 @@
 """The Patient page's tumour-board report: one button builds the PDF, a second downloads it.
 
-Same code as ``oncolens report`` (``dashboard.services.report``). Pseudonymised unless
+Same code as ``oncolens report`` (``dashboard.services.report``), given the app's loaded treatment
+model so the PDF's recommendation is the one the page shows. Pseudonymised unless
 the signed-in role may see patient identities (``auth.sees_patient_ids``) and
 the user ticks the box. Building takes several seconds (the AI reads, the
 saliency maps, the figures), so it runs on request, not on every rerun; each
@@ -12,6 +13,7 @@ from __future__ import annotations
 import streamlit as st
 
 from analytics.patients import PatientSummary
+from analytics.treatment.model.files import TreatmentModelError
 from dashboard import resources
 from dashboard.session import auth
 
@@ -30,12 +32,21 @@ def show(ref: resources.StoreRef, summary: PatientSummary) -> None:
         help="Off: the report carries a pseudonym only, and can be shared outside the care team.",
     )
     if st.button("Prepare the PDF", key="oncolens.report.build"):
+        try:
+            clinic = resources.treatment_model(ref)
+        except TreatmentModelError:
+            clinic = None  # the report says why there is no recommendation
         with st.spinner("Building the report (AI reads, saliency, figures)..."):
             st.session_state[KEY] = (
                 summary.person_id,
                 bool(names),
                 report_bytes(
-                    ref.path, summary.person_id, include_names=bool(names), actor=user, role=role
+                    ref.path,
+                    summary.person_id,
+                    include_names=bool(names),
+                    actor=user,
+                    role=role,
+                    clinic=clinic,
                 ),
             )
     held = st.session_state.get(KEY)

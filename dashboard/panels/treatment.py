@@ -2,9 +2,10 @@
 recommendation or "no clear difference", its SHAP reasons, similar patients, and the
 clinician's decision.
 
-Everything shown comes from ``resources.recommendation`` (the same code as
-``oncolens recommend --json``) and ``resources.similar_patients``; figures
-from ``plots``; decisions go to ``analytics.treatment.decisions``.
+Everything shown comes from ``resources.recommendation`` (a ``Recommendation`` from
+``analytics.treatment.clinic.recommendation_for``, the function behind ``oncolens recommend``
+and the report) and ``resources.similar_patients``; figures from ``dashboard.figures.treatment``;
+decisions go to ``analytics.treatment.decisions``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from analytics.treatment.decisions import (
     shown_summary,
 )
 from analytics.treatment.model.files import TreatmentModelError
+from analytics.treatment.recommend import Recommendation
 from dashboard import resources
 from dashboard.figures import treatment as treatment_figures
 from dashboard.services import plain_language
@@ -79,20 +81,16 @@ def show(ref: resources.StoreRef, summary: PatientSummary) -> None:
         "recommendation_shown",
         subject=person_id,
         model_name="treatment",
-        model_version=rec["model_version"],
-        inputs_sha256=audit.inputs_hash(rec["shap"]),
-        details={"recommended": rec["recommended"], "best_predicted": rec["best_predicted"]},
+        model_version=rec.model_version,
+        inputs_sha256=audit.inputs_hash(rec.shap.to_json()),
+        details={"recommended": rec.recommended, "best_predicted": rec.best},
     )
     left, right = st.columns(2)
-    left.plotly_chart(
-        treatment_figures.benefit_waterfall_figure(
-            rec["shap"], rec["benefit"], rec["best_predicted"], rec["compared_with"]
-        )
-    )
+    left.plotly_chart(treatment_figures.benefit_waterfall_figure(rec.shap, rec.benefit))
     left.caption(
         "Exact SHAP values (TreeSHAP) of the predicted benefit, in percentage points of 5-year RFS: "
         f"the average over {card['learner']['background_size']} reference patients plus each feature's "
-        f"contribution equals this patient's benefit (additivity error {rec['shap']['additivity_error']:.0e}). "
+        f"contribution equals this patient's benefit (additivity error {rec.shap.additivity_error:.0e}). "
         "They explain the model, not the biology.",
         help=plain_language.glossary_help("SHAP", "RFS"),
     )
@@ -101,19 +99,19 @@ def show(ref: resources.StoreRef, summary: PatientSummary) -> None:
     _decision(ref, person_id, rec)
 
 
-def _options(rec: dict, card: dict, received: str | None) -> None:
-    options, recommended, best = rec["options"], rec["recommended"], rec["best_predicted"]
+def _options(rec: Recommendation, card: dict, received: str | None) -> None:
+    options, recommended, best = rec.options, rec.recommended, rec.best
     for column, o in zip(st.columns(len(options)), options, strict=True):
         tag = (
             " · recommended"
-            if o["treatment"] == recommended
-            else (" · best predicted" if o["treatment"] == best else "")
+            if o.treatment == recommended
+            else (" · best predicted" if o.treatment == best else "")
         )
-        tag += " · received" if o["treatment"] == received else ""
-        lo, hi = o["rfs_5y_ci"]
+        tag += " · received" if o.treatment == received else ""
+        lo, hi = o.rfs_ci
         column.metric(
-            f"{o['treatment']}{tag}",
-            _pct(o["rfs_5y"]),
+            f"{o.treatment}{tag}",
+            _pct(o.rfs),
             help=plain_language.glossary_help(
                 "RFS",
                 "confidence interval",
@@ -123,14 +121,15 @@ def _options(rec: dict, card: dict, received: str | None) -> None:
         )
         column.caption(
             f"95% interval {_pct(lo)} to {_pct(hi)}  \n"
-            f"RMST {o['rmst_days']:,.0f} of {rec['horizon_days']:,.0f} days recurrence-free "
-            f"(95% interval {o['rmst_days_ci'][0]:,.0f} to {o['rmst_days_ci'][1]:,.0f})"
+            f"RMST {o.rmst_days:,.0f} of {rec.horizon_days:,.0f} days recurrence-free "
+            f"(95% interval {o.rmst_ci_days.lo:,.0f} to {o.rmst_ci_days.hi:,.0f})"
         )
+    statement = rec.statement
     if recommended is not None:
-        st.success(f"**Recommended: {recommended}.** {rec['statement']}.")
+        st.success(f"**Recommended: {recommended}.** {statement}.")
     else:
         st.info(
-            f"**{rec['statement'][0].upper()}{rec['statement'][1:]}.** The 95% interval of the difference "
+            f"**{statement[0].upper()}{statement[1:]}.** The 95% interval of the difference "
             "includes zero, so the model does not pick an option."
         )
     st.plotly_chart(treatment_figures.treatment_options_figure(options, recommended or best))
@@ -144,12 +143,12 @@ def _options(rec: dict, card: dict, received: str | None) -> None:
     )
     quality = f"; cross-validated Harrell's C {c_index:.2f}" if c_index is not None else ""
     st.caption(
-        f"Model {rec['model_version']} ({learner['name']}: gradient-boosted trees on pseudo-values), trained on "
+        f"Model {rec.model_version} ({learner['name']}: gradient-boosted trees on pseudo-values), trained on "
         f"{card['training']['patients']:,} patients of this clinic{quality}. Intervals: ±1.96 standard errors "
         f"over {learner['bootstrap']} bootstrap refits; they show resampling noise, not model error (on the "
         "simulated clinic the benefit interval held the true benefit for only 40 % of patients), so read "
         "a clear difference as stable, not as certain. RMST: restricted mean recurrence-free time up to 5 years. "
-        f"{rec['caveat'].removeprefix(DISCLAIMER).strip()}",
+        f"{rec.caveat.removeprefix(DISCLAIMER).strip()}",
         help=plain_language.glossary_help("C-index", "confidence interval", "RMST"),
     )
 
@@ -182,10 +181,10 @@ def _similar_patients(ref: resources.StoreRef, person_id: int) -> None:
     )
 
 
-def _decision(ref: resources.StoreRef, person_id: int, rec: dict) -> None:
+def _decision(ref: resources.StoreRef, person_id: int, rec: Recommendation) -> None:
     st.markdown("**Decision**")
-    options = [o["treatment"] for o in rec["options"]]
-    recommended = rec["recommended"]
+    options = [o.treatment for o in rec.options]
+    recommended = rec.recommended
     with st.form(f"oncolens.treatment_decision.{person_id}", clear_on_submit=True):
         if recommended is not None:
             chosen = st.selectbox(
@@ -196,9 +195,7 @@ def _decision(ref: resources.StoreRef, person_id: int, rec: dict) -> None:
             accept = a.form_submit_button(f"Accept {recommended}", type="primary")
             submit = b.form_submit_button("Override with the option above")
         else:
-            chosen = st.selectbox(
-                "Option chosen", options, index=options.index(rec["best_predicted"])
-            )
+            chosen = st.selectbox("Option chosen", options, index=options.index(rec.best))
             reason = st.text_area(
                 "Reason (required: the model found no clear difference)", max_chars=1000
             )
@@ -208,7 +205,7 @@ def _decision(ref: resources.StoreRef, person_id: int, rec: dict) -> None:
         try:
             decision = make_decision(
                 person_id=person_id,
-                model_version=rec["model_version"],
+                model_version=rec.model_version,
                 recommended=recommended,
                 options=options,
                 actor=auth.actor()[0],

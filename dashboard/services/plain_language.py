@@ -13,6 +13,11 @@ Pure functions: data in, text out. The pages put the text beside the figure.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # a type only: importing the model code would slow every page's first import
+    from analytics.treatment.recommend import OptionRanking
+
 # Verbal probability scale (after the IPCC's calibrated language, coarsened): lower bound -> words.
 _SCALE = (
     (0.95, "very likely"),
@@ -134,19 +139,18 @@ def saliency_summary(*, method_title: str, sanity: str, pointing_game: float | N
     return f"{method_title}: {trust}{where} It shows where the model looked, not why, and it is not a finding."
 
 
-def recommendation_summary(rec: dict) -> str:
-    """The treatment recommendation (``oncolens recommend --json``) in words, with how sure it is."""
-    options = {o["treatment"]: o for o in rec["options"]}
-    best, other = rec["best_predicted"], rec["compared_with"]
-    b, o = options[best], options[other]
-    benefit, (lo, hi) = 100 * rec["benefit"], (100 * x for x in rec["benefit_ci"])
+def recommendation_summary(rec: OptionRanking) -> str:
+    """The treatment recommendation (a ``Recommendation`` or its ranking) in words, with how sure it is."""
+    best, other = rec.best, rec.next_best
+    b, o = rec.option(best), rec.option(other)
+    benefit, (lo, hi) = 100 * rec.benefit, (100 * x for x in rec.benefit_ci)
     name = lambda t: t.replace("_", " ")  # noqa: E731
     outcome = (
-        f"Out of 100 patients like this one, the model expects about {100 * b['rfs_5y']:.0f} to be free "
-        f"of recurrence after five years with {name(best)} and about {100 * o['rfs_5y']:.0f} with "
+        f"Out of 100 patients like this one, the model expects about {100 * b.rfs:.0f} to be free "
+        f"of recurrence after five years with {name(best)} and about {100 * o.rfs:.0f} with "
         f"{name(other)}."
     )
-    if rec.get("recommended"):
+    if rec.recommended:
         verdict = (
             f"It favours **{name(best)}**: about {benefit:.0f} more in 100 (plausible range "
             f"{lo:.0f} to {hi:.0f})."

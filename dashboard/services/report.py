@@ -32,6 +32,7 @@ import io
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from PIL import Image
@@ -43,6 +44,9 @@ from dashboard.services.report_data import DISCLAIMER, SECTIONS, KeyImage, Repor
 from dashboard.services.report_pdf import render_pdf
 from models.inference.loader import ModelLoader
 from models.provenance import oncolens_version
+
+if TYPE_CHECKING:  # the treatment code is imported when a report is gathered, not before
+    from analytics.treatment.clinic import ClinicModel
 
 KEY_IMAGES = 2
 SALIENCY_METHOD = (
@@ -147,11 +151,15 @@ def gather(
     generated_by: str = "oncolens",
     now: dt.datetime | None = None,
     load=None,
+    clinic: ClinicModel | None = None,
 ) -> ReportData:
-    """Everything the report shows for one patient; ``UnknownPatientError`` when the store has no such patient."""
+    """Everything the report shows for one patient; ``UnknownPatientError`` when the store has no such patient.
+
+    ``clinic``: the treatment model already loaded (the app's, so the PDF shows the page's
+    figures); loaded from beside the store otherwise.
+    """
     from analytics.forecast.patient import ForecastError, estimate_prior, patient_forecast
     from analytics.treatment.clinic import load_clinic_model, recommendation_for
-    from analytics.treatment.clinic_data import patient_covariates
     from analytics.treatment.model.files import TreatmentModelError
     from dashboard.figures import patient as patient_figures
     from dashboard.figures import static as static_figures
@@ -170,11 +178,11 @@ def gather(
         key = pseudonyms.store_secret(con)
         findings = _findings(con, person_id)
         files = _image_files(con, person_id)
-        try:
-            clinic = load_clinic_model(db_path, stack_refits=False)
-        except TreatmentModelError as exc:
-            clinic = None
-            notes.append(f"No treatment model: {exc}")
+        if clinic is None:
+            try:
+                clinic = load_clinic_model(db_path, stack_refits=False)
+            except TreatmentModelError as exc:
+                notes.append(f"No treatment model: {exc}")
         forecast = None
         try:
             forecast = patient_forecast(con, person_id, estimate_prior(con), clinic)
@@ -183,7 +191,7 @@ def gather(
         rec = None
         if clinic is not None:
             try:
-                rec = recommendation_for(clinic, person_id, patient_covariates(con, person_id))
+                rec = recommendation_for(clinic, con, person_id)
             except (ValueError, LookupError) as exc:
                 notes.append(f"No recommendation: {exc}")
     demo, dx = summary.demographics, summary.diagnosis
@@ -278,50 +286,47 @@ def gather(
     fig = patient_figures.patient_forecast_timeline(summary, forecast)
     figures: list[tuple] = [(fig, 1100, 820)]
     if forecast is not None:
-        j = forecast.to_json()
-        t = j["tumour"]
-        forecast_lines.append(f"As of {j['as_of']}. Forecast model {forecast.model_version}.")
-        if t["observed"]:
+        t = forecast.tumour
+        forecast_lines.append(
+            f"As of {forecast.as_of.isoformat()}. Forecast model {forecast.model_version}."
+        )
+        if not t.observed.empty:
+            last = t.observed.iloc[-1]
             forecast_lines.append(
-                f"Lesion: {len(t['observed'])} reading(s), last {t['observed'][-1]['mm']} mm on "
-                f"{t['observed'][-1]['date']}, nadir {t['nadir_mm']} mm; RECIST progression "
-                f"{t['progression_status'].replace('_', ' ')}"
-                + (f" ({t['progression_date']})" if t["progression_date"] else "")
+                f"Lesion: {len(t.observed)} reading(s), last {float(last['mm']):.1f} mm on "
+                f"{pd.Timestamp(last['date']).date().isoformat()}, nadir {t.nadir_mm} mm; RECIST "
+                f"progression {t.progression_status.replace('_', ' ')}"
+                + (f" ({t.progression_date.isoformat()})" if t.progression_date else "")
                 + "."
             )
-        if t.get("progression_probability_6m") is not None:
+        if t.progression_probability_6m is not None:
             forecast_lines.append(
                 f"Probability that a reading in 6 months meets progression: "
-                f"{100 * t['progression_probability_6m']:.0f} %."
+                f"{100 * t.progression_probability_6m:.0f} %."
             )
-        for option, rows in j["survival"].items():
-            end = rows[-1]
+        curves = forecast.survival.curves if forecast.survival is not None else {}
+        for option, frame in curves.items():
+            end = frame.iloc[-1]
             forecast_lines.append(
                 f"{option}: recurrence-free to day {end['day']:.0f}: {100 * end['s']:.1f} % "
                 f"(95 % {100 * end['lo']:.1f}-{100 * end['hi']:.1f} %)."
             )
-        forecast_lines += [f"Note: {n}" for n in [*t["notes"], *j["survival_info"]["notes"]]]
+        forecast_lines += [f"Note: {n}" for n in [*t.notes, *forecast.notes]]
         model_rows["Forecast"] = str(forecast.model_version)
 
     recommendation_lines: list[str] = []
     if rec is not None:
-        for o in rec["options"]:
-            lo, hi = o["rfs_5y_ci"]
+        for o in rec.options:
+            lo, hi = o.rfs_ci
             recommendation_lines.append(
-                f"{o['treatment']}: 5-year RFS {100 * o['rfs_5y']:.1f} % "
-                f"(95 % CI {100 * lo:.1f}-{100 * hi:.1f}), RMST {o['rmst_days']:.0f} days"
+                f"{o.treatment}: 5-year RFS {100 * o.rfs:.1f} % "
+                f"(95 % CI {100 * lo:.1f}-{100 * hi:.1f}), RMST {o.rmst_days:.0f} days"
             )
-        recommendation_lines += [rec["statement"], rec["caveat"]]
+        recommendation_lines += [rec.statement, rec.caveat]
         figures.append(
-            (
-                treatment_figures.benefit_waterfall_figure(
-                    rec["shap"], rec["benefit"], rec["best_predicted"], rec["compared_with"]
-                ),
-                1000,
-                None,
-            )
+            (treatment_figures.benefit_waterfall_figure(rec.shap, rec.benefit), 1000, None)
         )
-        model_rows["Treatment outcome model"] = str(rec["model_version"])
+        model_rows["Treatment outcome model"] = rec.model_version
     else:
         recommendation_lines.append("No recommendation available (see the notes).")
     pngs = static_figures.figures_png(figures)
@@ -336,6 +341,7 @@ def gather(
         key_images=key_images,
         timeline_png=timeline_png,
         forecast_lines=forecast_lines,
+        recommendation=rec,
         recommendation_lines=recommendation_lines,
         waterfall_png=waterfall_png,
         model_rows=list(model_rows.items()),
@@ -396,11 +402,22 @@ def write_report(
 
 
 def report_bytes(
-    db_path: Path, person_id: int, *, include_names: bool, actor: str, role: str | None
+    db_path: Path,
+    person_id: int,
+    *,
+    include_names: bool,
+    actor: str,
+    role: str | None,
+    clinic: ClinicModel | None = None,
 ) -> bytes:
-    """The PDF in memory for a download button; audited like ``write_report``."""
+    """The PDF in memory for a download button; audited like ``write_report``.
 
-    pdf = render_pdf(gather(db_path, person_id, include_names=include_names, generated_by=actor))
+    ``clinic``: the app's loaded treatment model (``gather``).
+    """
+
+    pdf = render_pdf(
+        gather(db_path, person_id, include_names=include_names, generated_by=actor, clinic=clinic)
+    )
     audit.record_event(
         db_path,
         actor=actor,

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    from analytics.treatment.recommend import Recommendation
 
 SECTIONS = (
     "Patient summary",
@@ -42,6 +46,7 @@ class ReportData:
     key_images: list[KeyImage]
     timeline_png: bytes | None
     forecast_lines: list[str]
+    recommendation: Recommendation | None  # what the recommendation lines and the waterfall show
     recommendation_lines: list[str]
     waterfall_png: bytes | None
     model_rows: list[tuple[str, str]]

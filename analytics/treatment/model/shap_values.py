@@ -27,6 +27,7 @@ slower; it is used only by the bench, for comparison (../shared/CLINICAL.md).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -35,6 +36,48 @@ from analytics.treatment.data import Feature
 from analytics.treatment.model.learners import XGBPseudoLearner
 from analytics.treatment.model.outcome_model import OutcomeModel
 from analytics.treatment.model.tree_shap import ShallowTreeShap, UnsupportedTreesError
+
+
+@dataclass(frozen=True)
+class Contribution:
+    """One feature's share of a patient's predicted benefit."""
+
+    feature: str  # its label, unit included: "Tumour size (mm)"
+    value: float  # the patient's value, in that unit
+    shap: float  # contribution, RFS probability at the horizon (0.01 = 1 percentage point)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"feature": self.feature, "value": self.value, "shap": self.shap}
+
+
+@dataclass(frozen=True)
+class BenefitWaterfall:
+    """One patient's SHAP waterfall of the benefit of ``better`` over ``worse``.
+
+    ``base_value`` (the reference patients' average benefit of the same pair) plus every
+    contribution equals her predicted benefit, to ``additivity_error``; all in RFS
+    probability at the horizon (0.01 = 1 percentage point). ``contributions``: largest
+    |SHAP| first.
+    """
+
+    better: str
+    worse: str
+    base_value: float
+    contributions: tuple[Contribution, ...]
+    additivity_error: float
+
+    @property
+    def explains(self) -> str:
+        return f"benefit of {self.better} over {self.worse}"
+
+    def to_json(self) -> dict[str, Any]:
+        """``shap`` in ``oncolens recommend --json``."""
+        return {
+            "base_value": self.base_value,
+            "contributions": [c.to_json() for c in self.contributions],
+            "explains": self.explains,
+            "additivity_error": self.additivity_error,
+        }
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,27 +97,32 @@ class BenefitShap:
     values: np.ndarray
     benefit: np.ndarray
 
+    def _additivity_errors(self) -> np.ndarray:
+        """|base value + sum of contributions - predicted benefit| per patient."""
+        return np.abs(self.base_value + self.values.sum(axis=1) - self.benefit)
+
     @property
     def additivity_error(self) -> float:
         """Largest |base value + sum of contributions - predicted benefit| over the patients."""
-        return float(
-            np.max(np.abs(self.base_value + self.values.sum(axis=1) - self.benefit), initial=0.0)
-        )
+        return float(np.max(self._additivity_errors(), initial=0.0))
 
-    def patient(self, i: int) -> dict:
+    def patient(self, i: int) -> BenefitWaterfall:
         """One patient's waterfall: base value and contributions, largest |SHAP| first."""
         order = np.argsort(-np.abs(self.values[i]), kind="stable")
-        return {
-            "base_value": float(self.base_value[i]),
-            "contributions": [
-                {
-                    "feature": self.features[j].label,
-                    "value": float(self.covariates.iat[i, j]),
-                    "shap": float(self.values[i, j]),
-                }
+        return BenefitWaterfall(
+            better=str(self.better[i]),
+            worse=str(self.worse[i]),
+            base_value=float(self.base_value[i]),
+            contributions=tuple(
+                Contribution(
+                    feature=self.features[j].label,
+                    value=float(self.covariates.iat[i, j]),
+                    shap=float(self.values[i, j]),
+                )
                 for j in order
-            ],
-        }
+            ),
+            additivity_error=float(self._additivity_errors()[i]),
+        )
 
     def importance(self) -> pd.DataFrame:
         """Cohort bar chart: mean |SHAP| per feature (percentage points), largest first."""

@@ -10,7 +10,7 @@ import pytest
 
 from analytics import store
 from analytics.treatment.clinic import load_clinic_model, recommendation_for, train_clinic_model
-from analytics.treatment.clinic_data import clinic_training_table, patient_covariates
+from analytics.treatment.clinic_data import clinic_training_table
 from analytics.treatment.cohort import explain_cohort
 from analytics.treatment.recommend import NO_CLEAR_DIFFERENCE
 
@@ -28,13 +28,13 @@ def test_cohort_shap_is_each_patients_waterfall_and_adds_up(clinic_db):
     with store.open_store(clinic_db, read_only=True) as con:
         cohort = explain_cohort(clinic, con)
         _, ids = clinic_training_table(con)
-        one = recommendation_for(clinic, int(ids[7]), patient_covariates(con, int(ids[7])))
+        one = recommendation_for(clinic, con, int(ids[7]))
     assert cohort.patients == len(ids) and cohort.patients_total >= cohort.patients
     assert cohort.shap.additivity_error < 1e-4
-    by_feature = {c["feature"]: c["shap"] for c in one["shap"]["contributions"]}
+    by_feature = {c.feature: c.shap for c in one.shap.contributions}
     labels = [f.label for f in cohort.shap.features]
     assert np.allclose([by_feature[label] for label in labels], cohort.shap.values[7], atol=1e-6)
-    assert cohort.recommended[7] == (one["recommended"] or NO_CLEAR_DIFFERENCE)
+    assert cohort.recommended[7] == (one.recommended or NO_CLEAR_DIFFERENCE)
 
     importance = cohort.importance()
     assert list(importance["mean_abs_pp"]) == sorted(importance["mean_abs_pp"], reverse=True)

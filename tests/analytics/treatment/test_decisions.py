@@ -15,6 +15,7 @@ from analytics.treatment.decisions import (
     record_decision,
     shown_summary,
 )
+from tests.analytics.treatment.examples import recommendation
 
 OPTIONS = ("endocrine", "chemotherapy", "chemo_endocrine")
 
@@ -135,27 +136,32 @@ def test_the_table_refuses_what_the_rules_refuse(db):
 
 
 def test_shown_summary_keeps_the_figures_not_the_explanation():
-    rec = {
-        "model_version": "v",
-        "statement": "s",
-        "recommended": None,
-        "best_predicted": "a",
-        "compared_with": "b",
-        "benefit": 0.01,
-        "benefit_ci": [-0.01, 0.03],
-        "shap": {"base_value": 0.0},
-        "options": [
-            {
-                "treatment": "a",
-                "rfs_5y": 0.6,
-                "rfs_5y_ci": [0.5, 0.7],
-                "rmst_days": 1500.0,
-                "rmst_days_ci": [1400, 1600],
-            }
-        ],
-    }
+    rec = recommendation(clear=False)
     shown = shown_summary(rec)
-    assert "shap" not in shown and shown["options"] == [
-        {"treatment": "a", "rfs_5y": 0.6, "rfs_5y_ci": [0.5, 0.7], "rmst_days": 1500.0}
-    ]
+    assert (
+        shown
+        == {  # the CLI's JSON keys: what the decision's row and audit event have always held
+            "model_version": "xgb_pseudo-0123456789ab",
+            "statement": rec.statement,
+            "recommended": None,
+            "best_predicted": "chemo_endocrine",
+            "compared_with": "endocrine",
+            "benefit": 0.07,
+            "benefit_ci": [-0.01, 0.15],
+            "options": [
+                {
+                    "treatment": "endocrine",
+                    "rfs_5y": 0.64,
+                    "rfs_5y_ci": [0.52, 0.76],
+                    "rmst_days": 1500.0,
+                },
+                {
+                    "treatment": "chemo_endocrine",
+                    "rfs_5y": 0.71,
+                    "rfs_5y_ci": [0.61, 0.81],
+                    "rmst_days": 1600.0,
+                },
+            ],
+        }
+    )
     json.dumps(shown)

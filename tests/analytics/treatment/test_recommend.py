@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import numpy as np
 import pytest
 
 from analytics.survival.constants import Z_95
-from analytics.treatment.recommend import NO_CLEAR_DIFFERENCE, summarise
+from analytics.treatment.recommend import (
+    BENEFIT_UNITS,
+    NO_CLEAR_DIFFERENCE,
+    OptionRanking,
+    summarise,
+)
+from tests.analytics.treatment.examples import CAVEAT, recommendation
 
 OPTIONS = ("a", "b", "c")
 
@@ -26,8 +35,9 @@ def test_clear_benefit_recommends_and_the_interval_is_point_plus_minus_z_se():
     p = r.patient(0)
     assert (p.best, p.next_best, p.clear, p.recommended) == ("a", "b", True, "a")
     assert p.benefit == pytest.approx(0.10)
-    assert p.benefit_ci == pytest.approx((0.10 - Z_95 * se, 0.10 + Z_95 * se))
-    assert p.options[0].rfs_5y_ci[0] <= p.options[0].rfs_5y <= p.options[0].rfs_5y_ci[1]
+    assert tuple(p.benefit_ci) == pytest.approx((0.10 - Z_95 * se, 0.10 + Z_95 * se))
+    assert p.options[0].rfs_ci.contains(p.options[0].rfs)
+    assert p.verdict == "clear" and p.option("a") is p.options[0]
     assert "a: 5-year RFS +10.0 percentage points" in p.statement
 
 
@@ -36,8 +46,8 @@ def test_interval_including_zero_says_no_clear_difference_and_picks_nothing():
     offsets = [-0.05, 0.05, -0.04, 0.04]
     r = summarise(OPTIONS, point, _reps(point, offsets), point, _reps(point, offsets))
     p = r.patient(0)
-    assert p.benefit_ci[0] < 0 < p.benefit_ci[1]
-    assert not p.clear and p.recommended is None
+    assert p.benefit_ci.lo < 0 < p.benefit_ci.hi
+    assert not p.clear and p.recommended is None and p.verdict == NO_CLEAR_DIFFERENCE
     assert p.statement.startswith(f"{NO_CLEAR_DIFFERENCE} between a and b")
     assert r.recommended_names()[0] == NO_CLEAR_DIFFERENCE
 
@@ -63,7 +73,7 @@ def test_probabilities_shown_are_clipped_but_the_benefit_is_the_raw_difference()
     point = np.array([[1.02, 0.95, 0.5]])
     reps = np.repeat(point[None], 3, axis=0) + np.array([0.0, 0.01, -0.01])[:, None, None]
     p = summarise(OPTIONS, point, reps, point, reps).patient(0)
-    assert p.options[0].rfs_5y == 1.0 and p.options[0].rfs_5y_ci[1] <= 1.0
+    assert p.options[0].rfs == 1.0 and p.options[0].rfs_ci.hi <= 1.0
     assert p.benefit == pytest.approx(0.07)
 
 
@@ -72,3 +82,85 @@ def test_needs_two_options():
         summarise(
             ("a",), np.zeros((1, 1)), np.zeros((2, 1, 1)), np.zeros((1, 1)), np.zeros((2, 1, 1))
         )
+
+
+# --- the typed result and the JSON of `oncolens recommend --json` -----------------------------
+
+# The CLI's keys, in the order it prints them (tests/dashboard/cli/test_cli_treatment.py reads them).
+CLI_KEYS = [
+    "patient_id",
+    "model_version",
+    "horizon_days",
+    "options",
+    "recommended",
+    "statement",
+    "best_predicted",
+    "compared_with",
+    "benefit",
+    "benefit_ci",
+    "benefit_units",
+    "shap",
+    "caveat",
+]
+CLI_OPTION_KEYS = ["treatment", "rfs_5y", "rfs_5y_ci", "rmst_days", "rmst_days_ci"]
+CLI_SHAP_KEYS = ["base_value", "contributions", "explains", "additivity_error"]
+
+
+def test_to_json_has_the_cli_keys_in_order_and_plain_json_values():
+    rec = recommendation(clear=True)
+    out = rec.to_json()
+    assert list(out) == CLI_KEYS
+    assert [list(o) for o in out["options"]] == [CLI_OPTION_KEYS] * 2
+    assert list(out["shap"]) == CLI_SHAP_KEYS
+    assert [list(c) for c in out["shap"]["contributions"]] == [["feature", "value", "shap"]] * 2
+    assert json.loads(json.dumps(out)) == out  # lists, not tuples or Interval objects
+
+
+def test_to_json_values_are_the_fields_under_the_cli_names():
+    out = recommendation(clear=True).to_json()
+    assert out["patient_id"] == 7 and out["model_version"] == "xgb_pseudo-0123456789ab"
+    assert out["horizon_days"] == 1826.25
+    assert out["options"][1] == {
+        "treatment": "chemo_endocrine",
+        "rfs_5y": 0.71,
+        "rfs_5y_ci": [0.61, 0.81],
+        "rmst_days": 1600.0,
+        "rmst_days_ci": [1520.0, 1680.0],
+    }
+    assert (out["recommended"], out["best_predicted"], out["compared_with"]) == (
+        "chemo_endocrine",
+        "chemo_endocrine",
+        "endocrine",
+    )
+    assert (out["benefit"], out["benefit_ci"]) == (0.07, [0.02, 0.12])
+    assert out["statement"] == (
+        "chemo_endocrine: 5-year RFS +7.0 percentage points, 95% CI +2.0 to +12.0 over endocrine"
+    )
+    assert out["benefit_units"] == BENEFIT_UNITS
+    assert out["shap"] == {
+        "base_value": 0.05,
+        "contributions": [
+            {"feature": "Tumour size (mm)", "value": 22.0, "shap": 0.03},
+            {"feature": "Positive lymph nodes (count)", "value": 3.0, "shap": -0.01},
+        ],
+        "explains": "benefit of chemo_endocrine over endocrine",
+        "additivity_error": 0.0,
+    }
+    assert out["caveat"] == CAVEAT
+
+
+def test_no_clear_difference_in_json_is_a_null_recommendation():
+    rec = recommendation(clear=False)
+    out = rec.to_json()
+    assert rec.verdict == NO_CLEAR_DIFFERENCE and out["recommended"] is None
+    assert out["best_predicted"] == "chemo_endocrine" and out["benefit_ci"] == [-0.01, 0.15]
+    assert out["statement"].startswith("no clear difference between chemo_endocrine and endocrine")
+
+
+def test_results_are_frozen_values():
+    rec = recommendation()
+    assert rec == recommendation() and rec != recommendation(clear=False)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        rec.benefit = 0.5  # type: ignore[misc]
+    lo, hi = rec.benefit_ci
+    assert (lo, hi) == (0.02, 0.12) and isinstance(rec, OptionRanking)

@@ -13,7 +13,7 @@ import pytest
 from analytics import store
 from analytics.treatment.clinic import load_clinic_model, recommend_patient, train_clinic_model
 from analytics.treatment.clinic_data import clinic_training_table
-from analytics.treatment.recommend import recommend
+from analytics.treatment.recommend import Recommendation, recommend
 from tests.dashboard.app_pages.test_pages import ROOT, open_page, texts
 
 NO_DIAGNOSIS = 299  # the fixture deletes this patient's diagnosis
@@ -75,21 +75,21 @@ def test_section_shows_what_the_cli_says(model_env, patients_by_kind):
     assert not at.exception and not at.error
     assert "Treatment options" in texts(at.subheader)
     metrics = {m.label.split(" · ")[0]: m for m in at.metric}
-    for o in expected["options"]:
-        assert metrics[o["treatment"]].value == f"{100 * o['rfs_5y']:.1f}%"
-    recommended = expected["recommended"]
+    for o in expected.options:
+        assert metrics[o.treatment].value == f"{100 * o.rfs:.1f}%"
+    recommended = expected.recommended
     assert recommended is not None
     assert "recommended" in next(
         m.label for m in at.metric if m.label.startswith(recommended + " ")
     )
     assert f"Recommended: {recommended}." in texts(at.success)
     captions = texts(at.caption)
-    for o in expected["options"]:
-        lo, hi = o["rfs_5y_ci"]
+    for o in expected.options:
+        lo, hi = o.rfs_ci
         assert f"95% interval {100 * lo:.1f}% to {100 * hi:.1f}%" in captions
-        assert f"RMST {o['rmst_days']:,.0f} of" in captions
+        assert f"RMST {o.rmst_days:,.0f} of" in captions
     assert "not a medical device" in captions and "not randomised" in captions
-    assert expected["model_version"] in captions and "bootstrap" in captions
+    assert expected.model_version in captions and "bootstrap" in captions
     assert "Similar patients: the same stage and oestrogen-receptor status" in captions
     # lesion, labs, options, SHAP waterfall, similar patients
     assert len(at.get("plotly_chart")) == 5
@@ -97,9 +97,9 @@ def test_section_shows_what_the_cli_says(model_env, patients_by_kind):
         json.loads(c.proto.spec) for c in at.get("plotly_chart") if '"waterfall"' in c.proto.spec
     )
     trace = waterfall["data"][0]
-    assert trace["x"][-1] == pytest.approx(100 * expected["benefit"], abs=1e-6)
-    top = expected["shap"]["contributions"][0]
-    assert trace["y"][1].startswith(top["feature"].split(" (")[0])
+    assert trace["x"][-1] == pytest.approx(100 * expected.benefit, abs=1e-6)
+    top = expected.shap.contributions[0]
+    assert trace["y"][1].startswith(top.feature.split(" (")[0])
 
 
 def test_no_clear_difference_offers_a_choice_not_an_acceptance(model_env, patients_by_kind):
@@ -118,7 +118,7 @@ def test_override_needs_a_reason_then_accept_and_override_are_stored_and_audited
     model_env, patients_by_kind
 ):
     pid = patients_by_kind["clear"]
-    recommended = recommend_patient(model_env, pid)["recommended"]
+    recommended = recommend_patient(model_env, pid).recommended
     at = open_page("patient", patient=str(pid))
     override = next(b for b in at.button if b.label.startswith("Override"))
     other = at.selectbox[0].options[0]
@@ -197,9 +197,7 @@ def test_the_recommendation_shown_and_the_decision_name_the_signed_in_clinician(
         ).fetchall()[before:]
     assert len(shown) == 1
     assert shown[0][:4] == ("demo-user", "oncologist", str(pid), "treatment")
-    assert (
-        shown[0][4] == recommend_patient(model_env, pid)["model_version"] and len(shown[0][5]) == 64
-    )
+    assert shown[0][4] == recommend_patient(model_env, pid).model_version and len(shown[0][5]) == 64
     at.button[
         [b.label for b in at.button].index(
             next(b.label for b in at.button if b.label.startswith("Accept"))
@@ -219,3 +217,61 @@ def test_the_care_team_sees_the_record_and_forecasts_but_no_recommendation(
     assert "shown to oncologists" in texts(at.caption)
     assert not any(b.label.startswith(("Accept", "Record")) for b in at.button)
     assert "Out of 100 patients like this one" not in texts(at.info)
+
+
+def _same_figures(a: object, b: object, path: str = "") -> None:
+    """Equal JSON documents, numbers to 1e-6 or 1e-5 relative (the app stacks its bootstrap refits)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        assert list(a) == list(b), path
+        for k in a:
+            _same_figures(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, list) and isinstance(b, list):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _same_figures(x, y, f"{path}[{i}]")
+    elif isinstance(a, float) and isinstance(b, float):
+        assert a == pytest.approx(b, rel=1e-5, abs=1e-6), path
+    else:
+        assert a == b, path
+
+
+def test_page_cli_and_report_share_one_function_and_give_the_same_recommendation(
+    model_env, patients_by_kind, monkeypatch, capsys
+):
+    """One code path: every caller gets its recommendation from ``clinic.recommendation_for``."""
+    from analytics.treatment import clinic as treatment_clinic
+    from dashboard import resources
+    from dashboard.cli.main import main
+    from dashboard.services import report
+
+    calls: list[tuple[object, Recommendation]] = []
+    shared = treatment_clinic.recommendation_for
+
+    def spy(clinic, con, person_id):
+        rec = shared(clinic, con, person_id)
+        calls.append((clinic, rec))
+        return rec
+
+    monkeypatch.setattr(treatment_clinic, "recommendation_for", spy)
+    resources._recommendation.clear()  # the page must compute, not replay another test's result
+    pid = patients_by_kind["clear"]
+    ref = resources.store_status(model_env).ref
+
+    at = open_page("patient", patient=str(pid))  # the Patient page, as a browser opens it
+    assert not at.exception and len(calls) == 1
+    page_clinic, page = calls[0]
+    assert page_clinic is resources.treatment_model(ref)  # the process's cached model, passed in
+    assert page == resources.recommendation(ref, pid) and len(calls) == 1  # then only the result
+    assert f"Recommended: {page.recommended}." in texts(at.success)
+
+    assert main(["recommend", str(pid), "--db", str(model_env), "--json"]) == 0  # the CLI
+    cli_json = json.loads(capsys.readouterr().out)
+    assert len(calls) == 2 and cli_json == calls[1][1].to_json()
+
+    app_report = report.gather(model_env, pid, clinic=page_clinic)  # the page's PDF button
+    cli_report = report.gather(model_env, pid)  # `oncolens report`: loads the model itself
+    assert len(calls) == 4 and {r.person_id for _, r in calls} == {pid}
+    assert app_report.recommendation == page  # same model object: the very same figures
+    assert cli_report.recommendation == calls[1][1]  # the CLI's load: the very same figures
+    assert page.statement in app_report.recommendation_lines
+    _same_figures(page.to_json(), cli_json)  # the two loads of one model file agree

@@ -16,6 +16,7 @@ import pytest
 from pydicom.uid import generate_uid
 from pypdf import PdfReader
 
+from analytics import store
 from dashboard.figures import static as static_figures
 from dashboard.services.report_data import DISCLAIMER, SECTIONS
 from models import pacs
@@ -274,16 +275,53 @@ def test_report_for_unknown_patient_writes_nothing(store_copy, tmp_path):
 
 def test_matplotlib_fallback_draws_the_report_figures():
     """Where no browser is installed the figures are redrawn, not dropped."""
+    from analytics.treatment.model.shap_values import BenefitWaterfall, Contribution
     from dashboard.figures import treatment as treatment_figures
 
-    shap = {
-        "base_value": 0.02,
-        "contributions": [
-            {"feature": "tumour_size_mm", "value": 22.0, "shap": 0.01},
-            {"feature": "age", "value": 50.0, "shap": -0.004},
-        ],
-    }
+    shap = BenefitWaterfall(
+        better="A",
+        worse="B",
+        base_value=0.02,
+        contributions=(
+            Contribution("tumour_size_mm", 22.0, 0.01),
+            Contribution("age", 50.0, -0.004),
+        ),
+        additivity_error=0.0,
+    )
     png = static_figures.figure_png(
-        treatment_figures.benefit_waterfall_figure(shap, 0.026, "A", "B"), prefer="matplotlib"
+        treatment_figures.benefit_waterfall_figure(shap, 0.026), prefer="matplotlib"
     )
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+
+def test_report_forecast_lines_state_the_forecast_the_page_draws(report_store, monkeypatch):
+    """The report reads the typed forecast (not its rounded JSON), so its figures are the page's."""
+    from analytics.forecast.patient import PatientForecast, estimate_prior, patient_forecast
+    from analytics.treatment.clinic import load_clinic_model
+    from dashboard.services.report import gather
+
+    store_copy, _ = report_store
+    clinic = load_clinic_model(store_copy)
+    with store.open_store(store_copy, read_only=True) as con:
+        prior = estimate_prior(con)
+        forecast = next(
+            f
+            for f in (patient_forecast(con, pid, prior, clinic) for pid in range(1, 60))
+            if f.survival is not None and not f.tumour.observed.empty
+        )
+
+    def no_json(self):
+        raise AssertionError("the report read the forecast's JSON (rounded) instead of its figures")
+
+    monkeypatch.setattr(PatientForecast, "to_json", no_json)
+    lines = gather(store_copy, forecast.person_id, clinic=clinic).forecast_lines
+    assert lines[0] == f"As of {forecast.as_of.isoformat()}. Forecast model {clinic.version}."
+    last = forecast.tumour.observed.iloc[-1]
+    assert f"{len(forecast.tumour.observed)} reading(s), last {last['mm']:.1f} mm" in lines[1]
+    assert forecast.survival is not None
+    for option, frame in forecast.survival.curves.items():
+        end = frame.iloc[-1]
+        assert (
+            f"{option}: recurrence-free to day {end['day']:.0f}: {100 * end['s']:.1f} % "
+            f"(95 % {100 * end['lo']:.1f}-{100 * end['hi']:.1f} %)." in lines
+        )

@@ -7,6 +7,8 @@ import json
 import pandas as pd
 import pytest
 
+from analytics.treatment.model.shap_values import BenefitWaterfall, Contribution
+from analytics.treatment.recommend import Interval, OptionOutcome
 from dashboard.figures import treatment as treatment_figures
 
 
@@ -27,20 +29,18 @@ def test_feature_values_read_like_a_clinician_writes_them(label, value, text):
     assert treatment_figures.feature_value_text(label, value) == text
 
 
-SHAP = {
-    "base_value": 0.02,
-    "contributions": [
-        {"feature": "Positive lymph nodes (count)", "value": 8.0, "shap": 0.011},
-        {"feature": "Age at diagnosis (years)", "value": 70.0, "shap": -0.004},
-        {"feature": "Tumour size (mm)", "value": 20.0, "shap": 0.002},
-        {"feature": "Tumour grade (1-3)", "value": 2.0, "shap": 0.001},
-    ],
-}
+CONTRIBUTIONS = (
+    Contribution("Positive lymph nodes (count)", 8.0, 0.011),
+    Contribution("Age at diagnosis (years)", 70.0, -0.004),
+    Contribution("Tumour size (mm)", 20.0, 0.002),
+    Contribution("Tumour grade (1-3)", 2.0, 0.001),
+)
+SHAP = BenefitWaterfall("chemo_endocrine", "endocrine", 0.02, CONTRIBUTIONS, 0.0)
 BENEFIT = 0.02 + 0.011 - 0.004 + 0.002 + 0.001
 
 
 def test_waterfall_starts_at_the_base_value_and_ends_at_the_benefit_in_points():
-    fig = treatment_figures.benefit_waterfall_figure(SHAP, BENEFIT, "chemo_endocrine", "endocrine")
+    fig = treatment_figures.benefit_waterfall_figure(SHAP, BENEFIT)
     trace = fig.data[0]
     assert list(trace.measure) == [
         "absolute",
@@ -59,28 +59,21 @@ def test_waterfall_starts_at_the_base_value_and_ends_at_the_benefit_in_points():
 
 
 def test_waterfall_folds_the_smallest_features_into_one_bar_that_keeps_the_sum():
-    fig = treatment_figures.benefit_waterfall_figure(SHAP, BENEFIT, "a", "b", max_features=2)
+    fig = treatment_figures.benefit_waterfall_figure(SHAP, BENEFIT, max_features=2)
     trace = fig.data[0]
     assert trace.y[3] == "2 other features" and trace.x[3] == pytest.approx(0.3)
     assert sum(trace.x[:-1]) == pytest.approx(trace.x[-1])
 
 
 def test_waterfall_without_contributions_says_so():
-    fig = treatment_figures.benefit_waterfall_figure(
-        {"base_value": 0.0, "contributions": []}, 0.0, "a", "b"
-    )
+    fig = treatment_figures.benefit_waterfall_figure(BenefitWaterfall("a", "b", 0.0, (), 0.0), 0.0)
     assert "No explanation" in fig.layout.annotations[0].text
 
 
 def test_options_figure_draws_each_option_with_its_interval_and_highlights_one():
     options = [
-        {"treatment": "endocrine", "rfs_5y": 0.56, "rfs_5y_ci": [0.44, 0.69], "rmst_days": 1345.0},
-        {
-            "treatment": "chemotherapy",
-            "rfs_5y": 0.52,
-            "rfs_5y_ci": [0.38, 0.67],
-            "rmst_days": 1274.0,
-        },
+        OptionOutcome("endocrine", 0.56, Interval(0.44, 0.69), 1345.0, Interval(1200.0, 1490.0)),
+        OptionOutcome("chemotherapy", 0.52, Interval(0.38, 0.67), 1274.0, Interval(1100.0, 1450.0)),
     ]
     fig = treatment_figures.treatment_options_figure(options, highlight="endocrine")
     by_option = {t.y[0]: t for t in fig.data}

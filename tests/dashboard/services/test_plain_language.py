@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dashboard.services import plain_language as pl
+from tests.analytics.treatment.examples import recommendation
 
 
 @pytest.mark.parametrize(
@@ -45,25 +46,11 @@ def test_saliency_summary_warns_when_the_sanity_check_failed():
     assert "passed" in passed and "91 %" in passed
 
 
-def _rec(recommended, ci):
-    return {
-        "options": [
-            {"treatment": "chemo_endocrine", "rfs_5y": 0.71},
-            {"treatment": "endocrine", "rfs_5y": 0.64},
-        ],
-        "best_predicted": "chemo_endocrine",
-        "compared_with": "endocrine",
-        "benefit": 0.07,
-        "benefit_ci": ci,
-        "recommended": recommended,
-    }
-
-
 def test_recommendation_summary_in_natural_frequencies():
-    clear = pl.recommendation_summary(_rec("chemo_endocrine", [0.02, 0.12]))
+    clear = pl.recommendation_summary(recommendation(clear=True))  # 71 vs 64 in 100, CI 2 to 12
     assert "about 71" in clear and "about 64" in clear and "favours **chemo endocrine**" in clear
     assert "2 to 12" in clear and "not assigned at random" in clear
-    unclear = pl.recommendation_summary(_rec(None, [-0.01, 0.15]))
+    unclear = pl.recommendation_summary(recommendation(clear=False))
     assert "does not pick an option" in unclear and "favours" not in unclear
 
 

@@ -83,13 +83,16 @@ def test_patient_waterfall_uses_clinical_names_and_largest_first(gbsg2_model):
         table.covariates.iloc[[0]], "hormonal therapy", "no hormonal therapy"
     )
     w = s.patient(0)
-    assert {c["feature"] for c in w["contributions"]} == set(table.feature_labels)
-    assert any("(mm)" in c["feature"] for c in w["contributions"])
-    sizes = [abs(c["shap"]) for c in w["contributions"]]
+    assert (w.better, w.worse) == ("hormonal therapy", "no hormonal therapy")
+    assert {c.feature for c in w.contributions} == set(table.feature_labels)
+    assert any("(mm)" in c.feature for c in w.contributions)
+    sizes = [abs(c.shap) for c in w.contributions]
     assert sizes == sorted(sizes, reverse=True)
-    assert w["base_value"] + sum(c["shap"] for c in w["contributions"]) == pytest.approx(
+    assert w.base_value + sum(c.shap for c in w.contributions) == pytest.approx(
         s.benefit[0], abs=1e-5
     )
+    assert w.additivity_error == pytest.approx(s.additivity_error)  # one patient: hers is the max
+    assert w.to_json()["explains"] == "benefit of hormonal therapy over no hormonal therapy"
     assert list(s.importance()["feature"])[0] in table.feature_labels
 
 
