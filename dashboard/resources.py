@@ -209,6 +209,7 @@ def working(label: str, *, expanded: bool = False) -> Iterator[Any]:
 
 @st.cache_data(max_entries=4, show_spinner=False)
 def _demo_accounts(path: str, stamp: tuple[int, ...]) -> list[tuple[str, str, str]]:
+    # lazy: only this section needs it; the app opens its first page without it
     from analytics.governance import users
 
     with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
@@ -366,6 +367,7 @@ def with_review_changes(ref: StoreRef, rows: pd.DataFrame) -> pd.DataFrame:
     Cached on the file stamp (any write, a review included, changes it), so a rerun of the
     page (a filter, a row selection) does not repeat the three lookups.
     """
+    # lazy: only this section needs it; the app opens its first page without it
     from analytics.worklist import review as worklist_review
 
     if rows.empty:
@@ -380,6 +382,7 @@ def with_review_changes(ref: StoreRef, rows: pd.DataFrame) -> pd.DataFrame:
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def _with_review_changes(path: str, stamp: tuple[int, ...], rows: pd.DataFrame) -> pd.DataFrame:
+    # lazy: only this section needs it; the app opens its first page without it
     from analytics.worklist import review as worklist_review
 
     with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
@@ -393,6 +396,7 @@ def last_review(ref: StoreRef, person_id: int):
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def _last_review(path: str, stamp: tuple[int, ...], person_id: int):
+    # lazy: only this section needs it; the app opens its first page without it
     from analytics.worklist import review as worklist_review
 
     with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
@@ -401,6 +405,7 @@ def _last_review(path: str, stamp: tuple[int, ...], person_id: int):
 
 def mark_reviewed(ref: StoreRef, person_id: int, actor: str, role: str | None):
     """Record a worklist review (row + chained audit event); raises ``StoreError`` when the store is busy."""
+    # lazy: only this section needs it; the app opens its first page without it
     from analytics.worklist import review as worklist_review
 
     with store.open_store(ref.path, wait_s=READ_WAIT_S) as con:
@@ -493,6 +498,7 @@ def cohort_overview(ref: StoreRef) -> cohort_summary.CohortOverview:
 
 @st.cache_data(max_entries=32, show_spinner="Building the cohort…")
 def _cohort_built(path: str, version: str, filters: tuple[str, ...], group_by: str | None):
+    # lazy: only this section needs it; the app opens its first page without it
     from analytics.cohorts import builder as cohorts
 
     with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
@@ -511,6 +517,7 @@ def cohort_result(ref: StoreRef, filters: tuple[str, ...], group_by: str | None)
 def _cohort_rows(
     path: str, version: str, filters: tuple[str, ...], group_by: str | None
 ) -> pd.DataFrame:
+    # lazy: only this section needs it; the app opens its first page without it
     from analytics.cohorts import builder as cohorts
 
     with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
@@ -662,6 +669,7 @@ def recommendation(ref: StoreRef, person_id: int) -> Recommendation:
 
 @st.cache_data(max_entries=2, show_spinner=False)  # the page shows a status box (``working``)
 def _cohort_explanation(path: str, version: str, folder: str, model_stamp: tuple[int, ...]):
+    # lazy: only this section needs it; the app opens its first page without it
     from analytics.treatment.cohort import explain_cohort
 
     clinic = _treatment_model(folder, model_stamp)
@@ -794,6 +802,7 @@ def treatment_card(ref: StoreRef) -> dict:
 def _treatment_subgroups(
     path: str, version: str, folder: str, model_stamp: tuple[int, ...], threshold: float
 ) -> dict:
+    # lazy: only this section needs it; the app opens its first page without it
     from analytics.governance.subgroup_treatment import treatment_subgroup_report
 
     clinic = _treatment_model(folder, model_stamp)
@@ -812,6 +821,7 @@ def treatment_subgroups(ref: StoreRef, threshold: float = 0.40) -> dict:
 
 @st.cache_data(max_entries=8, show_spinner=False)  # the page shows a status box with a progress bar
 def _imaging_subgroups(name: str, weights_stamp: tuple[int, ...] | None, n: int, seed: int) -> dict:
+    # lazy: only this section needs it; the app opens its first page without it
     from dashboard.services.subgroups import imaging_subgroup_report
 
     return imaging_subgroup_report(imaging_model(name), n=n, seed=seed)
@@ -832,6 +842,7 @@ def _audit_trail(
     since,
     until,
 ) -> tuple[pd.DataFrame, AuditFilterOptions]:
+    # lazy: only this section needs it; the app opens its first page without it
     from analytics.governance import board as governance
 
     with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
@@ -851,6 +862,7 @@ def audit_trail(
 
 @st.cache_data(max_entries=4, show_spinner=False)
 def _decision_rates(path: str, stamp: tuple[int, ...]) -> DecisionRates:
+    # lazy: only this section needs it; the app opens its first page without it
     from analytics.governance import board as governance
 
     with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:

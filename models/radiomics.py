@@ -63,6 +63,7 @@ def longest_diameter_mm(mask: np.ndarray, spacing_mm: tuple[float, float]) -> fl
     c = np.concatenate([cols, cols, cols + 1, cols + 1]) * spacing_mm[1]
     pts = np.unique(np.stack([r, c], axis=1), axis=0)
     if len(pts) > 3:
+        # lazy: scipy is imported only when this is used (start-up time)
         from scipy.spatial import ConvexHull
 
         try:

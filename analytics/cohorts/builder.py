@@ -34,7 +34,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from analytics.cohorts.base import base_source
+from analytics.cohorts.base import BASE_SQL, base_source
 from analytics.cohorts.fields import (
     FIELDS,
     CohortError,
@@ -183,7 +183,6 @@ def cohort_sql(
 
     ``source``: what to select FROM (``cohort_base.base_source``); default the live query.
     """
-    from analytics.cohorts.base import BASE_SQL
 
     filters = _as_filters(filters)
     where, params = compile_where(filters)
@@ -252,6 +251,7 @@ def _survival_tests(
     counts: pd.DataFrame, names: list[str], reference: str
 ) -> tuple[float, float, pd.DataFrame, list[str]]:
     """Log-rank test and Cox hazard ratios against ``reference``, both from the aggregated counts."""
+    # lazy: scipy is imported only when this is used (start-up time)
     from scipy.special import ndtr
 
     notes: list[str] = []

@@ -25,6 +25,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from analytics.treatment.clinic_data import FEATURE_COLUMNS, one_patient_covariates_sql
+
 LESION_CONCEPT = "lesion_longest_diameter"
 MAX_PLAUSIBLE_MM = 500.0
 PRIOR_MAX_PATIENTS = 3_000  # the population prior is estimated on a fixed sample of this size
@@ -177,7 +179,6 @@ class PatientRecord:
 
 def patient_record(con: duckdb.DuckDBPyConnection, person_id: int) -> PatientRecord | None:
     """One patient's record for her forecast, in one query; None if there is no such patient."""
-    from analytics.treatment.clinic_data import FEATURE_COLUMNS, one_patient_covariates_sql
 
     rows = con.execute(
         _RECORD_SQL.format(covariates=one_patient_covariates_sql()),  # noqa: S608 - constant SQL

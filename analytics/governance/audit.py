@@ -1,28 +1,12 @@
-"""The audit trail: what the system showed or did, to whom, and when, hash-chained.
+"""The audit trail by path: record an event, verify a store, read the latest events.
 
-Why a chain: an ethics board must be able to trust that the trail it reads is the
-trail that was written. Each event stores ``prev_hash`` (the hash of the event
-before it) and ``hash = sha256(prev_hash + canonical JSON of its own fields)``,
-so changing a row breaks its own hash, and removing or reordering rows breaks
-the next event's ``prev_hash``. ``audit_chain_head`` (one row) holds the number
-of events and the last hash, so removing the *last* events is caught too.
-``verify`` walks the chain and names the first bad event.
+What the chain is and why (each event's hash over the previous one, the head row, how writers
+in several processes and threads take turns, what a chain cannot prove) is written beside its
+code in ``analytics.governance.chain``. This module adds the calls that open the store and
+re-exports the chain's connection-level functions, so the rest of OncoLens imports ``audit`` alone.
 
-What the chain does not do: someone who can write the file can also recompute
-every hash after an edit. The head hash that ``oncolens audit verify --json``
-prints can be copied somewhere else (a ticket, a log server) to anchor the
-trail at that moment; anchoring automatically is out of scope.
-
-Concurrency. Events are written through ``store.open_store`` like every other
-write. DuckDB lets one process hold the file at a time, so writers in
-different processes (the app, a CLI) are serialised by the file lock; writers
-in one process (the app's sessions are threads) take ``_CHAIN_LOCK`` around
-their transaction. Each append reads the head and updates it in the same
-transaction, so even a writer that skipped the lock cannot fork the chain:
-DuckDB refuses the second concurrent update of the head row.
-
-Never store passwords or direct identifiers here: ``subject`` is a patient id
-(a surrogate key, never a name or MRN), ``actor`` a staff username.
+Never store passwords or direct identifiers here: ``subject`` is a patient id (a surrogate key,
+never a name or MRN), ``actor`` a staff username.
 """
 
 from __future__ import annotations

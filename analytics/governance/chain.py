@@ -4,6 +4,7 @@ Why apart from ``audit``: the store's version-3 migration seals the events writt
 the chain existed, on the migration's own connection. This module never opens the store,
 so ``analytics.store.migrations`` imports it without a cycle; ``audit`` adds the calls that
 open the store by path and is what the rest of OncoLens imports.
+
 The audit trail: what the system showed or did, to whom, and when, hash-chained.
 
 Why a chain: an ethics board must be able to trust that the trail it reads is the

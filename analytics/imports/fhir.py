@@ -97,13 +97,29 @@ def _iso(d: dt.date | None) -> str | None:
 def bundle_frames(bundle: dict) -> tuple[dict[str, pd.DataFrame], list[tuple[str, str, str]]]:
     """Rows per import table (as text, validated later like CSV rows) and (origin, table, reason) rejections."""
     from fhir.resources.R4B import get_fhir_model_class  # lazy: pydantic models take ~1 s to import
+
+    # lazy: fhir is imported only when this is used (start-up time)
     from fhir.resources.R4B.condition import Condition
+
+    # lazy: fhir is imported only when this is used (start-up time)
     from fhir.resources.R4B.imagingstudy import ImagingStudy
+
+    # lazy: fhir is imported only when this is used (start-up time)
     from fhir.resources.R4B.medicationrequest import MedicationRequest
+
+    # lazy: fhir is imported only when this is used (start-up time)
     from fhir.resources.R4B.medicationstatement import MedicationStatement
+
+    # lazy: fhir is imported only when this is used (start-up time)
     from fhir.resources.R4B.observation import Observation
+
+    # lazy: fhir is imported only when this is used (start-up time)
     from fhir.resources.R4B.patient import Patient
+
+    # lazy: fhir is imported only when this is used (start-up time)
     from fhir.resources.R4B.procedure import Procedure
+
+    # lazy: pydantic is imported only when this is used (start-up time)
     from pydantic import ValidationError
 
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":

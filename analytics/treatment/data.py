@@ -92,6 +92,7 @@ GBSG2_CAVEAT = (
 
 def gbsg2_table() -> SurvivalTable:
     """GBSG2 (686 node-positive women; ships inside lifelines, no download), as a SurvivalTable."""
+    # lazy: lifelines is imported only when this is used (start-up time)
     from lifelines.datasets import load_gbsg2
 
     raw = load_gbsg2()

@@ -50,6 +50,7 @@ def followed_vs_not(
     table: SurvivalTable, recommended: np.ndarray, policy: str, adjust: bool = True
 ) -> dict:
     """Followed (actual == recommended) vs not: KM at 5 years, HR (95 % CI), log-rank p."""
+    # lazy: lifelines is imported only when this is used (start-up time)
     from lifelines import CoxPHFitter
 
     recommended = np.asarray(recommended, dtype=object)

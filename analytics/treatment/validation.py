@@ -25,7 +25,8 @@ import numpy as np
 import pandas as pd
 
 from analytics import store
-from analytics.treatment.data import SurvivalTable, TreatmentDataError
+from analytics.treatment.clinic_data import clinic_training_table
+from analytics.treatment.data import SurvivalTable, TreatmentDataError, gbsg2_table
 from analytics.treatment.model.learners import LEARNERS, make_learner
 from analytics.treatment.model.metrics import (
     CrossValidation,
@@ -201,7 +202,6 @@ def validate_table(
 def validate_gbsg2(
     folds: int = DEFAULT_FOLDS, seed: int = DEFAULT_SEED, bootstrap: int = DEFAULT_BOOTSTRAP
 ) -> dict:
-    from analytics.treatment.data import gbsg2_table
 
     report, _, _ = validate_table(gbsg2_table(), folds=folds, seed=seed, bootstrap=bootstrap)
     report["published"] = PUBLISHED_GBSG
@@ -243,7 +243,6 @@ def validate_clinic(
     bootstrap: int = DEFAULT_BOOTSTRAP,
 ) -> dict:
     """The trial report on the store's clinic, plus recommendations against the simulation's truth."""
-    from analytics.treatment.clinic_data import clinic_training_table
 
     table, ids = clinic_training_table(con)
     if (

@@ -61,8 +61,11 @@ def add_subparsers(subparsers: SubParsers) -> None:
 
 def cmd_cohort(args: argparse.Namespace) -> int:
     """Build the cohort read-only and print it (JSON object with ``--json``, a short table otherwise)."""
-    from analytics import store
-    from analytics.cohorts.builder import CohortError, build_cohort
+    from analytics import store  # lazy: `oncolens --help` and the other commands never load it
+    from analytics.cohorts.builder import (  # lazy: `oncolens --help` and the other commands never load it
+        CohortError,
+        build_cohort,
+    )
 
     db = db_path(args)
     try:
@@ -96,11 +99,12 @@ def cmd_cohort(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     """Import each file in its own transaction; one summary line per file, JSON objects with ``--json``."""
+    # lazy: `oncolens --help` and the other commands never load it
     from analytics.imports.tabular import import_files
 
     db = db_path(args)
     if not db.exists():
-        from analytics import store
+        from analytics import store  # lazy: `oncolens --help` and the other commands never load it
 
         raise store.MissingDatabaseError(
             f"no OncoLens database at {db}; create one with `oncolens demo --db {db}` first"
@@ -123,6 +127,7 @@ def refresh_worklist(db: Path) -> dict:
 
     Used by ``oncolens demo`` (after training the model) and ``oncolens worklist --refresh``.
     """
+    # lazy: `oncolens --help` and the other commands never load it
     from analytics.worklist import stored as worklist_store
 
     clinic = worklist_store.clinic_model(db)
@@ -144,8 +149,12 @@ def cmd_worklist(args: argparse.Namespace) -> int:
 
     A stale worklist is printed with the reasons (stderr, or ``stale_reasons``), not refused.
     """
-    from analytics import store
+    from analytics import store  # lazy: `oncolens --help` and the other commands never load it
+
+    # lazy: `oncolens --help` and the other commands never load it
     from analytics.worklist import review as worklist_review
+
+    # lazy: `oncolens --help` and the other commands never load it
     from analytics.worklist import stored as worklist_store
 
     db = db_path(args)

@@ -71,7 +71,10 @@ def add_subparsers(subparsers: SubParsers) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from sample_data.demo import DemoError, write_demo
+    from sample_data.demo import (  # lazy: `oncolens --help` and the other commands never load it
+        DemoError,
+        write_demo,
+    )
 
     db = db_path(args)
     try:
@@ -95,6 +98,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     }
     images = None
     if args.images > 0:
+        # lazy: `oncolens --help` and the other commands never load it
         from sample_data.demo_imaging import write_demo_images
 
         dicom_dir = args.dicom_dir or summary.path.with_name(f"{summary.path.stem}_dicom")
@@ -152,10 +156,15 @@ def _demo_treatment_model(db: Path, *, train: bool) -> dict:
     The model folder lies beside the store, so a store replaced with --force would
     otherwise keep a model trained on the clinic it replaced.
     """
+    # lazy: time is imported only when this is used (start-up time)
     import time
 
+    # lazy: `oncolens --help` and the other commands never load it
     from analytics.treatment.data import TreatmentDataError
-    from analytics.treatment.model.files import model_dir_for, model_paths
+    from analytics.treatment.model.files import (  # lazy: `oncolens --help` and the other commands never load it
+        model_dir_for,
+        model_paths,
+    )
 
     folder = model_dir_for(db)
     stale = [path for path in model_paths(folder) if path.exists()]
@@ -165,6 +174,7 @@ def _demo_treatment_model(db: Path, *, train: bool) -> dict:
         say(f"removed the replaced store's treatment model from {folder}")
     if not train:
         return {"skipped": f"--no-model (train it later: oncolens recommend --train --db {db})"}
+    # lazy: `oncolens --help` and the other commands never load it
     from analytics.treatment.clinic import train_clinic_model
 
     say("training the clinic's treatment model (--no-model skips this)")
@@ -224,7 +234,7 @@ def streamlit_command(db: Path, port: int, address: str, open_browser: bool = Fa
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from analytics import store
+    from analytics import store  # lazy: `oncolens --help` and the other commands never load it
 
     db = db_path(args)
     try:

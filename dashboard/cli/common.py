@@ -53,7 +53,7 @@ def db_arg(p: argparse.ArgumentParser) -> None:
 
 
 def db_path(args: argparse.Namespace) -> Path:
-    from analytics import store
+    from analytics import store  # lazy: `oncolens --help` and the other commands never load it
 
     return Path(args.db).expanduser() if args.db else store.default_db_path()
 

@@ -23,14 +23,18 @@ def add_subparsers(subparsers: SubParsers) -> None:
 
 
 def cmd_forecast(args: argparse.Namespace) -> int:
-    from analytics import store
-    from analytics.forecast.patient import (
+    from analytics import store  # lazy: `oncolens --help` and the other commands never load it
+    from analytics.forecast.patient import (  # lazy: `oncolens --help` and the other commands never load it
         ForecastError,
         UnknownPatientError,
         estimate_prior,
         patient_forecast,
     )
+
+    # lazy: `oncolens --help` and the other commands never load it
     from analytics.treatment.clinic import load_clinic_model
+
+    # lazy: `oncolens --help` and the other commands never load it
     from analytics.treatment.model.files import TreatmentModelError
 
     try:
@@ -82,7 +86,9 @@ def cmd_forecast(args: argparse.Namespace) -> int:
 
 
 def cmd_validate_forecast(args: argparse.Namespace) -> int:
-    from analytics import store
+    from analytics import store  # lazy: `oncolens --help` and the other commands never load it
+
+    # lazy: `oncolens --help` and the other commands never load it
     from analytics.forecast.validation import validate_forecast
 
     if args.folds < 2:

@@ -36,6 +36,7 @@ def _read_password(args: argparse.Namespace) -> str:
 
 def add_subparsers(subparsers: SubParsers) -> None:
     """``users`` (with its actions ``add``, ``remove``, ``list``) and ``audit``."""
+    # lazy: `oncolens --help` and the other commands never load it
     from analytics.governance.users import ROLES
 
     users = add_command(subparsers, "users", "manage local accounts (sign-in and roles)", cmd_users)
@@ -69,8 +70,11 @@ def add_subparsers(subparsers: SubParsers) -> None:
 
 
 def cmd_users(args: argparse.Namespace) -> int:
-    from analytics import store
-    from analytics.governance import audit, users
+    from analytics import store  # lazy: `oncolens --help` and the other commands never load it
+    from analytics.governance import (  # lazy: `oncolens --help` and the other commands never load it
+        audit,
+        users,
+    )
 
     db = db_path(args)
     action = args.users_action
@@ -142,6 +146,7 @@ def cmd_users(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
+    # lazy: `oncolens --help` and the other commands never load it
     from analytics.governance import audit
 
     result = audit.verify_store(db_path(args))
@@ -167,6 +172,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 def demo_accounts(db: Path) -> list[dict]:
     """Create the demo's one account per role; returns name, role and the (published) demo password."""
+    # lazy: `oncolens --help` and the other commands never load it
     from analytics.governance import users
 
     made = {u.username: u.role for u in users.add_demo_accounts(db)}

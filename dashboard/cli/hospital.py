@@ -74,8 +74,11 @@ def add_ingest_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_ingest_pacs(args: argparse.Namespace, db: Path, load: ModelLoader) -> int:
-    from dashboard.services.pacs_ingest import PacsIngestError, ingest_from_pacs
-    from models import pacs
+    from dashboard.services.pacs_ingest import (  # lazy: `oncolens --help` and the other commands never load it
+        PacsIngestError,
+        ingest_from_pacs,
+    )
+    from models import pacs  # lazy: `oncolens --help` and the other commands never load it
 
     if args.paths:
         raise CliError("give either DICOM files or --dicomweb, not both")
@@ -122,7 +125,10 @@ def add_report_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    # lazy: `oncolens --help` and the other commands never load it
     from analytics.patients import UnknownPatientError
+
+    # lazy: `oncolens --help` and the other commands never load it
     from dashboard.services.report import write_report
 
     db = db_path(args)

@@ -111,7 +111,10 @@ def add_subparsers(subparsers: SubParsers) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from models.inference.read import iter_dicom_paths, predict_file
+    from models.inference.read import (  # lazy: `oncolens --help` and the other commands never load it
+        iter_dicom_paths,
+        predict_file,
+    )
 
     load = ModelLoader()
     failed = 0
@@ -145,7 +148,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    # lazy: `oncolens --help` and the other commands never load it
     from analytics.imaging.ingest import ingest_files
+
+    # lazy: `oncolens --help` and the other commands never load it
     from models.inference.read import iter_dicom_paths
 
     if args.dicomweb is not None or args.study:
@@ -167,7 +173,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def cmd_deidentify(args: argparse.Namespace) -> int:
     """De-identify DICOM files into --out (PS3.15 Annex E Basic Profile); originals are left as they are."""
+    # lazy: `oncolens --help` and the other commands never load it
     from models.deid import deidentify as deid
+
+    # lazy: `oncolens --help` and the other commands never load it
     from models.inference.read import iter_dicom_paths
 
     files = list(iter_dicom_paths(args.paths))
@@ -205,11 +214,21 @@ def cmd_deidentify(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
+    # lazy: numpy is imported only when this is used (start-up time)
     import numpy as np
 
-    from models.dicom.reader import DicomReadError, display
+    from models.dicom.reader import (  # lazy: `oncolens --help` and the other commands never load it
+        DicomReadError,
+        display,
+    )
+
+    # lazy: `oncolens --help` and the other commands never load it
     from models.inference.read import NoModelForImageError
+
+    # lazy: `oncolens --help` and the other commands never load it
     from models.inference.registry import ModelUnavailableError
+
+    # lazy: `oncolens --help` and the other commands never load it
     from models.saliency import methods as saliency
 
     error = None
@@ -239,6 +258,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
             np.save(args.out_npy, exp.attribution)
             result["out_npy"] = str(args.out_npy)
         if args.out:
+            # lazy: `oncolens --help` and the other commands never load it
             from dashboard.figures.saliency import write_overlay_png
 
             write_overlay_png(args.out, display(image), exp.attribution)

@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # lazy: `oncolens --help` and the other commands never load it
     from analytics.store import StoreError
 
     try:

@@ -22,6 +22,7 @@ T = TypeVar("T")
 
 def track(iterable: Iterable[T], description: str, total: int | None = None) -> Iterable[T]:
     """``iterable``, with a bar on stderr while it is consumed (nothing when stderr is not a terminal)."""
+    # lazy: tqdm is imported only when this is used (start-up time)
     from tqdm import tqdm
 
     return tqdm(
@@ -38,6 +39,7 @@ def track(iterable: Iterable[T], description: str, total: int | None = None) -> 
 
 def echo(line: str) -> None:
     """Print a result line on stdout (flushed) without breaking a bar drawn on stderr."""
+    # lazy: tqdm is imported only when this is used (start-up time)
     from tqdm import tqdm
 
     tqdm.write(line, file=sys.stdout)

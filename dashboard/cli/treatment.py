@@ -53,8 +53,15 @@ TREATMENT_TARGETS = ("gbsg2", "treatment", "treatment-csv")
 
 def treatment_errors() -> tuple[type[Exception], ...]:
     """The domain errors of the treatment libraries: each becomes a plain message and exit 1."""
-    from analytics.treatment.clinic_data import MissingCovariatesError, UnknownPatientError
+    from analytics.treatment.clinic_data import (  # lazy: `oncolens --help` and the other commands never load it
+        MissingCovariatesError,
+        UnknownPatientError,
+    )
+
+    # lazy: `oncolens --help` and the other commands never load it
     from analytics.treatment.data import TreatmentDataError
+
+    # lazy: `oncolens --help` and the other commands never load it
     from analytics.treatment.model.files import TreatmentModelError
 
     return (TreatmentDataError, TreatmentModelError, MissingCovariatesError, UnknownPatientError)
@@ -107,6 +114,7 @@ def _print_treatment_report(report: dict) -> None:
 
 
 def cmd_validate_treatment(args: argparse.Namespace) -> int:
+    # lazy: `oncolens --help` and the other commands never load it
     from analytics.treatment import validation as tv
 
     options = {"folds": args.folds, "seed": args.seed, "bootstrap": args.bootstrap}
@@ -116,6 +124,7 @@ def cmd_validate_treatment(args: argparse.Namespace) -> int:
         if args.target == "gbsg2":
             report = tv.validate_gbsg2(**options)
         elif args.target == "treatment":
+            # lazy: `oncolens --help` and the other commands never load it
             from analytics import store
 
             with store.open_store(db_path(args), read_only=True) as con:
@@ -127,7 +136,10 @@ def cmd_validate_treatment(args: argparse.Namespace) -> int:
                     "[--covariates COL ...] [--json]"
                 )
                 return EXIT_USAGE
-            from analytics.treatment.data import read_trial_file, table_from_frame
+            from analytics.treatment.data import (  # lazy: `oncolens --help` and the other commands never load it
+                read_trial_file,
+                table_from_frame,
+            )
 
             table = table_from_frame(
                 read_trial_file(args.file),
@@ -148,7 +160,10 @@ def cmd_validate_treatment(args: argparse.Namespace) -> int:
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
-    from analytics.treatment.clinic import recommend_patient, train_clinic_model
+    from analytics.treatment.clinic import (  # lazy: `oncolens --help` and the other commands never load it
+        recommend_patient,
+        train_clinic_model,
+    )
 
     if not args.train and args.patient_id is None:
         say("give a PATIENT_ID, or --train to (re)train the clinic's model")

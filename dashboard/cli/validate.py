@@ -107,7 +107,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_validate_imaging(args: argparse.Namespace) -> int:
-    from models.inference.registry import ModelUnavailableError, available_models, load_model
+    from models.inference.registry import (  # lazy: `oncolens --help` and the other commands never load it
+        ModelUnavailableError,
+        available_models,
+        load_model,
+    )
+
+    # lazy: `oncolens --help` and the other commands never load it
     from models.training.validate import validate_imaging
 
     names = available_models()
@@ -156,11 +162,21 @@ def _print_gaps(title: str, report: dict) -> None:
 
 def cmd_validate_subgroups(args: argparse.Namespace) -> int:
     """Subgroup audit (fairlearn MetricFrame): the treatment model on the store, imaging models on phantoms."""
-    from analytics import store
+    from analytics import store  # lazy: `oncolens --help` and the other commands never load it
+
+    # lazy: `oncolens --help` and the other commands never load it
     from analytics.governance.subgroup_treatment import treatment_subgroup_report
+
+    # lazy: `oncolens --help` and the other commands never load it
     from analytics.treatment.clinic import load_clinic_model
+
+    # lazy: `oncolens --help` and the other commands never load it
     from dashboard.services.subgroups import imaging_subgroup_report
-    from models.inference.registry import ModelUnavailableError, available_models, load_model
+    from models.inference.registry import (  # lazy: `oncolens --help` and the other commands never load it
+        ModelUnavailableError,
+        available_models,
+        load_model,
+    )
 
     if not 0 < args.threshold < 1:
         raise CliError("--threshold must be between 0 and 1")
@@ -225,8 +241,15 @@ def _print_saliency_report(name: str, r: dict) -> None:
 
 
 def cmd_validate_saliency(args: argparse.Namespace) -> int:
-    from models.inference.registry import ModelUnavailableError, available_models, load_model
-    from models.saliency.quality import DEFAULT_N, saliency_quality
+    from models.inference.registry import (  # lazy: `oncolens --help` and the other commands never load it
+        ModelUnavailableError,
+        available_models,
+        load_model,
+    )
+    from models.saliency.quality import (  # lazy: `oncolens --help` and the other commands never load it
+        DEFAULT_N,
+        saliency_quality,
+    )
 
     names = available_models()
     if not names:

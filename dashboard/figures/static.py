@@ -30,8 +30,10 @@ CHROME_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-
 
 
 def _kaleido_png(fig: go.Figure, width: int, height: int) -> bytes:
+    # lazy: warnings is imported only when this is used (start-up time)
     import warnings
 
+    # lazy: plotly is imported only when this is used (start-up time)
     import plotly.io as pio
 
     with warnings.catch_warnings():
@@ -43,6 +45,8 @@ def kaleido_available() -> tuple[bool, str]:
     """(usable, why not): kaleido >= 1 imports and a Chrome/Chromium binary is on the PATH."""
     try:
         import kaleido  # noqa: F401
+
+        # lazy: plotly is imported only when this is used (start-up time)
         from plotly.io._kaleido import kaleido_available as plotly_sees_it
     except ImportError as exc:
         return False, f"kaleido is not installed ({exc})"
@@ -82,6 +86,7 @@ def figures_png(figs: list[tuple[go.Figure, int, int | None]]) -> list[bytes]:
     server = False
     if renderer() == "kaleido" and len(figs) > 1:
         try:
+            # lazy: kaleido is imported only when this is used (start-up time)
             import kaleido
 
             kaleido.start_sync_server(silence_warnings=True)
@@ -92,6 +97,7 @@ def figures_png(figs: list[tuple[go.Figure, int, int | None]]) -> list[bytes]:
         return [figure_png(fig, width, height) for fig, width, height in figs]
     finally:
         if server:
+            # lazy: kaleido is imported only when this is used (start-up time)
             import kaleido
 
             kaleido.stop_sync_server(silence_warnings=True)
@@ -129,9 +135,11 @@ def _xs(values):
 
 def matplotlib_png(fig: go.Figure, width: int = 1000, height: int = 500) -> bytes:
     """Redraw the figure's scatter, waterfall and bar traces with matplotlib (Agg), one panel per y axis."""
+    # lazy: matplotlib is imported only when this is used (start-up time)
     import matplotlib
 
     matplotlib.use("Agg", force=False)
+    # lazy: matplotlib is imported only when this is used (start-up time)
     import matplotlib.pyplot as plt
 
     spec = fig.to_dict()

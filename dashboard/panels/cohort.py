@@ -239,6 +239,7 @@ def cohort_section(ref: resources.StoreRef) -> None:
     for note in result.notes:
         st.info(note)
     st.markdown("**Table 1**: n (%) or median [IQR]")
+    # lazy: only this section needs it; the app opens its first page without it
     from analytics.cohorts.builder import table1_wide
 
     st.dataframe(table1_wide(result.table1), hide_index=True)

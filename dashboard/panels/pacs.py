@@ -91,7 +91,10 @@ def render(ref: resources.StoreRef) -> None:
         )
         send = st.checkbox("Send the AI read back to the PACS (DICOM SEG and SR)")
         if st.button("Pull, de-identify and read"):
-            from dashboard.services.pacs_ingest import PacsIngestError, ingest_from_pacs
+            from dashboard.services.pacs_ingest import (  # lazy: only this section needs it; the app opens its first page without it
+                PacsIngestError,
+                ingest_from_pacs,
+            )
 
             user, role = auth.actor()
             try:

@@ -21,6 +21,7 @@ KEY = "oncolens.report.pdf"
 
 
 def show(ref: resources.StoreRef, summary: PatientSummary) -> None:
+    # lazy: only this section needs it; the app opens its first page without it
     from dashboard.services.report import report_bytes
 
     st.subheader("Tumour-board report")

@@ -29,6 +29,7 @@ ON_REQUEST = ("occlusion", "smoothgrad")
 
 
 def _ask_key(data: bytes, frame: int, method: str, target: int) -> str:
+    # lazy: hashlib is imported only when this is used (start-up time)
     import hashlib
 
     return f"{hashlib.sha256(data).hexdigest()[:16]}:{frame}:{method}:{target}"

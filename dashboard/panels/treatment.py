@@ -239,7 +239,10 @@ def _decision(ref: resources.StoreRef, person_id: int, rec: Recommendation) -> N
 
 def cohort_section(ref: resources.StoreRef) -> None:
     """The Cohorts page's view of the treatment model: what it recommends to whom, and what drives it."""
+    # lazy: only this section needs it; the app opens its first page without it
     from analytics.treatment.data import TreatmentDataError
+
+    # lazy: only this section needs it; the app opens its first page without it
     from dashboard.figures import treatment as treatment_figures
 
     st.subheader(

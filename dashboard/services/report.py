@@ -92,10 +92,23 @@ def _image_files(con, person_id: int) -> list[str]:
 
 def _key_image(path: Path, load) -> tuple[KeyImage | None, dict | None, str | None]:
     """The image with the AI outline and its saliency map blended in; (image, finding row, note)."""
+    # lazy: only this section needs it; the app opens its first page without it
     from dashboard.figures.saliency import overlay_rgb
-    from models.dicom.reader import DicomReadError, display, read_dicom
-    from models.inference.read import NoModelForImageError, model_for, read_image
+    from models.dicom.reader import (  # lazy: only this section needs it; the app opens its first page without it
+        DicomReadError,
+        display,
+        read_dicom,
+    )
+    from models.inference.read import (  # lazy: only this section needs it; the app opens its first page without it
+        NoModelForImageError,
+        model_for,
+        read_image,
+    )
+
+    # lazy: only this section needs it; the app opens its first page without it
     from models.inference.registry import ModelUnavailableError
+
+    # lazy: only this section needs it; the app opens its first page without it
     from models.saliency.methods import explain_image
 
     try:
@@ -107,6 +120,7 @@ def _key_image(path: Path, load) -> tuple[KeyImage | None, dict | None, str | No
         return None, None, f"{path.name}: {exc}"
     rgb = overlay_rgb(display(image), explanation.attribution, opacity=0.45)
     if ai.lesion_mask is not None:
+        # lazy: scipy is imported only when this is used (start-up time)
         from scipy import ndimage
 
         edge = ai.lesion_mask & ~ndimage.binary_erosion(ai.lesion_mask)
@@ -158,11 +172,26 @@ def gather(
     ``clinic``: the treatment model already loaded (the app's, so the PDF shows the page's
     figures); loaded from beside the store otherwise.
     """
-    from analytics.forecast.patient import ForecastError, estimate_prior, patient_forecast
-    from analytics.treatment.clinic import load_clinic_model, recommendation_for
+    from analytics.forecast.patient import (  # lazy: only this section needs it; the app opens its first page without it
+        ForecastError,
+        estimate_prior,
+        patient_forecast,
+    )
+    from analytics.treatment.clinic import (  # lazy: only this section needs it; the app opens its first page without it
+        load_clinic_model,
+        recommendation_for,
+    )
+
+    # lazy: only this section needs it; the app opens its first page without it
     from analytics.treatment.model.files import TreatmentModelError
+
+    # lazy: only this section needs it; the app opens its first page without it
     from dashboard.figures import patient as patient_figures
+
+    # lazy: only this section needs it; the app opens its first page without it
     from dashboard.figures import static as static_figures
+
+    # lazy: only this section needs it; the app opens its first page without it
     from dashboard.figures import treatment as treatment_figures
 
     db_path = Path(db_path).expanduser()

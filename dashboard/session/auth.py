@@ -167,6 +167,7 @@ def gate(db_path: Path) -> Session:
 
 def _sign_in_page(db_path: Path) -> None:
     """The landing page of a signed-out tab: what OncoLens is, the sign-in form, and where each role starts."""
+    # lazy: only this section needs it; the app opens its first page without it
     from dashboard.session import landing
 
     st.title("OncoLens")

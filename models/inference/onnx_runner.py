@@ -66,6 +66,7 @@ class OnnxNetwork:
     """Callable like the network's ``forward`` on CPU tensors: (N, 1, S, S) -> (logits, mask_logits)."""
 
     def __init__(self, path: Path, threads: int | None = None) -> None:
+        # lazy: onnxruntime is imported only when this is used (start-up time)
         import onnxruntime as ort
 
         options = ort.SessionOptions()

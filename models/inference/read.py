@@ -160,6 +160,7 @@ def classify_batches(
     (bench/bench_inference.py measures the gain). No lesion outline or
     radiomics here: this is the throughput path for triage of many images.
     """
+    # lazy: concurrent is imported only when this is used (start-up time)
     from concurrent.futures import ThreadPoolExecutor
 
     paths = list(paths)

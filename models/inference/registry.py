@@ -21,17 +21,13 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from models.inference.network import LesionNet
-from models.inference.tasks import TASKS, TaskSpec
+from models.inference.network import INPUT_SIZE, LesionNet
+from models.inference.tasks import TASKS, ModelUnavailableError, TaskSpec
 
 if TYPE_CHECKING:
     from models.inference.onnx_runner import OnnxNetwork
 
 BUNDLED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
-
-
-class ModelUnavailableError(Exception):
-    """A model cannot be used (missing, unknown or altered weights); the message says which and why."""
 
 
 @dataclass(frozen=True)
@@ -128,7 +124,7 @@ def load_model(name: str, device: torch.device | str | None = None) -> LoadedMod
     fast: OnnxNetwork | None = None
     note: str | None = "GPU: PyTorch"
     if device.type == "cpu":
-        from models.inference.network import INPUT_SIZE
+        # lazy: onnxruntime loads only where the ONNX forward pass is used
         from models.inference.onnx_runner import onnx_network
 
         fast, note = onnx_network(network, actual, INPUT_SIZE)

@@ -17,6 +17,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 
+class ModelUnavailableError(Exception):
+    """A model cannot be used (missing, unknown or altered weights); the message says which and why."""
+
+
 class NoModelForImageError(Exception):
     """No registered model covers this image (e.g. a CT): shown, never guessed at."""
 
@@ -104,9 +108,6 @@ class ModelChoice:
         if self.task is not None:
             return self.task
         if self.unknown_model:
-            # imported here: the registry imports this module for TASKS
-            from models.inference.registry import ModelUnavailableError
-
             raise ModelUnavailableError(self.reason)
         raise NoModelForImageError(self.reason)
 

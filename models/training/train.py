@@ -57,6 +57,7 @@ def make_dataset(
     task: TaskSpec, n: int, seed: int
 ) -> tuple[list[np.ndarray], np.ndarray, list[np.ndarray]]:
     """Images in modality units (as the DICOM reader returns them), labels, masks."""
+    # lazy: at the top, importing models.training.train took 3866 ms instead of 3172 ms
     from models.training import synthetic as phantoms
 
     if task.name == "mammography":
@@ -197,6 +198,7 @@ def evaluate(model: LesionNet, task: TaskSpec, n: int, seed: int) -> dict:
         "reliability": evaluation.reliability_table(cal, labels),
     }
     if len(task.labels) > 2:
+        # lazy: sklearn is imported only when this is used (start-up time)
         from sklearn.metrics import roc_auc_score
 
         metrics["auc_macro_one_vs_rest"] = round(
@@ -311,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = TrainConfig(**{**cfg.__dict__, "epochs": args.epochs})
     out = args.out
     if args.check:
+        # lazy: tempfile is imported only when this is used (start-up time)
         import tempfile
 
         out = Path(tempfile.mkdtemp(prefix="oncolens-train-"))

@@ -40,7 +40,14 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-VIEWPORT = {"width": 1366, "height": 768}  # the smallest screen the app is laid out for (issue 10)
+# the smallest screen the app is laid out for (issue 10); ONCOLENS_E2E_VIEWPORT=1920x1080 for a large one
+VIEWPORT = dict(
+    zip(
+        ("width", "height"),
+        map(int, os.environ.get("ONCOLENS_E2E_VIEWPORT", "1366x768").split("x")),
+        strict=True,
+    )
+)
 DEMO_PATIENTS = 200
 DEMO_IMAGES = 6
 # Streamlit pages build over a websocket; models load on first use. Generous, but on specific elements.

@@ -58,6 +58,7 @@ def _booster_bytes(learner: XGBPseudoLearner) -> np.ndarray:
 def _learner_from_bytes(
     raw: np.ndarray, params: dict, options, feature_columns, design_columns
 ) -> XGBPseudoLearner:
+    # lazy: xgboost is imported only when this is used (start-up time)
     import xgboost as xgb
 
     learner = XGBPseudoLearner(**params)
@@ -102,6 +103,7 @@ def save_model(model: OutcomeModel, folder: Path, card_extra: dict) -> dict:
         if f.name not in ("seed", "name")
     }
     learner_params["horizons_days"] = list(learner_params["horizons_days"])
+    # lazy: xgboost is imported only when this is used (start-up time)
     import xgboost
 
     card = {

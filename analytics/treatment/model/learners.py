@@ -89,6 +89,7 @@ class XGBPseudoLearner:
         return X
 
     def fit(self, table: SurvivalTable) -> XGBPseudoLearner:
+        # lazy: xgboost is imported only when this is used (start-up time)
         import xgboost as xgb
 
         self.options_ = table.options
@@ -190,6 +191,7 @@ class XGBCoxLearner:
     name: str = "xgb_cox"
 
     def fit(self, table: SurvivalTable) -> XGBCoxLearner:
+        # lazy: xgboost is imported only when this is used (start-up time)
         import xgboost as xgb
 
         self.options_ = table.options
@@ -241,6 +243,7 @@ class CoxPHLearner:
         )
 
     def fit(self, table: SurvivalTable) -> CoxPHLearner:
+        # lazy: lifelines is imported only when this is used (start-up time)
         from lifelines import CoxPHFitter
 
         self.options_ = table.options

@@ -39,12 +39,14 @@ class Learner(Protocol):
 
 
 def _surv(time: np.ndarray, event: np.ndarray):
+    # lazy: sksurv is imported only when this is used (start-up time)
     from sksurv.util import Surv
 
     return Surv.from_arrays(event=np.asarray(event, dtype=bool), time=np.asarray(time, dtype=float))
 
 
 def harrell_c(time: np.ndarray, event: np.ndarray, risk: np.ndarray) -> float:
+    # lazy: sksurv is imported only when this is used (start-up time)
     from sksurv.metrics import concordance_index_censored
 
     return float(
@@ -53,6 +55,7 @@ def harrell_c(time: np.ndarray, event: np.ndarray, risk: np.ndarray) -> float:
 
 
 def uno_c(train: SurvivalTable, test: SurvivalTable, risk: np.ndarray, tau_days: float) -> float:
+    # lazy: sksurv is imported only when this is used (start-up time)
     from sksurv.metrics import concordance_index_ipcw
 
     tau = min(tau_days, float(test.time_days.max()) - 1e-6, float(train.time_days.max()) - 1e-6)
@@ -66,6 +69,7 @@ def uno_c(train: SurvivalTable, test: SurvivalTable, risk: np.ndarray, tau_days:
 def integrated_brier(
     train: SurvivalTable, test: SurvivalTable, surv: np.ndarray, grid: np.ndarray
 ) -> float:
+    # lazy: sksurv is imported only when this is used (start-up time)
     from sksurv.metrics import integrated_brier_score
 
     return float(
@@ -88,6 +92,7 @@ def evaluation_grid(
 
 def stratified_folds(table: SurvivalTable, folds: int, seed: int) -> list[np.ndarray]:
     """Test-row indices of each fold, stratified on event and option (so every fold has every option)."""
+    # lazy: sklearn is imported only when this is used (start-up time)
     from sklearn.model_selection import StratifiedKFold
 
     strata = np.char.add(table.event.astype(int).astype(str), table.treatment.astype(str))

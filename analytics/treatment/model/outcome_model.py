@@ -26,6 +26,7 @@ from scipy.integrate import trapezoid
 
 from analytics.survival.constants import HORIZON_5Y_DAYS
 from analytics.treatment.data import Feature, SurvivalTable
+from analytics.treatment.model.forest import ForestMismatchError, StackedForest
 from analytics.treatment.model.learners import XGBPseudoLearner, make_learner
 
 # Up to this many design rows (patients x options x horizons: three patients) go through the
@@ -132,7 +133,6 @@ class OutcomeModel:
         disagree (an xgboost whose model format this code does not know), the model keeps
         predicting through xgboost, only slower, and warns.
         """
-        from analytics.treatment.model.forest import ForestMismatchError, StackedForest
 
         self.stacked_members_ = None
         if isinstance(self.main_, XGBPseudoLearner) and self._horizon_index(self.main_) is not None:

@@ -171,6 +171,7 @@ class BenefitExplainer:
                     return self._explainers[option]
                 except UnsupportedTreesError:
                     pass  # deeper trees: shap's TreeSHAP
+            # lazy: shap is imported only when this is used (start-up time)
             import shap
 
             background = learner._design(self.model.background_, option, self.model.horizon_days)
