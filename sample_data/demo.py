@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from analytics import store
-from analytics.cohorts.base import refresh_base
+from analytics.cohorts import base as cohort_base
 from sample_data.cohort import (
     AGENTS,
     FAMILY_NAMES,
@@ -116,7 +116,8 @@ def write_demo(
             _write(con, clinic)
             say("deriving the cohort base")
 
-            refresh_base(con)  # the Cohorts page's per-patient rows (analytics.cohorts.base)
+            # the Cohorts page's per-patient rows (analytics.cohorts.base)
+            cohort_base.refresh_base(con)
             if rank_worklist:
                 # lazy: at the top, importing sample_data.demo took 957 ms instead of 226 ms
                 from analytics.worklist.stored import refresh as refresh_worklist

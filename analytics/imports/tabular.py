@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from analytics import store
-from analytics.cohorts.base import refresh_base
+from analytics.cohorts import base as cohort_base
 from analytics.imports.errors import ImportFileError
 from analytics.imports.fhir import bundle_frames
 
@@ -532,7 +532,7 @@ def load(db: Path, frames: dict[str, pd.DataFrame], report: ImportReport) -> Non
                     _load_person(con, rows, report)
                 else:
                     _load_rows(con, TABLES[name], rows, report)
-            refresh_base(con)
+            cohort_base.refresh_base(con)
             touched = _touched_people(con, frames)
             if touched:
                 refresh_for_writer(con, db, touched, sources_before)
