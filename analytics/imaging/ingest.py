@@ -28,20 +28,47 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
+import os
 import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from analytics import store
+from analytics.governance.chain import append_event, chained_transaction
 from analytics.worklist.stored import refresh_for_writer, source_fingerprint
 from models.deid import deidentify as deid
 from models.dicom.reader import DicomReadError, read_dicom, read_header
 from models.inference.read import AIRead, NoModelForImageError, model_for, read_image
 from models.inference.registry import LoadedModel, ModelUnavailableError
 from models.inference.tasks import TASKS
+from models.paths import UnsafePathError, inside
 
 STORE_MODALITIES = {"MG", "MR", "CT", "US", "PT"}
+
+# What the store keeps of a study or series description: one body-part term of this vocabulary
+# (the terms the models' choice looks for, and common others), never the free text, which can
+# hold names, dates or accession numbers (issue 24). The model choice itself runs on the original
+# header before de-identification; this term lets a later read of the de-identified copy choose
+# the same model (dashboard/app_pages/imaging.py reads it as the study description).
+BODY_PART_TERMS = tuple(
+    sorted(
+        {bp for task in TASKS.values() for bp in (task.body_parts or ())}
+        | {
+            "BREAST",
+            "BRAIN",
+            "HEAD",
+            "CHEST",
+            "ABDOMEN",
+            "PELVIS",
+            "SPINE",
+            "NECK",
+            "LIVER",
+            "LUNG",
+        }
+    )
+)
 
 
 @dataclass
@@ -60,14 +87,33 @@ class _Prepared:
     study_date: dt.date
     modality: str
     body_part: str | None
-    study_description: str | None
-    series_description: str | None
-    accession: str | None
+    study_description: str | None  # a BODY_PART_TERMS term, never the free text
+    series_description: str | None  # the same
+    sha256: str  # of the original file: the audit event names what was ingested without copying it
     rows: int
     columns: int
     spacing_mm: float | None
     ai: AIRead | None
     ai_note: str | None
+
+
+def coded_term(*texts: str | None) -> str | None:
+    """The first ``BODY_PART_TERMS`` term found in the texts (upper-cased), or None: what the store
+    keeps instead of a free-text description."""
+    for text in texts:
+        upper = str(text or "").upper()
+        for term in BODY_PART_TERMS:
+            if term in upper:
+                return term
+    return None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _date(text: str | None) -> dt.date | None:
@@ -113,9 +159,11 @@ def _prepare(path: Path, load: Callable[[str], LoadedModel]) -> _Prepared:
         study_date=study_date,
         modality=image.modality.upper() if image.modality.upper() in STORE_MODALITIES else "OT",
         body_part=image.body_part,
-        study_description=str(getattr(header, "StudyDescription", "") or "") or None,
-        series_description=str(getattr(header, "SeriesDescription", "") or "") or None,
-        accession=str(getattr(header, "AccessionNumber", "") or "") or None,
+        study_description=coded_term(
+            image.body_part, str(getattr(header, "StudyDescription", "") or "")
+        ),
+        series_description=coded_term(str(getattr(header, "SeriesDescription", "") or "")),
+        sha256=_sha256(path),
         rows=image.rows,
         columns=image.columns,
         spacing_mm=float(spacing[0]) if spacing else None,
@@ -130,19 +178,50 @@ def images_dir_for(db_path: Path) -> Path:
     return db_path.with_name(f"{db_path.stem}_images")
 
 
-def _write_deidentified(
-    p: _Prepared, person_id: int, key: bytes, images_dir: Path
-) -> tuple[Path, deid.DeidReport]:
-    """The de-identified copy of one matched file (and its phantom mask, if any) in the store's folder."""
-    ds, rep = deid.deidentify(p.file, key, patient_id=str(int(person_id)))
-    target = images_dir / str(int(person_id)) / rep.study_uid / f"{rep.sop_instance_uid}.dcm"
-    deid.write_deidentified(ds, target)
+def _pending(target: Path) -> Path:
+    return target.with_name(target.name + ".pending")
+
+
+def _stage_deidentified(
+    ds, rep: deid.DeidReport, p: _Prepared, person_id: int, images_dir: Path
+) -> Path:
+    """Write the de-identified copy (and its phantom mask, if any) beside its final name as
+    ``.pending``; ``_publish`` renames it after the commit, so a rolled-back ingest never replaces
+    or deletes an image stored earlier. Every name passes ``models.paths.inside``."""
+    target = inside(images_dir, str(int(person_id)), rep.study_uid, f"{rep.sop_instance_uid}.dcm")
+    deid.write_deidentified(ds, _pending(target))
     mask = p.file.with_name(f"{p.file.stem}_mask.png")
     if (
         mask.exists()
     ):  # a phantom's ground-truth outline (no identifiers): the viewer shows it beside the image
-        shutil.copyfile(mask, target.with_name(f"{target.stem}_mask.png"))
-    return target.resolve(), rep
+        shutil.copyfile(mask, _pending(target.with_name(f"{target.stem}_mask.png")))
+    return target
+
+
+def _publish(target: Path) -> None:
+    for final in (target, target.with_name(f"{target.stem}_mask.png")):
+        if _pending(final).exists():
+            os.replace(_pending(final), final)
+
+
+def _discard(target: Path) -> None:
+    for final in (target, target.with_name(f"{target.stem}_mask.png")):
+        _pending(final).unlink(missing_ok=True)
+
+
+def _owner_of(con, sop_uid: str, series_uid: str) -> tuple[int | None, int | None]:
+    """The patients that already own this instance and this series in the store (None: nobody)."""
+    inst = con.execute(
+        "SELECT st.person_id FROM imaging_instance i JOIN imaging_series se ON se.series_uid = i.series_uid "
+        "JOIN imaging_study st ON st.study_uid = se.study_uid WHERE i.sop_instance_uid = ?",
+        [sop_uid],
+    ).fetchone()
+    ser = con.execute(
+        "SELECT st.person_id FROM imaging_series se JOIN imaging_study st ON st.study_uid = se.study_uid "
+        "WHERE se.series_uid = ?",
+        [series_uid],
+    ).fetchone()
+    return (inst[0] if inst else None), (ser[0] if ser else None)
 
 
 def ingest_files(
@@ -152,10 +231,19 @@ def ingest_files(
     *,
     now: dt.datetime | None = None,
     images_dir: Path | None = None,
+    actor: str = "system",
+    source: str = "files",
 ) -> IngestReport:
     """Read, run the AI read, de-identify and store every file; bad files are reported, never stored half.
 
     ``images_dir``: where the de-identified copies go (default ``images_dir_for(db_path)``).
+    ``actor`` and ``source`` (``files``, ``pacs``) go into the ``ingest`` audit event written in the
+    same transaction as the rows: who, from where, how many stored and failed, and the sha256 of
+    every stored original and its de-identified copy (never a name or a UID of the original).
+
+    A file whose SOP Instance UID or series is already stored for another patient is refused with
+    a message and changes nothing (a crafted file used to replace another patient's image and
+    delete her rows); so is the second of two files of different patients sharing an instance UID.
     """
     report = IngestReport()
     prepared: list[_Prepared] = []
@@ -171,7 +259,6 @@ def ingest_files(
     now = now or dt.datetime.now()
     db_path = Path(db_path).expanduser()
     images_dir = Path(images_dir) if images_dir is not None else images_dir_for(db_path)
-    written: list[Path] = []
     source_of: dict[Path, Path] = {}
     with store.open_store(db_path) as con:
         key = deid.load_or_create_key(deid.key_path_for_store(db_path))
@@ -182,158 +269,206 @@ def ingest_files(
             [keys],
         ).fetchall()
         person_of = dict(found)
-        con.execute("BEGIN TRANSACTION")
+        staged: list[Path] = []
         try:
-            sources_before = source_fingerprint(con)
-            next_finding = store.one_row(
-                con.execute("SELECT coalesce(max(finding_id), 0) + 1 FROM ai_finding")
-            )[0]
-            next_meas = store.one_row(
-                con.execute("SELECT coalesce(max(measurement_id), 0) + 1 FROM measurement")
-            )[0]
-            for p in prepared:
-                person_id = person_of.get(p.patient_key)
-                if person_id is None:
-                    report.failed.append(
-                        {
-                            "file": str(p.file),
-                            "error": "the patient in this file is not in the store (matched on MRN or id); "
-                            "import the patient first",
-                        }
+            with chained_transaction(con):
+                sources_before = source_fingerprint(con)
+                next_finding = store.one_row(
+                    con.execute("SELECT coalesce(max(finding_id), 0) + 1 FROM ai_finding")
+                )[0]
+                next_meas = store.one_row(
+                    con.execute("SELECT coalesce(max(measurement_id), 0) + 1 FROM measurement")
+                )[0]
+                for p in prepared:
+                    person_id = person_of.get(p.patient_key)
+                    if person_id is None:
+                        report.failed.append(
+                            {
+                                "file": str(p.file),
+                                "error": "the patient in this file is not in the store (matched on MRN or id); "
+                                "import the patient first",
+                            }
+                        )
+                        continue
+                    known = con.execute(
+                        "SELECT person_id FROM imaging_study WHERE study_uid = ?", [p.study_uid]
+                    ).fetchone()
+                    if known and known[0] != person_id:
+                        report.failed.append(
+                            {
+                                "file": str(p.file),
+                                "error": "this file's study belongs to another patient in the store; not stored",
+                            }
+                        )
+                        continue
+                    try:
+                        ds, deid_report = deid.deidentify(
+                            p.file, key, patient_id=str(int(person_id))
+                        )
+                    except deid.DeidentificationError as exc:
+                        report.failed.append(
+                            {"file": str(p.file), "error": f"not de-identified, not stored: {exc}"}
+                        )
+                        continue
+                    inst_owner, series_owner = _owner_of(
+                        con, deid_report.sop_instance_uid, deid_report.series_uid
                     )
-                    continue
-                known = con.execute(
-                    "SELECT person_id FROM imaging_study WHERE study_uid = ?", [p.study_uid]
-                ).fetchone()
-                if known and known[0] != person_id:
-                    report.failed.append(
-                        {
-                            "file": str(p.file),
-                            "error": "this file's study belongs to another patient in the store; not stored",
-                        }
+                    if (inst_owner is not None and inst_owner != person_id) or (
+                        series_owner is not None and series_owner != person_id
+                    ):
+                        what = (
+                            "SOP Instance UID" if inst_owner not in (None, person_id) else "series"
+                        )
+                        report.failed.append(
+                            {
+                                "file": str(p.file),
+                                "error": f"this file's {what} is already stored for another patient; "
+                                "not stored, nothing changed",
+                            }
+                        )
+                        continue
+                    study_key = p.study_uid if known else deid_report.study_uid
+                    owner = con.execute(
+                        "SELECT person_id FROM imaging_study WHERE study_uid = ?", [study_key]
+                    ).fetchone()
+                    if owner and owner[0] != person_id:
+                        report.failed.append(
+                            {
+                                "file": str(p.file),
+                                "error": "this file's study belongs to another patient in the store; not stored",
+                            }
+                        )
+                        continue
+                    try:
+                        stored_file = _stage_deidentified(ds, deid_report, p, person_id, images_dir)
+                    except (deid.DeidentificationError, UnsafePathError, OSError) as exc:
+                        report.failed.append(
+                            {"file": str(p.file), "error": f"not de-identified, not stored: {exc}"}
+                        )
+                        continue
+                    staged.append(stored_file)
+                    source_of[stored_file] = p.file
+                    copy_sha = hashlib.sha256(_pending(stored_file).read_bytes()).hexdigest()
+                    p = dataclasses.replace(
+                        p,
+                        file=stored_file,
+                        study_uid=study_key,
+                        series_uid=deid_report.series_uid,
+                        sop_uid=deid_report.sop_instance_uid,
                     )
-                    continue
-                try:
-                    stored_file, deid_report = _write_deidentified(p, person_id, key, images_dir)
-                except (deid.DeidentificationError, OSError) as exc:
-                    report.failed.append(
-                        {"file": str(p.file), "error": f"not de-identified, not stored: {exc}"}
-                    )
-                    continue
-                written.append(stored_file)
-                source_of[stored_file] = p.file
-                study_key = p.study_uid if known else deid_report.study_uid
-                p = dataclasses.replace(
-                    p,
-                    file=stored_file,
-                    study_uid=study_key,
-                    series_uid=deid_report.series_uid,
-                    sop_uid=deid_report.sop_instance_uid,
-                )
-                owner = con.execute(
-                    "SELECT person_id FROM imaging_study WHERE study_uid = ?", [p.study_uid]
-                ).fetchone()
-                if owner and owner[0] != person_id:
-                    report.failed.append(
-                        {
-                            "file": str(p.file),
-                            "error": "this file's study belongs to another patient in the store; not stored",
-                        }
-                    )
-                    continue
-                if not owner:
-                    con.execute(
-                        "INSERT INTO imaging_study VALUES (?, ?, ?, ?, ?, ?)",
-                        [
-                            p.study_uid,
-                            person_id,
-                            p.study_date,
-                            p.modality,
-                            p.study_description,
-                            p.accession,
-                        ],
-                    )
-                con.execute("DELETE FROM imaging_series WHERE series_uid = ?", [p.series_uid])
-                con.execute(
-                    "INSERT INTO imaging_series VALUES (?, ?, ?, ?, ?)",
-                    [p.series_uid, p.study_uid, p.modality, p.body_part, p.series_description],
-                )
-                con.execute("DELETE FROM imaging_instance WHERE sop_instance_uid = ?", [p.sop_uid])
-                con.execute(
-                    "INSERT INTO imaging_instance VALUES (?, ?, ?, ?, ?, ?)",
-                    [p.sop_uid, p.series_uid, str(p.file), p.rows, p.columns, p.spacing_mm],
-                )
-                entry: dict = {
-                    "file": str(source_of[stored_file]),
-                    "stored_file": str(p.file),
-                    "person_id": int(person_id),
-                    "study_uid": p.study_uid,
-                    "sop_instance_uid": p.sop_uid,
-                    "ai": None,
-                    "note": p.ai_note,
-                    "deidentification": deid_report.as_dict(),
-                }
-                if p.ai is not None:
-                    ai = p.ai
-                    con.execute(
-                        "DELETE FROM ai_finding WHERE sop_instance_uid = ? AND model_name = ?",
-                        [p.sop_uid, ai.model],
-                    )
-                    diameter = (
-                        ai.lesion.longest_diameter_mm if (ai.lesion and p.spacing_mm) else None
-                    )
-                    con.execute(
-                        "INSERT INTO ai_finding VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        [
-                            next_finding,
-                            person_id,
-                            p.sop_uid,
-                            ai.model,
-                            ai.model_version,
-                            ai.label,
-                            ai.confidence,
-                            diameter,
-                            now,
-                        ],
-                    )
-                    next_finding += 1
-                    concept = TASKS[ai.model].measurement_concept
-                    con.execute(
-                        "DELETE FROM measurement WHERE study_uid = ? AND source = 'ai' AND concept = ?",
-                        [p.study_uid, concept],
-                    )
-                    if diameter is not None:
+                    if not owner:
                         con.execute(
-                            "INSERT INTO measurement (measurement_id, person_id, measurement_date, concept, "
-                            "value, unit, source, study_uid) VALUES (?, ?, ?, ?, ?, 'mm', 'ai', ?)",
+                            "INSERT INTO imaging_study VALUES (?, ?, ?, ?, ?, ?)",
                             [
-                                next_meas,
+                                p.study_uid,
                                 person_id,
                                 p.study_date,
-                                concept,
-                                round(diameter, 2),
-                                p.study_uid,
+                                p.modality,
+                                p.study_description,
+                                None,  # the accession number is an identifier: never stored (issue 24)
                             ],
                         )
-                        next_meas += 1
-                    entry["ai"] = {
-                        "model": ai.model,
-                        "model_version": ai.model_version,
-                        "label": ai.label,
-                        "probability": round(ai.confidence, 4),
-                        "longest_diameter_mm": diameter,
+                    con.execute("DELETE FROM imaging_series WHERE series_uid = ?", [p.series_uid])
+                    con.execute(
+                        "INSERT INTO imaging_series VALUES (?, ?, ?, ?, ?)",
+                        [p.series_uid, p.study_uid, p.modality, p.body_part, p.series_description],
+                    )
+                    con.execute(
+                        "DELETE FROM imaging_instance WHERE sop_instance_uid = ?", [p.sop_uid]
+                    )
+                    con.execute(
+                        "INSERT INTO imaging_instance VALUES (?, ?, ?, ?, ?, ?)",
+                        [p.sop_uid, p.series_uid, str(p.file), p.rows, p.columns, p.spacing_mm],
+                    )
+                    entry: dict = {
+                        "file": str(source_of[stored_file]),
+                        "stored_file": str(p.file),
+                        "person_id": int(person_id),
+                        "study_uid": p.study_uid,
+                        "sop_instance_uid": p.sop_uid,
+                        "ai": None,
+                        "note": p.ai_note,
+                        "deidentification": deid_report.as_dict(),
+                        "sha256": p.sha256,
+                        "stored_sha256": copy_sha,
                     }
-                report.stored.append(entry)
-            touched = sorted({e["person_id"] for e in report.stored})
-            if (
-                touched
-            ):  # new lesion sizes move the worklist's flags and risks (analytics.worklist.stored)
-                refresh_for_writer(con, db_path, touched, sources_before)
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            for path in written:  # no row points to them: leave no de-identified orphan behind
-                path.unlink(missing_ok=True)
-                path.with_name(f"{path.stem}_mask.png").unlink(missing_ok=True)
+                    if p.ai is not None:
+                        ai = p.ai
+                        con.execute(
+                            "DELETE FROM ai_finding WHERE sop_instance_uid = ? AND model_name = ?",
+                            [p.sop_uid, ai.model],
+                        )
+                        diameter = (
+                            ai.lesion.longest_diameter_mm if (ai.lesion and p.spacing_mm) else None
+                        )
+                        con.execute(
+                            "INSERT INTO ai_finding VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            [
+                                next_finding,
+                                person_id,
+                                p.sop_uid,
+                                ai.model,
+                                ai.model_version,
+                                ai.label,
+                                ai.confidence,
+                                diameter,
+                                now,
+                            ],
+                        )
+                        next_finding += 1
+                        concept = TASKS[ai.model].measurement_concept
+                        con.execute(
+                            "DELETE FROM measurement WHERE study_uid = ? AND source = 'ai' AND concept = ?",
+                            [p.study_uid, concept],
+                        )
+                        if diameter is not None:
+                            con.execute(
+                                "INSERT INTO measurement (measurement_id, person_id, measurement_date, concept, "
+                                "value, unit, source, study_uid) VALUES (?, ?, ?, ?, ?, 'mm', 'ai', ?)",
+                                [
+                                    next_meas,
+                                    person_id,
+                                    p.study_date,
+                                    concept,
+                                    round(diameter, 2),
+                                    p.study_uid,
+                                ],
+                            )
+                            next_meas += 1
+                        entry["ai"] = {
+                            "model": ai.model,
+                            "model_version": ai.model_version,
+                            "label": ai.label,
+                            "probability": round(ai.confidence, 4),
+                            "longest_diameter_mm": diameter,
+                        }
+                    report.stored.append(entry)
+                touched = sorted({e["person_id"] for e in report.stored})
+                if touched:  # new lesion sizes move the worklist's flags and risks (analytics.worklist.stored)
+                    refresh_for_writer(con, db_path, touched, sources_before)
+                append_event(
+                    con,
+                    actor=actor,
+                    action="ingest",
+                    details={
+                        "source": source,
+                        "stored": len(report.stored),
+                        "failed": len(report.failed),
+                        "patients": touched,
+                        "files": [
+                            {
+                                "sha256": e["sha256"],
+                                "stored_sha256": e["stored_sha256"],
+                                "person_id": e["person_id"],
+                            }
+                            for e in report.stored
+                        ],
+                    },
+                )
+        except BaseException:
+            for path in staged:  # no row points to them: leave no de-identified orphan behind
+                _discard(path)
             raise
+        for path in staged:
+            _publish(path)
     return report

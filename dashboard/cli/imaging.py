@@ -15,6 +15,7 @@ from dashboard.cli.common import (
     EXIT_FAILED,
     CliError,
     SubParsers,
+    actor,
     add_command,
     db_arg,
     db_path,
@@ -165,6 +166,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         db_path(args),
         cli_progress.track(files, "reading and AI read", len(files)),
         ModelLoader(),
+        actor=actor(),
     )
     print_json_lines([*report.stored, *report.failed])
     say(f"stored {len(report.stored)} image(s) in {db_path(args)}; {len(report.failed)} failed")
@@ -193,10 +195,13 @@ def cmd_deidentify(args: argparse.Namespace) -> int:
     except (deid.DeidentificationError, OSError) as exc:
         raise CliError(f"cannot use the key file {key_file}: {exc}") from exc
     failed = 0
+    audited: list[dict] = []
     for result in deid.deidentify_files(
         cli_progress.track(files, "de-identifying", len(files)), args.out, key
     ):
         failed += "error" in result
+        if "error" not in result:
+            audited.append({"sha256": result["sha256"], "out_sha256": result["out_sha256"]})
         if args.json:
             cli_progress.echo(json.dumps(result))
         elif "error" in result:
@@ -206,11 +211,37 @@ def cmd_deidentify(args: argparse.Namespace) -> int:
             cli_progress.echo(f"{result['file']} -> {result['out']} ({counts})")
             for warning in result["warnings"]:
                 cli_progress.echo(f"  warning: {warning}")
+    _audit_deidentify(args, len(files) - failed, failed, audited)
     say(
         f"{len(files) - failed} of {len(files)} file(s) de-identified into {args.out} (key {key_file}; "
         "the same key maps the same UIDs to the same new UIDs)"
     )
     return EXIT_FAILED if failed else 0
+
+
+def _audit_deidentify(args: argparse.Namespace, done: int, failed: int, files: list[dict]) -> None:
+    """A ``deidentify`` audit event in the store whose key was used (who, how many, the sha256 of
+    each input and output; never a value or a path). Without a store (``--key-file`` alone) the run
+    is not audited, and the command says so."""
+    # lazy: `oncolens --help` and the other commands never load the store
+    from analytics.governance import audit
+
+    # lazy: as above
+    from analytics.store.errors import StoreError
+
+    db = db_path(args)
+    if not db.exists():
+        say(f"not audited: no store at {db} (the audit trail lives in a store)")
+        return
+    try:
+        audit.record_event(
+            db,
+            actor=actor(),
+            action="deidentify",
+            details={"deidentified": done, "failed": failed, "files": files},
+        )
+    except StoreError as exc:
+        raise CliError(f"the files were written but the run could not be audited: {exc}") from exc
 
 
 def cmd_explain(args: argparse.Namespace) -> int:

@@ -124,7 +124,11 @@ def ingest_from_pacs(
                 path.write_bytes(item.data)
                 files.append(path)
                 origin[str(path.resolve())] = where
-        filed = ingest_files(db_path, files, load, now=now) if files else IngestReport()
+        filed = (
+            ingest_files(db_path, files, load, now=now, actor=actor, source="pacs")
+            if files
+            else IngestReport()
+        )
         for entry in filed.failed:
             report.failed.append(
                 {

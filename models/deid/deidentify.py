@@ -34,6 +34,26 @@ What happens to a data set (PS3.15 E.1-1a action codes):
   DeidentificationMethodCodeSequence, LongitudinalTemporalInformationModified
   = REMOVED (the profile empties or removes the dates).
 
+Beyond the table (issue 24: the table alone left gaps), attributes are treated by what
+they can hold, at every depth:
+
+- every date, time and date-time (DA, DT, TM) and every person name (PN) is emptied,
+  whether the table names it or not (InstanceCreationDate, EvaluatorName,
+  SecondaryReviewerName...);
+- every UID that is not a registered standard UID or a class UID is remapped
+  (AcquisitionUID and any instance UID the table misses); a UID the table names is
+  remapped whatever value representation the file gives it (an ``LO`` holding
+  ``../../x`` becomes a ``2.25.`` UID), or the file is refused;
+- free-text attributes (AE, AS, LO, LT, SH, ST, UC, UR, UT) and binary blobs (OB, OW,
+  OF, OD, OL, OV, UN) are removed unless they carry the image (``KEEP_BINARY``); coded
+  strings (CS) stay only when every value is a valid code string (PS3.5 6.2: upper-case
+  letters, digits, space, underscore, 16 characters), which keeps Modality, Laterality
+  and the like and drops free text; numbers that do not parse as numbers are emptied;
+- the 128-byte preamble is zeroed and the file meta rebuilt from scratch (SOP class,
+  the new SOP instance UID, the transfer syntax if it is a registered one, OncoLens's
+  implementation name): nothing of the original group 0002 survives;
+- files over ``MAX_FILE_BYTES`` are refused before they are read.
+
 The report says which attribute got which action (keyword, tag, path inside
 sequences), never a value. Pixel data are not changed: text burned into the
 pixels is not found by any header rule, so ``burned_in_warning`` flags the
@@ -47,6 +67,7 @@ import hashlib
 import hmac
 import io
 import os
+import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -57,11 +78,14 @@ import pydicom
 from pydicom.datadict import keyword_for_tag
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.tag import Tag
+from pydicom.uid import UID, UID_dictionary
 
 from models.deid import pseudonyms
 from models.deid.profile import profile_rows
+from models.paths import UnsafePathError, inside
 
 METHOD = "DICOM PS3.15 Annex E Basic Profile (OncoLens)"  # DeidentificationMethod (LO, 64 chars)
 BASIC_PROFILE_CODE = ("113100", "DCM", "Basic Application Confidentiality Profile")
@@ -94,6 +118,34 @@ _DUMMY = {
     "SV": 0,
     "UV": 0,
 }
+MAX_FILE_BYTES = 1 << 30
+"""Largest input file accepted (1 GiB, as the reader's pixel limit): pydicom holds a file several
+times in memory while it is copied and written (a 1.2 GB file used 3.9 GB)."""
+
+IMPLEMENTATION_VERSION_NAME = (
+    "ONCOLENS_DEID"  # SH, 16 chars: the rebuilt file meta names its writer
+)
+
+_TEXT_VRS = {"AE", "AS", "LO", "LT", "SH", "ST", "UC", "UR", "UT"}
+_BINARY_VRS = {"OB", "OW", "OF", "OD", "OL", "OV", "UN", "OB or OW", "US or OW", "US or SS or OW"}
+_TIME_VRS = {"DA", "DT", "TM"}
+# Binary attributes that are the image or how to show it; every other blob is removed.
+KEEP_BINARY = {
+    0x7FE00010,  # PixelData
+    0x7FE00008,  # FloatPixelData
+    0x7FE00009,  # DoubleFloatPixelData
+    0x00283006,  # LUTData (Modality / VOI LUT)
+    0x00281201,  # Red Palette Color Lookup Table Data
+    0x00281202,  # Green
+    0x00281203,  # Blue
+    0x00281204,  # Alpha
+    0x00281221,  # Segmented Red Palette Color Lookup Table Data
+    0x00281222,  # Segmented Green
+    0x00281223,  # Segmented Blue
+    0x00281224,  # Segmented Alpha
+}
+_CS_VALUE = re.compile(r"[A-Z0-9 _]{0,16}")
+
 # Modalities where text is commonly burned into the pixels (ultrasound calipers and labels,
 # screen captures, endoscopy and photographs, documents).
 BURNED_IN_MODALITIES = {"US", "IVUS", "SC", "OT", "XC", "ES", "GM", "SM", "DOC", "ECG", "OP"}
@@ -111,7 +163,7 @@ class Change:
 
     path: str
     tag: str
-    action: str  # 'X' removed, 'Z' emptied, 'D' dummy, 'U' UID remapped, 'P' pseudonym, 'A' added
+    action: str  # 'X' removed, 'Z' emptied, 'D' dummy, 'U' UID remapped, 'P' pseudonym, 'A' added, 'R' rebuilt
 
 
 @dataclass
@@ -297,19 +349,40 @@ class _Walker:
     def note(self, path: str, tag: int, action: str) -> None:
         self.report.changes.append(Change(path, _tag_text(tag), action))
 
-    def map_uids(self, elem: DataElement) -> None:
-        if elem.VR == "UN" and isinstance(elem.value, bytes | bytearray):
-            # a UID of a tag the reader did not know (implicit VR): decode it, then map it
-            text = bytes(elem.value).decode("ascii", "replace").strip("\x00 ")
-            elem.VR, elem.value = "UI", [v for v in text.split("\\") if v] or None
-            if elem.value is not None and len(elem.value) == 1:
-                elem.value = elem.value[0]
-        if elem.VR != "UI" or elem.value in (None, ""):
-            return
-        if elem.VM > 1:
-            elem.value = [remap_uid(v, self.key) for v in elem.value]
+    def map_uids(self, elem: DataElement, path: str) -> None:
+        """Remap every value of a UID attribute, whatever VR the file gave it (refused for a sequence)."""
+        if elem.VR == "SQ":
+            raise DeidentificationError(
+                f"{path} should hold a UID but holds a sequence; the file is refused"
+            )
+        values = _values_as_text(elem.value)
+        elem.VR = "UI"
+        if not values:
+            elem.value = None
+        elif len(values) == 1:
+            elem.value = remap_uid(values[0], self.key)
         else:
-            elem.value = remap_uid(str(elem.value), self.key)
+            elem.value = [remap_uid(v, self.key) for v in values]
+
+    def by_vr(self, elem: DataElement, tag: int) -> str | None:
+        """The action for an attribute the table does not name, from what its VR can hold (None: keep)."""
+        vr = elem.VR
+        group = tag >> 16
+        if group in (0x0000, 0x0002):
+            return "X"  # command or file-meta elements inside the data set: never the image's
+        if vr in _TIME_VRS or vr == "PN":
+            return "Z"
+        if vr == "UI":
+            return None if _harmless_uid(tag, elem.value) else "U"
+        if vr in _TEXT_VRS:
+            return "X"
+        if vr in _BINARY_VRS:
+            return None if tag in KEEP_BINARY else "X"
+        if vr == "CS":
+            return None if all(_CS_VALUE.fullmatch(v) for v in _values_as_text(elem.value)) else "Z"
+        if vr in ("DS", "IS"):
+            return None if _numbers(elem.value) else "Z"
+        return None
 
     def walk(self, ds: Dataset, prefix: str = "") -> None:
         remove = []
@@ -321,7 +394,10 @@ class _Walker:
                 if elem.VR == "SQ":
                     for i, item in enumerate(elem.value or []):
                         self.walk(item, f"{path}[{i}].")
-                continue
+                    continue
+                action = self.by_vr(elem, tag)
+                if action is None:
+                    continue
             if action == "X":
                 remove.append(tag)
                 self.note(path, tag, "X")
@@ -332,9 +408,13 @@ class _Walker:
                 _dummy(elem)
                 self.note(path, tag, "D")
             elif action == "U":
-                self.map_uids(elem)
+                self.map_uids(elem, path)
                 self.note(path, tag, "U")
             elif action == "U*":
+                if elem.VR != "SQ":  # a reference sequence given another VR: it references nothing
+                    remove.append(tag)
+                    self.note(path, tag, "X")
+                    continue
                 for i, item in enumerate(elem.value or []):
                     self.walk(item, f"{path}[{i}].")
             else:  # an unknown code would be a table error
@@ -343,9 +423,45 @@ class _Walker:
             del ds[tag]
 
 
+def _values_as_text(value: object) -> list[str]:
+    """The values of an element as text (bytes decoded, multi-values split), padding stripped."""
+    if value is None:
+        return []
+    if isinstance(value, bytes | bytearray):
+        value = bytes(value).decode("latin-1")
+    if isinstance(value, str):
+        items: list[object] = list(value.split("\\"))
+    elif isinstance(value, list | tuple | MultiValue):
+        items = list(value)
+    else:
+        items = [value]
+    return [t for t in (str(v).strip("\x00 ") for v in items) if t]
+
+
+def _numbers(value: object) -> bool:
+    """Whether every value of a DS/IS parses as a number (text hidden in a number field does not)."""
+    try:
+        for v in _values_as_text(value):
+            float(v)
+    except ValueError:
+        return False
+    return True
+
+
+def _harmless_uid(tag: int, value: object) -> bool:
+    """A UID that names a kind of thing, not a patient's thing: a registered standard UID
+    (transfer syntaxes, SOP classes, coding schemes), or the value of a ``...ClassUID`` attribute."""
+    values = _values_as_text(value)
+    if all(v in UID_dictionary for v in values):
+        return True
+    keyword = keyword_for_tag(tag) or ""
+    return keyword.endswith("ClassUID") and all(UID(v).is_valid for v in values)
+
+
 def _read(source: Dataset | str | Path | bytes | BinaryIO) -> Dataset:
     if isinstance(source, Dataset):
         return copy.deepcopy(source)
+    _check_size(source)
     try:
         if isinstance(source, bytes | bytearray):
             return pydicom.dcmread(io.BytesIO(source), force=False)
@@ -354,6 +470,59 @@ def _read(source: Dataset | str | Path | bytes | BinaryIO) -> Dataset:
         raise
     except Exception as exc:  # pydicom raises several types for a non-DICOM file
         raise DeidentificationError(f"not a readable DICOM file: {exc}") from exc
+
+
+def _check_size(source: str | Path | bytes | BinaryIO) -> None:
+    """Refuse an input over ``MAX_FILE_BYTES`` before reading it (a stream is measured and put back)."""
+    if isinstance(source, bytes | bytearray):
+        size = len(source)
+    elif isinstance(source, str | os.PathLike):
+        size = os.stat(source).st_size  # FileNotFoundError: the caller reports "file not found"
+    else:
+        start = source.tell()
+        size = source.seek(0, io.SEEK_END) - start
+        source.seek(start)
+    if size > MAX_FILE_BYTES:
+        raise DeidentificationError(
+            f"the file is {size / 2**20:,.0f} MiB; the largest accepted is {MAX_FILE_BYTES >> 20:,} MiB"
+        )
+
+
+def _rebuilt_meta(ds: Dataset, original: FileMetaDataset | None, key: bytes) -> FileMetaDataset:
+    """File meta from scratch (PS3.10 7.1): nothing of the original group 0002 is copied but
+    its transfer syntax, and that only when it is a registered one (the pixels are encoded in it)."""
+    meta = FileMetaDataset()
+    sop_class = str(ds.get("SOPClassUID", "") or "")
+    if sop_class:
+        meta.MediaStorageSOPClassUID = UID(sop_class)
+    sop_instance = str(ds.get("SOPInstanceUID", "") or "")
+    if sop_instance:
+        meta.MediaStorageSOPInstanceUID = UID(sop_instance)
+    elif original is not None and original.get("MediaStorageSOPInstanceUID"):
+        # no instance UID in the data set: the meta's own, remapped like any other UID
+        meta.MediaStorageSOPInstanceUID = UID(
+            remap_uid(str(original.MediaStorageSOPInstanceUID), key)
+        )
+    declared = original.get("TransferSyntaxUID") if original is not None else None
+    syntax = str(declared or "").strip("\x00 ")
+    if syntax:
+        if syntax not in UID_dictionary or UID_dictionary[syntax][1] != "Transfer Syntax":
+            raise DeidentificationError(
+                "the file's transfer syntax is not a registered one; the file is refused"
+            )
+        meta.TransferSyntaxUID = UID(syntax)
+    elif ds.original_encoding[0] is not None:
+        implicit, little = ds.original_encoding
+        meta.TransferSyntaxUID = (
+            pydicom.uid.ImplicitVRLittleEndian
+            if implicit
+            else (pydicom.uid.ExplicitVRLittleEndian if little else pydicom.uid.ExplicitVRBigEndian)
+        )
+    else:
+        meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    meta.ImplementationClassUID = pydicom.uid.PYDICOM_IMPLEMENTATION_UID
+    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
+    return meta
 
 
 def deidentify(
@@ -386,13 +555,12 @@ def deidentify(
         )
     )
 
+    original_meta = getattr(ds, "file_meta", None)
     _Walker(key, report).walk(ds)
-    meta = getattr(ds, "file_meta", None)
-    if meta is not None and "MediaStorageSOPInstanceUID" in meta:
-        meta.MediaStorageSOPInstanceUID = remap_uid(str(meta.MediaStorageSOPInstanceUID), key)
-        report.changes.append(Change("MediaStorageSOPInstanceUID", "(0002,0003)", "U"))
-    if meta is not None and "SOPInstanceUID" in ds:
-        meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID  # the file meta names this instance
+    ds.file_meta = _rebuilt_meta(ds, original_meta, key)
+    report.changes.append(Change("FileMetaInformation", "(0002,xxxx)", "R"))
+    ds.preamble = bytes(128)  # free text can live in the preamble; PS3.10 7.1 allows zeros
+    report.changes.append(Change("Preamble", "-", "R"))
 
     if alias:
         ds.PatientID = alias
@@ -424,6 +592,8 @@ def to_bytes(ds: Dataset) -> bytes:
     buf = io.BytesIO()
     if not hasattr(ds, "file_meta") or ds.file_meta is None:
         ds.file_meta = FileMetaDataset()
+    if getattr(ds, "preamble", None) is None:
+        ds.preamble = bytes(128)
     try:
         ds.save_as(buf, enforce_file_format=True)
     except Exception as exc:
@@ -433,9 +603,13 @@ def to_bytes(ds: Dataset) -> bytes:
 
 def write_deidentified(ds: Dataset, path: str | Path) -> Path:
     """Write atomically (temporary file, then rename), so a reader never sees half a file."""
+    return write_bytes_atomically(to_bytes(ds), path)
+
+
+def write_bytes_atomically(data: bytes, path: str | Path) -> Path:
+    """``data`` to ``path`` through a temporary file and a rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = to_bytes(ds)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
@@ -445,23 +619,31 @@ def write_deidentified(ds: Dataset, path: str | Path) -> Path:
 def deidentify_files(paths: Iterable[Path], out_dir: Path, key: bytes) -> Iterable[dict]:
     """For the CLI: de-identify each file into ``out_dir/<pseudonym>/<study>/<sop>.dcm``; one dict per file.
 
-    A file that fails gets ``{"file": ..., "error": ...}``; the others go on.
+    A file that fails gets ``{"file": ..., "error": ...}``; the others go on. The names are remapped
+    UIDs and keyed pseudonyms, and ``models.paths.inside`` refuses any that would leave ``out_dir``.
     """
     for path in paths:
         try:
             ds, report = deidentify(Path(path), key)
             name = report.sop_instance_uid or remap_uid(str(path), key)
-            target = (
-                Path(out_dir)
-                / (report.patient_pseudonym or "unknown")
-                / (report.study_uid or "study")
-                / f"{name}.dcm"
+            target = inside(
+                out_dir,
+                report.patient_pseudonym or "unknown",
+                report.study_uid or "study",
+                f"{name}.dcm",
             )
-            write_deidentified(ds, target)
-            yield {"file": str(path), "out": str(target), **report.as_dict()}
+            data = to_bytes(ds)
+            write_bytes_atomically(data, target)
+            yield {
+                "file": str(path),
+                "out": str(target),
+                "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest(),
+                "out_sha256": hashlib.sha256(data).hexdigest(),
+                **report.as_dict(),
+            }
         except FileNotFoundError:
             yield {"file": str(path), "error": "file not found"}
-        except (DeidentificationError, OSError) as exc:
+        except (DeidentificationError, UnsafePathError, OSError) as exc:
             yield {"file": str(path), "error": str(exc)}
 
 
