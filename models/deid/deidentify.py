@@ -386,9 +386,17 @@ class _Walker:
 
     def walk(self, ds: Dataset, prefix: str = "") -> None:
         remove = []
-        for elem in list(ds):
-            tag = int(elem.tag)
+        for raw_tag in list(ds.keys()):
+            tag = int(raw_tag)
             path = f"{prefix}{_name(tag)}"
+            try:
+                elem = ds[raw_tag]  # pydicom converts a raw element here: text in a DS fails
+            except (
+                Exception
+            ):  # whatever the conversion raises, a value that cannot be read cannot be kept
+                remove.append(tag)
+                self.note(path, tag, "X")
+                continue
             action = action_for(tag)
             if action is None:
                 if elem.VR == "SQ":
@@ -541,6 +549,19 @@ def deidentify(
     if not key or len(key) < 16:
         raise DeidentificationError("a key of at least 128 bits is needed")
     ds = _read(ds_or_path)
+    try:
+        return _deidentify(ds, key, patient_id)
+    except DeidentificationError:
+        raise
+    except (
+        Exception
+    ) as exc:  # pydicom converts values lazily: a crafted value surfaces here, as anything
+        raise DeidentificationError(
+            f"the file holds a value that cannot be interpreted ({type(exc).__name__}); not de-identified"
+        ) from exc
+
+
+def _deidentify(ds: Dataset, key: bytes, patient_id: str | None) -> tuple[Dataset, DeidReport]:
     report = DeidReport()
     warning = burned_in_warning(ds)
     if warning:
