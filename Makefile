@@ -7,7 +7,7 @@ DB     ?= $(HOME)/.oncolens/oncolens.duckdb
 PORT   ?= 8501
 PATIENTS ?= 2000
 
-.PHONY: run test check install install-dev demo bench lint clean pacs-deps browser-deps screenshots
+.PHONY: run test check install install-dev demo bench lint clean pacs-deps browser-deps screenshots fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -85,6 +85,11 @@ browser-deps:
 # README screenshots (docs/screenshots/), taken by the browser tests against a fresh demo clinic.
 screenshots: $(VENV)/.installed-dev browser-deps
 	ONCOLENS_README_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -q tests/e2e
+
+# The property-based tests with thousands of mutated files per property (minutes); `make test` runs the
+# same properties on a few hundred, seeded (docs/security.md).
+fuzz: $(VENV)/.installed-dev
+	ONCOLENS_FUZZ=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/models/dicom/test_fuzz.py
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench

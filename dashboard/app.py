@@ -9,17 +9,58 @@ Signed-out users get only the sign-in form (``auth.gate`` stops the run before
 ``st.navigation``). A signed-in user's navigation holds only the pages their
 role may open (``auth.PAGES``), so a URL naming another page leads to Home; each
 page checks the role again itself.
+
+Fail closed (issue 24): the page runs inside one container; anything it raises (a store held by
+another process, a bug) empties that container, so nothing half-drawn stays on screen, and puts
+one plain message in its place, never a traceback (``client.showErrorDetails`` is off as well).
+The server log gets the exception's type and where it was raised, never its message or values.
 """
 
 from __future__ import annotations
 
+import logging
+import secrets
+import traceback
+
+import duckdb
 import streamlit as st
 
+from analytics import store
 from dashboard import resources
 from dashboard.session import auth, state
 
+_log = logging.getLogger("oncolens.app")
+
+
+def _fail_closed(body: st.delta_generator.DeltaGenerator, exc: Exception) -> None:
+    """Replace whatever the run drew with one message; log the type and frames only (no values)."""
+    body.empty()
+    reference = secrets.token_hex(4)
+    frames = "; ".join(
+        f"{f.filename}:{f.lineno} {f.name}" for f in traceback.extract_tb(exc.__traceback__)
+    )
+    _log.error("page failed [%s]: %s at %s", reference, type(exc).__name__, frames)
+    if isinstance(exc, store.StoreError | duckdb.Error):
+        st.error(
+            "**The clinic database cannot be read right now**, so nothing from it is shown. "
+            "Another program (an import, a batch job) may be holding it: try again in a moment. "
+            f"Reference {reference}."
+        )
+    else:
+        st.error(
+            "**This page could not be shown**, so nothing from it is. The error was recorded in "
+            f"the server log under reference {reference}; tell your administrator if it persists."
+        )
+
+
 st.set_page_config(page_title="OncoLens", page_icon=":material/biotech:", layout="wide")
-session = auth.gate(resources.db_path())
+_body = st.empty()
+try:
+    with _body.container():
+        session = auth.gate(resources.db_path())
+except Exception as _exc:  # the sign-in itself reads the store: fail closed there too
+    _fail_closed(_body, _exc)
+    st.stop()
 
 home = st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True)
 patient = st.Page("app_pages/patient.py", title="Patient", icon=":material/person:")
@@ -38,10 +79,14 @@ allowed = {
     for title, pages in sections.items()
 }
 current = st.navigation({title: pages for title, pages in allowed.items() if pages})
-auth.sidebar(resources.db_path(), session)
-if auth.may_open(session.role, "patient"):
-    state.patient_picker(
-        patient_page=patient, pages_with_patient=(patient, imaging), current=current
-    )
 st.sidebar.caption("Research and decision support, not a medical device.")
-current.run()
+try:
+    with _body.container():
+        auth.sidebar(resources.db_path(), session)
+        if auth.may_open(session.role, "patient"):
+            state.patient_picker(
+                patient_page=patient, pages_with_patient=(patient, imaging), current=current
+            )
+        current.run()
+except Exception as _exc:
+    _fail_closed(_body, _exc)

@@ -51,8 +51,12 @@ elif choice.person_id is not None:
         st.stop()
     try:
         state.patient_shown(ref.path, summary.person_id, page="imaging")
-    except store.StoreError as exc:
-        st.warning(f"This view could not be written to the audit trail yet: {exc}")
+    except store.StoreError as exc:  # fail closed: her images are not shown unaudited
+        st.error(
+            "This patient's images are not shown because the view could not be written to the "
+            f"audit trail ({exc}). Try again in a moment."
+        )
+        st.stop()
     images = resources.patient_images(ref, summary.person_id)
     heading = f"Images of {summary.mrn} · id {summary.person_id}"
     if images.empty:

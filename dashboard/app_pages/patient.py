@@ -34,8 +34,12 @@ except UnknownPatientError as exc:
     st.stop()
 try:
     state.patient_shown(ref.path, summary.person_id, page="patient")
-except store.StoreError as exc:
-    st.warning(f"This view could not be written to the audit trail yet: {exc}")
+except store.StoreError as exc:  # fail closed: a record whose view cannot be audited is not shown
+    st.error(
+        "This record is not shown because its view could not be written to the audit trail "
+        f"({exc}). Try again in a moment."
+    )
+    st.stop()
 
 demo, dx, period = summary.demographics, summary.diagnosis, summary.observation_period
 st.header(f"{demo.mrn} · id {demo.person_id}")

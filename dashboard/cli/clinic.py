@@ -228,6 +228,8 @@ def streamlit_command(db: Path, port: int, address: str, open_browser: bool = Fa
         "200",
         "--browser.gatherUsageStats",
         "false",
+        "--client.showErrorDetails",
+        "none",  # fail closed: never a traceback in the browser (docs/security.md)
         "--theme.primaryColor",
         "#0f6e8c",
     ]

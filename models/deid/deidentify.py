@@ -46,9 +46,10 @@ they can hold, at every depth:
   ``../../x`` becomes a ``2.25.`` UID), or the file is refused;
 - free-text attributes (AE, AS, LO, LT, SH, ST, UC, UR, UT) and binary blobs (OB, OW,
   OF, OD, OL, OV, UN) are removed unless they carry the image (``KEEP_BINARY``); coded
-  strings (CS) stay only when every value is a valid code string (PS3.5 6.2: upper-case
-  letters, digits, space, underscore, 16 characters), which keeps Modality, Laterality
-  and the like and drops free text; numbers that do not parse as numbers are emptied;
+  strings (CS) stay only for the attributes in ``KEEP_CODES`` (Modality, Laterality, the
+  photometric interpretation and the like) and only when every value is a valid code
+  string (PS3.5 6.2: upper-case letters, digits, space, underscore, 16 characters);
+  numbers that do not parse as numbers are emptied;
 - the 128-byte preamble is zeroed and the file meta rebuilt from scratch (SOP class,
   the new SOP instance UID, the transfer syntax if it is a registered one, OncoLens's
   implementation name): nothing of the original group 0002 survives;
@@ -143,6 +144,52 @@ KEEP_BINARY = {
     0x00281222,  # Segmented Green
     0x00281223,  # Segmented Blue
     0x00281224,  # Segmented Alpha
+}
+# Coded strings kept (when every value is a valid code string): what the image is and how to show
+# it. Any other CS attribute is removed: a code string can still spell a name (fuzzing found one
+# in FileSetID), so only the ones the viewer, the model choice and a reader need stay.
+KEEP_CODES = {
+    "SpecificCharacterSet",
+    "ImageType",
+    "Modality",
+    "BodyPartExamined",
+    "Laterality",
+    "ImageLaterality",
+    "ViewPosition",
+    "PatientOrientation",
+    "PatientPosition",
+    "PhotometricInterpretation",
+    "PresentationLUTShape",
+    "VOILUTFunction",
+    "PixelIntensityRelationship",
+    "PresentationIntentType",
+    "ConversionType",
+    "BurnedInAnnotation",
+    "RecognizableVisualFeatures",
+    "LossyImageCompression",
+    "LossyImageCompressionMethod",
+    "PatientIdentityRemoved",
+    "LongitudinalTemporalInformationModified",
+    "ScanningSequence",
+    "SequenceVariant",
+    "ScanOptions",
+    "MRAcquisitionType",
+    "PlanarConfiguration",
+    "RescaleType",
+    "FrameType",
+    "CodingSchemeDesignator",
+    "ContentQualification",
+    "QualityControlImage",
+    "PixelPresentation",
+    "VolumetricProperties",
+    "VolumeBasedCalculationTechnique",
+    "PartialView",
+    "BreastImplantPresent",
+    "SegmentationType",
+    "SegmentAlgorithmType",
+    "RelationshipType",
+    "ValueType",
+    "ContinuityOfContent",
 }
 _CS_VALUE = re.compile(r"[A-Z0-9 _]{0,16}")
 
@@ -379,6 +426,8 @@ class _Walker:
         if vr in _BINARY_VRS:
             return None if tag in KEEP_BINARY else "X"
         if vr == "CS":
+            if (keyword_for_tag(tag) or "") not in KEEP_CODES:
+                return "X"
             return None if all(_CS_VALUE.fullmatch(v) for v in _values_as_text(elem.value)) else "Z"
         if vr in ("DS", "IS"):
             return None if _numbers(elem.value) else "Z"
