@@ -16,9 +16,12 @@ of events and the last hash, so removing the *last* events is caught too.
 ``verify`` walks the chain and names the first bad event.
 
 What the chain does not do: someone who can write the file can also recompute
-every hash after an edit. The head hash that ``oncolens audit verify --json``
-prints can be copied somewhere else (a ticket, a log server) to anchor the
-trail at that moment; anchoring automatically is out of scope.
+every hash after an edit. Anchors close that gap (issue 24): ``oncolens audit anchor``
+writes the number of events and the head hash at that moment (``anchor``) to a file
+kept outside the store, or prints it for an external log; ``audit verify --anchor FILE``
+checks that the chain still holds that hash at that position (``check_anchor``), so a
+chain edited and recomputed before an anchor is caught. Events after the last anchor
+are protected only by the chain until the next anchor.
 
 Concurrency. Events are written through ``store.open_store`` like every other
 write. DuckDB lets one process hold the file at a time, so writers in
@@ -226,10 +229,22 @@ def seal_unchained(con: duckdb.DuckDBPyConnection) -> int:
 
 def verify(con: duckdb.DuckDBPyConnection, batch: int = 10_000) -> Verification:
     """Walk the chain in id order; the first event whose links or hash do not hold is named."""
-    has_chain = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'audit_chain_head'"
-    ).fetchall()[0][0]
-    if not has_chain:
+    tables = {
+        str(r[0])
+        for r in con.execute(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_name IN ('audit_event', 'audit_chain_head')"
+        ).fetchall()
+    }
+    if "audit_event" not in tables:
+        return Verification(
+            False,
+            0,
+            GENESIS,
+            None,
+            "the audit_event table is missing: the audit trail was removed from this store",
+        )
+    if "audit_chain_head" not in tables:
         return Verification(
             False,
             0,
@@ -273,7 +288,16 @@ def verify(con: duckdb.DuckDBPyConnection, batch: int = 10_000) -> Verification:
     head = con.execute(
         "SELECT events, last_event_id, last_hash FROM audit_chain_head WHERE id = 1"
     ).fetchall()
-    if not head or head[0][2] != expected_prev or int(head[0][0]) != n:
+    if not head:
+        return Verification(
+            False,
+            n,
+            expected_prev,
+            None,
+            f"the chain's head row is missing (audit_chain_head was emptied or dropped): the {n} "
+            "events present hold together, but nothing shows whether later events were removed",
+        )
+    if head[0][2] != expected_prev or int(head[0][0]) != n:
         recorded = (int(head[0][0]), head[0][1]) if head else (0, None)
         return Verification(
             False,
@@ -284,3 +308,76 @@ def verify(con: duckdb.DuckDBPyConnection, batch: int = 10_000) -> Verification:
             f"{n} remain (the last events were removed, or the head was edited)",
         )
     return Verification(True, n, expected_prev)
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """The chain at one moment, kept outside the store: ``events`` events ending in ``head``."""
+
+    events: int
+    head: str
+    event_id: int | None = None
+    anchored_at: str | None = None
+
+    def to_json(self) -> dict:
+        return {
+            "events": self.events,
+            "event_id": self.event_id,
+            "head": self.head,
+            "anchored_at": self.anchored_at,
+        }
+
+    @classmethod
+    def from_json(cls, value: object) -> Anchor:
+        """An anchor from its JSON object; ``ValueError`` with a reason for anything else."""
+        if not isinstance(value, dict):
+            raise ValueError("an anchor is a JSON object")
+        events, head = value.get("events"), value.get("head")
+        if not isinstance(events, int) or isinstance(events, bool) or events < 0:
+            raise ValueError("an anchor's 'events' must be a whole number")
+        if (
+            not isinstance(head, str)
+            or len(head) != 64
+            or any(c not in "0123456789abcdef" for c in head)
+        ):
+            raise ValueError("an anchor's 'head' must be a sha256 in hex")
+        event_id = value.get("event_id")
+        return cls(
+            events, head, event_id if isinstance(event_id, int) else None, value.get("anchored_at")
+        )
+
+
+def anchor(con: duckdb.DuckDBPyConnection) -> tuple[Verification, Anchor | None]:
+    """Verify the chain and, when it holds, the anchor of its present head (None when it does not)."""
+    result = verify(con)
+    if not result.ok:
+        return result, None
+    head = con.execute("SELECT last_event_id FROM audit_chain_head WHERE id = 1").fetchall()
+    return result, Anchor(
+        result.events,
+        result.head_hash,
+        None if not head or head[0][0] is None else int(head[0][0]),
+        datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+
+
+def check_anchor(con: duckdb.DuckDBPyConnection, mark: Anchor) -> str | None:
+    """None when the chain still holds ``mark``'s hash as its ``mark.events``-th event; else why not.
+
+    A chain edited before the anchor and recomputed has another hash there; one cut short has no
+    event there. (Call ``verify`` too: this checks the position, not the links after it.)
+    """
+    if mark.events == 0:
+        return None if mark.head == GENESIS else "the anchor names a hash for an empty chain"
+    row = con.execute(
+        "SELECT event_id, hash FROM audit_event ORDER BY event_id LIMIT 1 OFFSET ?",
+        [mark.events - 1],
+    ).fetchall()
+    if not row:
+        return f"the anchor was taken at {mark.events} events but the store has fewer: events were removed"
+    if row[0][1] != mark.head:
+        return (
+            f"event {row[0][0]} (number {mark.events}) does not have the anchored hash: the trail "
+            "was changed before the anchor and its chain recomputed"
+        )
+    return None

@@ -62,9 +62,25 @@ def add_subparsers(subparsers: SubParsers) -> None:
     listing.add_argument("--json", action="store_true")
     db_arg(listing)
 
-    audit_p.add_argument("action", choices=["verify"])
+    audit_p.add_argument(
+        "action",
+        choices=["verify", "anchor"],
+        help="verify: walk the chain (and check --anchor); anchor: record the head hash outside the store",
+    )
     audit_p.add_argument(
         "--json", action="store_true", help="print a JSON object (with the chain's head hash)"
+    )
+    audit_p.add_argument(
+        "--anchor",
+        type=Path,
+        metavar="FILE",
+        help="verify: check every anchor in FILE (one JSON object a line, as `audit anchor --out` writes)",
+    )
+    audit_p.add_argument(
+        "--out",
+        type=Path,
+        metavar="FILE",
+        help="anchor: append the anchor to FILE (keep it outside the store's reach); default: print it",
     )
     db_arg(audit_p)
 
@@ -145,29 +161,85 @@ def cmd_users(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_audit(args: argparse.Namespace) -> int:
+def _read_anchors(path: Path) -> list:
+    """Every anchor in an anchor file (JSON Lines); a missing or malformed file is one clear error."""
     # lazy: `oncolens --help` and the other commands never load it
     from analytics.governance import audit
 
-    result = audit.verify_store(db_path(args))
+    try:
+        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"cannot read the anchor file {path}: {exc}") from None
+    if not lines:
+        raise CliError(f"the anchor file {path} holds no anchor")
+    anchors = []
+    for number, line in enumerate(lines, 1):
+        try:
+            anchors.append(audit.Anchor.from_json(json.loads(line)))
+        except ValueError as exc:  # json.JSONDecodeError is a ValueError
+            raise CliError(f"{path}, line {number}: not an anchor ({exc})") from None
+    return anchors
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    # lazy: `oncolens --help` and the other commands never load it
+    from analytics import store
+
+    # lazy: `oncolens --help` and the other commands never load it
+    from analytics.governance import audit
+
+    db = db_path(args)
+    if args.action == "anchor":
+        if args.anchor is not None:
+            raise CliError("--anchor is for `audit verify`; `audit anchor` takes --out FILE")
+        with store.open_store(db) as con:
+            result, mark = audit.anchor(con)
+        if mark is None:
+            raise CliError(f"not anchored: the audit trail is broken ({result.problem})")
+        line = json.dumps(mark.to_json())
+        if args.out is None:
+            print(line)
+            return 0
+        try:
+            with open(args.out, "a", encoding="utf-8") as f:
+                f.write(line + "\n")
+        except OSError as exc:
+            raise CliError(f"cannot write the anchor to {args.out}: {exc}") from None
+        print(f"anchored {mark.events} events (head {mark.head[:16]}...) in {args.out}")
+        return 0
+    if args.out is not None:
+        raise CliError("--out is for `audit anchor`")
+    anchors = _read_anchors(args.anchor) if args.anchor is not None else []
+    with store.open_store(db) as con:
+        result = audit.verify(con)
+        anchor_problems = [
+            f"anchor of {a.events} events: {problem}"
+            for a in anchors
+            if (problem := audit.check_anchor(con, a)) is not None
+        ]
+    ok = result.ok and not anchor_problems
     if args.json:
         print(
             json.dumps(
                 {
-                    "ok": result.ok,
+                    "ok": ok,
                     "events": result.events,
                     "head": result.head_hash,
                     "first_bad_event": result.first_bad,
-                    "problem": result.problem,
+                    "problem": result.problem or (anchor_problems[0] if anchor_problems else None),
+                    "anchors_checked": len(anchors),
                 }
             )
         )
-    elif result.ok:
-        print(f"ok, {result.events} events")
-    else:
+    elif ok:
+        checked = f"; {len(anchors)} anchor(s) hold" if anchors else ""
+        print(f"ok, {result.events} events{checked}")
+    elif not result.ok:
         where = f"event {result.first_bad}" if result.first_bad is not None else "the chain"
         print(f"audit trail broken at {where}: {result.problem}")
-    return 0 if result.ok else 1
+    else:
+        print(f"audit trail does not match its anchor: {anchor_problems[0]}")
+    return 0 if ok else 1
 
 
 def demo_accounts(db: Path) -> list[dict]:

@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # lazy: `oncolens --help` never loads it (the store loads it anyway)
+    import duckdb
+
     # lazy: `oncolens --help` and the other commands never load it
     from analytics.store import StoreError
 
@@ -68,6 +71,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except (CliError, StoreError) as exc:
         say(f"error: {exc}")
+        return EXIT_FAILED
+    except (
+        duckdb.Error
+    ) as exc:  # a store altered by hand (a dropped table): one line, not a traceback
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        say(f"error: the store could not do this ({first}); check it with `oncolens audit verify`")
         return EXIT_FAILED
     except KeyboardInterrupt:
         say("interrupted")
