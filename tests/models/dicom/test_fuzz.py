@@ -122,10 +122,10 @@ def element_mutations(draw) -> tuple[bytes, list[str]]:
         text = draw(
             st.sampled_from([f"{MARK}{i}", "../../../x", "..\\..\\x", "\x00", "a" * 300, "1.2.3"])
         )
+        # kept by design (docs/security.md): a code-shaped text in Modality & co., the image's own blobs
         kept_code = vr == "CS" and (keyword_for_tag(tag) or "") in deid.KEEP_CODES
-        if (
-            text.startswith(MARK) and not kept_code
-        ):  # a code-shaped text in Modality & co. stays (docs/security.md)
+        kept_blob = tag in deid.KEEP_BINARY
+        if text.startswith(MARK) and not kept_code and not kept_blob:
             planted.append(text)
         value: object = text.encode("latin-1") if vr in ("OB", "UN") else text
         with warnings.catch_warnings():
