@@ -34,6 +34,8 @@ from pydicom.pixels.utils import as_pixel_options, get_expected_length
 from pydicom.sequence import Sequence
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
+from models.dicom import sanity
+
 __all__ = [
     "MAX_PIXELS",
     "MAX_TOTAL_BYTES",
@@ -41,6 +43,7 @@ __all__ = [
     "DicomReadError",
     "FrameOutOfRangeError",
     "ImageTooLargeError",
+    "ImplausibleImageError",
     "InconsistentHeaderError",
     "NoPixelDataError",
     "NotDicomError",
@@ -49,6 +52,7 @@ __all__ = [
     "display",
     "read_dicom",
     "read_header",
+    "require_readable",
     "window",
 ]
 
@@ -130,6 +134,11 @@ class ImageTooLargeError(DicomReadError):
 
 class FrameOutOfRangeError(DicomReadError, IndexError):
     """The requested frame index does not exist in the image."""
+
+
+class ImplausibleImageError(DicomReadError):
+    """The image decodes but fails the sanity gate (``models.dicom.sanity``): constant, non-finite,
+    a zero rescale slope, more pixel data than declared."""
 
 
 class UnsupportedImageError(DicomReadError):
@@ -217,10 +226,22 @@ def read_dicom(source: Source, frame: int = 0, max_pixels: int = MAX_PIXELS) -> 
         return _image_from_dataset(ds, frame, max_pixels)
     except DicomReadError:
         raise
+    except sanity.ImplausibleImage as exc:
+        raise ImplausibleImageError(str(exc)) from exc
     except Exception as exc:  # pydicom converts raw elements lazily: bad values surface here
         raise InconsistentHeaderError(
             "The image header contains a value that cannot be interpreted."
         ) from exc
+
+
+def require_readable(image: DicomImage) -> DicomImage:
+    """The sanity gate before a model reads ``image`` (``models.dicom.sanity.check_readable``):
+    raises ``ImplausibleImageError`` for a frame with one value everywhere; returns the image."""
+    try:
+        sanity.check_readable(image)
+    except sanity.ImplausibleImage as exc:
+        raise ImplausibleImageError(str(exc)) from exc
+    return image
 
 
 def window(pixels: np.ndarray, center: float, width: float) -> np.ndarray:
@@ -394,6 +415,7 @@ def _image_from_dataset(ds: Dataset, frame: int, max_pixels: int) -> DicomImage:
     arr, photometric_out = _decode_frame(ds, layout, tsyntax, frame)
 
     attrs = _frame_attributes(ds, frame)
+    sanity.check_header(attrs, frame, layout.n_frames)  # the sanity gate, before any value is used
     inverted_about: float | None = None
     voi_lut: Dataset | None = None
     if layout.photometric in _GREY:
@@ -412,6 +434,7 @@ def _image_from_dataset(ds: Dataset, frame: int, max_pixels: int) -> DicomImage:
         pixels = luminance.astype(np.float32)
         center, width = top / 2, top  # full range: colour has no VOI (PS3.3 C.11.2)
 
+    sanity.check_pixels(pixels, frame, layout.n_frames, allow_constant=True)
     spacing, spacing_source = _spacing(attrs)
     return DicomImage(
         pixels=np.ascontiguousarray(pixels),
@@ -589,6 +612,7 @@ def _check_native_length(ds: Dataset, layout: _Layout) -> None:
             f"The pixel data holds {actual:,} bytes but the header declares an image of "
             f"{expected:,} bytes; the file may be cut short or its header wrong."
         )
+    sanity.check_excess(actual, expected, layout.n_frames)
 
 
 # --- greyscale: Modality LUT, MONOCHROME1, VOI (PS3.3 C.11) --------------------------------

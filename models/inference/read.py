@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.dicom.reader import DicomImage, DicomReadError, read_dicom
+from models.dicom.reader import DicomImage, DicomReadError, read_dicom, require_readable
 from models.inference.preprocess import mask_to_image, to_tensor
 from models.inference.registry import LoadedModel, ModelUnavailableError
 from models.inference.tasks import ImageMeta, NoModelForImageError, choose_model
@@ -75,6 +75,9 @@ def model_for(
 
 @torch.inference_mode()
 def read_image(model: LoadedModel, image: DicomImage) -> AIRead:
+    require_readable(
+        image
+    )  # the structural sanity gate first (models.dicom.sanity), then the model
     started = time.perf_counter()
     x = to_tensor(image.pixels).to(model.device)
     logits, mask_logits = model.infer(x)
