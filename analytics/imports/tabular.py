@@ -27,6 +27,7 @@ Column sets (``TABLES``) are documented in docs/imports.md.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,7 @@ import pandas as pd
 
 from analytics import store
 from analytics.cohorts import base as cohort_base
+from analytics.governance.chain import append_event, chained_transaction
 from analytics.imports.errors import ImportFileError
 from analytics.imports.fhir import bundle_frames
 
@@ -162,7 +164,10 @@ TABLES: dict[str, Table] = {
         ),
     )
 }
-ORDER = tuple(TABLES)  # persons first: the other tables name them
+# Persons first (the other tables name them), then deaths (every other date is checked against them).
+ORDER = ("person", "outcome_event", *(t for t in TABLES if t not in ("person", "outcome_event")))
+EARLIEST = pd.Timestamp("1900-01-01")  # no clinical record in this store is older
+MAX_AGE_YEARS = 120  # oldest plausible patient at any recorded date
 _TRUE = {"true", "t", "yes", "y", "1", "positive", "pos"}
 _FALSE = {"false", "f", "no", "n", "0", "negative", "neg"}
 
@@ -267,6 +272,23 @@ def table_for(path: Path, columns: list[str]) -> Table:
     )
 
 
+def _refuse_nested(path: Path) -> None:
+    """Parquet columns of lists, structs or maps are refused, not stored as Python reprs: every
+    import column is one value per row (docs/imports.md); flatten such a column before importing."""
+    # lazy: only Parquet files need pyarrow's schema reader (pandas loads pyarrow lazily too)
+    import pyarrow.parquet as pq
+
+    # lazy: as above
+    import pyarrow.types as patypes
+
+    nested = [f.name for f in pq.read_schema(path) if patypes.is_nested(f.type)]
+    if nested:
+        raise ImportFileError(
+            f"{path.name}: nested columns (lists, structs or maps) are not imported: "
+            f"{', '.join(sorted(nested))}; flatten them to one value per row first"
+        )
+
+
 def read_table_file(path: Path, kind: str) -> tuple[Table, pd.DataFrame]:
     try:
         if kind == "csv":
@@ -280,7 +302,10 @@ def read_table_file(path: Path, kind: str) -> tuple[Table, pd.DataFrame]:
                 engine="python",
             )
         else:
+            _refuse_nested(path)
             df = pd.read_parquet(path)
+    except ImportFileError:
+        raise
     except UnicodeDecodeError as exc:
         raise ImportFileError(f"{path.name} is not UTF-8 text ({exc.reason})") from exc
     except Exception as exc:  # pandas/pyarrow parser errors: one message
@@ -309,6 +334,11 @@ def read_table_file(path: Path, kind: str) -> tuple[Table, pd.DataFrame]:
 
 
 # --- validation ---------------------------------------------------------------------------------
+
+
+def _today() -> pd.Timestamp:
+    """Today (UTC date): no record of what happened can be dated later."""
+    return pd.Timestamp(dt.datetime.now(dt.timezone.utc).date())
 
 
 def _blank(s: pd.Series) -> pd.Series:
@@ -362,6 +392,16 @@ def validate(table: Table, df: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[s
             value = low.map(lambda v: True if v in _TRUE else False if v in _FALSE else None)
             flag(~blank & value.isna(), f"{col.name} is not true/false")
         out[col.name] = value
+    for col in table.columns:  # no clinical date before 1900 or after today; no patient over 120
+        if col.kind != "date":
+            continue
+        when = pd.to_datetime(out[col.name])
+        flag(when.notna() & (when < EARLIEST), f"{col.name} is before {EARLIEST:%Y-%m-%d}")
+        flag(when.notna() & (when > _today()), f"{col.name} is in the future")
+    if table.name == "person":
+        born = pd.to_datetime(out["birth_date"])
+        oldest = _today() - pd.DateOffset(years=MAX_AGE_YEARS)
+        flag(born.notna() & (born < oldest), f"birth_date makes her older than {MAX_AGE_YEARS}")
     if table.name in ("observation_period", "treatment_exposure"):
         start = "start_date"
         end = "end_date"
@@ -410,6 +450,28 @@ def _resolve_people(
 def _dedupe_in_file(
     rows: pd.DataFrame, key: list[str], table: str, report: ImportReport
 ) -> pd.DataFrame:
+    """Exact repeats of a row: the first is kept, the others are unchanged. Rows with the same key but
+    different values (the same MRN with another name or birth date) conflict: all of them are
+    rejected, each naming the others, because the file cannot say which one is right."""
+    values = [c for c in rows.columns if not c.startswith("_")]
+    same_key = rows.duplicated(key, keep=False)
+    conflicted = pd.Series(False, index=rows.index)
+    if same_key.any():
+        groups = rows[same_key].groupby(key, dropna=False, sort=False)
+        for _, group in groups:
+            if len(group.drop_duplicates(values)) > 1:
+                conflicted.loc[group.index] = True
+                origins = group["_origin"].tolist()
+                for origin in origins:
+                    others = ", ".join(o for o in origins if o != origin)
+                    report.note(
+                        origin,
+                        table,
+                        "rejected",
+                        f"conflicts with {others} of this file (same {', '.join(key)}, other values); "
+                        "none of them was imported",
+                    )
+    rows = rows[~conflicted]
     dup = rows.duplicated(key, keep="first")
     for origin in rows.loc[dup, "_origin"]:
         report.note(origin, table, "unchanged", "repeats an earlier row of this file")
@@ -444,9 +506,46 @@ def _load_person(con, rows: pd.DataFrame, report: ImportReport) -> None:
     con.unregister("staged")
 
 
+def _within_life(con, table: Table, rows: pd.DataFrame, report: ImportReport) -> pd.DataFrame:
+    """Reject rows dated before the patient's birth, or after her recorded death (a death event
+    itself is exempt); the store's person and death rows are the truth."""
+    dates = [c.name for c in table.columns if c.kind == "date"]
+    if rows.empty or not dates:
+        return rows
+    ids = rows["person_id"].astype("int64").unique().tolist()
+    births = dict(
+        con.execute(
+            "SELECT person_id, birth_date FROM person WHERE person_id IN (SELECT unnest(?))", [ids]
+        ).fetchall()
+    )
+    deaths = dict(
+        con.execute(
+            "SELECT person_id, min(event_date) FROM outcome_event WHERE event_type = 'death' "
+            "AND person_id IN (SELECT unnest(?)) GROUP BY person_id",
+            [ids],
+        ).fetchall()
+    )
+    born = pd.to_datetime(rows["person_id"].map(births))
+    died = pd.to_datetime(rows["person_id"].map(deaths))
+    bad = pd.Series("", index=rows.index)
+    for name in dates:
+        when = pd.to_datetime(rows[name])
+        before = when.notna() & born.notna() & (when < born)
+        bad = bad.where(~before, bad + f"{name} is before the patient's birth date; ")
+        if table.name == "outcome_event":
+            after = when.notna() & died.notna() & (when > died) & (rows["event_type"] != "death")
+        else:
+            after = when.notna() & died.notna() & (when > died + pd.Timedelta(days=1))
+        bad = bad.where(~after, bad + f"{name} is after the patient's recorded death; ")
+    for origin, reason in zip(rows.loc[bad != "", "_origin"], bad[bad != ""], strict=True):
+        report.note(origin, table.name, "rejected", reason.rstrip("; "))
+    return rows[bad == ""]
+
+
 def _load_rows(con, table: Table, rows: pd.DataFrame, report: ImportReport) -> None:
     """Insert rows whose natural key is new; same key and same values: unchanged; otherwise updated."""
     rows = _resolve_people(con, rows, table.name, report) if "mrn" in rows else rows
+    rows = _within_life(con, table, rows, report) if "person_id" in rows else rows
     key = ["person_id" if k == "mrn" else k for k in table.key]
     rows = _dedupe_in_file(rows, key, table.name, report)
     value_cols = [c.name for c in table.columns if c.name != "mrn" and c.name not in key]
@@ -509,8 +608,17 @@ def _touched_people(con: duckdb.DuckDBPyConnection, frames: dict[str, pd.DataFra
     return [int(r[0]) for r in rows]
 
 
-def load(db: Path, frames: dict[str, pd.DataFrame], report: ImportReport) -> None:
-    """Write validated frames in one transaction (persons first), refreshing the derived tables.
+def load(
+    db: Path,
+    frames: dict[str, pd.DataFrame],
+    report: ImportReport,
+    *,
+    actor: str = "system",
+    sha256: str | None = None,
+) -> None:
+    """Write validated frames in one transaction (persons first), refreshing the derived tables,
+    with an ``import`` audit event (who, the file's sha256, the counts; never a value) in the same
+    transaction.
 
     The cohort base is rebuilt; the stored worklist is refreshed for the patients the file
     names (``analytics.worklist.stored``: incremental unless they are many).
@@ -520,26 +628,35 @@ def load(db: Path, frames: dict[str, pd.DataFrame], report: ImportReport) -> Non
         source_fingerprint,
     )
 
-    with store.open_store(db) as con:
-        con.execute("BEGIN TRANSACTION")
-        try:
-            sources_before = source_fingerprint(con)
-            for name in ORDER:
-                rows = frames.get(name)
-                if rows is None or rows.empty:
-                    continue
-                if name == "person":
-                    _load_person(con, rows, report)
-                else:
-                    _load_rows(con, TABLES[name], rows, report)
-            cohort_base.refresh_base(con)
-            touched = _touched_people(con, frames)
-            if touched:
-                refresh_for_writer(con, db, touched, sources_before)
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
+    with (
+        store.open_store(db) as con,
+        chained_transaction(con),
+    ):  # the rows, derived tables and audit event commit together
+        sources_before = source_fingerprint(con)
+        for name in ORDER:
+            rows = frames.get(name)
+            if rows is None or rows.empty:
+                continue
+            if name == "person":
+                _load_person(con, rows, report)
+            else:
+                _load_rows(con, TABLES[name], rows, report)
+        cohort_base.refresh_base(con)
+        touched = _touched_people(con, frames)
+        if touched:
+            refresh_for_writer(con, db, touched, sources_before)
+        append_event(
+            con,
+            actor=actor,
+            action="import",
+            details={
+                "kind": report.kind,
+                "sha256": sha256,
+                "counts": report.counts,
+                "rejected": report.total("rejected"),
+                "patients": len(touched),
+            },
+        )
 
 
 def _write_report(report: ImportReport, report_dir: Path) -> None:
@@ -554,18 +671,58 @@ def _write_report(report: ImportReport, report_dir: Path) -> None:
     report.report_path = str(path)
 
 
-def import_file(db: Path, path: Path, report_dir: Path | None = None) -> ImportReport:
+def _file_sha256(path: Path) -> str | None:
+    try:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        return digest.hexdigest()
+    except OSError:
+        return None
+
+
+def _read_bundle(path: Path) -> dict:
+    """The JSON of a FHIR bundle, or one ``ImportFileError`` for anything structurally wrong
+    (not JSON, nested past Python's limit, a number with thousands of digits, not a Bundle,
+    ``entry`` not a list of objects with a ``resource`` object)."""
+    try:
+        bundle = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError, and int() digit limits
+        raise ImportFileError(f"{path.name} is not valid JSON ({str(exc)[:120]})") from exc
+    except RecursionError:
+        raise ImportFileError(f"{path.name} is nested too deeply to be a FHIR bundle") from None
+    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+        raise ImportFileError(f"{path.name} is not a FHIR Bundle (resourceType must be Bundle)")
+    entries = bundle.get("entry", [])
+    if not isinstance(entries, list):
+        raise ImportFileError(f"{path.name}: the bundle's entry must be a list")
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict) or not isinstance(entry.get("resource"), dict):
+            raise ImportFileError(
+                f"{path.name}: entry {i} of the bundle is not an object with a resource object"
+            )
+    return bundle
+
+
+def import_file(
+    db: Path, path: Path, report_dir: Path | None = None, *, actor: str = "system"
+) -> ImportReport:
     """Import one file; the report says what happened to every row (``ImportReport``)."""
     path = Path(path)
     report = ImportReport(file=str(path), kind="?")
     try:
         report.kind = sniff(path)
         if report.kind == "fhir":
+            bundle = _read_bundle(path)
             try:
-                bundle = json.loads(path.read_text(encoding="utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise ImportFileError(f"{path.name} is not valid JSON ({exc})") from exc
-            raw, rejected = bundle_frames(bundle)
+                raw, rejected = bundle_frames(bundle)
+            except RecursionError:
+                raise ImportFileError(f"{path.name} is nested too deeply to be read") from None
+            except (TypeError, AttributeError, KeyError, ValueError) as exc:
+                raise ImportFileError(
+                    f"{path.name} has a structure OncoLens cannot read as FHIR R4 ({type(exc).__name__})"
+                ) from exc
             for origin, table_name, reason in rejected:
                 report.note(origin, table_name, "rejected", reason)
         else:
@@ -581,7 +738,7 @@ def import_file(db: Path, path: Path, report_dir: Path | None = None) -> ImportR
         report.error = str(exc)
         return report
     try:
-        load(Path(db), frames, report)
+        load(Path(db), frames, report, actor=actor, sha256=_file_sha256(path))
     except duckdb.Error as exc:  # a constraint the validators missed: rolled back, said plainly
         report.error = f"nothing imported (the transaction was rolled back): {exc}"
         report.counts.clear()
@@ -594,11 +751,13 @@ def default_report_dir(db: Path) -> Path:
     return db.with_name(f"{db.stem}_imports")
 
 
-def import_files(db: Path, paths: list[Path], report_dir: Path | None = None) -> list[ImportReport]:
+def import_files(
+    db: Path, paths: list[Path], report_dir: Path | None = None, *, actor: str = "system"
+) -> list[ImportReport]:
     """Import files one transaction each, tables that name patients after those that define them."""
 
     def rank(p: Path) -> int:
         stem = Path(p).name.split(".")[0].lower()
         return ORDER.index(stem) if stem in ORDER else len(ORDER)
 
-    return [import_file(db, p, report_dir) for p in sorted(paths, key=rank)]
+    return [import_file(db, p, report_dir, actor=actor) for p in sorted(paths, key=rank)]

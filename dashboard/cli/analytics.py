@@ -10,6 +10,7 @@ from pathlib import Path
 from dashboard.cli.common import (
     EXIT_FAILED,
     SubParsers,
+    actor,
     add_command,
     db_arg,
     db_path,
@@ -110,7 +111,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             f"no OncoLens database at {db}; create one with `oncolens demo --db {db}` first"
         )
     failed = False
-    for report in import_files(db, list(args.files), args.report_dir):
+    for report in import_files(db, list(args.files), args.report_dir, actor=actor()):
         failed |= report.error is not None or report.total("rejected") > 0
         if getattr(args, "json", False):
             print(json.dumps(report.to_json()), flush=True)
