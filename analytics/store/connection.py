@@ -101,6 +101,7 @@ def connect(
             time.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 0.5)
     if not read_only:
+        _owner_only(path)
         try:
             migrate(con)
         except Exception:
@@ -112,6 +113,19 @@ def connect(
             con.close()
             raise NotADatabaseError(f"{path} is a DuckDB file but not an OncoLens store")
     return con
+
+
+def _owner_only(path: Path) -> None:
+    """Mode 0600 for the store (and its WAL) when we own it: it holds password hashes, the
+    pseudonym key, names and MRNs. Tightened on every writable open, so stores made before this
+    rule (0644 under the usual umask) are fixed too; a file of another owner is left alone."""
+    for file in (path, path.with_name(path.name + ".wal")):
+        try:
+            info = file.stat()
+            if info.st_uid == os.getuid() and info.st_mode & 0o077:
+                os.chmod(file, 0o600)
+        except OSError:  # gone meanwhile, or a file system without modes: nothing to tighten
+            continue
 
 
 @contextlib.contextmanager

@@ -252,6 +252,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     project_root = Path(__file__).resolve().parents[2]
     if (project_root / ".streamlit" / "config.toml").exists():
         os.chdir(project_root)  # picks up the theme in .streamlit/config.toml
+    if args.address not in ("127.0.0.1", "localhost", "::1"):
+        say(
+            f"warning: --address {args.address} lets other machines reach OncoLens; patient data then "
+            "crosses the network: put it behind HTTPS and your hospital's access control "
+            "(docs/security.md)"
+        )
     shown = "localhost" if args.address in ("127.0.0.1", "localhost") else args.address
     say(f"OncoLens on http://{shown}:{args.port} (store {db}); Ctrl+C stops it")
     if args.open and not open_browser:

@@ -19,6 +19,7 @@ reached some other way (a future link, a routing bug) still refuses.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass, replace
@@ -71,12 +72,16 @@ def clock() -> float:
 
 
 def idle_timeout_s() -> float:
-    """Idle minutes before sign-out, from ``$ONCOLENS_IDLE_TIMEOUT_MIN`` (default 30); at least 1."""
+    """Idle minutes before sign-out, from ``$ONCOLENS_IDLE_TIMEOUT_MIN`` (default 30), between 1 and
+    24 hours; anything else (text, ``nan``, ``inf``, 0, negative) gives the default, so a typo can
+    never switch the timeout off (``nan`` compared false with everything and disabled it)."""
     try:
         minutes = float(os.environ.get(IDLE_TIMEOUT_ENV, DEFAULT_IDLE_TIMEOUT_MIN))
     except ValueError:
         minutes = DEFAULT_IDLE_TIMEOUT_MIN
-    return max(minutes, 1.0) * 60
+    if not math.isfinite(minutes) or minutes <= 0:
+        minutes = DEFAULT_IDLE_TIMEOUT_MIN
+    return min(max(minutes, 1.0), 24 * 60.0) * 60
 
 
 def may_open(role: str | None, page: str) -> bool:

@@ -299,3 +299,22 @@ def test_an_unmapped_identity_is_refused_and_audited_once(accounts):
     at.run()
     assert audit.verify_store(accounts).events == before  # reruns do not flood the trail
     assert _last_events(accounts)[0][:3] == ("unknown", None, "sign_in_failed")
+
+
+@pytest.mark.parametrize(
+    ("value", "minutes"),
+    [
+        ("nan", 30.0),
+        ("inf", 30.0),
+        ("-inf", 30.0),
+        ("0", 30.0),
+        ("-5", 30.0),
+        ("abc", 30.0),
+        ("0.5", 1.0),
+        ("1e9", 24 * 60.0),
+        ("45", 45.0),
+    ],
+)
+def test_an_idle_timeout_can_never_be_switched_off(monkeypatch, value, minutes):
+    monkeypatch.setenv(auth.IDLE_TIMEOUT_ENV, value)
+    assert auth.idle_timeout_s() == minutes * 60

@@ -123,7 +123,8 @@ def element_mutations(draw) -> tuple[bytes, list[str]]:
             st.sampled_from([f"{MARK}{i}", "../../../x", "..\\..\\x", "\x00", "a" * 300, "1.2.3"])
         )
         # kept by design (docs/security.md): a code-shaped text in Modality & co., the image's own blobs
-        kept_code = vr == "CS" and (keyword_for_tag(tag) or "") in deid.KEEP_CODES
+        # (by the tag, not the planted VR: pydicom reads a UN of a known tag back as its dictionary VR)
+        kept_code = (keyword_for_tag(tag) or "") in deid.KEEP_CODES
         kept_blob = tag in deid.KEEP_BINARY
         if text.startswith(MARK) and not kept_code and not kept_blob:
             planted.append(text)
