@@ -79,6 +79,7 @@ allowed = {
     for title, pages in sections.items()
 }
 current = st.navigation({title: pages for title, pages in allowed.items() if pages})
+auth.idle_watch()  # clears the screen on the idle timeout, not only at the next click
 st.sidebar.caption("Research and decision support, not a medical device.")
 try:
     with _body.container():

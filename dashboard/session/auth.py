@@ -154,6 +154,19 @@ def current_session(db_path: Path) -> Session | None:
     return s
 
 
+IDLE_WATCH_S = 30  # how often an open tab checks its own idle time (issue 24)
+
+
+@st.fragment(run_every=IDLE_WATCH_S)
+def idle_watch() -> None:
+    """Ends an idle session without waiting for a click: every ``IDLE_WATCH_S`` the tab reruns this
+    fragment only (it draws nothing and does not count as activity); once the idle time has passed
+    it reruns the whole app, whose gate ends the session and clears the patient from the screen."""
+    s = session()
+    if s is not None and clock() - s.last_active > idle_timeout_s():
+        st.rerun(scope="app")
+
+
 def _start(user: users.User, method: str) -> None:
     for key in list(st.session_state.keys()):  # nothing of a previous user survives in this tab
         del st.session_state[key]
