@@ -3,55 +3,64 @@
 Why fpdf2: text, tables and PNG images are all a tumour-board summary needs,
 it installs from PyPI on every platform, and its output is plain PDF text that
 ``pypdf`` can read back (the tests check every section heading that way).
-Core fonts cover Latin-1 only, so text is folded to it (``_latin1``) rather
-than failing on a dash or a Greek letter.
+Text is set in DejaVu Sans, embedded from the copy matplotlib ships (a dependency already), so
+names in Greek, Cyrillic, Vietnamese, Turkish and the like print as written (issue 24: the core
+fonts covered Latin-1 only and garbled ``--include-names``). A character the font lacks (e.g. CJK)
+is printed as ``?`` rather than silently dropped; docs/security.md says so.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import unicodedata
+from pathlib import Path
 
+import matplotlib
+from fontTools.ttLib import TTFont
 from fpdf import FPDF
 from fpdf.enums import XPos, YPos
 
 from dashboard.services.report_data import DISCLAIMER, SECTIONS, ReportData
 
-_REPLACE = {
-    "–": "-",
-    "—": "-",
-    "≥": ">=",
-    "≤": "<=",
-    "·": "-",
-    "’": "'",
-    "“": '"',
-    "”": '"',
-    "×": "x",
-    "±": "+/-",
-    "…": "...",
-}
+FONT = "DejaVu"
+_FONT_DIR = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+_FONT_FILES = {"": "DejaVuSans.ttf", "B": "DejaVuSans-Bold.ttf", "I": "DejaVuSans-Oblique.ttf"}
+
+
+@functools.cache
+def _glyphs() -> frozenset[int]:
+    """Code points the regular face can draw (the bold and oblique faces cover the same set)."""
+    return frozenset(TTFont(_FONT_DIR / _FONT_FILES[""]).getBestCmap())
 
 
 def _latin1(text: object) -> str:
-    s = "".join(_REPLACE.get(c, c) for c in str(text))
-    s = unicodedata.normalize("NFKD", s)
-    return s.encode("latin-1", "replace").decode("latin-1")
+    """The text as the embedded font can print it: composed (NFC), unknown characters as '?'.
+    (The name is historical: it once folded everything to Latin-1.)"""
+    s = unicodedata.normalize("NFC", str(text))
+    glyphs = _glyphs()
+    return "".join(c if ord(c) in glyphs or c in "\n\t" else "?" for c in s)
 
 
 class _Doc(FPDF):
     footer_text = ""
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for style, name in _FONT_FILES.items():
+            self.add_font(FONT, style, str(_FONT_DIR / name))
+
     def footer(self) -> None:
         self.set_y(-12)
-        self.set_font("Helvetica", "I", 7)
+        self.set_font(FONT, "I", 7)
         self.cell(0, 5, _latin1(f"{self.footer_text} - page {self.page_no()}"), align="C")
 
 
 def _heading(pdf: FPDF, text: str) -> None:
     pdf.ln(2)
-    pdf.set_font("Helvetica", "B", 12)
+    pdf.set_font(FONT, "B", 12)
     pdf.cell(0, 7, _latin1(text), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
-    pdf.set_font("Helvetica", "", 9)
+    pdf.set_font(FONT, "", 9)
 
 
 def _para(pdf: FPDF, text: str) -> None:
@@ -60,9 +69,9 @@ def _para(pdf: FPDF, text: str) -> None:
 
 def _rows(pdf: FPDF, rows: list[tuple[str, str]]) -> None:
     for key, value in rows:
-        pdf.set_font("Helvetica", "B", 9)
+        pdf.set_font(FONT, "B", 9)
         pdf.cell(48, 4.8, _latin1(key))
-        pdf.set_font("Helvetica", "", 9)
+        pdf.set_font(FONT, "", 9)
         pdf.multi_cell(0, 4.8, _latin1(value), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
 
 
@@ -80,9 +89,9 @@ def render_pdf(data: ReportData) -> bytes:
     pdf.set_title("OncoLens tumour-board report")
     pdf.set_creator("OncoLens")
     pdf.add_page()
-    pdf.set_font("Helvetica", "B", 16)
+    pdf.set_font(FONT, "B", 16)
     pdf.cell(0, 9, "Tumour-board report", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
-    pdf.set_font("Helvetica", "", 9)
+    pdf.set_font(FONT, "", 9)
     _para(
         pdf,
         f"Generated {data.generated_at:%Y-%m-%d %H:%M} by {data.generated_by}. "
@@ -118,11 +127,11 @@ def render_pdf(data: ReportData) -> bytes:
             ("longest_diameter_mm", "Longest (mm)", 22),
             ("source", "Source", 34),
         ]
-        pdf.set_font("Helvetica", "B", 8)
+        pdf.set_font(FONT, "B", 8)
         for _, title, w in cols:
             pdf.cell(w, 5, title, border=1)
         pdf.ln()
-        pdf.set_font("Helvetica", "", 8)
+        pdf.set_font(FONT, "", 8)
         for row in data.findings.itertuples(index=False):
             r = row._asdict()
             for key, _, w in cols:
