@@ -32,7 +32,7 @@ from models.training.synthetic_dicom import build_dataset
 
 settings.register_profile(
     "default",
-    max_examples=200,
+    max_examples=100,
     deadline=None,
     derandomize=True,
     database=None,
