@@ -199,7 +199,7 @@ def fit_and_report(model: LoadedModel) -> tuple[GuardStats, dict, dict, dict]:
         "file": guard_path(model.weights_path).name,
         "method": "Mahalanobis distance of the penultimate features (nearest class mean, shared "
         "Ledoit-Wolf covariance) and of ten image statistics, each scaled by its 99.9th percentile on "
-        "held-out phantoms; the score is the larger; threshold at the held-out 99.9th percentile",
+        "held-out phantoms; the score is the larger; threshold at the largest held-out score",
         "threshold": round(guard.threshold, 4),
         "false_refusal_target": FALSE_REFUSAL_TARGET,
         "false_refusal_limit": FALSE_REFUSAL_LIMIT,
