@@ -205,7 +205,10 @@ def _one_map(
         if sanity_text is None:
             st.info(figures, icon=":material/help:")
         else:
-            (st.success if verdict_of(quality, method).trustworthy else st.error)(sanity_text)
+            # a failing verdict is a caution about the map, not an error of the page
+            (st.success if verdict_of(quality, method).trustworthy else st.warning)(
+                sanity_text, icon=None if verdict_of(quality, method).trustworthy else "⚠️"
+            )
             st.caption(figures)
 
 

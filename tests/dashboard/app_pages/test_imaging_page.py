@@ -66,7 +66,7 @@ def env(imaging_db, monkeypatch):
 
 def test_demo_mammogram_gets_the_ai_read_and_measurements(env):
     at = open_page("imaging", patient=str(env["mammo_pid"]))
-    assert not at.exception and not at.error
+    assert not at.exception and not at.error, texts(at.error)
     assert "not a medical device" in texts(at.caption)
     box = at.selectbox(key="imaging_source")
     mammograms = [

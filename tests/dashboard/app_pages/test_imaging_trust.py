@@ -231,6 +231,7 @@ def test_an_upload_of_another_patient_is_refused_unless_confirmed_and_audited(en
         phantoms.mammogram(np.random.default_rng(4), "normal"),
         tmp_path / "own.dcm",
         patient_id=_mrn(env["db"], pid),
+        patient_name="",  # the writer's default "Demo^Patient" is not this patient's name
         study_uid=generate_uid(),
         series_uid=generate_uid(),
         sop_instance_uid=generate_uid(),
