@@ -51,10 +51,10 @@ def confirm_identity(store_path: str, data: bytes, person_id: int, mismatched: l
 
     digest = hashlib.sha256(data).hexdigest()
     st.error(
-        "This file may belong to another patient: its "
+        "This file may belong to another patient. Not matching the open patient (checked "
+        "before de-identification): "
         + ", ".join(mismatched)
-        + " do not match the open patient (checked before de-identification). It is not shown "
-        "or read unless you confirm that it belongs to this patient.",
+        + ". It is not shown or read unless you confirm that it belongs to this patient.",
         icon=":material/person_alert:",
     )
     key = f"imaging_identity_ok_{digest[:16]}_{person_id}"
