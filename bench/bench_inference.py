@@ -1,7 +1,9 @@
 """Imaging AI read: per-image latency, batch throughput, and peak memory of a batch ``predict``.
 
 Latency is one image at a time, after warm-up, process start excluded, in
-three stages: DICOM read + decode, preprocess, network forward; and the full
+four stages: DICOM read + decode, preprocess, network forward (with the guard's features),
+the input guard (Mahalanobis distances and image statistics; issue 18 target: at most 2 ms);
+and the full
 read as ``oncolens predict`` does it (plus lesion outline and radiomics).
 Throughput reads a folder in a background thread and runs the network in batches of 16 (`classify_batches`). Peak
 memory is the resident maximum of a child process running
@@ -61,7 +63,13 @@ def _ms(values: list[float]) -> tuple[float, float]:
 
 def latency(name: str, files: list[Path]) -> dict:
     model = load_model(name, device="cpu")
-    stages: dict[str, list[float]] = {"read": [], "preprocess": [], "forward": [], "full": []}
+    stages: dict[str, list[float]] = {
+        "read": [],
+        "preprocess": [],
+        "forward": [],
+        "guard": [],
+        "full": [],
+    }
     with torch.inference_mode():
         for p in files[:8]:  # warm-up
             model.infer(to_tensor(read_dicom(p).pixels))
@@ -71,11 +79,14 @@ def latency(name: str, files: list[Path]) -> dict:
             t1 = time.perf_counter()
             x = to_tensor(img.pixels)
             t2 = time.perf_counter()
-            model.infer(x)
+            _, _, features = model.infer_with_features(x)
             t3 = time.perf_counter()
+            model.check_inputs(x, features)  # the input guard: what it adds to the read
+            t4 = time.perf_counter()
             stages["read"].append(t1 - t0)
             stages["preprocess"].append(t2 - t1)
             stages["forward"].append(t3 - t2)
+            stages["guard"].append(t4 - t3)
     for p in files:
         t0 = time.perf_counter()
         predict_file(p, lambda _n: model)
@@ -115,18 +126,16 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         files = write_files(Path(tmp), args.n)
         print(
-            f"{'model':<12} {'read ms':>14} {'preproc ms':>14} {'forward ms':>14} {'full read ms':>14} "
-            f"{'batch img/s':>12}"
+            f"{'model':<12} {'read ms':>14} {'preproc ms':>14} {'forward ms':>14} {'guard ms':>14} "
+            f"{'full read ms':>14} {'batch img/s':>12}"
         )
-        print(
-            f"{'':<12} {'median / p95':>14} {'median / p95':>14} {'median / p95':>14} {'median / p95':>14}"
-        )
+        print(f"{'':<12}" + f" {'median / p95':>14}" * 5)
         for name, paths in files.items():
             lat = latency(name, paths)
             tput = throughput(name, paths)
             cells = " ".join(
                 f"{m:>6.1f} / {p:<5.1f}"
-                for m, p in (lat[k] for k in ("read", "preprocess", "forward", "full"))
+                for m, p in (lat[k] for k in ("read", "preprocess", "forward", "guard", "full"))
             )
             print(f"{name:<12} {cells} {tput:>12.0f}")
         wall, peak = predict_peak(Path(tmp))

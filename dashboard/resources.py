@@ -562,6 +562,12 @@ def patient_images(ref: StoreRef, person_id: int) -> pd.DataFrame:
     return _patient_images(ref.path, ref.version, int(person_id))
 
 
+def patient_identity(ref: StoreRef, person_id: int) -> dict[str, str | None]:
+    """The identifiers an upload is checked against; not cached (identifiers stay out of caches)."""
+    with store.open_store(ref.path, read_only=True, wait_s=READ_WAIT_S) as con:
+        return imaging_queries.patient_identity(con, person_id)
+
+
 @st.cache_data(max_entries=4, show_spinner=False)
 def _recent_images(path: str, version: str, limit: int) -> pd.DataFrame:
     with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:

@@ -22,6 +22,11 @@ with the store's key, so a re-ingest maps to the same rows. One exception
 keeps the record whole: a study whose original UID the store already lists
 for the same patient (the demo clinic's own studies) keeps that study row, so
 its radiology measurements and the AI read stay on one study.
+
+A read the input guard refused (``models.inference.guard``) is stored as such, in
+``ai_refusal`` (model, version, score, threshold, reason), with no finding and no measurement;
+the image itself is filed as usual. The entry says ``refused`` and carries the ``input_check``
+that ``oncolens predict --json`` prints for the same file.
 """
 
 from __future__ import annotations
@@ -393,6 +398,34 @@ def ingest_files(
                         "stored_sha256": copy_sha,
                     }
                     if p.ai is not None:
+                        con.execute(
+                            "DELETE FROM ai_refusal WHERE sop_instance_uid = ? AND model_name = ?",
+                            [p.sop_uid, p.ai.model],
+                        )
+                    if p.ai is not None and p.ai.refused is not None:
+                        ai, check = p.ai, p.ai.input_check
+                        assert check is not None  # a refused read always carries its check
+                        # an earlier read of this instance by this model is no longer what it says
+                        con.execute(
+                            "DELETE FROM ai_finding WHERE sop_instance_uid = ? AND model_name = ?",
+                            [p.sop_uid, ai.model],
+                        )
+                        con.execute(
+                            "INSERT INTO ai_refusal VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                            [
+                                p.sop_uid,
+                                person_id,
+                                ai.model,
+                                ai.model_version,
+                                check.score,
+                                check.threshold,
+                                check.reason,
+                                now,
+                            ],
+                        )
+                        entry["refused"] = ai.refused
+                        entry["input_check"] = check.to_json()
+                    elif p.ai is not None:
                         ai = p.ai
                         con.execute(
                             "DELETE FROM ai_finding WHERE sop_instance_uid = ? AND model_name = ?",
@@ -442,6 +475,9 @@ def ingest_files(
                             "probability": round(ai.confidence, 4),
                             "longest_diameter_mm": diameter,
                         }
+                        entry["input_check"] = (
+                            None if ai.input_check is None else ai.input_check.to_json()
+                        )
                     report.stored.append(entry)
                 touched = sorted({e["person_id"] for e in report.stored})
                 if touched:  # new lesion sizes move the worklist's flags and risks (analytics.worklist.stored)

@@ -41,3 +41,64 @@ def recent_images(con: duckdb.DuckDBPyConnection, limit: int = 30) -> pd.DataFra
     return con.execute(
         sql + " ORDER BY s.study_date DESC, i.sop_instance_uid LIMIT ?", [limit]
     ).df()
+
+
+def patient_identity(con: duckdb.DuckDBPyConnection, person_id: int) -> dict[str, str | None]:
+    """The identifiers an uploaded file is checked against (never shown): MRN, id, name, birth date, sex."""
+    row = con.execute(
+        "SELECT mrn, given_name, family_name, strftime(birth_date, '%Y%m%d'), sex "
+        "FROM person WHERE person_id = ?",
+        [int(person_id)],
+    ).fetchone()
+    if row is None:
+        return {}
+    mrn, given, family, birth, sex = row
+    return {
+        "person_id": str(int(person_id)),
+        "mrn": mrn,
+        "given_name": given,
+        "family_name": family,
+        "birth_date": birth,
+        "sex": sex,
+    }
+
+
+def _norm(value: object) -> str:
+    return " ".join(str(value or "").replace("^", " ").upper().split())
+
+
+def identity_mismatches(
+    identity: dict[str, str | None],
+    *,
+    patient_id: str | None,
+    patient_name: str | None,
+    birth_date: str | None,
+    sex: str | None,
+) -> list[str]:
+    """Which identifiers of a file (read BEFORE de-identification) contradict the open patient.
+
+    Why before: de-identification replaces them, after it every file "matches". The file's
+    PatientID must be the patient's MRN or id (ingest's rule); its name (DICOM "FAMILY^GIVEN"),
+    birth date (YYYYMMDD) and sex must agree where both sides have one. A file without a
+    PatientID cannot be matched and is listed as ``patient id missing``. Returns field names,
+    never values (the page and the audit trail show the names only).
+    """
+    out = []
+    pid = str(patient_id or "").strip()
+    if not pid:
+        out.append("patient id missing")
+    elif pid not in {str(identity.get("mrn") or ""), str(identity.get("person_id") or "")}:
+        out.append("patient id")
+    name = _norm(patient_name)
+    if name and (identity.get("family_name") or identity.get("given_name")):
+        expected = {_norm(identity.get("family_name")), _norm(identity.get("given_name"))} - {""}
+        if not expected <= set(name.split()) and not all(e in name for e in expected):
+            out.append("patient name")
+    birth = str(birth_date or "").strip()
+    if birth and identity.get("birth_date") and birth != identity["birth_date"]:
+        out.append("birth date")
+    s = str(sex or "").strip().upper()
+    if s in ("F", "M") and str(identity.get("sex") or "").upper() in ("F", "M"):
+        if s != str(identity["sex"]).upper():
+            out.append("sex")
+    return out

@@ -18,7 +18,13 @@ from analytics.cohorts import base as cohort_base
 from analytics.governance import chain, pseudonyms
 from analytics.store import worklist_schema
 from analytics.store.errors import StoreError
-from analytics.store.schema import SCHEMA_VERSION, V1_STATEMENTS, V2_STATEMENTS, V3_STATEMENTS
+from analytics.store.schema import (
+    SCHEMA_VERSION,
+    V1_STATEMENTS,
+    V2_STATEMENTS,
+    V3_STATEMENTS,
+    V7_AI_REFUSAL_STATEMENTS,
+)
 
 
 @dataclass(frozen=True)
@@ -99,6 +105,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         6,
         "worklist_review: who reviewed a worklist patient when (analytics issue)",
         _review_statements(),
+    ),
+    Migration(
+        7,
+        "ai_refusal: AI reads refused by the input guard (imaging issue 18)",
+        V7_AI_REFUSAL_STATEMENTS,
     ),
 )
 

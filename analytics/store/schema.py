@@ -11,7 +11,7 @@ reads it. Later, additive versions keep their statements beside the code that fi
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 # Treatment options of the demo clinic: the first-line systemic regimen.
 TREATMENT_OPTIONS = ("endocrine", "chemotherapy", "chemo_endocrine")
@@ -211,5 +211,22 @@ V3_STATEMENTS = (
         name             VARCHAR PRIMARY KEY,
         value            VARCHAR NOT NULL,             -- hex
         created_at       TIMESTAMP NOT NULL
+    )""",
+)
+
+# Version 7 (additive, imaging issue 18): AI reads the input guard refused. A refusal is a
+# result, kept like a finding (which model, which version, how far outside, why), never a
+# label: ``ai_finding`` stays the table of reads that were given.
+V7_AI_REFUSAL_STATEMENTS = (
+    """CREATE TABLE IF NOT EXISTS ai_refusal (
+        sop_instance_uid VARCHAR NOT NULL,
+        person_id        BIGINT,
+        model_name       VARCHAR NOT NULL,
+        model_version    VARCHAR NOT NULL,
+        score            DOUBLE NOT NULL,              -- input guard score (models.inference.guard)
+        threshold        DOUBLE NOT NULL,
+        reason           VARCHAR NOT NULL,
+        created_at       TIMESTAMP NOT NULL,
+        PRIMARY KEY (sop_instance_uid, model_name)
     )""",
 )

@@ -20,7 +20,7 @@ from dashboard.services import plain_language
 from dashboard.session import auth, state, trail
 from models.deid import deidentify
 from models.dicom import reader as dicom
-from models.inference.read import NoModelForImageError
+from models.inference.read import UNCERTAIN_MARGIN, NoModelForImageError
 from models.inference.registry import ModelUnavailableError
 from models.inference.tasks import ImageFacts, choose_model
 from models.radiomics import feature_rows
@@ -83,15 +83,35 @@ labels = {-1: UPLOAD} | {
     i: f"{_label(r)} · image {i + 1}" for i, (_, r) in enumerate(images.iterrows())
 }
 st.subheader(heading)
-default = 1 if len(labels) > 1 else 0
+default = 0 if len(labels) > 1 else -1  # a key of ``labels``: the newest image, else the upload
 wanted_study = st.query_params.get("study")  # set by the Patient page's "open a study" buttons
-if wanted_study and not images.empty:
-    hits = np.flatnonzero(images["study_uid"].astype(str).to_numpy() == wanted_study)
-    default = int(hits[0]) + 1 if hits.size else default
+if wanted_study:
+    hits = (
+        np.flatnonzero(images["study_uid"].astype(str).to_numpy() == wanted_study)
+        if not images.empty
+        else np.array([], dtype=int)
+    )
+    # the link's study is the one shown: a picker value kept from an earlier visit must not
+    # win over it (the widget's index only applies to a new widget), so set it once per link
+    link_default = int(hits[0]) if hits.size else -1
+    if st.session_state.get("imaging_study_link") != wanted_study:
+        st.session_state["imaging_study_link"] = wanted_study
+        st.session_state["imaging_source"] = link_default
+    default = link_default
+    if not hits.size:
+        st.warning(
+            "The study opened by this link has no image files on record"
+            + (" for this patient" if choice.person_id is not None else "")
+            + ". No other study is shown in its place: pick an image below, or upload one.",
+            icon=":material/image_not_supported:",
+        )
 pacs_panel.render(ref)
-picked = st.selectbox(
-    "Image", list(labels), index=default, format_func=labels.get, key="imaging_source"
-)
+if st.session_state.get("imaging_for") != choice.person_id:  # another patient: start at the default
+    st.session_state["imaging_for"] = choice.person_id
+    st.session_state.pop("imaging_source", None)
+if st.session_state.get("imaging_source") not in labels:
+    st.session_state["imaging_source"] = default  # the widget's value lives in session state only
+picked = st.selectbox("Image", list(labels), format_func=labels.get, key="imaging_source")
 
 data: bytes | None = None
 source_path: Path | None = None
@@ -105,8 +125,22 @@ if picked == -1:
         "is stored unless you ingest it.",
     )
     if upload is not None:
+        raw = upload.getvalue()
+        if choice.person_id is not None:
+            # checked BEFORE de-identification, which replaces the very identifiers compared
+            try:
+                mismatched = deid_panel.identity_mismatches(
+                    raw, resources.patient_identity(ref, choice.person_id)
+                )
+            except dicom.DicomReadError as exc:
+                st.error(f"This file cannot be shown: {exc}", icon=":material/broken_image:")
+                st.stop()
+            if mismatched and not deid_panel.confirm_identity(
+                ref.path, raw, choice.person_id, mismatched
+            ):
+                st.stop()
         try:
-            data, deid_report = deid_panel.deidentify_upload(ref.path, upload.getvalue())
+            data, deid_report = deid_panel.deidentify_upload(ref.path, raw)
         except (deidentify.DeidentificationError, OSError) as exc:
             st.error(
                 f"This file cannot be de-identified, so it is not shown: {exc}",
@@ -184,7 +218,30 @@ with read:
             ai = resources.ai_read(data, frame, image, task.name)
         except (ModelUnavailableError, NoModelForImageError) as exc:
             st.error(f"The {task.title.lower()} cannot run: {exc}", icon=":material/error:")
-    if ai is not None:
+    if ai is not None and ai.refused is not None:
+        # a refusal is a result: said plainly, audited, and nothing of a read is drawn
+        check = ai.input_check
+        trail.shown(
+            ref.path,
+            "ai_read_refused",
+            subject=None if picked == -1 else int(images.iloc[picked]["person_id"]),
+            model_name=ai.model,
+            model_version=ai.model_version,
+            inputs_sha256=audit.inputs_hash(data, frame),
+            details={"score": None if check is None else round(check.score, 3)},
+        )
+        st.error(
+            f"No AI read: {ai.refused}.",
+            icon=":material/do_not_disturb_on:",
+        )
+        st.caption(
+            f"{ai.model_title} v{ai.model_version} · input check score "
+            f"{check.score if check else float('nan'):.2f} (threshold {check.threshold if check else float('nan'):.2f}; "
+            "set on held-out training-like images, docs/imaging.md). The image is shown as it is; "
+            "no label, outline or measurement is given for it."
+        )
+        ai = None  # the saliency section and the viewer treat it as an image without a read
+    elif ai is not None:
         card = resources.imaging_model(ai.model).card
         trail.shown(
             ref.path,
@@ -195,27 +252,47 @@ with read:
             inputs_sha256=audit.inputs_hash(data, frame),
             details={"label": ai.label, "probability": round(float(ai.confidence), 4)},
         )
-        sure = ai.confidence >= UNCERTAIN_BELOW
-        label = ai.label.replace("_", " ")
-        st.metric(
-            "Most likely",
-            label.capitalize(),
-            help=plain_language.glossary_help(
-                "calibrated probability", lead="The class with the highest calibrated probability."
-            ),
-        )
-        (st.success if sure else st.warning)(
-            f"Calibrated probability {ai.confidence:.0%}"
-            + ("" if sure else f" (below {UNCERTAIN_BELOW:.0%}: uncertain read, look closely)"),
-        )
+        word = "Calibrated probability" if ai.calibrated else "Probability"
+        between = ai.uncertain_between
+        label = (ai.label or "").replace("_", " ")
+        if between is not None:
+            (a, pa), (b, pb) = between
+            st.metric(
+                "Most likely",
+                "Uncertain",
+                help=f"The top two classes are within {UNCERTAIN_MARGIN:.0%} of each other.",
+            )
+            st.warning(
+                f"Uncertain between **{a.replace('_', ' ')}** ({pa:.1%}) and "
+                f"**{b.replace('_', ' ')}** ({pb:.1%}): the gap is under {UNCERTAIN_MARGIN:.0%}, "
+                "so no label is given. Look closely.",
+                icon=":material/balance:",
+            )
+        else:
+            sure = ai.confidence >= UNCERTAIN_BELOW
+            st.metric(
+                "Most likely",
+                label.capitalize(),
+                help=plain_language.glossary_help(
+                    "calibrated probability", lead="The class with the highest probability."
+                ),
+            )
+            (st.success if sure else st.warning)(
+                f"{word} {ai.confidence:.0%}"
+                + ("" if sure else f" (below {UNCERTAIN_BELOW:.0%}: uncertain read, look closely)"),
+            )
+        for spot in ai.weak_spots:
+            st.warning(f"Known weak spot: the model {spot}.", icon=":material/report:")
         st.info(
             plain_language.ai_read_summary(
-                finding=ai.label,
+                finding=ai.label or "",
                 probability=float(ai.confidence),
                 uncertain_below=UNCERTAIN_BELOW,
                 diameter_mm=ai.lesion.longest_diameter_mm
                 if ai.lesion is not None and image.spacing_mm
                 else None,
+                calibrated=ai.calibrated,
+                uncertain_between=None if between is None else (between[0][0], between[1][0]),
             ),
             icon=":material/record_voice_over:",
         )
@@ -231,20 +308,28 @@ with read:
             width="stretch",
             column_config={
                 "probability": st.column_config.ProgressColumn(
-                    "Calibrated probability", format="percent", min_value=0.0, max_value=1.0
+                    word, format="percent", min_value=0.0, max_value=1.0
                 )
             },
         )
         metrics = card.get("metrics", {})
         auc = metrics.get(f"auc_{card.get('positive_label')}_vs_rest")
-        ece = metrics.get("ece_after_calibration")
+        calibration = card.get("calibration") or {}
+        ece = (calibration.get("ece_test") or {}).get("after" if ai.calibrated else "before")
         how_sure = []
         if auc:
             how_sure.append(
                 f"held-out AUC {auc['value']:.2f} (95 % CI {auc['ci_low']:.2f}–{auc['ci_high']:.2f})"
             )
         if ece is not None:
-            how_sure.append(f"calibration error {ece:.3f}")
+            how_sure.append(
+                f"calibration error {ece:.3f} "
+                + (
+                    "(temperature scaling applied)"
+                    if ai.calibrated
+                    else "(not calibrated: temperature scaling made held-out calibration worse)"
+                )
+            )
         st.caption(
             f"{ai.model_title} v{ai.model_version} · {ai.latency_ms:.0f} ms · on synthetic phantoms: "
             + ", ".join(how_sure)

@@ -123,11 +123,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     seen = len(files)
     for path in cli_progress.track(files, "AI read", seen):
         result = predict_file(path, load, args.model)
-        failed += "error" in result
+        # a refusal is a result (label null, `refused` says why) but counts as a failed input
+        failed += "error" in result or bool(result.get("refused"))
         if args.json:
             cli_progress.echo(json.dumps(result))
         elif "error" in result:
             cli_progress.echo(f"{result['file']}: error: {result['error']}")
+        elif result.get("refused"):
+            cli_progress.echo(f"{result['file']}: refused: {result['refused']}")
         else:
             probs = ", ".join(f"{k} {v:.2f}" for k, v in result["probabilities"].items())
             lesion = result["lesion"]
@@ -136,14 +139,22 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 if lesion and "longest_diameter_mm" in lesion
                 else ""
             )
+            between = result.get("uncertain_between")
+            finding = (
+                f"uncertain between {between[0]['label']} and {between[1]['label']}"
+                if between
+                else result["label"]
+            )
             cli_progress.echo(
-                f"{result['file']}: {result['label']} ({probs}){size} [{result['model']} "
+                f"{result['file']}: {finding} ({probs}){size} [{result['model']} "
                 f"{result['model_version']}, {result['latency_ms']:.0f} ms]"
             )
+            for spot in result.get("weak_spots") or ():
+                cli_progress.echo(f"  known weak spot: {spot}")
     if seen == 0:
         raise CliError("no files found under the given paths")
     if failed:
-        say(f"{failed} of {seen} file(s) could not be read by a model")
+        say(f"{failed} of {seen} file(s) could not be read by a model (errors or refused inputs)")
         return EXIT_FAILED
     return 0
 
@@ -169,7 +180,15 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         actor=actor(),
     )
     print_json_lines([*report.stored, *report.failed])
-    say(f"stored {len(report.stored)} image(s) in {db_path(args)}; {len(report.failed)} failed")
+    refused = sum(1 for e in report.stored if e.get("refused"))
+    say(
+        f"stored {len(report.stored)} image(s) in {db_path(args)}; {len(report.failed)} failed"
+        + (
+            f"; the input guard refused the AI read of {refused} (stored without a read)"
+            if refused
+            else ""
+        )
+    )
     return EXIT_FAILED if report.failed else 0
 
 
@@ -292,7 +311,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
             # lazy: `oncolens --help` and the other commands never load it
             from dashboard.figures.saliency import write_overlay_png
 
-            write_overlay_png(args.out, display(image), exp.attribution)
+            # lazy: scipy/scikit-image for the body outline only when a PNG is written
+            from models.inference.preprocess import body_mask
+
+            write_overlay_png(
+                args.out, display(image), exp.attribution, body=body_mask(image.pixels)
+            )
             result["out"] = str(args.out)
     except OSError as exc:
         raise CliError(f"cannot write the output: {exc}") from exc
@@ -309,6 +333,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
         f"[{result['model']} {result['model_version']}]: peak at row {exp.peak_rc[0]}, column {exp.peak_rc[1]}; "
         f"{result['latency_ms']:.0f} ms{delta}"
     )
+    if not result["verdict"]["trustworthy"]:
+        say(
+            f"warning: {args.method} {result['verdict']['status']} for this model "
+            f"({'; '.join(result['verdict']['reasons'])}; see `oncolens validate saliency`)"
+        )
     if result["sanity_check"] == "failed":
         say(
             f"warning: {args.method} failed the model-randomisation sanity check for this model "

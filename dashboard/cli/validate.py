@@ -140,6 +140,19 @@ def cmd_validate_imaging(args: argparse.Namespace) -> int:
                 f"ECE {r['ece']:.3f}, lesion Dice {dice['value']:.3f} "
                 f"({dice['ci_low']:.3f}-{dice['ci_high']:.3f}), n={r['n']} seed={r['seed']}"
             )
+            print(
+                f"  calibration: ECE {r['ece_before_calibration']:.3f} before, "
+                f"{r['ece_after_calibration']:.3f} after temperature scaling "
+                f"({'applied' if r['calibration_applied'] else 'not applied'})"
+            )
+            g = r.get("guard")
+            if g:
+                print(
+                    f"  input guard: AUROC {g['auroc']:.3f}; refuses {g['refusal_rate_out_of_distribution']:.0%} "
+                    f"of {g['n_out_of_distribution']} out-of-distribution images and "
+                    f"{g['refusal_rate_in_distribution']:.1%} of {g['n_in_distribution']} fresh phantoms"
+                    + (f"; let through: {', '.join(g['let_through'])}" if g["let_through"] else "")
+                )
     return EXIT_FAILED if any("error" in r for r in results.values()) else 0
 
 

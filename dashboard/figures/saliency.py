@@ -56,13 +56,22 @@ def relative_map(attribution: np.ndarray) -> np.ndarray:
     return pos / top if top > 0 else np.zeros_like(pos)
 
 
-def top_k_mask(attribution: np.ndarray, percent: float) -> np.ndarray:
-    """The ``percent`` % of pixels with the highest attribution (ties at the cut included)."""
+def top_k_mask(
+    attribution: np.ndarray, percent: float, within: np.ndarray | None = None
+) -> np.ndarray:
+    """The ``percent`` % of pixels with the highest attribution (ties at the cut included).
+
+    ``within``: the body (``models.inference.preprocess.body_mask``); the percent is taken of
+    its pixels and nothing outside it is outlined (no contour over the air around the body).
+    """
     if not 0 < percent <= 100:
         raise ValueError("percent must be in (0, 100]")
     a = np.nan_to_num(np.asarray(attribution, dtype=np.float32))
-    cut = np.percentile(a, 100 - percent)
-    mask = a >= cut
+    inside = np.ones(a.shape, dtype=bool) if within is None else np.asarray(within, dtype=bool)
+    if inside.shape != a.shape or not inside.any():
+        inside = np.ones(a.shape, dtype=bool)
+    cut = np.percentile(a[inside], 100 - percent)
+    mask = (a >= cut) & inside
     if a.max() <= 0:  # nothing positive: no "strongest evidence" to outline
         return np.zeros_like(mask)
     return mask & (a > 0)
@@ -89,8 +98,10 @@ def overlay_rgb(
     attribution: np.ndarray,
     opacity: float = 0.5,
     top_k_percent: float | None = 10.0,
+    body: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The display image (uint8 grey or RGB) with the heat map blended in and the top-k % outline."""
+    """The display image (uint8 grey or RGB) with the heat map blended in and the top-k % outline
+    (inside ``body`` when given)."""
     grey = shown if shown.ndim == 3 else np.repeat(shown[..., None], 3, axis=2)
     rel = relative_map(attribution)
     if rel.shape != grey.shape[:2]:
@@ -98,7 +109,7 @@ def overlay_rgb(
     alpha = (opacity * (rel >= FLOOR))[..., None]
     out = grey.astype(np.float32) * (1 - alpha) + colourise(rel).astype(np.float32) * alpha
     if top_k_percent:
-        region = top_k_mask(attribution, top_k_percent)
+        region = top_k_mask(attribution, top_k_percent, body)
         edge = region & ~ndimage.binary_erosion(
             region, iterations=max(1, round(max(rel.shape) / 256))
         )
@@ -112,10 +123,11 @@ def write_overlay_png(
     attribution: np.ndarray,
     opacity: float = 0.5,
     top_k_percent: float | None = 10.0,
+    body: np.ndarray | None = None,
 ) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(overlay_rgb(shown, attribution, opacity, top_k_percent)).save(
+    Image.fromarray(overlay_rgb(shown, attribution, opacity, top_k_percent, body)).save(
         path, format="PNG"
     )
     return path
@@ -129,8 +141,10 @@ def saliency_figure(
     top_k_percent: float | None = 10.0,
     lesion_mask: np.ndarray | None = None,
     height: int = 520,
+    body: np.ndarray | None = None,
 ) -> go.Figure:
-    """The Imaging page's figure (image in mm, scale bar, AI outline) with the heat map and top-k contour."""
+    """The Imaging page's figure (image in mm, scale bar, AI outline) with the heat map and top-k
+    contour (inside ``body`` when given: never over the air around it)."""
     fig = viewer.image_figure(
         shown, spacing_mm, mask=lesion_mask, height=height, mask_style=AI_OUTLINE_ON_HEAT_MAP
     )
@@ -156,7 +170,7 @@ def saliency_figure(
         )
     )
     if top_k_percent:
-        region = top_k_mask(attribution, top_k_percent)[::step, ::step]
+        region = top_k_mask(attribution, top_k_percent, body)[::step, ::step]
         first = True
         for contour in measure.find_contours(np.pad(region.astype(np.uint8), 1), 0.5):
             r, c = (contour[:, 0] - 1 + 0.5) * step, (contour[:, 1] - 1 + 0.5) * step

@@ -12,7 +12,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from analytics.imaging.queries import identity_mismatches as _mismatches
+from dashboard.session import trail
 from models.deid import deidentify as deid
+from models.dicom import reader as dicom
 
 
 def deidentify_upload(store_path: str, data: bytes) -> tuple[bytes, deid.DeidReport]:
@@ -20,6 +23,57 @@ def deidentify_upload(store_path: str, data: bytes) -> tuple[bytes, deid.DeidRep
     key = deid.load_or_create_key(deid.key_path_for_store(store_path))
     ds, report = deid.deidentify(data, key)
     return deid.to_bytes(ds), report
+
+
+def identity_mismatches(data: bytes, identity: dict[str, str | None]) -> list[str]:
+    """Which identifiers of the uploaded file contradict the open patient, read before de-identification.
+
+    Raises ``dicom.DicomReadError`` for a file that is not DICOM.
+    """
+    header = dicom.read_header(data)
+    return _mismatches(
+        identity,
+        patient_id=str(getattr(header, "PatientID", "") or ""),
+        patient_name=str(getattr(header, "PatientName", "") or ""),
+        birth_date=str(getattr(header, "PatientBirthDate", "") or ""),
+        sex=str(getattr(header, "PatientSex", "") or ""),
+    )
+
+
+def confirm_identity(store_path: str, data: bytes, person_id: int, mismatched: list[str]) -> bool:
+    """Refuse an upload whose identifiers do not match the open patient unless the user confirms.
+
+    The confirmation is written to the audit trail (who, which patient, which fields differed,
+    the file's hash; never the identifiers themselves). Returns whether the page may go on.
+    """
+    # lazy: hashlib is imported only when this is used (start-up time)
+    import hashlib
+
+    digest = hashlib.sha256(data).hexdigest()
+    st.error(
+        "This file may belong to another patient. Not matching the open patient (checked "
+        "before de-identification): "
+        + ", ".join(mismatched)
+        + ". It is not shown or read unless you confirm that it belongs to this patient.",
+        icon=":material/person_alert:",
+    )
+    key = f"imaging_identity_ok_{digest[:16]}_{person_id}"
+    if not st.checkbox(
+        "I have checked: this image belongs to the open patient", key=key, value=False
+    ):
+        return False
+    trail.shown(
+        store_path,
+        "upload_identity_override",
+        subject=int(person_id),
+        inputs_sha256=digest,
+        details={"mismatched": list(mismatched)},
+    )
+    st.warning(
+        "Shown under the open patient on your confirmation (recorded in the audit trail).",
+        icon=":material/how_to_reg:",
+    )
+    return True
 
 
 def render_report(report: deid.DeidReport) -> None:

@@ -77,6 +77,24 @@ def render_card(card: dict, kind: str) -> None:
                     "value": f"{m['harrell_c'].get('mean', float('nan')):.3f}",
                 }
             )
+    guard = (card.get("input_guard") or {}).get("out_of_distribution")
+    if guard:  # imaging models (issue 18): the input guard's detection on its test set
+        flat.append(
+            {
+                "metric": "input guard: AUROC, out-of-distribution vs held-out phantoms",
+                "value": f"{guard['auroc']:.3f} (refuses {guard['refusal_rate_out_of_distribution']:.0%} "
+                f"of {guard['n_out_of_distribution']} OOD images, "
+                f"{guard['refusal_rate_in_distribution']:.1%} of {guard['n_in_distribution']} phantoms)",
+            }
+        )
+    small = ((card.get("known_weak_spots") or {}).get("small_lesions") or {}).get("sensitivity")
+    for band, est in (small or {}).items():
+        flat.append(
+            {
+                "metric": f"known weak spot: sensitivity, lesions {band.replace('_', ' ')}",
+                "value": _ci(est),
+            }
+        )
     if flat:
         st.dataframe(pd.DataFrame(flat), hide_index=True, width="stretch")
     points = reliability_points(card)

@@ -4,8 +4,9 @@ One call, ``render(...)``, at the end of the page after the AI read. It shows
 the chosen method's heat map over the image (opacity slider, top-k % contour),
 optionally a second method beside it, each method's quality figures from the
 model card (pointing game, deletion/insertion against random order,
-infidelity, max-sensitivity) with the model-randomisation sanity check as a
-badge, and the time the map took. Maps are cached in ``resources.explanation``
+infidelity, max-sensitivity) with the method's verdict (``models.saliency.verdict``:
+trustworthy only when it passes the randomisation check AND localises better than a random
+map), and the time the map took. Maps are cached in ``resources.explanation``
 (image bytes, model version and weights, method, parameters, target).
 """
 
@@ -20,8 +21,10 @@ from dashboard.figures.saliency import saliency_figure
 from dashboard.services import plain_language
 from dashboard.session import trail
 from models.dicom import reader as dicom
+from models.inference.preprocess import body_mask
 from models.inference.registry import ModelUnavailableError
 from models.saliency import methods as saliency
+from models.saliency import verdict as verdicts
 
 PASSED, FAILED, UNMEASURED = "passed", "failed", "not measured"
 # Methods that re-run the model hundreds of times: off the interactive path, computed on request.
@@ -47,14 +50,22 @@ def sanity_of(quality: dict | None, method: str) -> str:
     return PASSED if entry["sanity"]["passed"] else FAILED
 
 
+def verdict_of(quality: dict | None, method: str) -> verdicts.Verdict:
+    """The method's verdict from the card's saliency section (``quality``)."""
+    return verdicts.verdict({"saliency": quality or {}}, method)
+
+
 def method_label(quality: dict | None, method: str) -> str:
-    """The picker's text: the method and its sanity verdict, so a failing method is marked where it is offered."""
+    """The picker's text: the method and its verdict, so a failing method is marked where it is offered."""
+    v = verdict_of(quality, method)
     mark = {
-        PASSED: "✓ sanity passed",
-        FAILED: "✗ FAILED sanity check",
-        UNMEASURED: "sanity not measured",
+        verdicts.TRUSTWORTHY: "✓ randomisation + localisation pass",
+        verdicts.FAILS_LOCALISATION: "✗ FAILS localisation",
+        verdicts.FAILS_RANDOMISATION: "✗ FAILS randomisation check",
+        verdicts.FAILS_BOTH: "✗ FAILS both checks",
+        verdicts.NOT_MEASURED: "checks not measured",
     }
-    return f"{saliency.METHOD_TITLES[method]} · {mark[sanity_of(quality, method)]}"
+    return f"{saliency.METHOD_TITLES[method]} · {mark[v.status]}"
 
 
 def default_method(quality: dict | None) -> str:
@@ -86,7 +97,14 @@ def quality_lines(quality: dict | None, method: str) -> tuple[str, str | None]:
     )
     rho = entry["sanity"]["spearman_abs"]["value"]
     threshold = entry["sanity"]["threshold"]
-    if entry["sanity"]["passed"]:
+    v = verdict_of(quality, method)
+    if entry["sanity"]["passed"] and v.status == verdicts.FAILS_LOCALISATION:
+        sanity_text = (
+            f"Fails localisation: the map depends on the learned weights (rank correlation {rho:.2f} "
+            f"< {threshold} after randomisation), but it does not find lesions better than a random "
+            "map: " + "; ".join(v.reasons) + ". Do not read the lesion's position from it."
+        )
+    elif entry["sanity"]["passed"]:
         sanity_text = (
             f"Sanity check passed: with the model's weights re-initialised the map changes "
             f"(rank correlation {rho:.2f} < {threshold}), so it depends on what the model learned."
@@ -152,6 +170,7 @@ def _one_map(
             opacity=opacity,
             top_k_percent=top_k,
             lesion_mask=ai.lesion_mask,
+            body=body_mask(image.pixels),
         )
         st.plotly_chart(
             fig, key=f"saliency_chart_{key}", config={"scrollZoom": True, "displaylogo": False}
@@ -174,6 +193,11 @@ def _one_map(
                 method_title=saliency.METHOD_TITLES[method],
                 sanity=sanity_of(quality, method),
                 pointing_game=(entry.get("pointing_game") or {}).get("value"),
+                localises=None
+                if not entry
+                else not verdicts.localisation_failures(
+                    entry, (quality or {}).get("pointing_game_random")
+                ),
             ),
             icon=":material/record_voice_over:",
         )
@@ -181,7 +205,10 @@ def _one_map(
         if sanity_text is None:
             st.info(figures, icon=":material/help:")
         else:
-            (st.success if sanity_of(quality, method) == PASSED else st.error)(sanity_text)
+            # a failing verdict is a caution about the map, not an error of the page
+            (st.success if verdict_of(quality, method).trustworthy else st.warning)(
+                sanity_text, icon=None if verdict_of(quality, method).trustworthy else "⚠️"
+            )
             st.caption(figures)
 
 
@@ -212,14 +239,16 @@ def render(
             lead="Occlusion re-runs the model hundreds of times: seconds, not milliseconds.",
         ),
     )
+    # keyed by image, frame and model: a class picked for another image or model never carries
+    # over (a "benign" class offered for the brain model); each new read starts at its own label
     target = controls[1].selectbox(
         "Explain the class",
         list(range(len(labels))),
-        index=labels.index(ai.label),
+        index=labels.index(ai.label) if ai.label in labels else 0,
         format_func=lambda i: (
             labels[i].replace("_", " ") + (" (AI read)" if labels[i] == ai.label else "")
         ),
-        key="saliency_target",
+        key=f"saliency_target_{_ask_key(data, frame, ai.model, 0)}",
     )
     opacity = controls[2].slider("Heat-map opacity", 0.0, 1.0, 0.5, 0.05, key="saliency_opacity")
     top_k = controls[3].slider(

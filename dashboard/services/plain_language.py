@@ -96,15 +96,28 @@ def ai_read_summary(
     uncertain_below: float = 0.7,
     diameter_mm: float | None = None,
     has_saliency: bool = True,
+    calibrated: bool = True,
+    uncertain_between: tuple[str, str] | None = None,
 ) -> str:
-    """The AI read in two or three sentences a non-specialist can act on."""
+    """The AI read in two or three sentences a non-specialist can act on.
+
+    ``calibrated``: say "calibrated" only where temperature scaling is applied;
+    ``uncertain_between``: the top two classes when they are too close to name one.
+    """
     words = likelihood_words(probability)
     label = finding.replace("_", " ")
-    lead = f"The model rates this image as {words} to show **{label}** ({pct(probability)}, calibrated)."
+    cal = ", calibrated" if calibrated else ""
+    lead = f"The model rates this image as {words} to show **{label}** ({pct(probability)}{cal})."
     if finding in normal_labels:
         lead = (
-            f"The model rates this image as {words} to be **{label}** ({pct(probability)}, calibrated); "
+            f"The model rates this image as {words} to be **{label}** ({pct(probability)}{cal}); "
             "it found no lesion it would call suspicious."
+        )
+    if uncertain_between is not None:
+        a, b = (x.replace("_", " ") for x in uncertain_between)
+        lead = (
+            f"The model cannot tell **{a}** from **{b}** for this image: the two are almost "
+            "equally likely, so it gives no answer."
         )
     parts = [lead]
     if diameter_mm is not None:
@@ -119,15 +132,32 @@ def ai_read_summary(
     return " ".join(parts)
 
 
-def saliency_summary(*, method_title: str, sanity: str, pointing_game: float | None) -> str:
-    """What the heat map can and cannot be trusted for, in words."""
-    if sanity == "failed":
+def saliency_summary(
+    *, method_title: str, sanity: str, pointing_game: float | None, localises: bool | None = None
+) -> str:
+    """What the heat map can and cannot be trusted for, in words.
+
+    ``localises``: whether the method points at lesions better than a random map on test
+    images (``models.saliency.verdict``); a map that passes the randomisation check but does not
+    localise is not called trustworthy.
+    """
+    if sanity == "passed" and localises is False:
+        trust = (
+            "This map changes when the model's learning is removed, but on test images it does not "
+            "point at the lesion better than a random map would. Do not rely on it; prefer another method."
+        )
+    elif sanity == "failed":
         trust = (
             "This map failed the sanity check: it looks much the same for a model that learned nothing, "
             "so it may show the image's structure rather than the model's reasoning. Prefer another method."
         )
     elif sanity == "passed":
-        trust = "This map passed the sanity check: it changes when the model's learning is removed."
+        trust = (
+            "This map passed both checks: it changes when the model's learning is removed, and it "
+            "points at lesions better than a random map."
+            if localises
+            else "This map passed the sanity check: it changes when the model's learning is removed."
+        )
     else:
         trust = "This map's sanity check has not been measured; read it with care."
     where = ""

@@ -114,7 +114,7 @@ def _key_image(path: Path, load) -> tuple[KeyImage | None, dict | None, str | No
     try:
         image = read_dicom(path)
         model = model_for(image, load)
-        ai = read_image(model, image)
+        ai = read_image(model, image).require_accepted()  # a refused image: no key image
         explanation = explain_image(model, image, SALIENCY_METHOD)
     except (DicomReadError, NoModelForImageError, ModelUnavailableError, OSError) as exc:
         return None, None, f"{path.name}: {exc}"

@@ -117,7 +117,11 @@ class _GroupContent(TypedDict):
 
 
 def build_report(source: Dataset, ai: AIRead, segmentation: Dataset | None) -> Dataset:
-    """The TID 1500 measurement report (Comprehensive 3D SR) of one AI read of ``source``."""
+    """The TID 1500 measurement report (Comprehensive 3D SR) of one AI read of ``source``.
+
+    A refused read has no finding to report: ``InputRefusedError`` (nothing is sent to a PACS)."""
+    label = ai.require_accepted().label
+    assert label is not None  # an accepted read always has a label
     algorithm = hd.sr.AlgorithmIdentification(name=ai.model, version=ai.model_version)
     tracking = hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=f"AI {ai.model} lesion")
     measurements = [
@@ -141,7 +145,7 @@ def build_report(source: Dataset, ai: AIRead, segmentation: Dataset | None) -> D
                 algorithm_id=algorithm,
             ),
         ]
-    evaluation = [hd.sr.QualitativeEvaluation(FINDING, label_concept(ai.label))]
+    evaluation = [hd.sr.QualitativeEvaluation(FINDING, label_concept(label))]
     common = _GroupContent(
         tracking_identifier=tracking,
         finding_type=MASS,
@@ -198,6 +202,7 @@ def build_report(source: Dataset, ai: AIRead, segmentation: Dataset | None) -> D
 
 
 def build_results(source: Dataset, ai: AIRead) -> ResultObjects:
+    ai.require_accepted()  # no outline and no report of an image the input guard refused
     seg = build_segmentation(source, ai)
     return ResultObjects(segmentation=seg, report=build_report(source, ai, seg))
 

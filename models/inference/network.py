@@ -20,6 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 
 INPUT_SIZE = 128
+FEATURE_SIZE = 13 * 12 + 2  # pooled width of LesionNet(width=12): 8w + w + 4w + 2 mask statistics
 
 
 def _block(c_in: int, c_out: int) -> nn.Sequential:
@@ -71,6 +72,18 @@ class LesionNet(nn.Module):
         return e1, e2, e3, e4
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, mask_logits, _ = self.forward_with_features(x)
+        return logits, mask_logits
+
+    def forward_with_features(
+        self, x: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(class logits, mask logits, penultimate features (N, ``FEATURE_SIZE``)).
+
+        The penultimate features (what the classifier's last layer sees) are what the input
+        guard (``models.inference.guard``) measures against the training phantoms: one forward
+        pass serves the read and the guard, so the guard costs no second pass.
+        """
         e1, e2, e3, e4 = self.features(x)
         d3 = self.dec3(torch.cat([F.interpolate(e4, scale_factor=2.0), e3], dim=1))
         d2 = self.dec2(torch.cat([F.interpolate(d3, scale_factor=2.0), e2], dim=1))
@@ -94,7 +107,7 @@ class LesionNet(nn.Module):
             ],
             dim=1,
         )
-        return self.classifier(pooled), mask_logits
+        return self.classifier(pooled), mask_logits, pooled
 
     def class_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Calibrated class logits only: the function explanations attribute."""

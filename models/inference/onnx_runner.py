@@ -37,8 +37,20 @@ def wanted() -> bool:
     return os.environ.get("ONCOLENS_RUNTIME", "onnx").lower() != "torch"
 
 
+class _WithFeatures(nn.Module):
+    """The network's ``forward_with_features`` as a module's forward, so the graph exports all three
+    outputs (the input guard reads the features from the same pass)."""
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.network.forward_with_features(x)  # type: ignore[operator]  # LesionNet's method
+
+
 def export(network: nn.Module, path: Path, size: int) -> None:
-    """Write ``network``'s (logits, mask_logits) graph with a free batch dimension; atomic."""
+    """Write ``network``'s (logits, mask_logits, features) graph with a free batch dimension; atomic."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".onnx.part", delete=False) as tmp:
         part = Path(tmp.name)
@@ -48,11 +60,11 @@ def export(network: nn.Module, path: Path, size: int) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                network,
+                _WithFeatures(network),
                 (torch.zeros(1, 1, size, size),),
                 str(part),
                 input_names=["x"],
-                output_names=["logits", "mask_logits"],
+                output_names=["logits", "mask_logits", "features"],
                 dynamic_axes={"x": {0: "n"}},
                 dynamo=False,
             )
@@ -63,7 +75,8 @@ def export(network: nn.Module, path: Path, size: int) -> None:
 
 
 class OnnxNetwork:
-    """Callable like the network's ``forward`` on CPU tensors: (N, 1, S, S) -> (logits, mask_logits)."""
+    """Callable like the network's ``forward`` on CPU tensors: (N, 1, S, S) -> (logits, mask_logits);
+    ``with_features`` adds the penultimate features (the input guard's)."""
 
     def __init__(self, path: Path, threads: int | None = None) -> None:
         # lazy: onnxruntime is imported only when this is used (start-up time)
@@ -77,9 +90,13 @@ class OnnxNetwork:
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, mask_logits, _ = self.with_features(x)
+        return logits, mask_logits
+
+    def with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         batch = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
-        logits, mask_logits = self.session.run(None, {"x": batch})
-        return torch.from_numpy(logits), torch.from_numpy(mask_logits)
+        logits, mask_logits, features = self.session.run(None, {"x": batch})
+        return torch.from_numpy(logits), torch.from_numpy(mask_logits), torch.from_numpy(features)
 
 
 def onnx_network(
@@ -92,7 +109,8 @@ def onnx_network(
         import onnxruntime  # noqa: F401
     except ImportError:
         return None, "onnxruntime is not installed"
-    path = cache_dir() / f"{weights_sha256[:16]}-torch{torch.__version__.split('+')[0]}.onnx"
+    # "-f": the graph with the guard's features as a third output (older two-output graphs are ignored)
+    path = cache_dir() / f"{weights_sha256[:16]}-torch{torch.__version__.split('+')[0]}-f.onnx"
     try:
         if not path.exists():
             export(network, path, size)

@@ -1,7 +1,15 @@
-"""The AI read: one image in, label + calibrated probabilities + lesion outline and measurements out.
+"""The AI read: one image in, the input check, then label + probabilities + lesion outline out.
 
-One function serves the Imaging page, ``oncolens predict`` and ``ingest``, so
-the three can never disagree about what the model said.
+One function serves the Imaging page, ``oncolens predict``, ``ingest``, PACS pulls and the
+report, so they can never disagree about what the model said, or about refusing to say it.
+
+A read is one of three things (docs/imaging.md):
+
+* **refused** (``refused`` is the reason): the input guard found that the pixels do not look
+  like the training images; no label, no probabilities, no outline, no measurement;
+* **uncertain** (``uncertain_between``): the top two classes are within ``UNCERTAIN_MARGIN``
+  of each other; shown as "uncertain between A and B" with both numbers, never as a label;
+* a label with its probability (calibrated only where the card says calibration is applied).
 """
 
 from __future__ import annotations
@@ -15,13 +23,20 @@ import numpy as np
 import torch
 
 from models.dicom.reader import DicomImage, DicomReadError, read_dicom, require_readable
+from models.inference.guard import InputCheck, InputRefusedError
 from models.inference.preprocess import mask_to_image, to_tensor
 from models.inference.registry import LoadedModel, ModelUnavailableError
 from models.inference.tasks import ImageMeta, NoModelForImageError, choose_model
 from models.radiomics import LesionFeatures, largest_component, measure_lesion
 
+UNCERTAIN_MARGIN = 0.10  # top-two probability gap under which a read is "uncertain between A and B"
+SMALL_LESION_MM = 10.0  # the card's known weak spot: sensitivity for lesions under this size
+
 __all__ = [
+    "UNCERTAIN_MARGIN",
     "AIRead",
+    "InputRefusedError",
+    "check_input",
     "NoModelForImageError",  # defined in models.inference.tasks, beside choose_model
     "classify_batches",
     "iter_dicom_paths",
@@ -36,16 +51,59 @@ class AIRead:
     model: str
     model_version: str
     model_title: str
-    label: str
-    probabilities: dict[str, float]  # calibrated, sum to 1
+    label: str | None  # None when the input guard refused the image
+    probabilities: dict[str, float]  # sum to 1; empty when refused
     lesion_mask: np.ndarray | None  # bool, image rows x columns; None when no lesion is reported
     lesion: LesionFeatures | None
     spacing_mm: tuple[float, float] | None
     latency_ms: float
+    input_check: InputCheck | None = None
+    calibrated: bool = False  # temperature scaling applied (only where it improved held-out ECE)
+    weak_spots: tuple[str, ...] = ()  # the card's known weak spots that apply to this read
+
+    @property
+    def refused(self) -> str | None:
+        """Why the guard refused the image, or None when the model read it."""
+        if self.input_check is None or self.input_check.in_distribution:
+            return None
+        return self.input_check.reason
 
     @property
     def confidence(self) -> float:
-        return self.probabilities[self.label]
+        """Probability of the label (0 for a refused read, which has none)."""
+        return 0.0 if self.label is None else self.probabilities[self.label]
+
+    @property
+    def uncertain_between(self) -> tuple[tuple[str, float], tuple[str, float]] | None:
+        """The top two (class, probability) when they are within ``UNCERTAIN_MARGIN``; else None."""
+        if self.label is None or len(self.probabilities) < 2:
+            return None
+        first, second = sorted(self.probabilities.items(), key=lambda kv: -kv[1])[:2]
+        return (first, second) if first[1] - second[1] < UNCERTAIN_MARGIN else None
+
+    def require_accepted(self) -> AIRead:
+        """This read, or ``InputRefusedError`` for callers that cannot show a refusal."""
+        if self.refused is not None:
+            raise InputRefusedError(self.refused)
+        return self
+
+    def to_json(self) -> dict:
+        """The read's keys of the CLI contract (``oncolens predict --json``)."""
+        between = self.uncertain_between
+        return {
+            "model": self.model,
+            "model_version": self.model_version,
+            "label": self.label,
+            "refused": self.refused,
+            "input_check": None if self.input_check is None else self.input_check.to_json(),
+            "probabilities": self.probabilities,
+            "calibrated": self.calibrated,
+            "uncertain_between": None
+            if between is None
+            else [{"label": k, "probability": v} for k, v in between],
+            "weak_spots": list(self.weak_spots),
+            "lesion": self.lesion_summary(),
+        }
 
     def lesion_summary(self) -> dict[str, float | str] | None:
         if self.lesion_mask is None:
@@ -73,14 +131,56 @@ def model_for(
     return load(choose_model(image, requested).require().name)
 
 
+def check_input(model: LoadedModel, image: DicomImage) -> InputCheck:
+    """The input guard's verdict on one image, without the rest of the read (explanations use it)."""
+    x = to_tensor(image.pixels).to(model.device)
+    _, _, features = model.infer_with_features(x)
+    return model.check_inputs(x, features)[0]
+
+
+def weak_spots_for(model: LoadedModel, label: str, diameter_mm: float | None) -> tuple[str, ...]:
+    """The card's known weak spots that apply to a read: small lesions for a read without an
+    outline (it does not exclude a small lesion) or with one under ``SMALL_LESION_MM``."""
+    small = (model.card.get("known_weak_spots") or {}).get("small_lesions") or {}
+    sens = (small.get("sensitivity") or {}).get(f"under_{SMALL_LESION_MM:g}_mm")
+    if not sens:
+        return ()
+    if diameter_mm is not None and diameter_mm >= SMALL_LESION_MM:
+        return ()
+    return (
+        f"finds {sens['value']:.0%} (95 % CI {sens['ci_low']:.0%}-{sens['ci_high']:.0%}) of lesions "
+        f"under {SMALL_LESION_MM:g} mm on held-out phantoms"
+        + (
+            "; a read without a lesion does not exclude a small one"
+            if label not in model.task.lesion_labels
+            else ""
+        ),
+    )
+
+
 @torch.inference_mode()
 def read_image(model: LoadedModel, image: DicomImage) -> AIRead:
-    require_readable(
-        image
-    )  # the structural sanity gate first (models.dicom.sanity), then the model
+    """The read of one image: the structural sanity gate (models.dicom.sanity), then the input
+    guard on the same forward pass as the model."""
+    require_readable(image)
     started = time.perf_counter()
     x = to_tensor(image.pixels).to(model.device)
-    logits, mask_logits = model.infer(x)
+    logits, mask_logits, features = model.infer_with_features(x)
+    check = model.check_inputs(x, features)[0]
+    if not check.in_distribution:
+        return AIRead(
+            model=model.name,
+            model_version=model.version,
+            model_title=model.task.title,
+            label=None,
+            probabilities={},
+            lesion_mask=None,
+            lesion=None,
+            spacing_mm=image.spacing_mm,
+            latency_ms=(time.perf_counter() - started) * 1e3,
+            input_check=check,
+            calibrated=model.calibrated,
+        )
     probs = torch.softmax(logits / model.network.temperature, dim=1)[0].cpu().numpy()
     k = int(probs.argmax())
     label = model.labels[k]
@@ -102,6 +202,13 @@ def read_image(model: LoadedModel, image: DicomImage) -> AIRead:
         lesion=lesion,
         spacing_mm=image.spacing_mm,
         latency_ms=(time.perf_counter() - started) * 1e3,
+        input_check=check,
+        calibrated=model.calibrated,
+        weak_spots=weak_spots_for(
+            model,
+            label,
+            lesion.longest_diameter_mm if lesion is not None and image.spacing_mm else None,
+        ),
     )
 
 
@@ -133,11 +240,7 @@ def predict_file(
         return {"file": str(path), "error": str(exc), "error_type": type(exc).__name__}
     return {
         "file": str(path),
-        "model": ai.model,
-        "model_version": ai.model_version,
-        "label": ai.label,
-        "probabilities": ai.probabilities,
-        "lesion": ai.lesion_summary(),
+        **ai.to_json(),
         "latency_ms": round((time.perf_counter() - started) * 1e3, 2),
         "inference_ms": round(ai.latency_ms, 2),
         "modality": image.modality,
@@ -155,7 +258,9 @@ def _read_input(path: Path) -> tuple[Path, torch.Tensor | None, str | None]:
 def classify_batches(
     model: LoadedModel, paths: Iterable[Path], batch: int = 32, readers: int = 2
 ) -> Iterator[tuple[Path, np.ndarray | None, str | None]]:
-    """(path, calibrated class probabilities or None, error or None) for many files, in order.
+    """(path, class probabilities or None, error or None) for many files, in order.
+
+    The input guard runs here too: a refused image gets None and the guard's reason.
 
     Why threads: reading and decoding a file is mostly Python (pydicom), the
     forward pass is mostly native code that releases the GIL, so reading the
@@ -174,9 +279,16 @@ def classify_batches(
             if not chunk:
                 return
             good = [t for _, t, _ in chunk if t is not None]
-            probs = iter(())
+            probs: Iterator = iter(())
+            checks: Iterator = iter(())
             if good:
-                logits = model.infer(torch.cat(good))[0] / model.network.temperature
-                probs = iter(torch.softmax(logits, dim=1).cpu().numpy())
+                x = torch.cat(good)
+                logits, _, features = model.infer_with_features(x)
+                checks = iter(model.check_inputs(x, features))
+                probs = iter(torch.softmax(logits / model.network.temperature, dim=1).cpu().numpy())
             for path, t, error in chunk:
-                yield path, (next(probs) if t is not None else None), error
+                if t is None:
+                    yield path, None, error
+                    continue
+                p, check = next(probs), next(checks)
+                yield (path, p, None) if check.in_distribution else (path, None, check.reason)

@@ -5,6 +5,12 @@ card reports. The card carries the sha256 of its weights; a mismatch (a
 corrupted download, a retrained file without a new card) refuses to load.
 Weights load with ``torch.load(weights_only=True)``: no pickled code runs.
 
+The input guard's statistics (``NAME.guard.json``, ``models.inference.guard``) are verified
+the same way against the card's ``input_guard.sha256``; a model without a verified guard does
+not load (fail closed: no read without the check of its input). Temperature scaling is applied
+only where the card says it improved held-out calibration (``calibration.applied``); otherwise
+the network's temperature is reset to 1 and nothing calls its output "calibrated".
+
 A hospital registers its own validated model by putting ``NAME.pt`` and
 ``NAME.json`` (same card format) in a folder named by ``$ONCOLENS_MODELS``;
 those override the bundled demo weights of the same name.
@@ -21,6 +27,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from models.inference.guard import GuardStats, GuardUnavailableError, image_statistics, load_guard
 from models.inference.network import INPUT_SIZE, LesionNet
 from models.inference.tasks import TASKS, ModelUnavailableError, TaskSpec
 
@@ -38,6 +45,7 @@ class LoadedModel:
     device: torch.device
     weights_path: Path
     runtime_note: str | None = None  # why the read runs in PyTorch, when it does
+    guard: GuardStats | None = None  # None only for networks built outside the registry (tests)
 
     @property
     def fast(self):
@@ -55,6 +63,28 @@ class LoadedModel:
             return self.fast(x)
         with torch.inference_mode():
             return self.network(x.to(self.device))
+
+    def infer_with_features(
+        self, x: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``infer`` plus the penultimate features the input guard measures, from the same pass."""
+        if self.fast is not None:
+            return self.fast.with_features(x)
+        with torch.inference_mode():
+            return self.network.forward_with_features(x.to(self.device))
+
+    def check_inputs(self, x: torch.Tensor, features: torch.Tensor) -> list:
+        """The input guard's ``InputCheck`` for each image of a batch (``x`` the network input)."""
+        if self.guard is None:
+            raise GuardUnavailableError(f"{self.task.title} has no input guard")
+        return self.guard.check(
+            features.detach().cpu().numpy(), image_statistics(x), self.task.title
+        )
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether temperature scaling is applied (only where it improved held-out calibration)."""
+        return bool((self.card.get("calibration") or {}).get("applied", False))
 
     @property
     def name(self) -> str:
@@ -94,7 +124,11 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def load_model(name: str, device: torch.device | str | None = None) -> LoadedModel:
+def load_model(
+    name: str, device: torch.device | str | None = None, *, require_guard: bool = True
+) -> LoadedModel:
+    """The verified model. ``require_guard=False`` only for ``models.training.guard``, which
+    fits the guard of a model that has none yet; every read needs it."""
     if name not in TASKS:
         raise ModelUnavailableError(f"unknown model '{name}'; known: {', '.join(sorted(TASKS))}")
     task = TASKS[name]
@@ -119,6 +153,14 @@ def load_model(name: str, device: torch.device | str | None = None) -> LoadedMod
         raise ModelUnavailableError(
             f"weights {weights} cannot be loaded into {task.title}: {exc}"
         ) from exc
+    guard: GuardStats | None = None
+    try:
+        guard = load_guard(weights, card)
+    except (GuardUnavailableError, OSError) as exc:
+        if require_guard:
+            raise ModelUnavailableError(str(exc)) from exc
+    if not (card.get("calibration") or {}).get("applied", False):
+        network.temperature.fill_(1.0)  # calibration made held-out ECE worse: raw softmax
     # channels_last: about a third faster for these small convolutions on CPU (bench/bench_inference.py)
     network.to(device, memory_format=torch.channels_last).eval()  # type: ignore[call-overload]  # torch stubs omit Module.to(memory_format=)
     fast: OnnxNetwork | None = None
@@ -129,7 +171,7 @@ def load_model(name: str, device: torch.device | str | None = None) -> LoadedMod
 
         fast, note = onnx_network(network, actual, INPUT_SIZE)
     network.onnx_forward = fast  # None: PyTorch runs every forward pass
-    return LoadedModel(task, card, network, device, weights, note)
+    return LoadedModel(task, card, network, device, weights, note, guard)
 
 
 def available_models() -> list[str]:

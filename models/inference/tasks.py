@@ -4,6 +4,17 @@ Why explicit coverage rules: a model applied to an image it was never meant
 for gives a confident wrong answer. A CT, an ultrasound, or an MR of the knee
 gets "no model for this modality" instead.
 
+The rule (docs/imaging.md, "Which model reads an image"), exact and nothing else:
+
+1. the Modality tag, trimmed and upper-cased, must be one of the task's modalities;
+2. a task tied to body parts needs BodyPartExamined (trimmed, upper-cased) to be one of them;
+   when the tag is absent, the StudyDescription is split into whole words (letters and digits)
+   and one word must be in the task's ``description_terms`` and none in its
+   ``excluded_terms``. Words, never substrings: "HEADACHE" is not "HEAD".
+
+A BodyPartExamined that names another part wins over any description. Tags only open the
+door: the input guard (``models.inference.guard``) then decides from the pixels.
+
 Why one function: ``choose_model`` is the only place that decides which model
 reads an image (``oncolens predict``, ``explain`` and ``ingest``, a PACS pull,
 the Imaging page, the tumour-board report all call it), so they can never
@@ -13,6 +24,7 @@ the same rule.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -61,6 +73,10 @@ class TaskSpec:
     measurement_concept: (
         str  # ``measurement.concept`` an AI-measured lesion diameter is filed under
     )
+    # whole words of a StudyDescription that stand for the body part when BodyPartExamined is absent
+    description_terms: tuple[str, ...] = ()
+    # whole words that rule the description out (a neck or spine study that also says "head")
+    excluded_terms: tuple[str, ...] = ()
 
 
 MAMMOGRAPHY = TaskSpec(
@@ -85,6 +101,18 @@ BRAIN_MRI = TaskSpec(
     body_parts=("BRAIN", "HEAD"),
     version="1.0.0",
     measurement_concept="brain_lesion_longest_diameter",  # metastases: never mixed into the breast series
+    description_terms=("BRAIN", "HEAD", "CEREBRAL", "CRANIAL", "INTRACRANIAL", "NEURO", "NEURAL"),
+    excluded_terms=(
+        "NECK",
+        "SPINE",
+        "SPINAL",
+        "CERVICAL",
+        "ORBIT",
+        "ORBITS",
+        "FACE",
+        "SINUS",
+        "SINUSES",
+    ),
 )
 
 TASKS: dict[str, TaskSpec] = {t.name: t for t in (MAMMOGRAPHY, BRAIN_MRI)}
@@ -112,19 +140,14 @@ class ModelChoice:
         raise NoModelForImageError(self.reason)
 
 
-def _covers(task: TaskSpec, image: ImageMeta) -> tuple[bool, str]:
-    """Whether ``task``'s model may read the image, and why not when it may not.
+def description_words(text: str | None) -> frozenset[str]:
+    """The whole words of a description, upper-cased ("MRI HEAD/NECK" -> {MRI, HEAD, NECK})."""
+    return frozenset(re.findall(r"[A-Z0-9]+", (text or "").upper()))
 
-    The matching rule itself, and the only place it lives: the modality must be one
-    of the task's, and for tasks tied to a body part either BodyPartExamined names
-    it or the StudyDescription contains it as a substring (so an MR without
-    BodyPartExamined whose study is "MRI BRAIN" is read as a brain MR).
-    TODO(out-of-distribution guard): a later issue replaces the substring matching
-    of descriptions with an out-of-distribution check of the image itself; it
-    replaces this function and nothing else (every caller goes through
-    ``choose_model``).
-    """
-    modality = (image.modality or "").upper()
+
+def _covers(task: TaskSpec, image: ImageMeta) -> tuple[bool, str]:
+    """Whether ``task``'s model may read the image, and why not when it may not: the module's rule."""
+    modality = (image.modality or "").strip().upper()
     if modality not in task.modalities:
         return (
             False,
@@ -132,14 +155,20 @@ def _covers(task: TaskSpec, image: ImageMeta) -> tuple[bool, str]:
         )
     if task.body_parts is None:
         return True, ""
-    part = (image.body_part or "").upper()
-    text = (image.study_description or "").upper()
-    if part in task.body_parts or any(bp in text for bp in task.body_parts):
+    part = (image.body_part or "").strip().upper()
+    wanted = "/".join(task.body_parts).lower()
+    if part:
+        if part in task.body_parts:
+            return True, ""
+        return False, f"{task.title} reads {wanted} images; body part is {part.lower()}"
+    words = description_words(image.study_description)
+    if words & set(task.description_terms) and not words & set(task.excluded_terms):
         return True, ""
-    shown = part or "not recorded"
+    said = (image.study_description or "").strip()
     return (
         False,
-        f"{task.title} reads {'/'.join(task.body_parts).lower()} images; body part is {shown.lower()}",
+        f"{task.title} reads {wanted} images; body part is not recorded"
+        + (f" and the study description ({said!r}) does not name one" if said else ""),
     )
 
 

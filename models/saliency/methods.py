@@ -393,6 +393,18 @@ def peak(attribution: np.ndarray) -> tuple[int, int]:
     return int(r), int(c)
 
 
+IG_MAX_RELATIVE_DELTA = 0.05  # |delta| / |f(x) - f(baseline)| above which IG is recomputed
+IG_MAX_STEPS = 128  # the most steps it is recomputed with (about 1 s on two cores)
+
+
+def _relative_delta(attr: torch.Tensor, delta: torch.Tensor | None) -> float | None:
+    """IG's convergence delta relative to the output change it should account for (completeness)."""
+    if delta is None:
+        return None
+    change = float(attr.sum()) - float(delta[0])  # f(x) - f(baseline), from completeness
+    return abs(float(delta[0])) / max(abs(change), 1e-6)
+
+
 def explain(
     network: nn.Module,
     x: torch.Tensor,
@@ -432,12 +444,24 @@ def explain(
         )
     started = time.perf_counter()
     attr, delta = attribute(network, x, int(target), method, params, per_px)
+    relative = _relative_delta(attr, delta) if method == "integrated_gradients" else None
+    # a large convergence delta means the integral was not resolved: recompute with more steps
+    # (doubling, up to IG_MAX_STEPS), and say so when it still is not
+    while (
+        relative is not None
+        and relative > IG_MAX_RELATIVE_DELTA
+        and params.n_steps * 2 <= IG_MAX_STEPS
+    ):
+        params = replace(params, n_steps=params.n_steps * 2)
+        attr, delta = attribute(network, x, int(target), method, params, per_px)
+        relative = _relative_delta(attr, delta)
+    if relative is not None and relative > IG_MAX_RELATIVE_DELTA:
+        notes.append(
+            f"convergence delta is {relative:.0%} of the output change even with {params.n_steps} "
+            "steps: the map is approximate"
+        )
     full = to_image_resolution(attr, image_shape)
     latency = (time.perf_counter() - started) * 1e3
-    relative = None
-    if delta is not None and method == "integrated_gradients":
-        change = float(attr.sum()) - float(delta[0])  # f(x) - f(baseline), from completeness
-        relative = abs(float(delta[0])) / max(abs(change), 1e-6)
     used = params.for_method(method)
     if method == "occlusion":
         used |= {
@@ -465,11 +489,22 @@ def explain(
 def explain_image(
     model, image, method: str, target: int | str | None = None, params: SaliencyParams | None = None
 ) -> Explanation:
-    """Explain a ``LoadedModel``'s read of a ``DicomImage``; default target: the predicted class."""
+    """Explain a ``LoadedModel``'s read of a ``DicomImage``; default target: the predicted class.
+
+    The input guard runs first: an image the model refuses to read is not explained either
+    (``InputRefusedError``, a ``NoModelForImageError``).
+    """
     # lazy: at the top, importing models.saliency.methods took 4350 ms instead of 1717 ms
     from models.inference.preprocess import to_tensor
 
+    # lazy: at the top, importing models.saliency.methods took 4350 ms instead of 1717 ms
+    from models.inference.read import InputRefusedError, check_input
+
     check_method(method)
+    if getattr(model, "guard", None) is not None:
+        verdict = check_input(model, image)
+        if not verdict.in_distribution:
+            raise InputRefusedError(verdict.reason)
     x = to_tensor(image.pixels).to(model.device)
     with torch.no_grad():
         predicted = int(model.network.class_logits(x).argmax(1)[0])
@@ -505,6 +540,9 @@ def explain_file(
     # lazy: at the top, importing models.saliency.methods took 4350 ms instead of 1717 ms
     from models.inference.read import model_for
 
+    # lazy: the verdict rules are read only when a file is explained (import cost of this module)
+    from models.saliency.verdict import verdict
+
     check_method(method)
     started = time.perf_counter()
     image = read_dicom(Path(path))
@@ -523,6 +561,7 @@ def explain_file(
         "image_shape": list(image.pixels.shape),
         "params": exp.params,
         "sanity_check": sanity_status(model.card, method),
+        "verdict": verdict(model.card, method).to_json(),
     }
     if exp.convergence_delta is not None:
         result["convergence_delta"] = round(exp.convergence_delta, 6)

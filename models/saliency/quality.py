@@ -36,6 +36,12 @@ thread per model to do both models at once, so their own timings say nothing
 about the page. Re-time on a quiet machine with ``--latency-only`` whenever
 only the speed changed (the maps' parameters must be unchanged, it checks).
 
+Verdict (``models.saliency.verdict``): a method is recommended only when it passes the
+randomisation check AND localises better than a random map (pointing game above the random
+hit rate ``pointing_game_random``, the mean lesion area fraction; deletion and insertion gains
+over a random order above 0, all by their bootstrap lower bounds). ``--verdicts-only`` adds
+the random hit rate and the verdicts to the cards' existing figures without re-measuring them.
+
 Why images with a lesion only: on an image without one there is no ground truth
 to point at; the map of "no tumour" is shown but not scored.
 """
@@ -125,6 +131,33 @@ def phantom_set(task_name: str, n: int, seed: int) -> LabelledSet:
 
 
 # --- the metrics, each a plain function of arrays -------------------------------------------
+
+
+def random_pointing_rate(masks: list[np.ndarray]) -> float:
+    """The pointing-game hit rate of a map whose maximum falls on a random pixel: mean mask fraction."""
+    return round(float(np.mean([np.asarray(m, dtype=bool).mean() for m in masks])), 4)
+
+
+def with_verdicts(section: dict, pointing_random: float) -> dict:
+    """The card's saliency section with the random hit rate, each method's verdict, and
+    ``recommended`` only for trustworthy methods that also reach the pointing-game aim."""
+    # lazy: only the card writers need the verdict rules here (import cost of this module)
+    from models.saliency.verdict import verdict
+
+    out = {**section, "pointing_game_random": pointing_random}
+    methods = {}
+    for name, entry in (section.get("methods") or {}).items():
+        v = verdict({"saliency": {**out, "methods": {name: entry}}}, name)
+        methods[name] = {
+            **entry,
+            "verdict": v.to_json(),
+            "recommended": bool(
+                v.trustworthy and entry["pointing_game"]["value"] >= out.get("pointing_game_aim", 0)
+            ),
+        }
+    out["methods"] = methods
+    out["recommended"] = [m for m, r in methods.items() if r["recommended"]]
+    return out
 
 
 def pointing_hit(attribution: np.ndarray, mask: np.ndarray) -> bool:
@@ -416,7 +449,7 @@ def saliency_quality(
         results[method]["latency_ms"] = measure_latency(model, data, method, params)
         if log:
             log(f"[{model.name}] {method}: {time.perf_counter() - t0:.1f} s")
-    return {
+    section = {
         "model": model.name,
         "model_version": model.version,
         "weights_sha256": model.card.get("weights", {}).get("sha256"),
@@ -434,6 +467,7 @@ def saliency_quality(
         "seconds": round(time.perf_counter() - started, 1),
         "command": f"python -m models.saliency.quality --write-cards --n {cfg.n} --seed {cfg.seed}",
     }
+    return with_verdicts(section, random_pointing_rate(data.masks))
 
 
 def write_card(card_path: Path, quality: dict) -> None:
@@ -475,6 +509,12 @@ def main(argv: list[str] | None = None) -> int:
         help="re-time every method of the cards' figures (quiet machine, default threads); "
         "with --write-cards, update only the times in the cards",
     )
+    parser.add_argument(
+        "--verdicts-only",
+        action="store_true",
+        help="add the random pointing rate and each method's verdict to the cards' figures "
+        "(seconds; the figures themselves are kept)",
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -484,6 +524,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--write-cards measures every method (leave out --method)")
     out = {}
     for name in names:
+        if args.verdicts_only:
+            _, card = find_model_files(name)
+            section = json.loads(card.read_text()).get("saliency")
+            if not section:
+                parser.error(f"{card} has no saliency figures; run --write-cards first")
+            data = phantom_set(name, section["n_phantoms"], section["seed"])
+            q = with_verdicts(section, random_pointing_rate(data.masks))
+            out[name] = {m: r["verdict"] for m, r in q["methods"].items()}
+            if args.write_cards:
+                write_card(card, q)
+            continue
         model = load_model(name, device="cpu")
         if args.latency_only:
             _, card = find_model_files(name)

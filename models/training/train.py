@@ -326,6 +326,19 @@ def main(argv: list[str] | None = None) -> int:
     (out / f"{task.name}.json").write_text(json.dumps(card, indent=2) + "\n")
     summary = {k: v for k, v in metrics.items() if k not in ("reliability",)}
     print(json.dumps(summary, indent=2))
+    if out.resolve() == WEIGHTS_DIR.resolve():
+        # the input guard, the calibration decision and the weak spots belong to these weights:
+        # regenerate them now (models.training.guard), so the card never describes older ones
+        # lazy: the guard fitting is needed only after a full training run
+        from models.inference.registry import load_model
+        from models.training import guard as guard_fit  # lazy: as above
+
+        guard_fit.write(
+            load_model(task.name, device="cpu", require_guard=False),
+            out / f"{task.name}.json",
+        )
+    else:
+        print(f"fit the input guard with `python -m models.training.guard --task {task.name}`")
     if args.check:
         committed = json.loads((WEIGHTS_DIR / f"{task.name}.json").read_text())
         problems = compare(card, committed)

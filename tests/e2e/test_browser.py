@@ -95,7 +95,9 @@ def test_oncologist_patient_recommendation_timeline_and_imaging_read(page, app):
     page.get_by_role("heading", name=re.compile(rf"Images of .* id {person_id}$")).wait_for()
     page.get_by_role("heading", name="AI read").wait_for()
     page.get_by_text("Most likely").first.wait_for()
-    page.get_by_text(re.compile(r"Calibrated probability \d+%")).first.wait_for()
+    page.get_by_text(
+        re.compile(r"(?:Calibrated p|P)robability \d+%|Uncertain between")
+    ).first.wait_for()
     page.get_by_role("heading", name="Saliency: where the model found its evidence").wait_for()
     overlay = page.locator(".st-key-saliency_chart_a .main-svg").first
     overlay.wait_for()

@@ -24,7 +24,11 @@ pytestmark = pytest.mark.filterwarnings("ignore")
 @pytest.fixture(scope="module")
 def imaging_db(demo_db: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A copy of the demo store with demo mammograms, one ingested brain slice, one CT and one broken file."""
-    folder = tmp_path_factory.mktemp("imaging_app")
+    return build_imaging_db(demo_db, tmp_path_factory.mktemp("imaging_app"))
+
+
+def build_imaging_db(demo_db: Path, folder: Path) -> dict:
+    """The ``imaging_db`` fixture's store in ``folder`` (other page tests build their own copy)."""
     db = Path(shutil.copy(demo_db, folder / "clinic.duckdb"))
     summary = write_demo_images(db, folder / "dicom", patients=3)
     with store.open_store(db, read_only=True) as con:
@@ -62,7 +66,7 @@ def env(imaging_db, monkeypatch):
 
 def test_demo_mammogram_gets_the_ai_read_and_measurements(env):
     at = open_page("imaging", patient=str(env["mammo_pid"]))
-    assert not at.exception and not at.error
+    assert not at.exception and not at.error, texts(at.error)
     assert "not a medical device" in texts(at.caption)
     box = at.selectbox(key="imaging_source")
     mammograms = [
@@ -72,11 +76,14 @@ def test_demo_mammogram_gets_the_ai_read_and_measurements(env):
     box.set_value(mammograms[0]).run()
     assert not at.exception and not at.error
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Most likely"] in ("Normal", "Benign", "Malignant")
-    assert "Calibrated probability" in texts(at.success) + texts(at.warning)
+    assert metrics["Most likely"] in ("Normal", "Benign", "Malignant", "Uncertain")
+    # temperature scaling made held-out calibration worse for this model: never called calibrated
+    shown = texts(at.success) + texts(at.warning)
+    assert "Probability" in shown or "Uncertain between" in shown
+    assert "Calibrated probability" not in shown
     assert any("Mammography mass classifier v" in c.value for c in at.caption)
-    assert "held-out AUC" in texts(at.caption)
-    assert "radiologist should confirm" in texts(at.info) and "calibrated" in texts(at.info)
+    assert "held-out AUC" in texts(at.caption) and "not calibrated" in texts(at.caption)
+    assert "radiologist should confirm" in texts(at.info) and "calibrated)" not in texts(at.info)
     assert len(at.get("plotly_chart")) == 2  # the image and its saliency map
     if metrics["Most likely"] != "Normal":
         assert metrics["Longest diameter (RECIST 1.1)"].endswith(" mm")
@@ -167,7 +174,10 @@ def test_a_study_link_opens_that_study(env):
     assert not at.exception
     assert at.selectbox(key="imaging_source").value == len(images) - 1
     at = open_page("imaging", patient=str(env["mammo_pid"]), study="1.2.3.not.here")
-    assert not at.exception and at.selectbox(key="imaging_source").value == 0
+    assert (
+        not at.exception and at.selectbox(key="imaging_source").value == -1
+    )  # says so, shows none
+    assert "has no image files on record" in texts(at.warning)
 
 
 def resources_images(con, person_id: int):

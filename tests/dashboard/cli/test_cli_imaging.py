@@ -57,7 +57,13 @@ def test_predict_json_walks_folders_and_exits_zero(folder, capsys) -> None:
             "probabilities",
             "lesion",
             "latency_ms",
+            "input_check",
+            "refused",
+            "uncertain_between",
+            "weak_spots",
+            "calibrated",
         } <= r.keys()
+        assert r["input_check"]["in_distribution"] is True and r["refused"] is None
     assert out[1]["model"] == "brain_mri" and out[1]["lesion"]["longest_diameter_mm"] > 10
 
 
@@ -182,3 +188,10 @@ def test_validate_imaging_gives_honest_figures_per_model(capsys) -> None:
         )
         assert 0 <= r["ece"] < 0.3 and 0 < r["lesion_dice"]["value"] <= 1
         assert r["n"] == 80 and len(r["weights_sha256"]) == 64
+        # issue 18: the guard per model, and calibration before/after with whether it is applied
+        g = r["guard"]
+        assert g["auroc"] >= 0.99 and g["refusal_rate_out_of_distribution"] == 1.0
+        assert g["refusal_rate_in_distribution"] <= 0.02 and not g["let_through"]
+        assert {"ece_before_calibration", "ece_after_calibration"} <= r.keys()
+        assert r["calibration_applied"] is False  # made held-out ECE worse for both demo models
+        assert r["ece"] == r["ece_before_calibration"]

@@ -13,24 +13,38 @@ from tests.dashboard.app_pages.test_pages import open_page, texts
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
+
+def _entry(rho: float, pointing_low: float, deletion_low: float, insertion_low: float) -> dict:
+    return {
+        "n_images": 20,
+        "pointing_game": {"value": 0.9, "ci_low": pointing_low, "ci_high": 1.0},
+        "deletion_auc": 0.2,
+        "deletion_auc_random": 0.3,
+        "deletion_gain": {"value": 0.1, "ci_low": deletion_low, "ci_high": 0.2},
+        "insertion_auc": 0.9,
+        "insertion_auc_random": 0.8,
+        "insertion_gain": {"value": 0.1, "ci_low": insertion_low, "ci_high": 0.2},
+        "infidelity": 1.5,
+        "sensitivity_max": 0.2,
+        "latency_ms": {"median": 40.0, "p95": 60.0},
+        "sanity": {"spearman_abs": {"value": rho}, "threshold": 0.5, "passed": rho < 0.5},
+    }
+
+
 QUALITY = {
     "recommended": ["integrated_gradients"],
+    "pointing_game_random": 0.02,
     "methods": {
-        m: {
-            "n_images": 20,
-            "pointing_game": {"value": 0.9, "ci_low": 0.8, "ci_high": 1.0},
-            "deletion_auc": 0.2,
-            "deletion_auc_random": 0.3,
-            "insertion_auc": 0.9,
-            "insertion_auc_random": 0.8,
-            "infidelity": 1.5,
-            "sensitivity_max": 0.2,
-            "latency_ms": {"median": 40.0, "p95": 60.0},
-            "sanity": {"spearman_abs": {"value": rho}, "threshold": 0.5, "passed": rho < 0.5},
-        }
-        for m, rho in (("integrated_gradients", 0.3), ("gradcam", 0.7))
+        "integrated_gradients": _entry(0.3, 0.8, 0.05, 0.05),  # both checks pass
+        "gradcam": _entry(0.7, 0.8, 0.05, 0.05),  # fails randomisation
+        "smoothgrad": _entry(0.3, 0.01, 0.05, -0.1),  # passes randomisation, fails localisation
     },
 }
+
+
+def _target_box(at):
+    """The explained-class picker (keyed by image, frame and model)."""
+    return next(s for s in at.selectbox if s.key and s.key.startswith("saliency_target_"))
 
 
 @pytest.fixture
@@ -54,8 +68,8 @@ def test_the_map_is_shown_with_its_quality_and_cached(brain_page):
     picker = at.selectbox(key="saliency_method")
     assert len(picker.options) == len(saliency.METHODS)
     assert all(
-        " · " in o and ("sanity" in o) for o in picker.options
-    )  # each method says its sanity verdict
+        " · " in o and ("pass" in o or "FAILS" in o or "not measured" in o) for o in picker.options
+    )  # each method says its verdict
     charts = at.get("plotly_chart")
     assert len(charts) == 2  # the image, and the image with its heat map
     assert "computed in" in texts(at.caption) and "The clinician decides" in texts(at.caption)
@@ -79,19 +93,48 @@ def test_two_methods_side_by_side_and_another_class(brain_page):
     second.set_value("integrated_gradients").run()
     assert len(at.get("plotly_chart")) == 3
     assert "Grad-CAM of" in texts(at.caption) and "Integrated gradients of" in texts(at.caption)
-    at.selectbox(key="saliency_target").set_value(0).run()
+    _target_box(at).set_value(0).run()
     assert not at.exception and "of “no tumour”" in texts(at.caption)
 
 
 def test_labels_badges_and_default_follow_the_card():
     assert saliency_panel.default_method(QUALITY) == "integrated_gradients"
     assert saliency_panel.default_method(None) == "gradcam"
-    assert "FAILED" in saliency_panel.method_label(QUALITY, "gradcam")
-    assert "passed" in saliency_panel.method_label(QUALITY, "integrated_gradients")
+    assert "FAILS randomisation" in saliency_panel.method_label(QUALITY, "gradcam")
+    assert "randomisation + localisation pass" in saliency_panel.method_label(
+        QUALITY, "integrated_gradients"
+    )
+    # passing the randomisation check alone is not enough: labelled as failing localisation
+    assert "FAILS localisation" in saliency_panel.method_label(QUALITY, "smoothgrad")
     assert "not measured" in saliency_panel.method_label(QUALITY, "occlusion")
     figures, sanity = saliency_panel.quality_lines(QUALITY, "gradcam")
     assert "pointing game** 0.90" in figures and sanity.startswith("Failed")
+    _, sanity = saliency_panel.quality_lines(QUALITY, "smoothgrad")
+    assert sanity.startswith("Fails localisation") and "random map" in sanity
     assert saliency_panel.quality_lines(QUALITY, "occlusion")[1] is None
+
+
+def test_the_top_k_contour_is_not_drawn_over_air():
+    """A brain phantom: the strongest map values sit in the air around the head; no contour there."""
+    from models.inference.preprocess import body_mask
+    from models.training import synthetic as phantoms
+
+    p = phantoms.brain_mri(np.random.default_rng(2), False)
+    body = body_mask(p.pixels)
+    air = p.pixels == p.pixels.min()
+    assert body.mean() > 0.2 and (body & air).mean() < 0.05 * air.mean()
+    attribution = np.where(body, 0.1, 1.0).astype(np.float32)  # all "evidence" in the air
+    assert top_k_mask(attribution, 10)[~body].any()  # without the body, the contour is in the air
+    inside = top_k_mask(attribution, 10, body)
+    assert inside.any() and not inside[~body].any()
+    shown = np.full(p.pixels.shape, 80, dtype=np.uint8)
+    fig = saliency_figure(shown, attribution, p.spacing_mm, top_k_percent=10, body=body)
+    rows, cols = np.nonzero(body)
+    for trace in (t for t in fig.data if t.type == "scatter" and "top 10 %" in (t.name or "")):
+        r = np.asarray(trace.y) / p.spacing_mm[0]
+        c = np.asarray(trace.x) / p.spacing_mm[1]
+        assert r.min() >= rows.min() - 2 and r.max() <= rows.max() + 2
+        assert c.min() >= cols.min() - 2 and c.max() <= cols.max() + 2
 
 
 def test_heat_map_figure_and_png_overlay():
@@ -124,7 +167,5 @@ def test_occlusion_is_computed_only_when_asked(brain_page):
     assert "it shows where the model looked" in texts(at.info).lower() or "not a finding" in texts(
         at.info
     )
-    at.selectbox(key="saliency_target").set_value(
-        0
-    ).run()  # another class: asked again, not computed
+    _target_box(at).set_value(0).run()  # another class: asked again, not computed
     assert calls.count("occlusion") == 1

@@ -102,7 +102,7 @@ def test_the_sanity_check_fails_a_map_that_ignores_the_weights(brain, two_tumour
 
 
 def test_cards_gain_a_saliency_section_and_nothing_else(brain, two_tumours, tmp_path, monkeypatch):
-    for f in ("brain_mri.pt", "brain_mri.json"):
+    for f in ("brain_mri.pt", "brain_mri.json", "brain_mri.guard.json"):
         shutil.copy(BUNDLED_WEIGHTS / f, tmp_path / f)
     before = json.loads((tmp_path / "brain_mri.json").read_text())
     quality = q.saliency_quality(brain, methods=("gradcam",), cfg=CHEAP, data=two_tumours)
