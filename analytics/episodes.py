@@ -24,6 +24,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 import duckdb
+import numpy as np
 
 SETTINGS = ("early", "metastatic")
 KINDS = ("disease", "neoadjuvant", "adjuvant", "surveillance", "line", "best_supportive_care")
@@ -443,3 +444,89 @@ def derive_episodes(con: duckdb.DuckDBPyConnection) -> int:
             )
     con.execute("DROP TABLE _episode_todo")
     return todo
+
+
+# --- progression on the current line: what this clinic's patients on the same line experienced --
+
+HALF_YEAR_DAYS = 182.6
+MIN_REFERENCE_PATIENTS = 20
+
+
+@dataclass(frozen=True)
+class LineProgressionRisk:
+    """Progression-free survival on metastatic line ``line`` among the clinic's patients of her subtype.
+
+    Observed (Kaplan-Meier over the ``episode`` rows of other patients: time from the line's start to
+    its end by progression or death, censored when ongoing or ended otherwise), not a model of her:
+    ``risk_6m`` is the share of such patients, still progression-free after ``days_on_line`` days, who
+    progressed within the next six months. None when fewer than ``MIN_REFERENCE_PATIENTS``.
+    """
+
+    line: int
+    subtype: str
+    days_on_line: int
+    patients: int
+    events: int
+    median_pfs_days: float | None
+    risk_6m: float | None
+
+    def to_json(self) -> dict:
+        return {
+            "line": self.line,
+            "subtype": self.subtype,
+            "days_on_line": self.days_on_line,
+            "reference_patients": self.patients,
+            "reference_events": self.events,
+            "median_pfs_days": self.median_pfs_days,
+            "risk_progression_6m": self.risk_6m,
+        }
+
+
+_SUBTYPE_SQL = """CASE WHEN her2_positive THEN 'HER2+' WHEN er_positive OR pr_positive THEN 'HR+/HER2-'
+                       ELSE 'triple-negative' END"""
+
+
+def line_progression_risk(
+    con: duckdb.DuckDBPyConnection, setting: CareSetting
+) -> LineProgressionRisk | None:
+    """The clinic's progression-free survival on her current metastatic line; None off a line."""
+    # lazy: the survival kernel (NumPy) is only needed for patients on a metastatic line
+    from analytics.survival.kaplan_meier import KaplanMeier
+
+    if setting.phase != "line" or setting.line is None or setting.since is None:
+        return None
+    if setting.phase_ended is not None:
+        return None
+    subtype_rows = con.execute(
+        f"SELECT {_SUBTYPE_SQL} FROM condition_occurrence WHERE person_id = ? "  # noqa: S608 - constant SQL
+        "ORDER BY diagnosis_date LIMIT 1",
+        [setting.person_id],
+    ).fetchall()
+    if not subtype_rows:
+        return None
+    subtype = str(subtype_rows[0][0])
+    rows = con.execute(
+        f"""SELECT date_diff('day', e.start_date, coalesce(e.end_date, $3)) AS days,
+                  coalesce(e.end_reason IN ('progression', 'death'), false) AS event
+           FROM episode AS e
+           JOIN (SELECT person_id, arg_min({_SUBTYPE_SQL}, diagnosis_date) AS subtype
+                 FROM condition_occurrence GROUP BY person_id) AS c USING (person_id)
+           WHERE e.kind = 'line' AND e.line_number = $1 AND c.subtype = $2 AND e.person_id <> $4
+             AND e.start_date <= $3""",  # noqa: S608 - constant SQL, values as parameters
+        [setting.line, subtype, setting.as_of, setting.person_id],
+    ).fetchnumpy()
+    days = rows["days"].astype(float)
+    events = rows["event"].astype(bool)
+    on_line = int((setting.as_of - setting.since).days)
+    if days.size < MIN_REFERENCE_PATIENTS:
+        return LineProgressionRisk(
+            setting.line, subtype, on_line, int(days.size), int(events.sum()), None, None
+        )
+    km = KaplanMeier.fit(days, events)
+    now, later = km.survival_at(np.array([on_line, on_line + HALF_YEAR_DAYS]))
+    below = km.time[km.survival <= 0.5]
+    median = float(below[0]) if below.size else None
+    risk = None if now <= 0 else float(1.0 - later / now)
+    return LineProgressionRisk(
+        setting.line, subtype, on_line, int(days.size), int(events.sum()), median, risk
+    )

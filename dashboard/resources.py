@@ -267,6 +267,29 @@ def care(ref: StoreRef, person_id: int) -> tuple[episodes.CareSetting, treatment
     return _care(ref.path, ref.version, int(person_id))
 
 
+@st.cache_data(max_entries=64, show_spinner=False)
+def _episodes(path: str, version: str, person_id: int) -> pd.DataFrame:
+    with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
+        return episodes.episodes_frame(con, person_id)
+
+
+def patient_episodes(ref: StoreRef, person_id: int) -> pd.DataFrame:
+    """The patient's episodes in course order (``analytics.episodes.episodes_frame``)."""
+    return _episodes(ref.path, ref.version, int(person_id))
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _line_risk(path: str, version: str, person_id: int) -> episodes.LineProgressionRisk | None:
+    setting, _ = _care(path, version, person_id)
+    with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
+        return episodes.line_progression_risk(con, setting)
+
+
+def line_risk(ref: StoreRef, person_id: int) -> episodes.LineProgressionRisk | None:
+    """Progression on her current metastatic line as this clinic saw it; None off a line."""
+    return _line_risk(ref.path, ref.version, int(person_id))
+
+
 @st.cache_data(max_entries=4, show_spinner=False)
 def _recent_studies(path: str, version: str, limit: int) -> pd.DataFrame:
     with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
