@@ -149,7 +149,16 @@ def test_the_library_refuses_out_of_scope_and_the_cli_says_in_scope(env, patient
     out = {}
     for kind, pid in patients.items():
         r = subprocess.run(
-            [sys.executable, "-m", "dashboard.cli", "recommend", str(pid), "--db", str(env), "--json"],
+            [
+                sys.executable,
+                "-m",
+                "dashboard.cli",
+                "recommend",
+                str(pid),
+                "--db",
+                str(env),
+                "--json",
+            ],
             capture_output=True,
             text=True,
             cwd=ROOT,
@@ -181,7 +190,9 @@ def test_care_team_pdf_has_no_recommendation(env, patients, tmp_path):
         assert data.recommendation is None and data.waterfall_png is None
         assert any("withheld" in line for line in data.recommendation_lines)
         # curves under options she did not receive would show which one is best
-        options = [line.split(":")[0] for line in data.forecast_lines if "recurrence-free to day" in line]
+        options = [
+            line.split(":")[0] for line in data.forecast_lines if "recurrence-free to day" in line
+        ]
         assert len(options) <= 1
     text = _pdf_text(
         report_bytes(env, pid, include_names=False, actor="nurse", role="care_team", clinic=clinic),
