@@ -321,6 +321,15 @@ def simulate_clinic(n: int, seed: int = 20261125, cutoff_day: int | None = None)
         "start_day": np.concatenate(t_start).astype(np.int32),
         "end_day": np.concatenate(t_end).astype(np.int32),
     }
+    # early-disease treatment stops at a recurrence: nothing of line 1 starts on or after it
+    rec_of = np.where(recurrence_seen, rec_day, np.iinfo(np.int64).max)[treatments["person_id"] - 1]
+    early = treatments["line"] == 1
+    keep = ~early | (treatments["start_day"] < rec_of)
+    treatments = {k: v[keep] for k, v in treatments.items()}
+    early, rec_of = early[keep], rec_of[keep]
+    treatments["end_day"] = np.where(
+        early, np.minimum(treatments["end_day"], rec_of), treatments["end_day"]
+    ).astype(np.int32)
     # ongoing at the cut-off: no end date yet
     treatments["ongoing"] = treatments["end_day"] >= cutoff_day
     order = np.lexsort((treatments["start_day"], treatments["person_id"]))
