@@ -420,6 +420,27 @@ def _next_id(con: duckdb.DuckDBPyConnection) -> int:
     return int(con.execute("SELECT coalesce(max(episode_id), 0) FROM episode").fetchall()[0][0])
 
 
+def rederive_episodes(con: duckdb.DuckDBPyConnection, person_ids: list[int]) -> int:
+    """After an import touched ``person_ids``: their derived episodes and notes are derived again.
+
+    Episodes a source recorded (the demo, an import that carried them) are kept; only rows this
+    module derived are replaced, so a new recurrence or treatment line shows in the setting.
+    """
+    if not person_ids or not has_episode_table(con):
+        return 0
+    ids = [int(p) for p in person_ids]
+    con.execute(
+        "DELETE FROM episode WHERE source = 'derived' AND person_id IN (SELECT unnest(?::BIGINT[]))",
+        [ids],
+    )
+    con.execute(
+        "DELETE FROM episode_note WHERE person_id IN (SELECT unnest(?::BIGINT[]))"
+        " AND person_id NOT IN (SELECT person_id FROM episode)",
+        [ids],
+    )
+    return derive_episodes(con)
+
+
 def derive_episodes(con: duckdb.DuckDBPyConnection) -> int:
     """Episodes for every diagnosed patient who has none, from diagnoses, treatments and events.
 

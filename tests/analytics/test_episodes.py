@@ -131,3 +131,29 @@ def test_migration_derives_episodes_and_says_what_it_could_not(demo_db, demo, tm
         ]
         == metastatic
     )
+
+
+def test_an_import_derives_the_setting_of_the_patients_it_touched(tmp_path):
+    from analytics.imports import tabular as imports
+    from tests.analytics.imports.test_tabular import _write_csvs
+
+    db = tmp_path / "hospital.duckdb"
+    store.connect(db, create=True).close()
+    imports.import_files(db, _write_csvs(tmp_path), tmp_path / "reports")
+    with store.open_store(db, read_only=True) as con:
+        pid = con.execute("SELECT person_id FROM person WHERE mrn = 'H1'").fetchall()[0][0]
+        s = care_setting(con, pid, as_of=dt.date(2025, 6, 30))
+        kinds = con.execute(
+            "SELECT kind, end_reason, source FROM episode WHERE person_id = ? ORDER BY start_date, kind",
+            [pid],
+        ).fetchall()
+    assert s.setting == "metastatic" and s.recurrence_date == dt.date(2023, 3, 1) and s.recorded
+    assert ("adjuvant", "recurrence", "derived") in kinds  # letrozole until the recurrence
+    assert s.lines == () and any("without treatment after it" in n for n in s.notes)
+    before = care_setting_at(db, pid, dt.date(2022, 1, 1))
+    assert before.setting == "early" and before.phase == "adjuvant"
+
+
+def care_setting_at(db: Path, pid: int, day: dt.date):
+    with store.open_store(db, read_only=True) as con:
+        return care_setting(con, pid, as_of=day)
