@@ -249,7 +249,7 @@ def care_setting(
                 "SELECT note FROM episode_note WHERE person_id = ? ORDER BY noted_at, note", [pid]
             ).fetchall()
         ]
-    if not rows:
+    if not rows or diagnosis is None:  # episodes without a diagnosis: an inconsistent record
         return _from_facts(pid, as_of, diagnosis, bool(stage_iv), recurrence, death, notes)
     diseases = [r for r in rows if r[1] == "disease"]
     current = diseases[-1] if diseases else rows[-1]

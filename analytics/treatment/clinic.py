@@ -242,6 +242,10 @@ def recommendation_for(
     except MissingCovariatesError:
         covariates = None  # outside the scope, that is the first thing to say
     scope = recommendation_scope(con, person_id)
+    if covariates is None and scope.setting.setting == "unknown":
+        patient_covariates(
+            con, person_id
+        )  # no diagnosis: the missing inputs say more than the scope
     if not scope.in_scope:
         raise OutOfScopeError(scope)
     if covariates is None:

@@ -63,9 +63,10 @@ def show(ref: resources.StoreRef, summary: PatientSummary, scope: Scope | None =
             "Treatment recommendations are shown to oncologists, who decide them with the patient."
         )
         return
-    if scope is not None and not scope.in_scope:
+    if scope is not None and not scope.in_scope and scope.setting.setting != "unknown":
         st.warning(
-            f"**Out of the treatment model's scope.** {care_panel.plain(scope.reason[0].upper() + scope.reason[1:])}. "
+            "**No recommendation: out of the treatment model's scope.** "
+            f"{care_panel.plain(scope.reason[0].upper() + scope.reason[1:])}. "
             "No first-line options are shown. What applies to her: the course and lines of therapy, "
             "the lesion trajectory and progression on her current line, below.",
             icon=":material/block:",
@@ -90,7 +91,9 @@ def show(ref: resources.StoreRef, summary: PatientSummary, scope: Scope | None =
     except (
         OutOfScopeError
     ) as exc:  # the data changed since the scope was read: say so, show nothing
-        st.warning(f"**Out of the treatment model's scope.** {care_panel.plain(exc)}.")
+        st.warning(
+            f"**No recommendation: out of the treatment model's scope.** {care_panel.plain(exc)}."
+        )
         _history(ref, person_id)
         return
     card = resources.treatment_model(ref).card

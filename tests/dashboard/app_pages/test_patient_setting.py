@@ -85,7 +85,7 @@ def test_recurred_patient_gets_no_first_line_options_but_her_course(env, patient
     assert "Metastatic breast cancer (recurrence" in warnings
     assert f"line {setting.line}" in warnings and f"since {setting.since:%Y-%m-%d}" in warnings
     # the treatment model says it does not apply, and why; no options, no decision form
-    assert "Out of the treatment model's scope" in warnings and "adjuvant decision" in warnings
+    assert "out of the treatment model's scope" in warnings and "adjuvant decision" in warnings
     buttons = [b.label for b in at.button]
     assert not any(label.startswith("Accept") or label == "Record choice" for label in buttons)
     assert not at.selectbox  # no "Option chosen"
@@ -138,7 +138,7 @@ def test_adjuvant_patient_gets_options_and_recurrence_free_survival(env, patient
     assert "P(recurrence) in 6 months" in labels
     value = next(m.value for m in at.metric if m.label == "P(recurrence) in 6 months")
     assert value.endswith("%")  # RFS forecast under her option
-    assert "Out of the treatment model's scope" not in shown(at.warning)
+    assert "out of the treatment model's scope" not in shown(at.warning)
 
 
 def test_the_library_refuses_out_of_scope_and_the_cli_says_in_scope(env, patients):
