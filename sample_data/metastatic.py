@@ -4,8 +4,9 @@ Why a course of its own: after a distant recurrence a patient no longer has "a f
 she has a sequence of lines of therapy, each ended by progression (RECIST 1.1 on restaging CT
 every 8-12 weeks) and followed by the next line or by best supportive care. Progression-free
 survival (PFS) per line and overall survival (OS) are drawn to fall in published ranges per
-subtype (docs/demo-data.md cites them); the lesion readings are then drawn so that the
-progression the scans show is the one that ended the line.
+subtype (docs/demo-data.md cites them); on each line the target lesion follows the tumour
+growth-inhibition model from the line's baseline, and RECIST 1.1 applied to the noisy readings
+decides the scan that ends the line, so the record and the readings always agree.
 
 Everything is vectorised over patients; the only Python loop is over the (at most five) lines.
 Day numbers are days since 1970-01-01, as in ``sample_data.cohort``.
@@ -23,9 +24,9 @@ MAX_LINES = 5
 # frailty; docs/demo-data.md gives the trials each comes from.
 PFS_MEDIAN_DAYS = np.array(
     [
-        [860.0, 240.0, 170.0, 120.0, 90.0],  # HR+/HER2-: ET + CDK4/6i, fulvestrant, chemo...
+        [860.0, 200.0, 150.0, 110.0, 90.0],  # HR+/HER2-: ET + CDK4/6i, fulvestrant, chemo...
         [565.0, 300.0, 180.0, 120.0, 90.0],  # HER2+: THP, T-DXd, tucatinib...
-        [165.0, 110.0, 80.0, 65.0, 55.0],  # triple-negative: taxane, sacituzumab, eribulin...
+        [120.0, 90.0, 70.0, 60.0, 50.0],  # triple-negative: taxane, sacituzumab, eribulin...
     ]
 )
 PFS_WEIBULL_SHAPE = 1.3
@@ -102,15 +103,26 @@ def subtype_of(hr_positive: np.ndarray, her2_positive: np.ndarray) -> np.ndarray
     return np.where(her2_positive, 1, np.where(hr_positive, 0, 2)).astype(np.int8)
 
 
-def _trajectory(
-    base: np.ndarray, nadir: np.ndarray, t_nadir: np.ndarray, target: np.ndarray, t_prog, t
-) -> np.ndarray:
-    """Diameter on a line: exponential shrinkage to the nadir, then regrowth that reaches
-    ``target`` (RECIST progression over the nadir) exactly at ``t_prog``."""
+def _trajectory(base, decay, growth, t) -> np.ndarray:
+    """Diameter on a line: the tumour growth-inhibition model of Stein et al.,
+    f(t) = f0 (exp(-d t) + exp(g t) - 1), from the line's baseline ``base`` (t in days from its start)."""
     t = np.maximum(t, 0.0)
-    shrink = base * (nadir / base) ** (np.minimum(t, t_nadir) / t_nadir)
-    grow = nadir * (target / nadir) ** ((t - t_nadir) / np.maximum(t_prog - t_nadir, 1.0))
-    return np.where(t <= t_nadir, shrink, grow)
+    return base * (np.exp(-decay * t) + np.exp(growth * t) - 1.0)
+
+
+def _rates(base, depth, pfs) -> tuple[np.ndarray, np.ndarray]:
+    """Decay d and growth g of a line whose shrinkage is about ``depth`` and whose regrowth reaches
+    RECIST progression over the nadir (>= 20 % and >= 5 mm, a little past it) about ``pfs`` days in.
+
+    d: the shrinkage of the sensitive part by the nadir time (half the PFS, at most 120 days);
+    g: from f(T) = target with the decay term at T kept (closed form, no search).
+    """
+    t_nadir = np.minimum(0.5 * pfs, 120.0)
+    decay = -np.log(1.0 - depth) / t_nadir
+    nadir = 1.0 - depth  # relative to the baseline
+    target = 1.05 * np.maximum(1.2 * nadir, nadir + 5.0 / base)
+    growth = np.log(np.maximum(target + 1.0 - np.exp(-decay * pfs), 1.0 + 1e-6)) / pfs
+    return decay, growth
 
 
 def simulate_course(
@@ -150,14 +162,9 @@ def simulate_course(
         if idx.size == 0:
             break
         line_start[idx, k] = start[idx]
-        nadir = size[idx] * (1.0 - depth[idx, k])
-        t_nadir = np.minimum(0.5 * pfs[idx, k], 120.0)
-        # the true course reaches RECIST progression over its nadir (a little past it) at the drawn PFS
-        target = 1.05 * np.maximum(1.2 * nadir, nadir + 5.0)
+        decay, growth = _rates(size[idx], depth[idx, k], pfs[idx, k])
         t = (scan_day[idx] - start[idx, None]).astype(float)
-        true_mm = _trajectory(
-            size[idx, None], nadir[:, None], t_nadir[:, None], target[:, None], pfs[idx, k, None], t
-        )
+        true_mm = _trajectory(size[idx, None], decay[:, None], growth[:, None], t)
         read = np.round(np.clip(true_mm + noise[idx] * (0.4 + 0.015 * true_mm), 0.0, None), 1)
         # RECIST 1.1 on the readings themselves: the first scan after the baseline that is >= 20 %
         # and >= 5 mm over the smallest reading so far on this line ends the line
