@@ -77,6 +77,13 @@ def course(ref: resources.StoreRef, setting: CareSetting) -> None:
         st.dataframe(lines_table(setting), hide_index=True)
     elif setting.metastatic:
         st.info("Metastatic disease without a recorded line of therapy.")
+    else:
+        st.caption(
+            "Early breast cancer: after surgery there is no measurable tumour to follow; she is "
+            "followed by clinic visits and surveillance mammograms, and recurrence-free survival is "
+            "the forecast that applies (Timeline and forecast, below). Lines of therapy begin only "
+            "if the disease recurs."
+        )
     risk = resources.line_risk(ref, setting.person_id)
     if risk is not None:
         _line_risk(risk)
