@@ -38,7 +38,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from analytics import patients, store
+from analytics import episodes, patients, store
 from analytics.cohorts import summary as cohort_summary
 from analytics.forecast import patient as forecast
 from analytics.governance import audit
@@ -250,6 +250,44 @@ def _patient(path: str, version: str, person_id: int) -> patients.PatientSummary
 def patient_summary(ref: StoreRef, person_id: int) -> patients.PatientSummary:
     """The patient's record; raises ``patients.UnknownPatientError`` (not cached) for unknown ids."""
     return _patient(ref.path, ref.version, int(person_id))
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def _care(
+    path: str, version: str, person_id: int
+) -> tuple[episodes.CareSetting, treatment_clinic.Scope]:
+    with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
+        setting = episodes.care_setting(con, person_id)
+        return setting, treatment_clinic.recommendation_scope(con, person_id, setting)
+
+
+def care(ref: StoreRef, person_id: int) -> tuple[episodes.CareSetting, treatment_clinic.Scope]:
+    """Where the patient is (``analytics.episodes.care_setting``) and whether the treatment model applies
+    (``analytics.treatment.clinic.recommendation_scope``, as ``oncolens recommend`` and the report)."""
+    return _care(ref.path, ref.version, int(person_id))
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _episodes(path: str, version: str, person_id: int) -> pd.DataFrame:
+    with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
+        return episodes.episodes_frame(con, person_id)
+
+
+def patient_episodes(ref: StoreRef, person_id: int) -> pd.DataFrame:
+    """The patient's episodes in course order (``analytics.episodes.episodes_frame``)."""
+    return _episodes(ref.path, ref.version, int(person_id))
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _line_risk(path: str, version: str, person_id: int) -> episodes.LineProgressionRisk | None:
+    setting, _ = _care(path, version, person_id)
+    with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
+        return episodes.line_progression_risk(con, setting)
+
+
+def line_risk(ref: StoreRef, person_id: int) -> episodes.LineProgressionRisk | None:
+    """Progression on her current metastatic line as this clinic saw it; None off a line."""
+    return _line_risk(ref.path, ref.version, int(person_id))
 
 
 @st.cache_data(max_entries=4, show_spinner=False)

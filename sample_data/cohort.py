@@ -35,6 +35,16 @@ import numpy as np
 from scipy.special import gamma as gamma_fn
 from scipy.special import gammainc
 
+from sample_data import records
+from sample_data.metastatic import (
+    LINE_AGENT_NAMES,
+    LINE_AGENTS,
+    LINE_CLASSES,
+    MAX_LINES,
+    simulate_course,
+    subtype_of,
+)
+
 OPTIONS = ("endocrine", "chemotherapy", "chemo_endocrine")
 SITES = ("North", "Central", "South")
 DAYS_PER_YEAR = 365.25
@@ -75,8 +85,10 @@ class SimulatedClinic:
     patient: dict[str, np.ndarray]
     truth: dict[str, np.ndarray]  # per patient x option, hidden
     treatments: dict[str, np.ndarray]
-    visits: dict[str, np.ndarray]  # one row per imaging visit
+    visits: dict[str, np.ndarray]  # one row per clinic visit (labs)
     events: dict[str, np.ndarray]
+    studies: dict[str, np.ndarray]  # one row per imaging study (STUDY_KINDS), with its lesion read
+    episodes: dict[str, np.ndarray]  # disease settings and lines of therapy (EPISODE_* codes)
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -199,8 +211,17 @@ def simulate_clinic(n: int, seed: int = 20261125, cutoff_day: int | None = None)
     rows = np.arange(n)
     rfs_true = rfs_potential[rows, assigned]
     recurrence_first = rng.random(n) < 0.85  # else death without recurrence
-    death_after_recurrence = rng.exponential(3.0 * DAYS_PER_YEAR, n)
-    death_true = np.where(recurrence_first, rfs_true + death_after_recurrence, rfs_true)
+    rng.exponential(3.0 * DAYS_PER_YEAR, n)  # was the time to death; kept so later draws stay put
+    # After a recurrence: lines of therapy until progression, then best supportive care
+    # (sample_data.metastatic), drawn from a stream of its own.
+    rng_course = np.random.default_rng([seed, 17])
+    met_rows = np.flatnonzero(recurrence_first)
+    rec_all = dx_day + np.floor(rfs_true).astype(np.int64)
+    course = simulate_course(
+        rng_course, rec_all[met_rows], subtype_of(er_pos | pr_pos, her2)[met_rows]
+    )
+    death_true = rfs_true.copy()
+    death_true[met_rows] = (course.death_day - dx_day[met_rows]).astype(np.float64)
 
     admin_censor = (cutoff_day - dx_day).astype(np.float64)
     lost = rng.exponential(40 * DAYS_PER_YEAR, n)
@@ -213,9 +234,10 @@ def simulate_clinic(n: int, seed: int = 20261125, cutoff_day: int | None = None)
     death_seen = death_true <= censor
 
     # --- treatment lines -----------------------------------------------------
-    line1_start = dx_day + rng.integers(14, 43, n)
+    surgery_day = dx_day + rng.integers(14, 43, n)
     fu_end_day = dx_day + np.floor(follow_up_end).astype(np.int64)
     rec_day = dx_day + np.floor(rfs_true).astype(np.int64)
+    line1_start = surgery_day + rng_course.integers(28, 50, n)  # adjuvant therapy after surgery
     chemo_in = assigned != 0
     endo_in = assigned != 1
     t_person, t_class, t_agent, t_line, t_regimen, t_start, t_end = [], [], [], [], [], [], []
@@ -265,14 +287,30 @@ def simulate_clinic(n: int, seed: int = 20261125, cutoff_day: int | None = None)
     rt_end = np.minimum(rt_start + 35, fu_end_day)
     gets_rt = (rng.random(n) < 0.7) & (rt_start < fu_end_day)
     add(gets_rt, 3, AGENT_CODES["whole-breast radiotherapy"], 1, -1, rt_start, rt_end)
-    l2_start = rec_day + rng.integers(14, 31, n)
-    l2_endocrine = hr_pos & ~endo_in
-    l2_agent = np.where(l2_endocrine, AGENT_CODES["fulvestrant"], AGENT_CODES["capecitabine"])
-    l2_class = np.where(l2_endocrine, 2, 1)
-    l2_end = np.minimum(l2_start + 180, fu_end_day)
-    second = recurrence_seen & (l2_start < fu_end_day)
-    for cls in (1, 2):
-        add(second & (l2_class == cls), cls, l2_agent, 2, -1, l2_start, l2_end)
+    add(
+        surgery_day <= fu_end_day, 0, AGENT_CODES["breast surgery"], 1, -1, surgery_day, surgery_day
+    )
+    # metastatic lines: treatment_exposure's line_of_therapy 2.. (line 1 is the early-disease treatment)
+    met_fu_end = fu_end_day[met_rows]
+    for k in range(MAX_LINES):
+        has = (course.n_lines > k) & (course.line_start[:, k] <= met_fu_end)
+        idx = np.flatnonzero(has)
+        if idx.size == 0:
+            continue
+        codes = line_agent_codes()[course.subtype[idx], k]
+        classes = LINE_CLASSES[course.subtype[idx], k]
+        full_agent = np.zeros(n, dtype=np.int8)
+        full_class = np.zeros(n, dtype=np.int8)
+        full_agent[met_rows[idx]] = codes
+        full_class[met_rows[idx]] = classes
+        mask = np.zeros(n, dtype=bool)
+        mask[met_rows[idx]] = True
+        start_k = np.zeros(n, dtype=np.int64)
+        end_k = np.zeros(n, dtype=np.int64)
+        start_k[met_rows[idx]] = course.line_start[idx, k]
+        end_k[met_rows[idx]] = np.minimum(course.line_detect[idx, k], met_fu_end[idx])
+        for cls in np.unique(classes):
+            add(mask & (full_class == cls), int(cls), full_agent, k + 2, -1, start_k, end_k)
 
     treatments = {
         "person_id": np.concatenate(t_person),
@@ -283,12 +321,21 @@ def simulate_clinic(n: int, seed: int = 20261125, cutoff_day: int | None = None)
         "start_day": np.concatenate(t_start).astype(np.int32),
         "end_day": np.concatenate(t_end).astype(np.int32),
     }
+    # early-disease treatment stops at a recurrence: nothing of line 1 starts on or after it
+    rec_of = np.where(recurrence_seen, rec_day, np.iinfo(np.int64).max)[treatments["person_id"] - 1]
+    early = treatments["line"] == 1
+    keep = ~early | (treatments["start_day"] < rec_of)
+    treatments = {k: v[keep] for k, v in treatments.items()}
+    early, rec_of = early[keep], rec_of[keep]
+    treatments["end_day"] = np.where(
+        early, np.minimum(treatments["end_day"], rec_of), treatments["end_day"]
+    ).astype(np.int32)
     # ongoing at the cut-off: no end date yet
     treatments["ongoing"] = treatments["end_day"] >= cutoff_day
     order = np.lexsort((treatments["start_day"], treatments["person_id"]))
     treatments = {k: v[order] for k, v in treatments.items()}
 
-    # --- imaging visits with lesion size (TGI) and labs ---------------------
+    # --- clinic visits with labs, every three to four months over five years --------
     span = np.minimum(follow_up_end, 5 * DAYS_PER_YEAR)
     n_visits = np.minimum(
         1 + np.floor(span / ((VISIT_MIN_DAYS + VISIT_MAX_DAYS) / 2)), MAX_VISITS
@@ -306,37 +353,60 @@ def simulate_clinic(n: int, seed: int = 20261125, cutoff_day: int | None = None)
     keep = v_day <= fu_end_day[v_patient]
     v_patient, v_index, v_day = v_patient[keep], v_index[keep], v_day[keep]
 
+    # the true tumour kinetics of the early-disease regimen (hidden truth, truth.patient_parameters)
     response = -log_hr[rows, assigned]  # bigger benefit, faster shrinkage
     decay = 0.0015 + 0.006 * np.clip(response, 0, None) * rng.lognormal(0, 0.3, n)
     growth = 0.0006 * np.exp(0.8 * prognostic + rng.normal(0, 0.35, n))
-    t_treat = np.maximum(v_day - line1_start[v_patient], 0).astype(np.float64)
-    f0 = tsize[v_patient]
-    lesion_true = f0 * (
-        np.exp(-decay[v_patient] * t_treat) + np.exp(growth[v_patient] * t_treat) - 1.0
-    )
-    lesion_true = np.minimum(lesion_true, 250.0)
-    lesion = np.round(np.clip(lesion_true + rng.normal(0, 1.0 + 0.04 * lesion_true), 0, 280), 1)
 
     on_chemo = np.zeros(v_day.size, dtype=bool)
     chemo_mask = chemo_in[v_patient]
     on_chemo[chemo_mask] = (v_day[chemo_mask] >= line1_start[v_patient][chemo_mask]) & (
         v_day[chemo_mask] <= line1_start[v_patient][chemo_mask] + 168
     )
-    ca15_3 = np.round(12.0 + 0.5 * lesion_true * rng.lognormal(0, 0.25, v_day.size), 1)
+    metastatic_now = recurrence_seen[v_patient] & (v_day >= rec_day[v_patient])
+    ca15_3 = np.round(
+        14.0 * rng.lognormal(0, 0.25, v_day.size)
+        + metastatic_now * 30.0 * rng.lognormal(0, 0.6, v_day.size),
+        1,
+    )
     haemoglobin = np.round(13.4 - 1.6 * on_chemo + rng.normal(0, 0.6, v_day.size), 1)
     neutrophils = np.round(
         np.clip(4.6 - 2.3 * on_chemo + rng.normal(0, 0.8, v_day.size), 0.2, None), 2
     )
-
     visits = {
         "person_id": person_id[v_patient],
         "visit_index": v_index.astype(np.int16),
         "day": v_day.astype(np.int32),
-        "lesion_mm": lesion,
         "ca15_3": ca15_3,
         "haemoglobin": haemoglobin,
         "neutrophils": neutrophils,
     }
+
+    studies = records.studies(
+        rng_course, person_id, dx_day, fu_end_day, rec_day, recurrence_seen, met_rows, course
+    )
+    episodes = records.episodes(
+        person_id=person_id,
+        dx_day=dx_day,
+        cutoff_day=cutoff_day,
+        fu_end_day=fu_end_day,
+        rec_day=rec_day,
+        recurrence_seen=recurrence_seen,
+        death_day=dx_day + np.floor(death_true).astype(np.int64),
+        death_seen=death_true <= censor,
+        started=started,
+        adjuvant_start=line1_start,
+        adjuvant_planned_end=np.maximum.reduce(
+            [
+                np.where(chemo_in, line1_start + 168, line1_start),
+                np.where(endo_in, endo_start + int(5 * DAYS_PER_YEAR), line1_start),
+                np.where(chemo_in & her2, line1_start + 365, line1_start),
+                np.where(gets_rt, rt_start + 35, line1_start),
+            ]
+        ),
+        met_rows=met_rows,
+        course=course,
+    )
 
     ev_person = np.concatenate([person_id[recurrence_seen], person_id[death_seen]])
     ev_type = np.concatenate(
@@ -381,26 +451,31 @@ def simulate_clinic(n: int, seed: int = 20261125, cutoff_day: int | None = None)
         "rfs_observed_days": np.minimum(rfs_true, censor),
         "rfs_event": (rfs_true <= censor),
     }
+    patient["subtype"] = subtype_of(er_pos | pr_pos, her2)
     truth = {"rfs_days": rfs_potential, "rfs_5y": rfs_5y, "rmst_5y": rmst_5y}
-    return SimulatedClinic(n, seed, cutoff_day, patient, truth, treatments, visits, events)
+    return SimulatedClinic(
+        n, seed, cutoff_day, patient, truth, treatments, visits, events, studies, episodes
+    )
 
 
-AGENTS = (
-    "AC-T (doxorubicin, cyclophosphamide, paclitaxel)",
-    "tamoxifen",
-    "letrozole",
-    "trastuzumab",
-    "whole-breast radiotherapy",
-    "fulvestrant",
-    "capecitabine",
+_EARLY_AGENTS = (
+    ("AC-T", "AC-T (doxorubicin, cyclophosphamide, paclitaxel)"),
+    ("tamoxifen", "tamoxifen"),
+    ("letrozole", "letrozole"),
+    ("trastuzumab", "trastuzumab"),
+    ("whole-breast radiotherapy", "whole-breast radiotherapy"),
+    ("breast surgery", "breast surgery (lumpectomy or mastectomy)"),
 )
-AGENT_CODES = {
-    "AC-T": 0,
-    "tamoxifen": 1,
-    "letrozole": 2,
-    "trastuzumab": 3,
-    "whole-breast radiotherapy": 4,
-    "fulvestrant": 5,
-    "capecitabine": 6,
+_LATER = tuple(a for a in LINE_AGENT_NAMES if a not in {k for k, _ in _EARLY_AGENTS})
+AGENTS = tuple(name for _, name in _EARLY_AGENTS) + _LATER
+AGENT_CODES = {key: i for i, (key, _) in enumerate(_EARLY_AGENTS)} | {
+    a: len(_EARLY_AGENTS) + i for i, a in enumerate(_LATER)
 }
+
+
+def line_agent_codes() -> np.ndarray:
+    """AGENTS index of each metastatic line's agent, shape (subtypes, lines)."""
+    return np.array([[AGENT_CODES[a] for a, _ in sub] for sub in LINE_AGENTS], dtype=np.int8)
+
+
 TREATMENT_CLASSES = ("surgery", "chemotherapy", "endocrine", "radiotherapy", "anti_her2")

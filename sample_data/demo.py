@@ -35,8 +35,19 @@ from sample_data.cohort import (
     SimulatedClinic,
     simulate_clinic,
 )
+from sample_data.metastatic import LINE_AGENTS
+from sample_data.records import (
+    EPISODE_END_REASONS,
+    EPISODE_KINDS,
+    EPISODE_SETTINGS,
+    STUDY_KINDS,
+)
 
-GENERATOR_VERSION = "1"
+BRAIN_CONCEPT = (
+    "brain_lesion_longest_diameter"  # as sample_data.demo_imaging and analytics.forecast
+)
+
+GENERATOR_VERSION = "2"  # 2: disease settings, lines of therapy, surveillance imaging
 MAX_PATIENTS = 5_000_000
 
 
@@ -188,54 +199,90 @@ def _write(con: duckdb.DuckDBPyConnection, c: SimulatedClinic) -> None:
         FROM sim_treatment"""  # noqa: S608
     )
 
-    v = c.visits
-    n_visits = v["day"].size
-    visits = pd.DataFrame({"visit_id": np.arange(1, n_visits + 1, dtype=np.int64), **v})
-    con.register("sim_visit", visits)
+    st = c.studies
+    n_studies = st["day"].size
+    studies = pd.DataFrame({"study_id": np.arange(1, n_studies + 1, dtype=np.int64), **st})
+    con.register("sim_study", studies)
     # UUID-derived UIDs (PS3.5 B.2, root 2.25): a 120-bit random prefix from the seed plus a
     # counter, so UIDs are unique across builds yet identical for the same seed.
     prefix = int(np.random.default_rng([c.seed, 2025]).integers(1, 2**60)) << 60
-    uid = "'2.25.' || (?::HUGEINT + visit_id * 2 + {k})::VARCHAR"
+    uid = "'2.25.' || (?::HUGEINT + study_id * 2 + {k})::VARCHAR"
+    modalities = _sql_list(m for m, _ in STUDY_KINDS)
+    descriptions = _sql_list(d for _, d in STUDY_KINDS)
+    body_parts = _sql_list(["BREAST", "BREAST", "CHEST_ABDOMEN_PELVIS", "BRAIN"])
     con.execute(
         f"""INSERT INTO imaging_study
-        SELECT {uid.format(k=0)}, person_id, {epoch} + day, 'MG',
-               'Mammography, target lesion follow-up', 'ACC' || lpad(visit_id::VARCHAR, 10, '0')
-        FROM sim_visit""",  # noqa: S608 - constants only
+        SELECT {uid.format(k=0)}, person_id, {epoch} + day, {modalities}[kind + 1],
+               {descriptions}[kind + 1], 'ACC' || lpad(study_id::VARCHAR, 10, '0')
+        FROM sim_study""",  # noqa: S608 - constants only
         [prefix],
     )
     con.execute(
         f"""INSERT INTO imaging_series
-        SELECT {uid.format(k=1)}, {uid.format(k=0)}, 'MG', 'BREAST', 'Diagnostic mammogram'
-        FROM sim_visit""",  # noqa: S608
+        SELECT {uid.format(k=1)}, {uid.format(k=0)}, {modalities}[kind + 1], {body_parts}[kind + 1],
+               {descriptions}[kind + 1]
+        FROM sim_study""",  # noqa: S608
         [prefix, prefix],
     )
 
-    # Measurements: four per visit, interleaved in NumPy so the table is in person order.
-    concepts = ("lesion_longest_diameter", "ca15_3", "haemoglobin", "neutrophils")
-    units = ("mm", "U/mL", "g/dL", "10^9/L")
-    sources = ("radiology", "clinic", "clinic", "clinic")
-    values = np.stack([v["lesion_mm"], v["ca15_3"], v["haemoglobin"], v["neutrophils"]], axis=1)
+    # Measurements: three labs per clinic visit, one radiology read per CT (target lesion) and
+    # brain MR study; sorted in NumPy so the table is in person order.
+    v = c.visits
+    n_visits = v["day"].size
+    read = ~np.isnan(st["lesion_mm"])
+    read_kind = np.where(st["kind"][read] == 3, 4, 3).astype(np.int8)  # 3: target lesion, 4: brain
+    person = np.concatenate([np.repeat(v["person_id"], 3), st["person_id"][read]])
+    day = np.concatenate([np.repeat(v["day"], 3), st["day"][read]])
+    concept = np.concatenate([np.tile(np.arange(3, dtype=np.int8), n_visits), read_kind])
+    value = np.concatenate(
+        [
+            np.stack([v["ca15_3"], v["haemoglobin"], v["neutrophils"]], axis=1).ravel(),
+            st["lesion_mm"][read],
+        ]
+    )
+    study = np.concatenate([np.zeros(3 * n_visits, np.int64), studies["study_id"].to_numpy()[read]])
+    order = np.lexsort((concept, day, person))
     meas = pd.DataFrame(
         {
-            "measurement_id": np.arange(1, values.size + 1, dtype=np.int64),
-            "visit_id": np.repeat(visits["visit_id"].to_numpy(), 4),
-            "person_id": np.repeat(v["person_id"], 4),
-            "day": np.repeat(v["day"], 4),
-            "concept": np.tile(np.arange(4, dtype=np.int8), n_visits),
-            "value": values.ravel(),
+            "measurement_id": np.arange(1, order.size + 1, dtype=np.int64),
+            "person_id": person[order],
+            "day": day[order],
+            "concept": concept[order],
+            "value": value[order],
+            "study_id": study[order],
         }
     )
     con.register("sim_measurement", meas)
+    concepts = ("ca15_3", "haemoglobin", "neutrophils", "lesion_longest_diameter", BRAIN_CONCEPT)
+    units = ("U/mL", "g/dL", "10^9/L", "mm", "mm")
+    sources = ("clinic", "clinic", "clinic", "radiology", "radiology")
     con.execute(
         f"""INSERT INTO measurement
         SELECT measurement_id, person_id, {epoch} + day,
                {_sql_list(concepts)}[concept + 1], value,
                {_sql_list(units)}[concept + 1], {_sql_list(sources)}[concept + 1],
-               CASE WHEN concept = 0 THEN {uid.format(k=0)} END
+               CASE WHEN study_id > 0 THEN {uid.format(k=0)} END
         FROM sim_measurement""",  # noqa: S608
         [prefix],
     )
-    del meas, values
+    del meas, value
+
+    ep = pd.DataFrame(c.episodes)
+    con.register("sim_episode", ep)
+    line_agents = _sql_list(a for sub in LINE_AGENTS for a, _ in sub)
+    con.execute(
+        f"""INSERT INTO episode
+        SELECT row_number() OVER (), person_id, {_sql_list(EPISODE_SETTINGS)}[setting + 1],
+               {_sql_list(EPISODE_KINDS)}[kind + 1], CASE WHEN line > 0 THEN line END,
+               {epoch} + start_day, CASE WHEN end_day >= 0 THEN {epoch} + end_day END,
+               CASE WHEN end_reason >= 0 THEN {_sql_list(EPISODE_END_REASONS)}[end_reason + 1] END,
+               CASE WHEN agent_line >= 0
+                    THEN {line_agents}[agent_line + 1]
+                         || CASE WHEN brain THEN '; progression: new brain metastasis' ELSE '' END
+                    WHEN setting = 1 AND kind = 0 THEN 'after recurrence' END,
+               'demo'
+        FROM sim_episode"""  # noqa: S608 - constants only
+    )
 
     e = pd.DataFrame(c.events)
     con.register("sim_event", e)
@@ -281,8 +328,9 @@ def _write(con: duckdb.DuckDBPyConnection, c: SimulatedClinic) -> None:
     for view in (
         "sim_patient",
         "sim_treatment",
-        "sim_visit",
+        "sim_study",
         "sim_measurement",
+        "sim_episode",
         "sim_event",
         "sim_truth",
     ):

@@ -10,20 +10,21 @@ under the study's own StudyInstanceUID, accession number, date and patient.
 Choices, and why:
 
 - Mammograms for the breast. The demo clinic is a breast-cancer clinic:
-  ``cohort.SITES`` are the three treating locations, not tumour sites, and every
-  ``imaging_study`` it writes is a mammogram (MG). Those are the studies drawn
-  below; studies of any other modality in the store are left alone, except the
-  brain MR studies this writer adds itself (next point).
+  ``cohort.SITES`` are the three treating locations, not tumour sites. Its
+  mammograms (MG: the diagnostic one, showing the primary at its recorded size,
+  and yearly surveillance ones after surgery, with no lesion) are the studies
+  drawn below; restaging CT and any other modality in the store are left alone,
+  except the brain MR studies this writer adds itself (next point).
 - Brain MR studies where breast cancer goes. Breast cancer spreads to the brain,
   so a few patients (``brain_patients``, 6 by default) get one or two "MR brain
   with contrast" studies: new ``imaging_study`` rows (MR), one series each
   (body part BRAIN) and one T1 post-contrast slice (``phantoms.brain_mri``).
   Patients are taken, in a seeded shuffle, first among those imaged above who
   have stage IV disease or a recurrence, then other stage IV / recurred
-  patients, then the other imaged ones, then anyone. The first study restages
-  at recurrence (shortly after the recurrence date) or stages stage IV disease
-  (shortly after diagnosis); a patient with neither gets one for neurological
-  symptoms, later in her follow-up. Every date lies in her observation period,
+  patients; nobody else (a brain MR is ordered where a brain metastasis is
+  plausible, issue 17). The first study restages at recurrence (shortly after
+  the recurrence date) or stages stage IV disease (shortly after diagnosis).
+  Every date lies in her observation period,
   after diagnosis. About half of the brain patients (rounded up) have a
   metastasis, drawn log-uniformly from ``BRAIN_MET_RANGE_MM``, and only ones
   with stage IV or a recurrence (a brain metastasis *is* distant disease); a
@@ -55,7 +56,8 @@ Choices, and why:
   the images an oncologist compares.
 - One image per study: a craniocaudal view of the diagnosed side
   (``condition_occurrence.laterality``), label 'malignant' (these are cancer
-  patients), 'normal' when the lesion measures 0 mm (a complete response).
+  patients), 'normal' when the lesion measures 0 mm (a surveillance mammogram
+  after surgery, or a complete response).
   Each patient's studies share one phantom seed, so the breast is the same
   across visits and only the mass changes.
 - Sizes that fit. A phantom reproduces a diameter to about a pixel (0.8 mm),
@@ -448,6 +450,7 @@ def _load(con, person_ids: np.ndarray) -> list[_Patient]:
         [ids],
     ).df()
     studies["lesion_mm"] = _lesion_at(studies, meas)
+    studies["lesion_mm"] = studies["lesion_mm"].fillna(_unmeasured_lesion(con, studies))
     studies = studies[studies["lesion_mm"].notna()]
     by_person = dict(tuple(studies.groupby("person_id", sort=False)))
 
@@ -481,6 +484,33 @@ def _load(con, person_ids: np.ndarray) -> list[_Patient]:
             )
         )
     return out
+
+
+def _unmeasured_lesion(con, studies: pd.DataFrame) -> pd.Series:
+    """A mammogram without a target-lesion read: the primary at diagnosis, or no lesion in surveillance.
+
+    Early disease has no target lesion to follow (docs/demo-data.md): the diagnostic mammogram shows
+    the primary at its recorded size (``condition_occurrence.tumour_size_mm``), a surveillance
+    mammogram after surgery shows none (0 mm, drawn as a normal breast). Any other unread study
+    stays unread (NaN) and is not drawn.
+    """
+    if studies.empty:
+        return pd.Series(np.nan, index=studies.index, dtype=float)
+    primary = con.execute(
+        """SELECT person_id, min(diagnosis_date) AS diagnosis_date, arg_min(tumour_size_mm, diagnosis_date) AS mm
+           FROM condition_occurrence WHERE person_id IN (SELECT unnest(?::BIGINT[])) GROUP BY person_id""",
+        [[int(v) for v in studies["person_id"].unique()]],
+    ).df()
+    merged = studies[["person_id", "study_date", "description"]].merge(
+        primary, on="person_id", how="left"
+    )
+    merged.index = studies.index
+    at_diagnosis = pd.to_datetime(merged["study_date"]) == pd.to_datetime(merged["diagnosis_date"])
+    surveillance = merged["description"].fillna("").str.contains("surveillance", case=False)
+    value = pd.Series(np.nan, index=studies.index, dtype=float)
+    value[surveillance] = 0.0
+    value[at_diagnosis] = merged.loc[at_diagnosis, "mm"].astype(float)
+    return value
 
 
 def _lesion_at(studies: pd.DataFrame, meas: pd.DataFrame) -> pd.Series:
@@ -576,8 +606,9 @@ def _choose_brain(
     advanced = (
         rows["stage_iv"].fillna(False).astype(bool) | rows["recurrence_date"].notna()
     ).to_numpy()
+    # brain MR only where a brain metastasis is plausible: distant disease (stage IV or recurrence)
     tier = np.where(advanced, 0, 2) + np.where(rows["person_id"].isin(imaged).to_numpy(), 0, 1)
-    order = np.argsort(tier, kind="stable")[:n]
+    order = np.argsort(tier, kind="stable")[: min(n, int(advanced.sum()))]
     rows, advanced = rows.iloc[order].reset_index(drop=True), advanced[order]
     # about half get a metastasis, only among those with distant disease
     n_mets = min((len(rows) + 1) // 2, int(advanced.sum()))

@@ -3,9 +3,11 @@
 Why one query for one patient, a cohort sample and the worklist: the model must
 see a series computed the same way everywhere (time origin, cleaning), so all
 three go through ``lesion_frame``. The time origin of the growth-inhibition
-model is the start of first-line treatment (the earliest exposure of line 1, or
-of any line when none is numbered 1); a patient with no treatment recorded is
-timed from her first measurement, and her forecast says so.
+model is the start of her current line of therapy: the latest line after line 1 (in the
+metastatic setting each line restarts RECIST from its own baseline scan, so readings from
+before it are not part of the series), else the earliest exposure of line 1, or of any line
+when none is numbered 1; a patient with no treatment recorded is timed from her first
+measurement, and her forecast says so.
 
 Cleaning drops values no diameter can take: missing, negative, above
 ``MAX_PLAUSIBLE_MM``, or dated before the patient's birth (or after the data
@@ -32,6 +34,16 @@ MAX_PLAUSIBLE_MM = 500.0
 PRIOR_MAX_PATIENTS = 3_000  # the population prior is estimated on a fixed sample of this size
 _SAMPLE_MULTIPLIER = 2654435761  # Knuth's multiplicative hash, as elsewhere in analytics
 _SAMPLE_MODULUS = 2**32
+
+# The series' time origin: the start of her latest line of therapy after line 1 (a metastatic line:
+# progression ended the one before, so RECIST and the growth model restart there), else of line 1,
+# else of any treatment; and the first reading that belongs to it (the baseline scan up to six
+# weeks before that line). Constant SQL over treatment_exposure, one group per patient.
+_START = (
+    "coalesce(max(start_date) FILTER (WHERE line_of_therapy >= 2), "
+    "min(start_date) FILTER (WHERE line_of_therapy = 1), min(start_date))"
+)
+_SERIES_FROM = "max(start_date) FILTER (WHERE line_of_therapy >= 2) - INTERVAL 42 DAY"
 
 # The patient sets a series can be read for (constant SQL; values go in as parameters).
 _PERSONS = {
@@ -62,8 +74,7 @@ def lesion_frame(
         f"""
         WITH who AS ({who}),
         line AS (
-            SELECT person_id,
-                   coalesce(min(start_date) FILTER (WHERE line_of_therapy = 1), min(start_date)) AS start
+            SELECT person_id, {_START} AS start, {_SERIES_FROM} AS series_from
             FROM treatment_exposure WHERE person_id IN (SELECT person_id FROM who)
             GROUP BY person_id
         )
@@ -71,7 +82,7 @@ def lesion_frame(
         FROM measurement AS m
         JOIN who AS w USING (person_id)
         LEFT JOIN line AS l USING (person_id)
-        WHERE m.concept = ?
+        WHERE m.concept = ? AND m.measurement_date >= coalesce(l.series_from, DATE '1900-01-01')
         ORDER BY m.person_id, m.measurement_date, m.measurement_id
         """,  # noqa: S608 - constant SQL fragments, values as parameters
         [*args, LESION_CONCEPT],
@@ -81,16 +92,18 @@ def lesion_frame(
 def _one_patient(con: duckdb.DuckDBPyConnection, person_id: int) -> pd.DataFrame:
     """The same columns for one patient, every table filtered on her id (zone maps prune to a row group)."""
     return con.execute(
-        """
+        f"""
+        WITH line AS (SELECT {_START} AS start, {_SERIES_FROM} AS series_from
+                      FROM treatment_exposure WHERE person_id = $1)
         SELECT m.person_id, m.measurement_date, m.value AS mm,
-               (SELECT birth_date FROM person WHERE person_id = ?) AS birth_date,
-               (SELECT coalesce(min(start_date) FILTER (WHERE line_of_therapy = 1), min(start_date))
-                  FROM treatment_exposure WHERE person_id = ?) AS treatment_start
+               (SELECT birth_date FROM person WHERE person_id = $1) AS birth_date,
+               (SELECT start FROM line) AS treatment_start
         FROM measurement AS m
-        WHERE m.person_id = ? AND m.concept = ?
+        WHERE m.person_id = $1 AND m.concept = $2
+          AND m.measurement_date >= coalesce((SELECT series_from FROM line), DATE '1900-01-01')
         ORDER BY m.measurement_date, m.measurement_id
-        """,
-        [person_id, person_id, person_id, LESION_CONCEPT],
+        """,  # noqa: S608 - constant SQL fragments
+        [person_id, LESION_CONCEPT],
     ).df()
 
 
@@ -123,11 +136,12 @@ LEFT JOIN (SELECT birth_date FROM person WHERE person_id = $1) AS p ON true
 LEFT JOIN (SELECT max(end_date) AS end_date FROM observation_period WHERE person_id = $1) AS op ON true
 LEFT JOIN (SELECT min(event_date) AS first_event FROM outcome_event WHERE person_id = $1) AS ev ON true
 LEFT JOIN (SELECT min(regimen) FILTER (WHERE line_of_therapy = 1) AS received,
-                  coalesce(min(start_date) FILTER (WHERE line_of_therapy = 1), min(start_date)) AS treatment_start
+                  {start} AS treatment_start, {series_from} AS series_from
            FROM treatment_exposure WHERE person_id = $1) AS te ON true
 LEFT JOIN (SELECT value FROM clinic_metadata WHERE key = 'data_cutoff') AS md ON true
 LEFT JOIN (SELECT measurement_date, value, measurement_id FROM measurement
-           WHERE person_id = $1 AND concept = $2) AS m ON true
+           WHERE person_id = $1 AND concept = $2) AS m
+       ON m.measurement_date >= coalesce(te.series_from, DATE '1900-01-01')
 ORDER BY m.measurement_date, m.measurement_id
 """
 
@@ -181,7 +195,9 @@ def patient_record(con: duckdb.DuckDBPyConnection, person_id: int) -> PatientRec
     """One patient's record for her forecast, in one query; None if there is no such patient."""
 
     rows = con.execute(
-        _RECORD_SQL.format(covariates=one_patient_covariates_sql()),  # noqa: S608 - constant SQL
+        _RECORD_SQL.format(
+            covariates=one_patient_covariates_sql(), start=_START, series_from=_SERIES_FROM
+        ),  # noqa: S608 - constant SQL
         [int(person_id), LESION_CONCEPT],
     ).fetchall()
     if not rows:

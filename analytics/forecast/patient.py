@@ -492,7 +492,8 @@ def cohort_risk(
 
 
 def _cohort_covariates(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    """Covariates, first-line option and follow-up of the registered ``_forecast_ids``; complete rows only."""
+    """Covariates, first-line option and follow-up of the registered ``_forecast_ids``; complete rows of
+    patients still recurrence-free only (the worklist lists recurred patients too since issue 17)."""
 
     df = covariates_frame(
         con, "(SELECT * FROM person WHERE person_id IN (SELECT person_id FROM _forecast_ids))"
@@ -501,7 +502,8 @@ def _cohort_covariates(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
         """
         SELECT i.person_id, op.end_date,
                (SELECT min(regimen) FROM treatment_exposure t
-                 WHERE t.person_id = i.person_id AND line_of_therapy = 1 AND regimen IS NOT NULL) AS regimen
+                 WHERE t.person_id = i.person_id AND line_of_therapy = 1 AND regimen IS NOT NULL) AS regimen,
+               (SELECT count(*) FROM outcome_event e WHERE e.person_id = i.person_id) AS events
         FROM _forecast_ids AS i LEFT JOIN observation_period AS op USING (person_id)
         """
     ).df()
@@ -510,6 +512,9 @@ def _cohort_covariates(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
         df[FEATURE_COLUMNS].notna().all(axis=1)
         & df["diagnosis_date"].notna()
         & df["end_date"].notna()
+        & (
+            df["events"] == 0
+        )  # after a recurrence or death, recurrence-free survival does not apply
     )
     return df[complete].reset_index(drop=True)
 

@@ -43,6 +43,16 @@ from analytics.governance import audit
 from analytics.governance.pseudonyms import ensure_secret, keyed_hash
 
 ROLES = ("oncologist", "care_team", "ethics_board", "admin")
+# Roles shown the treatment recommendation (page, tumour-board PDF): the ones who decide it with the
+# patient. One set for every door (dashboard.session.auth.RECOMMENDS, dashboard.services.report).
+RECOMMENDATION_ROLES = frozenset({"oncologist"})
+
+
+def sees_recommendation(role: str | None) -> bool:
+    """Whether ``role`` may see treatment recommendations; no role (None) may not (fail closed)."""
+    return role in RECOMMENDATION_ROLES
+
+
 MIN_PASSWORD_LENGTH = 10
 REFUSED = "Unknown username or wrong password."
 UNKNOWN_ACTOR = "unknown"

@@ -36,7 +36,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from analytics import store
+from analytics import episodes, store
 from analytics.cohorts import base as cohort_base
 from analytics.governance.chain import append_event, chained_transaction
 from analytics.imports.errors import ImportFileError
@@ -643,6 +643,9 @@ def load(
                 _load_rows(con, TABLES[name], rows, report)
         cohort_base.refresh_base(con)
         touched = _touched_people(con, frames)
+        # disease settings and lines of therapy of the patients the file touched, derived from
+        # their diagnoses, treatments and events (analytics.episodes; docs/imports.md)
+        episodes.rederive_episodes(con, touched)
         if touched:
             refresh_for_writer(con, db, touched, sources_before)
         append_event(

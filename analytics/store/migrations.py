@@ -1,7 +1,8 @@
 """Schema migrations: each version's statements and data step, applied in order, one transaction each.
 
-Why data steps call ``governance`` and ``cohorts``: version 3 seals the audit events written
-before the chain existed and creates the store's secret, version 4 fills ``cohort_base``. Those
+Why data steps call ``governance``, ``cohorts`` and ``episodes``: version 3 seals the audit events
+written before the chain existed and creates the store's secret, version 4 fills ``cohort_base``,
+version 8 derives disease episodes (``analytics.episodes.derive_episodes``). Those
 functions take the migration's connection and never open the store themselves, so importing
 them here makes no cycle (``governance.chain``, ``governance.pseudonyms`` and ``cohorts.base``
 import nothing of ``analytics.store``).
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 
 import duckdb
 
+from analytics import episodes
 from analytics.cohorts import base as cohort_base
 from analytics.governance import chain, pseudonyms
 from analytics.store import worklist_schema
@@ -75,6 +77,11 @@ def _review_statements() -> tuple[str, ...]:
     return worklist_schema.REVIEW_STATEMENTS
 
 
+def _v8_data(con: duckdb.DuckDBPyConnection) -> None:
+    """Derive episodes for the patients already in the store; what cannot be derived goes to episode_note."""
+    episodes.derive_episodes(con)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1, "initial OMOP-shaped schema, imaging, governance, simulation truth", V1_STATEMENTS
@@ -110,6 +117,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         7,
         "ai_refusal: AI reads refused by the input guard (imaging issue 18)",
         V7_AI_REFUSAL_STATEMENTS,
+    ),
+    Migration(
+        8,
+        "episode: disease settings and lines of therapy, derived for existing patients (issue 17)",
+        episodes.TABLE_STATEMENTS,
+        _v8_data,
     ),
 )
 

@@ -27,7 +27,12 @@ import duckdb
 import pandas as pd
 
 from analytics import store
-from analytics.treatment.clinic_data import clinic_training_table, patient_covariates
+from analytics.episodes import CareSetting, care_setting
+from analytics.treatment.clinic_data import (
+    MissingCovariatesError,
+    clinic_training_table,
+    patient_covariates,
+)
 from analytics.treatment.model.files import load_model, model_dir_for, save_model
 from analytics.treatment.model.metrics import stratified_folds
 from analytics.treatment.model.outcome_model import OutcomeModel
@@ -49,6 +54,8 @@ INTENDED_USE = (
 )
 OUT_OF_SCOPE = [
     "patients unlike the training clinic (other cancers, node-negative or metastatic disease)",
+    "any patient whose disease has recurred or is metastatic: the model answers the adjuvant decision "
+    "in early breast cancer only (checked before every recommendation: recommendation_scope)",
     "options the clinic never used, or used for fewer than a few dozen patients",
     "reading the predicted benefit as a causal effect: training data are observational",
     "patients with missing covariates: the model does not impute",
@@ -151,15 +158,99 @@ def load_clinic_model(
     return ClinicModel(model, card, explainer, folder)
 
 
+SCOPE_DECISION = "the adjuvant decision in early breast cancer"
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Whether the treatment model applies to a patient today, and why (``recommendation_scope``)."""
+
+    person_id: int
+    in_scope: bool
+    reason: str
+    setting: CareSetting
+
+    def to_json(self) -> dict:
+        """``oncolens recommend --json`` for a patient outside the model's scope (``in_scope`` false)."""
+        return {
+            "patient_id": self.person_id,
+            "in_scope": self.in_scope,
+            "reason": self.reason,
+            "setting": self.setting.to_json(),
+        }
+
+
+class OutOfScopeError(LookupError):
+    """The patient is outside the treatment model's scope; ``scope`` says why and where she is."""
+
+    def __init__(self, scope: Scope) -> None:
+        super().__init__(scope.reason)
+        self.scope = scope
+
+
+def recommendation_scope(
+    con: duckdb.DuckDBPyConnection, person_id: int, setting: CareSetting | None = None
+) -> Scope:
+    """The one scope decision behind the page, the CLI and the report.
+
+    The model was trained for the adjuvant decision (first-line options after a diagnosis of early
+    breast cancer, outcome 5-year recurrence-free survival). A patient is in scope while her disease
+    is early (adjuvant therapy or surveillance, no recurrence); a recurrence or metastatic disease
+    (de novo or after recurrence), a death, or no recorded diagnosis puts her outside it.
+    """
+    s = setting if setting is not None else care_setting(con, person_id)
+    pid = int(person_id)
+    if s.setting == "unknown":
+        return Scope(
+            pid,
+            False,
+            "no cancer diagnosis is recorded, so the adjuvant decision cannot be judged",
+            s,
+        )
+    if s.died_on is not None:
+        return Scope(pid, False, f"the patient died on {s.died_on:%Y-%m-%d}", s)
+    if s.metastatic or s.recurred:
+        when = (
+            "was metastatic at diagnosis (de novo)"
+            if s.de_novo
+            else f"recurred on {s.recurrence_date:%Y-%m-%d}"
+            if s.recurrence_date
+            else "is metastatic"
+        )
+        return Scope(
+            pid,
+            False,
+            f"her disease {when}; the treatment model was trained for {SCOPE_DECISION} (5-year "
+            "recurrence-free survival under first-line options) and does not apply to metastatic "
+            "disease",
+            s,
+        )
+    return Scope(pid, True, f"early breast cancer without recurrence: {SCOPE_DECISION}", s)
+
+
 def recommendation_for(
     clinic: ClinicModel, con: duckdb.DuckDBPyConnection, person_id: int
 ) -> Recommendation:
     """One patient's recommendation: the one function behind the CLI, the Patient page and the report.
 
-    Reads her covariates from the store (the training SQL); raises ``UnknownPatientError`` or
+    Checks the model's scope first (``recommendation_scope``; raises ``OutOfScopeError`` outside it),
+    then reads her covariates from the store (the training SQL); raises ``UnknownPatientError`` or
     ``MissingCovariatesError`` (``analytics.treatment.clinic_data``).
     """
-    return recommendation_from_covariates(clinic, person_id, patient_covariates(con, person_id))
+    try:
+        covariates = patient_covariates(con, person_id)  # an unknown patient fails here, as before
+    except MissingCovariatesError:
+        covariates = None  # outside the scope, that is the first thing to say
+    scope = recommendation_scope(con, person_id)
+    if covariates is None and scope.setting.setting == "unknown":
+        patient_covariates(
+            con, person_id
+        )  # no diagnosis: the missing inputs say more than the scope
+    if not scope.in_scope:
+        raise OutOfScopeError(scope)
+    if covariates is None:
+        patient_covariates(con, person_id)  # raises MissingCovariatesError with its message
+    return recommendation_from_covariates(clinic, person_id, covariates)
 
 
 def recommendation_from_covariates(

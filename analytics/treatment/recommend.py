@@ -141,6 +141,7 @@ class Recommendation(OptionRanking):
         """``oncolens recommend --json``: these keys, in this order (docs/architecture.md)."""
         return {
             "patient_id": self.person_id,
+            "in_scope": True,  # a Recommendation exists only inside the model's scope (clinic.recommendation_scope)
             "model_version": self.model_version,
             "horizon_days": self.horizon_days,
             "options": [o.to_json() for o in self.options],

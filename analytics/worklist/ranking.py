@@ -20,9 +20,12 @@ the "sum of diameters" is its longest diameter):
 Baseline and latest are the values on the first and last measurement dates
 (two readings on one date: either may be taken).
 
-Who is on the list: patients alive and without a recorded recurrence at their
-last follow-up (no ``outcome_event`` row and an observation period that did not
-end in death) who have at least one lesion measurement.
+Who is on the list: patients alive at their last follow-up (no death event and an
+observation period that did not end in death) who have at least one lesion measurement.
+Since issue 17 a lesion is read only in measurable disease (metastatic, on a line of
+therapy), so a recurrence no longer takes a patient off the list: she is the one whose
+progression is followed. Baseline, nadir and latest are those of her current line's readings
+(from its baseline scan, as ``analytics.forecast.data``), since each line restarts RECIST.
 
 Why rank everyone, then page: a forecast risk is not a SQL expression, so the
 whole list is ranked at once (vectorised fits, ``RISK_CHUNK`` patients per
@@ -89,7 +92,11 @@ class WorklistPage:
 
 
 _FLAGGED = """
-WITH lesion AS (
+WITH line AS (  -- the current line's readings only: each metastatic line restarts RECIST (issue 17)
+    SELECT person_id, max(start_date) FILTER (WHERE line_of_therapy >= 2) - INTERVAL 42 DAY AS series_from
+    FROM treatment_exposure GROUP BY person_id
+),
+lesion AS (
     SELECT person_id,
            count(*)                          AS n_measurements,
            min(measurement_date)             AS baseline_date,
@@ -97,8 +104,8 @@ WITH lesion AS (
            min(value)                        AS nadir_mm,
            max(measurement_date)             AS latest_date,
            arg_max(value, measurement_date)  AS latest_mm
-    FROM measurement
-    WHERE concept = ?{only_listed}
+    FROM measurement LEFT JOIN line USING (person_id)
+    WHERE concept = ? AND measurement_date >= coalesce(line.series_from, DATE '1900-01-01'){only_listed}
     GROUP BY person_id
 )
 SELECT lesion.person_id, p.mrn, p.site, n_measurements, baseline_date, baseline_mm, nadir_mm,
@@ -109,7 +116,7 @@ SELECT lesion.person_id, p.mrn, p.site, n_measurements, baseline_date, baseline_
        baseline_mm > 0 AND latest_mm <= (1 - ?) * baseline_mm       AS response,
        latest_mm / greatest(nadir_mm, ?)                             AS regrowth_ratio
 FROM lesion JOIN person AS p USING (person_id)
-WHERE lesion.person_id NOT IN (SELECT person_id FROM outcome_event)
+WHERE lesion.person_id NOT IN (SELECT person_id FROM outcome_event WHERE event_type = 'death')
   AND lesion.person_id NOT IN (SELECT person_id FROM observation_period WHERE end_reason = 'death')
   AND (?::VARCHAR IS NULL OR p.site = ?)
 ORDER BY lesion.person_id

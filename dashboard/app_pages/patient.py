@@ -9,6 +9,7 @@ from analytics import store
 from analytics.patients import UnknownPatientError
 from dashboard import resources
 from dashboard.figures import patient as patient_figures
+from dashboard.panels import care as care_panel
 from dashboard.panels import forecast as forecast_panel
 from dashboard.panels import report as report_panel
 from dashboard.panels import treatment as treatment_panel
@@ -44,6 +45,8 @@ except store.StoreError as exc:  # fail closed: a record whose view cannot be au
 demo, dx, period = summary.demographics, summary.diagnosis, summary.observation_period
 st.header(f"{demo.mrn} · id {demo.person_id}")
 worklist_panel.review_line(ref, demo.person_id)
+setting, scope = resources.care(ref, demo.person_id)
+care_panel.banner(setting, scope)
 a, b, c, d = st.columns(4)
 a.metric(
     "Age at diagnosis",
@@ -79,9 +82,10 @@ else:
     cols[1].metric(f"PR ({dx.pr_fmol:g} fmol/mg)", "positive" if dx.pr_positive else "negative")
     cols[2].metric("HER2", "positive" if dx.her2_positive else "negative")
 
-treatment_panel.show(ref, summary)
+treatment_panel.show(ref, summary, scope)
+care_panel.course(ref, setting)
 
-forecast_panel.show(ref, summary)
+forecast_panel.show(ref, summary, setting)
 report_panel.show(ref, summary)
 st.plotly_chart(patient_figures.lab_values_figure(summary.measurements))
 

@@ -121,6 +121,13 @@ def add_report_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="print the patient's name, MRN, id and birth date (default: a pseudonymised report)",
     )
+    p.add_argument(
+        "--for-role",
+        choices=("oncologist", "care_team", "ethics_board", "admin"),
+        default="oncologist",
+        help="who the report is for: only the oncologist's carries the treatment recommendation "
+        "(default: oncologist)",
+    )
     p.add_argument("--json", action="store_true", help="print a JSON summary of what was written")
 
 
@@ -140,7 +147,12 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise CliError(f"--out must name a .pdf file (got {args.out})")
     try:
         result = write_report(
-            db, person_id, args.out, include_names=args.include_names, actor=actor()
+            db,
+            person_id,
+            args.out,
+            include_names=args.include_names,
+            actor=actor(),
+            role=args.for_role,
         )
     except UnknownPatientError:
         raise CliError(f"no patient with id {person_id} in {db}; no report written") from None

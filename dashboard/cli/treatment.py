@@ -161,6 +161,7 @@ def cmd_validate_treatment(args: argparse.Namespace) -> int:
 
 def cmd_recommend(args: argparse.Namespace) -> int:
     from analytics.treatment.clinic import (  # lazy: `oncolens --help` and the other commands never load it
+        OutOfScopeError,
         recommend_patient,
         train_clinic_model,
     )
@@ -208,6 +209,25 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         except ValueError:
             raise CliError(f"PATIENT_ID must be a whole number (got {args.patient_id!r})") from None
         result = recommend_patient(db, person_id, folder=args.model_dir)
+    except OutOfScopeError as exc:
+        # an answer, not a failure: the model does not apply to her, and the output says why
+        scope = exc.scope
+        if args.json:
+            print(json.dumps(scope.to_json()))
+        else:
+            print(f"Patient {scope.person_id}: {scope.setting.headline}")
+            print(f"  -> no recommendation: out of the treatment model's scope ({scope.reason}).")
+            for line in scope.setting.lines:
+                end = (
+                    f"to {line.end_date:%Y-%m-%d} ({line.end_reason or 'reason not recorded'})"
+                    if line.end_date
+                    else "ongoing"
+                )
+                print(
+                    f"     line {line.number}: {line.regimen or 'regimen not recorded'}, "
+                    f"from {line.start_date:%Y-%m-%d} {end}"
+                )
+        return 0
     except treatment_errors() as exc:
         raise CliError(str(exc)) from exc
     if args.json:

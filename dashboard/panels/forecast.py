@@ -13,13 +13,15 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from analytics.episodes import CareSetting, LineProgressionRisk
 from analytics.forecast.patient import DISCLAIMER, ForecastError, PatientForecast
 from analytics.forecast.survival import conditional_km
 from analytics.patients import PatientSummary
 from dashboard import resources
 from dashboard.figures import patient as patient_figures
 from dashboard.services import plain_language
-from dashboard.session import state, trail
+from dashboard.services.report_data import without_other_options
+from dashboard.session import auth, state, trail
 
 MAX_STUDY_BUTTONS = 12
 # The metric's (value, note under it): short enough for a third of a 1366 px screen (docs/experience.md).
@@ -35,8 +37,15 @@ def _pct(p: float | None) -> str:
     return "n/a" if p is None else f"{100 * p:.0f}%"
 
 
-def show(ref: resources.StoreRef, summary: PatientSummary) -> None:
-    """Draw the section for one known patient."""
+def show(
+    ref: resources.StoreRef, summary: PatientSummary, setting: CareSetting | None = None
+) -> None:
+    """Draw the section for one known patient.
+
+    ``setting`` (``resources.care``): forecasts follow it. Early disease: recurrence-free survival;
+    on a metastatic line: the lesion trajectory on that line and progression on it, and nothing
+    that speaks of "recurrence" as if it had not happened.
+    """
     person_id = summary.person_id
     st.subheader(
         "Timeline and forecast",
@@ -53,6 +62,8 @@ def show(ref: resources.StoreRef, summary: PatientSummary) -> None:
         forecast = resources.patient_forecast(ref, person_id)
     except ForecastError as exc:
         st.info(f"No forecast: {exc}.")
+    if forecast is not None and not auth.may_recommend():
+        forecast = without_other_options(forecast)  # curves per option are the recommendation
     survival = forecast.survival if forecast is not None else None
     similar_km = None
     if survival is not None:
@@ -70,11 +81,21 @@ def show(ref: resources.StoreRef, summary: PatientSummary) -> None:
             model_version=forecast.model_version,
             details={"as_of": forecast.as_of.isoformat()},
         )
-        _figures(forecast)
+        after_recurrence = setting is not None and (setting.metastatic or setting.recurred)
+        _figures(
+            forecast,
+            setting if after_recurrence else None,
+            resources.line_risk(ref, person_id) if after_recurrence else None,
+        )
     _study_links(summary)
 
 
-def _figures(forecast: PatientForecast) -> None:
+def _figures(
+    forecast: PatientForecast,
+    metastatic: CareSetting | None = None,
+    line_risk: LineProgressionRisk | None = None,
+) -> None:
+    """``metastatic``: her setting when the disease has recurred or is metastatic (else None)."""
     tumour = forecast.tumour
     a, b, c = st.columns(3)
     when = tumour.progression_date.isoformat() if tumour.progression_date else ""
@@ -102,6 +123,17 @@ def _figures(forecast: PatientForecast) -> None:
             "progression (parameter uncertainty and measurement noise)",
         ),
     )
+    if metastatic is not None:
+        c.metric(
+            "Progression on this line in 6 months",
+            _pct(None if line_risk is None else line_risk.risk_6m),
+            help="Observed in this clinic's patients of her subtype on the same line (section "
+            "'Course and lines of therapy'); recurrence-free survival no longer applies.",
+        )
+        _metastatic_summary(tumour, metastatic, line_risk)
+        for note in tumour.notes:
+            st.caption(f"Note: {note[0].upper()}{note[1:]}.")
+        return
     c.metric(
         "P(recurrence) in 6 months",
         _pct(forecast.risk_recurrence_6m),
@@ -145,6 +177,39 @@ def _figures(forecast: PatientForecast) -> None:
     )
     for note in [*tumour.notes, *forecast.notes]:
         st.caption(f"Note: {note[0].upper()}{note[1:]}.")
+
+
+def _metastatic_summary(
+    tumour, setting: CareSetting, line_risk: LineProgressionRisk | None
+) -> None:
+    """The forecast in words after a recurrence: never reassuring about a recurrence that happened."""
+    when = (
+        "was metastatic at diagnosis"
+        if setting.de_novo
+        else f"recurred on {setting.recurrence_date:%Y-%m-%d}"
+        if setting.recurrence_date
+        else "is metastatic"
+    )
+    parts = [f"Her disease {when}; recurrence-free survival no longer applies."]
+    where = f"line {setting.line}" if setting.phase == "line" and setting.line else None
+    if tumour.available and not tumour.observed.empty:
+        last = tumour.observed.iloc[-1]
+        ahead = tumour.forecast.iloc[min(len(tumour.forecast) - 1, 13)]
+        parts.append(
+            f"On {where or 'her current treatment'} the target lesion was last read at "
+            f"{float(last['mm']):.0f} mm (nadir {tumour.nadir_mm:.0f} mm); the growth model expects about "
+            f"{float(ahead['mm']):.0f} mm six months after that reading (80 %: {float(ahead['lo80']):.0f}"
+            f"–{float(ahead['hi80']):.0f} mm)."
+        )
+        if tumour.progression_status == "observed":
+            parts.append("Her readings already meet RECIST progression on this line.")
+    if line_risk is not None and line_risk.risk_6m is not None:
+        parts.append(
+            f"Of this clinic's {line_risk.subtype} patients on {where or 'this line'} for as long as "
+            f"she has been, {100 * line_risk.risk_6m:.0f} % progressed within the next six months."
+        )
+    parts.append("These are estimates to discuss, not a prognosis; the clinician decides with her.")
+    st.warning(" ".join(parts), icon=":material/record_voice_over:")
 
 
 def _study_links(summary: PatientSummary) -> None:

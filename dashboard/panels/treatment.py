@@ -16,7 +16,7 @@ import streamlit as st
 from analytics import store
 from analytics.governance import audit
 from analytics.patients import PatientSummary
-from analytics.treatment.clinic import DISCLAIMER
+from analytics.treatment.clinic import DISCLAIMER, OutOfScopeError, Scope
 from analytics.treatment.clinic_data import MissingCovariatesError
 from analytics.treatment.decisions import (
     DecisionError,
@@ -28,6 +28,7 @@ from analytics.treatment.model.files import TreatmentModelError
 from analytics.treatment.recommend import Recommendation
 from dashboard import resources
 from dashboard.figures import treatment as treatment_figures
+from dashboard.panels import care as care_panel
 from dashboard.services import plain_language
 from dashboard.session import auth, trail
 
@@ -46,8 +47,12 @@ def first_line_option(treatments: pd.DataFrame) -> str | None:
     return None if first.empty else str(first["regimen"].min())
 
 
-def show(ref: resources.StoreRef, summary: PatientSummary) -> None:
-    """Draw the section for one known patient (the page has already loaded her record)."""
+def show(ref: resources.StoreRef, summary: PatientSummary, scope: Scope | None = None) -> None:
+    """Draw the section for one known patient (the page has already loaded her record).
+
+    ``scope``: ``recommendation_scope``'s answer (``resources.care``); outside it the section says
+    why and shows no options, no recommendation and no decision form, only the decisions recorded.
+    """
     person_id = summary.person_id
     st.subheader(
         "Treatment options", help=plain_language.glossary_help("RFS", "RMST", "SHAP", "C-index")
@@ -57,6 +62,16 @@ def show(ref: resources.StoreRef, summary: PatientSummary) -> None:
         st.caption(
             "Treatment recommendations are shown to oncologists, who decide them with the patient."
         )
+        return
+    if scope is not None and not scope.in_scope and scope.setting.setting != "unknown":
+        st.warning(
+            "**No recommendation: out of the treatment model's scope.** "
+            f"{care_panel.plain(scope.reason[0].upper() + scope.reason[1:])}. "
+            "No first-line options are shown. What applies to her: the course and lines of therapy, "
+            "the lesion trajectory and progression on her current line, below.",
+            icon=":material/block:",
+        )
+        _history(ref, person_id)
         return
     st.caption(
         f"{DISCLAIMER} Predictions come from a model of this clinic's own records, where treatment "
@@ -72,6 +87,14 @@ def show(ref: resources.StoreRef, summary: PatientSummary) -> None:
     except MissingCovariatesError as exc:
         st.warning(f"No recommendation: {exc}.")
         _similar_patients(ref, person_id)
+        return
+    except (
+        OutOfScopeError
+    ) as exc:  # the data changed since the scope was read: say so, show nothing
+        st.warning(
+            f"**No recommendation: out of the treatment model's scope.** {care_panel.plain(exc)}."
+        )
+        _history(ref, person_id)
         return
     card = resources.treatment_model(ref).card
     _options(rec, card, first_line_option(summary.treatments))
@@ -229,12 +252,31 @@ def _decision(ref: resources.StoreRef, person_id: int, rec: Recommendation) -> N
                 f"Decision {decision_id} recorded: {decision.actor} {verb} {decision.chosen}."
             )
             ref = resources.store_status().ref or ref  # the write changed the file: read it again
+    _history(ref, person_id)
+
+
+def _history(ref: resources.StoreRef, person_id: int) -> None:
+    """The decision log: what was recommended, what was chosen, and the whole reason (never cut)."""
     history = resources.treatment_decision_history(ref, person_id)
     if history.empty:
         st.caption("No decision recorded for this patient yet.")
-    else:
-        st.caption("Decisions recorded for this patient, newest first (also in the audit trail).")
-        st.dataframe(history, hide_index=True)
+        return
+    st.caption("Decisions recorded for this patient, newest first (also in the audit trail).")
+    for row in history.itertuples(index=False):
+        recommended = row.recommended if isinstance(row.recommended, str) else "no clear difference"
+        verb = "accepted" if row.accepted else "chose"
+        with st.container(border=True):
+            st.markdown(
+                f"**{pd.Timestamp(row.decided_at):%Y-%m-%d %H:%M}** · {care_panel.plain(row.actor)} "
+                f"{verb} **{care_panel.plain(row.chosen)}** · recommended: {care_panel.plain(recommended)} "
+                f"· model {care_panel.plain(row.model_version)} · decision {row.decision_id}"
+            )
+            reason = row.reason if isinstance(row.reason, str) and row.reason.strip() else None
+            st.text(
+                f"Reason: {reason}"
+                if reason
+                else "Reason: none given (the recommendation was accepted)"
+            )
 
 
 def cohort_section(ref: resources.StoreRef) -> None:

@@ -38,9 +38,16 @@ import pandas as pd
 from PIL import Image
 
 from analytics import store
-from analytics.governance import audit, pseudonyms
+from analytics.episodes import care_setting, line_progression_risk
+from analytics.governance import audit, pseudonyms, users
 from analytics.patients import UnknownPatientError, patient_summary
-from dashboard.services.report_data import DISCLAIMER, SECTIONS, KeyImage, ReportData
+from dashboard.services.report_data import (
+    DISCLAIMER,
+    SECTIONS,
+    KeyImage,
+    ReportData,
+    without_other_options,
+)
 from dashboard.services.report_pdf import render_pdf
 from models.inference.loader import ModelLoader
 from models.provenance import oncolens_version
@@ -166,11 +173,19 @@ def gather(
     now: dt.datetime | None = None,
     load=None,
     clinic: ClinicModel | None = None,
+    role: str | None = None,
 ) -> ReportData:
     """Everything the report shows for one patient; ``UnknownPatientError`` when the store has no such patient.
 
     ``clinic``: the treatment model already loaded (the app's, so the PDF shows the page's
     figures); loaded from beside the store otherwise.
+    ``role``: who the report is for. Only roles that may see recommendations
+    (``users.sees_recommendation``: the oncologist) get the recommendation, its SHAP waterfall and
+    the survival forecast under options she did not receive; anyone else (None included) gets the
+    report without them, and a line saying so.
+    Outside the treatment model's scope (``recommendation_scope``: recurrence, metastatic disease)
+    there is no recommendation for anyone: the report says why and shows the course, the lines of
+    therapy and progression on the current line instead.
     """
     from analytics.forecast.patient import (  # lazy: only this section needs it; the app opens its first page without it
         ForecastError,
@@ -180,6 +195,7 @@ def gather(
     from analytics.treatment.clinic import (  # lazy: only this section needs it; the app opens its first page without it
         load_clinic_model,
         recommendation_for,
+        recommendation_scope,
     )
 
     # lazy: only this section needs it; the app opens its first page without it
@@ -217,12 +233,18 @@ def gather(
             forecast = patient_forecast(con, person_id, estimate_prior(con), clinic)
         except ForecastError as exc:
             notes.append(f"No forecast: {exc}")
+        setting = care_setting(con, person_id)
+        scope = recommendation_scope(con, person_id, setting)
+        line_risk = line_progression_risk(con, setting)
         rec = None
-        if clinic is not None:
+        allowed = users.sees_recommendation(role)
+        if clinic is not None and allowed and scope.in_scope:
             try:
                 rec = recommendation_for(clinic, con, person_id)
             except (ValueError, LookupError) as exc:
                 notes.append(f"No recommendation: {exc}")
+    if forecast is not None and not allowed:
+        forecast = without_other_options(forecast)
     demo, dx = summary.demographics, summary.diagnosis
     if include_names:
         header = [
@@ -268,7 +290,29 @@ def gather(
                 f"{'+' if dx.her2_positive else '-'}",
             ),
         ]
-    if not summary.treatments.empty:
+    summary_rows.append(("Setting", setting.headline))
+    for line in setting.lines:
+        summary_rows.append(
+            (
+                f"Line {line.number}",
+                f"{line.regimen or 'regimen not recorded'}, from {line.start_date:%Y-%m-%d} "
+                + (
+                    f"to {line.end_date:%Y-%m-%d} ({line.end_reason or 'reason not recorded'})"
+                    if line.end_date
+                    else "(ongoing)"
+                ),
+            )
+        )
+    if line_risk is not None and line_risk.risk_6m is not None:
+        summary_rows.append(
+            (
+                "Progression on this line",
+                f"{100 * line_risk.risk_6m:.0f} % within 6 months among {line_risk.patients} "
+                f"{line_risk.subtype} patients of this clinic on line {line_risk.line} "
+                f"(observed, not a model of her)",
+            )
+        )
+    if not summary.treatments.empty and not setting.lines:
         lines = summary.treatments.drop_duplicates("line_of_therapy")
         summary_rows.append(
             (
@@ -344,7 +388,18 @@ def gather(
         model_rows["Forecast"] = str(forecast.model_version)
 
     recommendation_lines: list[str] = []
-    if rec is not None:
+    if not scope.in_scope:
+        recommendation_lines.append(
+            f"Out of the treatment model's scope: {scope.reason}. No first-line options are "
+            "shown; what applies is the course, the lines of therapy and progression on the "
+            "current line (summary above)."
+        )
+    elif not allowed:
+        recommendation_lines.append(
+            "Treatment recommendation withheld: shown only to the oncologist who decides it with "
+            f"the patient (this report was prepared for the role {role or 'unknown'})."
+        )
+    elif rec is not None:
         for o in rec.options:
             lo, hi = o.rfs_ci
             recommendation_lines.append(
@@ -391,10 +446,15 @@ def write_report(
     role: str | None = None,
     load=None,
 ) -> dict:
-    """Gather, render and write the PDF atomically to ``out``; audit it; return a small summary."""
+    """Gather, render and write the PDF atomically to ``out``; audit it; return a small summary.
+
+    ``role``: who the report is for (``gather``); without one it carries no recommendation.
+    """
 
     out = Path(out)
-    data = gather(db_path, person_id, include_names=include_names, generated_by=actor, load=load)
+    data = gather(
+        db_path, person_id, include_names=include_names, generated_by=actor, load=load, role=role
+    )
     pdf = render_pdf(data)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
@@ -415,6 +475,8 @@ def write_report(
         inputs_sha256=digest,
         details={
             "include_names": include_names,
+            "for_role": role,
+            "recommendation": data.recommendation is not None,
             "pages_sha256": digest,
             "models": dict(data.model_rows),
         },
@@ -445,7 +507,14 @@ def report_bytes(
     """
 
     pdf = render_pdf(
-        gather(db_path, person_id, include_names=include_names, generated_by=actor, clinic=clinic)
+        gather(
+            db_path,
+            person_id,
+            include_names=include_names,
+            generated_by=actor,
+            clinic=clinic,
+            role=role,
+        )
     )
     audit.record_event(
         db_path,
@@ -454,7 +523,7 @@ def report_bytes(
         action="tumour_board_report",
         subject=str(person_id),
         inputs_sha256=hashlib.sha256(pdf).hexdigest(),
-        details={"include_names": include_names, "via": "app"},
+        details={"include_names": include_names, "via": "app", "for_role": role},
     )
     return pdf
 

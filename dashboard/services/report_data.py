@@ -6,6 +6,7 @@ either one, the two modules imported each other.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -54,3 +55,18 @@ class ReportData:
     generated_at: dt.datetime
     renderer: str
     notes: list[str] = field(default_factory=list)
+
+
+def without_other_options(forecast):
+    """The forecast without survival curves under options she did not receive.
+
+    Curves per option are the recommendation's substance (the best one is the recommended one), so
+    roles that are not shown recommendations see only the received option's curve (or none).
+    """
+    survival = forecast.survival
+    if survival is None:
+        return forecast
+    kept = {o: f for o, f in survival.curves.items() if o == forecast.received_option}
+    return dataclasses.replace(
+        forecast, survival=dataclasses.replace(survival, curves=kept) if kept else None
+    )

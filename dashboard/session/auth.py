@@ -45,7 +45,7 @@ PAGES: dict[str, frozenset[str]] = {
     "governance": frozenset({"ethics_board", "admin"}),
 }
 # Roles shown treatment recommendations and asked to accept or override them.
-RECOMMENDS = frozenset({"oncologist"})
+RECOMMENDS = users.RECOMMENDATION_ROLES  # the same set decides the tumour-board PDF
 # Roles that treat patients and so see real patient ids and MRNs; the others see pseudonyms.
 CLINICAL_ROLES = frozenset({"oncologist", "care_team"})
 
@@ -86,6 +86,12 @@ def idle_timeout_s() -> float:
 
 def may_open(role: str | None, page: str) -> bool:
     return role is not None and role in PAGES.get(page, frozenset())
+
+
+def may_recommend() -> bool:
+    """Whether the signed-in user may see treatment recommendations (``users.sees_recommendation``)."""
+    s = session()
+    return users.sees_recommendation(s.role if s else None)
 
 
 def sees_patient_ids(role: str | None) -> bool:

@@ -63,8 +63,11 @@ def test_summary_matches_the_store(demo_con):
         n = demo_con.execute(f"SELECT count(*) FROM {table} WHERE person_id = 7").fetchone()[0]
         assert len(frame) == n, table
     assert summary.measurements["measurement_date"].is_monotonic_increasing
-    lesion = summary.imaging_studies["lesion_longest_diameter_mm"]
-    assert lesion.notna().all()  # every demo study carries the lesion read from it
+    studies = summary.imaging_studies
+    lesion = studies["lesion_longest_diameter_mm"]
+    # restaging CT carries the target lesion read from it; mammograms after surgery have none
+    assert lesion[studies["modality"] == "CT"].notna().all()
+    assert lesion[studies["modality"] == "MG"].isna().all()
 
 
 def test_summary_never_loads_names(demo_con):

@@ -33,9 +33,37 @@ N_PATIENTS = 8
 
 
 def _copy_store(demo_db: Path, folder: Path) -> Path:
-    """A private copy of the session's demo store (this module writes rows into it)."""
+    """A private copy of the session's demo store (this module writes rows into it).
+
+    The generator's own brain MR studies (patients with brain metastases, issue 17) have no
+    images; they are removed here so that every MR study and brain read counted below is this
+    writer's.
+    """
     folder.mkdir(parents=True, exist_ok=True)
-    return Path(shutil.copy(demo_db, folder / "demo.duckdb"))
+    path = Path(shutil.copy(demo_db, folder / "demo.duckdb"))
+    with store.open_store(path) as con:
+        con.execute("DELETE FROM measurement WHERE concept = ?", [BRAIN_CONCEPT])
+        con.execute(
+            "DELETE FROM imaging_series WHERE study_uid IN "
+            "(SELECT study_uid FROM imaging_study WHERE modality = 'MR')"
+        )
+        con.execute("DELETE FROM imaging_study WHERE modality = 'MR'")
+    return path
+
+
+def _set_read(con, study_uid: str, mm: float, *, linked: bool = True, shift_days: int = 0) -> None:
+    """Give a mammogram a radiology read of ``mm`` (the demo's mammograms after surgery have none)."""
+    con.execute(
+        "DELETE FROM measurement WHERE study_uid = ? AND concept = 'lesion_longest_diameter' "
+        "AND source <> 'ai'",
+        [study_uid],
+    )
+    con.execute(
+        "INSERT INTO measurement SELECT (SELECT max(measurement_id) + 1 FROM measurement), person_id, "
+        "study_date + ?::INTEGER, 'lesion_longest_diameter', ?, 'mm', 'radiology', "
+        "CASE WHEN ? THEN study_uid END FROM imaging_study WHERE study_uid = ?",
+        [shift_days, mm, linked, study_uid],
+    )
 
 
 def _tolerance(mm: float) -> float:
@@ -53,9 +81,17 @@ def _mask_diameter(dcm: Path, ds) -> float:
 
 
 def _radiology_mm(con, study_uid: str) -> float:
-    return con.execute(
+    """The study's read; a mammogram without one shows the primary at diagnosis, else no lesion."""
+    row = con.execute(
         "SELECT value FROM measurement WHERE study_uid = ? AND concept = 'lesion_longest_diameter' "
         "AND source <> 'ai'",
+        [study_uid],
+    ).fetchone()
+    if row is not None:
+        return row[0]
+    return con.execute(
+        "SELECT CASE WHEN s.study_date = c.diagnosis_date THEN c.tumour_size_mm ELSE 0 END "
+        "FROM imaging_study s JOIN condition_occurrence c USING (person_id) WHERE s.study_uid = ?",
         [study_uid],
     ).fetchone()[0]
 
@@ -251,20 +287,10 @@ def test_changed_measurements_are_drawn_and_zero_means_no_lesion(demo_db, tmp_pa
     first = write_demo_images(db, root, patients=2, seed=5)
     a, b, c = first.images[:3]
     with store.open_store(db) as con:
-        con.execute(
-            "UPDATE measurement SET value = 0 WHERE study_uid = ? AND source <> 'ai'", [a.study_uid]
-        )
-        con.execute(
-            "UPDATE measurement SET value = 33.3 WHERE study_uid = ? AND source <> 'ai'",
-            [b.study_uid],
-        )
+        _set_read(con, a.study_uid, 0.0)
+        _set_read(con, b.study_uid, 33.3)
         # no study link: the nearest measurement within two weeks is used
-        con.execute(
-            "UPDATE measurement SET value = 17.5, study_uid = NULL, "
-            "measurement_date = measurement_date + INTERVAL 3 DAY WHERE study_uid = ? "
-            "AND concept = 'lesion_longest_diameter'",
-            [c.study_uid],
-        )
+        _set_read(con, c.study_uid, 17.5, linked=False, shift_days=3)
     again = write_demo_images(db, root, patients=2, seed=5)
     assert again.person_ids == first.person_ids
     drawn = {im.study_uid: im for im in again.images}
@@ -327,15 +353,9 @@ def test_a_large_lesion_is_drawn_at_its_size_or_the_patient_is_passed_over(demo_
     assert large.person_id != huge.person_id
     with store.open_store(db) as con:
         # wider than most phantom breasts allow: other breasts are tried until one fits
-        con.execute(
-            "UPDATE measurement SET value = 100 WHERE study_uid = ? AND source <> 'ai'",
-            [large.study_uid],
-        )
+        _set_read(con, large.study_uid, 100.0)
         # wider than any: that patient cannot be imaged at her sizes
-        con.execute(
-            "UPDATE measurement SET value = 180 WHERE study_uid = ? AND source <> 'ai'",
-            [huge.study_uid],
-        )
+        _set_read(con, huge.study_uid, 180.0)
     again = write_demo_images(db, tmp_path / "dicom", patients=2, seed=5, brain_patients=0)
     assert large.person_id in again.person_ids and huge.person_id not in again.person_ids
     image = next(im for im in again.images if im.study_uid == large.study_uid)

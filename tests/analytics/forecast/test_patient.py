@@ -40,13 +40,29 @@ def prior(demo_db: Path):
 
 
 def _recurrence_free_patient(con) -> int:
+    """Early disease, followed to the cut-off within the model's five years: her RFS forecast applies."""
     return int(
         con.execute(
             "SELECT person_id FROM person WHERE person_id NOT IN (SELECT person_id FROM outcome_event) "
-            "AND person_id IN (SELECT person_id FROM measurement WHERE concept = 'lesion_longest_diameter' "
-            "GROUP BY person_id HAVING count(*) >= 4) "
             "AND person_id IN (SELECT person_id FROM observation_period WHERE end_reason = 'data_cutoff' "
             "AND end_date - start_date < 1500) ORDER BY person_id LIMIT 1"
+        ).fetchall()[0][0]
+    )
+
+
+def _on_line_patient(con) -> int:
+    """Metastatic disease on an ongoing line with four or more readings on it: a lesion to forecast.
+
+    Since issue 17 lesions are read only in measurable (metastatic) disease, never after surgery.
+    """
+    return int(
+        con.execute(
+            """SELECT e.person_id FROM episode e
+               WHERE e.kind = 'line' AND e.end_date IS NULL AND e.line_number >= 2
+                 AND (SELECT count(*) FROM measurement m WHERE m.person_id = e.person_id
+                        AND m.concept = 'lesion_longest_diameter'
+                        AND m.measurement_date >= e.start_date - INTERVAL 42 DAY) >= 4
+               ORDER BY e.person_id LIMIT 1"""
         ).fetchall()[0][0]
     )
 
@@ -61,12 +77,16 @@ def test_json_contract_and_bands(demo_con, prior, clinic):
         assert all(r["lo"] <= r["s"] <= r["hi"] for r in rows)
         s = [r["s"] for r in rows]
         assert s == sorted(s, reverse=True)
-    tumour = result["tumour"]
+    on_line = patient_forecast(demo_con, _on_line_patient(demo_con), prior, clinic).to_json()
+    assert on_line["survival"] == {}  # recurred: recurrence-free survival no longer applies
+    tumour = on_line["tumour"]
     assert {"observed", "forecast", "progression_date"} <= set(tumour)
     assert all(set(r) >= {"date", "mm"} for r in tumour["observed"])
     assert all(r["lo"] <= r["lo80"] <= r["hi80"] <= r["hi"] for r in tumour["forecast"])
     assert tumour["forecast"][0]["date"] == tumour["observed"][-1]["date"]
-    assert "not a medical device" in result["caveat"]
+    assert (
+        "not a medical device" in result["caveat"] and "not a medical device" in on_line["caveat"]
+    )
     if tumour["progression_status"] == "forecast":
         assert tumour["progression_date"] > tumour["observed"][-1]["date"]
 
@@ -91,11 +111,13 @@ def test_survival_is_the_models_curve_divided_by_survival_so_far(demo_con, prior
 
 
 def test_without_a_model_the_tumour_part_still_shows(demo_con, prior):
-    pid = _recurrence_free_patient(demo_con)
-    forecast = patient_forecast(demo_con, pid, prior, clinic=None)
+    forecast = patient_forecast(demo_con, _on_line_patient(demo_con), prior, clinic=None)
     assert forecast.survival is None and forecast.tumour.available
-    assert any("no treatment model" in n for n in forecast.notes)
+    assert any("recurrence or death recorded" in n for n in forecast.notes)
     assert forecast.to_json()["survival"] == {}
+    # early disease without a model: nothing measurable after surgery and no RFS model, so nothing
+    with pytest.raises(ForecastError, match="no treatment model"):
+        patient_forecast(demo_con, _recurrence_free_patient(demo_con), prior, clinic=None)
 
 
 def test_unknown_patient(demo_con, prior):
@@ -174,12 +196,13 @@ def test_cohort_risk_matches_one_patient_and_is_a_probability(demo_con, prior, c
     assert risk["risk_6m"].dropna().to_numpy() == pytest.approx(
         combined[risk["risk_6m"].notna()].to_numpy()
     )
-    pid = _recurrence_free_patient(demo_con)
-    one = patient_forecast(demo_con, pid, prior, clinic)
-    both = cohort_risk(demo_con, np.array([pid]), prior, clinic).iloc[0]
-    assert both["p_recurrence_6m"] == pytest.approx(one.risk_recurrence_6m, abs=1e-6)
-    assert both["p_progression_6m"] == pytest.approx(
-        one.tumour.progression_probability_6m, abs=0.08
+    early, on_line = _recurrence_free_patient(demo_con), _on_line_patient(demo_con)
+    rows = cohort_risk(demo_con, np.array([early, on_line]), prior, clinic).set_index("person_id")
+    one = patient_forecast(demo_con, early, prior, clinic)
+    assert rows.loc[early, "p_recurrence_6m"] == pytest.approx(one.risk_recurrence_6m, abs=1e-6)
+    other = patient_forecast(demo_con, on_line, prior, clinic)
+    assert rows.loc[on_line, "p_progression_6m"] == pytest.approx(
+        other.tumour.progression_probability_6m, abs=0.08
     )
 
 

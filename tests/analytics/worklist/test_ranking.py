@@ -61,7 +61,8 @@ def test_series_order_comes_from_dates_not_insertion(tiny):
     assert row["progression"]  # +13 mm, +65 %
 
 
-def test_only_living_recurrence_free_measured_patients_are_listed(tiny):
+def test_only_living_measured_patients_are_listed(tiny):
+    """A recurrence keeps a patient on the list (issue 17): her lesion is what is followed."""
     tiny.person(1)
     tiny.lesion(1, ("2020-01-01", 20.0))
     tiny.person(2)  # recurrence recorded
@@ -76,8 +77,8 @@ def test_only_living_recurrence_free_measured_patients_are_listed(tiny):
     tiny.person(6, end_reason="lost_to_follow_up")  # alive at last follow-up
     tiny.lesion(6, ("2020-01-01", 20.0))
     page = worklist.worklist(tiny.con)
-    assert sorted(page.rows["person_id"]) == [1, 6]
-    assert page.total == 2
+    assert sorted(page.rows["person_id"]) == [1, 2, 6]
+    assert page.total == 3
 
 
 def test_regrowth_ratio_is_latest_over_nadir(tiny):
@@ -156,14 +157,24 @@ def test_matches_an_independent_pandas_computation(demo_con):
     ).df()
     excluded = set(
         demo_con.execute(
-            "SELECT person_id FROM outcome_event UNION "
+            "SELECT person_id FROM outcome_event WHERE event_type = 'death' UNION "
             "SELECT person_id FROM observation_period WHERE end_reason = 'death'"
         ).df()["person_id"]
+    )
+    # each metastatic line restarts RECIST: only the current line's readings (from its baseline
+    # scan, six weeks before the line) count
+    lines = demo_con.execute(
+        "SELECT person_id, start_date FROM treatment_exposure WHERE line_of_therapy >= 2"
+    ).df()
+    series_from = pd.to_datetime(lines.groupby("person_id")["start_date"].max()) - pd.Timedelta(
+        days=42
     )
     expected = {}
     for pid, series in m.groupby("person_id"):
         if pid in excluded:
             continue
+        if pid in series_from.index:
+            series = series[pd.to_datetime(series["measurement_date"]) >= series_from[pid]]
         values = series["value"].to_numpy()
         baseline, latest, nadir = values[0], values[-1], values.min()
         expected[pid] = (

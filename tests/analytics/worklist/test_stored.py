@@ -29,7 +29,7 @@ def test_the_demo_generator_stores_a_current_ranking_in_rank_order(demo_con):
     status = worklist_store.status(demo_con, None)
     assert status.fresh and status.reasons == () and status.model_version is None
     rows = _stored(demo_con)  # physical order, as written
-    assert status.entries == len(rows) > 100
+    assert status.entries == len(rows) > 30  # metastatic patients on a line (issue 17)
     assert rows["rank"].tolist() == list(range(1, len(rows) + 1))
     pd.testing.assert_frame_equal(worklist.rank_order(rows).reset_index(drop=True), rows)
 
@@ -224,7 +224,7 @@ def test_a_version_4_store_migrates_and_is_ranked_on_refresh(clinic_db):
         status = worklist_store.status(con, None)
         assert not status.fresh and "not been computed" in status.reasons[0]
     with store.open_store(clinic_db) as con:
-        assert store.schema_version(con) == store.SCHEMA_VERSION == 6
+        assert store.schema_version(con) == store.SCHEMA_VERSION
         assert con.execute("SELECT count(*) FROM worklist_entry").fetchone()[0] == 0
         assert con.execute("SELECT count(*) FROM worklist_review").fetchone()[0] == 0
         assert not worklist_store.status(con, None).fresh
@@ -280,7 +280,7 @@ def test_a_store_refresh_leaves_the_store_readable_while_it_ranks(clinic_db, mon
 
     monkeypatch.setattr(worklist, "ranked", ranked_while_read)
     result = worklist_store.refresh_store(clinic_db)
-    assert seen and seen[0][0] == 0 and int(seen[0][1]) > 100, seen  # read during the ranking
+    assert seen and seen[0][0] == 0 and int(seen[0][1]) > 30, seen  # read during the ranking
     with store.open_store(clinic_db, read_only=True) as con:
         status = worklist_store.status(con, None)
         assert status.fresh and status.entries == result.entries

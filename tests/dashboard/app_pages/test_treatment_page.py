@@ -37,6 +37,11 @@ def patients_by_kind(model_db: Path) -> dict[str, int]:
     with store.open_store(model_db, read_only=True) as con:
         table, ids = clinic_training_table(con)
     clear = recommend(clinic.model, table.covariates).clear
+    with store.open_store(model_db, read_only=True) as con:
+        # the model answers only in its scope (issue 17): early disease without recurrence
+        recurred = {r[0] for r in con.execute("SELECT person_id FROM outcome_event").fetchall()}
+    in_scope = np.array([int(i) not in recurred for i in ids])
+    clear, ids = clear[in_scope], np.asarray(ids)[in_scope]
     assert clear.any() and not clear.all(), "the fixture model must give both kinds of patient"
     return {
         "clear": int(ids[np.flatnonzero(clear)[0]]),
@@ -139,8 +144,14 @@ def test_override_needs_a_reason_then_accept_and_override_are_stored_and_audited
     ]
     audited = _audited_decisions(model_env, pid)
     assert [(a["chosen"], a["accepted"]) for a in audited] == [(other, False), (recommended, True)]
-    history = at.dataframe[0].value  # shown on the page, newest first
-    assert history["chosen"].tolist() == [recommended, other]
+    # the decision log on the page, newest first, with what was recommended and the whole reason
+    log = [m.value.replace("\\", "") for m in at.markdown if "recommended:" in m.value]
+    assert [re.search(r"(?:accepted|chose) \*\*(\w+)\*\*", e).group(1) for e in log] == [
+        recommended,
+        other,
+    ]
+    assert all(f"recommended: {recommended}" in e for e in log)
+    assert "Reason: declines chemotherapy after counselling" in texts(at.text)
 
 
 def test_without_a_model_the_page_gives_the_command_that_trains_it(app_env):
@@ -268,8 +279,10 @@ def test_page_cli_and_report_share_one_function_and_give_the_same_recommendation
     cli_json = json.loads(capsys.readouterr().out)
     assert len(calls) == 2 and cli_json == calls[1][1].to_json()
 
-    app_report = report.gather(model_env, pid, clinic=page_clinic)  # the page's PDF button
-    cli_report = report.gather(model_env, pid)  # `oncolens report`: loads the model itself
+    # the page's PDF button, for the oncologist
+    app_report = report.gather(model_env, pid, clinic=page_clinic, role="oncologist")
+    # `oncolens report` (its --for-role defaults to the oncologist): loads the model itself
+    cli_report = report.gather(model_env, pid, role="oncologist")
     assert len(calls) == 4 and {r.person_id for _, r in calls} == {pid}
     assert app_report.recommendation == page  # same model object: the very same figures
     assert cli_report.recommendation == calls[1][1]  # the CLI's load: the very same figures

@@ -48,7 +48,9 @@ def _patient(db: Path) -> tuple[int, str, str]:
     con = duckdb.connect(str(db), read_only=True)
     try:
         return con.execute(
-            "SELECT person_id, mrn, family_name FROM person ORDER BY person_id LIMIT 1"
+            # early disease without recurrence: the treatment model's scope (issue 17)
+            "SELECT person_id, mrn, family_name FROM person "
+            "WHERE person_id NOT IN (SELECT person_id FROM outcome_event) ORDER BY person_id LIMIT 1"
         ).fetchone()
     finally:
         con.close()
@@ -296,7 +298,12 @@ def test_matplotlib_fallback_draws_the_report_figures():
 
 def test_report_forecast_lines_state_the_forecast_the_page_draws(report_store, monkeypatch):
     """The report reads the typed forecast (not its rounded JSON), so its figures are the page's."""
-    from analytics.forecast.patient import PatientForecast, estimate_prior, patient_forecast
+    from analytics.forecast.patient import (
+        ForecastError,
+        PatientForecast,
+        estimate_prior,
+        patient_forecast,
+    )
     from analytics.treatment.clinic import load_clinic_model
     from dashboard.services.report import gather
 
@@ -304,20 +311,26 @@ def test_report_forecast_lines_state_the_forecast_the_page_draws(report_store, m
     clinic = load_clinic_model(store_copy)
     with store.open_store(store_copy, read_only=True) as con:
         prior = estimate_prior(con)
-        forecast = next(
-            f
-            for f in (patient_forecast(con, pid, prior, clinic) for pid in range(1, 60))
-            if f.survival is not None and not f.tumour.observed.empty
-        )
+        forecasts = []
+        for pid in range(1, 80):
+            try:
+                forecasts.append(patient_forecast(con, pid, prior, clinic))
+            except ForecastError:
+                continue  # early disease beyond the model's horizon: nothing to forecast
+        # since issue 17 a lesion is read only in metastatic disease, where RFS no longer applies:
+        # one patient for the survival lines, another for the lesion lines
+        forecast = next(f for f in forecasts if f.survival is not None)
+        lesion = next(f for f in forecasts if not f.tumour.observed.empty)
 
     def no_json(self):
         raise AssertionError("the report read the forecast's JSON (rounded) instead of its figures")
 
     monkeypatch.setattr(PatientForecast, "to_json", no_json)
-    lines = gather(store_copy, forecast.person_id, clinic=clinic).forecast_lines
+    lines = gather(store_copy, forecast.person_id, clinic=clinic, role="oncologist").forecast_lines
     assert lines[0] == f"As of {forecast.as_of.isoformat()}. Forecast model {clinic.version}."
-    last = forecast.tumour.observed.iloc[-1]
-    assert f"{len(forecast.tumour.observed)} reading(s), last {last['mm']:.1f} mm" in lines[1]
+    lesion_lines = gather(store_copy, lesion.person_id, clinic=clinic).forecast_lines
+    last = lesion.tumour.observed.iloc[-1]
+    assert f"{len(lesion.tumour.observed)} reading(s), last {last['mm']:.1f} mm" in lesion_lines[1]
     assert forecast.survival is not None
     for option, frame in forecast.survival.curves.items():
         end = frame.iloc[-1]

@@ -35,6 +35,18 @@ def clinic(demo_db, tmp_path_factory):
     return db
 
 
+def _in_scope(db, k: int = 0) -> str:
+    """The ``k``-th patient in early disease without recurrence: the treatment model's scope (issue 17)."""
+    with store.open_store(db, read_only=True) as con:
+        return str(
+            con.execute(
+                "SELECT person_id FROM person WHERE person_id NOT IN (SELECT person_id FROM outcome_event) "
+                "ORDER BY person_id LIMIT 1 OFFSET ?",
+                [k],
+            ).fetchall()[0][0]
+        )
+
+
 def _json(capsys) -> dict:
     return json.loads(capsys.readouterr().out)
 
@@ -52,9 +64,10 @@ def test_train_writes_weights_and_a_card_beside_the_store(clinic):
 
 
 def test_recommend_prints_the_contract(clinic, capsys):
-    assert main(["recommend", "7", "--db", str(clinic), "--json"]) == 0
+    pid = _in_scope(clinic)
+    assert main(["recommend", pid, "--db", str(clinic), "--json"]) == 0
     out = _json(capsys)
-    assert RECOMMEND_KEYS <= set(out) and out["patient_id"] == 7
+    assert RECOMMEND_KEYS <= set(out) and out["patient_id"] == int(pid) and out["in_scope"] is True
     assert [o["treatment"] for o in out["options"]] == [
         "endocrine",
         "chemotherapy",
@@ -86,7 +99,7 @@ def test_recommend_loads_instead_of_refitting(clinic, capsys, monkeypatch):
         raise AssertionError("recommend refitted the model")
 
     monkeypatch.setattr(treatment_outcome_model.OutcomeModel, "fit", refuse)
-    assert main(["recommend", "12", "--db", str(clinic)]) == 0
+    assert main(["recommend", _in_scope(clinic, 1), "--db", str(clinic)]) == 0
     assert "5-year RFS" in capsys.readouterr().out
 
 
