@@ -69,6 +69,15 @@ def _review_statements() -> tuple[str, ...]:
     return worklist_schema.REVIEW_STATEMENTS
 
 
+def _bucket_statements() -> tuple[str, ...]:
+    """Version 7 (additive): the worklist's event and cadence columns, a review's note and assignee.
+
+    No data step: stored rows keep NULLs in the new columns and say they are stale (the ranking's
+    method version changed) until a writer or ``oncolens worklist --refresh`` ranks again.
+    """
+    return worklist_schema.BUCKET_STATEMENTS
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1, "initial OMOP-shaped schema, imaging, governance, simulation truth", V1_STATEMENTS
@@ -99,6 +108,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         6,
         "worklist_review: who reviewed a worklist patient when (analytics issue)",
         _review_statements(),
+    ),
+    Migration(
+        7,
+        "worklist buckets: events and imaging cadence per entry; review note and assignee (issue 17)",
+        _bucket_statements(),
     ),
 )
 
