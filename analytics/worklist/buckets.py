@@ -188,6 +188,15 @@ def interval_text(days: float) -> str:
     return "every year" if months == 12 else f"every {months:.0f} months"
 
 
+def _span(days: int) -> str:
+    """A delay as a nurse says it: days under two months, then months, then years."""
+    if days < 60:
+        return f"{days} day{'s' if days != 1 else ''}"
+    if days < 730:
+        return f"{round(days / 30.44)} months"
+    return f"{days / 365.25:.1f} years"
+
+
 def _new_since(row: dict, threshold: pd.Timestamp) -> list[str]:
     """What happened after ``threshold``, newest kind first as the events were recorded."""
     said = []
@@ -255,7 +264,7 @@ def reason(row: dict, as_of: dt.date) -> str:
             if cadence is None or _missing(cadence)
             else f", usually {interval_text(float(cadence))}"
         )
-        late = f"{overdue} days past due" if overdue > 0 else "due today"
+        late = f"{_span(overdue)} past due" if overdue > 0 else "due today"
         return f"Imaging overdue ({late}): last imaging {_day(row['last_imaging_date'])}{usual}."
     due = row.get("due_date")
     nxt = "no imaging on record" if _missing(due) else f"next imaging due {_day(due)}"
