@@ -460,6 +460,31 @@ def mark_reviewed(
         )
 
 
+def last_look(db: str | Path, person_id: int, username: str):
+    """When ``username`` last viewed or reviewed the patient (audit trail), None if never. Not cached:
+    read once per visit by ``state.last_look``, before the visit's own view is recorded."""
+    # lazy: only the Patient page needs it; the app opens its first page without it
+    from analytics.worklist import changes as record_changes
+
+    with store.open_store(db, read_only=True, wait_s=READ_WAIT_S) as con:
+        return record_changes.last_look(con, person_id, username)
+
+
+def changes_since(ref: StoreRef, person_id: int, since):
+    """Her record's changes since ``since`` (``analytics.worklist.changes``), cached on the file stamp."""
+    return _changes_since(ref.path, ref.stamp, int(person_id), since)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _changes_since(path: str, stamp: tuple[int, ...], person_id: int, since):
+    # lazy: only the Patient page needs it; the app opens its first page without it
+    from analytics.worklist import changes as record_changes
+    from analytics.worklist import stored as worklist_store  # lazy: as above
+
+    with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
+        return record_changes.since_last_look(con, person_id, since, worklist_store.as_of_date(con))
+
+
 def assignable_users(ref: StoreRef) -> list[str]:
     """Accounts a patient can be assigned to (cached on the file stamp)."""
     return _assignable(ref.path, ref.stamp)

@@ -202,3 +202,71 @@ def review_line(ref: resources.StoreRef, person_id: int) -> None:
         st.error(f"The review could not be recorded: {exc}")
         return
     st.rerun()
+
+
+_CONCEPTS = {"lesion_longest_diameter": "lesion (longest diameter)"}
+
+
+def _change_lines(changes) -> list[str]:
+    """One line per change, newest first within each kind (readings, AI reads, events, decisions)."""
+    lines = []
+    for row in changes.events.itertuples(index=False):
+        lines.append(
+            f"**{row.event_type.capitalize()}** recorded {pd.Timestamp(row.event_date):%Y-%m-%d}"
+        )
+    for row in changes.ai_reads.itertuples(index=False):
+        lines.append(
+            f"AI read **{row.predicted_class}** ({row.probability:.0%}, {row.model_name}) "
+            f"on {pd.Timestamp(row.created_at):%Y-%m-%d %H:%M} UTC"
+        )
+    for row in changes.readings.itertuples(index=False):
+        concept = _CONCEPTS.get(row.concept, str(row.concept).replace("_", " "))
+        lines.append(
+            f"{concept}: {row.value:g} {row.unit} on {pd.Timestamp(row.measurement_date):%Y-%m-%d}"
+        )
+    for row in changes.decisions.itertuples(index=False):
+        lines.append(
+            f"Treatment decision: **{str(row.chosen).replace('_', ' + ')}** by {row.actor} "
+            f"on {pd.Timestamp(row.decided_at):%Y-%m-%d %H:%M} UTC"
+        )
+    return lines
+
+
+def what_changed(ref: resources.StoreRef, person_id: int, since) -> None:
+    """The first thing on her record: what arrived since this user last looked (or the recent course)."""
+    try:
+        changes = resources.changes_since(ref, person_id, since)
+    except store.StoreError as exc:
+        st.warning(f"What changed since your last look cannot be read now: {exc}")
+        return
+    if since is None:
+        title = (
+            "You have not opened her record before: what arrived in the "
+            f"{(changes.as_of - changes.window_start.date()).days} days to {changes.as_of:%Y-%m-%d}"
+        )
+    else:
+        title = f"What changed since you last looked ({pd.Timestamp(since):%Y-%m-%d %H:%M} UTC)"
+    counts = changes.counts
+    summary = ", ".join(
+        f"{n} {label}"
+        for label, n in (
+            ("events", counts["events"]),
+            ("AI reads", counts["ai_reads"]),
+            ("readings", counts["readings"]),
+            ("decisions", counts["decisions"]),
+        )
+        if n
+    )
+    with st.container(border=True):
+        st.markdown(f"**{title}**")
+        if changes.empty:
+            st.caption(
+                "Nothing new: no readings, AI reads, events or treatment decisions since then."
+            )
+            return
+        st.caption(summary)
+        lines = _change_lines(changes)
+        st.markdown("\n".join(f"- {line}" for line in lines[:8]))
+        if len(lines) > 8:
+            with st.expander(f"{len(lines) - 8} more"):
+                st.markdown("\n".join(f"- {line}" for line in lines[8:]))
