@@ -35,7 +35,7 @@ from analytics.store.worklist_schema import ENTRY_TABLE
 from analytics.worklist.ranking import WORKLIST_COLUMNS, WorklistPage
 
 BUCKETS = ("act_now", "due", "by_risk")
-BUCKET_TITLES = {"act_now": "Act now", "due": "Imaging due", "by_risk": "By forecast risk"}
+BUCKET_TITLES = {"act_now": "Act now", "due": "Imaging due", "by_risk": "By risk"}
 NEVER_REVIEWED_WINDOW_DAYS = 90
 LIVE_RELATION = "_worklist_live"  # an on-the-fly ranking registered by ``read_frame_page``
 _SOURCES = (ENTRY_TABLE, LIVE_RELATION)
@@ -198,45 +198,37 @@ def _span(days: int) -> str:
 
 
 def _new_since(row: dict, threshold: pd.Timestamp) -> list[str]:
-    """What happened after ``threshold``, newest kind first as the events were recorded."""
+    """What happened after ``threshold``: progression, recurrence, suspicious AI read."""
     said = []
-    if (
-        not _missing(row.get("progression_date"))
-        and pd.Timestamp(row["progression_date"]) > threshold
-    ):
-        text = f"RECIST progression on {_day(row['progression_date'])}"
+    progressed = row.get("progression_date")
+    if not _missing(progressed) and pd.Timestamp(progressed) > threshold:
+        text = f"RECIST progression {_day(progressed)}"
         if row.get("progression") and not _missing(row.get("change_from_nadir_pct")):
             text += (
-                f" ({row['latest_mm']:.0f} mm, {row['change_from_nadir_pct']:+.0f} % over the "
-                f"nadir of {row['nadir_mm']:.0f} mm)"
+                f" ({row['latest_mm']:.0f} mm, {row['change_from_nadir_pct']:+.0f} % over "
+                f"nadir {row['nadir_mm']:.0f} mm)"
             )
         said.append(text)
-    if (
-        not _missing(row.get("recurrence_date"))
-        and pd.Timestamp(row["recurrence_date"]) > threshold
-    ):
-        said.append(f"recurrence recorded {_day(row['recurrence_date'])}")
-    if (
-        not _missing(row.get("ai_suspicious_at"))
-        and pd.Timestamp(row["ai_suspicious_at"]) > threshold
-    ):
+    recurred = row.get("recurrence_date")
+    if not _missing(recurred) and pd.Timestamp(recurred) > threshold:
+        said.append(f"recurrence {_day(recurred)}")
+    read_at = row.get("ai_suspicious_at")
+    if not _missing(read_at) and pd.Timestamp(read_at) > threshold:
         probability = row.get("ai_probability")
-        share = "" if _missing(probability) else f", {probability:.0%}"
-        said.append(
-            f"AI read “{row.get('ai_label') or 'suspicious'}”{share} on {_day(row['ai_suspicious_at'])}"
-        )
+        share = "" if _missing(probability) else f" {probability:.0%}"
+        said.append(f"AI read “{row.get('ai_label') or 'suspicious'}”{share} {_day(read_at)}")
     return said
 
 
 def _risk_text(row: dict) -> str:
     risk = row.get("risk_6m")
     if _missing(risk):
-        return "No six-month forecast (no lesion readings on her current line and no treatment-model forecast)"
+        return "No six-month forecast (no lesion readings and no treatment-model forecast)"
     what = {
         "tumour": "RECIST progression",
         "survival": "recurrence",
     }.get(str(row.get("risk_parts")), "progression or recurrence")
-    return f"Forecast risk {risk:.0%} of {what} in the next six months"
+    return f"{risk:.0%} risk of {what} in 6 months"
 
 
 def reason(row: dict, as_of: dt.date) -> str:
@@ -253,9 +245,9 @@ def reason(row: dict, as_of: dt.date) -> str:
         when = (
             "not reviewed yet"
             if _missing(reviewed)
-            else f"new since the review of {_day(reviewed)} by {row.get('reviewed_by') or 'someone'}"
+            else f"new since review {_day(reviewed)} ({row.get('reviewed_by') or 'unknown'})"
         )
-        return f"{news[0].upper()}{news[1:]}: {when}."
+        return f"{news[0].upper()}{news[1:]}; {when}."
     if bucket == "due":
         overdue = (pd.Timestamp(as_of) - pd.Timestamp(row["due_date"])).days
         cadence = row.get("cadence_days")
@@ -265,7 +257,7 @@ def reason(row: dict, as_of: dt.date) -> str:
             else f", usually {interval_text(float(cadence))}"
         )
         late = f"{_span(overdue)} past due" if overdue > 0 else "due today"
-        return f"Imaging overdue ({late}): last imaging {_day(row['last_imaging_date'])}{usual}."
+        return f"Imaging overdue, {late}: last {_day(row['last_imaging_date'])}{usual}."
     due = row.get("due_date")
-    nxt = "no imaging on record" if _missing(due) else f"next imaging due {_day(due)}"
+    nxt = "no imaging on record" if _missing(due) else f"imaging due {_day(due)}"
     return f"{_risk_text(row)}; {nxt}."

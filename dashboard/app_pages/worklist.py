@@ -34,10 +34,9 @@ auth.require_page("worklist")
 ref = resources.require_store()
 st.title("Worklist")
 st.caption(
-    "Work it top-down: **act now** (new progression, recurrence or suspicious AI read since her last "
-    "review), then **imaging due** (overdue for her usual interval), then everyone else **by forecast "
-    "risk**. Each row says why it is there. Decision support for research use, not a medical device: "
-    "the care team decides whom to review."
+    "Top-down: **act now** (new progression, recurrence or suspicious AI read since her last review), "
+    "**imaging due** (overdue for her usual interval), then **by forecast risk**. Decision support for "
+    "research use, not a medical device: the care team decides whom to review."
 )
 with st.expander("How the list is ordered"):
     st.caption(
@@ -54,28 +53,25 @@ with st.expander("How the list is ordered"):
         "days before the data's today as new.",
         help=plain_language.glossary_help("forecast risk", "RECIST", "nadir"),
     )
-a, b, c, d, e = st.columns([3, 2, 2, 2, 1])
-shown = a.segmented_control(
-    "Show",
-    [ALL_BUCKETS, *worklist_buckets.BUCKETS],
-    default=ALL_BUCKETS,
-    format_func=lambda v: worklist_buckets.BUCKET_TITLES.get(v, v),
-    key="worklist-bucket",
-)
+a, b, c, d, e = st.columns([4, 2, 2, 2, 1])
 site = b.selectbox("Site", [ALL_SITES, *resources.sites(ref)])
+hide_reviewed = c.toggle(
+    "Hide reviewed",
+    help="Leave out patients reviewed since anything new arrived; they come back when it does",
+)
+only_progression = d.toggle(
+    "Progression only",
+    help="Her latest reading meets RECIST progression. "
+    + plain_language.glossary_help("RECIST", "nadir"),
+)
+page_number = int(e.number_input("Page", min_value=1, value=1, step=1))
+chosen = st.session_state.get("worklist-bucket")
 filters = Filters(
-    only_progression=d.toggle(
-        "RECIST progression only",
-        help="Her latest reading meets RECIST progression. "
-        + plain_language.glossary_help("RECIST", "nadir"),
-    ),
+    only_progression=only_progression,
     site=None if site == ALL_SITES else site,
-    hide_reviewed=c.toggle(
-        "Hide reviewed",
-        help="Leave out patients reviewed since anything new arrived; they come back when it does",
-    ),
-    bucket=None if shown in (None, ALL_BUCKETS) else shown,
-    page=int(e.number_input("Page", min_value=1, value=1, step=1)),
+    hide_reviewed=hide_reviewed,
+    bucket=None if chosen in (None, ALL_BUCKETS) else chosen,
+    page=page_number,
 )
 with resources.working("Ranking the worklist by forecast risk…"):
     view = resources.worklist_view(
@@ -87,9 +83,24 @@ with resources.working("Ranking the worklist by forecast risk…"):
         hide_reviewed=filters.hide_reviewed,
         bucket=filters.bucket,
     )
+counts = view.page.buckets
+a.segmented_control(  # drawn after the read: each bucket's label carries its count
+    "Show",
+    [ALL_BUCKETS, *worklist_buckets.BUCKETS],
+    default=ALL_BUCKETS,
+    format_func=lambda v: (
+        f"All · {sum(counts.values()):,}"
+        if v == ALL_BUCKETS
+        else worklist_panel.bucket_label(v, counts)
+    ),
+    key="worklist-bucket",
+    help=" · ".join(
+        f"{worklist_buckets.BUCKET_TITLES[b]}: {worklist_panel.BUCKET_HELP[b]}"
+        for b in worklist_buckets.BUCKETS
+    ),
+)
 worklist_panel.show_freshness(ref, view)  # stored and current, ranked now, or stale with a refresh
 result = view.page
-worklist_panel.bucket_counts(result)
 pages = max(1, -(-result.total // PAGE_SIZE))
 if result.rows.empty:
     if result.total and filters.page > pages:
@@ -124,11 +135,11 @@ picked = st.dataframe(
             "Patient", display_text=r"patient=(\d+)$", width="small"
         ),
         "Bucket": st.column_config.TextColumn(width="small"),
-        "Name": st.column_config.TextColumn(width="medium"),
+        "Name": st.column_config.TextColumn(width="small"),
         "Reason": st.column_config.TextColumn(
             width="large", help="Why she is in this bucket, in one sentence"
         ),
-        "Risk, 6 months": st.column_config.TextColumn(
+        "6-mo risk": st.column_config.TextColumn(
             width="small",
             help="Probability of RECIST progression or recurrence in the next six months (forecast)",
         ),

@@ -26,7 +26,7 @@ TABLE_COLUMNS = (
     "Bucket",
     "Name",
     "Reason",
-    "Risk, 6 months",
+    "6-mo risk",
     "Assigned to",
     "Last review",
     "Note",
@@ -97,21 +97,19 @@ def show_freshness(ref: resources.StoreRef, view: resources.WorklistView) -> Non
         st.stop()
 
 
-def bucket_counts(page) -> None:
-    """Three numbers first: how many to act on now, how many are overdue, how many follow by risk."""
-    cols = st.columns(len(worklist_buckets.BUCKETS))
-    helps = {
-        "act_now": "New RECIST progression, recurrence or suspicious AI read since her last review "
-        f"(never reviewed: in the {worklist_buckets.NEVER_REVIEWED_WINDOW_DAYS} days before the data's today)",
-        "due": "Her imaging is overdue for her own usual interval",
-        "by_risk": "Everyone else, highest six-month forecast risk first",
-    }
-    for col, bucket in zip(cols, worklist_buckets.BUCKETS, strict=True):
-        col.metric(
-            worklist_buckets.BUCKET_TITLES[bucket],
-            f"{page.buckets.get(bucket, 0):,}",
-            help=helps[bucket],
-        )
+BUCKET_HELP = {
+    "act_now": "New RECIST progression, recurrence or suspicious AI read since her last review "
+    f"(never reviewed: in the {worklist_buckets.NEVER_REVIEWED_WINDOW_DAYS} days before the data's today)",
+    "due": "Her imaging is overdue for her own usual interval",
+    "by_risk": "Everyone else, highest six-month forecast risk first",
+}
+
+
+def bucket_label(bucket: str, counts: dict[str, int]) -> str:
+    """A bucket's title with how many patients it holds now, e.g. "Act now · 16"."""
+    if bucket not in counts:
+        return worklist_buckets.BUCKET_TITLES.get(bucket, bucket)
+    return f"{worklist_buckets.BUCKET_TITLES[bucket]} · {counts[bucket]:,}"
 
 
 def _text(value, fmt: str = "{}") -> str:
@@ -135,7 +133,7 @@ def display_rows(rows: pd.DataFrame) -> pd.DataFrame:
             "Bucket": [worklist_buckets.BUCKET_TITLES.get(b, MISSING) for b in rows["bucket"]],
             "Name": [_text(v) for v in rows["name"]],
             "Reason": [_text(v) for v in rows["reason"]],
-            "Risk, 6 months": [_text(v, "{:.0%}") for v in rows["risk_6m"]],
+            "6-mo risk": [_text(v, "{:.0%}") for v in rows["risk_6m"]],
             "Assigned to": [_text(v) for v in rows["assignee"]],
             "Last review": last_review,
             "Note": [_text(v) for v in rows["review_note"]],
