@@ -134,7 +134,7 @@ def flagged(
         frame["change_from_nadir_pct"] = 100 * (latest - nadir) / nadir.where(nadir != 0)
         frame["change_from_baseline_pct"] = 100 * (latest - base) / base.where(base != 0)
         frame["regrowth_ratio"] = latest / np.maximum(nadir, events.NADIR_FLOOR_MM)
-    frame["progression"] = frame["progression"].fillna(False).astype(bool)
+    frame["progression"] = frame["progression"].astype("boolean").fillna(False).astype(bool)
     frame["response"] = ((base > 0) & (latest <= (1 - events.RESPONSE_RELATIVE) * base)).astype(
         bool
     )
