@@ -460,14 +460,14 @@ def mark_reviewed(
         )
 
 
-def last_look(db: str | Path, person_id: int, username: str):
-    """When ``username`` last viewed or reviewed the patient (audit trail), None if never. Not cached:
-    read once per visit by ``state.last_look``, before the visit's own view is recorded."""
+def last_look(db: str | Path, person_id: int, username: str, before=None):
+    """When ``username`` last viewed or reviewed the patient (audit trail) before ``before``, None if
+    never. Not cached: read once per visit by ``state.last_look``."""
     # lazy: only the Patient page needs it; the app opens its first page without it
     from analytics.worklist import changes as record_changes
 
     with store.open_store(db, read_only=True, wait_s=READ_WAIT_S) as con:
-        return record_changes.last_look(con, person_id, username)
+        return record_changes.last_look(con, person_id, username, before)
 
 
 def changes_since(ref: StoreRef, person_id: int, since):

@@ -35,7 +35,7 @@ from analytics.store.worklist_schema import ENTRY_TABLE
 from analytics.worklist.ranking import WORKLIST_COLUMNS, WorklistPage
 
 BUCKETS = ("act_now", "due", "by_risk")
-BUCKET_TITLES = {"act_now": "Act now", "due": "Imaging due", "by_risk": "By risk"}
+BUCKET_TITLES = {"act_now": "Act now", "due": "Due", "by_risk": "By risk"}
 NEVER_REVIEWED_WINDOW_DAYS = 90
 LIVE_RELATION = "_worklist_live"  # an on-the-fly ranking registered by ``read_frame_page``
 _SOURCES = (ENTRY_TABLE, LIVE_RELATION)
@@ -202,11 +202,11 @@ def _new_since(row: dict, threshold: pd.Timestamp) -> list[str]:
     said = []
     progressed = row.get("progression_date")
     if not _missing(progressed) and pd.Timestamp(progressed) > threshold:
-        text = f"RECIST progression {_day(progressed)}"
+        text = f"Progression {_day(progressed)}"
         if row.get("progression") and not _missing(row.get("change_from_nadir_pct")):
             text += (
-                f" ({row['latest_mm']:.0f} mm, {row['change_from_nadir_pct']:+.0f} % over "
-                f"nadir {row['nadir_mm']:.0f} mm)"
+                f": {row['latest_mm']:.0f} mm, {row['change_from_nadir_pct']:+.0f} % vs "
+                f"nadir {row['nadir_mm']:.0f} mm"
             )
         said.append(text)
     recurred = row.get("recurrence_date")

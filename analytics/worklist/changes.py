@@ -47,13 +47,20 @@ class RecordChanges:
         return not any(self.counts.values())
 
 
-def last_look(con: duckdb.DuckDBPyConnection, person_id: int, username: str) -> dt.datetime | None:
-    """The latest of ``username``'s reviews and recorded views of this patient (UTC), None if never."""
+def last_look(
+    con: duckdb.DuckDBPyConnection,
+    person_id: int,
+    username: str,
+    before: dt.datetime | None = None,
+) -> dt.datetime | None:
+    """The latest of ``username``'s reviews and recorded views of this patient (UTC) before
+    ``before`` (the start of the session asking; None: any), None if never."""
     return store.one_row(
         con.execute(
             "SELECT max(occurred_at) FROM audit_event WHERE actor = ? AND subject = ? "
-            "AND action IN ('view_patient', 'worklist_review')",
-            [username, str(int(person_id))],
+            "AND action IN ('view_patient', 'worklist_review') "
+            "AND (?::TIMESTAMP IS NULL OR occurred_at < ?::TIMESTAMP)",
+            [username, str(int(person_id)), before, before],
         )
     )[0]
 

@@ -53,18 +53,18 @@ with st.expander("How the list is ordered"):
         "days before the data's today as new.",
         help=plain_language.glossary_help("forecast risk", "RECIST", "nadir"),
     )
-a, b, c, d, e = st.columns([4, 2, 2, 2, 1])
+a, b, c = st.columns([6, 3, 3])
 site = b.selectbox("Site", [ALL_SITES, *resources.sites(ref)])
 hide_reviewed = c.toggle(
     "Hide reviewed",
     help="Leave out patients reviewed since anything new arrived; they come back when it does",
 )
-only_progression = d.toggle(
+only_progression = c.toggle(
     "Progression only",
     help="Her latest reading meets RECIST progression. "
     + plain_language.glossary_help("RECIST", "nadir"),
 )
-page_number = int(e.number_input("Page", min_value=1, value=1, step=1))
+page_number = int(st.session_state.get("worklist-page", 1))
 chosen = st.session_state.get("worklist-bucket")
 filters = Filters(
     only_progression=only_progression,
@@ -103,6 +103,9 @@ worklist_panel.show_freshness(ref, view)  # stored and current, ranked now, or s
 result = view.page
 pages = max(1, -(-result.total // PAGE_SIZE))
 if result.rows.empty:
+    st.number_input(  # still drawn, so that a page past the end can be changed back
+        f"Page (of {pages:,})", min_value=1, value=1, step=1, key="worklist-page", width=160
+    )
     if result.total and filters.page > pages:
         st.info(f"Page {filters.page} is past the end: the list has {pages:,} pages.")
     elif filters.only_progression or filters.site or filters.hide_reviewed or filters.bucket:
@@ -123,7 +126,7 @@ st.caption(
     "and an assignee on her Patient page"
 )
 table = worklist_panel.display_rows(result.rows)
-picked = st.dataframe(
+picked = st.dataframe(  # at 1366 px: who, why and the risk fit; the rest scrolls sideways
     table,
     hide_index=True,
     key="worklist_rows",
@@ -131,19 +134,20 @@ picked = st.dataframe(
     selection_mode="single-row",
     column_order=worklist_panel.TABLE_COLUMNS,
     column_config={
-        "open": st.column_config.LinkColumn(
-            "Patient", display_text=r"patient=(\d+)$", width="small"
-        ),
-        "Bucket": st.column_config.TextColumn(width="small"),
-        "Name": st.column_config.TextColumn(width="small"),
+        "open": st.column_config.LinkColumn("Patient", display_text=r"patient=(\d+)$", width=60),
+        "Bucket": st.column_config.TextColumn(width=80),
+        "Name": st.column_config.TextColumn(width=140),
         "Reason": st.column_config.TextColumn(
-            width="large", help="Why she is in this bucket, in one sentence"
+            width=520, help="Why she is in this bucket, in one sentence"
         ),
         "6-mo risk": st.column_config.TextColumn(
-            width="small",
+            width=70,
             help="Probability of RECIST progression or recurrence in the next six months (forecast)",
         ),
     },
+)
+st.number_input(
+    f"Page (of {pages:,})", min_value=1, value=1, step=1, key="worklist-page", width=160
 )
 if picked.selection.rows:  # (the Patient link opens a new tab, signed in by the session cookie)
     person_id = int(table["person_id"].iloc[picked.selection.rows[0]])

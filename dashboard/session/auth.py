@@ -69,8 +69,9 @@ class Session:
 
     username: str
     role: str
-    method: str = "password"  # or "sso"
+    method: str = "password"  # or "sso", or "token" (resumed from the session cookie)
     last_active: float = 0.0
+    started: float = 0.0  # when this tab's session began (sign-in or resume); 0: unknown
 
 
 def clock() -> float:
@@ -160,7 +161,8 @@ def current_session(db_path: Path) -> Session | None:
 def _start(user: users.User, method: str) -> None:
     for key in list(st.session_state.keys()):  # nothing of a previous user survives in this tab
         del st.session_state[key]
-    st.session_state[SESSION_KEY] = Session(user.username, user.role, method, clock())
+    now = clock()
+    st.session_state[SESSION_KEY] = Session(user.username, user.role, method, now, now)
 
 
 def _cookie_token() -> str | None:

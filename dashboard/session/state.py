@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -89,11 +90,20 @@ def last_look(db_path: str | Path, person_id: int) -> object:
     """When this user last looked at the patient before this visit (None: never), read once per session.
 
     Read before the visit's own view is audited and kept for the session, so "what changed
-    since your last look" does not empty itself on the next rerun.
+    since your last look" does not empty itself on the next rerun; only looks from before this
+    session began count, so nothing this session wrote can stand in for the previous look.
     """
     looks: dict = st.session_state.setdefault(_LAST_LOOK_KEY, {})
     if int(person_id) not in looks:
-        looks[int(person_id)] = resources.last_look(db_path, int(person_id), auth.actor()[0])
+        s = auth.session()
+        started = (
+            datetime.fromtimestamp(s.started, timezone.utc).replace(tzinfo=None)
+            if s is not None and s.started
+            else None
+        )
+        looks[int(person_id)] = resources.last_look(
+            db_path, int(person_id), auth.actor()[0], before=started
+        )
     return looks[int(person_id)]
 
 

@@ -102,7 +102,7 @@ def test_the_care_team_sees_buckets_with_reasons_and_no_empty_none(own_db):
     labels = "".join(str(o) for o in control.proto.options) if hasattr(control, "proto") else ""
     assert f"Act now · {counts['act_now']:,}" in labels
     control.set_value("due").run()
-    assert not at.exception and set(at.dataframe[0].value["Bucket"]) == {"Imaging due"}
+    assert not at.exception and set(at.dataframe[0].value["Bucket"]) == {"Due"}
 
 
 def test_marking_a_review_on_the_patient_page_takes_her_out_of_act_now(own_db):

@@ -94,7 +94,7 @@ def test_an_ingested_ai_reading_moves_her_row_at_once(demo_db, tmp_path, capsys)
     page = json.loads(capsys.readouterr().out)
     mine = [r for r in page["rows"] if r["person_id"] == pid]
     assert mine and mine[0]["bucket"] == "act_now"
-    assert "RECIST progression 2026-06-20" in mine[0]["reason"] or "AI read" in mine[0]["reason"]
+    assert "Progression 2026-06-20" in mine[0]["reason"] or "AI read" in mine[0]["reason"]
 
 
 def test_worklist_json_rows_carry_bucket_and_reason_and_never_none(demo_db, tmp_path, capsys):
