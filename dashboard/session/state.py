@@ -168,7 +168,7 @@ def patient_picker(
             born = (
                 "" if pd.isna(row.birth_date) else f" · b. {pd.Timestamp(row.birth_date):%Y-%m-%d}"
             )
-            label = f"{row.name}{born} · {row.mrn} · {row.site}"
+            label = f"{row.name}{born} · {row.mrn} · id {row.person_id} · {row.site}"
             if st.button(label, key=f"oncolens.pick_patient.{row.person_id}", width="stretch"):
                 select_patient(int(row.person_id))
                 if not stay:
