@@ -231,3 +231,18 @@ def test_matches_an_independent_pandas_computation(demo_con):
         assert got.loc[pid, "n_progressions"] == count, pid
     assert page.rows["risk_6m"].dropna().is_monotonic_decreasing
     assert (page.rows["risk_6m"] >= 0.999).mean() < 0.2  # the old list had two thirds at 100 %
+
+
+def test_the_risk_after_a_progression_is_forecast_from_the_new_line(tiny):
+    """Her risk uses only the readings of her current line: the same as a patient whose record
+    starts at that line (up to the Monte-Carlo error of the draws)."""
+    tiny.person(1)  # progressed on 2023-05-01; the new line is 30 -> 33
+    tiny.lesion(1, ("2023-01-01", 20.0), ("2023-05-01", 30.0), ("2023-09-01", 33.0))
+    tiny.person(2)  # the same line on its own
+    tiny.lesion(2, ("2023-05-01", 30.0), ("2023-09-01", 33.0))
+    tiny.con.execute("INSERT INTO clinic_metadata VALUES ('data_cutoff', '2023-10-01')")
+    rows = _rows(tiny.con)
+    assert rows.loc[1, "n_progressions"] == 1 and rows.loc[2, "n_progressions"] == 0
+    assert rows.loc[1, "p_progression_6m"] == pytest.approx(
+        rows.loc[2, "p_progression_6m"], abs=0.08
+    )
