@@ -8,7 +8,7 @@ start, end and the reason it ended) are different questions, and pages, the CLI 
 must agree which one a patient is in. ``care_setting`` answers it from the ``episode`` table.
 
 Where episodes come from: the demo writes them (it knows why each line ended); imports carry
-them (docs/imports.md); a store made before schema version 8 gets them derived by
+them (docs/imports.md); a store made before schema version 9 gets them derived by
 ``derive_episodes`` from its diagnoses, treatments and outcome events, which also writes, per
 patient, what it could not derive (``episode_note``: line end reasons are not in treatment
 records, a recurrence without treatment after it has no lines). A store without the table (read

@@ -108,6 +108,18 @@ class PatientSummary:
         return self.demographics.mrn
 
 
+SEARCH_COLUMNS = ("person_id", "mrn", "site", "menopausal_status", "name", "birth_date")
+# name and birth date: what tells two patients apart in a list of matches
+_SEARCH_SELECT = (
+    "SELECT person_id, mrn, site, menopausal_status, family_name || ', ' || given_name AS name, "
+    "birth_date FROM person"
+)
+_NAME_WORD = "(starts_with(lower(given_name), ?) OR starts_with(lower(family_name), ?))"
+NAME_WORDS_MAX = (
+    4  # "Lange, Aisha", "aisha lange", "la ai": each word starts a given or family name
+)
+
+
 def _empty_search() -> pd.DataFrame:
     return pd.DataFrame(
         {
@@ -115,8 +127,18 @@ def _empty_search() -> pd.DataFrame:
             "mrn": pd.Series(dtype="object"),
             "site": pd.Series(dtype="object"),
             "menopausal_status": pd.Series(dtype="object"),
+            "name": pd.Series(dtype="object"),
+            "birth_date": pd.Series(dtype="datetime64[us]"),
         }
     )
+
+
+def _birth_date(text: str) -> dt.date | None:
+    """A date of birth typed as YYYY-MM-DD (the one unambiguous way), else None."""
+    try:
+        return dt.date.fromisoformat(text) if len(text) == 10 else None
+    except ValueError:
+        return None
 
 
 def _prefix_upper_bound(prefix: str) -> str:
@@ -133,13 +155,16 @@ def _prefix_upper_bound(prefix: str) -> str:
 
 
 def search_patients(con: duckdb.DuckDBPyConnection, text: str, limit: int = 20) -> pd.DataFrame:
-    """Patients whose id equals ``text`` or whose MRN starts with it, at most ``limit`` rows.
+    """Patients found by id, MRN, name or date of birth, at most ``limit`` rows.
 
     ``text`` of digits is an exact person id (and also the digits of an MRN, so
-    ``00000042`` finds MRN00000042); anything else is an MRN prefix, matched
-    case-insensitively on the conventional ``MRN`` letters. An empty text finds
-    nothing rather than listing the clinic. Columns: person_id, mrn, site,
-    menopausal_status; exact id matches first, then MRN order.
+    ``00000042`` finds MRN00000042); ``YYYY-MM-DD`` a date of birth; text starting with
+    ``MRN`` an MRN prefix (case-insensitive); other text with letters is a name: every word
+    (at most ``NAME_WORDS_MAX``) must start the given or the family name, case-insensitive,
+    so "Lange, Aisha", "aisha lange" and "lan" all work; and it is also tried as an MRN prefix.
+    An empty text finds nothing rather than listing the clinic. Columns: ``SEARCH_COLUMNS``
+    (name and birth date tell two patients apart); exact id matches first, then MRN order.
+    Values are always parameters: starts_with needs no escaping of ``%`` or ``_``.
     """
     text = (text or "").strip()
     limit = max(1, min(int(limit), SEARCH_LIMIT_MAX))
@@ -149,24 +174,40 @@ def search_patients(con: duckdb.DuckDBPyConnection, text: str, limit: int = 20) 
     if text.isdigit():
         person_id = int(text)
         if person_id < 2**63:
-            frames.append(
-                con.execute(
-                    "SELECT person_id, mrn, site, menopausal_status FROM person WHERE person_id = ?",
-                    [person_id],
-                ).df()
-            )
+            frames.append(con.execute(f"{_SEARCH_SELECT} WHERE person_id = ?", [person_id]).df())
         prefix = "MRN" + text
     elif text[:3].upper() == "MRN":
         prefix = "MRN" + text[3:]
     else:
         prefix = text
+    born = _birth_date(text)
+    if born is not None:
+        frames.append(
+            con.execute(
+                f"{_SEARCH_SELECT} WHERE birth_date = ? ORDER BY family_name, given_name, mrn LIMIT ?",
+                [born, limit],
+            ).df()
+        )
     frames.append(
         con.execute(
-            "SELECT person_id, mrn, site, menopausal_status FROM person "
-            "WHERE mrn >= ? AND mrn < ? ORDER BY mrn LIMIT ?",
+            f"{_SEARCH_SELECT} WHERE mrn >= ? AND mrn < ? ORDER BY mrn LIMIT ?",
             [prefix, _prefix_upper_bound(prefix), limit],
         ).df()
     )
+    words = text.lower().replace(",", " ").split()
+    if (
+        born is None
+        and text[:3].upper() != "MRN"
+        and any(c.isalpha() for c in text)
+        and len(words) <= NAME_WORDS_MAX
+    ):
+        where = " AND ".join([_NAME_WORD] * len(words))  # the same constant fragment per word
+        frames.append(
+            con.execute(
+                f"{_SEARCH_SELECT} WHERE {where} ORDER BY family_name, given_name, mrn LIMIT ?",  # noqa: S608 - constants
+                [*(w for word in words for w in (word, word)), limit],
+            ).df()
+        )
     found = [f for f in frames if not f.empty]
     if not found:
         return _empty_search()

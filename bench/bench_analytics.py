@@ -81,6 +81,33 @@ def _patient_ids(n_patients: int, k: int) -> list[int]:
 # --- DuckDB child ---------------------------------------------------------------------------------
 
 _PAGE_SQL = "SELECT * FROM ({flagged}) ORDER BY regrowth_ratio DESC, person_id LIMIT ? OFFSET ?"
+# The engines' comparison query: lesion summary and whole-history RECIST flags in one scan (the first
+# worklist's query, kept here as a DuckDB-vs-pandas workload; the worklist itself now judges RECIST
+# line by line in analytics.worklist.events).
+_FLAGGED = """
+WITH lesion AS (
+    SELECT person_id, count(*) AS n_measurements, min(measurement_date) AS baseline_date,
+           arg_min(value, measurement_date) AS baseline_mm, min(value) AS nadir_mm,
+           max(measurement_date) AS latest_date, arg_max(value, measurement_date) AS latest_mm
+    FROM measurement WHERE concept = ? GROUP BY person_id
+)
+SELECT lesion.person_id, p.mrn, p.site, n_measurements, baseline_date, baseline_mm, nadir_mm,
+       latest_date, latest_mm,
+       100 * (latest_mm - nadir_mm) / nullif(nadir_mm, 0)       AS change_from_nadir_pct,
+       100 * (latest_mm - baseline_mm) / nullif(baseline_mm, 0) AS change_from_baseline_pct,
+       latest_mm >= (1 + ?) * nadir_mm AND latest_mm - nadir_mm >= ? AS progression,
+       baseline_mm > 0 AND latest_mm <= (1 - ?) * baseline_mm       AS response,
+       latest_mm / greatest(nadir_mm, ?)                             AS regrowth_ratio
+FROM lesion JOIN person AS p USING (person_id)
+WHERE lesion.person_id NOT IN (SELECT person_id FROM outcome_event)
+  AND lesion.person_id NOT IN (SELECT person_id FROM observation_period WHERE end_reason = 'death')
+  AND (?::VARCHAR IS NULL OR p.site = ?)
+ORDER BY lesion.person_id
+"""
+_RANK_PAGE_SQL = (
+    "SELECT person_id FROM worklist_entry WHERE (?::VARCHAR IS NULL OR site = ?) AND (NOT ? OR progression) "
+    "ORDER BY rank LIMIT ? OFFSET ?"
+)
 
 
 def _site(con) -> str:
@@ -90,6 +117,7 @@ def _site(con) -> str:
 def duckdb_child(db: Path, reps: int) -> dict:
     from analytics import patients, store
     from analytics.cohorts import builder as cohorts
+    from analytics.worklist import events
     from analytics.worklist import ranking as worklist
     from analytics.worklist import stored as worklist_store
 
@@ -101,13 +129,20 @@ def duckdb_child(db: Path, reps: int) -> dict:
             worklist_store.status(con, None)  # what the page checks before reading
             return worklist_store.read_page(con, PAGE_LIMIT, offset, only_progression, site)
 
-        f, m, page = _time(page_read, reps)
+        def rank_ids(offset, only_progression, site):
+            """The same rows in risk order (what the pandas side computes), for the agreement check."""
+            rows = con.execute(
+                _RANK_PAGE_SQL, [site, site, only_progression, PAGE_LIMIT, offset]
+            ).fetchall()
+            return [int(r[0]) for r in rows]
+
+        f, m, page = _time(page_read, reps)  # the page's query: buckets over the stored ranking
         out["worklist_stored"] = (f, m)
-        out["worklist_stored_check"] = [page.total, page.rows["person_id"].astype(int).tolist()]
+        out["worklist_stored_check"] = [page.total, rank_ids(PAGE_OFFSET, False, None)]
         site = _site(con)
         f, m, page = _time(lambda: page_read(DEEP_OFFSET, True, site), reps)
         out["worklist_deep"] = (f, m)
-        out["worklist_deep_check"] = [page.total, page.rows["person_id"].astype(int).tolist()]
+        out["worklist_deep_check"] = [page.total, rank_ids(DEEP_OFFSET, True, site)]
         n_patients = con.execute("SELECT count(*) FROM person").fetchone()[0]
         f, m, r = _time(
             lambda: cohorts.build_cohort(
@@ -128,14 +163,14 @@ def duckdb_child(db: Path, reps: int) -> dict:
         out["cohort_full"] = (f, m)
         params = [
             worklist.LESION_CONCEPT,
-            worklist.PROGRESSION_RELATIVE,
-            worklist.PROGRESSION_ABSOLUTE_MM,
-            worklist.RESPONSE_RELATIVE,
-            worklist.NADIR_FLOOR_MM,
+            events.PROGRESSION_RELATIVE,
+            events.PROGRESSION_ABSOLUTE_MM,
+            events.RESPONSE_RELATIVE,
+            events.NADIR_FLOOR_MM,
             None,
             None,
         ]
-        sql = _PAGE_SQL.format(flagged=worklist._FLAGGED)
+        sql = _PAGE_SQL.format(flagged=_FLAGGED)
         f, m, page = _time(lambda: con.execute(sql, [*params, PAGE_LIMIT, PAGE_OFFSET]).df(), reps)
         out["worklist_page"] = (f, m)
         out["worklist_check"] = page["person_id"].astype(int).tolist()
@@ -304,7 +339,7 @@ def pandas_cohort_km(base):
 
 
 def pandas_worklist_page(t: dict):
-    from analytics.worklist import ranking as w
+    from analytics.worklist import events as w
 
     m = t["measurement"]
     lesion = m[m["concept"] == w.LESION_CONCEPT].sort_values(["person_id", "measurement_date"])

@@ -345,15 +345,52 @@ def _worklist_status(
 @st.cache_data(max_entries=64, show_spinner=False)
 def _stored_page(
     path: str,
-    version: str,
+    stamp: tuple[int, ...],
     computed_at,
     limit: int,
     offset: int,
-    only_progression: bool,
-    site: str | None,
+    filters: tuple,
 ) -> worklist.WorklistPage:
+    """Keyed on the file stamp: a review moves a patient between buckets without touching the ranking."""
+    only_progression, site, hide_reviewed, bucket = filters
     with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
-        return worklist_store.read_page(con, limit, offset, only_progression, site)
+        return worklist_store.read_page(
+            con,
+            limit,
+            offset,
+            only_progression,
+            site,
+            hide_reviewed=hide_reviewed,
+            bucket=bucket,
+        )
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _live_page(
+    path: str,
+    stamp: tuple[int, ...],
+    ranked: pd.DataFrame,
+    limit: int,
+    offset: int,
+    filters: tuple,
+) -> worklist.WorklistPage:
+    """The buckets over a ranking computed now (``buckets.read_frame_page``): the same SQL as stored."""
+    # lazy: only the Worklist page needs it; the app opens its first page without it
+    from analytics.worklist import buckets as worklist_buckets
+
+    only_progression, site, hide_reviewed, bucket = filters
+    with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
+        return worklist_buckets.read_frame_page(
+            con,
+            ranked,
+            worklist_store.as_of_date(con),
+            limit,
+            offset,
+            only_progression=only_progression,
+            site=site,
+            hide_reviewed=hide_reviewed,
+            bucket=bucket,
+        )
 
 
 def _model_version_of(ref: StoreRef) -> str | None:
@@ -368,31 +405,31 @@ def _model_version_of(ref: StoreRef) -> str | None:
 
 
 def worklist_view(
-    ref: StoreRef, limit: int, offset: int, only_progression: bool = False, site: str | None = None
+    ref: StoreRef,
+    limit: int,
+    offset: int,
+    only_progression: bool = False,
+    site: str | None = None,
+    *,
+    hide_reviewed: bool = False,
+    bucket: str | None = None,
 ) -> WorklistView:
-    """One page of the worklist ranked by forecast risk: the stored rows when current, else see ``WorklistView``.
+    """One page of the worklist in buckets: the stored rows when current, else see ``WorklistView``.
 
-    Status is keyed on the file stamp (a refresh may keep every row count); stored pages on the
-    data version and the refresh time.
+    Status is keyed on the file stamp (a refresh may keep every row count); pages on the file
+    stamp too (a review changes the buckets) and the refresh time.
     """
     status = _worklist_status(ref.path, ref.stamp, _model_version_of(ref))
-    site = site or None
+    filters = (bool(only_progression), site or None, bool(hide_reviewed), bucket)
     if status.fresh or (status.entries and status.patients > ON_THE_FLY_MAX_PATIENTS):
         page = _stored_page(
-            ref.path,
-            ref.version,
-            status.computed_at,
-            int(limit),
-            int(offset),
-            bool(only_progression),
-            site,
+            ref.path, ref.stamp, status.computed_at, int(limit), int(offset), filters
         )
         return WorklistView(page, status, "stored" if status.fresh else "stale")
     if status.patients <= ON_THE_FLY_MAX_PATIENTS:
         ranked = _worklist(ref.path, ref.version, _model_stamp_of(ref))
-        return WorklistView(
-            worklist.page(ranked, limit, offset, only_progression, site), status, "on_the_fly"
-        )
+        page = _live_page(ref.path, ref.stamp, ranked, int(limit), int(offset), filters)
+        return WorklistView(page, status, "on_the_fly")
     empty = worklist.WorklistPage(
         pd.DataFrame(columns=list(worklist.WORKLIST_COLUMNS)), 0, int(limit), int(offset)
     )
@@ -441,13 +478,63 @@ def _last_review(path: str, stamp: tuple[int, ...], person_id: int):
         return worklist_review.last_review(con, person_id)
 
 
-def mark_reviewed(ref: StoreRef, person_id: int, actor: str, role: str | None):
-    """Record a worklist review (row + chained audit event); raises ``StoreError`` when the store is busy."""
+def mark_reviewed(
+    ref: StoreRef,
+    person_id: int,
+    actor: str,
+    role: str | None,
+    *,
+    note: str | None = None,
+    assignee: str | None = None,
+):
+    """Record a worklist review (row + chained audit event); raises ``StoreError`` when the store is
+    busy and ``review.ReviewError`` for a note or assignee it refuses."""
     # lazy: only this section needs it; the app opens its first page without it
     from analytics.worklist import review as worklist_review
 
     with store.open_store(ref.path, wait_s=READ_WAIT_S) as con:
-        return worklist_review.mark_reviewed(con, person_id, actor, role)
+        return worklist_review.mark_reviewed(
+            con, person_id, actor, role, note=note, assignee=assignee
+        )
+
+
+def last_look(db: str | Path, person_id: int, username: str, before=None):
+    """When ``username`` last viewed or reviewed the patient (audit trail) before ``before``, None if
+    never. Not cached: read once per visit by ``state.last_look``."""
+    # lazy: only the Patient page needs it; the app opens its first page without it
+    from analytics.worklist import changes as record_changes
+
+    with store.open_store(db, read_only=True, wait_s=READ_WAIT_S) as con:
+        return record_changes.last_look(con, person_id, username, before)
+
+
+def changes_since(ref: StoreRef, person_id: int, since):
+    """Her record's changes since ``since`` (``analytics.worklist.changes``), cached on the file stamp."""
+    return _changes_since(ref.path, ref.stamp, int(person_id), since)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _changes_since(path: str, stamp: tuple[int, ...], person_id: int, since):
+    # lazy: only the Patient page needs it; the app opens its first page without it
+    from analytics.worklist import changes as record_changes
+    from analytics.worklist import stored as worklist_store  # lazy: as above
+
+    with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
+        return record_changes.since_last_look(con, person_id, since, worklist_store.as_of_date(con))
+
+
+def assignable_users(ref: StoreRef) -> list[str]:
+    """Accounts a patient can be assigned to (cached on the file stamp)."""
+    return _assignable(ref.path, ref.stamp)
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def _assignable(path: str, stamp: tuple[int, ...]) -> list[str]:
+    # lazy: only this section needs it; the app opens its first page without it
+    from analytics.worklist import review as worklist_review
+
+    with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
+        return worklist_review.assignable(con)
 
 
 def refresh_worklist(ref: StoreRef) -> worklist_store.RefreshResult:

@@ -432,11 +432,15 @@ def cohort_risk(
     clinic=None,
     as_of: dt.date | None = None,
     seed: int = 0,
+    line_start: pd.Series | None = None,
 ) -> pd.DataFrame:
     """Six-month forecast risks of many patients, vectorised.
 
     Columns: person_id, p_progression_6m, p_recurrence_6m, risk_6m (NaN parts count as 0 in
     ``risk_6m`` and are flagged by ``risk_parts``: "tumour+survival", "tumour", "survival" or "none").
+    ``line_start``: per person_id (index), the date her current line began (the worklist's RECIST
+    line after a progression): earlier readings are left out and time counts from it, so the
+    nadir is that line's and a progression already declared is not forecast again.
     """
     as_of = as_of or data_cutoff(con) or dt.date.today()
     ids = np.asarray(person_ids, dtype=np.int64)
@@ -449,6 +453,12 @@ def cohort_risk(
         covariates = _cohort_covariates(con) if clinic is not None else None
     finally:
         con.unregister("_forecast_ids")
+    if line_start is not None and not raw.empty:
+        start = pd.to_datetime(raw["person_id"].map(line_start))
+        raw = raw[start.isna() | (pd.to_datetime(raw["measurement_date"]) >= start)]
+        start = start[raw.index]
+        raw = raw.assign(treatment_start=start.where(start.notna(), raw["treatment_start"]))
+        raw = raw.reset_index(drop=True)
     readings, _ = clean(raw, as_of)
     if not readings.empty:
         series = LesionSeries.from_long(readings)

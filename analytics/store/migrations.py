@@ -2,7 +2,7 @@
 
 Why data steps call ``governance``, ``cohorts`` and ``episodes``: version 3 seals the audit events
 written before the chain existed and creates the store's secret, version 4 fills ``cohort_base``,
-version 8 derives disease episodes (``analytics.episodes.derive_episodes``). Those
+version 9 derives disease episodes (``analytics.episodes.derive_episodes``). Those
 functions take the migration's connection and never open the store themselves, so importing
 them here makes no cycle (``governance.chain``, ``governance.pseudonyms`` and ``cohorts.base``
 import nothing of ``analytics.store``).
@@ -77,7 +77,16 @@ def _review_statements() -> tuple[str, ...]:
     return worklist_schema.REVIEW_STATEMENTS
 
 
-def _v8_data(con: duckdb.DuckDBPyConnection) -> None:
+def _bucket_statements() -> tuple[str, ...]:
+    """Version 8 (additive): the worklist's event and cadence columns, a review's note and assignee.
+
+    No data step: stored rows keep NULLs in the new columns and say they are stale (the ranking's
+    method version changed) until a writer or ``oncolens worklist --refresh`` ranks again.
+    """
+    return worklist_schema.BUCKET_STATEMENTS
+
+
+def _v9_data(con: duckdb.DuckDBPyConnection) -> None:
     """Derive episodes for the patients already in the store; what cannot be derived goes to episode_note."""
     episodes.derive_episodes(con)
 
@@ -120,9 +129,14 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         8,
+        "worklist buckets: events and imaging cadence per entry; review note and assignee (issue 17)",
+        _bucket_statements(),
+    ),
+    Migration(
+        9,
         "episode: disease settings and lines of therapy, derived for existing patients (issue 17)",
         episodes.TABLE_STATEMENTS,
-        _v8_data,
+        _v9_data,
     ),
 )
 

@@ -53,3 +53,28 @@ REVIEW_STATEMENTS = (
         role        VARCHAR
     )""",
 )
+
+
+# Schema version 7: what the worklist's buckets read (analytics.worklist.events, .buckets), and a
+# review's note and assignee. Additive, and each statement safe to run twice.
+BUCKET_STATEMENTS = (
+    *(
+        f"ALTER TABLE {ENTRY_TABLE} ADD COLUMN IF NOT EXISTS {name} {kind}"
+        for name, kind in (
+            ("progression_date", "DATE"),  # latest RECIST progression (line by line)
+            ("n_progressions", "BIGINT"),
+            ("line_start", "DATE"),  # first reading of her current line
+            ("recurrence_date", "DATE"),
+            ("ai_suspicious_at", "TIMESTAMP"),  # latest suspicious AI read (when the model read it)
+            ("ai_label", "VARCHAR"),
+            ("ai_probability", "DOUBLE"),
+            ("last_imaging_date", "DATE"),
+            ("cadence_days", "DOUBLE"),  # her usual imaging interval
+            ("due_date", "DATE"),  # imaging overdue from this day
+            ("event_at", "TIMESTAMP"),  # the latest of the three events
+            ("event_kind", "VARCHAR"),  # 'progression', 'recurrence' or 'ai_read'
+        )
+    ),
+    "ALTER TABLE worklist_review ADD COLUMN IF NOT EXISTS note VARCHAR",  # short, free text
+    "ALTER TABLE worklist_review ADD COLUMN IF NOT EXISTS assignee VARCHAR",  # an account's username
+)

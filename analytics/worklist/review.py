@@ -26,6 +26,7 @@ below read only their rows (``person_id IN`` on tables stored in patient order).
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timezone
 
 import duckdb
@@ -36,6 +37,8 @@ from analytics.governance import audit
 from analytics.worklist.ranking import LESION_CONCEPT
 
 ACTION = "worklist_review"
+NOTE_MAX_CHARS = 280  # a short note: what was done or who to call, not a clinical letter
+ASSIGNABLE_ROLES = frozenset({"oncologist", "care_team"})  # the roles that open the worklist
 
 CHANGE_COLUMNS = ("person_id", "last_reviewed_at", "reviewed_by", "new_readings", "new_ai_findings")
 
@@ -45,26 +48,69 @@ class ReviewError(ValueError):
 
 
 def mark_reviewed(
-    con: duckdb.DuckDBPyConnection, person_id: int, actor: str, role: str | None = None
+    con: duckdb.DuckDBPyConnection,
+    person_id: int,
+    actor: str,
+    role: str | None = None,
+    *,
+    note: str | None = None,
+    assignee: str | None = None,
 ) -> datetime:
-    """Record that ``actor`` reviewed the patient now (row + chained audit event, one transaction)."""
+    """Record that ``actor`` reviewed the patient now (row + chained audit event, one transaction).
+
+    ``note``: a short free text (at most ``NOTE_MAX_CHARS``), kept in ``worklist_review`` only: the
+    audit event records that a note was written and its SHA-256, not the text, which may name
+    people (no PHI in the audit trail, as for a treatment decision's reason). ``assignee``: the
+    username of an account that may open the worklist, or "" to clear the assignment; None
+    leaves it as it was.
+    """
     pid = int(person_id)
     if not store.one_row(con.execute("SELECT count(*) FROM person WHERE person_id = ?", [pid]))[0]:
         raise ReviewError(f"no patient with id {pid} in this store")
     if not str(actor or "").strip():
         raise ReviewError("a review needs the name of who reviewed")
+    note = (note or "").strip() or None
+    if note is not None and len(note) > NOTE_MAX_CHARS:
+        raise ReviewError(f"the note is {len(note)} characters long; at most {NOTE_MAX_CHARS}")
+    if assignee:
+        assignee = assignee.strip()
+        found = con.execute("SELECT role FROM app_user WHERE username = ?", [assignee]).fetchall()
+        if not found:
+            raise ReviewError(f"no account named {assignee!r} to assign her to")
+        if found[0][0] not in ASSIGNABLE_ROLES:
+            raise ReviewError(f"{assignee} ({found[0][0]}) does not work the worklist")
     now = datetime.now(timezone.utc).replace(tzinfo=None)
+    details: dict = {"reviewed_at": now.isoformat(timespec="seconds")}
+    if note is not None:
+        details["note_sha256"] = hashlib.sha256(note.encode()).hexdigest()
+    if assignee is not None:
+        details["assignee"] = assignee
     with audit.chained_transaction(con):
-        con.execute("INSERT INTO worklist_review VALUES (?, ?, ?, ?)", [pid, now, str(actor), role])
+        con.execute(
+            "INSERT INTO worklist_review (person_id, reviewed_at, reviewed_by, role, note, assignee) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [pid, now, str(actor), role, note, assignee],
+        )
         audit.append_event(
             con,
             actor=str(actor),
             role=role,
             action=ACTION,
             subject=str(pid),
-            details={"reviewed_at": now.isoformat(timespec="seconds")},
+            details=details,
         )
     return now
+
+
+def assignable(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Usernames a patient can be assigned to (accounts whose role works the worklist)."""
+    return [
+        row[0]
+        for row in con.execute(
+            "SELECT username FROM app_user WHERE role IN (SELECT unnest(?::VARCHAR[])) ORDER BY username",
+            [sorted(ASSIGNABLE_ROLES)],
+        ).fetchall()
+    ]
 
 
 def _has_reviews(con: duckdb.DuckDBPyConnection) -> bool:
@@ -136,10 +182,11 @@ def changes_since_review(con: duckdb.DuckDBPyConnection, person_ids) -> pd.DataF
 def with_changes(con: duckdb.DuckDBPyConnection, rows: pd.DataFrame) -> pd.DataFrame:
     """A worklist page's rows with the review columns and ``new_progression`` joined (row order kept)."""
     changes = changes_since_review(con, rows["person_id"].tolist()).drop(columns="person_id")
+    changes = changes.drop(columns=[c for c in changes.columns if c in rows.columns])
     out = pd.concat([rows.reset_index(drop=True), changes.reset_index(drop=True)], axis=1)
     reviewed_day = pd.to_datetime(out["last_reviewed_at"]).dt.normalize()
-    latest = pd.to_datetime(out["latest_date"])
-    out["new_progression"] = out["progression"].astype(bool) & (
-        reviewed_day.isna() | (latest > reviewed_day)
+    progressed = pd.to_datetime(out["progression_date"])  # the latest progression, line by line
+    out["new_progression"] = progressed.notna() & (
+        reviewed_day.isna() | (progressed > reviewed_day)
     )
     return out

@@ -54,19 +54,22 @@ from analytics.cohorts.base import source_fingerprint as _cohort_sources
 from analytics.forecast.data import data_cutoff
 from analytics.forecast.tumour import TGIPrior
 from analytics.store.worklist_schema import ENTRY_TABLE
+from analytics.worklist import buckets
 from analytics.worklist import ranking as worklist
 
-METHOD_VERSION = 3  # bump when the ranking's computation (flags or forecast risk) changes:
+METHOD_VERSION = 4  # bump when the ranking's computation (flags or forecast risk) changes:
 # every stored worklist then says it is stale until refreshed
 # 2: growth-inhibition bands and 6-month risk read at recalibrated levels
 # 3: progression risk at her last reading expected within six months
+# 4: RECIST judged line by line (a progression is a dated event), recurred patients listed, events
+#    and imaging cadence stored for the buckets (analytics.worklist.events)
 INCREMENTAL_MAX_SHARE = 0.25  # more touched patients than this share of the list: a full refresh
 WRITER_FULL_MAX_PATIENTS = 20_000  # a writer refreshes in full only up to this store size (~10 s)
 NO_MODEL = "none"  # model_version recorded when no treatment model was used
 
 _COLUMNS = ("rank", *worklist.WORKLIST_COLUMNS, "computed_at")
-_RANK_ORDER = (
-    "risk_6m DESC NULLS LAST, regrowth_ratio DESC, person_id"  # worklist.rank_order in SQL
+_RANK_ORDER = (  # worklist.rank_order in SQL
+    "risk_6m DESC NULLS LAST, event_at DESC NULLS LAST, regrowth_ratio DESC NULLS LAST, person_id"
 )
 
 _MEASUREMENT_FINGERPRINT = "SELECT count(*), coalesce(max(measurement_id), 0) FROM measurement"
@@ -180,22 +183,21 @@ def read_page(
     offset: int = 0,
     only_progression: bool = False,
     site: str | None = None,
+    *,
+    hide_reviewed: bool = False,
+    bucket: str | None = None,
 ) -> worklist.WorklistPage:
-    """One page of the stored worklist (``worklist.worklist``'s answer, read instead of computed)."""
-    limit, offset, site = max(1, int(limit)), max(0, int(offset)), site or None
-    where = "(?::VARCHAR IS NULL OR site = ?) AND (NOT ? OR progression)"
-    params = [site, site, bool(only_progression)]
-    cols = ", ".join(worklist.WORKLIST_COLUMNS)
-    rows = con.execute(
-        f"SELECT {cols} FROM {ENTRY_TABLE} WHERE {where} ORDER BY rank LIMIT ? OFFSET ?",  # noqa: S608 - constants
-        [*params, limit, offset],
-    ).df()
-    total = int(
-        store.one_row(con.execute(f"SELECT count(*) FROM {ENTRY_TABLE} WHERE {where}", params))[0]  # noqa: S608
+    """One page of the stored worklist in buckets (``analytics.worklist.buckets``), with ``reason``."""
+    return buckets.read_page(
+        con,
+        as_of_date(con),
+        limit,
+        offset,
+        only_progression=only_progression,
+        site=site,
+        hide_reviewed=hide_reviewed,
+        bucket=bucket,
     )
-    rows["progression"] = rows["progression"].astype(bool)
-    rows["response"] = rows["response"].astype(bool)
-    return worklist.WorklistPage(rows=rows, total=total, limit=limit, offset=offset)
 
 
 # --- refresh --------------------------------------------------------------------------------------
@@ -369,8 +371,10 @@ def _write_ranked(con: duckdb.DuckDBPyConnection, rows: pd.DataFrame) -> None:
     try:
         con.execute(f"DELETE FROM {ENTRY_TABLE}")  # noqa: S608 - constant
         cols = ", ".join(c for c in _COLUMNS if c != "computed_at")
+        # columns named: version 7 appended its columns after computed_at
         con.execute(
-            f"INSERT INTO {ENTRY_TABLE} SELECT {cols}, now()::TIMESTAMP FROM _worklist_rows ORDER BY rank"  # noqa: S608
+            f"INSERT INTO {ENTRY_TABLE} ({cols}, computed_at) SELECT {cols}, now()::TIMESTAMP "  # noqa: S608
+            "FROM _worklist_rows ORDER BY rank"
         )
     finally:
         con.unregister("_worklist_rows")
@@ -380,14 +384,17 @@ def _refresh_touched(
     con: duckdb.DuckDBPyConnection, clinic, ids: np.ndarray, prior_text: str
 ) -> int:
     """Recompute the touched patients' rows, then re-rank every row in SQL; returns the stored rows."""
-    rows = worklist.flagged(con, person_ids=ids)
+    as_of = as_of_date(con)
+    rows = worklist.flagged(con, person_ids=ids, as_of=as_of)
     if not rows.empty:
         risk = worklist.risks(
             con,
             rows["person_id"].to_numpy(dtype=np.int64),
             _prior_from_json(prior_text),
             clinic,
-            as_of_date(con),
+            as_of,
+            line_start=worklist.line_starts(rows),
+            recurred=worklist.recurred_ids(rows),
         )
         rows = rows.merge(risk, on="person_id", how="left")
     rows = rows.reindex(columns=list(worklist.WORKLIST_COLUMNS)).assign(rank=np.int64(0))
@@ -399,7 +406,8 @@ def _refresh_touched(
         )
         cols = ", ".join(c for c in _COLUMNS if c != "computed_at")
         con.execute(
-            f"INSERT INTO {ENTRY_TABLE} SELECT {cols}, now()::TIMESTAMP FROM _worklist_rows"  # noqa: S608
+            f"INSERT INTO {ENTRY_TABLE} ({cols}, computed_at) SELECT {cols}, now()::TIMESTAMP "  # noqa: S608
+            "FROM _worklist_rows"
         )
     finally:
         con.unregister("_worklist_rows")
@@ -411,7 +419,10 @@ def _refresh_touched(
         f"AS rank, {others} FROM {ENTRY_TABLE}"
     )
     con.execute(f"DELETE FROM {ENTRY_TABLE}")  # noqa: S608 - constant
-    con.execute(f"INSERT INTO {ENTRY_TABLE} SELECT * FROM _worklist_reranked ORDER BY rank")  # noqa: S608
+    con.execute(
+        f"INSERT INTO {ENTRY_TABLE} ({', '.join(_COLUMNS)}) SELECT {', '.join(_COLUMNS)} "  # noqa: S608
+        "FROM _worklist_reranked ORDER BY rank"
+    )
     con.execute("DROP TABLE _worklist_reranked")
     return int(store.one_row(con.execute(f"SELECT count(*) FROM {ENTRY_TABLE}"))[0])  # noqa: S608
 

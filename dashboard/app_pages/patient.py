@@ -22,17 +22,24 @@ choice = state.patient_choice()
 st.title("Patient")
 if choice.is_invalid:
     st.warning(
-        f"“{choice.raw}” is not a patient id (a whole number). Search by MRN in the sidebar."
+        f"“{choice.raw}” is not a patient id (a whole number). Search by name, MRN, id or birth date "
+        "in the sidebar."
     )
     st.stop()
 if choice.person_id is None:
-    st.info("Find a patient by id or MRN in the sidebar, or open one from the Worklist.")
+    st.info(
+        "Find a patient by name, MRN, id or birth date in the sidebar, or open one from the Worklist."
+    )
     st.stop()
 try:
     summary = resources.patient_summary(ref, choice.person_id)
 except UnknownPatientError as exc:
-    st.warning(f"{str(exc).capitalize()}. Check the id, or search by MRN in the sidebar.")
+    st.warning(f"{str(exc).capitalize()}. Check the id, or search by name or MRN in the sidebar.")
     st.stop()
+try:  # this user's previous look, read before this visit's own view is recorded
+    since = state.last_look(ref.path, summary.person_id)
+except store.StoreError:
+    since = None
 try:
     state.patient_shown(ref.path, summary.person_id, page="patient")
 except store.StoreError as exc:  # fail closed: a record whose view cannot be audited is not shown
@@ -44,6 +51,7 @@ except store.StoreError as exc:  # fail closed: a record whose view cannot be au
 
 demo, dx, period = summary.demographics, summary.diagnosis, summary.observation_period
 st.header(f"{demo.mrn} · id {demo.person_id}")
+worklist_panel.what_changed(ref, demo.person_id, since)
 worklist_panel.review_line(ref, demo.person_id)
 setting, scope = resources.care(ref, demo.person_id)
 care_panel.banner(setting, scope)

@@ -41,6 +41,16 @@ def add_subparsers(subparsers: SubParsers) -> None:
     )
     p.add_argument("--site", metavar="SITE", help="one treating clinic")
     p.add_argument("--progression", action="store_true", help="RECIST progression only")
+    p.add_argument(
+        "--bucket",
+        choices=("act_now", "due", "by_risk"),
+        help="one bucket: act_now (new since her last review), due (imaging overdue), by_risk",
+    )
+    p.add_argument(
+        "--hide-reviewed",
+        action="store_true",
+        help="leave out patients reviewed since anything new arrived",
+    )
     p.add_argument("--limit", type=whole_number, default=25)
     p.add_argument("--offset", type=whole_number, default=0)
     p.add_argument("--json", action="store_true")
@@ -163,16 +173,19 @@ def cmd_worklist(args: argparse.Namespace) -> int:
     clinic = worklist_store.clinic_model(db)
     with store.open_store(db, read_only=True) as con:
         status = worklist_store.status(con, clinic.version if clinic else None)
-        page = worklist_store.read_page(con, args.limit, args.offset, args.progression, args.site)
+        page = worklist_store.read_page(
+            con,
+            args.limit,
+            args.offset,
+            args.progression,
+            args.site,
+            hide_reviewed=args.hide_reviewed,
+            bucket=args.bucket,
+        )
         changes = worklist_review.with_changes(
             con, page.rows
         )  # new since each patient's last review
     if args.json:
-        rows = changes.assign(
-            baseline_date=page.rows["baseline_date"].astype(str),
-            latest_date=page.rows["latest_date"].astype(str),
-            last_reviewed_at=changes["last_reviewed_at"].astype(str).replace("NaT", None),
-        )
         print(
             json.dumps(
                 {
@@ -185,9 +198,10 @@ def cmd_worklist(args: argparse.Namespace) -> int:
                     "model_version": status.model_version,
                     "refreshed": refreshed,
                     "total": page.total,
+                    "buckets": page.buckets,
                     "limit": page.limit,
                     "offset": page.offset,
-                    "rows": json.loads(rows.to_json(orient="records")),
+                    "rows": _json_rows(changes),
                 }
             )
         )
@@ -198,20 +212,29 @@ def cmd_worklist(args: argparse.Namespace) -> int:
             )
         for reason in status.reasons:
             say(f"stale: {reason} (refresh: oncolens worklist --refresh --db {db})")
-        print(
-            f"{'rank':>6}  {'MRN':<12}{'site':<10}{'risk 6m':>9}{'progression':>13}{'latest mm':>11}"
-            f"{'new readings':>14}  last review"
-        )
+        counts = " · ".join(f"{name.replace('_', ' ')} {n:,}" for name, n in page.buckets.items())
+        print(f"{page.total:,} patients on the list: {counts}")
+        print(f"{'#':>5}  {'bucket':<8}{'MRN':<13}{'risk 6m':>8}  {'assigned':<12}reason")
         for i, r in enumerate(changes.itertuples(index=False), start=page.offset + 1):
-            risk = "—" if r.risk_6m != r.risk_6m else f"{r.risk_6m:.0%}"
-            reviewed = (
-                "never"
-                if r.last_reviewed_at != r.last_reviewed_at
-                else f"{r.last_reviewed_at:%Y-%m-%d}"
-            )
-            print(
-                f"{i:>6}  {r.mrn:<12}{r.site:<10}{risk:>9}{'yes' if r.progression else 'no':>13}"
-                f"{r.latest_mm:>11.1f}{r.new_readings:>14}  {reviewed}"
-            )
-        print(f"{page.total:,} patients on the list")
+            risk = "–" if r.risk_6m != r.risk_6m else f"{r.risk_6m:.0%}"
+            assignee = r.assignee if isinstance(r.assignee, str) and r.assignee else "–"
+            print(f"{i:>5}  {r.bucket:<8}{r.mrn:<13}{risk:>8}  {assignee:<12}{r.reason}")
     return 0
+
+
+def _json_rows(rows) -> list[dict]:
+    """Rows as JSON objects: dates as YYYY-MM-DD, times in ISO 8601, missing values as null."""
+    # lazy: `oncolens --help` and the other commands never load pandas
+    import pandas as pd
+
+    out = rows.copy()
+    for column in out.columns:
+        if (
+            pd.api.types.is_datetime64_any_dtype(out[column])
+            or out[column].map(lambda v: hasattr(v, "isoformat")).any()
+        ):
+            values = pd.to_datetime(out[column])
+            midnight = values.dropna().eq(values.dropna().dt.normalize()).all()
+            text = values.dt.strftime("%Y-%m-%d" if midnight else "%Y-%m-%dT%H:%M:%S")
+            out[column] = text.where(values.notna(), None)
+    return json.loads(out.to_json(orient="records"))

@@ -1,4 +1,5 @@
-"""The Worklist page's freshness line: where the ranking came from, and a refresh when it is out of date.
+"""The Worklist page's sections: the freshness line, the bucket counts, the table a nurse reads, and
+the review form on the Patient page.
 
 Why a panel: the page reads a stored ranking (``analytics.worklist.stored``), and
 stored risks go stale when records, the treatment model or "today" change. The
@@ -9,11 +10,32 @@ current stored ranking is said in words (with the reasons from
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from analytics import store
+from analytics.worklist import buckets as worklist_buckets
+from analytics.worklist.review import NOTE_MAX_CHARS, ReviewError
 from dashboard import resources
 from dashboard.session import auth, trail
+
+MISSING = "–"  # what an empty cell says (never "None")
+# The table's columns, in the order a nurse reads them: who, why, what to do, then the numbers.
+TABLE_COLUMNS = (
+    "open",
+    "Bucket",
+    "Name",
+    "Reason",
+    "6-mo risk",
+    "Assigned to",
+    "Last review",
+    "Note",
+    "MRN",
+    "Born",
+    "Site",
+    "Last imaging",
+    "Latest lesion (mm)",
+)
 
 SECONDS_PER_PATIENT = (
     0.0004  # full refresh on 2 cores: ~0.45 ms per eligible patient, ~2/3 eligible
@@ -75,11 +97,66 @@ def show_freshness(ref: resources.StoreRef, view: resources.WorklistView) -> Non
         st.stop()
 
 
+BUCKET_HELP = {
+    "act_now": "New RECIST progression, recurrence or suspicious AI read since her last review "
+    f"(never reviewed: in the {worklist_buckets.NEVER_REVIEWED_WINDOW_DAYS} days before the data's today)",
+    "due": "Her imaging is overdue for her own usual interval",
+    "by_risk": "Everyone else, highest six-month forecast risk first",
+}
+
+
+def bucket_label(bucket: str, counts: dict[str, int]) -> str:
+    """A bucket's title with how many patients it holds now, e.g. "Act now · 16"."""
+    if bucket not in counts:
+        return worklist_buckets.BUCKET_TITLES.get(bucket, bucket)
+    return f"{worklist_buckets.BUCKET_TITLES[bucket]} · {counts[bucket]:,}"
+
+
+def _text(value, fmt: str = "{}") -> str:
+    return MISSING if value is None or pd.isna(value) else fmt.format(value)
+
+
+def display_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """The page's rows as the table shows them: text with "–" for what is missing, never "None".
+
+    Why text: a Streamlit table writes a missing value as "None", which a nurse reads as a value.
+    ``person_id`` stays (a number, never missing) for the row selection.
+    """
+    last_review = [
+        "never" if at is None or pd.isna(at) else f"{pd.Timestamp(at):%Y-%m-%d} by {who or MISSING}"
+        for at, who in zip(rows["last_reviewed_at"], rows["reviewed_by"], strict=True)
+    ]
+    return pd.DataFrame(
+        {
+            "person_id": rows["person_id"].astype("int64"),
+            "open": [f"patient?patient={int(pid)}" for pid in rows["person_id"]],
+            "Bucket": [worklist_buckets.BUCKET_TITLES.get(b, MISSING) for b in rows["bucket"]],
+            "Name": [_text(v) for v in rows["name"]],
+            "Reason": [_text(v) for v in rows["reason"]],
+            "6-mo risk": [_text(v, "{:.0%}") for v in rows["risk_6m"]],
+            "Assigned to": [_text(v) for v in rows["assignee"]],
+            "Last review": last_review,
+            "Note": [_text(v) for v in rows["review_note"]],
+            "MRN": [_text(v) for v in rows["mrn"]],
+            "Born": [
+                MISSING if v is None or pd.isna(v) else f"{pd.Timestamp(v):%Y-%m-%d}"
+                for v in rows["birth_date"]
+            ],
+            "Site": [_text(v) for v in rows["site"]],
+            "Last imaging": [
+                MISSING if v is None or pd.isna(v) else f"{pd.Timestamp(v):%Y-%m-%d}"
+                for v in rows["last_imaging_date"]
+            ],
+            "Latest lesion (mm)": [_text(v, "{:.1f}") for v in rows["latest_mm"]],
+        }
+    )
+
+
 def review_line(ref: resources.StoreRef, person_id: int) -> None:
-    """On the Patient page: when she was last reviewed from the worklist, and a button to mark a review now.
+    """On the Patient page: her last worklist review, and a form to mark one now with a note and an assignee.
 
     Only roles with the worklist review; the row and its audit event are written together
-    (``analytics.worklist.review``), so the worklist's "new since review" columns start over.
+    (``analytics.worklist.review``), so she leaves the worklist's *act now* until something new.
     """
     if not auth.may_open(auth.actor()[1], "worklist"):
         return
@@ -89,19 +166,105 @@ def review_line(ref: resources.StoreRef, person_id: int) -> None:
         if last is None
         else (f"Last reviewed {last[0]:%Y-%m-%d %H:%M} UTC by {last[1]}.")
     )
-    left, right = st.columns([4, 1])
-    left.caption(
-        said + " Marking a review resets the worklist's “new since review” columns for her."
+    with st.expander(f"Worklist review · {said}", expanded=False):
+        st.caption(
+            "Marking a review moves her out of the worklist's *act now* until something new arrives "
+            "(a reading, a recurrence, a suspicious AI read). The note stays in the store, not in the "
+            "audit trail."
+        )
+        with st.form(f"review-{person_id}", clear_on_submit=True, border=False):
+            note = st.text_input(
+                "Note (optional)",
+                max_chars=NOTE_MAX_CHARS,
+                placeholder="e.g. CT booked for 12 July",
+            )
+            keep = "(keep as is)"
+            nobody = "(nobody)"
+            assignee = st.selectbox(
+                "Assign to", [keep, nobody, *resources.assignable_users(ref)], index=0
+            )
+            submitted = st.form_submit_button("Mark reviewed", type="primary")
+    if not submitted:
+        return
+    username, role = auth.actor()
+    try:
+        resources.mark_reviewed(
+            ref,
+            person_id,
+            username,
+            role,
+            note=note,
+            assignee=None if assignee == keep else ("" if assignee == nobody else assignee),
+        )
+    except (store.StoreError, ReviewError) as exc:
+        st.error(f"The review could not be recorded: {exc}")
+        return
+    st.rerun()
+
+
+_CONCEPTS = {"lesion_longest_diameter": "lesion (longest diameter)"}
+
+
+def _change_lines(changes) -> list[str]:
+    """One line per change, newest first within each kind (readings, AI reads, events, decisions)."""
+    lines = []
+    for row in changes.events.itertuples(index=False):
+        lines.append(
+            f"**{row.event_type.capitalize()}** recorded {pd.Timestamp(row.event_date):%Y-%m-%d}"
+        )
+    for row in changes.ai_reads.itertuples(index=False):
+        lines.append(
+            f"AI read **{row.predicted_class}** ({row.probability:.0%}, {row.model_name}) "
+            f"on {pd.Timestamp(row.created_at):%Y-%m-%d %H:%M} UTC"
+        )
+    for row in changes.readings.itertuples(index=False):
+        concept = _CONCEPTS.get(row.concept, str(row.concept).replace("_", " "))
+        lines.append(
+            f"{concept}: {row.value:g} {row.unit} on {pd.Timestamp(row.measurement_date):%Y-%m-%d}"
+        )
+    for row in changes.decisions.itertuples(index=False):
+        lines.append(
+            f"Treatment decision: **{str(row.chosen).replace('_', ' + ')}** by {row.actor} "
+            f"on {pd.Timestamp(row.decided_at):%Y-%m-%d %H:%M} UTC"
+        )
+    return lines
+
+
+def what_changed(ref: resources.StoreRef, person_id: int, since) -> None:
+    """The first thing on her record: what arrived since this user last looked (or the recent course)."""
+    try:
+        changes = resources.changes_since(ref, person_id, since)
+    except store.StoreError as exc:
+        st.warning(f"What changed since your last look cannot be read now: {exc}")
+        return
+    if since is None:
+        title = (
+            "You have not opened her record before: what arrived in the "
+            f"{(changes.as_of - changes.window_start.date()).days} days to {changes.as_of:%Y-%m-%d}"
+        )
+    else:
+        title = f"What changed since you last looked ({pd.Timestamp(since):%Y-%m-%d %H:%M} UTC)"
+    counts = changes.counts
+    summary = ", ".join(
+        f"{n} {label}"
+        for label, n in (
+            ("events", counts["events"]),
+            ("AI reads", counts["ai_reads"]),
+            ("readings", counts["readings"]),
+            ("decisions", counts["decisions"]),
+        )
+        if n
     )
-    if right.button(
-        "Mark reviewed",
-        key=f"review-{person_id}",
-        help="Record that you reviewed her worklist entry",
-    ):
-        username, role = auth.actor()
-        try:
-            resources.mark_reviewed(ref, person_id, username, role)
-        except store.StoreError as exc:
-            st.error(f"The review could not be recorded now: {exc}")
+    with st.container(border=True):
+        st.markdown(f"**{title}**")
+        if changes.empty:
+            st.caption(
+                "Nothing new: no readings, AI reads, events or treatment decisions since then."
+            )
             return
-        st.rerun()
+        st.caption(summary)
+        lines = _change_lines(changes)
+        st.markdown("\n".join(f"- {line}" for line in lines[:8]))
+        if len(lines) > 8:
+            with st.expander(f"{len(lines) - 8} more"):
+                st.markdown("\n".join(f"- {line}" for line in lines[8:]))

@@ -15,6 +15,11 @@ reached some other way (a future link, a routing bug) still refuses.
   account (``oncolens users add NAME --role ROLE --email E --sso-only``).
 - Roles outside the clinic (``ethics_board``, ``admin``) see patient ids only as
   keyed-hash pseudonyms (``protect_ids``).
+- A reload or a link opened in a new tab starts a new Streamlit session; it resumes the
+  signed-in user from a signed, expiring token kept in a cookie (``SESSION_COOKIE``,
+  ``analytics.governance.session_tokens``): re-issued while the user works, so it expires one
+  idle timeout after the last action; refused after sign-out. The account and its role are
+  read again on resume. Why a cookie and not the URL: docs/governance.md.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import pandas as pd
 import streamlit as st
 
 from analytics import store
-from analytics.governance import pseudonyms, users
+from analytics.governance import audit, pseudonyms, session_tokens, users
 from dashboard import resources
 
 ALL_ROLES = frozenset(users.ROLES)
@@ -52,6 +57,9 @@ CLINICAL_ROLES = frozenset({"oncologist", "care_team"})
 SESSION_KEY = "oncolens.auth.session"
 _NOTICE_KEY = "oncolens.auth.notice"  # str: why the user is looking at the sign-in form
 _SSO_REFUSED_KEY = "oncolens.auth.sso_refused"  # str: the refusal for an SSO identity, audited once
+_TOKEN_SET_KEY = "oncolens.auth.token_set_at"  # float: when this tab last set the session cookie
+SESSION_COOKIE = "oncolens_session"
+TOKEN_REISSUE_S = 60.0  # re-issue the cookie after a minute of use: it dies ~one idle timeout after the last action
 IDLE_TIMEOUT_ENV = "ONCOLENS_IDLE_TIMEOUT_MIN"
 DEFAULT_IDLE_TIMEOUT_MIN = 30.0
 
@@ -62,8 +70,9 @@ class Session:
 
     username: str
     role: str
-    method: str = "password"  # or "sso"
+    method: str = "password"  # or "sso", or "token" (resumed from the session cookie)
     last_active: float = 0.0
+    started: float = 0.0  # when this tab's session began (sign-in or resume); 0: unknown
 
 
 def clock() -> float:
@@ -176,14 +185,92 @@ def idle_watch() -> None:
 def _start(user: users.User, method: str) -> None:
     for key in list(st.session_state.keys()):  # nothing of a previous user survives in this tab
         del st.session_state[key]
-    st.session_state[SESSION_KEY] = Session(user.username, user.role, method, clock())
+    now = clock()
+    st.session_state[SESSION_KEY] = Session(user.username, user.role, method, now, now)
+
+
+def _cookie_token() -> str | None:
+    """The session cookie this tab's connection was opened with, if any."""
+    try:
+        value = st.context.cookies.get(SESSION_COOKIE)
+    except Exception:  # no browser behind this run (bare script, AppTest)
+        return None
+    return value if isinstance(value, str) and value else None
+
+
+def resume(db_path: Path, token: str | None) -> Session | None:
+    """Start a session from a session token: genuine, unexpired, not revoked, and its account still there.
+
+    Audited as ``session_resumed``. Returns None (and changes nothing) for any token it refuses.
+    """
+    if not token:
+        return None
+    try:
+        with store.open_store(db_path, read_only=True, wait_s=resources.READ_WAIT_S) as con:
+            key = session_tokens.session_key(con)
+            if key is None:
+                return None
+            claims = session_tokens.read(key, token, clock())
+            if session_tokens.revoked(con, claims):
+                return None
+            user = users.get_user(con, claims.username)
+    except (session_tokens.TokenError, store.StoreError):
+        return None
+    if user is None:
+        return None
+    _start(user, "token")
+    try:
+        audit.record_event(
+            db_path,
+            actor=user.username,
+            role=user.role,
+            action="session_resumed",
+            details={"token_issued_at": round(claims.issued_at)},
+            wait_s=resources.READ_WAIT_S,
+        )
+    except store.StoreError:
+        pass  # the sign-in it continues was audited; a busy store must not sign the user out
+    return session()
+
+
+def _set_cookie(value: str, max_age_s: float) -> None:
+    """Set (or, with ``max_age_s`` 0, delete) the session cookie in the browser.
+
+    ``st.context.cookies`` only reads; the cookie is written by a one-line script. The value is
+    a token of base64url text and a dot (no quote can end the string literal).
+    """
+    script = (
+        "<script>(function(){var s=location.protocol==='https:'?'; Secure':'';"
+        f"document.cookie='{SESSION_COOKIE}={value}; Path=/; Max-Age={int(max_age_s)}; "
+        "SameSite=Strict'+s;})();</script>"
+    )
+    st.html(script, unsafe_allow_javascript=True)
+
+
+def keep_cookie(db_path: Path, s: Session) -> None:
+    """Re-issue this browser's session token while the user works (at most once a minute)."""
+    now = clock()
+    if now - float(st.session_state.get(_TOKEN_SET_KEY, 0.0)) < TOKEN_REISSUE_S:
+        return
+    try:
+        with store.open_store(db_path, read_only=True, wait_s=resources.READ_WAIT_S) as con:
+            key = session_tokens.session_key(con)
+    except store.StoreError:
+        return  # tried again on the next run
+    if key is None:
+        return
+    _set_cookie(session_tokens.issue(key, s.username, now, idle_timeout_s()), idle_timeout_s())
+    st.session_state[_TOKEN_SET_KEY] = now
 
 
 def gate(db_path: Path) -> Session:
-    """Return the live session, or draw the sign-in form and stop the run."""
-    s = current_session(db_path)
+    """Return the live session (resumed from the session cookie in a new tab), or draw the sign-in
+    form and stop the run."""
+    s = current_session(db_path) or resume(db_path, _cookie_token())
     if s is not None:
         return s
+    if _cookie_token():
+        _set_cookie("", 0)  # a refused or stale token: forget it
     _sign_in_page(db_path)
     st.stop()
     raise AssertionError("unreachable")  # st.stop() raises
@@ -262,6 +349,7 @@ def _single_sign_on(db_path: Path) -> None:
 def sidebar(db_path: Path, s: Session) -> None:
     """Who is signed in, and the sign-out button."""
     with st.sidebar:
+        keep_cookie(db_path, s)
         st.caption(f"Signed in as **{s.username}** · {s.role.replace('_', ' ')}")
         if st.button("Sign out", key="oncolens.sign_out"):
             _end(db_path, s, timed_out=False, notice="You have signed out.")

@@ -8,8 +8,9 @@ under keys that say what they hold.
   view. Streamlit drops the query string when the user switches page, so the
   last patient shown is also remembered in the session and put back in the URL
   by ``patient_choice``.
-- The sidebar picker searches by id or MRN prefix (a text box, never a
-  selectbox of the whole clinic) and offers at most 20 matches.
+- The sidebar picker searches by id, MRN prefix, name or date of birth (a text box,
+  never a selectbox of the whole clinic) and offers at most 20 matches, each with
+  name, birth date, MRN and site so that two namesakes are told apart.
 - Each patient's record is written to the audit trail once per session
   (``view_patient``), not on every rerun.
 """
@@ -18,8 +19,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 
 from analytics import store
@@ -32,6 +35,9 @@ PATIENT_PARAM = "patient"
 _LAST_PATIENT_KEY = "oncolens.last_patient_id"  # int: last patient shown in this session
 _AUDITED_VIEWS_KEY = "oncolens.audited_patient_views"  # set[int]: patients whose view was audited
 _SEARCH_KEY = "oncolens.patient_search_text"  # the picker's text box
+_LAST_LOOK_KEY = (
+    "oncolens.last_look"  # dict[int, datetime | None]: this user's previous look, per patient
+)
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,27 @@ def clear_patient() -> None:
     st.session_state.pop(_LAST_PATIENT_KEY, None)
 
 
+def last_look(db_path: str | Path, person_id: int) -> object:
+    """When this user last looked at the patient before this visit (None: never), read once per session.
+
+    Read before the visit's own view is audited and kept for the session, so "what changed
+    since your last look" does not empty itself on the next rerun; only looks from before this
+    session began count, so nothing this session wrote can stand in for the previous look.
+    """
+    looks: dict = st.session_state.setdefault(_LAST_LOOK_KEY, {})
+    if int(person_id) not in looks:
+        s = auth.session()
+        started = (
+            datetime.fromtimestamp(s.started, timezone.utc).replace(tzinfo=None)
+            if s is not None and s.started
+            else None
+        )
+        looks[int(person_id)] = resources.last_look(
+            db_path, int(person_id), auth.actor()[0], before=started
+        )
+    return looks[int(person_id)]
+
+
 def patient_shown(db_path: str | Path, person_id: int, page: str) -> None:
     """Remember the patient for other pages and audit the view once per session.
 
@@ -106,7 +133,7 @@ def patient_shown(db_path: str | Path, person_id: int, page: str) -> None:
 def patient_picker(
     patient_page: st.Page, pages_with_patient: Iterable[st.Page], current: st.Page
 ) -> None:
-    """Sidebar search by id or MRN; a chosen match opens on this page or on the Patient page."""
+    """Sidebar search by id, MRN, name or date of birth; a chosen match opens on this page or on the Patient page."""
     with st.sidebar:
         st.subheader("Patient")
         choice = patient_choice()
@@ -116,10 +143,11 @@ def patient_picker(
                 clear_patient()
                 st.rerun()
         text = st.text_input(
-            "Find by id or MRN",
+            "Find by name, MRN, id or birth date",
             key=_SEARCH_KEY,
-            placeholder="e.g. 42 or MRN00000042",
-            help="A whole number is a patient id; otherwise the start of an MRN.",
+            placeholder="e.g. Lange Aisha, MRN00000042, 42, 1985-01-15",
+            help="A whole number is a patient id (or MRN digits); YYYY-MM-DD a date of birth; "
+            "otherwise the start of an MRN or of her given and family names.",
         )
         if not text.strip():
             return
@@ -133,11 +161,14 @@ def patient_picker(
             st.caption(f"Search failed: {exc}")
             return
         if matches.empty:
-            st.caption(f"No patient with id or MRN starting “{text.strip()}”.")
+            st.caption(f"No patient found for “{text.strip()}” (name, MRN, id or YYYY-MM-DD).")
             return
         stay = current.url_path in {page.url_path for page in pages_with_patient}
         for row in matches.itertuples(index=False):
-            label = f"{row.mrn} · id {row.person_id} · {row.site}"
+            born = (
+                "" if pd.isna(row.birth_date) else f" · b. {pd.Timestamp(row.birth_date):%Y-%m-%d}"
+            )
+            label = f"{row.name}{born} · {row.mrn} · id {row.person_id} · {row.site}"
             if st.button(label, key=f"oncolens.pick_patient.{row.person_id}", width="stretch"):
                 select_patient(int(row.person_id))
                 if not stay:

@@ -79,7 +79,7 @@ def _as_old_store(demo_db: Path, folder: Path) -> Path:
     con = duckdb.connect(str(path))
     con.execute("DROP TABLE episode")
     con.execute("DROP TABLE episode_note")
-    con.execute("DELETE FROM schema_version WHERE version = 8")
+    con.execute("DELETE FROM schema_version WHERE version = 9")
     con.close()
     return path
 
@@ -90,7 +90,7 @@ def test_migration_derives_episodes_and_says_what_it_could_not(demo_db, demo, tm
     written = _all_settings(demo, ids)
     # read-only and not migrated: the setting still comes from stage and events, marked as such
     with store.open_store(path, read_only=True) as con:
-        assert store.schema_version(con) == 7
+        assert store.schema_version(con) == 8
         rough = {pid: care_setting(con, pid) for pid in ids[:40]}
     assert all(not s.recorded for s in rough.values())
     assert {pid: s.setting for pid, s in rough.items()} == {pid: written[pid][0] for pid in rough}

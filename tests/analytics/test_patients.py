@@ -15,7 +15,7 @@ def test_search_by_exact_id(demo_con):
     found = patients.search_patients(demo_con, "42")
     assert found.iloc[0]["person_id"] == 42
     assert found.iloc[0]["mrn"] == "MRN00000042"
-    assert list(found.columns) == ["person_id", "mrn", "site", "menopausal_status"]
+    assert list(found.columns) == list(patients.SEARCH_COLUMNS)
 
 
 @pytest.mark.parametrize("text", ["MRN00000042", "mrn00000042", "  MRN00000042 ", "00000042"])
@@ -38,7 +38,44 @@ def test_search_respects_limit(demo_con):
 def test_search_finds_nothing_for_empty_wildcards_or_unknown(demo_con, text):
     found = patients.search_patients(demo_con, text)
     assert found.empty
-    assert list(found.columns) == ["person_id", "mrn", "site", "menopausal_status"]
+    assert list(found.columns) == list(patients.SEARCH_COLUMNS)
+
+
+def test_search_by_name_in_any_order_and_case_and_by_birth_date(demo_con):
+    given, family, born = demo_con.execute(
+        "SELECT given_name, family_name, birth_date FROM person WHERE person_id = 42"
+    ).fetchone()
+    expected = set(
+        demo_con.execute(
+            "SELECT person_id FROM person WHERE lower(given_name) = lower(?) AND lower(family_name) = lower(?)",
+            [given, family],
+        ).df()["person_id"]
+    )
+    for text in (
+        f"{family}, {given}",
+        f"{given.lower()} {family.upper()}",
+        f"{family[:3]} {given[:2]}",
+    ):
+        found = patients.search_patients(demo_con, text)
+        assert 42 in set(found["person_id"]), text
+        assert expected <= set(found["person_id"])
+        assert found["name"].str.lower().str.contains(family.lower()).all()
+    by_birth = patients.search_patients(demo_con, born.isoformat())
+    assert 42 in set(by_birth["person_id"])
+    assert (by_birth["birth_date"].dt.date == born).all()
+    assert patients.search_patients(demo_con, "1950-02-30").empty  # not a date, not a name
+
+
+def test_namesakes_are_told_apart_by_birth_date_and_mrn(demo_con):
+    """Two patients with the same name: the results carry what tells them apart."""
+    pair = demo_con.execute(
+        "SELECT given_name, family_name FROM person GROUP BY ALL HAVING count(*) > 1 LIMIT 1"
+    ).fetchone()
+    assert pair, "the demo clinic has namesakes (synthetic names drawn from short lists)"
+    found = patients.search_patients(demo_con, f"{pair[1]} {pair[0]}")
+    same = found[found["name"] == f"{pair[1]}, {pair[0]}"]
+    assert len(same) >= 2
+    assert same[["mrn"]].drop_duplicates().shape[0] == len(same)
 
 
 def test_summary_matches_the_store(demo_con):

@@ -72,8 +72,8 @@ def test_oncologist_patient_recommendation_timeline_and_imaging_read(page, app):
     screenshot(page, "home", readme=True)
 
     # Sidebar search by id; the match opens the Patient page.
-    page.get_by_role("textbox", name="Find by id or MRN").fill(str(person_id))
-    page.get_by_role("textbox", name="Find by id or MRN").press("Enter")
+    page.get_by_role("textbox", name="Find by name, MRN, id or birth date").fill(str(person_id))
+    page.get_by_role("textbox", name="Find by name, MRN, id or birth date").press("Enter")
     page.get_by_role("button", name=re.compile(rf"· id {person_id} ·")).click()
     page.wait_for_url(re.compile(rf"/patient\?patient={person_id}"))
     settle(page)

@@ -61,11 +61,10 @@ def test_series_order_comes_from_dates_not_insertion(tiny):
     assert row["progression"]  # +13 mm, +65 %
 
 
-def test_only_living_measured_patients_are_listed(tiny):
-    """A recurrence keeps a patient on the list (issue 17): her lesion is what is followed."""
+def test_only_living_followed_patients_are_listed_recurrence_included(tiny):
     tiny.person(1)
     tiny.lesion(1, ("2020-01-01", 20.0))
-    tiny.person(2)  # recurrence recorded
+    tiny.person(2)  # recurrence recorded: listed (recurrence is what the care team must see)
     tiny.lesion(2, ("2020-01-01", 20.0))
     tiny.event(2, "recurrence", "2021-01-01")
     tiny.person(3, end_reason="death")  # died, no event row
@@ -73,12 +72,36 @@ def test_only_living_measured_patients_are_listed(tiny):
     tiny.person(4)  # death event
     tiny.lesion(4, ("2020-01-01", 20.0))
     tiny.event(4, "death", "2021-01-01")
-    tiny.person(5)  # never measured
-    tiny.person(6, end_reason="lost_to_follow_up")  # alive at last follow-up
+    tiny.person(5)  # diagnosed, never measured: followed by surveillance imaging
+    tiny.person(6, end_reason="lost_to_follow_up")  # no longer followed here
     tiny.lesion(6, ("2020-01-01", 20.0))
     page = worklist.worklist(tiny.con)
-    assert sorted(page.rows["person_id"]) == [1, 2, 6]
+    assert sorted(page.rows["person_id"]) == [1, 2, 5]
     assert page.total == 3
+    rows = page.rows.set_index("person_id")
+    assert str(rows.loc[2, "recurrence_date"].date()) == "2021-01-01"
+    assert rows.loc[2, "event_kind"] == "recurrence"
+    assert rows.loc[5, "n_measurements"] == 0 and not rows.loc[5, "progression"]
+
+
+def test_progression_ends_the_line_and_the_nadir_starts_over(tiny):
+    """RECIST line by line: after a progression, the next reading is judged against the new line."""
+    tiny.person(1)  # 20 -> 30 (PD, new line from 30) -> 33: +10 % on the new line, no PD
+    tiny.lesion(1, ("2020-01-01", 20.0), ("2020-04-01", 30.0), ("2020-07-01", 33.0))
+    tiny.person(2)  # 20 -> 30 (PD) -> 25 -> 31: +24 % and +6 mm over the new nadir 25: PD again
+    tiny.lesion(
+        2, ("2020-01-01", 20.0), ("2020-04-01", 30.0), ("2020-07-01", 25.0), ("2020-10-01", 31.0)
+    )
+    rows = _rows(tiny.con)
+    one, two = rows.loc[1], rows.loc[2]
+    assert not one["progression"] and one["n_progressions"] == 1
+    assert str(one["progression_date"].date()) == "2020-04-01"
+    assert str(one["line_start"].date()) == "2020-04-01"
+    assert (one["baseline_mm"], one["nadir_mm"]) == (30.0, 30.0)
+    assert two["progression"] and two["n_progressions"] == 2
+    assert str(two["progression_date"].date()) == "2020-10-01"
+    assert (two["baseline_mm"], two["nadir_mm"], two["latest_mm"]) == (30.0, 25.0, 31.0)
+    assert str(two["line_start"].date()) == "2020-10-01"
 
 
 def test_regrowth_ratio_is_latest_over_nadir(tiny):
@@ -108,9 +131,9 @@ def test_rank_follows_the_forecast_risk(tiny):
     tiny.lesion(
         1, ("2023-01-01", 40.0), ("2023-05-01", 30.0), ("2023-09-01", 22.0), ("2024-01-01", 17.0)
     )
-    tiny.person(2)  # regrowing fast from its nadir
+    tiny.person(2)  # regrowing from its nadir, not yet progression (23.5 < 1.2 x 20)
     tiny.lesion(
-        2, ("2023-01-01", 30.0), ("2023-05-01", 20.0), ("2023-09-01", 24.0), ("2024-01-01", 33.0)
+        2, ("2023-01-01", 30.0), ("2023-05-01", 20.0), ("2023-09-01", 22.0), ("2024-01-01", 23.5)
     )
     tiny.person(3)  # flat
     tiny.lesion(
@@ -149,44 +172,77 @@ def test_site_filter_progression_filter_and_paging(tiny):
     assert worklist.worklist(tiny.con, site="Nowhere").total == 0
 
 
+def _recist_by_line(values) -> tuple[bool, bool, float, int]:
+    """RECIST 1.1 line by line, one reading at a time (the reference for the vectorised code)."""
+    base = nadir = None
+    progressed = False
+    count = 0
+    for v in values:
+        if nadir is None:
+            base = nadir = v
+            progressed = False
+            continue
+        progressed = v >= 1.2 * nadir and v - nadir >= 5
+        if progressed:
+            count += 1
+            shown_base, shown_nadir = base, nadir
+            base = nadir = v
+        else:
+            nadir = min(nadir, v)
+            shown_base, shown_nadir = base, nadir
+    if len(values) == 1:
+        shown_base = shown_nadir = values[0]
+    latest = values[-1]
+    return (
+        progressed,
+        bool(latest <= 0.7 * shown_base),
+        latest / max(shown_nadir, 1.0),
+        count,
+    )
+
+
 def test_matches_an_independent_pandas_computation(demo_con):
-    """The whole demo list, recomputed patient by patient in pandas."""
+    """The whole demo list, recomputed patient by patient in plain Python."""
     m = demo_con.execute(
         "SELECT person_id, measurement_date, value FROM measurement "
-        "WHERE concept = 'lesion_longest_diameter' ORDER BY person_id, measurement_date"
+        "WHERE concept = 'lesion_longest_diameter' ORDER BY person_id, measurement_date, measurement_id"
     ).df()
-    excluded = set(
+    listed = set(
         demo_con.execute(
+            "SELECT person_id FROM person WHERE person_id NOT IN ("
             "SELECT person_id FROM outcome_event WHERE event_type = 'death' UNION "
-            "SELECT person_id FROM observation_period WHERE end_reason = 'death'"
+            "SELECT person_id FROM observation_period WHERE end_reason <> 'data_cutoff') "
+            "AND (person_id IN (SELECT person_id FROM condition_occurrence) "
+            "OR person_id IN (SELECT person_id FROM measurement WHERE concept = 'lesion_longest_diameter'))"
         ).df()["person_id"]
     )
-    # each metastatic line restarts RECIST: only the current line's readings (from its baseline
-    # scan, six weeks before the line) count
-    lines = demo_con.execute(
-        "SELECT person_id, start_date FROM treatment_exposure WHERE line_of_therapy >= 2"
-    ).df()
-    series_from = pd.to_datetime(lines.groupby("person_id")["start_date"].max()) - pd.Timedelta(
-        days=42
-    )
-    expected = {}
-    for pid, series in m.groupby("person_id"):
-        if pid in excluded:
-            continue
-        if pid in series_from.index:
-            series = series[pd.to_datetime(series["measurement_date"]) >= series_from[pid]]
-        values = series["value"].to_numpy()
-        baseline, latest, nadir = values[0], values[-1], values.min()
-        expected[pid] = (
-            latest >= 1.2 * nadir and latest - nadir >= 5,
-            latest <= 0.7 * baseline,
-            latest / max(nadir, 1.0),
-        )
+    expected = {
+        pid: _recist_by_line(series["value"].tolist())
+        for pid, series in m.groupby("person_id")
+        if pid in listed
+    }
     page = worklist.worklist(demo_con, limit=10_000)
-    assert page.total == len(expected) > 0
+    assert page.total == len(listed) > 0
     got = page.rows.set_index("person_id")
-    for pid, (progression, response, ratio) in expected.items():
+    for pid, (progression, response, ratio, count) in expected.items():
         assert got.loc[pid, "progression"] == progression, pid
         assert got.loc[pid, "response"] == response, pid
         assert got.loc[pid, "regrowth_ratio"] == pytest.approx(ratio), pid
-    assert page.rows["risk_6m"].is_monotonic_decreasing
+        assert got.loc[pid, "n_progressions"] == count, pid
+    assert page.rows["risk_6m"].dropna().is_monotonic_decreasing
+    assert (page.rows["risk_6m"] >= 0.999).mean() < 0.2  # the old list had two thirds at 100 %
+
+
+def test_the_risk_after_a_progression_is_forecast_from_the_new_line(tiny):
+    """Her risk uses only the readings of her current line: the same as a patient whose record
+    starts at that line (up to the Monte-Carlo error of the draws)."""
+    tiny.person(1)  # progressed on 2023-05-01; the new line is 30 -> 33
+    tiny.lesion(1, ("2023-01-01", 20.0), ("2023-05-01", 30.0), ("2023-09-01", 33.0))
+    tiny.person(2)  # the same line on its own
+    tiny.lesion(2, ("2023-05-01", 30.0), ("2023-09-01", 33.0))
+    tiny.con.execute("INSERT INTO clinic_metadata VALUES ('data_cutoff', '2023-10-01')")
+    rows = _rows(tiny.con)
+    assert rows.loc[1, "n_progressions"] == 1 and rows.loc[2, "n_progressions"] == 0
+    assert rows.loc[1, "p_progression_6m"] == pytest.approx(
+        rows.loc[2, "p_progression_6m"], abs=0.08
+    )

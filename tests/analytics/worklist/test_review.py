@@ -19,7 +19,10 @@ def _finding(con, person_id: int, finding_id: int, created_at: datetime) -> None
 
 
 def _review(con, person_id: int, at: datetime, who: str) -> None:
-    con.execute("INSERT INTO worklist_review VALUES (?, ?, ?, 'care_team')", [person_id, at, who])
+    con.execute(
+        "INSERT INTO worklist_review (person_id, reviewed_at, reviewed_by, role) VALUES (?, ?, ?, 'care_team')",
+        [person_id, at, who],
+    )
 
 
 def test_changes_count_what_came_after_the_latest_review(tiny):
@@ -52,9 +55,7 @@ def test_changes_count_what_came_after_the_latest_review(tiny):
 def test_new_progression_is_flagged_until_someone_reviews_after_it(tiny):
     tiny.person(1)
     tiny.lesion(1, ("2024-01-10", 20.0), ("2024-06-10", 30.0))
-    rows = pd.DataFrame(
-        {"person_id": [1], "progression": [True], "latest_date": [pd.Timestamp("2024-06-10")]}
-    )
+    rows = pd.DataFrame({"person_id": [1], "progression_date": [pd.Timestamp("2024-06-10")]})
     assert worklist_review.with_changes(tiny.con, rows)["new_progression"].tolist() == [
         True
     ]  # never reviewed
@@ -97,3 +98,35 @@ def test_a_store_without_the_review_table_reads_as_never_reviewed(tiny):
     out = worklist_review.changes_since_review(tiny.con, [1])
     assert pd.isna(out.loc[0, "last_reviewed_at"]) and out.loc[0, "new_readings"] == 1
     assert worklist_review.last_review(tiny.con, 1) is None
+
+
+def test_a_review_keeps_its_note_and_assignee_and_audits_neither_text(tiny):
+    """The note stays in worklist_review; the audit event has its hash and the assignee."""
+    import hashlib
+
+    tiny.person(7)
+    tiny.con.execute(
+        "INSERT INTO app_user (username, role, password_hash, email, created_at) "
+        "VALUES ('nurse', 'care_team', NULL, 'n@x.org', now()::TIMESTAMP), "
+        "('board', 'ethics_board', NULL, 'b@x.org', now()::TIMESTAMP)"
+    )
+    worklist_review.mark_reviewed(
+        tiny.con, 7, "careteam", "care_team", note="  called her, CT booked  ", assignee="nurse"
+    )
+    row = tiny.con.execute("SELECT note, assignee FROM worklist_review").fetchone()
+    assert row == ("called her, CT booked", "nurse")
+    details = tiny.con.execute(
+        "SELECT details FROM audit_event WHERE action = ? ORDER BY event_id DESC LIMIT 1",
+        [worklist_review.ACTION],
+    ).fetchone()[0]
+    assert "called her" not in details and "nurse" in details
+    assert hashlib.sha256(b"called her, CT booked").hexdigest() in details
+    assert worklist_review.assignable(tiny.con) == ["nurse"]
+    with pytest.raises(worklist_review.ReviewError, match="no account named"):
+        worklist_review.mark_reviewed(tiny.con, 7, "careteam", assignee="nobody")
+    with pytest.raises(worklist_review.ReviewError, match="does not work the worklist"):
+        worklist_review.mark_reviewed(tiny.con, 7, "careteam", assignee="board")
+    with pytest.raises(worklist_review.ReviewError, match="at most"):
+        worklist_review.mark_reviewed(tiny.con, 7, "careteam", note="x" * 281)
+    assert tiny.con.execute("SELECT count(*) FROM worklist_review").fetchone()[0] == 1
+    assert audit.verify(tiny.con).ok

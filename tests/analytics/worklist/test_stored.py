@@ -11,6 +11,7 @@ import pytest
 
 from analytics import store
 from analytics.imports import tabular as imports
+from analytics.worklist import buckets
 from analytics.worklist import ranking as worklist
 from analytics.worklist import stored as worklist_store
 
@@ -23,6 +24,19 @@ def clinic_db(demo_db: Path, tmp_path: Path) -> Path:
 
 def _stored(con) -> pd.DataFrame:
     return con.execute(f"SELECT * FROM {worklist_store.ENTRY_TABLE}").df()
+
+
+def _assert_same(stored: pd.DataFrame, now: pd.DataFrame) -> None:
+    """Equal rows; times compared at one resolution (DuckDB reads microseconds, pandas makes nanoseconds)."""
+
+    def norm(frame: pd.DataFrame) -> pd.DataFrame:
+        frame = frame.reset_index(drop=True).copy()
+        for column in frame.columns:
+            if pd.api.types.is_datetime64_any_dtype(frame[column]):
+                frame[column] = frame[column].astype("datetime64[ns]")
+        return frame
+
+    pd.testing.assert_frame_equal(norm(stored), norm(now), check_dtype=False)
 
 
 def test_the_demo_generator_stores_a_current_ranking_in_rank_order(demo_con):
@@ -49,9 +63,18 @@ def test_a_stored_page_equals_the_ranking_computed_now(
     demo_con, limit, offset, only_progression, site
 ):
     stored = worklist_store.read_page(demo_con, limit, offset, only_progression, site)
-    now = worklist.worklist(demo_con, limit, offset, only_progression, site)
+    now = buckets.read_frame_page(
+        demo_con,
+        worklist.ranked(demo_con),
+        worklist_store.as_of_date(demo_con),
+        limit,
+        offset,
+        only_progression=only_progression,
+        site=site,
+    )
     assert stored.total == now.total and (stored.limit, stored.offset) == (now.limit, now.offset)
-    assert list(stored.rows.columns) == list(worklist.WORKLIST_COLUMNS)
+    assert stored.buckets == now.buckets and sum(stored.buckets.values()) == stored.total
+    assert list(stored.rows.columns) == list(buckets.PAGE_COLUMNS)
     pd.testing.assert_frame_equal(stored.rows, now.rows, check_dtype=False)
 
 
@@ -63,9 +86,10 @@ def test_patients_without_a_forecast_are_stored_last_as_on_the_fly(tiny):
     tiny.person(3)
     tiny.lesion(3, ("2020-01-01", 20.0), ("2020-06-01", 12.0))
     assert worklist_store.refresh(tiny.con).mode == "full"
-    stored = worklist_store.read_page(tiny.con)
-    assert stored.rows["person_id"].iloc[-1] == 1 and pd.isna(stored.rows["risk_6m"].iloc[-1])
-    pd.testing.assert_frame_equal(stored.rows, worklist.worklist(tiny.con).rows, check_dtype=False)
+    stored = _stored(tiny.con).sort_values("rank")
+    assert stored["person_id"].iloc[-1] == 1 and pd.isna(stored["risk_6m"].iloc[-1])
+    now = worklist.worklist(tiny.con).rows
+    assert stored["person_id"].tolist() == now["person_id"].tolist()
 
 
 def test_a_writer_that_does_not_refresh_leaves_it_marked_stale(clinic_db):
@@ -159,10 +183,8 @@ def test_an_import_naming_many_patients_ranks_everyone_again(clinic_db, tmp_path
     with store.open_store(clinic_db, read_only=True) as con:
         assert worklist_store.status(con, None).fresh
         assert con.execute("SELECT full_refresh_at FROM worklist_state").fetchone()[0] > full_at
-        stored = worklist_store.read_page(con, 1000)
-        pd.testing.assert_frame_equal(
-            stored.rows, worklist.worklist(con, 1000).rows, check_dtype=False
-        )
+        stored = _stored(con).sort_values("rank")[list(worklist.WORKLIST_COLUMNS)]
+        _assert_same(stored, worklist.worklist(con, 1000).rows)
 
 
 def test_a_large_store_is_left_stale_by_a_writer_that_cannot_increment(
@@ -205,10 +227,8 @@ def test_an_import_after_an_unrefreshed_write_never_hides_it(
             assert not status.fresh and "patient records changed" in status.reasons[0]
         else:  # ranked again in full: both changes in
             assert status.fresh
-            stored = worklist_store.read_page(con, 1000)
-            pd.testing.assert_frame_equal(
-                stored.rows, worklist.worklist(con, 1000).rows, check_dtype=False
-            )
+            stored = _stored(con).sort_values("rank")[list(worklist.WORKLIST_COLUMNS)]
+            _assert_same(stored, worklist.worklist(con, 1000).rows)
 
 
 def test_a_version_4_store_migrates_and_is_ranked_on_refresh(clinic_db):
@@ -230,10 +250,9 @@ def test_a_version_4_store_migrates_and_is_ranked_on_refresh(clinic_db):
         assert not worklist_store.status(con, None).fresh
         result = worklist_store.refresh(con)
         assert result.mode == "full" and worklist_store.status(con, None).fresh
-        pd.testing.assert_frame_equal(
-            worklist_store.read_page(con, 50).rows,
+        _assert_same(
+            _stored(con).sort_values("rank")[list(worklist.WORKLIST_COLUMNS)].head(50),
             worklist.worklist(con, 50).rows,
-            check_dtype=False,
         )
 
 
@@ -337,3 +356,47 @@ def test_the_apps_refresh_lets_its_own_sessions_write_while_it_ranks(clinic_db, 
             ).fetchone()[0]
             >= 1
         )
+
+
+def test_buckets_follow_their_rules_checked_row_by_row(clinic_db):
+    """Every stored row's bucket, recomputed in plain Python from its own columns and reviews;
+    a review takes her out of act now; act now is newest first, due most overdue first."""
+    from datetime import datetime, timedelta
+
+    from analytics.worklist import review
+
+    with store.open_store(clinic_db, read_only=True) as con:
+        as_of = worklist_store.as_of_date(con)
+        page = worklist_store.read_page(con, 100_000)
+    rows = page.rows
+    window = datetime.combine(as_of, datetime.min.time()) - timedelta(
+        days=buckets.NEVER_REVIEWED_WINDOW_DAYS
+    )
+    for row in rows.to_dict("records"):
+        event = row["event_at"]
+        if not pd.isna(event) and event > window:
+            want = "act_now"
+        elif not pd.isna(row["due_date"]) and row["due_date"].date() <= as_of:
+            want = "due"
+        else:
+            want = "by_risk"
+        assert row["bucket"] == want, row["person_id"]
+        assert row["reason"] and "None" not in row["reason"] and "nan" not in row["reason"]
+    order = {"act_now": 0, "due": 1, "by_risk": 2}
+    assert rows["bucket"].map(order).is_monotonic_increasing
+    act = rows[rows["bucket"] == "act_now"]
+    due = rows[rows["bucket"] == "due"]
+    assert len(act) > 0 and len(due) > 0
+    assert act["event_at"].is_monotonic_decreasing and due["due_date"].is_monotonic_increasing
+    assert sum(page.buckets.values()) == len(rows)
+
+    top = int(act["person_id"].iloc[0])
+    with store.open_store(clinic_db) as con:
+        review.mark_reviewed(con, top, "careteam", "care_team", note="seen")
+        after = worklist_store.read_page(con, 100_000)
+        hidden = worklist_store.read_page(con, 100_000, hide_reviewed=True)
+    moved = after.rows.set_index("person_id").loc[top]
+    assert moved["bucket"] != "act_now" and moved["review_note"] == "seen"
+    assert after.buckets["act_now"] == page.buckets["act_now"] - 1
+    assert top not in set(hidden.rows["person_id"]) and hidden.total == after.total - 1
+    assert "None" not in buckets.reason(moved.to_dict() | {"person_id": top}, as_of)

@@ -131,7 +131,8 @@ def test_worklist_and_cohorts_pages_define_their_terms_in_tooltips(app_env):
         "nadir",
         "forecast risk",
     }
-    assert plain_language.GLOSSARY["RECIST"] in worklist.toggle[0].help
+    progression = next(t for t in worklist.toggle if t.label == "Progression only")
+    assert plain_language.GLOSSARY["RECIST"] in progression.help
     cohorts = open_page("cohorts")
     wanted = {"Kaplan–Meier", "log-rank test", "numbers at risk", "confidence interval", "RFS"}
     assert defines(cohorts, *wanted) == wanted
@@ -165,7 +166,7 @@ def empty_env(empty_db: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     ("page", "next_step"),
     [
         ("home", "oncolens import"),
-        ("patient", "Find a patient by id or MRN"),
+        ("patient", "Find a patient by name, MRN, id or birth date"),
         ("imaging", "No image files on record yet"),
         ("worklist", "The worklist is empty"),
         ("cohorts", "This store holds no patients yet"),

@@ -10,7 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from analytics import store
-from analytics.worklist import ranking as worklist
+from analytics.worklist import stored as worklist_store
 from dashboard.session import auth
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -107,19 +107,22 @@ def test_unknown_or_invalid_patient_gives_a_notice(app_env, page, raw, message):
 
 def test_worklist_page_shows_the_ranked_rows_and_filters(app_env):
     at = open_page("worklist")
-    assert "Ranked by forecast risk" in texts(at.caption)
+    assert "by forecast risk" in texts(at.caption)
     assert "not a medical device" in texts(at.caption)
     shown = at.dataframe[0].value
     with store.open_store(app_env, read_only=True) as con:
-        expected = worklist.worklist(con, 25, 0)
-        progressing = worklist.worklist(con, 25, 0, only_progression=True)
-    assert shown["mrn"].tolist() == expected.rows["mrn"].tolist()
+        expected = worklist_store.read_page(con, 25, 0)
+        progressing = worklist_store.read_page(con, 25, 0, only_progression=True)
+    assert shown["MRN"].tolist() == expected.rows["mrn"].tolist()
     assert shown["open"].iloc[0] == f"patient?patient={expected.rows['person_id'].iloc[0]}"
     assert f"of {expected.total:,}" in texts(at.caption)
 
-    at.toggle[0].set_value(True).run()
+    next(t for t in at.toggle if t.label == "Progression only").set_value(True).run()
     assert not at.exception
-    assert at.dataframe[0].value["progression"].all()
+    with store.open_store(app_env, read_only=True) as con:
+        flagged = worklist_store.read_page(con, 100_000, only_progression=True).rows
+    assert flagged["progression"].all()
+    assert set(at.dataframe[0].value["MRN"]) <= set(flagged["mrn"])
     assert f"of {progressing.total:,}" in texts(at.caption)
 
     at.number_input[0].set_value(10_000).run()
@@ -152,9 +155,10 @@ def test_governance_page_shows_counts_provenance_and_audit(app_env):
 def test_sidebar_search_opens_the_chosen_patient(app_env):
     at = open_page("home")
     at.sidebar.text_input[0].input("MRN0000004").run()
-    picks = [b for b in at.sidebar.button if b.label.startswith("MRN0000004")]
+    picks = [b for b in at.sidebar.button if "· MRN0000004" in b.label]
     assert len(picks) == 10
-    next(b for b in picks if b.label.startswith("MRN00000042")).click().run()
+    assert all(" · b. " in b.label for b in picks)  # name and birth date tell namesakes apart
+    next(b for b in picks if "· MRN00000042 ·" in b.label).click().run()
     assert not at.exception
     assert at.header[0].value == "MRN00000042 · id 42"  # switched to the Patient page
     assert at.query_params["patient"] == "42"

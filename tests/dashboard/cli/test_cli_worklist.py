@@ -87,3 +87,31 @@ def test_an_ingested_ai_reading_moves_her_row_at_once(demo_db, tmp_path, capsys)
         state = con.execute("SELECT full_refresh_at, computed_at FROM worklist_state").fetchone()
     assert row[0] == n + 1 and str(row[1]) == "2026-06-20"
     assert state[0] == full_at < state[1]  # an increment, not a full ranking
+    # her new 60 mm reading (and the AI read, when it calls the image suspicious): act now, and why
+    assert (
+        main(["worklist", "--db", str(db), "--json", "--bucket", "act_now", "--limit", "1000"]) == 0
+    )
+    page = json.loads(capsys.readouterr().out)
+    mine = [r for r in page["rows"] if r["person_id"] == pid]
+    assert mine and mine[0]["bucket"] == "act_now"
+    assert "Progression 2026-06-20" in mine[0]["reason"] or "AI read" in mine[0]["reason"]
+
+
+def test_worklist_json_rows_carry_bucket_and_reason_and_never_none(demo_db, tmp_path, capsys):
+    db = Path(shutil.copy(demo_db, tmp_path / "clinic.duckdb"))
+    assert main(["worklist", "--db", str(db), "--json", "--limit", "1000"]) == 0
+    page = json.loads(capsys.readouterr().out)
+    assert set(page["buckets"]) == {"act_now", "due", "by_risk"}
+    assert sum(page["buckets"].values()) == page["total"] == len(page["rows"])
+    order = {"act_now": 0, "due": 1, "by_risk": 2}
+    assert [order[r["bucket"]] for r in page["rows"]] == sorted(
+        order[r["bucket"]] for r in page["rows"]
+    )
+    for row in page["rows"]:
+        assert row["reason"] and row["reason"].endswith(".") and "None" not in row["reason"]
+        assert "nan" not in row["reason"].lower().split()
+    act = [r for r in page["rows"] if r["bucket"] == "act_now"]
+    assert act and all("not reviewed yet" in r["reason"] for r in act)
+    assert main(["worklist", "--db", str(db)]) == 0
+    text = capsys.readouterr().out
+    assert "act now" in text and "None" not in text

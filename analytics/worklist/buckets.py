@@ -1,0 +1,263 @@
+"""The worklist a nurse works top-down: act now, imaging due, then the rest by forecast risk.
+
+- **act now**: something new since her last review: a RECIST progression, a recurrence or
+  a suspicious AI read (``events``) dated after the review. Never reviewed: new within
+  ``NEVER_REVIEWED_WINDOW_DAYS`` before the data's "today", so that on the first day of the
+  list a progression of 2020 is history, not news. Marking a review moves her out until
+  something newer happens. Most recent event first.
+- **due**: her imaging is overdue for her own cadence (``events``). Most overdue first.
+- **by risk**: everyone else, in the stored risk order (risk, then the most recent event).
+
+Why buckets are applied when a page is read, not stored: they depend on reviews, which
+change with every click; the ranking changes with the data. One SQL statement over the
+stored rows (or the on-the-fly ranking, registered as a relation) joined with each
+patient's latest review gives the page and the count of each bucket.
+
+Every row carries ``reason``: one sentence saying why she is where she is, built from the
+row's own values (``reason``), so the CLI and the page say the same.
+
+Hide reviewed: leaves out patients reviewed since anything new (no event and no imaging
+after the review); they are back as soon as something new arrives.
+
+Note and assignee: the latest review that set them (``worklist_review``); an empty
+assignee clears it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import duckdb
+import pandas as pd
+
+from analytics import store
+from analytics.store.worklist_schema import ENTRY_TABLE
+from analytics.worklist.ranking import WORKLIST_COLUMNS, WorklistPage
+
+BUCKETS = ("act_now", "due", "by_risk")
+BUCKET_TITLES = {"act_now": "Act now", "due": "Due", "by_risk": "By risk"}
+NEVER_REVIEWED_WINDOW_DAYS = 90
+LIVE_RELATION = "_worklist_live"  # an on-the-fly ranking registered by ``read_frame_page``
+_SOURCES = (ENTRY_TABLE, LIVE_RELATION)
+
+REVIEW_COLUMNS = ("last_reviewed_at", "reviewed_by", "review_note", "assignee")
+# name and birth date from ``person`` at read time (never stored in the ranking): a nurse tells
+# patients apart by them; only roles that see patients open the worklist (dashboard.session.auth)
+PAGE_COLUMNS = ("bucket", *WORKLIST_COLUMNS, "name", "birth_date", *REVIEW_COLUMNS, "reason")
+
+_REVIEWS = """(
+    SELECT person_id, max(reviewed_at) AS last_reviewed_at,
+           arg_max(reviewed_by, reviewed_at) AS reviewed_by,
+           arg_max(note, reviewed_at) FILTER (WHERE note IS NOT NULL AND note <> '') AS review_note,
+           arg_max(assignee, reviewed_at) FILTER (WHERE assignee IS NOT NULL) AS assignee
+    FROM worklist_review GROUP BY person_id
+)"""
+_NO_REVIEWS = """(SELECT NULL::BIGINT AS person_id, NULL::TIMESTAMP AS last_reviewed_at,
+    NULL::VARCHAR AS reviewed_by, NULL::VARCHAR AS review_note, NULL::VARCHAR AS assignee)"""
+
+_BUCKETED = """
+WITH listed AS (
+    SELECT w.*, p.family_name || ', ' || p.given_name AS name, p.birth_date,
+           r.last_reviewed_at, r.reviewed_by, r.review_note, nullif(r.assignee, '') AS assignee,
+           CASE WHEN w.event_at IS NOT NULL
+                     AND w.event_at > coalesce(r.last_reviewed_at, $window_start) THEN 'act_now'
+                WHEN w.due_date IS NOT NULL AND w.due_date <= $as_of THEN 'due'
+                ELSE 'by_risk' END AS bucket
+    FROM {source} AS w LEFT JOIN {reviews} AS r USING (person_id) LEFT JOIN person AS p USING (person_id)
+    WHERE ($site::VARCHAR IS NULL OR w.site = $site) AND (NOT $only_progression OR w.progression)
+),
+kept AS (
+    SELECT * FROM listed
+    WHERE NOT ($hide_reviewed AND last_reviewed_at IS NOT NULL AND bucket <> 'act_now'
+               AND coalesce(last_imaging_date, DATE '1900-01-01') <= CAST(last_reviewed_at AS DATE))
+)
+"""
+_PAGE = """
+SELECT {columns} FROM kept
+WHERE $bucket::VARCHAR IS NULL OR bucket = $bucket
+ORDER BY CASE bucket WHEN 'act_now' THEN 0 WHEN 'due' THEN 1 ELSE 2 END,
+         CASE WHEN bucket = 'act_now' THEN event_at END DESC NULLS LAST,
+         CASE WHEN bucket = 'due' THEN due_date END ASC NULLS LAST,
+         rank
+LIMIT $limit OFFSET $offset
+"""
+_COUNTS = "SELECT bucket, count(*) FROM kept GROUP BY bucket"
+
+
+def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    return bool(
+        store.one_row(
+            con.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'main' AND table_name = ?",
+                [name],
+            )
+        )[0]
+    )
+
+
+def _reviews_relation(con: duckdb.DuckDBPyConnection) -> str:
+    """The latest review per patient; a constant empty relation in a store from before version 7
+    (opened read-only before its migration), where nobody has a note or an assignee yet."""
+    columns = {
+        row[0]
+        for row in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'worklist_review'"
+        ).fetchall()
+    }
+    return _REVIEWS if {"note", "assignee"} <= columns else _NO_REVIEWS
+
+
+def read_page(
+    con: duckdb.DuckDBPyConnection,
+    as_of: dt.date,
+    limit: int = 25,
+    offset: int = 0,
+    *,
+    only_progression: bool = False,
+    site: str | None = None,
+    hide_reviewed: bool = False,
+    bucket: str | None = None,
+    source: str = ENTRY_TABLE,
+) -> WorklistPage:
+    """One page of the bucketed worklist; ``total`` and ``buckets`` count the whole filtered list.
+
+    ``source``: the stored rows (``worklist_entry``) or ``LIVE_RELATION`` (see ``read_frame_page``);
+    both carry ``rank`` (risk order). Rows have ``PAGE_COLUMNS``.
+    """
+    if source not in _SOURCES:
+        raise ValueError(f"unknown worklist source {source!r}")
+    if bucket is not None and bucket not in BUCKETS:
+        raise ValueError(f"unknown bucket {bucket!r}: one of {', '.join(BUCKETS)}")
+    limit, offset = max(1, int(limit)), max(0, int(offset))
+    with_cte = _BUCKETED.format(source=source, reviews=_reviews_relation(con))
+    params = {
+        "window_start": dt.datetime.combine(as_of, dt.time())
+        - dt.timedelta(days=NEVER_REVIEWED_WINDOW_DAYS),
+        "as_of": as_of,
+        "site": site or None,
+        "only_progression": bool(only_progression),
+        "hide_reviewed": bool(hide_reviewed),
+    }
+    columns = ", ".join(c for c in PAGE_COLUMNS if c != "reason")
+    rows = con.execute(
+        with_cte + _PAGE.format(columns=columns),  # constants only; values are parameters
+        {**params, "bucket": bucket, "limit": limit, "offset": offset},
+    ).df()
+    counts = {b: 0 for b in BUCKETS}
+    counts.update({k: int(v) for k, v in con.execute(with_cte + _COUNTS, params).fetchall()})
+    total = counts[bucket] if bucket else sum(counts.values())
+    rows["progression"] = rows["progression"].astype(bool)
+    rows["response"] = rows["response"].astype(bool)
+    rows["reason"] = [reason(row, as_of) for row in rows.to_dict("records")]
+    return WorklistPage(rows=rows, total=total, limit=limit, offset=offset, buckets=counts)
+
+
+def read_frame_page(
+    con: duckdb.DuckDBPyConnection, ranked_rows: pd.DataFrame, as_of: dt.date, *args, **kwargs
+) -> WorklistPage:
+    """``read_page`` over a ranking computed now (``ranking.ranked``'s rows, in risk order)."""
+    frame = ranked_rows.assign(rank=range(1, len(ranked_rows) + 1))
+    con.register(LIVE_RELATION, frame)
+    try:
+        return read_page(con, as_of, *args, source=LIVE_RELATION, **kwargs)
+    finally:
+        con.unregister(LIVE_RELATION)
+
+
+# --- the one sentence per row --------------------------------------------------------------------
+
+
+def _missing(value) -> bool:
+    if value is None:
+        return True
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _day(value) -> str:
+    return pd.Timestamp(value).strftime("%Y-%m-%d")
+
+
+def interval_text(days: float) -> str:
+    """A usual imaging interval in the unit a clinic says it: weeks under four months, else months."""
+    if days < 120:
+        return f"every {round(days / 7):.0f} weeks"
+    months = round(days / 30.44)
+    return "every year" if months == 12 else f"every {months:.0f} months"
+
+
+def _span(days: int) -> str:
+    """A delay as a nurse says it: days under two months, then months, then years."""
+    if days < 60:
+        return f"{days} day{'s' if days != 1 else ''}"
+    if days < 730:
+        return f"{round(days / 30.44)} months"
+    return f"{days / 365.25:.1f} years"
+
+
+def _new_since(row: dict, threshold: pd.Timestamp) -> list[str]:
+    """What happened after ``threshold``: progression, recurrence, suspicious AI read."""
+    said = []
+    progressed = row.get("progression_date")
+    if not _missing(progressed) and pd.Timestamp(progressed) > threshold:
+        text = f"Progression {_day(progressed)}"
+        if row.get("progression") and not _missing(row.get("change_from_nadir_pct")):
+            text += (
+                f": {row['latest_mm']:.0f} mm, {row['change_from_nadir_pct']:+.0f} % vs "
+                f"nadir {row['nadir_mm']:.0f} mm"
+            )
+        said.append(text)
+    recurred = row.get("recurrence_date")
+    if not _missing(recurred) and pd.Timestamp(recurred) > threshold:
+        said.append(f"recurrence {_day(recurred)}")
+    read_at = row.get("ai_suspicious_at")
+    if not _missing(read_at) and pd.Timestamp(read_at) > threshold:
+        probability = row.get("ai_probability")
+        share = "" if _missing(probability) else f" {probability:.0%}"
+        said.append(f"AI read “{row.get('ai_label') or 'suspicious'}”{share} {_day(read_at)}")
+    return said
+
+
+def _risk_text(row: dict) -> str:
+    risk = row.get("risk_6m")
+    if _missing(risk):
+        return "No six-month forecast (no lesion readings and no treatment-model forecast)"
+    what = {
+        "tumour": "RECIST progression",
+        "survival": "recurrence",
+    }.get(str(row.get("risk_parts")), "progression or recurrence")
+    return f"{risk:.0%} risk of {what} in 6 months"
+
+
+def reason(row: dict, as_of: dt.date) -> str:
+    """One sentence: why this row is in its bucket (``row``: a page row with ``bucket``)."""
+    bucket = row.get("bucket")
+    reviewed = row.get("last_reviewed_at")
+    if bucket == "act_now":
+        threshold = (
+            pd.Timestamp(as_of) - pd.Timedelta(days=NEVER_REVIEWED_WINDOW_DAYS)
+            if _missing(reviewed)
+            else pd.Timestamp(reviewed)
+        )
+        news = "; ".join(_new_since(row, threshold)) or "a new event"
+        when = (
+            "not reviewed yet"
+            if _missing(reviewed)
+            else f"new since review {_day(reviewed)} ({row.get('reviewed_by') or 'unknown'})"
+        )
+        return f"{news[0].upper()}{news[1:]}; {when}."
+    if bucket == "due":
+        overdue = (pd.Timestamp(as_of) - pd.Timestamp(row["due_date"])).days
+        cadence = row.get("cadence_days")
+        usual = (
+            ""
+            if cadence is None or _missing(cadence)
+            else f", usually {interval_text(float(cadence))}"
+        )
+        late = f"{_span(overdue)} past due" if overdue > 0 else "due today"
+        return f"Imaging overdue, {late}: last {_day(row['last_imaging_date'])}{usual}."
+    due = row.get("due_date")
+    nxt = "no imaging on record" if _missing(due) else f"imaging due {_day(due)}"
+    return f"{_risk_text(row)}; {nxt}."

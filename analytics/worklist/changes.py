@@ -1,0 +1,103 @@
+"""What changed in one patient's record since this user last looked: the Patient page's first section.
+
+"Last looked" is the latest of the user's own worklist review of her and the user's own view
+of her record (``view_patient`` in the audit trail), before the visit now on screen: a nurse
+who opened her record on Monday sees on Thursday what arrived since Monday, whoever else
+looked meanwhile. The page takes the moment once per visit, before it records the visit's own
+view (``last_look``), so a rerun does not reset it.
+
+What counts, each by the clock it carries: readings (``measurement``) and outcome events by
+their clinical date, after the day of the last look (as the worklist compares readings); AI
+reads by when the model read the image and treatment decisions by when they were recorded,
+after the moment of the last look. Never looked: the ``FIRST_LOOK_DAYS`` before the data's
+"today", so a first visit shows the recent course rather than everything.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import duckdb
+import pandas as pd
+
+from analytics import store
+
+FIRST_LOOK_DAYS = 90
+LIMIT = 50  # rows per kind shown; ``counts`` has the whole numbers
+
+
+@dataclass(frozen=True, eq=False)
+class RecordChanges:
+    """Changes since ``since`` (None: never looked; then since ``window_start``)."""
+
+    since: dt.datetime | None
+    window_start: dt.datetime
+    as_of: dt.date  # the data's "today" (its cut-off, else the calendar date)
+    readings: pd.DataFrame  # measurement_date, concept, value, unit
+    ai_reads: pd.DataFrame  # created_at, model_name, predicted_class, probability
+    events: pd.DataFrame  # event_date, event_type
+    decisions: (
+        pd.DataFrame
+    )  # decided_at, chosen, actor (no recommendation: the care team reads this)
+    counts: dict[str, int]
+
+    @property
+    def empty(self) -> bool:
+        return not any(self.counts.values())
+
+
+def last_look(
+    con: duckdb.DuckDBPyConnection,
+    person_id: int,
+    username: str,
+    before: dt.datetime | None = None,
+) -> dt.datetime | None:
+    """The latest of ``username``'s reviews and recorded views of this patient (UTC) before
+    ``before`` (the start of the session asking; None: any), None if never."""
+    return store.one_row(
+        con.execute(
+            "SELECT max(occurred_at) FROM audit_event WHERE actor = ? AND subject = ? "
+            "AND action IN ('view_patient', 'worklist_review') "
+            "AND (?::TIMESTAMP IS NULL OR occurred_at < ?::TIMESTAMP)",
+            [username, str(int(person_id)), before, before],
+        )
+    )[0]
+
+
+def since_last_look(
+    con: duckdb.DuckDBPyConnection, person_id: int, since: dt.datetime | None, as_of: dt.date
+) -> RecordChanges:
+    """Her readings, AI reads, outcome events and treatment decisions after ``since`` (see the module)."""
+    pid = int(person_id)
+    window_start = dt.datetime.combine(as_of, dt.time()) - dt.timedelta(days=FIRST_LOOK_DAYS)
+    moment = since if since is not None else window_start
+    day = moment.date() if since is not None else window_start.date() - dt.timedelta(days=1)
+    queries = {
+        "readings": (
+            "SELECT measurement_date, concept, value, unit FROM measurement "
+            "WHERE person_id = ? AND measurement_date > ? ORDER BY measurement_date DESC, concept",
+            [pid, day],
+        ),
+        "ai_reads": (
+            "SELECT created_at, model_name, predicted_class, probability FROM ai_finding "
+            "WHERE person_id = ? AND created_at > ? ORDER BY created_at DESC",
+            [pid, moment],
+        ),
+        "events": (
+            "SELECT event_date, event_type FROM outcome_event WHERE person_id = ? AND event_date > ? "
+            "ORDER BY event_date DESC",
+            [pid, day],
+        ),
+        "decisions": (
+            "SELECT decided_at, chosen, actor FROM treatment_decision WHERE person_id = ? "
+            "AND decided_at > ? ORDER BY decided_at DESC",
+            [pid, moment],
+        ),
+    }
+    frames, counts = {}, {}
+    for name, (sql, params) in queries.items():
+        frame = con.execute(sql, params).df()
+        counts[name] = len(frame)
+        frames[name] = frame.head(LIMIT).reset_index(drop=True)
+    return RecordChanges(since, window_start, as_of, counts=counts, **frames)
