@@ -40,16 +40,20 @@ def _km_at(time: np.ndarray, event: np.ndarray, horizon: float) -> dict:
     return {
         "patients": int(time.size),
         "events": int(event.sum()),
-        "rfs_5y": round(s, 4),
-        "rfs_5y_ci": [round(lo, 4), round(hi, 4)],
+        "rfs": round(s, 4),
+        "rfs_ci": [round(lo, 4), round(hi, 4)],
         "median_rfs_days": None if median is None else round(median, 1),
     }
 
 
 def followed_vs_not(
-    table: SurvivalTable, recommended: np.ndarray, policy: str, adjust: bool = True
+    table: SurvivalTable,
+    recommended: np.ndarray,
+    policy: str,
+    adjust: bool = True,
+    horizon_days: float = HORIZON_5Y_DAYS,
 ) -> dict:
-    """Followed (actual == recommended) vs not: KM at 5 years, HR (95 % CI), log-rank p."""
+    """Followed (actual == recommended) vs not: KM RFS at the horizon, HR (95 % CI), log-rank p."""
     # lazy: lifelines is imported only when this is used (start-up time)
     from lifelines import CoxPHFitter
 
@@ -57,6 +61,7 @@ def followed_vs_not(
     followed = recommended == table.treatment
     result: dict = {
         "policy": policy,
+        "horizon_days": round(float(horizon_days), 3),
         "followed_patients": int(followed.sum()),
         "not_followed_patients": int((~followed).sum()),
     }
@@ -71,8 +76,8 @@ def followed_vs_not(
         )
         return result
     t, e = table.time_days, table.event
-    result["followed"] = _km_at(t[followed], e[followed], HORIZON_5Y_DAYS)
-    result["not_followed"] = _km_at(t[~followed], e[~followed], HORIZON_5Y_DAYS)
+    result["followed"] = _km_at(t[followed], e[followed], horizon_days)
+    result["not_followed"] = _km_at(t[~followed], e[~followed], horizon_days)
     df = pd.DataFrame({"time": t, "event": e.astype(int), "followed": followed.astype(float)})
     cox = CoxPHFitter().fit(df, "time", "event")
     summary = cox.summary.loc["followed"]
@@ -93,12 +98,22 @@ def followed_vs_not(
     return result
 
 
-def policy_comparison(table: SurvivalTable, recommended: np.ndarray, policy: str) -> list[dict]:
+def policy_comparison(
+    table: SurvivalTable,
+    recommended: np.ndarray,
+    policy: str,
+    horizon_days: float = HORIZON_5Y_DAYS,
+) -> list[dict]:
     """The model's policy first, then "everyone gets option a" for every option, on the same patients."""
-    rows = [followed_vs_not(table, recommended, policy)]
+    rows = [followed_vs_not(table, recommended, policy, horizon_days=horizon_days)]
     for option in table.options:
         rows.append(
-            followed_vs_not(table, np.full(table.n, option, dtype=object), f"everyone: {option}")
+            followed_vs_not(
+                table,
+                np.full(table.n, option, dtype=object),
+                f"everyone: {option}",
+                horizon_days=horizon_days,
+            )
         )
     return rows
 
@@ -167,5 +182,6 @@ def truth_metrics(
         },
         "pehe_if_constant_true_effect": r(constant),
         "pehe_benefit": r(np.sqrt(np.mean((est_benefit - true_benefit) ** 2))),
-        "benefit_ci_coverage": r(covered.mean()),
+        "benefit_interval_level": 0.90,
+        "benefit_interval_coverage_of_true_benefit": r(covered.mean()),
     }
