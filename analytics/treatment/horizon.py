@@ -36,9 +36,10 @@ STANDARD_HORIZONS_YEARS: Final = (1, 2, 3, 5)
 MIN_AT_RISK: Final = 30
 MIN_AT_RISK_FRACTION: Final = 0.10
 # Follow-up of an oncology trial, once in days: beyond 40 years no unit can be right; under
-# six months in days it usually means weeks or months were read as days.
+# a year it is short enough that weeks or months read as days are the likelier story (a
+# 4-year trial in weeks reads as 208 days). A flag, not a refusal: some trials are that short.
 MAX_PLAUSIBLE_FOLLOW_UP_DAYS: Final = 40 * DAYS_PER_YEAR
-SHORT_FOLLOW_UP_DAYS: Final = DAYS_PER_YEAR / 2
+SHORT_FOLLOW_UP_DAYS: Final = DAYS_PER_YEAR
 # A patient followed to within 3 % of a horizon counts as reaching it: a one-year visit may
 # fall a few days early (a trial that stops at day 364 still has one year of follow-up).
 REACH_TOLERANCE: Final = 0.03
