@@ -27,11 +27,12 @@ import pandas as pd
 
 from analytics import store
 from analytics.survival.constants import HORIZON_5Y_DAYS
+from analytics.survival.pseudo_values import pseudo_values
 from analytics.treatment.checks import check_table
 from analytics.treatment.clinic_data import clinic_training_table
 from analytics.treatment.data import SurvivalTable, TreatmentDataError, gbsg2_table
 from analytics.treatment.horizon import choose_horizon, horizon_label
-from analytics.treatment.model.effects import cross_fitted_propensity
+from analytics.treatment.model.effects import cross_fitted_propensity, doubly_robust_scores
 from analytics.treatment.model.learners import LEARNERS, make_learner
 from analytics.treatment.model.metrics import (
     CrossValidation,
@@ -41,7 +42,7 @@ from analytics.treatment.model.metrics import (
 )
 from analytics.treatment.model.outcome_model import OutcomeModel
 from analytics.treatment.model.shap_values import BenefitExplainer
-from analytics.treatment.policy import policy_comparison, truth_metrics
+from analytics.treatment.policy import policy_comparison, policy_tree_report, truth_metrics
 from analytics.treatment.recommend import CohortRecommendations, recommend, summarise
 
 CLINIC_LEARNER = "xgb_pseudo"
@@ -277,14 +278,14 @@ def validate_table(
     h = horizon.days
     results = compare_learners(table, fold_rows, seed, horizon_days=h)
     learners = learner_report(results, h)
+    mu = results[CLINIC_LEARNER].oof_rfs_5y
+    propensity = propensity_of(table, fold_rows, seed)
     recs, shap_summary = cross_fit(
-        table,
-        fold_rows,
-        seed,
-        bootstrap,
-        horizon_days=h,
-        mu=results[CLINIC_LEARNER].oof_rfs_5y,
-        propensity=propensity_of(table, fold_rows, seed),
+        table, fold_rows, seed, bootstrap, horizon_days=h, mu=mu, propensity=propensity
+    )
+    received = np.array([table.options.index(o) for o in table.treatment])
+    scores = doubly_robust_scores(
+        pseudo_values(table.time_days, table.event, [h])[:, 0], received, mu, propensity
     )
     best_names = np.asarray(table.options, dtype=object)[recs.best]
     label = horizon_label(h)
@@ -322,6 +323,7 @@ def validate_table(
                 table, best_names, "model (best predicted option)", horizon_days=h
             ),
         },
+        "policy_tree": policy_tree_report(table, scores, fold_rows, seed=seed),
         "shap": shap_summary,
         "caveats": list(table.notes),
     }

@@ -118,6 +118,18 @@ def _print_treatment_report(report: dict) -> None:
         )
     for row in rec["followed_vs_not"]:
         print(_policy_line(row, label))
+    tree = report["policy_tree"]
+    gain = tree["gain_over_best_single_option"]
+    print(
+        f"who benefits (depth-{tree['depth']} policy tree, out of fold): value {tree['policy_value']['value']:.3f}"
+        f" vs everyone {tree['best_single_option']} "
+        f"{tree['everyone_gets'][tree['best_single_option']]['value']:.3f}; gain {gain['value']:+.3f} "
+        f"(95% CI {gain['ci'][0]:+.3f} to {gain['ci'][1]:+.3f}): {tree['verdict']}"
+    )
+    for leaf in tree["tree"]:
+        print(
+            f"  if {' and '.join(leaf['conditions'])}: {leaf['option']} ({leaf['patients']} patients)"
+        )
     if "truth" in report and "skipped" in report["truth"]:
         print(f"against the simulation's truth: skipped ({report['truth']['skipped']})")
     elif "truth" in report:

@@ -45,9 +45,13 @@ def test_default_is_the_largest_standard_horizon_with_enough_patients_at_risk():
 
 def test_a_horizon_beyond_follow_up_is_refused_with_the_reason():
     time = np.linspace(30, 365, 300)
-    with pytest.raises(TreatmentDataError, match="5-year horizon is beyond the follow-up: the longest is 365 days"):
+    with pytest.raises(
+        TreatmentDataError, match="5-year horizon is beyond the follow-up: the longest is 365 days"
+    ):
         choose_horizon(time, 5 * DAYS_PER_YEAR)
-    with pytest.raises(TreatmentDataError, match="too short for a 1-year horizon.*longest horizon with 30"):
+    with pytest.raises(
+        TreatmentDataError, match="too short for a 1-year horizon.*longest horizon with 30"
+    ):
         choose_horizon(np.linspace(10, 300, 300))
     assert choose_horizon(time, 180.0).days == 180.0
 
