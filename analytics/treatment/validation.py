@@ -285,7 +285,7 @@ def validate_table(
     )
     received = np.array([table.options.index(o) for o in table.treatment])
     scores = doubly_robust_scores(
-        pseudo_values(table.time_days, table.event, [h])[:, 0], received, mu, propensity
+        pseudo_values(table.time_days, table.event, np.array([h]))[:, 0], received, mu, propensity
     )
     best_names = np.asarray(table.options, dtype=object)[recs.best]
     label = horizon_label(h)

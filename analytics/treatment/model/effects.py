@@ -55,7 +55,11 @@ def cross_fitted_propensity(
     """
     # lazy: sklearn is imported only when this is used (start-up time)
     from sklearn.linear_model import LogisticRegression
+
+    # lazy: as above
     from sklearn.pipeline import make_pipeline
+
+    # lazy: as above
     from sklearn.preprocessing import StandardScaler
 
     n = len(X)

@@ -87,7 +87,7 @@ class OutcomeModel:
         ``mu``: S(horizon | x, a) of every training patient under every option and ``propensity``:
         P(a | x), both (n, options) and cross-fitted (from models that did not see the patient).
         """
-        outcome = pseudo_values(table.time_days, table.event, [self.horizon_days])[:, 0]
+        outcome = pseudo_values(table.time_days, table.event, np.array([self.horizon_days]))[:, 0]
         received = np.array([self.options_.index(o) for o in table.treatment])
         self.effects_ = DoublyRobustForest(seed=self.seed).fit(
             table.covariates[self.feature_columns].to_numpy(dtype=float),
