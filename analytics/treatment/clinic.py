@@ -24,16 +24,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from analytics import store
+from analytics.survival.pseudo_values import pseudo_values
 from analytics.treatment.checks import check_table
 from analytics.treatment.clinic_data import clinic_training_table, patient_covariates
 from analytics.treatment.horizon import choose_horizon
+from analytics.treatment.model.effects import doubly_robust_scores
 from analytics.treatment.model.files import load_model, model_dir_for, save_model
 from analytics.treatment.model.metrics import stratified_folds
 from analytics.treatment.model.outcome_model import OutcomeModel
 from analytics.treatment.model.shap_values import BenefitExplainer
+from analytics.treatment.policy import policy_tree_report
 from analytics.treatment.recommend import NO_CLEAR_DIFFERENCE, Recommendation, recommend
 from analytics.treatment.validation import (
     CLINIC_LEARNER,
@@ -100,8 +104,14 @@ def train_clinic_model(
         CLINIC_LEARNER, bootstrap=bootstrap, seed=seed, horizon_days=horizon.days
     ).fit(table, track=track)
     # the benefit intervals' forest, on the learner comparison's out-of-fold predictions
-    model.fit_effects(
-        table, results[CLINIC_LEARNER].oof_rfs_5y, propensity_of(table, fold_rows, seed)
+    mu, propensity = results[CLINIC_LEARNER].oof_rfs_5y, propensity_of(table, fold_rows, seed)
+    model.fit_effects(table, mu, propensity)
+    received = np.array([table.options.index(o) for o in table.treatment])
+    scores = doubly_robust_scores(
+        pseudo_values(table.time_days, table.event, np.array([horizon.days]))[:, 0],
+        received,
+        mu,
+        propensity,
     )
     folder = Path(folder) if folder is not None else model_dir_for(db_path)
     card = save_model(
@@ -118,6 +128,7 @@ def train_clinic_model(
             "benefit_interval": "90%: doubly robust honest forest on pseudo-values (cross-fitted outcome "
             "model and propensity), widened to hold the outcome model's point estimate",
             "data_checks": {"warnings": warnings, "overlap": overlap_report},
+            "policy_tree": policy_tree_report(table, scores, fold_rows, seed=seed),
             "training": {
                 "store": str(db_path),
                 "store_metadata": meta,

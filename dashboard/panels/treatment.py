@@ -266,6 +266,41 @@ def _decision(ref: resources.StoreRef, person_id: int, rec: Recommendation) -> N
         st.dataframe(history, hide_index=True)
 
 
+def _policy_tree(card: dict) -> None:
+    """Who benefits: the card's shallow policy tree, its leaves with their patients, its value."""
+    tree = card.get("policy_tree")
+    if not tree:
+        st.caption(
+            "This model was trained before policy trees were recorded; retrain it to see one."
+        )
+        return
+    gain, best = tree["gain_over_best_single_option"], tree["best_single_option"]
+    st.markdown(
+        f"**Who benefits (depth-{tree['depth']} policy tree).** {tree['verdict'][0].upper()}"
+        f"{tree['verdict'][1:]}."
+    )
+    st.dataframe(
+        pd.DataFrame(
+            {
+                "patients with": [" and ".join(leaf["conditions"]) for leaf in tree["tree"]],
+                "tree assigns": [leaf["option"] for leaf in tree["tree"]],
+                "patients": [leaf["patients"] for leaf in tree["tree"]],
+            }
+        ),
+        hide_index=True,
+    )
+    everyone = "; ".join(
+        f"everyone {o}: {v['value']:.3f}" for o, v in tree["everyone_gets"].items()
+    )
+    st.caption(
+        f"Estimated mean {card.get('horizon', {}).get('label', 'RFS')} if everyone followed the tree "
+        f"(out of fold, doubly robust): {tree['policy_value']['value']:.3f}; {everyone}. Gain over "
+        f"everyone {best}: {gain['value']:+.3f} (95% interval {gain['ci'][0]:+.3f} to {gain['ci'][1]:+.3f}). "
+        "Treatment in this store was chosen by clinicians: these are estimates under no unmeasured "
+        "confounding, not trial results."
+    )
+
+
 def cohort_section(ref: resources.StoreRef) -> None:
     """The Cohorts page's view of the treatment model: what it recommends to whom, and what drives it."""
     # lazy: only this section needs it; the app opens its first page without it
@@ -292,6 +327,7 @@ def cohort_section(ref: resources.StoreRef) -> None:
         st.info(f"**No treatment model summary.** {exc}")
         st.code(f"oncolens recommend --train --db {ref.path}", language="bash")
         return
+    _policy_tree(resources.treatment_model(ref).card)
     counts = cohort.recommendation_counts()
     sampled = (
         f" (a fixed sample of {cohort.patients:,} of {cohort.patients_total:,} patients)"
