@@ -164,19 +164,32 @@ class DoublyRobustForest:
     # --- prediction ---------------------------------------------------------------
 
     def _leaves(self, X: np.ndarray) -> np.ndarray:
-        """Leaf of every tree for every row: (trees, n); the same float32 comparison as sklearn's."""
-        X = np.asarray(X, dtype=np.float32)
-        trees, n = self.left_.shape[0], len(X)
-        node = np.zeros((trees, n), dtype=np.int32)
-        t_idx = np.arange(trees)[:, None]
-        rows = np.arange(n)[None, :]
-        while True:
-            left = self.left_[t_idx, node]
-            inner = left >= 0
-            if not inner.any():
-                return node
-            go_left = X[rows, self.feature_[t_idx, node]] <= self.threshold_[t_idx, node]
-            node = np.where(inner, np.where(go_left, left, self.right_[t_idx, node]), node)
+        """Leaf of every tree for every row: (trees, n); the same float32 comparison as sklearn's.
+
+        Flat indices into the raveled node arrays (``take`` is several times faster than 2-D
+        fancy indexing), in blocks of rows so each block's arrays stay in cache.
+        """
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        trees, width = self.left_.shape
+        n, p = X.shape
+        left, right = self.left_.ravel(), self.right_.ravel()
+        feature, threshold = self.feature_.ravel(), self.threshold_.ravel()
+        offset = (np.arange(trees, dtype=np.int64) * width)[:, None]
+        out = np.empty((trees, n), dtype=np.int64)
+        for start in range(0, n, 512):
+            rows = np.arange(start, min(start + 512, n), dtype=np.int64)[None, :] * p
+            flat = np.broadcast_to(offset, (trees, rows.shape[1])).copy()
+            xs = X.ravel()
+            while True:
+                child = left.take(flat)
+                inner = child >= 0
+                if not inner.any():
+                    break
+                go_left = xs.take(rows + feature.take(flat)) <= threshold.take(flat)
+                nxt = np.where(go_left, child, right.take(flat))
+                flat = np.where(inner, offset + nxt, flat)
+            out[:, start : start + rows.shape[1]] = flat - offset
+        return out
 
     def contrast(
         self, X: np.ndarray, a: np.ndarray, b: np.ndarray
