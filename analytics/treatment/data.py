@@ -203,7 +203,9 @@ def table_from_frame(
         )
     times = pd.to_numeric(frame[time], errors="coerce")
     if times.isna().any() or (times <= 0).any():
-        raise TreatmentDataError(f"time column {time!r} must hold positive numbers of days")
+        raise TreatmentDataError(
+            f"time column {time!r} must hold positive numbers (days unless --time-unit says otherwise)"
+        )
     options = tuple(sorted(frame[treatment].astype(str).unique()))
     if len(options) < 2:
         raise TreatmentDataError(

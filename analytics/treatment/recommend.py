@@ -1,12 +1,18 @@
 """From predicted outcomes under each option to a recommendation, or "no clear difference".
 
-The rule, stated once: the option with the highest predicted 5-year
-recurrence-free survival is recommended when its benefit over the next best
-option (difference in 5-year RFS probability) has a 95 % interval above zero.
-When the interval includes zero, the statement is "no clear difference"
+The rule, stated once: the option with the highest predicted recurrence-free
+survival at the model's horizon (5 years in the demo clinic; chosen from the
+follow-up, ``analytics.treatment.horizon``) is recommended when its benefit over
+the next best option (difference in RFS probability) has a 90 % interval above
+zero. When the interval includes zero, the statement is "no clear difference"
 between the two, and ``recommended`` is None: the model does not pick one.
-The interval is the benefit +/- 1.96 bootstrap standard errors of the same
-difference (paired: each bootstrap refit predicts both options).
+
+The benefit interval accounts for model error: it spans the doubly robust forest's
+90 % interval of the same difference (``analytics.treatment.model.effects``) and the
+outcome model's own point estimate, so it always contains the number SHAP explains.
+Models without that forest (saved before it existed) fall back to the point +/- z
+bootstrap standard errors, which measure resampling noise only. Each option's own RFS
+keeps its 95 % bootstrap interval.
 
 Pure functions of arrays, so every rule here is tested with numbers chosen by
 hand (tests/analytics/treatment/test_recommend.py).
@@ -22,25 +28,30 @@ horizon-neutral (``rfs`` at ``horizon_days``); the JSON keeps its ``rfs_5y`` key
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final, Literal
 
 import numpy as np
 import pandas as pd
 
-from analytics.survival.constants import Z_95
+from analytics.survival.constants import HORIZON_5Y_DAYS, Z_95
+from analytics.treatment.horizon import horizon_label
 from analytics.treatment.model.outcome_model import OutcomeModel
 from analytics.treatment.model.shap_values import BenefitWaterfall
 
 CLEAR: Final = "clear"
 NO_CLEAR_DIFFERENCE: Final = "no clear difference"
 Verdict = Literal["clear", "no clear difference"]
-BENEFIT_UNITS = "5-year RFS probability, best predicted minus next best (0.01 = 1 percentage point)"
+BENEFIT_UNITS = (
+    "RFS probability at horizon_days, best predicted minus next best (0.01 = 1 percentage point)"
+)
+BENEFIT_LEVEL: Final = 0.90
+Z_BENEFIT: Final = 1.6448536269514722  # scipy.stats.norm.ppf(0.95): two-sided 90 %
 
 
 @dataclass(frozen=True)
 class Interval:
-    """A 95 % interval, in the unit of the value it bounds; ``lo, hi = interval`` unpacks it."""
+    """An interval (95 % for an option's RFS, 90 % for a benefit), in the unit of the value it bounds; ``lo, hi = interval`` unpacks it."""
 
     lo: float
     hi: float
@@ -85,7 +96,7 @@ class OptionRanking:
     """One patient's options ranked by predicted RFS at the horizon, and whether the best is clearly better.
 
     ``benefit``: RFS probability of ``best`` minus ``next_best`` at the horizon (0.01 = 1
-    percentage point), with its 95 % interval ``benefit_ci``; ``clear``: that interval lies
+    percentage point), with its 90 % interval ``benefit_ci``; ``clear``: that interval lies
     above zero.
     """
 
@@ -114,11 +125,18 @@ class OptionRanking:
 
     @property
     def statement(self) -> str:
+        """One sentence naming the horizon ("3-year RFS") and the interval ("90% interval")."""
         lo, hi = self.benefit_ci
-        pp = f"{100 * self.benefit:+.1f} percentage points, 95% CI {100 * lo:+.1f} to {100 * hi:+.1f}"
+        label = horizon_label(float(getattr(self, "horizon_days", HORIZON_5Y_DAYS)))
+        pp = (
+            f"{100 * self.benefit:+.1f} percentage points, {BENEFIT_LEVEL:.0%} interval "
+            f"{100 * lo:+.1f} to {100 * hi:+.1f}"
+        )
         if self.clear:
-            return f"{self.best}: 5-year RFS {pp} over {self.next_best}"
-        return f"{NO_CLEAR_DIFFERENCE} between {self.best} and {self.next_best} ({pp})"
+            return f"{self.best}: {label} RFS {pp} over {self.next_best}"
+        return (
+            f"{NO_CLEAR_DIFFERENCE} between {self.best} and {self.next_best} in {label} RFS ({pp})"
+        )
 
 
 @dataclass(frozen=True)
@@ -179,6 +197,8 @@ class CohortRecommendations:
     next_best: np.ndarray  # (n,) option index
     benefit: np.ndarray  # (n,) rfs_5y[best] - rfs_5y[next_best]
     benefit_se: np.ndarray  # (n,)
+    # (n, 2) doubly robust 90 % interval of the same difference; None: bootstrap only
+    benefit_dr: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -186,7 +206,22 @@ class CohortRecommendations:
 
     @property
     def benefit_ci(self) -> np.ndarray:
-        return _interval(self.benefit, self.benefit_se)
+        """(n, 2) 90 % interval of the benefit: the doubly robust interval widened to hold the point."""
+        if self.benefit_dr is None:
+            return np.stack(
+                [
+                    self.benefit - Z_BENEFIT * self.benefit_se,
+                    self.benefit + Z_BENEFIT * self.benefit_se,
+                ],
+                axis=-1,
+            )
+        return np.stack(
+            [
+                np.minimum(self.benefit_dr[:, 0], self.benefit),
+                np.maximum(self.benefit_dr[:, 1], self.benefit),
+            ],
+            axis=-1,
+        )
 
     @property
     def clear(self) -> np.ndarray:
@@ -228,6 +263,7 @@ def summarise(
     rfs_5y_replicates: np.ndarray,
     rmst_days: np.ndarray,
     rmst_replicates: np.ndarray,
+    benefit_dr: np.ndarray | None = None,
 ) -> CohortRecommendations:
     """Rank the options per patient and attach bootstrap standard errors.
 
@@ -253,11 +289,17 @@ def summarise(
         nxt,
         benefit,
         diff_reps.std(axis=0, ddof=1),
+        benefit_dr,
     )
 
 
 def recommend(model: OutcomeModel, covariates: pd.DataFrame) -> CohortRecommendations:
-    """Predict every option for every row of ``covariates`` and summarise."""
+    """Predict every option for every row of ``covariates`` and summarise, with the doubly robust
+    interval of the benefit when the model has its forest."""
     rfs, rmst = model.predict(covariates)
     rfs_reps, rmst_reps = model.predict_replicates(covariates)
-    return summarise(model.options_, rfs, rfs_reps, rmst, rmst_reps)
+    recs = summarise(model.options_, rfs, rfs_reps, rmst, rmst_reps)
+    dr = model.benefit_interval(covariates, recs.best, recs.next_best, BENEFIT_LEVEL)
+    if dr is None:
+        return recs
+    return replace(recs, benefit_dr=np.stack([dr[1], dr[2]], axis=-1))

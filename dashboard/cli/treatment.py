@@ -67,22 +67,30 @@ def treatment_errors() -> tuple[type[Exception], ...]:
     return (TreatmentDataError, TreatmentModelError, MissingCovariatesError, UnknownPatientError)
 
 
-def _policy_line(row: dict) -> str:
+def _policy_line(row: dict, label: str) -> str:
     if "error" in row:
         return f"  {row['policy']}: {row['error']}"
     lo, hi = row["hazard_ratio_ci"]
     return (
         f"  {row['policy']}: followed {row['followed_patients']} vs not {row['not_followed_patients']}, "
-        f"5-year RFS {row['followed']['rfs_5y']:.2f} vs {row['not_followed']['rfs_5y']:.2f}, "
+        f"{label} {row['followed']['rfs']:.2f} vs {row['not_followed']['rfs']:.2f}, "
         f"HR {row['hazard_ratio']:.2f} ({lo:.2f}-{hi:.2f}), log-rank p {row['logrank_p']:.3g}"
     )
 
 
 def _print_treatment_report(report: dict) -> None:
     data = report["data"]
+    horizon = report["horizon"]
+    label = horizon["label"]
     print(
         f"{data['source']}: {data['patients']} patients, {data['events']} events; options {data['options']}"
     )
+    print(
+        f"horizon: {label} ({horizon['horizon_days']:.0f} days; {horizon['at_risk_at_horizon']} patients "
+        f"still at risk; chosen by {horizon['chosen_by']})"
+    )
+    for w in report["warnings"]:
+        print(f"warning: {w['message']}")
     cv = report["cross_validation"]
     print(f"{cv['folds']}-fold cross-validation (seed {cv['seed']}), same folds for every learner:")
     for name, m in report["learners"].items():
@@ -95,19 +103,43 @@ def _print_treatment_report(report: dict) -> None:
     selection = report["learners"]["selection"]
     better = ", ".join(selection["better_than_kept"]) or "none"
     print(
-        f"kept: {selection['kept']} (exact SHAP in percentage points); clearly better on this data: {better}"
+        f"kept: {selection['kept']} (exact SHAP in percentage points); clearly better on this data "
+        f"(Nadeau-Bengio corrected): {better}"
     )
     rec = report["recommendation"]
-    print(f"recommendations (out of fold): {rec['counts']}")
+    print(
+        f"recommendations (out of fold, 90% benefit intervals): {rec['counts']}; "
+        f"clear {100 * rec['fraction_clear']:.1f}%"
+    )
+    if "shuffled_labels" in report:
+        print(
+            f"shuffled treatment labels (no true effect): clear for "
+            f"{100 * report['shuffled_labels']['fraction_clear']:.1f}% of patients"
+        )
     for row in rec["followed_vs_not"]:
-        print(_policy_line(row))
-    if "truth" in report:
+        print(_policy_line(row, label))
+    tree = report["policy_tree"]
+    gain = tree["gain_over_best_single_option"]
+    print(
+        f"who benefits (depth-{tree['depth']} policy tree, out of fold): value {tree['policy_value']['value']:.3f}"
+        f" vs everyone {tree['best_single_option']} "
+        f"{tree['everyone_gets'][tree['best_single_option']]['value']:.3f}; gain {gain['value']:+.3f} "
+        f"(95% CI {gain['ci'][0]:+.3f} to {gain['ci'][1]:+.3f}): {tree['verdict']}"
+    )
+    for leaf in tree["tree"]:
+        print(
+            f"  if {' and '.join(leaf['conditions'])}: {leaf['option']} ({leaf['patients']} patients)"
+        )
+    if "truth" in report and "skipped" in report["truth"]:
+        print(f"against the simulation's truth: skipped ({report['truth']['skipped']})")
+    elif "truth" in report:
         t = report["truth"]
         print(
             f"against the simulation's truth: recommended option truly best for "
             f"{100 * t['fraction_recommended_truly_best']:.1f}%; policy value {t['policy_value_rfs_5y']:.4f} "
             f"vs everyone {t['best_single_option']} {t['best_single_option_value_rfs_5y']:.4f} "
-            f"(gain {t['policy_value_gain']:+.4f}); PEHE {t['pehe']:.4f}"
+            f"(gain {t['policy_value_gain']:+.4f}); PEHE {t['pehe']:.4f}; 90% benefit interval covers "
+            f"the true benefit for {100 * t['benefit_interval_coverage_of_true_benefit']:.1f}%"
         )
     for caveat in report["caveats"]:
         print(f"caveat: {caveat}")
@@ -117,7 +149,12 @@ def cmd_validate_treatment(args: argparse.Namespace) -> int:
     # lazy: `oncolens --help` and the other commands never load it
     from analytics.treatment import validation as tv
 
-    options = {"folds": args.folds, "seed": args.seed, "bootstrap": args.bootstrap}
+    options = {
+        "folds": args.folds,
+        "seed": args.seed,
+        "bootstrap": args.bootstrap,
+        "horizon_days": args.horizon_days,
+    }
     if args.folds < 2 or args.bootstrap < 2:
         raise CliError("--folds and --bootstrap must be at least 2")
     try:
@@ -141,15 +178,23 @@ def cmd_validate_treatment(args: argparse.Namespace) -> int:
                 table_from_frame,
             )
 
-            table = table_from_frame(
-                read_trial_file(args.file),
-                treatment=args.treatment,
-                time=args.time,
-                event=args.event,
-                covariates=args.covariates,
-                source=str(args.file),
+            # lazy: `oncolens --help` and the other commands never load it
+            from analytics.treatment.horizon import table_in_days
+
+            table, unit_warnings = table_in_days(
+                table_from_frame(
+                    read_trial_file(args.file),
+                    treatment=args.treatment,
+                    time=args.time,
+                    event=args.event,
+                    covariates=args.covariates,
+                    source=str(args.file),
+                ),
+                args.time_unit,
             )
-            report, _, _ = tv.validate_table(table, **options)
+            report, _, _ = tv.validate_table(
+                table, keep=args.keep_covariate, extra_warnings=unit_warnings, **options
+            )
     except treatment_errors() as exc:
         raise CliError(str(exc)) from exc
     if args.json:

@@ -51,6 +51,27 @@ def add_subparsers(subparsers: SubParsers) -> None:
         metavar="COL",
         help="treatment-csv: covariate columns (default: all other columns)",
     )
+    p.add_argument(
+        "--time-unit",
+        choices=["days", "weeks", "months", "years"],
+        default="days",
+        help="treatment-csv: unit of the time column (default days); implausible follow-up is flagged",
+    )
+    p.add_argument(
+        "--horizon-days",
+        type=float,
+        default=None,
+        metavar="DAYS",
+        help="treatment targets: decision horizon in days (default: the largest of 1, 2, 3, 5 years "
+        "that follow-up supports)",
+    )
+    p.add_argument(
+        "--keep-covariate",
+        action="append",
+        default=[],
+        metavar="COL",
+        help="treatment-csv: keep a covariate although it predicts the treatment almost perfectly",
+    )
     db_arg(p)
     p.add_argument(
         "--folds",

@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from analytics.survival.constants import HORIZON_5Y_DAYS
+from analytics.treatment.horizon import horizon_label
 from dashboard.figures.cohort import km_figure
 from dashboard.figures.common import (
     DIVERGING_BLUE_ORANGE,
@@ -116,14 +118,17 @@ def feature_value_text(label: str, value: float) -> str:
 
 
 def treatment_options_figure(
-    options: Sequence[OptionOutcome], highlight: str | None = None
+    options: Sequence[OptionOutcome],
+    highlight: str | None = None,
+    horizon_days: float = HORIZON_5Y_DAYS,
 ) -> go.Figure:
-    """Predicted 5-year RFS (%) of each option with its 95 % interval, one row per option.
+    """Predicted RFS at the horizon (%) of each option with its 95 % interval, one row per option.
 
     ``options``: the recommendation's ``options``; ``highlight``: the option drawn in the
-    accent colour (recommended or best).
+    accent colour (recommended or best); ``horizon_days``: the model's horizon, named in the labels.
     """
-    title = "Predicted 5-year recurrence-free survival, 95% interval"
+    label = horizon_label(horizon_days)
+    title = f"Predicted {label} recurrence-free survival, 95% interval"
     if not options:
         return empty_figure("No options to compare", title)
     fig = go.Figure()
@@ -151,13 +156,16 @@ def treatment_options_figure(
                 ),
             )
         )
-    fig.update_xaxes(title_text="5-year recurrence-free survival (%)", range=[0, 100])
+    fig.update_xaxes(title_text=f"{label} recurrence-free survival (%)", range=[0, 100])
     fig.update_yaxes(type="category")
     return base_layout(fig, title, height=120 + 50 * len(options))
 
 
 def benefit_waterfall_figure(
-    waterfall: BenefitWaterfall, benefit: float, max_features: int = 10
+    waterfall: BenefitWaterfall,
+    benefit: float,
+    max_features: int = 10,
+    horizon_days: float = HORIZON_5Y_DAYS,
 ) -> go.Figure:
     """SHAP waterfall of the predicted benefit, in percentage points of 5-year RFS.
 
@@ -207,7 +215,8 @@ def benefit_waterfall_figure(
     )
     fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(
-        title_text=f"benefit of {better} over {worse} (percentage points of 5-year RFS)"
+        title_text=f"benefit of {better} over {worse} (percentage points of "
+        f"{horizon_label(horizon_days)} RFS)"
     )
     return base_layout(fig, title, height=140 + 32 * len(labels))
 

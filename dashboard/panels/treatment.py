@@ -24,6 +24,7 @@ from analytics.treatment.decisions import (
     record_decision,
     shown_summary,
 )
+from analytics.treatment.horizon import horizon_label
 from analytics.treatment.model.files import TreatmentModelError
 from analytics.treatment.recommend import Recommendation
 from dashboard import resources
@@ -109,9 +110,14 @@ def show(ref: resources.StoreRef, summary: PatientSummary, scope: Scope | None =
         details={"recommended": rec.recommended, "best_predicted": rec.best},
     )
     left, right = st.columns(2)
-    left.plotly_chart(treatment_figures.benefit_waterfall_figure(rec.shap, rec.benefit))
+    left.plotly_chart(
+        treatment_figures.benefit_waterfall_figure(
+            rec.shap, rec.benefit, horizon_days=rec.horizon_days
+        )
+    )
     left.caption(
-        "Exact SHAP values (TreeSHAP) of the predicted benefit, in percentage points of 5-year RFS: "
+        "Exact SHAP values (TreeSHAP) of the predicted benefit, in percentage points of "
+        f"{horizon_label(rec.horizon_days)} RFS: "
         f"the average over {card['learner']['background_size']} reference patients plus each feature's "
         f"contribution equals this patient's benefit (additivity error {rec.shap.additivity_error:.0e}). "
         "They explain the model, not the biology.",
@@ -139,7 +145,7 @@ def _options(rec: Recommendation, card: dict, received: str | None) -> None:
                 "RFS",
                 "confidence interval",
                 "RMST",
-                lead="Predicted 5-year recurrence-free survival",
+                lead=f"Predicted {horizon_label(rec.horizon_days)} recurrence-free survival",
             ),
         )
         column.caption(
@@ -152,10 +158,14 @@ def _options(rec: Recommendation, card: dict, received: str | None) -> None:
         st.success(f"**Recommended: {recommended}.** {statement}.")
     else:
         st.info(
-            f"**{statement[0].upper()}{statement[1:]}.** The 95% interval of the difference "
+            f"**{statement[0].upper()}{statement[1:]}.** The 90% interval of the difference "
             "includes zero, so the model does not pick an option."
         )
-    st.plotly_chart(treatment_figures.treatment_options_figure(options, recommended or best))
+    st.plotly_chart(
+        treatment_figures.treatment_options_figure(
+            options, recommended or best, horizon_days=rec.horizon_days
+        )
+    )
     learner = card["learner"]
     c_index = (
         card.get("metrics", {})
@@ -167,13 +177,32 @@ def _options(rec: Recommendation, card: dict, received: str | None) -> None:
     quality = f"; cross-validated Harrell's C {c_index:.2f}" if c_index is not None else ""
     st.caption(
         f"Model {rec.model_version} ({learner['name']}: gradient-boosted trees on pseudo-values), trained on "
-        f"{card['training']['patients']:,} patients of this clinic{quality}. Intervals: ±1.96 standard errors "
-        f"over {learner['bootstrap']} bootstrap refits; they show resampling noise, not model error (on the "
-        "simulated clinic the benefit interval held the true benefit for only 40 % of patients), so read "
-        "a clear difference as stable, not as certain. RMST: restricted mean recurrence-free time up to 5 years. "
+        f"{card['training']['patients']:,} patients of this clinic{quality}; horizon "
+        f"{horizon_label(rec.horizon_days)} ({_horizon_reason(card)}). Each option's 95% interval: ±1.96 "
+        f"standard errors over {learner['bootstrap']} bootstrap refits (resampling noise only). The benefit's "
+        "90% interval comes from a doubly robust forest that accounts for model error; it decides "
+        "“clear”. RMST: restricted mean recurrence-free time up to the horizon. "
         f"{rec.caveat.removeprefix(DISCLAIMER).strip()}",
         help=plain_language.glossary_help("C-index", "confidence interval", "RMST"),
     )
+    _data_warnings(card)
+
+
+def _horizon_reason(card: dict) -> str:
+    """Why this horizon, from the card (models trained before horizons were chosen have none)."""
+    horizon = card.get("horizon")
+    if not horizon:
+        return "fixed at training"
+    return f"{horizon['at_risk_at_horizon']:,} patients still followed there"
+
+
+def _data_warnings(card: dict) -> None:
+    """The data checks run before the model was fitted, as the card records them."""
+    warnings = card.get("data_checks", {}).get("warnings", [])
+    if warnings:
+        with st.expander(f"Data checks before fitting: {len(warnings)} warning(s)"):
+            for w in warnings:
+                st.markdown(f"- {w['message']}")
 
 
 def _similar_patients(ref: resources.StoreRef, person_id: int) -> None:
@@ -279,6 +308,41 @@ def _history(ref: resources.StoreRef, person_id: int) -> None:
             )
 
 
+def _policy_tree(card: dict) -> None:
+    """Who benefits: the card's shallow policy tree, its leaves with their patients, its value."""
+    tree = card.get("policy_tree")
+    if not tree:
+        st.caption(
+            "This model was trained before policy trees were recorded; retrain it to see one."
+        )
+        return
+    gain, best = tree["gain_over_best_single_option"], tree["best_single_option"]
+    st.markdown(
+        f"**Who benefits (depth-{tree['depth']} policy tree).** {tree['verdict'][0].upper()}"
+        f"{tree['verdict'][1:]}."
+    )
+    st.dataframe(
+        pd.DataFrame(
+            {
+                "patients with": [" and ".join(leaf["conditions"]) for leaf in tree["tree"]],
+                "tree assigns": [leaf["option"] for leaf in tree["tree"]],
+                "patients": [leaf["patients"] for leaf in tree["tree"]],
+            }
+        ),
+        hide_index=True,
+    )
+    everyone = "; ".join(
+        f"everyone {o}: {v['value']:.3f}" for o, v in tree["everyone_gets"].items()
+    )
+    st.caption(
+        f"Estimated mean {card.get('horizon', {}).get('label', 'RFS')} if everyone followed the tree "
+        f"(out of fold, doubly robust): {tree['policy_value']['value']:.3f}; {everyone}. Gain over "
+        f"everyone {best}: {gain['value']:+.3f} (95% interval {gain['ci'][0]:+.3f} to {gain['ci'][1]:+.3f}). "
+        "Treatment in this store was chosen by clinicians: these are estimates under no unmeasured "
+        "confounding, not trial results."
+    )
+
+
 def cohort_section(ref: resources.StoreRef) -> None:
     """The Cohorts page's view of the treatment model: what it recommends to whom, and what drives it."""
     # lazy: only this section needs it; the app opens its first page without it
@@ -305,6 +369,7 @@ def cohort_section(ref: resources.StoreRef) -> None:
         st.info(f"**No treatment model summary.** {exc}")
         st.code(f"oncolens recommend --train --db {ref.path}", language="bash")
         return
+    _policy_tree(resources.treatment_model(ref).card)
     counts = cohort.recommendation_counts()
     sampled = (
         f" (a fixed sample of {cohort.patients:,} of {cohort.patients_total:,} patients)"
@@ -321,8 +386,9 @@ def cohort_section(ref: resources.StoreRef) -> None:
             ),
         )
     st.caption(
-        "Share of patients by recommendation. \u201cNo clear difference\u201d: the 95 % bootstrap interval "
-        f"of the benefit includes zero, so the model does not pick an option{sampled}."
+        "Share of patients by recommendation. \u201cNo clear difference\u201d: the 90 % interval "
+        f"of the benefit (doubly robust, accounts for model error) includes zero, so the model does not "
+        f"pick an option{sampled}."
     )
     importance = cohort.importance()
     left, right = st.columns(2)

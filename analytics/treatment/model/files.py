@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from analytics.treatment.data import Feature
+from analytics.treatment.model.effects import DoublyRobustForest
 from analytics.treatment.model.learners import XGBPseudoLearner
 from analytics.treatment.model.outcome_model import OutcomeModel
 
@@ -93,6 +94,9 @@ def save_model(model: OutcomeModel, folder: Path, card_extra: dict) -> dict:
     }
     for b, member in enumerate(model.members_):
         arrays[f"member_{b:03d}"] = _booster_bytes(member)
+    effects = getattr(model, "effects_", None)
+    if effects is not None:  # the benefit intervals' doubly robust forest, as plain arrays
+        arrays.update(effects.to_arrays())
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
     data = buffer.getvalue()
@@ -131,7 +135,8 @@ def save_model(model: OutcomeModel, folder: Path, card_extra: dict) -> dict:
         "weights": {
             "file": weights_path.name,
             "sha256": sha,
-            "format": "npz (allow_pickle=False): xgboost UBJSON boosters as uint8 arrays, SHAP background",
+            "format": "npz (allow_pickle=False): xgboost UBJSON boosters as uint8 arrays, SHAP background, "
+            "the benefit intervals' doubly robust forest as node arrays",
             "xgboost_version": xgboost.__version__,
         },
     }
@@ -197,6 +202,9 @@ def load_model(folder: Path) -> tuple[OutcomeModel, dict]:
         model.main_ = learner("main")
         model.members_ = [learner(f"member_{b:03d}") for b in range(model.bootstrap)]
         model.background_ = pd.DataFrame(arrays["background"], columns=columns)
+        model.effects_ = (
+            DoublyRobustForest.from_arrays(arrays) if "effects_shape" in arrays.files else None
+        )
         model.n_train_ = int(card["training"]["patients"])
         model.events_train_ = int(card["training"]["events"])
     except Exception as exc:  # a damaged card entry, or bytes from an incompatible xgboost

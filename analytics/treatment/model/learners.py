@@ -29,6 +29,7 @@ import pandas as pd
 from analytics.survival.constants import DAYS_PER_YEAR
 from analytics.survival.pseudo_values import pseudo_values
 from analytics.treatment.data import SurvivalTable
+from analytics.treatment.horizon import pseudo_value_grid
 
 # Pseudo-value horizons: every half year up to five years (5 y is one of them, so
 # the 5-year prediction is a raw model output, which SHAP needs).
@@ -265,8 +266,10 @@ class CoxPHLearner:
 LEARNERS = {"xgb_pseudo": XGBPseudoLearner, "xgb_cox": XGBCoxLearner, "cox_ph": CoxPHLearner}
 
 
-def make_learner(name: str, seed: int = 0):
-    try:
-        return LEARNERS[name](seed=seed)
-    except KeyError:
-        raise ValueError(f"unknown learner {name!r}; known: {', '.join(LEARNERS)}") from None
+def make_learner(name: str, seed: int = 0, horizon_days: float | None = None):
+    """A learner by name; pseudo-value trees learn the grid up to ``horizon_days`` (default: 5 years)."""
+    if name not in LEARNERS:
+        raise ValueError(f"unknown learner {name!r}; known: {', '.join(LEARNERS)}")
+    if name == "xgb_pseudo" and horizon_days is not None:
+        return XGBPseudoLearner(seed=seed, horizons_days=pseudo_value_grid(horizon_days))
+    return LEARNERS[name](seed=seed)

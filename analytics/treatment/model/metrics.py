@@ -59,11 +59,27 @@ def uno_c(train: SurvivalTable, test: SurvivalTable, risk: np.ndarray, tau_days:
     from sksurv.metrics import concordance_index_ipcw
 
     tau = min(tau_days, float(test.time_days.max()) - 1e-6, float(train.time_days.max()) - 1e-6)
+    keep = _within_training_follow_up(train, test)
     return float(
         concordance_index_ipcw(
-            _surv(train.time_days, train.event), _surv(test.time_days, test.event), risk, tau=tau
+            _surv(train.time_days, train.event),
+            _surv(test.time_days[keep], test.event[keep]),
+            risk[keep],
+            tau=tau,
         )[0]
     )
+
+
+def _within_training_follow_up(train: SurvivalTable, test: SurvivalTable) -> np.ndarray:
+    """Test patients whose time is inside the training split's follow-up.
+
+    The censoring weights (IPCW) come from the training split's Kaplan-Meier curve of
+    censoring, which is undefined past its last time: when the longest follow-up of a
+    trial ends in an event and that patient falls in a test fold, scikit-survival
+    raises "time must be smaller than largest observed time point". Such patients are
+    left out of the weighted metrics of that fold (they are one or two per fold).
+    """
+    return test.time_days < float(train.time_days.max())
 
 
 def integrated_brier(
@@ -72,9 +88,13 @@ def integrated_brier(
     # lazy: sksurv is imported only when this is used (start-up time)
     from sksurv.metrics import integrated_brier_score
 
+    keep = _within_training_follow_up(train, test)
     return float(
         integrated_brier_score(
-            _surv(train.time_days, train.event), _surv(test.time_days, test.event), surv, grid
+            _surv(train.time_days, train.event),
+            _surv(test.time_days[keep], test.event[keep]),
+            surv[keep],
+            grid,
         )
     )
 
@@ -142,6 +162,7 @@ def cross_validate(
     folds: list[np.ndarray],
     grid: np.ndarray,
     seed: int = 0,
+    horizon_days: float = HORIZON_5Y_DAYS,
 ) -> CrossValidation:
     """Fit ``make(seed)`` on each training split, score on its test split (the same ``folds`` for all)."""
     n, k = table.n, len(table.options)
@@ -153,7 +174,7 @@ def cross_validate(
         train, test = table.subset(train_idx), table.subset(test_idx)
         learner = make(seed + f).fit(train)
         for j, option in enumerate(table.options):
-            oof[test_idx, j] = learner.predict_survival(test.covariates, option, [HORIZON_5Y_DAYS])[
+            oof[test_idx, j] = learner.predict_survival(test.covariates, option, [horizon_days])[
                 :, 0
             ]
         curve = np.empty((test.n, grid.size))
@@ -165,9 +186,10 @@ def cross_validate(
         received = np.array([table.options.index(o) for o in test.treatment])
         risk = 1.0 - oof[test_idx, received]
         harrell.append(harrell_c(test.time_days, test.event, risk))
-        uno.append(uno_c(train, test, risk, HORIZON_5Y_DAYS))
+        uno.append(uno_c(train, test, risk, horizon_days))
         # sksurv scores only times inside the test fold's follow-up (a small fold may start late)
-        inside = (grid >= test.time_days.min()) & (grid < test.time_days.max())
+        kept = test.time_days[_within_training_follow_up(train, test)]
+        inside = (grid >= kept.min()) & (grid < kept.max())
         ibs.append(
             integrated_brier(train, test, curve[:, inside], grid[inside])
             if inside.sum() >= 2

@@ -25,7 +25,9 @@ import pandas as pd
 from scipy.integrate import trapezoid
 
 from analytics.survival.constants import HORIZON_5Y_DAYS
+from analytics.survival.pseudo_values import pseudo_values
 from analytics.treatment.data import Feature, SurvivalTable
+from analytics.treatment.model.effects import DoublyRobustForest
 from analytics.treatment.model.forest import ForestMismatchError, StackedForest
 from analytics.treatment.model.learners import XGBPseudoLearner, make_learner
 
@@ -60,9 +62,9 @@ class OutcomeModel:
         rng = np.random.default_rng(self.seed)
         self.options_: tuple[str, ...] = table.options
         self.features_: tuple[Feature, ...] = table.features
-        self.main_ = make_learner(self.learner, self.seed).fit(table)
+        self.main_ = make_learner(self.learner, self.seed, self.horizon_days).fit(table)
         self.members_ = [
-            make_learner(self.learner, self.seed + 1 + b).fit(
+            make_learner(self.learner, self.seed + 1 + b, self.horizon_days).fit(
                 table.subset(rng.integers(0, table.n, table.n))
             )
             for b in (track or _untracked)(
@@ -74,7 +76,37 @@ class OutcomeModel:
         self.background_ = table.covariates.iloc[pick].reset_index(drop=True)
         self.n_train_ = table.n
         self.events_train_ = int(table.event.sum())
+        self.effects_: DoublyRobustForest | None = None
         return self
+
+    def fit_effects(
+        self, table: SurvivalTable, mu: np.ndarray, propensity: np.ndarray
+    ) -> OutcomeModel:
+        """Fit the benefit intervals' doubly robust forest (``analytics.treatment.model.effects``).
+
+        ``mu``: S(horizon | x, a) of every training patient under every option and ``propensity``:
+        P(a | x), both (n, options) and cross-fitted (from models that did not see the patient).
+        """
+        outcome = pseudo_values(table.time_days, table.event, np.array([self.horizon_days]))[:, 0]
+        received = np.array([self.options_.index(o) for o in table.treatment])
+        self.effects_ = DoublyRobustForest(seed=self.seed).fit(
+            table.covariates[self.feature_columns].to_numpy(dtype=float),
+            received,
+            outcome,
+            mu,
+            propensity,
+        )
+        return self
+
+    def benefit_interval(
+        self, covariates: pd.DataFrame, a: np.ndarray, b: np.ndarray, level: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """Doubly robust (estimate, lower, upper) of S(horizon | a) - S(horizon | b); None without the forest."""
+        effects = getattr(self, "effects_", None)
+        if effects is None:
+            return None
+        X = covariates[self.feature_columns].to_numpy(dtype=float)
+        return effects.interval(X, a, b, level)
 
     @property
     def feature_columns(self) -> list[str]:

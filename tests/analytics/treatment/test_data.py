@@ -55,7 +55,7 @@ def test_a_trial_frame_becomes_numeric_covariates():
         (None, {"covariates": ["age", "bmi"]}, "covariate 'bmi'"),
         (None, {"time": "arm"}, "three different columns"),
         (lambda d: d.assign(relapse=d["relapse"] * 2), {}, "must hold 0/1"),
-        (lambda d: d.assign(days=-d["days"]), {}, "positive numbers of days"),
+        (lambda d: d.assign(days=-d["days"]), {}, "must hold positive numbers"),
         (lambda d: d.assign(arm="A"), {}, "at least two are needed"),
         (
             lambda d: d.assign(age=d["age"].where(d.index > 2)),

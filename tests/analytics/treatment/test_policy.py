@@ -35,7 +35,7 @@ def test_the_right_policy_separates_followed_from_not():
     assert r["followed_patients"] == int((right == t.treatment).sum())
     assert r["hazard_ratio"] < 0.8 and r["hazard_ratio_ci"][1] < 1 and r["logrank_p"] < 0.01
     assert r["hazard_ratio_ci"][0] < r["hazard_ratio"] < r["hazard_ratio_ci"][1]
-    assert r["followed"]["rfs_5y"] > r["not_followed"]["rfs_5y"]
+    assert r["followed"]["rfs"] > r["not_followed"]["rfs"]
     wrong = followed_vs_not(t, np.where(right == "a", "b", "a"), "anti")
     assert wrong["hazard_ratio"] > 1.25
 
@@ -75,5 +75,5 @@ def test_truth_metrics_on_three_patients_by_hand():
     assert m["oracle_value_rfs_5y"] == pytest.approx(0.5667, abs=1e-4)
     assert m["as_treated_value_rfs_5y"] == pytest.approx(0.4667, abs=1e-4)
     assert m["pehe"] == pytest.approx(np.sqrt((0.05**2 + 0.02**2 + 0.25**2) / 3), abs=1e-4)
-    assert m["benefit_ci_coverage"] == pytest.approx(1 / 3, abs=1e-4)
+    assert m["benefit_interval_coverage_of_true_benefit"] == pytest.approx(1 / 3, abs=1e-4)
     assert m["fraction_with_tied_true_best"] == pytest.approx(1 / 3, abs=1e-4)

@@ -12,6 +12,7 @@ from analytics.survival.constants import Z_95
 from analytics.treatment.recommend import (
     BENEFIT_UNITS,
     NO_CLEAR_DIFFERENCE,
+    Z_BENEFIT,
     OptionRanking,
     summarise,
 )
@@ -27,7 +28,7 @@ def _reps(point: np.ndarray, offsets: list[float]) -> np.ndarray:
     return reps
 
 
-def test_clear_benefit_recommends_and_the_interval_is_point_plus_minus_z_se():
+def test_clear_benefit_recommends_and_without_a_forest_the_interval_is_point_plus_minus_z90_se():
     point = np.array([[0.70, 0.60, 0.50]])  # a beats b by 10 points
     offsets = [-0.01, 0.01, -0.01, 0.01]  # sd (ddof=1) of the a-b difference
     r = summarise(OPTIONS, point, _reps(point, offsets), point * 1000, _reps(point * 1000, offsets))
@@ -35,10 +36,20 @@ def test_clear_benefit_recommends_and_the_interval_is_point_plus_minus_z_se():
     p = r.patient(0)
     assert (p.best, p.next_best, p.clear, p.recommended) == ("a", "b", True, "a")
     assert p.benefit == pytest.approx(0.10)
-    assert tuple(p.benefit_ci) == pytest.approx((0.10 - Z_95 * se, 0.10 + Z_95 * se))
+    assert tuple(p.benefit_ci) == pytest.approx((0.10 - Z_BENEFIT * se, 0.10 + Z_BENEFIT * se))
+    assert Z_BENEFIT == pytest.approx(1.6448536, abs=1e-6) and Z_BENEFIT < Z_95
     assert p.options[0].rfs_ci.contains(p.options[0].rfs)
     assert p.verdict == "clear" and p.option("a") is p.options[0]
-    assert "a: 5-year RFS +10.0 percentage points" in p.statement
+    assert "a: 5-year RFS +10.0 percentage points, 90% interval" in p.statement
+
+
+def test_the_doubly_robust_interval_decides_and_always_holds_the_point():
+    point = np.array([[0.70, 0.60, 0.50], [0.62, 0.60, 0.30]])
+    reps = np.repeat(point[None], 3, axis=0)  # no bootstrap spread at all
+    dr = np.array([[-0.02, 0.08], [0.05, 0.09]])  # row 0: includes zero; row 1: excludes the point
+    r = summarise(OPTIONS, point, reps, point, reps, dr)
+    np.testing.assert_allclose(r.benefit_ci, [[-0.02, 0.10], [0.02, 0.09]])
+    assert r.clear.tolist() == [False, True]
 
 
 def test_interval_including_zero_says_no_clear_difference_and_picks_nothing():
@@ -134,7 +145,7 @@ def test_to_json_values_are_the_fields_under_the_cli_names():
     )
     assert (out["benefit"], out["benefit_ci"]) == (0.07, [0.02, 0.12])
     assert out["statement"] == (
-        "chemo_endocrine: 5-year RFS +7.0 percentage points, 95% CI +2.0 to +12.0 over endocrine"
+        "chemo_endocrine: 5-year RFS +7.0 percentage points, 90% interval +2.0 to +12.0 over endocrine"
     )
     assert out["benefit_units"] == BENEFIT_UNITS
     assert out["shap"] == {

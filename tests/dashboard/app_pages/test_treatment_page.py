@@ -183,6 +183,12 @@ def test_cohorts_page_shows_what_drives_the_model_over_the_clinic(model_env):
     assert {"cohort_shap_bar", "cohort_shap_beeswarm"} <= keys, keys
     assert any(m.value.endswith("%") for m in at.metric if m.label.lower().startswith("no clear"))
     assert "not a medical device" in texts(at.caption)
+    # who benefits: the card's policy tree, one row per leaf with its patients, and its verdict
+    assert "Who benefits (depth-2 policy tree)" in texts(at.markdown)
+    leaves = next(d.value for d in at.dataframe if "tree assigns" in d.value.columns)
+    card = json.loads((model_env.parent / "clinic_models" / "treatment_outcome.json").read_text())
+    assert leaves["patients"].sum() == card["training"]["patients"]
+    assert "Gain over everyone" in texts(at.caption)
 
 
 def test_cohorts_page_without_a_model_says_how_to_train_one(app_env):
