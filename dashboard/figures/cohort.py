@@ -100,15 +100,11 @@ def km_at_risk_figure(result: CohortResult, title: str = "Recurrence-free surviv
         categoryorder="array",
         categoryarray=names,
     )
-    fig.update_xaxes(title_text="years since diagnosis", rangemode="tozero", dtick=1, row=2, col=1)
-    fig.update_layout(
-        title={"text": title, "x": 0.0, "xanchor": "left"},
-        height=480 + 18 * len(names),
-        margin={"l": 10, "r": 10, "t": 50, "b": 10},
-        legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 1, "xanchor": "right"},
-        template="plotly_white",
-    )
-    return fig
+    # Room either side of the first and last year for the numbers at risk centred on them ("276", not "76").
+    room = 0.04 * horizon + 0.3
+    fig.update_xaxes(range=[-room, horizon + room], dtick=1)
+    fig.update_xaxes(title_text="years since diagnosis", row=2, col=1)
+    return base_layout(fig, title, height=480 + 18 * len(names))
 
 
 def age_distribution_figure(age_distribution: pd.DataFrame) -> go.Figure:

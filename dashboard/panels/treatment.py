@@ -27,6 +27,7 @@ from analytics.treatment.decisions import (
 from analytics.treatment.model.files import TreatmentModelError
 from analytics.treatment.recommend import Recommendation
 from dashboard import resources
+from dashboard.figures import formats
 from dashboard.figures import treatment as treatment_figures
 from dashboard.services import plain_language
 from dashboard.session import auth, trail
@@ -35,7 +36,8 @@ SMALL_GROUP = 20  # Kaplan-Meier curves of fewer patients are flagged as unrelia
 
 
 def _pct(p: float) -> str:
-    return f"{100 * p:.1f}%"
+    """The one percentage format (``figures.formats``): the metric and the sentence beside it agree."""
+    return formats.pct(p)
 
 
 def first_line_option(treatments: pd.DataFrame) -> str | None:
@@ -120,7 +122,7 @@ def _options(rec: Recommendation, card: dict, received: str | None) -> None:
             ),
         )
         column.caption(
-            f"95% interval {_pct(lo)} to {_pct(hi)}  \n"
+            f"95 % interval {formats.pct_interval(lo, hi)}  \n"
             f"RMST {o.rmst_days:,.0f} of {rec.horizon_days:,.0f} days recurrence-free "
             f"(95% interval {o.rmst_ci_days.lo:,.0f} to {o.rmst_ci_days.hi:,.0f})"
         )
