@@ -41,7 +41,7 @@ _CHECK_JS = r"""
       const drag = gd.querySelector(`.draglayer g.${cls} rect.nsewdrag`);
       if (!drag) continue;
       const area = drag.getBoundingClientRect();
-      for (const t of sub.querySelectorAll('g.plot text')) {
+      for (const t of sub.querySelectorAll('g.overplot text, g.plot text')) {
         const text = t.textContent.trim();
         if (!text) continue;
         const r = t.getBoundingClientRect();
@@ -119,6 +119,6 @@ def render_figure(page, fig, width: int) -> None:
         default_width=f"{width}px",
         config={"responsive": False},
     )
-    page.set_content(html)
+    page.set_content(html.replace("<body>", '<body style="margin:0">', 1))
     page.wait_for_selector(".js-plotly-plot .main-svg")
     page.wait_for_timeout(100)

@@ -7,6 +7,8 @@ problems at once, so the run stays short and a failure lists every page at fault
 
 from __future__ import annotations
 
+import re
+
 from tests.e2e.chart_check import chart_problems
 from tests.e2e.helpers import assert_no_exception, nav_links, open_page, settle
 
@@ -65,7 +67,6 @@ def check_all_pages(page, where: str) -> list[str]:
 
 def open_patient(page, person_id: int) -> None:
     """Find a patient with the sidebar search (as a user does) and open the Patient page on her."""
-    import re  # noqa: PLC0415  # only this helper matches button names
 
     box = page.get_by_role("textbox", name="Find by id or MRN")
     box.fill(str(person_id))
@@ -73,3 +74,17 @@ def open_patient(page, person_id: int) -> None:
     page.get_by_role("button", name=re.compile(rf"· id {person_id} ·")).click()
     page.wait_for_url(re.compile(rf"/patient\?patient={person_id}"))
     settle(page)
+
+
+def open_empty_cohort(page) -> list[str]:
+    """Cohorts -> Build a cohort -> the filter "age = 150" (nobody): the empty cohort's page, checked."""
+    open_page(page, "Cohorts")
+    page.get_by_role("tab", name="Build a cohort").click()
+    settle(page)
+    page.get_by_label("Value", exact=True).fill("150")
+    page.get_by_label("Value", exact=True).press("Enter")
+    settle(page)
+    page.get_by_role("button", name="Add filter").click()
+    settle(page)
+    page.get_by_text("remove a filter or widen its range").wait_for()
+    return check_view(page, "Cohorts / empty cohort")
