@@ -236,7 +236,13 @@ def _decision(ref: resources.StoreRef, person_id: int, rec: Recommendation) -> N
         st.caption("No decision recorded for this patient yet.")
     else:
         st.caption("Decisions recorded for this patient, newest first (also in the audit trail).")
-        st.dataframe(history, hide_index=True)
+        # "no clear difference", not "None", where the model recommended nothing (issue 20)
+        shown = history.assign(
+            recommended=history["recommended"]
+            .astype(object)
+            .where(history["recommended"].notna(), "none (no clear difference)")
+        )
+        st.dataframe(formats.fill_missing(shown), hide_index=True)
 
 
 def cohort_section(ref: resources.StoreRef) -> None:

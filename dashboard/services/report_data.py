@@ -20,7 +20,7 @@ SECTIONS = (
     "Key images and saliency",
     "AI findings and measurements",
     "Timeline and forecasts",
-    "Treatment recommendation",
+    "Treatment recommendation",  # "Treatment options" when the model picks none (report_pdf)
     "Model versions",
     "Decision support disclaimer",
 )
@@ -54,3 +54,6 @@ class ReportData:
     generated_at: dt.datetime
     renderer: str
     notes: list[str] = field(default_factory=list)
+    decision_lines: list[str] = field(
+        default_factory=list
+    )  # the clinicians' recorded decisions, newest first

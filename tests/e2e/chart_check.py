@@ -91,7 +91,8 @@ _CHECK_JS = r"""
   });
   // the page's words: no literal None / nan where a value is missing
   const words = document.querySelector('[data-testid="stMain"]') || document.body;
-  const texts = [words.innerText, ...charts.map(gd => [...gd.querySelectorAll('svg text')].map(t => t.textContent).join(' '))];
+  const cells = [...document.querySelectorAll('[data-testid="stDataFrame"] [role="gridcell"]')].map(c => c.textContent);
+  const texts = [words.innerText, cells.join(' | '), ...charts.map(gd => [...gd.querySelectorAll('svg text')].map(t => t.textContent).join(' '))];
   for (const m of texts.join('\n').matchAll(/.{0,40}\b(None|nan|NaN)\b.{0,40}/g))
     problems.push(`literal "${m[1]}" shown: "${m[0].trim()}"`);
   const overflow = document.documentElement.scrollWidth - window.innerWidth;
