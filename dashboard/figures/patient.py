@@ -542,6 +542,33 @@ def patient_timeline_figure(
             font={"color": "#5f6b73"},
         )
     fig.update_yaxes(title_text="recurrence-free", range=[0, 1.02], tickformat=".0%", row=3, col=1)
+    fig.update_layout(
+        hovermode="closest",
+        legend={"orientation": "h", "y": -0.08, "yanchor": "top", "x": 0.0, "xanchor": "left"},
+    )
+    # The axis spans what is drawn (her own course and its forecast), never an annotation's default position.
+    span = date_range(
+        [today, *(x for trace in fig.data for x in (trace.x if trace.x is not None else ()))]
+    )
+    if span is not None:
+        fig.update_xaxes(range=span, autorange=False)
+        # Plotly draws no subplot without a trace (the survival row of a patient who recurred vanished, its
+        # note and the date axis with it): an invisible point keeps each row and its axis on screen.
+        drawn = {trace.yaxis or "y" for trace in fig.data}
+        for row, axis in ((2, "y2"), (3, "y3")):
+            if axis not in drawn:
+                fig.add_trace(
+                    go.Scatter(
+                        x=span,
+                        y=[0, 0],
+                        mode="markers",
+                        marker={"opacity": 0},
+                        hoverinfo="skip",
+                        showlegend=False,
+                    ),
+                    row=row,
+                    col=1,
+                )
     if today is not None:
         today_ts = pd.Timestamp(today)
         for row in range(1, rows + 1):
@@ -558,18 +585,15 @@ def patient_timeline_figure(
             yanchor="bottom",
             font={"size": 11, "color": "#40505a"},
         )
-    fig.update_layout(
-        hovermode="closest",
-        legend={"orientation": "h", "y": -0.08, "yanchor": "top", "x": 0.0, "xanchor": "left"},
-    )
-    # The axis spans what is drawn (her own course and its forecast), never an annotation's default position.
-    span = date_range([x for trace in fig.data for x in (trace.x if trace.x is not None else ())])
-    if span is not None:
-        fig.update_xaxes(range=span, autorange=False)
+    # subplot titles on the left, clear of the "today" label (today is always at the right of her history)
+    for annotation in fig.layout.annotations[:3]:
+        annotation.update(x=0.0, xanchor="left", font={"size": 13, "color": "#40505a"})
     fig = base_layout(fig, "Timeline and forecast", height=820)
+    # The legend under the plot, with a bottom margin for its three or four rows (it was cut at the edge).
     fig.update_layout(
-        legend={"orientation": "h", "y": -0.06, "yanchor": "top", "x": 0.0, "xanchor": "left"},
-        margin={"l": 10, "r": 10, "t": 70, "b": 10},
+        legend={"orientation": "h", "y": -0.07, "yanchor": "top", "x": 0.0, "xanchor": "left"},
+        margin={"l": 10, "r": 10, "t": 80, "b": 140},
+        height=940,
     )
     return fig
 

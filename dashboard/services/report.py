@@ -316,7 +316,7 @@ def gather(
 
     forecast_lines: list[str] = []
     fig = patient_figures.patient_forecast_timeline(summary, forecast)
-    figures: list[tuple] = [(fig, 1100, 820)]
+    figures: list[tuple] = [(fig, 1100, int(fig.layout.height or 940))]
     if forecast is not None:
         t = forecast.tumour
         forecast_lines.append(

@@ -60,7 +60,10 @@ def check_all_pages(page, where: str) -> list[str]:
     """Every page in the signed-in role's menu, each with its tabs and expanders."""
     problems: list[str] = []
     for title in nav_links(page):
-        open_page(page, title)
+        try:
+            open_page(page, title)
+        except Exception as exc:  # say which page did not open, then fail as before
+            raise AssertionError(f"{where}: could not open {title}: {exc}") from exc
         problems += check_tabs(page, f"{where} {title}")
     return problems
 
