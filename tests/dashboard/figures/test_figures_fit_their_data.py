@@ -129,3 +129,24 @@ def test_brain_metastasis_sizes_are_not_drawn_among_the_lab_values():
     )
     fig = patient_figures.lab_values_figure(labs)
     assert [t.name for t in fig.data] == ["CA 15-3"]
+
+
+def test_overview_curves_carry_the_cohort_builders_numbers_at_risk(demo_db):
+    """The Overview's curves with the numbers at risk the cohort builder counts, every digit inside the
+    range (room either side of year 0 and the last year)."""
+    from analytics import store
+    from analytics.cohorts import builder, summary
+    from dashboard.figures import cohort as cohort_figures
+
+    with store.open_store(demo_db, read_only=True) as con:
+        overview = summary.cohort_overview(con)
+        counted = builder.build_cohort(con).at_risk
+    km = overview.km[overview.km["group"] == "all patients"]
+    fig = cohort_figures.km_figure(km, "All patients", at_risk=counted)
+    table = [t for t in fig.data if t.mode == "text"][0]
+    shown = counted[counted["years"] <= km["time_days"].max() / 365.25]
+    assert list(table.text) == [f"{v:,}" for v in shown["at_risk"]] and len(shown) >= 3
+    lo, hi = fig.layout.xaxis.range
+    assert lo < 0 and hi > max(shown["years"])
+    plain = cohort_figures.km_figure(km, "All patients")  # without the table: one panel as before
+    assert all(t.mode != "text" for t in plain.data)
