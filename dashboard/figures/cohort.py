@@ -41,7 +41,8 @@ def _at_risk_rows(fig: go.Figure, at: pd.DataFrame, names: list[str]) -> None:
         )
     fig.update_yaxes(
         title_text="at risk",
-        autorange="reversed",
+        # a whole row of room for each group, first on top (autorange clipped the first and last rows)
+        range=[len(names) - 0.5, -0.5],
         showgrid=False,
         row=2,
         col=1,
@@ -178,10 +179,17 @@ def km_figure(
             ),
             **cell,
         )
+    if len(names) == 1:
+        fig.update_layout(
+            showlegend=False
+        )  # the title names the one curve; its legend only took width
     if at_risk is not None:
-        _at_risk_rows(fig, at_risk, names)
-        room = 0.04 * horizon + 0.3
-        fig.update_xaxes(range=[-room, horizon + room], dtick=1)
+        # Beside another chart (half the page) a 3-digit count per year would run into the next: every
+        # second year past six years, with room for half a number before year 0 and after the last.
+        step = 1 if horizon <= 6 else 2
+        _at_risk_rows(fig, at_risk[at_risk["years"] % step == 0], names)
+        room = 0.04 * horizon + 0.45 * step
+        fig.update_xaxes(range=[-room, horizon + room], dtick=step)
         fig.update_xaxes(title_text="years since diagnosis", row=2, col=1)
         fig.update_yaxes(
             title_text="recurrence-free", range=[0, 1.02], tickformat=".0%", row=1, col=1
