@@ -88,4 +88,4 @@ def test_forecast_summary_quotes_the_metrics_rounding_and_never_denies_a_measure
     assert "(71 %)" in text and "(5 %)" in text  # formats.pct, as the metrics show them
     assert "RECIST progression was measured on 2026-01-16" in text
     assert "No RECIST progression" not in text
-    assert "between 0 and 7 mm" in text and "-0" not in text
+    assert "between 0 and 7 mm" in text and " -0 " not in text
