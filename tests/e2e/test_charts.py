@@ -25,7 +25,9 @@ from tests.e2e.walk import check_all_pages, check_tabs, open_empty_cohort, open_
 VIEWPORTS = {"1366x768": (1366, 768), "1920x1080": (1920, 1080)}
 
 
-def _walk(browser, url: str, viewport: str, username: str, patients=(), empty_cohort=False):
+def _walk(
+    browser, url: str, viewport: str, username: str, patients=(), empty_cohort=False, skip=()
+):
     width, height = VIEWPORTS[viewport]
     context = browser.new_context(viewport={"width": width, "height": height})
     context.set_default_timeout(PAGE_TIMEOUT_MS)
@@ -33,7 +35,7 @@ def _walk(browser, url: str, viewport: str, username: str, patients=(), empty_co
     try:
         sign_in(page, url, username, f"{username}-demo")
         where = f"{viewport} {username}"
-        problems = check_all_pages(page, where)
+        problems = check_all_pages(page, where, skip)
         for person_id in patients:
             open_patient(page, person_id)
             problems += check_tabs(page, f"{where} Patient {person_id}")
@@ -47,12 +49,12 @@ def _walk(browser, url: str, viewport: str, username: str, patients=(), empty_co
 @pytest.mark.slow
 @pytest.mark.parametrize("viewport", list(VIEWPORTS))
 def test_charts_fit_their_data_on_the_demo_clinic(browser, app, viewport):
-    """Oncologist (Patient with images, Imaging, Worklist, Cohorts) and ethics board (Cohorts pseudonymised,
-    Governance): no text outside a chart, no stretched date axis, no probability axis past [0, 1], no
+    """Oncologist (Patient with images, Imaging, Worklist, Cohorts) and ethics board (Governance): no text outside a chart, no stretched date axis, no probability axis past [0, 1], no
     "None", no sideways scrolling."""
     imaged = app.clinic.imaged_patients[0]
     problems = _walk(browser, app.url, viewport, "oncologist", patients=(imaged, 1))
-    problems += _walk(browser, app.url, viewport, "ethics")
+    # the ethics board's Cohorts page is the oncologist's with pseudonyms (test_browser checks those)
+    problems += _walk(browser, app.url, viewport, "ethics", skip=("Cohorts",))
     assert not problems, f"{len(problems)} chart problems:\n" + "\n".join(problems)
 
 
@@ -64,7 +66,7 @@ def test_charts_fit_their_data_on_the_edge_case_store(browser, edge_app, edge_cl
     problems = _walk(
         browser, edge_app, viewport, "oncologist", patients=patients, empty_cohort=True
     )
-    problems += _walk(browser, edge_app, viewport, "ethics")
+    problems += _walk(browser, edge_app, viewport, "ethics", skip=("Cohorts",))
     assert not problems, f"{len(problems)} chart problems:\n" + "\n".join(problems)
 
 
