@@ -50,15 +50,22 @@ with overview_tab:
             "Recurrence-free survival",
             help=plain_language.glossary_help("Kaplan–Meier", "RFS", "confidence interval"),
         )
+        # numbers at risk counted by the cohort builder (the curves' table is on a time grid)
+        everyone = resources.cohort_result(ref, (), None).at_risk
+        by_first_line = resources.cohort_result(ref, (), "first_line_regimen").at_risk
         overall, by_regimen = st.columns(2)
         overall.plotly_chart(
             cohort_figures.km_figure(
-                overview.km[overview.km["group"] == "all patients"], "All patients"
+                overview.km[overview.km["group"] == "all patients"],
+                "All patients",
+                at_risk=everyone,
             )
         )
         by_regimen.plotly_chart(
             cohort_figures.km_figure(
-                overview.km[overview.km["group"] != "all patients"], "By first-line regimen"
+                overview.km[overview.km["group"] != "all patients"],
+                "By first-line regimen",
+                at_risk=by_first_line,
             )
         )
         st.caption(

@@ -354,7 +354,12 @@ with read:
                 rows,
                 hide_index=True,
                 width="stretch",
-                column_config={"value": st.column_config.NumberColumn(format="%.3g")},
+                # units wide enough to read whole ("modality units" was cut to "mod…", issue 20)
+                column_config={
+                    "value": st.column_config.NumberColumn(format="%.3g"),
+                    "unit": st.column_config.TextColumn(width="medium"),
+                    "feature": st.column_config.TextColumn(width="large"),
+                },
             )
         elif ai.label in (task.lesion_labels if task else ()):
             st.info(

@@ -60,25 +60,27 @@ def cmd_forecast(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result))
         return 0
+    from dashboard.figures import formats  # lazy: pandas, which `oncolens --help` never loads
+
     tumour, info = result["tumour"], result["survival_info"]
     print(f"Patient {person_id}, as of {result['as_of']} ({result['caveat']})")
     if tumour["observed"]:
         last = tumour["observed"][-1]
         print(
-            f"  lesion: {len(tumour['observed'])} reading(s), last {last['mm']} mm on {last['date']}, "
-            f"nadir {tumour['nadir_mm']} mm; RECIST progression {tumour['progression_status'].replace('_', ' ')}"
+            f"  lesion: {len(tumour['observed'])} reading(s), last {formats.mm(last['mm'])} on {last['date']}, "
+            f"nadir {formats.mm(tumour['nadir_mm'])}; RECIST progression {tumour['progression_status'].replace('_', ' ')}"
             f"{' on ' + tumour['progression_date'] if tumour['progression_date'] else ''}"
         )
         if tumour["progression_probability_6m"] is not None:
             print(
                 f"  probability that her last reading expected within 6 months meets progression: "
-                f"{100 * tumour['progression_probability_6m']:.0f}%"
+                f"{formats.pct(tumour['progression_probability_6m'])}"
             )
     for option, rows in result["survival"].items():
         end = rows[-1]
         print(
-            f"  {option:16s} recurrence-free to day {end['day']:.0f}: {100 * end['s']:.1f}% "
-            f"(95% {100 * end['lo']:.1f}-{100 * end['hi']:.1f}), given recurrence-free to day {rows[0]['day']:.0f}"
+            f"  {option:16s} recurrence-free to day {end['day']:.0f}: {formats.pct(end['s'])} "
+            f"(95 % {formats.pct_interval(end['lo'], end['hi'])}), given recurrence-free to day {rows[0]['day']:.0f}"
         )
     for note in [*tumour["notes"], *info["notes"]]:
         print(f"  note: {note}")

@@ -278,11 +278,13 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_json()))
         return 0
-    print(f"Patient {result.person_id} (model {result.model_version}):")
+    from dashboard.figures import formats  # lazy: pandas, which `oncolens --help` never loads
+
+    print(f"Patient {result.person_id} (model {formats.version(result.model_version)}):")
     for o in result.options:
         lo, hi = o.rfs_ci
         print(
-            f"  {o.treatment:16s} 5-year RFS {100 * o.rfs:5.1f}% (95% CI {100 * lo:.1f}-{100 * hi:.1f}), "
+            f"  {o.treatment:16s} 5-year RFS {formats.pct(o.rfs):>5s} (95 % CI {formats.pct_interval(lo, hi)}), "
             f"RMST {o.rmst_days:.0f} days of 5 years"
         )
     print(f"  -> {result.statement}")

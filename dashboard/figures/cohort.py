@@ -22,6 +22,35 @@ from dashboard.figures.common import (
 )
 
 
+def _at_risk_rows(fig: go.Figure, at: pd.DataFrame, names: list[str]) -> None:
+    """The numbers at risk (``at``: group, years, at_risk) as a table in row 2, one line per group."""
+    for i, name in enumerate(names):
+        part = at[at["group"] == name]
+        fig.add_trace(
+            go.Scatter(
+                x=part["years"],
+                y=[name] * len(part),
+                mode="text",
+                text=[f"{int(v):,}" for v in part["at_risk"]],
+                textfont={"color": PALETTE[i % len(PALETTE)], "size": 11},
+                showlegend=False,
+                hovertemplate=f"{name}: %{{text}} at risk at %{{x}} years<extra></extra>",
+            ),
+            row=2,
+            col=1,
+        )
+    fig.update_yaxes(
+        title_text="at risk",
+        # a whole row of room for each group, first on top (autorange clipped the first and last rows)
+        range=[len(names) - 0.5, -0.5],
+        showgrid=False,
+        row=2,
+        col=1,
+        categoryorder="array",
+        categoryarray=names,
+    )
+
+
 def km_at_risk_figure(result: CohortResult, title: str = "Recurrence-free survival") -> go.Figure:
     """Kaplan-Meier curves with 95 % bands (top) and the number at risk per year (a table under it).
 
@@ -74,41 +103,13 @@ def km_at_risk_figure(result: CohortResult, title: str = "Recurrence-free surviv
             row=1,
             col=1,
         )
-    at = result.at_risk[result.at_risk["years"] <= horizon + 1e-9]
-    for i, name in enumerate(names):
-        part = at[at["group"] == name]
-        fig.add_trace(
-            go.Scatter(
-                x=part["years"],
-                y=[name] * len(part),
-                mode="text",
-                text=[f"{v:,}" for v in part["at_risk"]],
-                textfont={"color": PALETTE[i % len(PALETTE)], "size": 11},
-                showlegend=False,
-                hovertemplate=f"{name}: %{{text}} at risk at %{{x}} years<extra></extra>",
-            ),
-            row=2,
-            col=1,
-        )
+    _at_risk_rows(fig, result.at_risk[result.at_risk["years"] <= horizon + 1e-9], names)
     fig.update_yaxes(title_text="recurrence-free", range=[0, 1.02], tickformat=".0%", row=1, col=1)
-    fig.update_yaxes(
-        title_text="at risk",
-        autorange="reversed",
-        showgrid=False,
-        row=2,
-        col=1,
-        categoryorder="array",
-        categoryarray=names,
-    )
-    fig.update_xaxes(title_text="years since diagnosis", rangemode="tozero", dtick=1, row=2, col=1)
-    fig.update_layout(
-        title={"text": title, "x": 0.0, "xanchor": "left"},
-        height=480 + 18 * len(names),
-        margin={"l": 10, "r": 10, "t": 50, "b": 10},
-        legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 1, "xanchor": "right"},
-        template="plotly_white",
-    )
-    return fig
+    # Room either side of the first and last year for the numbers at risk centred on them ("276", not "76").
+    room = 0.04 * horizon + 0.3
+    fig.update_xaxes(range=[-room, horizon + room], dtick=1)
+    fig.update_xaxes(title_text="years since diagnosis", row=2, col=1)
+    return base_layout(fig, title, height=480 + 18 * len(names))
 
 
 def age_distribution_figure(age_distribution: pd.DataFrame) -> go.Figure:
@@ -123,15 +124,31 @@ def receptor_figure(receptor_counts: pd.DataFrame) -> go.Figure:
     )
 
 
-def km_figure(km: pd.DataFrame, title: str = "Recurrence-free survival") -> go.Figure:
+def km_figure(
+    km: pd.DataFrame, title: str = "Recurrence-free survival", at_risk: pd.DataFrame | None = None
+) -> go.Figure:
     """Kaplan-Meier step curves with shaded 95 % confidence bands, one colour per group, x in years.
 
     ``km`` has the columns of ``CohortOverview.km``: group, time_days,
-    survival, ci_lower, ci_upper.
+    survival, ci_lower, ci_upper. ``at_risk`` (group, years, at_risk: ``CohortResult.at_risk``, counted
+    from the patients, not read off the curve's time grid): a table of them by year under the curves,
+    as in a journal figure; its groups that are not curves here are left out.
     """
     if km.empty:
         return empty_figure("No follow-up to estimate survival from", title)
-    fig = go.Figure()
+    names = [str(g) for g in km["group"].unique()]
+    if at_risk is not None:
+        horizon = float(km["time_days"].max()) / DAYS_PER_YEAR
+        at_risk = at_risk[at_risk["group"].isin(names) & (at_risk["years"] <= horizon + 1e-9)]
+        at_risk = at_risk if not at_risk.empty else None
+    fig = (
+        make_subplots(
+            rows=2, cols=1, shared_xaxes=True, row_heights=[0.78, 0.22], vertical_spacing=0.08
+        )
+        if at_risk is not None
+        else go.Figure()
+    )
+    cell = {"row": 1, "col": 1} if at_risk is not None else {}
     for i, (group, part) in enumerate(km.groupby("group", sort=False)):
         colour = PALETTE[i % len(PALETTE)]
         years = part["time_days"] / DAYS_PER_YEAR
@@ -147,7 +164,8 @@ def km_figure(km: pd.DataFrame, title: str = "Recurrence-free survival") -> go.F
                 hoverinfo="skip",
                 showlegend=False,
                 legendgroup=str(group),
-            )
+            ),
+            **cell,
         )
         fig.add_trace(
             go.Scatter(
@@ -158,8 +176,25 @@ def km_figure(km: pd.DataFrame, title: str = "Recurrence-free survival") -> go.F
                 line={"color": colour, "width": 2, "shape": "hv"},
                 legendgroup=str(group),
                 hovertemplate=f"{group}<br>%{{x:.1f}} years: %{{y:.1%}}<extra></extra>",
-            )
+            ),
+            **cell,
         )
+    if len(names) == 1:
+        fig.update_layout(
+            showlegend=False
+        )  # the title names the one curve; its legend only took width
+    if at_risk is not None:
+        # Beside another chart (half the page) a 3-digit count per year would run into the next: every
+        # second year past six years, with room for half a number before year 0 and after the last.
+        step = 1 if horizon <= 6 else 2
+        _at_risk_rows(fig, at_risk[at_risk["years"] % step == 0], names)
+        room = 0.04 * horizon + 0.45 * step
+        fig.update_xaxes(range=[-room, horizon + room], dtick=step)
+        fig.update_xaxes(title_text="years since diagnosis", row=2, col=1)
+        fig.update_yaxes(
+            title_text="recurrence-free", range=[0, 1.02], tickformat=".0%", row=1, col=1
+        )
+        return base_layout(fig, title, height=440 + 18 * len(names))
     fig.update_xaxes(title_text="years since diagnosis", rangemode="tozero")
     fig.update_yaxes(title_text="recurrence-free", range=[0, 1.02], tickformat=".0%")
     return base_layout(fig, title, height=420)

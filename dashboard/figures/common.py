@@ -6,6 +6,8 @@ must look the same on every page and in the PDF; each figure module takes them f
 
 from __future__ import annotations
 
+import textwrap
+
 import pandas as pd
 import plotly.graph_objects as go
 
@@ -27,15 +29,63 @@ DIVERGING_BLUE_ORANGE = [[0.0, "#0072B2"], [0.5, "#B4B4B4"], [1.0, "#D55E00"]]
 LINE_SHADES = ("rgba(0,114,178,0.10)", "rgba(230,159,0,0.13)", "rgba(0,158,115,0.12)")
 
 
+# Characters per line of a chart title (15 px font) and of an axis title: half of a 1366 px page holds about 55
+# title characters, so a title longer than that wraps instead of running past the chart's edge (issue 20).
+TITLE_CHARS = 52
+AXIS_TITLE_CHARS = 40
+TITLE_LINE_PX = 20
+
+
+def wrap(text: str | None, width: int) -> str:
+    """``text`` broken into lines of at most ``width`` characters (Plotly's ``<br>``), words kept whole."""
+    if not text:
+        return ""
+    return "<br>".join(textwrap.wrap(str(text), width=width, break_long_words=False)) or ""
+
+
+def _wrap_axis_titles(fig: go.Figure) -> None:
+    """Every axis title wrapped (``automargin`` then makes room for its lines)."""
+    for name in [k for k in fig.layout.to_plotly_json() if k.startswith(("xaxis", "yaxis"))]:
+        axis = fig.layout[name]
+        text = axis.title.text if axis.title is not None else None
+        if text and "<br>" not in text:
+            axis.title.text = wrap(text, AXIS_TITLE_CHARS)
+        axis.automargin = True
+
+
 def base_layout(fig: go.Figure, title: str, height: int = 360) -> go.Figure:
+    """The house layout: a left-aligned title that wraps, the legend beside the plot (never on the title),
+    axis titles wrapped and given room; the height grows with the title's lines."""
+    wrapped = wrap(title, TITLE_CHARS)
+    lines = wrapped.count("<br>") + 1 if wrapped else 0
     fig.update_layout(
-        title={"text": title, "x": 0.0, "xanchor": "left"},
-        height=height,
-        margin={"l": 10, "r": 10, "t": 50, "b": 10},
+        title={"text": wrapped, "x": 0.0, "xanchor": "left", "font": {"size": 15}},
+        height=height + TITLE_LINE_PX * max(0, lines - 1),
+        margin={"l": 10, "r": 10, "t": 30 + TITLE_LINE_PX * lines, "b": 10},
         template="plotly_white",
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0},
+        legend={"orientation": "v", "yanchor": "top", "y": 1.0, "xanchor": "left", "x": 1.02},
     )
+    _wrap_axis_titles(fig)
     return fig
+
+
+MIN_DATE_SPAN_DAYS = 365
+
+
+def date_range(
+    dates: list, min_span_days: int = MIN_DATE_SPAN_DAYS, pad: float = 0.04
+) -> list[pd.Timestamp] | None:
+    """An x range that spans ``dates`` (anything ``pd.to_datetime`` reads; missing ones skipped) plus a small
+    margin, at least ``min_span_days`` wide and centred on short data, so one reading still sits in a
+    readable year and nothing (an annotation, an empty panel) can stretch the axis to 1970."""
+    stamps = pd.to_datetime(pd.Series(list(dates), dtype=object), errors="coerce").dropna()
+    if stamps.empty:
+        return None
+    lo, hi = stamps.min(), stamps.max()
+    span = max(hi - lo, pd.Timedelta(days=min_span_days))
+    centre = lo + (hi - lo) / 2
+    half = span / 2 + span * pad
+    return [centre - half, centre + half]
 
 
 def empty_figure(message: str, title: str = "") -> go.Figure:

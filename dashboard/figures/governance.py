@@ -5,6 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
+from dashboard.figures.common import PALETTE, base_layout
+
+SYMBOLS = ("circle", "diamond", "square", "triangle-up")
+
 
 def calibration_figure(
     points: pd.DataFrame,
@@ -20,8 +24,8 @@ def calibration_figure(
     """Predicted (x) against observed (y), one marker per row labelled ``label`` and sized by ``size``,
     with the line of perfect calibration. Rows with a missing value are left out."""
     pts = points.dropna(subset=[x, y])
-    lo = float(min(pts[x].min(), pts[y].min(), 0.0)) if len(pts) else 0.0
-    hi = float(max(pts[x].max(), pts[y].max(), 1.0)) if len(pts) else 1.0
+    # Probabilities: the axes are [0, 1] whatever the points (issue 20: -1 to 2 with a square aspect).
+    lo, hi = 0.0, 1.0
     fig = go.Figure()
     fig.add_trace(
         go.Scatter(
@@ -29,39 +33,40 @@ def calibration_figure(
             y=[lo, hi],
             mode="lines",
             name="perfect calibration",
+            showlegend=False,
             line={"dash": "dash", "color": "#888"},
             hoverinfo="skip",
         )
     )
     sizes = pts[size].astype(float) if size in pts else pd.Series(10.0, index=pts.index)
-    fig.add_trace(
-        go.Scatter(
-            x=pts[x],
-            y=pts[y],
-            mode="markers+text",
-            text=pts[label].astype(str),
-            textposition="top center",
-            marker={
-                "size": (6 + 24 * (sizes / max(sizes.max(), 1)) ** 0.5).tolist(),
-                "color": "#0f6e8c",
-                "opacity": 0.8,
-            },
-            customdata=sizes,
-            name="groups",
-            hovertemplate="%{text}<br>predicted %{x:.3f}<br>observed %{y:.3f}<br>n %{customdata:.0f}<extra></extra>",
+    scale = max(float(sizes.max()), 1.0) if len(sizes) else 1.0
+    # One legend entry per group instead of a text label beside each marker: labels of neighbouring groups
+    # overlapped each other and ran past the plotting area (issue 20).
+    for i, (row, n) in enumerate(zip(pts.itertuples(index=False), sizes, strict=True)):
+        fig.add_trace(
+            go.Scatter(
+                x=[getattr(row, x)],
+                y=[getattr(row, y)],
+                mode="markers",
+                name=str(getattr(row, label)),
+                marker={
+                    "size": 6 + 24 * (n / scale) ** 0.5,
+                    "color": PALETTE[i % len(PALETTE)],
+                    "symbol": SYMBOLS[(i // len(PALETTE)) % len(SYMBOLS)],
+                    "opacity": 0.85,
+                },
+                customdata=[n],
+                hovertemplate=f"{getattr(row, label)}<br>predicted %{{x:.3f}}<br>observed %{{y:.3f}}"
+                "<br>n %{customdata:.0f}<extra></extra>",
+            )
         )
+    fig.update_layout(xaxis_title=x_title, yaxis_title=y_title)
+    # constrain="domain": the square aspect shrinks the plotting area, never widens the range past [0, 1]
+    fig.update_xaxes(range=[lo - 0.02, hi + 0.02], constrain="domain", tickformat=".0%")
+    fig.update_yaxes(
+        range=[lo - 0.02, hi + 0.02], scaleanchor="x", constrain="domain", tickformat=".0%"
     )
-    fig.update_layout(
-        title=title,
-        xaxis_title=x_title,
-        yaxis_title=y_title,
-        height=380,
-        margin={"l": 40, "r": 10, "t": 50, "b": 40},
-        showlegend=False,
-    )
-    fig.update_xaxes(range=[lo - 0.02, hi + 0.02])
-    fig.update_yaxes(range=[lo - 0.02, hi + 0.02], scaleanchor="x")
-    return fig
+    return base_layout(fig, title, height=400)
 
 
 def reliability_points(card: dict) -> pd.DataFrame:

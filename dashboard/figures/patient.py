@@ -17,10 +17,14 @@ from dashboard.figures.common import (
     PALETTE,
     base_layout,
     colour_with_alpha,
+    date_range,
     empty_figure,
 )
 
 LESION_CONCEPT = "lesion_longest_diameter"
+# Lesion sizes read from images (the breast target lesion, brain metastases) are not laboratory values: a brain
+# MRI read of 0 mm (no metastasis seen) drawn among the labs read as a measured value of 0 (issue 20).
+LESION_CONCEPTS = (LESION_CONCEPT, "brain_lesion_longest_diameter")
 
 
 LAB_LABELS = {
@@ -114,7 +118,8 @@ def lesion_size_figure(measurements: pd.DataFrame, treatments: pd.DataFrame) -> 
         annotation_font={"size": 11, "color": PALETTE[5]},
     )
     fig.update_yaxes(title_text="mm", rangemode="tozero")
-    fig.update_xaxes(title_text=None)
+    span = date_range([*lesion["measurement_date"], *spans["start"], *spans["end"]])
+    fig.update_xaxes(title_text=None, range=span)
     return base_layout(fig, title)
 
 
@@ -122,7 +127,7 @@ def lab_values_figure(measurements: pd.DataFrame) -> go.Figure:
     """Every non-lesion measurement concept in its own row (own unit), on one shared time axis."""
     title = "Laboratory values"
     labs = (
-        measurements[measurements["concept"] != LESION_CONCEPT]
+        measurements[~measurements["concept"].isin(LESION_CONCEPTS)]
         if not measurements.empty
         else measurements
     )
@@ -150,6 +155,7 @@ def lab_values_figure(measurements: pd.DataFrame) -> go.Figure:
         )
         fig.update_yaxes(title_text=f"{name} ({unit})" if unit else name, row=row, col=1)
     fig.update_layout(showlegend=False)
+    fig.update_xaxes(range=date_range(labs["measurement_date"]))
     return base_layout(fig, title, height=max(260, 170 * len(concepts)))
 
 
@@ -289,7 +295,7 @@ def patient_timeline_figure(
         )
     # labs: one marker per date, every value of that date in the hover
     labs = (
-        measurements[~measurements["concept"].isin([LESION_CONCEPT])]
+        measurements[~measurements["concept"].isin(LESION_CONCEPTS)]
         if not measurements.empty
         else measurements
     )
@@ -536,6 +542,33 @@ def patient_timeline_figure(
             font={"color": "#5f6b73"},
         )
     fig.update_yaxes(title_text="recurrence-free", range=[0, 1.02], tickformat=".0%", row=3, col=1)
+    fig.update_layout(
+        hovermode="closest",
+        legend={"orientation": "h", "y": -0.08, "yanchor": "top", "x": 0.0, "xanchor": "left"},
+    )
+    # The axis spans what is drawn (her own course and its forecast), never an annotation's default position.
+    span = date_range(
+        [today, *(x for trace in fig.data for x in (trace.x if trace.x is not None else ()))]
+    )
+    if span is not None:
+        fig.update_xaxes(range=span, autorange=False)
+        # Plotly draws no subplot without a trace (the survival row of a patient who recurred vanished, its
+        # note and the date axis with it): an invisible point keeps each row and its axis on screen.
+        drawn = {trace.yaxis or "y" for trace in fig.data}
+        for row, axis in ((2, "y2"), (3, "y3")):
+            if axis not in drawn:
+                fig.add_trace(
+                    go.Scatter(
+                        x=span,
+                        y=[0, 0],
+                        mode="markers",
+                        marker={"opacity": 0},
+                        hoverinfo="skip",
+                        showlegend=False,
+                    ),
+                    row=row,
+                    col=1,
+                )
     if today is not None:
         today_ts = pd.Timestamp(today)
         for row in range(1, rows + 1):
@@ -552,14 +585,15 @@ def patient_timeline_figure(
             yanchor="bottom",
             font={"size": 11, "color": "#40505a"},
         )
-    fig.update_layout(
-        hovermode="closest",
-        legend={"orientation": "h", "y": -0.08, "yanchor": "top", "x": 0.0, "xanchor": "left"},
-    )
+    # subplot titles on the left, clear of the "today" label (today is always at the right of her history)
+    for annotation in fig.layout.annotations[:3]:
+        annotation.update(x=0.0, xanchor="left", font={"size": 13, "color": "#40505a"})
     fig = base_layout(fig, "Timeline and forecast", height=820)
+    # The legend under the plot, with a bottom margin for its three or four rows (it was cut at the edge).
     fig.update_layout(
-        legend={"orientation": "h", "y": -0.06, "yanchor": "top", "x": 0.0, "xanchor": "left"},
-        margin={"l": 10, "r": 10, "t": 70, "b": 10},
+        legend={"orientation": "h", "y": -0.07, "yanchor": "top", "x": 0.0, "xanchor": "left"},
+        margin={"l": 10, "r": 10, "t": 80, "b": 140},
+        height=940,
     )
     return fig
 

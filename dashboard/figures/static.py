@@ -258,18 +258,23 @@ def matplotlib_png(fig: go.Figure, width: int = 1000, height: int = 500) -> byte
         axis = layout.get("yaxis" if i == 1 else f"yaxis{i}", {}) or {}
         title = (axis.get("title") or {}).get("text")
         if title:
-            ax.set_ylabel(title, fontsize=8)
+            ax.set_ylabel(title.replace("<br>", "\n"), fontsize=8)
         if axis.get("range") and axis.get("type") != "category":
             ax.set_ylim(*axis["range"])
         ax.tick_params(labelsize=7)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=6, loc="best")
+    # the builders' x range (the timeline spans her own course), the same on the shared axis of every panel
+    x_range = (layout.get("xaxis") or {}).get("range")
+    if x_range and len(x_range) == 2:
+        for ax in ax_of.values():
+            ax.set_xlim(*_xs(x_range))
     xaxis_title = ((layout.get("xaxis") or {}).get("title") or {}).get("text")
     if xaxis_title:
-        axes[-1][0].set_xlabel(xaxis_title, fontsize=8)
+        axes[-1][0].set_xlabel(xaxis_title.replace("<br>", " "), fontsize=8)
     title = (layout.get("title") or {}).get("text")
     if title:
-        mfig.suptitle(title, fontsize=10)
+        mfig.suptitle(title.replace("<br>", " "), fontsize=10)
     mfig.tight_layout()
     buffer = io.BytesIO()
     mfig.savefig(buffer, format="png", dpi=dpi)

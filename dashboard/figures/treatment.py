@@ -216,9 +216,23 @@ def benefit_waterfall_figure(
     fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(
         title_text=f"benefit of {better} over {worse} (percentage points of "
-        f"{horizon_label(horizon_days)} RFS)"
+        f"{horizon_label(horizon_days)} RFS)",
+        range=_waterfall_range(values, measures),
     )
     return base_layout(fig, title, height=140 + 32 * len(labels))
+
+
+def _waterfall_range(values: list[float], measures: list[str]) -> list[float]:
+    """The x range of a horizontal waterfall: every bar's ends plus room on both sides for the labels
+    drawn outside them ("+1.07", never "+1" cut at the plotting area)."""
+    ends = [0.0]
+    running = 0.0
+    for v, m in zip(values, measures, strict=True):
+        running = v if m in ("absolute", "total") else running + v
+        ends.append(running)
+    lo, hi = min(ends), max(ends)
+    room = 0.22 * max(hi - lo, 1.0)
+    return [lo - (room if lo < 0 else 0.05 * room), hi + room]
 
 
 def similar_patients_figure(

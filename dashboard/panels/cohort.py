@@ -10,7 +10,6 @@ into a batch job and get the same cohort.
 from __future__ import annotations
 
 import datetime as dt
-import io
 from dataclasses import dataclass
 
 import pandas as pd
@@ -25,7 +24,7 @@ from analytics.cohorts.fields import (
 )
 from dashboard import resources
 from dashboard.figures import cohort as cohort_figures
-from dashboard.services import plain_language
+from dashboard.services import cohort_export, plain_language
 from dashboard.session import auth, trail
 
 FILTERS_KEY = "cohort_filters"  # session state: list[str], the filters as typed
@@ -103,6 +102,7 @@ def filter_builder() -> CohortQuery:
                     filters.append(text)
     if filters:
         st.markdown("**Filters** (all must hold)")
+        st.caption(f"In words: {cohort_export.definition_words(filters)}.")
         for i, text in enumerate(list(filters)):
             left, right = st.columns([6, 1])
             left.code(text, language=None)
@@ -133,34 +133,60 @@ def _hazard_ratio_table(result) -> pd.DataFrame:
 
 def _export(ref: resources.StoreRef, query: CohortQuery, n: int) -> None:
     st.markdown("**Export the cohort**")
+    role = auth.actor()[1]
+    clinical = auth.sees_patient_ids(role)
     st.caption(
         "One row per patient: the store's person_id, the fields above, RFS days and event. "
-        "No names, MRN or birth dates. Exports hold patient-level data: handle them under "
+        "No names, MRN or birth dates. Each file starts with the cohort's name, its definition, the data "
+        "cut-off and how ids and dates were protected. Exports hold patient-level data: handle them under "
         "your data-protection rules."
+        + (
+            ""
+            if clinical
+            else " For the ethics board, ids are pseudonymised and dates are given as month only."
+        )
     )
+    name = st.text_input("Cohort name (names the files)", value="cohort", key="cohort_name")
     if not st.toggle(f"Prepare CSV and Parquet files ({n:,} patients)", key="cohort_export"):
         return
     rows = auth.protect_ids(resources.cohort_rows(ref, query.filters, query.group_by), ref.path)
+    if not clinical:
+        rows = cohort_export.month_only(rows)
+    about = cohort_export.header(
+        name=name,
+        filters=query.filters,
+        group_by=query.group_by,
+        data_cutoff=resources.store_status().metadata_value("data_cutoff", "not recorded"),
+        exported_by=f"{auth.actor()[0]} ({role})",
+        exported_at=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        ids="store person_id" if clinical else "pseudonymised (HMAC under the store's secret)",
+        dates="exact" if clinical else "month only (YYYY-MM), exact dates withheld",
+        rows=len(rows),
+    )
+    stem = cohort_export.file_stem(name)
     csv_col, parquet_col = st.columns(2)
     export = {
-        "details": {"what": "cohort", "rows": len(rows), "filters": [str(f) for f in query.filters]}
+        "details": {
+            "what": "cohort",
+            "name": name,
+            "rows": len(rows),
+            "filters": [str(f) for f in query.filters],
+        }
     }
     csv_col.download_button(
         "Download CSV",
-        rows.to_csv(index=False).encode(),
-        "cohort.csv",
+        cohort_export.csv_bytes(rows, about),
+        f"{stem}.csv",
         mime="text/csv",
         key="cohort_csv",
         on_click=trail.record,
         args=(ref.path, "export"),
         kwargs=export,
     )
-    buffer = io.BytesIO()
-    rows.to_parquet(buffer, index=False)
     parquet_col.download_button(
         "Download Parquet",
-        buffer.getvalue(),
-        "cohort.parquet",
+        cohort_export.parquet_bytes(rows, about),
+        f"{stem}.parquet",
         mime="application/vnd.apache.parquet",
         key="cohort_parquet",
         on_click=trail.record,

@@ -9,7 +9,6 @@ part cannot be computed the section says why and shows the rest.
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -18,6 +17,7 @@ from analytics.forecast.patient import DISCLAIMER, ForecastError, PatientForecas
 from analytics.forecast.survival import conditional_km
 from analytics.patients import PatientSummary
 from dashboard import resources
+from dashboard.figures import formats
 from dashboard.figures import patient as patient_figures
 from dashboard.services import plain_language
 from dashboard.services.report_data import without_other_options
@@ -34,7 +34,8 @@ STATUS_METRIC = {
 
 
 def _pct(p: float | None) -> str:
-    return "n/a" if p is None else f"{100 * p:.0f}%"
+    """The one percentage format (``figures.formats``), so the metric and the sentence agree."""
+    return formats.pct(p, missing="n/a")
 
 
 def show(
@@ -147,23 +148,22 @@ def _figures(
     if tumour.available:
         last = tumour.forecast.iloc[min(len(tumour.forecast) - 1, 13)]
         st.caption(
-            f"In six months the lesion is forecast at {last['mm']:.1f} mm (80 %: {last['lo80']:.1f}–"
-            f"{last['hi80']:.1f} mm; 95 %: {last['lo']:.1f}–{last['hi']:.1f} mm). Nadir "
-            f"{tumour.nadir_mm:.1f} mm, progression threshold {tumour.threshold_mm:.1f} mm. Held-out error and "
+            f"In six months the lesion is forecast at {formats.mm(last['mm'])} (80 %: "
+            f"{formats.interval(last['lo80'], last['hi80'], 1, 'mm', floor=0)}; 95 %: "
+            f"{formats.interval(last['lo'], last['hi'], 1, 'mm', floor=0)}). Nadir "
+            f"{formats.mm(tumour.nadir_mm)}, progression threshold {formats.mm(tumour.threshold_mm)}. Held-out error and "
             "band coverage: docs/validation.md, section Forecasts."
         )
-    risks = [
-        r for r in (tumour.progression_probability_6m, forecast.risk_recurrence_6m) if r is not None
-    ]
-    either = (
-        1.0 - float(np.prod([1.0 - r for r in risks])) if risks else None
-    )  # as the worklist ranks
     last_seen = tumour.observed.iloc[-1] if tumour.available and not tumour.observed.empty else None
     st.info(
         plain_language.forecast_summary(
-            rfs_6m=None if either is None else 1.0 - either,
+            progression_6m=tumour.progression_probability_6m,
+            recurrence_6m=forecast.risk_recurrence_6m,
             progression_date=tumour.progression_date.isoformat()
             if tumour.progression_status == "forecast"
+            else None,
+            progression_observed=tumour.progression_date.isoformat()
+            if tumour.progression_status == "observed" and tumour.progression_date
             else None,
             last_mm=None if last_seen is None else float(last_seen["mm"]),
             forecast_mm=float(last["mm"]) if tumour.available else None,

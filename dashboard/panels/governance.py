@@ -113,6 +113,12 @@ def render_card(card: dict, kind: str) -> None:
         )
 
 
+def gap_is_supported(row: dict) -> bool:
+    """A subgroup gap is flagged only when its 95 % interval excludes zero."""
+    lo, hi = row.get("ci_low"), row.get("ci_high")
+    return lo is not None and hi is not None and (lo > 0 or hi < 0)
+
+
 def _gap_table(report: dict) -> pd.DataFrame:
     rows = []
     for r in report.get("gaps", []):
@@ -122,7 +128,8 @@ def _gap_table(report: dict) -> pd.DataFrame:
                 "attribute": r["attribute"],
                 "metric": r["title"],
                 "gap": r["gap"],
-                "95 % CI": ci,
+                "95 % CI": ci or "— (too few patients)",
+                "interval excludes 0": "yes" if gap_is_supported(r) else "no",
                 "lowest": f"{r['low_group']} {r['low_value']:.3f} (n={r['n_low']})",
                 "highest": f"{r['high_group']} {r['high_value']:.3f} (n={r['n_high']})",
             }
@@ -138,12 +145,18 @@ def render_largest(report: dict) -> None:
             if row["ci_low"] is None
             else f" (95 % CI {row['ci_low']:+.3f} to {row['ci_high']:+.3f})"
         )
-        st.warning(
+        text = (
             f"**Largest {row['title']} gap: {row['gap']:.3f}{ci}** by {row['attribute'].replace('_', ' ')}: "
             f"{row['low_group']} {row['low_value']:.3f} (n={row['n_low']}) vs {row['high_group']} "
-            f"{row['high_value']:.3f} (n={row['n_high']}).",
-            icon=":material/balance:",
+            f"{row['high_value']:.3f} (n={row['n_high']})."
         )
+        # A warning only where the statistics support one: the gap's interval excludes zero (issue 20).
+        if gap_is_supported(row):
+            st.warning(text, icon=":material/balance:")
+        elif row["ci_low"] is None:
+            st.info(f"{text} No interval: too few patients to tell a gap from chance.")
+        else:
+            st.info(f"{text} The interval includes zero: not distinguishable from chance.")
     for attribute, why in report.get("skipped", {}).items():
         st.caption(f"Not audited: {attribute.replace('_', ' ')} — {why}.")
 

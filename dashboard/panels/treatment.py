@@ -28,6 +28,7 @@ from analytics.treatment.horizon import horizon_label
 from analytics.treatment.model.files import TreatmentModelError
 from analytics.treatment.recommend import Recommendation
 from dashboard import resources
+from dashboard.figures import formats
 from dashboard.figures import treatment as treatment_figures
 from dashboard.panels import care as care_panel
 from dashboard.services import plain_language
@@ -37,7 +38,8 @@ SMALL_GROUP = 20  # Kaplan-Meier curves of fewer patients are flagged as unrelia
 
 
 def _pct(p: float) -> str:
-    return f"{100 * p:.1f}%"
+    """The one percentage format (``figures.formats``): the metric and the sentence beside it agree."""
+    return formats.pct(p)
 
 
 def first_line_option(treatments: pd.DataFrame) -> str | None:
@@ -149,7 +151,7 @@ def _options(rec: Recommendation, card: dict, received: str | None) -> None:
             ),
         )
         column.caption(
-            f"95% interval {_pct(lo)} to {_pct(hi)}  \n"
+            f"95 % interval {formats.pct_interval(lo, hi)}  \n"
             f"RMST {o.rmst_days:,.0f} of {rec.horizon_days:,.0f} days recurrence-free "
             f"(95% interval {o.rmst_ci_days.lo:,.0f} to {o.rmst_ci_days.hi:,.0f})"
         )

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from dashboard.figures import formats
+
 if TYPE_CHECKING:  # a type only: importing the model code would slow every page's first import
     from analytics.treatment.recommend import OptionRanking
 
@@ -76,7 +78,8 @@ def likelihood_words(p: float) -> str:
 
 
 def pct(p: float) -> str:
-    return f"{100 * p:.0f} %"
+    """The one percentage format (``dashboard.figures.formats``): sentences read as the metrics beside them."""
+    return formats.pct(p)
 
 
 def glossary_help(*terms: str, lead: str | None = None) -> str:
@@ -174,20 +177,20 @@ def recommendation_summary(rec: OptionRanking) -> str:
     best, other = rec.best, rec.next_best
     b, o = rec.option(best), rec.option(other)
     benefit, (lo, hi) = 100 * rec.benefit, (100 * x for x in rec.benefit_ci)
+    about, between = formats.number(benefit), formats.interval(lo, hi)
     name = lambda t: t.replace("_", " ")  # noqa: E731
     outcome = (
-        f"Out of 100 patients like this one, the model expects about {100 * b.rfs:.0f} to be free "
-        f"of recurrence after five years with {name(best)} and about {100 * o.rfs:.0f} with "
+        f"Out of 100 patients like this one, the model expects about {formats.number(100 * b.rfs)} to be free "
+        f"of recurrence after five years with {name(best)} and about {formats.number(100 * o.rfs)} with "
         f"{name(other)}."
     )
     if rec.recommended:
         verdict = (
-            f"It favours **{name(best)}**: about {benefit:.0f} more in 100 (plausible range "
-            f"{lo:.0f} to {hi:.0f})."
+            f"It favours **{name(best)}**: about {about} more in 100 (plausible range {between})."
         )
     else:
         verdict = (
-            f"The difference (about {benefit:.0f} in 100, plausible range {lo:.0f} to {hi:.0f}) could be "
+            f"The difference (about {about} in 100, plausible range {between}) could be "
             "zero, so the model **does not pick an option**."
         )
     return (
@@ -200,14 +203,22 @@ def recommendation_summary(rec: OptionRanking) -> str:
 def forecast_summary(
     *,
     rfs_6m: float | None = None,
+    progression_6m: float | None = None,
+    recurrence_6m: float | None = None,
     progression_date: str | None = None,
+    progression_observed: str | None = None,
     last_mm: float | None = None,
     forecast_mm: float | None = None,
     forecast_lo: float | None = None,
     forecast_hi: float | None = None,
     horizon: str = "in six months",
 ) -> str:
-    """The progression forecast in words: what is expected, how wide the range is, what it is not."""
+    """The progression forecast in words: what is expected, how wide the range is, what it is not.
+
+    ``progression_6m`` / ``recurrence_6m``: the two risks the page shows as metrics, quoted with the same
+    rounding; ``rfs_6m``: one combined figure, for callers with no metrics beside the sentence.
+    ``progression_observed``: the date a measured progression was seen (then nothing says "no progression").
+    """
     parts = []
     if last_mm is not None and forecast_mm is not None:
         change = forecast_mm - last_mm
@@ -218,18 +229,36 @@ def forecast_summary(
         )
         rng = ""
         if forecast_lo is not None and forecast_hi is not None:
-            rng = f" (likely between {forecast_lo:.0f} and {forecast_hi:.0f} mm)"
+            rng = (
+                f" (likely between {formats.number(max(forecast_lo, 0.0))} and "
+                f"{formats.mm(forecast_hi, 0)})"
+            )
         parts.append(
-            f"The tumour, last measured at {last_mm:.0f} mm, is expected to {trend}: about "
-            f"{forecast_mm:.0f} mm {horizon}{rng}."
+            f"The tumour, last measured at {formats.mm(last_mm, 0)}, is expected to {trend}: about "
+            f"{formats.mm(forecast_mm, 0)} {horizon}{rng}."
         )
-    if progression_date:
+    if progression_observed:
+        parts.append(
+            f"RECIST progression was measured on {progression_observed}; the forecast below continues "
+            "from her latest readings."
+        )
+    elif progression_date:
         parts.append(
             f"If it follows this course, it would meet the RECIST definition of progression around "
             f"{progression_date}."
         )
     elif last_mm is not None and forecast_mm is not None:
         parts.append("No RECIST progression is forecast within the forecast window.")
+    if progression_6m is not None:
+        parts.append(
+            f"A RECIST progression at a reading in the next six months is "
+            f"{likelihood_words(progression_6m)} ({pct(progression_6m)})."
+        )
+    if recurrence_6m is not None:
+        parts.append(
+            f"Recurrence in the next six months is {likelihood_words(recurrence_6m)} "
+            f"({pct(recurrence_6m)})."
+        )
     if rfs_6m is not None:
         risk = 1.0 - rfs_6m
         parts.append(

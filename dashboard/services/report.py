@@ -41,6 +41,8 @@ from analytics import store
 from analytics.episodes import care_setting, line_progression_risk
 from analytics.governance import audit, pseudonyms, users
 from analytics.patients import UnknownPatientError, patient_summary
+from analytics.treatment.decisions import patient_decisions
+from dashboard.figures import formats
 from dashboard.services.report_data import (
     DISCLAIMER,
     SECTIONS,
@@ -243,6 +245,8 @@ def gather(
                 rec = recommendation_for(clinic, con, person_id)
             except (ValueError, LookupError) as exc:
                 notes.append(f"No recommendation: {exc}")
+        # the decision log names the recommended option: shown to the roles that see recommendations
+        decisions = patient_decisions(con, person_id) if allowed else None
     if forecast is not None and not allowed:
         forecast = without_other_options(forecast)
     demo, dx = summary.demographics, summary.diagnosis
@@ -357,11 +361,12 @@ def gather(
 
     forecast_lines: list[str] = []
     fig = patient_figures.patient_forecast_timeline(summary, forecast)
-    figures: list[tuple] = [(fig, 1100, 820)]
+    figures: list[tuple] = [(fig, 1100, int(fig.layout.height or 940))]
     if forecast is not None:
         t = forecast.tumour
         forecast_lines.append(
-            f"As of {forecast.as_of.isoformat()}. Forecast model {forecast.model_version}."
+            f"As of {formats.date(forecast.as_of)}. Forecast model: "
+            f"{formats.version(forecast.model_version, 'growth-inhibition fit, no version recorded')}."
         )
         if not t.observed.empty:
             last = t.observed.iloc[-1]
@@ -375,17 +380,17 @@ def gather(
         if t.progression_probability_6m is not None:
             forecast_lines.append(
                 f"Probability that a reading in 6 months meets progression: "
-                f"{100 * t.progression_probability_6m:.0f} %."
+                f"{formats.pct(t.progression_probability_6m)}."
             )
         curves = forecast.survival.curves if forecast.survival is not None else {}
         for option, frame in curves.items():
             end = frame.iloc[-1]
             forecast_lines.append(
-                f"{option}: recurrence-free to day {end['day']:.0f}: {100 * end['s']:.1f} % "
-                f"(95 % {100 * end['lo']:.1f}-{100 * end['hi']:.1f} %)."
+                f"{option}: recurrence-free to day {end['day']:.0f}: {formats.pct(end['s'])} "
+                f"(95 % {formats.pct_interval(end['lo'], end['hi'])})."
             )
         forecast_lines += [f"Note: {n}" for n in [*t.notes, *forecast.notes]]
-        model_rows["Forecast"] = str(forecast.model_version)
+        model_rows["Forecast"] = formats.version(forecast.model_version)
 
     recommendation_lines: list[str] = []
     if not scope.in_scope:
@@ -403,8 +408,8 @@ def gather(
         for o in rec.options:
             lo, hi = o.rfs_ci
             recommendation_lines.append(
-                f"{o.treatment}: 5-year RFS {100 * o.rfs:.1f} % "
-                f"(95 % CI {100 * lo:.1f}-{100 * hi:.1f}), RMST {o.rmst_days:.0f} days"
+                f"{o.treatment}: 5-year RFS {formats.pct(o.rfs)} "
+                f"(95 % CI {formats.pct_interval(lo, hi)}), RMST {o.rmst_days:.0f} days"
             )
         recommendation_lines += [rec.statement, rec.caveat]
         figures.append(
@@ -433,7 +438,22 @@ def gather(
         generated_at=now,
         renderer=static_figures.renderer(),
         notes=notes,
+        decision_lines=[]
+        if decisions is None
+        else [_decision_line(d) for d in decisions.itertuples(index=False)],
     )
+
+
+def _decision_line(d) -> str:
+    """One recorded decision as the PDF prints it (the page's decision log, in words)."""
+    offered = (
+        f"recommended {d.recommended}"
+        if not formats.is_missing(d.recommended)
+        else "no option recommended (no clear difference)"
+    )
+    verb = "accepted" if bool(d.accepted) else "chose"
+    reason = "" if formats.is_missing(d.reason) or not str(d.reason).strip() else f": {d.reason}"
+    return f"{formats.date(d.decided_at)} {d.actor} {verb} {d.chosen} ({offered}; model {d.model_version}){reason}"
 
 
 def write_report(

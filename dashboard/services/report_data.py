@@ -21,7 +21,7 @@ SECTIONS = (
     "Key images and saliency",
     "AI findings and measurements",
     "Timeline and forecasts",
-    "Treatment recommendation",
+    "Treatment recommendation",  # "Treatment options" when the model picks none (report_pdf)
     "Model versions",
     "Decision support disclaimer",
 )
@@ -55,6 +55,9 @@ class ReportData:
     generated_at: dt.datetime
     renderer: str
     notes: list[str] = field(default_factory=list)
+    decision_lines: list[str] = field(
+        default_factory=list
+    )  # the clinicians' recorded decisions, newest first (roles that see recommendations only)
 
 
 def without_other_options(forecast):

@@ -155,9 +155,13 @@ def render_pdf(data: ReportData) -> bytes:
     for line in data.forecast_lines:
         _para(pdf, line)
 
-    _heading(pdf, SECTIONS[4])
+    # Headed by what it holds: no "recommendation" heading over "the model does not pick an option".
+    recommended = data.recommendation is not None and data.recommendation.recommended is not None
+    _heading(pdf, SECTIONS[4] if recommended else "Treatment options")
     for line in data.recommendation_lines:
         _para(pdf, line)
+    if data.decision_lines:
+        _para(pdf, "Decisions recorded (newest first): " + " | ".join(data.decision_lines))
     if data.waterfall_png:
         if pdf.get_y() > 170:
             pdf.add_page()

@@ -17,6 +17,7 @@ Screenshots of every page go to ``$ONCOLENS_SCREENSHOTS`` (default
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -125,11 +126,10 @@ def demo_clinic(browser_prerequisites: str, tmp_path_factory: pytest.TempPathFac
     return DemoClinic(db=db, imaged_patients=[int(p) for p in summary["imaged_patients"]])
 
 
-@pytest.fixture(scope="session")
-def app(demo_clinic: DemoClinic, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
-    """`oncolens serve` on 127.0.0.1 and a free port; stopped (and waited for) after the session."""
+@contextlib.contextmanager
+def serve(db: Path, log: Path) -> Iterator[str]:
+    """`oncolens serve` of ``db`` on 127.0.0.1 and a free port; yields its URL; stopped (and waited for) after."""
     port = _free_port()
-    log = tmp_path_factory.mktemp("e2e-log") / "streamlit.log"
     env = dict(os.environ, ONCOLENS_IDLE_TIMEOUT_MIN="30")
     with log.open("wb") as sink:
         proc = subprocess.Popen(
@@ -139,7 +139,7 @@ def app(demo_clinic: DemoClinic, tmp_path_factory: pytest.TempPathFactory) -> It
                 "dashboard.cli.main",
                 "serve",
                 "--db",
-                str(demo_clinic.db),
+                str(db),
                 "--port",
                 str(port),
                 "--address",
@@ -166,7 +166,7 @@ def app(demo_clinic: DemoClinic, tmp_path_factory: pytest.TempPathFactory) -> It
             if time.monotonic() > deadline:
                 pytest.fail(f"the app did not answer in 60 s:\n{log.read_text(errors='replace')}")
             time.sleep(0.25)
-        yield App(url=url, clinic=demo_clinic)
+        yield url
     finally:
         proc.terminate()
         try:
@@ -174,6 +174,14 @@ def app(demo_clinic: DemoClinic, tmp_path_factory: pytest.TempPathFactory) -> It
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=15)
+
+
+@pytest.fixture(scope="session")
+def app(demo_clinic: DemoClinic, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
+    """The demo clinic served as `make run` serves it, for the whole session."""
+    log = tmp_path_factory.mktemp("e2e-log") / "streamlit.log"
+    with serve(demo_clinic.db, log) as url:
+        yield App(url=url, clinic=demo_clinic)
 
 
 @pytest.fixture(scope="session")
@@ -199,3 +207,93 @@ def page(browser, app: App):
         yield pg
     finally:
         context.close()
+
+
+@dataclass(frozen=True)
+class EdgeClinic:
+    """A small demo store edited into the cases charts get wrong: who is who, by person_id."""
+
+    db: Path
+    no_forecast: int  # recurred, and no lesion reading left: nothing can be forecast
+    single_reading: int  # one lesion reading only
+    recurred: int  # recurrence on record, readings kept
+
+
+EDGE_PATIENTS = 40
+LESION = "lesion_longest_diameter"
+
+
+def _demo(db: Path, patients: int, images: int) -> dict:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dashboard.cli.main",
+            "demo",
+            "--patients",
+            str(patients),
+            "--db",
+            str(db),
+            "--images",
+            str(images),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert out.returncode == 0, f"oncolens demo failed:\n{out.stderr}"
+    return json.loads(out.stdout)
+
+
+@pytest.fixture(scope="session")
+def edge_clinic(browser_prerequisites: str, tmp_path_factory: pytest.TempPathFactory) -> EdgeClinic:
+    """A 40-patient demo store, then edited with SQL: one patient loses every lesion reading (and has
+    recurred, so no forecast at all), one keeps a single reading; one recurred patient stays as she is.
+
+    Why edit a real store rather than build one by hand: every other table (treatments, labs, the
+    model, the derived cohort rows) stays what the generator writes, so only the edge differs.
+    """
+    from analytics import (
+        store,  # here, not at the top: conftest loads even where the browser tests skip
+    )
+    from analytics.cohorts import base  # (the same)
+
+    db = tmp_path_factory.mktemp("e2e-edge") / "edge.duckdb"
+    _demo(db, EDGE_PATIENTS, 0)
+    with store.open_store(db) as con:
+        recurred = [
+            r[0]
+            for r in con.execute(
+                "SELECT DISTINCT person_id FROM outcome_event WHERE event_type = 'recurrence' "
+                "AND person_id IN (SELECT person_id FROM measurement WHERE concept = ?) ORDER BY 1",
+                [LESION],
+            ).fetchall()
+        ]
+        single = con.execute(
+            "SELECT person_id FROM measurement WHERE concept = ? AND person_id NOT IN "
+            "(SELECT person_id FROM outcome_event) GROUP BY person_id HAVING count(*) >= 3 "
+            "ORDER BY person_id LIMIT 1",
+            [LESION],
+        ).fetchone()[0]
+        assert len(recurred) >= 2, "the edge store needs two recurred patients with readings"
+        no_forecast, kept = recurred[0], recurred[1]
+        con.execute(
+            "DELETE FROM measurement WHERE person_id = ? AND concept = ?", [no_forecast, LESION]
+        )
+        con.execute(
+            "DELETE FROM measurement WHERE person_id = ? AND concept = ? AND measurement_date > "
+            "(SELECT min(measurement_date) FROM measurement WHERE person_id = ? AND concept = ?)",
+            [single, LESION, single, LESION],
+        )
+        base.refresh_base(con)
+    return EdgeClinic(db=db, no_forecast=no_forecast, single_reading=single, recurred=kept)
+
+
+@pytest.fixture(scope="session")
+def edge_app(edge_clinic: EdgeClinic, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The edge-case store served like the demo clinic; yields its URL."""
+    log = tmp_path_factory.mktemp("e2e-edge-log") / "streamlit.log"
+    with serve(edge_clinic.db, log) as url:
+        yield url

@@ -203,7 +203,16 @@ def test_ethics_board_exports_a_cohort_with_pseudonymised_ids_and_the_export_is_
     saved = tmp_path / "cohort.csv"
     download.value.save_as(saved)
     settle(page)  # the click's rerun writes the export event
-    rows = pd.read_csv(saved)
+    assert (
+        download.value.suggested_filename == "cohort.csv"
+    )  # named after the cohort ("cohort" by default)
+    head = [line for line in saved.read_text().splitlines() if line.startswith("#")]
+    assert "# definition: every patient" in head and any("data_cutoff" in h for h in head)
+    assert any(
+        h.startswith("# dates: month only") for h in head
+    )  # the ethics board gets no exact dates
+    rows = pd.read_csv(saved, comment="#")
+    assert rows["diagnosis_date"].str.fullmatch(r"\d{4}-\d{2}").all()
     shown = int(
         re.search(
             r"\(([\d,]+) patients\)", page.get_by_text(re.compile(r"^Prepare CSV")).inner_text()

@@ -14,6 +14,7 @@ from analytics import store
 from analytics.treatment.clinic import load_clinic_model, recommend_patient, train_clinic_model
 from analytics.treatment.clinic_data import clinic_training_table
 from analytics.treatment.recommend import Recommendation, recommend
+from dashboard.figures import formats
 from tests.dashboard.app_pages.test_pages import ROOT, open_page, texts
 
 NO_DIAGNOSIS = 299  # the fixture deletes this patient's diagnosis
@@ -81,7 +82,7 @@ def test_section_shows_what_the_cli_says(model_env, patients_by_kind):
     assert "Treatment options" in texts(at.subheader)
     metrics = {m.label.split(" · ")[0]: m for m in at.metric}
     for o in expected.options:
-        assert metrics[o.treatment].value == f"{100 * o.rfs:.1f}%"
+        assert metrics[o.treatment].value == formats.pct(o.rfs)  # as the sentence beside it rounds
     recommended = expected.recommended
     assert recommended is not None
     assert "recommended" in next(
@@ -91,7 +92,7 @@ def test_section_shows_what_the_cli_says(model_env, patients_by_kind):
     captions = texts(at.caption)
     for o in expected.options:
         lo, hi = o.rfs_ci
-        assert f"95% interval {100 * lo:.1f}% to {100 * hi:.1f}%" in captions
+        assert f"95 % interval {formats.pct_interval(lo, hi)}" in captions
         assert f"RMST {o.rmst_days:,.0f} of" in captions
     assert "not a medical device" in captions and "not randomised" in captions
     assert expected.model_version in captions and "bootstrap" in captions

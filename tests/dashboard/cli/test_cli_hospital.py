@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -17,6 +19,7 @@ from pydicom.uid import generate_uid
 from pypdf import PdfReader
 
 from analytics import store
+from dashboard.figures import formats
 from dashboard.figures import static as static_figures
 from dashboard.services.report_data import DISCLAIMER, SECTIONS
 from models import pacs
@@ -327,14 +330,49 @@ def test_report_forecast_lines_state_the_forecast_the_page_draws(report_store, m
 
     monkeypatch.setattr(PatientForecast, "to_json", no_json)
     lines = gather(store_copy, forecast.person_id, clinic=clinic, role="oncologist").forecast_lines
-    assert lines[0] == f"As of {forecast.as_of.isoformat()}. Forecast model {clinic.version}."
+    assert lines[0] == f"As of {forecast.as_of.isoformat()}. Forecast model: {clinic.version}."
     lesion_lines = gather(store_copy, lesion.person_id, clinic=clinic).forecast_lines
     last = lesion.tumour.observed.iloc[-1]
     assert f"{len(lesion.tumour.observed)} reading(s), last {last['mm']:.1f} mm" in lesion_lines[1]
     assert forecast.survival is not None
     for option, frame in forecast.survival.curves.items():
         end = frame.iloc[-1]
+        # the page's formatters (dashboard.figures.formats): the same rounding as its metrics
         assert (
-            f"{option}: recurrence-free to day {end['day']:.0f}: {100 * end['s']:.1f} % "
-            f"(95 % {100 * end['lo']:.1f}-{100 * end['hi']:.1f} %)." in lines
+            f"{option}: recurrence-free to day {end['day']:.0f}: {formats.pct(end['s'])} "
+            f"(95 % {formats.pct_interval(end['lo'], end['hi'])})." in lines
         )
+
+
+def test_report_pdf_heads_what_it_holds_and_carries_the_decision_just_recorded(report_store):
+    """The PDF is headed "Treatment options" when the model picks none, prints a model line without
+    "None", and includes the decision the clinician has just recorded (issue 20)."""
+    from analytics.treatment.clinic import load_clinic_model, recommendation_for
+    from analytics.treatment.decisions import make_decision, record_decision, shown_summary
+    from dashboard.services.report import gather
+    from dashboard.services.report_pdf import render_pdf
+
+    store_copy, _ = report_store
+    clinic = load_clinic_model(store_copy)
+    with store.open_store(store_copy, read_only=True) as con:
+        recs = {pid: recommendation_for(clinic, con, pid) for pid in range(1, 80)}
+    unclear = next(pid for pid, rec in recs.items() if rec.recommended is None)
+    rec = recs[unclear]
+    decision = make_decision(
+        person_id=unclear,
+        model_version=rec.model_version,
+        recommended=None,
+        options=[o.treatment for o in rec.options],
+        actor="dr-test",
+        chosen=rec.best,
+        reason="patient preference",
+    )
+    record_decision(store_copy, decision, shown=shown_summary(rec))
+    data = gather(store_copy, unclear, clinic=clinic)
+    text = " ".join(
+        "\n".join(p.extract_text() for p in PdfReader(io.BytesIO(render_pdf(data))).pages).split()
+    )
+    assert "Treatment options" in text and "Treatment recommendation" not in text
+    assert "Decisions recorded" in text and "dr-test chose" in text and "patient preference" in text
+    assert "no option recommended" in text
+    assert not re.search(r"\bNone\b", text), "the PDF prints None"

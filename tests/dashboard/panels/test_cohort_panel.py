@@ -34,6 +34,7 @@ def test_adding_filters_and_a_group_narrows_the_cohort_and_compares(app_env):
     at.number_input(key="cohort_value_age_>=").set_value(50).run()
     at.button(key="cohort_add").click().run()
     assert at.session_state[cohort_panel.FILTERS_KEY] == ["age >= 50"]
+    assert "In words: Age at diagnosis ≥ 50 years." in texts(at.caption)
     at.selectbox(key="cohort_group_by").set_value("er_status").run()
     assert not at.exception and not at.error
     n = int(_metrics(at)["Patients in cohort"].replace(",", ""))

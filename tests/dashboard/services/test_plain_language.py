@@ -71,3 +71,21 @@ def test_forecast_summary_handles_what_is_known_and_what_is_not():
 def test_glossary_help_defines_each_term():
     text = pl.glossary_help("RECIST", "SHAP")
     assert "**RECIST**" in text and "20 %" in text and "**SHAP**" in text
+
+
+def test_forecast_summary_quotes_the_metrics_rounding_and_never_denies_a_measured_progression():
+    """Issue 20: a metric at 71 % beside a sentence at 72 %; "No RECIST progression is forecast" beside a
+    measured progression; "likely between -0 and 7 mm"."""
+    text = pl.forecast_summary(
+        progression_6m=0.714,
+        recurrence_6m=0.05,
+        progression_observed="2026-01-16",
+        last_mm=6,
+        forecast_mm=5,
+        forecast_lo=-0.3,
+        forecast_hi=7.2,
+    )
+    assert "(71 %)" in text and "(5 %)" in text  # formats.pct, as the metrics show them
+    assert "RECIST progression was measured on 2026-01-16" in text
+    assert "No RECIST progression" not in text
+    assert "between 0 and 7 mm" in text and " -0 " not in text
