@@ -109,7 +109,13 @@ def test_csv_parquet_and_fhir_carry_the_same_episodes(clinic, tmp_path):
     _import(clinic, EXAMPLES / "episode.csv")
     from_csv = _episodes(clinic)
     parquet = tmp_path / "episode.parquet"
-    pd.read_csv(EXAMPLES / "episode.csv", dtype=str, keep_default_na=False).to_parquet(parquet)
+    # typed as a hospital's export would be: nullable integers, dates (date32), nulls
+    typed = pd.read_csv(EXAMPLES / "episode.csv").astype({"line_number": "Int64"})
+    for col in ("start_date", "end_date"):
+        typed[col] = (
+            pd.to_datetime(typed[col]).dt.date.astype(object).where(typed[col].notna(), None)
+        )
+    typed.to_parquet(parquet)
     for name, file in (("parquet", parquet), ("fhir", EXAMPLES / "episodes.fhir.json")):
         db = _store(tmp_path / name)
         _import(db, *(EXAMPLES / n for n in RECORDS))
