@@ -3,7 +3,7 @@
 Why resource by resource: validating the Bundle as a whole would reject a
 hundred good resources for one bad one. Each entry's resource is validated
 with its own model class (``fhir.resources.R4B``: R4B is R4 with technical
-corrections; the seven resource types used here are unchanged between them),
+corrections; the resource types used here are unchanged between them),
 and an invalid one is reported with pydantic's reason while the rest import.
 
 Mapping (docs/imports.md has the full table):
