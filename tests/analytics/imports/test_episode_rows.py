@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from analytics import store
-from analytics.episodes import care_setting
+from analytics.episodes import care_setting, derive_episodes
 from analytics.imports import tabular as imports
 from analytics.treatment.clinic import recommendation_scope
 
@@ -249,3 +249,47 @@ def test_episode_of_care_that_cannot_be_mapped_is_refused_with_its_reason(clinic
         "(only active, finished, onhold: an episode she went through or is in)",
     }
     assert report.counts["episode"]["inserted"] == 5  # the mappable ones still import
+
+
+def test_the_demo_clinics_episodes_round_trip_through_a_file_and_replace_derived_ones(
+    demo_db, tmp_path
+):
+    """Every episode the demo generator wrote passes the import's rules (no false refusals on a whole
+    clinic), and a store whose episodes were derived gets the recorded course back, patient by patient."""
+    query = """SELECT p.mrn, e.setting, e.kind, e.line_number, e.start_date, e.end_date, e.end_reason,
+                      e.detail
+               FROM episode AS e JOIN person AS p USING (person_id) ORDER BY e.person_id, e.start_date"""
+    with store.open_store(demo_db, read_only=True) as con:
+        written = con.execute(query).df()
+        ids = [r[0] for r in con.execute("SELECT person_id FROM person").fetchall()]
+        expected = {pid: care_setting(con, pid).to_json() for pid in ids}
+    path = tmp_path / "episode.csv"
+    written.to_csv(path, index=False)
+    db = tmp_path / "derived.duckdb"
+    db.write_bytes(demo_db.read_bytes())
+    with store.open_store(db) as con:  # as a store made before episodes: every course derived
+        con.execute("DELETE FROM episode")
+        con.execute("DELETE FROM episode_note")
+        derive_episodes(con)
+        assert con.execute("SELECT DISTINCT source FROM episode").fetchall() == [("derived",)]
+    report = imports.import_file(db, path, tmp_path / "reports")
+    assert report.counts == {"episode": {"inserted": len(written)}}, report.problems[:5]
+    with store.open_store(db, read_only=True) as con:
+        assert con.execute("SELECT DISTINCT source FROM episode").fetchall() == [("import",)]
+        assert con.execute("SELECT count(*) FROM episode_note").fetchall()[0][0] == 0
+        imported = {pid: care_setting(con, pid).to_json() for pid in ids}
+    assert imported == expected
+
+
+def test_an_episode_file_is_recognised_by_its_columns_whatever_its_name(tmp_path):
+    """Its columns include observation_period's required ones: the table whose column set holds every
+    column of the file wins, and an observation period file is still read as one."""
+    courses = tmp_path / "courses.csv"
+    courses.write_text((EXAMPLES / "episode.csv").read_text())
+    table, frame = imports.read_table_file(courses, "csv")
+    assert table.name == "episode" and len(frame) == 5
+    periods = tmp_path / "followup.csv"
+    periods.write_text(
+        "mrn,start_date,end_date,end_reason\nEX-NEO-1,2026-02-16,2026-06-30,data_cutoff\n"
+    )
+    assert imports.read_table_file(periods, "csv")[0].name == "observation_period"
