@@ -145,6 +145,35 @@ def check_lines_in_store(
     return rows.drop(index=list(refused))
 
 
+def without_diagnosis(
+    con: duckdb.DuckDBPyConnection, rows: pd.DataFrame, note: Note
+) -> pd.DataFrame:
+    """Refuse the episodes of patients with no diagnosis in the store (or earlier in this import): a
+    course without the cancer it is the course of would be read as no setting at all
+    (``analytics.episodes.care_setting``); the rows that remain."""
+    if rows.empty:
+        return rows
+    ids = rows["person_id"].astype("int64").unique().tolist()
+    diagnosed = {
+        int(r[0])
+        for r in con.execute(
+            "SELECT DISTINCT person_id FROM condition_occurrence "
+            "WHERE person_id IN (SELECT unnest(?::BIGINT[]))",
+            [ids],
+        ).fetchall()
+    }
+    missing = ~rows["person_id"].isin(diagnosed)
+    for origin, mrn in zip(rows.loc[missing, "_origin"], rows.loc[missing, "mrn"], strict=True):
+        note(
+            origin,
+            "episode",
+            "rejected",
+            f"no diagnosis of the patient with MRN {mrn} in the store or this import: "
+            "import her condition_occurrence first",
+        )
+    return rows[~missing]
+
+
 def replace_other_sources(con: duckdb.DuckDBPyConnection, person_ids: list[int]) -> int:
     """Remove the derived (and demo) episodes and the derivation notes of patients whose episodes an
     import now carries; the number of episode rows removed."""

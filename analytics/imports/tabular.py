@@ -624,6 +624,7 @@ def _load_episodes(con, rows: pd.DataFrame, report: ImportReport) -> None:
     sources (derived, demo) are replaced by the file's (``analytics.imports.episode_rows``)."""
     table = TABLES["episode"]
     rows = _resolve_people(con, rows, table.name, report)
+    rows = episode_rows.without_diagnosis(con, rows, report.note)
     rows = _within_life(con, table, rows, report)
     key = ["person_id" if k == "mrn" else k for k in table.key]
     rows = _dedupe_in_file(rows, key, table.name, report)

@@ -140,8 +140,15 @@ def test_rejected_rows_say_why_and_the_valid_row_still_imports(clinic, tmp_path)
         "EX-NEO-1,early,surveillance,,2026-05-01,,completed,",
         "EX-DENOVO-1,metastatic,line,5,2025-03-17,2025-04-01,progression,",
         "EX-DENOVO-1,metastatic,line,6,2025-02-01,2025-03-01,progression,",
-        "EX-NEO-1,early,disease,,2026-02-16,,,",  # line 15: valid
+        "EX-NODX-1,early,disease,,2026-01-05,,,",
+        "EX-NEO-1,early,disease,,2026-02-16,,,",  # line 16: valid
     ]
+    people = tmp_path / "person.csv"
+    people.write_text(
+        "mrn,given_name,family_name,birth_date,sex,site,menopausal_status\n"
+        "EX-NODX-1,Ida,Berg,1970-01-01,F,North,post\n"
+    )
+    _import(clinic, people)
     path = tmp_path / "episode.csv"
     path.write_text(
         "mrn,setting,kind,line_number,start_date,end_date,end_reason,detail\n"
@@ -164,6 +171,7 @@ def test_rejected_rows_say_why_and_the_valid_row_still_imports(clinic, tmp_path)
         "line 12": "end_reason is given without end_date",
         "line 13": "line 5 (2025-03-17 to 2025-04-01) is numbered against the dates of line 6",
         "line 14": "line 6 (2025-02-01 to 2025-03-01) is numbered against the dates of line 5",
+        "line 15": "no diagnosis of the patient with MRN EX-NODX-1 in the store or this import",
     }
     assert set(why) == set(expected)
     for origin, text in expected.items():
