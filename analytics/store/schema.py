@@ -11,7 +11,7 @@ reads it. Later, additive versions keep their statements beside the code that fi
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 11  # 10 is the data-quality branch's (issue 22); renumbered at merge if need be
 
 # Treatment options of the demo clinic: the first-line systemic regimen.
 TREATMENT_OPTIONS = ("endocrine", "chemotherapy", "chemo_endocrine")
@@ -228,5 +228,21 @@ V7_AI_REFUSAL_STATEMENTS = (
         reason           VARCHAR NOT NULL,
         created_at       TIMESTAMP NOT NULL,
         PRIMARY KEY (sop_instance_uid, model_name)
+    )""",
+)
+
+# Version 11 (additive, issue 20): saved cohorts, a named CohortDefinition (analytics.cohorts.saved).
+SAVED_COHORT_NAME_MAX = 120
+V11_SAVED_COHORT_STATEMENTS = (
+    "CREATE SEQUENCE IF NOT EXISTS saved_cohort_id START 1",
+    f"""CREATE TABLE IF NOT EXISTS saved_cohort (
+        cohort_id        BIGINT PRIMARY KEY DEFAULT nextval('saved_cohort_id'),
+        name             VARCHAR NOT NULL
+                         CHECK (length(trim(name)) BETWEEN 1 AND {SAVED_COHORT_NAME_MAX}),
+        definition       VARCHAR NOT NULL,             -- CohortDefinition.canonical() (JSON)
+        author           VARCHAR NOT NULL,             -- staff username (or cli:<login>)
+        author_role      VARCHAR,
+        created_at       TIMESTAMP NOT NULL,           -- UTC
+        data_cutoff      VARCHAR                       -- clinic_metadata.data_cutoff when saved
     )""",
 )
