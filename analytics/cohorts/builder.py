@@ -386,8 +386,8 @@ def _table1(
             q1, med, q3 = _quantiles_from_counts(values[keep], counts[keep])
             rows.append(_cell(label, "", g, sizes[g], sizes[g], median=med, q1=q1, q3=q3))
         for g in [*groups, ALL]:
-            missing = int(absent.sum()) if g == ALL else int(absent.get(g, 0))
-            rows.append(_cell(label, MISSING, g, missing, sizes[g]))
+            n_missing = int(absent.sum()) if g == ALL else int(absent.get(g, 0))
+            rows.append(_cell(label, MISSING, g, n_missing, sizes[g]))
     cat_cols = [col for _, col in TABLE1_CATEGORICAL]
     combos = con.execute(
         f"SELECT grp, {', '.join(f'{c}::VARCHAR AS {c}' for c in cat_cols)}, count(*) AS n "  # noqa: S608

@@ -92,10 +92,12 @@ def add_subparsers(subparsers: SubParsers) -> None:
 
 def _definition(args: argparse.Namespace, con) -> tuple[object, object | None]:
     """The cohort definition the arguments name, and the saved cohort when it is one."""
-    # lazy: `oncolens --help` and the other commands never load them
-    from analytics.cohorts import saved
-    from analytics.cohorts.definition import CohortDefinition, as_definition
-    from analytics.cohorts.fields import CohortError
+    from analytics.cohorts import saved  # lazy: `oncolens --help` never loads analytics
+    from analytics.cohorts.definition import (  # lazy: `oncolens --help` never loads analytics
+        CohortDefinition,
+        CohortError,
+        as_definition,
+    )
 
     if args.saved is not None:
         cohort = saved.get_saved(con, args.saved)
@@ -118,9 +120,7 @@ def cmd_cohort(args: argparse.Namespace) -> int:
     opening, like the page's link); ``--save NAME`` stores the definition (audited).
     """
     from analytics import store  # lazy: `oncolens --help` and the other commands never load it
-    from analytics.cohorts import (
-        saved,
-    )  # lazy: `oncolens --help` and the other commands never load it
+    from analytics.cohorts import saved  # lazy: `oncolens --help` never loads analytics
     from analytics.cohorts.builder import (  # lazy: `oncolens --help` and the other commands never load it
         CohortError,
         build_cohort,
