@@ -118,11 +118,21 @@ def saved_list(ref: resources.StoreRef) -> None:
         st.dataframe(
             frame,
             hide_index=True,
+            # the short facts first: the definition is long and may be cut (its tooltip shows it all)
+            column_order=(
+                "cohort_id",
+                "link",
+                "name",
+                "author",
+                "created_at",
+                "data_cutoff",
+                "definition",
+            ),
             column_config={
                 "cohort_id": st.column_config.NumberColumn("No.", format="%d"),
                 "link": st.column_config.LinkColumn("Open", display_text="open"),
                 "name": "Name",
-                "definition": st.column_config.TextColumn("Definition", width="large"),
+                "definition": st.column_config.TextColumn("Definition"),
                 "author": "Saved by",
                 "created_at": st.column_config.DatetimeColumn(
                     "Saved (UTC)", format="YYYY-MM-DD HH:mm"
@@ -244,7 +254,15 @@ def patient_list(ref: resources.StoreRef, definition: CohortDefinition) -> None:
             "diagnosis_date": st.column_config.DateColumn("Diagnosed", format="YYYY-MM-DD"),
             "diagnosis_month": "Diagnosed (month)",
             "age_years": st.column_config.NumberColumn("Age", format="%d"),
-            "rfs_days": st.column_config.NumberColumn("RFS or follow-up (days)", format="%d"),
-            "event": st.column_config.CheckboxColumn("Recurrence or death"),
+            "stage": "Stage",
+            "grade": "Grade",
+            "er_status": "ER",
+            "pr_status": "PR",
+            "her2_status": "HER2",
+            "first_line_regimen": "First-line regimen",
+            "rfs_days": st.column_config.NumberColumn(
+                "RFS (days)", format="%d", help="Recurrence-free survival or follow-up, in days"
+            ),
+            "event": st.column_config.CheckboxColumn("Event", help="Recurrence or death"),
         },
     )
