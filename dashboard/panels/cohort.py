@@ -341,7 +341,9 @@ def _table1(result) -> None:
     # lazy: only this section needs it; the app opens its first page without it
     from analytics.cohorts.builder import table1_wide
 
-    st.dataframe(table1_wide(result.table1, result.smd), hide_index=True)
+    wide = table1_wide(result.table1, result.smd)
+    # tall enough to read a variable with its levels and missing row without scrolling the table
+    st.dataframe(wide, hide_index=True, height=min(36 + 35 * len(wide), 630))
     if not result.smd.empty:
         st.caption(
             "SMD: continuous variables, difference of means over the pooled SD "

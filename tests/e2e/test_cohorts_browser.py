@@ -44,7 +44,7 @@ def test_a_saved_cohort_opens_by_link_for_the_ethics_board_with_pseudonyms(page,
     for part, text in (
         ("top", "Saved cohorts"),
         ("groups", "Group 1 (all must hold)"),
-        ("table1", "SMD: continuous variables"),
+        ("table1", "Table 1"),
         ("patients", "Patients in the cohort"),
     ):
         page.get_by_text(text, exact=False).first.evaluate(
