@@ -129,6 +129,14 @@ def test_the_patient_list_has_mrn_for_clinicians_and_only_pseudonyms_and_months_
     everyone = cohorts.cohort_patients(demo_con, DEFINITION)
     expected = sorted(pseudonyms.pseudonym(key, int(p)) for p in everyone["person_id"])
     assert hidden.rows["pseudonym"].tolist() == expected  # the same pseudonyms as exports, sorted
+    few = members.cohort_members(demo_con, DEFINITION, identified=False, limit=5)
+    shown = few.rows["pseudonym"].tolist()
+    assert (
+        few.truncated and len(shown) == 5 and shown == sorted(shown) and set(shown) <= set(expected)
+    )
+    # the five are not simply the five lowest ids: the choice is keyed, not in registration order
+    lowest = {pseudonyms.pseudonym(key, int(p)) for p in sorted(everyone["person_id"])[:5]}
+    assert set(shown) != lowest
 
 
 def test_an_empty_cohort_lists_nobody(demo_con):
