@@ -1,4 +1,4 @@
-"""The store's tables: the statements of schema versions 1 to 3, and the version this code knows.
+"""The store's tables: the statements of schema versions 1 to 3 and 11 (saved cohorts), and the version this code knows.
 
 Why one module owns the core schema: the app, the CLI and the demo generator must agree
 on one set of tables and constraints. Tables follow the OMOP Common Data Model where it fits

@@ -31,8 +31,9 @@ LOADED_KEY = "oncolens.cohort.loaded"  # dict: the saved cohort opened or saved 
 NAME_KEY = "cohort_name"
 
 
-def _loaded(cohort: saved.SavedCohort) -> dict:
+def _loaded(cohort: saved.SavedCohort, via: str) -> dict:
     return {
+        "via": via,  # "link" (opened) or "save" (saved in this session)
         "id": str(cohort.cohort_id),
         "definition": cohort.definition.canonical(),
         "name": cohort.name,
@@ -48,27 +49,33 @@ def link_of(cohort_id: str | int) -> str:
 
 
 def open_from_link(ref: resources.StoreRef, groups_key: str, group_by_key: str, none: str) -> None:
-    """Load the saved cohort named by ``?cohort=ID`` into the builder (once per session and link)."""
+    """Load the saved cohort named by ``?cohort=ID`` into the builder (once per session and link).
+
+    The opening is audited with ``trail.shown``: once per session, and tried again on the next rerun
+    when the store could not be written just then (so an opening is never left out).
+    """
     link = st.query_params.get("cohort")
     if not link:
         return
     loaded = st.session_state.get(LOADED_KEY)
-    if loaded and loaded["id"] == str(link):
-        return
-    try:
-        cohort = resources.saved_cohort(ref, str(link))
-    except CohortError as exc:
-        st.warning(f"The link's saved cohort cannot be opened: {exc}.", icon=":material/link_off:")
-        return
-    st.session_state[groups_key] = cohort.definition.texts()
-    st.session_state[group_by_key] = cohort.definition.group_by or none
-    st.session_state[NAME_KEY] = cohort.name
-    st.session_state[LOADED_KEY] = _loaded(cohort)
-    trail.record(
-        ref.path,
-        "cohort_opened",
-        details={"cohort_id": cohort.cohort_id, "name": cohort.name, "via": "link"},
-    )
+    if not (loaded and loaded["id"] == str(link)):
+        try:
+            cohort = resources.saved_cohort(ref, str(link))
+        except CohortError as exc:
+            st.warning(
+                f"The link's saved cohort cannot be opened: {exc}.", icon=":material/link_off:"
+            )
+            return
+        st.session_state[groups_key] = cohort.definition.texts()
+        st.session_state[group_by_key] = cohort.definition.group_by or none
+        st.session_state[NAME_KEY] = cohort.name
+        loaded = st.session_state[LOADED_KEY] = _loaded(cohort, via="link")
+    if loaded["via"] == "link":  # not the cohort this user has just saved
+        trail.shown(
+            ref.path,
+            "cohort_opened",
+            details={"cohort_id": int(loaded["id"]), "name": loaded["name"], "via": "link"},
+        )
 
 
 def loaded_id(definition: CohortDefinition) -> int | None:
@@ -196,7 +203,7 @@ def save_form(ref: resources.StoreRef, definition: CohortDefinition, name: str) 
     except store.StoreError as exc:
         st.error(f"The cohort could not be saved right now: {exc}")
         return
-    st.session_state[LOADED_KEY] = _loaded(cohort)
+    st.session_state[LOADED_KEY] = _loaded(cohort, via="save")
     st.query_params["cohort"] = str(cohort.cohort_id)
     st.rerun()
 

@@ -76,6 +76,7 @@ def test_a_saved_cohort_reopens_by_link_for_another_role_and_both_are_audited(ap
     assert f"/cohorts?cohort={cohort_id}" in texts(at.info)
     saved = [(r, d) for a, r, d in _events(app_env, "cohort_saved") if a == "dr-save"]
     assert len(saved) == 1 and saved[0][0] == "oncologist"
+    assert all(a != "dr-save" for a, _, _ in _events(app_env, "cohort_opened"))  # saved, not opened
 
     other = _open("ethics_board", "board-member", cohort=cohort_id)  # a colleague follows the link
     assert not other.error
@@ -132,3 +133,20 @@ def test_the_ethics_board_sees_pseudonyms_and_months_only_clinicians_see_mrn(app
     listed = next(d.value for d in doctor.dataframe if "mrn" in d.value.columns)
     assert listed["mrn"].str.startswith("MRN").all() and "pseudonym" not in listed.columns
     assert any(a == "dr-list" for a, _, _ in _events(app_env, "cohort_patients_viewed"))
+
+
+def test_a_store_without_the_saved_cohorts_table_says_it_needs_a_migration(
+    demo_db, tmp_path, monkeypatch
+):
+    import shutil
+
+    old = tmp_path / "old.duckdb"
+    shutil.copyfile(demo_db, old)
+    with store.open_store(old) as con:  # as an older OncoLens left it: no table, no version row
+        con.execute("DROP TABLE saved_cohort")
+        con.execute("DELETE FROM schema_version WHERE version > 9")
+    monkeypatch.setenv("ONCOLENS_DB", str(old))
+    at = _open("oncologist")
+    assert not at.error
+    assert "need this store's schema to be migrated" in texts(at.info)
+    assert _patients(at) == 300  # the rest of the page works
