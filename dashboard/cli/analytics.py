@@ -162,6 +162,15 @@ def cmd_cohort(args: argparse.Namespace) -> int:
         print(
             "groups were not randomised: hazard ratios describe the cohort, not treatment effects"
         )
+    flagged = result.smd[result.smd["smd"] > 0.1] if not result.smd.empty else result.smd
+    if len(flagged):
+        print(
+            "groups differ (Table 1 SMD > 0.1) in: "
+            + ", ".join(
+                f"{v} {'∞' if x == float('inf') else f'{x:.2f}'}"
+                for v, x in zip(flagged["variable"], flagged["smd"], strict=True)
+            )
+        )
     for note in result.notes:
         print(f"note: {note}")
     return 0

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import pandas as pd
 import streamlit as st
 
+from analytics.cohorts.balance import SMD_FLAG
 from analytics.cohorts.definition import CohortDefinition
 from analytics.cohorts.fields import (
     FIELDS,
@@ -345,6 +346,16 @@ def _table1(result) -> None:
     # tall enough to read a variable with its levels and missing row without scrolling the table
     st.dataframe(wide, hide_index=True, height=min(36 + 35 * len(wide), 630))
     if not result.smd.empty:
+        flagged = result.smd[result.smd["smd"] > SMD_FLAG]
+        if len(flagged):
+            st.markdown(
+                f"**Groups differ (SMD > {SMD_FLAG:g})** in: "
+                + ", ".join(
+                    f"{v} ({'∞' if x == float('inf') else f'{x:.2f}'})"
+                    for v, x in zip(flagged["variable"], flagged["smd"], strict=True)
+                )
+                + ". A comparison of these groups' outcomes may be confounded by them."
+            )
         st.caption(
             "SMD: continuous variables, difference of means over the pooled SD "
             "(√((SD₁² + SD₂²)/2)); categorical ones, one multivariate SMD over all levels "
