@@ -75,6 +75,9 @@ TABLE1_CONTINUOUS = (
     ("Progesterone receptor (fmol/mg)", "pr_fmol"),
     ("RFS or follow-up time (days)", "rfs_days"),
 )
+# Table 1 rows that are outcomes, not baseline characteristics: their SMDs are shown, but an imbalance
+# in them is a result, not a confounder, so they are never named as one.
+TABLE1_OUTCOMES = ("RFS or follow-up time (days)", "Recurrence or death")
 TABLE1_CATEGORICAL = (
     ("Menopausal status", "menopausal_status"),
     ("Site", "site"),
@@ -132,6 +135,13 @@ class CohortResult:
     notes: tuple[str, ...] = field(default=())
     definition: CohortDefinition = field(default_factory=CohortDefinition)
     smd: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def imbalanced(self, threshold: float = 0.1) -> pd.DataFrame:
+        """Baseline variables (not outcomes) whose SMD exceeds ``threshold``: variable, smd, pair."""
+        if self.smd.empty:
+            return self.smd
+        keep = (self.smd["smd"] > threshold) & ~self.smd["variable"].isin(TABLE1_OUTCOMES)
+        return self.smd[keep]
 
     def km_frame(self) -> pd.DataFrame:
         """All groups' curves in the shape of ``plots.km_figure``: group, time_days, survival, ci_*."""

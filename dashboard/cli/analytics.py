@@ -162,10 +162,10 @@ def cmd_cohort(args: argparse.Namespace) -> int:
         print(
             "groups were not randomised: hazard ratios describe the cohort, not treatment effects"
         )
-    flagged = result.smd[result.smd["smd"] > 0.1] if not result.smd.empty else result.smd
+    flagged = result.imbalanced(0.1)
     if len(flagged):
         print(
-            "groups differ (Table 1 SMD > 0.1) in: "
+            "groups differ at baseline (Table 1 SMD > 0.1) in: "
             + ", ".join(
                 f"{v} {'∞' if x == float('inf') else f'{x:.2f}'}"
                 for v, x in zip(flagged["variable"], flagged["smd"], strict=True)

@@ -346,10 +346,10 @@ def _table1(result) -> None:
     # tall enough to read a variable with its levels and missing row without scrolling the table
     st.dataframe(wide, hide_index=True, height=min(36 + 35 * len(wide), 630))
     if not result.smd.empty:
-        flagged = result.smd[result.smd["smd"] > SMD_FLAG]
+        flagged = result.imbalanced(SMD_FLAG)
         if len(flagged):
             st.markdown(
-                f"**Groups differ (SMD > {SMD_FLAG:g})** in: "
+                f"**Groups differ at baseline (SMD > {SMD_FLAG:g})** in: "
                 + ", ".join(
                     f"{v} ({'∞' if x == float('inf') else f'{x:.2f}'})"
                     for v, x in zip(flagged["variable"], flagged["smd"], strict=True)

@@ -92,7 +92,9 @@ def test_a_saved_cohort_reopens_by_link_for_another_role_and_both_are_audited(ap
     # Table 1 compares the two ER groups: an SMD column
     table1 = next(d.value for d in other.dataframe if "variable" in d.value.columns)
     assert "SMD" in table1.columns and (table1["SMD"] != "").sum() >= 10
-    assert any(m.value.startswith("**Groups differ (SMD > 0.1)** in: ") for m in other.markdown)
+    assert any(
+        m.value.startswith("**Groups differ at baseline (SMD > 0.1)** in: ") for m in other.markdown
+    )
 
     # the board member may not delete it; an admin may
     assert "Only a cohort's author or an admin may delete it." in texts(other.caption)

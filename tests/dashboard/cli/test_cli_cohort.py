@@ -129,7 +129,9 @@ def test_cohort_definition_file_save_and_reopen_by_id_audited(demo_db, tmp_path,
 def test_cohort_plain_output_names_the_imbalanced_variables(demo_db, capsys):
     assert main(["cohort", "--group-by", "er_status", "--db", str(demo_db)]) == 0
     out = capsys.readouterr().out
-    line = next(x for x in out.splitlines() if x.startswith("groups differ (Table 1 SMD > 0.1)"))
+    line = next(
+        x for x in out.splitlines() if x.startswith("groups differ at baseline (Table 1 SMD > 0.1)")
+    )
     assert (
         "Oestrogen receptor (fmol/mg)" in line and "ER status" not in line
     )  # not the grouping itself
