@@ -55,11 +55,7 @@ def show(
     after_recurrence = setting is not None and (setting.metastatic or setting.recurred)
     st.caption(
         f"{DISCLAIMER} Lesion: growth-inhibition model f(t) = f0·(e^(−d·t) + e^(g·t) − 1) fitted to her "
-        + (
-            "measurements on her current line of therapy"
-            if after_recurrence
-            else "measurements"
-        )
+        + ("measurements on her current line of therapy" if after_recurrence else "measurements")
         + " with the cohort's typical course as prior; bands are 80 % and 95 % intervals for a "
         "future measurement. "
         + (
