@@ -271,14 +271,14 @@ def edge_clinic(browser_prerequisites: str, tmp_path_factory: pytest.TempPathFac
                 [LESION],
             ).fetchall()
         ]
-        single = con.execute(
-            "SELECT person_id FROM measurement WHERE concept = ? AND person_id NOT IN "
-            "(SELECT person_id FROM outcome_event) GROUP BY person_id HAVING count(*) >= 3 "
-            "ORDER BY person_id LIMIT 1",
-            [LESION],
-        ).fetchone()[0]
-        assert len(recurred) >= 2, "the edge store needs two recurred patients with readings"
+        assert len(recurred) >= 3, "the edge store needs three recurred patients with readings"
         no_forecast, kept = recurred[0], recurred[1]
+        # since issue 17 only metastatic (recurred) patients have a followed lesion
+        single = con.execute(
+            "SELECT person_id FROM measurement WHERE concept = ? AND person_id NOT IN (?, ?) "
+            "GROUP BY person_id HAVING count(*) >= 3 ORDER BY person_id LIMIT 1",
+            [LESION, no_forecast, kept],
+        ).fetchone()[0]
         con.execute(
             "DELETE FROM measurement WHERE person_id = ? AND concept = ?", [no_forecast, LESION]
         )

@@ -75,7 +75,7 @@ def check_all_pages(page, where: str, skip: tuple[str, ...] = ()) -> list[str]:
 def open_patient(page, person_id: int) -> None:
     """Find a patient with the sidebar search (as a user does) and open the Patient page on her."""
 
-    box = page.get_by_role("textbox", name="Find by id or MRN")
+    box = page.get_by_role("textbox", name="Find by name, MRN, id or birth date")
     box.fill(str(person_id))
     box.press("Enter")
     page.get_by_role("button", name=re.compile(rf"· id {person_id} ·")).click()
