@@ -1,4 +1,5 @@
-"""``oncolens users`` and ``oncolens audit``: accounts and the audit chain from the shell.
+"""``oncolens users``, ``oncolens audit`` and ``oncolens quality``: accounts, the audit chain and the
+store's data-quality checks from the shell.
 
 Passwords are read from a prompt (twice, not echoed) or, for scripts, from one
 line of standard input (``--password-stdin``); never from an argument, which
@@ -83,6 +84,53 @@ def add_subparsers(subparsers: SubParsers) -> None:
         help="anchor: append the anchor to FILE (keep it outside the store's reach); default: print it",
     )
     db_arg(audit_p)
+
+    quality = add_command(
+        subparsers,
+        "quality",
+        "run the store's data-quality checks (completeness, conformance, plausibility)",
+        cmd_quality,
+    )
+    quality.add_argument(
+        "--json", action="store_true", help="one JSON object per check (JSON Lines)"
+    )
+    quality.add_argument(
+        "--sample",
+        type=int,
+        default=5,
+        metavar="N",
+        help="failing row keys shown per check (pseudonymised patients; default 5)",
+    )
+    db_arg(quality)
+
+
+def cmd_quality(args: argparse.Namespace) -> int:
+    """Every check of ``analytics.governance.quality``; exit 1 when any check fails."""
+    # lazy: `oncolens --help` and the other commands never load it
+    from analytics import store
+
+    # lazy: `oncolens --help` and the other commands never load it
+    from analytics.governance import quality
+
+    if args.sample < 0:
+        raise CliError("--sample must be 0 or more")
+    with store.open_store(db_path(args), read_only=True) as con:
+        results = quality.run_checks(con, sample=args.sample)
+    if args.json:
+        for r in results:
+            print(json.dumps(r.to_json()), flush=True)
+    else:
+        for r in results:
+            verdict = {True: "pass", False: "FAIL", None: "not run"}[r.passed]
+            print(
+                f"{verdict:<8} {r.category:<13} {r.name:<32} {r.n_failed:>7} of {r.n_checked:<9} "
+                f"({r.pct:.2f} %, allowed {r.threshold_pct:g} %)"
+            )
+            for row in r.sample:
+                print(f"         {row['person'] or '-'}  {row['row']}")
+        failed = sum(r.passed is False for r in results)
+        print(f"{len(results) - failed} of {len(results)} checks pass.")
+    return 1 if any(r.passed is False for r in results) else 0
 
 
 def cmd_users(args: argparse.Namespace) -> int:
