@@ -1003,3 +1003,44 @@ def _decision_rates(path: str, stamp: tuple[int, ...]) -> DecisionRates:
 def decision_rates(ref: StoreRef) -> DecisionRates:
     """Accept / override counts of treatment recommendations (``analytics.governance.board.decision_rates``)."""
     return _decision_rates(ref.path, ref.stamp)
+
+
+# --- data quality and accounts (Governance, issue 22) ------------------------------------------
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def _data_quality(path: str, stamp: tuple[int, ...]) -> list:
+    # lazy: only the Governance page's data-quality tab needs it
+    from analytics.governance import quality
+
+    with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
+        return quality.run_checks(con, sample=0)
+
+
+def data_quality(ref: StoreRef) -> list:
+    """Every data-quality check's result (``quality.CheckResult``); keyed on the file stamp, since an
+    UPDATE in place changes no row count and so not the clinical version."""
+    return _data_quality(ref.path, ref.stamp)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _quality_rows(path: str, stamp: tuple[int, ...], name: str, limit: int) -> pd.DataFrame:
+    # lazy: only the Governance page's data-quality tab needs it
+    from analytics.governance import quality
+
+    with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
+        return quality.failing_rows(con, name, limit=limit)
+
+
+def quality_failing_rows(ref: StoreRef, name: str, limit: int = 500) -> pd.DataFrame:
+    """The failing rows of one check: pseudonymised patient, row key, detail."""
+    return _quality_rows(ref.path, ref.stamp, name, int(limit))
+
+
+def accounts(ref: StoreRef) -> list:
+    """Every account (``users.User``), read fresh: the admin's changes show on the next run."""
+    # lazy: only the admin's Users tab needs it
+    from analytics.governance import users
+
+    with store.open_store(ref.path, read_only=True, wait_s=READ_WAIT_S) as con:
+        return users.list_users(con)

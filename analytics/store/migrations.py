@@ -26,6 +26,7 @@ from analytics.store.schema import (
     V2_STATEMENTS,
     V3_STATEMENTS,
     V7_AI_REFUSAL_STATEMENTS,
+    V10_USER_STATEMENTS,
 )
 
 
@@ -137,6 +138,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         "episode: disease settings and lines of therapy, derived for existing patients (issue 17)",
         episodes.TABLE_STATEMENTS,
         _v9_data,
+    ),
+    Migration(
+        10,
+        "app_user.deactivated_at: accounts an admin deactivated (governance issue 22)",
+        V10_USER_STATEMENTS,
     ),
 )
 

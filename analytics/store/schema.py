@@ -11,7 +11,7 @@ reads it. Later, additive versions keep their statements beside the code that fi
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 # Treatment options of the demo clinic: the first-line systemic regimen.
 TREATMENT_OPTIONS = ("endocrine", "chemotherapy", "chemo_endocrine")
@@ -229,4 +229,10 @@ V7_AI_REFUSAL_STATEMENTS = (
         created_at       TIMESTAMP NOT NULL,
         PRIMARY KEY (sop_instance_uid, model_name)
     )""",
+)
+
+# Version 10 (additive, governance issue 22): an admin deactivates an account instead of deleting
+# it, so the audit trail's names keep resolving and the account can come back.
+V10_USER_STATEMENTS = (
+    "ALTER TABLE app_user ADD COLUMN IF NOT EXISTS deactivated_at TIMESTAMP",  # NULL: active
 )

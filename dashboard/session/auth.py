@@ -216,7 +216,7 @@ def resume(db_path: Path, token: str | None) -> Session | None:
             user = users.get_user(con, claims.username)
     except (session_tokens.TokenError, store.StoreError):
         return None
-    if user is None:
+    if user is None or not user.active:
         return None
     _start(user, "token")
     try:
@@ -248,15 +248,27 @@ def _set_cookie(value: str, max_age_s: float) -> None:
 
 
 def keep_cookie(db_path: Path, s: Session) -> None:
-    """Re-issue this browser's session token while the user works (at most once a minute)."""
+    """Re-issue this browser's session token while the user works (at most once a minute), and end
+    the session when an admin has since removed, deactivated or re-roled the account."""
     now = clock()
     if now - float(st.session_state.get(_TOKEN_SET_KEY, 0.0)) < TOKEN_REISSUE_S:
         return
     try:
         with store.open_store(db_path, read_only=True, wait_s=resources.READ_WAIT_S) as con:
             key = session_tokens.session_key(con)
+            account = users.get_user(con, s.username)
     except store.StoreError:
         return  # tried again on the next run
+    if account is not None and (not account.active or account.role != s.role):
+        # an admin deactivated or re-roled the account: this session ends now (a removed account
+        # cannot resume; its open tab ends at the idle timeout: deactivate to end it at once)
+        _end(
+            db_path,
+            s,
+            timed_out=False,
+            notice="Your account was changed by an administrator. Sign in again.",
+        )
+        st.rerun()
     if key is None:
         return
     _set_cookie(session_tokens.issue(key, s.username, now, idle_timeout_s()), idle_timeout_s())
@@ -307,9 +319,7 @@ def _password_form(db_path: Path) -> None:
         submitted = st.form_submit_button("Sign in", type="primary")
     if not submitted:
         return
-    if not username.strip() or not password:
-        st.error(users.REFUSED)
-        return
+    # blank fields go through sign_in too: every refused attempt is one audit event (issue 22)
     try:
         result = users.sign_in(db_path, username, password, wait_s=resources.READ_WAIT_S)
     except store.StoreError as exc:

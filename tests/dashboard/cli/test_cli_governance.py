@@ -56,8 +56,20 @@ def test_users_add_list_remove(db, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert PASSWORD not in out and "argon2" not in out
     assert [json.loads(line) for line in out.splitlines()] == [
-        {"username": "dr.ada", "role": "oncologist", "email": None, "sign_in": "password"},
-        {"username": "eve", "role": "ethics_board", "email": "eve@x.org", "sign_in": "+sso"},
+        {
+            "username": "dr.ada",
+            "role": "oncologist",
+            "email": None,
+            "sign_in": "password",
+            "active": True,
+        },
+        {
+            "username": "eve",
+            "role": "ethics_board",
+            "email": "eve@x.org",
+            "sign_in": "+sso",
+            "active": True,
+        },
     ]
     assert users.sign_in(db, "dr.ada", PASSWORD).ok
     assert main(["users", "remove", "dr.ada", "--db", str(db)]) == 0
