@@ -28,6 +28,20 @@ import pandas as pd
 
 from analytics.governance.pseudonyms import pseudonym, store_secret
 
+__all__ = [
+    "CATEGORIES",
+    "CHECKS",
+    "BY_NAME",
+    "Check",
+    "CheckResult",
+    "UnknownCheckError",
+    "failing_rows",
+    "run_check",
+    "run_checks",
+    "store_secret",
+    "summary",
+]
+
 CATEGORIES = ("completeness", "conformance", "plausibility")
 SAMPLE_ROWS = 5  # failing row keys printed per check by the CLI
 

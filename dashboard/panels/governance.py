@@ -308,14 +308,14 @@ def quality_table(results: list) -> pd.DataFrame:
         [
             {
                 "result": _VERDICT[r.passed],
-                "category": r.category,
                 "check": r.name,
-                "table": r.table,
-                "what it checks": r.description,
                 "failing": r.n_failed,
                 "checked": r.n_checked,
                 "failing %": round(r.pct, 3),
                 "allowed %": r.threshold_pct,
+                "category": r.category,
+                "table": r.table,
+                "what it checks": r.description,
             }
             for r in results
         ]
@@ -342,6 +342,7 @@ def render_quality(results: list, rows_of) -> str | None:
             delta=(f"{failed} failing" if failed else "none failing")
             + (f", {not_run} not run" if not_run else ""),
             delta_color="inverse" if failed else "off",
+            delta_arrow="off",
             border=True,
         )
     failing = [r for r in results if r.passed is False]
@@ -447,6 +448,7 @@ def render_users(db_path, accounts_of, actor: tuple[str, str | None]) -> None:
     reads the accounts fresh, after any change of this run.
     """
     who = {"actor": actor[0], "actor_role": actor[1], "wait_s": 10.0}
+    listing = st.container()  # the accounts first on screen, read after this run's change
     add_col, role_col, active_col = st.columns(3, gap="medium")
     outcome: tuple[str, str] | None = None
     with add_col.form("gov_user_add", clear_on_submit=True, border=True):
@@ -495,8 +497,11 @@ def render_users(db_path, accounts_of, actor: tuple[str, str | None]) -> None:
     with active_col.form("gov_user_active", border=True):
         st.markdown("**Deactivate or reactivate**")
         target = st.selectbox("Account", names, key="gov_active_user")
-        deactivate = st.form_submit_button("Deactivate")
-        reactivate = st.form_submit_button("Reactivate")
+        left, right = st.columns(2)
+        with left:
+            deactivate = st.form_submit_button("Deactivate")
+        with right:
+            reactivate = st.form_submit_button("Reactivate")
         st.caption("A deactivated account keeps its name in the audit trail and cannot sign in.")
         if deactivate or reactivate:
             try:
@@ -507,11 +512,12 @@ def render_users(db_path, accounts_of, actor: tuple[str, str | None]) -> None:
                 )
             except (users.UserError, store.StoreError) as exc:
                 outcome = ("error", f"Not changed: {exc}")
-    if outcome is not None:
-        (st.success if outcome[0] == "ok" else st.error)(outcome[1])
-    st.dataframe(
-        accounts_table(accounts_of()), hide_index=True, width="stretch", key="gov_accounts"
-    )
+    with listing:
+        if outcome is not None:
+            (st.success if outcome[0] == "ok" else st.error)(outcome[1])
+        st.dataframe(
+            accounts_table(accounts_of()), hide_index=True, width="stretch", key="gov_accounts"
+        )
     st.caption(
         "Every change is written to the hash-chained audit trail with your name. The last active admin "
         "cannot be deactivated or lose the role. The same changes: `oncolens users add | role | "
