@@ -1009,7 +1009,7 @@ def decision_rates(ref: StoreRef) -> DecisionRates:
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
-def _data_quality(path: str, stamp: tuple[int, ...]) -> list:
+def _data_quality(path: str, version: str, asked: float) -> list:
     # lazy: only the Governance page's data-quality tab needs it
     from analytics.governance import quality
 
@@ -1017,14 +1017,19 @@ def _data_quality(path: str, stamp: tuple[int, ...]) -> list:
         return quality.run_checks(con, sample=0)
 
 
-def data_quality(ref: StoreRef) -> list:
-    """Every data-quality check's result (``quality.CheckResult``); keyed on the file stamp, since an
-    UPDATE in place changes no row count and so not the clinical version."""
-    return _data_quality(ref.path, ref.stamp)
+def data_quality(ref: StoreRef, asked: float = 0.0) -> list:
+    """Every data-quality check's result (``quality.CheckResult``).
+
+    Keyed on the clinical version, not the stamp: every page view writes an audit event, and the
+    checks read every row of the fact table (seconds on a large store). An edit in place that
+    changes no row count keeps the version; ``asked`` (the time of the tab's "Run the checks
+    again") runs them anew.
+    """
+    return _data_quality(ref.path, ref.version, float(asked))
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def _quality_rows(path: str, stamp: tuple[int, ...], name: str, limit: int) -> pd.DataFrame:
+def _quality_rows(path: str, version: str, asked: float, name: str, limit: int) -> pd.DataFrame:
     # lazy: only the Governance page's data-quality tab needs it
     from analytics.governance import quality
 
@@ -1032,9 +1037,11 @@ def _quality_rows(path: str, stamp: tuple[int, ...], name: str, limit: int) -> p
         return quality.failing_rows(con, name, limit=limit)
 
 
-def quality_failing_rows(ref: StoreRef, name: str, limit: int = 500) -> pd.DataFrame:
-    """The failing rows of one check: pseudonymised patient, row key, detail."""
-    return _quality_rows(ref.path, ref.stamp, name, int(limit))
+def quality_failing_rows(
+    ref: StoreRef, name: str, asked: float = 0.0, limit: int = 500
+) -> pd.DataFrame:
+    """The failing rows of one check: pseudonymised patient, row key, detail (keyed as ``data_quality``)."""
+    return _quality_rows(ref.path, ref.version, float(asked), name, int(limit))
 
 
 def accounts(ref: StoreRef) -> list:

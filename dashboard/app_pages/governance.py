@@ -129,8 +129,10 @@ with quality_tab:
         "Checks of the store in the spirit of OHDSI's Data Quality Dashboard: completeness, "
         "conformance and plausibility, each with the share of failing rows it allows."
     )
+    asked = panel.quality_rerun()
     shown = panel.render_quality(
-        resources.data_quality(ref), lambda name: resources.quality_failing_rows(ref, name)
+        resources.data_quality(ref, asked),
+        lambda name: resources.quality_failing_rows(ref, name, asked),
     )
     if shown is not None:  # patient-level rows, pseudonymised: who looked at which, once a session
         trail.shown(ref.path, "data_quality_rows_viewed", details={"check": shown})

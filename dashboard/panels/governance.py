@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 
 import pandas as pd
 import streamlit as st
@@ -324,6 +325,21 @@ def quality_table(results: list) -> pd.DataFrame:
         return frame
     order = frame["result"].map({"FAIL": 0, "not run": 1, "pass": 2})
     return frame.assign(_o=order).sort_values(["_o", "category", "check"]).drop(columns="_o")
+
+
+def quality_rerun() -> float:
+    """A "Run the checks again" button; returns when it was last pressed in this session (0: never).
+
+    Results are kept while the store's records keep their row counts; an edit in place does not.
+    """
+    if st.button(
+        "Run the checks again",
+        key="dq_rerun",
+        icon=":material/refresh:",
+        help="Results are kept until records are added or removed; run again after an edit in place.",
+    ):
+        st.session_state["dq_asked"] = time.time()
+    return float(st.session_state.get("dq_asked", 0.0))
 
 
 def render_quality(results: list, rows_of) -> str | None:

@@ -189,3 +189,21 @@ def test_an_explanation_event_names_the_patient_by_pseudonym_on_the_governance_p
     )
     assert shown["subject"].iloc[0] == pseudonyms.pseudonym(key, events[-1][2])
     assert shown["subject"].iloc[0] == pseudonyms.pseudonym(key, imaging_db["brain_pid"])
+
+
+def test_an_edit_in_place_shows_after_run_the_checks_again(demo_db, tmp_path, monkeypatch):
+    """Results are kept while row counts stay (page views write audit events all the time); an
+    UPDATE changes no count, so the tab's button runs the checks anew."""
+    db = Path(shutil.copy(demo_db, tmp_path / "edited.duckdb"))
+    monkeypatch.setenv("ONCOLENS_DB", str(db))
+    at = _open("ethics_board", "board-member")
+    assert f"All {len(quality.CHECKS)} data-quality checks pass" in texts(at.success)
+    with store.open_store(db) as con:
+        con.execute(
+            "UPDATE measurement SET value = 900 WHERE measurement_id = (SELECT min(measurement_id) "
+            "FROM measurement WHERE concept = 'lesion_longest_diameter')"
+        )
+    at.run()
+    assert f"All {len(quality.CHECKS)} data-quality checks pass" in texts(at.success)
+    at = _button(at, "Run the checks again").click().run()
+    assert "1 of" in texts(at.error) and "measurement value plausible" in texts(at.error)
