@@ -207,3 +207,19 @@ def test_an_edit_in_place_shows_after_run_the_checks_again(demo_db, tmp_path, mo
     assert f"All {len(quality.CHECKS)} data-quality checks pass" in texts(at.success)
     at = _button(at, "Run the checks again").click().run()
     assert "1 of" in texts(at.error) and "measurement value plausible" in texts(at.error)
+
+
+def test_an_open_session_ends_when_its_account_is_deactivated(env):
+    users.create_account(env, "dr.gone", "oncologist", password=PASSWORD, email=None, actor="t")
+    at = open_page("home", role="oncologist")
+    s = at.session_state[auth.SESSION_KEY]
+    at.session_state[auth.SESSION_KEY] = auth.Session(
+        "dr.gone", "oncologist", s.method, s.last_active, s.started
+    )
+    at.run()
+    assert auth.SESSION_KEY in at.session_state  # still an active account
+    users.set_active(env, "dr.gone", False, actor="gov-admin", actor_role="admin")
+    at.session_state[auth._TOKEN_SET_KEY] = 0.0  # the once-a-minute account check is due
+    at.run()
+    assert auth.SESSION_KEY not in at.session_state
+    assert "changed by an administrator" in texts(at.info)
