@@ -312,18 +312,46 @@ def _sign_in_page(db_path: Path) -> None:
         _password_form(db_path)
 
 
+_USERNAME_KEY = "oncolens.sign_in.username"
+_PASSWORD_KEY = "oncolens.sign_in.password"  # widget state only; cleared with the form on submit
+_ATTEMPT_KEY = (
+    "oncolens.auth.attempt"  # the last submission's SignInResult, or why none was possible
+)
+
+
+def _check_submission(db_path: Path) -> None:
+    """The form's callback: check the submitted name and password and keep the outcome for the run.
+
+    Why a callback (issue 22: ten refusals gave five events): a second click while a run is still
+    checking the first interrupts that run, and Streamlit stops it at its next element, before the
+    body would have reached ``users.sign_in``; callbacks run first, before anything is drawn, so
+    every submission that reaches the app is checked and audited (blank fields too).
+    """
+    try:
+        st.session_state[_ATTEMPT_KEY] = users.sign_in(
+            db_path,
+            str(st.session_state.get(_USERNAME_KEY) or ""),
+            str(st.session_state.get(_PASSWORD_KEY) or ""),
+            wait_s=resources.READ_WAIT_S,
+        )
+    except store.StoreError as exc:
+        st.session_state[_ATTEMPT_KEY] = f"Signing in is not possible right now: {exc}"
+
+
 def _password_form(db_path: Path) -> None:
     with st.form("oncolens.sign_in", clear_on_submit=True):
-        username = st.text_input("Username", autocomplete="username")
-        password = st.text_input("Password", type="password", autocomplete="current-password")
-        submitted = st.form_submit_button("Sign in", type="primary")
-    if not submitted:
+        st.text_input("Username", autocomplete="username", key=_USERNAME_KEY)
+        st.text_input(
+            "Password", type="password", autocomplete="current-password", key=_PASSWORD_KEY
+        )
+        st.form_submit_button(
+            "Sign in", type="primary", on_click=_check_submission, args=(db_path,)
+        )
+    result = st.session_state.pop(_ATTEMPT_KEY, None)
+    if result is None:
         return
-    # blank fields go through sign_in too: every refused attempt is one audit event (issue 22)
-    try:
-        result = users.sign_in(db_path, username, password, wait_s=resources.READ_WAIT_S)
-    except store.StoreError as exc:
-        st.error(f"Signing in is not possible right now: {exc}")
+    if isinstance(result, str):
+        st.error(result)
         return
     if result.ok and result.user is not None:
         _start(result.user, "password")
