@@ -92,7 +92,9 @@ class CareSetting:
     (the latest phase begun by ``as_of``), None when only the disease is known; ``since``: the
     phase's start (the setting's when there is no phase); ``phase_ended``: the phase's end when it
     ended before ``as_of`` without a successor (e.g. a line ended by progression, next line not
-    started); ``recorded``: False when derived on the fly from stage and events (no episodes).
+    started); ``recorded``: False when derived on the fly from stage and events (no episodes);
+    ``neoadjuvant_since``: the start of neoadjuvant therapy (treatment before surgery) in her
+    course, None if she had none (the adjuvant treatment model does not apply to her).
     """
 
     person_id: int
@@ -111,6 +113,7 @@ class CareSetting:
     lines: tuple[LineOfTherapy, ...] = ()
     recorded: bool = True
     notes: tuple[str, ...] = field(default=())
+    neoadjuvant_since: dt.date | None = None
 
     @property
     def recurred(self) -> bool:
@@ -179,6 +182,7 @@ class CareSetting:
             "lines": [line.to_json() for line in self.lines],
             "recorded": self.recorded,
             "notes": list(self.notes),
+            "neoadjuvant_since": iso(self.neoadjuvant_since),
         }
 
 
@@ -263,7 +267,13 @@ def care_setting(
     )
     ended = phase is not None and phase[4] is not None and phase[4] < as_of
     metastatic_start = next((r for r in diseases if r[0] == "metastatic"), None)
-    de_novo = metastatic_start is not None and metastatic_start[6] == "de novo"
+    # de novo: as recorded; when the origin is not recorded, stage IV at diagnosis with no
+    # recurrence before it says the same (an import may leave the detail out)
+    de_novo = metastatic_start is not None and (
+        metastatic_start[6] == "de novo"
+        or (metastatic_start[6] is None and bool(stage_iv) and recurrence is None)
+    )
+    neoadjuvant = next((r[3] for r in rows if r[1] == "neoadjuvant"), None)
     return CareSetting(
         person_id=pid,
         as_of=as_of,
@@ -282,6 +292,7 @@ def care_setting(
         lines=lines,
         recorded=True,
         notes=tuple(notes),
+        neoadjuvant_since=neoadjuvant,
     )
 
 
@@ -433,9 +444,10 @@ def rederive_episodes(con: duckdb.DuckDBPyConnection, person_ids: list[int]) -> 
         "DELETE FROM episode WHERE source = 'derived' AND person_id IN (SELECT unnest(?::BIGINT[]))",
         [ids],
     )
+    # notes are only ever written by derivation: a patient derived again gets hers anew, and one
+    # whose episodes a source recorded (an import's episode file) has nothing left to note
     con.execute(
-        "DELETE FROM episode_note WHERE person_id IN (SELECT unnest(?::BIGINT[]))"
-        " AND person_id NOT IN (SELECT person_id FROM episode)",
+        "DELETE FROM episode_note WHERE person_id IN (SELECT unnest(?::BIGINT[]))",
         [ids],
     )
     return derive_episodes(con)

@@ -60,7 +60,7 @@ from models.saliency import methods as saliency
 READ_WAIT_S = 10.0
 # Written while the app runs (page views, clinicians' decisions) and not clinical content:
 # left out of the data version, so a click does not evict every cached clinical result.
-NOT_CLINICAL_TABLES = ("audit_event", "treatment_decision")
+NOT_CLINICAL_TABLES = ("audit_event", "treatment_decision", "saved_cohort")
 
 
 @dataclass(frozen=True)
@@ -621,37 +621,86 @@ def cohort_overview(ref: StoreRef) -> cohort_summary.CohortOverview:
     return _cohort(ref.path, ref.version)
 
 
+def _definition_key(query: Any, group_by: str | None) -> str:
+    """A cohort query as the cache key: the definition's canonical JSON (filters are one group)."""
+    # lazy: only the Cohorts page needs it; the app opens its first page without it
+    from analytics.cohorts.definition import as_definition
+
+    return as_definition(query, group_by).canonical()
+
+
+def _definition_of(key: str):
+    # lazy: only the Cohorts page needs it; the app opens its first page without it
+    from analytics.cohorts.definition import CohortDefinition
+
+    return CohortDefinition.from_json(key)
+
+
 @st.cache_data(max_entries=32, show_spinner="Building the cohort…")
-def _cohort_built(path: str, version: str, filters: tuple[str, ...], group_by: str | None):
+def _cohort_built(path: str, version: str, definition: str):
     # lazy: only this section needs it; the app opens its first page without it
     from analytics.cohorts import builder as cohorts
 
     with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
-        return cohorts.build_cohort(con, list(filters), group_by)
+        return cohorts.build_cohort(con, _definition_of(definition))
 
 
-def cohort_result(ref: StoreRef, filters: tuple[str, ...], group_by: str | None):
+def cohort_result(ref: StoreRef, query: Any, group_by: str | None = None):
     """The cohort builder's result (``analytics.cohorts.builder.build_cohort``), cached per data version and query.
 
-    Raises ``CohortError`` (not cached) for a bad filter or an empty cohort.
+    ``query``: a ``CohortDefinition`` or a tuple of filters (one group). Raises ``CohortError``
+    (not cached) for a bad filter or an empty cohort.
     """
-    return _cohort_built(ref.path, ref.version, tuple(filters), group_by)
+    return _cohort_built(ref.path, ref.version, _definition_key(query, group_by))
 
 
 @st.cache_data(max_entries=4, show_spinner="Preparing the export…")
-def _cohort_rows(
-    path: str, version: str, filters: tuple[str, ...], group_by: str | None
-) -> pd.DataFrame:
+def _cohort_rows(path: str, version: str, definition: str) -> pd.DataFrame:
     # lazy: only this section needs it; the app opens its first page without it
     from analytics.cohorts import builder as cohorts
 
     with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
-        return cohorts.cohort_patients(con, list(filters), group_by)
+        return cohorts.cohort_patients(con, _definition_of(definition))
 
 
-def cohort_rows(ref: StoreRef, filters: tuple[str, ...], group_by: str | None) -> pd.DataFrame:
+def cohort_rows(ref: StoreRef, query: Any, group_by: str | None = None) -> pd.DataFrame:
     """One row per patient of the cohort (no names, MRN or birth date), for CSV / Parquet export."""
-    return _cohort_rows(ref.path, ref.version, tuple(filters), group_by)
+    return _cohort_rows(ref.path, ref.version, _definition_key(query, group_by))
+
+
+@st.cache_data(max_entries=8, show_spinner="Listing the cohort's patients…")
+def _cohort_members(path: str, version: str, definition: str, identified: bool):
+    # lazy: only this section needs it; the app opens its first page without it
+    from analytics.cohorts import members
+
+    with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
+        return members.cohort_members(con, _definition_of(definition), identified=identified)
+
+
+def cohort_members(ref: StoreRef, query: Any, identified: bool):
+    """The cohort's patient list (``analytics.cohorts.members``): ids and MRN, or pseudonyms and months."""
+    return _cohort_members(ref.path, ref.version, _definition_key(query, None), identified)
+
+
+def saved_cohorts(ref: StoreRef) -> list:
+    """Saved cohorts, newest first (not cached: a few rows, and a save must show at once).
+
+    Raises ``SavedCohortsUnavailable`` on a store not yet migrated to the table.
+    """
+    # lazy: only this section needs it; the app opens its first page without it
+    from analytics.cohorts import saved
+
+    with store.open_store(ref.path, read_only=True, wait_s=READ_WAIT_S) as con:
+        return saved.list_saved(con)
+
+
+def saved_cohort(ref: StoreRef, cohort_id: str):
+    """One saved cohort by the id of a link (``?cohort=ID``); raises ``CohortError`` subclasses."""
+    # lazy: only this section needs it; the app opens its first page without it
+    from analytics.cohorts import saved
+
+    with store.open_store(ref.path, read_only=True, wait_s=READ_WAIT_S) as con:
+        return saved.get_saved(con, cohort_id)
 
 
 # --- governance: keyed on the file stamp, because it shows the audit trail -------------------

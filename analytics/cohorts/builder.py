@@ -1,8 +1,9 @@
 """Cohorts: filters over the store, "Table 1", Kaplan-Meier per group, log-rank and Cox.
 
-A cohort is a list of ``Filter`` s over the field catalogue
-(``analytics.cohorts.fields``) plus an optional group-by field. ``build_cohort``
-compiles the filters into one parameterised query over a per-patient base row
+A cohort is a ``CohortDefinition`` (``analytics.cohorts.definition``): groups of ``Filter`` s over
+the field catalogue (``analytics.cohorts.fields``), ANDed within a group and ORed between groups,
+plus an optional group-by field; a plain list of filters is one group. ``build_cohort``
+compiles the definition into one parameterised query over a per-patient base row
 (index diagnosis, covariates, first-line regimen, recurrence-free survival),
 materialises the matching patients once in a temporary table, and answers
 everything else with aggregates over it.
@@ -34,13 +35,14 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from analytics.cohorts.balance import table1_smd
 from analytics.cohorts.base import BASE_SQL, base_source
+from analytics.cohorts.definition import CohortDefinition, as_definition
 from analytics.cohorts.fields import (
     FIELDS,
     CohortError,
     EmptyCohortError,
     Filter,
-    compile_where,
     group_field,
     parse_filter,
 )
@@ -50,6 +52,7 @@ from analytics.survival.kaplan_meier import KaplanMeier
 from analytics.survival.logrank import event_matrices, log_rank
 
 __all__ = [
+    "CohortDefinition",
     "CohortError",
     "CohortResult",
     "EmptyCohortError",
@@ -72,6 +75,9 @@ TABLE1_CONTINUOUS = (
     ("Progesterone receptor (fmol/mg)", "pr_fmol"),
     ("RFS or follow-up time (days)", "rfs_days"),
 )
+# Table 1 rows that are outcomes, not baseline characteristics: their SMDs are shown, but an imbalance
+# in them is a result, not a confounder, so they are never named as one.
+TABLE1_OUTCOMES = ("RFS or follow-up time (days)", "Recurrence or death")
 TABLE1_CATEGORICAL = (
     ("Menopausal status", "menopausal_status"),
     ("Site", "site"),
@@ -127,6 +133,15 @@ class CohortResult:
     reference: str | None
     hazard_ratios: pd.DataFrame
     notes: tuple[str, ...] = field(default=())
+    definition: CohortDefinition = field(default_factory=CohortDefinition)
+    smd: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def imbalanced(self, threshold: float = 0.1) -> pd.DataFrame:
+        """Baseline variables (not outcomes) whose SMD exceeds ``threshold``: variable, smd, pair."""
+        if self.smd.empty:
+            return self.smd
+        keep = (self.smd["smd"] > threshold) & ~self.smd["variable"].isin(TABLE1_OUTCOMES)
+        return self.smd[keep]
 
     def km_frame(self) -> pd.DataFrame:
         """All groups' curves in the shape of ``plots.km_figure``: group, time_days, survival, ci_*."""
@@ -140,7 +155,9 @@ class CohortResult:
         """The ``oncolens cohort --json`` object (ARCHITECTURE.md), plus hazard ratios and notes."""
         return {
             "n": self.n,
-            "filters": [str(f) for f in self.filters],
+            # one group: its filters (as before); OR groups: null, see "definition"
+            "filters": [str(f) for f in self.filters] if self.definition.is_single_group else None,
+            "definition": self.definition.to_json(),
             "group_by": self.group_by,
             "groups": [
                 {
@@ -163,6 +180,10 @@ class CohortResult:
                 {k: (_r(v) if isinstance(v, float) else v) for k, v in row.items()}
                 for row in self.hazard_ratios.to_dict("records")
             ],
+            "smd": [
+                {"variable": r["variable"], "smd": _r(r["smd"]), "pair": r["pair"]}
+                for r in self.smd.to_dict("records")
+            ],
             "notes": list(self.notes),
         }
 
@@ -172,20 +193,18 @@ def _r(x: float) -> float | None:
     return round(x, 6) if math.isfinite(x) else None
 
 
-def _as_filters(filters) -> tuple[Filter, ...]:
-    return tuple(f if isinstance(f, Filter) else parse_filter(str(f)) for f in (filters or ()))
-
-
 def cohort_sql(
     filters, group_by: str | None = None, source: str | None = None
 ) -> tuple[str, list[object]]:
     """The cohort as one parameterised SELECT over the base rows, with a ``grp`` column.
 
-    ``source``: what to select FROM (``cohort_base.base_source``); default the live query.
+    ``filters``: a ``CohortDefinition`` or a list of filters (one group). ``source``: what to
+    select FROM (``cohort_base.base_source``); default the live query.
     """
 
-    filters = _as_filters(filters)
-    where, params = compile_where(filters)
+    definition = as_definition(filters, group_by)
+    where, params = definition.compile()
+    group_by = definition.group_by
     grp = group_field(group_by).sql if group_by else f"'{ALL}'"
     source = source or f"({BASE_SQL})"
     return f"SELECT *, {grp}::VARCHAR AS grp FROM {source} AS base WHERE {where}", params  # noqa: S608
@@ -199,9 +218,10 @@ def cohort_patients(
     No direct identifiers (names, MRN, birth date): an export for research carries the
     store's person_id and the clinical fields only.
     """
-    sql, params = cohort_sql(filters, group_by, base_source(con))
+    definition = as_definition(filters, group_by)
+    sql, params = cohort_sql(definition, None, base_source(con))
     df = con.execute(f"{sql} ORDER BY person_id", params).df()  # noqa: S608 - constant SQL text
-    if group_by is None:
+    if definition.group_by is None:
         df = df.drop(columns=["grp"])
     else:
         df = df.rename(columns={"grp": "group"})
@@ -302,9 +322,42 @@ def _quantiles_from_counts(values: np.ndarray, counts: np.ndarray) -> tuple[floa
     return out[0], out[1], out[2]
 
 
+MISSING = "missing"  # Table 1's level for patients without a value
+
+
+def _cell(variable: str, level: str, group: str, n: int, size: int, **stats: float) -> dict:
+    """One Table 1 cell: counts as "n (pct %)", continuous as "median [q1–q3]"."""
+    if level == "":
+        med, q1, q3 = stats["median"], stats["q1"], stats["q3"]
+        text = f"{med:.0f} [{q1:.0f}–{q3:.0f}]" if med == med else "–"
+        return {
+            "variable": variable,
+            "level": "",
+            "group": group,
+            "n": n,
+            "percent": math.nan,
+            "median": med,
+            "q1": q1,
+            "q3": q3,
+            "text": text,
+        }
+    pct = 100.0 * n / max(size, 1)
+    return {
+        "variable": variable,
+        "level": level,
+        "group": group,
+        "n": n,
+        "percent": pct,
+        "median": math.nan,
+        "q1": math.nan,
+        "q3": math.nan,
+        "text": f"{n:,} ({pct:.1f} %)",
+    }
+
+
 def _table1(
     con: duckdb.DuckDBPyConnection, sql: str, params: list, groups: list[str], sizes: dict[str, int]
-) -> pd.DataFrame:
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Two aggregates of the cohort: value counts of the continuous fields, counts of the categories.
 
     Why counts and not ``quantile_cont``: the continuous fields take a few thousand distinct
@@ -312,6 +365,9 @@ def _table1(
     SETS query) give the exact quantiles, and the overall column is the sum of the groups'
     counts, not another scan. Categories: one GROUP BY over every combination (~1,000 rows
     at a million patients), summed per field here. ~0.2 s instead of ~0.5 s at a million.
+    The same counts give the missing-value rows (NULL values, per group) and the SMDs
+    (``analytics.cohorts.balance``: means and variances from value counts, proportions from
+    level counts). Returns (Table 1 long, SMD per variable).
     """
     cont_cols = [col for _, col in TABLE1_CONTINUOUS]
     sets = ", ".join(f"(grp, {c})" for c in cont_cols)
@@ -321,33 +377,27 @@ def _table1(
         params,
     ).df()
     rows = []
+    smd_continuous: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+    smd_categorical: dict[str, dict[str, dict[str, int]]] = {}
     n_cont = len(cont_cols)
     for k, (label, col) in enumerate(TABLE1_CONTINUOUS):
         # GROUPING() sets a bit for every column *not* grouped: here all but column k
-        part = cont[
-            (cont["which"] == (1 << n_cont) - 1 - (1 << (n_cont - 1 - k))) & cont[col].notna()
-        ]
+        this_set = cont[cont["which"] == (1 << n_cont) - 1 - (1 << (n_cont - 1 - k))]
+        part = this_set[this_set[col].notna()]
+        absent = this_set[this_set[col].isna()].groupby("grp")["n"].sum()
         grp, values, counts = (
             part["grp"].to_numpy(object),
             part[col].to_numpy(np.float64),
             part["n"].to_numpy(),
         )
+        smd_continuous[label] = {g: (values[grp == g], counts[grp == g]) for g in groups}
         for g in [*groups, ALL]:
             keep = slice(None) if g == ALL else grp == g
             q1, med, q3 = _quantiles_from_counts(values[keep], counts[keep])
-            rows.append(
-                {
-                    "variable": label,
-                    "level": "",
-                    "group": g,
-                    "n": sizes[g],
-                    "percent": math.nan,
-                    "median": med,
-                    "q1": q1,
-                    "q3": q3,
-                    "text": f"{med:.0f} [{q1:.0f}–{q3:.0f}]" if med == med else "–",
-                }
-            )
+            rows.append(_cell(label, "", g, sizes[g], sizes[g], median=med, q1=q1, q3=q3))
+        for g in [*groups, ALL]:
+            n_missing = int(absent.sum()) if g == ALL else int(absent.get(g, 0))
+            rows.append(_cell(label, MISSING, g, n_missing, sizes[g]))
     cat_cols = [col for _, col in TABLE1_CATEGORICAL]
     combos = con.execute(
         f"SELECT grp, {', '.join(f'{c}::VARCHAR AS {c}' for c in cat_cols)}, count(*) AS n "  # noqa: S608
@@ -356,35 +406,43 @@ def _table1(
     ).df()
     for label, col in TABLE1_CATEGORICAL:
         per_group = combos.groupby(["grp", col], dropna=False, sort=False)["n"].sum()
-        overall = combos.groupby(col, dropna=False, sort=False)["n"].sum()
-        cells = [(g, lv, n) for (g, lv), n in per_group.items()] + [
-            (ALL, lv, n) for lv, n in overall.items()
-        ]
-        for g, level, n in cells:
-            pct = 100.0 * int(n) / max(sizes[g], 1)
-            rows.append(
-                {
-                    "variable": label,
-                    "level": {"true": "yes", "false": "no"}.get(level, level),
-                    "group": g,
-                    "n": int(n),
-                    "percent": pct,
-                    "median": math.nan,
-                    "q1": math.nan,
-                    "q3": math.nan,
-                    "text": f"{int(n):,} ({pct:.1f} %)",
-                }
-            )
+        smd_categorical[label] = {g: {} for g in groups}
+        missing = dict.fromkeys([*groups, ALL], 0)
+        overall: dict[str, int] = {}
+        cells = []
+        for (g, level), n in per_group.items():
+            if pd.isna(level):
+                missing[g] += int(n)
+                missing[ALL] += int(n)
+                continue
+            shown = {"true": "yes", "false": "no"}.get(level, level)
+            smd_categorical[label][g][shown] = int(n)
+            overall[shown] = overall.get(shown, 0) + int(n)
+            cells.append((g, shown, int(n)))
+        cells += [(ALL, lv, n) for lv, n in overall.items()]
+        cells += [(g, MISSING, n) for g, n in missing.items()]
+        rows.extend(_cell(label, level, g, n, sizes[g]) for g, level, n in cells)
     # without a group-by, the group is the whole cohort: the overall rows repeat it
     t1 = pd.DataFrame(rows).drop_duplicates(["variable", "level", "group"])
-    order = {v: i for i, (v, _) in enumerate(TABLE1_CONTINUOUS + TABLE1_CATEGORICAL)}
+    variables = [v for v, _ in TABLE1_CONTINUOUS + TABLE1_CATEGORICAL]
+    order = {v: i for i, v in enumerate(variables)}
     gorder = {g: i for i, g in enumerate([*groups, ALL])}
-    t1 = t1.assign(_v=t1["variable"].map(order), _g=t1["group"].map(gorder))
-    return t1.sort_values(["_v", "level", "_g"]).drop(columns=["_v", "_g"]).reset_index(drop=True)
+    t1 = t1.assign(
+        _v=t1["variable"].map(order),
+        _m=(t1["level"] == MISSING).astype(int),
+        _g=t1["group"].map(gorder),
+    )
+    t1 = t1.sort_values(["_v", "_m", "level", "_g"]).drop(columns=["_v", "_m", "_g"])
+    smd = table1_smd(groups, smd_continuous, smd_categorical, variables)
+    return t1.reset_index(drop=True), smd
 
 
-def table1_wide(table1: pd.DataFrame) -> pd.DataFrame:
-    """Table 1 as displayed: one row per variable (and level), one column per group, texts in cells."""
+def table1_wide(table1: pd.DataFrame, smd: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Table 1 as displayed: one row per variable (and level), one column per group, texts in cells.
+
+    With ``smd`` (``CohortResult.smd``, two or more groups) an "SMD" column holds each variable's
+    standardised mean difference on its first row ("∞" where the groups do not overlap at all).
+    """
     wide = table1.pivot_table(
         index=["variable", "level"], columns="group", values="text", aggfunc="first", sort=False
     )
@@ -392,9 +450,24 @@ def table1_wide(table1: pd.DataFrame) -> pd.DataFrame:
         [ALL] if ALL in set(table1["group"]) else []
     )
     wide = wide[cols].reset_index()
+    # pivot_table keeps its own row order: back to Table 1's (variables in order, "missing" last)
+    first_seen = {v: i for i, v in enumerate(dict.fromkeys(table1["variable"]))}
+    wide = (
+        wide.assign(_v=wide["variable"].map(first_seen), _m=wide["level"] == MISSING)
+        .sort_values(["_v", "_m"], kind="stable")
+        .drop(columns=["_v", "_m"])
+        .reset_index(drop=True)
+    )
     # a level absent from a group is a count of zero, not a missing value
     categorical = wide["level"] != ""
     wide.loc[categorical, cols] = wide.loc[categorical, cols].fillna("0 (0.0 %)")
+    if smd is not None and not smd.empty:
+        first = ~wide["variable"].duplicated()
+        value = wide["variable"].map(dict(zip(smd["variable"], smd["smd"], strict=True)))
+        wide["SMD"] = [
+            ("∞" if v == math.inf else f"{v:.2f}") if is_first and v == v else ""
+            for is_first, v in zip(first, value, strict=True)
+        ]
     return wide
 
 
@@ -409,23 +482,23 @@ def build_cohort(
 ) -> CohortResult:
     """Build the cohort and everything shown about it (see the module docstring).
 
-    ``filters``: ``Filter`` s or strings "FIELD OP VALUE". ``reference``: the
-    group hazard ratios are relative to (default: the largest group). Raises
+    ``filters``: a ``CohortDefinition`` (AND/OR groups), or ``Filter`` s or strings
+    "FIELD OP VALUE" (one group, all must hold); ``group_by`` overrides the definition's.
+    ``reference``: the group hazard ratios are relative to (default: the largest group). Raises
     ``CohortError`` for a bad filter, a bad group-by field or an empty cohort.
     ``live``: ignore the stored ``cohort_base`` and build the rows from the source
     tables (what a stale base does; the benchmark compares the two).
     """
-    filters = _as_filters(filters)
-    if group_by is not None:
-        group_field(group_by)
-    sql, params = cohort_sql(filters, group_by, None if live else base_source(con))
+    definition = as_definition(filters, group_by)
+    group_by = definition.group_by
+    sql, params = cohort_sql(definition, None, None if live else base_source(con))
     counts = con.execute(
         f"""SELECT grp, rfs_days AS day, count(*) FILTER (event) AS events, count(*) AS removed
             FROM ({sql}) GROUP BY ALL ORDER BY grp, day""",  # noqa: S608 - constant text, values as parameters
         params,
     ).df()
     if counts.empty:
-        described = "; ".join(str(f) for f in filters) or "no filters"
+        described = definition.words(with_grouping=False) if definition.groups else "no filters"
         raise EmptyCohortError(f"no patient matches ({described})")
     # Arrays, not per-group DataFrame masks: at a million patients the counts are ~10,000 rows and
     # pandas indexing per group cost as much as the SQL (~35 ms of ~80).
@@ -442,7 +515,14 @@ def build_cohort(
             GroupSurvival(g, size_of[g], int(ev[part].sum()), fit.median(), _km_frame(fit))
         )
         at_risk.append((g, fit.at_risk_at(_AT_RISK_DAYS)))
-    table1 = _table1(con, sql, params, names, size_of) if with_table1 else pd.DataFrame()
+    table1, smd = (
+        _table1(con, sql, params, names, size_of)
+        if with_table1
+        else (pd.DataFrame(), pd.DataFrame(columns=["variable", "smd", "pair"]))
+    )
+    if group_by is not None and not smd.empty:  # the grouping variable differs by construction
+        grouped = [label for label, col in TABLE1_CATEGORICAL if col == FIELDS[group_by].sql]
+        smd.loc[smd["variable"].isin(grouped), ["smd", "pair"]] = (math.nan, "")
     logrank_p = chi2 = None
     ref = None
     hrs = pd.DataFrame(columns=["group", "hr", "lo", "hi", "p"])
@@ -458,7 +538,7 @@ def build_cohort(
     if small:
         notes.append(f"fewer than 20 patients in: {', '.join(small)} (curves are imprecise)")
     return CohortResult(
-        filters,
+        definition.filters,
         group_by,
         size_of[ALL],
         int(counts["events"].sum()),
@@ -470,6 +550,8 @@ def build_cohort(
         ref,
         hrs,
         tuple(notes),
+        definition,
+        smd,
     )
 
 

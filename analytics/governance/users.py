@@ -24,7 +24,7 @@ and an injected clock.
 - Accounts are managed by the CLI and by the admin in the app through the same
   functions (``create_account``, ``change_role``, ``set_active``, ``delete_account``), each
   change written with a chained audit event in the same transaction. A deactivated
-  account (schema version 10, ``deactivated_at``) keeps its name in the trail but
+  account (schema version 11, ``deactivated_at``) keeps its name in the trail but
   cannot sign in, resume a session or keep one; the last active admin cannot be
   deactivated or lose the role, so the store always has someone who can manage it.
 - Pseudonyms: ``pseudonym(key, person_id)`` is HMAC-SHA256 under a random
@@ -200,7 +200,7 @@ def _user(row: tuple) -> User:
 
 
 def _users(con: duckdb.DuckDBPyConnection, where: str, params: list) -> list[User]:
-    """Accounts matching ``where`` (a constant of this module); a store before schema version 10
+    """Accounts matching ``where`` (a constant of this module); a store before schema version 11
     (opened read-only, not migrated) has no deactivation column: every account is active there."""
     has_flag = bool(
         con.execute(

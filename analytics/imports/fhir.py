@@ -3,7 +3,7 @@
 Why resource by resource: validating the Bundle as a whole would reject a
 hundred good resources for one bad one. Each entry's resource is validated
 with its own model class (``fhir.resources.R4B``: R4B is R4 with technical
-corrections; the seven resource types used here are unchanged between them),
+corrections; the resource types used here are unchanged between them),
 and an invalid one is reported with pydantic's reason while the rest import.
 
 Mapping (docs/imports.md has the full table):
@@ -11,7 +11,10 @@ Patient -> person (+ outcome_event death from ``deceasedDateTime``), Condition -
 condition_occurrence (tumour characteristics from Observations of the same
 patient coded in the OncoLens code system) or outcome_event recurrence,
 Observation -> measurement, Procedure and MedicationStatement/MedicationRequest ->
-treatment_exposure, ImagingStudy -> imaging_study. The observation period is
+treatment_exposure, ImagingStudy -> imaging_study, EpisodeOfCare -> episode (a disease setting,
+a phase of it or a line of therapy: ``type`` codings in two OncoLens code systems, the line number
+and why it ended in extensions, ``period`` for its dates; what cannot be mapped is refused with
+its reason, never guessed). The observation period is
 derived per patient: from the earliest diagnosis to the latest dated resource
 (or death), since a bundle carries no enrolment span of its own.
 """
@@ -31,6 +34,12 @@ EXT_SITE = f"{OL}/StructureDefinition/site"
 EXT_LINE = f"{OL}/StructureDefinition/line-of-therapy"
 EXT_REGIMEN = f"{OL}/StructureDefinition/regimen"
 EXT_CLASS = f"{OL}/StructureDefinition/treatment-class"
+EXT_END_REASON = f"{OL}/StructureDefinition/episode-end-reason"
+EXT_DETAIL = f"{OL}/StructureDefinition/episode-detail"
+SETTING_CODES = f"{OL}/CodeSystem/disease-setting"  # early, metastatic
+KIND_CODES = f"{OL}/CodeSystem/episode-kind"  # analytics.episodes.KINDS
+# EpisodeOfCare.status: an episode she went through (or is in) is imported; the others are not
+EPISODE_STATUS = {"active", "onhold", "finished"}
 SNOMED = "http://snomed.info/sct"
 LATERALITY = {"7771000": "left", "24028007": "right", "left": "left", "right": "right"}
 TUMOUR_CODES = (
@@ -52,6 +61,7 @@ RESOURCES = (
     "MedicationStatement",
     "MedicationRequest",
     "ImagingStudy",
+    "EpisodeOfCare",
 )
 
 
@@ -62,7 +72,13 @@ class _Reject(Exception):
 def _ext(resource, url: str):
     for e in resource.extension or []:
         if e.url == url:
-            for attr in ("valueCode", "valueString", "valueInteger", "valueBoolean"):
+            for attr in (
+                "valueCode",
+                "valueString",
+                "valueInteger",
+                "valuePositiveInt",
+                "valueBoolean",
+            ):
                 v = getattr(e, attr, None)
                 if v is not None:
                     return v
@@ -94,12 +110,60 @@ def _iso(d: dt.date | None) -> str | None:
     return d.isoformat() if d else None
 
 
+def _episode_row(res) -> dict:
+    """One EpisodeOfCare as an episode row (text, validated later like a CSV row); ``_Reject`` with
+    the reason when it cannot be mapped (docs/imports.md, "EpisodeOfCare")."""
+    if res.status not in EPISODE_STATUS:
+        raise _Reject(
+            f"EpisodeOfCare with status {res.status} is not imported (only "
+            f"{', '.join(sorted(EPISODE_STATUS))}: an episode she went through or is in)"
+        )
+    setting = next(
+        (_code(t, SETTING_CODES) for t in res.type or [] if _code(t, SETTING_CODES)), None
+    )
+    kind = next((_code(t, KIND_CODES) for t in res.type or [] if _code(t, KIND_CODES)), None)
+    missing = [
+        f"a type coding of {system} ({what})"
+        for value, system, what in (
+            (setting, SETTING_CODES, "the disease setting"),
+            (kind, KIND_CODES, "the kind of episode"),
+        )
+        if value is None
+    ]
+    if missing:
+        raise _Reject("EpisodeOfCare needs " + " and ".join(missing))
+    period = res.period
+    start = _day(period.start) if period else None
+    end = _day(period.end) if period else None
+    if start is None:
+        raise _Reject("EpisodeOfCare needs period.start (when the episode began)")
+    if res.status == "finished" and end is None:
+        raise _Reject("a finished EpisodeOfCare needs period.end (when it ended)")
+    if res.status != "finished" and end is not None:
+        raise _Reject(
+            f"EpisodeOfCare is {res.status} but has period.end: give status finished, or no end"
+        )
+    line = _ext(res, EXT_LINE)
+    return {
+        "setting": setting,
+        "kind": kind,
+        "line_number": None if line is None else str(line),
+        "start_date": _iso(start),
+        "end_date": _iso(end),
+        "end_reason": _ext(res, EXT_END_REASON),
+        "detail": _ext(res, EXT_DETAIL),
+    }
+
+
 def bundle_frames(bundle: dict) -> tuple[dict[str, pd.DataFrame], list[tuple[str, str, str]]]:
     """Rows per import table (as text, validated later like CSV rows) and (origin, table, reason) rejections."""
     from fhir.resources.R4B import get_fhir_model_class  # lazy: pydantic models take ~1 s to import
 
     # lazy: fhir is imported only when this is used (start-up time)
     from fhir.resources.R4B.condition import Condition
+
+    # lazy: fhir is imported only when this is used (start-up time)
+    from fhir.resources.R4B.episodeofcare import EpisodeOfCare
 
     # lazy: fhir is imported only when this is used (start-up time)
     from fhir.resources.R4B.imagingstudy import ImagingStudy
@@ -192,10 +256,12 @@ def bundle_frames(bundle: dict) -> tuple[dict[str, pd.DataFrame], list[tuple[str
             )
 
     def patient(origin: str, res, table: str) -> str | None:
-        ref = res.subject.reference if getattr(res, "subject", None) else None
+        # EpisodeOfCare names her in ``patient``, the others in ``subject``
+        subject = getattr(res, "subject", None) or getattr(res, "patient", None)
+        ref = subject.reference if subject else None
         mrn = mrn_of.get(ref or "")
-        if mrn is None and res.subject is not None and res.subject.identifier is not None:
-            mrn = res.subject.identifier.value
+        if mrn is None and subject is not None and subject.identifier is not None:
+            mrn = subject.identifier.value
         if mrn is None:
             rejected.append(
                 (origin, table, f"subject {ref or '(none)'} is not a Patient of this bundle")
@@ -345,6 +411,19 @@ def bundle_frames(bundle: dict) -> tuple[dict[str, pd.DataFrame], list[tuple[str
                 }
             )
             dates.setdefault(mrn, []).append(when) if when else None
+        elif isinstance(res, EpisodeOfCare):
+            mrn = patient(origin, res, "episode")
+            if mrn is None:
+                continue
+            try:
+                row = _episode_row(res)
+            except _Reject as exc:
+                rejected.append((origin, "episode", str(exc)))
+                continue
+            rows.setdefault("episode", []).append({"_origin": origin, "mrn": mrn, **row})
+            for key in ("start_date", "end_date"):
+                if row[key]:
+                    dates.setdefault(mrn, []).append(dt.date.fromisoformat(row[key]))
 
     # observation period per patient with a diagnosis: earliest diagnosis to latest date (or death)
     deaths = {

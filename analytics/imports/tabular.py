@@ -39,6 +39,7 @@ import pandas as pd
 from analytics import episodes, store
 from analytics.cohorts import base as cohort_base
 from analytics.governance.chain import append_event, chained_transaction
+from analytics.imports import episode_rows
 from analytics.imports.errors import ImportFileError
 from analytics.imports.fhir import bundle_frames
 
@@ -162,6 +163,22 @@ TABLES: dict[str, Table] = {
             ),
             ("study_uid",),
         ),
+        # disease settings and lines of therapy (analytics.episodes); one episode of each kind per
+        # setting, lines by number, so a corrected date updates the row instead of adding one
+        Table(
+            "episode",
+            (
+                Column("mrn"),
+                Column("setting", values=episodes.SETTINGS),
+                Column("kind", values=episodes.KINDS),
+                Column("line_number", "int", required=False, minimum=1, maximum=99),
+                Column("start_date", "date"),
+                Column("end_date", "date", required=False),
+                Column("end_reason", required=False, values=episodes.END_REASONS),
+                Column("detail", required=False),
+            ),
+            ("mrn", "setting", "kind", "line_number"),
+        ),
     )
 }
 # Persons first (the other tables name them), then deaths (every other date is checked against them).
@@ -262,6 +279,8 @@ def table_for(path: Path, columns: list[str]) -> Table:
         return TABLES[stem]
     cols = set(columns)
     matches = [t for t in TABLES.values() if t.required <= cols]
+    if len(matches) > 1:  # an episode file also has observation_period's columns: all must fit
+        matches = [t for t in matches if cols <= {c.name for c in t.columns}] or matches
     if len(matches) == 1:
         return matches[0]
     best = max(TABLES.values(), key=lambda t: len(t.required & cols))
@@ -402,7 +421,7 @@ def validate(table: Table, df: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[s
         born = pd.to_datetime(out["birth_date"])
         oldest = _today() - pd.DateOffset(years=MAX_AGE_YEARS)
         flag(born.notna() & (born < oldest), f"birth_date makes her older than {MAX_AGE_YEARS}")
-    if table.name in ("observation_period", "treatment_exposure"):
+    if table.name in ("observation_period", "treatment_exposure", "episode"):
         start = "start_date"
         end = "end_date"
         both = out[start].notna() & out[end].notna()
@@ -415,6 +434,13 @@ def validate(table: Table, df: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[s
         flag(
             lesion & ((out["unit"] != "mm") | (out["value"] < 0)),
             "a lesion diameter must be >= 0 mm",
+        )
+    if table.name == "episode":
+        episode_rows.check_rows(out, flag)
+        episode_rows.check_lines_in_file(
+            out,
+            ~reasons.map(bool),
+            lambda i, text: reasons[i].append(text),
         )
     bad = reasons.map(bool)
     rejected = [(df.at[i, "_origin"], "; ".join(reasons[i])) for i in reasons[bad].index]
@@ -573,13 +599,16 @@ def _load_rows(con, table: Table, rows: pd.DataFrame, report: ImportReport) -> N
         "treatment_exposure": "exposure_id",
         "measurement": "measurement_id",
         "outcome_event": "event_id",
+        "episode": "episode_id",
     }.get(table.name)
     ident = (
         f"(SELECT coalesce(max({id_col}), 0) FROM {table.name}) + row_number() OVER ()"  # noqa: S608
         if id_col
         else None
     )
-    extra = {"measurement": {"source": "'import'"}}.get(table.name, {})
+    extra = {"measurement": {"source": "'import'"}, "episode": {"source": "'import'"}}.get(
+        table.name, {}
+    )
     target = ([id_col] if id_col else []) + person + cols + list(extra)
     select = ([ident] if ident else []) + [f"s.{c}" for c in person + cols] + list(extra.values())
     inserted = con.execute(
@@ -588,6 +617,20 @@ def _load_rows(con, table: Table, rows: pd.DataFrame, report: ImportReport) -> N
     ).fetchone()[0]
     report.add(table.name, "inserted", inserted)
     con.unregister("staged")
+
+
+def _load_episodes(con, rows: pd.DataFrame, report: ImportReport) -> None:
+    """Episode rows: checked against the lines imported earlier, then her episodes from other
+    sources (derived, demo) are replaced by the file's (``analytics.imports.episode_rows``)."""
+    table = TABLES["episode"]
+    rows = _resolve_people(con, rows, table.name, report)
+    rows = episode_rows.without_diagnosis(con, rows, report.note)
+    rows = _within_life(con, table, rows, report)
+    key = ["person_id" if k == "mrn" else k for k in table.key]
+    rows = _dedupe_in_file(rows, key, table.name, report)
+    rows = episode_rows.check_lines_in_store(con, rows, report.note)
+    episode_rows.replace_other_sources(con, rows["person_id"].unique().tolist())
+    _load_rows(con, table, rows, report)
 
 
 def _touched_people(con: duckdb.DuckDBPyConnection, frames: dict[str, pd.DataFrame]) -> list[int]:
@@ -639,6 +682,8 @@ def load(
                 continue
             if name == "person":
                 _load_person(con, rows, report)
+            elif name == "episode":
+                _load_episodes(con, rows, report)
             else:
                 _load_rows(con, TABLES[name], rows, report)
         cohort_base.refresh_base(con)

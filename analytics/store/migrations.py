@@ -26,7 +26,8 @@ from analytics.store.schema import (
     V2_STATEMENTS,
     V3_STATEMENTS,
     V7_AI_REFUSAL_STATEMENTS,
-    V10_USER_STATEMENTS,
+    V10_SAVED_COHORT_STATEMENTS,
+    V11_USER_STATEMENTS,
 )
 
 
@@ -141,8 +142,13 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         10,
+        "saved_cohort: named cohort definitions, reopened by link (issue 20)",
+        V10_SAVED_COHORT_STATEMENTS,
+    ),
+    Migration(
+        11,
         "app_user.deactivated_at: accounts an admin deactivated (governance issue 22)",
-        V10_USER_STATEMENTS,
+        V11_USER_STATEMENTS,
     ),
 )
 

@@ -1,4 +1,4 @@
-"""The store's tables: the statements of schema versions 1 to 3, and the version this code knows.
+"""The store's tables: the statements of schema versions 1 to 3 and 10 (saved cohorts), and the version this code knows.
 
 Why one module owns the core schema: the app, the CLI and the demo generator must agree
 on one set of tables and constraints. Tables follow the OMOP Common Data Model where it fits
@@ -11,7 +11,7 @@ reads it. Later, additive versions keep their statements beside the code that fi
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 
 # Treatment options of the demo clinic: the first-line systemic regimen.
 TREATMENT_OPTIONS = ("endocrine", "chemotherapy", "chemo_endocrine")
@@ -231,8 +231,24 @@ V7_AI_REFUSAL_STATEMENTS = (
     )""",
 )
 
-# Version 10 (additive, governance issue 22): an admin deactivates an account instead of deleting
+# Version 10 (additive, issue 20): saved cohorts, a named CohortDefinition (analytics.cohorts.saved).
+SAVED_COHORT_NAME_MAX = 120
+V10_SAVED_COHORT_STATEMENTS = (
+    "CREATE SEQUENCE IF NOT EXISTS saved_cohort_id START 1",
+    f"""CREATE TABLE IF NOT EXISTS saved_cohort (
+        cohort_id        BIGINT PRIMARY KEY DEFAULT nextval('saved_cohort_id'),
+        name             VARCHAR NOT NULL
+                         CHECK (length(trim(name)) BETWEEN 1 AND {SAVED_COHORT_NAME_MAX}),
+        definition       VARCHAR NOT NULL,             -- CohortDefinition.canonical() (JSON)
+        author           VARCHAR NOT NULL,             -- staff username (or cli:<login>)
+        author_role      VARCHAR,
+        created_at       TIMESTAMP NOT NULL,           -- UTC
+        data_cutoff      VARCHAR                       -- clinic_metadata.data_cutoff when saved
+    )""",
+)
+
+# Version 11 (additive, governance issue 22): an admin deactivates an account instead of deleting
 # it, so the audit trail's names keep resolving and the account can come back.
-V10_USER_STATEMENTS = (
+V11_USER_STATEMENTS = (
     "ALTER TABLE app_user ADD COLUMN IF NOT EXISTS deactivated_at TIMESTAMP",  # NULL: active
 )

@@ -114,13 +114,18 @@ def cox_group_hazard_ratios(
                 break
             step /= 2
         beta, current = trial, new
-        if np.max(np.abs(step)) < 1e-9:
+        # A group running off to infinity (monotone likelihood) never settles; the others do, to
+        # the limit lifelines also reports, so convergence is judged on the groups still in range.
+        settled = np.abs(beta[1:]) < MAX_ABS_LOG_HR
+        if not settled.any() or np.max(np.abs(step[settled])) < 1e-9:
             break
     else:
         return np.full((g - 1, 2), np.nan)
     hess = -_efron_sums(beta, events, at_risk)[2][1:, 1:]
-    try:
-        se = np.sqrt(np.diag(np.linalg.inv(-hess)))
+    se = np.full(g - 1, np.inf)
+    try:  # standard errors of the settled groups from their own block: a runaway group carries no
+        # information about them in the limit (its rows of the information matrix vanish)
+        se[settled] = np.sqrt(np.diag(np.linalg.inv(-hess[np.ix_(settled, settled)])))
     except np.linalg.LinAlgError:
         return np.full((g - 1, 2), np.nan)
     fit = np.column_stack([beta[1:], se])

@@ -221,7 +221,8 @@ def recommendation_scope(
     The model was trained for the adjuvant decision (first-line options after a diagnosis of early
     breast cancer, outcome 5-year recurrence-free survival). A patient is in scope while her disease
     is early (adjuvant therapy or surveillance, no recurrence); a recurrence or metastatic disease
-    (de novo or after recurrence), a death, or no recorded diagnosis puts her outside it.
+    (de novo or after recurrence), neoadjuvant therapy (tumour size and nodes are then no longer
+    those of an untreated tumour), a death, or no recorded diagnosis puts her outside it.
     """
     s = setting if setting is not None else care_setting(con, person_id)
     pid = int(person_id)
@@ -248,6 +249,15 @@ def recommendation_scope(
             f"her disease {when}; the treatment model was trained for {SCOPE_DECISION} (5-year "
             "recurrence-free survival under first-line options) and does not apply to metastatic "
             "disease",
+            s,
+        )
+    if s.neoadjuvant_since is not None:
+        return Scope(
+            pid,
+            False,
+            f"she was treated before surgery (neoadjuvant therapy from {s.neoadjuvant_since:%Y-%m-%d}); "
+            f"the treatment model was trained for {SCOPE_DECISION} in patients operated first, whose "
+            "tumour size and nodes were measured before any systemic therapy",
             s,
         )
     return Scope(pid, True, f"early breast cancer without recurrence: {SCOPE_DECISION}", s)

@@ -148,6 +148,10 @@ def read_page(
     total = counts[bucket] if bucket else sum(counts.values())
     rows["progression"] = rows["progression"].astype(bool)
     rows["response"] = rows["response"].astype(bool)
+    # one unit for dates whichever relation was read (a stored TIMESTAMP comes back in
+    # microseconds, a ranking registered from pandas in nanoseconds)
+    for column in rows.select_dtypes(include=["datetime"]).columns:
+        rows[column] = rows[column].astype("datetime64[ns]")
     rows["reason"] = [reason(row, as_of) for row in rows.to_dict("records")]
     return WorklistPage(rows=rows, total=total, limit=limit, offset=offset, buckets=counts)
 

@@ -1,4 +1,5 @@
-"""Cohorts: who is in the clinic; a cohort builder (filters, KM, Table 1, exports); the treatment model."""
+"""Cohorts: who is in the clinic; a cohort builder (AND/OR conditions, KM, Table 1 with SMDs, the patient
+list, saved cohorts opened by ``?cohort=ID``, exports); the treatment model."""
 
 from __future__ import annotations
 
@@ -15,7 +16,11 @@ from dashboard.session import auth
 auth.require_page("cohorts")
 ref = resources.require_store()
 st.title("Cohorts")
-overview_tab, build_tab, treatment_tab = st.tabs(["Overview", "Build a cohort", "Treatment model"])
+# a saved cohort's link (?cohort=ID) opens on the tab that shows it
+overview_tab, build_tab, treatment_tab = st.tabs(
+    ["Overview", "Build a cohort", "Treatment model"],
+    default="Build a cohort" if st.query_params.get("cohort") else None,
+)
 
 with overview_tab:
     overview = resources.cohort_overview(ref)

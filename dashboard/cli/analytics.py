@@ -21,8 +21,28 @@ from dashboard.cli.common import (
 
 def add_subparsers(subparsers: SubParsers) -> None:
     p = add_command(subparsers, "cohort", "cohort size, survival and characteristics", cmd_cohort)
-    p.add_argument("--filter", action="append", default=[], metavar='"FIELD OP VALUE"')
+    which = p.add_mutually_exclusive_group()
+    which.add_argument(
+        "--filter",
+        action="append",
+        default=[],
+        metavar='"FIELD OP VALUE"',
+        help="a condition; all --filter conditions must hold",
+    )
+    which.add_argument(
+        "--definition",
+        type=Path,
+        metavar="FILE.json",
+        help='AND/OR groups: {"groups": [["age >= 50", "grade = 3"], ["her2_status = positive"]], '
+        '"group_by": null} (conditions ANDed in a group, groups ORed)',
+    )
+    which.add_argument(
+        "--saved", metavar="ID", help="a saved cohort's number (the page's ?cohort=ID); audited"
+    )
     p.add_argument("--group-by", metavar="FIELD")
+    p.add_argument(
+        "--save", metavar="NAME", help="save the definition under NAME in the store (audited)"
+    )
     db_arg(p)
     p.add_argument("--json", action="store_true")
 
@@ -70,28 +90,67 @@ def add_subparsers(subparsers: SubParsers) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per file")
 
 
+def _definition(args: argparse.Namespace, con) -> tuple[object, object | None]:
+    """The cohort definition the arguments name, and the saved cohort when it is one."""
+    from analytics.cohorts import saved  # lazy: `oncolens --help` never loads analytics
+    from analytics.cohorts.definition import (  # lazy: `oncolens --help` never loads analytics
+        CohortDefinition,
+        CohortError,
+        as_definition,
+    )
+
+    if args.saved is not None:
+        cohort = saved.get_saved(con, args.saved)
+        return as_definition(cohort.definition, args.group_by), cohort
+    if args.definition is not None:
+        try:
+            text = Path(args.definition).expanduser().read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CohortError(
+                f"cannot read the definition file {args.definition}: {exc.strerror or exc}"
+            ) from None
+        return as_definition(CohortDefinition.from_json(text), args.group_by), None
+    return CohortDefinition.from_filters(list(args.filter or []), args.group_by), None
+
+
 def cmd_cohort(args: argparse.Namespace) -> int:
-    """Build the cohort read-only and print it (JSON object with ``--json``, a short table otherwise)."""
+    """Build the cohort read-only and print it (JSON object with ``--json``, a short table otherwise).
+
+    ``--definition`` reads AND/OR groups from a JSON file, ``--saved`` a saved cohort (an audited
+    opening, like the page's link); ``--save NAME`` stores the definition (audited).
+    """
     from analytics import store  # lazy: `oncolens --help` and the other commands never load it
+    from analytics.cohorts import saved  # lazy: `oncolens --help` never loads analytics
     from analytics.cohorts.builder import (  # lazy: `oncolens --help` and the other commands never load it
         CohortError,
         build_cohort,
     )
 
     db = db_path(args)
+    saved_json = None
     try:
         with store.open_store(db, read_only=True) as con:
-            result = build_cohort(con, list(args.filter or []), args.group_by)
+            definition, opened = _definition(args, con)
+            result = build_cohort(con, definition)
+        if isinstance(opened, saved.SavedCohort):
+            saved.record_opened(db, opened, actor=actor(), role=None)
+            saved_json = opened.to_json()
+        if args.save is not None:
+            stored = saved.save_cohort(db, args.save, result.definition, author=actor(), role=None)
+            saved_json = stored.to_json()
+            say(f"saved as cohort {stored.cohort_id}: open it with ?cohort={stored.cohort_id}")
     except CohortError as exc:
         if args.json:
             print(json.dumps({"error": str(exc)}))
         say(f"error: {exc}")
         return EXIT_FAILED
     if args.json:
-        print(json.dumps(result.to_json(), allow_nan=False))
+        print(json.dumps({**result.to_json(), "saved_cohort": saved_json}, allow_nan=False))
         return 0
-    filters = "; ".join(str(f) for f in result.filters) or "all patients"
-    print(f"cohort: {filters} — {result.n:,} patients, {result.events:,} recurrences or deaths")
+    print(
+        f"cohort: {result.definition.words()} — {result.n:,} patients, "
+        f"{result.events:,} recurrences or deaths"
+    )
     print(f"{'group':<22}{'patients':>10}{'events':>10}{'median RFS (years)':>20}")
     for g in result.groups:
         median = "not reached" if g.median_days is None else f"{g.median_days / 365.25:.1f}"
@@ -102,6 +161,15 @@ def cmd_cohort(args: argparse.Namespace) -> int:
             print(f"  {r.group}: HR {r.hr:.2f} (95 % CI {r.lo:.2f}–{r.hi:.2f}), p = {r.p:.3g}")
         print(
             "groups were not randomised: hazard ratios describe the cohort, not treatment effects"
+        )
+    flagged = result.imbalanced(0.1)
+    if len(flagged):
+        print(
+            "groups differ at baseline (Table 1 SMD > 0.1) in: "
+            + ", ".join(
+                f"{v} {'∞' if x == float('inf') else f'{x:.2f}'}"
+                for v, x in zip(flagged["variable"], flagged["smd"], strict=True)
+            )
         )
     for note in result.notes:
         print(f"note: {note}")

@@ -1,10 +1,12 @@
 """The Cohorts page's "Build a cohort" section: filter builder, KM with number at risk, Table 1, exports.
 
-The page stays thin: this module reads the widgets into a ``CohortQuery``,
-asks ``resources.cohort_result`` (which calls ``analytics.cohorts.builder``, the code
-behind ``oncolens cohort``) and renders. Filters are kept as the same
-"FIELD OP VALUE" texts the command line takes, so a researcher can copy them
-into a batch job and get the same cohort.
+The page stays thin: this module reads the widgets into a ``CohortQuery`` (a
+``CohortDefinition``: conditions ANDed inside a group, groups ORed), asks
+``resources.cohort_result`` (which calls ``analytics.cohorts.builder``, the code behind
+``oncolens cohort``) and renders. Conditions are kept as the same "FIELD OP VALUE" texts the
+command line takes, and the definition is the JSON ``oncolens cohort --definition`` reads, so a
+researcher can take it into a batch job and get the same cohort. Saved cohorts and the patient
+list are in ``cohort_saved``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from dataclasses import dataclass
 import pandas as pd
 import streamlit as st
 
+from analytics.cohorts.balance import SMD_FLAG
+from analytics.cohorts.definition import CohortDefinition
 from analytics.cohorts.fields import (
     FIELDS,
     CohortError,
@@ -24,23 +28,37 @@ from analytics.cohorts.fields import (
 )
 from dashboard import resources
 from dashboard.figures import cohort as cohort_figures
+from dashboard.panels import cohort_saved
 from dashboard.services import cohort_export, plain_language
 from dashboard.session import auth, trail
 
-FILTERS_KEY = "cohort_filters"  # session state: list[str], the filters as typed
+GROUPS_KEY = (
+    "cohort_groups"  # session state: list[list[str]], the OR groups of "FIELD OP VALUE" texts
+)
+GROUP_BY_KEY = "cohort_group_by"
 NO_GROUP = "(none)"
+NEW_GROUP = "a new OR group"
+RULE = (
+    "A patient is in the cohort when she meets **every** condition of **at least one** group: "
+    "conditions inside a group are joined by AND, groups by OR."
+)
 
 
 @dataclass(frozen=True)
 class CohortQuery:
-    """What the researcher asked for: filters as "FIELD OP VALUE" texts and an optional group-by field."""
+    """What the researcher asked for: the cohort's definition (AND/OR groups and the group-by field)."""
 
-    filters: tuple[str, ...]
-    group_by: str | None
+    definition: CohortDefinition
+
+    @property
+    def group_by(self) -> str | None:
+        return self.definition.group_by
 
 
-def _filters() -> list[str]:
-    return st.session_state.setdefault(FILTERS_KEY, [])
+def _groups() -> list[list[str]]:
+    groups = st.session_state.setdefault(GROUPS_KEY, [])
+    groups[:] = [g for g in groups if g]  # a group whose last condition was removed is gone
+    return groups
 
 
 def _value_widget(name: str, op: str) -> str | None:
@@ -72,12 +90,16 @@ def _value_widget(name: str, op: str) -> str | None:
     return text.strip() or None
 
 
-def filter_builder() -> CohortQuery:
-    """Widgets to add and remove filters and choose a group; returns the query they describe."""
-    filters = _filters()
+def filter_builder() -> CohortQuery | None:
+    """Widgets to add and remove conditions in AND/OR groups and to choose a group-by field.
+
+    Returns the query they describe, or None (with the reason shown) when the conditions kept in
+    the session no longer make a cohort (e.g. a saved cohort from a newer catalogue).
+    """
+    groups = _groups()
     with st.container(border=True):
-        st.markdown("**Add a filter**")
-        c_field, c_op, c_value = st.columns([2, 1, 2])
+        st.markdown("**Add a condition**")
+        c_field, c_op, c_value, c_group = st.columns([2, 1, 2, 1.4])
         name = c_field.selectbox(
             "Field",
             list(FIELDS),
@@ -87,6 +109,13 @@ def filter_builder() -> CohortQuery:
         op = c_op.selectbox("Operator", operators_for(FIELDS[name]), key=f"cohort_op_{name}")
         with c_value:
             value = _value_widget(name, op)
+        targets = [f"group {i}" for i in range(1, len(groups) + 1)] + [NEW_GROUP]
+        target = c_group.selectbox(
+            "Add to",
+            targets,
+            key=f"cohort_target_{len(groups)}",
+            help="Conditions in one group must all hold (AND); a new group is an alternative (OR).",
+        )
         added = st.button("Add filter", key="cohort_add")
     if added:
         if value is None:
@@ -95,30 +124,50 @@ def filter_builder() -> CohortQuery:
             text = f"{name} {op} {value}"
             try:
                 parse_filter(text)
+                CohortDefinition.of([[text]])
             except CohortError as exc:
                 st.error(str(exc))
             else:
-                if text not in filters:
-                    filters.append(text)
-    if filters:
-        st.markdown("**Filters** (all must hold)")
-        st.caption(f"In words: {cohort_export.definition_words(filters)}.")
-        for i, text in enumerate(list(filters)):
-            left, right = st.columns([6, 1])
-            left.code(text, language=None)
-            if right.button("Remove", key=f"cohort_remove_{i}_{text}"):
-                filters.remove(text)
+                if target == NEW_GROUP:
+                    groups.append([text])
+                else:
+                    group = groups[targets.index(target)]
+                    if text not in group:
+                        group.append(text)
                 st.rerun()
+    if groups:
+        st.markdown("**Conditions**")
+        st.caption(RULE)
+        for i, group in enumerate(list(groups)):
+            if i:
+                st.markdown("**OR**")
+            with st.container(border=True):
+                st.markdown(f"Group {i + 1} (all must hold)")
+                for j, text in enumerate(list(group)):
+                    left, right = st.columns([6, 1])
+                    left.code(text, language=None)
+                    if right.button("Remove", key=f"cohort_remove_{i}_{j}_{text}"):
+                        group.remove(text)
+                        st.rerun()
     else:
         st.caption("No filters: the cohort is every patient with a diagnosis and follow-up.")
     groupable = [n for n, f in FIELDS.items() if f.groupable]
+    if st.session_state.get(GROUP_BY_KEY) not in (NO_GROUP, *groupable):
+        st.session_state[GROUP_BY_KEY] = NO_GROUP
     group = st.selectbox(
         "Compare groups by",
         [NO_GROUP, *groupable],
-        key="cohort_group_by",
+        key=GROUP_BY_KEY,
         format_func=lambda n: n if n == NO_GROUP else f"{FIELDS[n].label} ({n})",
     )
-    return CohortQuery(tuple(filters), None if group == NO_GROUP else group)
+    try:
+        definition = CohortDefinition.of(groups, None if group == NO_GROUP else group)
+    except CohortError as exc:
+        st.error(f"These conditions do not make a cohort: {exc}. Remove the condition named.")
+        return None
+    if groups:
+        st.caption(f"In words: {definition.words(with_grouping=False)}.")
+    return CohortQuery(definition)
 
 
 def _hazard_ratio_table(result) -> pd.DataFrame:
@@ -131,7 +180,7 @@ def _hazard_ratio_table(result) -> pd.DataFrame:
     return hr[["group", "hazard ratio (95 % CI)", "p"]]
 
 
-def _export(ref: resources.StoreRef, query: CohortQuery, n: int) -> None:
+def _export(ref: resources.StoreRef, query: CohortQuery, n: int, name: str) -> None:
     st.markdown("**Export the cohort**")
     role = auth.actor()[1]
     clinical = auth.sees_patient_ids(role)
@@ -146,22 +195,21 @@ def _export(ref: resources.StoreRef, query: CohortQuery, n: int) -> None:
             else " For the ethics board, ids are pseudonymised and dates are given as month only."
         )
     )
-    name = st.text_input("Cohort name (names the files)", value="cohort", key="cohort_name")
     if not st.toggle(f"Prepare CSV and Parquet files ({n:,} patients)", key="cohort_export"):
         return
-    rows = auth.protect_ids(resources.cohort_rows(ref, query.filters, query.group_by), ref.path)
+    rows = auth.protect_ids(resources.cohort_rows(ref, query.definition), ref.path)
     if not clinical:
         rows = cohort_export.month_only(rows)
     about = cohort_export.header(
         name=name,
-        filters=query.filters,
-        group_by=query.group_by,
+        filters=query.definition,
         data_cutoff=resources.store_status().metadata_value("data_cutoff", "not recorded"),
         exported_by=f"{auth.actor()[0]} ({role})",
         exported_at=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         ids="store person_id" if clinical else "pseudonymised (HMAC under the store's secret)",
         dates="exact" if clinical else "month only (YYYY-MM), exact dates withheld",
         rows=len(rows),
+        saved_cohort=cohort_saved.loaded_id(query.definition),
     )
     stem = cohort_export.file_stem(name)
     csv_col, parquet_col = st.columns(2)
@@ -170,7 +218,8 @@ def _export(ref: resources.StoreRef, query: CohortQuery, n: int) -> None:
             "what": "cohort",
             "name": name,
             "rows": len(rows),
-            "filters": [str(f) for f in query.filters],
+            "groups": query.definition.texts(),
+            "group_by": query.group_by,
         }
     }
     csv_col.download_button(
@@ -196,18 +245,27 @@ def _export(ref: resources.StoreRef, query: CohortQuery, n: int) -> None:
 
 
 def cohort_section(ref: resources.StoreRef) -> None:
-    """Filter builder, then the cohort's survival, Table 1 and exports (or a plain error)."""
+    """Saved cohorts and a link's cohort, the condition builder, then the cohort's survival, Table 1,
+    patient list, saving and exports (or a plain message)."""
+    cohort_saved.open_from_link(ref, GROUPS_KEY, GROUP_BY_KEY, NO_GROUP)
+    cohort_saved.saved_list(ref)
     query = filter_builder()
+    if query is None:
+        return
+    cohort_saved.loaded_banner(query.definition)
     try:
-        result = resources.cohort_result(ref, query.filters, query.group_by)
+        result = resources.cohort_result(ref, query.definition)
     except EmptyCohortError as exc:
         next_step = (
             "remove a filter or widen its range above"
-            if query.filters
+            if query.definition.groups
             else "the store holds no patient with a diagnosis and follow-up yet; import records with "
             "`oncolens import` (docs/imports.md)"
         )
-        st.info(f"{str(exc).capitalize()}: {next_step}.", icon=":material/filter_alt_off:")
+        message = str(exc)
+        st.info(
+            f"{message[:1].upper()}{message[1:]}: {next_step}.", icon=":material/filter_alt_off:"
+        )
         return
     except CohortError as exc:
         st.error(str(exc))
@@ -217,7 +275,7 @@ def cohort_section(ref: resources.StoreRef) -> None:
         ref.path,
         "cohort_view",
         details={
-            "filters": [str(f) for f in query.filters],
+            "groups": query.definition.texts(),
             "group_by": query.group_by,
             "patients": result.n,
         },
@@ -249,7 +307,7 @@ def cohort_section(ref: resources.StoreRef) -> None:
         key="cohort_fig_html",
         on_click=trail.record,  # an export like the tables' (issue 22)
         args=(ref.path, "export"),
-        kwargs={"details": {"what": "cohort_figure", "filters": [str(f) for f in query.filters]}},
+        kwargs={"details": {"what": "cohort_figure", "groups": query.definition.texts()}},
     )
     medians = pd.DataFrame(
         [
@@ -277,9 +335,44 @@ def cohort_section(ref: resources.StoreRef) -> None:
         )
     for note in result.notes:
         st.info(note)
-    st.markdown("**Table 1**: n (%) or median [IQR]")
+    _table1(result)
+    cohort_saved.patient_list(ref, query.definition)
+    st.session_state.setdefault(
+        cohort_saved.NAME_KEY, "cohort"
+    )  # a link's cohort sets its own name
+    name = st.text_input("Cohort name (names saved cohorts and files)", key=cohort_saved.NAME_KEY)
+    cohort_saved.save_form(ref, query.definition, name)
+    _export(ref, query, result.n, name)
+
+
+def _table1(result) -> None:
+    """Table 1 with its missing-value rows, and the SMD column when groups are compared."""
+    st.markdown(
+        "**Table 1**: n (%) or median [IQR]; *missing*: patients without a value"
+        + ("; **SMD**: standardised mean difference" if not result.smd.empty else ""),
+        help=plain_language.glossary_help("SMD") if not result.smd.empty else None,
+    )
     # lazy: only this section needs it; the app opens its first page without it
     from analytics.cohorts.builder import table1_wide
 
-    st.dataframe(table1_wide(result.table1), hide_index=True)
-    _export(ref, query, result.n)
+    wide = table1_wide(result.table1, result.smd)
+    # tall enough to read a variable with its levels and missing row without scrolling the table
+    st.dataframe(wide, hide_index=True, height=min(36 + 35 * len(wide), 630))
+    if not result.smd.empty:
+        flagged = result.imbalanced(SMD_FLAG)
+        if len(flagged):
+            st.markdown(
+                f"**Groups differ at baseline (SMD > {SMD_FLAG:g})** in: "
+                + ", ".join(
+                    f"{v} ({'∞' if x == float('inf') else f'{x:.2f}'})"
+                    for v, x in zip(flagged["variable"], flagged["smd"], strict=True)
+                )
+                + ". A comparison of these groups' outcomes may be confounded by them."
+            )
+        st.caption(
+            "SMD: continuous variables, difference of means over the pooled SD "
+            "(√((SD₁² + SD₂²)/2)); categorical ones, one multivariate SMD over all levels "
+            "(Yang & Dalton), as R's tableone; with more than two groups, the largest over all pairs. "
+            "Above 0.1 the groups differ enough to matter for any comparison between them. "
+            "The grouping variable itself has none."
+        )

@@ -52,11 +52,23 @@ def show(
         "Timeline and forecast",
         help=plain_language.glossary_help("RECIST", "nadir", "Kaplan–Meier", "confidence interval"),
     )
+    after_recurrence = setting is not None and (setting.metastatic or setting.recurred)
     st.caption(
         f"{DISCLAIMER} Lesion: growth-inhibition model f(t) = f0·(e^(−d·t) + e^(g·t) − 1) fitted to her "
-        "measurements with the cohort's typical course as prior; bands are 80 % and 95 % intervals for a "
-        "future measurement. Survival: the clinic's treatment model per option, given that she is "
-        "recurrence-free today, ±1.96 bootstrap standard errors; treatment was not randomised."
+        + (
+            "measurements on her current line of therapy"
+            if after_recurrence
+            else "measurements"
+        )
+        + " with the cohort's typical course as prior; bands are 80 % and 95 % intervals for a "
+        "future measurement. "
+        + (
+            "Progression on this line: the clinic's observed progression-free survival of her "
+            "subtype on the same line (Kaplan-Meier); recurrence-free survival no longer applies."
+            if after_recurrence
+            else "Survival: the clinic's treatment model per option, given that she is "
+            "recurrence-free today, ±1.96 bootstrap standard errors; treatment was not randomised."
+        )
     )
     forecast: PatientForecast | None = None
     try:
@@ -82,7 +94,6 @@ def show(
             model_version=forecast.model_version,
             details={"as_of": forecast.as_of.isoformat()},
         )
-        after_recurrence = setting is not None and (setting.metastatic or setting.recurred)
         _figures(
             forecast,
             setting if after_recurrence else None,

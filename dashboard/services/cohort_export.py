@@ -2,8 +2,9 @@
 
 Why: a CSV named "cohort.csv" with no definition cannot be traced back to the question it answers once it
 leaves the app; an ethics-board export with exact dates identifies patients more than the board needs.
-Every export therefore starts with its name, its filters in words and as the "FIELD OP VALUE" texts
-``oncolens cohort --filter`` takes, the data cut-off, who exported it, and how ids and dates were
+Every export therefore starts with its name, its definition in words (AND/OR groups,
+``analytics.cohorts.definition``), as the "FIELD OP VALUE" texts and as the JSON ``oncolens cohort
+--definition`` takes, the data cut-off, who exported it, and how ids and dates were
 protected; the same header is the Parquet file's metadata. Pure functions (no Streamlit): the page and
 tests call them alike.
 """
@@ -18,18 +19,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from analytics.cohorts.fields import FIELDS, parse_filter
+from analytics.cohorts import definition
+from analytics.cohorts.definition import CohortDefinition, as_definition
 
-_OPS = {
-    "=": "is",
-    "!=": "is not",
-    "<": "<",
-    "<=": "≤",
-    ">": ">",
-    ">=": "≥",
-    "in": "is one of",
-    "between": "between",
-}
 # A file name is built from the name a user typed: only these characters survive, never a path.
 _SLUG = re.compile(r"[^a-z0-9]+")
 METADATA_KEY = b"oncolens.cohort"
@@ -37,20 +29,17 @@ METADATA_KEY = b"oncolens.cohort"
 
 def filter_words(text: str) -> str:
     """``"age >= 50"`` -> "Age at diagnosis ≥ 50 years" (the field's label and unit, the operator in words)."""
-    f = parse_filter(text)
-    field = FIELDS[f.field]
-    parts = [p.strip() for p in f.value.split(",")]
-    shown = " and ".join(parts) if f.op == "between" else ", ".join(parts)
-    unit = f" {field.unit}" if field.unit else ""
-    return f"{field.label} {_OPS.get(f.op, f.op)} {shown}{unit}"
+    return definition.filter_words(text)
 
 
-def definition_words(filters: tuple[str, ...] | list[str], group_by: str | None = None) -> str:
-    """The whole cohort in one sentence: its filters joined by AND, and its grouping."""
-    words = " AND ".join(filter_words(t) for t in filters) if filters else "every patient"
-    if group_by:
-        words += f", compared by {FIELDS[group_by].label.lower()}"
-    return words
+def definition_words(
+    filters: CohortDefinition | tuple[str, ...] | list[str], group_by: str | None = None
+) -> str:
+    """The whole cohort in one sentence: "(A AND B) OR (C)", and its grouping.
+
+    ``filters``: a ``CohortDefinition`` or a list of filters (one group, all must hold).
+    """
+    return as_definition(filters, group_by).words()
 
 
 def file_stem(name: str) -> str:
@@ -70,36 +59,54 @@ def month_only(frame: pd.DataFrame) -> pd.DataFrame:
 def header(
     *,
     name: str,
-    filters: tuple[str, ...] | list[str],
-    group_by: str | None,
+    filters: CohortDefinition | tuple[str, ...] | list[str],
+    group_by: str | None = None,
     data_cutoff: str | None,
     exported_by: str,
     exported_at: str,
     ids: str,
     dates: str,
     rows: int,
+    saved_cohort: int | None = None,
 ) -> dict[str, object]:
-    """What the export says about itself (first lines of the CSV, metadata of the Parquet file)."""
-    return {
+    """What the export says about itself (first lines of the CSV, metadata of the Parquet file).
+
+    ``filters``: the ``CohortDefinition`` (or a one-group list of filters). "groups" holds its
+    "FIELD OP VALUE" texts; "reproduce" is the command that rebuilds it: ``--filter`` s for one
+    group, ``--definition FILE.json`` (the "definition_json" line saved as a file) for OR groups.
+    """
+    cohort = as_definition(filters, group_by)
+    about: dict[str, object] = {
         "cohort": name,
-        "definition": definition_words(filters, group_by),
-        "filters": list(filters),
-        "group_by": group_by,
+        "definition": cohort.words(),
+        "groups": cohort.texts(),
+        "group_by": cohort.group_by,
+        "definition_json": cohort.canonical(),
         "data_cutoff": data_cutoff or "not recorded in this store",
         "exported_by": exported_by,
         "exported_at": exported_at,
         "patients": rows,
         "person_id": ids,
         "dates": dates,
-        "reproduce": "oncolens cohort "
-        + " ".join(f'--filter "{t}"' for t in filters)
-        + (f" --group-by {group_by}" if group_by else ""),
+        "reproduce": (
+            f"oncolens cohort {cohort.cli_arguments()}".rstrip()
+            if cohort.is_single_group
+            else "oncolens cohort --definition FILE.json (FILE.json: the definition_json line)"
+        ),
     }
+    if cohort.is_single_group:  # the one-group form older readers of these files know
+        about["filters"] = [str(f) for f in cohort.filters]
+    if saved_cohort is not None:
+        about["saved_cohort"] = f"{saved_cohort} (open with ?cohort={saved_cohort})"
+    return about
 
 
 def csv_bytes(frame: pd.DataFrame, about: dict[str, object]) -> bytes:
     """The CSV with ``about`` as "# key: value" lines first (``pd.read_csv(..., comment="#")`` skips them)."""
-    lines = [f"# {k}: {json.dumps(v) if isinstance(v, list) else v}" for k, v in about.items()]
+    lines = [
+        f"# {k}: {json.dumps(v, ensure_ascii=False) if isinstance(v, list) else ('none' if v is None else v)}"
+        for k, v in about.items()
+    ]
     return ("\n".join(lines) + "\n" + frame.to_csv(index=False)).encode()
 
 

@@ -63,6 +63,8 @@ GLOSSARY = {
     "hardly changes, it shows the image rather than the model, and fails the check.",
     "pointing game": "On test images whose lesion is known, how often the strongest point of the map falls "
     "inside the lesion.",
+    "SMD": "Standardised mean difference: how far apart two groups are on a characteristic, in units of its "
+    "spread, whatever the groups' sizes. Above 0.1 is usually called an imbalance.",
     "SHAP": "Shapley values: how much each of the patient's characteristics moved the prediction from the "
     "average, in the prediction's own units. They explain the model, not the biology.",
     "forecast risk": "The chance of RECIST progression or recurrence in the next six months, from the "

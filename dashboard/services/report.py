@@ -317,13 +317,15 @@ def gather(
             )
         )
     if not summary.treatments.empty and not setting.lines:
-        lines = summary.treatments.drop_duplicates("line_of_therapy")
+        # every treatment of a line, in order (a line holds surgery and radiotherapy too, which
+        # carry no regimen: the first row alone printed "None" for an adjuvant course)
         summary_rows.append(
             (
                 "Treatment lines",
                 "; ".join(
-                    f"{r.line_of_therapy}: {r.regimen} from {r.start_date:%Y-%m-%d}"
-                    for r in lines.itertuples()
+                    f"{line}: {', '.join(dict.fromkeys(str(a) for a in part['agent'].dropna()))} "
+                    f"from {part['start_date'].min():%Y-%m-%d}"
+                    for line, part in summary.treatments.groupby("line_of_therapy", sort=True)
                 ),
             )
         )

@@ -71,7 +71,13 @@ def test_log_rank_and_cox_on_counts_equal_lifelines_on_one_row_per_patient(demo_
     cph = CoxPHFitter().fit(design, "rfs_days", "event")
     hr = result.hazard_ratios.set_index("group")
     assert result.reference == "endocrine"
-    for group in hr.index:
+    estimable = hr.index[hr["hr"].notna()]
+    # a group whose events all come before the others' (in this demo: recurrence before any
+    # first-line regimen) has no finite estimate; lifelines runs its log HR off, the others settle
+    assert len(estimable) >= 2
+    for group in hr.index.difference(estimable):
+        assert abs(cph.params_[group]) > 5 or cph.standard_errors_[group] > 50
+    for group in estimable:
         assert hr.loc[group, "hr"] == pytest.approx(cph.hazard_ratios_[group], rel=1e-5)
         assert hr.loc[group, "lo"] == pytest.approx(
             cph.summary.loc[group, "exp(coef) lower 95%"], rel=1e-4

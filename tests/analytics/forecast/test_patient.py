@@ -259,8 +259,11 @@ def test_survival_curves_shapes(demo_con, clinic):
     from analytics.treatment.clinic_data import patient_covariates
 
     curves = survival_curves(clinic.model, patient_covariates(demo_con, 1))
-    assert curves.point.shape == (1, len(clinic.model.options_), 11)
-    assert curves.replicates.shape == (3, 1, len(clinic.model.options_), 11)
+    # day 0 and each of the learner's horizons (the pseudo-value grid; its length follows the data)
+    h = 1 + len(clinic.model.main_.horizons_days)
+    assert h >= 6 and curves.days.shape == (h,) and curves.days[0] == 0
+    assert curves.point.shape == (1, len(clinic.model.options_), h)
+    assert curves.replicates.shape == (3, 1, len(clinic.model.options_), h)
     assert (curves.point[..., 0] == 1).all() and (np.diff(curves.point, axis=-1) <= 0).all()
 
 

@@ -100,6 +100,7 @@ def test_needs_two_options():
 # The CLI's keys, in the order it prints them (tests/dashboard/cli/test_cli_treatment.py reads them).
 CLI_KEYS = [
     "patient_id",
+    "in_scope",
     "model_version",
     "horizon_days",
     "options",

@@ -13,23 +13,24 @@ from dashboard.cli.main import main
 
 
 def test_forecast_json_contract(demo_db, capsys):
-    assert main(["forecast", "42", "--db", str(demo_db), "--json"]) == 0
+    assert main(["forecast", "7", "--db", str(demo_db), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert {"patient_id", "survival", "tumour"} <= set(out)
-    assert out["patient_id"] == 42
+    assert out["patient_id"] == 7
     assert {"observed", "forecast", "progression_date"} <= set(out["tumour"])
     assert out["tumour"]["observed"] and all(
         {"date", "mm"} <= set(r) for r in out["tumour"]["observed"]
     )
     assert all({"date", "mm", "lo", "hi"} <= set(r) for r in out["tumour"]["forecast"])
-    assert out["survival"] == {}  # the test store has no treatment model
-    assert any("no treatment model" in n for n in out["survival_info"]["notes"])
+    assert out["survival"] == {}
+    # patient 7 recurred: no recurrence-free forecast, and the notes say why
+    assert any("no longer applies" in n for n in out["survival_info"]["notes"])
 
 
 def test_forecast_text_output(demo_db, capsys):
-    assert main(["forecast", "42", "--db", str(demo_db)]) == 0
+    assert main(["forecast", "7", "--db", str(demo_db)]) == 0
     out = capsys.readouterr().out
-    assert "Patient 42" in out and "not a medical device" in out and "lesion:" in out
+    assert "Patient 7" in out and "not a medical device" in out and "lesion:" in out
 
 
 @pytest.mark.parametrize(

@@ -33,7 +33,7 @@ def test_adding_filters_and_a_group_narrows_the_cohort_and_compares(app_env):
     at.selectbox(key="cohort_op_age").set_value(">=").run()
     at.number_input(key="cohort_value_age_>=").set_value(50).run()
     at.button(key="cohort_add").click().run()
-    assert at.session_state[cohort_panel.FILTERS_KEY] == ["age >= 50"]
+    assert at.session_state[cohort_panel.GROUPS_KEY] == [["age >= 50"]]
     assert "In words: Age at diagnosis ≥ 50 years." in texts(at.caption)
     at.selectbox(key="cohort_group_by").set_value("er_status").run()
     assert not at.exception and not at.error
@@ -48,10 +48,10 @@ def test_adding_filters_and_a_group_narrows_the_cohort_and_compares(app_env):
 
 def test_an_empty_cohort_is_a_notice_that_says_what_to_do_not_a_traceback(app_env):
     at = open_page("cohorts")
-    at.session_state[cohort_panel.FILTERS_KEY] = ["age > 150"]
+    at.session_state[cohort_panel.GROUPS_KEY] = [["age > 150"]]
     at.run()
     assert not at.exception and not at.error
-    assert "No patient matches (age > 150): remove a filter" in texts(at.info)
+    assert "No patient matches (Age at diagnosis > 150 years): remove a filter" in texts(at.info)
 
 
 def test_km_figure_has_a_curve_band_and_at_risk_row_per_group(demo_db):

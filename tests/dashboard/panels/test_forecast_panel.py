@@ -29,19 +29,24 @@ def forecast_db(demo_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 
 def test_patient_page_shows_timeline_forecast_and_its_caveats(forecast_db, monkeypatch):
     monkeypatch.setenv("ONCOLENS_DB", str(forecast_db))
-    at = open_page("patient", patient="42")
+    at = open_page("patient", patient="7")
     assert not at.exception and not at.error
     assert "Timeline and forecast" in [s.value for s in at.subheader]
     captions = texts(at.caption)
     assert "not a medical device" in captions and "80 %" in captions and "95 %" in captions
     labels = {m.label for m in at.metric}
+    # patient 7's disease recurred (metastatic, line 1): progression on her line, never recurrence
     assert {
         "RECIST progression",
         "P(progression) in 6 months",
-        "P(recurrence) in 6 months",
+        "Progression on this line in 6 months",
     } <= labels
-    assert "no treatment model" in captions.lower()
-    assert "is expected to" in texts(at.info) and "support, not replace" in texts(at.info)
+    assert "P(recurrence) in 6 months" not in labels
+    assert "recurrence-free survival no longer applies" in captions
+    assert "recurrence-free today" not in captions
+    assert "current line of therapy" in captions
+    said = texts(at.info) + texts(at.warning)
+    assert "growth model expects" in said and "the clinician decides" in said
 
 
 def test_patient_without_lesion_readings_gets_a_note_not_an_error(forecast_db, monkeypatch):
