@@ -1052,3 +1052,51 @@ def _decision_rates(path: str, stamp: tuple[int, ...]) -> DecisionRates:
 def decision_rates(ref: StoreRef) -> DecisionRates:
     """Accept / override counts of treatment recommendations (``analytics.governance.board.decision_rates``)."""
     return _decision_rates(ref.path, ref.stamp)
+
+
+# --- data quality and accounts (Governance, issue 22) ------------------------------------------
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def _data_quality(path: str, version: str, asked: float) -> list:
+    # lazy: only the Governance page's data-quality tab needs it
+    from analytics.governance import quality
+
+    with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
+        return quality.run_checks(con, sample=0)
+
+
+def data_quality(ref: StoreRef, asked: float = 0.0) -> list:
+    """Every data-quality check's result (``quality.CheckResult``).
+
+    Keyed on the clinical version, not the stamp: every page view writes an audit event, and the
+    checks read every row of the fact table (seconds on a large store). An edit in place that
+    changes no row count keeps the version; ``asked`` (the time of the tab's "Run the checks
+    again") runs them anew.
+    """
+    return _data_quality(ref.path, ref.version, float(asked))
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _quality_rows(path: str, version: str, asked: float, name: str, limit: int) -> pd.DataFrame:
+    # lazy: only the Governance page's data-quality tab needs it
+    from analytics.governance import quality
+
+    with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
+        return quality.failing_rows(con, name, limit=limit)
+
+
+def quality_failing_rows(
+    ref: StoreRef, name: str, asked: float = 0.0, limit: int = 500
+) -> pd.DataFrame:
+    """The failing rows of one check: pseudonymised patient, row key, detail (keyed as ``data_quality``)."""
+    return _quality_rows(ref.path, ref.version, float(asked), name, int(limit))
+
+
+def accounts(ref: StoreRef) -> list:
+    """Every account (``users.User``), read fresh: the admin's changes show on the next run."""
+    # lazy: only the admin's Users tab needs it
+    from analytics.governance import users
+
+    with store.open_store(ref.path, read_only=True, wait_s=READ_WAIT_S) as con:
+        return users.list_users(con)

@@ -19,7 +19,14 @@ and an injected clock.
   the typed name, so that a password typed into the username box is never stored.
   Unknown usernames are throttled the same way as real ones.
 - The audit trail names the account only when it exists (``actor`` is
-  ``unknown`` otherwise: the typed text may be a password).
+  ``unknown`` otherwise: the typed text may be a password). Every refused sign-in
+  is one ``sign_in_failed`` event, blank fields and throttled attempts included.
+- Accounts are managed by the CLI and by the admin in the app through the same
+  functions (``create_account``, ``change_role``, ``set_active``, ``delete_account``), each
+  change written with a chained audit event in the same transaction. A deactivated
+  account (schema version 11, ``deactivated_at``) keeps its name in the trail but
+  cannot sign in, resume a session or keep one; the last active admin cannot be
+  deactivated or lose the role, so the store always has someone who can manage it.
 - Pseudonyms: ``pseudonym(key, person_id)`` is HMAC-SHA256 under a random
   per-store secret (``app_secret``), so the ethics board sees stable ids it
   cannot turn back into patients, while the store can still link them.
@@ -70,6 +77,7 @@ class User:
     email: str | None
     has_password: bool
     created_at: datetime
+    active: bool = True  # False: deactivated by an admin (kept for the audit trail's names)
 
 
 @dataclass(frozen=True)
@@ -185,8 +193,27 @@ def _password_matches(stored: str | None, password: str) -> bool:
 
 
 def _user(row: tuple) -> User:
-    username, role, email, password_hash, created_at = row
-    return User(username, role, email, password_hash is not None, created_at)
+    username, role, email, password_hash, created_at, deactivated_at = row
+    return User(
+        username, role, email, password_hash is not None, created_at, deactivated_at is None
+    )
+
+
+def _users(con: duckdb.DuckDBPyConnection, where: str, params: list) -> list[User]:
+    """Accounts matching ``where`` (a constant of this module); a store before schema version 11
+    (opened read-only, not migrated) has no deactivation column: every account is active there."""
+    has_flag = bool(
+        con.execute(
+            "SELECT 1 FROM information_schema.columns WHERE table_name = 'app_user' "
+            "AND column_name = 'deactivated_at'"
+        ).fetchall()
+    )
+    flag = "deactivated_at" if has_flag else "NULL::TIMESTAMP"
+    sql = (
+        f"SELECT username, role, email, password_hash, created_at, {flag} FROM app_user "  # noqa: S608
+        f"{where} ORDER BY username"
+    )
+    return [_user(r) for r in con.execute(sql, params).fetchall()]
 
 
 def add_user(
@@ -222,28 +249,154 @@ def remove_user(con: duckdb.DuckDBPyConnection, username: str) -> bool:
 
 
 def list_users(con: duckdb.DuckDBPyConnection) -> list[User]:
-    return [
-        _user(r)
-        for r in con.execute(
-            "SELECT username, role, email, password_hash, created_at FROM app_user ORDER BY username"
-        ).fetchall()
-    ]
+    return _users(con, "", [])
 
 
 def get_user(con: duckdb.DuckDBPyConnection, username: str) -> User | None:
-    rows = con.execute(
-        "SELECT username, role, email, password_hash, created_at FROM app_user WHERE username = ?",
-        [normalise_username(username)],
-    ).fetchall()
-    return _user(rows[0]) if rows else None
+    rows = _users(con, "WHERE username = ?", [normalise_username(username)])
+    return rows[0] if rows else None
 
 
 def user_by_email(con: duckdb.DuckDBPyConnection, email: str) -> User | None:
-    rows = con.execute(
-        "SELECT username, role, email, password_hash, created_at FROM app_user WHERE email = ?",
-        [str(email).strip().lower()],
-    ).fetchall()
-    return _user(rows[0]) if rows else None
+    rows = _users(con, "WHERE email = ?", [str(email).strip().lower()])
+    return rows[0] if rows else None
+
+
+# --- account management with its audit event (CLI and the admin's page) -------------------
+
+
+def _existing(con: duckdb.DuckDBPyConnection, username: str) -> User:
+    user = get_user(con, username)
+    if user is None:
+        raise UserError(f"no user {normalise_username(username)!r}")
+    return user
+
+
+def _keep_an_admin(con: duckdb.DuckDBPyConnection, user: User) -> None:
+    """Refuse to leave the store without an active admin (nobody could manage accounts in the app)."""
+    if user.role != "admin" or not user.active:
+        return
+    others = [u for u in list_users(con) if u.role == "admin" and u.active and u != user]
+    if not others:
+        raise UserError(
+            f"{user.username} is the last active admin; add or activate another admin first"
+        )
+
+
+def create_account(
+    db_path: str | Path,
+    username: str,
+    role: str,
+    *,
+    password: str | None,
+    email: str | None,
+    actor: str,
+    actor_role: str | None = None,
+    wait_s: float = 30.0,
+) -> User:
+    """``add_user`` and its ``user_added`` event in one chained transaction (the password is hashed
+    before the store is opened, so the file is not held for argon2)."""
+    name = check_username(username)
+    check_role(role)
+    if password is not None:
+        check_password(password, name)
+    with store.open_store(db_path, wait_s=wait_s) as con, audit.chained_transaction(con):
+        user = add_user(con, name, role, password=password, email=email)
+        audit.append_event(
+            con,
+            actor=actor,
+            role=actor_role,
+            action="user_added",
+            details={"username": user.username, "role": user.role, "sso": user.email is not None},
+        )
+    return user
+
+
+def change_role(
+    db_path: str | Path,
+    username: str,
+    role: str,
+    *,
+    actor: str,
+    actor_role: str | None = None,
+    wait_s: float = 30.0,
+) -> User:
+    """Give an account another role (``user_role_changed``, with the old and new role)."""
+    check_role(role)
+    with store.open_store(db_path, wait_s=wait_s) as con, audit.chained_transaction(con):
+        user = _existing(con, username)
+        if user.role == role:
+            raise UserError(f"{user.username} already has the role {role}")
+        if role != "admin":
+            _keep_an_admin(con, user)
+        con.execute("UPDATE app_user SET role = ? WHERE username = ?", [role, user.username])
+        audit.append_event(
+            con,
+            actor=actor,
+            role=actor_role,
+            action="user_role_changed",
+            details={"username": user.username, "from": user.role, "to": role},
+        )
+    return User(user.username, role, user.email, user.has_password, user.created_at, user.active)
+
+
+def set_active(
+    db_path: str | Path,
+    username: str,
+    active: bool,
+    *,
+    actor: str,
+    actor_role: str | None = None,
+    wait_s: float = 30.0,
+) -> User:
+    """Deactivate (``user_deactivated``) or reactivate (``user_reactivated``) an account.
+
+    Deactivation keeps the row, so the trail's names still resolve and the account can come back;
+    its failed-sign-in count is cleared on reactivation.
+    """
+    with store.open_store(db_path, wait_s=wait_s) as con, audit.chained_transaction(con):
+        user = _existing(con, username)
+        if user.active == active:
+            raise UserError(f"{user.username} is already {'active' if active else 'deactivated'}")
+        if not active:
+            _keep_an_admin(con, user)
+        con.execute(
+            "UPDATE app_user SET deactivated_at = ? WHERE username = ?",
+            [None if active else utc_now(), user.username],
+        )
+        if active:
+            key = keyed_hash(ensure_secret(con), "username", user.username)
+            con.execute("DELETE FROM sign_in_throttle WHERE username_key = ?", [key])
+        audit.append_event(
+            con,
+            actor=actor,
+            role=actor_role,
+            action="user_reactivated" if active else "user_deactivated",
+            details={"username": user.username, "role": user.role},
+        )
+    return User(user.username, user.role, user.email, user.has_password, user.created_at, active)
+
+
+def delete_account(
+    db_path: str | Path,
+    username: str,
+    *,
+    actor: str,
+    actor_role: str | None = None,
+    wait_s: float = 30.0,
+) -> None:
+    """``remove_user`` and its ``user_removed`` event; the last active admin is refused."""
+    with store.open_store(db_path, wait_s=wait_s) as con, audit.chained_transaction(con):
+        user = _existing(con, username)
+        _keep_an_admin(con, user)
+        remove_user(con, user.username)
+        audit.append_event(
+            con,
+            actor=actor,
+            role=actor_role,
+            action="user_removed",
+            details={"username": user.username},
+        )
 
 
 # --- sign-in ---------------------------------------------------------------------------
@@ -276,7 +429,11 @@ def sign_in(
             ).fetchall()[0][0]
         failures, last = _throttle_state(con, key)
     wait = policy.wait_s(failures, last, now)
-    matched = wait == 0 and _password_matches(stored, password)
+    blank = not name or not password
+    # a blank form still costs the argon2 work of a wrong password (no timing difference)
+    matched = wait == 0 and _password_matches(stored, password) and not blank
+    if user is not None and not user.active:
+        matched = False
     actor = user.username if user is not None else UNKNOWN_ACTOR
     with store.open_store(db_path, wait_s=wait_s) as con, audit.chained_transaction(con):
         if wait > 0:
@@ -290,9 +447,14 @@ def sign_in(
                     [_hasher().hash(password), name],
                 )
         else:
-            reason = (
-                "unknown_user" if user is None else ("wrong_password" if stored else "no_password")
-            )
+            if blank:
+                reason = "blank"
+            elif user is None:
+                reason = "unknown_user"
+            elif not user.active:
+                reason = "deactivated"
+            else:
+                reason = "wrong_password" if stored else "no_password"
             failures, last = _throttle_state(con, key)
             failures = policy.current_failures(failures, last, now) + 1
             con.execute(
@@ -323,13 +485,18 @@ def sign_in_sso(db_path: str | Path, email: str | None, *, wait_s: float = 30.0)
     """Map a single-sign-on identity (its email) to an account and audit the outcome."""
     with store.open_store(db_path, wait_s=wait_s) as con, audit.chained_transaction(con):
         user = user_by_email(con, email) if email else None
+        refused = None if user is not None and user.active else "unmapped_identity"
+        if user is not None and not user.active:
+            refused = "deactivated"  # named in the trail, refused like an unmapped identity
         audit.append_event(
             con,
             actor=user.username if user else UNKNOWN_ACTOR,
             role=user.role if user else None,
-            action="sign_in" if user else "sign_in_failed",
-            details={"method": "sso"} | ({} if user else {"reason": "unmapped_identity"}),
+            action="sign_in_failed" if refused else "sign_in",
+            details={"method": "sso"} | ({"reason": refused} if refused else {}),
         )
+        if refused:
+            user = None
     if user is None:
         return SignInResult(
             None,

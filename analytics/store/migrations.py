@@ -27,6 +27,7 @@ from analytics.store.schema import (
     V3_STATEMENTS,
     V7_AI_REFUSAL_STATEMENTS,
     V10_SAVED_COHORT_STATEMENTS,
+    V11_USER_STATEMENTS,
 )
 
 
@@ -143,6 +144,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         10,
         "saved_cohort: named cohort definitions, reopened by link (issue 20)",
         V10_SAVED_COHORT_STATEMENTS,
+    ),
+    Migration(
+        11,
+        "app_user.deactivated_at: accounts an admin deactivated (governance issue 22)",
+        V11_USER_STATEMENTS,
     ),
 )
 

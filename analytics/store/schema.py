@@ -11,7 +11,7 @@ reads it. Later, additive versions keep their statements beside the code that fi
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 
 # Treatment options of the demo clinic: the first-line systemic regimen.
 TREATMENT_OPTIONS = ("endocrine", "chemotherapy", "chemo_endocrine")
@@ -245,4 +245,10 @@ V10_SAVED_COHORT_STATEMENTS = (
         created_at       TIMESTAMP NOT NULL,           -- UTC
         data_cutoff      VARCHAR                       -- clinic_metadata.data_cutoff when saved
     )""",
+)
+
+# Version 11 (additive, governance issue 22): an admin deactivates an account instead of deleting
+# it, so the audit trail's names keep resolving and the account can come back.
+V11_USER_STATEMENTS = (
+    "ALTER TABLE app_user ADD COLUMN IF NOT EXISTS deactivated_at TIMESTAMP",  # NULL: active
 )

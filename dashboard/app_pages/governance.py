@@ -1,4 +1,5 @@
-"""Governance (ethics board, admin): model cards, subgroup audits, saliency checks, audit trail, decisions."""
+"""Governance (ethics board, admin): model cards, subgroup audits, saliency checks, audit trail,
+decisions, data quality; the admin's accounts."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from analytics.governance import audit
 from analytics.treatment.model.files import TreatmentModelError
 from dashboard import resources
 from dashboard.panels import governance as panel
-from dashboard.session import auth
+from dashboard.session import auth, trail
 
-auth.require_page("governance")
+session = auth.require_page("governance")
 ref = resources.require_store()
 st.title("Governance")
 st.caption(
@@ -18,15 +19,20 @@ st.caption(
     "OncoLens is research and decision support, not a medical device."
 )
 
-cards, audit_tab, saliency_tab, trail_tab, decisions_tab, data_tab = st.tabs(
-    [
-        "Model cards",
-        "Subgroup audit",
-        "Saliency checks",
-        "Audit trail",
-        "Decisions",
-        "Data provenance",
-    ]
+is_admin = session.role == "admin"  # accounts are the admin's (issue 22)
+cards, audit_tab, saliency_tab, trail_tab, decisions_tab, quality_tab, data_tab, *admin_tabs = (
+    st.tabs(
+        [
+            "Model cards",
+            "Subgroup audit",
+            "Saliency checks",
+            "Audit trail",
+            "Decisions",
+            "Data quality",
+            "Data provenance",
+            *(["Users"] if is_admin else []),
+        ]
+    )
 )
 
 with cards:
@@ -86,8 +92,9 @@ with trail_tab:
     events = auth.protect_ids(events, ref.path)
     st.caption(
         f"{len(events)} event(s) match. Patient ids are pseudonymised for the ethics board. "
-        "`oncolens audit verify` checks the hash chain."
+        "`oncolens audit verify` checks the hash chain, as does the button below."
     )
+    panel.render_verify(ref.path, auth.actor())
     if events.empty:
         filtered = bool(chosen["actions"] or chosen["actors"])
         st.info(
@@ -116,6 +123,23 @@ with trail_tab:
 
 with decisions_tab:
     panel.render_decisions(resources.decision_rates(ref))
+
+with quality_tab:
+    st.caption(
+        "Checks of the store in the spirit of OHDSI's Data Quality Dashboard: completeness, "
+        "conformance and plausibility, each with the share of failing rows it allows."
+    )
+    asked = panel.quality_rerun()
+    shown = panel.render_quality(
+        resources.data_quality(ref, asked),
+        lambda name: resources.quality_failing_rows(ref, name, asked),
+    )
+    if shown is not None:  # patient-level rows, pseudonymised: who looked at which, once a session
+        trail.shown(ref.path, "data_quality_rows_viewed", details={"check": shown})
+
+if admin_tabs:
+    with admin_tabs[0]:
+        panel.render_users(ref.path, lambda: resources.accounts(ref), auth.actor())
 
 with data_tab:
     snapshot = resources.governance_snapshot(ref)

@@ -397,5 +397,13 @@ with view:
     )
 
 saliency_panel.render(
-    data=data, frame=frame, image=image, ai=ai, shown=shown, spacing=image.spacing_mm
+    data=data,
+    frame=frame,
+    image=image,
+    ai=ai,
+    shown=shown,
+    spacing=image.spacing_mm,
+    subject=None
+    if picked == -1
+    else int(images.iloc[picked]["person_id"]),  # as the AI read's event
 )

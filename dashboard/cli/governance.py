@@ -1,4 +1,5 @@
-"""``oncolens users`` and ``oncolens audit``: accounts and the audit chain from the shell.
+"""``oncolens users``, ``oncolens audit`` and ``oncolens quality``: accounts, the audit chain and the
+store's data-quality checks from the shell.
 
 Passwords are read from a prompt (twice, not echoed) or, for scripts, from one
 line of standard input (``--password-stdin``); never from an argument, which
@@ -35,7 +36,7 @@ def _read_password(args: argparse.Namespace) -> str:
 
 
 def add_subparsers(subparsers: SubParsers) -> None:
-    """``users`` (with its actions ``add``, ``remove``, ``list``) and ``audit``."""
+    """``users`` (``add``, ``remove``, ``role``, ``deactivate``, ``activate``, ``list``), ``audit``, ``quality``."""
     # lazy: `oncolens --help` and the other commands never load it
     from analytics.governance.users import ROLES
 
@@ -56,6 +57,19 @@ def add_subparsers(subparsers: SubParsers) -> None:
     remove = sub.add_parser("remove", help="delete an account", description="delete an account")
     remove.add_argument("username", metavar="NAME")
     db_arg(remove)
+    role = sub.add_parser(
+        "role", help="give an account another role", description="give an account another role"
+    )
+    role.add_argument("username", metavar="NAME")
+    role.add_argument("--role", required=True, choices=ROLES)
+    db_arg(role)
+    for verb, what in (
+        ("deactivate", "stop an account from signing in (kept for the audit trail)"),
+        ("activate", "let a deactivated account sign in again"),
+    ):
+        toggle = sub.add_parser(verb, help=what, description=what)
+        toggle.add_argument("username", metavar="NAME")
+        db_arg(toggle)
     listing = sub.add_parser(
         "list", help="list accounts (never passwords)", description="list accounts"
     )
@@ -84,11 +98,57 @@ def add_subparsers(subparsers: SubParsers) -> None:
     )
     db_arg(audit_p)
 
+    quality = add_command(
+        subparsers,
+        "quality",
+        "run the store's data-quality checks (completeness, conformance, plausibility)",
+        cmd_quality,
+    )
+    quality.add_argument(
+        "--json", action="store_true", help="one JSON object per check (JSON Lines)"
+    )
+    quality.add_argument(
+        "--sample",
+        type=int,
+        default=5,
+        metavar="N",
+        help="failing row keys shown per check (pseudonymised patients; default 5)",
+    )
+    db_arg(quality)
+
+
+def cmd_quality(args: argparse.Namespace) -> int:
+    """Every check of ``analytics.governance.quality``; exit 1 when any check fails."""
+    # lazy: `oncolens --help` and the other commands never load it
+    from analytics import store
+
+    # lazy: `oncolens --help` and the other commands never load it
+    from analytics.governance import quality
+
+    if args.sample < 0:
+        raise CliError("--sample must be 0 or more")
+    with store.open_store(db_path(args), read_only=True) as con:
+        results = quality.run_checks(con, sample=args.sample)
+    if args.json:
+        for r in results:
+            print(json.dumps(r.to_json()), flush=True)
+    else:
+        for r in results:
+            verdict = {True: "pass", False: "FAIL", None: "not run"}[r.passed]
+            print(
+                f"{verdict:<8} {r.category:<13} {r.name:<32} {r.n_failed:>7} of {r.n_checked:<9} "
+                f"({r.pct:.2f} %, allowed {r.threshold_pct:g} %)"
+            )
+            for row in r.sample:
+                print(f"         {row['person'] or '-'}  {row['row']}")
+        failed = sum(r.passed is False for r in results)
+        print(f"{len(results) - failed} of {len(results)} checks pass.")
+    return 1 if any(r.passed is False for r in results) else 0
+
 
 def cmd_users(args: argparse.Namespace) -> int:
     from analytics import store  # lazy: `oncolens --help` and the other commands never load it
     from analytics.governance import (  # lazy: `oncolens --help` and the other commands never load it
-        audit,
         users,
     )
 
@@ -108,6 +168,7 @@ def cmd_users(args: argparse.Namespace) -> int:
                 "role": u.role,
                 "email": u.email,
                 "sign_in": ("password" if u.has_password else "") + ("+sso" if u.email else ""),
+                "active": u.active,
             }
             for u in accounts
         ]
@@ -118,45 +179,37 @@ def cmd_users(args: argparse.Namespace) -> int:
             print("No accounts. Add one with: oncolens users add NAME --role ROLE")
         else:
             for row in rows:
+                state = "" if row["active"] else "  (deactivated)"
                 print(
-                    f"{row['username']:<24} {row['role']:<13} {row['sign_in'].lstrip('+'):<13} {row['email'] or ''}"
+                    f"{row['username']:<24} {row['role']:<13} {row['sign_in'].lstrip('+'):<13} "
+                    f"{row['email'] or ''}{state}"
                 )
         return 0
-    if action == "remove":
-        with store.open_store(db) as con, audit.chained_transaction(con):
-            removed = users.remove_user(con, args.username)
-            if removed:
-                audit.append_event(
-                    con,
-                    actor=actor(),
-                    action="user_removed",
-                    details={"username": users.normalise_username(args.username)},
-                )
-        if not removed:
-            raise CliError(f"no user {users.normalise_username(args.username)!r}")
-        print(f"Removed {users.normalise_username(args.username)}.")
-        return 0
-    # add
-    if args.sso_only and not args.email:
-        raise CliError("--sso-only needs --email (the identity single sign-on reports)")
     try:
+        if action == "remove":
+            users.delete_account(db, args.username, actor=actor())
+            print(f"Removed {users.normalise_username(args.username)}.")
+            return 0
+        if action == "role":
+            user = users.change_role(db, args.username, args.role, actor=actor())
+            print(f"{user.username} now has the role {user.role}.")
+            return 0
+        if action in ("deactivate", "activate"):
+            user = users.set_active(db, args.username, action == "activate", actor=actor())
+            print(f"{'Activated' if user.active else 'Deactivated'} {user.username}.")
+            return 0
+        # add
+        if args.sso_only and not args.email:
+            raise CliError("--sso-only needs --email (the identity single sign-on reports)")
         name = users.check_username(args.username)
         password = None if args.sso_only else _read_password(args)
         if password is not None:
             users.check_password(password, name)
+        user = users.create_account(
+            db, name, args.role, password=password, email=args.email, actor=actor()
+        )
     except users.UserError as exc:
         raise CliError(str(exc)) from None
-    with store.open_store(db) as con, audit.chained_transaction(con):
-        try:
-            user = users.add_user(con, name, args.role, password=password, email=args.email)
-        except users.UserError as exc:
-            raise CliError(str(exc)) from None
-        audit.append_event(
-            con,
-            actor=actor(),
-            action="user_added",
-            details={"username": user.username, "role": user.role, "sso": user.email is not None},
-        )
     print(f"Added {user.username} ({user.role}).")
     return 0
 

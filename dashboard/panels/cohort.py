@@ -270,6 +270,16 @@ def cohort_section(ref: resources.StoreRef) -> None:
     except CohortError as exc:
         st.error(str(exc))
         return
+    # a cohort built is a view of many patients: audited once per session and definition (issue 22)
+    trail.shown(
+        ref.path,
+        "cohort_view",
+        details={
+            "groups": query.definition.texts(),
+            "group_by": query.group_by,
+            "patients": result.n,
+        },
+    )
     a, b, c = st.columns(3)
     a.metric("Patients in cohort", f"{result.n:,}")
     b.metric("Recurrences or deaths", f"{result.events:,}")
@@ -295,6 +305,9 @@ def cohort_section(ref: resources.StoreRef) -> None:
         "cohort_km.html",
         mime="text/html",
         key="cohort_fig_html",
+        on_click=trail.record,  # an export like the tables' (issue 22)
+        args=(ref.path, "export"),
+        kwargs={"details": {"what": "cohort_figure", "groups": query.definition.texts()}},
     )
     medians = pd.DataFrame(
         [

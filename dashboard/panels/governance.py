@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 
 import pandas as pd
 import streamlit as st
 
+from analytics import store
+from analytics.governance import audit, quality, users
 from analytics.governance.board import AuditFilterOptions, DecisionRates
 from dashboard.figures.governance import calibration_figure, reliability_points
 
@@ -293,3 +296,246 @@ def render_decisions(rates: DecisionRates) -> None:
         f"No clear recommendation (clinician's choice): {rates.no_recommendation}. Per model version:"
     )
     st.dataframe(rates.by_version, hide_index=True, width="stretch")
+
+
+# --- data quality (issue 22) ----------------------------------------------------------------------
+
+_VERDICT = {True: "pass", False: "FAIL", None: "not run"}
+
+
+def quality_table(results: list) -> pd.DataFrame:
+    """One row per check (``quality.CheckResult``), failures first, for the page and its tests."""
+    frame = pd.DataFrame(
+        [
+            {
+                "result": _VERDICT[r.passed],
+                "check": r.name,
+                "failing": r.n_failed,
+                "checked": r.n_checked,
+                "failing %": round(r.pct, 3),
+                "allowed %": r.threshold_pct,
+                "category": r.category,
+                "table": r.table,
+                "what it checks": r.description,
+            }
+            for r in results
+        ]
+    )
+    if frame.empty:
+        return frame
+    order = frame["result"].map({"FAIL": 0, "not run": 1, "pass": 2})
+    return frame.assign(_o=order).sort_values(["_o", "category", "check"]).drop(columns="_o")
+
+
+def quality_rerun() -> float:
+    """A "Run the checks again" button; returns when it was last pressed in this session (0: never).
+
+    Results are kept while the store's records keep their row counts; an edit in place does not.
+    """
+    if st.button(
+        "Run the checks again",
+        key="dq_rerun",
+        icon=":material/refresh:",
+        help="Results are kept until records are added or removed; run again after an edit in place.",
+    ):
+        st.session_state["dq_asked"] = time.time()
+    return float(st.session_state.get("dq_asked", 0.0))
+
+
+def render_quality(results: list, rows_of) -> str | None:
+    """Pass / fail per category, every check, and the failing rows of one chosen check.
+
+    ``rows_of(name)`` returns that check's failing rows (pseudonymised); returns the check shown.
+    """
+    counts = quality.summary(results).set_index("category")
+    columns = st.columns(len(quality.CATEGORIES))
+    for column, category in zip(columns, quality.CATEGORIES, strict=True):
+        row = counts.loc[category]
+        failed, not_run = int(row["failed"]), int(row["not_run"])
+        column.metric(
+            category.capitalize(),
+            f"{int(row['passed'])} of {int(row['checks'])} pass",
+            delta=(f"{failed} failing" if failed else "none failing")
+            + (f", {not_run} not run" if not_run else ""),
+            delta_color="inverse" if failed else "off",
+            delta_arrow="off",
+            border=True,
+        )
+    failing = [r for r in results if r.passed is False]
+    if failing:
+        st.error(
+            f"{len(failing)} of {len(results)} checks fail: "
+            + ", ".join(r.name.replace("_", " ") for r in failing)
+            + ". Models, cohorts and forecasts read these rows as they are.",
+            icon=":material/rule:",
+        )
+    else:
+        st.success(
+            f"All {len(results)} data-quality checks pass on this store.",
+            icon=":material/check_circle:",
+        )
+    st.dataframe(
+        quality_table(results),
+        hide_index=True,
+        width="stretch",
+        key="dq_checks",
+        column_config={
+            "failing %": st.column_config.NumberColumn(format="%.3f"),
+            "allowed %": st.column_config.NumberColumn(format="%g"),
+        },
+    )
+    with_rows = [r.name for r in results if r.n_failed]
+    if not with_rows:
+        st.caption("No check has failing rows to show.")
+        return None
+    chosen = st.selectbox(
+        "Failing rows of",
+        with_rows,
+        format_func=lambda n: n.replace("_", " "),
+        key="dq_check",
+        help="Rows name patients by pseudonym only (never a name, MRN or record id).",
+    )
+    rows = rows_of(chosen)
+    st.dataframe(rows, hide_index=True, width="stretch", key="dq_rows")
+    st.caption(
+        f"{len(rows)} row(s) shown (at most 500). Patients are pseudonymised (HMAC under the store's key); "
+        "details give days between events, not dates. `oncolens quality --json` runs the same checks."
+    )
+    return chosen
+
+
+# --- accounts and the audit chain (admin; issue 22) ---------------------------------------------
+
+
+def render_verify(db_path, actor: tuple[str, str | None]) -> None:
+    """A button that walks the hash chain (``audit.verify_store``, as `oncolens audit verify`) and
+    says the result; the check itself is an audit event."""
+    if not st.button("Verify the audit chain", key="gov_verify", icon=":material/verified:"):
+        return
+    try:
+        result = audit.verify_store(db_path, wait_s=10.0)
+        audit.record_event(
+            db_path,
+            actor=actor[0],
+            role=actor[1],
+            action="audit_verified",
+            details={"ok": result.ok, "events": result.events, "first_bad": result.first_bad},
+            wait_s=10.0,
+        )
+    except store.StoreError as exc:
+        st.error(f"The chain could not be checked now: {exc}")
+        return
+    if result.ok:
+        st.success(
+            f"The audit chain holds: {result.events} events, head hash `{(result.head_hash or '')[:16]}…`. "
+            "Anchor the head outside the store (`oncolens audit anchor`) to detect a rewritten trail.",
+            icon=":material/verified:",
+        )
+    else:
+        where = f"event {result.first_bad}" if result.first_bad is not None else "the chain head"
+        st.error(
+            f"The audit chain is broken at {where}: {result.problem}", icon=":material/gpp_bad:"
+        )
+
+
+def accounts_table(accounts: list) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "username": u.username,
+                "role": u.role.replace("_", " "),
+                "sign-in": " + ".join(
+                    m for m, on in (("password", u.has_password), ("single sign-on", u.email)) if on
+                ),
+                "status": "active" if u.active else "deactivated",
+                "created (UTC)": u.created_at,
+            }
+            for u in accounts
+        ],
+        columns=["username", "role", "sign-in", "status", "created (UTC)"],
+    )
+
+
+def render_users(db_path, accounts_of, actor: tuple[str, str | None]) -> None:
+    """The admin's account management: add, change a role, deactivate or reactivate.
+
+    Calls the same functions as `oncolens users` (``users.create_account``, ``change_role``,
+    ``set_active``); each change is a chained audit event written with it. ``accounts_of()``
+    reads the accounts fresh, after any change of this run.
+    """
+    who = {"actor": actor[0], "actor_role": actor[1], "wait_s": 10.0}
+    listing = st.container()  # the accounts first on screen, read after this run's change
+    add_col, role_col, active_col = st.columns(3, gap="medium")
+    outcome: tuple[str, str] | None = None
+    with add_col.form("gov_user_add", clear_on_submit=True, border=True):
+        st.markdown("**Add an account**")
+        name = st.text_input("Username", key="gov_new_name")
+        role = st.selectbox(
+            "Role", users.ROLES, format_func=lambda r: r.replace("_", " "), key="gov_new_role"
+        )
+        password = st.text_input(
+            "Password",
+            type="password",
+            key="gov_new_password",
+            help=f"At least {users.MIN_PASSWORD_LENGTH} characters; leave empty for single sign-on only.",
+        )
+        email = st.text_input("Single sign-on email (optional)", key="gov_new_email")
+        if st.form_submit_button("Add account", type="primary"):
+            try:
+                made = users.create_account(
+                    db_path,
+                    name,
+                    role,
+                    password=password or None,
+                    email=email.strip() or None,
+                    **who,
+                )
+                outcome = ("ok", f"Added {made.username} ({made.role.replace('_', ' ')}).")
+            except (users.UserError, store.StoreError) as exc:
+                outcome = ("error", f"Not added: {exc}")
+    current = accounts_of()
+    names = [u.username for u in current]
+    with role_col.form("gov_user_role", border=True):
+        st.markdown("**Change a role**")
+        target = st.selectbox("Account", names, key="gov_role_user")
+        new_role = st.selectbox(
+            "New role", users.ROLES, format_func=lambda r: r.replace("_", " "), key="gov_role_new"
+        )
+        if st.form_submit_button("Change role"):
+            try:
+                changed = users.change_role(db_path, target or "", new_role, **who)
+                outcome = (
+                    "ok",
+                    f"{changed.username} now has the role {changed.role.replace('_', ' ')}.",
+                )
+            except (users.UserError, store.StoreError) as exc:
+                outcome = ("error", f"Not changed: {exc}")
+    with active_col.form("gov_user_active", border=True):
+        st.markdown("**Deactivate or reactivate**")
+        target = st.selectbox("Account", names, key="gov_active_user")
+        left, right = st.columns(2)
+        with left:
+            deactivate = st.form_submit_button("Deactivate")
+        with right:
+            reactivate = st.form_submit_button("Reactivate")
+        st.caption("A deactivated account keeps its name in the audit trail and cannot sign in.")
+        if deactivate or reactivate:
+            try:
+                done = users.set_active(db_path, target or "", bool(reactivate), **who)
+                outcome = (
+                    "ok",
+                    f"{'Reactivated' if done.active else 'Deactivated'} {done.username}.",
+                )
+            except (users.UserError, store.StoreError) as exc:
+                outcome = ("error", f"Not changed: {exc}")
+    with listing:
+        if outcome is not None:
+            (st.success if outcome[0] == "ok" else st.error)(outcome[1])
+        st.dataframe(
+            accounts_table(accounts_of()), hide_index=True, width="stretch", key="gov_accounts"
+        )
+    st.caption(
+        "Every change is written to the hash-chained audit trail with your name. The last active admin "
+        "cannot be deactivated or lose the role. The same changes: `oncolens users add | role | "
+        "deactivate | activate | remove`."
+    )

@@ -132,6 +132,7 @@ def _one_map(
     top_k: float,
     quality: dict | None,
     key: str,
+    subject: int | None = None,
 ) -> None:
     with column:
         if method in ON_REQUEST and not _requested(data, frame, method, target, key):
@@ -158,6 +159,7 @@ def _one_map(
         trail.shown(
             resources.db_path(),
             "explanation_shown",
+            subject=subject,  # the patient whose image is explained (pseudonymised on display)
             model_name=ai.model,
             model_version=ai.model_version,
             inputs_sha256=audit.inputs_hash(data, frame),
@@ -213,9 +215,16 @@ def _one_map(
 
 
 def render(
-    data: bytes, frame: int, image: dicom.DicomImage, ai, shown: np.ndarray, spacing
+    data: bytes,
+    frame: int,
+    image: dicom.DicomImage,
+    ai,
+    shown: np.ndarray,
+    spacing,
+    subject: int | None = None,
 ) -> None:
-    """The saliency section for the AI read ``ai`` of ``image`` (``shown`` is the windowed display image)."""
+    """The saliency section for the AI read ``ai`` of ``image`` (``shown`` is the windowed display image);
+    ``subject``: the patient the image belongs to, named in the audit trail's explanation events."""
     st.markdown(
         "#### Saliency: where the model found its evidence",
         help=plain_language.glossary_help("saliency", "sanity check", "pointing game"),
@@ -284,6 +293,7 @@ def render(
             top_k,
             quality,
             "a",
+            subject,
         )
         _one_map(
             right,
@@ -299,6 +309,7 @@ def render(
             top_k,
             quality,
             "b",
+            subject,
         )
     else:
         _one_map(
@@ -315,6 +326,7 @@ def render(
             top_k,
             quality,
             "a",
+            subject,
         )
     st.caption(
         "A saliency map shows where the chosen method finds evidence for the class, not why, and it is not a "

@@ -216,7 +216,7 @@ def resume(db_path: Path, token: str | None) -> Session | None:
             user = users.get_user(con, claims.username)
     except (session_tokens.TokenError, store.StoreError):
         return None
-    if user is None:
+    if user is None or not user.active:
         return None
     _start(user, "token")
     try:
@@ -248,15 +248,27 @@ def _set_cookie(value: str, max_age_s: float) -> None:
 
 
 def keep_cookie(db_path: Path, s: Session) -> None:
-    """Re-issue this browser's session token while the user works (at most once a minute)."""
+    """Re-issue this browser's session token while the user works (at most once a minute), and end
+    the session when an admin has since removed, deactivated or re-roled the account."""
     now = clock()
     if now - float(st.session_state.get(_TOKEN_SET_KEY, 0.0)) < TOKEN_REISSUE_S:
         return
     try:
         with store.open_store(db_path, read_only=True, wait_s=resources.READ_WAIT_S) as con:
             key = session_tokens.session_key(con)
+            account = users.get_user(con, s.username)
     except store.StoreError:
         return  # tried again on the next run
+    if account is not None and (not account.active or account.role != s.role):
+        # an admin deactivated or re-roled the account: this session ends now (a removed account
+        # cannot resume; its open tab ends at the idle timeout: deactivate to end it at once)
+        _end(
+            db_path,
+            s,
+            timed_out=False,
+            notice="Your account was changed by an administrator. Sign in again.",
+        )
+        st.rerun()
     if key is None:
         return
     _set_cookie(session_tokens.issue(key, s.username, now, idle_timeout_s()), idle_timeout_s())
@@ -300,20 +312,46 @@ def _sign_in_page(db_path: Path) -> None:
         _password_form(db_path)
 
 
+_USERNAME_KEY = "oncolens.sign_in.username"
+_PASSWORD_KEY = "oncolens.sign_in.password"  # widget state only; cleared with the form on submit
+_ATTEMPT_KEY = (
+    "oncolens.auth.attempt"  # the last submission's SignInResult, or why none was possible
+)
+
+
+def _check_submission(db_path: Path) -> None:
+    """The form's callback: check the submitted name and password and keep the outcome for the run.
+
+    Why a callback (issue 22: ten refusals gave five events): a second click while a run is still
+    checking the first interrupts that run, and Streamlit stops it at its next element, before the
+    body would have reached ``users.sign_in``; callbacks run first, before anything is drawn, so
+    every submission that reaches the app is checked and audited (blank fields too).
+    """
+    try:
+        st.session_state[_ATTEMPT_KEY] = users.sign_in(
+            db_path,
+            str(st.session_state.get(_USERNAME_KEY) or ""),
+            str(st.session_state.get(_PASSWORD_KEY) or ""),
+            wait_s=resources.READ_WAIT_S,
+        )
+    except store.StoreError as exc:
+        st.session_state[_ATTEMPT_KEY] = f"Signing in is not possible right now: {exc}"
+
+
 def _password_form(db_path: Path) -> None:
     with st.form("oncolens.sign_in", clear_on_submit=True):
-        username = st.text_input("Username", autocomplete="username")
-        password = st.text_input("Password", type="password", autocomplete="current-password")
-        submitted = st.form_submit_button("Sign in", type="primary")
-    if not submitted:
+        st.text_input("Username", autocomplete="username", key=_USERNAME_KEY)
+        st.text_input(
+            "Password", type="password", autocomplete="current-password", key=_PASSWORD_KEY
+        )
+        st.form_submit_button(
+            "Sign in", type="primary", on_click=_check_submission, args=(db_path,)
+        )
+    result = st.session_state.pop(_ATTEMPT_KEY, None)
+    if result is None:
         return
-    if not username.strip() or not password:
-        st.error(users.REFUSED)
-        return
-    try:
-        result = users.sign_in(db_path, username, password, wait_s=resources.READ_WAIT_S)
-    except store.StoreError as exc:
-        st.error(f"Signing in is not possible right now: {exc}")
+    if isinstance(result, str):
+        st.error(result)
         return
     if result.ok and result.user is not None:
         _start(result.user, "password")

@@ -79,7 +79,7 @@ def _as_old_store(demo_db: Path, folder: Path) -> Path:
     con = duckdb.connect(str(path))
     con.execute("DROP TABLE episode")
     con.execute("DROP TABLE episode_note")
-    con.execute("DELETE FROM schema_version WHERE version = 9")
+    con.execute("DELETE FROM schema_version WHERE version >= 9")  # 9 and any later version
     con.close()
     return path
 

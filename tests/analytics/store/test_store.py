@@ -315,9 +315,17 @@ def test_the_version_3_statements_can_run_twice(tmp_path):
 
 def test_account_table_constraints(con):
     with pytest.raises(duckdb.ConstraintException):  # an unknown role
-        con.execute("INSERT INTO app_user VALUES ('a', 'researcher', 'h', NULL, now()::TIMESTAMP)")
+        con.execute(
+            "INSERT INTO app_user (username, role, password_hash, email, created_at) VALUES ('a', 'researcher', 'h', NULL, now()::TIMESTAMP)"
+        )
     with pytest.raises(duckdb.ConstraintException):  # neither a password nor an SSO identity
-        con.execute("INSERT INTO app_user VALUES ('b', 'admin', NULL, NULL, now()::TIMESTAMP)")
-    con.execute("INSERT INTO app_user VALUES ('c', 'admin', NULL, 'c@x.org', now()::TIMESTAMP)")
+        con.execute(
+            "INSERT INTO app_user (username, role, password_hash, email, created_at) VALUES ('b', 'admin', NULL, NULL, now()::TIMESTAMP)"
+        )
+    con.execute(
+        "INSERT INTO app_user (username, role, password_hash, email, created_at) VALUES ('c', 'admin', NULL, 'c@x.org', now()::TIMESTAMP)"
+    )
     with pytest.raises(duckdb.ConstraintException):  # one identity, one account
-        con.execute("INSERT INTO app_user VALUES ('d', 'admin', NULL, 'c@x.org', now()::TIMESTAMP)")
+        con.execute(
+            "INSERT INTO app_user (username, role, password_hash, email, created_at) VALUES ('d', 'admin', NULL, 'c@x.org', now()::TIMESTAMP)"
+        )

@@ -56,8 +56,20 @@ def test_users_add_list_remove(db, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert PASSWORD not in out and "argon2" not in out
     assert [json.loads(line) for line in out.splitlines()] == [
-        {"username": "dr.ada", "role": "oncologist", "email": None, "sign_in": "password"},
-        {"username": "eve", "role": "ethics_board", "email": "eve@x.org", "sign_in": "+sso"},
+        {
+            "username": "dr.ada",
+            "role": "oncologist",
+            "email": None,
+            "sign_in": "password",
+            "active": True,
+        },
+        {
+            "username": "eve",
+            "role": "ethics_board",
+            "email": "eve@x.org",
+            "sign_in": "+sso",
+            "active": True,
+        },
     ]
     assert users.sign_in(db, "dr.ada", PASSWORD).ok
     assert main(["users", "remove", "dr.ada", "--db", str(db)]) == 0
@@ -154,3 +166,34 @@ def test_demo_creates_one_account_per_role_and_says_they_are_demo_only(tmp_path,
     name, _, password = users.DEMO_ACCOUNTS[0]
     assert users.sign_in(db, name, password).ok
     assert main(["audit", "verify", "--db", str(db)]) == 0
+
+
+def test_users_role_deactivate_activate_with_their_events(db, monkeypatch, capsys):
+    for name, role in (("boss", "admin"), ("kim", "care_team")):
+        _stdin(monkeypatch, PASSWORD + "\n")
+        assert (
+            main(["users", "add", name, "--role", role, "--password-stdin", "--db", str(db)]) == 0
+        )
+    assert main(["users", "role", "kim", "--role", "oncologist", "--db", str(db)]) == 0
+    assert main(["users", "deactivate", "kim", "--db", str(db)]) == 0
+    assert not users.sign_in(db, "kim", PASSWORD).ok
+    capsys.readouterr()
+    assert main(["users", "list", "--json", "--db", str(db)]) == 0
+    listed = {r["username"]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert listed["kim"]["role"] == "oncologist" and listed["kim"]["active"] is False
+    assert main(["users", "activate", "kim", "--db", str(db)]) == 0
+    assert users.sign_in(db, "kim", PASSWORD).ok
+    assert main(["users", "deactivate", "boss", "--db", str(db)]) == 1  # the last active admin
+    assert "last active admin" in capsys.readouterr().err
+    with store.open_store(db, read_only=True) as con:
+        actions = [
+            r[0] for r in con.execute("SELECT action FROM audit_event ORDER BY event_id").fetchall()
+        ]
+    assert actions[2:] == [
+        "user_role_changed",
+        "user_deactivated",
+        "sign_in_failed",
+        "user_reactivated",
+        "sign_in",
+    ]
+    assert audit.verify_store(db).ok

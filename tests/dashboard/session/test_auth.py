@@ -173,11 +173,33 @@ def test_wrong_password_and_unknown_user_get_the_same_refusal_and_nothing_is_log
     assert WRONG not in trail and "no-such-user" not in trail
 
 
-def test_an_empty_form_is_refused_without_a_store_write(accounts):
+def test_an_empty_form_is_refused_and_audited_like_any_failed_sign_in(accounts):
+    """Issue 22: ten refusals on screen gave five events, because a blank submission (a form sent
+    twice, the second time cleared) was refused without a write. Every refusal is now one event."""
     before = audit.verify_store(accounts).events
     at = submit(signed_out(), "", "")
     assert [e.value for e in at.error] == [users.REFUSED]
-    assert audit.verify_store(accounts).events == before
+    assert audit.verify_store(accounts).events == before + 1
+    actor, role, action, details = _last_events(accounts)[0]
+    assert (actor, role, action) == ("unknown", None, "sign_in_failed") and '"blank"' in details
+
+
+def test_ten_failed_sign_ins_in_the_form_give_ten_events(accounts):
+    with store.open_store(accounts, read_only=True) as con:
+        start = con.execute("SELECT max(event_id) FROM audit_event").fetchone()[0]
+    at = signed_out()
+    tries = [("auth-care", WRONG), ("auth-care", ""), ("", ""), ("no-such-user", WRONG)] * 2
+    for name, password in [*tries, ("auth-admin", WRONG), ("  ", WRONG)]:
+        at = submit(at, name, password)
+        assert auth.SESSION_KEY not in at.session_state and at.error
+    with store.open_store(accounts, read_only=True) as con:
+        actions = [
+            r[0]
+            for r in con.execute(
+                "SELECT action FROM audit_event WHERE event_id > ? ORDER BY event_id", [start]
+            ).fetchall()
+        ]
+    assert actions == ["sign_in_failed"] * 10
 
 
 def test_repeated_failures_slow_the_next_attempt(accounts):

@@ -1,0 +1,70 @@
+"""The Governance page's issue-22 tabs in a real browser: data quality on a store with planted problems,
+the admin's accounts and the chain verification, at the viewport of the run (1366 x 768 by default).
+
+Why a browser: tabs, forms and the failing-rows table must fit the smallest screen the app is laid
+out for, without a Streamlit exception box; AppTest renders none of that.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from tests.analytics.governance.test_quality import plant_problems
+from tests.e2e.conftest import VIEWPORT, serve
+from tests.e2e.helpers import (
+    assert_no_exception,
+    assert_readable,
+    open_page,
+    screenshot,
+    settle,
+    sign_in,
+)
+
+
+@pytest.fixture(scope="module")
+def planted_app(demo_clinic, tmp_path_factory):
+    """The demo clinic with the quality tests' planted problems, served on its own port."""
+    folder = tmp_path_factory.mktemp("e2e-quality")
+    db = folder / "planted.duckdb"
+    shutil.copyfile(demo_clinic.db, db)
+    plant_problems(db)
+    with serve(db, folder / "streamlit.log") as url:
+        yield url
+
+
+def _tab(page, label: str) -> None:
+    page.get_by_role("tab", name=label).click()
+    settle(page)
+
+
+def test_admin_reads_data_quality_manages_accounts_and_verifies_the_chain(page, planted_app):
+    size = f"{VIEWPORT['width']}x{VIEWPORT['height']}"
+    sign_in(page, planted_app, "admin", "admin-demo")
+    open_page(page, "Governance")
+    page.get_by_role("heading", name="Governance").wait_for()
+
+    _tab(page, "Data quality")
+    page.get_by_text("checks fail:").first.wait_for()
+    page.get_by_text("Failing rows of").first.wait_for()
+    assert_no_exception(page, "governance data quality")
+    assert_readable(page, "governance data quality")
+    screenshot(page, f"governance-data-quality-{size}")
+    page.get_by_text("Failing rows of").first.scroll_into_view_if_needed()
+    screenshot(page, f"governance-data-quality-rows-{size}")
+
+    _tab(page, "Users")
+    page.get_by_text("Add an account").first.wait_for()
+    assert_no_exception(page, "governance users")
+    assert_readable(page, "governance users")
+    screenshot(page, f"governance-users-{size}")
+    page.get_by_role("button", name="Add account").scroll_into_view_if_needed()
+    screenshot(page, f"governance-users-forms-{size}")
+
+    _tab(page, "Audit trail")
+    page.get_by_role("button", name="Verify the audit chain").click()
+    settle(page)
+    page.get_by_text("The audit chain holds").first.wait_for()
+    assert_no_exception(page, "governance audit trail")
+    screenshot(page, f"governance-audit-verify-{size}")
