@@ -82,6 +82,11 @@ browser-deps:
 		echo "browser-deps: not root and no sudo; the browser tests will skip"; \
 	fi
 
+# The chart check at both screen sizes on both stores (`make test` walks each store at one size;
+# tests/e2e/test_charts.py says why): about ten minutes more.
+e2e-full: $(VENV)/.installed-dev browser-deps
+	ONCOLENS_E2E_ALL_VIEWPORTS=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/e2e
+
 # README screenshots (docs/screenshots/), taken by the browser tests against a fresh demo clinic.
 screenshots: $(VENV)/.installed-dev browser-deps
 	ONCOLENS_README_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -q tests/e2e
