@@ -7,7 +7,7 @@ DB     ?= $(HOME)/.oncolens/oncolens.duckdb
 PORT   ?= 8501
 PATIENTS ?= 2000
 
-.PHONY: run test check install install-dev demo bench lint clean pacs-deps browser-deps screenshots fuzz
+.PHONY: run test check install install-dev demo bench lint clean pacs-deps browser-deps screenshots fuzz e2e-full
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
