@@ -8,7 +8,13 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from analytics.forecast.data import clean, data_cutoff, lesion_frame
+from analytics.forecast.data import (
+    clean,
+    clean_segments,
+    data_cutoff,
+    lesion_frame,
+    lesion_segments,
+)
 from analytics.forecast.validation import validate_tumour
 from analytics.forecast.validation_risk import (
     calibration_bins,
@@ -24,7 +30,8 @@ def tumour_report(demo_db):
     from analytics import store
 
     with store.open_store(demo_db, read_only=True) as con:
-        frame, _ = clean(lesion_frame(con, "all"), data_cutoff(con))
+        cutoff = data_cutoff(con)
+        frame = clean_segments(lesion_segments(con, "all", as_of=cutoff), cutoff)
     return validate_tumour(frame)
 
 
@@ -41,7 +48,9 @@ def test_recalibrated_bands_cover_near_nominal_on_the_seeded_demo(tumour_report)
     raw_below, raw_above = raw["below_above_80"]
     assert raw_below > raw_above + 0.04  # the raw predictive sits too high
     assert abs(below - above) < abs(raw_below - raw_above)
-    assert overall["mae_mm"]["tgi"] < overall["mae_mm"]["trend"] < overall["mae_mm"]["locf"]
+    # the model beats both baselines (their order between them is not a claim of the model's)
+    assert overall["mae_mm"]["tgi"] < min(overall["mae_mm"]["trend"], overall["mae_mm"]["locf"])
+    assert overall["lines"] > overall["patients"]  # one series per line of therapy
     for calibration in tumour_report["band_calibration"]:
         levels = calibration["levels_read_for_2.5_10_50_90_97.5"]
         assert levels == sorted(levels) and 0 <= levels[0] and levels[-1] <= 1
