@@ -1,27 +1,36 @@
-"""Is the worklist's six-month risk right? The store cut six months early, checked against what followed.
+"""Is the worklist's six-month risk right? The store cut at earlier days, checked against what followed.
 
-The worklist ranks patients by ``forecast.cohort_risk``: P(RECIST progression or
-recurrence within six months). To check it without waiting six months, the
-store is cut at ``cutoff - 6 months``: the tumour prior (with its band
-recalibration) is estimated and the clinic's outcome learner refitted on what
-was known then (recurrence-free survival censored at the cut), every patient
-on the worklist at the cut is given her risk as of that day, and the hidden
-six months say what happened (``window_outcomes``).
+The worklist ranks patients by P(RECIST progression on her current line, or a
+first recurrence while none is recorded) within six months
+(``analytics.worklist.ranking``). To check it without waiting, the store is cut
+at ``CUTS`` days six months apart, the latest six months before its cut-off.
+At each cut the tumour prior (with its band recalibration) is estimated and the
+clinic's outcome learner refitted on what was known then (recurrence-free
+survival censored at the cut), every patient checked is given the worklist's
+risk as of that day (``worklist.ranking.risks``: her line of therapy current
+at the cut, restarted at her RECIST line within it), and the next six months
+say what happened (``window_outcomes``). The windows are disjoint and pooled:
+one window of the 300-patient test demo held 47 patients.
 
-Who is checked: patients on the worklist at the cut (diagnosed, no recurrence
-or death recorded, still followed) and in active imaging follow-up (a lesion
-reading in the six months before the cut), since progression can only be seen
-at a reading. The event: a reading in the window that meets RECIST 1.1
-progression against the nadir of her readings before it, or a recurrence or
-death in the window. A patient lost to follow-up inside the window without an
-event, or with no reading in it, cannot be scored and is counted, not guessed.
+Who is checked: patients alive and followed at the cut (not diagnosed after
+it), with a lesion reading in the six months before it (progression can only
+be seen at a reading), recurred ones included: since issue 17 the worklist
+ranks them, and in the demo every patient with lesion readings has recurred
+(the first version checked only patients without a recurrence, and found
+none). The event: a reading in the window that meets RECIST 1.1 progression
+against the nadir of her line at the cut, judged line by line as the worklist
+judges it (a progression ends a line, its reading opens the next), or death,
+or, for a patient with no recurrence recorded, a recurrence. A patient lost to
+follow-up inside the window without an event, or with no reading in it, cannot
+be scored and is counted, not guessed.
 
 Reported: calibration in five bins of predicted risk (mean predicted against
 the observed share, with its Wilson 95 % interval), the logistic calibration
 line (intercept 0 and slope 1 when calibrated), the Brier score and the AUC;
-each part on its own (progression; recurrence or death); the same with the
-raw (not recalibrated) bands; and two baselines a clinic has without a model:
-the event rate of the six months before the cut as everyone's risk (Brier),
+each part on its own (progression; recurrence or death, for those not yet
+recurred); the same with the raw (not recalibrated) bands; and two baselines a
+clinic has without a model: the event rate of the six months before each cut
+as everyone's risk in its window (Brier),
 and the regrowth ratio latest / nadir (the worklist's RECIST tie-breaker) as a
 ranking (AUC).
 
