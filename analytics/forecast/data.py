@@ -7,7 +7,18 @@ model is the start of her current line of therapy: the latest line after line 1 
 metastatic setting each line restarts RECIST from its own baseline scan, so readings from
 before it are not part of the series), else the earliest exposure of line 1, or of any line
 when none is numbered 1; a patient with no treatment recorded is timed from her first
-measurement, and her forecast says so.
+measurement, and her forecast says so. Only lines started on or before the forecast's "as of"
+day count (``as_of``): a forecast or a risk as of an earlier day must not use a line that had
+not started yet.
+
+Why also series per line (``lesion_segments``): the population prior and the validation must
+learn from whole lines, progressions included. A patient's current line has, by construction,
+not progressed yet (a progression ends the line), so a prior fitted on current lines only learns
+regrowth from the lines that have not regrown, and the readings it is validated on are the
+survivors'. Each line's segment runs from its baseline scan (up to 42 days before its start;
+line 1 has no lower bound, as in a store without lines) to before the next line's start, so
+the progression reading that ends line k is the last reading of line k and may also be the
+baseline of line k+1. A store without lines gives one series per patient, as before.
 
 Cleaning drops values no diameter can take: missing, negative, above
 ``MAX_PLAUSIBLE_MM``, or dated before the patient's birth (or after the data
@@ -44,6 +55,9 @@ _START = (
     "min(start_date) FILTER (WHERE line_of_therapy = 1), min(start_date))"
 )
 _SERIES_FROM = "max(start_date) FILTER (WHERE line_of_therapy >= 2) - INTERVAL 42 DAY"
+BASELINE_WINDOW_DAYS = 42  # a line's baseline scan: up to six weeks before its start
+# Only lines started on or before the as-of day (a NULL as-of: every line). Constant SQL.
+_STARTED = "(?::DATE IS NULL OR start_date <= ?)"
 
 # The patient sets a series can be read for (constant SQL; values go in as parameters).
 _PERSONS = {
@@ -55,27 +69,35 @@ _PERSONS = {
 }
 
 
+def _who_args(persons: str, params: tuple) -> list:
+    if persons == "sample":
+        return [_SAMPLE_MULTIPLIER, _SAMPLE_MODULUS, int(params[0])]
+    return list(params)
+
+
 def lesion_frame(
-    con: duckdb.DuckDBPyConnection, persons: str = "all", params: tuple = ()
+    con: duckdb.DuckDBPyConnection,
+    persons: str = "all",
+    params: tuple = (),
+    as_of: dt.date | None = None,
 ) -> pd.DataFrame:
-    """Raw lesion readings: person_id, measurement_date, mm, birth_date, treatment_start, timed_from.
+    """Raw lesion readings of each patient's current line: person_id, measurement_date, mm,
+    birth_date, treatment_start.
 
     ``persons``: "one" (params: person id), "sample" (params: size), "listed" (the ids the caller
-    registered as ``_forecast_ids``) or "all".
-    ``timed_from``: 'treatment' or 'first_measurement'.
+    registered as ``_forecast_ids``) or "all". ``as_of``: her current line is the latest started
+    on or before this day (None: the latest recorded).
     """
     if persons == "one":
-        return _one_patient(con, int(params[0]))
+        return _one_patient(con, int(params[0]), as_of)
     who = _PERSONS[persons]
-    args = list(params)
-    if persons == "sample":
-        args = [_SAMPLE_MULTIPLIER, _SAMPLE_MODULUS, int(params[0])]
+    args = _who_args(persons, params)
     return con.execute(
         f"""
         WITH who AS ({who}),
         line AS (
             SELECT person_id, {_START} AS start, {_SERIES_FROM} AS series_from
-            FROM treatment_exposure WHERE person_id IN (SELECT person_id FROM who)
+            FROM treatment_exposure WHERE person_id IN (SELECT person_id FROM who) AND {_STARTED}
             GROUP BY person_id
         )
         SELECT m.person_id, m.measurement_date, m.value AS mm, w.birth_date, l.start AS treatment_start
@@ -85,16 +107,19 @@ def lesion_frame(
         WHERE m.concept = ? AND m.measurement_date >= coalesce(l.series_from, DATE '1900-01-01')
         ORDER BY m.person_id, m.measurement_date, m.measurement_id
         """,  # noqa: S608 - constant SQL fragments, values as parameters
-        [*args, LESION_CONCEPT],
+        [*args, as_of, as_of, LESION_CONCEPT],
     ).df()
 
 
-def _one_patient(con: duckdb.DuckDBPyConnection, person_id: int) -> pd.DataFrame:
+def _one_patient(
+    con: duckdb.DuckDBPyConnection, person_id: int, as_of: dt.date | None
+) -> pd.DataFrame:
     """The same columns for one patient, every table filtered on her id (zone maps prune to a row group)."""
     return con.execute(
         f"""
         WITH line AS (SELECT {_START} AS start, {_SERIES_FROM} AS series_from
-                      FROM treatment_exposure WHERE person_id = $1)
+                      FROM treatment_exposure
+                      WHERE person_id = $1 AND ($3::DATE IS NULL OR start_date <= $3))
         SELECT m.person_id, m.measurement_date, m.value AS mm,
                (SELECT birth_date FROM person WHERE person_id = $1) AS birth_date,
                (SELECT start FROM line) AS treatment_start
@@ -103,8 +128,90 @@ def _one_patient(con: duckdb.DuckDBPyConnection, person_id: int) -> pd.DataFrame
           AND m.measurement_date >= coalesce((SELECT series_from FROM line), DATE '1900-01-01')
         ORDER BY m.measurement_date, m.measurement_id
         """,  # noqa: S608 - constant SQL fragments
-        [person_id, LESION_CONCEPT],
+        [person_id, LESION_CONCEPT, as_of],
     ).df()
+
+
+def lesion_segments(
+    con: duckdb.DuckDBPyConnection,
+    persons: str = "all",
+    params: tuple = (),
+    as_of: dt.date | None = None,
+) -> pd.DataFrame:
+    """Raw lesion readings cut into one series per line of therapy (see the module docstring).
+
+    Columns: person_id, line (``line_of_therapy``; 0 for a patient without treatment), series_id
+    (0, 1, ... one per patient and line, in patient then line order), measurement_date, mm,
+    birth_date, treatment_start (the line's start: its time origin). ``persons``, ``params`` as
+    ``lesion_frame``; ``as_of``: only lines started on or before this day. A segment made only of
+    the next line's baseline scan (the reading at a recurrence, before the first metastatic line,
+    timed from an adjuvant line years earlier) says nothing about its own line and is left out.
+    """
+    frame = con.execute(
+        f"""
+        WITH who AS ({_PERSONS[persons]}),
+        starts AS (
+            SELECT person_id, line_of_therapy AS line, min(start_date) AS start
+            FROM treatment_exposure WHERE person_id IN (SELECT person_id FROM who) AND {_STARTED}
+            GROUP BY ALL
+        ),
+        lines AS (
+            SELECT person_id, line, start,
+                   CASE WHEN line >= 2 THEN start - INTERVAL {BASELINE_WINDOW_DAYS} DAY END AS series_from,
+                   lead(start) OVER (PARTITION BY person_id ORDER BY start, line) AS next_start
+            FROM starts
+        )
+        SELECT m.person_id, coalesce(l.line, 0) AS line, m.measurement_date, m.value AS mm,
+               w.birth_date, l.start AS treatment_start
+        FROM measurement AS m
+        JOIN who AS w USING (person_id)
+        LEFT JOIN lines AS l
+               ON l.person_id = m.person_id
+              AND m.measurement_date >= coalesce(l.series_from, DATE '1900-01-01')
+              AND (l.next_start IS NULL OR m.measurement_date < l.next_start)
+        WHERE m.concept = ?
+          AND (l.line IS NOT NULL OR m.person_id NOT IN (SELECT person_id FROM lines))
+        QUALIFY bool_or(l.next_start IS NULL
+                        OR m.measurement_date < l.next_start - INTERVAL {BASELINE_WINDOW_DAYS} DAY)
+                OVER (PARTITION BY m.person_id, l.line)
+        ORDER BY m.person_id, l.start NULLS FIRST, l.line, m.measurement_date, m.measurement_id
+        """,  # noqa: S608 - constant SQL fragments, values as parameters
+        [*_who_args(persons, params), as_of, as_of, LESION_CONCEPT],
+    ).df()
+    pid, line = frame["person_id"].to_numpy(), frame["line"].to_numpy()
+    new = np.r_[True, (pid[1:] != pid[:-1]) | (line[1:] != line[:-1])][: len(frame)]
+    return frame.assign(series_id=np.cumsum(new, dtype=np.int64) - 1)
+
+
+def clean_segments(frame: pd.DataFrame, as_of: dt.date | None = None) -> pd.DataFrame:
+    """``clean`` applied to each line's series of ``lesion_segments``: the kept readings with
+    person_id, line, series_id, measurement_date, mm, timed_from, t_days (from the line's start).
+
+    ``LesionSeries.from_long(kept, by="series_id")`` makes one row per line, and remembers whose.
+    """
+    if frame.empty:
+        kept, _ = clean(frame)
+        return kept
+    owner = frame.groupby("series_id", sort=True)[["person_id", "line"]].first()
+    kept, _ = clean(frame.assign(person_id=frame["series_id"]), as_of)
+    series = kept["person_id"].to_numpy(dtype=np.int64)
+    return kept.assign(
+        series_id=series,
+        person_id=owner["person_id"].to_numpy()[series],
+        line=owner["line"].to_numpy()[series],
+    )
+
+
+def restart_at(raw: pd.DataFrame, line_start: pd.Series | None) -> pd.DataFrame:
+    """``lesion_frame`` readings restarted at each patient's RECIST line (the worklist's line after
+    a progression: ``line_start`` per person_id): earlier readings left out, time counted from it."""
+    if line_start is None or raw.empty:
+        return raw
+    start = pd.to_datetime(raw["person_id"].map(line_start))
+    raw = raw[start.isna() | (pd.to_datetime(raw["measurement_date"]) >= start)]
+    start = start[raw.index]
+    raw = raw.assign(treatment_start=start.where(start.notna(), raw["treatment_start"]))
+    return raw.reset_index(drop=True)
 
 
 def data_cutoff(con: duckdb.DuckDBPyConnection) -> dt.date | None:
@@ -137,7 +244,8 @@ LEFT JOIN (SELECT max(end_date) AS end_date FROM observation_period WHERE person
 LEFT JOIN (SELECT min(event_date) AS first_event FROM outcome_event WHERE person_id = $1) AS ev ON true
 LEFT JOIN (SELECT min(regimen) FILTER (WHERE line_of_therapy = 1) AS received,
                   {start} AS treatment_start, {series_from} AS series_from
-           FROM treatment_exposure WHERE person_id = $1) AS te ON true
+           FROM treatment_exposure WHERE person_id = $1 AND ($3::DATE IS NULL OR start_date <= $3)) AS te
+       ON true
 LEFT JOIN (SELECT value FROM clinic_metadata WHERE key = 'data_cutoff') AS md ON true
 LEFT JOIN (SELECT measurement_date, value, measurement_id FROM measurement
            WHERE person_id = $1 AND concept = $2) AS m
@@ -191,14 +299,19 @@ class PatientRecord:
         )
 
 
-def patient_record(con: duckdb.DuckDBPyConnection, person_id: int) -> PatientRecord | None:
-    """One patient's record for her forecast, in one query; None if there is no such patient."""
+def patient_record(
+    con: duckdb.DuckDBPyConnection, person_id: int, as_of: dt.date | None = None
+) -> PatientRecord | None:
+    """One patient's record for her forecast, in one query; None if there is no such patient.
+
+    ``as_of``: her current line is the latest started on or before this day (None: the latest).
+    """
 
     rows = con.execute(
         _RECORD_SQL.format(
             covariates=one_patient_covariates_sql(), start=_START, series_from=_SERIES_FROM
         ),  # noqa: S608 - constant SQL
-        [int(person_id), LESION_CONCEPT],
+        [int(person_id), LESION_CONCEPT, as_of],
     ).fetchall()
     if not rows:
         return None

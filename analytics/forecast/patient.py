@@ -46,10 +46,13 @@ import pandas as pd
 from analytics.forecast.data import (
     PRIOR_MAX_PATIENTS,
     clean,
+    clean_segments,
     data_cutoff,
     day_dates,
     lesion_frame,
+    lesion_segments,
     patient_record,
+    restart_at,
 )
 from analytics.forecast.survival import (
     HALF_YEAR_DAYS,
@@ -105,12 +108,16 @@ def estimate_prior(
     """The cohort's population prior of the growth-inhibition parameters (a fixed sample of patients),
     with the recalibration of its bands fitted on the same sample's held-out readings.
 
-    ``as_of``: use only readings up to this day (default: the store's data cut-off).
+    One series per line of therapy (``forecast.data.lesion_segments``): the lines that ended in
+    progression teach the prior how lesions regrow; the current lines alone (none of which has
+    progressed yet) taught it that they hardly do. ``as_of``: use only readings and lines up to
+    this day (default: the store's data cut-off).
     """
-    frame, _ = clean(lesion_frame(con, "sample", (max_patients,)), as_of or data_cutoff(con))
+    as_of = as_of or data_cutoff(con)
+    frame = clean_segments(lesion_segments(con, "sample", (max_patients,), as_of), as_of)
     if frame.empty:
         return default_prior()
-    series = LesionSeries.from_long(frame)
+    series = LesionSeries.from_long(frame, by="series_id")
     prior = fit_prior(series)
     if prior.n_patients == 0:  # too small a cohort: the broad default, raw bands
         return prior
@@ -366,7 +373,7 @@ def patient_forecast(
     the store's data cut-off read in that query. Raises ``UnknownPatientError``; never raises for
     missing or bad data (see ``notes``).
     """
-    record = patient_record(con, person_id)
+    record = patient_record(con, person_id, as_of)
     if record is None:
         raise UnknownPatientError(f"no patient with id {person_id} in this store")
     as_of = as_of or record.data_cutoff or dt.date.today()
@@ -440,7 +447,8 @@ def cohort_risk(
     ``risk_6m`` and are flagged by ``risk_parts``: "tumour+survival", "tumour", "survival" or "none").
     ``line_start``: per person_id (index), the date her current line began (the worklist's RECIST
     line after a progression): earlier readings are left out and time counts from it, so the
-    nadir is that line's and a progression already declared is not forecast again.
+    nadir is that line's and a progression already declared is not forecast again. Her line of
+    therapy is the latest started on or before ``as_of``.
     """
     as_of = as_of or data_cutoff(con) or dt.date.today()
     ids = np.asarray(person_ids, dtype=np.int64)
@@ -449,17 +457,11 @@ def cohort_risk(
         return out.assign(risk_6m=pd.Series(dtype=float), risk_parts=pd.Series(dtype=object))
     con.register("_forecast_ids", pd.DataFrame({"person_id": ids}))
     try:
-        raw = lesion_frame(con, "listed")
+        raw = lesion_frame(con, "listed", as_of=as_of)
         covariates = _cohort_covariates(con) if clinic is not None else None
     finally:
         con.unregister("_forecast_ids")
-    if line_start is not None and not raw.empty:
-        start = pd.to_datetime(raw["person_id"].map(line_start))
-        raw = raw[start.isna() | (pd.to_datetime(raw["measurement_date"]) >= start)]
-        start = start[raw.index]
-        raw = raw.assign(treatment_start=start.where(start.notna(), raw["treatment_start"]))
-        raw = raw.reset_index(drop=True)
-    readings, _ = clean(raw, as_of)
+    readings, _ = clean(restart_at(raw, line_start), as_of)
     if not readings.empty:
         series = LesionSeries.from_long(readings)
         fit = fit_map(series, prior)

@@ -1,11 +1,19 @@
 """How good the forecasts are: ``oncolens validate forecast --db STORE --json``.
 
-Tumour sizes (held-out later measurements). Each patient with at least
-``MIN_READINGS`` lesion measurements keeps her first half (at least two) and
-the rest are hidden. Patients are split into two halves by a seeded shuffle:
-the population prior is estimated on one half's full series and the other
-half is forecast from its early readings, then the other way round, so no
-patient's hidden readings shape her own prior. Reported against two naive
+Tumour sizes (held-out later measurements), one series per line of therapy
+(``forecast.data.lesion_segments``: a line's readings from its baseline scan to
+before the next line's start, the progression that ended it included). Each
+line with at least ``MIN_READINGS`` lesion measurements is forecast from each
+origin (its first j >= 2 readings known) to its next reading
+(``forecast.tumour.held_out_split``, which says why the next reading only). Patients are split into two halves by
+a seeded shuffle (all lines of a patient on one side): the population prior is
+estimated on one half's full series and the other half is forecast from its
+early readings, then the other way round, so no patient's hidden readings
+shape her own prior. Why per line and not her current line only: a current
+line has, by construction, not progressed yet (a progression ends it), so a
+validation on current lines scored the model on the survivors only, with a
+prior that had seen no line end; on the 300-patient demo it then lost to both
+baselines (docs/validation.md). Reported against two naive
 baselines a clinician would use without a model: the last value carried
 forward, and the linear trend of the last three observed readings (floored at
 0 mm). Coverage is the share of hidden readings inside the 80 % and 95 %
@@ -41,13 +49,16 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from analytics.forecast.data import clean, data_cutoff, lesion_frame
+from analytics.forecast.data import clean_segments, data_cutoff, lesion_segments
 from analytics.forecast.tumour import (
     CALIBRATION_SEED,
     LesionSeries,
     calibrate_bands,
     fit_map,
     fit_prior,
+    held_out_mask,
+    held_out_split,
+    patient_halves,
 )
 from analytics.survival.constants import DAYS_PER_YEAR
 from analytics.survival.kaplan_meier import kaplan_meier_at
@@ -55,7 +66,7 @@ from analytics.treatment.clinic_data import clinic_training_table
 from analytics.treatment.model.learners import make_learner
 from analytics.treatment.model.metrics import evaluation_grid, integrated_brier, stratified_folds
 
-MIN_READINGS = 4
+MIN_READINGS = 3  # two known readings and the next one
 DEFAULT_SEED = 20_261_125
 HORIZON_BINS_DAYS = (0, 183, 365, 730, 100_000)
 CALIBRATION_YEARS = (1, 3, 5)
@@ -80,17 +91,22 @@ def _baselines(
 
 
 def validate_tumour(frame: pd.DataFrame, seed: int = DEFAULT_SEED) -> dict:
-    """Held-out forecast of each patient's later lesion readings (``frame``: ``forecast_data.clean`` output)."""
-    series = LesionSeries.from_long(frame)
+    """Held-out forecast of each line's later lesion readings.
+
+    ``frame``: ``forecast.data.clean_segments`` output (one series per line), or ``clean`` output
+    (one series per patient, as a store without lines gives).
+    """
+    by = "series_id" if "series_id" in frame.columns else "person_id"
+    series = LesionSeries.from_long(frame, by=by)
     counts = series.counts
     evaluable = np.flatnonzero(counts >= MIN_READINGS)
+    origins, kept = held_out_split(series, MIN_READINGS)
     if evaluable.size < 20:
         raise ValueError(
-            f"too few patients with {MIN_READINGS}+ lesion measurements to validate "
+            f"too few lines of therapy with {MIN_READINGS}+ lesion measurements to validate "
             f"({evaluable.size}; at least 20 are needed)"
         )
-    rng = np.random.default_rng(seed)
-    half = rng.permutation(series.n) % 2  # prior fold of every patient
+    half = patient_halves(series, seed)  # prior fold of every patient, all her lines together
     pieces = []
     calibrations = []
     for fold in (0, 1):
@@ -100,11 +116,10 @@ def validate_tumour(frame: pd.DataFrame, seed: int = DEFAULT_SEED) -> dict:
         # the patients validated here never shape the bands they are scored against
         calibration = calibrate_bands(train, start=prior) if prior.n_patients else None
         calibrations.append(calibration)
-        rows = evaluable[half[evaluable] == fold]
-        sub = series.subset(rows)
-        keep = np.maximum(2, sub.counts // 2)
+        mine = half[origins] == fold
+        sub, keep = series.subset(origins[mine]), kept[mine]
         fit = fit_map(sub.first(keep), replace(prior, calibration=calibration))
-        hidden = sub.mask & (np.arange(sub.mask.shape[1])[None, :] >= keep[:, None])
+        hidden = held_out_mask(sub, keep)
         t = np.where(hidden, sub.t_days, 0.0)
         point = fit.curve(t)
         levels = (0.025, 0.10, 0.90, 0.975)
@@ -115,7 +130,8 @@ def validate_tumour(frame: pd.DataFrame, seed: int = DEFAULT_SEED) -> dict:
         pieces.append(
             pd.DataFrame(
                 {
-                    "person_id": np.broadcast_to(sub.person_id[:, None], t.shape)[hidden],
+                    "person_id": np.broadcast_to(sub.patients[:, None], t.shape)[hidden],
+                    "series": np.broadcast_to(sub.person_id[:, None], t.shape)[hidden],
                     "observed_points": np.broadcast_to(keep[:, None], t.shape)[hidden],
                     "ahead_days": (t - last_t[:, None])[hidden],
                     "mm": sub.mm[hidden],
@@ -143,6 +159,7 @@ def validate_tumour(frame: pd.DataFrame, seed: int = DEFAULT_SEED) -> dict:
         return {
             "readings": len(part),
             "patients": int(part["person_id"].nunique()),
+            "lines": int(part["series"].nunique()),
             "mae_mm": {
                 m: round(float((part[m] - y).abs().mean()), 3) for m in ("tgi", "locf", "trend")
             },
@@ -175,8 +192,10 @@ def validate_tumour(frame: pd.DataFrame, seed: int = DEFAULT_SEED) -> dict:
     overall = summary(d)
     better = {b: overall["mae_mm"]["tgi"] < overall["mae_mm"][b] for b in ("locf", "trend")}
     return {
-        "design": f"patients with >= {MIN_READINGS} readings keep their first half (at least 2); prior from the "
-        "other half of patients (2-fold); forecast = MAP growth-inhibition curve; bands for a future "
+        "design": f"one series per line of therapy (baseline scan to before the next line's start); lines with "
+        f">= {MIN_READINGS} readings forecast from each origin (first j >= 2 readings known) to the next "
+        "reading (later ones exist only if the line had not progressed); prior from the other half of "
+        "patients (2-fold, all lines of a patient on one side); forecast = MAP growth-inhibition curve; bands for a future "
         "measurement (parameter draws + measurement noise), read at levels recalibrated on held-out "
         f"readings of the training half only (its own split, seed {CALIBRATION_SEED}); below_above: "
         "shares of readings under / over the band (nominal 0.10 each for 80 %, 0.025 for 95 %)",
@@ -279,7 +298,8 @@ def validate_forecast(
     # lazy: at the top, importing analytics.forecast.validation took 960 ms instead of 34 ms
     from analytics.forecast.validation_risk import validate_risk
 
-    frame, _ = clean(lesion_frame(con, "all"), data_cutoff(con))
+    cutoff = data_cutoff(con)
+    frame = clean_segments(lesion_segments(con, "all", as_of=cutoff), cutoff)
     n_patients = con.execute("SELECT count(*) FROM person").fetchall()[0][0]
     try:
         risk = validate_risk(con, seed)

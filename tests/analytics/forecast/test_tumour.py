@@ -20,6 +20,7 @@ from analytics.forecast.tumour import (
     calibrate_bands,
     fit_map,
     fit_prior,
+    held_out_mask,
     held_out_split,
     progression_threshold,
     recist_marks,
@@ -143,13 +144,13 @@ def test_recalibration_fitted_on_one_cohort_balances_the_bands_of_another():
     prior = fit_prior(fitting)
     calibration = calibrate_bands(fitting, start=prior)
     assert (
-        calibration is not None and calibration.readings == 1200
-    )  # 300 patients x 4 hidden readings
+        calibration is not None and calibration.readings == 1800
+    )  # 300 patients x 6 origins (2..7 readings known), the next reading hidden at each
     checked = LesionSeries.from_long(simulate(300, 8, seed=12)[0])
     rows, keep = held_out_split(checked)
     sub = checked.subset(rows)
     fit = fit_map(sub.first(keep), replace(prior, calibration=calibration))
-    hidden = sub.mask & (np.arange(sub.mask.shape[1])[None, :] >= keep[:, None])
+    hidden = held_out_mask(sub, keep)
     t, y = np.where(hidden, sub.t_days, 0.0), sub.mm
 
     def shares(calibrated: bool) -> tuple[float, float, float]:
