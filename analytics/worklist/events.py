@@ -15,8 +15,10 @@ readings themselves, so it also works for records without lines of therapy.
 Why "due" from her own history: how often a patient is imaged depends on where she is
 (yearly surveillance mammograms after adjuvant therapy, CT every 8-12 weeks on a
 metastatic line: docs/worklist.md). Her cadence is the median gap between her imaging dates
-(studies and lesion readings), bounded to ``CADENCE_BOUNDS_DAYS``; with fewer than two
-dates the yearly surveillance interval applies. Imaging is overdue once the gap since the
+(studies and lesion readings), bounded to ``CADENCE_BOUNDS_DAYS``; after a recurrence only
+the dates since it count (her surveillance years are not her restaging schedule). With fewer
+than two dates the yearly surveillance interval applies, or after a recurrence restaging every
+12 weeks, counted from the recurrence when she has not been imaged since. Imaging is overdue once the gap since the
 last date passes the cadence plus a grace of ``DUE_GRACE_SHARE`` of it (at least
 ``DUE_GRACE_MIN_DAYS``).
 
@@ -44,6 +46,7 @@ SUSPICIOUS_CLASSES = ("malignant", "tumour")
 
 CADENCE_BOUNDS_DAYS = (28.0, 365.0)  # fastest and slowest usual imaging interval
 DEFAULT_CADENCE_DAYS = 365.0  # fewer than two imaging dates: yearly surveillance
+RESTAGING_CADENCE_DAYS = 84.0  # ... after a recurrence: restaging every 12 weeks (docs/worklist.md)
 DUE_GRACE_SHARE = 0.10  # overdue after cadence + 10 % ...
 DUE_GRACE_MIN_DAYS = 14.0  # ... and at least two weeks
 
@@ -74,6 +77,10 @@ WITH who AS (
            OR p.person_id IN (SELECT person_id FROM measurement WHERE concept = ?))
       AND (?::VARCHAR IS NULL OR p.site = ?)
 ),
+recurrence AS (
+    SELECT person_id, min(event_date) AS recurrence_date FROM outcome_event
+    WHERE event_type = 'recurrence' AND person_id IN (SELECT person_id FROM who) GROUP BY person_id
+),
 imaging_dates AS (
     SELECT DISTINCT person_id, study_date AS d FROM imaging_study
     WHERE person_id IN (SELECT person_id FROM who) AND study_date <= ?
@@ -82,16 +89,16 @@ imaging_dates AS (
     WHERE concept = ? AND person_id IN (SELECT person_id FROM who) AND measurement_date <= ?
 ),
 gaps AS (
-    SELECT person_id, d, d - lag(d) OVER (PARTITION BY person_id ORDER BY d) AS gap FROM imaging_dates
+    SELECT i.person_id, i.d, lag(i.d) OVER (PARTITION BY i.person_id ORDER BY i.d) AS previous,
+           i.d - previous AS gap, r.recurrence_date
+    FROM imaging_dates AS i LEFT JOIN recurrence AS r USING (person_id)
 ),
-imaging AS (
-    SELECT person_id, max(d) AS last_imaging_date, count(*) AS n_imaging_dates,
-           median(gap) AS median_gap_days
+imaging AS (  -- after a recurrence only her restaging counts: years of yearly mammograms are not her cadence
+    SELECT person_id, max(d) AS last_imaging_date,
+           count(*) FILTER (WHERE recurrence_date IS NULL OR d >= recurrence_date) AS n_imaging_dates,
+           median(gap) FILTER (WHERE recurrence_date IS NULL OR previous >= recurrence_date)
+               AS median_gap_days
     FROM gaps GROUP BY person_id
-),
-recurrence AS (
-    SELECT person_id, min(event_date) AS recurrence_date FROM outcome_event
-    WHERE event_type = 'recurrence' AND person_id IN (SELECT person_id FROM who) GROUP BY person_id
 ),
 ai AS (
     SELECT person_id, max(created_at) AS ai_suspicious_at,
@@ -148,13 +155,20 @@ def people(
 def _with_due(frame: pd.DataFrame) -> pd.DataFrame:
     """Cadence (days) and the date her imaging becomes overdue (NaT without any imaging)."""
     gap = pd.to_numeric(frame["median_gap_days"], errors="coerce")
+    recurred = frame["recurrence_date"].notna().to_numpy()
+    default = np.where(recurred, RESTAGING_CADENCE_DAYS, DEFAULT_CADENCE_DAYS)
     cadence = np.where(
         frame["n_imaging_dates"].fillna(0).to_numpy() >= 2,
-        np.clip(gap.fillna(DEFAULT_CADENCE_DAYS).to_numpy(dtype=float), *CADENCE_BOUNDS_DAYS),
-        DEFAULT_CADENCE_DAYS,
+        np.clip(gap.to_numpy(dtype=float), *CADENCE_BOUNDS_DAYS),
+        default,
     )
+    cadence = np.where(np.isnan(cadence), default, cadence)
     grace = np.maximum(DUE_GRACE_MIN_DAYS, DUE_GRACE_SHARE * cadence)
-    last = pd.to_datetime(frame["last_imaging_date"])
+    # a recurrence not yet restaged is counted from the recurrence itself
+    last = pd.concat(
+        [pd.to_datetime(frame["last_imaging_date"]), pd.to_datetime(frame["recurrence_date"])],
+        axis=1,
+    ).max(axis=1)  # NaT only when both are
     due = last + pd.to_timedelta(np.round(cadence + grace), unit="D")
     return frame.drop(columns=["median_gap_days", "n_imaging_dates"]).assign(
         cadence_days=cadence, due_date=due.dt.normalize()

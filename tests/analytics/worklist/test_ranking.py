@@ -246,3 +246,22 @@ def test_the_risk_after_a_progression_is_forecast_from_the_new_line(tiny):
     assert rows.loc[1, "p_progression_6m"] == pytest.approx(
         rows.loc[2, "p_progression_6m"], abs=0.08
     )
+
+
+def test_after_a_recurrence_the_cadence_is_her_restaging_not_her_surveillance_years(tiny):
+    """Yearly readings, then a recurrence: the next scan is due in about 12 weeks, not a year."""
+    tiny.person(1)  # yearly, then recurred 2021-03-01, one restaging reading since
+    tiny.lesion(1, ("2018-03-01", 20.0), ("2019-03-01", 20.0), ("2020-03-01", 20.0))
+    tiny.event(1, "recurrence", "2021-03-01")
+    tiny.lesion(1, ("2021-03-10", 25.0))
+    tiny.person(2)  # recurred, then CT every 8 weeks: her own cadence
+    tiny.lesion(2, ("2018-03-01", 20.0), ("2019-03-01", 20.0))
+    tiny.event(2, "recurrence", "2021-01-01")
+    tiny.lesion(2, ("2021-01-05", 30.0), ("2021-03-02", 28.0), ("2021-04-27", 27.0))
+    tiny.person(3)  # never recurred: yearly
+    tiny.lesion(3, ("2018-03-01", 20.0), ("2019-03-01", 20.0), ("2020-03-01", 20.0))
+    rows = _rows(tiny.con)
+    assert rows.loc[1, "cadence_days"] == 84.0  # too few dates since: restaging every 12 weeks
+    assert str(rows.loc[1, "due_date"].date()) == "2021-06-16"  # 2021-03-10 + 84 + 14 days
+    assert rows.loc[2, "cadence_days"] == 56.0
+    assert 364 <= rows.loc[3, "cadence_days"] <= 366
