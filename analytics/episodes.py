@@ -232,10 +232,17 @@ def care_setting(
         """SELECT (SELECT min(diagnosis_date) FROM condition_occurrence WHERE person_id = $1),
                   (SELECT bool_or(stage = 'IV') FROM condition_occurrence WHERE person_id = $1),
                   (SELECT min(event_date) FROM outcome_event WHERE person_id = $1 AND event_type = 'recurrence'),
-                  (SELECT min(event_date) FROM outcome_event WHERE person_id = $1 AND event_type = 'death')""",
+                  (SELECT min(event_date) FROM outcome_event WHERE person_id = $1 AND event_type = 'death'),
+                  (SELECT max(end_date) FROM observation_period
+                   WHERE person_id = $1 AND end_reason = 'lost_to_follow_up')""",
         [pid],
     ).fetchall()[0]
-    diagnosis, stage_iv, recurrence, death = facts
+    diagnosis, stage_iv, recurrence, death, lost = facts
+    lost_note = []
+    if lost is not None and lost < as_of:
+        # nothing is known after her last follow-up: "months on this line" and the phase stop there
+        as_of = lost
+        lost_note = [f"lost to follow-up on {lost:%Y-%m-%d}: her course is shown as of that day"]
     recurrence = recurrence if recurrence is not None and recurrence <= as_of else None
     death = death if death is not None and death <= as_of else None
     rows = []
@@ -253,6 +260,7 @@ def care_setting(
                 "SELECT note FROM episode_note WHERE person_id = ? ORDER BY noted_at, note", [pid]
             ).fetchall()
         ]
+    notes += lost_note
     if not rows or diagnosis is None:  # episodes without a diagnosis: an inconsistent record
         return _from_facts(pid, as_of, diagnosis, bool(stage_iv), recurrence, death, notes)
     diseases = [r for r in rows if r[1] == "disease"]

@@ -157,3 +157,16 @@ def test_an_import_derives_the_setting_of_the_patients_it_touched(tmp_path):
 def care_setting_at(db: Path, pid: int, day: dt.date):
     with store.open_store(db, read_only=True) as con:
         return care_setting(con, pid, as_of=day)
+
+
+def test_a_patient_lost_to_follow_up_is_shown_as_of_her_last_follow_up(demo):
+    """Nothing is known after she was lost: her line's months stop there, and a note says so."""
+    pid, lost = demo.execute(
+        "SELECT person_id, end_date FROM observation_period WHERE end_reason = 'lost_to_follow_up' "
+        "AND person_id IN (SELECT person_id FROM episode WHERE kind = 'line') ORDER BY 1 LIMIT 1"
+    ).fetchall()[0]
+    setting = care_setting(demo, pid)
+    assert setting.as_of == lost
+    assert any(f"lost to follow-up on {lost:%Y-%m-%d}" in n for n in setting.notes)
+    risk = line_progression_risk(demo, setting)
+    assert risk is None or risk.days_on_line == (lost - setting.since).days
