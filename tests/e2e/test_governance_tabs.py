@@ -11,7 +11,7 @@ import shutil
 
 import pytest
 
-from tests.analytics.governance.test_quality import plant_problems
+from tests.analytics.governance.test_data_quality import plant_problems
 from tests.e2e.conftest import VIEWPORT, serve
 from tests.e2e.helpers import (
     assert_no_exception,

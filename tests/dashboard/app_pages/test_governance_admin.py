@@ -13,7 +13,7 @@ import pytest
 from analytics import store
 from analytics.governance import audit, pseudonyms, quality, users
 from dashboard.session import auth
-from tests.analytics.governance.test_quality import PLANTED, plant_problems
+from tests.analytics.governance.test_data_quality import PLANTED, plant_problems
 from tests.dashboard.app_pages.test_imaging_page import imaging_db  # noqa: F401  (module fixture)
 from tests.dashboard.app_pages.test_pages import open_page, texts
 
