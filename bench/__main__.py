@@ -9,6 +9,7 @@ from bench import (
     bench_forecast,
     bench_generator,
     bench_inference,
+    bench_quality,
     bench_saliency,
     bench_treatment,
 )
@@ -33,6 +34,8 @@ def main(argv: list[str]) -> int:
     )
     print()
     bench_analytics.main(["--patients", "100000", "--reps", "3"] if quick else [])
+    print()
+    bench_quality.main(["--patients", "500", "--reps", "1"] if quick else [])
     return 0
 
 
