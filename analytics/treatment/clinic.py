@@ -195,6 +195,16 @@ class Scope:
     reason: str
     setting: CareSetting
 
+    @property
+    def what_applies(self) -> str:
+        """What the page and the report show instead of options, in the patient's own setting."""
+        if self.setting.metastatic or self.setting.recurred:
+            return (
+                "the course and lines of therapy, the lesion trajectory and progression on her "
+                "current line"
+            )
+        return "the course so far and her treatment record; no model of this clinic covers her decision"
+
     def to_json(self) -> dict:
         """``oncolens recommend --json`` for a patient outside the model's scope (``in_scope`` false)."""
         return {

@@ -70,8 +70,7 @@ def show(ref: resources.StoreRef, summary: PatientSummary, scope: Scope | None =
         st.warning(
             "**No recommendation: out of the treatment model's scope.** "
             f"{care_panel.plain(scope.reason[0].upper() + scope.reason[1:])}. "
-            "No first-line options are shown. What applies to her: the course and lines of therapy, "
-            "the lesion trajectory and progression on her current line, below.",
+            f"No first-line options are shown. What applies to her: {scope.what_applies}, below.",
             icon=":material/block:",
         )
         _history(ref, person_id)

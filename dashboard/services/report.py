@@ -398,8 +398,7 @@ def gather(
     if not scope.in_scope:
         recommendation_lines.append(
             f"Out of the treatment model's scope: {scope.reason}. No first-line options are "
-            "shown; what applies is the course, the lines of therapy and progression on the "
-            "current line (summary above)."
+            f"shown; what applies is {scope.what_applies} (summary above)."
         )
     elif not allowed:
         recommendation_lines.append(

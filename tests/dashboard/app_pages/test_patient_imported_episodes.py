@@ -54,5 +54,9 @@ def test_neoadjuvant_patient_banner_and_no_adjuvant_recommendation(imported, mon
     info = texts(at.info).replace("\\", "")
     assert "Early breast cancer · neoadjuvant therapy since 2026-03-02" in info
     assert "Treatment model: out of scope." in info
-    assert "neoadjuvant therapy from 2026-03-02" in texts(at.warning).replace("\\", "")
+    warning = texts(at.warning).replace("\\", "")
+    assert "neoadjuvant therapy from 2026-03-02" in warning
+    # what applies is said in her setting: no "line of therapy" she is not on
+    assert "no model of this clinic covers her decision" in warning
+    assert "current line" not in warning
     assert "Option chosen" not in [s.label for s in at.selectbox]  # no decision form
