@@ -17,6 +17,7 @@ from analytics import store
 from analytics.worklist import buckets as worklist_buckets
 from analytics.worklist.review import NOTE_MAX_CHARS, ReviewError
 from dashboard import resources
+from dashboard.figures import patient as patient_figures
 from dashboard.session import auth, trail
 
 MISSING = "–"  # what an empty cell says (never "None")
@@ -202,7 +203,7 @@ def review_line(ref: resources.StoreRef, person_id: int) -> None:
     st.rerun()
 
 
-_CONCEPTS = {"lesion_longest_diameter": "lesion (longest diameter)"}
+_CONCEPTS = {"lesion_longest_diameter": "lesion (longest diameter)", **patient_figures.LAB_LABELS}
 
 
 def _change_lines(changes) -> list[str]:
@@ -246,12 +247,12 @@ def what_changed(ref: resources.StoreRef, person_id: int, since) -> None:
         title = f"What changed since you last looked ({pd.Timestamp(since):%Y-%m-%d %H:%M} UTC)"
     counts = changes.counts
     summary = ", ".join(
-        f"{n} {label}"
-        for label, n in (
-            ("events", counts["events"]),
-            ("AI reads", counts["ai_reads"]),
-            ("readings", counts["readings"]),
-            ("decisions", counts["decisions"]),
+        f"{n} {one if n == 1 else many}"
+        for one, many, n in (
+            ("event", "events", counts["events"]),
+            ("AI read", "AI reads", counts["ai_reads"]),
+            ("reading", "readings", counts["readings"]),
+            ("decision", "decisions", counts["decisions"]),
         )
         if n
     )
