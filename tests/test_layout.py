@@ -57,3 +57,15 @@ def test_function_local_imports_say_why(top: str):
         if "#" not in line and not above.strip().startswith("#")
     ]
     assert not silent, silent
+
+
+def test_test_modules_have_unique_basenames():
+    """pytest imports test modules by basename (tests/ has no __init__.py files), so two
+    ``test_data.py`` in different folders stop the whole run with "import file mismatch"."""
+    seen: dict[str, Path] = {}
+    clashes = []
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        if path.name in seen:
+            clashes.append(f"{seen[path.name].relative_to(ROOT)} and {path.relative_to(ROOT)}")
+        seen.setdefault(path.name, path)
+    assert not clashes, "same basename: " + "; ".join(clashes)
