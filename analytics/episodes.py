@@ -238,13 +238,16 @@ def care_setting(
         [pid],
     ).fetchall()[0]
     diagnosis, stage_iv, recurrence, death, lost = facts
-    lost_note = []
-    if lost is not None and lost < as_of:
-        # nothing is known after her last follow-up: "months on this line" and the phase stop there
-        as_of = lost
-        lost_note = [f"lost to follow-up on {lost:%Y-%m-%d}: her course is shown as of that day"]
     recurrence = recurrence if recurrence is not None and recurrence <= as_of else None
     death = death if death is not None and death <= as_of else None
+    lost_note = []
+    later = [d for d in (recurrence, death) if d is not None and lost is not None and d > lost]
+    if lost is not None and lost < as_of and not later:
+        # nothing is known after her last follow-up: "months on this line" and the phase stop
+        # there (unless a recurrence or death was recorded later, e.g. from a registry: then
+        # her record continues and nothing is hidden)
+        as_of = lost
+        lost_note = [f"lost to follow-up on {lost:%Y-%m-%d}: her course is shown as of that day"]
     rows = []
     notes: list[str] = []
     if has_episode_table(con):

@@ -405,10 +405,15 @@ def ingest_files(
                     if p.ai is not None and p.ai.refused is not None:
                         ai, check = p.ai, p.ai.input_check
                         assert check is not None  # a refused read always carries its check
-                        # an earlier read of this instance by this model is no longer what it says
+                        # an earlier read of this instance by this model is no longer what it says,
+                        # nor is the lesion size it measured
                         con.execute(
                             "DELETE FROM ai_finding WHERE sop_instance_uid = ? AND model_name = ?",
                             [p.sop_uid, ai.model],
+                        )
+                        con.execute(
+                            "DELETE FROM measurement WHERE study_uid = ? AND source = 'ai' AND concept = ?",
+                            [p.study_uid, TASKS[ai.model].measurement_concept],
                         )
                         con.execute(
                             "INSERT INTO ai_refusal VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

@@ -261,7 +261,15 @@ def reason(row: dict, as_of: dt.date) -> str:
             else f", usually {interval_text(float(cadence))}"
         )
         late = f"{_span(overdue)} past due" if overdue > 0 else "due today"
-        return f"Imaging overdue, {late}: last {_day(row['last_imaging_date'])}{usual}."
+        last, recurred = row.get("last_imaging_date"), row.get("recurrence_date")
+        if not _missing(recurred) and (
+            _missing(last) or pd.Timestamp(last) < pd.Timestamp(recurred)
+        ):
+            # the due date runs from the recurrence: no restaging since (events._with_due)
+            return f"Imaging overdue, {late}: not imaged since the recurrence on {_day(recurred)}."
+        if _missing(last):
+            return f"Imaging overdue, {late}: no imaging on record."
+        return f"Imaging overdue, {late}: last {_day(last)}{usual}."
     due = row.get("due_date")
     nxt = "no imaging on record" if _missing(due) else f"imaging due {_day(due)}"
     return f"{_risk_text(row)}; {nxt}."

@@ -153,7 +153,8 @@ def people(
 
 
 def _with_due(frame: pd.DataFrame) -> pd.DataFrame:
-    """Cadence (days) and the date her imaging becomes overdue (NaT without any imaging)."""
+    """Cadence (days) and the date her imaging becomes overdue (NaT without any imaging and no
+    recurrence; after a recurrence not yet restaged, counted from the recurrence)."""
     gap = pd.to_numeric(frame["median_gap_days"], errors="coerce")
     recurred = frame["recurrence_date"].notna().to_numpy()
     default = np.where(recurred, RESTAGING_CADENCE_DAYS, DEFAULT_CADENCE_DAYS)

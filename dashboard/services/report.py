@@ -42,6 +42,7 @@ from analytics.episodes import care_setting, line_progression_risk
 from analytics.governance import audit, pseudonyms, users
 from analytics.patients import UnknownPatientError, patient_summary
 from analytics.treatment.decisions import patient_decisions
+from analytics.treatment.horizon import horizon_label
 from dashboard.figures import formats
 from dashboard.services.report_data import (
     DISCLAIMER,
@@ -409,12 +410,18 @@ def gather(
         for o in rec.options:
             lo, hi = o.rfs_ci
             recommendation_lines.append(
-                f"{o.treatment}: 5-year RFS {formats.pct(o.rfs)} "
+                f"{o.treatment}: {horizon_label(rec.horizon_days)} RFS {formats.pct(o.rfs)} "
                 f"(95 % CI {formats.pct_interval(lo, hi)}), RMST {o.rmst_days:.0f} days"
             )
         recommendation_lines += [rec.statement, rec.caveat]
         figures.append(
-            (treatment_figures.benefit_waterfall_figure(rec.shap, rec.benefit), 1000, None)
+            (
+                treatment_figures.benefit_waterfall_figure(
+                    rec.shap, rec.benefit, horizon_days=rec.horizon_days
+                ),
+                1000,
+                None,
+            )
         )
         model_rows["Treatment outcome model"] = rec.model_version
     else:

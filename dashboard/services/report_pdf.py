@@ -169,7 +169,8 @@ def render_pdf(data: ReportData) -> bytes:
         _para(
             pdf,
             "SHAP waterfall: how each of the patient's features moves the predicted benefit away from the "
-            "reference patients' average (exact TreeSHAP, percentage points of 5-year RFS).",
+            "reference patients' average (exact TreeSHAP, percentage points of RFS at the model's "
+            "horizon, as in the options above).",
         )
 
     _heading(pdf, SECTIONS[5])

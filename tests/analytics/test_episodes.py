@@ -170,3 +170,20 @@ def test_a_patient_lost_to_follow_up_is_shown_as_of_her_last_follow_up(demo):
     assert any(f"lost to follow-up on {lost:%Y-%m-%d}" in n for n in setting.notes)
     risk = line_progression_risk(demo, setting)
     assert risk is None or risk.days_on_line == (lost - setting.since).days
+
+
+def test_a_death_recorded_after_she_was_lost_is_not_hidden(demo_db, tmp_path):
+    """A registry death after loss to follow-up: her setting says so (never back in scope)."""
+    path = Path(shutil.copy(demo_db, tmp_path / "lost.duckdb"))
+    with store.open_store(path) as con:
+        pid, lost = con.execute(
+            "SELECT person_id, end_date FROM observation_period WHERE end_reason = 'lost_to_follow_up' "
+            "AND person_id NOT IN (SELECT person_id FROM outcome_event) ORDER BY 1 LIMIT 1"
+        ).fetchall()[0]
+        con.execute(
+            "INSERT INTO outcome_event SELECT max(event_id) + 1, ?, 'death', ? FROM outcome_event",
+            [pid, lost + dt.timedelta(days=400)],
+        )
+        setting = care_setting(con, pid)
+    assert setting.died_on == lost + dt.timedelta(days=400)
+    assert not any("lost to follow-up" in n for n in setting.notes)

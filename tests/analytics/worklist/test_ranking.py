@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pandas as pd
 import pytest
 
+from analytics.worklist import buckets
 from analytics.worklist import ranking as worklist
 
 
@@ -265,3 +268,15 @@ def test_after_a_recurrence_the_cadence_is_her_restaging_not_her_surveillance_ye
     assert str(rows.loc[1, "due_date"].date()) == "2021-06-16"  # 2021-03-10 + 84 + 14 days
     assert rows.loc[2, "cadence_days"] == 56.0
     assert 364 <= rows.loc[3, "cadence_days"] <= 366
+
+
+def test_a_recurrence_never_imaged_is_due_from_the_recurrence_and_says_so(tiny):
+    """No imaging at all after a recurrence: due 12 weeks (+ 2 weeks' grace) after it, in words."""
+    tiny.person(1)
+    tiny.event(1, "recurrence", "2021-03-01")
+    row = _rows(tiny.con).loc[1]
+    assert str(row["due_date"].date()) == "2021-06-07" and pd.isna(row["last_imaging_date"])
+    text = buckets.reason({**row.to_dict(), "bucket": "due"}, dt.date(2021, 7, 1))
+    assert (
+        text == "Imaging overdue, 24 days past due: not imaged since the recurrence on 2021-03-01."
+    )
