@@ -14,6 +14,7 @@ the layout are the same, and a report never fails because a browser is missing.
 
 from __future__ import annotations
 
+import base64
 import io
 import logging
 import shutil
@@ -123,8 +124,16 @@ def _colour(value, default="#1f77b4"):
     return text
 
 
+def _plain(values):
+    """A trace's values as a list: Plotly keeps numeric arrays as typed base64 ("bdata") objects."""
+    if isinstance(values, dict) and "bdata" in values:
+        flat = np.frombuffer(base64.b64decode(values["bdata"]), dtype=np.dtype(values["dtype"]))
+        return flat.tolist()
+    return list(values) if values is not None else []
+
+
 def _xs(values):
-    arr = list(values) if values is not None else []
+    arr = _plain(values)
     if arr and isinstance(arr[0], str):
         try:
             return list(pd.to_datetime(arr))
@@ -176,7 +185,7 @@ def matplotlib_png(fig: go.Figure, width: int = 1000, height: int = 500) -> byte
         name = trace.get("name")
         label = name if trace.get("showlegend", True) and name else None
         if kind == "scatter":
-            x, y = _xs(trace.get("x")), list(trace.get("y") or [])
+            x, y = _xs(trace.get("x")), _plain(trace.get("y"))
             if not x or not y:
                 continue
             mode = trace.get("mode") or "lines"
@@ -215,7 +224,7 @@ def matplotlib_png(fig: go.Figure, width: int = 1000, height: int = 500) -> byte
                         str(t), (xi, yi), fontsize=7, textcoords="offset points", xytext=(0, 5)
                     )
         elif kind == "waterfall":
-            labels, values = list(trace.get("y") or []), [float(v) for v in trace.get("x") or []]
+            labels, values = _plain(trace.get("y")), [float(v) for v in _plain(trace.get("x"))]
             measures = list(trace.get("measure") or ["relative"] * len(values))
             start, running, lefts, widths, colours = 0.0, 0.0, [], [], []
             for v, m in zip(values, measures, strict=False):
@@ -249,7 +258,7 @@ def matplotlib_png(fig: go.Figure, width: int = 1000, height: int = 500) -> byte
                     ha="left" if w >= 0 else "right",
                 )
         elif kind == "bar":
-            x, y = list(trace.get("x") or []), list(trace.get("y") or [])
+            x, y = _plain(trace.get("x")), _plain(trace.get("y"))
             if trace.get("orientation") == "h":
                 ax.barh(y, x, label=label)
             else:
