@@ -1,0 +1,40 @@
+"""Volumes: DICOM series (single-frame stacks and enhanced multi-frame objects) read into 3D arrays
+with their patient geometry, written back as series, and the demo's 3D phantoms (brain MR on the
+MNI152 template, thorax CT). Imports nothing of ``analytics`` or ``dashboard``.
+
+Modules: ``sources`` (folders, uploads and zips, safely), ``geometry`` (positions, spacing,
+affines), ``series`` (grouping and stacking, with the reasons a series is refused), ``write`` (a
+volume as a DICOM series), ``phantoms`` (the demo's brain and thorax volumes with true masks).
+"""
+
+from models.volumes.series import (
+    MIN_SLICES,
+    DuplicateSliceError,
+    IncompleteSeriesError,
+    InconsistentSeriesError,
+    NotAVolumeError,
+    SeriesFailure,
+    SeriesInfo,
+    Volume,
+    VolumeError,
+    VolumeSet,
+    read_volumes,
+    scan_series,
+)
+from models.volumes.sources import UnsafeArchiveError
+
+__all__ = [
+    "MIN_SLICES",
+    "DuplicateSliceError",
+    "IncompleteSeriesError",
+    "InconsistentSeriesError",
+    "NotAVolumeError",
+    "SeriesFailure",
+    "SeriesInfo",
+    "UnsafeArchiveError",
+    "Volume",
+    "VolumeError",
+    "VolumeSet",
+    "read_volumes",
+    "scan_series",
+]
