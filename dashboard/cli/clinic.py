@@ -47,6 +47,19 @@ def add_subparsers(subparsers: SubParsers) -> None:
         default=24,
         help="patients whose studies are written as DICOM files (default 24; 0: none)",
     )
+    p.add_argument(
+        "--volumes",
+        type=whole_number,
+        default=0,
+        help="patients of each kind (brain MR with metastases, thorax CT with nodules) whose studies "
+        "are written as 3D DICOM series with their true masks (default 0; about 2 s per volume)",
+    )
+    p.add_argument(
+        "--volumes-dir",
+        type=Path,
+        default=None,
+        help="where to write the demo volumes (default: <db name>_volumes beside the database)",
+    )
     p.add_argument("--seed", type=int, default=20261125, help="random seed (default 20261125)")
     p.add_argument("--force", action="store_true", help="replace an existing store at --db")
     p.add_argument(
@@ -119,6 +132,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
             "imaged_patients": [int(p) for p in images.all_person_ids],
             "images_s": round(images.seconds, 3),
         }
+    volumes = _demo_volumes(args, summary.path) if args.volumes > 0 else None
+    if volumes is not None:
+        result |= {
+            "volumes_dir": str(volumes.volumes_dir),
+            "volumes": len(volumes.studies),
+            "volume_patients": [int(p) for p in volumes.person_ids],
+            "volumes_s": round(volumes.seconds, 3),
+        }
     result["treatment_model"] = _demo_treatment_model(summary.path, train=not args.no_model)
     # after the model: its risk joins
     result["worklist"] = cli_analytics.refresh_worklist(summary.path)
@@ -137,6 +158,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 f"{len(images.images)} demo DICOM images of {len(images.all_person_ids)} patients in "
                 f"{images.dicom_dir}{example}."
             )
+        if volumes is not None:
+            print(
+                f"{len(volumes.studies)} demo volumes (3D DICOM series with true masks) of "
+                f"{len(volumes.person_ids)} patients in {volumes.volumes_dir}."
+            )
         model = result["treatment_model"]
         if "model_version" in model:
             print(
@@ -148,6 +174,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"Start the app with: oncolens serve --db {summary.path}")
         cli_governance.print_demo_accounts(accounts)
     return 0
+
+
+def _demo_volumes(args: argparse.Namespace, db: Path):
+    """Brain MR and thorax CT volumes of ``args.volumes`` patients each (``--volumes``)."""
+    # lazy: nibabel, scipy and the template load only when volumes are asked for
+    from sample_data.demo import DemoError
+    from sample_data.demo_volumes import write_demo_volumes
+
+    folder = args.volumes_dir or db.with_name(f"{db.stem}_volumes")
+    try:
+        return write_demo_volumes(db, folder, patients=args.volumes, seed=args.seed, progress=say)
+    except DemoError as exc:
+        raise CliError(f"the clinic was written, but its demo volumes were not: {exc}") from exc
 
 
 def _demo_treatment_model(db: Path, *, train: bool) -> dict:

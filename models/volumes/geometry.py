@@ -133,9 +133,7 @@ def stack_geometry(positions: np.ndarray, normal: np.ndarray) -> StackGeometry:
     scale = max(float(np.ptp(ds)), 1.0)
     same = steps <= max(MIN_TOLERANCE_MM, 1e-6 * scale)
     distinct = steps[~same]
-    duplicates = tuple(
-        (int(order[i]), int(order[i + 1])) for i in np.flatnonzero(same)
-    )
+    duplicates = tuple((int(order[i]), int(order[i + 1])) for i in np.flatnonzero(same))
     if distinct.size == 0:
         return StackGeometry(normal, order, ds, 0.0, duplicates, (), None, _shear(p, d, normal))
     spacing = float(np.median(distinct))

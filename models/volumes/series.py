@@ -258,8 +258,10 @@ def read_volumes(sources: Iterable[Source]) -> VolumeSet:
     return VolumeSet(tuple(volumes), tuple(failures), tuple(skipped))
 
 
-def scan_series(sources: Iterable[Source]) -> tuple[list[SeriesInfo], dict[str, str], list[Skipped]]:
-    """Headers only: the series among ``sources``, and each file's series UID (by label).
+def scan_series(
+    sources: Iterable[Source],
+) -> tuple[list[SeriesInfo], dict[str, str], list[Skipped]]:
+    """Headers only: the series among ``sources``, and each file's series UID (by path, else label).
 
     For callers that route files (``oncolens predict``: a stack of slices is a volume, not 64
     2D images). Files that are not DICOM images are left to the caller (not in the map).
@@ -274,7 +276,7 @@ def scan_series(sources: Iterable[Source]) -> tuple[list[SeriesInfo], dict[str, 
         uid = str(ds.get("SeriesInstanceUID", "") or "")
         if uid:
             by_uid[uid].append((item.label, ds))
-            owner[item.label] = uid
+            owner[str(item.path) if item.path is not None else item.label] = uid
     infos = []
     for uid, members in by_uid.items():
         frames = positioned = 0
@@ -335,8 +337,9 @@ def _per_frame_positions(ds: Dataset) -> bool:
 def _find(per_frame: Dataset, ds: Dataset, macro: str) -> Dataset | None:
     """The first item of ``macro`` for a frame: per-frame first, then shared (PS3.3 C.7.6.16)."""
     for groups in (per_frame, (ds.get("SharedFunctionalGroupsSequence") or [None])[0]):
-        if groups is not None and macro in groups and len(groups[macro]):
-            item: Dataset = groups[macro][0]
+        seq = groups.get(macro) if groups is not None else None
+        if seq:
+            item: Dataset = seq[0]
             return item
     return None
 
@@ -421,7 +424,9 @@ def _assemble(uid: str, frames: list[_Frame]) -> Volume:
             f"{len(frames)} image{'s' if len(frames) != 1 else ''} in this series; a volume needs "
             f"at least {MIN_SLICES} (a single image is read as a 2D image)"
         )
-    unplaced = [f for f in frames if f.position is None or f.orientation is None or f.spacing is None]
+    unplaced = [
+        f for f in frames if f.position is None or f.orientation is None or f.spacing is None
+    ]
     if unplaced:
         raise NotAVolumeError(
             f"{unplaced[0].label} has no image position, orientation or pixel spacing "
@@ -453,7 +458,8 @@ def _assemble(uid: str, frames: list[_Frame]) -> Volume:
         raise IncompleteSeriesError(geo.irregular)
     if geo.gaps:
         raise IncompleteSeriesError(
-            "incomplete series: " + "; ".join(g.describe() for g in geo.gaps[:3])
+            "incomplete series: "
+            + "; ".join(g.describe() for g in geo.gaps[:3])
             + (f"; {len(geo.gaps) - 3} more gaps" if len(geo.gaps) > 3 else "")
         )
     if geo.shear_mm > geometry.SHEAR_TOLERANCE_MM:
@@ -469,7 +475,9 @@ def _assemble(uid: str, frames: list[_Frame]) -> Volume:
         raise NotAVolumeError("the decoded pixel values are not all finite numbers")
     start = frames[order[0]]
     assert start.position is not None
-    affine = geometry.affine_lps(start.position, first.orientation, first.spacing, normal * geo.spacing_mm)
+    affine = geometry.affine_lps(
+        start.position, first.orientation, first.spacing, normal * geo.spacing_mm
+    )
     ds = first.ds
     return Volume(
         series_instance_uid=uid,
@@ -539,7 +547,9 @@ def _decode(frames: list[_Frame]) -> np.ndarray:
         arr = cache[key]
         frame = arr[f.index] if arr.ndim == 3 else arr
         if frame.shape != (rows, cols):
-            raise InconsistentSeriesError(f"{f.label}: pixel data of {frame.shape} for {rows} x {cols}")
+            raise InconsistentSeriesError(
+                f"{f.label}: pixel data of {frame.shape} for {rows} x {cols}"
+            )
         if "ModalityLUTSequence" in f.ds and _number_of_frames(f.ds) == 1:
             out[n] = frame
         else:
@@ -569,7 +579,10 @@ def _native(ds: Dataset, rows: int, cols: int) -> np.ndarray | None:
     dtype = np.dtype(f"<{'i' if signed else 'u'}{bits // 8}")
     frames = _number_of_frames(ds)
     data = ds.PixelData
-    if len(data) not in (frames * rows * cols * dtype.itemsize, frames * rows * cols * dtype.itemsize + 1):
+    if len(data) not in (
+        frames * rows * cols * dtype.itemsize,
+        frames * rows * cols * dtype.itemsize + 1,
+    ):
         return None
     arr = np.frombuffer(data, dtype=dtype, count=frames * rows * cols)
     return arr.reshape((frames, rows, cols) if frames > 1 else (rows, cols))

@@ -23,6 +23,7 @@ import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
     RE_VALID_UID,
+    UID,
     CTImageStorage,
     ExplicitVRLittleEndian,
     MRImageStorage,
@@ -62,7 +63,7 @@ class SeriesHeader:
     contrast_agent: str = ""  # ContrastBolusAgent; empty: none given
 
 
-def slice_uid(series_uid: str, k: int) -> str:
+def slice_uid(series_uid: str, k: int) -> UID:
     """The SOP Instance UID of slice ``k``: derived from the series UID (stable across reruns)."""
     return generate_uid(entropy_srcs=[series_uid, str(int(k))])
 
