@@ -133,9 +133,9 @@ def stack_geometry(positions: np.ndarray, normal: np.ndarray) -> StackGeometry:
     scale = max(float(np.ptp(ds)), 1.0)
     same = steps <= max(MIN_TOLERANCE_MM, 1e-6 * scale)
     distinct = steps[~same]
-    duplicates = tuple((int(order[i]), int(order[i + 1])) for i in np.flatnonzero(same))
-    if distinct.size == 0:
-        return StackGeometry(normal, order, ds, 0.0, duplicates, (), None, _shear(p, d, normal))
+    if distinct.size == 0:  # every slice at one position
+        pairs = tuple((int(order[i]), int(order[i + 1])) for i in range(len(steps)))
+        return StackGeometry(normal, order, ds, 0.0, pairs, (), None, _shear(p, d, normal))
     spacing = float(np.median(distinct))
     tol = max(MIN_TOLERANCE_MM, SPACING_TOLERANCE * spacing)
     same = steps <= tol  # duplicates judged against the spacing now known
