@@ -12,6 +12,7 @@ from bench import (
     bench_quality,
     bench_saliency,
     bench_treatment,
+    bench_volumes,
 )
 
 
@@ -20,6 +21,8 @@ def main(argv: list[str]) -> int:
     bench_generator.main(["--sizes", "10000,100000"] if quick else [])
     print()
     bench_inference.main(["--n", "32"] if quick else [])
+    print()
+    bench_volumes.main(["--reps", "3"] if quick else [])
     print()
     bench_treatment.main(
         ["--patients", "500", "--cohort", "2000", "--latency-n", "50", "--kernel-n", "3"]

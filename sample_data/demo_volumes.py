@@ -17,7 +17,9 @@ Who and what:
   the metastatic course): the first and the most recent studies, up to ``MAX_TIME_POINTS``, each
   with the target lesion in a lung at its recorded size and two small non-target nodules that
   do not change.
-- Patients are taken in a seeded shuffle; ``patients`` of each kind (2 by default: about 10 s).
+- Patients are taken in a seeded shuffle, those with two or more such studies first (a lesion
+  is tracked only across time points); ``patients`` of each kind (opt-in: ``oncolens demo
+  --volumes N``; one of each writes 5-8 volumes in about 10-15 s on 2 shared cores).
 
 Files: ``volumes_dir/dicom/<MRN>/<StudyInstanceUID>/<SeriesInstanceUID>/slice_NNNN.dcm`` (CT or
 MR Image Storage, ``models.volumes.write``), under the study's own UID, date, accession number
@@ -194,9 +196,12 @@ def _plan(
         [concept, modality, skip],
     ).df()
     rows = rows[~rows.person_id.isin(exclude or set())]
-    people = rows.person_id.unique()
+    counts = rows.groupby("person_id").size()
     rng = np.random.default_rng([seed, _SALT, ord(modality[0])])
-    chosen = set(rng.permutation(people)[:n].tolist())
+    people = counts.index.to_numpy()[rng.permutation(len(counts))]
+    # patients followed over several studies first: a lesion is tracked only across time points
+    tracked = counts.loc[people].to_numpy() >= 2
+    chosen = set(np.concatenate([people[tracked], people[~tracked]])[:n].tolist())
     rows = rows[rows.person_id.isin(chosen)]
     k = rows.groupby("person_id").cumcount()
     n_rows = rows.groupby("person_id").person_id.transform("size")

@@ -178,9 +178,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _demo_volumes(args: argparse.Namespace, db: Path):
     """Brain MR and thorax CT volumes of ``args.volumes`` patients each (``--volumes``)."""
-    # lazy: nibabel, scipy and the template load only when volumes are asked for
-    from sample_data.demo import DemoError
-    from sample_data.demo_volumes import write_demo_volumes
+    from sample_data.demo import DemoError  # lazy: as in cmd_demo
+    from sample_data.demo_volumes import write_demo_volumes  # lazy: nibabel, scipy on request only
 
     folder = args.volumes_dir or db.with_name(f"{db.stem}_volumes")
     try:

@@ -21,7 +21,10 @@ def test_the_template_is_nilearns_mni152_read_without_a_download() -> None:
 @pytest.fixture(scope="module")
 def brain_series():
     site = phantoms.brain_lesion(np.random.default_rng(5), 24.0)
-    return site, [phantoms.brain_mr(np.random.default_rng(k), site, d) for k, d in enumerate((24.0, 14.0, 8.0))]
+    return site, [
+        phantoms.brain_mr(np.random.default_rng(k), site, d)
+        for k, d in enumerate((24.0, 14.0, 8.0))
+    ]
 
 
 def test_brain_metastasis_has_rim_core_and_oedema_at_the_size_asked(brain_series) -> None:

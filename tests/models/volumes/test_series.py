@@ -104,8 +104,12 @@ def test_oblique_series_matches_highdicom_voxel_for_voxel(tmp_path) -> None:
     rng = np.random.default_rng(0)
     idx = np.stack([rng.integers(0, n, 50) for n in SHAPE], axis=1)
     ours = (vol.affine_lps @ np.c_[idx, np.ones(50)].T).T[:, :3]
-    theirs_idx = np.round(np.linalg.solve(ref.affine, np.c_[ours, np.ones(50)].T).T[:, :3]).astype(int)
-    np.testing.assert_allclose((ref.affine @ np.c_[theirs_idx, np.ones(50)].T).T[:, :3], ours, atol=1e-3)
+    theirs_idx = np.round(np.linalg.solve(ref.affine, np.c_[ours, np.ones(50)].T).T[:, :3]).astype(
+        int
+    )
+    np.testing.assert_allclose(
+        (ref.affine @ np.c_[theirs_idx, np.ones(50)].T).T[:, :3], ours, atol=1e-3
+    )
     np.testing.assert_array_equal(ref.array[tuple(theirs_idx.T)], vol.pixels[tuple(idx.T)])
     assert vol.axes[0] in "SI" and vol.axes[1] in "PA"
 
