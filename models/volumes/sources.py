@@ -89,7 +89,7 @@ def collect(sources: Iterable[Source]) -> tuple[list[Item], list[Skipped]]:
     An upload is ``(name, bytes)``; a file or upload whose bytes start like a zip archive is
     opened as one. Hidden files (a leading dot) and the demo's ``*_mask.png`` are left out.
     Raises ``UnsafeArchiveError`` for an archive past the limits and ``ValueError`` for a folder
-    with more than ``MAX_FILES`` files.
+    with more than ``MAX_FILES`` files or ``MAX_TOTAL_BYTES`` bytes.
     """
     items: list[Item] = []
     skipped: list[Skipped] = []
@@ -111,7 +111,9 @@ def collect(sources: Iterable[Source]) -> tuple[list[Item], list[Skipped]]:
 
 
 def _walk(folder: Path, items: list[Item], skipped: list[Skipped]) -> None:
-    found = 0
+    """Regular files under ``folder``, at most ``MAX_FILES`` and ``MAX_TOTAL_BYTES`` (every file of
+    the folder is held in memory until its series is stacked)."""
+    found = total = 0
     for root, dirs, files in os.walk(folder, followlinks=False):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
@@ -126,6 +128,12 @@ def _walk(folder: Path, items: list[Item], skipped: list[Skipped]) -> None:
             if not stat.S_ISREG(mode):
                 continue  # links and devices: never followed
             found += 1
+            total += path.stat().st_size
+            if total > MAX_TOTAL_BYTES:
+                raise ValueError(
+                    f"{label_for(str(folder))} holds more than {MAX_TOTAL_BYTES / 2**30:.0f} GiB of "
+                    "files; give one study's or one series' folder"
+                )
             if found > MAX_FILES:
                 raise ValueError(
                     f"{label_for(str(folder))} holds more than {MAX_FILES:,} files; "

@@ -299,6 +299,13 @@ def test_zip_bombs_and_oversized_archives_are_refused(tmp_path, monkeypatch) -> 
         read_volumes([("many.zip", buf.getvalue())])
 
 
+def test_a_folder_past_the_size_limit_is_refused_before_reading(tmp_path, monkeypatch) -> None:
+    _write(tmp_path)
+    monkeypatch.setattr(volume_sources, "MAX_TOTAL_BYTES", 20_000)
+    with pytest.raises(ValueError, match="one series' folder"):
+        read_volumes([tmp_path])
+
+
 def test_scan_series_tells_stacks_from_single_images(tmp_path) -> None:
     paths, header = _write(tmp_path / "vol")
     single = pydicom.data.get_testdata_file("CT_small.dcm")
