@@ -114,6 +114,18 @@ def test_oblique_series_matches_highdicom_voxel_for_voxel(tmp_path) -> None:
     assert vol.axes[0] in "SI" and vol.axes[1] in "PA"
 
 
+def test_to_nifti_puts_every_voxel_where_dicom_says_it_is(tmp_path) -> None:
+    _write(tmp_path, orientation=OBLIQUE)
+    (vol,) = read_volumes([tmp_path]).volumes
+    img = vol.to_nifti()
+    data = np.asarray(img.dataobj)
+    s, r, c = 7, 5, 3
+    assert data[c, r, s] == vol.pixels[s, r, c]
+    lps = vol.affine_lps @ [s, r, c, 1]
+    np.testing.assert_allclose(img.affine @ [c, r, s, 1], [-lps[0], -lps[1], lps[2], 1], atol=1e-6)
+    assert float(img.header["cal_max"]) - float(img.header["cal_min"]) == vol.window[1]
+
+
 def test_spacing_comes_from_positions_not_slice_thickness(tmp_path) -> None:
     paths, _ = _write(tmp_path)
     for p in paths:
