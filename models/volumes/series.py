@@ -241,22 +241,6 @@ class SeriesFailure:
     error: str
     error_type: str
 
-    def to_nifti(self) -> Any:
-        """The volume as a ``nibabel.Nifti1Image`` (``[column, row, slice]``, RAS affine, mm).
-
-        For viewers and tools that speak NIfTI (NiiVue, ITK-SNAP, MONAI's loaders); the pixels
-        stay float32 modality units, the header's cal_min/max carry the window.
-        """
-        # lazy: nibabel is needed only by callers that ask for NIfTI
-        import nibabel as nib
-
-        data, affine = geometry.nifti_layout(self.pixels, self.affine_lps)
-        img = nib.Nifti1Image(np.ascontiguousarray(data), affine)
-        img.header.set_xyzt_units("mm")
-        centre, width = self.window
-        img.header["cal_min"], img.header["cal_max"] = centre - width / 2, centre + width / 2
-        return img
-
     def to_json(self) -> dict[str, Any]:
         return {
             "series_instance_uid": self.series_instance_uid,
