@@ -50,6 +50,7 @@ import numpy as np
 import pandas as pd
 
 from analytics import store
+from models.paths import inside
 from models.volumes import geometry, phantoms
 from models.volumes.write import SeriesHeader, write_series
 from sample_data.demo import DemoError
@@ -234,7 +235,9 @@ def _write_patient(rows: pd.DataFrame, tmp: Path, root: Path, seed: int) -> list
             else phantoms.thorax_ct(scan_rng, site, mm, others)
         )
         series_uid = demo_uid("volume-series", row.study_uid)
-        rel = Path("dicom") / _safe(str(row.mrn)) / str(row.study_uid) / series_uid
+        # names from the store pass through _safe, then models.paths.inside (docs/security.md)
+        parts = ("dicom", _safe(str(row.mrn)), _safe(str(row.study_uid)), series_uid)
+        rel = inside(tmp, *parts).relative_to(tmp.resolve())
         header = SeriesHeader(
             modality=modality,
             patient_id=str(row.mrn),
