@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 import shutil
 import zipfile
 from pathlib import Path
@@ -94,6 +95,9 @@ def test_shuffled_files_come_back_in_order_with_exact_pixels_and_geometry(tmp_pa
     assert vol.axes == "SPL"  # slices towards superior, rows posterior, columns to the left
     np.testing.assert_allclose(vol.affine_ras[:2], -vol.affine_lps[:2])
     assert vol.window == (40.0, 400.0)
+    summary = json.loads(json.dumps(vol.to_json()))
+    assert summary["shape"] == list(SHAPE) and summary["axes"] == "SPL"
+    assert summary["instances"] == SHAPE[0] and summary["warnings"] == []
 
 
 def test_oblique_series_matches_highdicom_voxel_for_voxel(tmp_path) -> None:
