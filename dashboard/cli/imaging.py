@@ -77,6 +77,21 @@ def add_subparsers(subparsers: SubParsers) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per image")
 
     p = add_command(
+        subparsers,
+        "series",
+        "read DICOM series (folders, files, zips) into 3D volumes: geometry, or why not",
+        cmd_series,
+    )
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    p.add_argument(
+        "--nifti",
+        type=Path,
+        metavar="DIR",
+        help="also write each volume as DIR/<SeriesInstanceUID>.nii.gz (RAS, float32)",
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object per series")
+
+    p = add_command(
         subparsers, "explain", "saliency map of the AI read of one DICOM file", cmd_explain
     )
     p.add_argument("path", type=Path, metavar="PATH")
@@ -203,6 +218,59 @@ def _volume_series(files: list[Path]) -> tuple[list[dict], set[str]]:
         )
     volume_uids = {r["series_instance_uid"] for r in results}
     return results, {p for uid in volume_uids for p in paths[uid]}
+
+
+def cmd_series(args: argparse.Namespace) -> int:
+    """One line per series: the volume's geometry (and its NIfTI file), or why it is not one."""
+    # lazy: only `series` and `predict` need the volume reader
+    from models.paths import inside
+    from models.volumes import read_volumes
+    from models.volumes.sources import UnsafeArchiveError
+
+    try:
+        result = read_volumes(args.paths)
+    except (UnsafeArchiveError, ValueError) as exc:
+        raise CliError(str(exc)) from exc
+    if not result.volumes and not result.failures:
+        raise CliError("no DICOM series found under the given paths")
+    for vol in result.volumes:
+        line = vol.to_json()
+        if args.nifti is not None:
+            # the UID passes a character filter and models.paths.inside (docs/security.md)
+            name = "".join(
+                ch if ch.isalnum() or ch in "-_." else "_" for ch in vol.series_instance_uid
+            )
+            args.nifti.mkdir(parents=True, exist_ok=True)
+            path = inside(args.nifti, f"{name.strip('.') or 'series'}.nii.gz")
+            vol.to_nifti().to_filename(path)
+            line["nifti"] = str(path)
+        if args.json:
+            cli_progress.echo(json.dumps(line))
+        else:
+            shape = " x ".join(map(str, line["shape"]))
+            spacing = " x ".join(f"{v:g}" for v in line["spacing_mm"])
+            cli_progress.echo(
+                f"{vol.series_instance_uid}: {vol.modality} volume {shape} voxels, {spacing} mm, "
+                f"axes {line['axes']}, {line['instances']} instance(s)"
+                + (f"; {'; '.join(vol.warnings)}" if vol.warnings else "")
+                + (f" -> {line['nifti']}" if "nifti" in line else "")
+            )
+    for failure in result.failures:
+        if args.json:
+            cli_progress.echo(json.dumps(failure.to_json()))
+        else:
+            cli_progress.echo(f"{failure.series_instance_uid}: error: {failure.error}")
+    for skipped in result.skipped:  # files that belong to no series: said, not failures
+        if args.json:
+            cli_progress.echo(json.dumps({"file": skipped.label, "skipped": skipped.reason}))
+    if result.skipped and not args.json:
+        say(f"{len(result.skipped)} file(s) skipped (not DICOM images, or no series UID)")
+    if result.failures:
+        say(
+            f"{len(result.failures)} of {len(result.failures) + len(result.volumes)} series are not volumes"
+        )
+        return EXIT_FAILED
+    return 0
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:

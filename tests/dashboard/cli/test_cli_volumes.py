@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -75,3 +76,37 @@ def test_demo_writes_volumes_on_request(tmp_path, capsys) -> None:
     manifest = json.loads((folder / "volumes.json").read_text())
     assert len(manifest["series"]) == out["volumes"]
     assert {s["modality"] for s in manifest["series"]} == {"MR", "CT"}
+
+
+def test_series_prints_each_volume_or_why_not_and_writes_nifti(tmp_path, capsys) -> None:
+    import nibabel as nib  # the reference reader of what --nifti wrote
+
+    good = SeriesHeader(
+        "CT", "P2", "C^D", generate_uid(), generate_uid(), generate_uid(), dt.date(2026, 1, 2),
+        "CHEST", "CT", "axial",
+    )  # fmt: skip
+    values = np.random.default_rng(1).integers(-1000, 1000, (8, 20, 24))
+    write_series(values, tmp_path / "in" / "good", good, origin_lps=(0, 0, 0), pixel_spacing=(1, 1), slice_spacing=3)  # fmt: skip
+    gappy = SeriesHeader(*(getattr(good, f) for f in ("modality", "patient_id", "patient_name", "study_uid")), generate_uid(), generate_uid(), good.study_date, "CHEST", "CT", "gappy")  # fmt: skip
+    write_series(values, tmp_path / "in" / "gappy", gappy, origin_lps=(0, 0, 0), pixel_spacing=(1, 1), slice_spacing=3, order=[0, 1, 2, 5, 6, 7])  # fmt: skip
+    (tmp_path / "in" / "notes.txt").write_text("hello")
+    out = tmp_path / "nii"
+    assert main(["series", str(tmp_path / "in"), "--json", "--nifti", str(out)]) == 1
+    captured = capsys.readouterr()
+    lines = {
+        line.get("series_instance_uid") or line.get("file"): line for line in _lines(captured.out)
+    }
+    vol = lines[good.series_uid]
+    assert vol["shape"] == [8, 20, 24] and vol["spacing_mm"] == [3.0, 1.0, 1.0]
+    img = nib.load(vol["nifti"])
+    assert img.shape == (24, 20, 8) and np.asarray(img.dataobj)[5, 4, 3] == values[3, 4, 5]
+    assert "2 slices missing" in lines[gappy.series_uid]["error"]
+    assert lines[str(tmp_path / "in" / "notes.txt")]["skipped"] == "not a DICOM file"
+    assert "1 of 2 series" in captured.err and "Traceback" not in captured.err
+
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("a.dcm", b"\0" * (8 << 20))
+    assert main(["series", str(bomb)]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "zip bomb" in err[0]
