@@ -222,10 +222,9 @@ def _volume_series(files: list[Path]) -> tuple[list[dict], set[str]]:
 
 def cmd_series(args: argparse.Namespace) -> int:
     """One line per series: the volume's geometry (and its NIfTI file), or why it is not one."""
-    # lazy: only `series` and `predict` need the volume reader
-    from models.paths import inside
-    from models.volumes import read_volumes
-    from models.volumes.sources import UnsafeArchiveError
+    from models.paths import inside  # lazy: as below
+    from models.volumes import read_volumes  # lazy: only `series` and `predict` read volumes
+    from models.volumes.sources import UnsafeArchiveError  # lazy: as above
 
     try:
         result = read_volumes(args.paths)
