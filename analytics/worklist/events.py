@@ -70,23 +70,26 @@ WITH who AS (
     SELECT p.person_id, p.mrn, p.site
     FROM person AS p
     WHERE {only_listed}
-      AND p.person_id NOT IN (SELECT person_id FROM outcome_event WHERE event_type = 'death')
       AND p.person_id NOT IN (
-          SELECT person_id FROM observation_period WHERE end_reason IN ('death', 'lost_to_follow_up'))
+          SELECT person_id FROM outcome_event WHERE event_type = 'death' AND event_date <= $as_of)
+      AND p.person_id NOT IN (
+          SELECT person_id FROM observation_period
+          WHERE end_reason IN ('death', 'lost_to_follow_up') AND end_date <= $as_of)
       AND (p.person_id IN (SELECT person_id FROM condition_occurrence)
-           OR p.person_id IN (SELECT person_id FROM measurement WHERE concept = ?))
-      AND (?::VARCHAR IS NULL OR p.site = ?)
+           OR p.person_id IN (SELECT person_id FROM measurement WHERE concept = $concept))
+      AND ($site::VARCHAR IS NULL OR p.site = $site)
 ),
 recurrence AS (
     SELECT person_id, min(event_date) AS recurrence_date FROM outcome_event
-    WHERE event_type = 'recurrence' AND person_id IN (SELECT person_id FROM who) GROUP BY person_id
+    WHERE event_type = 'recurrence' AND event_date <= $as_of AND person_id IN (SELECT person_id FROM who)
+    GROUP BY person_id
 ),
 imaging_dates AS (
     SELECT DISTINCT person_id, study_date AS d FROM imaging_study
-    WHERE person_id IN (SELECT person_id FROM who) AND study_date <= ?
+    WHERE person_id IN (SELECT person_id FROM who) AND study_date <= $as_of
     UNION
     SELECT person_id, measurement_date FROM measurement
-    WHERE concept = ? AND person_id IN (SELECT person_id FROM who) AND measurement_date <= ?
+    WHERE concept = $concept AND person_id IN (SELECT person_id FROM who) AND measurement_date <= $as_of
 ),
 gaps AS (
     SELECT i.person_id, i.d, lag(i.d) OVER (PARTITION BY i.person_id ORDER BY i.d) AS previous,
@@ -100,12 +103,12 @@ imaging AS (  -- after a recurrence only her restaging counts: years of yearly m
                AS median_gap_days
     FROM gaps GROUP BY person_id
 ),
-ai AS (
+ai AS (  -- reads are stamped when given (a demo clinic's reads come after its data cut-off), so not cut at as_of
     SELECT person_id, max(created_at) AS ai_suspicious_at,
            arg_max(predicted_class, created_at) AS ai_label,
            arg_max(probability, created_at) AS ai_probability
     FROM ai_finding
-    WHERE person_id IN (SELECT person_id FROM who) AND predicted_class IN (SELECT unnest(?::VARCHAR[]))
+    WHERE person_id IN (SELECT person_id FROM who) AND predicted_class IN (SELECT unnest($suspicious::VARCHAR[]))
     GROUP BY person_id
 )
 SELECT who.person_id, who.mrn, who.site, recurrence.recurrence_date,
@@ -135,15 +138,12 @@ def people(
     """Eligible patients (see the module docstring) with recurrence, latest suspicious AI read and
     imaging cadence, in ``person_id`` order. ``person_ids``: only these (a writer's touched patients)."""
     site = site or None
-    params = [
-        LESION_CONCEPT,
-        site,
-        site,
-        as_of,
-        LESION_CONCEPT,
-        as_of,
-        list(SUSPICIOUS_CLASSES),
-    ]
+    params = {
+        "concept": LESION_CONCEPT,
+        "site": site,
+        "as_of": as_of,
+        "suspicious": list(SUSPICIOUS_CLASSES),
+    }
     if person_ids is None:
         frame = con.execute(_PEOPLE_ALL, params).df()
     else:

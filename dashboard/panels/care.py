@@ -18,7 +18,7 @@ import pandas as pd
 import streamlit as st
 
 from analytics.episodes import CareSetting, LineProgressionRisk
-from analytics.treatment.clinic import Scope
+from analytics.treatment.scope import Scope
 from dashboard import resources
 
 _MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")

@@ -198,11 +198,11 @@ def gather(
     from analytics.treatment.clinic import (  # lazy: only this section needs it; the app opens its first page without it
         load_clinic_model,
         recommendation_for,
-        recommendation_scope,
     )
 
     # lazy: only this section needs it; the app opens its first page without it
     from analytics.treatment.model.files import TreatmentModelError
+    from analytics.treatment.scope import recommendation_scope  # lazy: as above
 
     # lazy: only this section needs it; the app opens its first page without it
     from dashboard.figures import patient as patient_figures
