@@ -94,7 +94,7 @@ else:
 treatment_panel.show(ref, summary, scope)
 care_panel.course(ref, setting)
 
-forecast_panel.show(ref, summary, setting)
+forecast_panel.show(ref, summary, setting, scope)
 report_panel.show(ref, summary)
 st.plotly_chart(patient_figures.lab_values_figure(summary.measurements))
 

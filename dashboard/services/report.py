@@ -363,7 +363,11 @@ def gather(
         )
 
     forecast_lines: list[str] = []
-    fig = patient_figures.patient_forecast_timeline(summary, forecast)
+    fig = patient_figures.patient_forecast_timeline(
+        summary,
+        forecast,
+        survival_absent=patient_figures.survival_title_for(setting, scope.in_scope),
+    )
     figures: list[tuple] = [(fig, 1100, int(fig.layout.height or 940))]
     if forecast is not None:
         t = forecast.tumour
