@@ -46,6 +46,7 @@ from analytics.governance.board import AuditFilterOptions, DecisionRates
 from analytics.imaging import queries as imaging_queries
 from analytics.treatment import clinic as treatment_clinic
 from analytics.treatment import decisions as treatment_decisions
+from analytics.treatment import scope as treatment_scope
 from analytics.treatment import similar as treatment_similar
 from analytics.treatment.model import files as treatment_model_files
 from analytics.treatment.recommend import Recommendation
@@ -255,13 +256,13 @@ def patient_summary(ref: StoreRef, person_id: int) -> patients.PatientSummary:
 @st.cache_data(max_entries=256, show_spinner=False)
 def _care(
     path: str, version: str, person_id: int
-) -> tuple[episodes.CareSetting, treatment_clinic.Scope]:
+) -> tuple[episodes.CareSetting, treatment_scope.Scope]:
     with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
         setting = episodes.care_setting(con, person_id)
-        return setting, treatment_clinic.recommendation_scope(con, person_id, setting)
+        return setting, treatment_scope.recommendation_scope(con, person_id, setting)
 
 
-def care(ref: StoreRef, person_id: int) -> tuple[episodes.CareSetting, treatment_clinic.Scope]:
+def care(ref: StoreRef, person_id: int) -> tuple[episodes.CareSetting, treatment_scope.Scope]:
     """Where the patient is (``analytics.episodes.care_setting``) and whether the treatment model applies
     (``analytics.treatment.clinic.recommendation_scope``, as ``oncolens recommend`` and the report)."""
     return _care(ref.path, ref.version, int(person_id))

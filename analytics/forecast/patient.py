@@ -7,7 +7,9 @@ What a forecast holds (``PatientForecast``; its ``to_json`` is the contract of
   95 % band, conditional on the time she has already survived without
   recurrence (``analytics.forecast.survival``), from the clinic's treatment
   model; absent, with a note, when there is no model, a covariate is missing,
-  a recurrence is already recorded, or she is past the model's five years;
+  a recurrence is already recorded, she is outside the treatment model's scope
+  (neoadjuvant therapy, metastatic disease: ``analytics.treatment.scope``), or she is past
+  the model's five years;
 - **tumour**: the growth-inhibition fit of her target-lesion diameters
   (``analytics.forecast.tumour``) under the cohort's population prior, its
   forecast with 80 % and 95 % bands for a future measurement, and the RECIST
@@ -43,6 +45,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from analytics.episodes import care_setting, has_episode_table
 from analytics.forecast.data import (
     PRIOR_MAX_PATIENTS,
     clean,
@@ -79,6 +82,7 @@ from analytics.treatment.clinic_data import (
     covariates_frame,
     covariates_row,
 )
+from analytics.treatment.scope import recommendation_scope
 
 FORECAST_HORIZON_DAYS = 730  # tumour forecasts run two years past the last measurement
 MAX_HORIZON_DAYS = 3 * 365  # ... or to six months after today, at most three years past it
@@ -400,6 +404,15 @@ def patient_forecast(
             "no treatment model for this store: survival curves per option need it "
             "(`oncolens recommend --train`)"
         )
+    elif not (
+        scope := recommendation_scope(con, person_id, care_setting(con, person_id, as_of))
+    ).in_scope:
+        # the curves per option are the treatment model's: outside its decision (neoadjuvant
+        # therapy, de novo metastatic disease) they would be drawn for a patient it never saw
+        notes.append(
+            "no recurrence-free survival forecast: the treatment model that draws it is out of "
+            f"scope for her ({scope.reason})"
+        )
     else:
         seen_until = min(as_of, follow_up_end) if follow_up_end is not None else as_of
         from_day = float((seen_until - diagnosis).days)
@@ -458,7 +471,7 @@ def cohort_risk(
     con.register("_forecast_ids", pd.DataFrame({"person_id": ids}))
     try:
         raw = lesion_frame(con, "listed", as_of=as_of)
-        covariates = _cohort_covariates(con) if clinic is not None else None
+        covariates = _cohort_covariates(con, as_of) if clinic is not None else None
     finally:
         con.unregister("_forecast_ids")
     readings, _ = clean(restart_at(raw, line_start), as_of)
@@ -503,21 +516,34 @@ def cohort_risk(
     return out
 
 
-def _cohort_covariates(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    """Covariates, first-line option and follow-up of the registered ``_forecast_ids``; complete rows of
-    patients still recurrence-free only (the worklist lists recurred patients too since issue 17)."""
+def _cohort_covariates(con: duckdb.DuckDBPyConnection, as_of: dt.date) -> pd.DataFrame:
+    """Covariates, first-line option and follow-up of the registered ``_forecast_ids``: complete rows
+    of patients inside the treatment model's scope on ``as_of`` only (no recurrence or death by then,
+    no neoadjuvant therapy, no metastatic disease: the vectorised ``recommendation_scope``), since the
+    worklist lists recurred patients too (issue 17) and the curves per option are that model's."""
 
     df = covariates_frame(
         con, "(SELECT * FROM person WHERE person_id IN (SELECT person_id FROM _forecast_ids))"
     )
+    outside_scope = (
+        """(SELECT count(*) FROM episode p WHERE p.person_id = i.person_id AND p.start_date <= $as_of
+             AND (p.kind = 'neoadjuvant' OR p.setting = 'metastatic'))"""
+        if has_episode_table(con)
+        else "0"  # a store from before episodes: stage IV below still says metastatic at diagnosis
+    )
     extra = con.execute(
-        """
+        f"""
         SELECT i.person_id, op.end_date,
                (SELECT min(regimen) FROM treatment_exposure t
                  WHERE t.person_id = i.person_id AND line_of_therapy = 1 AND regimen IS NOT NULL) AS regimen,
-               (SELECT count(*) FROM outcome_event e WHERE e.person_id = i.person_id) AS events
+               (SELECT count(*) FROM outcome_event e
+                 WHERE e.person_id = i.person_id AND e.event_date <= $as_of) AS events,
+               {outside_scope}
+               + (SELECT count(*) FROM condition_occurrence c
+                   WHERE c.person_id = i.person_id AND c.stage = 'IV') AS outside_scope
         FROM _forecast_ids AS i LEFT JOIN observation_period AS op USING (person_id)
-        """
+        """,  # noqa: S608 -- the f-string inserts one of two fixed fragments, never input
+        {"as_of": as_of},
     ).df()
     df = df.merge(extra, on="person_id")
     complete = (
@@ -527,6 +553,7 @@ def _cohort_covariates(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
         & (
             df["events"] == 0
         )  # after a recurrence or death, recurrence-free survival does not apply
+        & (df["outside_scope"] == 0)
     )
     return df[complete].reset_index(drop=True)
 

@@ -124,6 +124,16 @@ class OptionRanking:
         raise KeyError(treatment)
 
     @property
+    def benefit_ci_widened(self) -> bool:
+        """The doubly robust interval did not hold the outcome model's point, so ``benefit_ci`` was
+        stretched to it (``CohortRecommendations.benefit_ci``: the point is then one of its ends).
+
+        The two estimators disagree for this patient; the page and the statement say so, since a
+        range with its point at one end otherwise reads like a mistake.
+        """
+        return self.benefit in (self.benefit_ci.lo, self.benefit_ci.hi)
+
+    @property
     def statement(self) -> str:
         """One sentence naming the horizon ("3-year RFS") and the interval ("90% interval")."""
         lo, hi = self.benefit_ci
@@ -131,6 +141,7 @@ class OptionRanking:
         pp = (
             f"{100 * self.benefit:+.1f} percentage points, {BENEFIT_LEVEL:.0%} interval "
             f"{100 * lo:+.1f} to {100 * hi:+.1f}"
+            + (", widened to hold the point estimate" if self.benefit_ci_widened else "")
         )
         if self.clear:
             return f"{self.best}: {label} RFS {pp} over {self.next_best}"
@@ -169,6 +180,7 @@ class Recommendation(OptionRanking):
             "compared_with": self.next_best,
             "benefit": self.benefit,
             "benefit_ci": self.benefit_ci.to_json(),
+            "benefit_ci_widened": self.benefit_ci_widened,
             "benefit_units": BENEFIT_UNITS,
             "shap": self.shap.to_json(),
             "caveat": self.caveat,

@@ -271,5 +271,10 @@ def reason(row: dict, as_of: dt.date) -> str:
             return f"Imaging overdue, {late}: no imaging on record."
         return f"Imaging overdue, {late}: last {_day(last)}{usual}."
     due = row.get("due_date")
-    nxt = "no imaging on record" if _missing(due) else f"imaging due {_day(due)}"
+    if not _missing(due):
+        nxt = f"imaging due {_day(due)}"
+    elif _missing(row.get("cadence_days")):  # events._with_due: best supportive care only
+        nxt = "best supportive care: no imaging scheduled"
+    else:
+        nxt = "no imaging on record"
     return f"{_risk_text(row)}; {nxt}."

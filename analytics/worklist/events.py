@@ -70,23 +70,26 @@ WITH who AS (
     SELECT p.person_id, p.mrn, p.site
     FROM person AS p
     WHERE {only_listed}
-      AND p.person_id NOT IN (SELECT person_id FROM outcome_event WHERE event_type = 'death')
       AND p.person_id NOT IN (
-          SELECT person_id FROM observation_period WHERE end_reason IN ('death', 'lost_to_follow_up'))
+          SELECT person_id FROM outcome_event WHERE event_type = 'death' AND event_date <= $as_of)
+      AND p.person_id NOT IN (
+          SELECT person_id FROM observation_period
+          WHERE end_reason IN ('death', 'lost_to_follow_up') AND end_date <= $as_of)
       AND (p.person_id IN (SELECT person_id FROM condition_occurrence)
-           OR p.person_id IN (SELECT person_id FROM measurement WHERE concept = ?))
-      AND (?::VARCHAR IS NULL OR p.site = ?)
+           OR p.person_id IN (SELECT person_id FROM measurement WHERE concept = $concept))
+      AND ($site::VARCHAR IS NULL OR p.site = $site)
 ),
 recurrence AS (
     SELECT person_id, min(event_date) AS recurrence_date FROM outcome_event
-    WHERE event_type = 'recurrence' AND person_id IN (SELECT person_id FROM who) GROUP BY person_id
+    WHERE event_type = 'recurrence' AND event_date <= $as_of AND person_id IN (SELECT person_id FROM who)
+    GROUP BY person_id
 ),
 imaging_dates AS (
     SELECT DISTINCT person_id, study_date AS d FROM imaging_study
-    WHERE person_id IN (SELECT person_id FROM who) AND study_date <= ?
+    WHERE person_id IN (SELECT person_id FROM who) AND study_date <= $as_of
     UNION
     SELECT person_id, measurement_date FROM measurement
-    WHERE concept = ? AND person_id IN (SELECT person_id FROM who) AND measurement_date <= ?
+    WHERE concept = $concept AND person_id IN (SELECT person_id FROM who) AND measurement_date <= $as_of
 ),
 gaps AS (
     SELECT i.person_id, i.d, lag(i.d) OVER (PARTITION BY i.person_id ORDER BY i.d) AS previous,
@@ -100,19 +103,28 @@ imaging AS (  -- after a recurrence only her restaging counts: years of yearly m
                AS median_gap_days
     FROM gaps GROUP BY person_id
 ),
-ai AS (
+supportive AS (  -- best supportive care, no line started after it: no restaging is scheduled
+    SELECT b.person_id, max(b.start_date) AS supportive_since FROM episode AS b
+    WHERE b.kind = 'best_supportive_care' AND b.start_date <= $as_of
+      AND (b.end_date IS NULL OR b.end_date > $as_of) AND b.person_id IN (SELECT person_id FROM who)
+      AND NOT EXISTS (SELECT 1 FROM episode AS l WHERE l.person_id = b.person_id AND l.kind = 'line'
+                        AND l.start_date > b.start_date AND l.start_date <= $as_of)
+    GROUP BY b.person_id
+),
+ai AS (  -- reads are stamped when given (a demo clinic's reads come after its data cut-off), so not cut at as_of
     SELECT person_id, max(created_at) AS ai_suspicious_at,
            arg_max(predicted_class, created_at) AS ai_label,
            arg_max(probability, created_at) AS ai_probability
     FROM ai_finding
-    WHERE person_id IN (SELECT person_id FROM who) AND predicted_class IN (SELECT unnest(?::VARCHAR[]))
+    WHERE person_id IN (SELECT person_id FROM who) AND predicted_class IN (SELECT unnest($suspicious::VARCHAR[]))
     GROUP BY person_id
 )
 SELECT who.person_id, who.mrn, who.site, recurrence.recurrence_date,
        ai.ai_suspicious_at, ai.ai_label, ai.ai_probability,
-       imaging.last_imaging_date, imaging.n_imaging_dates, imaging.median_gap_days
+       imaging.last_imaging_date, imaging.n_imaging_dates, imaging.median_gap_days,
+       supportive.supportive_since
 FROM who LEFT JOIN recurrence USING (person_id) LEFT JOIN ai USING (person_id)
-         LEFT JOIN imaging USING (person_id)
+         LEFT JOIN imaging USING (person_id) LEFT JOIN supportive USING (person_id)
 ORDER BY who.person_id
 """
 _PEOPLE_ALL = _PEOPLE.format(only_listed="TRUE")
@@ -135,15 +147,12 @@ def people(
     """Eligible patients (see the module docstring) with recurrence, latest suspicious AI read and
     imaging cadence, in ``person_id`` order. ``person_ids``: only these (a writer's touched patients)."""
     site = site or None
-    params = [
-        LESION_CONCEPT,
-        site,
-        site,
-        as_of,
-        LESION_CONCEPT,
-        as_of,
-        list(SUSPICIOUS_CLASSES),
-    ]
+    params = {
+        "concept": LESION_CONCEPT,
+        "site": site,
+        "as_of": as_of,
+        "suspicious": list(SUSPICIOUS_CLASSES),
+    }
     if person_ids is None:
         frame = con.execute(_PEOPLE_ALL, params).df()
     else:
@@ -154,7 +163,8 @@ def people(
 
 def _with_due(frame: pd.DataFrame) -> pd.DataFrame:
     """Cadence (days) and the date her imaging becomes overdue (NaT without any imaging and no
-    recurrence; after a recurrence not yet restaged, counted from the recurrence)."""
+    recurrence; after a recurrence not yet restaged, counted from the recurrence; both missing on
+    best supportive care)."""
     gap = pd.to_numeric(frame["median_gap_days"], errors="coerce")
     recurred = frame["recurrence_date"].notna().to_numpy()
     default = np.where(recurred, RESTAGING_CADENCE_DAYS, DEFAULT_CADENCE_DAYS)
@@ -171,7 +181,12 @@ def _with_due(frame: pd.DataFrame) -> pd.DataFrame:
         axis=1,
     ).max(axis=1)  # NaT only when both are
     due = last + pd.to_timedelta(np.round(cadence + grace), unit="D")
-    return frame.drop(columns=["median_gap_days", "n_imaging_dates"]).assign(
+    # on best supportive care no restaging is scheduled, so she is never "due": no cadence, no due
+    # date (``buckets.reason`` says why; the only rows whose cadence is missing)
+    supportive = frame["supportive_since"].notna().to_numpy()
+    cadence = np.where(supportive, np.nan, cadence)
+    due = due.mask(supportive)
+    return frame.drop(columns=["median_gap_days", "n_imaging_dates", "supportive_since"]).assign(
         cadence_days=cadence, due_date=due.dt.normalize()
     )
 

@@ -57,7 +57,7 @@ from analytics.store.worklist_schema import ENTRY_TABLE
 from analytics.worklist import buckets
 from analytics.worklist import ranking as worklist
 
-METHOD_VERSION = 6  # bump when the ranking's computation (flags or forecast risk) changes:
+METHOD_VERSION = 7  # bump when the ranking's computation (flags or forecast risk) changes:
 # every stored worklist then says it is stale until refreshed
 # 2: growth-inhibition bands and 6-month risk read at recalibrated levels
 # 3: progression risk at her last reading expected within six months
@@ -66,6 +66,8 @@ METHOD_VERSION = 6  # bump when the ranking's computation (flags or forecast ris
 # 5: growth-inhibition prior from every line of therapy, bands recalibrated on next readings, the
 #    line of therapy chosen as of the ranking's day (analytics.forecast.data)
 # 6: after a recurrence the imaging cadence counts only her restaging (default every 12 weeks)
+# 7: on best supportive care no imaging is due; the forecast's recurrence part only inside the
+#    treatment model's scope; events cut at the ranking's day
 INCREMENTAL_MAX_SHARE = 0.25  # more touched patients than this share of the list: a full refresh
 WRITER_FULL_MAX_PATIENTS = 20_000  # a writer refreshes in full only up to this store size (~10 s)
 NO_MODEL = "none"  # model_version recorded when no treatment model was used

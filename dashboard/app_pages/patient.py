@@ -8,6 +8,7 @@ import streamlit as st
 from analytics import store
 from analytics.patients import UnknownPatientError
 from dashboard import resources
+from dashboard.figures import formats
 from dashboard.figures import patient as patient_figures
 from dashboard.panels import care as care_panel
 from dashboard.panels import forecast as forecast_panel
@@ -93,7 +94,7 @@ else:
 treatment_panel.show(ref, summary, scope)
 care_panel.course(ref, setting)
 
-forecast_panel.show(ref, summary, setting)
+forecast_panel.show(ref, summary, setting, scope)
 report_panel.show(ref, summary)
 st.plotly_chart(patient_figures.lab_values_figure(summary.measurements))
 
@@ -104,13 +105,13 @@ if summary.treatments.empty:
         "(docs/imports.md)."
     )
 else:
-    st.dataframe(summary.treatments, hide_index=True)
+    st.dataframe(formats.fill_missing(summary.treatments), hide_index=True)
 
 st.subheader("Outcome events")
 if summary.outcome_events.empty:
     st.write("No recurrence or death recorded up to the end of follow-up.")
 else:
-    st.dataframe(summary.outcome_events, hide_index=True)
+    st.dataframe(formats.fill_missing(summary.outcome_events), hide_index=True)
 
 st.subheader("Imaging studies")
 if summary.imaging_studies.empty:
@@ -119,4 +120,4 @@ if summary.imaging_studies.empty:
         "or pull a study from the PACS on the Imaging page."
     )
 else:
-    st.dataframe(summary.imaging_studies, hide_index=True)
+    st.dataframe(formats.fill_missing(summary.imaging_studies), hide_index=True)

@@ -206,10 +206,10 @@ def cmd_validate_treatment(args: argparse.Namespace) -> int:
 
 def cmd_recommend(args: argparse.Namespace) -> int:
     from analytics.treatment.clinic import (  # lazy: `oncolens --help` and the other commands never load it
-        OutOfScopeError,
         recommend_patient,
         train_clinic_model,
     )
+    from analytics.treatment.scope import OutOfScopeError  # lazy: as above
 
     if not args.train and args.patient_id is None:
         say("give a PATIENT_ID, or --train to (re)train the clinic's model")

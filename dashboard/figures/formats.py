@@ -115,9 +115,24 @@ def text(value: object, missing: str = MISSING) -> str:
 
 def fill_missing(frame: pd.DataFrame, missing: str = MISSING) -> pd.DataFrame:
     """A copy of ``frame`` for display: missing cells of text columns read ``missing`` (a grid shows None as
-    "None"); numeric columns keep their type (the grid leaves their missing cells blank)."""
+    "None"); date-time columns read as dates when every time is midnight (a grid shows "2026-03-02
+    00:00:00" for a date DuckDB hands over as a timestamp), else to the minute; numeric columns keep
+    their type (the grid leaves their missing cells blank)."""
     out = frame.copy()
     for column in out.columns:
-        if out[column].dtype == object:
-            out[column] = [missing if is_missing(v) else v for v in out[column]]
+        values = out[column]
+        if pd.api.types.is_datetime64_any_dtype(values):
+            stamps = pd.to_datetime(values)
+            whole_days = bool((stamps.dropna() == stamps.dropna().dt.normalize()).all())
+            pattern = "%Y-%m-%d" if whole_days else "%Y-%m-%d %H:%M"
+            out[column] = [missing if is_missing(v) else f"{v:{pattern}}" for v in stamps]
+        elif values.dtype == object:
+            out[column] = [
+                missing
+                if is_missing(v)
+                else date(v)
+                if isinstance(v, dt.date) and not isinstance(v, dt.datetime)
+                else v
+                for v in values
+            ]
     return out

@@ -205,6 +205,7 @@ def patient_timeline_figure(
     threshold_mm: float | None = None,
     survival: dict[str, pd.DataFrame] | None = None,
     similar_km: pd.DataFrame | None = None,
+    survival_absent: str | None = None,
 ) -> go.Figure:
     """One time axis: swimlanes (diagnosis, imaging, treatment lines, labs, events), the target
     lesion with its fitted and forecast growth-inhibition curve and 80 %/95 % bands, and the
@@ -214,9 +215,12 @@ def patient_timeline_figure(
     forecast's frames (``analytics.forecast.patient.TumourForecast``: observed date, mm, progression,
     response; fitted date, mm; forecast date, mm, lo, hi, lo80, hi80; survival: per option a
     frame of day, s, lo, hi; ``similar_km``: Kaplan-Meier of similar patients, already restarted
-    at the forecast's start). Any part may be missing: its panel says so.
+    at the forecast's start). Any part may be missing: its panel says so. ``survival_absent``: why
+    recurrence-free survival does not apply to her at all (her disease recurred, or she is outside the
+    treatment model's scope); it then titles the survival row, which says it is not drawn, instead of
+    a title promising a forecast "given recurrence-free today".
     """
-    has_survival = bool(survival)
+    has_survival = bool(survival) and survival_absent is None
     rows = 3
     fig = make_subplots(
         rows=rows,
@@ -227,7 +231,7 @@ def patient_timeline_figure(
         subplot_titles=(
             "History",
             "Target lesion, longest diameter (mm)",
-            "Recurrence-free survival forecast, given recurrence-free today",
+            survival_absent or "Recurrence-free survival forecast, given recurrence-free today",
         ),
     )
     lane_y = {lane: i for i, lane in enumerate(TIMELINE_LANES[::-1])}
@@ -533,7 +537,9 @@ def patient_timeline_figure(
                 )
     else:
         fig.add_annotation(
-            text="No survival forecast (see the notes below)",
+            text="Not drawn: it does not apply to her"
+            if survival_absent
+            else "No survival forecast (see the notes below)",
             x=0.5,
             y=0.5,
             xref="x3 domain",
@@ -599,12 +605,13 @@ def patient_timeline_figure(
 
 
 def patient_forecast_timeline(
-    summary, forecast, similar_km: pd.DataFrame | None = None
+    summary, forecast, similar_km: pd.DataFrame | None = None, survival_absent: str | None = None
 ) -> go.Figure:
     """``patient_timeline_figure`` of a ``PatientSummary`` and its ``PatientForecast`` (or None).
 
     One place that unpacks a forecast into the timeline, so the Patient page and the
-    tumour-board report draw the same figure.
+    tumour-board report draw the same figure (``survival_title_for`` gives both the same
+    ``survival_absent``).
     """
     tumour = forecast.tumour if forecast is not None else None
     survival = forecast.survival if forecast is not None else None
@@ -623,4 +630,19 @@ def patient_forecast_timeline(
         threshold_mm=None if tumour is None else tumour.threshold_mm,
         survival=None if survival is None else survival.curves,
         similar_km=similar_km,
+        survival_absent=survival_absent,
     )
+
+
+def survival_title_for(setting, in_scope: bool | None = None) -> str | None:
+    """The survival row's title when recurrence-free survival does not apply to her, else None.
+
+    ``setting``: her ``analytics.episodes.CareSetting`` (or None); ``in_scope``: the treatment
+    model's scope decision (``analytics.treatment.scope``), None when not known.
+    """
+    if setting is not None and (setting.metastatic or setting.recurred):
+        what = "metastatic at diagnosis" if setting.de_novo else "recurred"
+        return f"Recurrence-free survival: no longer applies (her disease {what})"
+    if in_scope is False:
+        return "Recurrence-free survival per option: outside the treatment model's scope"
+    return None

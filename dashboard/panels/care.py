@@ -18,8 +18,9 @@ import pandas as pd
 import streamlit as st
 
 from analytics.episodes import CareSetting, LineProgressionRisk
-from analytics.treatment.clinic import Scope
+from analytics.treatment.scope import Scope
 from dashboard import resources
+from dashboard.figures import formats
 
 _MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
 
@@ -77,6 +78,13 @@ def course(ref: resources.StoreRef, setting: CareSetting) -> None:
         st.dataframe(lines_table(setting), hide_index=True)
     elif setting.metastatic:
         st.info("Metastatic disease without a recorded line of therapy.")
+    elif setting.phase == "neoadjuvant":
+        st.caption(
+            "Early breast cancer treated before surgery: her primary tumour is measurable while "
+            "the neoadjuvant therapy works, so its size on imaging is what is followed (Timeline "
+            "and forecast, below); the response is judged at surgery. The treatment model's "
+            "recurrence-free survival does not apply (it was built for patients operated first)."
+        )
     else:
         st.caption(
             "Early breast cancer: after surgery there is no measurable tumour to follow; she is "
@@ -89,7 +97,7 @@ def course(ref: resources.StoreRef, setting: CareSetting) -> None:
         _line_risk(risk)
     if not episodes.empty:
         with st.expander(f"Every episode of her course ({len(episodes)})"):
-            shown = episodes.astype(str).where(episodes.notna(), "")  # no cell reads "None"
+            shown = formats.fill_missing(episodes)  # no cell reads "None"
             st.dataframe(shown, hide_index=True)
     for note in setting.notes:
         st.caption(f"Note: {plain(note)}.")

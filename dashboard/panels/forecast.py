@@ -16,6 +16,7 @@ from analytics.episodes import CareSetting, LineProgressionRisk
 from analytics.forecast.patient import DISCLAIMER, ForecastError, PatientForecast
 from analytics.forecast.survival import conditional_km
 from analytics.patients import PatientSummary
+from analytics.treatment.scope import Scope
 from dashboard import resources
 from dashboard.figures import formats
 from dashboard.figures import patient as patient_figures
@@ -39,7 +40,10 @@ def _pct(p: float | None) -> str:
 
 
 def show(
-    ref: resources.StoreRef, summary: PatientSummary, setting: CareSetting | None = None
+    ref: resources.StoreRef,
+    summary: PatientSummary,
+    setting: CareSetting | None = None,
+    scope: Scope | None = None,
 ) -> None:
     """Draw the section for one known patient.
 
@@ -62,6 +66,9 @@ def show(
             "Progression on this line: the clinic's observed progression-free survival of her "
             "subtype on the same line (Kaplan-Meier); recurrence-free survival no longer applies."
             if after_recurrence
+            else "Survival per option is not drawn: the treatment model that gives it is outside "
+            "its scope for her (Treatment options, above)."
+            if scope is not None and not scope.in_scope
             else "Survival: the clinic's treatment model per option, given that she is "
             "recurrence-free today, ±1.96 bootstrap standard errors; treatment was not randomised."
         )
@@ -79,7 +86,14 @@ def show(
         similar_km = conditional_km(
             resources.similar_patients(ref, person_id).km, survival.from_day
         )
-    fig = patient_figures.patient_forecast_timeline(summary, forecast, similar_km)
+    fig = patient_figures.patient_forecast_timeline(
+        summary,
+        forecast,
+        similar_km,
+        survival_absent=patient_figures.survival_title_for(
+            setting, None if scope is None else scope.in_scope
+        ),
+    )
     st.plotly_chart(fig)
     if forecast is not None:
         trail.shown(
@@ -94,6 +108,7 @@ def show(
             forecast,
             setting if after_recurrence else None,
             resources.line_risk(ref, person_id) if after_recurrence else None,
+            out_of_scope=scope is not None and not scope.in_scope,
         )
     _study_links(summary)
 
@@ -102,6 +117,7 @@ def _figures(
     forecast: PatientForecast,
     metastatic: CareSetting | None = None,
     line_risk: LineProgressionRisk | None = None,
+    out_of_scope: bool = False,
 ) -> None:
     """``metastatic``: her setting when the disease has recurred or is metastatic (else None)."""
     tumour = forecast.tumour
@@ -144,7 +160,7 @@ def _figures(
         return
     c.metric(
         "P(recurrence) in 6 months",
-        _pct(forecast.risk_recurrence_6m),
+        "out of scope" if out_of_scope else _pct(forecast.risk_recurrence_6m),
         help=plain_language.glossary_help(
             "RFS",
             lead=f"Under her first-line option ("

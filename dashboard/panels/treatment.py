@@ -16,7 +16,7 @@ import streamlit as st
 from analytics import store
 from analytics.governance import audit
 from analytics.patients import PatientSummary
-from analytics.treatment.clinic import DISCLAIMER, OutOfScopeError, Scope
+from analytics.treatment.clinic import DISCLAIMER
 from analytics.treatment.clinic_data import MissingCovariatesError
 from analytics.treatment.decisions import (
     DecisionError,
@@ -27,6 +27,7 @@ from analytics.treatment.decisions import (
 from analytics.treatment.horizon import horizon_label
 from analytics.treatment.model.files import TreatmentModelError
 from analytics.treatment.recommend import Recommendation
+from analytics.treatment.scope import OutOfScopeError, Scope
 from dashboard import resources
 from dashboard.figures import formats
 from dashboard.figures import treatment as treatment_figures

@@ -195,6 +195,12 @@ def recommendation_summary(rec: OptionRanking) -> str:
             f"The difference (about {about} in 100, plausible range {between}) could be "
             "zero, so the model **does not pick an option**."
         )
+    if rec.benefit_ci_widened:
+        verdict += (
+            " Here the estimate sits at one end of that range: a second, doubly robust estimate put "
+            "the difference elsewhere, and the range is stretched to hold both, so treat the size of "
+            "the difference as uncertain."
+        )
     return (
         f"{outcome} {verdict} These figures come from this clinic's past patients, whose treatment was "
         "not assigned at random; the ranges show how much the estimate moves with the data, not every "

@@ -198,11 +198,11 @@ def gather(
     from analytics.treatment.clinic import (  # lazy: only this section needs it; the app opens its first page without it
         load_clinic_model,
         recommendation_for,
-        recommendation_scope,
     )
 
     # lazy: only this section needs it; the app opens its first page without it
     from analytics.treatment.model.files import TreatmentModelError
+    from analytics.treatment.scope import recommendation_scope  # lazy: as above
 
     # lazy: only this section needs it; the app opens its first page without it
     from dashboard.figures import patient as patient_figures
@@ -363,7 +363,11 @@ def gather(
         )
 
     forecast_lines: list[str] = []
-    fig = patient_figures.patient_forecast_timeline(summary, forecast)
+    fig = patient_figures.patient_forecast_timeline(
+        summary,
+        forecast,
+        survival_absent=patient_figures.survival_title_for(setting, scope.in_scope),
+    )
     figures: list[tuple] = [(fig, 1100, int(fig.layout.height or 940))]
     if forecast is not None:
         t = forecast.tumour

@@ -309,3 +309,41 @@ def test_the_progression_risk_is_read_at_her_last_reading_expected_within_six_mo
     assert (
         (at > window_start) & (at <= window_start + half_year)
     ).all()  # always one reading in the window
+
+
+def test_outside_the_treatment_models_scope_no_survival_curves_are_drawn(
+    demo_db, tmp_path, prior, clinic
+):
+    """A patient treated before surgery (neoadjuvant) is outside the adjuvant model's decision: her
+    forecast draws no recurrence-free survival per option and says why, and the worklist's risk
+    leaves the model's recurrence part out; the same patient without that episode gets both."""
+    db = tmp_path / "clinic.duckdb"
+    db.write_bytes(demo_db.read_bytes())
+    with store.open_store(db) as con:
+        pid = _recurrence_free_patient(con)
+        before = patient_forecast(con, pid, prior, clinic)
+        risk_before = cohort_risk(con, np.array([pid]), prior, clinic).iloc[0]
+        assert before.survival is not None and risk_before["p_recurrence_6m"] > 0
+        diagnosis = con.execute(
+            "SELECT min(diagnosis_date) FROM condition_occurrence WHERE person_id = ?", [pid]
+        ).fetchall()[0][0]
+        con.execute(
+            """INSERT INTO episode VALUES ((SELECT max(episode_id) + 1 FROM episode), ?, 'early',
+               'neoadjuvant', NULL, ?, ? + INTERVAL 120 DAY, 'surgery', NULL, 'import')""",
+            [pid, diagnosis, diagnosis],
+        )
+        with pytest.raises(ForecastError, match="out of scope for her .*neoadjuvant"):
+            patient_forecast(con, pid, prior, clinic)  # no lesion read either: nothing to forecast
+        con.execute(
+            "INSERT INTO measurement (measurement_id, person_id, measurement_date, concept, value, unit, source) "
+            "VALUES ((SELECT max(measurement_id) + 1 FROM measurement), ?, ? + INTERVAL 10 DAY, "
+            "'lesion_longest_diameter', 31.0, 'mm', 'radiology')",
+            [pid, diagnosis],
+        )
+        after = patient_forecast(con, pid, prior, clinic)  # her primary under therapy: a trajectory
+        risk_after = cohort_risk(con, np.array([pid]), prior, clinic).iloc[0]
+    assert after.tumour.available and after.survival is None and after.risk_recurrence_6m is None
+    (note,) = [n for n in after.notes if "out of scope" in n]
+    assert "neoadjuvant" in note
+    assert np.isnan(risk_after["p_recurrence_6m"])
+    assert after.to_json()["survival"] == {}

@@ -14,7 +14,7 @@ import pytest
 from analytics import store
 from analytics.episodes import care_setting, derive_episodes
 from analytics.imports import tabular as imports
-from analytics.treatment.clinic import recommendation_scope
+from analytics.treatment.scope import recommendation_scope
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "docs" / "examples" / "imports"
 RECORDS = ("person.csv", "condition_occurrence.csv", "treatment_exposure.csv")

@@ -110,6 +110,7 @@ CLI_KEYS = [
     "compared_with",
     "benefit",
     "benefit_ci",
+    "benefit_ci_widened",
     "benefit_units",
     "shap",
     "caveat",

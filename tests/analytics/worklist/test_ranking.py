@@ -280,3 +280,33 @@ def test_a_recurrence_never_imaged_is_due_from_the_recurrence_and_says_so(tiny):
     assert (
         text == "Imaging overdue, 24 days past due: not imaged since the recurrence on 2021-03-01."
     )
+
+
+def test_on_best_supportive_care_no_imaging_is_due(tiny):
+    """Restaging every 8 weeks until best supportive care began, then none: never "due" (a nurse
+    would book a scan for a patient in palliative care), and her row says why; the same patient
+    still on a line of therapy is overdue."""
+    for pid in (1, 2):
+        tiny.person(pid)
+        tiny.event(pid, "recurrence", "2021-01-01")
+        tiny.lesion(pid, ("2021-01-05", 30.0), ("2021-03-02", 33.0), ("2021-04-27", 40.0))
+        tiny.con.execute(
+            "INSERT INTO episode VALUES (?, ?, 'metastatic', 'line', 1, '2021-01-10', ?, ?, 'x', 'import')",
+            [10 * pid, pid, "2021-04-27", "progression"],
+        )
+    tiny.con.execute(
+        "INSERT INTO episode VALUES (100, 1, 'metastatic', 'best_supportive_care', NULL, '2021-04-28', "
+        "NULL, NULL, NULL, 'import')"
+    )
+    tiny.con.execute("INSERT INTO clinic_metadata VALUES ('data_cutoff', '2022-01-01')")
+    rows = _rows(tiny.con)
+    assert pd.isna(rows.loc[1, "due_date"]) and pd.isna(rows.loc[1, "cadence_days"])
+    assert str(rows.loc[2, "due_date"].date()) == "2021-07-06"  # 2021-04-27 + 56 + 14 days
+    text = buckets.reason({**rows.loc[1].to_dict(), "bucket": "by_risk"}, dt.date(2022, 1, 1))
+    assert text.endswith("; best supportive care: no imaging scheduled.")
+    # in the stored worklist's buckets (refreshed as the app does): only the patient on a line is due
+    from analytics.worklist import stored  # here: the rest of this module tests the ranking alone
+
+    stored.refresh(tiny.con)
+    page = buckets.read_page(tiny.con, dt.date(2022, 1, 1), limit=10).rows.set_index("person_id")
+    assert page.loc[2, "bucket"] == "due" and page.loc[1, "bucket"] != "due"

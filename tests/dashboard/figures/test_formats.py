@@ -41,3 +41,21 @@ def test_fill_missing_replaces_missing_text_cells_only():
     assert shown["recommended"].tolist() == ["a", "—"]
     assert math.isnan(shown["n"].iloc[1])  # numbers keep their type (the grid leaves them blank)
     assert frame["recommended"].iloc[1] is None  # the input is not changed
+
+
+def test_fill_missing_shows_dates_as_dates_and_times_to_the_minute():
+    """A treatment table's start dates arrive as midnight timestamps: shown as dates, an open end as the
+    missing mark, never "2026-03-02 00:00:00" or "None"; real times keep their minute."""
+    frame = pd.DataFrame(
+        {
+            "start_date": pd.to_datetime(["2026-03-02", "2026-04-01"]),
+            "end_date": pd.to_datetime(["2026-05-02", None]),
+            "read_at": pd.to_datetime(["2026-03-02 14:05:09", None]),
+            "day": [dt.date(2026, 3, 2), None],
+        }
+    )
+    shown = formats.fill_missing(frame)
+    assert shown["start_date"].tolist() == ["2026-03-02", "2026-04-01"]
+    assert shown["end_date"].tolist() == ["2026-05-02", formats.MISSING]
+    assert shown["read_at"].tolist() == ["2026-03-02 14:05", formats.MISSING]
+    assert shown["day"].tolist() == ["2026-03-02", formats.MISSING]

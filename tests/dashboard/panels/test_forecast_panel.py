@@ -44,6 +44,10 @@ def test_patient_page_shows_timeline_forecast_and_its_caveats(forecast_db, monke
     assert "P(recurrence) in 6 months" not in labels
     assert "recurrence-free survival no longer applies" in captions
     assert "recurrence-free today" not in captions
+    # nor does the figure: its survival row says it no longer applies, not "given recurrence-free today"
+    (chart,) = [c for c in at.get("plotly_chart") if "Timeline and forecast" in c.proto.spec]
+    assert "Recurrence-free survival: no longer applies (her disease recurred)" in chart.proto.spec
+    assert "given recurrence-free today" not in chart.proto.spec
     assert "current line of therapy" in captions
     said = texts(at.info) + texts(at.warning)
     assert "growth model expects" in said and "the clinician decides" in said

@@ -52,6 +52,24 @@ def test_recommendation_summary_in_natural_frequencies():
     assert "2 to 12" in clear and "not assigned at random" in clear
     unclear = pl.recommendation_summary(recommendation(clear=False))
     assert "does not pick an option" in unclear and "favours" not in unclear
+    assert "stretched" not in clear and "stretched" not in unclear
+
+
+def test_a_range_stretched_to_hold_the_point_says_the_estimates_disagree():
+    """The doubly robust interval +5 to +41 did not hold the model's +2.3: shown as +2.3 to +41 (the
+    point at one end), and the words say why instead of leaving a lopsided range unexplained."""
+    from dataclasses import replace
+
+    from analytics.treatment.recommend import Interval
+
+    rec = replace(recommendation(clear=True), benefit=0.023, benefit_ci=Interval(0.023, 0.412))
+    assert rec.benefit_ci_widened and not recommendation(clear=True).benefit_ci_widened
+    text = pl.recommendation_summary(rec)
+    assert (
+        "stretched to hold both" in text and "about 2 more in 100 (plausible range 2 to 41)" in text
+    )
+    assert "widened to hold the point estimate" in rec.statement
+    assert rec.to_json()["benefit_ci_widened"] is True
 
 
 def test_forecast_summary_handles_what_is_known_and_what_is_not():
