@@ -1100,3 +1100,27 @@ def accounts(ref: StoreRef) -> list:
 
     with store.open_store(ref.path, read_only=True, wait_s=READ_WAIT_S) as con:
         return users.list_users(con)
+
+
+# --- reporting checklists and dossiers (Governance, issue 22 items 1-2) -------------------------
+
+
+def governed_models() -> tuple[str, ...]:
+    """The models a checklist and a dossier exist for (``dashboard.services.dossier.model_names``)."""
+    # lazy: only the Governance page's checklist tab needs it
+    from dashboard.services.dossier import model_names
+
+    return model_names()
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _model_checklist(path: str, stamp: tuple[int, ...], model: str):
+    # lazy: only the Governance page's checklist tab needs it
+    from dashboard.services.dossier import model_checklist as fill_checklist
+
+    return fill_checklist(model, Path(path))
+
+
+def model_checklist(ref: StoreRef, model: str):
+    """``oncolens checklist MODEL``'s result, cached per store stamp (audit counts are part of it)."""
+    return _model_checklist(ref.path, ref.stamp, model)
