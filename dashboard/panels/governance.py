@@ -671,7 +671,7 @@ def render_checklist(checklist) -> None:
         "(Mongan et al., Radiol AI 2020), DECIDE-AI (Vasey et al., Nat Med 2022); docs/governance.md. "
         f"`oncolens checklist {checklist.model} --json` prints the same."
     )
-    left, right, _ = st.columns([1, 1, 3])
+    left, right, _ = st.columns([1, 1, 5], gap="small")
     left.download_button(
         "Checklist (CSV)",
         checklist.to_csv().encode(),

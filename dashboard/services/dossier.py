@@ -244,11 +244,9 @@ def _data(ev: Evidence) -> Section:
     if t.get("patients") is not None:
         s.rows.append(("Training patients", f"{t['patients']} patients, {t.get('events')} events"))
     if t.get("store_metadata"):
+        meta = {k: v for k, v in t["store_metadata"].items() if len(str(v)) <= 80}  # not UID lists
         s.rows.append(
-            (
-                "Trained from store",
-                f"{Path(str(t.get('store', ''))).name}: {_text(t['store_metadata'])}",
-            )
+            ("Trained from store", f"{Path(str(t.get('store', ''))).name}: {_text(meta)}")
         )
     if t.get("options_received"):
         s.rows.append(("Options received", _text(t["options_received"])))
@@ -477,12 +475,22 @@ def _subgroups(ev: Evidence, db_path: Path, phantoms: int, clinic: Any = None) -
                 "highest": f"{r['high_group']} {r['high_value']:.3f} (n {r['n_high']})",
             }
         )
-    s.tables.append(
-        (
-            "Gaps between groups (highest minus lowest; a gap is flagged only where its 95 % interval excludes 0)",
-            pd.DataFrame(rows),
+    if rows:
+        s.tables.append(
+            (
+                "Gaps between groups (highest minus lowest; a gap is flagged only where its 95 % interval "
+                "excludes 0)",
+                pd.DataFrame(rows),
+            )
         )
-    )
+    else:
+        s.paragraphs.append(
+            f"No gap computed: fewer than two groups of an attribute reached n >= {report.get('min_n')}."
+        )
+    groups = pd.DataFrame(report.get("by_group") or [])
+    if not groups.empty:
+        keep = [c for c in groups.columns if c not in ("positives",)]
+        s.tables.append(("Every group with its n", groups[keep]))
     for attribute, why in (report.get("skipped") or {}).items():
         s.paragraphs.append(f"Not audited: {attribute.replace('_', ' ')}: {why}.")
     return s
@@ -637,6 +645,11 @@ def _failures(ev: Evidence) -> Section:
     return s
 
 
+def _clip(text: str, limit: int = 240) -> str:
+    """A checklist answer as the PDF's table shows it (the CSV export has the whole text)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _checklist_section(checklist: Checklist) -> Section:
     s = Section(SECTIONS[9])
     for name, c in checklist.counts().items():
@@ -647,9 +660,9 @@ def _checklist_section(checklist: Checklist) -> Section:
                 "item": f"{a.item.checklist} {a.item.number}",
                 "topic": a.item.text,
                 "status": a.status,
-                "answer or what would answer it": a.answer
-                if a.status == ANSWERED
-                else a.item.needs,
+                "answer or what would answer it": _clip(
+                    a.answer if a.status == ANSWERED else a.item.needs
+                ),
                 "source": a.source,
             }
             for a in checklist.answers
@@ -678,7 +691,11 @@ def _audit(ev: Evidence) -> Section:
             )
         )
     else:
-        s.rows.append(("Audit events", "none name this model yet"))
+        s.rows.append(("Audit events", "none record a use of this model yet"))
+    if a.get("dossiers"):
+        s.rows.append(
+            ("Dossiers generated", f"{a['dossiers']} before this one (not counted as use)")
+        )
     d = use.get("decisions")
     if d:
         s.rows.append(

@@ -26,6 +26,17 @@ def _cell(value: object) -> str:
     return _latin1(value)
 
 
+def _widths(frame: pd.DataFrame) -> tuple[float, ...]:
+    """Relative column widths from the text they hold (a short status column stays narrow, an answer
+    column gets room): the header's length or the longest of the typical cells, within 11 to 60."""
+    widths = []
+    for column in frame.columns:
+        lengths = frame[column].map(lambda v: len(_cell(v))).to_numpy()
+        typical = float(lengths.max()) if len(lengths) else 0.0
+        widths.append(min(60.0, max(11.0, len(str(column)) * 0.8, typical)))
+    return tuple(widths)
+
+
 def _table(pdf: _Doc, caption: str, frame: pd.DataFrame) -> None:
     if frame.empty:
         return
@@ -34,6 +45,7 @@ def _table(pdf: _Doc, caption: str, frame: pd.DataFrame) -> None:
     pdf.set_font(FONT, "", 7)
     shown = frame.head(_MAX_ROWS)
     with pdf.table(
+        col_widths=_widths(shown),
         line_height=3.6,
         text_align="LEFT",
         first_row_as_headings=True,

@@ -39,6 +39,8 @@ _ALIASES = {
     "xgboost": ("xgboost-cpu",),
     "torch": ("torch-cpu",),
 }  # other wheels of the same library
+# Events that name a model without using it in care: reading its dossier is not exposure to its output.
+NOT_USE = ("model_dossier",)
 LIBRARIES = (
     "duckdb",
     "numpy",
@@ -202,15 +204,24 @@ def _use(con: duckdb.DuckDBPyConnection, tables: set[str], model: str) -> dict[s
     if "audit_event" in tables:
         rows = con.execute(
             "SELECT action, count(*), count(DISTINCT actor), min(occurred_at), max(occurred_at) "
-            "FROM audit_event WHERE model_name = ? GROUP BY 1 ORDER BY 2 DESC, 1",
-            [model],
+            "FROM audit_event WHERE model_name = ? AND NOT list_contains(?::VARCHAR[], action) "
+            "GROUP BY 1 ORDER BY 2 DESC, 1",
+            [model, list(NOT_USE)],
         ).fetchall()
         use["audit"] = {
             "events": sum(r[1] for r in rows),
             "by_action": {r[0]: r[1] for r in rows},
             "users": store.one_row(
                 con.execute(
-                    "SELECT count(DISTINCT actor) FROM audit_event WHERE model_name = ?", [model]
+                    "SELECT count(DISTINCT actor) FROM audit_event WHERE model_name = ? "
+                    "AND NOT list_contains(?::VARCHAR[], action)",
+                    [model, list(NOT_USE)],
+                )
+            )[0],
+            "dossiers": store.one_row(
+                con.execute(
+                    "SELECT count(*) FROM audit_event WHERE model_name = ? AND action = 'model_dossier'",
+                    [model],
                 )
             )[0],
             "first": _iso(min((r[3] for r in rows), default=None)),
@@ -219,8 +230,8 @@ def _use(con: duckdb.DuckDBPyConnection, tables: set[str], model: str) -> dict[s
                 r[0]
                 for r in con.execute(
                     "SELECT DISTINCT model_version FROM audit_event WHERE model_name = ? "
-                    "AND model_version IS NOT NULL ORDER BY 1",
-                    [model],
+                    "AND model_version IS NOT NULL AND NOT list_contains(?::VARCHAR[], action) ORDER BY 1",
+                    [model, list(NOT_USE)],
                 ).fetchall()
             ],
         }

@@ -53,6 +53,10 @@ def test_treatment_dossier_has_every_section_and_is_audited(clinic_db, tmp_path,
         ).fetchall()
     assert row == [("treatment", card["version"], result["sha256"])]
     assert result["checklist"]["TRIPOD+AI"]["answered"] > 30
+    # reading a dossier is not use of the model: DECIDE-AI's exposure item stays missing
+    assert (
+        dossier.model_checklist("treatment", clinic_db).get("DECIDE-AI", "XII").status == "missing"
+    )
 
 
 def test_the_treatment_card_calibration_answers_tripod_12f_and_turns_missing_without_it(
