@@ -80,7 +80,10 @@ def render_card(card: dict, kind: str) -> None:
         for k, v in metrics.items()
         if k not in ("reliability", "learners", "class_counts", "cross_validation")
     ]
-    for name, m in (metrics.get("learners") or {}).items():
+    learners = metrics.get("learners") or {}
+    for name, m in (
+        {} if "selection" in learners else learners
+    ).items():  # else render_selection's table
         if isinstance(m, dict) and "harrell_c" in m:
             flat.append(
                 {
@@ -146,6 +149,10 @@ def render_card(card: dict, kind: str) -> None:
         )
 
 
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 def render_selection(card: dict) -> None:
     """Why the deployed learner was kept although another scored a higher C (issue 22): the card's rule,
     each candidate's paired difference from it, and which (if any) were clearly better."""
@@ -172,7 +179,7 @@ def render_selection(card: dict) -> None:
         )
     better = sel.get("better_than_kept") or []
     st.markdown(
-        f"**Deployed learner: {kept}.** {str(sel.get('why_kept', '')).capitalize()}. "
+        f"**Deployed learner: {kept}.** {_sentence(str(sel.get('why_kept', '')))}. "
         + (
             f"Clearly better on this data: {', '.join(better)}."
             if better
