@@ -219,12 +219,23 @@ def _identity(ev: Evidence, checklist: Checklist) -> Section:
 
 def _intended_use(ev: Evidence) -> Section:
     s = Section(SECTIONS[1])
-    card = ev.card or ev.parent_card
+    card = ev.card
     if not card.get("intended_use"):
-        s.paragraphs.append("No intended-use statement on record: the model has no card.")
-    else:
-        prefix = "" if ev.card else "From the treatment model's card (the forecast has none): "
-        s.rows.append(("Intended use", prefix + card["intended_use"]))
+        s.paragraphs.append(
+            "No intended-use statement on record: the model has no card of its own (a card with intended use, "
+            "out-of-scope uses and the decision it informs would answer this)."
+        )
+        if ev.parent_card.get(
+            "intended_use"
+        ):  # the forecast: say where its curves come from, not borrow scope
+            s.rows.append(
+                (
+                    "Survival curves from",
+                    f"the treatment model, whose card says: {ev.parent_card['intended_use']}",
+                )
+            )
+        return s
+    s.rows.append(("Intended use", card["intended_use"]))
     if card.get("out_of_scope"):
         s.rows.append(("Out of scope", _text(card["out_of_scope"])))
     if card.get("decision_rule"):
@@ -235,6 +246,14 @@ def _intended_use(ev: Evidence) -> Section:
 def _data(ev: Evidence) -> Section:
     s = Section(SECTIONS[2])
     card = ev.card or ev.parent_card
+    if not ev.card and ev.parent_card:
+        s.rows.append(
+            (
+                "Applies to",
+                "the survival curves' model (the treatment model), below; the tumour growth-inhibition "
+                "prior is estimated from the store's lesion series at each worklist refresh",
+            )
+        )
     for key in ("training_data", "evaluation_data"):
         if card.get(key):
             s.rows.append((key.replace("_", " ").capitalize(), _text(card[key])))
@@ -616,7 +635,7 @@ def _saliency(ev: Evidence) -> Section:
 
 def _failures(ev: Evidence) -> Section:
     s = Section(SECTIONS[8])
-    card = ev.card or ev.parent_card
+    card = ev.card
     spots = card.get("known_weak_spots") or {}
     for name, spot in spots.items():
         sens = spot.get("sensitivity") or {}
@@ -637,6 +656,9 @@ def _failures(ev: Evidence) -> Section:
         s.rows.append(("policy", str(verdict)))
     for c in card.get("caveats") or []:
         s.paragraphs.append(f"- {c}")
+    if not ev.card:  # the forecast: its survival curves carry the treatment model's caveats
+        for c in ev.parent_card.get("caveats") or []:
+            s.paragraphs.append(f"- Survival curves (treatment model): {c}")
     run = ev.validation.get("forecast") if ev.model == "forecast" else None
     if run and run.get("caveat"):
         s.paragraphs.append(f"- {run['caveat']}")

@@ -28,12 +28,12 @@ def _cell(value: object) -> str:
 
 def _widths(frame: pd.DataFrame) -> tuple[float, ...]:
     """Relative column widths from the text they hold (a short status column stays narrow, an answer
-    column gets room): the header's length or the longest of the typical cells, within 11 to 60."""
+    column gets room): the header's length or the longest of the typical cells, within 15 to 60."""
     widths = []
     for column in frame.columns:
         lengths = frame[column].map(lambda v: len(_cell(v))).to_numpy()
         typical = float(lengths.max()) if len(lengths) else 0.0
-        widths.append(min(60.0, max(11.0, len(str(column)) * 0.8, typical)))
+        widths.append(min(60.0, max(15.0, len(str(column)) * 0.8, typical)))
     return tuple(widths)
 
 
@@ -80,7 +80,7 @@ def render_dossier(data: DossierData) -> bytes:
         "on what data, how well and for whom it works, and how it has been used.",
     )
     for section in data.sections:
-        if pdf.get_y() > 250:
+        if pdf.get_y() > (150 if section.images else 250):  # a heading stays with its figure
             pdf.add_page()
         _heading(pdf, section.title)
         if section.rows:
