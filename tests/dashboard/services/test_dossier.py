@@ -131,3 +131,38 @@ def test_checklist_cli_prints_json_csv_and_refuses_an_unknown_model(clinic_db, c
     )
     assert main(["dossier", "treatment", "--db", str(clinic_db), "--out", "x.txt"]) == 1
     assert main(["checklist", "treatment", "--db", str(clinic_db.with_name("absent.duckdb"))]) == 1
+
+
+def test_a_saved_subgroup_audit_answers_the_fairness_items(clinic_db, tmp_path, capsys):
+    """The real `oncolens validate subgroups --json` output, saved where the evidence is read."""
+    db = Path(shutil.copy(clinic_db, tmp_path / "s.duckdb"))
+    shutil.copytree(clinic_db.with_name("clinic_models"), tmp_path / "s_models")
+    assert dossier.model_checklist("treatment", db).get("TRIPOD+AI", "14").status == "missing"
+    args = [
+        "validate",
+        "subgroups",
+        "--db",
+        str(db),
+        "--n",
+        "20",
+        "--gap-bootstrap",
+        "10",
+        "--json",
+    ]
+    assert main(args) == 0
+    (tmp_path / "s_models" / "validation").mkdir()
+    (tmp_path / "s_models" / "validation" / "subgroups.json").write_text(capsys.readouterr().out)
+    filled = dossier.model_checklist("treatment", db)
+    for number in ("14", "12d", "23b"):
+        item = filled.get("TRIPOD+AI", number)
+        assert item.status == "answered" and "subgroups.json" in item.source, number
+    assert "Harrell's C" in filled.get("TRIPOD+AI", "14").answer  # the largest gaps, named
+
+
+def test_forecast_dossier_without_a_validation_run_says_what_would_answer(clinic_db, tmp_path):
+    out = tmp_path / "forecast.pdf"
+    dossier.write_dossier("forecast", clinic_db, out, actor="t", role=None)
+    text = _pdf_text(out)
+    for heading in dossier.SECTIONS:
+        assert heading in text, heading
+    assert "No forecast validation run saved" in text and "has no card of its own" in text
