@@ -391,6 +391,10 @@ def _calibration(ev: Evidence) -> tuple[Section, list[tuple[Any, str]]]:
                     "No recalibration is applied, so before and after are the same curve.",
                 )
             )
+        elif not ev.card:
+            s.paragraphs.append(
+                "No treatment model card: train one with `oncolens recommend --train`."
+            )
         else:
             s.paragraphs.append(
                 "The card holds no calibration (written before issue 22): retrain with `oncolens recommend --train`."

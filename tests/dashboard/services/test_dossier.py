@@ -166,3 +166,12 @@ def test_forecast_dossier_without_a_validation_run_says_what_would_answer(clinic
     for heading in dossier.SECTIONS:
         assert heading in text, heading
     assert "No forecast validation run saved" in text and "has no card of its own" in text
+
+
+def test_a_store_without_a_treatment_model_still_gets_a_dossier_that_says_so(demo_db, tmp_path):
+    db = Path(shutil.copy(demo_db, tmp_path / "bare.duckdb"))
+    out = tmp_path / "bare.pdf"
+    result = dossier.write_dossier("treatment", db, out, actor="t", role=None)
+    text = _pdf_text(out)
+    assert "No treatment model card" in text and "Not computed" in text
+    assert result["version"] is None and result["checklist"]["TRIPOD+AI"]["missing"] > 40
