@@ -73,11 +73,14 @@ with (
         panel.render_checklist(resources.model_checklist(ref, model))
     except Exception as exc:  # noqa: BLE001 - a broken card or store: a message, never a traceback
         st.error(f"The checklist of {model} could not be filled: {exc}")
-    try:
-        clinic = resources.treatment_model(ref) if model == "treatment" else None
-    except TreatmentModelError:
-        clinic = None
-    panel.render_dossier(ref, model, auth.actor(), clinic)
+    clinic, audit_of = None, None
+    if model == "treatment":  # the loaded model, and the subgroup audit the page caches (on demand)
+        try:
+            clinic = resources.treatment_model(ref)
+            audit_of = lambda: resources.treatment_subgroups(ref)  # noqa: E731 - one call, deferred
+        except TreatmentModelError:
+            pass
+    panel.render_dossier(ref, model, auth.actor(), clinic, audit_of)
 
 with audit_tab:
     st.markdown("#### Treatment model on this clinic")

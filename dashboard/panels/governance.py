@@ -695,9 +695,14 @@ def render_checklist(checklist) -> None:
     )
 
 
-def render_dossier(ref, model: str, actor: tuple[str, str | None], clinic=None) -> None:
+def render_dossier(
+    ref, model: str, actor: tuple[str, str | None], clinic=None, audit_of=None
+) -> None:
     """One button builds the dossier PDF (``dashboard.services.dossier.dossier_bytes``, as `oncolens
-    dossier`), a second downloads it; each build is an audit event (``model_dossier``)."""
+    dossier`), a second downloads it; each build is an audit event (``model_dossier``).
+
+    ``audit_of()``: the treatment subgroup report the page caches, asked for only when a dossier is built.
+    """
     # lazy: fpdf, kaleido and the phantoms load only when a dossier is built
     from dashboard.services.dossier import dossier_bytes
 
@@ -714,7 +719,13 @@ def render_dossier(ref, model: str, actor: tuple[str, str | None], clinic=None) 
         try:
             with resources.working(f"Building the dossier of {model} (figures, subgroup audit)…"):
                 st.session_state[key] = dossier_bytes(
-                    model, Path(ref.path), actor=actor[0], role=actor[1], phantoms=0, clinic=clinic
+                    model,
+                    Path(ref.path),
+                    actor=actor[0],
+                    role=actor[1],
+                    phantoms=0,
+                    clinic=clinic,
+                    treatment_audit=audit_of() if audit_of else None,
                 )
         except store.StoreError as exc:
             st.error(f"The dossier could not be built now: {exc}")

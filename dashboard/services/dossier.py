@@ -454,13 +454,15 @@ def _calibration(ev: Evidence) -> tuple[Section, list[tuple[Any, str]]]:
     return s, figs
 
 
-def _subgroups(ev: Evidence, db_path: Path, phantoms: int, clinic: Any = None) -> Section:
+def _subgroups(
+    ev: Evidence, db_path: Path, phantoms: int, clinic: Any = None, audit_report: dict | None = None
+) -> Section:
     s = Section(SECTIONS[5])
     report: dict | None = None
     note = ""
     try:
         if ev.model == "treatment":
-            report = _treatment_subgroups(db_path, clinic)["survival"]
+            report = (audit_report or _treatment_subgroups(db_path, clinic))["survival"]
             note = "Treatment model, every patient of the store (in-sample: compare groups, not levels)."
         elif ev.kind == IMAGING and phantoms > 0:
             report = _imaging_subgroups(ev.model, phantoms)
@@ -745,11 +747,14 @@ def gather_dossier(
     generated_by: str,
     phantoms: int = 100,
     clinic: Any = None,
+    treatment_audit: dict | None = None,
 ) -> DossierData:
     """Every section of ``model``'s dossier; raises ``UnknownModelError`` for a model not deployed.
 
     ``phantoms``: fresh phantoms for an imaging model's subgroup audit (0 skips it, saying so);
-    ``clinic``: an already loaded treatment model (the app's), else it is loaded from the store.
+    ``clinic``: an already loaded treatment model (the app's), else it is loaded from the store;
+    ``treatment_audit``: the treatment subgroup report already computed (the page's, cached), else it
+    is computed here.
     """
     ev = model_evidence(model, db_path)
     checklist = fill(ev)
@@ -760,7 +765,7 @@ def gather_dossier(
         _data(ev),
         _discrimination(ev, checklist),
         calibration,
-        _subgroups(ev, Path(db_path).expanduser(), phantoms, clinic),
+        _subgroups(ev, Path(db_path).expanduser(), phantoms, clinic, treatment_audit),
         _guard(ev),
         _saliency(ev),
         _failures(ev),
@@ -837,12 +842,20 @@ def dossier_bytes(
     role: str | None,
     phantoms: int = 0,
     clinic: Any = None,
+    treatment_audit: dict | None = None,
 ) -> bytes:
     """The dossier PDF in memory for the page's download button; audited like ``write_dossier``."""
     # lazy: fpdf and the fonts load only when a PDF is written
     from dashboard.services.dossier_pdf import render_dossier
 
-    data = gather_dossier(model, db_path, generated_by=actor, phantoms=phantoms, clinic=clinic)
+    data = gather_dossier(
+        model,
+        db_path,
+        generated_by=actor,
+        phantoms=phantoms,
+        clinic=clinic,
+        treatment_audit=treatment_audit,
+    )
     pdf = render_dossier(data)
     _record(db_path, data, pdf, actor, role, "app")
     return pdf

@@ -63,3 +63,13 @@ def test_checklist_tab_counts_filters_and_builds_the_dossier(chk_db, monkeypatch
             "SELECT count(*) FROM audit_event WHERE action = 'model_dossier' AND model_name = 'mammography'"
         ).fetchone()[0]
     assert events == 1
+
+    # the treatment dossier reuses the page's loaded model and its cached subgroup audit
+    at.selectbox(key="gov_checklist_model").set_value("treatment").run()
+    at.button(key="dossier_build_treatment").click().run()
+    assert not at.exception, at.exception
+    with store.open_store(chk_db, read_only=True) as con:
+        version = con.execute(
+            "SELECT model_version FROM audit_event WHERE action = 'model_dossier' AND model_name = 'treatment'"
+        ).fetchall()
+    assert len(version) == 1 and version[0][0].startswith("xgb_pseudo-")
