@@ -59,9 +59,8 @@ with cards:
     except TreatmentModelError as exc:
         st.info(f"No treatment model card: {exc}")
 
-with (
-    checklist_tab
-):  # issue 22 items 1-2: reporting checklists from live evidence, the model dossier
+# issue 22 items 1-2: reporting checklists from live evidence, the model dossier
+with checklist_tab:
     models = resources.governed_models()
     model = st.selectbox(
         "Model",
