@@ -1101,3 +1101,44 @@ def accounts(ref: StoreRef) -> list:
 
     with store.open_store(ref.path, read_only=True, wait_s=READ_WAIT_S) as con:
         return users.list_users(con)
+
+
+# --- reporting checklists and dossiers (Governance, issue 22 items 1-2) -------------------------
+
+
+def governed_models() -> tuple[str, ...]:
+    """The models a checklist and a dossier exist for (``dashboard.services.dossier.model_names``)."""
+    # lazy: only the Governance page's checklist tab needs it
+    from dashboard.services.dossier import model_names
+
+    return model_names()
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _model_checklist(path: str, version: str, model: str, used: tuple, evidence_files: tuple):
+    # lazy: only the Governance page's checklist tab needs it
+    from dashboard.services.dossier import model_checklist as fill_checklist
+
+    return fill_checklist(model, Path(path))
+
+
+def model_checklist(ref: StoreRef, model: str):
+    """``oncolens checklist MODEL``'s result, cached per data version and per the model's audit events
+    (their count and last time: one indexed query), not per file stamp: every page view writes an
+    audit event, and the data-quality checks inside the evidence take seconds on a large store."""
+    with store.open_store(ref.path, read_only=True, wait_s=READ_WAIT_S) as con:
+        n, last = store.one_row(
+            con.execute(
+                "SELECT count(*), max(occurred_at)::VARCHAR FROM audit_event WHERE model_name = ?",
+                [model],
+            )
+        )
+    folder = treatment_model_files.model_dir_for(Path(ref.path))
+    files = [
+        treatment_model_files.model_paths(folder)[1],
+        *sorted((folder / "validation").glob("*.json")),
+    ]
+    # a retrained model or a newly saved validation run changes the answers
+    return _model_checklist(
+        ref.path, ref.version, model, (int(n), last), tuple((str(f), file_stamp(f)) for f in files)
+    )

@@ -26,6 +26,7 @@ attribute with one group, like sex in the demo clinic, is listed as skipped).
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import duckdb
 import numpy as np
@@ -83,13 +84,29 @@ def _km_calibration_gap(y_true, y_score, time) -> float:
     return float((1.0 - np.mean(y_score)) - _km_rfs(y_true, y_score, time))
 
 
+# The 5-year table's calibration gap is on the *event* scale (predicted risk minus the observed event
+# rate), the survival table's on the *survival* scale (predicted minus Kaplan-Meier RFS): one
+# miscalibration shows with opposite signs in the two (issue 22). Its observed rate counts only
+# patients with a known 5-year status, which leaves out those censored early without an event and so
+# runs high; the survival table's Kaplan-Meier is the unbiased one. The titles say so.
+FIVE_YEAR_METRICS = tuple(
+    replace(
+        m,
+        title="calibration gap, event scale (predicted 5-year risk - observed event rate, "
+        "known 5-year status only)",
+    )
+    if m.name == "calibration_gap"
+    else m
+    for m in BINARY_METRICS
+)
+
 SURVIVAL_METRICS = (
     Metric("harrell_c", "Harrell's C", _c_index, ("time",)),
     Metric("predicted_rfs_5y", "mean predicted 5-year RFS", _predicted_rfs),
     Metric("km_rfs_5y", "Kaplan-Meier 5-year RFS", _km_rfs, ("time",)),
     Metric(
         "rfs_calibration_gap",
-        "calibration gap (predicted - KM 5-year RFS)",
+        "calibration gap, survival scale (predicted - Kaplan-Meier 5-year RFS)",
         _km_calibration_gap,
         ("time",),
         absolute=True,
@@ -167,7 +184,7 @@ def audit_treatment(
         list(attributes),
         y_true="outcome",
         y_score="score",
-        metrics=BINARY_METRICS,
+        metrics=FIVE_YEAR_METRICS,
         gap_metrics=("auc", "tpr", "fpr", "calibration_gap"),
         min_n=min_n,
         bootstrap=bootstrap,

@@ -20,19 +20,28 @@ st.caption(
 )
 
 is_admin = session.role == "admin"  # accounts are the admin's (issue 22)
-cards, audit_tab, saliency_tab, trail_tab, decisions_tab, quality_tab, data_tab, *admin_tabs = (
-    st.tabs(
-        [
-            "Model cards",
-            "Subgroup audit",
-            "Saliency checks",
-            "Audit trail",
-            "Decisions",
-            "Data quality",
-            "Data provenance",
-            *(["Users"] if is_admin else []),
-        ]
-    )
+(
+    cards,
+    checklist_tab,
+    audit_tab,
+    saliency_tab,
+    trail_tab,
+    decisions_tab,
+    quality_tab,
+    data_tab,
+    *admin_tabs,
+) = st.tabs(
+    [
+        "Model cards",
+        "Checklists and dossier",
+        "Subgroup audit",
+        "Saliency checks",
+        "Audit trail",
+        "Decisions",
+        "Data quality",
+        "Data provenance",
+        *(["Users"] if is_admin else []),
+    ]
 )
 
 with cards:
@@ -49,6 +58,28 @@ with cards:
             panel.render_card(treatment_card, "treatment outcome model (this store's clinic)")
     except TreatmentModelError as exc:
         st.info(f"No treatment model card: {exc}")
+
+# issue 22 items 1-2: reporting checklists from live evidence, the model dossier
+with checklist_tab:
+    models = resources.governed_models()
+    model = st.selectbox(
+        "Model",
+        models,
+        key="gov_checklist_model",
+        help="TRIPOD+AI for the treatment and forecast models, CLAIM for each imaging model, DECIDE-AI for all.",
+    )
+    try:
+        panel.render_checklist(resources.model_checklist(ref, model))
+    except Exception as exc:  # noqa: BLE001 - a broken card or store: a message, never a traceback
+        st.error(f"The checklist of {model} could not be filled: {exc}")
+    clinic, audit_of = None, None
+    if model == "treatment":  # the loaded model, and the subgroup audit the page caches (on demand)
+        try:
+            clinic = resources.treatment_model(ref)
+            audit_of = lambda: resources.treatment_subgroups(ref)  # noqa: E731 - one call, deferred
+        except TreatmentModelError:
+            pass
+    panel.render_dossier(ref, model, auth.actor(), clinic, audit_of)
 
 with audit_tab:
     st.markdown("#### Treatment model on this clinic")

@@ -27,6 +27,7 @@ from dashboard.cli import (
     governance,
     hospital,
     imaging,
+    reporting,
     treatment,
     validate,
 )
@@ -43,6 +44,7 @@ GROUPS: tuple[Callable[[SubParsers], None], ...] = (
     validate.add_subparsers,  # validate TARGET
     hospital.add_subparsers,  # report
     governance.add_subparsers,  # users, audit
+    reporting.add_subparsers,  # checklist, dossier
 )
 
 

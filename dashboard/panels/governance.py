@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -17,7 +18,14 @@ import streamlit as st
 from analytics import store
 from analytics.governance import audit, quality, users
 from analytics.governance.board import AuditFilterOptions, DecisionRates
-from dashboard.figures.governance import calibration_figure, reliability_points
+from dashboard import resources
+from dashboard.figures.governance import (
+    calibration_curves_figure,
+    calibration_figure,
+    card_calibration_series,
+    reliability_points,
+)
+from dashboard.services.dossier import CALIBRATION_SIGNS
 
 CARD_SECTIONS = (
     "intended_use",
@@ -72,7 +80,10 @@ def render_card(card: dict, kind: str) -> None:
         for k, v in metrics.items()
         if k not in ("reliability", "learners", "class_counts", "cross_validation")
     ]
-    for name, m in (metrics.get("learners") or {}).items():
+    learners = metrics.get("learners") or {}
+    for name, m in (
+        {} if "selection" in learners else learners
+    ).items():  # else render_selection's table
         if isinstance(m, dict) and "harrell_c" in m:
             flat.append(
                 {
@@ -100,6 +111,28 @@ def render_card(card: dict, kind: str) -> None:
         )
     if flat:
         st.dataframe(pd.DataFrame(flat), hide_index=True, width="stretch")
+    render_selection(card)
+    series = card_calibration_series(card)
+    if series:  # the treatment card's calibration (issue 22: the card had no calibration plot)
+        cal = card["calibration"]
+        st.plotly_chart(
+            calibration_curves_figure(
+                series,
+                title="Calibration: out-of-fold predicted vs Kaplan-Meier RFS at the horizon, by tenth of predicted",
+                x_title="mean predicted RFS",
+                y_title="observed (Kaplan-Meier) RFS, 95 % band",
+            ),
+            key=f"cal_card_{card.get('name')}",
+        )
+        st.caption(
+            f"Overall predicted {cal['overall']['mean_predicted']:.3f} vs Kaplan-Meier {cal['overall']['observed']:.3f} "
+            f"(gap {cal['overall']['gap']:+.3f}; {cal['sign']}). {CALIBRATION_SIGNS}"
+        )
+    elif card.get("name") == "treatment_outcome":
+        st.info(
+            "This card holds no calibration (written before issue 22): retrain with "
+            "`oncolens recommend --train` to add it."
+        )
     points = reliability_points(card)
     if not points.empty:
         st.plotly_chart(
@@ -114,6 +147,49 @@ def render_card(card: dict, kind: str) -> None:
             ),
             key=f"rel_{card.get('name')}",
         )
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def render_selection(card: dict) -> None:
+    """Why the deployed learner was kept although another scored a higher C (issue 22): the card's rule,
+    each candidate's paired difference from it, and which (if any) were clearly better."""
+    learners = (card.get("metrics") or {}).get("learners") or {}
+    sel = learners.get("selection") or {}
+    if not sel:
+        return
+    kept = sel.get("kept")
+    rows = []
+    for name, m in learners.items():
+        if name == "selection" or not isinstance(m, dict) or "harrell_c" not in m:
+            continue
+        diff = (m.get(f"{kept}_minus_this") or {}).get("harrell_c") or {}
+        rows.append(
+            {
+                "learner": name + (" (deployed)" if name == kept else ""),
+                "cross-validated Harrell's C": f"{m['harrell_c']['mean']:.3f} ± {m['harrell_c']['sd']:.3f}",
+                "deployed minus this": (
+                    f"{diff['mean']:+.3f} (SE {diff['se']:.3f})"
+                    if diff.get("se") is not None
+                    else "—"
+                ),
+            }
+        )
+    better = sel.get("better_than_kept") or []
+    st.markdown(
+        f"**Deployed learner: {kept}.** {_sentence(str(sel.get('why_kept', '')))}. "
+        + (
+            f"Clearly better on this data: {', '.join(better)}."
+            if better
+            else "A higher C elsewhere is within two paired standard errors of the deployed learner's."
+        )
+    )
+    st.dataframe(
+        pd.DataFrame(rows), hide_index=True, width="stretch", key=f"sel_{card.get('name')}"
+    )
+    st.caption(f"Rule: {sel.get('rule', '')}.")
 
 
 def gap_is_supported(row: dict) -> bool:
@@ -201,6 +277,7 @@ def render_treatment_audit(report: dict) -> None:
             key="cal_treat",
         )
     st.markdown("##### 5-year event: AUC and error rates at the stated threshold")
+    st.caption(CALIBRATION_SIGNS)
     render_subgroup_report(report["five_year"], "t_5y")
 
 
@@ -539,3 +616,125 @@ def render_users(db_path, accounts_of, actor: tuple[str, str | None]) -> None:
         "cannot be deactivated or lose the role. The same changes: `oncolens users add | role | "
         "deactivate | activate | remove`."
     )
+
+
+# --- reporting checklists and the model dossier (issue 22, items 1-2) ---------------------------
+
+
+def checklist_table(checklist, only_missing: bool) -> pd.DataFrame:
+    """The checklist's items as the page shows them: answered ones with their source, missing ones with
+    what would answer them."""
+    return pd.DataFrame(
+        [
+            {
+                "checklist": r["checklist"],
+                "item": r["item"],
+                "topic": r["text"],
+                "status": r["status"],
+                "answer / what would answer it": r["answer"]
+                if r["status"] == "answered"
+                else r["needs"],
+                "source": r["source"],
+            }
+            for r in checklist.rows(only_missing=only_missing)
+        ],
+        columns=["checklist", "item", "topic", "status", "answer / what would answer it", "source"],
+    )
+
+
+def render_checklist(checklist) -> None:
+    """Answered / missing counts per checklist, the items (optionally only the missing ones), exports."""
+    counts = checklist.counts()
+    columns = st.columns(len(counts))
+    for column, (name, c) in zip(columns, counts.items(), strict=True):
+        total = c["answered"] + c["missing"]
+        column.metric(
+            name,
+            f"{c['answered']} of {total} answered",
+            delta=f"{c['missing']} missing" if c["missing"] else "none missing",
+            delta_color="inverse" if c["missing"] else "off",
+            delta_arrow="off",
+            border=True,
+        )
+    only_missing = st.toggle(
+        "Only missing items",
+        key=f"chk_missing_{checklist.model}",
+        help="What evidence is still to be put on record.",
+    )
+    st.dataframe(
+        checklist_table(checklist, only_missing),
+        hide_index=True,
+        width="stretch",
+        key=f"chk_table_{checklist.model}",
+        column_config={
+            "topic": st.column_config.TextColumn(width="medium"),
+            "answer / what would answer it": st.column_config.TextColumn(width="large"),
+        },
+    )
+    st.caption(
+        "Each item is answered by a function that reads the evidence named in 'source' (the model card, "
+        "validation runs saved in <store>_models/validation/, the store, installed versions); with no evidence "
+        "it is missing. Item texts are short paraphrases: TRIPOD+AI (Collins et al., BMJ 2024), CLAIM "
+        "(Mongan et al., Radiol AI 2020), DECIDE-AI (Vasey et al., Nat Med 2022); docs/governance.md. "
+        f"`oncolens checklist {checklist.model} --json` prints the same."
+    )
+    left, right, _ = st.columns([1, 1, 5], gap="small")
+    left.download_button(
+        "Checklist (CSV)",
+        checklist.to_csv().encode(),
+        f"oncolens_checklist_{checklist.model}.csv",
+        "text/csv",
+        key=f"chk_csv_{checklist.model}",
+    )
+    right.download_button(
+        "Checklist (JSON)",
+        json.dumps(checklist.to_json(), indent=1).encode(),
+        f"oncolens_checklist_{checklist.model}.json",
+        "application/json",
+        key=f"chk_json_{checklist.model}",
+    )
+
+
+def render_dossier(
+    ref, model: str, actor: tuple[str, str | None], clinic=None, audit_of=None
+) -> None:
+    """One button builds the dossier PDF (``dashboard.services.dossier.dossier_bytes``, as `oncolens
+    dossier`), a second downloads it; each build is an audit event (``model_dossier``).
+
+    ``audit_of()``: the treatment subgroup report the page caches, asked for only when a dossier is built.
+    """
+    # lazy: fpdf, kaleido and the phantoms load only when a dossier is built
+    from dashboard.services.dossier import dossier_bytes
+
+    key = f"oncolens.dossier.{model}"
+    st.markdown("##### Model dossier (PDF)")
+    st.caption(
+        "Intended use, data and lineage, discrimination, calibration with plots, subgroup results with "
+        "intervals, input guard, saliency quality, failure modes, this checklist, versions and hashes, and "
+        f"the audit summary of its use. The same file: `oncolens dossier {model} --out FILE.pdf`."
+    )
+    if st.button(
+        "Prepare the dossier", key=f"dossier_build_{model}", icon=":material/description:"
+    ):
+        try:
+            with resources.working(f"Building the dossier of {model} (figures, subgroup audit)…"):
+                st.session_state[key] = dossier_bytes(
+                    model,
+                    Path(ref.path),
+                    actor=actor[0],
+                    role=actor[1],
+                    phantoms=0,
+                    clinic=clinic,
+                    treatment_audit=audit_of() if audit_of else None,
+                )
+        except store.StoreError as exc:
+            st.error(f"The dossier could not be built now: {exc}")
+    held = st.session_state.get(key)
+    if held:
+        st.download_button(
+            f"Download the dossier of {model} (PDF)",
+            held,
+            f"oncolens_dossier_{model}.pdf",
+            "application/pdf",
+            key=f"dossier_dl_{model}",
+        )

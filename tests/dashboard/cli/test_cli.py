@@ -83,6 +83,8 @@ CONTRACT = (
     "users",
     "audit",
     "deidentify",
+    "checklist",
+    "dossier",
 )
 
 

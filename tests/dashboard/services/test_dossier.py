@@ -1,0 +1,177 @@
+"""The model dossier and checklist service, and `oncolens checklist` / `oncolens dossier`: every section in
+the PDF's text, the treatment model's TRIPOD+AI answers, the audit event, refusals with one line."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from pypdf import PdfReader
+
+from analytics import store
+from analytics.treatment.clinic import train_clinic_model
+from dashboard.cli.main import main
+from dashboard.services import dossier
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+@pytest.fixture(scope="module")
+def clinic_db(demo_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The 300-patient demo store with a trained clinic model (its card now carries calibration)."""
+    db = Path(shutil.copy(demo_db, tmp_path_factory.mktemp("dossier") / "clinic.duckdb"))
+    train_clinic_model(db, bootstrap=2, folds=2)
+    return db
+
+
+def _pdf_text(path: Path) -> str:
+    return "\n".join(page.extract_text() for page in PdfReader(path).pages)
+
+
+def test_treatment_dossier_has_every_section_and_is_audited(clinic_db, tmp_path, capsys):
+    out = tmp_path / "treatment.pdf"
+    assert main(["dossier", "treatment", "--db", str(clinic_db), "--out", str(out), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    text = _pdf_text(out)
+    for heading in dossier.SECTIONS:
+        assert heading in text, heading
+    card = json.loads((clinic_db.with_name("clinic_models") / "treatment_outcome.json").read_text())
+    assert card["version"] in text and card["weights"]["sha256"][:40] in text
+    # the deployed choice and its reason, the calibration and its sign convention
+    assert (
+        "Why this one" in text and card["metrics"]["learners"]["selection"]["why_kept"][:30] in text
+    )
+    assert "Kaplan-Meier" in text and "opposite signs" in text
+    assert "TRIPOD+AI" in text and "DECIDE-AI" in text
+    with store.open_store(clinic_db, read_only=True) as con:
+        row = con.execute(
+            "SELECT model_name, model_version, inputs_sha256 FROM audit_event WHERE action = 'model_dossier'"
+        ).fetchall()
+    assert row == [("treatment", card["version"], result["sha256"])]
+    assert result["checklist"]["TRIPOD+AI"]["answered"] > 30
+    # reading a dossier is not use of the model: DECIDE-AI's exposure item stays missing
+    assert (
+        dossier.model_checklist("treatment", clinic_db).get("DECIDE-AI", "XII").status == "missing"
+    )
+
+
+def test_the_treatment_card_calibration_answers_tripod_12f_and_turns_missing_without_it(
+    clinic_db, tmp_path
+):
+    filled = dossier.model_checklist("treatment", clinic_db)
+    item = filled.get("TRIPOD+AI", "12f")
+    assert item.status == "answered" and item.source == "model card: calibration"
+    assert "none applied" in item.answer  # the recalibration decision is stated
+    # a copy of the store whose card lost its calibration
+    db = Path(shutil.copy(clinic_db, tmp_path / "copy.duckdb"))
+    models = tmp_path / "copy_models"
+    shutil.copytree(clinic_db.with_name("clinic_models"), models)
+    card = json.loads((models / "treatment_outcome.json").read_text())
+    del card["calibration"]
+    (models / "treatment_outcome.json").write_text(json.dumps(card))
+    assert dossier.model_checklist("treatment", db).get("TRIPOD+AI", "12f").status == "missing"
+
+
+def test_imaging_dossier_without_phantoms_says_so(clinic_db, tmp_path):
+    out = tmp_path / "mammo.pdf"
+    result = dossier.write_dossier("mammography", clinic_db, out, actor="t", role=None, phantoms=0)
+    text = _pdf_text(out)
+    for heading in dossier.SECTIONS:
+        assert heading in text, heading
+    assert "Refusal by kind" in text and "integrated_gradients" in text  # input guard, saliency
+    assert "run with phantoms > 0" in text
+    assert result["checklist"]["CLAIM"]["answered"] >= 25
+
+
+def test_forecast_checklist_reads_a_saved_validation_run(clinic_db, tmp_path):
+    db = Path(shutil.copy(clinic_db, tmp_path / "f.duckdb"))
+    shutil.copytree(clinic_db.with_name("clinic_models"), tmp_path / "f_models")
+    before = dossier.model_checklist("forecast", db)
+    assert before.get("TRIPOD+AI", "12f").status == "missing"
+    run = {
+        "tumour": {
+            "design": "held-out readings",
+            "overall": {
+                "readings": 10,
+                "mae_mm": {"tgi": 1.0, "locf": 2.0, "trend": 3.0},
+                "coverage_80": 0.8,
+                "coverage_95": 0.95,
+                "uncalibrated": {"coverage_80": 0.7, "coverage_95": 0.9},
+            },
+        },
+        "caveat": "simulated clinic",
+    }
+    (tmp_path / "f_models" / "validation").mkdir()
+    (tmp_path / "f_models" / "validation" / "forecast.json").write_text(json.dumps(run) + "\n")
+    after = dossier.model_checklist("forecast", db)
+    item = after.get("TRIPOD+AI", "12f")
+    assert item.status == "answered" and "0.70 before, 0.80 after" in item.answer
+    assert after.get("TRIPOD+AI", "26").answer == "simulated clinic"
+    # the forecast has no card of its own: its intended use is missing, not borrowed
+    assert after.get("TRIPOD+AI", "3b").status == "missing"
+
+
+def test_checklist_cli_prints_json_csv_and_refuses_an_unknown_model(clinic_db, capsys):
+    assert main(["checklist", "treatment", "--db", str(clinic_db), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert set(data["counts"]) == {"TRIPOD+AI", "DECIDE-AI"} and len(data["items"]) == 52 + 17
+    assert main(["checklist", "brain_mri", "--db", str(clinic_db), "--csv", "--missing"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert rows and all(r["status"] == "missing" and r["needs"] for r in rows)
+    assert main(["checklist", "nope", "--db", str(clinic_db)]) == 1
+    err = capsys.readouterr().err
+    assert (
+        "unknown model 'nope'" in err
+        and "Traceback" not in err
+        and len(err.strip().splitlines()) == 1
+    )
+    assert main(["dossier", "treatment", "--db", str(clinic_db), "--out", "x.txt"]) == 1
+    assert main(["checklist", "treatment", "--db", str(clinic_db.with_name("absent.duckdb"))]) == 1
+
+
+def test_a_saved_subgroup_audit_answers_the_fairness_items(clinic_db, tmp_path, capsys):
+    """The real `oncolens validate subgroups --json` output, saved where the evidence is read."""
+    db = Path(shutil.copy(clinic_db, tmp_path / "s.duckdb"))
+    shutil.copytree(clinic_db.with_name("clinic_models"), tmp_path / "s_models")
+    assert dossier.model_checklist("treatment", db).get("TRIPOD+AI", "14").status == "missing"
+    args = [
+        "validate",
+        "subgroups",
+        "--db",
+        str(db),
+        "--n",
+        "20",
+        "--gap-bootstrap",
+        "10",
+        "--json",
+    ]
+    assert main(args) == 0
+    (tmp_path / "s_models" / "validation").mkdir()
+    (tmp_path / "s_models" / "validation" / "subgroups.json").write_text(capsys.readouterr().out)
+    filled = dossier.model_checklist("treatment", db)
+    for number in ("14", "12d", "23b"):
+        item = filled.get("TRIPOD+AI", number)
+        assert item.status == "answered" and "subgroups.json" in item.source, number
+    assert "Harrell's C" in filled.get("TRIPOD+AI", "14").answer  # the largest gaps, named
+
+
+def test_forecast_dossier_without_a_validation_run_says_what_would_answer(clinic_db, tmp_path):
+    out = tmp_path / "forecast.pdf"
+    dossier.write_dossier("forecast", clinic_db, out, actor="t", role=None)
+    text = _pdf_text(out)
+    for heading in dossier.SECTIONS:
+        assert heading in text, heading
+    assert "No forecast validation run saved" in text and "has no card of its own" in text
+
+
+def test_a_store_without_a_treatment_model_still_gets_a_dossier_that_says_so(demo_db, tmp_path):
+    db = Path(shutil.copy(demo_db, tmp_path / "bare.duckdb"))
+    out = tmp_path / "bare.pdf"
+    result = dossier.write_dossier("treatment", db, out, actor="t", role=None)
+    text = _pdf_text(out)
+    assert "No treatment model card" in text and "Not computed" in text
+    assert result["version"] is None and result["checklist"]["TRIPOD+AI"]["missing"] > 40
