@@ -23,6 +23,7 @@ from dashboard.cli.common import (
     say,
     whole_number,
 )
+from dashboard.cli.engine import engine_args, read_many
 from models.inference.loader import ModelLoader
 
 
@@ -75,6 +76,7 @@ def add_subparsers(subparsers: SubParsers) -> None:
         help="force a model (mammography, brain_mri); default: by modality",
     )
     p.add_argument("--json", action="store_true", help="one JSON object per image")
+    engine_args(p)
 
     p = add_command(
         subparsers, "explain", "saliency map of the AI read of one DICOM file", cmd_explain
@@ -112,17 +114,13 @@ def add_subparsers(subparsers: SubParsers) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from models.inference.read import (  # lazy: `oncolens --help` and the other commands never load it
-        iter_dicom_paths,
-        predict_file,
-    )
+    # lazy: `oncolens --help` and the other commands never load it
+    from models.inference.read import iter_dicom_paths
 
-    load = ModelLoader()
     failed = 0
     files = list(iter_dicom_paths(args.paths))
     seen = len(files)
-    for path in cli_progress.track(files, "AI read", seen):
-        result = predict_file(path, load, args.model)
+    for result in cli_progress.track(read_many(files, args.model, args), "AI read", seen):
         # a refusal is a result (label null, `refused` says why) but counts as a failed input
         failed += "error" in result or bool(result.get("refused"))
         if args.json:
