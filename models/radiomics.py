@@ -115,13 +115,14 @@ def measure_lesion(
     hist, _ = np.histogram(values, bins=32)
     p = hist[hist > 0] / hist.sum()
     lo, hi = np.percentile(values, [0.5, 99.5]) if values.size > 1 else (values[0], values[0] + 1)
-    quantised = np.clip(
-        ((pixels - lo) / max(hi - lo, 1e-6) * (GLCM_LEVELS - 1)).round(), 0, GLCM_LEVELS - 1
-    )
     rr, cc = np.nonzero(mask)
     box = (slice(rr.min(), rr.max() + 1), slice(cc.min(), cc.max() + 1))
+    # quantised over the lesion's bounding box only (element-wise: the same values as the whole image)
+    quantised = np.clip(
+        ((pixels[box] - lo) / max(hi - lo, 1e-6) * (GLCM_LEVELS - 1)).round(), 0, GLCM_LEVELS - 1
+    )
     # pixels outside the lesion go to an extra level that is dropped, so texture is lesion-only
-    roi = np.where(mask[box], quantised[box], GLCM_LEVELS).astype(np.uint8)
+    roi = np.where(mask[box], quantised, GLCM_LEVELS).astype(np.uint8)
     glcm = graycomatrix(
         roi,
         distances=[1],

@@ -36,6 +36,12 @@ def add_subparsers(subparsers: SubParsers) -> None:
     )
     p.add_argument("paths", nargs="*", type=Path, metavar="PATH")
     db_arg(p)
+    p.add_argument(
+        "--workers",
+        type=whole_number,
+        metavar="N",
+        help="processes that read the files before the store is opened (default: one per core)",
+    )
     cli_hospital.add_ingest_arguments(p)
 
     p = add_command(
@@ -168,6 +174,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         return cli_hospital.cmd_ingest_pacs(args, db_path(args), ModelLoader())
     if not args.paths:
         raise CliError("give DICOM files or folders to ingest")
+    if args.workers is not None and args.workers < 1:
+        raise CliError("--workers must be at least 1")
     files = list(iter_dicom_paths(args.paths))
     if not files:
         raise CliError("no files found under the given paths")
@@ -176,6 +184,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         cli_progress.track(files, "reading and AI read", len(files)),
         ModelLoader(),
         actor=actor(),
+        workers=args.workers,  # None: one process per core reads before the store is opened
     )
     print_json_lines([*report.stored, *report.failed])
     refused = sum(1 for e in report.stored if e.get("refused"))

@@ -55,7 +55,15 @@ from models.inference.read import (
 )
 from models.inference.registry import LoadedModel
 
-__all__ = ["CHUNK", "default_workers", "predict_files", "read_files", "read_images"]
+__all__ = [
+    "CHUNK",
+    "default_workers",
+    "map_files",
+    "predict_files",
+    "read_decoded",
+    "read_files",
+    "read_images",
+]
 
 CHUNK = 32  # files per worker task and per forward pass: big enough to share the fixed costs,
 # small enough that two workers share 1,000 files evenly and results stream back early
@@ -66,33 +74,38 @@ FORWARD_BATCH = 8  # images per forward pass: on one thread ONNX Runtime is fast
 @dataclass(frozen=True)
 class _Decoded:
     index: int
-    path: Path
     image: DicomImage
     model: LoadedModel
     x: torch.Tensor
-    read_ms: float  # decode + sanity gate + preprocessing of this file
+    read_ms: float  # model choice + sanity gate + preprocessing of this image
 
 
-def read_images(
-    paths: Sequence[Path], load: Callable[[str], LoadedModel], requested: str | None = None
-) -> list[tuple[DicomImage, AIRead, float] | dict]:
-    """For each path, in order: (image, read, latency ms) or ``predict_file``'s error entry.
+ReadOutcome = tuple[AIRead, float] | Exception
+"""For one image: (the read, its latency in ms), or why there is none (``NoModelForImageError``,
+``ModelUnavailableError``, ``ImplausibleImageError`` from the sanity gate)."""
 
-    ``ingest`` uses the images and reads; ``read_files`` turns them into the CLI's JSON."""
-    out: list[tuple[DicomImage, AIRead, float] | dict] = [{} for _ in paths]
+
+def read_decoded(
+    images: Sequence[DicomImage],
+    load: Callable[[str], LoadedModel],
+    requested: str | None = None,
+) -> list[ReadOutcome]:
+    """The AI read of decoded images, in order, with one forward pass per ``FORWARD_BATCH`` images
+    of a model: ``read_image``'s steps (model choice, sanity gate, preprocessing, guard, outline,
+    RECIST, radiomics) in the same order, finished by the same ``read_from_outputs``."""
+    out: list[ReadOutcome] = [ValueError("not read") for _ in images]
     groups: dict[str, list[_Decoded]] = {}
-    for i, path in enumerate(paths):
+    for i, image in enumerate(images):
         started = time.perf_counter()
         try:
-            image = read_dicom(path)
             model = model_for(image, load, requested)
             require_readable(image)  # read_image's first step, in the same order as predict_file
             x = to_tensor(image.pixels).to(model.device)
         except READ_ERRORS as exc:
-            out[i] = error_result(Path(path), exc)
+            out[i] = exc
             continue
         groups.setdefault(model.name, []).append(
-            _Decoded(i, Path(path), image, model, x, (time.perf_counter() - started) * 1e3)
+            _Decoded(i, image, model, x, (time.perf_counter() - started) * 1e3)
         )
     with torch.inference_mode():
         for items in (
@@ -117,7 +130,30 @@ def read_images(
                     finish_started - shared_ms / 1e3,
                 )
                 latency = d.read_ms + shared_ms + (time.perf_counter() - finish_started) * 1e3
-                out[d.index] = (d.image, ai, latency)
+                out[d.index] = (ai, latency)
+    return out
+
+
+def read_images(
+    paths: Sequence[Path], load: Callable[[str], LoadedModel], requested: str | None = None
+) -> list[tuple[DicomImage, AIRead, float] | dict]:
+    """For each path, in order: (image, read, latency ms) or ``predict_file``'s error entry."""
+    out: list[tuple[DicomImage, AIRead, float] | dict] = [{} for _ in paths]
+    decoded: list[tuple[int, Path, DicomImage, float]] = []
+    for i, path in enumerate(paths):
+        started = time.perf_counter()
+        try:
+            image = read_dicom(path)
+        except READ_ERRORS as exc:
+            out[i] = error_result(Path(path), exc)
+            continue
+        decoded.append((i, Path(path), image, (time.perf_counter() - started) * 1e3))
+    reads = read_decoded([d[2] for d in decoded], load, requested)
+    for (i, path, image, read_ms), outcome in zip(decoded, reads, strict=True):
+        if isinstance(outcome, Exception):
+            out[i] = error_result(path, outcome)
+        else:
+            out[i] = (image, outcome[0], read_ms + outcome[1])
     return out
 
 
@@ -150,9 +186,18 @@ def _start_worker() -> None:
     _worker_loader = ModelLoader()
 
 
-def _read_chunk(paths: list[Path], requested: str | None) -> list[dict]:
+ChunkReader = Callable[[list[Path], Callable[[str], LoadedModel], str | None], list]
+"""``func(paths, load, requested) -> one result per path``: ``read_files``, or ``ingest``'s preparation
+of files for the store. A module-level function, so that a worker process can be handed it."""
+
+
+def _run_chunk(func: ChunkReader, paths: list[Path], requested: str | None) -> list:
     assert _worker_loader is not None, "_start_worker runs first in every worker"
-    return read_files(paths, _worker_loader, requested)
+    return func(paths, _worker_loader, requested)
+
+
+def _read_chunk(paths: list[Path], requested: str | None) -> list[dict]:
+    return _run_chunk(read_files, paths, requested)
 
 
 def _context() -> multiprocessing.context.BaseContext:
@@ -171,7 +216,7 @@ def _crashed(path: Path) -> dict:
     }
 
 
-def _one_by_one(paths: list[Path], requested: str | None) -> Iterator[dict]:
+def _one_by_one(func: ChunkReader, paths: list[Path], requested: str | None) -> Iterator:
     """A chunk whose worker died, read again one file per task: only the culprit fails (a fresh
     worker replaces one that died)."""
     pool: ProcessPoolExecutor | None = None
@@ -179,7 +224,7 @@ def _one_by_one(paths: list[Path], requested: str | None) -> Iterator[dict]:
         for path in paths:
             pool = pool or ProcessPoolExecutor(1, mp_context=_context(), initializer=_start_worker)
             try:
-                yield from pool.submit(_read_chunk, [path], requested).result()
+                yield from pool.submit(_run_chunk, func, [path], requested).result()
             except BrokenProcessPool:
                 yield _crashed(path)
                 pool.shutdown(wait=True)
@@ -189,7 +234,9 @@ def _one_by_one(paths: list[Path], requested: str | None) -> Iterator[dict]:
             pool.shutdown(wait=True)
 
 
-def _in_workers(chunks: list[list[Path]], requested: str | None, workers: int) -> Iterator[dict]:
+def _in_workers(
+    func: ChunkReader, chunks: list[list[Path]], requested: str | None, workers: int
+) -> Iterator:
     """Every chunk's results in order. When a worker dies the pool is lost with every chunk not
     yet returned: the first of them is read again file by file (it, or the one beside it,
     crashed), the rest go to a new pool."""
@@ -197,8 +244,8 @@ def _in_workers(chunks: list[list[Path]], requested: str | None, workers: int) -
         with ProcessPoolExecutor(
             min(workers, len(chunks)), mp_context=_context(), initializer=_start_worker
         ) as pool:
-            futures: list[Future[list[dict]]] = [
-                pool.submit(_read_chunk, part, requested) for part in chunks
+            futures: list[Future[list]] = [
+                pool.submit(_run_chunk, func, part, requested) for part in chunks
             ]
             done = 0
             try:
@@ -210,8 +257,39 @@ def _in_workers(chunks: list[list[Path]], requested: str | None, workers: int) -
                 pass
         if done == len(chunks):
             return
-        yield from _one_by_one(chunks[done], requested)
+        yield from _one_by_one(func, chunks[done], requested)
         chunks = chunks[done + 1 :]
+
+
+def map_files(
+    func: ChunkReader,
+    paths: Iterable[Path],
+    requested: str | None = None,
+    *,
+    workers: int | None = None,
+    chunk: int = CHUNK,
+    load: Callable[[str], LoadedModel] | None = None,
+) -> Iterator:
+    """``func``'s result for every path, in input order, computed ``chunk`` paths at a time by
+    ``workers`` processes (default: one per core). One chunk or one worker: computed here, with
+    ``load`` (default a new ``ModelLoader``), so a few files never pay for starting processes.
+    A file whose worker crashed gets ``{"file", "error", "error_type": "ReaderCrashed"}``."""
+    paths = [Path(p) for p in paths]
+    chunks = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
+    workers = min(default_workers() if workers is None else workers, len(chunks))
+    if workers <= 1:
+        loader = load or ModelLoader()
+        for part in chunks:
+            yield from func(part, loader, requested)
+        return
+    if onnx_runner.wanted():
+        try:
+            # lazy: imported before the fork so that workers do not each import it again (the
+            # registry imports it on first load otherwise); only where ONNX Runtime is used
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            pass  # the registry falls back to PyTorch and says so
+    yield from _in_workers(func, chunks, requested, workers)
 
 
 def predict_files(
@@ -222,22 +300,5 @@ def predict_files(
     chunk: int = CHUNK,
     load: Callable[[str], LoadedModel] | None = None,
 ) -> Iterator[dict]:
-    """``predict_file``'s result for every path, in input order, read by ``workers`` processes
-    (default: one per core). One chunk or one worker: read here, with ``load`` (default a new
-    ``ModelLoader``), so a few files never pay for starting processes."""
-    paths = [Path(p) for p in paths]
-    chunks = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
-    workers = min(default_workers() if workers is None else workers, len(chunks))
-    if workers <= 1:
-        loader = load or ModelLoader()
-        for part in chunks:
-            yield from read_files(part, loader, requested)
-        return
-    if onnx_runner.wanted():
-        try:
-            # lazy: imported before the fork so that workers do not each import it again (the
-            # registry imports it on first load otherwise); only where ONNX Runtime is used
-            import onnxruntime  # noqa: F401
-        except ImportError:
-            pass  # the registry falls back to PyTorch and says so
-    yield from _in_workers(chunks, requested, workers)
+    """``predict_file``'s result for every path, in input order (``map_files`` of ``read_files``)."""
+    return map_files(read_files, paths, requested, workers=workers, chunk=chunk, load=load)
