@@ -30,6 +30,7 @@ agree to float rounding (ONNX Runtime may sum a batch in another order): probabi
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import time
@@ -182,6 +183,11 @@ _worker_loader: ModelLoader | None = None
 
 def _start_worker() -> None:
     global _worker_loader
+    # Objects inherited from the parent are never collected here: a garbage ONNX Runtime session of
+    # the parent's (a test's, an app's) would run its destructor in this process, whose thread pool
+    # threads do not exist after a fork, and hang it (seen: pthread_cond_destroy, forever). The
+    # parent collects its garbage before forking (``_in_workers``); this keeps the rest out of reach.
+    gc.freeze()
     torch.set_num_threads(1)  # one core per process; ONNX Runtime follows (onnx_runner.OnnxNetwork)
     _worker_loader = ModelLoader()
 
@@ -222,7 +228,9 @@ def _one_by_one(func: ChunkReader, paths: list[Path], requested: str | None) -> 
     pool: ProcessPoolExecutor | None = None
     try:
         for path in paths:
-            pool = pool or ProcessPoolExecutor(1, mp_context=_context(), initializer=_start_worker)
+            if pool is None:
+                gc.collect()  # as in _in_workers
+                pool = ProcessPoolExecutor(1, mp_context=_context(), initializer=_start_worker)
             try:
                 yield from pool.submit(_run_chunk, func, [path], requested).result()
             except BrokenProcessPool:
@@ -241,6 +249,7 @@ def _in_workers(
     yet returned: the first of them is read again file by file (it, or the one beside it,
     crashed), the rest go to a new pool."""
     while chunks:
+        gc.collect()  # the parent's garbage goes here, not in a forked worker (``_start_worker``)
         with ProcessPoolExecutor(
             min(workers, len(chunks)), mp_context=_context(), initializer=_start_worker
         ) as pool:

@@ -79,7 +79,9 @@ def test_folder_ingest_with_workers_stores_the_same_findings(clinic, tmp_path: P
     for workers in (1, 2):
         copy = Path(shutil.copy(db, tmp_path / f"w{workers}.duckdb"))
         report = ingest_files(copy, files, ModelLoader(), workers=workers)
-        assert {Path(f["file"]).name for f in report.failed} == {"blank.dcm", "random.dcm"}
+        failed = {Path(f["file"]).name: f["error"] for f in report.failed}
+        assert set(failed) == {"blank.dcm", "random.dcm", "ct.dcm"}
+        assert "not in the store" in failed["ct.dcm"]  # pydicom's CT is nobody in this clinic
         with store.open_store(copy, read_only=True) as con:
             findings.append(
                 con.execute(
