@@ -250,20 +250,23 @@ def _in_workers(
     crashed), the rest go to a new pool."""
     while chunks:
         gc.collect()  # the parent's garbage goes here, not in a forked worker (``_start_worker``)
-        with ProcessPoolExecutor(
+        pool = ProcessPoolExecutor(
             min(workers, len(chunks)), mp_context=_context(), initializer=_start_worker
-        ) as pool:
+        )
+        done = 0
+        try:
             futures: list[Future[list]] = [
                 pool.submit(_run_chunk, func, part, requested) for part in chunks
             ]
-            done = 0
-            try:
-                for future in futures:
-                    results = future.result()
-                    done += 1
-                    yield from results
-            except BrokenProcessPool:
-                pass
+            for future in futures:
+                results = future.result()
+                done += 1
+                yield from results
+        except BrokenProcessPool:
+            pass
+        finally:
+            # a caller that stops early (Ctrl-C, an error) does not wait for the rest of the folder
+            pool.shutdown(wait=True, cancel_futures=True)
         if done == len(chunks):
             return
         yield from _one_by_one(func, chunks[done], requested)
