@@ -6,6 +6,7 @@ import sys
 
 from bench import (
     bench_analytics,
+    bench_batch,
     bench_forecast,
     bench_generator,
     bench_inference,
@@ -23,6 +24,8 @@ def main(argv: list[str]) -> int:
     bench_inference.main(["--n", "32"] if quick else [])
     print()
     bench_volumes.main(["--reps", "3"] if quick else [])
+    print()
+    bench_batch.main(["--n", "200", "--patients", "3000", "--no-ingest"] if quick else [])
     print()
     bench_treatment.main(
         ["--patients", "500", "--cohort", "2000", "--latency-n", "50", "--kernel-n", "3"]

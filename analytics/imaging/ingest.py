@@ -39,16 +39,21 @@ import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from analytics import store
 from analytics.governance.chain import append_event, chained_transaction
 from analytics.worklist.stored import refresh_for_writer, source_fingerprint
 from models.deid import deidentify as deid
-from models.dicom.reader import DicomReadError, read_dicom, read_header
-from models.inference.read import AIRead, NoModelForImageError, model_for, read_image
+from models.dicom.reader import DicomImage, DicomReadError, read_dicom, read_header
+from models.inference.batch import map_files, read_decoded
+from models.inference.read import AIRead, NoModelForImageError
 from models.inference.registry import LoadedModel, ModelUnavailableError
 from models.inference.tasks import TASKS
 from models.paths import UnsafePathError, inside
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 STORE_MODALITIES = {"MG", "MR", "CT", "US", "PT"}
 
@@ -128,7 +133,9 @@ def _date(text: str | None) -> dt.date | None:
         return None
 
 
-def _prepare(path: Path, load: Callable[[str], LoadedModel]) -> _Prepared:
+def _checked(path: Path) -> tuple[DicomImage, Dataset, dt.date]:
+    """The decoded image, its header and study date, or a ``DicomReadError`` saying why it cannot
+    be filed."""
     image = read_dicom(path)
     header = read_header(path)
     missing = [
@@ -145,15 +152,25 @@ def _prepare(path: Path, load: Callable[[str], LoadedModel]) -> _Prepared:
         raise DicomReadError(
             f"cannot file this image: {', '.join(missing)} missing from the header"
         )
-    assert image.study_uid and image.series_uid and image.sop_instance_uid  # checked just above
     study_date = _date(image.study_date) or _date(getattr(header, "SeriesDate", None))
     if study_date is None:
         raise DicomReadError("cannot file this image: no valid StudyDate in the header")
+    return image, header, study_date
+
+
+def _prepared(
+    path: Path, image: DicomImage, header: Dataset, study_date: dt.date, outcome
+) -> _Prepared:
+    """What the store keeps of one read file: its identifiers and coded terms, the AI read (or the
+    note why there is none), the sha256 of the original."""
     ai = note = None
-    try:
-        ai = read_image(model_for(image, load), image)
-    except (NoModelForImageError, ModelUnavailableError) as exc:
-        note = str(exc)
+    if isinstance(outcome, NoModelForImageError | ModelUnavailableError):
+        note = str(outcome)
+    elif isinstance(outcome, Exception):
+        raise outcome  # the sanity gate refused the pixels: not filed (DicomReadError)
+    else:
+        ai = outcome[0]
+    assert image.study_uid and image.series_uid and image.sop_instance_uid  # checked by _checked
     spacing = image.spacing_mm
     return _Prepared(
         file=path.resolve(),
@@ -175,6 +192,36 @@ def _prepare(path: Path, load: Callable[[str], LoadedModel]) -> _Prepared:
         ai=ai,
         ai_note=note,
     )
+
+
+def _failed(path: Path, exc: BaseException) -> dict:
+    if isinstance(exc, FileNotFoundError):
+        return {"file": str(path), "error": "file not found"}
+    return {"file": str(path), "error": str(exc)}
+
+
+def prepare_files(
+    paths: list[Path], load: Callable[[str], LoadedModel], requested: str | None = None
+) -> list[_Prepared | dict]:
+    """Each file read, checked and AI-read, ready for the store (or its failure entry), in order.
+
+    The AI read is the batched one (``models.inference.batch.read_decoded``: one forward pass per
+    few images, the same results as ``read_image``); ``ingest_files`` runs this in worker
+    processes (``map_files``), which is why it takes a list and returns plain values."""
+    out: list[_Prepared | dict] = [{} for _ in paths]
+    decoded: list[tuple[int, Path, DicomImage, Dataset, dt.date]] = []
+    for i, path in enumerate(paths):
+        try:
+            decoded.append((i, Path(path), *_checked(Path(path))))
+        except (DicomReadError, OSError) as exc:
+            out[i] = _failed(Path(path), exc)
+    outcomes = read_decoded([d[2] for d in decoded], load, requested)
+    for (i, path, image, header, study_date), outcome in zip(decoded, outcomes, strict=True):
+        try:
+            out[i] = _prepared(path, image, header, study_date, outcome)
+        except (DicomReadError, OSError) as exc:
+            out[i] = _failed(path, exc)
+    return out
 
 
 def images_dir_for(db_path: Path) -> Path:
@@ -238,6 +285,7 @@ def ingest_files(
     images_dir: Path | None = None,
     actor: str = "system",
     source: str = "files",
+    workers: int | None = 1,
 ) -> IngestReport:
     """Read, run the AI read, de-identify and store every file; bad files are reported, never stored half.
 
@@ -246,19 +294,21 @@ def ingest_files(
     same transaction as the rows: who, from where, how many stored and failed, and the sha256 of
     every stored original and its de-identified copy (never a name or a UID of the original).
 
+    ``workers``: processes that read the files and run the AI read before the store is opened
+    (``models.inference.batch.map_files``; None: one per core, as ``oncolens ingest`` does). The
+    default reads here: the app calls this from a server process that should not fork.
+
     A file whose SOP Instance UID or series is already stored for another patient is refused with
     a message and changes nothing (a crafted file used to replace another patient's image and
     delete her rows); so is the second of two files of different patients sharing an instance UID.
     """
     report = IngestReport()
     prepared: list[_Prepared] = []
-    for path in paths:
-        try:
-            prepared.append(_prepare(Path(path), load))
-        except FileNotFoundError:
-            report.failed.append({"file": str(path), "error": "file not found"})
-        except (DicomReadError, OSError) as exc:
-            report.failed.append({"file": str(path), "error": str(exc)})
+    for outcome in map_files(prepare_files, paths, workers=workers, load=load):
+        if isinstance(outcome, dict):
+            report.failed.append(outcome)
+        else:
+            prepared.append(outcome)
     if not prepared:
         return report
     now = now or dt.datetime.now()

@@ -35,6 +35,7 @@ the on-the-fly one are the same numbers.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import duckdb
@@ -98,6 +99,11 @@ class WorklistPage:
     offset: int
     buckets: dict[str, int] = field(default_factory=dict)  # rows per bucket (filters applied)
 
+
+RiskMap = Callable[..., list[pd.DataFrame]]
+"""Runs ``risks``' chunks elsewhere: ``run(jobs, prior, as_of, line_start)`` with ``jobs`` a list of
+(person_ids, with the clinic model?) returns each job's ``cohort_risk`` frame, in the jobs' order.
+``dashboard.services.ray_jobs.risk_map`` runs them as Ray tasks; None runs them here."""
 
 RISK_CHUNK = (
     20_000  # patients per vectorised risk batch: ~1.2 GB peak at 20,000, the same speed as larger
@@ -174,8 +180,12 @@ def risks(
     *,
     line_start: pd.Series | None = None,
     recurred: np.ndarray | None = None,
+    risk_map: RiskMap | None = None,
 ) -> pd.DataFrame:
     """``forecast.cohort_risk`` in batches of ``RISK_CHUNK`` patients (in the order given).
+
+    ``risk_map``: where the batches run (``RiskMap``; default here, one after another). The
+    batches and their order are the same whichever runs them, so the numbers are too.
 
     ``line_start``: per person_id, the start of her current line (after a progression; see
     ``events``); ``recurred``: ids with a recurrence recorded, whose risk is the tumour part
@@ -190,13 +200,22 @@ def risks(
     if line_start is None or recurred is None:  # called with ids alone: take both from the store
         known = flagged(con, person_ids=ids, as_of=as_of)
         line_start, recurred = line_starts(known), recurred_ids(known)
-    parts = []
+    jobs: list[tuple[np.ndarray, bool]] = []
     for i in range(0, ids.size, RISK_CHUNK):
         chunk = ids[i : i + RISK_CHUNK]
         after = np.isin(chunk, recurred)  # recurrence recorded: no recurrence forecast
-        for part, model in ((chunk[~after], clinic), (chunk[after], None)):
+        for part, with_clinic in ((chunk[~after], clinic is not None), (chunk[after], False)):
             if part.size:
-                parts.append(cohort_risk(con, part, prior, model, as_of, line_start=line_start))
+                jobs.append((part, with_clinic))
+    if risk_map is not None and jobs:
+        parts = risk_map(jobs, prior, as_of or data_cutoff(con) or dt.date.today(), line_start)
+    else:
+        parts = [
+            cohort_risk(
+                con, part, prior, clinic if with_clinic else None, as_of, line_start=line_start
+            )
+            for part, with_clinic in jobs
+        ]
     if not parts:
         return cohort_risk(con, ids, prior, clinic, as_of)
     return pd.concat(parts, ignore_index=True).set_index("person_id").loc[ids].reset_index()
@@ -245,6 +264,7 @@ def ranked(
     prior=None,
     clinic=None,
     as_of=None,
+    risk_map: RiskMap | None = None,
 ) -> pd.DataFrame:
     """The whole (site-filtered) list with RECIST flags and forecast risks, in rank order.
 
@@ -264,6 +284,7 @@ def ranked(
         as_of,
         line_start=line_starts(frame),
         recurred=recurred_ids(frame),
+        risk_map=risk_map,
     )
     frame = rank_order(frame.merge(risk, on="person_id", how="left"))
     return frame[list(WORKLIST_COLUMNS)].reset_index(drop=True)

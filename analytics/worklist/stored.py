@@ -247,14 +247,19 @@ def refresh(
     return RefreshResult("full", len(rows), time.perf_counter() - start)
 
 
-def _rank_everyone(con: duckdb.DuckDBPyConnection, clinic, prior=None):
-    """(today, prior, every eligible patient ranked): the computation of a full refresh, reads only."""
+def _rank_everyone(con: duckdb.DuckDBPyConnection, clinic, prior=None, risk_map=None):
+    """(today, prior, every eligible patient ranked): the computation of a full refresh, reads only.
+    ``risk_map``: where the forecast risks run (``worklist.ranking.RiskMap``; default here)."""
     # lazy: at the top, importing analytics.worklist.stored took 838 ms instead of 730 ms
     from analytics.forecast.patient import estimate_prior
 
     as_of = as_of_date(con)
     prior = prior if prior is not None else estimate_prior(con)
-    return as_of, prior, worklist.ranked(con, prior=prior, clinic=clinic, as_of=as_of)
+    return (
+        as_of,
+        prior,
+        worklist.ranked(con, prior=prior, clinic=clinic, as_of=as_of, risk_map=risk_map),
+    )
 
 
 def _store_full(
@@ -290,7 +295,12 @@ def _last_computed(con: duckdb.DuckDBPyConnection):
 
 
 def refresh_store(
-    db_path: str | Path, clinic=None, wait_s: float = 30.0, *, read_only_ranking: bool = True
+    db_path: str | Path,
+    clinic=None,
+    wait_s: float = 30.0,
+    *,
+    read_only_ranking: bool = True,
+    risk_map=None,
 ) -> RefreshResult:
     """A full ``refresh`` of a store file that keeps the store readable while the ranking is computed.
 
@@ -307,6 +317,9 @@ def refresh_store(
     uses it: inside the app's process a read-only instance would make the app's own writes (audit
     events, reviews) wait for the whole ranking, while one read-write instance is shared by all its
     sessions. Raises ``store.StoreBusyError`` when another writer holds the store longer than ``wait_s``.
+
+    ``risk_map``: where the read-only ranking's forecast risks run (``worklist.ranking.RiskMap``,
+    e.g. Ray tasks: ``oncolens worklist --refresh --engine ray``); this process still writes.
     """
     start = time.perf_counter()
     model_version = clinic.version if clinic is not None else None
@@ -314,7 +327,7 @@ def refresh_store(
         with store.open_store(db_path, read_only=True, wait_s=wait_s) as con:
             con.execute("SET enable_progress_bar = false")
             seen = (source_fingerprint(con), as_of_date(con), _last_computed(con))
-            as_of, prior, rows = _rank_everyone(con, clinic)
+            as_of, prior, rows = _rank_everyone(con, clinic, risk_map=risk_map)
         with store.open_store(db_path, wait_s=wait_s) as con:
             con.execute("BEGIN TRANSACTION")
             try:

@@ -12,8 +12,10 @@ from dashboard.cli.common import (
     SubParsers,
     actor,
     add_command,
+    check_engine,
     db_arg,
     db_path,
+    engine_args,
     say,
     whole_number,
 )
@@ -59,6 +61,7 @@ def add_subparsers(subparsers: SubParsers) -> None:
         action="store_true",
         help="rank every eligible patient again first (about 5 minutes at a million patients)",
     )
+    engine_args(p)  # where --refresh computes the forecast risks (docs/scaling.md)
     p.add_argument("--site", metavar="SITE", help="one treating clinic")
     p.add_argument("--progression", action="store_true", help="RECIST progression only")
     p.add_argument(
@@ -201,10 +204,11 @@ def cmd_import(args: argparse.Namespace) -> int:
     return EXIT_FAILED if failed else 0
 
 
-def refresh_worklist(db: Path) -> dict:
+def refresh_worklist(db: Path, args: argparse.Namespace | None = None) -> dict:
     """Rank the stored worklist of ``db`` in full, with the store's treatment model (one transaction).
 
-    Used by ``oncolens demo`` (after training the model) and ``oncolens worklist --refresh``.
+    Used by ``oncolens demo`` (after training the model) and ``oncolens worklist --refresh``, whose
+    ``--engine ray`` (``args``) computes the forecast risks as Ray tasks; this process writes.
     """
     # lazy: `oncolens --help` and the other commands never load it
     from analytics.worklist import stored as worklist_store
@@ -214,7 +218,17 @@ def refresh_worklist(db: Path) -> dict:
         f"ranking the worklist by forecast risk ({'with' if clinic else 'no'} treatment model; "
         "about 5 minutes at a million patients)"
     )
-    result = worklist_store.refresh_store(db, clinic)
+    engine = getattr(args, "engine", "local") if args is not None else "local"
+    if args is not None:
+        check_engine(args)
+    if engine == "ray":
+        # lazy: Ray (and its start-up) only for --engine ray
+        from dashboard.services import ray_jobs
+
+        with ray_jobs.cluster(args.address, args.workers):  # type: ignore[union-attr]
+            result = worklist_store.refresh_store(db, clinic, risk_map=ray_jobs.risk_map(db))
+    else:
+        result = worklist_store.refresh_store(db, clinic)
     return {
         "mode": result.mode,
         "entries": result.entries,
@@ -237,7 +251,7 @@ def cmd_worklist(args: argparse.Namespace) -> int:
     from analytics.worklist import stored as worklist_store
 
     db = db_path(args)
-    refreshed = refresh_worklist(db) if args.refresh else None
+    refreshed = refresh_worklist(db, args) if args.refresh else None
     clinic = worklist_store.clinic_model(db)
     with store.open_store(db, read_only=True) as con:
         status = worklist_store.status(con, clinic.version if clinic else None)

@@ -77,3 +77,37 @@ def actor() -> str:
         return f"cli:{getpass.getuser()}"
     except Exception:  # noqa: BLE001 - no login name in a container: still say it came from the CLI
         return "cli"
+
+
+# --engine, --address and --workers: where a batch command runs (docs/scaling.md). ``predict`` and
+# ``worklist --refresh`` take the same three options and mean the same by them: ``local`` (default)
+# runs in worker processes on this machine, ``ray`` hands the same library functions to Ray tasks.
+
+
+def engine_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="local: worker processes on this machine (default); ray: Ray tasks (docs/scaling.md)",
+    )
+    p.add_argument(
+        "--address",
+        metavar="ADDR",
+        help="with --engine ray: an existing Ray cluster (e.g. ray://head:10001 or auto); "
+        "default: a local cluster started for this run",
+    )
+    p.add_argument(
+        "--workers",
+        type=whole_number,
+        metavar="N",
+        help="worker processes (local) or Ray CPUs for a local cluster (default: one per core)",
+    )
+
+
+def check_engine(args: argparse.Namespace) -> None:
+    """Refuse option combinations that would silently mean something else."""
+    if args.address and args.engine != "ray":
+        raise CliError("--address names a Ray cluster: use it with --engine ray")
+    if args.workers is not None and args.workers < 1:
+        raise CliError("--workers must be at least 1")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 from dashboard.cli import hospital as cli_hospital
@@ -17,8 +18,10 @@ from dashboard.cli.common import (
     SubParsers,
     actor,
     add_command,
+    check_engine,
     db_arg,
     db_path,
+    engine_args,
     print_json_lines,
     say,
     whole_number,
@@ -35,6 +38,12 @@ def add_subparsers(subparsers: SubParsers) -> None:
     )
     p.add_argument("paths", nargs="*", type=Path, metavar="PATH")
     db_arg(p)
+    p.add_argument(
+        "--workers",
+        type=whole_number,
+        metavar="N",
+        help="processes that read the files before the store is opened (default: one per core)",
+    )
     cli_hospital.add_ingest_arguments(p)
 
     p = add_command(
@@ -75,6 +84,7 @@ def add_subparsers(subparsers: SubParsers) -> None:
         help="force a model (mammography, brain_mri); default: by modality",
     )
     p.add_argument("--json", action="store_true", help="one JSON object per image")
+    engine_args(p)
 
     p = add_command(
         subparsers,
@@ -127,12 +137,9 @@ def add_subparsers(subparsers: SubParsers) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from models.inference.read import (  # lazy: `oncolens --help` and the other commands never load it
-        iter_dicom_paths,
-        predict_file,
-    )
+    # lazy: `oncolens --help` and the other commands never load it
+    from models.inference.read import iter_dicom_paths
 
-    load = ModelLoader()
     failed = 0
     files = list(iter_dicom_paths(args.paths))
     seen = len(files)
@@ -145,8 +152,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             cli_progress.echo(f"{result['file']}: error: {result['error']}")
     files = [f for f in files if str(f) not in in_volumes]
     seen = len(files) + len(volumes)  # a volume series is one input
-    for path in cli_progress.track(files, "AI read", len(files)):
-        result = predict_file(path, load, args.model)
+    for result in cli_progress.track(read_many(files, args.model, args), "AI read", len(files)):
         # a refusal is a result (label null, `refused` says why) but counts as a failed input
         failed += "error" in result or bool(result.get("refused"))
         if args.json:
@@ -283,6 +289,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         return cli_hospital.cmd_ingest_pacs(args, db_path(args), ModelLoader())
     if not args.paths:
         raise CliError("give DICOM files or folders to ingest")
+    if args.workers is not None and args.workers < 1:
+        raise CliError("--workers must be at least 1")
     files = list(iter_dicom_paths(args.paths))
     if not files:
         raise CliError("no files found under the given paths")
@@ -291,6 +299,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         cli_progress.track(files, "reading and AI read", len(files)),
         ModelLoader(),
         actor=actor(),
+        workers=args.workers,  # None: one process per core reads before the store is opened
     )
     print_json_lines([*report.stored, *report.failed])
     refused = sum(1 for e in report.stored if e.get("refused"))
@@ -457,3 +466,18 @@ def cmd_explain(args: argparse.Namespace) -> int:
             "(see `oncolens validate saliency`): the map may reflect the image more than the model"
         )
     return 0
+
+
+def read_many(files: list[Path], model: str | None, args: argparse.Namespace) -> Iterator[dict]:
+    """``predict_file``'s result for every file, in order, on the engine the options name (Ray is
+    imported only for ``--engine ray``, so every other command starts as fast as before)."""
+    check_engine(args)
+    if args.engine == "ray":
+        # lazy: Ray (and its start-up) only for --engine ray
+        from dashboard.services import ray_jobs
+
+        return ray_jobs.predict_files(files, model, address=args.address, workers=args.workers)
+    # lazy: `oncolens --help` and the other commands never load it
+    from models.inference.batch import predict_files
+
+    return predict_files(files, model, workers=args.workers)

@@ -42,7 +42,9 @@ __all__ = [
     "iter_dicom_paths",
     "model_for",
     "predict_file",
+    "read_from_outputs",
     "read_image",
+    "result_json",
 ]
 
 
@@ -167,6 +169,23 @@ def read_image(model: LoadedModel, image: DicomImage) -> AIRead:
     x = to_tensor(image.pixels).to(model.device)
     logits, mask_logits, features = model.infer_with_features(x)
     check = model.check_inputs(x, features)[0]
+    return read_from_outputs(model, image, logits, mask_logits, check, started)
+
+
+@torch.inference_mode()
+def read_from_outputs(
+    model: LoadedModel,
+    image: DicomImage,
+    logits: torch.Tensor,
+    mask_logits: torch.Tensor,
+    check: InputCheck,
+    started: float,
+) -> AIRead:
+    """The read from the network's outputs for this one image (``logits`` (1, classes),
+    ``mask_logits`` (1, 1, s, s)) and the guard's verdict: the label, the outline, RECIST and
+    radiomics. One function for ``read_image`` and the batched path (``models.inference.batch``),
+    so a read of many files says exactly what the read of each alone says. ``started``: the
+    ``time.perf_counter()`` the read's latency counts from."""
     if not check.in_distribution:
         return AIRead(
             model=model.name,
@@ -232,16 +251,36 @@ def predict_file(
     try:
         image = read_dicom(path)
         ai = read_image(model_for(image, load, requested), image)
-    except FileNotFoundError:
+    except READ_ERRORS as exc:
+        return error_result(path, exc)
+    return result_json(path, image, ai, (time.perf_counter() - started) * 1e3)
+
+
+READ_ERRORS = (
+    FileNotFoundError,
+    IsADirectoryError,
+    DicomReadError,
+    NoModelForImageError,
+    ModelUnavailableError,
+)
+"""What a read of one file may fail with and still leave the others to run (``error_result``)."""
+
+
+def error_result(path: Path, exc: BaseException) -> dict:
+    """The CLI contract's error entry for one file (``file`` + ``error``, and the error's type)."""
+    if isinstance(exc, FileNotFoundError):
         return {"file": str(path), "error": "file not found"}
-    except IsADirectoryError:
+    if isinstance(exc, IsADirectoryError):
         return {"file": str(path), "error": "is a folder"}
-    except (DicomReadError, NoModelForImageError, ModelUnavailableError) as exc:
-        return {"file": str(path), "error": str(exc), "error_type": type(exc).__name__}
+    return {"file": str(path), "error": str(exc), "error_type": type(exc).__name__}
+
+
+def result_json(path: Path, image: DicomImage, ai: AIRead, latency_ms: float) -> dict:
+    """The CLI contract's entry for one read file (``oncolens predict --json``)."""
     return {
         "file": str(path),
         **ai.to_json(),
-        "latency_ms": round((time.perf_counter() - started) * 1e3, 2),
+        "latency_ms": round(latency_ms, 2),
         "inference_ms": round(ai.latency_ms, 2),
         "modality": image.modality,
         "sop_instance_uid": image.sop_instance_uid,
@@ -250,7 +289,8 @@ def predict_file(
 
 def _read_input(path: Path) -> tuple[Path, torch.Tensor | None, str | None]:
     try:
-        return path, to_tensor(read_dicom(path).pixels), None
+        # the same structural sanity gate as read_image: a constant frame is refused, not classified
+        return path, to_tensor(require_readable(read_dicom(path)).pixels), None
     except (OSError, DicomReadError) as exc:
         return path, None, str(exc)
 
@@ -260,13 +300,15 @@ def classify_batches(
 ) -> Iterator[tuple[Path, np.ndarray | None, str | None]]:
     """(path, class probabilities or None, error or None) for many files, in order.
 
-    The input guard runs here too: a refused image gets None and the guard's reason.
+    The structural sanity gate (``models.dicom.sanity``) and the input guard run here too: a file
+    the gate or the guard refuses gets None and the reason.
 
     Why threads: reading and decoding a file is mostly Python (pydicom), the
     forward pass is mostly native code that releases the GIL, so reading the
     next batch while the network runs on the current one keeps both cores busy
     (bench/bench_inference.py measures the gain). No lesion outline or
-    radiomics here: this is the throughput path for triage of many images.
+    radiomics here: probabilities only. The full read of many files (outline, RECIST,
+    radiomics, the CLI's JSON) is ``models.inference.batch``.
     """
     # lazy: concurrent is imported only when this is used (start-up time)
     from concurrent.futures import ThreadPoolExecutor

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from models.radiomics import (
     FEATURE_TABLE,
+    _excess_kurtosis,
+    _skewness,
     feature_rows,
     largest_component,
     longest_diameter_mm,
@@ -89,3 +92,11 @@ def test_feature_rows_carry_units_and_drop_sizes_without_spacing() -> None:
     )
     assert all(r["unit"] for r in rows)
     assert not [r for r in feature_rows(f, spacing_known=False) if r["unit"] in ("mm", "mm²")]
+
+
+def test_skewness_and_kurtosis_match_scipy() -> None:
+    """The NumPy moments (scipy.stats no longer imported at start-up) against scipy.stats itself."""
+    rng = np.random.default_rng(3)
+    for values in (rng.gamma(2.0, 3.0, 500), rng.normal(100, 20, 50), rng.integers(0, 4, 9) * 1.0):
+        assert _skewness(values) == pytest.approx(float(stats.skew(values)), abs=1e-12)
+        assert _excess_kurtosis(values) == pytest.approx(float(stats.kurtosis(values)), abs=1e-12)
