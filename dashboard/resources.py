@@ -1100,3 +1100,12 @@ def accounts(ref: StoreRef) -> list:
 
     with store.open_store(ref.path, read_only=True, wait_s=READ_WAIT_S) as con:
         return users.list_users(con)
+
+
+@st.cache_resource(show_spinner=False)
+def demo_volume():
+    """The viewer's demo volume (``models.training.phantom_volume``), seeded: drawn once per process."""
+    # lazy: only the Imaging page's viewer demo needs it
+    from models.training.phantom_volume import brain_phantom
+
+    return brain_phantom()
