@@ -107,13 +107,16 @@ if wanted_study:
             + ". No other study is shown in its place: pick an image below, or upload one.",
             icon=":material/image_not_supported:",
         )
-pacs_panel.render(ref)
+# the picker and the PACS pull share a row, so that at 1366 x 768 the image sits above the fold
+pick_column, pacs_column = st.columns([3, 2], vertical_alignment="bottom")
+with pacs_column:
+    pacs_panel.render(ref)
 if st.session_state.get("imaging_for") != choice.person_id:  # another patient: start at the default
     st.session_state["imaging_for"] = choice.person_id
     st.session_state.pop("imaging_source", None)
 if st.session_state.get("imaging_source") not in labels:
     st.session_state["imaging_source"] = default  # the widget's value lives in session state only
-picked = st.selectbox("Image", list(labels), format_func=labels.get, key="imaging_source")
+picked = pick_column.selectbox("Image", list(labels), format_func=labels.get, key="imaging_source")
 
 if picked == -2:  # the viewer's demo volume: no file, no AI read
     viewer.show_demo_volume(key="imaging_viewer_demo")

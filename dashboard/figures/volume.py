@@ -19,7 +19,6 @@ the window is applied in the browser (no round trip to Python).
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 from collections.abc import Sequence
@@ -143,7 +142,8 @@ def window_presets(
     finite = values[np.isfinite(values)]
     auto = None
     if finite.size:
-        sample = finite if finite.size <= 2_000_000 else finite[:: finite.size // 2_000_000 + 1]
+        # a regular subsample: percentiles of 262,144 values are as good and 5x faster on a volume
+        sample = finite if finite.size <= 262_144 else finite[:: finite.size // 262_144 + 1]
         body = sample[sample > sample.min()] if np.any(sample > sample.min()) else sample
         lo, hi = np.percentile(body, [0.5, 99.5])
         if hi <= lo:
@@ -186,8 +186,11 @@ def outline_source(mask: np.ndarray) -> np.ndarray:
 
 
 def nifti_bytes(volume_zyx: np.ndarray, affine: np.ndarray, intent: str | None = None) -> bytes:
-    """A gzipped NIfTI-1 file of a (z, y, x) array: int16 when the values are whole numbers
-    that fit (half the bytes of float32, exact), uint8 for labels, float32 otherwise."""
+    """A NIfTI-1 file of a (z, y, x) array: int16 when the values are whole numbers that fit
+    (half the bytes of float32, exact), uint8 for labels, float32 otherwise.
+
+    Not gzipped: gzip took longer in Python (about 100 ms for a 128 x 128 x 64 volume) and to
+    unpack in the browser than the bytes it saves take over the app's websocket."""
     data = np.asarray(volume_zyx)
     if intent == "label":
         data = data.astype(np.uint8)
@@ -204,8 +207,7 @@ def nifti_bytes(volume_zyx: np.ndarray, affine: np.ndarray, intent: str | None =
     img.header.set_sform(affine, code=1)
     if intent == "label":
         img.header.set_intent("label")
-    # level 1: the bytes travel over the local websocket once; speed matters more than size
-    return gzip.compress(img.to_bytes(), compresslevel=1, mtime=0)
+    return img.to_bytes()
 
 
 def _as_volume(array: np.ndarray, what: str) -> np.ndarray:

@@ -1,5 +1,5 @@
 """The Imaging page through AppTest: a demo mammogram and a brain slice with the AI read, bad files, no model,
-and what the in-browser viewer is sent (its rendering is tested in Chromium: tests/e2e/test_viewer.py)."""
+and what the in-browser viewer is sent (its rendering is tested in Chromium: tests/e2e/test_viewer_browser.py)."""
 
 from __future__ import annotations
 

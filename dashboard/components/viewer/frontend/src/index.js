@@ -30,6 +30,7 @@ const PLANE_NAME = { [SLICE_TYPE.AXIAL]: "Axial", [SLICE_TYPE.CORONAL]: "Coronal
 
 const t0 = performance.now();
 const bar = document.getElementById("bar");
+const layersBar = document.getElementById("layers");
 const canvas = document.getElementById("gl");
 const wrap = document.getElementById("wrap");
 const statusLine = document.getElementById("status");
@@ -45,6 +46,7 @@ let overlays = []; // {name, kind, visible, opacity, index}
 let lastMeasurement = null;
 let firstDrawMs = null;
 let location = null;
+const timings = { module: t0 }; // ms since the iframe's navigation began: where first-render time goes
 
 const fmt = (v) => (Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 10 ? v.toFixed(1) : v.toPrecision(3));
 
@@ -107,16 +109,12 @@ function button(label, title, pressed, onClick) {
   return b;
 }
 
-function group(label) {
+function group(label, parent = bar) {
   const g = document.createElement("div");
   g.className = "group";
-  if (label) {
-    const l = document.createElement("span");
-    l.className = "label";
-    l.textContent = label;
-    g.appendChild(l);
-  }
-  bar.appendChild(g);
+  g.setAttribute("role", "group");
+  g.setAttribute("aria-label", label);
+  parent.appendChild(g);
   return g;
 }
 
@@ -155,6 +153,8 @@ function applyOverlay(o) {
 
 function buildBar() {
   bar.replaceChildren();
+  layersBar.replaceChildren();
+  layersBar.style.display = overlays.length ? "flex" : "none";
   if (spec.is_volume) {
     const g = group("Plane");
     for (const [label, type, key] of PLANES) {
@@ -163,7 +163,7 @@ function buildBar() {
       g.appendChild(b);
     }
   }
-  const presetGroup = group("Window");
+  const presetGroup = group("Window preset");
   const select = document.createElement("select");
   select.id = "preset";
   select.setAttribute("aria-label", "Window preset");
@@ -180,7 +180,7 @@ function buildBar() {
   });
   presetGroup.appendChild(select);
 
-  const toolGroup = group("Mouse");
+  const toolGroup = group("Mouse tool");
   for (const [label, mode, key, title] of TOOLS) {
     const b = button(label, `${title} (key ${key})`, mode === tool, () => { setTool(mode); press(toolGroup, b); });
     b.dataset.tool = label;
@@ -189,7 +189,7 @@ function buildBar() {
   toolGroup.appendChild(button("Reset", "Reset window, zoom and measurements (key r)", false, reset));
 
   for (const o of overlays) {
-    const g = group("");
+    const g = group(`Overlay ${o.name}`, layersBar);
     const l = document.createElement("label");
     l.className = "toggle";
     const box = document.createElement("input");
@@ -258,6 +258,7 @@ function labelLut(rgb, name) {
 }
 
 async function load(args) {
+  timings.renderEvent ??= performance.now();
   spec = args.spec;
   wrap.style.height = `${spec.height}px`;
   sliceType = spec.is_volume ? SLICE_TYPE[spec.plane || "AXIAL"] : SLICE_TYPE.AXIAL;
@@ -286,39 +287,53 @@ async function load(args) {
     });
     nv.onLocationChange = (loc) => { location = loc; renderStatus(); };
     nv.onMeasurementCompleted = (m) => { lastMeasurement = m.distance; renderStatus(); };
-    await nv.attachToCanvas(canvas);
+    await nv.attachToCanvas(canvas, false); // no multisampling: on a software GL it halves the frame rate
+    timings.attached = performance.now();
   } else {
     nv.opts.isOrientationTextVisible = Boolean(spec.orientation_known);
     nv.opts.showMeasureUnits = spec.spacing_known !== false;
-    while (nv.volumes.length) nv.removeVolume(nv.volumes[nv.volumes.length - 1]);
   }
   const preset = spec.presets[spec.preset_index || 0];
-  const image = await NVImage.loadFromUrl({
-    url: args.image,
-    name: "image.nii.gz",
-    colormap: "gray",
-    cal_min: preset.center - preset.width / 2,
-    cal_max: preset.center + preset.width / 2,
-    trustCalMinMax: true,
-  });
-  nv.addVolume(image);
-  overlays = [];
-  for (const o of spec.overlays) {
-    const vol = await NVImage.loadFromUrl({
-      url: args[o.arg],
-      name: `${o.arg}.nii.gz`,
-      colormap: o.kind === "heat" ? o.colormap : "gray",
-      opacity: o.visible ? o.opacity : 0,
-      cal_min: o.kind === "heat" ? o.threshold : 0,
-      cal_max: 1,
+  // decode the image and every overlay at once, then hand them to NiiVue in one update: each
+  // addVolume / setOpacity re-renders every layer to the GPU, which costs seconds on a software GL
+  const [image, ...layers] = await Promise.all([
+    NVImage.loadFromUrl({
+      url: args.image,
+      name: "image.nii",
+      colormap: "gray",
+      cal_min: preset.center - preset.width / 2,
+      cal_max: preset.center + preset.width / 2,
       trustCalMinMax: true,
-    });
-    if (o.kind === "outline") vol.setColormapLabel(labelLut(o.color, o.name));
-    nv.addVolume(vol);
-    overlays.push({ ...o, index: nv.volumes.length - 1, swatch: o.kind === "outline" ? `rgb(${o.color.join(",")})` : "linear-gradient(90deg,#d00,#ff0)" });
-  }
-  for (const o of overlays) applyOverlay(o);
+    }),
+    ...spec.overlays.map((o) =>
+      NVImage.loadFromUrl({
+        url: args[o.arg],
+        name: `${o.arg}.nii`,
+        colormap: o.kind === "heat" ? o.colormap : "gray",
+        opacity: o.visible ? o.opacity : 0,
+        cal_min: o.kind === "heat" ? o.threshold : 0,
+        cal_max: 1,
+        trustCalMinMax: true,
+      }),
+    ),
+  ]);
+  timings.decoded ??= performance.now();
+  overlays = spec.overlays.map((o, i) => {
+    if (o.kind === "outline") layers[i].setColormapLabel(labelLut(o.color, o.name));
+    layers[i].opacity = o.visible ? o.opacity : 0;
+    const swatch = o.kind === "outline" ? `rgb(${o.color.join(",")})` : "linear-gradient(90deg,#000,#b5367a,#fca50a,#fcffa4)";
+    return { ...o, index: i + 1, swatch };
+  });
+  // what Niivue.setVolume does for one volume, for all of them (NiiVue 0.69, pinned in package.json)
+  nv.volumes = [image, ...layers];
+  nv.back = image;
+  nv.overlays = layers;
+  nv.updateGLVolume();
+  timings.uploaded ??= performance.now();
   setTool(tool);
+  // a single 2D image has no other plane to point at: no crosshair over it (the Crosshair tool still
+  // reads the value under a click)
+  nv.opts.crosshairColor = spec.is_volume ? [0.3, 0.75, 1.0, 0.85] : [0, 0, 0, 0];
   nv.setSliceType(sliceType);
   // start on the slice the page asks for (the AI lesion's), else the middle one
   const s = currentSlices();
@@ -329,7 +344,10 @@ async function load(args) {
   buildBar();
   renderStatus();
   setFrameHeight(document.body.scrollHeight);
-  if (firstDrawMs === null) firstDrawMs = performance.now() - t0;
+  if (firstDrawMs === null) {
+    firstDrawMs = performance.now() - t0;
+    timings.drawn = performance.now();
+  }
   loadedId = spec.id;
   document.body.dataset.ready = spec.id;
 }
@@ -360,6 +378,7 @@ window.oncolensViewer = {
       overlays: overlays.map((o) => ({ name: o.name, visible: o.visible, opacity: o.opacity })),
       measurementMm: lastMeasurement,
       firstDrawMs,
+      timings,
     };
   },
   scroll,
