@@ -68,6 +68,31 @@ def demo_volume():
     return brain_phantom()
 
 
+# The browser's own frame rate with nothing to draw: the ceiling of anything per frame on this machine.
+RAF_CEILING = """async () => {
+  let n = 0;
+  const t0 = performance.now();
+  while (performance.now() - t0 < 2000) {
+    await new Promise((r) => requestAnimationFrame(() => r()));
+    n += 1;
+  }
+  return n / ((performance.now() - t0) / 1000);
+}"""
+# The viewer's own work per slice (move, draw, wait for the GPU), without waiting for the screen.
+DRAW = """(n) => {
+  const v = window.oncolensViewer;
+  v.scroll(-v.state().vox[2]);
+  const gl = v.nv.gl;
+  gl.finish();
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) {
+    v.scroll(i < 60 ? 1 : -1);
+    gl.finish();
+  }
+  return n / ((performance.now() - t0) / 1000);
+}"""
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -173,6 +198,13 @@ def main(argv: list[str] | None = None) -> int:
                 current = frame.evaluate(slice_now)
             wheel = args.slices / (time.perf_counter() - t)
             per_frame = frame.evaluate(PER_FRAME, args.slices)
+            ceiling = frame.evaluate(RAF_CEILING)
+            drawn = frame.evaluate(DRAW, 60)
+            renderer = frame.evaluate(
+                "(() => { const g = document.createElement('canvas').getContext('webgl2');"
+                " const d = g && g.getExtension('WEBGL_debug_renderer_info');"
+                " return d ? g.getParameter(d.UNMASKED_RENDERER_WEBGL) : 'unknown'; })()"
+            )
             context.close()
             browser.close()
     finally:
@@ -191,7 +223,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"scrolling by the wheel: {wheel:.1f} slices/s (each slice waited for; target >= 20)")
     rate = per_frame["moved"] / (per_frame["ms"] / 1e3)
-    print(f"scrolling per animation frame: {rate:.1f} slices/s (capped by the refresh rate)")
+    print(
+        f"scrolling per animation frame: {rate:.1f} slices/s; the browser's empty frame rate here "
+        f"{ceiling:.1f}/s (the ceiling of anything per frame)"
+    )
+    print(f"the viewer's work per slice (move, draw, GPU finish): {drawn:.0f} slices/s")
+    print(
+        f"WebGL renderer: {renderer}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    )
     return 0
 
 

@@ -237,7 +237,10 @@ function scroll(step) {
   renderStatus();
 }
 
-canvas.addEventListener("keydown", (e) => {
+// keys anywhere in the viewer (NiiVue's mousedown prevents the canvas from taking focus), except
+// while a control (the preset list, an opacity slider) has it
+document.addEventListener("keydown", (e) => {
+  if (!spec || e.target instanceof HTMLSelectElement || e.target instanceof HTMLInputElement) return;
   const keys = { ArrowUp: 1, PageUp: 5, ArrowDown: -1, PageDown: -5 };
   if (e.key in keys) {
     scroll(keys[e.key]);
@@ -251,7 +254,20 @@ canvas.addEventListener("keydown", (e) => {
     if (t) document.querySelector(`button[data-tool="${t[0]}"]`).click();
   }
 });
+canvas.addEventListener("pointerdown", () => canvas.focus());
 for (const ev of ["pointermove", "pointerup", "wheel"]) canvas.addEventListener(ev, () => requestAnimationFrame(renderStatus));
+
+// The page asks for a height that fits under its header at 1366 x 768; a taller screen gets a taller
+// image (up to square), read from the page around the iframe (same origin), else the asked height.
+function canvasHeight() {
+  let screen = 0;
+  try {
+    screen = window.parent.innerHeight;
+  } catch {
+    screen = 0;
+  }
+  return Math.round(Math.max(spec.height, Math.min(screen - 480, wrap.clientWidth || spec.height)));
+}
 
 function labelLut(rgb, name) {
   return { R: [0, rgb[0]], G: [0, rgb[1]], B: [0, rgb[2]], A: [0, 255], I: [0, 1], labels: ["", name] };
@@ -260,7 +276,7 @@ function labelLut(rgb, name) {
 async function load(args) {
   timings.renderEvent ??= performance.now();
   spec = args.spec;
-  wrap.style.height = `${spec.height}px`;
+  wrap.style.height = `${canvasHeight()}px`;
   sliceType = spec.is_volume ? SLICE_TYPE[spec.plane || "AXIAL"] : SLICE_TYPE.AXIAL;
   if (!nv) {
     nv = new Niivue({
@@ -333,7 +349,7 @@ async function load(args) {
   setTool(tool);
   // a single 2D image has no other plane to point at: no crosshair over it (the Crosshair tool still
   // reads the value under a click)
-  nv.opts.crosshairColor = spec.is_volume ? [0.3, 0.75, 1.0, 0.85] : [0, 0, 0, 0];
+  nv.opts.crosshairWidth = spec.is_volume ? 0.5 : 0;
   nv.setSliceType(sliceType);
   // start on the slice the page asks for (the AI lesion's), else the middle one
   const s = currentSlices();
