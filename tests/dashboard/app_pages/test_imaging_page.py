@@ -152,6 +152,19 @@ def test_the_demo_volume_is_offered_and_shown_without_an_ai_read(env):
     assert "not a patient" in texts(at.info)
 
 
+def test_without_the_built_viewer_the_page_says_so_and_shows_a_static_picture(
+    env, monkeypatch, tmp_path
+):
+    from dashboard.components.viewer import component
+
+    monkeypatch.setattr(component, "BUILD_DIR", tmp_path / "no-build")
+    at = open_page("imaging", patient=str(env["brain_pid"]))
+    assert not at.exception
+    assert "make viewer" in texts(at.error)
+    assert not viewers(at) and len(at.get("plotly_chart")) == 2  # the static image + saliency
+    assert "Most likely" in {m.label for m in at.metric}  # the read is still given
+
+
 def test_clinic_view_lists_images_and_defaults_to_the_newest(env):
     at = open_page("imaging")
     assert not at.exception
