@@ -7,7 +7,7 @@ DB     ?= $(HOME)/.oncolens/oncolens.duckdb
 PORT   ?= 8501
 PATIENTS ?= 2000
 
-.PHONY: run test check install install-dev demo bench lint clean pacs-deps browser-deps screenshots fuzz e2e-full
+.PHONY: run test check install install-dev demo bench lint clean pacs-deps browser-deps screenshots fuzz e2e-full viewer
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -95,6 +95,12 @@ screenshots: $(VENV)/.installed-dev browser-deps
 # same properties on a few hundred, seeded (docs/security.md).
 fuzz: $(VENV)/.installed-dev
 	ONCOLENS_FUZZ=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/models/dicom/test_fuzz.py
+
+# Rebuilds the image viewer's bundle (dashboard/components/viewer/frontend/build, committed) with npm:
+# only after changing its source or NiiVue's version; `make run` and `make test` never need Node.
+VIEWER := dashboard/components/viewer/frontend
+viewer:
+	cd $(VIEWER) && npm ci --no-audit --no-fund && npm run build
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench

@@ -13,6 +13,7 @@ from bench import (
     bench_quality,
     bench_saliency,
     bench_treatment,
+    bench_viewer,
     bench_volumes,
 )
 
@@ -42,6 +43,8 @@ def main(argv: list[str]) -> int:
     bench_analytics.main(["--patients", "100000", "--reps", "3"] if quick else [])
     print()
     bench_quality.main(["--patients", "500", "--reps", "1"] if quick else [])
+    print()
+    bench_viewer.main(["--runs", "2", "--slices", "20"] if quick else [])
     return 0
 
 

@@ -1142,3 +1142,12 @@ def model_checklist(ref: StoreRef, model: str):
     return _model_checklist(
         ref.path, ref.version, model, (int(n), last), tuple((str(f), file_stamp(f)) for f in files)
     )
+
+
+@st.cache_resource(show_spinner=False)
+def demo_volume():
+    """The viewer's demo volume (``models.training.phantom_volume``), seeded: drawn once per process."""
+    # lazy: only the Imaging page's viewer demo needs it
+    from models.training.phantom_volume import brain_phantom
+
+    return brain_phantom()

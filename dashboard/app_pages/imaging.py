@@ -12,7 +12,7 @@ from analytics import store
 from analytics.governance import audit
 from analytics.patients import UnknownPatientError
 from dashboard import resources
-from dashboard.figures import viewer
+from dashboard.components.viewer import imaging as viewer
 from dashboard.panels import deid as deid_panel
 from dashboard.panels import pacs as pacs_panel
 from dashboard.panels import saliency as saliency_panel
@@ -79,9 +79,11 @@ def _label(row: pd.Series) -> str:
     return f"{who}{date} · {row['modality']} · {desc}"
 
 
-labels = {-1: UPLOAD} | {
-    i: f"{_label(r)} · image {i + 1}" for i, (_, r) in enumerate(images.iterrows())
-}
+labels = (
+    {-1: UPLOAD}
+    | {i: f"{_label(r)} · image {i + 1}" for i, (_, r) in enumerate(images.iterrows())}
+    | {-2: viewer.DEMO_VOLUME}
+)
 st.subheader(heading)
 default = 0 if len(labels) > 1 else -1  # a key of ``labels``: the newest image, else the upload
 wanted_study = st.query_params.get("study")  # set by the Patient page's "open a study" buttons
@@ -105,13 +107,20 @@ if wanted_study:
             + ". No other study is shown in its place: pick an image below, or upload one.",
             icon=":material/image_not_supported:",
         )
-pacs_panel.render(ref)
+# the picker and the PACS pull share a row, so that at 1366 x 768 the image sits above the fold
+pick_column, pacs_column = st.columns([3, 2], vertical_alignment="bottom")
+with pacs_column:
+    pacs_panel.render(ref)
 if st.session_state.get("imaging_for") != choice.person_id:  # another patient: start at the default
     st.session_state["imaging_for"] = choice.person_id
     st.session_state.pop("imaging_source", None)
 if st.session_state.get("imaging_source") not in labels:
     st.session_state["imaging_source"] = default  # the widget's value lives in session state only
-picked = st.selectbox("Image", list(labels), format_func=labels.get, key="imaging_source")
+picked = pick_column.selectbox("Image", list(labels), format_func=labels.get, key="imaging_source")
+
+if picked == -2:  # the viewer's demo volume: no file, no AI read
+    viewer.show_demo_volume(key="imaging_viewer_demo")
+    st.stop()
 
 data: bytes | None = None
 source_path: Path | None = None
@@ -179,22 +188,10 @@ view, read = st.columns([3, 2], gap="large")
 with view:
     if image.n_frames > 1:
         st.slider("Frame", 0, image.n_frames - 1, key="imaging_frame")
-    presets = viewer.presets(image)
-    controls = st.columns([2, 1])
-    preset = controls[0].selectbox("Window", list(presets), key="imaging_preset")
-    manual = controls[1].toggle("Manual window", key="imaging_manual")
-    centre, width = presets[preset] or (image.window_center, image.window_width)
-    if manual:
-        lo, hi = viewer.slider_range(image)
-        centre = st.slider("Level (centre)", float(lo), float(hi), float(np.clip(centre, lo, hi)))
-        width = st.slider(
-            "Width",
-            max((hi - lo) / 1000, 1e-3),
-            float(hi - lo) * 1.2,
-            float(np.clip(width, (hi - lo) / 1000, (hi - lo) * 1.2)),
-        )
-    use_file_voi = presets[preset] is None and not manual
-    shown = dicom.display(image) if use_file_voi else dicom.display(image, centre, width)
+    # the viewer is drawn here once the saliency map is known (end of the page); window/level,
+    # scrolling and overlays then happen in the browser, without a round trip
+    viewer_slot = st.container()
+    shown = dicom.display(image)  # the file's window: the saliency figure's background
 
 with read:
     st.markdown(
@@ -368,35 +365,15 @@ with read:
         else:
             st.caption("No lesion outlined: nothing to measure.")
 
-with view:
-    truth = None
-    if source_path is not None:
-        mask_file = source_path.with_name(f"{source_path.stem}_mask.png")
-        if mask_file.exists() and st.toggle(
-            "Show the phantom's true lesion outline", key="imaging_truth"
-        ):
-            from PIL import Image
+truth = None
+if source_path is not None:
+    mask_file = source_path.with_name(f"{source_path.stem}_mask.png")
+    if mask_file.exists():
+        from PIL import Image  # lazy: only demo phantoms have a true mask beside them
 
-            truth_arr = np.asarray(Image.open(mask_file)) > 0
-            truth = truth_arr if truth_arr.shape == shown.shape[:2] else None
-    fig = viewer.image_figure(
-        shown, image.spacing_mm, mask=ai.lesion_mask if ai else None, truth_mask=truth
-    )
-    st.plotly_chart(fig, config={"scrollZoom": True, "displaylogo": False})
-    fov = image.field_of_view_mm
-    st.caption(
-        f"{image.modality} · {image.rows}×{image.columns} px"
-        + (
-            f" · {image.spacing_mm[0]:.3g}×{image.spacing_mm[1]:.3g} mm/px ({image.spacing_source})"
-            f" · field {fov[0]:.0f}×{fov[1]:.0f} mm"
-            if image.spacing_mm and fov
-            else " · no pixel spacing"
-        )
-        + f" · window {centre:.4g}/{width:.4g}"
-        + (f" · frame {frame + 1} of {image.n_frames}" if image.n_frames > 1 else "")
-    )
+        truth = np.asarray(Image.open(mask_file)) > 0
 
-saliency_panel.render(
+explained = saliency_panel.render(
     data=data,
     frame=frame,
     image=image,
@@ -407,3 +384,25 @@ saliency_panel.render(
     if picked == -1
     else int(images.iloc[picked]["person_id"]),  # as the AI read's event
 )
+
+with viewer_slot:
+    viewer.show_image(
+        image,
+        header,
+        ai_mask=ai.lesion_mask if ai else None,
+        truth_mask=truth,
+        explanation=explained,
+        key="imaging_viewer",
+    )
+    fov = image.field_of_view_mm
+    st.caption(
+        f"{image.modality} · {image.rows}×{image.columns} px"
+        + (
+            f" · {image.spacing_mm[0]:.3g}×{image.spacing_mm[1]:.3g} mm/px ({image.spacing_source})"
+            f" · field {fov[0]:.0f}×{fov[1]:.0f} mm"
+            if image.spacing_mm and fov
+            else " · no pixel spacing: sizes in pixels"
+        )
+        + (f" · frame {frame + 1} of {image.n_frames}" if image.n_frames > 1 else "")
+        + (" · VOI LUT shown as its window" if image.voi_lut_applied else "")
+    )

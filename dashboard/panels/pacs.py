@@ -44,7 +44,9 @@ def render(ref: resources.StoreRef) -> None:
             )
             return
         with st.form("oncolens.pacs.search"):
-            a, b, c, d = st.columns(4)
+            # two by two: the panel sits beside the image picker (a narrow column)
+            a, b = st.columns(2)
+            c, d = st.columns(2)
             today = dt.date.today()
             date_from = a.date_input("From", value=today - dt.timedelta(days=30))
             date_to = b.date_input("To", value=today)

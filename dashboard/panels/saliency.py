@@ -133,7 +133,8 @@ def _one_map(
     quality: dict | None,
     key: str,
     subject: int | None = None,
-) -> None:
+) -> saliency.Explanation | None:
+    """Draws one method's map in ``column``; returns it (None where none was computed)."""
     with column:
         if method in ON_REQUEST and not _requested(data, frame, method, target, key):
             typical = (
@@ -150,12 +151,12 @@ def _one_map(
             ):
                 st.session_state[f"saliency_asked_{key}"] = _ask_key(data, frame, method, target)
                 st.rerun()
-            return
+            return None
         try:
             exp = resources.explanation(data, frame, image, ai.model, method, target)
         except (saliency.SaliencyError, ModelUnavailableError) as exc:
             st.error(f"No saliency map: {exc}", icon=":material/error:")
-            return
+            return None
         trail.shown(
             resources.db_path(),
             "explanation_shown",
@@ -212,6 +213,7 @@ def _one_map(
                 sanity_text, icon=None if verdict_of(quality, method).trustworthy else "⚠️"
             )
             st.caption(figures)
+        return exp
 
 
 def render(
@@ -222,16 +224,17 @@ def render(
     shown: np.ndarray,
     spacing,
     subject: int | None = None,
-) -> None:
+) -> saliency.Explanation | None:
     """The saliency section for the AI read ``ai`` of ``image`` (``shown`` is the windowed display image);
-    ``subject``: the patient the image belongs to, named in the audit trail's explanation events."""
+    ``subject``: the patient the image belongs to, named in the audit trail's explanation events.
+    Returns the (first) map shown, which the page's viewer also offers as an overlay."""
     st.markdown(
         "#### Saliency: where the model found its evidence",
         help=plain_language.glossary_help("saliency", "sanity check", "pointing game"),
     )
     if ai is None:
         st.caption("No AI read for this image, so there is nothing to explain.")
-        return
+        return None
     quality = resources.saliency_quality(ai.model)
     labels = list(ai.probabilities)
     controls = st.columns(
@@ -279,7 +282,7 @@ def render(
             key="saliency_method_b",
         )
         left, right = st.columns(2, gap="medium")
-        _one_map(
+        shown_map = _one_map(
             left,
             data,
             frame,
@@ -312,7 +315,7 @@ def render(
             subject,
         )
     else:
-        _one_map(
+        shown_map = _one_map(
             st.container(),
             data,
             frame,
@@ -332,3 +335,4 @@ def render(
         "A saliency map shows where the chosen method finds evidence for the class, not why, and it is not a "
         "finding. Maps and figures are from a model trained on synthetic phantoms. The clinician decides."
     )
+    return shown_map

@@ -1,7 +1,9 @@
-"""The Imaging page through AppTest: a demo mammogram and a brain slice with the AI read, bad files, no model."""
+"""The Imaging page through AppTest: a demo mammogram and a brain slice with the AI read, bad files, no model,
+and what the in-browser viewer is sent (its rendering is tested in Chromium: tests/e2e/test_viewer_browser.py)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -58,6 +60,21 @@ def build_imaging_db(demo_db: Path, folder: Path) -> dict:
     }
 
 
+def viewers(at) -> list[dict]:
+    """The spec of every viewer on the page (AppTest sees the component's arguments, not its drawing)."""
+    found = []
+    for el in at.get("component_instance"):
+        if el.proto.component_name.endswith("oncolens_viewer"):
+            spec = json.loads(el.proto.json_args)["spec"]
+            spec["bytes"] = {a.key: len(a.bytes) for a in el.proto.special_args}
+            found.append(spec)
+    return found
+
+
+def overlay_names(spec: dict) -> dict[str, bool]:
+    return {o["name"]: o["visible"] for o in spec["overlays"]}
+
+
 @pytest.fixture
 def env(imaging_db, monkeypatch):
     monkeypatch.setenv("ONCOLENS_DB", str(imaging_db["db"]))
@@ -84,9 +101,16 @@ def test_demo_mammogram_gets_the_ai_read_and_measurements(env):
     assert any("Mammography mass classifier v" in c.value for c in at.caption)
     assert "held-out AUC" in texts(at.caption) and "not calibrated" in texts(at.caption)
     assert "radiologist should confirm" in texts(at.info) and "calibrated)" not in texts(at.info)
-    assert len(at.get("plotly_chart")) == 2  # the image and its saliency map
+    assert len(at.get("plotly_chart")) == 1  # the saliency map; the image is in the viewer
+    (spec,) = viewers(at)
+    assert not spec["is_volume"] and spec["shape_zyx"][0] == 1  # a 2D image: a one-slice volume
+    assert spec["bytes"]["image"] > 1000
+    layers = overlay_names(spec)
+    assert layers.get("Saliency") is False  # offered, off until asked for
+    assert not spec["orientation_known"]  # a mammogram has no patient orientation: no L/R labels
     if metrics["Most likely"] != "Normal":
         assert metrics["Longest diameter (RECIST 1.1)"].endswith(" mm")
+        assert layers.get("AI outline") is True
 
 
 def test_brain_slice_gets_the_tumour_read_with_its_outline(env):
@@ -100,15 +124,45 @@ def test_brain_slice_gets_the_tumour_read_with_its_outline(env):
     assert {"Longest diameter (RECIST 1.1)", "GLCM contrast"} <= set(table["feature"])
 
 
-def test_window_presets_and_manual_window_change_the_view(env):
+def test_the_viewer_gets_mr_presets_the_outline_and_the_truth_and_no_window_sliders(env):
     at = open_page("imaging", patient=str(env["brain_pid"]))
-    presets = at.selectbox(key="imaging_preset").options
-    assert presets[0] == "File window" and len(presets) >= 2
-    at.selectbox(key="imaging_preset").set_value(presets[1]).run()
     assert not at.exception
-    at.toggle(key="imaging_manual").set_value(True).run()
-    assert not at.exception and len(at.slider) >= 2
-    assert "window" in texts(at.caption)
+    (spec,) = viewers(at)
+    names = [p["name"] for p in spec["presets"]]
+    assert names[0].startswith("Auto") and "File window" in names  # MR: no fixed scale
+    assert all(p["width"] > 0 for p in spec["presets"])
+    layers = overlay_names(spec)
+    assert layers["AI outline"] is True and layers["Saliency"] is False
+    # no slider round trip for window/level any more: it happens in the browser
+    assert not [s for s in at.slider if "Level" in (s.label or "") or "Width" in (s.label or "")]
+    assert "mm/px" in texts(at.caption)
+
+
+def test_the_demo_volume_is_offered_and_shown_without_an_ai_read(env):
+    at = open_page("imaging", patient=str(env["brain_pid"]))
+    box = at.selectbox(key="imaging_source")
+    assert box.options[-1].startswith("Demo volume")
+    box.set_value(-2).run()
+    assert not at.exception and not at.error
+    (spec,) = viewers(at)
+    assert spec["is_volume"] and spec["shape_zyx"] == [64, 128, 128]
+    assert spec["orientation_known"] and 0 < spec["start_slice"] < 64
+    assert overlay_names(spec) == {"True outline (phantom)": True}
+    assert "Most likely" not in {m.label for m in at.metric}  # no AI read of a phantom volume
+    assert "not a patient" in texts(at.info)
+
+
+def test_without_the_built_viewer_the_page_says_so_and_shows_a_static_picture(
+    env, monkeypatch, tmp_path
+):
+    from dashboard.components.viewer import component
+
+    monkeypatch.setattr(component, "BUILD_DIR", tmp_path / "no-build")
+    at = open_page("imaging", patient=str(env["brain_pid"]))
+    assert not at.exception
+    assert "make viewer" in texts(at.error)
+    assert not viewers(at) and len(at.get("plotly_chart")) == 2  # the static image + saliency
+    assert "Most likely" in {m.label for m in at.metric}  # the read is still given
 
 
 def test_clinic_view_lists_images_and_defaults_to_the_newest(env):
@@ -141,14 +195,20 @@ def test_a_ct_is_shown_without_an_ai_read_and_a_broken_file_gets_a_message(env, 
         at = open_page("imaging", patient="5")
         box = at.selectbox(key="imaging_source")
         seen = {"ai": False, "ct": False, "broken": False}
-        for index in range(len(box.options) - 1):
+        for index in range(len(box.options) - 2):  # the images (not the upload, not the demo)
             at.selectbox(key="imaging_source").set_value(index).run()
             assert not at.exception
             if "cannot be shown" in texts(at.error):
                 seen["broken"] = True
+                assert not viewers(at)
             elif "no model for this image" in texts(at.warning).lower():
                 seen["ct"] = True
-                assert len(at.get("plotly_chart")) == 1  # shown, not read
+                (spec,) = viewers(at)  # shown, not read
+                assert not spec["overlays"] and spec["units"] == "HU"
+                names = [p["name"] for p in spec["presets"]]
+                assert names[0] == "File window"
+                assert {"Soft tissue (40/400)", "Lung (-600/1500)", "Bone (400/1800)"} <= set(names)
+                assert spec["orientation_known"]  # CT_small has orientation and position
         assert seen["ct"] and seen["broken"]
     finally:
         with store.open_store(db) as con:

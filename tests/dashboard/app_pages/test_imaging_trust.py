@@ -23,7 +23,7 @@ from models.inference.registry import load_model
 from models.training import ood
 from models.training import synthetic as phantoms
 from models.training.synthetic_dicom import write_phantom_dicom
-from tests.dashboard.app_pages.test_imaging_page import build_imaging_db
+from tests.dashboard.app_pages.test_imaging_page import build_imaging_db, viewers
 from tests.dashboard.app_pages.test_pages import open_page, texts
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -103,14 +103,16 @@ def test_cli_ingest_and_page_agree_on_a_refused_file(env, tmp_path, capsys):
     at = open_page("imaging", patient=str(pid))
     box = at.selectbox(key="imaging_source")
     seen = False
-    for index in range(len(box.options) - 1):
+    for index in range(len(box.options) - 2):  # the images (not the upload, not the demo volume)
         at.selectbox(key="imaging_source").set_value(index).run()
         assert not at.exception
         if "No AI read" in texts(at.error):
             seen = True
             assert cli["refused"] in texts(at.error)
             assert "Most likely" not in {m.label for m in at.metric}
-            assert len(at.get("plotly_chart")) == 1  # the image only: no saliency figure
+            assert not at.get("plotly_chart")  # no saliency figure
+            (spec,) = viewers(at)  # the image, with no outline and no saliency overlay
+            assert not any(o["name"] in ("AI outline", "Saliency") for o in spec["overlays"])
             assert "nothing to explain" in texts(at.caption)
     assert seen
 
@@ -190,7 +192,7 @@ def test_a_study_link_is_the_study_shown_or_the_page_says_it_has_none(env):
     assert not at.exception
     assert "has no image files on record" in texts(at.warning)
     assert at.selectbox(key="imaging_source").value == -1  # no other study in its place
-    assert not at.get("plotly_chart")
+    assert not at.get("plotly_chart") and not viewers(at)
 
 
 def test_an_upload_of_another_patient_is_refused_unless_confirmed_and_audited(env, tmp_path):
@@ -211,14 +213,14 @@ def test_an_upload_of_another_patient_is_refused_unless_confirmed_and_audited(en
     ).run()
     assert not at.exception
     assert "may belong to another patient" in texts(at.error) and "patient id" in texts(at.error)
-    assert not at.get("plotly_chart")  # not shown, not read
+    assert not viewers(at)  # not shown, not read
     with store.open_store(env["db"], read_only=True) as con:
         before = con.execute(
             "SELECT count(*) FROM audit_event WHERE action = 'upload_identity_override'"
         ).fetchone()[0]
     next(c for c in at.checkbox if c.key and c.key.startswith("imaging_identity_ok_")).check().run()
     assert not at.exception
-    assert at.get("plotly_chart")  # shown on confirmation
+    assert viewers(at)  # shown on confirmation
     with store.open_store(env["db"], read_only=True) as con:
         rows = con.execute(
             "SELECT subject, details FROM audit_event WHERE action = 'upload_identity_override'"
@@ -243,4 +245,4 @@ def test_an_upload_of_another_patient_is_refused_unless_confirmed_and_audited(en
         ("own.dcm", own.read_bytes(), "application/dicom")
     ).run()
     assert not at.exception and "another patient" not in texts(at.error)
-    assert at.get("plotly_chart")
+    assert viewers(at)

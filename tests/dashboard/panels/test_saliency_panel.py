@@ -8,7 +8,10 @@ import pytest
 from dashboard.figures.saliency import overlay_rgb, saliency_figure, top_k_mask
 from dashboard.panels import saliency as saliency_panel
 from models.saliency import methods as saliency
-from tests.dashboard.app_pages.test_imaging_page import imaging_db  # noqa: F401  (module fixture: demo store with a brain slice)
+from tests.dashboard.app_pages.test_imaging_page import (
+    imaging_db,  # noqa: F401  (module fixture: demo store with a brain slice)
+    viewers,
+)
 from tests.dashboard.app_pages.test_pages import open_page, texts
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -71,7 +74,9 @@ def test_the_map_is_shown_with_its_quality_and_cached(brain_page):
         " · " in o and ("pass" in o or "FAILS" in o or "not measured" in o) for o in picker.options
     )  # each method says its verdict
     charts = at.get("plotly_chart")
-    assert len(charts) == 2  # the image, and the image with its heat map
+    assert len(charts) == 1  # the image with its heat map (the image itself is in the viewer)
+    (spec,) = viewers(at)  # and the same map is the viewer's saliency overlay, off until asked for
+    assert {o["name"]: o["visible"] for o in spec["overlays"]}["Saliency"] is False
     assert "computed in" in texts(at.caption) and "The clinician decides" in texts(at.caption)
     # the sanity badge (or the note that the card has no figures yet) sits beside the map
     assert texts(at.success) + texts(at.error) + texts(at.info)
@@ -91,7 +96,7 @@ def test_two_methods_side_by_side_and_another_class(brain_page):
     assert len(second.options) == len(saliency.METHODS) - 1
     assert not any(o.startswith("Grad-CAM") for o in second.options)
     second.set_value("integrated_gradients").run()
-    assert len(at.get("plotly_chart")) == 3
+    assert len(at.get("plotly_chart")) == 2  # one heat map per method
     assert "Grad-CAM of" in texts(at.caption) and "Integrated gradients of" in texts(at.caption)
     _target_box(at).set_value(0).run()
     assert not at.exception and "of “no tumour”" in texts(at.caption)

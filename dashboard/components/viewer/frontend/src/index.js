@@ -1,0 +1,408 @@
+// OncoLens image viewer: NiiVue (WebGL2) in a Streamlit component.
+//
+// Python sends one render event with the image as NIfTI bytes (gzip), each overlay as NIfTI
+// bytes, and a JSON ``spec`` (title, presets, overlays, orientation known or not, height).
+// Everything after that (scrolling, window/level, presets, tools, overlay toggles and
+// opacity) happens here, in the browser, with no round trip to Python: that is what replaces
+// the Imaging page's slider-and-rerun window/level (about two seconds per change).
+//
+// ``window.oncolensViewer.state()`` reports what is on screen (slice, window, overlays) so
+// that browser tests and the benchmark read the viewer's state instead of guessing.
+
+import { DRAG_MODE, MULTIPLANAR_TYPE, NVImage, Niivue, SHOW_RENDER, SLICE_TYPE } from "@niivue/niivue";
+import { onRender, ready, setFrameHeight } from "./streamlit.js";
+
+const PLANES = [
+  ["Axial", SLICE_TYPE.AXIAL, "a"],
+  ["Coronal", SLICE_TYPE.CORONAL, "o"],
+  ["Sagittal", SLICE_TYPE.SAGITTAL, "s"],
+  ["MPR", SLICE_TYPE.MULTIPLANAR, "x"],
+];
+const TOOLS = [
+  ["W/L", DRAG_MODE.windowing, "w", "Drag: left-right changes the width, up-down the level"],
+  ["Caliper", DRAG_MODE.measurement, "m", "Drag to measure a distance in mm"],
+  ["Crosshair", DRAG_MODE.crosshair, "c", "Click to move the crosshair (and the other planes)"],
+  ["Zoom/pan", DRAG_MODE.pan, "z", "Drag to pan; the wheel zooms while this tool is on"],
+];
+// the voxel axis a plane scrolls along: axial -> k (z), coronal -> j (y), sagittal -> i (x)
+const AXIS = { [SLICE_TYPE.AXIAL]: 2, [SLICE_TYPE.CORONAL]: 1, [SLICE_TYPE.SAGITTAL]: 0 };
+const PLANE_NAME = { [SLICE_TYPE.AXIAL]: "Axial", [SLICE_TYPE.CORONAL]: "Coronal", [SLICE_TYPE.SAGITTAL]: "Sagittal" };
+
+const t0 = performance.now();
+const bar = document.getElementById("bar");
+const layersBar = document.getElementById("layers");
+const canvas = document.getElementById("gl");
+const wrap = document.getElementById("wrap");
+const statusLine = document.getElementById("status");
+const errorBox = document.getElementById("error");
+
+let nv = null;
+let spec = null;
+let loadedId = null;
+let loading = null;
+let sliceType = SLICE_TYPE.AXIAL;
+let tool = DRAG_MODE.windowing;
+let overlays = []; // {name, kind, visible, opacity, index}
+let lastMeasurement = null;
+let firstDrawMs = null;
+let location = null;
+const timings = { module: t0 }; // ms since the iframe's navigation began: where first-render time goes
+
+const fmt = (v) => (Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 10 ? v.toFixed(1) : v.toPrecision(3));
+
+function showError(message) {
+  errorBox.textContent = message;
+  errorBox.style.display = "block";
+  wrap.style.display = "none";
+  setFrameHeight(document.body.scrollHeight);
+}
+
+function base() {
+  return nv && nv.volumes.length ? nv.volumes[0] : null;
+}
+
+function currentSlices() {
+  const vol = base();
+  if (!vol) return null;
+  const vox = nv.frac2vox(nv.scene.crosshairPos);
+  const dims = [vol.dims[1], vol.dims[2], vol.dims[3]];
+  return { vox: [Math.round(vox[0]), Math.round(vox[1]), Math.round(vox[2])], dims };
+}
+
+function windowOf() {
+  const vol = base();
+  return vol ? { center: (vol.cal_min + vol.cal_max) / 2, width: vol.cal_max - vol.cal_min } : null;
+}
+
+function renderStatus() {
+  const s = currentSlices();
+  const w = windowOf();
+  if (!s || !w) return;
+  const parts = [];
+  if (spec.is_volume) {
+    if (sliceType === SLICE_TYPE.MULTIPLANAR) {
+      parts.push(`slices <b>${s.vox[0] + 1}/${s.dims[0]} · ${s.vox[1] + 1}/${s.dims[1]} · ${s.vox[2] + 1}/${s.dims[2]}</b> (sag · cor · ax)`);
+    } else {
+      const axis = AXIS[sliceType];
+      parts.push(`${PLANE_NAME[sliceType]} slice <b>${s.vox[axis] + 1}/${s.dims[axis]}</b>`);
+    }
+  }
+  parts.push(`window <b>${fmt(w.center)} / ${fmt(w.width)}</b>${spec.units ? " " + spec.units : ""}`);
+  if (location && location.values && location.values.length) {
+    const v = location.values[0].value;
+    if (Number.isFinite(v)) parts.push(`value <b>${fmt(v)}</b>${spec.units ? " " + spec.units : ""}`);
+  }
+  if (lastMeasurement !== null) {
+    parts.push(spec.spacing_known ? `caliper <b>${lastMeasurement.toFixed(1)} mm</b>` : `caliper <b>${lastMeasurement.toFixed(1)} px</b> (no pixel spacing: not mm)`);
+  }
+  if (!spec.orientation_known) parts.push("orientation unknown: no L/R labels");
+  statusLine.innerHTML = parts.map((p) => `<span>${p}</span>`).join("");
+}
+
+function button(label, title, pressed, onClick) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.textContent = label;
+  b.title = title;
+  b.setAttribute("aria-pressed", pressed ? "true" : "false");
+  b.addEventListener("click", onClick);
+  return b;
+}
+
+function group(label, parent = bar) {
+  const g = document.createElement("div");
+  g.className = "group";
+  g.setAttribute("role", "group");
+  g.setAttribute("aria-label", label);
+  parent.appendChild(g);
+  return g;
+}
+
+function press(groupEl, pressedButton) {
+  for (const b of groupEl.querySelectorAll("button")) b.setAttribute("aria-pressed", b === pressedButton ? "true" : "false");
+}
+
+function setPlane(type) {
+  sliceType = type;
+  nv.setSliceType(type);
+  renderStatus();
+}
+
+function setTool(mode) {
+  tool = mode;
+  nv.setMouseEventConfig({
+    leftButton: { primary: mode, withShift: DRAG_MODE.measurement, withCtrl: DRAG_MODE.crosshair },
+    rightButton: DRAG_MODE.pan,
+    centerButton: DRAG_MODE.pan,
+  });
+  nv.opts.dragMode = mode;
+}
+
+function applyWindow(center, width) {
+  const vol = base();
+  vol.cal_min = center - width / 2;
+  vol.cal_max = center + width / 2;
+  nv.updateGLVolume();
+  renderStatus();
+}
+
+function applyOverlay(o) {
+  nv.setOpacity(o.index, o.visible ? o.opacity : 0);
+  renderStatus();
+}
+
+function buildBar() {
+  bar.replaceChildren();
+  layersBar.replaceChildren();
+  layersBar.style.display = overlays.length ? "flex" : "none";
+  if (spec.is_volume) {
+    const g = group("Plane");
+    for (const [label, type, key] of PLANES) {
+      const b = button(label, `${label} (key ${key})`, type === sliceType, () => { setPlane(type); press(g, b); });
+      b.dataset.plane = label;
+      g.appendChild(b);
+    }
+  }
+  const presetGroup = group("Window preset");
+  const select = document.createElement("select");
+  select.id = "preset";
+  select.setAttribute("aria-label", "Window preset");
+  spec.presets.forEach((p, i) => {
+    const opt = document.createElement("option");
+    opt.value = String(i);
+    opt.textContent = p.name;
+    select.appendChild(opt);
+  });
+  select.value = String(spec.preset_index || 0);
+  select.addEventListener("change", () => {
+    const p = spec.presets[Number(select.value)];
+    applyWindow(p.center, p.width);
+  });
+  presetGroup.appendChild(select);
+
+  const toolGroup = group("Mouse tool");
+  for (const [label, mode, key, title] of TOOLS) {
+    const b = button(label, `${title} (key ${key})`, mode === tool, () => { setTool(mode); press(toolGroup, b); });
+    b.dataset.tool = label;
+    toolGroup.appendChild(b);
+  }
+  toolGroup.appendChild(button("Reset", "Reset window, zoom and measurements (key r)", false, reset));
+
+  for (const o of overlays) {
+    const g = group(`Overlay ${o.name}`, layersBar);
+    const l = document.createElement("label");
+    l.className = "toggle";
+    const box = document.createElement("input");
+    box.type = "checkbox";
+    box.checked = o.visible;
+    box.dataset.overlay = o.name;
+    box.addEventListener("change", () => { o.visible = box.checked; applyOverlay(o); });
+    const sw = document.createElement("span");
+    sw.className = "swatch";
+    sw.style.background = o.swatch;
+    l.append(box, sw, document.createTextNode(o.name));
+    l.title = o.note || o.name;
+    g.appendChild(l);
+    const r = document.createElement("input");
+    r.type = "range";
+    r.min = "0";
+    r.max = "1";
+    r.step = "0.05";
+    r.value = String(o.opacity);
+    r.dataset.opacity = o.name;
+    r.setAttribute("aria-label", `${o.name} opacity`);
+    r.title = `${o.name} opacity`;
+    r.addEventListener("input", () => { o.opacity = Number(r.value); applyOverlay(o); });
+    g.appendChild(r);
+  }
+}
+
+function reset() {
+  const p = spec.presets[spec.preset_index || 0];
+  applyWindow(p.center, p.width);
+  const select = document.getElementById("preset");
+  if (select) select.value = String(spec.preset_index || 0);
+  nv.setPan2Dxyzmm([0, 0, 0, 1]);
+  nv.clearAllMeasurements?.();
+  lastMeasurement = null;
+  renderStatus();
+}
+
+function scroll(step) {
+  if (!spec.is_volume) return;
+  const axis = AXIS[sliceType] ?? 2;
+  const d = [0, 0, 0];
+  d[axis] = step;
+  nv.moveCrosshairInVox(d[0], d[1], d[2]);
+  renderStatus();
+}
+
+// keys anywhere in the viewer (NiiVue's mousedown prevents the canvas from taking focus), except
+// while a control (the preset list, an opacity slider) has it
+document.addEventListener("keydown", (e) => {
+  if (!spec || e.target instanceof HTMLSelectElement || e.target instanceof HTMLInputElement) return;
+  const keys = { ArrowUp: 1, PageUp: 5, ArrowDown: -1, PageDown: -5 };
+  if (e.key in keys) {
+    scroll(keys[e.key]);
+    e.preventDefault();
+  } else if (e.key === "r") {
+    reset();
+  } else {
+    const plane = PLANES.find((p) => p[2] === e.key);
+    const t = TOOLS.find((x) => x[2] === e.key);
+    if (plane && spec.is_volume) document.querySelector(`button[data-plane="${plane[0]}"]`).click();
+    if (t) document.querySelector(`button[data-tool="${t[0]}"]`).click();
+  }
+});
+canvas.addEventListener("pointerdown", () => canvas.focus());
+for (const ev of ["pointermove", "pointerup", "wheel"]) canvas.addEventListener(ev, () => requestAnimationFrame(renderStatus));
+
+// The page asks for a height that fits under its header at 1366 x 768; a taller screen gets a taller
+// image (up to square), read from the page around the iframe (same origin), else the asked height.
+function canvasHeight() {
+  let screen = 0;
+  try {
+    screen = window.parent.innerHeight;
+  } catch {
+    screen = 0;
+  }
+  return Math.round(Math.max(spec.height, Math.min(screen - 480, wrap.clientWidth || spec.height)));
+}
+
+function labelLut(rgb, name) {
+  return { R: [0, rgb[0]], G: [0, rgb[1]], B: [0, rgb[2]], A: [0, 255], I: [0, 1], labels: ["", name] };
+}
+
+async function load(args) {
+  timings.renderEvent ??= performance.now();
+  spec = args.spec;
+  wrap.style.height = `${canvasHeight()}px`;
+  sliceType = spec.is_volume ? SLICE_TYPE[spec.plane || "AXIAL"] : SLICE_TYPE.AXIAL;
+  if (!nv) {
+    nv = new Niivue({
+      backColor: [0, 0, 0, 1],
+      crosshairColor: [0.3, 0.75, 1.0, 0.85],
+      crosshairWidth: 0.5,
+      crosshairGap: 12, // the pixels under the crosshair's centre stay visible
+      isRadiologicalConvention: true, // the patient's right on the screen's left, as radiologists read
+      isOrientationTextVisible: Boolean(spec.orientation_known),
+      isColorbar: false,
+      show3Dcrosshair: false,
+      multiplanarShowRender: SHOW_RENDER.NEVER,
+      multiplanarLayout: MULTIPLANAR_TYPE.AUTO,
+      showAllOrientationMarkers: true, // L and R, A and P, S and I: all four sides
+      dragAndDropEnabled: false, // nothing enters the viewer but what the page sends
+      viewModeHotKey: "", // our own keys (a/o/s/x) pick the plane
+      clipPlaneHotKey: "",
+      cycleClipPlaneHotKey: "",
+      showMeasureUnits: spec.spacing_known !== false, // "mm" only where the file gives a spacing
+      measureTextColor: [1, 1, 0, 1],
+      measureLineColor: [1, 1, 0, 1],
+      loadingText: "",
+      logLevel: "error",
+    });
+    nv.onLocationChange = (loc) => { location = loc; renderStatus(); };
+    nv.onMeasurementCompleted = (m) => { lastMeasurement = m.distance; renderStatus(); };
+    await nv.attachToCanvas(canvas, false); // no multisampling: on a software GL it halves the frame rate
+    timings.attached = performance.now();
+  } else {
+    nv.opts.isOrientationTextVisible = Boolean(spec.orientation_known);
+    nv.opts.showMeasureUnits = spec.spacing_known !== false;
+  }
+  const preset = spec.presets[spec.preset_index || 0];
+  // decode the image and every overlay at once, then hand them to NiiVue in one update: each
+  // addVolume / setOpacity re-renders every layer to the GPU, which costs seconds on a software GL
+  const [image, ...layers] = await Promise.all([
+    NVImage.loadFromUrl({
+      url: args.image,
+      name: "image.nii",
+      colormap: "gray",
+      cal_min: preset.center - preset.width / 2,
+      cal_max: preset.center + preset.width / 2,
+      trustCalMinMax: true,
+    }),
+    ...spec.overlays.map((o) =>
+      NVImage.loadFromUrl({
+        url: args[o.arg],
+        name: `${o.arg}.nii`,
+        colormap: o.kind === "heat" ? o.colormap : "gray",
+        opacity: o.visible ? o.opacity : 0,
+        cal_min: o.kind === "heat" ? o.threshold : 0,
+        cal_max: 1,
+        trustCalMinMax: true,
+      }),
+    ),
+  ]);
+  timings.decoded ??= performance.now();
+  overlays = spec.overlays.map((o, i) => {
+    if (o.kind === "outline") layers[i].setColormapLabel(labelLut(o.color, o.name));
+    layers[i].opacity = o.visible ? o.opacity : 0;
+    const swatch = o.kind === "outline" ? `rgb(${o.color.join(",")})` : "linear-gradient(90deg,#000,#b5367a,#fca50a,#fcffa4)";
+    return { ...o, index: i + 1, swatch };
+  });
+  // what Niivue.setVolume does for one volume, for all of them (NiiVue 0.69, pinned in package.json)
+  nv.volumes = [image, ...layers];
+  nv.back = image;
+  nv.overlays = layers;
+  nv.updateGLVolume();
+  timings.uploaded ??= performance.now();
+  setTool(tool);
+  // a single 2D image has no other plane to point at: no crosshair over it (the Crosshair tool still
+  // reads the value under a click)
+  nv.opts.crosshairWidth = spec.is_volume ? 0.5 : 0;
+  nv.setSliceType(sliceType);
+  // start on the slice the page asks for (the AI lesion's), else the middle one
+  const s = currentSlices();
+  if (spec.start_slice !== null && spec.start_slice !== undefined && s) {
+    nv.moveCrosshairInVox(0, 0, spec.start_slice - s.vox[2]);
+  }
+  lastMeasurement = null;
+  buildBar();
+  renderStatus();
+  setFrameHeight(document.body.scrollHeight);
+  if (firstDrawMs === null) {
+    firstDrawMs = performance.now() - t0;
+    timings.drawn = performance.now();
+  }
+  loadedId = spec.id;
+  document.body.dataset.ready = spec.id;
+}
+
+onRender((args) => {
+  if (!args.spec) return;
+  if (args.spec.id === loadedId || (loading && loading.id === args.spec.id)) {
+    setFrameHeight(document.body.scrollHeight);
+    return;
+  }
+  const id = args.spec.id;
+  loading = { id, promise: load(args).catch((err) => showError(`The viewer could not show this image: ${err && err.message ? err.message : err}`)) };
+  loading.promise.finally(() => { if (loading && loading.id === id) loading = null; });
+});
+
+window.oncolensViewer = {
+  get nv() { return nv; },
+  state() {
+    const s = currentSlices();
+    const w = windowOf();
+    return {
+      ready: loadedId,
+      sliceType,
+      plane: PLANE_NAME[sliceType] || "Multiplanar",
+      vox: s && s.vox,
+      dims: s && s.dims,
+      window: w,
+      overlays: overlays.map((o) => ({ name: o.name, visible: o.visible, opacity: o.opacity })),
+      measurementMm: lastMeasurement,
+      firstDrawMs,
+      timings,
+    };
+  },
+  scroll,
+};
+
+const gl2 = document.createElement("canvas").getContext("webgl2");
+if (!gl2) {
+  showError("This browser cannot show the viewer (WebGL 2 is off or missing). Turn on hardware acceleration, or use a current Chrome, Edge, Firefox or Safari.");
+}
+ready();
+setFrameHeight(document.body.scrollHeight);

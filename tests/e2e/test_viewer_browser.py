@@ -1,0 +1,178 @@
+"""The Imaging page's viewer in Chromium: it draws above the fold, the mouse windows, an overlay toggles,
+the wheel and the arrow keys scroll slices, the planes switch, and the caliper measures in mm.
+
+Why in a browser: the viewer is WebGL (NiiVue) inside a component iframe; AppTest sees only the
+arguments it is sent. What is on screen is read two ways: the viewer's own state
+(``window.oncolensViewer.state()``: slice, window, overlays, measurement) and the canvas's pixels
+(screenshots compared), so a state that changes without the picture changing fails too.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.e2e.helpers import (
+    ARTIFACTS,
+    assert_no_exception,
+    open_page,
+    screenshot,
+    settle,
+    sign_in,
+)
+
+VIEWER_IFRAME = "iframe[title*='oncolens_viewer']"
+
+
+def _frame(page, previous: str | None = None):
+    """The viewer's frame once it has drawn a payload (a new one when ``previous`` is given)."""
+    page.wait_for_selector(VIEWER_IFRAME)
+    frame = page.locator(VIEWER_IFRAME).first.element_handle().content_frame()
+    if previous is None:
+        frame.wait_for_selector("body[data-ready]")
+    else:
+        frame.wait_for_function(
+            "prev => document.body.dataset.ready && document.body.dataset.ready !== prev",
+            arg=previous,
+        )
+    return frame
+
+
+def _state(frame) -> dict:
+    return frame.evaluate("window.oncolensViewer.state()")
+
+
+def _pixels(frame) -> np.ndarray:
+    png = frame.locator("#gl").screenshot()
+    return np.asarray(Image.open(io.BytesIO(png)).convert("L"), dtype=np.float32)
+
+
+def _changed(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean absolute grey-level difference between two canvas screenshots (0-255)."""
+    assert a.shape == b.shape
+    return float(np.abs(a - b).mean())
+
+
+def _drag(page, frame, dx: float, dy: float, start=(0.5, 0.5)) -> None:
+    box = frame.locator("#gl").bounding_box()
+    x0, y0 = box["x"] + box["width"] * start[0], box["y"] + box["height"] * start[1]
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    for k in range(1, 11):  # in steps, as a hand moves: NiiVue windows on every move
+        page.mouse.move(x0 + dx * k / 10, y0 + dy * k / 10)
+    page.mouse.up()
+
+
+def _open_imaging(page, app) -> None:
+    sign_in(page, app.url, "oncologist", "oncologist-demo")
+    open_page(page, "Imaging")
+    page.get_by_role("heading", name="AI read").wait_for()
+
+
+def test_the_image_is_in_the_viewer_above_the_fold_and_the_mouse_windows_it(page, app):
+    _open_imaging(page, app)
+    frame = _frame(page)
+    assert_no_exception(page, "Imaging with the viewer")
+    view = page.viewport_size
+    top = frame.locator("#gl").bounding_box()["y"]  # Playwright gives it in the page's viewport
+    # above the fold: the image starts in the first screen and at least 300 px of it show there
+    assert top < view["height"] - 300, f"the image starts at {top:.0f} px of {view['height']}"
+    screenshot(page, f"imaging-viewer-{view['width']}x{view['height']}")
+    ARTIFACTS.mkdir(
+        parents=True, exist_ok=True
+    )  # and the first screen alone: what is above the fold
+    page.screenshot(
+        path=str(ARTIFACTS / f"imaging-viewer-fold-{view['width']}x{view['height']}.png")
+    )
+
+    before = _state(frame)
+    assert not before["dims"][2] > 1  # a 2D image: one slice
+    pixels = _pixels(frame)
+    _drag(page, frame, 160, -90)  # W/L is the left button's tool by default
+    after = _state(frame)
+    assert after["window"] != before["window"]
+    assert _changed(pixels, _pixels(frame)) > 2.0, "the window changed but the picture did not"
+
+    # a preset puts a known window back, in the browser alone
+    frame.locator("#preset").select_option(index=0)
+    assert _state(frame)["window"] == before["window"]
+
+
+def test_an_overlay_toggle_and_its_opacity_change_the_picture(page, app):
+    _open_imaging(page, app)
+    frame = _frame(page)
+    names = [o["name"] for o in _state(frame)["overlays"]]
+    assert "Saliency" in names, names
+    box = frame.locator("input[data-overlay='Saliency']")
+    assert not box.is_checked()  # off until asked for
+    plain = _pixels(frame)
+    box.check()
+    with_map = _pixels(frame)
+    assert _changed(plain, with_map) > 1.0, "the saliency overlay drew nothing"
+    frame.locator("input[data-opacity='Saliency']").fill("1")
+    assert _changed(with_map, _pixels(frame)) > 0.3, "opacity did not change the overlay"
+    box.uncheck()
+    assert _changed(plain, _pixels(frame)) < 0.5, "hiding the overlay did not restore the image"
+
+
+def test_the_demo_volume_scrolls_switches_planes_and_measures_in_mm(page, app):
+    _open_imaging(page, app)
+    first = _frame(page)
+    previous = first.evaluate("document.body.dataset.ready")
+    page.locator(".st-key-imaging_source input").click()
+    page.keyboard.type("Demo volume")
+    page.keyboard.press("Enter")
+    settle(page)
+    page.get_by_text(re.compile("not a patient")).first.wait_for()
+    frame = _frame(page, previous)
+    assert_no_exception(page, "the demo volume")
+    state = _state(frame)
+    assert state["dims"] == [128, 128, 64] and state["plane"] == "Axial"
+    start = state["vox"][2]
+
+    # the mouse wheel over the image scrolls slices
+    gl = frame.locator("#gl")
+    gl.hover()
+    pixels = _pixels(frame)
+    for _ in range(5):
+        page.mouse.wheel(0, -120)
+    frame.wait_for_function(f"window.oncolensViewer.state().vox[2] !== {start}")
+    scrolled = _state(frame)["vox"][2]
+    assert abs(scrolled - start) >= 3
+    assert _changed(pixels, _pixels(frame)) > 0.5, "the slice index moved but the picture did not"
+    # and the keys: up one slice, page down five
+    gl.click()  # focus (W/L tool: a click without a drag changes nothing else)
+    page.keyboard.press("ArrowUp")
+    assert _state(frame)["vox"][2] == min(scrolled + 1, 63)
+    page.keyboard.press("PageDown")
+    assert _state(frame)["vox"][2] == min(scrolled + 1, 63) - 5
+    assert re.search(r"Axial slice \d+/64", frame.locator("#status").inner_text())
+
+    # another plane scrolls along its own axis
+    frame.locator("button[data-plane='Coronal']").click()
+    coronal = _state(frame)
+    assert coronal["plane"] == "Coronal"
+    gl.click()
+    page.keyboard.press("ArrowUp")
+    moved = _state(frame)
+    assert moved["vox"][1] != coronal["vox"][1] and moved["vox"][2] == coronal["vox"][2]
+    frame.locator("button[data-plane='MPR']").click()
+    assert _state(frame)["plane"] == "Multiplanar"
+    screenshot(page, f"imaging-viewer-volume-mpr-{page.viewport_size['width']}")
+    frame.locator("button[data-plane='Axial']").click()
+
+    # the caliper: a horizontal drag across a known number of voxels reads their width in mm
+    frame.locator("button[data-tool='Caliper']").click()
+    box = gl.bounding_box()
+    # the axial slice is 128 x 128 voxels of 1.6 mm, fitted to the canvas
+    px_per_mm = min(box["width"], box["height"]) / (128 * 1.6)
+    drag_px = 120.0
+    _drag(page, frame, drag_px, 0, start=(0.35, 0.5))
+    measured = _state(frame)["measurementMm"]
+    assert measured == pytest.approx(drag_px / px_per_mm, rel=0.06)
+    assert "caliper" in frame.locator("#status").inner_text()
+    screenshot(page, f"imaging-viewer-volume-{page.viewport_size['width']}")
