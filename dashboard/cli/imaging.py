@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from dashboard.cli import hospital as cli_hospital
+from dashboard.cli import lifecycle as cli_lifecycle
 from dashboard.cli import progress as cli_progress
 from dashboard.cli.common import (
     EXIT_FAILED,
@@ -74,6 +75,7 @@ def add_subparsers(subparsers: SubParsers) -> None:
         metavar="NAME",
         help="force a model (mammography, brain_mri); default: by modality",
     )
+    db_arg(p)  # the store whose ethics-board sign-off the output carries (`approval`)
     p.add_argument("--json", action="store_true", help="one JSON object per image")
 
     p = add_command(
@@ -123,6 +125,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     seen = len(files)
     for path in cli_progress.track(files, "AI read", seen):
         result = predict_file(path, load, args.model)
+        if "error" not in result:  # the version's sign-off; withheld output is an error (issue 22)
+            result, _ = cli_lifecycle.withhold(
+                result,
+                cli_lifecycle.approval_of(db_path(args), result["model"], result["model_version"]),
+                ("file", "model", "model_version"),
+            )
         # a refusal is a result (label null, `refused` says why) but counts as a failed input
         failed += "error" in result or bool(result.get("refused"))
         if args.json:
