@@ -67,10 +67,11 @@ def withhold(result: dict, status: dict, keep: tuple[str, ...]) -> tuple[dict, b
 
 
 def cmd_lineage(args: argparse.Namespace) -> int:
-    # lazy: `oncolens --help` and the other commands never load it
-    from analytics import store
-    from analytics.governance.lifecycle import approvals
-    from dashboard.services import lifecycle
+    from analytics import store  # lazy: `oncolens --help` and the other commands never load it
+    from analytics.governance.lifecycle import (  # lazy: as above
+        approvals,
+    )
+    from dashboard.services import lifecycle  # lazy: as above
 
     db = db_path(args)
     versions, usage = lifecycle.model_registry(db)

@@ -80,7 +80,9 @@ def drift_reference(table, seed: int) -> dict:
     covariates = table.covariates
     rng = np.random.default_rng(seed)
     n = len(covariates)
-    rows = np.sort(rng.choice(n, size=min(n, REFERENCE_SAMPLE), replace=False)) if n else np.arange(0)
+    rows = (
+        np.sort(rng.choice(n, size=min(n, REFERENCE_SAMPLE), replace=False)) if n else np.arange(0)
+    )
     sample = covariates.iloc[rows]
     return {
         "what": f"training covariates, {len(sample)} of {n} patients (seed {seed})",
