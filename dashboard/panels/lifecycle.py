@@ -99,15 +99,20 @@ def render_signoff(
             picked = st.selectbox(
                 "Model version",
                 range(len(present)),
+                key="signoff_version",
                 format_func=lambda i: (
                     f"{present[i].model_name} {present[i].version} · {present[i].short_id}"
                 ),
             )
             decision = st.radio(
-                "Decision", [approvals.APPROVED, approvals.REJECTED], horizontal=True
+                "Decision",
+                [approvals.APPROVED, approvals.REJECTED],
+                horizontal=True,
+                key="signoff_decision",
             )
             comment = st.text_area(
                 "Comment (required)",
+                key="signoff_comment",
                 max_chars=approvals.COMMENT_MAX,
                 placeholder="What the board reviewed and why it decided so",
             )

@@ -277,7 +277,7 @@ def gather(
         shown.add(("treatment", str(rec.model_version)))
     if forecast is not None and forecast.model_version is not None:
         shown.add(("forecast", str(forecast.model_version)))
-    notes.extend(signoff[key].banner() or "" for key in sorted(shown) if signoff[key].banner())
+    signoff_lines = [signoff[key].banner() or "" for key in sorted(shown) if signoff[key].banner()]
     if rec is not None and signoff[("treatment", rec.model_version)].withheld:
         rec = None
     if forecast is not None and forecast.model_version is not None:
@@ -396,7 +396,7 @@ def gather(
             continue  # the read of a version not approved, where approval is required
         if key in signoff and key not in shown and signoff[key].banner():
             shown.add(key)
-            notes.append(signoff[key].banner() or "")
+            signoff_lines.append(signoff[key].banner() or "")
         if image is not None:
             key_images.append(image)
             live.append(row)
@@ -494,6 +494,7 @@ def gather(
         generated_at=now,
         renderer=static_figures.renderer(),
         notes=notes,
+        signoff_lines=signoff_lines,
         decision_lines=[]
         if decisions is None
         else [_decision_line(d) for d in decisions.itertuples(index=False)],
