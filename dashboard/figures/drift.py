@@ -40,7 +40,12 @@ def input_drift_figure(report: DriftReport, features: list[str] | None = None) -
                 y=part["psi"],
                 mode="lines+markers",
                 name=feature,
-                line={"color": colour, "width": 1.5},
+                # past the palette's eight colours, the same colours dotted: no two inputs alike
+                line={
+                    "color": colour,
+                    "width": 1.5,
+                    "dash": "dot" if i >= len(PALETTE) else "solid",
+                },
                 marker={
                     "size": [12 if a else 6 for a in part["alert"]],
                     "color": colour,

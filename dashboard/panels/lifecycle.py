@@ -184,6 +184,9 @@ def render_drift(reports: list, notes: list[str]) -> None:
     for report in reports:
         st.markdown(f"#### {report.model}: {report.monitored}")
         st.caption(f"Reference: {report.reference}")
+        if report.tests_run == 0:  # nothing to draw: say why in a line, not an empty chart
+            st.info(" ".join(report.notes) or "No window has enough data to test yet.")
+            continue
         if report.monitored == "calibration":
             st.plotly_chart(drift_figures.calibration_drift_figure(report))
         else:

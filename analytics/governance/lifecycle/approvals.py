@@ -78,10 +78,13 @@ class Approval:
         )
         if self.withheld:
             return (
-                f"Output withheld: model {self.model_name} version {self.model_version} {state}, and "
+                f"Output withheld: the {self.model_name} model (version {self.model_version}) {state}, and "
                 "this installation shows output only of approved versions (admin setting)."
             )
-        return f"Model {self.model_name} version {self.model_version} {state}. Read its output with that in mind."
+        return (
+            f"The {self.model_name} model (version {self.model_version}) {state}. "
+            "Read its output with that in mind."
+        )
 
     def to_json(self) -> dict:
         """The ``approval`` key of the CLI's JSON."""

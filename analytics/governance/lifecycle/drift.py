@@ -60,7 +60,7 @@ class DriftAlert:
             "window": self.window,
             "feature": self.feature,
             "test": self.test,
-            "value": round(float(self.value), 6),
+            "value": float(f"{float(self.value):.4g}"),  # p values far below 1e-6 stay non-zero
             "threshold": self.threshold,
             "message": self.message,
         }

@@ -18,7 +18,6 @@ versions) and the command. What a card does not record is listed in ``missing``,
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 
 import duckdb
@@ -242,6 +241,13 @@ def registry(con: duckdb.DuckDBPyConnection, current: list[ModelVersion]) -> lis
     return [*current, *others]
 
 
+def _rows_text(rows: object) -> str:
+    """``{"train": 3000, "test": 900}`` as ``train 3000, test 900`` (lists such as exclusions left out)."""
+    if not isinstance(rows, dict) or not rows:
+        return "not recorded"
+    return ", ".join(f"{k} {v}" for k, v in rows.items() if isinstance(v, (int, float)))
+
+
 def registry_frame(versions: list[ModelVersion], usage: pd.DataFrame) -> pd.DataFrame:
     """One row per version for a table: name, version, id, trained, data, rows, code, predictions."""
     counts = {
@@ -256,9 +262,15 @@ def registry_frame(versions: list[ModelVersion], usage: pd.DataFrame) -> pd.Data
                 "version": v.version,
                 "version id (sha256 of weights)": v.short_id,
                 "trained": v.trained_at or "not recorded",
-                "data": v.data.get("fingerprint") or v.data.get("dataset_sha256") or "not recorded",
-                "rows": json.dumps(v.data.get("rows")) if v.data.get("rows") else "not recorded",
-                "code": v.code.get("git_commit")
+                "data": v.data.get("fingerprint")
+                or (
+                    f"sha256 {v.data['dataset_sha256'][:12]}"
+                    if v.data.get("dataset_sha256")
+                    else None
+                )
+                or "not recorded",
+                "rows": _rows_text(v.data.get("rows")),
+                "code": (v.code.get("git_commit") or "")[:12]
                 or v.code.get("oncolens_version")
                 or "not recorded",
                 "predictions in trail": counts.get((v.model_name, v.version), 0),

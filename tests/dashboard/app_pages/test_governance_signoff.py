@@ -146,20 +146,20 @@ def test_patient_page_banner_then_nothing_once_approved_then_withheld_when_requi
     at = open_page("patient", role="oncologist", patient=str(env["patient"]))
     assert not at.exception
     warnings = texts(at.warning)
-    assert f"Model treatment version {env['version']} has not been approved" in warnings
-    assert f"Model forecast version {env['version']} has not been approved" in warnings
+    assert f"The treatment model (version {env['version']}) has not been approved" in warnings
+    assert f"The forecast model (version {env['version']}) has not been approved" in warnings
     _decide(env["db"], "treatment", env["version"])
     at = open_page("patient", role="oncologist", patient=str(env["patient"]))
-    assert "Model treatment version" not in texts(at.warning)
-    assert "Model forecast version" in texts(at.warning)  # approval is per model
+    assert "The treatment model (" not in texts(at.warning)
+    assert "The forecast model (" in texts(at.warning)  # approval is per model
     _require(env["db"])
     at = open_page("patient", role="oncologist", patient=str(env["patient"]))
     assert not at.exception
     errors = texts(at.error)
-    assert "Output withheld: model forecast" in errors and "treatment" not in errors
+    assert "Output withheld: the forecast model" in errors and "treatment" not in errors
     _decide(env["db"], "treatment", env["version"], "rejected")
     at = open_page("patient", role="oncologist", patient=str(env["patient"]))
-    assert "Output withheld: model treatment" in texts(at.error)
+    assert "Output withheld: the treatment model" in texts(at.error)
     assert not [b for b in at.button if b.label.startswith("Accept")]  # no decision form either
     with store.open_store(env["db"], read_only=True) as con:
         assert (
@@ -173,12 +173,12 @@ def test_patient_page_banner_then_nothing_once_approved_then_withheld_when_requi
 def test_imaging_read_banner_and_withholding(env):
     at = open_page("imaging", patient=str(env["brain"]))
     assert not at.exception
-    assert "Model brain_mri version 1.0.0 has not been approved" in texts(at.warning)
+    assert "The brain_mri model (version 1.0.0) has not been approved" in texts(at.warning)
     assert {m.label: m.value for m in at.metric}["Most likely"] == "Tumour"
     _require(env["db"])
     at = open_page("imaging", patient=str(env["brain"]))
     assert not at.exception
-    assert "Output withheld: model brain_mri version 1.0.0" in texts(at.error)
+    assert "Output withheld: the brain_mri model (version 1.0.0)" in texts(at.error)
     assert "Most likely" not in {m.label for m in at.metric}
     _decide(env["db"], "brain_mri", "1.0.0")
     at = open_page("imaging", patient=str(env["brain"]))
@@ -196,12 +196,12 @@ def test_the_report_carries_the_banner_and_withholds(env):
     text = _pdf_text(
         report_bytes(env["db"], pid, include_names=False, actor="dr", role="oncologist")
     )
-    assert "Ethics-board sign-off: Model forecast version" in text
+    assert "Ethics-board sign-off: The forecast model" in text
     assert "has not been approved by the ethics board" in text
     _require(env["db"])
     _decide(env["db"], "forecast", env["version"])
     text = _pdf_text(
         report_bytes(env["db"], pid, include_names=False, actor="dr", role="oncologist")
     )
-    assert "Output withheld: model treatment" in text
+    assert "Output withheld: the treatment model" in text
     assert "SHAP waterfall" not in text  # no recommendation drawn
