@@ -180,7 +180,10 @@ def render_drift(reports: list, notes: list[str]) -> None:
     left.metric("Tests run", tests)
     right.metric("Alerts", len(alerts))
     if alerts:
-        st.dataframe(pd.DataFrame([a.to_json() for a in alerts]), hide_index=True, width="stretch")
+        table = pd.DataFrame([a.to_json() for a in alerts])
+        table["value"] = table["value"].map(lambda v: f"{v:.3g}")  # p far below 0.001 stays legible
+        columns = ["model", "window", "feature", "message", "test", "value", "threshold"]
+        st.dataframe(table[columns], hide_index=True, width="stretch")
     for report in reports:
         st.markdown(f"#### {report.model}: {report.monitored}")
         st.caption(f"Reference: {report.reference}")
