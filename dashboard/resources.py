@@ -1151,3 +1151,69 @@ def demo_volume():
     from models.training.phantom_volume import brain_phantom
 
     return brain_phantom()
+
+
+# --- lineage, sign-off and drift (Governance, issue 22 items 3-5) ------------------------------
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _approval(path: str, stamp: tuple[int, ...], model_name: str, version: str):
+    # lazy: only pages that show a model's output need it
+    from analytics.governance.lifecycle import approvals
+
+    with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
+        return approvals.approval(con, model_name, version)
+
+
+def approval(ref: StoreRef, model_name: str, version: str):
+    """The version's sign-off (``approvals.Approval``); keyed on the stamp, so a decision shows at once."""
+    return _approval(ref.path, ref.stamp, str(model_name), str(version))
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def _model_registry(path: str, stamp: tuple[int, ...]):
+    # lazy: only the Governance page needs it
+    from dashboard.services import lifecycle
+
+    return lifecycle.model_registry(path)
+
+
+def model_registry(ref: StoreRef):
+    """Every model version with its lineage, and the trail's predictions per version."""
+    return _model_registry(ref.path, ref.stamp)
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def _signoffs(path: str, stamp: tuple[int, ...]) -> tuple[pd.DataFrame, bool]:
+    # lazy: only the Governance page needs it
+    from analytics.governance.lifecycle import approvals
+
+    with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
+        return approvals.decision_history(con), approvals.require_approval(con)
+
+
+def signoffs(ref: StoreRef) -> tuple[pd.DataFrame, bool]:
+    """Every sign-off decision (newest first) and whether approval is required."""
+    return _signoffs(ref.path, ref.stamp)
+
+
+@st.cache_data(max_entries=4, show_spinner=False)  # the page shows a status box (``working``)
+def _drift(
+    path: str,
+    version: str,
+    model_stamp: tuple[int, ...] | None,
+    frequency: str,
+    patient_frequency: str,
+):
+    # lazy: only the Governance page's drift tab needs it
+    from dashboard.services import lifecycle
+
+    return lifecycle.drift(path, frequency, patient_frequency)
+
+
+def drift(ref: StoreRef, frequency: str = "month", patient_frequency: str = "year"):
+    """Each model's drift reports and notes; keyed on the clinical version and the clinic model."""
+    folder = treatment_model_files.model_dir_for(Path(ref.path))
+    return _drift(
+        ref.path, ref.version, _treatment_model_stamp(folder), frequency, patient_frequency
+    )

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING
 
 from analytics import store
 from analytics.governance.chain import append_event, chained_transaction
+from analytics.governance.lifecycle.tables import STAT_COLUMNS
 from analytics.worklist.stored import refresh_for_writer, source_fingerprint
 from models.deid import deidentify as deid
 from models.dicom.reader import DicomImage, DicomReadError, read_dicom, read_header
@@ -222,6 +223,38 @@ def prepare_files(
         except (DicomReadError, OSError) as exc:
             out[i] = _failed(path, exc)
     return out
+
+
+def _record_input(con, p: _Prepared, person_id: int, now: dt.datetime) -> None:
+    """What the read saw (guard score, image statistics), for drift monitoring (issue 22)."""
+    ai = p.ai
+    assert ai is not None and ai.input_check is not None  # the caller checks
+    check = ai.input_check
+    stats = (
+        list(check.statistics)
+        if len(check.statistics) == len(STAT_COLUMNS)
+        else [None] * len(STAT_COLUMNS)
+    )
+    con.execute(
+        "INSERT OR REPLACE INTO ai_read_input (sop_instance_uid, person_id, model_name, model_version, "
+        "study_date, read_at, refused, score, feature_distance, statistics_distance, "
+        "stat_mean, stat_std, stat_air_fraction, stat_saturated_fraction, stat_edge_rows, "
+        "stat_edge_columns, stat_texture, stat_entropy, stat_asymmetry, stat_centre_minus_border) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            p.sop_uid,
+            person_id,
+            ai.model,
+            ai.model_version,
+            p.study_date,
+            now,
+            ai.refused is not None,
+            check.score,
+            check.feature_distance,
+            check.statistics_distance,
+            *stats,
+        ],
+    )
 
 
 def images_dir_for(db_path: Path) -> Path:
@@ -533,6 +566,8 @@ def ingest_files(
                         entry["input_check"] = (
                             None if ai.input_check is None else ai.input_check.to_json()
                         )
+                    if p.ai is not None and p.ai.input_check is not None:
+                        _record_input(con, p, person_id, now)
                     report.stored.append(entry)
                 touched = sorted({e["person_id"] for e in report.stored})
                 if touched:  # new lesion sizes move the worklist's flags and risks (analytics.worklist.stored)

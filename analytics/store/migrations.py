@@ -18,6 +18,7 @@ import duckdb
 from analytics import episodes
 from analytics.cohorts import base as cohort_base
 from analytics.governance import chain, pseudonyms
+from analytics.governance.lifecycle import tables as lifecycle_tables
 from analytics.store import worklist_schema
 from analytics.store.errors import StoreError
 from analytics.store.schema import (
@@ -149,6 +150,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         11,
         "app_user.deactivated_at: accounts an admin deactivated (governance issue 22)",
         V11_USER_STATEMENTS,
+    ),
+    Migration(
+        12,
+        "governance_setting and ai_read_input: approval setting, AI read inputs for drift (issue 22)",
+        lifecycle_tables.V12_STATEMENTS,
     ),
 )
 

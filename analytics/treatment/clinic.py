@@ -28,6 +28,8 @@ import numpy as np
 import pandas as pd
 
 from analytics import store
+from analytics.cohorts import base as cohort_base
+from analytics.governance.lifecycle.provenance import drift_reference, training_lineage
 from analytics.survival.calibration import survival_calibration
 from analytics.survival.pseudo_values import pseudo_values
 from analytics.treatment.checks import check_table
@@ -93,8 +95,12 @@ def train_clinic_model(
     seed: int = DEFAULT_SEED,
     folds: int = DEFAULT_FOLDS,
     track: Callable[..., Iterable] | None = None,
+    command: str | None = None,
 ) -> TrainingSummary:
     """Fit, cross-validate and save the clinic's outcome model (``<store>_models/`` by default).
+
+    ``command``: the command line that asked for the training, written into the card's lineage
+    (``analytics.governance.lifecycle.lineage``) with the store's fingerprint and the data's hash.
 
     ``track(iterable, description, total)`` may wrap the long loops (learners cross-validated, bootstrap
     refits) to report progress; the CLI passes a progress bar.
@@ -103,6 +109,7 @@ def train_clinic_model(
     with store.open_store(db_path, read_only=True) as con:
         table, _ = clinic_training_table(con)
         meta = dict(con.execute("SELECT key, value FROM clinic_metadata").fetchall())
+        fingerprint = cohort_base.source_fingerprint(con)
     horizon = choose_horizon(table.time_days)
     fold_rows = stratified_folds(table, folds, seed)
     table, warnings, overlap_report = check_table(table, fold_rows, seed=seed)
@@ -147,6 +154,8 @@ def train_clinic_model(
             "metrics": {"cross_validation": {"folds": folds, "seed": seed}, "learners": metrics},
             "calibration": _calibration(mu, received, table, horizon.days, folds),
             "caveats": CAVEATS,
+            "lineage": training_lineage(table, fingerprint, meta, command),
+            "drift_reference": drift_reference(table, seed),
         },
     )
     return TrainingSummary(folder, card)

@@ -157,6 +157,14 @@ def one_patient_covariates_sql() -> str:
     return _COVARIATES.format(person=person, condition_filter=" WHERE person_id = $1")
 
 
+def all_covariates_sql() -> str:
+    """``patient_covariates``' query for every patient (drift monitoring reads them by diagnosis date).
+
+    Columns: person_id, ``FEATURE_COLUMNS``, diagnosis_date; no parameters.
+    """
+    return _COVARIATES.format(person="person", condition_filter="")
+
+
 def covariates_row(person_id: int, values: list, diagnosis_date) -> pd.DataFrame:
     """One patient's model inputs (one row, ``FEATURE_COLUMNS``) from her values in that order.
 

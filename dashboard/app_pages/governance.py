@@ -9,6 +9,7 @@ from analytics.governance import audit
 from analytics.treatment.model.files import TreatmentModelError
 from dashboard import resources
 from dashboard.panels import governance as panel
+from dashboard.panels import lifecycle as lifecycle_panel
 from dashboard.session import auth, trail
 
 session = auth.require_page("governance")
@@ -29,6 +30,8 @@ is_admin = session.role == "admin"  # accounts are the admin's (issue 22)
     decisions_tab,
     quality_tab,
     data_tab,
+    signoff_tab,
+    drift_tab,
     *admin_tabs,
 ) = st.tabs(
     [
@@ -39,7 +42,9 @@ is_admin = session.role == "admin"  # accounts are the admin's (issue 22)
         "Audit trail",
         "Decisions",
         "Data quality",
-        "Data provenance",
+        "Lineage",  # issue 22 item 3: replaces the row counts of "Data provenance"
+        "Sign-off",
+        "Drift",
         *(["Users"] if is_admin else []),
     ]
 )
@@ -173,11 +178,16 @@ if admin_tabs:
         panel.render_users(ref.path, lambda: resources.accounts(ref), auth.actor())
 
 with data_tab:
-    snapshot = resources.governance_snapshot(ref)
-    st.metric("Schema version", snapshot.schema_version)
-    st.dataframe(snapshot.metadata, hide_index=True)
-    st.dataframe(snapshot.table_counts, hide_index=True)
-    st.caption(
-        "Tables under `truth.` hold the simulation's ground truth; they are counted here and read only "
-        "by validation code, never by a page or a model."
+    versions, usage = resources.model_registry(ref)
+    lifecycle_panel.render_lineage(versions, usage, resources.governance_snapshot(ref))
+
+with signoff_tab:
+    lifecycle_panel.render_signoff(ref, resources.model_registry(ref)[0], auth.actor())
+
+with drift_tab:
+    frequency = st.segmented_control(
+        "Window of the images", ["month", "quarter", "year"], default="month", key="drift_freq"
     )
+    with resources.working("Comparing each model's inputs with its validation…"):
+        reports, drift_notes = resources.drift(ref, frequency or "month")
+    lifecycle_panel.render_drift(reports, drift_notes)

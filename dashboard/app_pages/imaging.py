@@ -17,7 +17,7 @@ from dashboard.panels import deid as deid_panel
 from dashboard.panels import pacs as pacs_panel
 from dashboard.panels import saliency as saliency_panel
 from dashboard.services import plain_language
-from dashboard.session import auth, state, trail
+from dashboard.session import auth, signoff, state, trail
 from models.deid import deidentify
 from models.dicom import reader as dicom
 from models.inference.read import UNCERTAIN_MARGIN, NoModelForImageError
@@ -215,6 +215,17 @@ with read:
             ai = resources.ai_read(data, frame, image, task.name)
         except (ModelUnavailableError, NoModelForImageError) as exc:
             st.error(f"The {task.title.lower()} cannot run: {exc}", icon=":material/error:")
+    if (
+        ai is not None
+        and ai.refused is None
+        and not signoff.gate(
+            ref,
+            ai.model,
+            ai.model_version,
+            subject=None if picked == -1 else int(images.iloc[picked]["person_id"]),
+        )
+    ):
+        ai = None  # withheld until the ethics board approves this version (admin setting)
     if ai is not None and ai.refused is not None:
         # a refusal is a result: said plainly, audited, and nothing of a read is drawn
         check = ai.input_check

@@ -140,7 +140,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
             "volume_patients": [int(p) for p in volumes.person_ids],
             "volumes_s": round(volumes.seconds, 3),
         }
-    result["treatment_model"] = _demo_treatment_model(summary.path, train=not args.no_model)
+    result["treatment_model"] = _demo_treatment_model(
+        summary.path, train=not args.no_model, command=getattr(args, "command_line", None)
+    )
     # after the model: its risk joins
     result["worklist"] = cli_analytics.refresh_worklist(summary.path)
     accounts = cli_governance.demo_accounts(summary.path)
@@ -188,7 +190,7 @@ def _demo_volumes(args: argparse.Namespace, db: Path):
         raise CliError(f"the clinic was written, but its demo volumes were not: {exc}") from exc
 
 
-def _demo_treatment_model(db: Path, *, train: bool) -> dict:
+def _demo_treatment_model(db: Path, *, train: bool, command: str | None = None) -> dict:
     """Train the new clinic's treatment model (or say why not); a previous store's model never stays.
 
     The model folder lies beside the store, so a store replaced with --force would
@@ -218,7 +220,7 @@ def _demo_treatment_model(db: Path, *, train: bool) -> dict:
     say("training the clinic's treatment model (--no-model skips this)")
     start = time.perf_counter()
     try:
-        trained = train_clinic_model(db, track=cli_progress.track)
+        trained = train_clinic_model(db, track=cli_progress.track, command=command)
     except TreatmentDataError as exc:
         say(f"no treatment model: {exc}")
         return {"skipped": str(exc)}

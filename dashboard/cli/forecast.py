@@ -6,7 +6,15 @@ from __future__ import annotations
 import argparse
 import json
 
-from dashboard.cli.common import CliError, SubParsers, add_command, db_arg, db_path
+from dashboard.cli import oversight as cli_lifecycle
+from dashboard.cli.common import (
+    EXIT_FAILED,
+    CliError,
+    SubParsers,
+    add_command,
+    db_arg,
+    db_path,
+)
 from dashboard.cli.treatment import treatment_errors
 
 
@@ -56,10 +64,20 @@ def cmd_forecast(args: argparse.Namespace) -> int:
             forecast = patient_forecast(con, person_id, estimate_prior(con), clinic)
         except (ForecastError, UnknownPatientError) as exc:
             raise CliError(str(exc)) from exc
-    result = forecast.to_json()
+    # the survival curves' model version and its sign-off (issue 22); a forecast without a model
+    # (tumour-size fit only) has no version to approve
+    result, withheld = cli_lifecycle.withhold(
+        forecast.to_json(),
+        cli_lifecycle.approval_of(db, "forecast", forecast.model_version),
+        ("patient_id", "model_version", "as_of"),
+    )
     if args.json:
         print(json.dumps(result))
-        return 0
+        return EXIT_FAILED if withheld else 0
+    if withheld:
+        raise CliError(result["error"])
+    if result["approval"].get("message"):
+        print(f"NOTE: {result['approval']['message']}")
     from dashboard.figures import formats  # lazy: pandas, which `oncolens --help` never loads
 
     tumour, info = result["tumour"], result["survival_info"]

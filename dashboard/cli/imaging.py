@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from dashboard.cli import hospital as cli_hospital
+from dashboard.cli import oversight as cli_lifecycle
 from dashboard.cli import progress as cli_progress
 from dashboard.cli.common import (
     EXIT_FAILED,
@@ -83,6 +84,7 @@ def add_subparsers(subparsers: SubParsers) -> None:
         metavar="NAME",
         help="force a model (mammography, brain_mri); default: by modality",
     )
+    db_arg(p)  # the store whose ethics-board sign-off the output carries (`approval`)
     p.add_argument("--json", action="store_true", help="one JSON object per image")
     engine_args(p)
 
@@ -152,7 +154,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
             cli_progress.echo(f"{result['file']}: error: {result['error']}")
     files = [f for f in files if str(f) not in in_volumes]
     seen = len(files) + len(volumes)  # a volume series is one input
+    signed_off: dict[tuple, dict] = {}  # one store lookup per model version, not per file
     for result in cli_progress.track(read_many(files, args.model, args), "AI read", len(files)):
+        if "error" not in result:  # the version's sign-off; withheld output is an error (issue 22)
+            version = (result["model"], result["model_version"])
+            if version not in signed_off:
+                signed_off[version] = cli_lifecycle.approval_of(db_path(args), *version)
+            result, _ = cli_lifecycle.withhold(
+                result, signed_off[version], ("file", "model", "model_version")
+            )
         # a refusal is a result (label null, `refused` says why) but counts as a failed input
         failed += "error" in result or bool(result.get("refused"))
         if args.json:

@@ -17,6 +17,7 @@ Exit status: 0 success, 1 a failed input or operation (message on stderr),
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 
@@ -27,7 +28,7 @@ from dashboard.cli import (
     governance,
     hospital,
     imaging,
-    reporting,
+    oversight,
     treatment,
     validate,
 )
@@ -44,7 +45,7 @@ GROUPS: tuple[Callable[[SubParsers], None], ...] = (
     validate.add_subparsers,  # validate TARGET
     hospital.add_subparsers,  # report
     governance.add_subparsers,  # users, audit
-    reporting.add_subparsers,  # checklist, dossier
+    oversight.add_subparsers,  # checklist, dossier, lineage, drift (issue 22)
 )
 
 
@@ -63,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # the command as typed, for the lineage a training writes into its model card (issue 22)
+    args.command_line = shlex.join(["oncolens", *(sys.argv[1:] if argv is None else argv)])
     # lazy: `oncolens --help` never loads it (the store loads it anyway)
     import duckdb
 

@@ -8,8 +8,10 @@ import json
 from pathlib import Path
 
 from dashboard.cli import analytics as cli_analytics
+from dashboard.cli import oversight as cli_lifecycle
 from dashboard.cli import progress as cli_progress
 from dashboard.cli.common import (
+    EXIT_FAILED,
     EXIT_USAGE,
     CliError,
     SubParsers,
@@ -223,6 +225,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
                 bootstrap=args.bootstrap,
                 seed=args.seed,
                 track=cli_progress.track,
+                command=getattr(args, "command_line", None),
             )
             card = summary.card
             learners = card["metrics"]["learners"]
@@ -275,11 +278,21 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         return 0
     except treatment_errors() as exc:
         raise CliError(str(exc)) from exc
+    # the version's ethics-board sign-off; its output withheld where the admin requires it (issue 22)
+    out, withheld = cli_lifecycle.withhold(
+        result.to_json(),
+        cli_lifecycle.approval_of(db, "treatment", result.model_version),
+        ("patient_id", "model_version"),
+    )
     if args.json:
-        print(json.dumps(result.to_json()))
-        return 0
+        print(json.dumps(out))
+        return EXIT_FAILED if withheld else 0
+    if withheld:
+        raise CliError(out["error"])
     from dashboard.figures import formats  # lazy: pandas, which `oncolens --help` never loads
 
+    if out["approval"].get("message"):
+        print(f"NOTE: {out['approval']['message']}")
     print(f"Patient {result.person_id} (model {formats.version(result.model_version)}):")
     for o in result.options:
         lo, hi = o.rfs_ci

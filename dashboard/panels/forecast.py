@@ -22,7 +22,7 @@ from dashboard.figures import formats
 from dashboard.figures import patient as patient_figures
 from dashboard.services import plain_language
 from dashboard.services.report_data import without_other_options
-from dashboard.session import auth, state, trail
+from dashboard.session import auth, signoff, state, trail
 
 MAX_STUDY_BUTTONS = 12
 # The metric's (value, note under it): short enough for a third of a 1366 px screen (docs/experience.md).
@@ -78,6 +78,10 @@ def show(
         forecast = resources.patient_forecast(ref, person_id)
     except ForecastError as exc:
         st.info(f"No forecast: {exc}.")
+    if forecast is not None and not signoff.gate(
+        ref, "forecast", forecast.model_version, subject=person_id
+    ):
+        forecast = None  # withheld until the ethics board approves this version (admin setting)
     if forecast is not None and not auth.may_recommend():
         forecast = without_other_options(forecast)  # curves per option are the recommendation
     survival = forecast.survival if forecast is not None else None

@@ -33,7 +33,7 @@ from dashboard.figures import formats
 from dashboard.figures import treatment as treatment_figures
 from dashboard.panels import care as care_panel
 from dashboard.services import plain_language
-from dashboard.session import auth, trail
+from dashboard.session import auth, signoff, trail
 
 SMALL_GROUP = 20  # Kaplan-Meier curves of fewer patients are flagged as unreliable
 
@@ -99,6 +99,9 @@ def show(ref: resources.StoreRef, summary: PatientSummary, scope: Scope | None =
         )
         _history(ref, person_id)
         return
+    if not signoff.gate(ref, "treatment", rec.model_version, subject=person_id):
+        _history(ref, person_id)
+        return  # withheld until the ethics board approves this version (admin setting)
     card = resources.treatment_model(ref).card
     _options(rec, card, first_line_option(summary.treatments))
     st.info(plain_language.recommendation_summary(rec), icon=":material/record_voice_over:")

@@ -163,6 +163,25 @@ def _key_image(path: Path, load) -> tuple[KeyImage | None, dict | None, str | No
     return KeyImage(caption, buffer.getvalue()), row, None
 
 
+def _signoffs(con, rec, forecast, findings: pd.DataFrame) -> dict:
+    """The sign-off of every model version whose output the report may show: (name, version) -> Approval."""
+    # lazy: only the report needs it
+    from analytics.governance.lifecycle import approvals
+    from models.inference import registry  # lazy: only the report needs it
+
+    keys = {(n, str(registry.load_card(n).get("version"))) for n in registry.available_models()}
+    if not findings.empty:
+        keys |= {
+            (str(n), str(v))
+            for n, v in zip(findings["model_name"], findings["model_version"], strict=True)
+        }
+    if rec is not None:
+        keys.add(("treatment", str(rec.model_version)))
+    if forecast is not None and forecast.model_version is not None:
+        keys.add(("forecast", str(forecast.model_version)))
+    return {key: approvals.approval(con, *key) for key in sorted(keys)}
+
+
 def _load_models() -> ModelLoader:
     return ModelLoader()  # one loader for the report: each model once, errors per image
 
@@ -248,6 +267,29 @@ def gather(
                 notes.append(f"No recommendation: {exc}")
         # the decision log names the recommended option: shown to the roles that see recommendations
         decisions = patient_decisions(con, person_id) if allowed else None
+        signoff = _signoffs(con, rec, forecast, findings)
+    # the ethics board's sign-off (issue 22): a banner in the notes, or the output withheld
+    shown = {
+        (str(n), str(v))
+        for n, v in zip(findings["model_name"], findings["model_version"], strict=True)
+    }
+    if rec is not None:
+        shown.add(("treatment", str(rec.model_version)))
+    if forecast is not None and forecast.model_version is not None:
+        shown.add(("forecast", str(forecast.model_version)))
+    signoff_lines = [signoff[key].banner() or "" for key in sorted(shown) if signoff[key].banner()]
+    if rec is not None and signoff[("treatment", rec.model_version)].withheld:
+        rec = None
+    if forecast is not None and forecast.model_version is not None:
+        if signoff[("forecast", forecast.model_version)].withheld:
+            forecast = None
+    withheld = {key for key, status in signoff.items() if status.withheld}
+    if not findings.empty:
+        keep = [
+            (str(n), str(v)) not in withheld
+            for n, v in zip(findings["model_name"], findings["model_version"], strict=True)
+        ]
+        findings = findings[keep]
     if forecast is not None and not allowed:
         forecast = without_other_options(forecast)
     demo, dx = summary.demographics, summary.diagnosis
@@ -349,6 +391,12 @@ def gather(
         if len(key_images) >= KEY_IMAGES:
             break
         image, row, note = _key_image(Path(path), load)
+        key = (row["model_name"], row["model_version"]) if row is not None else None
+        if key in withheld:
+            continue  # the read of a version not approved, where approval is required
+        if key in signoff and key not in shown and signoff[key].banner():
+            shown.add(key)
+            signoff_lines.append(signoff[key].banner() or "")
         if image is not None:
             key_images.append(image)
             live.append(row)
@@ -450,6 +498,7 @@ def gather(
         generated_at=now,
         renderer=static_figures.renderer(),
         notes=notes,
+        signoff_lines=signoff_lines,
         decision_lines=[]
         if decisions is None
         else [_decision_line(d) for d in decisions.itertuples(index=False)],

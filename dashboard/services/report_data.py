@@ -58,6 +58,9 @@ class ReportData:
     decision_lines: list[str] = field(
         default_factory=list
     )  # the clinicians' recorded decisions, newest first (roles that see recommendations only)
+    # the ethics board's sign-off of each model version whose output is in the report, or why an
+    # output is withheld (issue 22); printed under the title
+    signoff_lines: list[str] = field(default_factory=list)
 
 
 def without_other_options(forecast):

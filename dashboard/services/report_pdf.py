@@ -97,6 +97,10 @@ def render_pdf(data: ReportData) -> bytes:
         f"Generated {data.generated_at:%Y-%m-%d %H:%M} by {data.generated_by}. "
         "Decision support for research use, not a medical device.",
     )
+    if data.signoff_lines:  # models not approved by the ethics board, or output withheld (issue 22)
+        pdf.set_font(FONT, "B", 9)
+        _para(pdf, "Ethics-board sign-off: " + " ".join(data.signoff_lines))
+        pdf.set_font(FONT, "", 9)
 
     _heading(pdf, SECTIONS[0])
     _rows(pdf, data.header + data.summary_rows)

@@ -31,7 +31,7 @@ sha256 like the weights: a guard that does not match its card refuses to load.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -79,9 +79,13 @@ class InputCheck:
     reason: str  # why the image was refused; "" when it was not
     feature_distance: float  # scaled Mahalanobis distance of the penultimate features
     statistics_distance: float  # scaled Mahalanobis distance of the image statistics
+    # the ten image statistics (STAT_NAMES) the check measured: stored with the read for drift
+    # monitoring (analytics.governance.lifecycle), not part of the CLI's JSON
+    statistics: tuple[float, ...] = field(default=(), compare=False, repr=False)
 
     def to_json(self) -> dict:
         out = asdict(self)
+        out.pop("statistics")
         for k in ("score", "threshold", "feature_distance", "statistics_distance"):
             out[k] = round(float(out[k]), 4)
         return out
@@ -164,7 +168,8 @@ class GuardStats:
 
     def check(self, features: np.ndarray, stats: np.ndarray, model_title: str) -> list[InputCheck]:
         out = []
-        for f, s in zip(*self.scores(features, stats), strict=True):
+        rows = np.asarray(stats, dtype=np.float64)
+        for i, (f, s) in enumerate(zip(*self.scores(features, stats), strict=True)):
             score = max(float(f), float(s))
             ok = bool(np.isfinite(score) and score <= self.threshold)
             reason = ""
@@ -175,7 +180,17 @@ class GuardStats:
                     f"({what} are {score:.1f} times the usual distance, threshold {self.threshold:.2f}); "
                     "no read is given for an image outside what the model knows"
                 )
-            out.append(InputCheck(ok, score, self.threshold, reason, float(f), float(s)))
+            out.append(
+                InputCheck(
+                    ok,
+                    score,
+                    self.threshold,
+                    reason,
+                    float(f),
+                    float(s),
+                    tuple(float(v) for v in rows[i]),
+                )
+            )
         return out
 
     def to_json(self) -> dict:

@@ -28,6 +28,7 @@ from torch.nn import functional as F
 from models.inference.network import INPUT_SIZE, LesionNet, count_parameters
 from models.inference.preprocess import mask_to_image, mask_to_input, to_tensor
 from models.inference.tasks import TASKS, TaskSpec
+from models.provenance import git_commit, oncolens_version
 from models.training import evaluation
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
@@ -270,6 +271,11 @@ def model_card(
             "Lesion size range and class balance follow the phantom generator, not a screening population.",
             "Probabilities are calibrated on phantoms; they are not calibrated for any real population.",
         ],
+        "lineage": {  # issue 22: the code and the date that produced these weights
+            "git_commit": git_commit(),
+            "oncolens_version": oncolens_version(),
+            "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
+        },
         "weights": {
             "file": weights.name,
             "sha256": sha256_of(weights),

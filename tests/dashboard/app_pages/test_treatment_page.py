@@ -292,6 +292,7 @@ def test_page_cli_and_report_share_one_function_and_give_the_same_recommendation
 
     assert main(["recommend", str(pid), "--db", str(model_env), "--json"]) == 0  # the CLI
     cli_json = json.loads(capsys.readouterr().out)
+    assert cli_json.pop("approval")["model"] == "treatment"  # the sign-off the CLI adds (issue 22)
     assert len(calls) == 2 and cli_json == calls[1][1].to_json()
 
     # the page's PDF button, for the oncologist

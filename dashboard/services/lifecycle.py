@@ -1,0 +1,121 @@
+"""Lineage, sign-off and drift for the pages and the CLI: one code path gathering the models' files.
+
+Why here and not in ``analytics``: the registry and the drift references come from model files
+(the imaging cards and ``NAME.reference.json`` beside the weights, through ``models``; the clinic's
+card beside the store), which ``analytics`` never opens. The statistics and queries themselves are
+``analytics.governance.lifecycle``'s; this module hands them plain values. The Governance page
+(through ``dashboard.resources``, which caches) and ``oncolens drift`` / ``oncolens lineage`` call
+the same functions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from analytics import store
+from analytics.governance.lifecycle import approvals, drift_data, lineage
+from analytics.governance.lifecycle.drift import DriftReport
+from analytics.treatment.model import files as treatment_files
+from models.inference import registry
+from models.training.reference import ReferenceUnavailableError, load_reference
+
+# what an output without a model version (a tumour-size fit per patient) says about sign-off
+NOT_APPLICABLE = {
+    "status": "not applicable",
+    "required": False,
+    "withheld": False,
+    "message": None,
+}
+
+
+def current_versions(db_path: Path | str) -> list[lineage.ModelVersion]:
+    """The versions whose cards are present: every imaging model, then the store's clinic model."""
+    versions = [lineage.imaging_version(registry.load_card(n)) for n in registry.available_models()]
+    try:
+        card = treatment_files.load_card(treatment_files.model_dir_for(Path(db_path)))
+        versions.extend(lineage.treatment_versions(card))
+    except treatment_files.TreatmentModelError:
+        pass  # no clinic model yet: the trail may still name earlier ones
+    return versions
+
+
+def model_registry(db_path: Path | str) -> tuple[list[lineage.ModelVersion], pd.DataFrame]:
+    """Every version (current cards, then others the trail names) and the trail's use of each."""
+    current = current_versions(db_path)
+    with store.open_store(db_path, read_only=True) as con:
+        return lineage.registry(con, current), lineage.named_in_trail(con)
+
+
+def imaging_references() -> tuple[dict[str, tuple[pd.DataFrame, str]], list[str]]:
+    """Each imaging model's drift reference (scores and statistics on held-out phantoms), and notes
+    for models without one."""
+    out, notes = {}, []
+    for name in registry.available_models():
+        try:
+            data = load_reference(name, registry.load_card(name))
+        except ReferenceUnavailableError as exc:
+            notes.append(str(exc))
+            continue
+        out[name] = (pd.DataFrame(data["values"]), f"{name}: {data['what']}")
+    return out, notes
+
+
+def drift(
+    db_path: Path | str, frequency: str = "month", patient_frequency: str = "year"
+) -> tuple[list[DriftReport], list[str]]:
+    """Every model's drift report (``analytics.governance.lifecycle.drift_data.drift_reports``)
+    and notes on what could not be monitored."""
+    # lazy: the clinic model loads xgboost, which only this and the treatment pages need
+    from analytics.treatment.clinic import load_clinic_model
+
+    references, notes = imaging_references()
+    try:
+        clinic = load_clinic_model(Path(db_path), stack_refits=False)
+        treatment = (clinic.model, clinic.card)
+    except treatment_files.TreatmentModelError as exc:
+        treatment = None
+        notes.append(f"treatment model not monitored: {exc}")
+    with store.open_store(db_path, read_only=True) as con:
+        reports = drift_data.drift_reports(
+            con,
+            imaging_references=references,
+            treatment=treatment,
+            frequency=frequency,
+            patient_frequency=patient_frequency,
+        )
+    return reports, notes
+
+
+def approval(db_path: Path | str, model_name: str, model_version: str | None) -> dict:
+    """The ``approval`` key of the CLI's JSON for one output; a missing store says so, never fails."""
+    if model_version is None:
+        return dict(NOT_APPLICABLE)
+    path = Path(db_path).expanduser()
+    if not path.exists():
+        return {
+            "model": model_name,
+            "model_version": model_version,
+            "status": "unknown",
+            "required": False,
+            "withheld": False,
+            "message": f"no store at {path}: the ethics board's sign-off was not checked",
+        }
+    with store.open_store(path, read_only=True) as con:
+        return approvals.approval(con, model_name, str(model_version)).to_json()
+
+
+def gate(result: dict, status: dict, keep: tuple[str, ...]) -> tuple[dict, bool]:
+    """``result`` with its ``approval``; when withheld, only ``keep`` keys, the approval and an
+    ``error`` that says why (so the CLI counts it as a failed input and exits non-zero)."""
+    if not status.get("withheld"):
+        return {**result, "approval": status}, False
+    return (
+        {
+            **{k: result[k] for k in keep if k in result},
+            "approval": status,
+            "error": status.get("message") or "output withheld: model version not approved",
+        },
+        True,
+    )
