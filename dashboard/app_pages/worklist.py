@@ -10,7 +10,7 @@ from analytics.worklist import buckets as worklist_buckets
 from dashboard import resources
 from dashboard.panels import worklist as worklist_panel
 from dashboard.services import plain_language
-from dashboard.session import auth, state
+from dashboard.session import auth, signoff, state
 
 PAGE_SIZE = 25
 ALL_SITES = "All sites"
@@ -100,6 +100,8 @@ a.segmented_control(  # drawn after the read: each bucket's label carries its co
     ),
 )
 worklist_panel.show_freshness(ref, view)  # stored and current, ranked now, or stale with a refresh
+# the ethics board's sign-off of the forecast that ranked the list (issue 22): a banner, or withheld
+risk_shown = signoff.gate(ref, "forecast", view.status.model_version)
 result = view.page
 pages = max(1, -(-result.total // PAGE_SIZE))
 if result.rows.empty:
@@ -126,6 +128,8 @@ st.caption(
     "and an assignee on her Patient page"
 )
 table = worklist_panel.display_rows(result.rows)
+if not risk_shown:
+    table = worklist_panel.without_risk(table, result.rows)
 picked = st.dataframe(  # at 1366 px: who, why and the risk fit; the rest scrolls sideways
     table,
     hide_index=True,

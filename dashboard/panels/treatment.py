@@ -374,6 +374,8 @@ def cohort_section(ref: resources.StoreRef) -> None:
         st.info(f"**No treatment model summary.** {exc}")
         st.code(f"oncolens recommend --train --db {ref.path}", language="bash")
         return
+    if not signoff.gate(ref, "treatment", resources.treatment_model(ref).version):
+        return  # withheld until the ethics board approves this version (admin setting)
     _policy_tree(resources.treatment_model(ref).card)
     counts = cohort.recommendation_counts()
     sampled = (

@@ -153,6 +153,20 @@ def display_rows(rows: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def without_risk(table: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """``display_rows`` with the forecast's output withheld: the admin requires the ethics board's
+    sign-off and the version that ranked the list has none (``session.signoff.gate`` says so above).
+
+    Act now and due do not depend on a model and stay as they are; a by-risk row's risk and reason
+    read "withheld" (its place in the list still follows the stored ranking, which the page says).
+    """
+    out = table.copy()
+    by_risk = (rows["bucket"] == "by_risk").to_numpy()
+    out["6-mo risk"] = "withheld"
+    out.loc[by_risk, "Reason"] = "Forecast risk withheld: its model version is not approved."
+    return out
+
+
 def review_line(ref: resources.StoreRef, person_id: int) -> None:
     """On the Patient page: her last worklist review, and a form to mark one now with a note and an assignee.
 

@@ -205,3 +205,36 @@ def test_the_report_carries_the_banner_and_withholds(env):
     )
     assert "Output withheld: the treatment model" in text
     assert "SHAP waterfall" not in text  # no recommendation drawn
+
+
+def test_worklist_and_cohorts_carry_the_banner_and_withhold_the_models_output(env):
+    """The worklist's forecast risk and the Cohorts page's treatment summary are model output too: a
+    banner while the version is not approved; when approval is required, the risk column and the
+    by-risk reasons read "withheld" (act now and due need no model) and the summary is not drawn."""
+    from analytics.worklist import stored  # here: only this test ranks the worklist
+
+    with store.open_store(env["db"]) as con:
+        stored.refresh(con, stored.clinic_model(env["db"]))
+    at = open_page("worklist", role="care_team")
+    assert not at.exception
+    assert f"The forecast model (version {env['version']}) has not been approved" in texts(
+        at.warning
+    )
+    table = at.dataframe[0].value
+    assert table["6-mo risk"].str.endswith("%").any()
+    cohorts = open_page("cohorts", role="oncologist")
+    assert f"The treatment model (version {env['version']}) has not been approved" in texts(
+        cohorts.warning
+    )
+    _require(env["db"])
+    at = open_page("worklist", role="care_team")
+    assert not at.exception
+    assert "Output withheld: the forecast model" in texts(at.error)
+    table = at.dataframe[0].value
+    assert set(table["6-mo risk"]) == {"withheld"}
+    by_risk = table[table["Bucket"] == "By risk"]
+    assert len(by_risk) and set(by_risk["Reason"]) == {
+        "Forecast risk withheld: its model version is not approved."
+    }
+    cohorts = open_page("cohorts", role="oncologist")
+    assert "Output withheld: the treatment model" in texts(cohorts.error)
