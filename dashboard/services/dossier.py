@@ -19,8 +19,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +45,7 @@ from dashboard.figures.governance import (
     reliability_points,
     risk_calibration_series,
 )
+from dashboard.services.report import write_atomically
 from models.deid.deidentify import key_path_for_store
 from models.inference import registry
 
@@ -813,15 +812,7 @@ def write_dossier(
     data = gather_dossier(model, db_path, generated_by=actor, phantoms=phantoms)
     pdf = render_dossier(data)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(pdf)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(out, pdf)
     digest = _record(db_path, data, pdf, actor, role, "cli")
     return {
         "model": model,

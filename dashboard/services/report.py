@@ -517,6 +517,24 @@ def _decision_line(d) -> str:
     return f"{formats.date(d.decided_at)} {d.actor} {verb} {d.chosen} ({offered}; model {d.model_version}){reason}"
 
 
+def write_atomically(out: Path, content: bytes) -> None:
+    """Write ``content`` to ``out`` through a temporary file in the same folder, renamed over it.
+
+    Why: a reader (a browser download, a mail robot watching the folder) never sees half a PDF,
+    and a failure leaves the earlier file as it was. The tumour-board report and the model dossier
+    both write this way.
+    """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(content)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def write_report(
     db_path: Path,
     person_id: int,
@@ -537,15 +555,7 @@ def write_report(
         db_path, person_id, include_names=include_names, generated_by=actor, load=load, role=role
     )
     pdf = render_pdf(data)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(pdf)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(out, pdf)
     digest = hashlib.sha256(pdf).hexdigest()
     audit.record_event(
         db_path,
