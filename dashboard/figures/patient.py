@@ -605,7 +605,11 @@ def patient_timeline_figure(
 
 
 def patient_forecast_timeline(
-    summary, forecast, similar_km: pd.DataFrame | None = None, survival_absent: str | None = None
+    summary,
+    forecast,
+    similar_km: pd.DataFrame | None = None,
+    survival_absent: str | None = None,
+    as_of=None,
 ) -> go.Figure:
     """``patient_timeline_figure`` of a ``PatientSummary`` and its ``PatientForecast`` (or None).
 
@@ -617,7 +621,9 @@ def patient_forecast_timeline(
     survival = forecast.survival if forecast is not None else None
     return patient_timeline_figure(
         diagnosis_date=summary.diagnosis.diagnosis_date if summary.diagnosis is not None else None,
-        today=forecast.as_of if forecast is not None else None,
+        # without a forecast, "today" is still her record's day (``as_of``: her care setting's), so an
+        # ongoing line of therapy runs to it instead of shrinking to a dot at its start
+        today=forecast.as_of if forecast is not None else as_of,
         treatments=summary.treatments,
         measurements=summary.measurements,
         imaging_studies=summary.imaging_studies,
@@ -641,7 +647,7 @@ def survival_title_for(setting, in_scope: bool | None = None) -> str | None:
     model's scope decision (``analytics.treatment.scope``), None when not known.
     """
     if setting is not None and (setting.metastatic or setting.recurred):
-        what = "metastatic at diagnosis" if setting.de_novo else "recurred"
+        what = "was metastatic at diagnosis" if setting.de_novo else "recurred"
         return f"Recurrence-free survival: no longer applies (her disease {what})"
     if in_scope is False:
         return "Recurrence-free survival per option: outside the treatment model's scope"

@@ -97,6 +97,7 @@ def show(
         survival_absent=patient_figures.survival_title_for(
             setting, None if scope is None else scope.in_scope
         ),
+        as_of=None if setting is None else setting.as_of,
     )
     st.plotly_chart(fig)
     if forecast is not None:

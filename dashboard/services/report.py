@@ -415,6 +415,7 @@ def gather(
         summary,
         forecast,
         survival_absent=patient_figures.survival_title_for(setting, scope.in_scope),
+        as_of=setting.as_of,
     )
     figures: list[tuple] = [(fig, 1100, int(fig.layout.height or 940))]
     if forecast is not None:

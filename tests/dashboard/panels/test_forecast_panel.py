@@ -159,3 +159,38 @@ def test_timeline_figure_has_lanes_band_today_and_units():
         outcome_events=pd.DataFrame(),
     )
     assert "No usable lesion measurements" in [a.text for a in empty.layout.annotations]
+
+
+def test_without_a_forecast_an_ongoing_line_still_runs_to_today():
+    """A de novo patient with no lesion readings has no forecast; her ongoing second line must still
+    run to her record's day, not shrink to a dot at its start (seen on the imported example)."""
+    from types import SimpleNamespace
+
+    treatments = pd.DataFrame(
+        {
+            "line_of_therapy": [1, 2],
+            "treatment_class": ["endocrine", "chemotherapy"],
+            "agent": ["letrozole", "capecitabine"],
+            "regimen": ["letrozole + palbociclib", "capecitabine"],
+            "exposure_type": ["drug", "drug"],
+            "start_date": pd.to_datetime(["2025-03-17", "2025-11-24"]),
+            "end_date": pd.to_datetime(["2025-11-24", None]),
+            "ongoing": [False, True],
+        }
+    )
+    summary = SimpleNamespace(
+        diagnosis=SimpleNamespace(diagnosis_date=pd.Timestamp("2025-03-03")),
+        treatments=treatments,
+        measurements=pd.DataFrame(),
+        imaging_studies=pd.DataFrame(),
+        outcome_events=pd.DataFrame(),
+    )
+    fig = patient_figures.patient_forecast_timeline(
+        summary, None, survival_absent="x", as_of=pd.Timestamp("2026-06-30").date()
+    )
+    ends = [
+        max(pd.to_datetime(list(t.x)))
+        for t in fig.data
+        if t.name and "capecitabine" in t.name and t.x is not None
+    ]
+    assert ends and max(ends) == pd.Timestamp("2026-06-30")
