@@ -321,6 +321,9 @@ class WorklistView:
     page: worklist.WorklistPage
     status: worklist_store.WorklistStatus
     source: str
+    # the treatment model version whose risks these rows carry: the stored ranking's, or the current
+    # model's when ranked on the fly (the ethics board's sign-off is checked against this one)
+    ranked_by: str | None = None
 
 
 @st.cache_data(max_entries=4, show_spinner="Ranking the worklist by forecast risk…")
@@ -426,11 +429,13 @@ def worklist_view(
         page = _stored_page(
             ref.path, ref.stamp, status.computed_at, int(limit), int(offset), filters
         )
-        return WorklistView(page, status, "stored" if status.fresh else "stale")
+        return WorklistView(
+            page, status, "stored" if status.fresh else "stale", status.model_version
+        )
     if status.patients <= ON_THE_FLY_MAX_PATIENTS:
         ranked = _worklist(ref.path, ref.version, _model_stamp_of(ref))
         page = _live_page(ref.path, ref.stamp, ranked, int(limit), int(offset), filters)
-        return WorklistView(page, status, "on_the_fly")
+        return WorklistView(page, status, "on_the_fly", _model_version_of(ref))
     empty = worklist.WorklistPage(
         pd.DataFrame(columns=list(worklist.WORKLIST_COLUMNS)), 0, int(limit), int(offset)
     )

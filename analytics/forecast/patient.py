@@ -471,7 +471,7 @@ def cohort_risk(
     con.register("_forecast_ids", pd.DataFrame({"person_id": ids}))
     try:
         raw = lesion_frame(con, "listed", as_of=as_of)
-        covariates = _cohort_covariates(con, as_of) if clinic is not None else None
+        covariates = _cohort_covariates(con) if clinic is not None else None
     finally:
         con.unregister("_forecast_ids")
     readings, _ = clean(restart_at(raw, line_start), as_of)
@@ -516,17 +516,19 @@ def cohort_risk(
     return out
 
 
-def _cohort_covariates(con: duckdb.DuckDBPyConnection, as_of: dt.date) -> pd.DataFrame:
+def _cohort_covariates(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Covariates, first-line option and follow-up of the registered ``_forecast_ids``: complete rows
-    of patients inside the treatment model's scope on ``as_of`` only (no recurrence or death by then,
-    no neoadjuvant therapy, no metastatic disease: the vectorised ``recommendation_scope``), since the
-    worklist lists recurred patients too (issue 17) and the curves per option are that model's."""
+    of patients inside the treatment model's scope only (no recurrence or death, no neoadjuvant
+    therapy, no metastatic disease: the vectorised ``recommendation_scope``), since the worklist lists
+    recurred patients too (issue 17) and the curves per option are that model's. Not cut at the
+    ranking's day: imports do not move the store's cut-off, and a recurrence recorded after it must
+    still end the recurrence-free forecast."""
 
     df = covariates_frame(
         con, "(SELECT * FROM person WHERE person_id IN (SELECT person_id FROM _forecast_ids))"
     )
     outside_scope = (
-        """(SELECT count(*) FROM episode p WHERE p.person_id = i.person_id AND p.start_date <= $as_of
+        """(SELECT count(*) FROM episode p WHERE p.person_id = i.person_id
              AND (p.kind = 'neoadjuvant' OR p.setting = 'metastatic'))"""
         if has_episode_table(con)
         else "0"  # a store from before episodes: stage IV below still says metastatic at diagnosis
@@ -536,14 +538,12 @@ def _cohort_covariates(con: duckdb.DuckDBPyConnection, as_of: dt.date) -> pd.Dat
         SELECT i.person_id, op.end_date,
                (SELECT min(regimen) FROM treatment_exposure t
                  WHERE t.person_id = i.person_id AND line_of_therapy = 1 AND regimen IS NOT NULL) AS regimen,
-               (SELECT count(*) FROM outcome_event e
-                 WHERE e.person_id = i.person_id AND e.event_date <= $as_of) AS events,
+               (SELECT count(*) FROM outcome_event e WHERE e.person_id = i.person_id) AS events,
                {outside_scope}
                + (SELECT count(*) FROM condition_occurrence c
                    WHERE c.person_id = i.person_id AND c.stage = 'IV') AS outside_scope
         FROM _forecast_ids AS i LEFT JOIN observation_period AS op USING (person_id)
-        """,  # noqa: S608 -- the f-string inserts one of two fixed fragments, never input
-        {"as_of": as_of},
+        """  # noqa: S608 -- the f-string inserts one of two fixed fragments, never input
     ).df()
     df = df.merge(extra, on="person_id")
     complete = (

@@ -70,18 +70,19 @@ WITH who AS (
     SELECT p.person_id, p.mrn, p.site
     FROM person AS p
     WHERE {only_listed}
+      -- a recorded death or end of follow-up always counts, even when dated after the store's
+      -- data cut-off (imports do not move the cut-off): a nurse must never be sent to call a
+      -- patient who has died
+      AND p.person_id NOT IN (SELECT person_id FROM outcome_event WHERE event_type = 'death')
       AND p.person_id NOT IN (
-          SELECT person_id FROM outcome_event WHERE event_type = 'death' AND event_date <= $as_of)
-      AND p.person_id NOT IN (
-          SELECT person_id FROM observation_period
-          WHERE end_reason IN ('death', 'lost_to_follow_up') AND end_date <= $as_of)
+          SELECT person_id FROM observation_period WHERE end_reason IN ('death', 'lost_to_follow_up'))
       AND (p.person_id IN (SELECT person_id FROM condition_occurrence)
            OR p.person_id IN (SELECT person_id FROM measurement WHERE concept = $concept))
       AND ($site::VARCHAR IS NULL OR p.site = $site)
 ),
 recurrence AS (
     SELECT person_id, min(event_date) AS recurrence_date FROM outcome_event
-    WHERE event_type = 'recurrence' AND event_date <= $as_of AND person_id IN (SELECT person_id FROM who)
+    WHERE event_type = 'recurrence' AND person_id IN (SELECT person_id FROM who)  -- never hidden (as deaths)
     GROUP BY person_id
 ),
 imaging_dates AS (

@@ -101,7 +101,7 @@ a.segmented_control(  # drawn after the read: each bucket's label carries its co
 )
 worklist_panel.show_freshness(ref, view)  # stored and current, ranked now, or stale with a refresh
 # the ethics board's sign-off of the forecast that ranked the list (issue 22): a banner, or withheld
-risk_shown = signoff.gate(ref, "forecast", view.status.model_version)
+risk_shown = signoff.gate(ref, "forecast", view.ranked_by)
 result = view.page
 pages = max(1, -(-result.total // PAGE_SIZE))
 if result.rows.empty:

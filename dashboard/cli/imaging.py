@@ -191,6 +191,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
             )
             for spot in result.get("weak_spots") or ():
                 cli_progress.echo(f"  known weak spot: {spot}")
+        if not args.json and "error" not in result:
+            note = (result.get("approval") or {}).get("message")
+            if note:  # not approved by the ethics board, or its sign-off could not be checked
+                cli_progress.echo(f"  NOTE: {note}")
     if seen == 0:
         raise CliError("no files found under the given paths")
     if failed:

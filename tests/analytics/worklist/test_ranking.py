@@ -310,3 +310,18 @@ def test_on_best_supportive_care_no_imaging_is_due(tiny):
     stored.refresh(tiny.con)
     page = buckets.read_page(tiny.con, dt.date(2022, 1, 1), limit=10).rows.set_index("person_id")
     assert page.loc[2, "bucket"] == "due" and page.loc[1, "bucket"] != "due"
+
+
+def test_a_death_or_recurrence_recorded_after_the_cut_off_is_never_hidden(tiny):
+    """Imports do not move the store's data cut-off: a death recorded after it still takes her off
+    the list (a nurse must never call a patient who has died), a recurrence still counts."""
+    tiny.person(1)
+    tiny.lesion(1, ("2024-01-10", 20.0), ("2024-04-10", 21.0))
+    tiny.event(1, "death", "2024-09-01")
+    tiny.person(2)
+    tiny.lesion(2, ("2024-01-10", 20.0), ("2024-04-10", 21.0))
+    tiny.event(2, "recurrence", "2024-08-01")
+    tiny.con.execute("INSERT INTO clinic_metadata VALUES ('data_cutoff', '2024-06-30')")
+    rows = _rows(tiny.con)
+    assert 1 not in rows.index
+    assert str(rows.loc[2, "recurrence_date"])[:10] == "2024-08-01"
