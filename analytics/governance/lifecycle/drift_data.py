@@ -171,7 +171,9 @@ def drift_reports(
                 "treatment",
                 calibration_inputs(con, model, horizon),
                 date_column="date",
-                reference_label=f"perfect calibration (intercept 0, slope 1) at {horizon / 365.25:.1f} years",
+                reference_label=f"perfect calibration (intercept 0, slope 1) at {horizon / 365.25:.1f} years; "
+                "the patients scored are those the model was trained on (only they have reached the "
+                "horizon yet), so no alert here is weak evidence of calibration on new patients",
                 frequency=calibration_frequency,
             )
         )
