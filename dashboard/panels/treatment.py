@@ -366,6 +366,10 @@ def cohort_section(ref: resources.StoreRef) -> None:
         "treatments in this store."
     )
     try:
+        model = resources.treatment_model(ref)
+        # the sign-off first: a withheld version's clinic-wide SHAP is not worth computing
+        if not signoff.gate(ref, "treatment", model.version):
+            return  # withheld until the ethics board approves this version (admin setting)
         with resources.working(
             "Explaining the treatment model over the clinic (SHAP for every patient)…"
         ):
@@ -374,9 +378,7 @@ def cohort_section(ref: resources.StoreRef) -> None:
         st.info(f"**No treatment model summary.** {exc}")
         st.code(f"oncolens recommend --train --db {ref.path}", language="bash")
         return
-    if not signoff.gate(ref, "treatment", resources.treatment_model(ref).version):
-        return  # withheld until the ethics board approves this version (admin setting)
-    _policy_tree(resources.treatment_model(ref).card)
+    _policy_tree(model.card)
     counts = cohort.recommendation_counts()
     sampled = (
         f" (a fixed sample of {cohort.patients:,} of {cohort.patients_total:,} patients)"
