@@ -104,6 +104,18 @@ def version(value: object, missing: str = "version not recorded") -> str:
     return missing if is_missing(value) or str(value).strip() in ("", "None") else str(value)
 
 
+# How the store's option codes read on screen; any other arm (a trial's own coding) reads with
+# spaces for underscores
+_OPTION_NAMES = {"chemo_endocrine": "chemotherapy + endocrine"}
+
+
+def option(code: object) -> str:
+    """A treatment option for people ("chemotherapy + endocrine"), never its code ("chemo_endocrine")."""
+    if is_missing(code):
+        return MISSING
+    return _OPTION_NAMES.get(str(code), str(code).replace("_", " "))
+
+
 def text(value: object, missing: str = MISSING) -> str:
     """Any value for a sentence or a cell: missing ones read ``missing``; floats without noise digits."""
     if is_missing(value):

@@ -12,6 +12,7 @@ import plotly.graph_objects as go
 
 from analytics.survival.constants import HORIZON_5Y_DAYS
 from analytics.treatment.horizon import horizon_label
+from dashboard.figures import formats
 from dashboard.figures.cohort import km_figure
 from dashboard.figures.common import (
     DIVERGING_BLUE_ORANGE,
@@ -25,7 +26,9 @@ if TYPE_CHECKING:  # types only: figures take results, they need no model code
     from analytics.treatment.recommend import OptionOutcome
 
 
-def shap_importance_figure(importance: pd.DataFrame, max_features: int = 12) -> go.Figure:
+def shap_importance_figure(
+    importance: pd.DataFrame, max_features: int = 12, horizon_days: float = HORIZON_5Y_DAYS
+) -> go.Figure:
     """Mean |SHAP| of the benefit per feature (percentage points), largest on top.
 
     ``importance``: columns ``feature``, ``mean_abs_pp``, ``mean_pp`` (``CohortExplanation.importance``).
@@ -47,13 +50,18 @@ def shap_importance_figure(importance: pd.DataFrame, max_features: int = 12) -> 
     )
     fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(
-        title_text="mean |contribution| to the benefit (percentage points of 5-year RFS)"
+        title_text="mean |contribution| to the benefit "
+        f"(percentage points of {horizon_label(horizon_days)} RFS)"
     )
     return base_layout(fig, title, height=120 + 28 * len(top))
 
 
 def shap_beeswarm_figure(
-    points: pd.DataFrame, order: list[str], max_features: int = 12, seed: int = 0
+    points: pd.DataFrame,
+    order: list[str],
+    max_features: int = 12,
+    seed: int = 0,
+    horizon_days: float = HORIZON_5Y_DAYS,
 ) -> go.Figure:
     """One dot per patient and feature: SHAP (x), feature (y, jittered), feature value rank (colour).
 
@@ -94,7 +102,7 @@ def shap_beeswarm_figure(
         tickvals=list(range(len(order))), ticktext=order, autorange="reversed", zeroline=False
     )
     fig.update_xaxes(
-        title_text="contribution to the benefit (percentage points of 5-year RFS)",
+        title_text=f"contribution to the benefit (percentage points of {horizon_label(horizon_days)} RFS)",
         zeroline=True,
         zerolinecolor="#5f6b73",
     )
@@ -138,7 +146,7 @@ def treatment_options_figure(
         fig.add_trace(
             go.Scatter(
                 x=[100 * o.rfs],
-                y=[o.treatment],
+                y=[formats.option(o.treatment)],
                 mode="markers",
                 showlegend=False,
                 marker={"size": 12, "color": colour},
@@ -151,7 +159,7 @@ def treatment_options_figure(
                     "thickness": 2,
                 },
                 hovertemplate=(
-                    f"{o.treatment}: %{{x:.1f}}% (95% CI {100 * lo:.1f}-{100 * hi:.1f}%), "
+                    f"{formats.option(o.treatment)}: %{{x:.1f}}% (95% CI {100 * lo:.1f}-{100 * hi:.1f}%), "
                     f"RMST {o.rmst_days:.0f} days<extra></extra>"
                 ),
             )
@@ -176,7 +184,7 @@ def benefit_waterfall_figure(
     total still adds up.
     """
     better, worse = waterfall.better, waterfall.worse
-    title = f"Why {better} is predicted better than {worse} (SHAP)"
+    title = f"Why {formats.option(better)} is predicted better than {formats.option(worse)} (SHAP)"
     contributions = waterfall.contributions
     if not contributions:
         return empty_figure("No explanation available", title)
@@ -215,7 +223,7 @@ def benefit_waterfall_figure(
     )
     fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(
-        title_text=f"benefit of {better} over {worse} (percentage points of "
+        title_text=f"benefit of {formats.option(better)} over {formats.option(worse)} (percentage points of "
         f"{horizon_label(horizon_days)} RFS)",
         range=_waterfall_range(values, measures),
     )
@@ -248,5 +256,5 @@ def similar_patients_figure(
     if km.empty:
         return empty_figure("No similar patients with a first-line option in this store", title)
     n = dict(zip(counts["group"], counts["patients"], strict=True))
-    labelled = km.assign(group=[f"{g} (n={n.get(g, 0):,})" for g in km["group"]])
+    labelled = km.assign(group=[f"{formats.option(g)} (n={n.get(g, 0):,})" for g in km["group"]])
     return km_figure(labelled, title)

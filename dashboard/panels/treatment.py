@@ -83,7 +83,8 @@ def show(ref: resources.StoreRef, summary: PatientSummary, scope: Scope | None =
     try:
         rec = resources.recommendation(ref, person_id)
     except TreatmentModelError as exc:
-        st.info(f"**No usable treatment model for this store.** {exc}\n\nTrain it with:")
+        reason = exc.reason[:1].upper() + exc.reason[1:]
+        st.info(f"**No usable treatment model for this store.** {reason}.\n\nTrain one with:")
         st.code(f"oncolens recommend --train --db {ref.path}", language="bash")
         _similar_patients(ref, person_id)
         return
@@ -144,7 +145,7 @@ def _options(rec: Recommendation, card: dict, received: str | None) -> None:
         tag += " · received" if o.treatment == received else ""
         lo, hi = o.rfs_ci
         column.metric(
-            f"{o.treatment}{tag}",
+            f"{formats.option(o.treatment)}{tag}",
             _pct(o.rfs),
             help=plain_language.glossary_help(
                 "RFS",
@@ -158,9 +159,9 @@ def _options(rec: Recommendation, card: dict, received: str | None) -> None:
             f"RMST {o.rmst_days:,.0f} of {rec.horizon_days:,.0f} days recurrence-free "
             f"(95% interval {o.rmst_ci_days.lo:,.0f} to {o.rmst_ci_days.hi:,.0f})"
         )
-    statement = rec.statement
+    statement = plain_language.statement(rec)
     if recommended is not None:
-        st.success(f"**Recommended: {recommended}.** {statement}.")
+        st.success(f"**Recommended: {formats.option(recommended)}.** {statement}.")
     else:
         st.info(
             f"**{statement[0].upper()}{statement[1:]}.** The 90% interval of the difference "
@@ -245,14 +246,21 @@ def _decision(ref: resources.StoreRef, person_id: int, rec: Recommendation) -> N
     with st.form(f"oncolens.treatment_decision.{person_id}", clear_on_submit=True):
         if recommended is not None:
             chosen = st.selectbox(
-                "Option, if you override", [o for o in options if o != recommended]
+                "Option, if you override",
+                [o for o in options if o != recommended],
+                format_func=formats.option,
             )
             reason = st.text_area("Reason (required to override)", max_chars=1000)
             a, b = st.columns(2)
-            accept = a.form_submit_button(f"Accept {recommended}", type="primary")
+            accept = a.form_submit_button(f"Accept {formats.option(recommended)}", type="primary")
             submit = b.form_submit_button("Override with the option above")
         else:
-            chosen = st.selectbox("Option chosen", options, index=options.index(rec.best))
+            chosen = st.selectbox(
+                "Option chosen",
+                options,
+                index=options.index(rec.best),
+                format_func=formats.option,
+            )
             reason = st.text_area(
                 "Reason (required: the model found no clear difference)", max_chars=1000
             )
@@ -283,7 +291,8 @@ def _decision(ref: resources.StoreRef, person_id: int, rec: Recommendation) -> N
         else:
             verb = "accepted" if decision.accepted else "chose"
             st.success(
-                f"Decision {decision_id} recorded: {decision.actor} {verb} {decision.chosen}."
+                f"Decision {decision_id} recorded: {decision.actor} {verb} "
+                f"{formats.option(decision.chosen)}."
             )
             ref = resources.store_status().ref or ref  # the write changed the file: read it again
     _history(ref, person_id)
@@ -297,12 +306,16 @@ def _history(ref: resources.StoreRef, person_id: int) -> None:
         return
     st.caption("Decisions recorded for this patient, newest first (also in the audit trail).")
     for row in history.itertuples(index=False):
-        recommended = row.recommended if isinstance(row.recommended, str) else "no clear difference"
+        recommended = (
+            formats.option(row.recommended)
+            if isinstance(row.recommended, str)
+            else "no clear difference"
+        )
         verb = "accepted" if row.accepted else "chose"
         with st.container(border=True):
             st.markdown(
                 f"**{pd.Timestamp(row.decided_at):%Y-%m-%d %H:%M}** · {care_panel.plain(row.actor)} "
-                f"{verb} **{care_panel.plain(row.chosen)}** · recommended: {care_panel.plain(recommended)} "
+                f"{verb} **{care_panel.plain(formats.option(row.chosen))}** · recommended: {care_panel.plain(recommended)} "
                 f"· model {care_panel.plain(row.model_version)} · decision {row.decision_id}"
             )
             reason = row.reason if isinstance(row.reason, str) and row.reason.strip() else None
@@ -388,7 +401,7 @@ def cohort_section(ref: resources.StoreRef) -> None:
     cols = st.columns(len(counts))
     for col, row in zip(cols, counts.itertuples(index=False), strict=True):
         col.metric(
-            str(row.recommendation).replace("_", " ").capitalize(),
+            formats.option(row.recommendation).capitalize(),
             f"{row.share:.0%}",
             help=plain_language.glossary_help(
                 "confidence interval", lead=f"{row.patients:,} patients{sampled}"
@@ -401,9 +414,15 @@ def cohort_section(ref: resources.StoreRef) -> None:
     )
     importance = cohort.importance()
     left, right = st.columns(2)
-    left.plotly_chart(treatment_figures.shap_importance_figure(importance), key="cohort_shap_bar")
+    horizon_days = model.model.horizon_days
+    left.plotly_chart(
+        treatment_figures.shap_importance_figure(importance, horizon_days=horizon_days),
+        key="cohort_shap_bar",
+    )
     right.plotly_chart(
-        treatment_figures.shap_beeswarm_figure(cohort.beeswarm(), list(importance["feature"])),
+        treatment_figures.shap_beeswarm_figure(
+            cohort.beeswarm(), list(importance["feature"]), horizon_days=horizon_days
+        ),
         key="cohort_shap_beeswarm",
     )
     st.caption(

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from analytics.survival.constants import HORIZON_5Y_DAYS
+from analytics.treatment.horizon import horizon_label
 from dashboard.figures import formats
 
 if TYPE_CHECKING:  # a type only: importing the model code would slow every page's first import
@@ -174,16 +176,53 @@ def saliency_summary(
     return f"{method_title}: {trust}{where} It shows where the model looked, not why, and it is not a finding."
 
 
+_NUMBER_WORDS = (
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+)
+
+
+def horizon_words(horizon_days: float) -> str:
+    """The model's horizon in a sentence: "five years", "18 months", "one year" (its label in words)."""
+    count, unit = horizon_label(horizon_days).split("-", 1)
+    n = int(count)
+    number = _NUMBER_WORDS[n] if n < len(_NUMBER_WORDS) else count
+    return f"{number} {unit}{'' if n == 1 else 's'}"
+
+
+# A point within this share of the interval's width from one end is "near one end" (words added)
+LOPSIDED = 0.1
+
+
+def statement(rec: OptionRanking) -> str:
+    """``rec.statement`` (the CLI's sentence, which names options by their codes) with the options
+    named for people, for the page and the PDF."""
+    text = rec.statement
+    for code in (rec.best, rec.next_best):
+        text = text.replace(code, formats.option(code))
+    return text
+
+
 def recommendation_summary(rec: OptionRanking) -> str:
     """The treatment recommendation (a ``Recommendation`` or its ranking) in words, with how sure it is."""
     best, other = rec.best, rec.next_best
     b, o = rec.option(best), rec.option(other)
     benefit, (lo, hi) = 100 * rec.benefit, (100 * x for x in rec.benefit_ci)
     about, between = formats.number(benefit), formats.interval(lo, hi)
-    name = lambda t: t.replace("_", " ")  # noqa: E731
+    name = formats.option
+    after = horizon_words(float(getattr(rec, "horizon_days", HORIZON_5Y_DAYS)))
     outcome = (
         f"Out of 100 patients like this one, the model expects about {formats.number(100 * b.rfs)} to be free "
-        f"of recurrence after five years with {name(best)} and about {formats.number(100 * o.rfs)} with "
+        f"of recurrence after {after} with {name(best)} and about {formats.number(100 * o.rfs)} with "
         f"{name(other)}."
     )
     if rec.recommended:
@@ -195,11 +234,22 @@ def recommendation_summary(rec: OptionRanking) -> str:
             f"The difference (about {about} in 100, plausible range {between}) could be "
             "zero, so the model **does not pick an option**."
         )
+    lo_pp, hi_pp = 100 * rec.benefit_ci.lo, 100 * rec.benefit_ci.hi
+    near_end = hi_pp > lo_pp and min(benefit - lo_pp, hi_pp - benefit) < LOPSIDED * (hi_pp - lo_pp)
     if rec.benefit_ci_widened:
         verdict += (
             " Here the estimate sits at one end of that range: a second, doubly robust estimate put "
             "the difference elsewhere, and the range is stretched to hold both, so treat the size of "
             "the difference as uncertain."
+        )
+    elif near_end:
+        # e.g. +3.1, range +0.3 to +34.6: the range comes from the doubly robust estimate, the
+        # point from the outcome model; read as one, it looks like a mistake
+        verdict += (
+            " The estimate sits near one end of that range: a second, doubly robust estimate, "
+            "which sets the range, puts the difference "
+            f"{'higher' if hi_pp - benefit > benefit - lo_pp else 'lower'}, so treat the size of the "
+            "difference as uncertain."
         )
     return (
         f"{outcome} {verdict} These figures come from this clinic's past patients, whose treatment was "

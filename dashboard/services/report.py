@@ -44,6 +44,7 @@ from analytics.patients import UnknownPatientError, patient_summary
 from analytics.treatment.decisions import patient_decisions
 from analytics.treatment.horizon import horizon_label
 from dashboard.figures import formats
+from dashboard.services import plain_language
 from dashboard.services.report_data import (
     DISCLAIMER,
     SECTIONS,
@@ -463,10 +464,10 @@ def gather(
         for o in rec.options:
             lo, hi = o.rfs_ci
             recommendation_lines.append(
-                f"{o.treatment}: {horizon_label(rec.horizon_days)} RFS {formats.pct(o.rfs)} "
+                f"{formats.option(o.treatment)}: {horizon_label(rec.horizon_days)} RFS {formats.pct(o.rfs)} "
                 f"(95 % CI {formats.pct_interval(lo, hi)}), RMST {o.rmst_days:.0f} days"
             )
-        recommendation_lines += [rec.statement, rec.caveat]
+        recommendation_lines += [plain_language.statement(rec), rec.caveat]
         figures.append(
             (
                 treatment_figures.benefit_waterfall_figure(
@@ -509,13 +510,13 @@ def gather(
 def _decision_line(d) -> str:
     """One recorded decision as the PDF prints it (the page's decision log, in words)."""
     offered = (
-        f"recommended {d.recommended}"
+        f"recommended {formats.option(d.recommended)}"
         if not formats.is_missing(d.recommended)
         else "no option recommended (no clear difference)"
     )
     verb = "accepted" if bool(d.accepted) else "chose"
     reason = "" if formats.is_missing(d.reason) or not str(d.reason).strip() else f": {d.reason}"
-    return f"{formats.date(d.decided_at)} {d.actor} {verb} {d.chosen} ({offered}; model {d.model_version}){reason}"
+    return f"{formats.date(d.decided_at)} {d.actor} {verb} {formats.option(d.chosen)} ({offered}; model {d.model_version}){reason}"
 
 
 def write_atomically(out: Path, content: bytes) -> None:

@@ -32,9 +32,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -96,10 +95,12 @@ class InputCheck:
 
 @lru_cache(maxsize=8)
 def _window_counts(h: int, w: int, k: int = 5) -> np.ndarray:
-    """How many pixels of a k x k window centred on each pixel lie inside an h x w image."""
+    """k * k over how many pixels of a k x k window centred on each pixel lie inside an h x w image."""
     rows = np.minimum(np.arange(h) + k // 2, h - 1) - np.maximum(np.arange(h) - k // 2, 0) + 1
     cols = np.minimum(np.arange(w) + k // 2, w - 1) - np.maximum(np.arange(w) - k // 2, 0) + 1
-    return np.outer(rows, cols).astype(np.float32)
+    # returned as the factor that turns SciPy's window mean (zeros outside) into the mean of the
+    # pixels inside: k * k / count
+    return (k * k / np.outer(rows, cols)).astype(np.float32)
 
 
 def image_statistics(x: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -121,13 +122,19 @@ def image_statistics(x: torch.Tensor | np.ndarray) -> np.ndarray:
     d_rows = np.abs(np.diff(a, axis=1)).mean(axis=(1, 2))
     d_cols = np.abs(np.diff(a, axis=2)).mean(axis=(1, 2))
     # 5 x 5 sums with zeros outside the image, divided by the pixels inside (C, not Python)
-    sums = uniform_filter(a, size=(1, 5, 5), mode="constant") * 25.0
-    texture = np.abs(a - sums / _window_counts(h, w)).mean(axis=(1, 2))
-    bins = np.clip((flat * 32).astype(np.int64), 0, 31) + 32 * np.arange(n)[:, None]
+    local = uniform_filter(a, size=(1, 5, 5), mode="constant") * _window_counts(h, w)
+    texture = np.abs(a - local).mean(axis=(1, 2))
+    bins = np.clip((flat * 32).astype(np.int32), 0, 31) + 32 * np.arange(n, dtype=np.int32)[:, None]
     hist = np.bincount(bins.ravel(), minlength=32 * n).reshape(n, 32).astype(np.float64)
     p = hist / hist.sum(axis=1, keepdims=True)
     entropy = -(p * np.log(np.maximum(p, 1e-12))).sum(axis=1)
-    asym = np.abs(a - a[:, :, ::-1]).mean(axis=(1, 2))
+    # |a - mirror(a)| is itself mirror-symmetric: its left half has the whole image's mean
+    half = w // 2
+    asym = (
+        np.abs(a[:, :, :half] - a[:, :, ::-1][:, :, :half]).mean(axis=(1, 2))
+        if w % 2 == 0
+        else np.abs(a - a[:, :, ::-1]).mean(axis=(1, 2))
+    )
     centre = a[:, h // 4 : 3 * h // 4, w // 4 : 3 * w // 4].mean(axis=(1, 2))
     return np.stack(
         [

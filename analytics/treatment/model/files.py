@@ -39,7 +39,15 @@ CARD_FORMAT = 1
 
 
 class TreatmentModelError(Exception):
-    """No usable treatment model (missing, altered, or from an incompatible version)."""
+    """No usable treatment model (missing, altered, or from an incompatible version).
+
+    ``reason`` is the message without the CLI's "train one with …" hint: the page shows the
+    command with the store's real path below it, so the hint would say the same thing twice.
+    """
+
+    def __init__(self, reason: str, hint: str = "") -> None:
+        super().__init__(f"{reason}; {hint}" if hint else reason)
+        self.reason = reason
 
 
 def model_dir_for(db_path: Path) -> Path:
@@ -149,8 +157,8 @@ def load_card(folder: Path) -> dict:
     _, card_path = model_paths(Path(folder))
     if not card_path.exists():
         raise TreatmentModelError(
-            f"no treatment model in {folder} (looked for {card_path.name}); train one with "
-            "`oncolens recommend --train --db STORE`"
+            f"no treatment model in {folder} (looked for {card_path.name})",
+            "train one with `oncolens recommend --train --db STORE`",
         )
     try:
         return json.loads(card_path.read_text())

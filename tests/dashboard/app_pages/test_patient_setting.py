@@ -24,6 +24,7 @@ from analytics.treatment.clinic import (
     train_clinic_model,
 )
 from analytics.treatment.decisions import make_decision, record_decision
+from dashboard.services import plain_language
 from dashboard.services.report import gather, report_bytes
 from tests.dashboard.app_pages.test_pages import ROOT, open_page, texts
 
@@ -91,7 +92,9 @@ def test_recurred_patient_gets_no_first_line_options_but_her_course(env, patient
     # no "Option chosen" (the review form's "Assign to" is the care workflow, not a decision)
     assert "Option chosen" not in [s.label for s in at.selectbox]
     labels = _metric_labels(at)
-    assert not any(option in labels for option in ("endocrine", "chemotherapy", "chemo_endocrine"))
+    assert not any(
+        option in label for label in labels for option in ("endocrine", "chemotherapy")
+    )  # no option's metric, under its code or its name ("chemotherapy + endocrine")
     # what applies: lines of therapy, the lesion on this line, progression on it; no RFS reassurance
     assert "Course and lines of therapy" in texts(at.subheader)
     lines = at.dataframe[0].value
@@ -200,7 +203,8 @@ def test_care_team_pdf_has_no_recommendation(env, patients, tmp_path):
         tmp_path,
     )
     assert "withheld" in text
-    assert oncologist.recommendation.statement not in text
+    assert plain_language.statement(oncologist.recommendation) not in text
+    assert "chemotherapy + endocrine:" not in text
     assert "5-year RFS" not in text and "SHAP" not in text
 
 
@@ -232,4 +236,4 @@ def test_decision_log_shows_recommended_chosen_and_the_whole_reason(env, patient
     log = texts(at.text)
     assert reason.strip() in log  # the whole reason, not a cell cut at its width
     entry = shown(at.markdown)
-    assert "recommended: chemo_endocrine" in entry and "chose **endocrine**" in entry
+    assert "recommended: chemotherapy + endocrine" in entry and "chose **endocrine**" in entry

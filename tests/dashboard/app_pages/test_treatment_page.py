@@ -14,6 +14,7 @@ from analytics.treatment.clinic import load_clinic_model, recommend_patient, tra
 from analytics.treatment.clinic_data import clinic_training_table
 from analytics.treatment.recommend import Recommendation, recommend
 from dashboard.figures import formats
+from dashboard.services import plain_language
 from sample_data.demo import write_demo
 from tests.dashboard.app_pages.test_pages import ROOT, open_page, texts
 
@@ -86,13 +87,15 @@ def test_section_shows_what_the_cli_says(model_env, patients_by_kind):
     assert "Treatment options" in texts(at.subheader)
     metrics = {m.label.split(" · ")[0]: m for m in at.metric}
     for o in expected.options:
-        assert metrics[o.treatment].value == formats.pct(o.rfs)  # as the sentence beside it rounds
+        # named for people, valued as the sentence beside it rounds
+        assert metrics[formats.option(o.treatment)].value == formats.pct(o.rfs)
     recommended = expected.recommended
     assert recommended is not None
     assert "recommended" in next(
-        m.label for m in at.metric if m.label.startswith(recommended + " ")
+        m.label for m in at.metric if m.label.startswith(formats.option(recommended) + " ")
     )
-    assert f"Recommended: {recommended}." in texts(at.success)
+    assert f"Recommended: {formats.option(recommended)}." in texts(at.success)
+    assert "_" not in texts(at.success)  # no option code ("chemo_endocrine") in the words
     captions = texts(at.caption)
     for o in expected.options:
         lo, hi = o.rfs_ci
@@ -144,8 +147,8 @@ def test_override_needs_a_reason_then_accept_and_override_are_stored_and_audited
     next(s for s in at.selectbox if s.label.startswith("Option")).select(other)
     next(b for b in at.button if b.label.startswith("Override")).click().run()
     assert not at.error and f"chose {other}" in texts(at.success)
-    next(b for b in at.button if b.label == f"Accept {recommended}").click().run()
-    assert f"accepted {recommended}" in texts(at.success)
+    next(b for b in at.button if b.label == f"Accept {formats.option(recommended)}").click().run()
+    assert f"accepted {formats.option(recommended)}" in texts(at.success)
 
     assert _decisions(model_env, pid) == [
         (recommended, other, False, "declines chemotherapy after counselling", "demo-user"),
@@ -155,11 +158,11 @@ def test_override_needs_a_reason_then_accept_and_override_are_stored_and_audited
     assert [(a["chosen"], a["accepted"]) for a in audited] == [(other, False), (recommended, True)]
     # the decision log on the page, newest first, with what was recommended and the whole reason
     log = [m.value.replace("\\", "") for m in at.markdown if "recommended:" in m.value]
-    assert [re.search(r"(?:accepted|chose) \*\*(\w+)\*\*", e).group(1) for e in log] == [
-        recommended,
-        other,
+    assert [re.search(r"(?:accepted|chose) \*\*([^*]+)\*\*", e).group(1) for e in log] == [
+        formats.option(recommended),
+        formats.option(other),
     ]
-    assert all(f"recommended: {recommended}" in e for e in log)
+    assert all(f"recommended: {formats.option(recommended)}" in e for e in log)
     assert "Reason: declines chemotherapy after counselling" in texts(at.text)
 
 
@@ -288,7 +291,7 @@ def test_page_cli_and_report_share_one_function_and_give_the_same_recommendation
     page_clinic, page = calls[0]
     assert page_clinic is resources.treatment_model(ref)  # the process's cached model, passed in
     assert page == resources.recommendation(ref, pid) and len(calls) == 1  # then only the result
-    assert f"Recommended: {page.recommended}." in texts(at.success)
+    assert f"Recommended: {formats.option(page.recommended)}." in texts(at.success)
 
     assert main(["recommend", str(pid), "--db", str(model_env), "--json"]) == 0  # the CLI
     cli_json = json.loads(capsys.readouterr().out)
@@ -302,5 +305,5 @@ def test_page_cli_and_report_share_one_function_and_give_the_same_recommendation
     assert len(calls) == 4 and {r.person_id for _, r in calls} == {pid}
     assert app_report.recommendation == page  # same model object: the very same figures
     assert cli_report.recommendation == calls[1][1]  # the CLI's load: the very same figures
-    assert page.statement in app_report.recommendation_lines
+    assert plain_language.statement(page) in app_report.recommendation_lines
     _same_figures(page.to_json(), cli_json)  # the two loads of one model file agree

@@ -55,7 +55,7 @@ def test_waterfall_starts_at_the_base_value_and_ends_at_the_benefit_in_points():
     assert trace.x[0] == pytest.approx(2.0) and trace.x[-1] == pytest.approx(100 * BENEFIT)
     assert sum(trace.x[:-1]) == pytest.approx(trace.x[-1])  # the bars add up to the total
     assert (
-        "chemo_endocrine" in fig.layout.title.text
+        "chemotherapy + endocrine" in fig.layout.title.text
         and "percentage points" in fig.layout.xaxis.title.text
     )
     json.loads(fig.to_json())

@@ -48,11 +48,31 @@ def test_saliency_summary_warns_when_the_sanity_check_failed():
 
 def test_recommendation_summary_in_natural_frequencies():
     clear = pl.recommendation_summary(recommendation(clear=True))  # 71 vs 64 in 100, CI 2 to 12
-    assert "about 71" in clear and "about 64" in clear and "favours **chemo endocrine**" in clear
+    assert (
+        "about 71" in clear
+        and "about 64" in clear
+        and "favours **chemotherapy + endocrine**" in clear
+    )
     assert "2 to 12" in clear and "not assigned at random" in clear
     unclear = pl.recommendation_summary(recommendation(clear=False))
     assert "does not pick an option" in unclear and "favours" not in unclear
     assert "stretched" not in clear and "stretched" not in unclear
+
+
+def test_the_horizon_and_the_options_are_named_as_people_say_them():
+    """A 3-year model's sentence says "after three years", not the 5 years written in code, and the
+    options read "chemotherapy + endocrine", not their store code."""
+    from dataclasses import replace
+
+    rec = replace(recommendation(clear=True), horizon_days=3 * 365.25)
+    text = pl.recommendation_summary(rec)
+    assert "after three years" in text and "five years" not in text
+    assert "chemo_endocrine" not in text and "chemotherapy + endocrine" in text
+    assert pl.statement(rec).startswith("chemotherapy + endocrine: 3-year RFS")
+    assert "chemo_endocrine" in rec.statement  # the CLI's JSON and text keep the codes
+    assert pl.horizon_words(365.25) == "one year"
+    assert pl.horizon_words(1.5 * 365.25) == "18 months"
+    assert pl.horizon_words(100) == "100 days"
 
 
 def test_a_range_stretched_to_hold_the_point_says_the_estimates_disagree():
@@ -70,6 +90,21 @@ def test_a_range_stretched_to_hold_the_point_says_the_estimates_disagree():
     )
     assert "widened to hold the point estimate" in rec.statement
     assert rec.to_json()["benefit_ci_widened"] is True
+
+
+def test_a_point_near_one_end_of_its_range_says_the_estimates_disagree():
+    """+3.1 with range +0.3 to +34.6 (seen on the demo): the point is the outcome model's, the range
+    the doubly robust forest's; the words say the second estimate is higher."""
+    from dataclasses import replace
+
+    from analytics.treatment.recommend import Interval
+
+    rec = replace(recommendation(clear=True), benefit=0.031, benefit_ci=Interval(0.003, 0.346))
+    assert not rec.benefit_ci_widened
+    text = pl.recommendation_summary(rec)
+    assert "near one end of that range" in text and "puts the difference higher" in text
+    centred = pl.recommendation_summary(recommendation(clear=True))  # 7 in 2 to 12
+    assert "near one end" not in centred
 
 
 def test_forecast_summary_handles_what_is_known_and_what_is_not():
