@@ -223,8 +223,8 @@ def benefit_waterfall_figure(
     )
     fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(
-        title_text=f"benefit of {formats.option(better)} over {formats.option(worse)} (percentage points of "
-        f"{horizon_label(horizon_days)} RFS)",
+        # the title names the two options; repeated here the label ran past a half-width chart
+        title_text=f"benefit (percentage points of {horizon_label(horizon_days)} RFS)",
         range=_waterfall_range(values, measures),
     )
     return base_layout(fig, title, height=140 + 32 * len(labels))
@@ -257,4 +257,7 @@ def similar_patients_figure(
         return empty_figure("No similar patients with a first-line option in this store", title)
     n = dict(zip(counts["group"], counts["patients"], strict=True))
     labelled = km.assign(group=[f"{formats.option(g)} (n={n.get(g, 0):,})" for g in km["group"]])
-    return km_figure(labelled, title)
+    fig = km_figure(labelled, title)
+    # half the page wide: a legend at the side left the curves a third of the width (1366 px)
+    fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.2, "x": 0})
+    return fig
