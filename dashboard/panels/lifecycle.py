@@ -69,7 +69,7 @@ def _status_frame(ref: resources.StoreRef, versions: list[lineage.ModelVersion])
                 "model": v.model_name,
                 "version": v.version,
                 "version id": v.short_id,
-                "status": status.status,
+                "status": status.status_text,
                 "by": status.decided_by or "",
                 "on": "" if status.decided_at is None else f"{status.decided_at:%Y-%m-%d %H:%M}",
                 "comment": status.comment or "",
@@ -161,6 +161,17 @@ def render_signoff(
         st.caption("No decision recorded yet.")
     else:
         shown = history.copy()
+        current = {(v.model_name, v.version_id) for v in versions if v.card_present}
+        shown.insert(
+            6,
+            "applies to current weights",
+            [
+                "no: no weights recorded (before decisions were bound to weights)"
+                if not isinstance(vid, str) or not vid
+                else ("yes" if (model, vid) in current else "no: other weights")
+                for model, vid in zip(shown["model"], shown["version_id"], strict=True)
+            ],
+        )
         shown["version_id"] = shown["version_id"].fillna("").str[:12]
         st.dataframe(shown, hide_index=True, width="stretch")
 

@@ -153,18 +153,47 @@ def display_rows(rows: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def without_risk(table: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+def without_risk(table: pd.DataFrame) -> pd.DataFrame:
     """``display_rows`` with the forecast's output withheld: the admin requires the ethics board's
     sign-off and the version that ranked the list has none (``session.signoff.gate`` says so above).
 
-    Act now and due do not depend on a model and stay as they are; a by-risk row's risk and reason
-    read "withheld" (its place in the list still follows the stored ranking, which the page says).
+    The rows come without risks and *by risk* in the fallback order (``buckets.FALLBACK_ORDER``),
+    each by-risk reason saying so; the risk column reads "withheld" rather than blank.
     """
-    out = table.copy()
-    by_risk = (rows["bucket"] == "by_risk").to_numpy()
-    out["6-mo risk"] = "withheld"
-    out.loc[by_risk, "Reason"] = "Forecast risk withheld: its model version is not approved."
-    return out
+    return table.assign(**{"6-mo risk": "withheld"})
+
+
+def show_read_signoff(ref: resources.StoreRef, risk_withheld: bool) -> None:
+    """What the ethics board's sign-off does to this list: AI reads of imaging versions not approved
+    (withheld from *act now* where approval is required, else marked), and the by-risk order."""
+    pending = [
+        (key, status)
+        for key, status in resources.imaging_approvals(ref).items()
+        if not status.approved
+    ]
+    required = resources.signoffs(ref)[1]
+    if pending:
+        names = "; ".join(
+            f"{name} {version}: {status.status_text}" for (name, version), status in pending
+        )
+        if required:
+            st.error(
+                f"AI reads of imaging models not approved by the ethics board are withheld ({names}): "
+                "they do not put a patient in *act now* and are not quoted; her row says a read is "
+                "withheld pending sign-off.",
+                icon=":material/gpp_bad:",
+            )
+        else:
+            st.warning(
+                f"Imaging models not approved by the ethics board ({names}): their AI reads still "
+                "count for *act now* and are quoted with “model not approved”.",
+                icon=":material/gpp_maybe:",
+            )
+    if risk_withheld:
+        st.caption(
+            "While the forecast is withheld, *by risk* is listed by "
+            f"{worklist_buckets.FALLBACK_ORDER}, not by risk."
+        )
 
 
 def review_line(ref: resources.StoreRef, person_id: int) -> None:

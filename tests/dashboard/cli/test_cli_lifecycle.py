@@ -14,7 +14,7 @@ from pydicom.uid import generate_uid
 
 from analytics import store
 from analytics.cohorts import base as cohort_base
-from analytics.governance import audit
+from analytics.governance import audit, users
 from analytics.governance.lifecycle import approvals
 from dashboard.cli.main import main
 from models.training import synthetic as phantoms
@@ -25,6 +25,9 @@ from models.training.synthetic_dicom import write_phantom_dicom
 def db(demo_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = Path(shutil.copy(demo_db, tmp_path_factory.mktemp("lifecycle") / "clinic.duckdb"))
     assert main(["recommend", "--train", "--db", str(path), "--bootstrap", "2"]) == 0
+    with store.open_store(path) as con:  # sign-off and the setting need stored accounts
+        users.add_user(con, "board-test", "ethics_board", password="board-test-password-1")
+        users.add_user(con, "admin-test", "admin", password="admin-test-password-1")
     return path
 
 
@@ -92,6 +95,7 @@ def test_recommend_and_forecast_carry_the_approval_and_are_withheld_when_require
                 con,
                 model_name="treatment",
                 model_version=version,
+                version_id=out["approval"]["version_id"],
                 decision="approved",
                 comment="card, subgroups and calibration reviewed",
                 actor="board-test",
