@@ -16,7 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from analytics import store
-from analytics.governance.lifecycle import approvals, lineage
+from analytics.governance.lifecycle import approvals, drift_data, lineage
 from dashboard import resources
 from dashboard.figures import drift as drift_figures
 
@@ -178,7 +178,7 @@ def render_signoff(
 
 def render_drift(reports: list, notes: list[str]) -> None:
     alerts = [a for r in reports for a in r.alerts]
-    tests = sum(r.tests_run for r in reports)
+    tests = sum(r.tests_run for r in reports if r.monitored != drift_data.IN_SAMPLE)
     st.caption(
         "What each model sees (image statistics and the input guard's score; patients' covariates) "
         "and, where outcomes are known, its calibration, per window against its validation "
@@ -201,7 +201,9 @@ def render_drift(reports: list, notes: list[str]) -> None:
         if report.tests_run == 0:  # nothing to draw: say why in a line, not an empty chart
             st.info(" ".join(report.notes) or "No window has enough data to test yet.")
             continue
-        if report.monitored == "calibration":
+        if report.monitored.startswith(
+            "calibration"
+        ):  # the drift monitor or its in-sample reference
             st.plotly_chart(drift_figures.calibration_drift_figure(report))
         else:
             st.plotly_chart(drift_figures.input_drift_figure(report))

@@ -257,8 +257,18 @@ def test_worklist_and_cohorts_carry_the_banner_and_withhold_the_models_output(en
     table = at.dataframe[0].value
     assert set(table["6-mo risk"]) == {"withheld"}
     by_risk = table[table["Bucket"] == "By risk"]
-    assert len(by_risk) and set(by_risk["Reason"]) == {
-        "Forecast risk withheld: its model version is not approved."
-    }
+    assert (
+        len(by_risk)
+        and by_risk["Reason"]
+        .str.startswith(
+            "Forecast risk withheld: its model version is not approved (listed by next imaging due)"
+        )
+        .all()
+    )
+    assert "by risk* is listed by next imaging due date (soonest first)" in texts(at.caption)
+    # the imaging models are not approved either: their reads are withheld, and the page says so
+    assert "AI reads of imaging models not approved by the ethics board are withheld" in texts(
+        at.error
+    )
     cohorts = open_page("cohorts", role="oncologist")
     assert "Output withheld: the treatment model" in texts(cohorts.error)
