@@ -167,6 +167,10 @@ ORDER BY CASE bucket WHEN 'act_now' THEN 0 WHEN 'due' THEN 1 ELSE 2 END,
 LIMIT $limit OFFSET $offset
 """
 _COUNTS = "SELECT bucket, count(*) FROM kept GROUP BY bucket"
+_SIGNOFF_COUNTS = (
+    "SELECT count(*) FILTER (WHERE ai_withheld_at IS NOT NULL), "
+    "count(*) FILTER (WHERE ai_approved = FALSE) FROM kept"
+)
 
 
 def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
@@ -253,6 +257,10 @@ def read_page(
     counts = {b: 0 for b in BUCKETS}
     counts.update({k: int(v) for k, v in con.execute(with_cte + _COUNTS, params).fetchall()})
     total = counts[bucket] if bucket else sum(counts.values())
+    signoff_counts = {}
+    if signoff is not None:
+        withheld, unapproved = con.execute(with_cte + _SIGNOFF_COUNTS, params).fetchall()[0]
+        signoff_counts = {"withheld": int(withheld), "not_approved": int(unapproved)}
     rows["progression"] = rows["progression"].astype(bool)
     rows["response"] = rows["response"].astype(bool)
     # one unit for dates whichever relation was read (a stored TIMESTAMP comes back in
@@ -264,7 +272,14 @@ def read_page(
         rows["rank"] = pd.array([pd.NA] * len(rows), dtype="Int64")
         rows["risk_withheld"] = True
     rows["reason"] = [reason(row, as_of) for row in rows.to_dict("records")]
-    return WorklistPage(rows=rows, total=total, limit=limit, offset=offset, buckets=counts)
+    return WorklistPage(
+        rows=rows,
+        total=total,
+        limit=limit,
+        offset=offset,
+        buckets=counts,
+        signoff_counts=signoff_counts,
+    )
 
 
 def read_frame_page(

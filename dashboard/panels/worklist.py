@@ -15,6 +15,7 @@ import streamlit as st
 
 from analytics import store
 from analytics.worklist import buckets as worklist_buckets
+from analytics.worklist.ranking import WorklistPage
 from analytics.worklist.review import NOTE_MAX_CHARS, ReviewError
 from dashboard import resources
 from dashboard.figures import patient as patient_figures
@@ -163,32 +164,35 @@ def without_risk(table: pd.DataFrame) -> pd.DataFrame:
     return table.assign(**{"6-mo risk": "withheld"})
 
 
-def show_read_signoff(ref: resources.StoreRef, risk_withheld: bool) -> None:
-    """What the ethics board's sign-off does to this list: AI reads of imaging versions not approved
-    (withheld from *act now* where approval is required, else marked), and the by-risk order."""
-    pending = [
-        (key, status)
-        for key, status in resources.imaging_approvals(ref).items()
+def show_read_signoff(ref: resources.StoreRef, page: WorklistPage, risk_withheld: bool) -> None:
+    """What the ethics board's sign-off does to this list (``buckets.SignOff``): AI reads of imaging
+    versions not approved, withheld from *act now* where approval is required, else marked; and
+    the by-risk order. Said only where the (filtered) list has such reads."""
+    counts = page.signoff_counts
+    pending = "; ".join(
+        f"{name} {version}: {status.status_text}"
+        for (name, version), status in resources.imaging_approvals(ref).items()
         if not status.approved
-    ]
-    required = resources.signoffs(ref)[1]
-    if pending:
-        names = "; ".join(
-            f"{name} {version}: {status.status_text}" for (name, version), status in pending
+    )
+
+    def patients(n: int) -> str:
+        return f"{n:,} patient{'' if n == 1 else 's'}"
+
+    if counts.get("withheld"):
+        st.error(
+            f"AI reads of {patients(counts['withheld'])} are withheld: their imaging model is not "
+            f"approved by the ethics board ({pending or 'a version with no card'}), and this "
+            "installation shows output only of approved versions. They do not put a patient in "
+            "*act now* and are not quoted; her row says a read is withheld pending sign-off.",
+            icon=":material/gpp_bad:",
         )
-        if required:
-            st.error(
-                f"AI reads of imaging models not approved by the ethics board are withheld ({names}): "
-                "they do not put a patient in *act now* and are not quoted; her row says a read is "
-                "withheld pending sign-off.",
-                icon=":material/gpp_bad:",
-            )
-        else:
-            st.warning(
-                f"Imaging models not approved by the ethics board ({names}): their AI reads still "
-                "count for *act now* and are quoted with “model not approved”.",
-                icon=":material/gpp_maybe:",
-            )
+    elif counts.get("not_approved"):
+        st.warning(
+            f"AI reads of {patients(counts['not_approved'])} come from imaging models not approved "
+            f"by the ethics board ({pending or 'a version with no card'}): they still count for "
+            "*act now* and are quoted with “model not approved”.",
+            icon=":material/gpp_maybe:",
+        )
     if risk_withheld:
         st.caption(
             "While the forecast is withheld, *by risk* is listed by "

@@ -102,6 +102,19 @@ def test_required_unapproved_reads_leave_act_now_and_are_not_quoted(planted):
     pd.testing.assert_series_equal(rows.loc[others, "bucket"], before.loc[others, "bucket"])
 
 
+def test_the_page_counts_what_the_sign_off_did(planted):
+    """The page says how many patients' reads were withheld or marked (A, C and D: mammography)."""
+    with store.open_store(planted["db"], read_only=True) as con:
+        required = worklist_store.read_page(con, 5, signoff=ONLY_BRAIN)
+        marked = worklist_store.read_page(
+            con, 5, signoff=buckets.SignOff(frozenset({BRAIN}), required=False)
+        )
+        unchecked = worklist_store.read_page(con, 5)
+    assert required.signoff_counts == {"withheld": 3, "not_approved": 0}
+    assert marked.signoff_counts == {"withheld": 0, "not_approved": 3}
+    assert unchecked.signoff_counts == {}
+
+
 def test_the_on_the_fly_ranking_gives_the_same_buckets(planted):
     with store.open_store(planted["db"], read_only=True) as con:
         ranked = worklist.ranked(con)
