@@ -166,7 +166,7 @@ def render_signoff(
             6,
             "applies to current weights",
             [
-                "no: no weights recorded (before decisions were bound to weights)"
+                "no: no weights recorded"  # decided before decisions named their weights
                 if not isinstance(vid, str) or not vid
                 else ("yes" if (model, vid) in current else "no: other weights")
                 for model, vid in zip(shown["model"], shown["version_id"], strict=True)

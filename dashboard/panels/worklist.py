@@ -169,28 +169,29 @@ def show_read_signoff(ref: resources.StoreRef, page: WorklistPage, risk_withheld
     versions not approved, withheld from *act now* where approval is required, else marked; and
     the by-risk order. Said only where the (filtered) list has such reads."""
     counts = page.signoff_counts
-    pending = "; ".join(
-        f"{name} {version}: {status.status_text}"
+    unapproved = [
+        f"{name} {version} ({status.short_status})"
         for (name, version), status in resources.imaging_approvals(ref).items()
         if not status.approved
-    )
+    ]
+    pending = " and ".join(unapproved) or "a model version with no card"
+    verb = "are" if len(unapproved) > 1 else "is"
 
     def patients(n: int) -> str:
         return f"{n:,} patient{'' if n == 1 else 's'}"
 
     if counts.get("withheld"):
         st.error(
-            f"AI reads of {patients(counts['withheld'])} are withheld: their imaging model is not "
-            f"approved by the ethics board ({pending or 'a version with no card'}), and this "
-            "installation shows output only of approved versions. They do not put a patient in "
-            "*act now* and are not quoted; her row says a read is withheld pending sign-off.",
+            f"AI reads of {patients(counts['withheld'])} are withheld: {pending} {verb} not approved by the "
+            "ethics board for the weights in use, and this installation shows only approved output. "
+            "These reads do not put a patient in *act now* and are not quoted.",
             icon=":material/gpp_bad:",
         )
     elif counts.get("not_approved"):
         st.warning(
-            f"AI reads of {patients(counts['not_approved'])} come from imaging models not approved "
-            f"by the ethics board ({pending or 'a version with no card'}): they still count for "
-            "*act now* and are quoted with “model not approved”.",
+            f"AI reads of {patients(counts['not_approved'])} come from {pending}, not approved by the "
+            "ethics board for the weights in use: they still count for *act now* and are quoted with "
+            "“model not approved”.",
             icon=":material/gpp_maybe:",
         )
     if risk_withheld:

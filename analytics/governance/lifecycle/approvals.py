@@ -91,18 +91,22 @@ class Approval:
         return self.status == APPROVED
 
     @property
-    def status_text(self) -> str:
-        """The status as a table shows it: names a decision on other weights, or on none."""
+    def short_status(self) -> str:
+        """A few words: the status, or the decision on other weights (or on none) that does not apply."""
         if self.version_id is None and self.status == NOT_REVIEWED:
             return "not reviewed (weights unknown)"
         if self.other is None:
             return self.status
         if self.other.version_id is None:
-            return f"{self.other.status} with no weights recorded; this version is not approved"
-        return (
-            f"{self.other.status} for different weights (sha {self.other.version_id[:12]}…); "
-            "this version is not approved"
-        )
+            return f"{self.other.status} with no weights recorded"
+        return f"{self.other.status} for different weights (sha {self.other.version_id[:12]}…)"
+
+    @property
+    def status_text(self) -> str:
+        """The status as a table shows it: names a decision on other weights, or on none."""
+        if self.other is None:
+            return self.short_status
+        return f"{self.short_status}; this version is not approved"
 
     @property
     def withheld(self) -> bool:

@@ -231,7 +231,7 @@ def calibration_reports(
         report = dataclasses.replace(
             report,
             notes=(
-                f"no patients diagnosed after training ({seen}) have reached the {years}-year "
+                f"No patients diagnosed after training ({seen}) have reached the {years}-year "
                 "horizon yet: calibration on new patients cannot be checked until they do"
                 + (
                     "."

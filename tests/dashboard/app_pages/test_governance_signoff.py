@@ -267,8 +267,6 @@ def test_worklist_and_cohorts_carry_the_banner_and_withhold_the_models_output(en
     )
     assert "by risk* is listed by next imaging due date (soonest first)" in texts(at.caption)
     # the imaging models are not approved either: their reads are withheld, and the page says so
-    assert "are withheld: their imaging model is not approved by the ethics board" in texts(
-        at.error
-    )
+    assert "not approved by the ethics board for the weights in use" in texts(at.error)
     cohorts = open_page("cohorts", role="oncologist")
     assert "Output withheld: the treatment model" in texts(cohorts.error)

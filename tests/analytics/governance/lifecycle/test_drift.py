@@ -188,7 +188,7 @@ def test_the_demo_store_without_plants_raises_no_covariate_alert(trained_db):
     assert "patients the model never saw" in calibration.reference
     assert calibration.tests_run == 0 and not calibration.alerts
     assert calibration.notes == (
-        "no patients diagnosed after training (2026-06-30) have reached the 5-year horizon yet: "
+        "No patients diagnosed after training (2026-06-30) have reached the 5-year horizon yet: "
         "calibration on new patients cannot be checked until they do.",
     )
     reference = next(r for r in reports if r.monitored == drift_data.IN_SAMPLE)
@@ -282,6 +282,6 @@ def test_calibration_scores_only_patients_diagnosed_after_the_training_data(trai
     assert monitor.monitored == "calibration" and "(2019-06-30)" in monitor.reference
     assert int(monitor.rows["n"].sum()) == len(fresh)  # every new patient, none of the others
     assert set(monitor.rows["window"]) <= {"2019", "2020", "2021"}
-    assert not any("no patients diagnosed after training" in n for n in monitor.notes)
+    assert not any("No patients diagnosed after training" in n for n in monitor.notes)
     assert reference.monitored == drift_data.IN_SAMPLE and not reference.alerts
     assert set(reference.rows["window"]) <= {str(y) for y in range(2009, 2020)}
