@@ -119,4 +119,5 @@ def calibration_drift_figure(report: DriftReport) -> go.Figure:
         )
         fig.add_hline(y=ref, line={"dash": "dash", "color": "#888"}, row=1, col=col)
         fig.update_xaxes(type="category", title_text="window", row=1, col=col)
-    return base_layout(fig, f"{report.model}: {report.monitored} per {report.frequency}", 360)
+    what = "in-sample calibration" if "in-sample" in report.monitored else "calibration"
+    return base_layout(fig, f"{report.model}: {what} per {report.frequency}", 360)
