@@ -356,7 +356,7 @@ def _stored_page(
     filters: tuple,
 ) -> worklist.WorklistPage:
     """Keyed on the file stamp: a review moves a patient between buckets without touching the ranking."""
-    only_progression, site, hide_reviewed, bucket = filters
+    only_progression, site, hide_reviewed, bucket, signoff = filters
     with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
         return worklist_store.read_page(
             con,
@@ -366,6 +366,7 @@ def _stored_page(
             site,
             hide_reviewed=hide_reviewed,
             bucket=bucket,
+            signoff=signoff,
         )
 
 
@@ -382,7 +383,7 @@ def _live_page(
     # lazy: only the Worklist page needs it; the app opens its first page without it
     from analytics.worklist import buckets as worklist_buckets
 
-    only_progression, site, hide_reviewed, bucket = filters
+    only_progression, site, hide_reviewed, bucket, signoff = filters
     with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
         return worklist_buckets.read_frame_page(
             con,
@@ -394,6 +395,7 @@ def _live_page(
             site=site,
             hide_reviewed=hide_reviewed,
             bucket=bucket,
+            signoff=signoff,
         )
 
 
@@ -421,11 +423,13 @@ def worklist_view(
     """One page of the worklist in buckets: the stored rows when current, else see ``WorklistView``.
 
     Status is keyed on the file stamp (a refresh may keep every row count); pages on the file
-    stamp too (a review changes the buckets) and the refresh time.
+    stamp too (a review changes the buckets), the refresh time and the sign-off (``worklist_signoff``:
+    reads of unapproved imaging versions and a withheld forecast, issue 22).
     """
     status = _worklist_status(ref.path, ref.stamp, _model_version_of(ref))
-    filters = (bool(only_progression), site or None, bool(hide_reviewed), bucket)
+    base = (bool(only_progression), site or None, bool(hide_reviewed), bucket)
     if status.fresh or (status.entries and status.patients > ON_THE_FLY_MAX_PATIENTS):
+        filters = (*base, worklist_signoff(ref, status.model_version))
         page = _stored_page(
             ref.path, ref.stamp, status.computed_at, int(limit), int(offset), filters
         )
@@ -434,6 +438,7 @@ def worklist_view(
         )
     if status.patients <= ON_THE_FLY_MAX_PATIENTS:
         ranked = _worklist(ref.path, ref.version, _model_stamp_of(ref))
+        filters = (*base, worklist_signoff(ref, _model_version_of(ref)))
         page = _live_page(ref.path, ref.stamp, ranked, int(limit), int(offset), filters)
         return WorklistView(page, status, "on_the_fly", _model_version_of(ref))
     empty = worklist.WorklistPage(
@@ -1162,17 +1167,64 @@ def demo_volume():
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def _approval(path: str, stamp: tuple[int, ...], model_name: str, version: str):
+def _approval(
+    path: str, stamp: tuple[int, ...], model_name: str, version: str, version_id: str | None
+):
     # lazy: only pages that show a model's output need it
     from analytics.governance.lifecycle import approvals
 
     with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
-        return approvals.approval(con, model_name, version)
+        return approvals.approval(con, model_name, version, version_id)
+
+
+def _card_stamps(path: str) -> tuple:
+    """File stamps of every card a version id comes from (imaging cards, the clinic's card)."""
+    imaging = tuple(
+        (name, file_stamp(registry.find_model_files(name)[1]))
+        for name in registry.available_models()
+    )
+    return (*imaging, _treatment_model_stamp(treatment_model_files.model_dir_for(Path(path))))
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _version_ids(path: str, card_stamps: tuple) -> dict[tuple[str, str], str | None]:
+    # lazy: only pages that show a model's output need it
+    from dashboard.services import lifecycle
+
+    return lifecycle.version_ids(path)
+
+
+def version_id(ref: StoreRef, model_name: str, version: str) -> str | None:
+    """The sha256 of the weights of this model version's card (None: no such card present);
+    keyed on the cards' file stamps, so retrained weights are seen at once."""
+    return _version_ids(ref.path, _card_stamps(ref.path)).get((str(model_name), str(version)))
+
+
+def worklist_signoff(ref: StoreRef, ranked_by: str | None):
+    """What the worklist may show (``buckets.SignOff``): the imaging versions whose current weights
+    are approved, whether approval is required, whether the forecast that ranked it is withheld."""
+    # lazy: only the Worklist page needs it
+    from dashboard.services import lifecycle
+
+    forecast = None if ranked_by is None else approval(ref, "forecast", ranked_by)
+    return lifecycle.worklist_signoff(imaging_approvals(ref), forecast, signoffs(ref)[1])
+
+
+def imaging_approvals(ref: StoreRef) -> dict:
+    """(model, version) -> ``approvals.Approval`` of every imaging card present (its weights)."""
+    # lazy: only the Worklist page needs it
+    from dashboard.services import lifecycle
+
+    ids = _version_ids(ref.path, _card_stamps(ref.path))
+    return {k: approval(ref, *k) for k in lifecycle.imaging_keys(ids)}
 
 
 def approval(ref: StoreRef, model_name: str, version: str):
-    """The version's sign-off (``approvals.Approval``); keyed on the stamp, so a decision shows at once."""
-    return _approval(ref.path, ref.stamp, str(model_name), str(version))
+    """The sign-off of this version's current weights (``approvals.Approval``); keyed on the
+    store's stamp and the weights' sha256, so a decision or new weights show at once."""
+    return _approval(
+        ref.path, ref.stamp, str(model_name), str(version), version_id(ref, model_name, version)
+    )
 
 
 @st.cache_data(max_entries=4, show_spinner=False)

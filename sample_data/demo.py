@@ -92,12 +92,15 @@ def write_demo(
     force: bool = False,
     progress: Callable[[str], None] | None = None,
     rank_worklist: bool = True,
+    cutoff: str | None = None,
 ) -> DemoSummary:
     """Simulate ``patients`` and write them as a new store at ``path`` (atomically).
 
     ``rank_worklist``: also fill the stored worklist (``analytics.worklist.stored``; about
     five minutes at a million patients); ``oncolens demo`` passes False and ranks it once
     after training the clinic's treatment model, whose recurrence risk joins the ranking.
+    ``cutoff``: the data cut-off (YYYY-MM-DD; default 2026-06-30): a clinic as it stood earlier,
+    e.g. to train a model on data that ends before another store's patients were diagnosed.
     """
     if isinstance(patients, bool) or not isinstance(patients, (int, np.integer)):
         raise DemoError("--patients must be a whole number")
@@ -111,7 +114,8 @@ def write_demo(
 
     t0 = time.perf_counter()
     say(f"simulating {patients:,} patients (seed {seed})")
-    clinic = simulate_clinic(patients, seed=seed)
+    cutoff_day = None if cutoff is None else int(np.datetime64(cutoff, "D").astype(np.int64))
+    clinic = simulate_clinic(patients, seed=seed, cutoff_day=cutoff_day)
     t1 = time.perf_counter()
 
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")

@@ -21,17 +21,30 @@ after the review); they are back as soon as something new arrives.
 
 Note and assignee: the latest review that set them (``worklist_review``); an empty
 assignee clears it.
+
+Sign-off (issue 22, ``SignOff``): the worklist honours the ethics board's sign-off as predict,
+recommend and forecast do. The caller (which opens the cards) says which imaging versions' current
+weights are approved, whether approval is required, and whether the forecast that ranked the list
+is withheld. The row's quoted AI read is traced to its model version in ``ai_finding``. Where
+approval is required, a read of a version not approved neither drives *act now* nor is quoted:
+the row falls back to the latest suspicious read of an approved version (no later than the
+ranking's), and its reason says a read is withheld pending sign-off. Where it is not required, the
+read is quoted with "not approved". A withheld forecast does not order *by risk*: that bucket
+falls back to the next imaging due date (soonest first), then the most recent event, then the
+patient id, and the risk figures and rank are left out of the rows.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 import duckdb
 import pandas as pd
 
 from analytics import store
 from analytics.store.worklist_schema import ENTRY_TABLE
+from analytics.worklist.events import SUSPICIOUS_CLASSES
 from analytics.worklist.ranking import WORKLIST_COLUMNS, WorklistPage
 
 BUCKETS = ("act_now", "due", "by_risk")
@@ -41,6 +54,33 @@ LIVE_RELATION = "_worklist_live"  # an on-the-fly ranking registered by ``read_f
 _SOURCES = (ENTRY_TABLE, LIVE_RELATION)
 
 REVIEW_COLUMNS = ("last_reviewed_at", "reviewed_by", "review_note", "assignee")
+SIGNOFF_COLUMNS = ("ai_approved", "ai_withheld_at")  # with a ``SignOff``: the quoted read's status
+RISK_COLUMNS = ("p_progression_6m", "p_recurrence_6m", "risk_6m")  # left out when withheld
+FALLBACK_ORDER = (
+    "next imaging due date (soonest first), then the most recent event, then the patient id"
+)
+
+
+@dataclass(frozen=True)
+class SignOff:
+    """What the ethics board's sign-off lets the worklist use; built by the caller, which knows
+    the current weights (analytics never opens model files).
+
+    ``approved_reads``: ``(model_name, model_version)`` of the imaging versions whose current
+    weights are approved (a read of any other version, an older one included, is not approved);
+    ``required``: the admin requires approval (unapproved reads are withheld, not marked);
+    ``risk_withheld``: the forecast version that ranked the list is withheld.
+    """
+
+    approved_reads: frozenset[tuple[str, str]] = frozenset()
+    required: bool = False
+    risk_withheld: bool = False
+
+    @property
+    def approved_keys(self) -> list[str]:
+        return sorted(f"{name}/{version}" for name, version in self.approved_reads)
+
+
 # name and birth date from ``person`` at read time (never stored in the ranking): a nurse tells
 # patients apart by them; only roles that see patients open the worklist (dashboard.session.auth)
 PAGE_COLUMNS = ("bucket", *WORKLIST_COLUMNS, "name", "birth_date", *REVIEW_COLUMNS, "reason")
@@ -55,8 +95,50 @@ _REVIEWS = """(
 _NO_REVIEWS = """(SELECT NULL::BIGINT AS person_id, NULL::TIMESTAMP AS last_reviewed_at,
     NULL::VARCHAR AS reviewed_by, NULL::VARCHAR AS review_note, NULL::VARCHAR AS assignee)"""
 
+# the row's quoted AI read traced to its model version, and (withholding) the latest suspicious
+# read of an approved version no later than it; ``{source}`` becomes ``_signed`` (constants only)
+_SIGNED = """
+_quoted AS (
+    SELECT f.person_id,
+           bool_and(list_contains($approved_reads::VARCHAR[], f.model_name || '/' || f.model_version)) AS ok
+    FROM ai_finding AS f JOIN {source} AS w
+      ON f.person_id = w.person_id AND f.created_at = w.ai_suspicious_at
+     AND f.predicted_class = w.ai_label
+    GROUP BY f.person_id
+),
+_fallback AS (
+    SELECT f.person_id, max(f.created_at) AS at, arg_max(f.predicted_class, f.created_at) AS label,
+           arg_max(f.probability, f.created_at) AS probability
+    FROM ai_finding AS f JOIN {source} AS w
+      ON f.person_id = w.person_id AND f.created_at <= w.ai_suspicious_at
+    WHERE $withhold_reads AND list_contains($approved_reads::VARCHAR[], f.model_name || '/' || f.model_version)
+      AND list_contains($suspicious::VARCHAR[], f.predicted_class)
+    GROUP BY f.person_id
+),
+_flagged AS (
+    SELECT w.*, $withhold_reads AND w.ai_suspicious_at IS NOT NULL AND NOT coalesce(q.ok, FALSE)
+               AS _withheld,
+           q.ok AS _ok, a.at AS _a_at, a.label AS _a_label, a.probability AS _a_probability
+    FROM {source} AS w LEFT JOIN _quoted AS q USING (person_id)
+         LEFT JOIN _fallback AS a USING (person_id)
+),
+_signed AS (
+    SELECT * EXCLUDE (_withheld, _ok, _a_at, _a_label, _a_probability) REPLACE (
+        CASE WHEN _withheld THEN _a_at ELSE ai_suspicious_at END AS ai_suspicious_at,
+        CASE WHEN _withheld THEN _a_label ELSE ai_label END AS ai_label,
+        CASE WHEN _withheld THEN _a_probability ELSE ai_probability END AS ai_probability,
+        CASE WHEN _withheld THEN greatest(CAST(progression_date AS TIMESTAMP),
+                                          CAST(recurrence_date AS TIMESTAMP), _a_at)
+             ELSE event_at END AS event_at
+    ),
+    CASE WHEN _withheld THEN (CASE WHEN _a_at IS NULL THEN NULL ELSE TRUE END)
+         WHEN ai_suspicious_at IS NULL THEN NULL ELSE coalesce(_ok, FALSE) END AS ai_approved,
+    CASE WHEN _withheld THEN ai_suspicious_at END AS ai_withheld_at
+    FROM _flagged
+),"""
 _BUCKETED = """
-WITH listed AS (
+WITH {signed}
+listed AS (
     SELECT w.*, p.family_name || ', ' || p.given_name AS name, p.birth_date,
            r.last_reviewed_at, r.reviewed_by, r.review_note, nullif(r.assignee, '') AS assignee,
            CASE WHEN w.event_at IS NOT NULL
@@ -78,10 +160,17 @@ WHERE $bucket::VARCHAR IS NULL OR bucket = $bucket
 ORDER BY CASE bucket WHEN 'act_now' THEN 0 WHEN 'due' THEN 1 ELSE 2 END,
          CASE WHEN bucket = 'act_now' THEN event_at END DESC NULLS LAST,
          CASE WHEN bucket = 'due' THEN due_date END ASC NULLS LAST,
+         CASE WHEN $risk_withheld THEN due_date END ASC NULLS LAST,  -- FALLBACK_ORDER
+         CASE WHEN $risk_withheld THEN event_at END DESC NULLS LAST,
+         CASE WHEN $risk_withheld THEN person_id END,
          rank
 LIMIT $limit OFFSET $offset
 """
 _COUNTS = "SELECT bucket, count(*) FROM kept GROUP BY bucket"
+_SIGNOFF_COUNTS = (
+    "SELECT count(*) FILTER (WHERE ai_withheld_at IS NOT NULL), "
+    "count(*) FILTER (WHERE ai_approved = FALSE) FROM kept"
+)
 
 
 def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
@@ -118,19 +207,27 @@ def read_page(
     hide_reviewed: bool = False,
     bucket: str | None = None,
     source: str = ENTRY_TABLE,
+    signoff: SignOff | None = None,
 ) -> WorklistPage:
     """One page of the bucketed worklist; ``total`` and ``buckets`` count the whole filtered list.
 
     ``source``: the stored rows (``worklist_entry``) or ``LIVE_RELATION`` (see ``read_frame_page``);
-    both carry ``rank`` (risk order). Rows have ``PAGE_COLUMNS``.
+    both carry ``rank`` (risk order). Rows have ``PAGE_COLUMNS`` (and ``SIGNOFF_COLUMNS`` with
+    ``signoff``: the ethics board's sign-off applied as the module docstring says; None: not
+    checked, for callers that show no model output).
     """
     if source not in _SOURCES:
         raise ValueError(f"unknown worklist source {source!r}")
     if bucket is not None and bucket not in BUCKETS:
         raise ValueError(f"unknown bucket {bucket!r}: one of {', '.join(BUCKETS)}")
     limit, offset = max(1, int(limit)), max(0, int(offset))
-    with_cte = _BUCKETED.format(source=source, reviews=_reviews_relation(con))
-    params = {
+    reviews = _reviews_relation(con)
+    if signoff is None:
+        with_cte = _BUCKETED.format(signed="", source=source, reviews=reviews)
+    else:
+        signed = _SIGNED.format(source=source)
+        with_cte = _BUCKETED.format(signed=signed, source="_signed", reviews=reviews)
+    params: dict[str, object] = {
         "window_start": dt.datetime.combine(as_of, dt.time())
         - dt.timedelta(days=NEVER_REVIEWED_WINDOW_DAYS),
         "as_of": as_of,
@@ -138,22 +235,51 @@ def read_page(
         "only_progression": bool(only_progression),
         "hide_reviewed": bool(hide_reviewed),
     }
-    columns = ", ".join(c for c in PAGE_COLUMNS if c != "reason")
+    if signoff is not None:
+        params |= {
+            "approved_reads": signoff.approved_keys,
+            "withhold_reads": bool(signoff.required),
+            "suspicious": list(SUSPICIOUS_CLASSES),
+        }
+    risk_withheld = signoff is not None and signoff.risk_withheld
+    names = PAGE_COLUMNS if signoff is None else (*PAGE_COLUMNS, *SIGNOFF_COLUMNS)
+    columns = ", ".join(c for c in names if c != "reason")
     rows = con.execute(
         with_cte + _PAGE.format(columns=columns),  # constants only; values are parameters
-        {**params, "bucket": bucket, "limit": limit, "offset": offset},
+        {
+            **params,
+            "bucket": bucket,
+            "limit": limit,
+            "offset": offset,
+            "risk_withheld": risk_withheld,
+        },
     ).df()
     counts = {b: 0 for b in BUCKETS}
     counts.update({k: int(v) for k, v in con.execute(with_cte + _COUNTS, params).fetchall()})
     total = counts[bucket] if bucket else sum(counts.values())
+    signoff_counts = {}
+    if signoff is not None:
+        withheld, unapproved = con.execute(with_cte + _SIGNOFF_COUNTS, params).fetchall()[0]
+        signoff_counts = {"withheld": int(withheld), "not_approved": int(unapproved)}
     rows["progression"] = rows["progression"].astype(bool)
     rows["response"] = rows["response"].astype(bool)
     # one unit for dates whichever relation was read (a stored TIMESTAMP comes back in
     # microseconds, a ranking registered from pandas in nanoseconds)
     for column in rows.select_dtypes(include=["datetime"]).columns:
         rows[column] = rows[column].astype("datetime64[ns]")
+    if risk_withheld:  # the forecast's output is not shown: neither its risks nor its order
+        rows[list(RISK_COLUMNS)] = float("nan")
+        rows["rank"] = pd.array([pd.NA] * len(rows), dtype="Int64")
+        rows["risk_withheld"] = True
     rows["reason"] = [reason(row, as_of) for row in rows.to_dict("records")]
-    return WorklistPage(rows=rows, total=total, limit=limit, offset=offset, buckets=counts)
+    return WorklistPage(
+        rows=rows,
+        total=total,
+        limit=limit,
+        offset=offset,
+        buckets=counts,
+        signoff_counts=signoff_counts,
+    )
 
 
 def read_frame_page(
@@ -220,11 +346,25 @@ def _new_since(row: dict, threshold: pd.Timestamp) -> list[str]:
     if not _missing(read_at) and pd.Timestamp(read_at) > threshold:
         probability = row.get("ai_probability")
         share = "" if _missing(probability) else f" {probability:.0%}"
-        said.append(f"AI read “{row.get('ai_label') or 'suspicious'}”{share} {_day(read_at)}")
+        approved = row.get("ai_approved")
+        mark = "" if _missing(approved) or bool(approved) else " (model not approved)"
+        said.append(f"AI read “{row.get('ai_label') or 'suspicious'}”{share}{mark} {_day(read_at)}")
     return said
 
 
+def _withheld_read(row: dict) -> str:
+    """The sentence for a read withheld pending sign-off (empty when none)."""
+    at = row.get("ai_withheld_at")
+    if _missing(at):
+        return ""
+    return f" An AI read of {_day(at)} is withheld pending the ethics board's sign-off."
+
+
 def _risk_text(row: dict) -> str:
+    if row.get("risk_withheld"):
+        return (
+            "Forecast risk withheld: its model version is not approved (listed by next imaging due)"
+        )
     risk = row.get("risk_6m")
     if _missing(risk):
         return "No six-month forecast (no lesion readings and no treatment-model forecast)"
@@ -251,7 +391,12 @@ def reason(row: dict, as_of: dt.date) -> str:
             if _missing(reviewed)
             else f"new since review {_day(reviewed)} ({row.get('reviewed_by') or 'unknown'})"
         )
-        return f"{news[0].upper()}{news[1:]}; {when}."
+        return f"{news[0].upper()}{news[1:]}; {when}.{_withheld_read(row)}"
+    return _later_reason(row, as_of) + _withheld_read(row)
+
+
+def _later_reason(row: dict, as_of: dt.date) -> str:
+    bucket = row.get("bucket")
     if bucket == "due":
         overdue = (pd.Timestamp(as_of) - pd.Timestamp(row["due_date"])).days
         cadence = row.get("cadence_days")

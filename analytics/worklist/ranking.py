@@ -98,6 +98,8 @@ class WorklistPage:
     limit: int
     offset: int
     buckets: dict[str, int] = field(default_factory=dict)  # rows per bucket (filters applied)
+    # with a sign-off (buckets.SignOff): rows whose AI read is "withheld" or quoted "not_approved"
+    signoff_counts: dict[str, int] = field(default_factory=dict)
 
 
 RiskMap = Callable[..., list[pd.DataFrame]]

@@ -191,8 +191,10 @@ def read_page(
     *,
     hide_reviewed: bool = False,
     bucket: str | None = None,
+    signoff: buckets.SignOff | None = None,
 ) -> worklist.WorklistPage:
-    """One page of the stored worklist in buckets (``analytics.worklist.buckets``), with ``reason``."""
+    """One page of the stored worklist in buckets (``analytics.worklist.buckets``), with ``reason``
+    (and the ethics board's sign-off applied with ``signoff``)."""
     return buckets.read_page(
         con,
         as_of_date(con),
@@ -202,6 +204,7 @@ def read_page(
         site=site,
         hide_reviewed=hide_reviewed,
         bucket=bucket,
+        signoff=signoff,
     )
 
 

@@ -102,6 +102,8 @@ a.segmented_control(  # drawn after the read: each bucket's label carries its co
 worklist_panel.show_freshness(ref, view)  # stored and current, ranked now, or stale with a refresh
 # the ethics board's sign-off of the forecast that ranked the list (issue 22): a banner, or withheld
 risk_shown = signoff.gate(ref, "forecast", view.ranked_by)
+# imaging reads of versions not approved, and the by-risk order without the forecast
+worklist_panel.show_read_signoff(ref, view.page, risk_withheld=not risk_shown)
 result = view.page
 pages = max(1, -(-result.total // PAGE_SIZE))
 if result.rows.empty:
@@ -129,7 +131,7 @@ st.caption(
 )
 table = worklist_panel.display_rows(result.rows)
 if not risk_shown:
-    table = worklist_panel.without_risk(table, result.rows)
+    table = worklist_panel.without_risk(table)
 picked = st.dataframe(  # at 1366 px: who, why and the risk fit; the rest scrolls sideways
     table,
     hide_index=True,

@@ -244,17 +244,24 @@ def cmd_worklist(args: argparse.Namespace) -> int:
     """
     from analytics import store  # lazy: `oncolens --help` and the other commands never load it
 
+    # lazy: as above (the sign-off reads the model cards)
+    from analytics.worklist import buckets as worklist_buckets
+
     # lazy: `oncolens --help` and the other commands never load it
     from analytics.worklist import review as worklist_review
 
     # lazy: `oncolens --help` and the other commands never load it
     from analytics.worklist import stored as worklist_store
+    from dashboard.services import lifecycle  # lazy: as above
 
     db = db_path(args)
     refreshed = refresh_worklist(db, args) if args.refresh else None
     clinic = worklist_store.clinic_model(db)
     with store.open_store(db, read_only=True) as con:
         status = worklist_store.status(con, clinic.version if clinic else None)
+    # the ethics board's sign-off, as the Worklist page applies it (issue 22)
+    signoff = lifecycle.worklist_signoff_of(db, status.model_version)
+    with store.open_store(db, read_only=True) as con:
         page = worklist_store.read_page(
             con,
             args.limit,
@@ -263,6 +270,7 @@ def cmd_worklist(args: argparse.Namespace) -> int:
             args.site,
             hide_reviewed=args.hide_reviewed,
             bucket=args.bucket,
+            signoff=signoff,
         )
         changes = worklist_review.with_changes(
             con, page.rows
@@ -278,6 +286,14 @@ def cmd_worklist(args: argparse.Namespace) -> int:
                     if status.computed_at is None
                     else status.computed_at.isoformat(),
                     "model_version": status.model_version,
+                    "signoff": {
+                        "approval_required": signoff.required,
+                        "approved_imaging_versions": signoff.approved_keys,
+                        "risk_withheld": signoff.risk_withheld,
+                        "by_risk_order": worklist_buckets.FALLBACK_ORDER
+                        if signoff.risk_withheld
+                        else "forecast risk",
+                    },
                     "refreshed": refreshed,
                     "total": page.total,
                     "buckets": page.buckets,
@@ -294,6 +310,16 @@ def cmd_worklist(args: argparse.Namespace) -> int:
             )
         for reason in status.reasons:
             say(f"stale: {reason} (refresh: oncolens worklist --refresh --db {db})")
+        if signoff.risk_withheld:
+            say(
+                "forecast withheld (not approved by the ethics board): by risk is listed by "
+                + worklist_buckets.FALLBACK_ORDER
+            )
+        if signoff.required:
+            say(
+                "AI reads of imaging versions not approved are withheld: approved: "
+                + (", ".join(signoff.approved_keys) or "none")
+            )
         counts = " · ".join(f"{name.replace('_', ' ')} {n:,}" for name, n in page.buckets.items())
         print(f"{page.total:,} patients on the list: {counts}")
         print(f"{'#':>5}  {'bucket':<8}{'MRN':<13}{'risk 6m':>8}  {'assigned':<12}reason")

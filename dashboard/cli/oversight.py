@@ -197,7 +197,9 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     counts = {(r.model_name, r.model_version): int(r.predictions) for r in usage.itertuples()}
     with store.open_store(db, read_only=True) as con:
         states = {
-            (v.model_name, v.version): approvals.approval(con, v.model_name, v.version)
+            (v.model_name, v.version): approvals.approval(
+                con, v.model_name, v.version, v.version_id
+            )
             for v in versions
         }
     for v in versions:
@@ -212,7 +214,7 @@ def cmd_lineage(args: argparse.Namespace) -> int:
         else:
             print(
                 f"{v.model_name} {v.version} [{v.short_id}] trained {v.trained_at or 'not recorded'}; "
-                f"{row['predictions_in_trail']} prediction(s) in the trail; {status.status}"
+                f"{row['predictions_in_trail']} prediction(s) in the trail; {status.status_text}"
                 + (f"; not recorded: {', '.join(v.missing)}" if v.missing else "")
             )
     return 0

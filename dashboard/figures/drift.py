@@ -89,9 +89,11 @@ def calibration_drift_figure(report: DriftReport) -> go.Figure:
         rows=1, cols=2, subplot_titles=("slope (1: calibrated)", "intercept (0: calibrated)")
     )
     for col, (name, ref) in enumerate((("slope", 1.0), ("intercept", 0.0)), start=1):
-        colours = [
-            ALERT_COLOUR if not lo <= ref <= hi else PALETTE[0]
-            for lo, hi in zip(tested[f"{name}_low"], tested[f"{name}_high"], strict=True)
+        colours = [  # an in-sample reference never alerts, so it is never drawn as one
+            ALERT_COLOUR if alert and not lo <= ref <= hi else PALETTE[0]
+            for lo, hi, alert in zip(
+                tested[f"{name}_low"], tested[f"{name}_high"], tested["alert"], strict=True
+            )
         ]
         fig.add_trace(
             go.Scatter(
@@ -117,4 +119,5 @@ def calibration_drift_figure(report: DriftReport) -> go.Figure:
         )
         fig.add_hline(y=ref, line={"dash": "dash", "color": "#888"}, row=1, col=col)
         fig.update_xaxes(type="category", title_text="window", row=1, col=col)
-    return base_layout(fig, f"{report.model}: calibration per {report.frequency}", 360)
+    what = "in-sample calibration" if "in-sample" in report.monitored else "calibration"
+    return base_layout(fig, f"{report.model}: {what} per {report.frequency}", 360)

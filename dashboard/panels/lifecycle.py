@@ -16,7 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from analytics import store
-from analytics.governance.lifecycle import approvals, lineage
+from analytics.governance.lifecycle import approvals, drift_data, lineage
 from dashboard import resources
 from dashboard.figures import drift as drift_figures
 
@@ -69,7 +69,7 @@ def _status_frame(ref: resources.StoreRef, versions: list[lineage.ModelVersion])
                 "model": v.model_name,
                 "version": v.version,
                 "version id": v.short_id,
-                "status": status.status,
+                "status": status.status_text,
                 "by": status.decided_by or "",
                 "on": "" if status.decided_at is None else f"{status.decided_at:%Y-%m-%d %H:%M}",
                 "comment": status.comment or "",
@@ -161,13 +161,24 @@ def render_signoff(
         st.caption("No decision recorded yet.")
     else:
         shown = history.copy()
+        current = {(v.model_name, v.version_id) for v in versions if v.card_present}
+        shown.insert(
+            6,
+            "applies to current weights",
+            [
+                "no: no weights recorded"  # decided before decisions named their weights
+                if not isinstance(vid, str) or not vid
+                else ("yes" if (model, vid) in current else "no: other weights")
+                for model, vid in zip(shown["model"], shown["version_id"], strict=True)
+            ],
+        )
         shown["version_id"] = shown["version_id"].fillna("").str[:12]
         st.dataframe(shown, hide_index=True, width="stretch")
 
 
 def render_drift(reports: list, notes: list[str]) -> None:
     alerts = [a for r in reports for a in r.alerts]
-    tests = sum(r.tests_run for r in reports)
+    tests = sum(r.tests_run for r in reports if r.monitored != drift_data.IN_SAMPLE)
     st.caption(
         "What each model sees (image statistics and the input guard's score; patients' covariates) "
         "and, where outcomes are known, its calibration, per window against its validation "
@@ -190,7 +201,9 @@ def render_drift(reports: list, notes: list[str]) -> None:
         if report.tests_run == 0:  # nothing to draw: say why in a line, not an empty chart
             st.info(" ".join(report.notes) or "No window has enough data to test yet.")
             continue
-        if report.monitored == "calibration":
+        if report.monitored.startswith(
+            "calibration"
+        ):  # the drift monitor or its in-sample reference
             st.plotly_chart(drift_figures.calibration_drift_figure(report))
         else:
             st.plotly_chart(drift_figures.input_drift_figure(report))

@@ -15,6 +15,7 @@ import streamlit as st
 
 from analytics import store
 from analytics.worklist import buckets as worklist_buckets
+from analytics.worklist.ranking import WorklistPage
 from analytics.worklist.review import NOTE_MAX_CHARS, ReviewError
 from dashboard import resources
 from dashboard.figures import patient as patient_figures
@@ -153,18 +154,51 @@ def display_rows(rows: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def without_risk(table: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+def without_risk(table: pd.DataFrame) -> pd.DataFrame:
     """``display_rows`` with the forecast's output withheld: the admin requires the ethics board's
     sign-off and the version that ranked the list has none (``session.signoff.gate`` says so above).
 
-    Act now and due do not depend on a model and stay as they are; a by-risk row's risk and reason
-    read "withheld" (its place in the list still follows the stored ranking, which the page says).
+    The rows come without risks and *by risk* in the fallback order (``buckets.FALLBACK_ORDER``),
+    each by-risk reason saying so; the risk column reads "withheld" rather than blank.
     """
-    out = table.copy()
-    by_risk = (rows["bucket"] == "by_risk").to_numpy()
-    out["6-mo risk"] = "withheld"
-    out.loc[by_risk, "Reason"] = "Forecast risk withheld: its model version is not approved."
-    return out
+    return table.assign(**{"6-mo risk": "withheld"})
+
+
+def show_read_signoff(ref: resources.StoreRef, page: WorklistPage, risk_withheld: bool) -> None:
+    """What the ethics board's sign-off does to this list (``buckets.SignOff``): AI reads of imaging
+    versions not approved, withheld from *act now* where approval is required, else marked; and
+    the by-risk order. Said only where the (filtered) list has such reads."""
+    counts = page.signoff_counts
+    unapproved = [
+        f"{name} {version} ({status.short_status})"
+        for (name, version), status in resources.imaging_approvals(ref).items()
+        if not status.approved
+    ]
+    pending = " and ".join(unapproved) or "a model version with no card"
+    verb = "are" if len(unapproved) > 1 else "is"
+
+    def patients(n: int) -> str:
+        return f"{n:,} patient{'' if n == 1 else 's'}"
+
+    if counts.get("withheld"):
+        st.error(
+            f"AI reads of {patients(counts['withheld'])} are withheld: {pending} {verb} not approved by the "
+            "ethics board for the weights in use, and this installation shows only approved output. "
+            "These reads do not put a patient in *act now* and are not quoted.",
+            icon=":material/gpp_bad:",
+        )
+    elif counts.get("not_approved"):
+        st.warning(
+            f"AI reads of {patients(counts['not_approved'])} come from {pending}, not approved by the "
+            "ethics board for the weights in use: they still count for *act now* and are quoted with "
+            "“model not approved”.",
+            icon=":material/gpp_maybe:",
+        )
+    if risk_withheld:
+        st.caption(
+            "While the forecast is withheld, *by risk* is listed by "
+            f"{worklist_buckets.FALLBACK_ORDER}, not by risk."
+        )
 
 
 def review_line(ref: resources.StoreRef, person_id: int) -> None:

@@ -18,6 +18,7 @@ from analytics import store
 from analytics.governance.lifecycle import approvals, drift_data, lineage
 from analytics.governance.lifecycle.drift import DriftReport
 from analytics.treatment.model import files as treatment_files
+from analytics.worklist.buckets import SignOff
 from models.inference import registry
 from models.training.reference import ReferenceUnavailableError, load_reference
 
@@ -39,6 +40,16 @@ def current_versions(db_path: Path | str) -> list[lineage.ModelVersion]:
     except treatment_files.TreatmentModelError:
         pass  # no clinic model yet: the trail may still name earlier ones
     return versions
+
+
+def version_ids(db_path: Path | str) -> dict[tuple[str, str], str | None]:
+    """Per (model, version) of the cards present, its version id: the sha256 of its weights.
+
+    Why here: a sign-off binds to weights (``approvals.approval`` takes the id), and only this
+    layer opens the cards. A version whose card is gone (a stored read of an older version) is
+    absent, so its id is unknown and no decision applies to it.
+    """
+    return {(v.model_name, v.version): v.version_id for v in current_versions(db_path)}
 
 
 def model_registry(db_path: Path | str) -> tuple[list[lineage.ModelVersion], pd.DataFrame]:
@@ -102,8 +113,41 @@ def approval(db_path: Path | str, model_name: str, model_version: str | None) ->
             "withheld": False,
             "message": f"no store at {path}: the ethics board's sign-off was not checked",
         }
+    version_id = version_ids(path).get((str(model_name), str(model_version)))
     with store.open_store(path, read_only=True) as con:
-        return approvals.approval(con, model_name, str(model_version)).to_json()
+        return approvals.approval(con, model_name, str(model_version), version_id).to_json()
+
+
+def worklist_signoff(
+    statuses: dict[tuple[str, str], approvals.Approval],
+    forecast: approvals.Approval | None,
+    required: bool,
+) -> SignOff:
+    """What the worklist may use (``analytics.worklist.buckets.SignOff``) from the sign-off of each
+    imaging version (``statuses``; keys as ``version_ids``') and of the forecast that ranked it."""
+    return SignOff(
+        approved_reads=frozenset(k for k, status in statuses.items() if status.approved),
+        required=bool(required),
+        risk_withheld=forecast is not None and forecast.withheld,
+    )
+
+
+def imaging_keys(ids: dict[tuple[str, str], str | None]) -> list[tuple[str, str]]:
+    """The imaging model versions among ``version_ids``' keys (the rest: treatment, forecast)."""
+    return sorted(k for k in ids if k[0] not in ("treatment", "forecast"))
+
+
+def worklist_signoff_of(db_path: Path | str, ranked_by: str | None) -> SignOff:
+    """``worklist_signoff`` for ``oncolens worklist``: read from the store and the cards now."""
+    ids = version_ids(db_path)
+    with store.open_store(db_path, read_only=True) as con:
+        statuses = {k: approvals.approval(con, *k, ids[k]) for k in imaging_keys(ids)}
+        forecast = (
+            None
+            if ranked_by is None
+            else approvals.approval(con, "forecast", ranked_by, ids.get(("forecast", ranked_by)))
+        )
+        return worklist_signoff(statuses, forecast, approvals.require_approval(con))
 
 
 def gate(result: dict, status: dict, keep: tuple[str, ...]) -> tuple[dict, bool]:

@@ -164,10 +164,12 @@ def _key_image(path: Path, load) -> tuple[KeyImage | None, dict | None, str | No
     return KeyImage(caption, buffer.getvalue()), row, None
 
 
-def _signoffs(con, rec, forecast, findings: pd.DataFrame) -> dict:
-    """The sign-off of every model version whose output the report may show: (name, version) -> Approval."""
+def _signoffs(con, rec, forecast, findings: pd.DataFrame, db_path: Path) -> dict:
+    """The sign-off of every model version whose output the report may show: (name, version) -> Approval
+    (of the weights its current card names; a version whose card is gone matches no decision)."""
     # lazy: only the report needs it
     from analytics.governance.lifecycle import approvals
+    from dashboard.services import lifecycle  # lazy: only the report needs it
     from models.inference import registry  # lazy: only the report needs it
 
     keys = {(n, str(registry.load_card(n).get("version"))) for n in registry.available_models()}
@@ -180,7 +182,8 @@ def _signoffs(con, rec, forecast, findings: pd.DataFrame) -> dict:
         keys.add(("treatment", str(rec.model_version)))
     if forecast is not None and forecast.model_version is not None:
         keys.add(("forecast", str(forecast.model_version)))
-    return {key: approvals.approval(con, *key) for key in sorted(keys)}
+    ids = lifecycle.version_ids(db_path)
+    return {key: approvals.approval(con, *key, ids.get(key)) for key in sorted(keys)}
 
 
 def _load_models() -> ModelLoader:
@@ -268,7 +271,7 @@ def gather(
                 notes.append(f"No recommendation: {exc}")
         # the decision log names the recommended option: shown to the roles that see recommendations
         decisions = patient_decisions(con, person_id) if allowed else None
-        signoff = _signoffs(con, rec, forecast, findings)
+        signoff = _signoffs(con, rec, forecast, findings, db_path)
     # the ethics board's sign-off (issue 22): a banner in the notes, or the output withheld
     shown = {
         (str(n), str(v))

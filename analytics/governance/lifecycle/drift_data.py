@@ -11,11 +11,17 @@ One call (``drift_reports``) for the Governance page and ``oncolens drift --json
   card (``drift_reference``); a card trained before that was recorded is compared with the
   store's patients diagnosed up to its training date, and says so;
 * treatment calibration, where outcomes are known at the model's horizon: the predicted risk of
-  recurrence or death for the option received against what happened, by diagnosis year.
+  recurrence or death for the option received against what happened, by diagnosis year, on
+  patients the model never saw: diagnosed after the end of its training data (``data_end``: the
+  lineage's data cut-off, else its training date) and followed to the horizon by the store's
+  cut-off. Until such patients exist the report says so and tests nothing; the training patients'
+  calibration follows as a separate, labelled in-sample reference that never alerts (a model
+  fits its own patients; no alert there says little about new ones).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import duckdb
@@ -82,7 +88,30 @@ def treatment_reference(card: dict, patients: pd.DataFrame) -> tuple[pd.DataFram
     )
 
 
-def calibration_inputs(con: duckdb.DuckDBPyConnection, model, horizon_days: float) -> pd.DataFrame:
+IN_SAMPLE = "calibration (in-sample reference)"  # the ``monitored`` of the reference report
+
+
+def data_end(card: dict) -> dt.date | None:
+    """The last day of data the model could have seen: its lineage's data cut-off, else the day it
+    was trained (lineage, then the card's ``created_at``); None when the card records neither."""
+    lineage = card.get("lineage") or {}
+    for value in (lineage.get("data_cutoff"), lineage.get("trained_at"), card.get("created_at")):
+        if value:
+            try:
+                return pd.Timestamp(value).date()
+            except (TypeError, ValueError):
+                continue
+    return None
+
+
+def calibration_inputs(
+    con: duckdb.DuckDBPyConnection,
+    model,
+    horizon_days: float,
+    *,
+    diagnosed_after: dt.date | None = None,
+    diagnosed_by: dt.date | None = None,
+) -> pd.DataFrame:
     """Patients whose status at the horizon is known: diagnosis date, predicted risk, event (0/1).
 
     ``model``: the clinic's ``OutcomeModel``; the risk is 1 - its RFS at the horizon for the option
@@ -91,6 +120,7 @@ def calibration_inputs(con: duckdb.DuckDBPyConnection, model, horizon_days: floa
     event have a known status, which made the observed risk of 2021 read 68 % against 46 %
     predicted on the demo (a false alert from selection, not drift). Patients lost before the
     horizon are still left out (status unknown), a smaller bias the page's method note states.
+    ``diagnosed_after`` / ``diagnosed_by``: keep only patients diagnosed after / on or before it.
     """
     table, ids = clinic_training_table(con)
     if len(ids) == 0:
@@ -120,6 +150,11 @@ def calibration_inputs(con: duckdb.DuckDBPyConnection, model, horizon_days: floa
     if cutoff is not None:  # every patient kept could have been followed to the horizon
         reached = pd.to_datetime(frame["date"]) + pd.to_timedelta(horizon_days, unit="D")
         frame = frame[reached <= pd.Timestamp(cutoff)]
+    dates = pd.to_datetime(frame["date"])
+    if diagnosed_after is not None:
+        frame = frame[dates > pd.Timestamp(diagnosed_after)]
+    elif diagnosed_by is not None:
+        frame = frame[dates <= pd.Timestamp(diagnosed_by)]
     return frame[["date", "predicted", "event"]].reset_index(drop=True)
 
 
@@ -166,15 +201,67 @@ def drift_reports(
             )
         )
         horizon = float(getattr(model, "horizon_days", 5 * 365.25))
+        reports.extend(calibration_reports(con, model, card, horizon, calibration_frequency))
+    return reports
+
+
+def calibration_reports(
+    con: duckdb.DuckDBPyConnection, model, card: dict, horizon_days: float, frequency: str = "year"
+) -> list[DriftReport]:
+    """Calibration on patients diagnosed after the training data ended (the drift monitor), then
+    the training patients' calibration as an in-sample reference that never alerts."""
+    years = f"{horizon_days / 365.25:g}"
+    end = data_end(card)
+    seen = "the end of its training data" if end is None else f"{end:%Y-%m-%d}"
+    fresh = (
+        calibration_inputs(con, model, horizon_days, diagnosed_after=end)
+        if end is not None
+        else calibration_inputs(con, model, horizon_days).iloc[0:0]
+    )
+    report = calibration_drift(
+        "treatment",
+        fresh,
+        date_column="date",
+        reference_label=f"perfect calibration (intercept 0, slope 1) at {years} years, on patients "
+        f"diagnosed after the model's training data ended ({seen}) whose {years}-year outcome is "
+        "known: patients the model never saw",
+        frequency=frequency,
+    )
+    if fresh.empty:
+        report = dataclasses.replace(
+            report,
+            notes=(
+                f"No patients diagnosed after training ({seen}) have reached the {years}-year "
+                "horizon yet: calibration on new patients cannot be checked until they do"
+                + (
+                    "."
+                    if end is not None
+                    else " (the model's card records neither its data cut-off nor its training date)."
+                ),
+            ),
+        )
+    reports = [report]
+    seen_patients = calibration_inputs(con, model, horizon_days, diagnosed_by=end)
+    if not seen_patients.empty:
+        reference = calibration_drift(
+            "treatment",
+            seen_patients,
+            date_column="date",
+            reference_label=f"in-sample: the patients diagnosed by {seen} (the model was fitted on "
+            "them), at the same horizon; a reference for the figures above, not a drift test",
+            frequency=frequency,
+        )
+        rows = reference.rows.assign(alert=False)
         reports.append(
-            calibration_drift(
-                "treatment",
-                calibration_inputs(con, model, horizon),
-                date_column="date",
-                reference_label=f"perfect calibration (intercept 0, slope 1) at {horizon / 365.25:.1f} years; "
-                "the patients scored are those the model was trained on (only they have reached the "
-                "horizon yet), so no alert here is weak evidence of calibration on new patients",
-                frequency=calibration_frequency,
+            dataclasses.replace(
+                reference,
+                monitored=IN_SAMPLE,
+                rows=rows,
+                alerts=(),
+                notes=(
+                    "in-sample reference: never alerts; a model fits the patients it was trained on, "
+                    "so these figures say little about patients it never saw",
+                ),
             )
         )
     return reports

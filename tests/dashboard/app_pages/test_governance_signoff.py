@@ -13,10 +13,11 @@ from pydicom.uid import generate_uid
 from pypdf import PdfReader
 
 from analytics import store
-from analytics.governance import audit
+from analytics.governance import audit, users
 from analytics.governance.lifecycle import approvals
 from analytics.imaging.ingest import ingest_files
 from analytics.treatment.clinic import train_clinic_model
+from dashboard.services import lifecycle
 from dashboard.services.report import report_bytes
 from models.inference.loader import ModelLoader
 from models.training import synthetic as phantoms
@@ -70,8 +71,24 @@ def env(signoff_db, monkeypatch, tmp_path) -> dict:
             "UPDATE imaging_instance SET file_path = replace(file_path, ?, ?)",
             [str(images), str(tmp_path / "clinic_images")],
         )
+        # decisions and the setting need active accounts with the stored role (not a claim)
+        users.add_user(con, "board-test", "ethics_board", password="board-test-password-1")
+        users.add_user(con, "admin-test", "admin", password="admin-test-password-1")
     monkeypatch.setenv("ONCOLENS_DB", str(db))
     return {**signoff_db, "db": db}
+
+
+def _account(db: Path, role: str) -> None:
+    """The AppTest session's user (``demo-user``) as a stored account with ``role``."""
+    with store.open_store(db) as con:
+        users.add_user(con, "demo-user", role, password="demo-user-password-1")
+
+
+def _sha(db: Path, name: str, version: str) -> str:
+    """The weights' sha256 of the current card of this model version (what a decision binds to)."""
+    found = lifecycle.version_ids(db)[(name, version)]
+    assert found
+    return found
 
 
 def _decide(db: Path, name: str, version: str, decision: str = "approved") -> None:
@@ -80,6 +97,7 @@ def _decide(db: Path, name: str, version: str, decision: str = "approved") -> No
             con,
             model_name=name,
             model_version=version,
+            version_id=_sha(db, name, version),
             decision=decision,
             comment="reviewed",
             actor="board-test",
@@ -93,6 +111,7 @@ def _require(db: Path, value: bool = True) -> None:
 
 
 def test_lineage_signoff_and_drift_tabs_for_the_board(env):
+    _account(env["db"], "ethics_board")
     at = open_page("governance", role="ethics_board")
     assert not at.exception, at.exception
     frames = [d.value for d in at.dataframe]
@@ -114,21 +133,26 @@ def test_lineage_signoff_and_drift_tabs_for_the_board(env):
     next(b for b in at.button if b.label == "Record the decision").click().run()
     assert not at.exception and not at.error, texts(at.error)
     with store.open_store(env["db"], read_only=True) as con:
-        status = approvals.approval(con, "treatment", env["version"])
+        sha = _sha(env["db"], "treatment", env["version"])
+        status = approvals.approval(con, "treatment", env["version"], sha)
         assert status.status == "rejected" and status.decided_by == "demo-user"
         assert audit.verify(con).ok
 
 
 def test_the_form_refuses_an_empty_comment_and_other_roles_see_no_form(env):
+    _account(env["db"], "ethics_board")
     at = open_page("governance", role="ethics_board")
     next(b for b in at.button if b.label == "Record the decision").click().run()
     assert "needs a comment" in texts(at.error)
+    with store.open_store(env["db"]) as con:  # the same user, now an administrator
+        con.execute("UPDATE app_user SET role = 'admin' WHERE username = 'demo-user'")
     admin = open_page("governance", role="admin")
     assert not [b for b in admin.button if b.label == "Record the decision"]
     assert "Members of the ethics board record" in texts(admin.info)
 
 
 def test_the_admin_requires_approval_and_it_is_audited(env):
+    _account(env["db"], "admin")
     at = open_page("governance", role="admin")
     at.toggle(key="signoff_require").set_value(True).run()
     assert not at.exception
@@ -233,8 +257,16 @@ def test_worklist_and_cohorts_carry_the_banner_and_withhold_the_models_output(en
     table = at.dataframe[0].value
     assert set(table["6-mo risk"]) == {"withheld"}
     by_risk = table[table["Bucket"] == "By risk"]
-    assert len(by_risk) and set(by_risk["Reason"]) == {
-        "Forecast risk withheld: its model version is not approved."
-    }
+    assert (
+        len(by_risk)
+        and by_risk["Reason"]
+        .str.startswith(
+            "Forecast risk withheld: its model version is not approved (listed by next imaging due)"
+        )
+        .all()
+    )
+    assert "by risk* is listed by next imaging due date (soonest first)" in texts(at.caption)
+    # the imaging models are not approved either: their reads are withheld, and the page says so
+    assert "not approved by the ethics board for the weights in use" in texts(at.error)
     cohorts = open_page("cohorts", role="oncologist")
     assert "Output withheld: the treatment model" in texts(cohorts.error)

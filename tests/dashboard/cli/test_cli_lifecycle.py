@@ -14,7 +14,7 @@ from pydicom.uid import generate_uid
 
 from analytics import store
 from analytics.cohorts import base as cohort_base
-from analytics.governance import audit
+from analytics.governance import audit, users
 from analytics.governance.lifecycle import approvals
 from dashboard.cli.main import main
 from models.training import synthetic as phantoms
@@ -25,6 +25,9 @@ from models.training.synthetic_dicom import write_phantom_dicom
 def db(demo_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = Path(shutil.copy(demo_db, tmp_path_factory.mktemp("lifecycle") / "clinic.duckdb"))
     assert main(["recommend", "--train", "--db", str(path), "--bootstrap", "2"]) == 0
+    with store.open_store(path) as con:  # sign-off and the setting need stored accounts
+        users.add_user(con, "board-test", "ethics_board", password="board-test-password-1")
+        users.add_user(con, "admin-test", "admin", password="admin-test-password-1")
     return path
 
 
@@ -92,6 +95,7 @@ def test_recommend_and_forecast_carry_the_approval_and_are_withheld_when_require
                 con,
                 model_name="treatment",
                 model_version=version,
+                version_id=out["approval"]["version_id"],
                 decision="approved",
                 comment="card, subgroups and calibration reviewed",
                 actor="board-test",
@@ -147,3 +151,58 @@ def test_drift_on_a_missing_store_is_one_line_and_exit_1(tmp_path, capsys):
     assert main(["drift", "--db", str(tmp_path / "nope.duckdb")]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "error" in err
+
+
+def test_worklist_honours_the_sign_off_of_imaging_reads_and_of_the_forecast(db, capsys):
+    """`oncolens worklist`: a suspicious read of an imaging model not approved is quoted with a mark;
+    when approval is required it leaves act now and is not quoted, and the by-risk bucket is not
+    ordered by the withheld forecast (its risks are left out)."""
+    # lazy: only this test ranks the worklist again
+    from analytics.worklist import stored as worklist_store
+
+    with store.open_store(db) as con:
+        as_of = worklist_store.as_of_date(con)
+        pid = int(
+            con.execute(
+                f"SELECT min(person_id) FROM {worklist_store.ENTRY_TABLE} WHERE event_at IS NULL "
+                "AND (due_date IS NULL OR due_date > ?)",
+                [as_of],
+            ).fetchall()[0][0]
+        )
+        finding = int(
+            con.execute("SELECT coalesce(max(finding_id), 0) + 1 FROM ai_finding").fetchall()[0][0]
+        )
+        con.execute(
+            "INSERT INTO ai_finding VALUES (?, ?, NULL, 'mammography', '1.0.0', 'malignant', 0.83, 9.0, ?)",
+            [finding, pid, np.datetime64(as_of) - np.timedelta64(5, "D")],
+        )
+        worklist_store.refresh(con, worklist_store.clinic_model(db))
+
+    def row() -> tuple[dict, dict]:
+        capsys.readouterr()
+        assert main(["worklist", "--db", str(db), "--json", "--limit", "1000"]) == 0
+        out = json.loads(capsys.readouterr().out)
+        return next(r for r in out["rows"] if r["person_id"] == pid), out
+
+    mine, out = row()
+    assert mine["bucket"] == "act_now" and "(model not approved)" in mine["reason"]
+    assert out["signoff"]["approval_required"] is False and not out["signoff"]["risk_withheld"]
+    with store.open_store(db) as con:
+        approvals.set_require_approval(con, True, actor="admin-test")
+    try:
+        mine, out = row()
+        assert mine["bucket"] != "act_now" and "AI read “" not in mine["reason"]
+        assert "withheld pending the ethics board's sign-off" in mine["reason"]
+        assert out["signoff"]["risk_withheld"] is True
+        assert out["signoff"]["by_risk_order"].startswith("next imaging due date")
+        by_risk = [r for r in out["rows"] if r["bucket"] == "by_risk"]
+        assert by_risk and all(r["risk_6m"] is None for r in by_risk)
+        assert all(r["reason"].startswith("Forecast risk withheld") for r in by_risk)
+        capsys.readouterr()
+        assert main(["worklist", "--db", str(db)]) == 0
+        err = capsys.readouterr().err
+        assert "by risk is listed by next imaging due date" in err
+        assert "AI reads of imaging versions not approved are withheld" in err
+    finally:
+        with store.open_store(db) as con:
+            approvals.set_require_approval(con, False, actor="admin-test")

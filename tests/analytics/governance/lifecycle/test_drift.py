@@ -18,6 +18,7 @@ from analytics.governance.lifecycle import drift, drift_data
 from analytics.governance.lifecycle.tables import STAT_COLUMNS
 from analytics.treatment.clinic import train_clinic_model
 from analytics.treatment.model.files import load_model, model_dir_for
+from sample_data.demo import write_demo
 
 ROOT = Path(__file__).resolve().parents[4]
 REFERENCE = ROOT / "models" / "weights" / "mammography.reference.json"
@@ -180,9 +181,20 @@ def test_the_demo_store_without_plants_raises_no_covariate_alert(trained_db):
     covariates = next(r for r in reports if r.monitored == "inputs")
     assert covariates.tests_run > 20
     assert not covariates.alerts, [a.message for a in covariates.alerts]
+    # the model was trained on this store up to its cut-off: no patient it never saw has reached
+    # the horizon, and the report says so instead of showing in-sample figures as drift
     calibration = next(r for r in reports if r.monitored == "calibration")
     assert calibration.reference.startswith("perfect calibration")
-    assert len(calibration.alerts) <= 1  # two tests per window at 5 %: in-sample, rarely one
+    assert "patients the model never saw" in calibration.reference
+    assert calibration.tests_run == 0 and not calibration.alerts
+    assert calibration.notes == (
+        "No patients diagnosed after training (2026-06-30) have reached the 5-year horizon yet: "
+        "calibration on new patients cannot be checked until they do.",
+    )
+    reference = next(r for r in reports if r.monitored == drift_data.IN_SAMPLE)
+    assert reference.reference.startswith("in-sample: the patients diagnosed by 2026-06-30")
+    assert reference.tests_run > 0 and not reference.alerts  # a reference never alerts
+    assert not reference.rows["alert"].any()
 
 
 def test_older_patients_in_a_later_year_fire_the_age_alert(trained_db, tmp_path):
@@ -246,3 +258,30 @@ def test_calibration_counts_only_patients_who_could_reach_the_horizon(trained_db
     assert len(frame) > 20 and recent > 0  # recent events exist and are not counted
     reached = pd.to_datetime(frame["date"]) + pd.to_timedelta(model.horizon_days, unit="D")
     assert (reached <= cutoff).all()
+
+
+def test_calibration_scores_only_patients_diagnosed_after_the_training_data(trained_db, tmp_path):
+    """A model trained on a clinic as it stood in mid-2019, monitored on a store whose patients
+    run to mid-2026: only those diagnosed after its data ended, followed for five years, count."""
+    earlier = tmp_path / "clinic2019.duckdb"
+    write_demo(earlier, patients=300, seed=11, rank_worklist=False, cutoff="2019-06-30")
+    train_clinic_model(earlier, bootstrap=2, folds=2, command="pytest")
+    model, card = _treatment(earlier)
+    assert drift_data.data_end(card) == dt.date(2019, 6, 30)  # from the card's lineage
+    with store.open_store(trained_db, read_only=True) as con:
+        fresh = drift_data.calibration_inputs(
+            con, model, model.horizon_days, diagnosed_after=dt.date(2019, 6, 30)
+        )
+        reports = drift_data.calibration_reports(con, model, card, model.horizon_days)
+        cutoff = pd.Timestamp(drift_data.data_cutoff(con))
+    dates = pd.to_datetime(fresh["date"])
+    assert len(fresh) >= 20
+    assert (dates > pd.Timestamp("2019-06-30")).all()
+    assert (dates + pd.to_timedelta(model.horizon_days, unit="D") <= cutoff).all()
+    monitor, reference = reports
+    assert monitor.monitored == "calibration" and "(2019-06-30)" in monitor.reference
+    assert int(monitor.rows["n"].sum()) == len(fresh)  # every new patient, none of the others
+    assert set(monitor.rows["window"]) <= {"2019", "2020", "2021"}
+    assert not any("No patients diagnosed after training" in n for n in monitor.notes)
+    assert reference.monitored == drift_data.IN_SAMPLE and not reference.alerts
+    assert set(reference.rows["window"]) <= {str(y) for y in range(2009, 2020)}
