@@ -215,6 +215,7 @@ def refresh(
     *,
     prior=None,
     sources_before: str | None = None,
+    threads: int = 1,
 ) -> RefreshResult:
     """Recompute the stored worklist; runs in the caller's transaction (or autocommit).
 
@@ -224,6 +225,9 @@ def refresh(
     refresh, a prior already estimated from this store (default: estimated here).
     ``sources_before``: ``source_fingerprint`` when the writer's transaction began; an increment
     then also needs the stored rows to have been current before this writer's own changes.
+    ``threads``: a full ranking's forecast batches computed at once (``worklist.ranking.risks``);
+    more than one only when the caller's transaction has written nothing yet, since each thread
+    reads through a cursor of its own, which does not see uncommitted rows.
     """
     start = time.perf_counter()
     con.execute("SET enable_progress_bar = false")
@@ -242,14 +246,17 @@ def refresh(
             [source_fingerprint(con), entries],
         )
         return RefreshResult("incremental", entries, time.perf_counter() - start)
-    as_of, prior, rows = _rank_everyone(con, clinic, prior)
+    as_of, prior, rows = _rank_everyone(con, clinic, prior, threads=threads)
     _store_full(con, rows, prior, as_of, model_version, source_fingerprint(con))
     return RefreshResult("full", len(rows), time.perf_counter() - start)
 
 
-def _rank_everyone(con: duckdb.DuckDBPyConnection, clinic, prior=None, risk_map=None):
+def _rank_everyone(
+    con: duckdb.DuckDBPyConnection, clinic, prior=None, risk_map=None, threads: int = 1
+):
     """(today, prior, every eligible patient ranked): the computation of a full refresh, reads only.
-    ``risk_map``: where the forecast risks run (``worklist.ranking.RiskMap``; default here)."""
+    ``risk_map``: where the forecast risks run (``worklist.ranking.RiskMap``; default here);
+    ``threads``: how many of its batches at once (``worklist.ranking.risks``)."""
     # lazy: at the top, importing analytics.worklist.stored took 838 ms instead of 730 ms
     from analytics.forecast.patient import estimate_prior
 
@@ -258,7 +265,9 @@ def _rank_everyone(con: duckdb.DuckDBPyConnection, clinic, prior=None, risk_map=
     return (
         as_of,
         prior,
-        worklist.ranked(con, prior=prior, clinic=clinic, as_of=as_of, risk_map=risk_map),
+        worklist.ranked(
+            con, prior=prior, clinic=clinic, as_of=as_of, risk_map=risk_map, threads=threads
+        ),
     )
 
 
@@ -327,7 +336,9 @@ def refresh_store(
         with store.open_store(db_path, read_only=True, wait_s=wait_s) as con:
             con.execute("SET enable_progress_bar = false")
             seen = (source_fingerprint(con), as_of_date(con), _last_computed(con))
-            as_of, prior, rows = _rank_everyone(con, clinic, risk_map=risk_map)
+            as_of, prior, rows = _rank_everyone(
+                con, clinic, risk_map=risk_map, threads=worklist.risk_threads()
+            )
         with store.open_store(db_path, wait_s=wait_s) as con:
             con.execute("BEGIN TRANSACTION")
             try:
@@ -342,7 +353,8 @@ def refresh_store(
     with store.open_store(db_path, wait_s=wait_s) as con:
         con.execute("BEGIN TRANSACTION")
         try:
-            result = refresh(con, clinic)
+            # nothing written yet in this transaction: the ranking's threads see what it sees
+            result = refresh(con, clinic, threads=worklist.risk_threads())
             con.execute("COMMIT")
         except BaseException:
             _rollback_quietly(con)
