@@ -131,13 +131,12 @@ def write_demo(
             cohort_base.refresh_base(con)
             if rank_worklist:
                 # lazy: at the top, importing sample_data.demo took 957 ms instead of 226 ms
-                from analytics.worklist.ranking import risk_threads
                 from analytics.worklist.stored import refresh as refresh_worklist
 
                 say("ranking the worklist by forecast risk")
                 # the Worklist page's stored rows, without a treatment model; autocommit, so the
-                # ranking's threads read what this connection has written
-                refresh_worklist(con, threads=risk_threads())
+                # ranking's threads (one per core: None) read what this connection has written
+                refresh_worklist(con, threads=None)
             rows = store.table_counts(con)
             con.execute("CHECKPOINT")
         finally:

@@ -215,7 +215,7 @@ def refresh(
     *,
     prior=None,
     sources_before: str | None = None,
-    threads: int = 1,
+    threads: int | None = 1,
 ) -> RefreshResult:
     """Recompute the stored worklist; runs in the caller's transaction (or autocommit).
 
@@ -227,9 +227,11 @@ def refresh(
     then also needs the stored rows to have been current before this writer's own changes.
     ``threads``: a full ranking's forecast batches computed at once (``worklist.ranking.risks``);
     more than one only when the caller's transaction has written nothing yet, since each thread
-    reads through a cursor of its own, which does not see uncommitted rows.
+    reads through a cursor of its own, which does not see uncommitted rows. None: one per core
+    (``worklist.risk_threads``).
     """
     start = time.perf_counter()
+    threads = worklist.risk_threads() if threads is None else threads
     con.execute("SET enable_progress_bar = false")
     model_version = clinic.version if clinic is not None else None
     state = _state(con)
@@ -354,7 +356,7 @@ def refresh_store(
         con.execute("BEGIN TRANSACTION")
         try:
             # nothing written yet in this transaction: the ranking's threads see what it sees
-            result = refresh(con, clinic, threads=worklist.risk_threads())
+            result = refresh(con, clinic, threads=None)
             con.execute("COMMIT")
         except BaseException:
             _rollback_quietly(con)
