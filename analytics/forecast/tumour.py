@@ -43,6 +43,7 @@ go through the same map. The point forecast (the MAP curve) is unchanged.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -595,7 +596,10 @@ def held_out_mask(series: LesionSeries, keep: np.ndarray) -> np.ndarray:
 
 
 def calibrate_bands(
-    series: LesionSeries, start: TGIPrior | None = None, seed: int = CALIBRATION_SEED
+    series: LesionSeries,
+    start: TGIPrior | None = None,
+    seed: int = CALIBRATION_SEED,
+    threads: int = 1,
 ) -> BandCalibration | None:
     """The recalibration of a cohort's bands, from its own held-out readings; None if too few.
 
@@ -606,6 +610,7 @@ def calibrate_bands(
     The map is the empirical quantile function of those PIT values at ``CALIBRATION_LEVELS``.
     ``start``: the whole cohort's prior, if already estimated; each half's prior then starts
     from it and needs ``CALIBRATION_PRIOR_ROUNDS`` rounds instead of six (a third of the time).
+    ``threads``: 2 computes the two halves at once (NumPy releases the GIL); the same numbers.
     """
     half = patient_halves(series, seed)
     rows, keep = held_out_split(series)
@@ -613,11 +618,11 @@ def calibrate_bands(
         rng = np.random.default_rng(seed + 1)
         pick = np.sort(rng.choice(rows.size, CALIBRATION_MAX_HIDDEN, replace=False))
         rows, keep = rows[pick], keep[pick]
-    pits = []
-    for fold in (0, 1):
+
+    def fold_pits(fold: int) -> list[np.ndarray]:
         train = series.subset(np.flatnonzero(half != fold))
         if train.n == 0:
-            continue
+            return []
         prior = (
             fit_prior(train, rounds=CALIBRATION_PRIOR_ROUNDS, start=start)
             if start
@@ -628,11 +633,20 @@ def calibrate_bands(
         fit = fit_map(sub.first(k), prior)
         hidden = held_out_mask(sub, k)
         t = np.where(hidden, sub.t_days, 0.0)
+        out = []
         for first in range(0, sub.n, CALIBRATION_CHUNK):
             part = np.arange(first, min(first + CALIBRATION_CHUNK, sub.n))
             chunk = TGIFit(fit.series.subset(part), prior, fit.theta[part], fit.cov[part])
             pit = chunk.pit(t[part], sub.mm[part], CALIBRATION_DRAWS, seed + fold + first)
-            pits.append(pit[hidden[part]])
+            out.append(pit[hidden[part]])
+        return out
+
+    if threads > 1:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            per_fold = list(pool.map(fold_pits, (0, 1)))
+    else:
+        per_fold = [fold_pits(fold) for fold in (0, 1)]
+    pits = [p for fold in per_fold for p in fold]
     hidden_pits = np.concatenate(pits) if pits else np.zeros(0)
     if hidden_pits.size < CALIBRATION_MIN_HIDDEN:
         return None

@@ -25,8 +25,8 @@ risk descending, then the most recent event, then the regrowth ratio, then id.
 
 Why rank everyone, then page: a forecast risk is not a SQL expression, so the
 whole list is ranked at once (vectorised fits, ``RISK_CHUNK`` patients per
-batch so that memory stays flat: about half a millisecond per patient on one
-core). ``ranked`` is that computation; the app does not run it per request
+batch so that memory stays flat, batches on one thread per core where the
+caller allows it: ``risks``). ``ranked`` is that computation; the app does not run it per request
 at scale but reads the stored result (``analytics.worklist.stored``, table
 ``worklist_entry``), written by ``ranked`` itself, so the stored ranking and
 the on-the-fly one are the same numbers.

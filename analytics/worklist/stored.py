@@ -1,8 +1,8 @@
 """The stored worklist: every eligible patient's flags and forecast risk, written in rank order.
 
 Why a stored table: ranking is a forecast for every eligible patient (about
-630,000 at a million patients: five minutes of growth-inhibition fits), so no
-request can afford it. ``worklist_entry`` (schema version 5) holds the result of
+710,000 at a million patients: minutes of growth-inhibition fits even on two
+threads, docs/benchmarks.md), so no request can afford it. ``worklist_entry`` (schema version 5) holds the result of
 ``analytics.worklist.ranking.ranked``, one row per patient with her 1-based ``rank``,
 written in rank order so that a page (``read_page``: filters, ``ORDER BY rank
 LIMIT/OFFSET``) is a scan of a narrow table whose zone maps on ``rank`` let
@@ -263,7 +263,7 @@ def _rank_everyone(
     from analytics.forecast.patient import estimate_prior
 
     as_of = as_of_date(con)
-    prior = prior if prior is not None else estimate_prior(con)
+    prior = prior if prior is not None else estimate_prior(con, threads=threads)
     return (
         as_of,
         prior,

@@ -62,4 +62,7 @@ def test_the_ranking_is_the_one_before_the_fast_paths(clinic_db, ranked_serial, 
         reference_prior = estimate_prior(con)
         reference = worklist.ranked(con, prior=reference_prior)
     assert reference_prior.to_state() == prior.to_state()
+    with store.open_store(clinic_db, read_only=True) as con:
+        monkeypatch.undo()
+        assert estimate_prior(con, threads=2).to_state() == prior.to_state()
     pd.testing.assert_frame_equal(fast, reference, check_exact=True)
