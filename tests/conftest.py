@@ -114,3 +114,14 @@ def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrthancServer]
             proc.kill()
             proc.wait()
         log.close()
+
+
+CLINIC_PATIENTS = 4_000  # a few thousand: the fast paths are compared with their references on it
+
+
+@pytest.fixture(scope="session")
+def clinic_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 4,000-patient demo store (no stored worklist): thousands of lesion series of every length."""
+    path = tmp_path_factory.mktemp("clinic") / "clinic.duckdb"
+    write_demo(path, patients=CLINIC_PATIENTS, seed=DEMO_SEED, rank_worklist=False)
+    return path

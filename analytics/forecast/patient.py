@@ -108,6 +108,7 @@ def estimate_prior(
     con: duckdb.DuckDBPyConnection,
     max_patients: int = PRIOR_MAX_PATIENTS,
     as_of: dt.date | None = None,
+    threads: int = 1,
 ) -> TGIPrior:
     """The cohort's population prior of the growth-inhibition parameters (a fixed sample of patients),
     with the recalibration of its bands fitted on the same sample's held-out readings.
@@ -115,7 +116,8 @@ def estimate_prior(
     One series per line of therapy (``forecast.data.lesion_segments``): the lines that ended in
     progression teach the prior how lesions regrow; the current lines alone (none of which has
     progressed yet) taught it that they hardly do. ``as_of``: use only readings and lines up to
-    this day (default: the store's data cut-off).
+    this day (default: the store's data cut-off). ``threads``: 2 fits the recalibration's two
+    halves at once (``tumour.calibrate_bands``), with the same result.
     """
     as_of = as_of or data_cutoff(con)
     frame = clean_segments(lesion_segments(con, "sample", (max_patients,), as_of), as_of)
@@ -125,7 +127,7 @@ def estimate_prior(
     prior = fit_prior(series)
     if prior.n_patients == 0:  # too small a cohort: the broad default, raw bands
         return prior
-    return replace(prior, calibration=calibrate_bands(series, start=prior))
+    return replace(prior, calibration=calibrate_bands(series, start=prior, threads=threads))
 
 
 # --- one patient ------------------------------------------------------------------------------

@@ -25,8 +25,8 @@ risk descending, then the most recent event, then the regrowth ratio, then id.
 
 Why rank everyone, then page: a forecast risk is not a SQL expression, so the
 whole list is ranked at once (vectorised fits, ``RISK_CHUNK`` patients per
-batch so that memory stays flat: about half a millisecond per patient on one
-core). ``ranked`` is that computation; the app does not run it per request
+batch so that memory stays flat, batches on one thread per core where the
+caller allows it: ``risks``). ``ranked`` is that computation; the app does not run it per request
 at scale but reads the stored result (``analytics.worklist.stored``, table
 ``worklist_entry``), written by ``ranked`` itself, so the stored ranking and
 the on-the-fly one are the same numbers.
@@ -35,7 +35,9 @@ the on-the-fly one are the same numbers.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import duckdb
@@ -110,6 +112,12 @@ RiskMap = Callable[..., list[pd.DataFrame]]
 RISK_CHUNK = (
     20_000  # patients per vectorised risk batch: ~1.2 GB peak at 20,000, the same speed as larger
 )
+MAX_RISK_THREADS = 4  # batches computed at once by ``risks(threads=...)``: ~1.2 GB each
+
+
+def risk_threads() -> int:
+    """Threads for a full ranking: one per core, at most ``MAX_RISK_THREADS`` (memory)."""
+    return max(1, min(os.cpu_count() or 1, MAX_RISK_THREADS))
 
 
 def flagged(
@@ -183,11 +191,15 @@ def risks(
     line_start: pd.Series | None = None,
     recurred: np.ndarray | None = None,
     risk_map: RiskMap | None = None,
+    threads: int = 1,
 ) -> pd.DataFrame:
     """``forecast.cohort_risk`` in batches of ``RISK_CHUNK`` patients (in the order given).
 
     ``risk_map``: where the batches run (``RiskMap``; default here, one after another). The
     batches and their order are the same whichever runs them, so the numbers are too.
+    ``threads``: batches computed at once in this process, each reading through its own cursor
+    of ``con`` (NumPy and DuckDB release the GIL, so two threads use two cores). Only for a
+    caller whose transaction has written nothing yet: a cursor does not see uncommitted rows.
 
     ``line_start``: per person_id, the start of her current line (after a progression; see
     ``events``); ``recurred``: ids with a recurrence recorded, whose risk is the tumour part
@@ -211,6 +223,8 @@ def risks(
                 jobs.append((part, with_clinic))
     if risk_map is not None and jobs:
         parts = risk_map(jobs, prior, as_of or data_cutoff(con) or dt.date.today(), line_start)
+    elif threads > 1 and len(jobs) > 1:
+        parts = _threaded(con, jobs, prior, clinic, as_of, line_start, threads)
     else:
         parts = [
             cohort_risk(
@@ -221,6 +235,26 @@ def risks(
     if not parts:
         return cohort_risk(con, ids, prior, clinic, as_of)
     return pd.concat(parts, ignore_index=True).set_index("person_id").loc[ids].reset_index()
+
+
+def _threaded(con, jobs, prior, clinic, as_of, line_start, threads: int) -> list[pd.DataFrame]:
+    """``cohort_risk`` of each job on a pool of threads, one DuckDB cursor per job; in job order.
+
+    Each batch's numbers depend on its own patients and seed only, so they are those of the
+    serial loop (tests/analytics/worklist/test_ranking_threads.py)."""
+
+    def one(job: tuple[np.ndarray, bool]) -> pd.DataFrame:
+        part, with_clinic = job
+        cursor = con.cursor()  # a connection of its own: registrations and results per thread
+        try:
+            return cohort_risk(
+                cursor, part, prior, clinic if with_clinic else None, as_of, line_start=line_start
+            )
+        finally:
+            cursor.close()
+
+    with ThreadPoolExecutor(max_workers=min(threads, len(jobs))) as pool:
+        return list(pool.map(one, jobs))
 
 
 def line_starts(frame: pd.DataFrame) -> pd.Series:
@@ -267,8 +301,11 @@ def ranked(
     clinic=None,
     as_of=None,
     risk_map: RiskMap | None = None,
+    threads: int = 1,
 ) -> pd.DataFrame:
     """The whole (site-filtered) list with RECIST flags and forecast risks, in rank order.
+
+    ``threads``: see ``risks`` (only when the caller's transaction has written nothing yet).
 
     ``prior``: the cohort's growth-inhibition prior (estimated from the store when None);
     ``clinic``: a loaded ``treatment_clinic.ClinicModel`` for the recurrence part, or None
@@ -287,6 +324,7 @@ def ranked(
         line_start=line_starts(frame),
         recurred=recurred_ids(frame),
         risk_map=risk_map,
+        threads=threads,
     )
     frame = rank_order(frame.merge(risk, on="person_id", how="left"))
     return frame[list(WORKLIST_COLUMNS)].reset_index(drop=True)

@@ -1,8 +1,8 @@
 """The stored worklist: every eligible patient's flags and forecast risk, written in rank order.
 
 Why a stored table: ranking is a forecast for every eligible patient (about
-630,000 at a million patients: five minutes of growth-inhibition fits), so no
-request can afford it. ``worklist_entry`` (schema version 5) holds the result of
+710,000 at a million patients: minutes of growth-inhibition fits even on two
+threads, docs/benchmarks.md), so no request can afford it. ``worklist_entry`` (schema version 5) holds the result of
 ``analytics.worklist.ranking.ranked``, one row per patient with her 1-based ``rank``,
 written in rank order so that a page (``read_page``: filters, ``ORDER BY rank
 LIMIT/OFFSET``) is a scan of a narrow table whose zone maps on ``rank`` let
@@ -218,6 +218,7 @@ def refresh(
     *,
     prior=None,
     sources_before: str | None = None,
+    threads: int | None = 1,
 ) -> RefreshResult:
     """Recompute the stored worklist; runs in the caller's transaction (or autocommit).
 
@@ -227,8 +228,13 @@ def refresh(
     refresh, a prior already estimated from this store (default: estimated here).
     ``sources_before``: ``source_fingerprint`` when the writer's transaction began; an increment
     then also needs the stored rows to have been current before this writer's own changes.
+    ``threads``: a full ranking's forecast batches computed at once (``worklist.ranking.risks``);
+    more than one only when the caller's transaction has written nothing yet, since each thread
+    reads through a cursor of its own, which does not see uncommitted rows. None: one per core
+    (``worklist.risk_threads``).
     """
     start = time.perf_counter()
+    threads = worklist.risk_threads() if threads is None else threads
     con.execute("SET enable_progress_bar = false")
     model_version = clinic.version if clinic is not None else None
     state = _state(con)
@@ -245,23 +251,28 @@ def refresh(
             [source_fingerprint(con), entries],
         )
         return RefreshResult("incremental", entries, time.perf_counter() - start)
-    as_of, prior, rows = _rank_everyone(con, clinic, prior)
+    as_of, prior, rows = _rank_everyone(con, clinic, prior, threads=threads)
     _store_full(con, rows, prior, as_of, model_version, source_fingerprint(con))
     return RefreshResult("full", len(rows), time.perf_counter() - start)
 
 
-def _rank_everyone(con: duckdb.DuckDBPyConnection, clinic, prior=None, risk_map=None):
+def _rank_everyone(
+    con: duckdb.DuckDBPyConnection, clinic, prior=None, risk_map=None, threads: int = 1
+):
     """(today, prior, every eligible patient ranked): the computation of a full refresh, reads only.
-    ``risk_map``: where the forecast risks run (``worklist.ranking.RiskMap``; default here)."""
+    ``risk_map``: where the forecast risks run (``worklist.ranking.RiskMap``; default here);
+    ``threads``: how many of its batches at once (``worklist.ranking.risks``)."""
     # lazy: at the top, importing analytics.worklist.stored took 838 ms instead of 730 ms
     from analytics.forecast.patient import estimate_prior
 
     as_of = as_of_date(con)
-    prior = prior if prior is not None else estimate_prior(con)
+    prior = prior if prior is not None else estimate_prior(con, threads=threads)
     return (
         as_of,
         prior,
-        worklist.ranked(con, prior=prior, clinic=clinic, as_of=as_of, risk_map=risk_map),
+        worklist.ranked(
+            con, prior=prior, clinic=clinic, as_of=as_of, risk_map=risk_map, threads=threads
+        ),
     )
 
 
@@ -330,7 +341,9 @@ def refresh_store(
         with store.open_store(db_path, read_only=True, wait_s=wait_s) as con:
             con.execute("SET enable_progress_bar = false")
             seen = (source_fingerprint(con), as_of_date(con), _last_computed(con))
-            as_of, prior, rows = _rank_everyone(con, clinic, risk_map=risk_map)
+            as_of, prior, rows = _rank_everyone(
+                con, clinic, risk_map=risk_map, threads=worklist.risk_threads()
+            )
         with store.open_store(db_path, wait_s=wait_s) as con:
             con.execute("BEGIN TRANSACTION")
             try:
@@ -345,7 +358,8 @@ def refresh_store(
     with store.open_store(db_path, wait_s=wait_s) as con:
         con.execute("BEGIN TRANSACTION")
         try:
-            result = refresh(con, clinic)
+            # nothing written yet in this transaction: the ranking's threads see what it sees
+            result = refresh(con, clinic, threads=None)
             con.execute("COMMIT")
         except BaseException:
             _rollback_quietly(con)

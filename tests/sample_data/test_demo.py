@@ -179,3 +179,12 @@ def test_failure_midway_leaves_no_half_written_file(tmp_path, monkeypatch):
         write_demo(path, 40, force=True)
     assert path.read_bytes() == before
     assert sorted(f.name for f in tmp_path.iterdir()) == ["x.duckdb"]
+
+
+def test_summary_times_the_worklist_ranking_within_the_write(tmp_path):
+    ranked = write_demo(tmp_path / "ranked.duckdb", 150, seed=3)
+    assert 0.0 < ranked.rank_s <= ranked.write_s  # bench_generator's "rank s" column
+    with store.open_store(ranked.path, read_only=True) as con:
+        assert store.one_row(con.execute("SELECT count(*) FROM worklist_entry"))[0] > 0
+    unranked = write_demo(tmp_path / "unranked.duckdb", 150, seed=3, rank_worklist=False)
+    assert unranked.rank_s == 0.0
