@@ -523,7 +523,10 @@ def ingest_files(
                             ai.lesion.longest_diameter_mm if (ai.lesion and p.spacing_mm) else None
                         )
                         con.execute(
-                            "INSERT INTO ai_finding VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            "INSERT INTO ai_finding (finding_id, person_id, sop_instance_uid, "
+                            "model_name, model_version, predicted_class, probability, "
+                            "longest_diameter_mm, created_at, weights_sha256) "
+                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                             [
                                 next_finding,
                                 person_id,
@@ -534,6 +537,7 @@ def ingest_files(
                                 ai.confidence,
                                 diameter,
                                 now,
+                                ai.weights_sha256,
                             ],
                         )
                         next_finding += 1

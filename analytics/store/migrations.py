@@ -29,6 +29,7 @@ from analytics.store.schema import (
     V7_AI_REFUSAL_STATEMENTS,
     V10_SAVED_COHORT_STATEMENTS,
     V11_USER_STATEMENTS,
+    V13_AI_WEIGHTS_STATEMENTS,
 )
 
 
@@ -155,6 +156,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         12,
         "governance_setting and ai_read_input: approval setting, AI read inputs for drift (issue 22)",
         lifecycle_tables.V12_STATEMENTS,
+    ),
+    Migration(
+        13,
+        "ai_finding.weights_sha256: the weights that made each AI read (sign-off, issue 22)",
+        V13_AI_WEIGHTS_STATEMENTS,
     ),
 )
 

@@ -11,7 +11,7 @@ reads it. Later, additive versions keep their statements beside the code that fi
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 12
+SCHEMA_VERSION = 13
 
 # Treatment options of the demo clinic: the first-line systemic regimen.
 TREATMENT_OPTIONS = ("endocrine", "chemotherapy", "chemo_endocrine")
@@ -251,4 +251,12 @@ V10_SAVED_COHORT_STATEMENTS = (
 # it, so the audit trail's names keep resolving and the account can come back.
 V11_USER_STATEMENTS = (
     "ALTER TABLE app_user ADD COLUMN IF NOT EXISTS deactivated_at TIMESTAMP",  # NULL: active
+)
+
+# Which weights made each AI read: a sign-off binds to the weights' sha256, and an imaging model
+# keeps its version string when its weights change, so the version alone cannot say whether a
+# stored read came from approved weights. NULL: a read stored before this column (matches no
+# sign-off: "weights not recorded").
+V13_AI_WEIGHTS_STATEMENTS = (
+    "ALTER TABLE ai_finding ADD COLUMN IF NOT EXISTS weights_sha256 VARCHAR",
 )

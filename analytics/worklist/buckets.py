@@ -66,19 +66,21 @@ class SignOff:
     """What the ethics board's sign-off lets the worklist use; built by the caller, which knows
     the current weights (analytics never opens model files).
 
-    ``approved_reads``: ``(model_name, model_version)`` of the imaging versions whose current
-    weights are approved (a read of any other version, an older one included, is not approved);
+    ``approved_reads``: ``(model_name, model_version, weights_sha256)`` of the imaging versions
+    whose current weights are approved; a read is approved only when it was made by those weights
+    (``ai_finding.weights_sha256``): a read of other weights under the same version string, or one
+    stored before reads recorded their weights, is not;
     ``required``: the admin requires approval (unapproved reads are withheld, not marked);
     ``risk_withheld``: the forecast version that ranked the list is withheld.
     """
 
-    approved_reads: frozenset[tuple[str, str]] = frozenset()
+    approved_reads: frozenset[tuple[str, str, str]] = frozenset()
     required: bool = False
     risk_withheld: bool = False
 
     @property
     def approved_keys(self) -> list[str]:
-        return sorted(f"{name}/{version}" for name, version in self.approved_reads)
+        return sorted(f"{name}/{version}/{sha}" for name, version, sha in self.approved_reads)
 
 
 # name and birth date from ``person`` at read time (never stored in the ranking): a nurse tells
@@ -100,7 +102,7 @@ _NO_REVIEWS = """(SELECT NULL::BIGINT AS person_id, NULL::TIMESTAMP AS last_revi
 _SIGNED = """
 _quoted AS (
     SELECT f.person_id,
-           bool_and(list_contains($approved_reads::VARCHAR[], f.model_name || '/' || f.model_version)) AS ok
+           bool_and(list_contains($approved_reads::VARCHAR[], f.model_name || '/' || f.model_version || '/' || coalesce(f.weights_sha256, ''))) AS ok
     FROM ai_finding AS f JOIN {source} AS w
       ON f.person_id = w.person_id AND f.created_at = w.ai_suspicious_at
      AND f.predicted_class = w.ai_label
@@ -111,7 +113,7 @@ _fallback AS (
            arg_max(f.probability, f.created_at) AS probability
     FROM ai_finding AS f JOIN {source} AS w
       ON f.person_id = w.person_id AND f.created_at <= w.ai_suspicious_at
-    WHERE $withhold_reads AND list_contains($approved_reads::VARCHAR[], f.model_name || '/' || f.model_version)
+    WHERE $withhold_reads AND list_contains($approved_reads::VARCHAR[], f.model_name || '/' || f.model_version || '/' || coalesce(f.weights_sha256, ''))
       AND list_contains($suspicious::VARCHAR[], f.predicted_class)
     GROUP BY f.person_id
 ),

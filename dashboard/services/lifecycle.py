@@ -126,7 +126,11 @@ def worklist_signoff(
     """What the worklist may use (``analytics.worklist.buckets.SignOff``) from the sign-off of each
     imaging version (``statuses``; keys as ``version_ids``') and of the forecast that ranked it."""
     return SignOff(
-        approved_reads=frozenset(k for k, status in statuses.items() if status.approved),
+        approved_reads=frozenset(
+            (name, version, status.version_id)
+            for (name, version), status in statuses.items()
+            if status.approved and status.version_id is not None
+        ),
         required=bool(required),
         risk_withheld=forecast is not None and forecast.withheld,
     )

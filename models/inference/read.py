@@ -62,6 +62,9 @@ class AIRead:
     input_check: InputCheck | None = None
     calibrated: bool = False  # temperature scaling applied (only where it improved held-out ECE)
     weak_spots: tuple[str, ...] = ()  # the card's known weak spots that apply to this read
+    weights_sha256: str | None = (
+        None  # the weights that made the read (stored; sign-off binds to it)
+    )
 
     @property
     def refused(self) -> str | None:
@@ -199,6 +202,7 @@ def read_from_outputs(
             latency_ms=(time.perf_counter() - started) * 1e3,
             input_check=check,
             calibrated=model.calibrated,
+            weights_sha256=model.weights_sha256,
         )
     probs = torch.softmax(logits / model.network.temperature, dim=1)[0].cpu().numpy()
     k = int(probs.argmax())
@@ -228,6 +232,7 @@ def read_from_outputs(
             label,
             lesion.longest_diameter_mm if lesion is not None and image.spacing_mm else None,
         ),
+        weights_sha256=model.weights_sha256,
     )
 
 

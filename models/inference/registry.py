@@ -91,6 +91,12 @@ class LoadedModel:
         return self.task.name
 
     @property
+    def weights_sha256(self) -> str | None:
+        """The sha256 of the weights (verified against the card at load): what a sign-off binds to."""
+        sha = (self.card.get("weights") or {}).get("sha256")
+        return str(sha) if sha else None
+
+    @property
     def version(self) -> str:
         return str(self.card.get("version", self.task.version))
 

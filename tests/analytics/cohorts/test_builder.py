@@ -176,8 +176,8 @@ def test_ai_finding_filters(tiny):
     for pid in (1, 2, 3):
         tiny.person(pid)
     tiny.con.execute(
-        "INSERT INTO ai_finding VALUES (1, 1, 'sop1', 'mammography', '1', 'malignant', 0.9, 14.0, now()), "
-        "(2, 2, 'sop2', 'mammography', '1', 'benign', 0.7, 6.0, now())"
+        "INSERT INTO ai_finding VALUES (1, 1, 'sop1', 'mammography', '1', 'malignant', 0.9, 14.0, now(), NULL), "
+        "(2, 2, 'sop2', 'mammography', '1', 'benign', 0.7, 6.0, now(), NULL)"
     )
     assert cohorts.build_cohort(tiny.con, ["ai_finding = malignant"]).n == 1
     assert cohorts.build_cohort(tiny.con, ["ai_finding in malignant,benign"]).n == 2

@@ -64,6 +64,11 @@ def test_accepted_and_refused_reads_keep_their_inputs(clinic, tmp_path) -> None:
     # the stored statistics are those of the network input the guard measured
     expected = image_statistics(to_tensor(read_dicom(files[0]).pixels))[0]
     assert np.allclose(rows[0][4:], expected, rtol=1e-6)
+    # the read that was given records the weights that made it (a sign-off binds to them)
+    with store.open_store(db, read_only=True) as con:
+        shas = con.execute("SELECT weights_sha256 FROM ai_finding").fetchall()
+    card_sha = ModelLoader()("brain_mri").weights_sha256
+    assert card_sha and shas == [(card_sha,)]
     # re-ingesting the same file replaces its row, never duplicates it
     ingest_files(db, files[:1], ModelLoader())
     with store.open_store(db, read_only=True) as con:

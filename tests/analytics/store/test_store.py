@@ -122,7 +122,10 @@ def test_primary_key_rejects_duplicates(con):
         ),
         ("INSERT INTO outcome_event VALUES (1, 1, 'cure', '2020-01-01')", []),
         ("INSERT INTO truth.potential_outcome VALUES (1, 'surgery_only', 100, 0.5, 100)", []),
-        ("INSERT INTO ai_finding VALUES (1, 1, 'x', 'm', '1', 'malignant', 1.5, NULL, now())", []),
+        (
+            "INSERT INTO ai_finding VALUES (1, 1, 'x', 'm', '1', 'malignant', 1.5, NULL, now(), NULL)",
+            [],
+        ),
     ],
 )
 def test_check_constraints_reject_bad_rows(con, sql, params):

@@ -13,7 +13,7 @@ from analytics.worklist import review as worklist_review
 
 def _finding(con, person_id: int, finding_id: int, created_at: datetime) -> None:
     con.execute(
-        "INSERT INTO ai_finding VALUES (?, ?, NULL, 'mammography', '1', 'malignant', 0.8, 12.0, ?)",
+        "INSERT INTO ai_finding VALUES (?, ?, NULL, 'mammography', '1', 'malignant', 0.8, 12.0, ?, NULL)",
         [finding_id, person_id, created_at],
     )
 

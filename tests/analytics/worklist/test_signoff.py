@@ -17,7 +17,9 @@ from analytics.worklist import buckets
 from analytics.worklist import ranking as worklist
 from analytics.worklist import stored as worklist_store
 
-MAMMO, BRAIN = ("mammography", "1.0.0"), ("brain_mri", "1.0.0")
+# the weights' sha256 of each approved version (what a sign-off binds to; reads record theirs)
+SHA_MAMMO, SHA_BRAIN, SHA_OLD = "a" * 64, "b" * 64, "c" * 64
+MAMMO, BRAIN = ("mammography", "1.0.0", SHA_MAMMO), ("brain_mri", "1.0.0", SHA_BRAIN)
 ONLY_BRAIN = buckets.SignOff(approved_reads=frozenset({BRAIN}), required=True)
 
 
@@ -44,16 +46,24 @@ def planted(demo_db: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
             (b, BRAIN, "tumour", 0.77, at - dt.timedelta(days=12)),
             (c, BRAIN, "tumour", 0.64, at - dt.timedelta(days=30)),
             (c, MAMMO, "malignant", 0.9, at - dt.timedelta(days=5)),
-            (d, ("mammography", "0.9.0"), "malignant", 0.7, at - dt.timedelta(days=8)),
+            (d, ("mammography", "0.9.0", SHA_OLD), "malignant", 0.7, at - dt.timedelta(days=8)),
         ]
         start = store.one_row(con.execute("SELECT coalesce(max(finding_id), 0) FROM ai_finding"))[0]
-        for i, (pid, (name, version), label, p, when) in enumerate(reads, start=int(start) + 1):
-            con.execute(
-                "INSERT INTO ai_finding VALUES (?, ?, NULL, ?, ?, ?, ?, 11.0, ?)",
-                [i, pid, name, version, label, p, when],
-            )
+        for i, (pid, (name, version, sha), label, p, when) in enumerate(
+            reads, start=int(start) + 1
+        ):
+            _plant_read(con, i, pid, name, version, sha, label, p, when)
         worklist_store.refresh(con)  # rank again: the reads are in the stored rows
     return {"db": db, "a": a, "b": b, "c": c, "d": d}
+
+
+def _plant_read(con, finding_id, pid, name, version, sha, label, p, when) -> None:
+    con.execute(
+        "INSERT INTO ai_finding (finding_id, person_id, model_name, model_version, predicted_class, "
+        "probability, longest_diameter_mm, created_at, weights_sha256) "
+        "VALUES (?, ?, ?, ?, ?, ?, 11.0, ?, ?)",
+        [finding_id, pid, name, version, label, p, when, sha],
+    )
 
 
 def _rows(db: Path, signoff: buckets.SignOff | None) -> tuple[pd.DataFrame, dict]:
@@ -151,3 +161,40 @@ def test_a_withheld_forecast_does_not_order_by_risk(planted):
     assert list(rows["person_id"]) != list(ranked.rows["person_id"])  # not the risk order
     # the same patients, and D, whose only news was a read of an older version (no card, not approved)
     assert set(rows["person_id"]) == set(ranked.rows["person_id"]) | {planted["d"]}
+
+
+def test_a_read_of_other_weights_under_an_approved_version_is_not_approved(
+    demo_db: Path, tmp_path: Path
+):
+    """The version string stays "1.0.0" when weights change: E's read was made by other weights
+    and F's was stored before reads recorded their weights; with both versions approved and
+    approval required, neither drives act now nor is quoted, while A's read of the approved
+    weights is."""
+    db = Path(shutil.copy(demo_db, tmp_path / "clinic.duckdb"))
+    with store.open_store(db) as con:
+        as_of = worklist_store.as_of_date(con)
+        a, e, f = (
+            int(r[0])
+            for r in con.execute(
+                f"SELECT person_id FROM {worklist_store.ENTRY_TABLE} WHERE event_at IS NULL "
+                "AND (due_date IS NULL OR due_date > ?) ORDER BY person_id LIMIT 3",
+                [as_of],
+            ).fetchall()
+        )
+        at = dt.datetime.combine(as_of, dt.time(9))
+        start = int(
+            store.one_row(con.execute("SELECT coalesce(max(finding_id), 0) FROM ai_finding"))[0]
+        )
+        _plant_read(con, start + 1, a, *MAMMO, "malignant", 0.81, at)
+        _plant_read(con, start + 2, e, "mammography", "1.0.0", SHA_OLD, "malignant", 0.88, at)
+        _plant_read(con, start + 3, f, "brain_mri", "1.0.0", None, "tumour", 0.9, at)
+        worklist_store.refresh(con)
+    rows, _ = _rows(db, buckets.SignOff(frozenset({MAMMO, BRAIN}), required=True))
+    assert rows.loc[a, "bucket"] == "act_now" and "AI read “malignant” 81%" in rows.loc[a, "reason"]
+    for pid in (e, f):
+        assert rows.loc[pid, "bucket"] != "act_now"
+        assert "withheld pending the ethics board's sign-off" in rows.loc[pid, "reason"]
+    marked, _ = _rows(db, buckets.SignOff(frozenset({MAMMO, BRAIN}), required=False))
+    assert "(model not approved)" not in marked.loc[a, "reason"]
+    assert "(model not approved)" in marked.loc[e, "reason"]
+    assert "(model not approved)" in marked.loc[f, "reason"]

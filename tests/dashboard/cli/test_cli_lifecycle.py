@@ -173,7 +173,7 @@ def test_worklist_honours_the_sign_off_of_imaging_reads_and_of_the_forecast(db, 
             con.execute("SELECT coalesce(max(finding_id), 0) + 1 FROM ai_finding").fetchall()[0][0]
         )
         con.execute(
-            "INSERT INTO ai_finding VALUES (?, ?, NULL, 'mammography', '1.0.0', 'malignant', 0.83, 9.0, ?)",
+            "INSERT INTO ai_finding VALUES (?, ?, NULL, 'mammography', '1.0.0', 'malignant', 0.83, 9.0, ?, NULL)",
             [finding, pid, np.datetime64(as_of) - np.timedelta64(5, "D")],
         )
         worklist_store.refresh(con, worklist_store.clinic_model(db))
