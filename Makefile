@@ -102,7 +102,7 @@ VIEWER := dashboard/components/viewer/frontend
 viewer:
 	cd $(VIEWER) && npm ci --no-audit --no-fund && npm run build
 
-bench: $(VENV)/.installed-dev
+bench: $(VENV)/.installed-dev browser-deps
 	$(BIN)/python -m bench
 
 lint: $(VENV)/.installed-dev

@@ -10,6 +10,7 @@ from bench import (
     bench_forecast,
     bench_generator,
     bench_inference,
+    bench_pages,
     bench_quality,
     bench_saliency,
     bench_treatment,
@@ -48,6 +49,10 @@ def main(argv: list[str]) -> int:
     bench_quality.main(["--patients", "500", "--reps", "1"] if quick else [])
     print()
     bench_viewer.main(["--runs", "2", "--slices", "20"] if quick else [])
+    print()
+    bench_pages.main(
+        ["--reps", "2", "--patients", "500", "--roles", "oncologist,ethics"] if quick else []
+    )
     return 0
 
 

@@ -53,6 +53,34 @@ def _fail_closed(body: st.delta_generator.DeltaGenerator, exc: Exception) -> Non
         )
 
 
+# What the pages import, slowest first (issue 23): loaded in the background from the first run on
+# (``resources.warm_up``), so the sign-in form does not wait for torch, SciPy and Plotly.
+WARM_UP = (
+    "analytics.treatment.clinic",
+    "analytics.forecast.patient",
+    "dashboard.panels.treatment",
+    "dashboard.panels.forecast",
+    "dashboard.panels.care",
+    "dashboard.panels.report",
+    "dashboard.panels.worklist",
+    "dashboard.figures.patient",
+    "models.dicom.reader",
+    "models.inference.registry",
+    "models.inference.read",
+    "models.saliency.methods",
+    "models.radiomics",
+    "models.deid.deidentify",
+    "dashboard.panels.saliency",
+    "dashboard.panels.deid",
+    "dashboard.panels.pacs",
+    "dashboard.components.viewer.imaging",
+    "dashboard.panels.cohort",
+    "dashboard.figures.cohort",
+    "dashboard.panels.governance",
+    "dashboard.panels.lifecycle",
+    "dashboard.services.report",
+)
+
 st.set_page_config(page_title="OncoLens", page_icon=":material/biotech:", layout="wide")
 _body = st.empty()
 try:
@@ -61,6 +89,8 @@ try:
 except Exception as _exc:  # the sign-in itself reads the store: fail closed there too
     _fail_closed(_body, _exc)
     st.stop()
+finally:  # also when the gate stops the run: the sign-in form is drawn by then
+    _warming = resources.warm_up(WARM_UP)
 
 home = st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True)
 patient = st.Page("app_pages/patient.py", title="Patient", icon=":material/person:")
@@ -88,6 +118,8 @@ try:
             state.patient_picker(
                 patient_page=patient, pages_with_patient=(patient, imaging), current=current
             )
+        if current is not home:  # Home needs none of it; the other pages wait for the imports
+            _warming.join()
         current.run()
 except Exception as _exc:
     _fail_closed(_body, _exc)

@@ -28,23 +28,24 @@ replaced on disk is read again.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
+import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import streamlit as st
 
 from analytics import episodes, patients, store
 from analytics.cohorts import summary as cohort_summary
-from analytics.forecast import patient as forecast
 from analytics.governance import audit
 from analytics.governance.board import AuditFilterOptions, DecisionRates
 from analytics.imaging import queries as imaging_queries
-from analytics.treatment import clinic as treatment_clinic
 from analytics.treatment import decisions as treatment_decisions
 from analytics.treatment import scope as treatment_scope
 from analytics.treatment import similar as treatment_similar
@@ -52,10 +53,16 @@ from analytics.treatment.model import files as treatment_model_files
 from analytics.treatment.recommend import Recommendation
 from analytics.worklist import ranking as worklist
 from analytics.worklist import stored as worklist_store
-from models.dicom import reader as dicom
-from models.inference import read as inference
-from models.inference import registry
-from models.saliency import methods as saliency
+
+if TYPE_CHECKING:  # imported where used (below): torch, pydicom, scipy take seconds to import
+    from analytics.forecast import patient as forecast
+    from analytics.treatment import clinic as treatment_clinic
+    from models.dicom import reader as dicom
+    from models.inference import read as inference
+    from models.inference import registry
+    from models.saliency import methods as saliency
+
+_log = logging.getLogger("oncolens.resources")
 
 # Reads wait this long for a CLI writer to finish before the page says so.
 READ_WAIT_S = 10.0
@@ -101,6 +108,37 @@ class GovernanceSnapshot:
     table_counts: pd.DataFrame  # table, rows
     metadata: pd.DataFrame  # key, value
     audit_events: pd.DataFrame
+
+
+def _import_each(modules: tuple[str, ...]) -> None:
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # noqa: BLE001 - the page that needs it raises it again, in its own run
+            _log.warning("warm-up: %s not imported (%s)", name, type(exc).__name__)
+
+
+@st.cache_resource(show_spinner=False)
+def _warm_up(modules: tuple[str, ...]) -> threading.Thread:
+    thread = threading.Thread(
+        target=_import_each, args=(modules,), name="oncolens-warm-up", daemon=True
+    )
+    thread.start()
+    return thread
+
+
+def warm_up(modules: tuple[str, ...]) -> threading.Thread:
+    """Import ``modules`` once per server process, in a background thread; returns the thread.
+
+    Why (issue 23): the pages need torch, ONNX Runtime, SciPy, pydicom and Plotly, whose imports
+    take seconds on two cores. Importing them in the first page's script run made the cold sign-in
+    page wait for all of them; here they load while the sign-in form is on screen and the user
+    types. A page that needs them joins the thread first (``app.py``), so no module is ever
+    imported by two threads at once. Only imports: a cached result computed here (the forecast
+    prior, say) would hold a read connection for seconds, and the first page's audit write, which
+    needs the file to itself, would fail closed waiting for it (seen in bench_pages).
+    """
+    return _warm_up(tuple(modules))
 
 
 def db_path() -> Path:
@@ -209,7 +247,7 @@ def working(label: str, *, expanded: bool = False) -> Iterator[Any]:
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
-def _demo_accounts(path: str, stamp: tuple[int, ...]) -> list[tuple[str, str, str]]:
+def _demo_accounts(path: str, accounts: str) -> list[tuple[str, str, str]]:
     # lazy: only this section needs it; the app opens its first page without it
     from analytics.governance import users
 
@@ -219,11 +257,21 @@ def _demo_accounts(path: str, stamp: tuple[int, ...]) -> list[tuple[str, str, st
 
 def demo_accounts(status: StoreStatus) -> list[tuple[str, str, str]]:
     """(username, role, password) of the demo accounts that still have their published password (the sign-in
-    page lists them); none for a store that cannot be read. Checked once per state of the file."""
+    page lists them); none for a store that cannot be read. Checked once per state of the accounts.
+
+    Keyed on the accounts' rows, not the file's stamp (issue 23): every page view writes an audit
+    event and so changed the stamp, and each sign-in page then verified four Argon2 hashes again
+    (deliberately slow: seconds on two busy cores) for an answer that had not changed.
+    """
     if status.ref is None:
         return []
     try:
-        return _demo_accounts(status.ref.path, status.ref.stamp)
+        with store.open_store(status.ref.path, read_only=True, wait_s=READ_WAIT_S) as con:
+            rows = con.execute(
+                "SELECT username, role, password_hash FROM app_user ORDER BY username"
+            ).fetchall()
+        accounts = hashlib.sha256(json.dumps(rows, default=str).encode()).hexdigest()
+        return _demo_accounts(status.ref.path, accounts)
     except store.StoreError:
         return []
 
@@ -586,12 +634,16 @@ def _model_stamp_of(ref: StoreRef) -> tuple[int, ...] | None:
 
 @st.cache_data(max_entries=4, show_spinner="Estimating the cohort's tumour-growth prior…")
 def _forecast_prior(path: str, version: str):
+    from analytics.forecast import patient as forecast  # lazy: slow import
+
     with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
         return forecast.estimate_prior(con)
 
 
 @st.cache_data(max_entries=128, show_spinner="Forecasting…")
 def _forecast(path: str, version: str, model_stamp: tuple[int, ...] | None, person_id: int):
+    from analytics.forecast import patient as forecast  # lazy: slow import
+
     clinic = (
         _treatment_model(str(treatment_model_files.model_dir_for(Path(path))), model_stamp)
         if model_stamp
@@ -765,17 +817,23 @@ def recent_images(ref: StoreRef, limit: int = 30) -> pd.DataFrame:
 
 @st.cache_resource(show_spinner="Loading the imaging model…")
 def _model(name: str, weights_stamp: tuple[int, ...] | None) -> registry.LoadedModel:
+    from models.inference import registry  # lazy: slow import
+
     return registry.load_model(name)
 
 
 def imaging_model(name: str) -> registry.LoadedModel:
     """A verified model, loaded once per process (reloaded if its weights file changes)."""
+    from models.inference import registry  # lazy: slow import
+
     weights, _ = registry.find_model_files(name)
     return _model(name, file_stamp(weights))
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def _read(digest: str, data: bytes, frame: int) -> dicom.DicomImage:
+    from models.dicom import reader as dicom  # lazy: slow import
+
     return dicom.read_dicom(data, frame=frame)
 
 
@@ -788,6 +846,8 @@ def read_image(data: bytes, frame: int = 0) -> dicom.DicomImage:
 def _ai_read(
     digest: str, frame: int, model_name: str, weights_stamp: tuple[int, ...] | None, _image
 ) -> inference.AIRead:
+    from models.inference import read as inference  # lazy: slow import
+
     return inference.read_image(imaging_model(model_name), _image)
 
 
@@ -798,6 +858,8 @@ def ai_read(data: bytes, frame: int, image: dicom.DicomImage, model_name: str) -
     (the page may know more of the image than its file, e.g. the study description the
     store kept for a de-identified copy, so the choice is the caller's, not re-made here).
     """
+    from models.inference import registry  # lazy: slow import
+
     weights, _ = registry.find_model_files(model_name)
     return _ai_read(
         hashlib.sha256(data).hexdigest(), int(frame), model_name, file_stamp(weights), image
@@ -815,6 +877,8 @@ def _treatment_model_stamp(folder: Path) -> tuple[int, ...] | None:
 
 @st.cache_resource(max_entries=2, show_spinner="Loading the treatment model…")
 def _treatment_model(folder: str, stamp: tuple[int, ...]) -> treatment_clinic.ClinicModel:
+    from analytics.treatment import clinic as treatment_clinic  # lazy: slow import
+
     return treatment_clinic.load_clinic_model(Path(folder), folder=Path(folder), stack_refits=True)
 
 
@@ -839,6 +903,8 @@ def _recommendation(
     person_id: int,
     _clinic: treatment_clinic.ClinicModel,
 ) -> Recommendation:
+    from analytics.treatment import clinic as treatment_clinic  # lazy: slow import
+
     with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
         return treatment_clinic.recommendation_for(_clinic, con, person_id)
 
@@ -918,6 +984,8 @@ def _explanation(
     _image,
     _params,
 ) -> saliency.Explanation:
+    from models.saliency import methods as saliency  # lazy: slow import
+
     return saliency.explain_image(imaging_model(model_name), _image, method, target, _params)
 
 
@@ -936,6 +1004,9 @@ def explanation(
     Raises ``saliency.SaliencyError`` (unknown method, target out of range) or
     ``registry.ModelUnavailableError``; errors are not cached.
     """
+    from models.inference import registry  # lazy: slow import
+    from models.saliency import methods as saliency  # (the same)
+
     saliency.check_method(method)
     params = params or saliency.SaliencyParams()
     weights, _ = registry.find_model_files(model_name)
@@ -957,11 +1028,15 @@ def explanation(
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def _saliency_card(model_name: str, card_stamp: tuple[int, ...] | None) -> dict | None:
+    from models.inference import registry  # lazy: slow import
+
     return registry.load_card(model_name).get("saliency")
 
 
 def saliency_quality(model_name: str) -> dict | None:
     """The model card's saliency figures (``python -m models.saliency.quality --write-cards``), or None."""
+    from models.inference import registry  # lazy: slow import
+
     _, card = registry.find_model_files(model_name)
     return _saliency_card(model_name, file_stamp(card))
 
@@ -971,6 +1046,8 @@ def saliency_quality(model_name: str) -> dict | None:
 
 def model_cards() -> list[dict]:
     """Every imaging model's card (verified weights are not needed to read a card)."""
+    from models.inference import registry  # lazy: slow import
+
     cards = []
     for name in registry.available_models():
         _, card_path = registry.find_model_files(name)
@@ -980,6 +1057,8 @@ def model_cards() -> list[dict]:
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def _card(name: str, card_stamp: tuple[int, ...] | None) -> dict:
+    from models.inference import registry  # lazy: slow import
+
     return registry.load_card(name)
 
 
@@ -1020,6 +1099,8 @@ def _imaging_subgroups(name: str, weights_stamp: tuple[int, ...] | None, n: int,
 
 def imaging_subgroups(name: str, n: int = 200, seed: int = 20_261_125) -> dict:
     """``oncolens validate subgroups`` (one imaging model) on ``n`` fresh phantoms, cached per weights."""
+    from models.inference import registry  # lazy: slow import
+
     weights, _ = registry.find_model_files(name)
     return _imaging_subgroups(name, file_stamp(weights), int(n), int(seed))
 

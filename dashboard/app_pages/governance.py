@@ -89,7 +89,9 @@ with checklist_tab:
 with audit_tab:
     st.markdown("#### Treatment model on this clinic")
     try:
-        with resources.working("Auditing the treatment model by subgroup (about 10-20 s)…"):
+        with resources.working(
+            "Auditing the treatment model by subgroup (once per state of the data)…"
+        ):
             treatment_report = resources.treatment_subgroups(ref)
         panel.render_treatment_audit(treatment_report)
     except TreatmentModelError as exc:
@@ -100,7 +102,7 @@ with audit_tab:
         [100, 200, 400],
         value=200,
         key="gov_n",
-        help="More phantoms: narrower intervals, slower (about 10 s per 100 on 2 cores).",
+        help="More phantoms: narrower intervals, slower.",
     )
     if st.toggle("Run the imaging subgroup audit", key="gov_run_imaging"):
         names = [c["name"] for c in resources.model_cards()]

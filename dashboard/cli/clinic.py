@@ -272,6 +272,9 @@ def streamlit_command(db: Path, port: int, address: str, open_browser: bool = Fa
         "none",  # fail closed: never a traceback in the browser (docs/security.md)
         "--theme.primaryColor",
         "#0f6e8c",
+        # a served app never reloads its code: no file watcher polling the sources (issue 23)
+        "--server.fileWatcherType",
+        "none",
     ]
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from analytics import store
 from analytics.patients import PatientSummary
 from analytics.treatment.model.files import TreatmentModelError
 from dashboard import resources
@@ -22,7 +23,8 @@ KEY = "oncolens.report.pdf"
 
 def show(ref: resources.StoreRef, summary: PatientSummary) -> None:
     # lazy: only this section needs it; the app opens its first page without it
-    from dashboard.services.report import report_bytes
+    from analytics.forecast.patient import ForecastError
+    from dashboard.services.report import report_bytes  # (the same)
 
     st.subheader("Tumour-board report")
     user, role = auth.actor()
@@ -37,6 +39,10 @@ def show(ref: resources.StoreRef, summary: PatientSummary) -> None:
             clinic = resources.treatment_model(ref)
         except TreatmentModelError:
             clinic = None  # the report says why there is no recommendation
+        try:  # the page's forecast (cached): not fitted a second time for the PDF (issue 23)
+            forecast = resources.patient_forecast(ref, summary.person_id)
+        except (ForecastError, LookupError, store.StoreError):
+            forecast = None  # the report tries again and says why there is none
         with st.spinner("Building the report (AI reads, saliency, figures)..."):
             st.session_state[KEY] = (
                 summary.person_id,
@@ -48,6 +54,7 @@ def show(ref: resources.StoreRef, summary: PatientSummary) -> None:
                     actor=user,
                     role=role,
                     clinic=clinic,
+                    forecast=forecast,
                 ),
             )
     held = st.session_state.get(KEY)

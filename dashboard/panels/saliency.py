@@ -140,7 +140,13 @@ def _one_map(
             typical = (
                 (quality or {}).get("methods", {}).get(method, {}).get("latency_ms") or {}
             ).get("median")
-            cost = f"about {typical / 1e3:.0f} s" if typical else "several seconds"
+            # measured for the model card (bench_saliency, one image on a quiet machine), not guessed
+            cost = (
+                f"about {typical / 1e3:.2g} s per image when measured for the model card; longer "
+                "on a busy server"
+                if typical
+                else "seconds"
+            )
             st.caption(
                 f"{saliency.METHOD_TITLES[method]} re-runs the model hundreds of times ({cost}), so it "
                 "is computed only when asked."

@@ -200,11 +200,14 @@ def gather(
     load=None,
     clinic: ClinicModel | None = None,
     role: str | None = None,
+    forecast=None,
 ) -> ReportData:
     """Everything the report shows for one patient; ``UnknownPatientError`` when the store has no such patient.
 
     ``clinic``: the treatment model already loaded (the app's, so the PDF shows the page's
     figures); loaded from beside the store otherwise.
+    ``forecast``: her forecast already computed with that model (the app's cached one, the same
+    function), so the PDF shows the page's forecast and is not fitted again (seconds, issue 23).
     ``role``: who the report is for. Only roles that may see recommendations
     (``users.sees_recommendation``: the oncologist) get the recommendation, its SHAP waterfall and
     the survival forecast under options she did not receive; anyone else (None included) gets the
@@ -254,11 +257,11 @@ def gather(
                 clinic = load_clinic_model(db_path, stack_refits=False)
             except TreatmentModelError as exc:
                 notes.append(f"No treatment model: {exc}")
-        forecast = None
-        try:
-            forecast = patient_forecast(con, person_id, estimate_prior(con), clinic)
-        except ForecastError as exc:
-            notes.append(f"No forecast: {exc}")
+        if forecast is None:
+            try:
+                forecast = patient_forecast(con, person_id, estimate_prior(con), clinic)
+            except ForecastError as exc:
+                notes.append(f"No forecast: {exc}")
         setting = care_setting(con, person_id)
         scope = recommendation_scope(con, person_id, setting)
         line_risk = line_progression_risk(con, setting)
@@ -596,10 +599,11 @@ def report_bytes(
     actor: str,
     role: str | None,
     clinic: ClinicModel | None = None,
+    forecast=None,
 ) -> bytes:
     """The PDF in memory for a download button; audited like ``write_report``.
 
-    ``clinic``: the app's loaded treatment model (``gather``).
+    ``clinic``, ``forecast``: the app's loaded treatment model and her cached forecast (``gather``).
     """
 
     pdf = render_pdf(
@@ -610,6 +614,7 @@ def report_bytes(
             generated_by=actor,
             clinic=clinic,
             role=role,
+            forecast=forecast,
         )
     )
     audit.record_event(
