@@ -32,9 +32,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import torch
