@@ -103,6 +103,18 @@ class Bundle:
     builtin: bool
 
     @property
+    def min_probability(self) -> float:
+        """The smallest largest-voxel probability of a kept lesion (``configs/inference.json``
+        ``postprocessing.min_component_probability``; 0.5, the argmax's own, when unstated)."""
+        path = self.root / "configs" / "inference.json"
+        try:
+            post = json.loads(path.read_text(encoding="utf-8")).get("postprocessing")
+            value = float(post.get("min_component_probability", 0.5))
+        except (OSError, ValueError, AttributeError, TypeError):
+            return 0.5
+        return min(max(value, 0.5), 0.999)
+
+    @property
     def title(self) -> str:
         return str(self.metadata.get("name") or self.name)
 

@@ -20,7 +20,9 @@ Steps (docs/volumes.md, "The 3D model"), each with MONAI where MONAI has it:
    components under ``MIN_LESION_VOXELS``.
 5. **Presence and measurements**, derived from the mask rather than from a second head (one
    output to validate, and the presence can never contradict the outline): a lesion is
-   present when a component remains; its probability is the largest lesion probability of a
+   present when a component remains whose largest lesion probability reaches the bundle's
+   ``min_component_probability`` (``configs/inference.json``, chosen on held-out volumes;
+   0.5 when a bundle does not say); its probability is the largest lesion probability of a
    voxel inside it; per lesion the volume (mL, on the model's grid) and the RECIST longest
    axial diameter (max Feret diameter over axial slices, mm).
 """
@@ -306,9 +308,14 @@ def segment(
 
 
 def measure(
-    mask: np.ndarray, lesion_p: np.ndarray, spacing_mm: tuple[float, float, float]
+    mask: np.ndarray,
+    lesion_p: np.ndarray,
+    spacing_mm: tuple[float, float, float],
+    min_probability: float = 0.5,
 ) -> tuple[np.ndarray, tuple[LesionMeasure, ...]]:
-    """The mask without islands under ``MIN_LESION_VOXELS`` and each lesion's measures, largest first."""
+    """The mask without islands under ``MIN_LESION_VOXELS`` or whose largest lesion probability is
+    under ``min_probability`` (the bundle's, chosen on held-out volumes), and each lesion's
+    measures, largest first."""
     comp, n = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
     voxel_ml = float(np.prod(spacing_mm)) / 1000.0
     keep = np.zeros_like(mask)
@@ -317,7 +324,7 @@ def measure(
         if box is None:
             continue
         part = comp[box] == k
-        if part.sum() < MIN_LESION_VOXELS:
+        if part.sum() < MIN_LESION_VOXELS or float(lesion_p[box][part].max()) < min_probability:
             continue
         keep[box] |= part
         centre = tuple(
@@ -362,7 +369,7 @@ def read_volume(volume: Volume, bundle: Bundle) -> VolumeRead:
             1e3 * (time.perf_counter() - t0),
         )  # fmt: skip
     mask, lesion_p = segment(bundle.network, prepared, contract.spatial_shape)
-    mask, lesions = measure(mask, lesion_p, contract.spacing_mm)
+    mask, lesions = measure(mask, lesion_p, contract.spacing_mm, bundle.min_probability)
     present = bool(lesions)
     prob = max(m.probability for m in lesions) if present else float(lesion_p.max())
     return VolumeRead(

@@ -120,7 +120,7 @@ def test_predict_reads_a_brain_series_with_volume_and_diameter(tmp_path, capsys)
     from tests.models.volumes.conftest import write_phantom_series
 
     rng = np.random.default_rng([4242, 3])
-    vol = phantoms.brain_mr(rng, phantoms.brain_lesion(rng, 22.0), 22.0)
+    vol = phantoms.brain_mr(rng, phantoms.brain_lesion(rng, 26.0), 26.0)
     write_phantom_series(vol, tmp_path / "brain", "MR")
     ct = phantoms.thorax_ct(rng, None, 0.0)
     write_phantom_series(ct, tmp_path / "chest", "CT")

@@ -41,7 +41,8 @@ def test_a_held_out_brain_metastasis_is_found_outlined_and_measured(brain_volume
     assert dice > 0.6, dice
     largest = read.lesions[0]
     true_ml = truth.sum() * 8.0 / 1000.0
-    assert abs(largest.volume_ml - true_ml) / true_ml < 0.4
+    # this model over-segments the rim by about a voxel (docs/volumes.md): within 50 %
+    assert abs(largest.volume_ml - true_ml) / true_ml < 0.5
     assert abs(largest.longest_axial_diameter_mm - vol.lesion_diameter_mm) <= 6.0
     out = read.to_json()
     assert out["lesion"]["volume_ml"] == round(largest.volume_ml, 3)
@@ -102,3 +103,7 @@ def test_measure_drops_specks_and_sorts_lesions_by_volume() -> None:
     # a 6 x 6-voxel square at 2 mm: scikit-image's max Feret diameter across it, between the
     # diagonal of pixel centres (5 * sqrt 2 voxels) and of pixel corners (6 * sqrt 2)
     assert 2 * 5 * np.sqrt(2) < lesions[0].longest_axial_diameter_mm < 2 * 6 * np.sqrt(2)
+    # the bundle's floor drops a component whose most confident voxel is under it
+    p[12:15, 12:15, 12:15] = 0.7
+    _, confident = segment.measure(mask, p, (2.0, 2.0, 2.0), min_probability=0.8)
+    assert [round(m.volume_ml, 3) for m in confident] == [1.728]
