@@ -28,7 +28,7 @@ Why this design (docs/volumes.md, "The 3D model"):
   touches it); specificity on lesion-free volumes; the guard's scores on volumes it must refuse.
 - **Reproducible**: fixed seeds, ``torch.use_deterministic_algorithms``, two threads, no data
   loader workers; the card records the TorchScript file's sha256 and ``--check`` retrains and
-  compares it.
+  compares it (a first check gave the same losses but different final bits: docs/volumes.md).
 """
 
 from __future__ import annotations
