@@ -1,4 +1,5 @@
-"""``oncolens ingest``, ``deidentify``, ``predict`` and ``explain``: DICOM files and the AI read.
+"""``oncolens ingest``, ``deidentify``, ``predict``, ``series``, ``models`` and ``explain``: DICOM files
+and the AI read (2D images and, through MONAI bundles, 3D series).
 
 ``ingest --dicomweb`` (a PACS rather than files) is handed to ``hospital``.
 """
@@ -104,6 +105,21 @@ def add_subparsers(subparsers: SubParsers) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per series")
 
     p = add_command(
+        subparsers,
+        "models",
+        "3D models (MONAI bundles): list them, show one's card, or add your own",
+        cmd_models,
+    )
+    p.add_argument("action", choices=["list", "show", "add"])
+    p.add_argument(
+        "target",
+        nargs="?",
+        metavar="NAME|BUNDLE_DIR",
+        help="show: a model's name; add: a bundle folder",
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object per model")
+
+    p = add_command(
         subparsers, "explain", "saliency map of the AI read of one DICOM file", cmd_explain
     )
     p.add_argument("path", type=Path, metavar="PATH")
@@ -145,17 +161,30 @@ def cmd_predict(args: argparse.Namespace) -> int:
     failed = 0
     files = list(iter_dicom_paths(args.paths))
     seen = len(files)
-    volumes, in_volumes = _volume_series(files)
+    volumes, in_volumes = _volume_series(files, args.model)
+    signed_off: dict[tuple, dict] = {}  # one store lookup per model version, not per file
     for result in volumes:
-        failed += 1
+        if "error" not in result:  # the 3D model's sign-off, as for the 2D reads (issue 22)
+            version = (result["model"], result["model_version"])
+            if version not in signed_off:
+                signed_off[version] = cli_lifecycle.approval_of(db_path(args), *version)
+            result, _ = cli_lifecycle.withhold(
+                result,
+                signed_off[version],
+                ("file", "series_instance_uid", "model", "model_version"),
+            )
+        failed += "error" in result or bool(result.get("refused"))
         if args.json:
             cli_progress.echo(json.dumps(result))
         else:
-            cli_progress.echo(f"{result['file']}: error: {result['error']}")
+            _say_volume(result)
     files = [f for f in files if str(f) not in in_volumes]
     seen = len(files) + len(volumes)  # a volume series is one input
-    signed_off: dict[tuple, dict] = {}  # one store lookup per model version, not per file
-    for result in cli_progress.track(read_many(files, args.model, args), "AI read", len(files)):
+    # lazy: the 2D tasks' names, to tell a 3D model named by --model from a 2D one
+    from models.inference.tasks import TASKS
+
+    model_2d = args.model if args.model is None or args.model in TASKS or not volumes else None
+    for result in cli_progress.track(read_many(files, model_2d, args), "AI read", len(files)):
         if "error" not in result:  # the version's sign-off; withheld output is an error (issue 22)
             version = (result["model"], result["model_version"])
             if version not in signed_off:
@@ -203,41 +232,126 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _volume_series(files: list[Path]) -> tuple[list[dict], set[str]]:
-    """Series among ``files`` that are 3D stacks: one result each (no 3D model yet), and their files.
+def _volume_series(files: list[Path], model: str | None) -> tuple[list[dict], set[str]]:
+    """Series among ``files`` that are 3D stacks: one 3D read each (``models.volumes.segment``), and
+    their files, which are then not read one by one as 2D images.
 
     Why not read each slice: the 2D models were trained on single 2D images; 64 slice-by-slice
-    reads of one brain volume would be 64 answers to a question nobody asked, and the 3D model
-    (issue 21, item 3) is what should read a volume.
+    reads of one brain volume would be 64 answers to a question nobody asked. ``model`` names a
+    3D model (built-in or registered) to use for every volume; a 2D model's name leaves the
+    volumes to the model of their modality.
     """
-    # lazy: only `predict` needs the series scan
-    from models.volumes import scan_series
+    # lazy: only `predict` needs the series scan, MONAI and the bundles
+    from models.inference.tasks import TASKS  # lazy: as above
+    from models.volumes import bundle as bundles  # lazy: as above
+    from models.volumes import read_volumes, scan_series  # lazy: as above
+    from models.volumes.segment import NoModelForVolumeError, read_volume  # lazy: as above
 
     infos, owner, _ = scan_series(files)
-    results = []
     paths: dict[str, list[str]] = {}
     for path, uid in owner.items():
         paths.setdefault(uid, []).append(path)
+    infos = [i for i in infos if i.looks_like_volume]
+    if not infos:
+        return [], set()
+    chosen = model if model is not None and model not in TASKS else None  # a 2D name: by modality
+    results = []
     for info in infos:
-        if not info.looks_like_volume:
+        uid = info.series_instance_uid
+        first = Path(paths[uid][0])
+        base = {
+            "file": str(first.parent if len(info.files) > 1 else first),
+            "series_instance_uid": uid,
+            "modality": info.modality,
+            "images": info.frames,
+            "kind": "volume",
+        }
+        read = read_volumes(paths[uid])
+        if read.failures or not read.volumes:
+            error = read.failures[0].error if read.failures else "no volume could be assembled"
+            results.append({**base, "error": str(error), "error_type": "VolumeError"})
             continue
-        first = Path(paths[info.series_instance_uid][0])
-        results.append(
-            {
-                "file": str(first.parent if len(info.files) > 1 else first),
-                "series_instance_uid": info.series_instance_uid,
-                "modality": info.modality,
-                "images": info.frames,
-                "kind": "volume",
-                "error": (
-                    f"a 3D series of {info.frames} images ({info.modality or 'unknown modality'}): "
-                    "no 3D model is available yet, and its slices are not read one by one as 2D images"
-                ),
-                "error_type": "NoVolumeModelError",
-            }
+        volume = read.volumes[0]
+        try:
+            bundle = bundles.bundle_for(volume.modality, chosen)
+            results.append({**base, **read_volume(volume, bundle).to_json()})
+        except (NoModelForVolumeError, bundles.BundleError) as exc:
+            results.append({**base, "error": str(exc), "error_type": type(exc).__name__})
+    return results, {p for info in infos for p in paths[info.series_instance_uid]}
+
+
+def _say_volume(result: dict) -> None:
+    """One line for a series' 3D read (text output of ``predict``)."""
+    if "error" in result:
+        cli_progress.echo(f"{result['file']}: error: {result['error']}")
+    elif result.get("refused"):
+        cli_progress.echo(f"{result['file']}: refused: {result['refused']}")
+    else:
+        lesion = result["lesion"]
+        size = (
+            f"; largest {lesion['volume_ml']:.2f} mL, {lesion['longest_axial_diameter_mm']:.1f} mm "
+            f"longest axial diameter ({len(result['lesions'])} lesion(s))"
+            if lesion
+            else ""
         )
-    volume_uids = {r["series_instance_uid"] for r in results}
-    return results, {p for uid in volume_uids for p in paths[uid]}
+        cli_progress.echo(
+            f"{result['file']}: {result['label']} (p {result['probability']:.2f}){size} "
+            f"[{result['model']} {result['model_version']}, 3D, {result['latency_ms']:.0f} ms]"
+        )
+    note = (result.get("approval") or {}).get("message")
+    if note and "error" not in result:
+        cli_progress.echo(f"  NOTE: {note}")
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    """``models list``: every 3D model and its contract; ``show NAME``: its card; ``add DIR``:
+    register a MONAI bundle whose input contract OncoLens meets (else one line saying why)."""
+    from models.volumes import bundle as bundles  # lazy: only `models` loads the bundles
+
+    if args.action == "add":
+        if not args.target:
+            raise CliError("models add needs a bundle folder")
+        try:
+            added = bundles.register(Path(args.target))
+        except bundles.BundleError as exc:
+            raise CliError(f"{args.target}: refused: {exc}") from exc
+        shown = [added]
+        say(f"registered {added.name} in {added.root}")
+    elif args.action == "show":
+        if not args.target:
+            raise CliError("models show needs a model's name (see `oncolens models list`)")
+        try:
+            shown = [bundles.load_bundle(args.target)]
+        except bundles.BundleError as exc:
+            raise CliError(f"{args.target}: {exc}") from exc
+    else:
+        shown = []
+        for name in bundles.available_bundles():
+            try:
+                shown.append(bundles.load_bundle(name))
+            except bundles.BundleError as exc:  # a broken registered bundle is said, not fatal
+                say(f"{name}: unusable: {exc}")
+    for b in shown:
+        info = b.summary()
+        if args.action == "show" or args.action == "add":
+            info["card"] = b.card
+        if args.json:
+            cli_progress.echo(json.dumps(info))
+            continue
+        c = b.contract
+        metrics = b.card.get("metrics") or {}
+        dice = metrics.get("dice") or {}
+        figure = (
+            f"; Dice {dice['value']:.2f} (95% CI {dice['ci_low']:.2f}-{dice['ci_high']:.2f})"
+            if "value" in dice
+            else "; no validation figures in its card"
+        )
+        cli_progress.echo(
+            f"{b.name}: {b.title} {b.version} ({'built-in' if b.builtin else 'registered'}) - "
+            f"{c.modality}, {c.channels} channel, {'x'.join(f'{v:g}' for v in c.spacing_mm)} mm, "
+            f"{c.axcodes}, window {'x'.join(map(str, c.spatial_shape))}{figure}; sha256 {b.sha256[:12]}"
+        )
+    return 0
 
 
 def cmd_series(args: argparse.Namespace) -> int:

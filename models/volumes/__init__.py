@@ -4,7 +4,11 @@ MNI152 template, thorax CT). Imports nothing of ``analytics`` or ``dashboard``.
 
 Modules: ``sources`` (folders, uploads and zips, safely), ``geometry`` (positions, spacing,
 affines), ``series`` (grouping and stacking, with the reasons a series is refused), ``write`` (a
-volume as a DICOM series), ``phantoms`` (the demo's brain and thorax volumes with true masks).
+volume as a DICOM series), ``phantoms`` (the demo's brain and thorax volumes with true masks),
+``segment`` (the 3D read: preparation with MONAI transforms, input guard, sliding-window
+segmentation, lesion volume and RECIST diameter), ``bundle`` (3D models as MONAI bundles: the
+built-in one, registering your own, their input contract). ``segment`` and ``bundle`` import
+MONAI and torch lazily or at their own import, never through this package's ``__init__``.
 """
 
 from models.volumes.series import (

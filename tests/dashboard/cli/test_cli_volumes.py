@@ -1,5 +1,5 @@
-"""`oncolens predict` on a 3D series (one answer per series, no slice-by-slice 2D reads) and
-`oncolens demo --volumes`."""
+"""`oncolens predict` on a 3D series (one answer per series by the 3D model, no slice-by-slice 2D
+reads), `oncolens models` (list, show, add a MONAI bundle) and `oncolens demo --volumes`."""
 
 from __future__ import annotations
 
@@ -55,11 +55,13 @@ def test_predict_names_a_volume_series_once_and_still_reads_2d_images(tmp_path, 
         sop_instance_uid=generate_uid(),
         study_date="20250301",
     )
-    assert main(["predict", str(tmp_path), "--json"]) == 1  # the volume is an input not read
+    assert main(["predict", str(tmp_path), "--json"]) == 1  # noise: the 3D guard refuses it
     captured = capsys.readouterr()
     volume, image = _lines(captured.out)
     assert volume["series_instance_uid"] == header.series_uid and volume["images"] == 16
-    assert volume["error_type"] == "NoVolumeModelError" and "no 3D model" in volume["error"]
+    assert volume["model"] == "brain_mets_3d" and volume["label"] is None
+    assert "does not look like" in volume["refused"] and volume["lesion"] is None
+    assert volume["input_check"]["in_distribution"] is False
     assert Path(volume["file"]) == tmp_path / "series"
     assert image["model"] == "brain_mri" and Path(image["file"]).name == "slice2d.dcm"
     assert "1 of 2" in captured.err and "Traceback" not in captured.err
@@ -110,3 +112,61 @@ def test_series_prints_each_volume_or_why_not_and_writes_nifti(tmp_path, capsys)
     assert main(["series", str(bomb)]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "zip bomb" in err[0]
+
+
+def test_predict_reads_a_brain_series_with_volume_and_diameter(tmp_path, capsys) -> None:
+    # lazy: the 3D fixtures' writer lives beside the models tests
+    from models.volumes import phantoms
+    from tests.models.volumes.conftest import write_phantom_series
+
+    rng = np.random.default_rng([4242, 3])
+    vol = phantoms.brain_mr(rng, phantoms.brain_lesion(rng, 26.0), 26.0)
+    write_phantom_series(vol, tmp_path / "brain", "MR")
+    ct = phantoms.thorax_ct(rng, None, 0.0)
+    write_phantom_series(ct, tmp_path / "chest", "CT")
+    assert main(["predict", str(tmp_path), "--json"]) == 1  # the CT has no 3D model
+    captured = capsys.readouterr()
+    by_modality = {r["modality"]: r for r in _lines(captured.out)}
+    brain, chest = by_modality["MR"], by_modality["CT"]
+    assert brain["kind"] == "volume" and brain["label"] == "lesion" and brain["refused"] is None
+    assert brain["lesion"]["volume_ml"] > 0.5
+    assert abs(brain["lesion"]["longest_axial_diameter_mm"] - vol.lesion_diameter_mm) <= 6.0
+    assert brain["input_check"]["in_distribution"] and brain["model_version"] == "1.0.0"
+    assert brain["approval"]["status"]  # the sign-off travels with 3D reads too
+    assert (
+        chest["error_type"] == "NoModelForVolumeError" and "no 3D model reads CT" in chest["error"]
+    )
+    assert "1 of 2" in captured.err and "Traceback" not in captured.err
+
+    assert main(["predict", str(tmp_path / "brain")]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[0]
+    assert "lesion (p " in line and "mL" in line and "longest axial diameter" in line
+
+
+def test_models_add_registers_a_bundle_and_refuses_one_it_cannot_feed(
+    tmp_path, capsys, monkeypatch
+) -> None:
+    import shutil  # copies of the built-in bundle as the bundles a hospital brings
+
+    from models.volumes import bundle as bundles  # lazy: the folder to copy
+
+    monkeypatch.setenv("ONCOLENS_MODELS", str(tmp_path / "models"))
+    good = tmp_path / "ours"
+    shutil.copytree(bundles.BUILTIN_DIR, good)
+    assert main(["models", "add", str(good), "--json"]) == 0
+    added = json.loads(capsys.readouterr().out.strip())
+    assert added["name"] == "ours" and added["contract"]["channels"] == 1 and "card" in added
+    assert (tmp_path / "models" / "bundles" / "ours" / "oncolens.json").is_file()
+    assert main(["models", "list"]) == 0
+    listed = capsys.readouterr().out
+    assert "brain_mets_3d:" in listed and "ours:" in listed and "Dice" in listed
+
+    bad = tmp_path / "brats"
+    shutil.copytree(bundles.BUILTIN_DIR, bad)
+    meta = json.loads((bad / "configs" / "metadata.json").read_text())
+    meta["network_data_format"]["inputs"]["image"]["num_channels"] = 4
+    (bad / "configs" / "metadata.json").write_text(json.dumps(meta))
+    assert main(["models", "add", str(bad)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "refused" in err[0] and "4 input channels" in err[0]
+    assert not (tmp_path / "models" / "bundles" / "brats").exists()
