@@ -53,9 +53,11 @@ def _seed_file() -> bytes:
             np.random.default_rng(5), "benign", size=(64, 64), lesion_diameter_mm=12.0
         ),
         patient_id="SEEDPATIENT",
-        study_uid=generate_uid(),
-        series_uid=generate_uid(),
-        sop_instance_uid=generate_uid(),
+        # fixed UIDs: a random UID's length varies, so ``len(SEED)`` (a parameter below) differed
+        # between xdist workers and the run stopped at collection ("Different tests were collected")
+        study_uid=generate_uid(entropy_srcs=["oncolens-fuzz-study"]),
+        series_uid=generate_uid(entropy_srcs=["oncolens-fuzz-series"]),
+        sop_instance_uid=generate_uid(entropy_srcs=["oncolens-fuzz-sop"]),
         study_date="20240101",
     )
     buf = io.BytesIO()
