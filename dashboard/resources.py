@@ -1260,6 +1260,8 @@ def _approval(
 
 def _card_stamps(path: str) -> tuple:
     """File stamps of every card a version id comes from (imaging cards, the clinic's card)."""
+    from models.inference import registry  # lazy: slow import
+
     imaging = tuple(
         (name, file_stamp(registry.find_model_files(name)[1]))
         for name in registry.available_models()
