@@ -106,9 +106,9 @@ def test_section_shows_what_the_cli_says(model_env, patients_by_kind):
     assert "Similar patients: the same stage and oestrogen-receptor status" in captions
     # lesion, labs, options, SHAP waterfall, similar patients
     assert len(at.get("plotly_chart")) == 5
-    waterfall = next(
-        json.loads(c.proto.spec) for c in at.get("plotly_chart") if '"waterfall"' in c.proto.spec
-    )
+    # by its trace type: the house template (now the default) names every trace type in its spec
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    waterfall = next(f for f in specs if f["data"] and f["data"][0].get("type") == "waterfall")
     trace = waterfall["data"][0]
     assert trace["x"][-1] == pytest.approx(100 * expected.benefit, abs=1e-6)
     top = expected.shap.contributions[0]
