@@ -73,7 +73,7 @@ WARM_UP = (
     "dashboard.panels.saliency",
     "dashboard.panels.deid",
     "dashboard.panels.pacs",
-    "dashboard.components.viewer.imaging",
+    # not the viewer component: declared outside the script's thread, its iframe stayed 0 px high
     "dashboard.panels.cohort",
     "dashboard.figures.cohort",
     "dashboard.panels.governance",
