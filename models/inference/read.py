@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from models.dicom.reader import DicomImage, DicomReadError, read_dicom, require_readable
-from models.inference.guard import InputCheck, InputRefusedError
+from models.inference.guard import InputCheck, InputRefusedError, image_statistics
 from models.inference.preprocess import mask_to_image, to_tensor
 from models.inference.registry import LoadedModel, ModelUnavailableError
 from models.inference.tasks import ImageMeta, NoModelForImageError, choose_model
@@ -170,8 +170,10 @@ def read_image(model: LoadedModel, image: DicomImage) -> AIRead:
     require_readable(image)
     started = time.perf_counter()
     x = to_tensor(image.pixels).to(model.device)
+    # the guard's image statistics first, while x is hot in the caches (the forward pass evicts it)
+    stats = image_statistics(x)
     logits, mask_logits, features = model.infer_with_features(x)
-    check = model.check_inputs(x, features)[0]
+    check = model.check_inputs(x, features, stats)[0]
     return read_from_outputs(model, image, logits, mask_logits, check, started)
 
 

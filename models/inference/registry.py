@@ -32,6 +32,8 @@ from models.inference.network import INPUT_SIZE, LesionNet
 from models.inference.tasks import TASKS, ModelUnavailableError, TaskSpec
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from models.inference.onnx_runner import OnnxNetwork
 
 BUNDLED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
@@ -73,12 +75,21 @@ class LoadedModel:
         with torch.inference_mode():
             return self.network.forward_with_features(x.to(self.device))
 
-    def check_inputs(self, x: torch.Tensor, features: torch.Tensor) -> list:
-        """The input guard's ``InputCheck`` for each image of a batch (``x`` the network input)."""
+    def check_inputs(
+        self, x: torch.Tensor, features: torch.Tensor, stats: np.ndarray | None = None
+    ) -> list:
+        """The input guard's ``InputCheck`` for each image of a batch (``x`` the network input).
+
+        ``stats``: ``image_statistics(x)`` when the caller measured them already. Why a caller
+        would: measured before the forward pass, while ``x`` is still in the core's caches, they
+        cost about half what they cost after it (``models.inference.read.read_image`` does so).
+        """
         if self.guard is None:
             raise GuardUnavailableError(f"{self.task.title} has no input guard")
         return self.guard.check(
-            features.detach().cpu().numpy(), image_statistics(x), self.task.title
+            features.detach().cpu().numpy(),
+            image_statistics(x) if stats is None else stats,
+            self.task.title,
         )
 
     @property
