@@ -17,6 +17,7 @@ Exit status: 0 success, 1 a failed input or operation (message on stderr),
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from collections.abc import Callable, Sequence
@@ -61,6 +62,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _older_store(db: object) -> str | None:
+    """Why a read failed when the store predates this OncoLens: reading never migrates (a page or a
+    report must not take the writer's lock), so a command that only reads an older store meets a
+    missing column. Says so, and how to bring it forward, instead of DuckDB's binder error."""
+    if not isinstance(db, str | os.PathLike):
+        return None
+    # lazy: the store's modules only on this error path
+    from analytics.store import SCHEMA_VERSION, StoreError, open_store, schema_version
+
+    try:
+        with open_store(db, read_only=True, wait_s=2.0) as con:
+            version = schema_version(con)
+    except (StoreError, OSError):
+        return None
+    if version >= SCHEMA_VERSION:
+        return None
+    return (
+        f"the store is at schema version {version}, older than this OncoLens ({SCHEMA_VERSION}), "
+        "and reading never migrates it; any writing command brings it forward "
+        "(for example `oncolens worklist --refresh`)"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -81,11 +105,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         duckdb.Error
     ) as exc:  # a store altered by hand (a dropped table): one line, not a traceback
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        say(f"error: the store could not do this ({first}); check it with `oncolens audit verify`")
+        older = _older_store(getattr(args, "db", None))
+        if older:
+            say(f"error: {older}")
+        else:
+            say(
+                f"error: the store could not do this ({first}); check it with `oncolens audit verify`"
+            )
         return EXIT_FAILED
     except KeyboardInterrupt:
         say("interrupted")
         return 130
+    except BrokenPipeError:
+        # the reader stopped (`oncolens cohort ... | head`): no traceback. Python would raise
+        # again when it flushes stdout at exit, so stdout points at /dev/null from here on.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

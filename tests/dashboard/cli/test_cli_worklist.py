@@ -118,3 +118,50 @@ def test_worklist_json_rows_carry_bucket_and_reason_and_never_none(demo_db, tmp_
     assert main(["worklist", "--db", str(db)]) == 0
     text = capsys.readouterr().out
     assert "act now" in text and "None" not in text
+
+
+def test_reading_a_store_older_than_this_oncolens_says_so_and_a_refresh_brings_it_forward(
+    demo_db, tmp_path, capsys
+):
+    """Reading never migrates: a store written by the previous version (no
+    ``ai_finding.weights_sha256``, schema 12) read by ``oncolens worklist`` used to end in DuckDB's
+    binder error; it now says what is wrong and which command fixes it."""
+    db = Path(shutil.copy(demo_db, tmp_path / "clinic.duckdb"))
+    with store.open_store(db) as con:
+        con.execute("ALTER TABLE ai_finding DROP COLUMN weights_sha256")
+        con.execute("DELETE FROM schema_version WHERE version = 13")
+    assert main(["worklist", "--db", str(db)]) == 1
+    err = capsys.readouterr().err
+    assert "schema version 12, older than this OncoLens (13)" in err
+    assert "Binder Error" not in err and "oncolens worklist --refresh" in err
+    assert main(["worklist", "--db", str(db), "--refresh"]) == 0
+    assert main(["worklist", "--db", str(db)]) == 0
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(demo_db):
+    """`oncolens worklist | head -1`: the pipe closes under the command; no BrokenPipeError trace
+    (every row: more than the pipe's 64 KiB buffer, so the command is still writing)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "dashboard.cli.main",
+            "worklist",
+            "--db",
+            str(demo_db),
+            "--json",
+            "--limit",
+            "100000",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.read(10)
+    proc.stdout.close()  # the reader is gone before the command has written everything
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=120)
+    assert "Traceback" not in err and "BrokenPipeError" not in err
