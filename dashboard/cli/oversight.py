@@ -170,7 +170,22 @@ def _add_lifecycle(subparsers: SubParsers) -> None:
 
 
 def approval_of(db: Path, model_name: str, model_version: str | None) -> dict:
-    """The ``approval`` key for one output (``dashboard.services.lifecycle.approval``)."""
+    """The ``approval`` key for one output (``dashboard.services.lifecycle.approval``).
+
+    Without a store there is no sign-off to look up, and the answer is given here: the lookup's
+    modules (pandas, the governance and treatment-model packages) cost ``oncolens predict`` about
+    2 CPU-seconds of imports in its parent process otherwise (issue 23). The same dict as
+    ``lifecycle.approval``'s (tests/dashboard/cli/test_cli_lifecycle.py compares them)."""
+    if model_version is not None and not Path(db).expanduser().exists():
+        return {
+            "model": model_name,
+            "model_version": model_version,
+            "status": "unknown",
+            "required": False,
+            "withheld": False,
+            "message": f"no store at {Path(db).expanduser()}: the ethics board's sign-off was not "
+            "checked",
+        }
     # lazy: `oncolens --help` and the other commands never load it
     from dashboard.services import lifecycle
 
