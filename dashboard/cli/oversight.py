@@ -193,11 +193,21 @@ def approval_of(db: Path, model_name: str, model_version: str | None) -> dict:
 
 
 def withhold(result: dict, status: dict, keep: tuple[str, ...]) -> tuple[dict, bool]:
-    """``result`` with its approval, or only ``keep`` and an ``error`` when withheld."""
-    # lazy: `oncolens --help` and the other commands never load it
-    from dashboard.services import lifecycle
+    """``result`` with its ``approval``; when withheld, only ``keep`` keys, the approval and an
+    ``error`` that says why (so the CLI counts it as a failed input and exits non-zero).
 
-    return lifecycle.gate(result, status, keep)
+    Here and not in ``dashboard.services.lifecycle``: it needs none of that module's imports
+    (pandas, scikit-learn: seconds that ``oncolens predict`` paid for a dict merge, issue 23)."""
+    if not status.get("withheld"):
+        return {**result, "approval": status}, False
+    return (
+        {
+            **{k: result[k] for k in keep if k in result},
+            "approval": status,
+            "error": status.get("message") or "output withheld: model version not approved",
+        },
+        True,
+    )
 
 
 def cmd_lineage(args: argparse.Namespace) -> int:
