@@ -129,12 +129,30 @@ def profile_table(folder: Path) -> None:
         check=True,
     )
     start_s = time.perf_counter() - started
+    before = os.times()
+    subprocess.run(
+        [sys.executable, "-c", "import torch"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=True,
+    )
+    after = os.times()
+    torch_cpu = (after.children_user - before.children_user) + (
+        after.children_system - before.children_system
+    )
+    # lazy: the series scan predict runs before any 2D read (one pass, this process)
+    from models.volumes import scan_series
+
+    files = list(iter_dicom_paths([folder]))
+    clock = time.process_time
+    a = clock()
+    scan_series(files)
+    scan_ms = (clock() - a) / len(files) * 1e3
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         load = ModelLoader()
-        files = list(iter_dicom_paths([folder]))[:256]
-        clock = time.process_time
+        files = files[:256]
         spent = dict.fromkeys(("decode", "preprocess", "forward", "guard", "outline"), 0.0)
         items = []
         for f in files:
@@ -168,7 +186,11 @@ def profile_table(folder: Path) -> None:
     finally:
         torch.set_num_threads(threads)
     print(f"\n# where the time goes ({_load()})")
-    print(f"process start (python + imports of predict): {start_s:.2f} s wall")
+    print(
+        f"process start (python + imports of predict): {start_s:.2f} s wall, of which "
+        f"`import torch` alone {torch_cpu:.2f} CPU-s"
+    )
+    print(f"series scan (headers of every file, before any 2D read): {scan_ms:.2f} CPU ms per file")
     cells = "  ".join(f"{k} {v / len(files) * 1e3:.1f}" for k, v in spent.items())
     total = sum(spent.values()) / len(files) * 1e3
     print(f"CPU ms per image on one thread: {cells}  (total {total:.1f})")

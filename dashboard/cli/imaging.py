@@ -10,6 +10,7 @@ import argparse
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from dashboard.cli import hospital as cli_hospital
 from dashboard.cli import oversight as cli_lifecycle
@@ -161,7 +162,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     failed = 0
     files = list(iter_dicom_paths(args.paths))
     seen = len(files)
-    volumes, in_volumes = _volume_series(files, args.model)
+    volumes, in_volumes = _volume_series(
+        files, args.model, args.workers if args.engine != "ray" else None
+    )
     signed_off: dict[tuple, dict] = {}  # one store lookup per model version, not per file
     for result in volumes:
         if "error" not in result:  # the 3D model's sign-off, as for the 2D reads (issue 22)
@@ -232,7 +235,57 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _volume_series(files: list[Path], model: str | None) -> tuple[list[dict], set[str]]:
+def _scan_chunk(paths: list[Path], load: object, requested: str | None) -> list:
+    """``scan_series`` of one chunk of files, in a worker process of ``scan_headers``."""
+    # lazy: only `predict` needs the series scan
+    from models.volumes import scan_series
+
+    return [scan_series(paths)]
+
+
+def scan_headers(
+    files: list[Path], workers: int | None = None, chunk: int | None = None
+) -> tuple[list, dict[str, str]]:
+    """``scan_series(files)``'s series (in the same order, with the same members and counts) and
+    its file -> series UID map, the headers parsed by one process per core.
+
+    Why: the scan parses every file's header (about 1-2 ms each) before any image is read, in
+    one process while the other cores wait: 2.2 CPU-seconds of a 1,000-file ``predict`` (issue
+    23). Chunks of files go to worker processes (``models.inference.batch.map_files``, forked
+    after the imports) and their series are merged in input order; a series split across chunks
+    adds up its files, frames and positioned images exactly as one pass would.
+    """
+    # lazy: the worker pool, and dataclasses.replace, only for `predict`
+    from dataclasses import replace
+
+    from models.inference.batch import CHUNK, map_files  # lazy: as above
+
+    merged: dict[str, Any] = {}
+    owner: dict[str, str] = {}
+    for part in map_files(_scan_chunk, files, workers=workers, chunk=chunk or 4 * CHUNK):
+        if isinstance(part, dict):  # a file whose header crashed its worker: read as 2D, which
+            continue  # reports it (ReaderCrashed) like any file a decoder cannot survive
+        infos, part_owner, _ = part
+        owner.update(part_owner)
+        for info in infos:
+            seen = merged.get(info.series_instance_uid)
+            merged[info.series_instance_uid] = (
+                info
+                if seen is None
+                else replace(
+                    seen,
+                    files=seen.files + info.files,
+                    frames=seen.frames + info.frames,
+                    positioned=seen.positioned + info.positioned,
+                    multiframe=seen.multiframe or info.multiframe,
+                )
+            )
+    return list(merged.values()), owner
+
+
+def _volume_series(
+    files: list[Path], model: str | None, workers: int | None = None
+) -> tuple[list[dict], set[str]]:
     """Series among ``files`` that are 3D stacks: one 3D read each (``models.volumes.segment``), and
     their files, which are then not read one by one as 2D images.
 
@@ -244,10 +297,10 @@ def _volume_series(files: list[Path], model: str | None) -> tuple[list[dict], se
     # lazy: only `predict` needs the series scan, MONAI and the bundles
     from models.inference.tasks import TASKS  # lazy: as above
     from models.volumes import bundle as bundles  # lazy: as above
-    from models.volumes import read_volumes, scan_series  # lazy: as above
+    from models.volumes import read_volumes  # lazy: as above
     from models.volumes.segment import NoModelForVolumeError, read_volume  # lazy: as above
 
-    infos, owner, _ = scan_series(files)
+    infos, owner = scan_headers(files, workers)
     paths: dict[str, list[str]] = {}
     for path, uid in owner.items():
         paths.setdefault(uid, []).append(path)

@@ -170,7 +170,22 @@ def _add_lifecycle(subparsers: SubParsers) -> None:
 
 
 def approval_of(db: Path, model_name: str, model_version: str | None) -> dict:
-    """The ``approval`` key for one output (``dashboard.services.lifecycle.approval``)."""
+    """The ``approval`` key for one output (``dashboard.services.lifecycle.approval``).
+
+    Without a store there is no sign-off to look up, and the answer is given here: the lookup's
+    modules (pandas, the governance and treatment-model packages) cost ``oncolens predict`` about
+    2 CPU-seconds of imports in its parent process otherwise (issue 23). The same dict as
+    ``lifecycle.approval``'s (tests/dashboard/cli/test_cli_lifecycle.py compares them)."""
+    if model_version is not None and not Path(db).expanduser().exists():
+        return {
+            "model": model_name,
+            "model_version": model_version,
+            "status": "unknown",
+            "required": False,
+            "withheld": False,
+            "message": f"no store at {Path(db).expanduser()}: the ethics board's sign-off was not "
+            "checked",
+        }
     # lazy: `oncolens --help` and the other commands never load it
     from dashboard.services import lifecycle
 
@@ -178,11 +193,21 @@ def approval_of(db: Path, model_name: str, model_version: str | None) -> dict:
 
 
 def withhold(result: dict, status: dict, keep: tuple[str, ...]) -> tuple[dict, bool]:
-    """``result`` with its approval, or only ``keep`` and an ``error`` when withheld."""
-    # lazy: `oncolens --help` and the other commands never load it
-    from dashboard.services import lifecycle
+    """``result`` with its ``approval``; when withheld, only ``keep`` keys, the approval and an
+    ``error`` that says why (so the CLI counts it as a failed input and exits non-zero).
 
-    return lifecycle.gate(result, status, keep)
+    Here and not in ``dashboard.services.lifecycle``: it needs none of that module's imports
+    (pandas, scikit-learn: seconds that ``oncolens predict`` paid for a dict merge, issue 23)."""
+    if not status.get("withheld"):
+        return {**result, "approval": status}, False
+    return (
+        {
+            **{k: result[k] for k in keep if k in result},
+            "approval": status,
+            "error": status.get("message") or "output withheld: model version not approved",
+        },
+        True,
+    )
 
 
 def cmd_lineage(args: argparse.Namespace) -> int:

@@ -152,18 +152,3 @@ def worklist_signoff_of(db_path: Path | str, ranked_by: str | None) -> SignOff:
             else approvals.approval(con, "forecast", ranked_by, ids.get(("forecast", ranked_by)))
         )
         return worklist_signoff(statuses, forecast, approvals.require_approval(con))
-
-
-def gate(result: dict, status: dict, keep: tuple[str, ...]) -> tuple[dict, bool]:
-    """``result`` with its ``approval``; when withheld, only ``keep`` keys, the approval and an
-    ``error`` that says why (so the CLI counts it as a failed input and exits non-zero)."""
-    if not status.get("withheld"):
-        return {**result, "approval": status}, False
-    return (
-        {
-            **{k: result[k] for k in keep if k in result},
-            "approval": status,
-            "error": status.get("message") or "output withheld: model version not approved",
-        },
-        True,
-    )

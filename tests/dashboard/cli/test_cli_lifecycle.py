@@ -206,3 +206,18 @@ def test_worklist_honours_the_sign_off_of_imaging_reads_and_of_the_forecast(db, 
     finally:
         with store.open_store(db) as con:
             approvals.set_require_approval(con, False, actor="admin-test")
+
+
+def test_approval_without_a_store_is_the_services_answer_without_its_imports(tmp_path):
+    """`approval_of` answers a missing store itself (predict's parent process skips ~2 CPU-s of
+    imports, issue 23): the same dict as ``dashboard.services.lifecycle.approval``."""
+    # lazy: the services module is what the shortcut avoids importing; compared here
+    from dashboard.cli import oversight
+    from dashboard.services import lifecycle  # lazy: as above
+
+    missing = tmp_path / "none" / "clinic.duckdb"
+    for name, version in (("mammography", "1.2"), ("forecast", None)):
+        assert oversight.approval_of(missing, name, version) == lifecycle.approval(
+            missing, name, version
+        )
+    assert oversight.approval_of(missing, "mammography", "1.2")["status"] == "unknown"

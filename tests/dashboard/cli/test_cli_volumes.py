@@ -170,3 +170,34 @@ def test_models_add_registers_a_bundle_and_refuses_one_it_cannot_feed(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "refused" in err[0] and "4 input channels" in err[0]
     assert not (tmp_path / "models" / "bundles" / "brats").exists()
+
+
+def test_the_series_scan_in_worker_processes_equals_one_pass(tmp_path) -> None:
+    """``scan_headers`` (predict's series scan, chunks of files in worker processes) finds the
+    same series as ``scan_series`` in one pass: same order, members, frames and positions, even
+    when a series is split across chunks, with files that are not DICOM among them."""
+    # lazy: the module under test and the one-pass reference
+    import pydicom.data
+
+    from dashboard.cli.imaging import scan_headers
+    from models.inference.read import iter_dicom_paths  # lazy: as above
+    from models.volumes import scan_series  # lazy: as above
+
+    for k, n in enumerate((14, 9)):
+        header = SeriesHeader(
+            "MR", f"P{k}", "A^B", generate_uid(), generate_uid(), generate_uid(),
+            dt.date(2026, 1, 1), "BRAIN", "MR brain", "AX T1",
+        )  # fmt: skip
+        values = np.random.default_rng(k).integers(0, 900, (n, 32, 32))
+        write_series(
+            values, tmp_path / f"series{k}", header, origin_lps=(0, 0, 0), pixel_spacing=(1, 1),
+            slice_spacing=2,
+        )  # fmt: skip
+    for name in ("CT_small.dcm", "MR_small.dcm", "SC_rgb_rle_2frame.dcm", "rtdose_1frame.dcm"):
+        (tmp_path / name).write_bytes(Path(pydicom.data.get_testdata_file(name)).read_bytes())
+    (tmp_path / "broken.dcm").write_bytes(b"not a DICOM file at all")
+    files = list(iter_dicom_paths([tmp_path]))
+    infos, owner, _ = scan_series(files)
+    assert sum(i.looks_like_volume for i in infos) >= 2
+    for workers, chunk in ((2, 5), (2, 3), (1, 4)):
+        assert scan_headers(files, workers=workers, chunk=chunk) == (infos, owner)
