@@ -40,10 +40,12 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from models.dicom.reader import DicomImage, read_dicom, require_readable
 from models.inference import onnx_runner
+from models.inference.guard import image_statistics
 from models.inference.loader import ModelLoader
 from models.inference.preprocess import to_tensor
 from models.inference.read import (
@@ -78,6 +80,7 @@ class _Decoded:
     image: DicomImage
     model: LoadedModel
     x: torch.Tensor
+    stats: np.ndarray  # the input guard's image statistics (1, 10), measured while x is hot
     read_ms: float  # model choice + sanity gate + preprocessing of this image
 
 
@@ -102,11 +105,12 @@ def read_decoded(
             model = model_for(image, load, requested)
             require_readable(image)  # read_image's first step, in the same order as predict_file
             x = to_tensor(image.pixels).to(model.device)
+            stats = image_statistics(x)  # as read_image does: before the forward pass evicts x
         except READ_ERRORS as exc:
             out[i] = exc
             continue
         groups.setdefault(model.name, []).append(
-            _Decoded(i, image, model, x, (time.perf_counter() - started) * 1e3)
+            _Decoded(i, image, model, x, stats, (time.perf_counter() - started) * 1e3)
         )
     with torch.inference_mode():
         for items in (
@@ -118,7 +122,7 @@ def read_decoded(
             forward_started = time.perf_counter()
             x = torch.cat([d.x for d in items])
             logits, mask_logits, features = model.infer_with_features(x)
-            checks = model.check_inputs(x, features)
+            checks = model.check_inputs(x, features, np.concatenate([d.stats for d in items]))
             shared_ms = (time.perf_counter() - forward_started) * 1e3 / len(items)
             for j, d in enumerate(items):
                 finish_started = time.perf_counter()
