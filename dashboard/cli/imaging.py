@@ -700,8 +700,11 @@ def _explain_series(args: argparse.Namespace) -> int:
                     # lazy: the figure helpers only when a PNG is written
                     from dashboard.figures.saliency import write_overlay_png
 
-                    image, heat = exp.peak_slice()
-                    write_overlay_png(args.out, image, heat)
+                    # lazy: the body outline (scikit-image) only when a PNG is written
+                    from models.inference.preprocess import body_mask
+
+                    shown, heat = exp.peak_slice()
+                    write_overlay_png(args.out, shown, heat, body=body_mask(shown))
                     result["out"] = str(args.out)
                     result["out_slice"] = exp.peak_voxel[0]
             except OSError as exc:

@@ -305,8 +305,14 @@ class VolumeExplanation:
         return (round(float(p[0]), 1), round(float(p[1]), 1), round(float(p[2]), 1))
 
     @property
+    def empty(self) -> bool:
+        """No voxel with positive evidence (Grad-CAM can be zero everywhere after its ReLU, when
+        the layer's evidence for the lesion is all negative): then there is no peak to show."""
+        return not bool((self.attribution > 0).any())
+
+    @property
     def peak_in_region(self) -> bool:
-        return bool(self.region[self.peak_voxel])
+        return not self.empty and bool(self.region[self.peak_voxel])
 
     def to_nifti(self) -> Any:
         """The map as a ``nibabel.Nifti1Image`` (float32, the model grid's RAS affine): opens in
@@ -319,9 +325,11 @@ class VolumeExplanation:
         return img
 
     def peak_slice(self) -> tuple[np.ndarray, np.ndarray]:
-        """The slice (first grid axis) through the map's peak: (image, map), 2D."""
+        """The slice (first grid axis: axial for the built-in model's SPL grid, anterior up,
+        the patient's left on the right) through the map's peak: (uint8 display image, map)."""
         k = self.peak_voxel[0]
-        return self.image[k], self.attribution[k]
+        shown = (np.clip(self.image[k], 0.0, 1.0) * 255).round().astype(np.uint8)
+        return shown, self.attribution[k]
 
     def to_json(self) -> dict:
         out: dict[str, Any] = {
@@ -332,6 +340,7 @@ class VolumeExplanation:
             "peak_voxel": list(self.peak_voxel),
             "peak_ras_mm": list(self.peak_mm),
             "peak_in_target_region": self.peak_in_region,
+            "empty_map": self.empty,
             "latency_ms": round(self.latency_ms, 1),
             "params": self.params,
         }
@@ -404,6 +413,11 @@ def explain_volume(
     )
     approximate = rel is not None and rel > IG_MAX_RELATIVE_DELTA
     notes = []
+    if not (attr > 0).any():
+        notes.append(
+            "the map holds no positive evidence (zero everywhere): it shows nothing and its "
+            "'peak' is not a place"
+        )
     used = params.for_method(method)
     if method == "integrated_gradients":
         used = {**used, "n_steps": steps}

@@ -228,7 +228,8 @@ def evaluate(
     random_net = randomised_network(bundle.root / "models" / "model.ts")
     rng = np.random.default_rng(seed)
     per: dict[str, dict[str, list]] = {
-        m: {k: [] for k in ("hit", "del", "ins", "rho", "rho_all", "ms", "rel")} for m in methods
+        m: {k: [] for k in ("hit", "empty", "del", "ins", "rho", "rho_all", "ms", "rel")}
+        for m in methods
     }
     rand_del, rand_ins, masks = [], [], []
     found = 0
@@ -252,7 +253,8 @@ def evaluate(
                 net, case.prepared, c.spatial_shape, region, m, params
             )
             peak = np.unravel_index(int(np.argmax(attr)), attr.shape)
-            per[m]["hit"].append(bool(case.truth[peak]))
+            per[m]["hit"].append(bool(case.truth[peak]) and bool((attr > 0).any()))
+            per[m]["empty"].append(not bool((attr > 0).any()))
             d, s = setup.curves(pixel_order(attr, rng))
             per[m]["del"].append(d)
             per[m]["ins"].append(s)
@@ -284,6 +286,7 @@ def evaluate(
             "title": METHOD_TITLES[m],
             "n_images": len(r["hit"]),
             "pointing_game": _mean_ci(np.array(r["hit"], dtype=float)),
+            "n_empty_maps": int(sum(r["empty"])),  # no positive evidence: counted as misses
             "deletion_auc": round(float(np.mean(r["del"])), 4),
             "deletion_auc_random": round(float(np.mean(rand_del)), 4),
             "deletion_gain": _mean_ci(np.array(rand_del) - np.array(r["del"])),
