@@ -172,14 +172,17 @@ def _bench_3d_saliency(reps: int) -> None:
 
     from models.saliency import volume as sv  # lazy: as above
     from models.volumes import bundle as bundles  # lazy: as above
-    from models.volumes import phantoms, segment  # lazy: as above
+    from models.volumes import geometry, phantoms, segment  # lazy: as above
 
     torch.set_num_threads(2)
     rng = np.random.default_rng([4242, 9])
     vol = phantoms.brain_mr(rng, phantoms.brain_lesion(rng, 20.0), 20.0)
     b = bundles.load_bundle()
     c = b.contract
-    affine = np.diag([-2.0, -2.0, 2.0, 1.0])  # any axial grid: the map's cost does not depend on it
+    affine = geometry.LPS_TO_RAS @ geometry.affine_lps(
+        np.asarray(vol.origin_lps), (1.0, 0.0, 0.0, 0.0, 1.0, 0.0), (2.0, 2.0),
+        np.array([0.0, 0.0, 2.0]),
+    )  # fmt: skip
     prepared, _, _ = segment.prepare(vol.values, affine, axcodes=c.axcodes, spacing_mm=c.spacing_mm)
     mask, p = segment.segment(b.network, prepared, c.spatial_shape)
     mask, _ = segment.measure(mask, p, c.spacing_mm, b.min_probability)

@@ -72,7 +72,12 @@ IG_MAX_STEPS_3D = 32  # each step is a forward and backward pass over the whole 
 
 @dataclass(frozen=True)
 class VolumeParams:
-    """The knobs that change a 3D map (all of them: cache keys and the card's parameters)."""
+    """The knobs of a 3D map; ``for_method`` keeps those that change it (the card's parameters).
+
+    8 IG steps by default: on the held-out brains the relative convergence delta stayed at about
+    2 % (median) with 8, under the 5 % rule, and each step is a full-volume forward and backward
+    pass (seconds on two cores); the rule recomputes with more when a volume needs them.
+    """
 
     n_steps: int = 8  # IG steps (each a full-volume forward and backward pass)
     baseline: str = "mean"  # mean | black
