@@ -121,13 +121,27 @@ def add_subparsers(subparsers: SubParsers) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per model")
 
     p = add_command(
-        subparsers, "explain", "saliency map of the AI read of one DICOM file", cmd_explain
+        subparsers,
+        "explain",
+        "saliency map of the AI read of one DICOM file, or of each series in a folder or zip (3D)",
+        cmd_explain,
     )
     p.add_argument("path", type=Path, metavar="PATH")
     p.add_argument(
         "--method", choices=["integrated_gradients", "gradcam", "occlusion"], required=True
     )
-    p.add_argument("--out", type=Path, metavar="FILE.png", help="the heat map over the image (PNG)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        metavar="FILE.png",
+        help="the heat map over the image (PNG); a series: the axial slice through the map's peak",
+    )
+    p.add_argument(
+        "--out-nifti",
+        type=Path,
+        metavar="FILE.nii.gz",
+        help="a series: the 3D map on the model's grid (NIfTI, RAS affine, float32)",
+    )
     p.add_argument(
         "--out-npy",
         type=Path,
@@ -150,7 +164,9 @@ def add_subparsers(subparsers: SubParsers) -> None:
         help="integrated_gradients: baseline image (default black)",
     )
     p.add_argument(
-        "--steps", type=whole_number, help="integrated_gradients: integration steps (default 32)"
+        "--steps",
+        type=whole_number,
+        help="integrated_gradients: integration steps (default 32; a series: 8, at most 32)",
     )
     p.add_argument("--json", action="store_true")
 
@@ -567,6 +583,12 @@ def _audit_deidentify(args: argparse.Namespace, done: int, failed: int, files: l
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
+    if args.path.is_dir() or args.path.suffix.lower() == ".zip":
+        return _explain_series(args)
+    if args.out_nifti:
+        raise CliError(
+            "--out-nifti is for a series (a folder or zip); a single image has --out-npy"
+        )
     # lazy: numpy is imported only when this is used (start-up time)
     import numpy as np
 
@@ -647,6 +669,118 @@ def cmd_explain(args: argparse.Namespace) -> int:
             "(see `oncolens validate saliency`): the map may reflect the image more than the model"
         )
     return 0
+
+
+def _explain_series(args: argparse.Namespace) -> int:
+    """``oncolens explain FOLDER|ZIP``: each series' 3D read and its saliency map
+    (``models.saliency.volume.explain_series``, as on the Imaging page), one result per series;
+    a refused, broken or unreadable series is a result too, and makes the exit status 1."""
+    # lazy: numpy, MONAI, the bundles and Captum only when a series is explained
+    import numpy as np
+
+    from models.inference.tasks import TASKS  # lazy: as above
+    from models.saliency.methods import METHOD_TITLES, SaliencyError  # lazy: as above
+    from models.saliency.volume import VolumeParams, explain_series  # lazy: as above
+    from models.volumes import bundle as bundles  # lazy: as above
+    from models.volumes import read_volumes  # lazy: as above
+    from models.volumes.segment import NoModelForVolumeError  # lazy: as above
+    from models.volumes.sources import UnsafeArchiveError  # lazy: as above
+
+    if args.target is not None:
+        raise CliError("--target is for 2D images; a series' map explains the read's lesion")
+    from models.saliency.volume import METHODS_3D  # lazy: as above
+
+    if args.method not in METHODS_3D:
+        raise CliError(
+            f"{args.method} is not offered for a series (each of its maps would re-read the volume "
+            f"hundreds of times); choose {' or '.join(METHODS_3D)}"
+        )
+    try:
+        params = VolumeParams(
+            **{k: v for k, v in (("n_steps", args.steps), ("baseline", args.baseline)) if v}
+        )
+        found = read_volumes([args.path])
+    except (SaliencyError, UnsafeArchiveError, ValueError) as exc:
+        raise CliError(f"{args.path}: {exc}") from exc
+    if not found.volumes and not found.failures:
+        raise CliError(
+            f"{args.path}: no DICOM series found (explain takes one DICOM file or a series folder)"
+        )
+    outputs = [o for o in (args.out, args.out_nifti, args.out_npy) if o]
+    if outputs and len(found.volumes) != 1:
+        raise CliError(
+            f"{args.path} holds {len(found.volumes)} volume(s); --out, --out-nifti and --out-npy "
+            "need exactly one"
+        )
+    chosen = args.model if args.model is not None and args.model not in TASKS else None
+    failed = 0
+    for failure in found.failures:
+        failed += 1
+        result = {"file": str(args.path), "kind": "volume", **failure.to_json()}
+        result["error"] = failure.error
+        if args.json:
+            print(json.dumps(result), flush=True)
+        else:
+            say(f"{args.path}: series {failure.series_instance_uid}: error: {failure.error}")
+    for volume in found.volumes:
+        try:
+            bundle = bundles.bundle_for(volume.modality, chosen)
+            result, exp = explain_series(volume, bundle, args.method, params)
+        except (NoModelForVolumeError, bundles.BundleError, SaliencyError) as exc:
+            failed += 1
+            error = {"file": str(args.path), "kind": "volume",
+                     "series_instance_uid": volume.series_instance_uid,
+                     "error": str(exc), "error_type": type(exc).__name__}  # fmt: skip
+            if args.json:
+                print(json.dumps(error), flush=True)
+            else:
+                say(f"{args.path}: series {volume.series_instance_uid}: error: {exc}")
+            continue
+        result = {"file": str(args.path), **result}
+        if exp is None:
+            failed += 1
+        else:
+            try:
+                if args.out_nifti:
+                    args.out_nifti.parent.mkdir(parents=True, exist_ok=True)
+                    exp.to_nifti().to_filename(str(args.out_nifti))
+                    result["out_nifti"] = str(args.out_nifti)
+                if args.out_npy:
+                    args.out_npy.parent.mkdir(parents=True, exist_ok=True)
+                    np.save(args.out_npy, exp.attribution)
+                    result["out_npy"] = str(args.out_npy)
+                if args.out:
+                    # lazy: the figure helpers only when a PNG is written
+                    from dashboard.figures.saliency import write_overlay_png
+
+                    # lazy: the body outline (scikit-image) only when a PNG is written
+                    from models.inference.preprocess import body_mask
+
+                    shown, heat = exp.peak_slice()
+                    write_overlay_png(args.out, shown, heat, body=body_mask(shown))
+                    result["out"] = str(args.out)
+                    result["out_slice"] = exp.peak_voxel[0]
+            except OSError as exc:
+                raise CliError(f"cannot write the output: {exc}") from exc
+        if args.json:
+            print(json.dumps(result), flush=True)
+        elif exp is None:
+            print(f"{args.path}: refused: {result['refused']}")
+        else:
+            where = "inside" if exp.peak_in_region else "outside"
+            print(
+                f"{args.path}: {METHOD_TITLES[args.method]} of {result['label']} "
+                f"[{result['model']} {result['model_version']}, 3D]: peak at RAS "
+                f"{', '.join(f'{v:.0f}' for v in exp.peak_mm)} mm, {where} the explained region; "
+                f"{exp.latency_ms:.0f} ms"
+            )
+        verdict = result["verdict"]
+        if exp is not None and not verdict["trustworthy"]:
+            say(
+                f"warning: {args.method} {verdict['status']} for {result['model']} "
+                f"({'; '.join(verdict['reasons'])}; see `oncolens validate imaging`)"
+            )
+    return EXIT_FAILED if failed else 0
 
 
 def read_many(files: list[Path], model: str | None, args: argparse.Namespace) -> Iterator[dict]:

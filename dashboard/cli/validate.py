@@ -137,8 +137,13 @@ def cmd_validate_imaging(args: argparse.Namespace) -> int:
     # lazy: `oncolens --help` and the other commands never load it
     from models.training.validate import validate_imaging
 
+    # lazy: the 3D bundles (torch.jit, MONAI) only for this command
+    from models.volumes import bundle as bundles
+    from models.volumes.validate import validate_volume_model  # lazy: as above
+
     names = available_models()
-    if not names:
+    volume_names = bundles.available_bundles()
+    if not names and not volume_names:
         raise CliError(
             "no imaging model is installed; train one with `python -m models.training.train --task mammography`"
         )
@@ -148,12 +153,20 @@ def cmd_validate_imaging(args: argparse.Namespace) -> int:
             results[name] = validate_imaging(load_model(name), n=args.n or 400, seed=args.seed)
         except ModelUnavailableError as exc:
             results[name] = {"error": str(exc)}
+    for name in volume_names:  # the 3D models: built-in and registered (docs/saliency.md)
+        try:
+            results[name] = validate_volume_model(bundles.load_bundle(name))
+        except bundles.BundleError as exc:
+            results[name] = {"kind": "volume", "error": str(exc)}
     if args.json:
         print(json.dumps(results))
     else:
         for name, r in results.items():
             if "error" in r:
                 print(f"{name}: error: {r['error']}")
+                continue
+            if r.get("kind") == "volume":
+                _print_volume_report(name, r)
                 continue
             auc, dice = r["auc"], r["lesion_dice"]
             print(
@@ -175,6 +188,39 @@ def cmd_validate_imaging(args: argparse.Namespace) -> int:
                     + (f"; let through: {', '.join(g['let_through'])}" if g["let_through"] else "")
                 )
     return EXIT_FAILED if any("error" in r for r in results.values()) else 0
+
+
+def _print_volume_report(name: str, r: dict) -> None:
+    """Text lines of a 3D model's entry: guard (measured), segmentation (card), saliency verdicts."""
+    g, seg = r["guard"], r["segmentation"]
+    print(f"{name} (3D, {r['modality']}, version {r['model_version']}):")
+    if g.get("auroc") is None:
+        print(
+            f"  input guard: refuses {g['refusal_rate_out_of_distribution']:.0%} of "
+            f"{g['n_out_of_distribution']} noise volumes; AUROC not measured: {g['auroc_not_measured']}"
+        )
+    else:
+        print(
+            f"  input guard: AUROC {g['auroc']:.3f}; refuses {g['refusal_rate_out_of_distribution']:.0%} "
+            f"of {g['n_out_of_distribution']} out-of-distribution volumes and "
+            f"{g['refusal_rate_in_distribution']:.0%} of {g['n_in_distribution']} fresh brains"
+            + (f"; let through: {', '.join(g['let_through'])}" if g["let_through"] else "")
+        )
+    if "dice" in seg:
+        d, h = seg["dice"], seg.get("hd95_mm") or {}
+        hd = f", HD95 {h['value']:.1f} mm" if h else ""
+        print(
+            f"  segmentation ({seg['source']}): Dice {d['value']:.2f} "
+            f"(95% CI {d['ci_low']:.2f}-{d['ci_high']:.2f}){hd}"
+        )
+    else:
+        print(f"  segmentation: {seg.get('not_measured') or seg['source']}")
+    for method, m in r["saliency"]["methods"].items():
+        v = m["verdict"]
+        pg = m.get("pointing_game")
+        figure = f", pointing game {pg['value']:.2f}" if pg else ""
+        why = f" ({'; '.join(v['reasons'])})" if v["reasons"] else ""
+        print(f"  saliency {method}: {v['status']}{figure}{why}")
 
 
 def _print_gaps(title: str, report: dict) -> None:

@@ -7,7 +7,9 @@ affines), ``series`` (grouping and stacking, with the reasons a series is refuse
 volume as a DICOM series), ``phantoms`` (the demo's brain and thorax volumes with true masks),
 ``segment`` (the 3D read: preparation with MONAI transforms, input guard, sliding-window
 segmentation, lesion volume and RECIST diameter), ``bundle`` (3D models as MONAI bundles: the
-built-in one, registering your own, their input contract). ``segment`` and ``bundle`` import
+built-in one, registering your own, their input contract), ``validate`` (a 3D model's entry in
+``oncolens validate imaging``: guard measured afresh, card figures, saliency verdicts). ``segment``
+and ``bundle`` import
 MONAI and torch lazily or at their own import, never through this package's ``__init__``.
 """
 

@@ -201,3 +201,75 @@ def test_the_series_scan_in_worker_processes_equals_one_pass(tmp_path) -> None:
     assert sum(i.looks_like_volume for i in infos) >= 2
     for workers, chunk in ((2, 5), (2, 3), (1, 4)):
         assert scan_headers(files, workers=workers, chunk=chunk) == (infos, owner)
+
+
+def test_explain_a_series_writes_its_3d_map_and_refuses_noise_with_a_result(
+    tmp_path, capsys
+) -> None:
+    import nibabel as nib  # the NIfTI the command wrote, read back
+
+    # lazy: the 3D fixtures' writer lives beside the models tests
+    from models.volumes import phantoms
+    from tests.models.volumes.conftest import write_phantom_series
+
+    rng = np.random.default_rng([4242, 5])
+    vol = phantoms.brain_mr(rng, phantoms.brain_lesion(rng, 26.0), 26.0)
+    brain = write_phantom_series(vol, tmp_path / "brain", "MR")
+    nii, png = tmp_path / "out" / "map.nii.gz", tmp_path / "out" / "peak.png"
+    args = ["explain", str(brain), "--method", "gradcam", "--json"]
+    assert main([*args, "--out-nifti", str(nii), "--out", str(png)]) == 0
+    captured = capsys.readouterr()
+    (result,) = _lines(captured.out)
+    assert result["kind"] == "volume" and result["model"] == "brain_mets_3d"
+    assert result["label"] == "lesion" and result["refused"] is None
+    assert result["verdict"]["status"] and "target" in result and len(result["peak_voxel"]) == 3
+    assert list(nib.load(nii).shape) == result["grid_shape"] and png.stat().st_size > 0
+    assert "Traceback" not in captured.err
+
+    noise = phantoms.PhantomVolume(
+        np.random.default_rng(3).uniform(0, 900, vol.values.shape).astype(np.float32),
+        np.zeros(vol.values.shape, np.uint8), vol.origin_lps, vol.spacing_mm, 0.0,
+    )  # fmt: skip
+    folder = write_phantom_series(noise, tmp_path / "noise", "MR")
+    assert main(["explain", str(folder), "--method", "gradcam", "--json"]) == 1
+    captured = capsys.readouterr()
+    (refused,) = _lines(captured.out)
+    assert "does not look like" in refused["refused"] and "peak_voxel" not in refused
+    assert "Traceback" not in captured.err
+
+    assert main(["explain", str(brain), "--method", "occlusion"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not offered for a series" in err[0]
+
+
+def test_validate_imaging_includes_the_3d_model_and_a_registered_bundle(
+    tmp_path, capsys, monkeypatch
+) -> None:
+    import shutil  # a copy of the built-in bundle as the bundle a hospital brings
+
+    from models.volumes import bundle as bundles  # lazy: the folder to copy
+
+    monkeypatch.setenv("ONCOLENS_MODELS", str(tmp_path / "models"))
+    shutil.copytree(bundles.BUILTIN_DIR, tmp_path / "ours")
+    assert main(["models", "add", str(tmp_path / "ours")]) == 0
+    capsys.readouterr()
+    assert main(["validate", "imaging", "--n", "40", "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    builtin, ours = results["brain_mets_3d"], results["ours"]
+    assert builtin["kind"] == ours["kind"] == "volume"
+    guard = builtin["guard"]
+    assert 0.0 <= guard["auroc"] <= 1.0 and guard["n_in_distribution"] > 0
+    assert set(guard["refusal_rate_by_kind"]) >= {"uniform noise", "thorax CT labelled MR"}
+    assert guard["refusal_rate_by_kind"]["uniform noise"] == 1.0
+    assert "dice" in builtin["segmentation"] and "card" in builtin["segmentation"]["source"]
+    assert set(builtin["saliency"]["methods"]) == {"gradcam", "integrated_gradients"}
+    for entry in builtin["saliency"]["methods"].values():
+        assert entry["verdict"]["status"]
+    # the registered bundle: what can be measured for it, and what cannot, said
+    assert ours["guard"]["auroc"] is None and "own task" in ours["guard"]["auroc_not_measured"]
+    assert ours["guard"]["refusal_rate_out_of_distribution"] == 1.0
+    assert "cannot be measured" in ours["segmentation"]["not_measured"]
+
+    assert main(["validate", "imaging", "--n", "40"]) == 0
+    text = capsys.readouterr().out
+    assert "brain_mets_3d (3D, MR" in text and "ours (3D, MR" in text and "saliency gradcam" in text
