@@ -59,6 +59,7 @@ CHARTS_DRAWN = """() => [...document.querySelectorAll('[data-testid="stPlotlyCha
     .every(c => c.querySelector('.main-svg'))"""
 SCRIPT_DONE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 GROUP_BY_KEY = "cohort_group_by"  # dashboard/panels/cohort.py
+COHORT_KM = ".st-key-cohort_km .main-svg"  # the builder's KM chart (not a chart of a hidden tab)
 OVERLAY = ".st-key-saliency_chart_a .main-svg"
 # the treatment section's answer: a recommendation, "no clear difference", or why there is none
 TREATMENT_OUTCOME = re.compile(
@@ -454,7 +455,7 @@ def oncologist(
             "Cohorts: compare groups by",
             "warm",
             choose(page, GROUP_BY_KEY, option),
-            visible(page, '[data-testid="stPlotlyChart"]'),
+            visible(page, COHORT_KM),
         )
 
     imaging_flow(meter, reps, clinic, first, tmp)

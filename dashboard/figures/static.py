@@ -73,6 +73,7 @@ def renderer() -> str:
     return "kaleido" if ok and _KALEIDO_STATE.get("ok", True) else "matplotlib"
 
 
+BROWSER_NICE = 10  # the kept browser's priority: below the app's script runs
 WARM_TIMEOUT_S = 120.0  # the warm browser's start and each figure, at most (a loaded machine)
 
 
@@ -107,6 +108,14 @@ class WarmBrowser:
     def _run(self) -> None:
         # lazy: asyncio and kaleido only in the thread that keeps the browser
         import asyncio
+        import contextlib
+        import os
+
+        # Linux keeps a nice value per thread, and the browser this thread starts inherits it: its
+        # start (seconds of CPU) then yields to the page being drawn on the same cores. (Run as
+        # root, as in some containers, Chromium raises its own main process again.)
+        with contextlib.suppress(OSError, AttributeError):
+            os.nice(BROWSER_NICE)
 
         # lazy: kaleido is imported only when this is used (start-up time)
         import kaleido
