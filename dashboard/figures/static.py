@@ -108,8 +108,8 @@ class WarmBrowser:
     def _run(self) -> None:
         # lazy: asyncio and kaleido only in the thread that keeps the browser
         import asyncio
-        import contextlib
-        import os
+        import contextlib  # lazy: (the same)
+        import os  # lazy: (the same)
 
         # Linux keeps a nice value per thread, and the browser this thread starts inherits it: its
         # start (seconds of CPU) then yields to the page being drawn on the same cores. (Run as
