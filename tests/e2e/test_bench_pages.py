@@ -52,7 +52,7 @@ def test_the_quick_page_benchmark_times_every_step(demo_clinic: DemoClinic, tmp_
         [sys.executable, "-m", "bench.bench_pages", "--quick", "--db", str(db), "--json", str(out)],
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=1800,  # a loaded two-core machine: minutes
         check=False,
         cwd=ROOT,
     )
