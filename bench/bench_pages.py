@@ -61,6 +61,7 @@ SCRIPT_DONE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 GROUP_BY_KEY = "cohort_group_by"  # dashboard/panels/cohort.py
 COHORT_KM = ".st-key-cohort_km .main-svg"  # the builder's KM chart (not a chart of a hidden tab)
 OVERLAY = ".st-key-saliency_chart_a .main-svg"
+SALIENCY_CAPTION = re.compile(r" · computed in \d+ ms")  # dashboard/panels/saliency.py, any method
 # the treatment section's answer: a recommendation, "no clear difference", or why there is none
 TREATMENT_OUTCOME = re.compile(
     r"Recommended: |does not pick an option|No recommendation|shown to oncologists"
@@ -314,6 +315,14 @@ def choose(page, key: str, option: re.Pattern) -> Callable[[], None]:
     """Open the select box with widget key ``key`` and pick the option matching ``option``."""
 
     def pick() -> None:
+        # a re-render just after the run (the viewer's frame) can close the list as it opens: retry
+        for _attempt in range(2):
+            page.locator(f".st-key-{key}").get_by_role("combobox").first.click()
+            try:
+                page.get_by_role("option", name=option).first.click(timeout=20_000)
+                return
+            except Exception:  # noqa: BLE001 - Playwright's timeout: close the list, open it again
+                page.keyboard.press("Escape")
         page.locator(f".st-key-{key}").get_by_role("combobox").first.click()
         page.get_by_role("option", name=option).first.click()
 
@@ -484,9 +493,14 @@ def imaging_flow(meter: Meter, reps: int, clinic, first: int, tmp: Path) -> None
                 '[data-testid="stFileUploader"] input[type="file"]'
             ).set_input_files(str(copy)),
             visible(page, page.get_by_text("Most likely")),
-            visible(page, page.get_by_text(re.compile(r"^Grad-CAM of "))),
+            # the model card's best method is the default (Grad-CAM for one model, another for the next)
+            visible(page, page.get_by_text(SALIENCY_CAPTION)),
             visible(page, OVERLAY),
         )
+        if "Grad-CAM" not in page.locator(".st-key-saliency_method").inner_text():
+            choose(page, "saliency_method", re.compile("^Grad-CAM"))()  # untimed: from Grad-CAM on
+            page.get_by_text(re.compile(r"^Grad-CAM of ")).first.wait_for(timeout=TIMEOUT_MS)
+            page.wait_for_selector(SCRIPT_DONE)
         meter.time(
             "Integrated gradients on screen",
             "ig",
