@@ -25,25 +25,15 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.e2e import serving
+
 APP = Path(__file__).resolve().parent / "viewer_app.py"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 IFRAME = "iframe[title*='oncolens_viewer']"
 PER_FRAME = """async (n) => {
   const v = window.oncolensViewer;
@@ -93,23 +83,6 @@ DRAW = """(n) => {
 }"""
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _chromium() -> str | None:
-    for c in (
-        os.environ.get("ONCOLENS_CHROMIUM"),
-        "/usr/bin/chromium",
-        "/usr/bin/chromium-browser",
-    ):
-        if c and Path(c).exists():
-            return c
-    return None
-
-
 def payload_figures() -> tuple[float, int]:
     """(ms to build the payload, bytes sent) for the demo volume, best of 5."""
     from dashboard.figures.volume import Overlay, payload
@@ -150,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     print("## Viewer (issue 21): first render <= 2 s, scrolling >= 20 slices/s")
     ms, size = payload_figures()
     print(f"payload (128x128x64 + outline, NIfTI): {ms:.0f} ms in Python, {size / 1e6:.2f} MB sent")
-    chromium = _chromium()
+    chromium = serving.chromium_path()
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -158,27 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     if chromium is None:
         print("browser figures skipped: no Chromium or no Playwright (make browser-deps)")
         return 0
-    port = _free_port()
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true",
-         "--server.address", "127.0.0.1", "--server.port", str(port),
-         "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the bench app did not start in 60 s") from None
-                time.sleep(0.25)
+    with serving.serving(serving.run_command(APP), None, timeout_s=60) as (url, _proc, _s):
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+            browser = p.chromium.launch(executable_path=chromium, args=serving.CHROMIUM_ARGS)
             context, *_ = _open(browser, url)  # warm-up: Python's imports, the first script run
             context.close()
             opens, iframes, stages = [], [], []
@@ -211,9 +166,6 @@ def main(argv: list[str] | None = None) -> int:
             )
             context.close()
             browser.close()
-    finally:
-        server.terminate()
-        server.wait(timeout=15)
     o = np.array(opens)
     print(
         f"first render after page open: median {np.median(o):.2f} s, worst {o.max():.2f} s "

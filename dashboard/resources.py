@@ -381,7 +381,7 @@ def _worklist(path: str, version: str, model_stamp: tuple[int, ...] | None) -> p
         if model_stamp
         else None
     )
-    prior = _forecast_prior(path, version)
+    prior, _stored = _forecast_prior(path, version)
     with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
         return worklist.ranked(con, prior=prior, clinic=clinic)
 
@@ -632,12 +632,35 @@ def _model_stamp_of(ref: StoreRef) -> tuple[int, ...] | None:
     return stamp
 
 
-@st.cache_data(max_entries=4, show_spinner="Estimating the cohort's tumour-growth prior…")
-def _forecast_prior(path: str, version: str):
-    from analytics.forecast import patient as forecast  # lazy: slow import
+PRIOR_ESTIMATING = (
+    "Estimating the cohort's tumour-growth prior: none is stored for the records as they are now "
+    "(about half a minute; the worklist refresh stores it)…"
+)
 
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def _forecast_prior(path: str, version: str) -> tuple[forecast.TGIPrior, bool]:
+    """(the prior, whether it was stored): the worklist refresh's stored prior when current.
+
+    Why (issue 23): fitting it here made the first patient page wait 20-30 s on two cores; the
+    worklist refresh (``oncolens demo``, ``oncolens worklist --refresh``) stores it, keyed on what
+    it was estimated from (``worklist_store.stored_prior``), and the page only reads it. When none
+    is current (records changed since, a store from before schema 15) it is estimated here, as
+    before, under a spinner that says why, and the forecast panel says so too.
+    """
     with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
-        return forecast.estimate_prior(con)
+        prior = worklist_store.stored_prior(con)
+        if prior is not None:
+            return prior, True
+        from analytics.forecast import patient as forecast  # lazy: slow import
+
+        with st.spinner(PRIOR_ESTIMATING):
+            return forecast.estimate_prior(con), False
+
+
+def forecast_prior_stored(ref: StoreRef) -> bool:
+    """Whether the forecasts of this data version use the stored prior (False: the app fitted it)."""
+    return _forecast_prior(ref.path, ref.version)[1]
 
 
 @st.cache_data(max_entries=128, show_spinner="Forecasting…")
@@ -649,7 +672,7 @@ def _forecast(path: str, version: str, model_stamp: tuple[int, ...] | None, pers
         if model_stamp
         else None
     )
-    prior = _forecast_prior(path, version)
+    prior, _stored = _forecast_prior(path, version)
     with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
         return forecast.patient_forecast(con, person_id, prior, clinic)
 

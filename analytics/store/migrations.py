@@ -162,6 +162,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         "ai_finding.weights_sha256: the weights that made each AI read (sign-off, issue 22)",
         V13_AI_WEIGHTS_STATEMENTS,
     ),
+    Migration(
+        15,
+        "forecast_prior: the growth-inhibition prior stored by the worklist refresh (issue 23)",
+        worklist_schema.PRIOR_STATEMENTS,
+    ),
 )
 
 

@@ -11,7 +11,7 @@ reads it. Later, additive versions keep their statements beside the code that fi
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 13
+SCHEMA_VERSION = 15  # 14 is another branch's (renumbered at merge)
 
 # Treatment options of the demo clinic: the first-line systemic regimen.
 TREATMENT_OPTIONS = ("endocrine", "chemotherapy", "chemo_endocrine")

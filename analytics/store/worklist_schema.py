@@ -78,3 +78,21 @@ BUCKET_STATEMENTS = (
     "ALTER TABLE worklist_review ADD COLUMN IF NOT EXISTS note VARCHAR",  # short, free text
     "ALTER TABLE worklist_review ADD COLUMN IF NOT EXISTS assignee VARCHAR",  # an account's username
 )
+
+
+# Schema version 15 (issue 23): the forecast's growth-inhibition prior, stored by the full worklist
+# refresh (``oncolens demo``, ``oncolens worklist --refresh``) so that no page fits it (20-30 s on
+# two cores). Keyed by what it was estimated from; ``analytics.worklist.stored.stored_prior`` uses
+# it only while the key matches the store now (else the reader estimates it and says so).
+PRIOR_TABLE = "forecast_prior"
+PRIOR_STATEMENTS = (
+    f"""CREATE TABLE IF NOT EXISTS {PRIOR_TABLE} (
+        id               TINYINT PRIMARY KEY CHECK (id = 1),
+        source_fingerprint VARCHAR NOT NULL,           -- the sources it was estimated from
+        as_of            DATE NOT NULL,                -- readings and lines up to this day
+        method_version   INTEGER NOT NULL,             -- analytics.worklist.stored.METHOD_VERSION
+        max_patients     BIGINT NOT NULL,              -- the sample size (forecast.data.PRIOR_MAX_PATIENTS)
+        prior            VARCHAR NOT NULL,             -- JSON: TGIPrior.to_state()
+        computed_at      TIMESTAMP NOT NULL
+    )""",
+)

@@ -51,9 +51,9 @@ import pandas as pd
 
 from analytics import store
 from analytics.cohorts.base import source_fingerprint as _cohort_sources
-from analytics.forecast.data import data_cutoff
+from analytics.forecast.data import PRIOR_MAX_PATIENTS, data_cutoff
 from analytics.forecast.tumour import TGIPrior
-from analytics.store.worklist_schema import ENTRY_TABLE
+from analytics.store.worklist_schema import ENTRY_TABLE, PRIOR_TABLE
 from analytics.worklist import buckets
 from analytics.worklist import ranking as worklist
 
@@ -118,6 +118,61 @@ def _prior_json(prior) -> str:
 def _prior_from_json(text: str):
 
     return TGIPrior.from_state(json.loads(text))
+
+
+# --- the forecast prior, stored ---------------------------------------------------------------
+
+
+def stored_prior(con: duckdb.DuckDBPyConnection) -> TGIPrior | None:
+    """The prior the last full refresh estimated, if it is what ``estimate_prior`` would give now.
+
+    Why stored (issue 23): estimating it fits the growth-inhibition model to a sample of up to
+    ``PRIOR_MAX_PATIENTS`` series and recalibrates its bands, 20-30 s on two cores, which the first
+    patient page used to wait for. Current means: the same sources (``source_fingerprint``), the
+    same "today", the same method and sample size. An incremental refresh keeps the last full
+    refresh's prior for the worklist's rows but changes the sources, so the stored prior is then
+    not current here: a reader estimates it afresh (``prior_for``) rather than use a stale one.
+    None also for a store from before schema version 15 opened read-only.
+    """
+    try:
+        rows = con.execute(
+            f"SELECT source_fingerprint, as_of, method_version, max_patients, prior "  # noqa: S608
+            f"FROM {PRIOR_TABLE} WHERE id = 1"
+        ).fetchall()
+    except duckdb.CatalogException:
+        return None
+    if not rows:
+        return None
+    fingerprint, as_of, method, max_patients, text = rows[0]
+    if (fingerprint, as_of, method, max_patients) != (
+        source_fingerprint(con),
+        as_of_date(con),
+        METHOD_VERSION,
+        PRIOR_MAX_PATIENTS,
+    ):
+        return None
+    return _prior_from_json(text)
+
+
+def prior_for(con: duckdb.DuckDBPyConnection) -> tuple[TGIPrior, bool]:
+    """(the forecast prior, whether it was stored): the stored one when current, else estimated now.
+
+    One code path for the page, ``oncolens forecast`` and the report: the same prior everywhere.
+    """
+    prior = stored_prior(con)
+    if prior is not None:
+        return prior, True
+    # lazy: the forecast's fitting code is needed only when nothing current is stored
+    from analytics.forecast.patient import estimate_prior
+
+    return estimate_prior(con), False
+
+
+def _store_prior(con: duckdb.DuckDBPyConnection, prior, as_of, fingerprint: str) -> None:
+    con.execute(
+        f"INSERT OR REPLACE INTO {PRIOR_TABLE} VALUES (1, ?, ?, ?, ?, ?, now()::TIMESTAMP)",  # noqa: S608
+        [fingerprint, as_of, METHOD_VERSION, PRIOR_MAX_PATIENTS, _prior_json(prior)],
+    )
 
 
 def _state(con: duckdb.DuckDBPyConnection) -> dict | None:
@@ -297,6 +352,7 @@ def _store_full(
             len(rows),
         ],
     )
+    _store_prior(con, prior, as_of, fingerprint)
 
 
 SWAP_ATTEMPTS = 2  # rankings computed read-only before ranking under the write lock instead

@@ -16,93 +16,101 @@ from dashboard.session import auth
 auth.require_page("cohorts")
 ref = resources.require_store()
 st.title("Cohorts")
-# a saved cohort's link (?cohort=ID) opens on the tab that shows it
+# a saved cohort's link (?cohort=ID) opens on the tab that shows it. Only the open tab is computed
+# (issue 23: all three took 8-17 s a run, the treatment tab's SHAP over the clinic above all); the
+# open tab is in the address (?tab=...), so a link or a reload reopens it.
 overview_tab, build_tab, treatment_tab = st.tabs(
     ["Overview", "Build a cohort", "Treatment model"],
     default="Build a cohort" if st.query_params.get("cohort") else None,
+    key="tab",
+    bind="query-params",
+    on_change="rerun",
 )
 
-with overview_tab:
-    overview = resources.cohort_overview(ref)
-    if not overview.patients:
-        st.info(
-            "This store holds no patients yet: import records with `oncolens import` (docs/imports.md), "
-            "or build the demo clinic with `oncolens demo`.",
-            icon=":material/group_off:",
-        )
-    else:
-        a, b, c, d = st.columns(4)
-        a.metric("Patients", f"{overview.patients:,}")
-        b.metric("Recurrences", f"{overview.recurrences:,}")
-        c.metric("Deaths", f"{overview.deaths:,}")
-        d.metric("Median follow-up", f"{overview.median_follow_up_days / 365.25:.1f} years")
+if overview_tab.open:
+    with overview_tab:
+        overview = resources.cohort_overview(ref)
+        if not overview.patients:
+            st.info(
+                "This store holds no patients yet: import records with `oncolens import` (docs/imports.md), "
+                "or build the demo clinic with `oncolens demo`.",
+                icon=":material/group_off:",
+            )
+        else:
+            a, b, c, d = st.columns(4)
+            a.metric("Patients", f"{overview.patients:,}")
+            b.metric("Recurrences", f"{overview.recurrences:,}")
+            c.metric("Deaths", f"{overview.deaths:,}")
+            d.metric("Median follow-up", f"{overview.median_follow_up_days / 365.25:.1f} years")
 
-        left, right = st.columns(2)
-        left.plotly_chart(cohort_figures.age_distribution_figure(overview.age_distribution))
-        right.plotly_chart(
-            common_figures.bar_figure(
-                overview.grade_counts, "grade", "patients", "Tumour grade", "grade"
+            left, right = st.columns(2)
+            left.plotly_chart(cohort_figures.age_distribution_figure(overview.age_distribution))
+            right.plotly_chart(
+                common_figures.bar_figure(
+                    overview.grade_counts, "grade", "patients", "Tumour grade", "grade"
+                )
             )
-        )
-        left.plotly_chart(cohort_figures.receptor_figure(overview.receptor_counts))
-        right.plotly_chart(
-            common_figures.bar_figure(
-                overview.regimen_counts, "regimen", "patients", "First-line regimen", ""
+            left.plotly_chart(cohort_figures.receptor_figure(overview.receptor_counts))
+            right.plotly_chart(
+                common_figures.bar_figure(
+                    overview.regimen_counts, "regimen", "patients", "First-line regimen", ""
+                )
             )
-        )
 
-        st.subheader(
-            "Recurrence-free survival",
-            help=plain_language.glossary_help("Kaplan–Meier", "RFS", "confidence interval"),
-        )
-        # numbers at risk counted by the cohort builder (the curves' table is on a time grid)
-        everyone = resources.cohort_result(ref, (), None).at_risk
-        by_first_line = resources.cohort_result(ref, (), "first_line_regimen").at_risk
-        overall, by_regimen = st.columns(2)
-        overall.plotly_chart(
-            cohort_figures.km_figure(
-                overview.km[overview.km["group"] == "all patients"],
-                "All patients",
-                at_risk=everyone,
+            st.subheader(
+                "Recurrence-free survival",
+                help=plain_language.glossary_help("Kaplan–Meier", "RFS", "confidence interval"),
             )
-        )
-        by_regimen.plotly_chart(
-            cohort_figures.km_figure(
-                overview.km[overview.km["group"] != "all patients"],
-                "By first-line regimen",
-                at_risk=by_first_line,
+            # numbers at risk counted by the cohort builder (the curves' table is on a time grid)
+            everyone = resources.cohort_result(ref, (), None).at_risk
+            by_first_line = resources.cohort_result(ref, (), "first_line_regimen").at_risk
+            overall, by_regimen = st.columns(2)
+            overall.plotly_chart(
+                cohort_figures.km_figure(
+                    overview.km[overview.km["group"] == "all patients"],
+                    "All patients",
+                    at_risk=everyone,
+                )
             )
-        )
-        st.caption(
-            "Kaplan–Meier estimates with 95 % confidence bands; recurrence or death is the event, "
-            "patients are censored at the end of follow-up. **Treatment was not randomised**: "
-            "regimens were chosen for each patient's disease (e.g. chemotherapy for higher-risk "
-            "tumours), so the curves compare different patients and are not treatment effects.",
-            help=plain_language.glossary_help("Kaplan–Meier", "confidence interval"),
-        )
-        if overview.km_sampled:
+            by_regimen.plotly_chart(
+                cohort_figures.km_figure(
+                    overview.km[overview.km["group"] != "all patients"],
+                    "By first-line regimen",
+                    at_risk=by_first_line,
+                )
+            )
             st.caption(
-                f"Curves from a fixed, deterministic sample of {overview.km_patients:,} of "
-                f"{overview.patients:,} patients; counts above use every patient."
+                "Kaplan–Meier estimates with 95 % confidence bands; recurrence or death is the event, "
+                "patients are censored at the end of follow-up. **Treatment was not randomised**: "
+                "regimens were chosen for each patient's disease (e.g. chemotherapy for higher-risk "
+                "tumours), so the curves compare different patients and are not treatment effects.",
+                help=plain_language.glossary_help("Kaplan–Meier", "confidence interval"),
             )
-        st.dataframe(
-            overview.km_medians.assign(
-                median_rfs_years=overview.km_medians["median_rfs_days"] / 365.25
-            ),
-            hide_index=True,
-            column_order=("group", "patients", "events", "median_rfs_years"),
-            column_config={
-                "group": "Group",
-                "median_rfs_years": st.column_config.NumberColumn(
-                    "Median RFS (years)",
-                    format="%.1f",
-                    help="empty when the curve stays above 50 %",
+            if overview.km_sampled:
+                st.caption(
+                    f"Curves from a fixed, deterministic sample of {overview.km_patients:,} of "
+                    f"{overview.patients:,} patients; counts above use every patient."
+                )
+            st.dataframe(
+                overview.km_medians.assign(
+                    median_rfs_years=overview.km_medians["median_rfs_days"] / 365.25
                 ),
-            },
-        )
+                hide_index=True,
+                column_order=("group", "patients", "events", "median_rfs_years"),
+                column_config={
+                    "group": "Group",
+                    "median_rfs_years": st.column_config.NumberColumn(
+                        "Median RFS (years)",
+                        format="%.1f",
+                        help="empty when the curve stays above 50 %",
+                    ),
+                },
+            )
 
-with build_tab:
-    cohort_panel.cohort_section(ref)
+if build_tab.open:
+    with build_tab:
+        cohort_panel.cohort_section(ref)
 
-with treatment_tab:
-    treatment_panel.cohort_section(ref)
+if treatment_tab.open:
+    with treatment_tab:
+        treatment_panel.cohort_section(ref)

@@ -35,7 +35,6 @@ def cmd_forecast(args: argparse.Namespace) -> int:
     from analytics.forecast.patient import (  # lazy: `oncolens --help` and the other commands never load it
         ForecastError,
         UnknownPatientError,
-        estimate_prior,
         patient_forecast,
     )
 
@@ -44,6 +43,9 @@ def cmd_forecast(args: argparse.Namespace) -> int:
 
     # lazy: `oncolens --help` and the other commands never load it
     from analytics.treatment.model.files import TreatmentModelError
+
+    # lazy: `oncolens --help` and the other commands never load it
+    from analytics.worklist.stored import prior_for
 
     try:
         person_id = int(args.patient_id)
@@ -61,7 +63,8 @@ def cmd_forecast(args: argparse.Namespace) -> int:
         except TreatmentModelError:
             clinic = None  # the forecast says what this leaves out
         try:
-            forecast = patient_forecast(con, person_id, estimate_prior(con), clinic)
+            # the prior the worklist refresh stored, when current (else estimated here, 20-30 s)
+            forecast = patient_forecast(con, person_id, prior_for(con)[0], clinic)
         except (ForecastError, UnknownPatientError) as exc:
             raise CliError(str(exc)) from exc
     # the survival curves' model version and its sign-off (issue 22); a forecast without a model

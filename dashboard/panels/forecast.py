@@ -78,6 +78,12 @@ def show(
         forecast = resources.patient_forecast(ref, person_id)
     except ForecastError as exc:
         st.info(f"No forecast: {exc}.")
+    if forecast is not None and not resources.forecast_prior_stored(ref):
+        st.caption(
+            "The cohort's tumour-growth prior was estimated by the app for this view: none is "
+            "stored for the records as they are now (the worklist refresh stores it, "
+            "`oncolens worklist --refresh`)."
+        )
     if forecast is not None and not signoff.gate(
         ref, "forecast", forecast.model_version, subject=person_id
     ):

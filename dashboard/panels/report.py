@@ -16,6 +16,7 @@ from analytics import store
 from analytics.patients import PatientSummary
 from analytics.treatment.model.files import TreatmentModelError
 from dashboard import resources
+from dashboard.figures import static as static_figures
 from dashboard.session import auth
 
 KEY = "oncolens.report.pdf"
@@ -27,6 +28,9 @@ def show(ref: resources.StoreRef, summary: PatientSummary) -> None:
     from dashboard.services.report import report_bytes  # (the same)
 
     st.subheader("Tumour-board report")
+    # the PDF's figures are drawn by a browser; start it now, in the background, and keep it, so
+    # that "Prepare the PDF" does not wait for it to start (most of the report's time, issue 23)
+    static_figures.keep_warm()
     user, role = auth.actor()
     names = auth.sees_patient_ids(role) and st.checkbox(
         "Include the patient's name and MRN",
@@ -55,6 +59,7 @@ def show(ref: resources.StoreRef, summary: PatientSummary) -> None:
                     role=role,
                     clinic=clinic,
                     forecast=forecast,
+                    load=resources.imaging_model,  # loaded once per process, not per report
                 ),
             )
     held = st.session_state.get(KEY)

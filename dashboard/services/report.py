@@ -218,7 +218,6 @@ def gather(
     """
     from analytics.forecast.patient import (  # lazy: only this section needs it; the app opens its first page without it
         ForecastError,
-        estimate_prior,
         patient_forecast,
     )
     from analytics.treatment.clinic import (  # lazy: only this section needs it; the app opens its first page without it
@@ -229,6 +228,7 @@ def gather(
     # lazy: only this section needs it; the app opens its first page without it
     from analytics.treatment.model.files import TreatmentModelError
     from analytics.treatment.scope import recommendation_scope  # lazy: as above
+    from analytics.worklist.stored import prior_for  # lazy: as above
 
     # lazy: only this section needs it; the app opens its first page without it
     from dashboard.figures import patient as patient_figures
@@ -259,7 +259,7 @@ def gather(
                 notes.append(f"No treatment model: {exc}")
         if forecast is None:
             try:
-                forecast = patient_forecast(con, person_id, estimate_prior(con), clinic)
+                forecast = patient_forecast(con, person_id, prior_for(con)[0], clinic)
             except ForecastError as exc:
                 notes.append(f"No forecast: {exc}")
         setting = care_setting(con, person_id)
@@ -600,10 +600,12 @@ def report_bytes(
     role: str | None,
     clinic: ClinicModel | None = None,
     forecast=None,
+    load=None,
 ) -> bytes:
     """The PDF in memory for a download button; audited like ``write_report``.
 
-    ``clinic``, ``forecast``: the app's loaded treatment model and her cached forecast (``gather``).
+    ``clinic``, ``forecast``: the app's loaded treatment model and her cached forecast (``gather``);
+    ``load``: the app's imaging-model loader (``name -> LoadedModel``, loaded once per process).
     """
 
     pdf = render_pdf(
@@ -615,6 +617,7 @@ def report_bytes(
             clinic=clinic,
             role=role,
             forecast=forecast,
+            load=load,
         )
     )
     audit.record_event(

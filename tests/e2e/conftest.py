@@ -18,29 +18,15 @@ Screenshots of every page go to ``$ONCOLENS_SCREENSHOTS`` (default
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from tests.e2e.serving import CHROMIUM_ARGS, chromium_path, demo_store, serve_command, serving
+
 # the smallest screen the app is laid out for (issue 10); ONCOLENS_E2E_VIEWPORT=1920x1080 for a large one
 VIEWPORT = dict(
     zip(
@@ -53,23 +39,6 @@ DEMO_PATIENTS = 200
 DEMO_IMAGES = 6
 # Streamlit pages build over a websocket; models load on first use. Generous, but on specific elements.
 PAGE_TIMEOUT_MS = 60_000
-
-
-def chromium_path() -> str | None:
-    """``$ONCOLENS_CHROMIUM``, else Debian's Chromium, else one on PATH; None when there is none."""
-    wanted = os.environ.get("ONCOLENS_CHROMIUM")
-    if wanted:
-        return wanted if Path(wanted).exists() else None
-    for candidate in CHROMIUM_CANDIDATES:
-        if Path(candidate).exists():
-            return candidate
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass(frozen=True)
@@ -101,27 +70,7 @@ def browser_prerequisites() -> str:
 def demo_clinic(browser_prerequisites: str, tmp_path_factory: pytest.TempPathFactory) -> DemoClinic:
     """A 200-patient demo store with DICOM images and the treatment model, from the real CLI."""
     db = tmp_path_factory.mktemp("e2e") / "clinic.duckdb"
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "dashboard.cli.main",
-            "demo",
-            "--patients",
-            str(DEMO_PATIENTS),
-            "--db",
-            str(db),
-            "--images",
-            str(DEMO_IMAGES),
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert out.returncode == 0, f"oncolens demo failed:\n{out.stderr}"
-    summary = json.loads(out.stdout)
+    summary = _demo(db, DEMO_PATIENTS, DEMO_IMAGES)
     assert summary["imaged_patients"], "the demo wrote no images"
     return DemoClinic(db=db, imaged_patients=[int(p) for p in summary["imaged_patients"]])
 
@@ -129,51 +78,15 @@ def demo_clinic(browser_prerequisites: str, tmp_path_factory: pytest.TempPathFac
 @contextlib.contextmanager
 def serve(db: Path, log: Path) -> Iterator[str]:
     """`oncolens serve` of ``db`` on 127.0.0.1 and a free port; yields its URL; stopped (and waited for) after."""
-    port = _free_port()
-    env = dict(os.environ, ONCOLENS_IDLE_TIMEOUT_MIN="30")
-    with log.open("wb") as sink:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "dashboard.cli.main",
-                "serve",
-                "--db",
-                str(db),
-                "--port",
-                str(port),
-                "--address",
-                "127.0.0.1",
-            ],
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(
-                    f"the app exited ({proc.returncode}):\n{log.read_text(errors='replace')}"
-                )
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"the app did not answer in 60 s:\n{log.read_text(errors='replace')}")
-            time.sleep(0.25)
+        server = serving(serve_command(db), log, {"ONCOLENS_IDLE_TIMEOUT_MIN": "30"}, timeout_s=60)
+        url, _proc, _seconds = server.__enter__()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    try:
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
+        server.__exit__(None, None, None)
 
 
 @pytest.fixture(scope="session")
@@ -224,27 +137,10 @@ LESION = "lesion_longest_diameter"
 
 
 def _demo(db: Path, patients: int, images: int) -> dict:
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "dashboard.cli.main",
-            "demo",
-            "--patients",
-            str(patients),
-            "--db",
-            str(db),
-            "--images",
-            str(images),
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert out.returncode == 0, f"oncolens demo failed:\n{out.stderr}"
-    return json.loads(out.stdout)
+    try:
+        return demo_store(db, patients, images, timeout_s=300)
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="session")

@@ -267,6 +267,54 @@ def test_the_stored_prior_round_trips_exactly(demo_con):
         assert np.array_equal(prior.calibration.pit_quantiles, again.calibration.pit_quantiles)
 
 
+def test_the_refresh_stores_the_prior_that_estimate_prior_gives_now(demo_con):
+    """Issue 23: pages read the prior instead of fitting it; it must be the very prior they fitted."""
+    from analytics.forecast.patient import estimate_prior
+
+    stored = worklist_store.stored_prior(demo_con)
+    assert stored is not None
+    assert stored.to_state() == estimate_prior(demo_con).to_state()
+    prior, was_stored = worklist_store.prior_for(demo_con)
+    assert was_stored and prior.to_state() == stored.to_state()
+
+
+def test_a_stored_prior_is_not_used_once_the_records_or_method_change(clinic_db, monkeypatch):
+    from analytics.forecast.patient import estimate_prior
+
+    with store.open_store(clinic_db) as con:
+        pid = int(
+            con.execute("SELECT person_id FROM worklist_entry ORDER BY rank LIMIT 1").fetchone()[0]
+        )
+        assert worklist_store.stored_prior(con) is not None
+        monkeypatch.setattr(worklist_store, "METHOD_VERSION", worklist_store.METHOD_VERSION + 1)
+        assert worklist_store.stored_prior(con) is None  # another method: estimated again
+        monkeypatch.undo()
+        # a reading written by a writer that did not refresh: the sources changed
+        con.execute(
+            "INSERT INTO measurement VALUES ((SELECT max(measurement_id) + 1 FROM measurement), ?, "
+            "DATE '2026-06-01', 'lesion_longest_diameter', 5.0, 'mm', 'clinic', NULL)",
+            [pid],
+        )
+        assert worklist_store.stored_prior(con) is None
+        prior, was_stored = worklist_store.prior_for(con)
+        assert not was_stored and prior.to_state() == estimate_prior(con).to_state()
+        worklist_store.refresh(con)  # a full refresh stores it for the records as they are now
+        assert worklist_store.stored_prior(con).to_state() == prior.to_state()
+
+
+def test_a_store_from_before_the_prior_table_reads_none(clinic_db):
+    with store.open_store(clinic_db) as con:
+        con.execute("DROP TABLE forecast_prior")
+        con.execute("DELETE FROM schema_version WHERE version >= 15")
+    with store.open_store(clinic_db, read_only=True) as con:  # read-only: not migrated
+        assert worklist_store.stored_prior(con) is None
+        assert worklist_store.prior_for(con)[1] is False
+    with store.open_store(clinic_db) as con:  # migrated; the next full refresh fills it
+        assert worklist_store.stored_prior(con) is None
+        worklist_store.refresh(con)
+        assert worklist_store.stored_prior(con) is not None
+
+
 READER = (
     "import sys\n"
     "from analytics import store\n"

@@ -21,7 +21,8 @@ WORDS = "(Age at diagnosis ≥ 50 years AND Grade is 3) OR (HER2 status is posit
 def _open(role: str, username: str = "demo-user", **query: str) -> AppTest:
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT_S)
     at.session_state["oncolens.auth.session"] = signed_in(role, username)
-    at.query_params.update(query)
+    # the builder's tab (only the open tab is computed, issue 23); a saved cohort's link opens it too
+    at.query_params.update({"tab": "Build a cohort"} | query)
     at.run()
     at.switch_page("app_pages/cohorts.py").run()
     assert not at.exception, at.exception

@@ -246,7 +246,7 @@ def test_worklist_and_cohorts_carry_the_banner_and_withhold_the_models_output(en
     )
     table = at.dataframe[0].value
     assert table["6-mo risk"].str.endswith("%").any()
-    cohorts = open_page("cohorts", role="oncologist")
+    cohorts = open_page("cohorts", role="oncologist", tab="Treatment model")
     assert f"The treatment model (version {env['version']}) has not been approved" in texts(
         cohorts.warning
     )
@@ -268,5 +268,5 @@ def test_worklist_and_cohorts_carry_the_banner_and_withhold_the_models_output(en
     assert "by risk* is listed by next imaging due date (soonest first)" in texts(at.caption)
     # the imaging models are not approved either: their reads are withheld, and the page says so
     assert "not approved by the ethics board for the weights in use" in texts(at.error)
-    cohorts = open_page("cohorts", role="oncologist")
+    cohorts = open_page("cohorts", role="oncologist", tab="Treatment model")
     assert "Output withheld: the treatment model" in texts(cohorts.error)

@@ -131,11 +131,16 @@ def test_worklist_page_shows_the_ranked_rows_and_filters(app_env):
 
 def test_cohorts_page_plots_and_qualifies_the_comparison(app_env):
     at = open_page("cohorts")
-    assert {m.label: m.value for m in at.metric}["Patients"] == "300"
-    assert len(at.get("plotly_chart")) == 7  # overview 6 + the cohort builder's KM
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Patients"] == "300"
+    # only the open tab is computed (issue 23): the overview's six charts, not the builder's KM
+    assert len(at.get("plotly_chart")) == 6 and "Patients in cohort" not in metrics
     assert "not randomised" in texts(at.caption)
     medians = at.dataframe[0].value
     assert "all patients" in set(medians["group"])
+    build = open_page("cohorts", tab="Build a cohort")  # the tab in the address, as a link has it
+    assert {c.key for c in build.get("plotly_chart")} == {"cohort_km"}
+    assert "Patients" not in {m.label for m in build.metric}  # the overview's metrics
 
 
 def test_governance_page_shows_counts_provenance_and_audit(app_env):

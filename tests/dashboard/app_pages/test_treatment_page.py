@@ -188,7 +188,7 @@ def test_treatment_modules_never_read_the_hidden_truth():
 
 
 def test_cohorts_page_shows_what_drives_the_model_over_the_clinic(model_env):
-    at = open_page("cohorts")
+    at = open_page("cohorts", tab="Treatment model")
     assert not at.exception and not at.error
     assert "The treatment model across the clinic" in texts(at.subheader)
     keys = {c.key for c in at.get("plotly_chart")}
@@ -204,7 +204,7 @@ def test_cohorts_page_shows_what_drives_the_model_over_the_clinic(model_env):
 
 
 def test_cohorts_page_without_a_model_says_how_to_train_one(app_env):
-    at = open_page("cohorts")
+    at = open_page("cohorts", tab="Treatment model")
     assert not at.exception
     assert "No treatment model summary" in texts(at.info)
 

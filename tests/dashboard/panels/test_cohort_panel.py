@@ -14,7 +14,7 @@ def _metrics(at) -> dict[str, str]:
 
 
 def test_build_tab_shows_km_table1_and_exports_for_every_patient(app_env):
-    at = open_page("cohorts")
+    at = open_page("cohorts", tab="Build a cohort")
     assert not at.exception and not at.error
     assert [t.label for t in at.tabs] == ["Overview", "Build a cohort", "Treatment model"]
     assert _metrics(at)["Patients in cohort"] == "300"
@@ -28,7 +28,7 @@ def test_build_tab_shows_km_table1_and_exports_for_every_patient(app_env):
 
 
 def test_adding_filters_and_a_group_narrows_the_cohort_and_compares(app_env):
-    at = open_page("cohorts")
+    at = open_page("cohorts", tab="Build a cohort")
     at.selectbox(key="cohort_field").set_value("age").run()
     at.selectbox(key="cohort_op_age").set_value(">=").run()
     at.number_input(key="cohort_value_age_>=").set_value(50).run()
@@ -47,7 +47,7 @@ def test_adding_filters_and_a_group_narrows_the_cohort_and_compares(app_env):
 
 
 def test_an_empty_cohort_is_a_notice_that_says_what_to_do_not_a_traceback(app_env):
-    at = open_page("cohorts")
+    at = open_page("cohorts", tab="Build a cohort")
     at.session_state[cohort_panel.GROUPS_KEY] = [["age > 150"]]
     at.run()
     assert not at.exception and not at.error

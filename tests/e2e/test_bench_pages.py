@@ -1,0 +1,68 @@
+"""The page benchmark's smoke run (``bench_pages --quick``): every step of the oncologist's pass is timed.
+
+Why a test: the bench waits on named elements (headings, widget keys, the PDF's Download button,
+the saliency overlay); a page change that renames one stops the bench, and that used to be seen
+only at the next ``make bench``. The times themselves are not asserted (speed is measured in
+bench/, not in tests); that each step ran and ended on its outcome is.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.e2e.conftest import DemoClinic
+from tests.e2e.serving import ROOT
+
+# every kind of step the oncologist's pass times (bench.bench_pages: oncologist, imaging_flow)
+STEPS = {
+    "landing (cold server)",
+    "sign in -> Home",
+    "Patient (first open, a patient with images)",
+    "Patient (another patient)",
+    "Imaging (first open)",
+    "Cohorts (first open)",
+    "Tumour-board PDF (Prepare -> Download button)",
+    "Worklist: next/previous page",
+    "Cohorts: compare groups by",
+    "Upload -> AI read + Grad-CAM overlay",
+    "Integrated gradients on screen",
+    "Imaging: method back to Grad-CAM (cached map)",
+}
+
+
+def _copy(clinic: DemoClinic, folder: Path) -> Path:
+    """The demo store and its model folder (the bench's views are audited: a copy keeps the session's)."""
+    db = Path(shutil.copy(clinic.db, folder / clinic.db.name))
+    models = clinic.db.with_name(f"{clinic.db.stem}_models")
+    if models.is_dir():
+        shutil.copytree(models, folder / models.name)
+    return db
+
+
+def test_the_quick_page_benchmark_times_every_step(demo_clinic: DemoClinic, tmp_path: Path):
+    db = _copy(demo_clinic, tmp_path)
+    out = tmp_path / "rows.json"
+    # a process of its own: Playwright's sync API runs one instance per thread, and the session's
+    # browser fixture may hold this one
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.bench_pages", "--quick", "--db", str(db), "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=1800,  # a loaded two-core machine: minutes
+        check=False,
+        cwd=ROOT,
+    )
+    assert run.returncode == 0, f"{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
+    report = json.loads(out.read_text())
+    assert not report["facts"].get("stopped")
+    rows = {r["what"]: r for r in report["rows"] if r["role"] in ("oncologist", "(signed out)")}
+    assert STEPS <= set(rows), sorted(STEPS - set(rows))
+    for name, row in rows.items():
+        assert row["n"] >= 1 and row["median_s"] > 0, name
+    # the server's share is read off the websocket for every step that reruns the script
+    assert rows["Integrated gradients on screen"]["server_median_s"] is not None
+    assert "Pages in Chromium" in run.stdout and "targets met" in run.stdout
