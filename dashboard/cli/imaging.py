@@ -429,13 +429,20 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         actor=actor(),
         workers=args.workers,  # None: one process per core reads before the store is opened
     )
-    print_json_lines([*report.stored, *report.failed])
+    print_json_lines([*report.stored, *report.volumes, *report.failed])
     refused = sum(1 for e in report.stored if e.get("refused"))
+    read_3d = [v for v in report.volumes if "error" not in v]
     say(
         f"stored {len(report.stored)} image(s) in {db_path(args)}; {len(report.failed)} failed"
         + (
             f"; the input guard refused the AI read of {refused} (stored without a read)"
             if refused
+            else ""
+        )
+        + (
+            f"; {len(read_3d)} series read in 3D ({sum(bool(v.get('refused')) for v in read_3d)} "
+            f"refused), {len(report.volumes) - len(read_3d)} series without a 3D model"
+            if report.volumes
             else ""
         )
     )
