@@ -96,6 +96,12 @@ class IngestReport:
     stored: list[dict] = field(default_factory=list)
     failed: list[dict] = field(default_factory=list)
     volumes: list[dict] = field(default_factory=list)  # one per series read in 3D (or why not)
+    # the reads themselves (not JSON): a caller holding the original files builds the SEG and SR
+    series_reads: list[SeriesRead] = field(default_factory=list, repr=False)
+
+    def volumes_read(self) -> list[dict]:
+        """The ``volumes`` entries of series that were read (in ``series_reads``' order)."""
+        return [v for v in self.volumes if "error" not in v]
 
 
 SERIES_NOTE = "read as a 3D series (ai_volume_read), not slice by slice"
@@ -307,6 +313,7 @@ def _store_volumes(
             next_measurement_id=next_meas,
         )
         report.volumes.append(entry)
+        report.series_reads.append(sr)
 
 
 def _record_input(con, p: _Prepared, person_id: int, now: dt.datetime) -> None:

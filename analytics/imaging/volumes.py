@@ -38,7 +38,6 @@ from typing import TYPE_CHECKING
 import duckdb
 import numpy as np
 import pandas as pd
-from scipy.optimize import linear_sum_assignment
 
 if TYPE_CHECKING:
     from models.volumes.measure import SeriesRead
@@ -140,6 +139,9 @@ def link_tracks(lesions: pd.DataFrame) -> pd.DataFrame:
     """``track_id`` and ``link`` for lesion rows (``series_uid``, ``study_date``, ``lesion_number``,
     ``centre_x_mm``, ``centre_y_mm``, ``centre_z_mm``, ``longest_axial_diameter_mm``, ``frame_key``),
     by the rule in the module docstring. Pure: the tests call it on hand-made rows."""
+    # lazy: scipy.optimize only where lesions are linked (a write), not when the app reads them
+    from scipy.optimize import linear_sum_assignment
+
     out = lesions.copy()
     out["track_id"] = 0
     out["link"] = "new"
@@ -215,9 +217,33 @@ def relink(con: duckdb.DuckDBPyConnection, person_id: int, model_name: str) -> N
     )
 
 
+def _has_tables(con: duckdb.DuckDBPyConnection) -> bool:
+    """False for a store not yet at schema 14 opened read-only (reads never migrate)."""
+    return bool(
+        con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'main' "
+            "AND table_name = 'ai_volume_lesion'"
+        ).fetchall()[0][0]
+    )
+
+
+_READ_COLUMNS = [
+    "series_uid", "study_uid", "study_date", "modality", "model_name", "model_version",
+    "weights_sha256", "label", "probability", "lesions", "total_volume_ml", "refused",
+    "guard_score", "guard_threshold", "read_at",
+]  # fmt: skip
+_LESION_COLUMNS = [
+    "model_name", "model_version", "track_id", "study_date", "series_uid", "lesion_number",
+    "volume_ml", "longest_axial_diameter_mm", "probability", "centre_x_mm", "centre_y_mm",
+    "centre_z_mm", "link",
+]  # fmt: skip
+
+
 def patient_volume_reads(con: duckdb.DuckDBPyConnection, person_id: int) -> pd.DataFrame:
     """Her 3D reads, oldest first: series, study date, model, version, weights, label, probability,
     lesions, total volume, refusal, guard score and threshold."""
+    if not _has_tables(con):
+        return pd.DataFrame(columns=_READ_COLUMNS)
     return con.execute(
         "SELECT series_uid, study_uid, study_date, modality, model_name, model_version, "
         "weights_sha256, label, probability, lesions, total_volume_ml, refused, guard_score, "
@@ -229,6 +255,8 @@ def patient_volume_reads(con: duckdb.DuckDBPyConnection, person_id: int) -> pd.D
 
 def patient_volume_lesions(con: duckdb.DuckDBPyConnection, person_id: int) -> pd.DataFrame:
     """Her lesions of every 3D read, by model, track and date."""
+    if not _has_tables(con):
+        return pd.DataFrame(columns=_LESION_COLUMNS)
     return con.execute(
         "SELECT l.model_name, r.model_version, l.track_id, l.study_date, l.series_uid, "
         "l.lesion_number, l.volume_ml, l.longest_axial_diameter_mm, l.probability, "

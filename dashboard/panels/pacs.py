@@ -91,7 +91,12 @@ def render(ref: resources.StoreRef) -> None:
                 if r["StudyInstanceUID"] == u
             ),
         )
-        send = st.checkbox("Send the AI read back to the PACS (DICOM SEG and SR)")
+        send = st.checkbox(
+            "Send the AI read back to the PACS (DICOM SEG and SR)",
+            help="Images: a SEG of the outline and a TID 1500 SR. Series read in 3D: a multi-frame "
+            "SEG (one segment per lesion) and an SR with each lesion's volume and RECIST longest "
+            "axial diameter. Research use; every sending is written to the audit trail.",
+        )
         if st.button("Pull, de-identify and read"):
             from dashboard.services.pacs_ingest import (  # lazy: only this section needs it; the app opens its first page without it
                 PacsIngestError,
@@ -121,3 +126,28 @@ def render(ref: resources.StoreRef) -> None:
             for entry in report.stored:
                 if entry.get("send_error"):
                     st.warning(f"Results not sent: {entry['send_error']}")
+            for volume in report.volumes:
+                st.caption(_volume_line(volume))
+
+
+def _volume_line(entry: dict) -> str:
+    """One line per series read in 3D by a pull: the read, and what went back to the PACS."""
+    if "error" in entry:
+        return f"Series not read in 3D: {entry['error']}"
+    if entry.get("refused"):
+        return f"3D read refused by the input check: {entry['refused']}"
+    lesion = entry.get("lesion")
+    what = (
+        f"{entry['label']}, largest {lesion['volume_ml']:.2f} mL, "
+        f"{lesion['longest_axial_diameter_mm']:.1f} mm"
+        if lesion
+        else str(entry["label"])
+    )
+    sent = (
+        "; SEG and SR sent to the PACS"
+        if entry.get("sent")
+        else f"; not sent: {entry['send_error']}"
+        if entry.get("send_error")
+        else ""
+    )
+    return f"3D read ({entry['model']} {entry['model_version']}, research use): {what}{sent}"

@@ -27,8 +27,8 @@ import numpy as np
 from scipy import ndimage
 
 from models.volumes import geometry
-from models.volumes.series import Volume, read_volumes, scan_series
 from models.volumes.segment import LesionMeasure, VolumeRead
+from models.volumes.series import Volume, read_volumes, scan_series
 
 __all__ = [
     "SeriesRead",
@@ -95,7 +95,9 @@ def read_series(series: dict[str, list[Path]], model: str | None = None) -> list
             bundle = bundles.bundle_for(volume.modality, model)
             read = read_volume(volume, bundle)
         except (NoModelForVolumeError, bundles.BundleError) as exc:
-            out.append(SeriesRead(uid, files, volume, error=str(exc), error_type=type(exc).__name__))
+            out.append(
+                SeriesRead(uid, files, volume, error=str(exc), error_type=type(exc).__name__)
+            )
             continue
         out.append(SeriesRead(uid, files, volume, read, bundle.sha256))
     return out

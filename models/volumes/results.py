@@ -30,11 +30,13 @@ from dataclasses import dataclass
 
 import highdicom as hd
 import numpy as np
+import pydicom
 from highdicom.sr import CodedConcept
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 
 from models.provenance import oncolens_version
+from models.volumes.measure import SeriesRead, lesion_labels_on_source
 from models.volumes.segment import VolumeRead
 
 __all__ = [
@@ -42,6 +44,7 @@ __all__ = [
     "build_volume_results",
     "read_volume_report",
     "read_volume_segmentation",
+    "results_for_series",
 ]
 
 MANUFACTURER = "OncoLens"
@@ -176,9 +179,7 @@ def _group(
             sop_class_uid=seg.SOPClassUID,
             sop_instance_uid=seg.SOPInstanceUID,
             segment_number=k,
-            source_series=hd.sr.SourceSeriesForSegmentation(
-                str(sources[0].SeriesInstanceUID)
-            ),
+            source_series=hd.sr.SourceSeriesForSegmentation(str(sources[0].SeriesInstanceUID)),
         ),
         finding_type=MASS,
         algorithm_id=algorithm,
@@ -195,9 +196,7 @@ def _group(
     )
 
 
-def build_report(
-    sources: Sequence[Dataset], read: VolumeRead, seg: Dataset | None
-) -> Dataset:
+def build_report(sources: Sequence[Dataset], read: VolumeRead, seg: Dataset | None) -> Dataset:
     """The TID 1500 report (Comprehensive 3D SR) of ``read`` over the series ``sources``."""
     algorithm = hd.sr.AlgorithmIdentification(name=read.model, version=read.model_version)
     numbers: list[int | None] = list(range(1, len(read.lesions) + 1)) if seg is not None else [None]
@@ -247,6 +246,24 @@ def build_volume_results(
     sources = _ordered_sources(datasets, sop_uids)
     seg = build_segmentation(sources, labels, read, weights_sha256)
     return VolumeResults(seg, build_report(sources, read, seg))
+
+
+def results_for_series(series: SeriesRead) -> VolumeResults:
+    """SEG and SR of one series' 3D read (``models.volumes.measure.read_series``), built from its
+    own files: what ``oncolens predict --seg`` writes and the PACS receives. ``ValueError`` for a
+    series without a read, or whose read was refused."""
+    read, volume = series.read, series.volume
+    if read is None or volume is None:
+        raise ValueError(series.error or "this series has no 3D read")
+    if read.refused is not None:
+        raise ValueError(f"the input guard refused this series; nothing is sent: {read.refused}")
+    datasets = [pydicom.dcmread(f) for f in series.files]
+    labels = (
+        lesion_labels_on_source(read, volume) if read.lesions else np.zeros(volume.shape, np.uint8)
+    )
+    return build_volume_results(
+        datasets, volume.sop_instance_uids, labels, read, series.weights_sha256
+    )
 
 
 # --- reading back (plain pydicom) --------------------------------------------------------------
@@ -303,7 +320,9 @@ def read_volume_segmentation(ds: Dataset, sop_uids: Sequence[str]) -> np.ndarray
         frames = frames[None]
     index = {u: i for i, u in enumerate(sop_uids)}
     out = np.zeros((len(sop_uids), int(ds.Rows), int(ds.Columns)), np.uint8)
-    shared = ds.SharedFunctionalGroupsSequence[0] if "SharedFunctionalGroupsSequence" in ds else None
+    shared = (
+        ds.SharedFunctionalGroupsSequence[0] if "SharedFunctionalGroupsSequence" in ds else None
+    )
     for f, item in enumerate(ds.PerFrameFunctionalGroupsSequence):
         ident = item if "SegmentIdentificationSequence" in item else shared  # one segment: shared
         assert ident is not None, "a SEG frame without its segment number"
