@@ -21,7 +21,7 @@ measurement (the card says the model misses most lesions under 20 mm: "none foun
 so the answer never depends on the order in which studies were ingested): the patient's accepted
 reads are walked in study-date order; each track keeps its last centroid and diameter; the
 lesions of a read are matched to the tracks by the Hungarian algorithm on the distance between
-centroids in patient coordinates (LPS mm), and a pair is accepted when the distance is at most
+centroids in patient coordinates (LPS mm) among the pairs whose distance is at most
 ``max(LINK_MIN_MM, LINK_DIAMETER_FRACTION x the larger longest diameter)``; an unmatched lesion
 starts a new track. A read without lesions, or a refused one, leaves the tracks as they are (a
 lesion missed once is picked up again). Patient coordinates compare across studies only when the
@@ -154,13 +154,12 @@ def link_tracks(lesions: pd.DataFrame) -> pd.DataFrame:
         if tracks:
             last = np.array([t["centre"] for t in tracks])
             dist = np.linalg.norm(centres[:, None, :] - last[None, :, :], axis=2)
-            rows, cols = linear_sum_assignment(dist)
+            sizes = np.maximum(diameters[:, None], np.array([t["diameter"] for t in tracks])[None])
+            allowed = dist <= np.maximum(LINK_MIN_MM, LINK_DIAMETER_FRACTION * sizes)
+            # pairs beyond the limit cost more than any allowed set of pairs: never traded for them
+            rows, cols = linear_sum_assignment(np.where(allowed, dist, 1e9))
             for r, c in zip(rows, cols, strict=True):
-                limit = max(
-                    LINK_MIN_MM,
-                    LINK_DIAMETER_FRACTION * max(diameters[r], tracks[c]["diameter"]),
-                )
-                if dist[r, c] <= limit:
+                if allowed[r, c]:
                     matched[r] = c
         for i, idx in enumerate(scan.index):
             frame = scan.at[idx, "frame_key"]
