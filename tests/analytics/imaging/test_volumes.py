@@ -139,7 +139,9 @@ def test_reads_across_time_points_become_one_tracked_lesion_in_any_order(course,
     pd.testing.assert_frame_equal(results["forward"], results["backward"])
 
 
-def test_a_refused_read_is_kept_with_its_check_and_removes_the_ai_measurement(course, tmp_path) -> None:
+def test_a_refused_read_is_kept_with_its_check_and_removes_the_ai_measurement(
+    course, tmp_path
+) -> None:
     date, series = course[0]
     with store.open_store(tmp_path / "refused.duckdb", create=True) as con:
         _store(con, date, series, 1)
