@@ -417,3 +417,5 @@ with viewer_slot:
         + (f" · frame {frame + 1} of {image.n_frames}" if image.n_frames > 1 else "")
         + (" · VOI LUT shown as its window" if image.voi_lut_applied else "")
     )
+if choice.person_id is not None:
+    pacs_panel.volume_reads(ref, choice.person_id)

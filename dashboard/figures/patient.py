@@ -660,7 +660,7 @@ def lesion_volumes_figure(reads: pd.DataFrame, lesions: pd.DataFrame) -> go.Figu
     reads that found none (open circles at 0: "none found", not "0 mL") and reads the input guard
     refused (crosses at 0, hover: why). Frames of ``analytics.imaging.volumes``
     (``patient_volume_reads``, ``patient_volume_lesions``)."""
-    title = "Brain metastases in 3D: AI-measured volume per lesion"
+    title = "Brain metastases in 3D: volume per lesion (AI)"
     if reads is None or reads.empty:
         return empty_figure("No 3D reads of this patient's series", title)
     fig = go.Figure()
@@ -700,6 +700,7 @@ def lesion_volumes_figure(reads: pd.DataFrame, lesions: pd.DataFrame) -> go.Figu
                 mode="markers",
                 name="no lesion found",
                 marker={"symbol": "circle-open", "size": 11, "color": "#5f6b73"},
+                cliponaxis=False,
                 text=[
                     f"{m} {v}: no lesion found (not a measured 0 mL; see the model's card)"
                     for m, v in zip(
@@ -718,6 +719,7 @@ def lesion_volumes_figure(reads: pd.DataFrame, lesions: pd.DataFrame) -> go.Figu
                 mode="markers",
                 name="read refused (input check)",
                 marker={"symbol": "x", "size": 12, "color": PALETTE[5]},
+                cliponaxis=False,
                 text=[
                     f"score {s:.2f} > {t:.2f}: {r}"
                     for s, t, r in zip(
@@ -730,6 +732,8 @@ def lesion_volumes_figure(reads: pd.DataFrame, lesions: pd.DataFrame) -> go.Figu
                 hovertemplate="%{x|%Y-%m-%d}: no read<br>%{text}<extra></extra>",
             )
         )
-    fig.update_yaxes(title_text="mL", rangemode="tozero")
+    top = float(found["volume_ml"].max()) if not found.empty else 1.0
+    # from just below 0 (markers at 0 stay whole) to a margin above the largest volume
+    fig.update_yaxes(title_text="mL", range=[-0.06 * top, 1.15 * top])
     fig.update_xaxes(title_text=None, range=date_range(list(reads["study_date"])))
     return base_layout(fig, title, height=320)

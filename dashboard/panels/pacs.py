@@ -151,3 +151,40 @@ def _volume_line(entry: dict) -> str:
         else ""
     )
     return f"3D read ({entry['model']} {entry['model_version']}, research use): {what}{sent}"
+
+
+def volume_reads(ref: resources.StoreRef, person_id: int) -> None:
+    """Her series read in 3D, and how their SEG and SR reach the PACS (the pull above, with
+    "Send the AI read back"): they must reference the hospital's own images, and OncoLens keeps
+    only de-identified copies, so they are built while the pulled originals are at hand."""
+    reads, _ = resources.volume_reads(ref, person_id)
+    if reads.empty:
+        return
+    with st.expander(f"Series read in 3D ({len(reads)})"):
+        st.caption(
+            "AI, research use, not a medical device. A series of 3 or more positioned images is "
+            "read once by the 3D model (not slice by slice); each lesion's volume and RECIST "
+            "longest axial diameter are on the Patient page's timeline. Its DICOM SEG (one segment "
+            "per lesion) and SR (TID 1500: volume and diameter per lesion) go to the PACS when the "
+            "study is pulled above with “Send the AI read back to the PACS”; each sending is "
+            "written to the audit trail."
+        )
+        table = reads.assign(
+            read=reads["label"].fillna("refused"),
+            input_check=[
+                f"{s:.2f} / {t:.2f}"
+                for s, t in zip(reads["guard_score"], reads["guard_threshold"], strict=True)
+            ],
+        )[
+            [
+                "study_date",
+                "modality",
+                "model_name",
+                "model_version",
+                "read",
+                "lesions",
+                "total_volume_ml",
+                "input_check",
+            ]
+        ]
+        st.dataframe(table, hide_index=True)

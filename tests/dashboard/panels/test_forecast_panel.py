@@ -240,7 +240,9 @@ def test_patient_timeline_shows_3d_lesion_volumes_with_refusals(forecast_db, tmp
     at = open_page("patient", patient="7")
     assert not at.exception and not at.error
     (chart,) = [
-        c for c in at.get("plotly_chart") if "Brain metastases in 3D" in c.proto.spec
+        c
+        for c in at.get("plotly_chart")
+        if "Brain metastases in 3D: volume per lesion" in c.proto.spec
     ]
     spec = chart.proto.spec
     assert "lesion 1" in spec and "read refused (input check)" in spec
