@@ -428,11 +428,11 @@ def ingest_files(
     """
     report = IngestReport()
     prepared: list[_Prepared] = []
-    paths = [Path(p).resolve() for p in paths]
-    series = _series_of(paths)
+    paths = [Path(p) for p in paths]  # failures name a file as it was given
+    series = _series_of([p.resolve() for p in paths])
     in_series = {p for files in series.values() for p in files}
-    flat = [p for p in paths if p not in in_series]
-    stacked = [p for p in paths if p in in_series]
+    flat = [p for p in paths if p.resolve() not in in_series]
+    stacked = [p for p in paths if p.resolve() in in_series]
     outcomes = [
         *map_files(prepare_files, flat, workers=workers, load=load),
         *map_files(prepare_series_slices, stacked, workers=workers, load=load),
