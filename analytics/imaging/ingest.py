@@ -101,7 +101,7 @@ class IngestReport:
 
     def volumes_read(self) -> list[dict]:
         """The ``volumes`` entries of series that were read (in ``series_reads``' order)."""
-        return [v for v in self.volumes if "error" not in v]
+        return [v for v in self.volumes if "note" not in v]
 
 
 SERIES_NOTE = "read as a 3D series (ai_volume_read), not slice by slice"
@@ -295,8 +295,8 @@ def _store_volumes(
                     "person_id": person_id,
                     "study_uid": study_uid,
                     "series_instance_uid": series_uid,
-                    "error": sr.error,
-                    "error_type": sr.error_type,
+                    "note": sr.error,  # its images are filed: a note, as for a 2D image no model reads
+                    "note_type": sr.error_type,
                 }
             )
             continue

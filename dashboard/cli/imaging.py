@@ -522,7 +522,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     )
     print_json_lines([*report.stored, *report.volumes, *report.failed])
     refused = sum(1 for e in report.stored if e.get("refused"))
-    read_3d = [v for v in report.volumes if "error" not in v]
+    read_3d = [v for v in report.volumes if "note" not in v]
     say(
         f"stored {len(report.stored)} image(s) in {db_path(args)}; {len(report.failed)} failed"
         + (

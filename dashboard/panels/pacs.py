@@ -132,8 +132,8 @@ def render(ref: resources.StoreRef) -> None:
 
 def _volume_line(entry: dict) -> str:
     """One line per series read in 3D by a pull: the read, and what went back to the PACS."""
-    if "error" in entry:
-        return f"Series not read in 3D: {entry['error']}"
+    if "note" in entry:
+        return f"Series not read in 3D: {entry['note']}"
     if entry.get("refused"):
         return f"3D read refused by the input check: {entry['refused']}"
     lesion = entry.get("lesion")

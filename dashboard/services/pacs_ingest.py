@@ -225,5 +225,5 @@ def ingest_from_pacs(
                 except (pacs.PacsError, ValueError, OSError) as exc:
                     volume_entry["send_error"] = str(exc)
             report.volumes.append(volume_entry)
-        report.volumes += [v for v in filed.volumes if "error" in v]
+        report.volumes += [v for v in filed.volumes if "note" in v]
     return report
