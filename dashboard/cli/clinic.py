@@ -215,11 +215,11 @@ def _ingest_demo_volumes(db: Path, written) -> dict:
         return {"series_read": 0, "refused": 0}
     say(f"reading {len({f.parent for f in files})} demo brain MR series in 3D into the store")
     report = ingest_files(db, files, ModelLoader(), actor="oncolens demo", source="demo", workers=1)
-    read = [v for v in report.volumes if "error" not in v]
+    read = [v for v in report.volumes if "note" not in v]
     return {
         "series_read": len(read),
         "refused": sum(bool(v.get("refused")) for v in read),
-        "errors": [v["error"] for v in report.volumes if "error" in v]
+        "errors": [v["note"] for v in report.volumes if "note" in v]
         + [f["error"] for f in report.failed],
     }
 
