@@ -52,7 +52,8 @@ def add_subparsers(subparsers: SubParsers) -> None:
         type=whole_number,
         default=0,
         help="patients of each kind (brain MR with metastases, thorax CT with nodules) whose studies "
-        "are written as 3D DICOM series with their true masks (default 0; about 2 s per volume)",
+        "are written as 3D DICOM series with their true masks, the brain MR series then read in 3D "
+        "into the store (default 0; a few seconds per volume)",
     )
     p.add_argument(
         "--volumes-dir",
