@@ -157,6 +157,7 @@ def volume_reads(ref: resources.StoreRef, person_id: int) -> None:
     st.plotly_chart(patient_figures.lesion_volumes_figure(reads, lesions))
     with st.expander(f"3D reads ({len(reads)})"):
         table = reads.assign(
+            study_date=pd.to_datetime(reads["study_date"]).dt.date,
             read=reads["label"].fillna("refused"),
             input_check=[
                 f"{s:.2f} / {t:.2f}"

@@ -170,6 +170,7 @@ def volume_reads(ref: resources.StoreRef, person_id: int) -> None:
             "written to the audit trail."
         )
         table = reads.assign(
+            study_date=pd.to_datetime(reads["study_date"]).dt.date,
             read=reads["label"].fillna("refused"),
             input_check=[
                 f"{s:.2f} / {t:.2f}"
