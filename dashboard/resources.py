@@ -46,6 +46,7 @@ from analytics.cohorts import summary as cohort_summary
 from analytics.governance import audit
 from analytics.governance.board import AuditFilterOptions, DecisionRates
 from analytics.imaging import queries as imaging_queries
+from analytics.imaging import volumes as imaging_volumes
 from analytics.treatment import decisions as treatment_decisions
 from analytics.treatment import scope as treatment_scope
 from analytics.treatment import similar as treatment_similar
@@ -820,6 +821,34 @@ def _patient_images(path: str, version: str, person_id: int) -> pd.DataFrame:
 def patient_images(ref: StoreRef, person_id: int) -> pd.DataFrame:
     """The patient's images with a file on record and their latest stored AI finding."""
     return _patient_images(ref.path, ref.version, int(person_id))
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _volume_reads(path: str, version: str, person_id: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
+        return (
+            imaging_volumes.patient_volume_reads(con, person_id),
+            imaging_volumes.patient_volume_lesions(con, person_id),
+        )
+
+
+def volume_reads(ref: StoreRef, person_id: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Her 3D reads and their lesions, tracked across time points (``analytics.imaging.volumes``)."""
+    return _volume_reads(ref.path, ref.version, int(person_id))
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def volume_model_card(name: str) -> dict:
+    """The card of a 3D model (its ``docs/card.json``), read without loading the network; {} when
+    the bundle cannot be found."""
+    # lazy: the bundles' module only where a 3D read is shown
+    from models.volumes.bundle import BundleError, find_bundle
+
+    try:
+        path = find_bundle(name) / "docs" / "card.json"
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (BundleError, OSError, ValueError):
+        return {}
 
 
 def patient_identity(ref: StoreRef, person_id: int) -> dict[str, str | None]:

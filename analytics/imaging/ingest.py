@@ -27,6 +27,13 @@ A read the input guard refused (``models.inference.guard``) is stored as such, i
 ``ai_refusal`` (model, version, score, threshold, reason), with no finding and no measurement;
 the image itself is filed as usual. The entry says ``refused`` and carries the ``input_check``
 that ``oncolens predict --json`` prints for the same file.
+
+Series that are volumes (3 or more positioned images: ``models.volumes.measure.volume_files``) are
+read once in 3D by the model of their modality, never slice by slice by a 2D model; their images
+are filed like any other, and the read goes in the same transaction to ``ai_volume_read`` and
+``ai_volume_lesion``, with the lesions linked across the patient's time points and one AI
+``measurement`` per study (``analytics.imaging.volumes``). The report lists each such series in
+``volumes`` (a series no 3D model reads is listed with the reason, and its images are still filed).
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ from typing import TYPE_CHECKING
 from analytics import store
 from analytics.governance.chain import append_event, chained_transaction
 from analytics.governance.lifecycle.tables import STAT_COLUMNS
+from analytics.imaging import volumes as volume_store
 from analytics.worklist.stored import refresh_for_writer, source_fingerprint
 from models.deid import deidentify as deid
 from models.dicom.reader import DicomImage, DicomReadError, read_dicom, read_header
@@ -52,6 +60,7 @@ from models.inference.read import AIRead, NoModelForImageError
 from models.inference.registry import LoadedModel, ModelUnavailableError
 from models.inference.tasks import TASKS
 from models.paths import UnsafePathError, inside
+from models.volumes.measure import SeriesRead, read_series, volume_files
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
@@ -86,6 +95,16 @@ BODY_PART_TERMS = tuple(
 class IngestReport:
     stored: list[dict] = field(default_factory=list)
     failed: list[dict] = field(default_factory=list)
+    volumes: list[dict] = field(default_factory=list)  # one per series read in 3D (or why not)
+    # the reads themselves (not JSON): a caller holding the original files builds the SEG and SR
+    series_reads: list[SeriesRead] = field(default_factory=list, repr=False)
+
+    def volumes_read(self) -> list[dict]:
+        """The ``volumes`` entries of series that were read (in ``series_reads``' order)."""
+        return [v for v in self.volumes if "note" not in v]
+
+
+SERIES_NOTE = "read as a 3D series (ai_volume_read), not slice by slice"
 
 
 @dataclass(frozen=True)
@@ -165,7 +184,9 @@ def _prepared(
     """What the store keeps of one read file: its identifiers and coded terms, the AI read (or the
     note why there is none), the sha256 of the original."""
     ai = note = None
-    if isinstance(outcome, NoModelForImageError | ModelUnavailableError):
+    if isinstance(outcome, str):  # a slice of a volume: its series is read in 3D
+        note = outcome
+    elif isinstance(outcome, NoModelForImageError | ModelUnavailableError):
         note = str(outcome)
     elif isinstance(outcome, Exception):
         raise outcome  # the sanity gate refused the pixels: not filed (DicomReadError)
@@ -202,7 +223,11 @@ def _failed(path: Path, exc: BaseException) -> dict:
 
 
 def prepare_files(
-    paths: list[Path], load: Callable[[str], LoadedModel], requested: str | None = None
+    paths: list[Path],
+    load: Callable[[str], LoadedModel],
+    requested: str | None = None,
+    *,
+    read: bool = True,
 ) -> list[_Prepared | dict]:
     """Each file read, checked and AI-read, ready for the store (or its failure entry), in order.
 
@@ -216,13 +241,79 @@ def prepare_files(
             decoded.append((i, Path(path), *_checked(Path(path))))
         except (DicomReadError, OSError) as exc:
             out[i] = _failed(Path(path), exc)
-    outcomes = read_decoded([d[2] for d in decoded], load, requested)
+    outcomes = (
+        read_decoded([d[2] for d in decoded], load, requested)
+        if read
+        else [SERIES_NOTE] * len(decoded)
+    )
     for (i, path, image, header, study_date), outcome in zip(decoded, outcomes, strict=True):
         try:
             out[i] = _prepared(path, image, header, study_date, outcome)
         except (DicomReadError, OSError) as exc:
             out[i] = _failed(path, exc)
     return out
+
+
+def prepare_series_slices(
+    paths: list[Path], load: Callable[[str], LoadedModel], requested: str | None = None
+) -> list[_Prepared | dict]:
+    """``prepare_files`` without the 2D read, for the images of a volume series (a module-level
+    function, so that ``map_files``' worker processes can run it)."""
+    return prepare_files(paths, load, requested, read=False)
+
+
+def _series_of(paths: list[Path]) -> dict[str, list[Path]]:
+    """The volume series among ``paths``; none when the headers cannot be scanned (each file is
+    then read and reported on its own, as before)."""
+    try:
+        return volume_files(paths)
+    except (OSError, ValueError):
+        return {}
+
+
+def _store_volumes(
+    con,
+    reads: list[SeriesRead],
+    filed: dict[str, tuple[int, str, str, dt.date]],
+    key: bytes,
+    now: dt.datetime,
+    report: IngestReport,
+) -> None:
+    """The 3D reads of series whose images were filed in this transaction."""
+    next_meas = store.one_row(
+        con.execute("SELECT coalesce(max(measurement_id), 0) + 1 FROM measurement")
+    )[0]
+    for sr in reads:
+        where = [filed[f] for f in sr.files if f in filed]
+        if not where:
+            continue  # none of its images was filed: their errors are in the report already
+        person_id, study_uid, series_uid, study_date = where[0]
+        if sr.read is None:
+            report.volumes.append(
+                {
+                    "kind": "volume",
+                    "person_id": person_id,
+                    "study_uid": study_uid,
+                    "series_instance_uid": series_uid,
+                    "note": sr.error,  # its images are filed: a note, as for a 2D image no model reads
+                    "note_type": sr.error_type,
+                }
+            )
+            continue
+        frame = sr.volume.frame_of_reference_uid if sr.volume is not None else ""
+        entry, next_meas = volume_store.store_series_read(
+            con,
+            sr,
+            person_id=person_id,
+            study_uid=study_uid,
+            series_uid=series_uid,
+            study_date=study_date,
+            frame_key=deid.remap_uid(frame, key) if frame else None,
+            now=now,
+            next_measurement_id=next_meas,
+        )
+        report.volumes.append(entry)
+        report.series_reads.append(sr)
 
 
 def _record_input(con, p: _Prepared, person_id: int, now: dt.datetime) -> None:
@@ -337,13 +428,25 @@ def ingest_files(
     """
     report = IngestReport()
     prepared: list[_Prepared] = []
-    for outcome in map_files(prepare_files, paths, workers=workers, load=load):
+    paths = [Path(p) for p in paths]  # failures name a file as it was given
+    series = _series_of([p.resolve() for p in paths])
+    in_series = {p for files in series.values() for p in files}
+    flat = [p for p in paths if p.resolve() not in in_series]
+    stacked = [p for p in paths if p.resolve() in in_series]
+    outcomes = [
+        *map_files(prepare_files, flat, workers=workers, load=load),
+        *map_files(prepare_series_slices, stacked, workers=workers, load=load),
+    ]
+    for outcome in outcomes:
         if isinstance(outcome, dict):
             report.failed.append(outcome)
         else:
             prepared.append(outcome)
     if not prepared:
         return report
+    # the 3D reads, like the 2D ones, before the store is opened (the write lock stays short)
+    reads = read_series(series) if series else []
+    filed: dict[str, tuple[int, str, str, dt.date]] = {}
     now = now or dt.datetime.now()
     db_path = Path(db_path).expanduser()
     images_dir = Path(images_dir) if images_dir is not None else images_dir_for(db_path)
@@ -573,6 +676,14 @@ def ingest_files(
                     if p.ai is not None and p.ai.input_check is not None:
                         _record_input(con, p, person_id, now)
                     report.stored.append(entry)
+                    filed[str(source_of[stored_file])] = (
+                        int(person_id),
+                        p.study_uid,
+                        p.series_uid,
+                        p.study_date,
+                    )
+                if reads:
+                    _store_volumes(con, reads, filed, key, now, report)
                 touched = sorted({e["person_id"] for e in report.stored})
                 if touched:  # new lesion sizes move the worklist's flags and risks (analytics.worklist.stored)
                     refresh_for_writer(con, db_path, touched, sources_before)
@@ -584,6 +695,7 @@ def ingest_files(
                         "source": source,
                         "stored": len(report.stored),
                         "failed": len(report.failed),
+                        "volumes": len(report.volumes),
                         "patients": touched,
                         "files": [
                             {

@@ -30,6 +30,7 @@ from analytics.store.schema import (
     V10_SAVED_COHORT_STATEMENTS,
     V11_USER_STATEMENTS,
     V13_AI_WEIGHTS_STATEMENTS,
+    V14_VOLUME_STATEMENTS,
 )
 
 
@@ -161,6 +162,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         13,
         "ai_finding.weights_sha256: the weights that made each AI read (sign-off, issue 22)",
         V13_AI_WEIGHTS_STATEMENTS,
+    ),
+    Migration(
+        14,
+        "ai_volume_read and ai_volume_lesion: 3D reads and lesions tracked over time (issue 21)",
+        V14_VOLUME_STATEMENTS,
     ),
     Migration(
         15,

@@ -11,7 +11,7 @@ reads it. Later, additive versions keep their statements beside the code that fi
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 15  # 14 is another branch's (renumbered at merge)
+SCHEMA_VERSION = 15
 
 # Treatment options of the demo clinic: the first-line systemic regimen.
 TREATMENT_OPTIONS = ("endocrine", "chemotherapy", "chemo_endocrine")
@@ -259,4 +259,50 @@ V11_USER_STATEMENTS = (
 # sign-off: "weights not recorded").
 V13_AI_WEIGHTS_STATEMENTS = (
     "ALTER TABLE ai_finding ADD COLUMN IF NOT EXISTS weights_sha256 VARCHAR",
+)
+
+# Version 14 (additive, issue 21 item 4): 3D reads of series and their lesions across time points
+# (analytics.imaging.volumes). One row per series and model in ``ai_volume_read`` (refusals
+# included: a refused read is a result, with its input check); one row per lesion of an accepted
+# read in ``ai_volume_lesion``, with its centroid in patient coordinates (LPS mm, the series' frame
+# of reference) and ``track_id``, the same lesion across the patient's time points.
+V14_VOLUME_STATEMENTS = (
+    """CREATE TABLE IF NOT EXISTS ai_volume_read (
+        series_uid       VARCHAR NOT NULL,             -- imaging_series.series_uid (de-identified)
+        person_id        BIGINT NOT NULL,
+        study_uid        VARCHAR NOT NULL,
+        study_date       DATE NOT NULL,
+        modality         VARCHAR NOT NULL,
+        frame_key        VARCHAR,                      -- the frame of reference UID, de-identified
+        model_name       VARCHAR NOT NULL,
+        model_version    VARCHAR NOT NULL,
+        weights_sha256   VARCHAR,
+        label            VARCHAR CHECK (label IS NULL OR label IN ('lesion', 'no lesion')),
+        probability      DOUBLE CHECK (probability IS NULL OR probability BETWEEN 0 AND 1),
+        lesions          INTEGER NOT NULL CHECK (lesions >= 0),
+        total_volume_ml  DOUBLE CHECK (total_volume_ml IS NULL OR total_volume_ml >= 0),
+        refused          VARCHAR,                      -- the guard's reason; NULL: read given
+        guard_score      DOUBLE NOT NULL,
+        guard_threshold  DOUBLE NOT NULL,
+        input_check      VARCHAR NOT NULL,             -- VolumeCheck.to_json(), as `predict --json`
+        read_at          TIMESTAMP NOT NULL,
+        CHECK ((refused IS NULL) = (label IS NOT NULL)),
+        PRIMARY KEY (series_uid, model_name)
+    )""",
+    """CREATE TABLE IF NOT EXISTS ai_volume_lesion (
+        series_uid       VARCHAR NOT NULL,
+        model_name       VARCHAR NOT NULL,
+        lesion_number    INTEGER NOT NULL CHECK (lesion_number >= 1),  -- 1: the read's largest
+        person_id        BIGINT NOT NULL,
+        study_date       DATE NOT NULL,
+        track_id         INTEGER NOT NULL CHECK (track_id >= 1),       -- per patient and model
+        volume_ml        DOUBLE NOT NULL CHECK (volume_ml >= 0),
+        longest_axial_diameter_mm DOUBLE NOT NULL CHECK (longest_axial_diameter_mm >= 0),
+        probability      DOUBLE CHECK (probability IS NULL OR probability BETWEEN 0 AND 1),
+        centre_x_mm      DOUBLE NOT NULL,              -- LPS, patient coordinates
+        centre_y_mm      DOUBLE NOT NULL,
+        centre_z_mm      DOUBLE NOT NULL,
+        link             VARCHAR NOT NULL,             -- how track_id was given (docs/volumes.md)
+        PRIMARY KEY (series_uid, model_name, lesion_number)
+    )""",
 )

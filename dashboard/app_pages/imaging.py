@@ -37,6 +37,7 @@ st.caption(
 
 ref = resources.require_store()
 choice = state.patient_choice()
+shown_patient = choice.person_id
 images = pd.DataFrame()
 heading = "Most recent images in the clinic"
 if choice.is_invalid:
@@ -417,3 +418,5 @@ with viewer_slot:
         + (f" · frame {frame + 1} of {image.n_frames}" if image.n_frames > 1 else "")
         + (" · VOI LUT shown as its window" if image.voi_lut_applied else "")
     )
+if shown_patient is not None:  # `choice` is the model choice by now
+    pacs_panel.volume_reads(ref, shown_patient)

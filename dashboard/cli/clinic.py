@@ -52,7 +52,8 @@ def add_subparsers(subparsers: SubParsers) -> None:
         type=whole_number,
         default=0,
         help="patients of each kind (brain MR with metastases, thorax CT with nodules) whose studies "
-        "are written as 3D DICOM series with their true masks (default 0; about 2 s per volume)",
+        "are written as 3D DICOM series with their true masks, the brain MR series then read in 3D "
+        "into the store (default 0; a few seconds per volume)",
     )
     p.add_argument(
         "--volumes-dir",
@@ -132,13 +133,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
             "imaged_patients": [int(p) for p in images.all_person_ids],
             "images_s": round(images.seconds, 3),
         }
-    volumes = _demo_volumes(args, summary.path) if args.volumes > 0 else None
+    volumes, volume_reads = _demo_volumes(args, summary.path) if args.volumes > 0 else (None, None)
     if volumes is not None:
         result |= {
             "volumes_dir": str(volumes.volumes_dir),
             "volumes": len(volumes.studies),
             "volume_patients": [int(p) for p in volumes.person_ids],
             "volumes_s": round(volumes.seconds, 3),
+            "volume_reads": volume_reads,
         }
     result["treatment_model"] = _demo_treatment_model(
         summary.path, train=not args.no_model, command=getattr(args, "command_line", None)
@@ -163,7 +165,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if volumes is not None:
             print(
                 f"{len(volumes.studies)} demo volumes (3D DICOM series with true masks) of "
-                f"{len(volumes.person_ids)} patients in {volumes.volumes_dir}."
+                f"{len(volumes.person_ids)} patients in {volumes.volumes_dir}; "
+                f"{volume_reads['series_read']} brain MR series read in 3D into the store "
+                f"({volume_reads['refused']} refused by the input guard)."
             )
         model = result["treatment_model"]
         if "model_version" in model:
@@ -185,9 +189,40 @@ def _demo_volumes(args: argparse.Namespace, db: Path):
 
     folder = args.volumes_dir or db.with_name(f"{db.stem}_volumes")
     try:
-        return write_demo_volumes(db, folder, patients=args.volumes, seed=args.seed, progress=say)
+        written = write_demo_volumes(
+            db, folder, patients=args.volumes, seed=args.seed, progress=say
+        )
     except DemoError as exc:
         raise CliError(f"the clinic was written, but its demo volumes were not: {exc}") from exc
+    return written, _ingest_demo_volumes(db, written)
+
+
+def _ingest_demo_volumes(db: Path, written) -> dict:
+    """The demo's brain MR series through ``oncolens ingest``'s own path (de-identified copies, the
+    3D read, lesions tracked across time points, the AI measurement), so the Patient page's
+    timeline shows 3D reads of a fresh demo. Only MR: no built-in 3D model reads CT (the CT series
+    stay on disk for `oncolens ingest` with a registered CT bundle)."""
+    # lazy: the ingest path (MONAI, the 3D bundle) only when volumes were asked for
+    from analytics.imaging.ingest import ingest_files
+    from models.inference.loader import ModelLoader  # lazy: as above
+
+    files = [
+        path
+        for study in written.studies
+        if study.modality == "MR"
+        for path in sorted(study.folder.glob("*.dcm"))
+    ]
+    if not files:
+        return {"series_read": 0, "refused": 0}
+    say(f"reading {len({f.parent for f in files})} demo brain MR series in 3D into the store")
+    report = ingest_files(db, files, ModelLoader(), actor="oncolens demo", source="demo", workers=1)
+    read = [v for v in report.volumes if "note" not in v]
+    return {
+        "series_read": len(read),
+        "refused": sum(bool(v.get("refused")) for v in read),
+        "errors": [v["note"] for v in report.volumes if "note" in v]
+        + [f["error"] for f in report.failed],
+    }
 
 
 def _demo_treatment_model(db: Path, *, train: bool, command: str | None = None) -> dict:

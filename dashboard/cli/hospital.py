@@ -102,12 +102,13 @@ def cmd_ingest_pacs(args: argparse.Namespace, db: Path, load: ModelLoader) -> in
         )
     except (pacs.PacsError, PacsIngestError) as exc:
         raise CliError(str(exc)) from None
-    print_json_lines([*report.stored, *report.failed], default=str)
-    unsent = sum("send_error" in e for e in report.stored)
-    sent = sum("sent" in e for e in report.stored)
+    print_json_lines([*report.stored, *report.volumes, *report.failed], default=str)
+    unsent = sum("send_error" in e for e in [*report.stored, *report.volumes])
+    sent = sum("sent" in e for e in [*report.stored, *report.volumes])
     print(
         f"oncolens: pulled {len(report.studies)} study(ies) from {config.url}: stored {len(report.stored)} "
         f"image(s) in {db}; {len(report.failed)} failed"
+        + (f"; {len(report.volumes)} series read in 3D" if report.volumes else "")
         + (f"; results sent for {sent}, not sent for {unsent}" if args.send_results else ""),
         file=sys.stderr,
         flush=True,

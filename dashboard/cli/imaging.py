@@ -88,6 +88,19 @@ def add_subparsers(subparsers: SubParsers) -> None:
     )
     db_arg(p)  # the store whose ethics-board sign-off the output carries (`approval`)
     p.add_argument("--json", action="store_true", help="one JSON object per image")
+    p.add_argument(
+        "--seg",
+        type=Path,
+        metavar="DIR",
+        help="series read in 3D: write the AI read as DICOM (multi-frame SEG and TID 1500 SR) "
+        "into DIR/<SeriesInstanceUID>/",
+    )
+    p.add_argument(
+        "--store-to-pacs",
+        action="store_true",
+        help="series read in 3D: send the SEG and SR to the configured PACS (STOW-RS; "
+        "$ONCOLENS_PACS_URL and credentials), audited in --db",
+    )
     engine_args(p)
 
     p = add_command(
@@ -178,9 +191,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     failed = 0
     files = list(iter_dicom_paths(args.paths))
     seen = len(files)
-    volumes, in_volumes = _volume_series(
+    volumes, in_volumes, kept = _volume_series(
         files, args.model, args.workers if args.engine != "ray" else None
     )
+    client = _pacs_client() if args.store_to_pacs else None
     signed_off: dict[tuple, dict] = {}  # one store lookup per model version, not per file
     for result in volumes:
         if "error" not in result:  # the 3D model's sign-off, as for the 2D reads (issue 22)
@@ -192,7 +206,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 signed_off[version],
                 ("file", "series_instance_uid", "model", "model_version"),
             )
-        failed += "error" in result or bool(result.get("refused"))
+        series = kept.get(result["series_instance_uid"])
+        if "error" not in result and series is not None and (args.seg or client is not None):
+            result = _results_out(result, series, args, client)
+        failed += (
+            "error" in result
+            or bool(result.get("refused"))
+            or "seg_error" in result
+            or "send_error" in result
+        )
         if args.json:
             cli_progress.echo(json.dumps(result))
         else:
@@ -299,9 +321,67 @@ def scan_headers(
     return list(merged.values()), owner
 
 
+def _pacs_client():
+    """The configured PACS's client (``models.pacs``), checked before any series is read."""
+    # lazy: only --store-to-pacs talks to a PACS
+    from models import pacs
+
+    try:
+        config = pacs.PacsConfig.resolve()
+        client = pacs.connect(config)
+        pacs.check_connection(client)
+    except pacs.PacsError as exc:
+        raise CliError(str(exc)) from exc
+    return client
+
+
+def _results_out(result: dict, series, args: argparse.Namespace, client) -> dict:
+    """Write (``--seg``) and send (``--store-to-pacs``) one series' SEG and SR; the result says
+    where they went, or why not (``seg_error``, ``send_error``) without failing the other series."""
+    # lazy: highdicom and the PACS client only with --seg / --store-to-pacs
+    from dashboard.services.pacs_ingest import send_volume_results
+    from models import pacs  # lazy: as above
+    from models.paths import UnsafePathError, inside  # lazy: as above
+    from models.volumes.results import results_for_series  # lazy: as above
+
+    if result.get("refused") or result.get("label") is None:
+        return {**result, "seg_error": "no read to write: the input guard refused this series"}
+    out = dict(result)
+    if args.seg is not None:
+        try:
+            objects = results_for_series(series)
+            folder = inside(args.seg, _safe_name(series.series_instance_uid))
+            folder.mkdir(parents=True, exist_ok=True)
+            written = []
+            for name, ds in (("seg.dcm", objects.segmentation), ("sr.dcm", objects.report)):
+                if ds is not None:
+                    ds.save_as(folder / name, enforce_file_format=True)
+                    written.append(str(folder / name))
+            out["seg_files"] = written
+        except (ValueError, OSError, UnsafePathError) as exc:
+            out["seg_error"] = str(exc)
+    if client is not None:
+        try:
+            out["sent"] = send_volume_results(
+                client,
+                series,
+                db_path(args),
+                pacs_url=str(client.base_url),
+                actor=actor(),
+            )
+        except (pacs.PacsError, ValueError, OSError) as exc:
+            out["send_error"] = str(exc)
+    return out
+
+
+def _safe_name(uid: str) -> str:
+    """A folder name from a UID: digits, letters, '.', '-', '_' kept, anything else '_'."""
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in uid).strip(".") or "series"
+
+
 def _volume_series(
     files: list[Path], model: str | None, workers: int | None = None
-) -> tuple[list[dict], set[str]]:
+) -> tuple[list[dict], set[str], dict]:
     """Series among ``files`` that are 3D stacks: one 3D read each (``models.volumes.segment``), and
     their files, which are then not read one by one as 2D images.
 
@@ -314,6 +394,7 @@ def _volume_series(
     from models.inference.tasks import TASKS  # lazy: as above
     from models.volumes import bundle as bundles  # lazy: as above
     from models.volumes import read_volumes  # lazy: as above
+    from models.volumes.measure import SeriesRead  # lazy: as above
     from models.volumes.segment import NoModelForVolumeError, read_volume  # lazy: as above
 
     infos, owner = scan_headers(files, workers)
@@ -321,8 +402,9 @@ def _volume_series(
     for path, uid in owner.items():
         paths.setdefault(uid, []).append(path)
     infos = [i for i in infos if i.looks_like_volume]
+    kept: dict = {}  # the reads themselves (models.volumes.measure.SeriesRead), for --seg
     if not infos:
-        return [], set()
+        return [], set(), kept
     chosen = model if model is not None and model not in TASKS else None  # a 2D name: by modality
     results = []
     for info in infos:
@@ -343,10 +425,12 @@ def _volume_series(
         volume = read.volumes[0]
         try:
             bundle = bundles.bundle_for(volume.modality, chosen)
-            results.append({**base, **read_volume(volume, bundle).to_json()})
+            read = read_volume(volume, bundle)
+            results.append({**base, **read.to_json()})
+            kept[uid] = SeriesRead(uid, tuple(paths[uid]), volume, read, bundle.sha256)
         except (NoModelForVolumeError, bundles.BundleError) as exc:
             results.append({**base, "error": str(exc), "error_type": type(exc).__name__})
-    return results, {p for info in infos for p in paths[info.series_instance_uid]}
+    return results, {p for info in infos for p in paths[info.series_instance_uid]}, kept
 
 
 def _say_volume(result: dict) -> None:
@@ -370,6 +454,13 @@ def _say_volume(result: dict) -> None:
     note = (result.get("approval") or {}).get("message")
     if note and "error" not in result:
         cli_progress.echo(f"  NOTE: {note}")
+    for path in result.get("seg_files") or ():
+        cli_progress.echo(f"  wrote {path}")
+    if result.get("sent"):
+        cli_progress.echo(f"  sent SEG and SR to the PACS (study {result['sent']['study_uid']})")
+    for key in ("seg_error", "send_error"):
+        if result.get(key) and not result.get("refused"):
+            cli_progress.echo(f"  {key.replace('_', ' ')}: {result[key]}")
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -498,13 +589,20 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         actor=actor(),
         workers=args.workers,  # None: one process per core reads before the store is opened
     )
-    print_json_lines([*report.stored, *report.failed])
+    print_json_lines([*report.stored, *report.volumes, *report.failed])
     refused = sum(1 for e in report.stored if e.get("refused"))
+    read_3d = [v for v in report.volumes if "note" not in v]
     say(
         f"stored {len(report.stored)} image(s) in {db_path(args)}; {len(report.failed)} failed"
         + (
             f"; the input guard refused the AI read of {refused} (stored without a read)"
             if refused
+            else ""
+        )
+        + (
+            f"; {len(read_3d)} series read in 3D ({sum(bool(v.get('refused')) for v in read_3d)} "
+            f"refused), {len(report.volumes) - len(read_3d)} series without a 3D model"
+            if report.volumes
             else ""
         )
     )

@@ -652,3 +652,88 @@ def survival_title_for(setting, in_scope: bool | None = None) -> str | None:
     if in_scope is False:
         return "Recurrence-free survival per option: outside the treatment model's scope"
     return None
+
+
+def lesion_volumes_figure(reads: pd.DataFrame, lesions: pd.DataFrame) -> go.Figure:
+    """Each lesion's volume (mL) over time from the 3D reads, one line per tracked lesion, with
+    every read shown: lesions found (hover: diameter, probability, how the lesion was linked),
+    reads that found none (open circles at 0: "none found", not "0 mL") and reads the input guard
+    refused (crosses at 0, hover: why). Frames of ``analytics.imaging.volumes``
+    (``patient_volume_reads``, ``patient_volume_lesions``)."""
+    title = "Brain metastases in 3D: volume per lesion (AI)"
+    if reads is None or reads.empty:
+        return empty_figure("No 3D reads of this patient's series", title)
+    fig = go.Figure()
+    found = lesions.assign(study_date=pd.to_datetime(lesions["study_date"]))
+    for i, ((model, track), part) in enumerate(found.groupby(["model_name", "track_id"])):
+        part = part.sort_values("study_date")
+        hover = [
+            f"{d:.1f} mm longest axial diameter · p {p:.2f}<br>{link}<br>{model} {v}"
+            for d, p, link, v in zip(
+                part["longest_axial_diameter_mm"],
+                part["probability"].fillna(float("nan")),
+                part["link"],
+                part["model_version"],
+                strict=True,
+            )
+        ]
+        fig.add_trace(
+            go.Scatter(
+                x=part["study_date"],
+                y=part["volume_ml"],
+                mode="lines+markers",
+                name=f"lesion {int(track)}"
+                + ("" if found.model_name.nunique() == 1 else f" ({model})"),
+                line={"color": PALETTE[i % len(PALETTE)], "width": 2},
+                marker={"size": 9},
+                text=hover,
+                hovertemplate="%{x|%Y-%m-%d}: %{y:.2f} mL<br>%{text}<extra></extra>",
+            )
+        )
+    reads = reads.assign(study_date=pd.to_datetime(reads["study_date"]))
+    none_found = reads[reads["label"] == "no lesion"]
+    if not none_found.empty:
+        fig.add_trace(
+            go.Scatter(
+                x=none_found["study_date"],
+                y=[0.0] * len(none_found),
+                mode="markers",
+                name="no lesion found",
+                marker={"symbol": "circle-open", "size": 11, "color": "#5f6b73"},
+                cliponaxis=False,
+                text=[
+                    f"{m} {v}: no lesion found (not a measured 0 mL; see the model's card)"
+                    for m, v in zip(
+                        none_found["model_name"], none_found["model_version"], strict=True
+                    )
+                ],
+                hovertemplate="%{x|%Y-%m-%d}<br>%{text}<extra></extra>",
+            )
+        )
+    refused = reads[reads["refused"].notna()]
+    if not refused.empty:
+        fig.add_trace(
+            go.Scatter(
+                x=refused["study_date"],
+                y=[0.0] * len(refused),
+                mode="markers",
+                name="read refused (input check)",
+                marker={"symbol": "x", "size": 12, "color": PALETTE[5]},
+                cliponaxis=False,
+                text=[
+                    f"score {s:.2f} > {t:.2f}: {r}"
+                    for s, t, r in zip(
+                        refused["guard_score"],
+                        refused["guard_threshold"],
+                        refused["refused"],
+                        strict=True,
+                    )
+                ],
+                hovertemplate="%{x|%Y-%m-%d}: no read<br>%{text}<extra></extra>",
+            )
+        )
+    top = float(found["volume_ml"].max()) if not found.empty else 1.0
+    # from just below 0 (markers at 0 stay whole) to a margin above the largest volume
+    fig.update_yaxes(title_text="mL", range=[-0.06 * top, 1.15 * top])
+    fig.update_xaxes(title_text=None, range=date_range(list(reads["study_date"])))
+    return base_layout(fig, title, height=320)

@@ -121,7 +121,70 @@ def show(
             resources.line_risk(ref, person_id) if after_recurrence else None,
             out_of_scope=scope is not None and not scope.in_scope,
         )
+    volume_reads(ref, person_id)
     _study_links(summary)
+
+
+def _card_line(card: dict) -> str:
+    """The 3D model card's headline figures in one sentence ("" when the card has none)."""
+    metrics = card.get("metrics") or {}
+    parts = []
+    dice = metrics.get("dice") or {}
+    if "value" in dice:
+        parts.append(
+            f"Dice {dice['value']:.2f} (95 % CI {dice.get('ci_low', float('nan')):.2f}"
+            f"–{dice.get('ci_high', float('nan')):.2f})"
+        )
+    by_size = metrics.get("sensitivity_by_size") or {}
+    if by_size:
+        parts.append(
+            "lesions found on held-out volumes: "
+            + ", ".join(f"{k} {v.get('found')}/{v.get('lesions')}" for k, v in by_size.items())
+        )
+    return "; ".join(parts)
+
+
+def volume_reads(ref: resources.StoreRef, person_id: int) -> None:
+    """Her 3D reads (``analytics.imaging.volumes``): each lesion's volume over time, reads that found
+    nothing and reads the input guard refused, with the model's card figures beside them."""
+    reads, lesions = resources.volume_reads(ref, person_id)
+    if reads.empty:
+        return
+    models = sorted(set(zip(reads["model_name"], reads["model_version"], strict=True)))
+    cards = [_card_line(resources.volume_model_card(name)) for name, _ in models]
+    st.caption(
+        "**3D reads (AI, research use, not a medical device; the clinician decides).** "
+        f"{', '.join(f'{n} {v}' for n, v in models)}: lesion volume and RECIST longest axial "
+        "diameter from the 3D mask; lesions of different scans are linked by their position in the "
+        "patient (docs/volumes.md). "
+        + " ".join(f"Card: {c}." for c in cards if c)
+        + " A read that found no lesion does not rule out a small metastasis."
+    )
+    st.plotly_chart(patient_figures.lesion_volumes_figure(reads, lesions))
+    with st.expander(f"3D reads ({len(reads)})"):
+        table = reads.assign(
+            study_date=pd.to_datetime(reads["study_date"]).dt.date,
+            read=reads["label"].fillna("refused"),
+            input_check=[
+                f"{s:.2f} / {t:.2f}"
+                for s, t in zip(reads["guard_score"], reads["guard_threshold"], strict=True)
+            ],
+            weights=reads["weights_sha256"].fillna("").str[:12],
+        )[
+            [
+                "study_date",
+                "model_name",
+                "model_version",
+                "weights",
+                "read",
+                "probability",
+                "lesions",
+                "total_volume_ml",
+                "input_check",
+                "refused",
+            ]
+        ]
+        st.dataframe(formats.fill_missing(table), hide_index=True)
 
 
 def _figures(

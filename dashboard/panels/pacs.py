@@ -91,7 +91,12 @@ def render(ref: resources.StoreRef) -> None:
                 if r["StudyInstanceUID"] == u
             ),
         )
-        send = st.checkbox("Send the AI read back to the PACS (DICOM SEG and SR)")
+        send = st.checkbox(
+            "Send the AI read back to the PACS (DICOM SEG and SR)",
+            help="Images: a SEG of the outline and a TID 1500 SR. Series read in 3D: a multi-frame "
+            "SEG (one segment per lesion) and an SR with each lesion's volume and RECIST longest "
+            "axial diameter. Research use; every sending is written to the audit trail.",
+        )
         if st.button("Pull, de-identify and read"):
             from dashboard.services.pacs_ingest import (  # lazy: only this section needs it; the app opens its first page without it
                 PacsIngestError,
@@ -121,3 +126,66 @@ def render(ref: resources.StoreRef) -> None:
             for entry in report.stored:
                 if entry.get("send_error"):
                     st.warning(f"Results not sent: {entry['send_error']}")
+            for volume in report.volumes:
+                st.caption(_volume_line(volume))
+
+
+def _volume_line(entry: dict) -> str:
+    """One line per series read in 3D by a pull: the read, and what went back to the PACS."""
+    if "note" in entry:
+        return f"Series not read in 3D: {entry['note']}"
+    if entry.get("refused"):
+        return f"3D read refused by the input check: {entry['refused']}"
+    lesion = entry.get("lesion")
+    what = (
+        f"{entry['label']}, largest {lesion['volume_ml']:.2f} mL, "
+        f"{lesion['longest_axial_diameter_mm']:.1f} mm"
+        if lesion
+        else str(entry["label"])
+    )
+    sent = (
+        "; SEG and SR sent to the PACS"
+        if entry.get("sent")
+        else f"; not sent: {entry['send_error']}"
+        if entry.get("send_error")
+        else ""
+    )
+    return f"3D read ({entry['model']} {entry['model_version']}, research use): {what}{sent}"
+
+
+def volume_reads(ref: resources.StoreRef, person_id: int) -> None:
+    """Her series read in 3D, and how their SEG and SR reach the PACS (the pull above, with
+    "Send the AI read back"): they must reference the hospital's own images, and OncoLens keeps
+    only de-identified copies, so they are built while the pulled originals are at hand."""
+    reads, _ = resources.volume_reads(ref, person_id)
+    if reads.empty:
+        return
+    with st.expander(f"Series read in 3D ({len(reads)})"):
+        st.caption(
+            "AI, research use, not a medical device. A series of 3 or more positioned images is "
+            "read once by the 3D model (not slice by slice); each lesion's volume and RECIST "
+            "longest axial diameter are on the Patient page's timeline. Its DICOM SEG (one segment "
+            "per lesion) and SR (TID 1500: volume and diameter per lesion) go to the PACS when the "
+            "study is pulled above with “Send the AI read back to the PACS”; each sending is "
+            "written to the audit trail."
+        )
+        table = reads.assign(
+            study_date=pd.to_datetime(reads["study_date"]).dt.date,
+            read=reads["label"].fillna("refused"),
+            input_check=[
+                f"{s:.2f} / {t:.2f}"
+                for s, t in zip(reads["guard_score"], reads["guard_threshold"], strict=True)
+            ],
+        )[
+            [
+                "study_date",
+                "modality",
+                "model_name",
+                "model_version",
+                "read",
+                "lesions",
+                "total_volume_ml",
+                "input_check",
+            ]
+        ]
+        st.dataframe(table, hide_index=True)

@@ -19,7 +19,10 @@ the call before anything is written (``models.pacs.check_connection``).
 ``send_results``: for each filed image with an AI read, a SEG and a TID 1500 SR
 (``models.dicom.results``) are built from the instance *as the PACS sent it*
 and stored back with STOW-RS into the same study. Each sending is one audit
-event (``ai_results_sent``), since it is data leaving OncoLens.
+event (``ai_results_sent``), since it is data leaving OncoLens. A series read in 3D
+sends one multi-frame SEG (a segment per lesion) and one volumetric TID 1500 SR
+(``models.volumes.results``), built from the series' original files
+(``send_volume_results``, which ``oncolens predict --store-to-pacs`` uses too).
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ from models.dicom.reader import DicomReadError, read_dicom
 from models.dicom.results import build_results
 from models.inference.read import NoModelForImageError, model_for, read_image
 from models.inference.registry import ModelUnavailableError
+from models.volumes.measure import SeriesRead
+from models.volumes.results import results_for_series
 
 
 class PacsIngestError(Exception):
@@ -50,6 +55,48 @@ class PacsIngestReport:
     stored: list[dict] = field(default_factory=list)
     failed: list[dict] = field(default_factory=list)
     studies: list[str] = field(default_factory=list)
+    volumes: list[dict] = field(default_factory=list)  # series read in 3D (and what was sent)
+
+
+def send_volume_results(
+    client,
+    series: SeriesRead,
+    db_path: Path | None,
+    *,
+    pacs_url: str,
+    actor: str,
+    role: str | None = None,
+    subject: str | None = None,
+) -> dict:
+    """STOW the SEG and SR of one series' 3D read; one ``ai_results_sent`` audit event in
+    ``db_path`` (when given) after the PACS accepted them. Raises ``ValueError`` (no read, or a
+    refused one) and ``pacs.PacsError``."""
+    objects = results_for_series(series)
+    answer = pacs.store_datasets(client, objects.datasets)
+    if answer["failed"]:
+        raise pacs.PacsError(f"the PACS refused {len(answer['failed'])} of the result objects")
+    read = series.read
+    assert read is not None  # results_for_series refused a series without one
+    sent = {
+        "segmentation_uid": None
+        if objects.segmentation is None
+        else str(objects.segmentation.SOPInstanceUID),
+        "report_uid": str(objects.report.SOPInstanceUID),
+        "study_uid": str(objects.report.StudyInstanceUID),
+        "lesions": len(read.lesions),
+    }
+    if db_path is not None:
+        audit.record_event(
+            db_path,
+            actor=actor,
+            role=role,
+            action="ai_results_sent",
+            subject=subject,
+            model_name=read.model,
+            model_version=read.model_version,
+            details={"pacs": pacs_url, "kind": "volume", **sent},
+        )
+    return sent
 
 
 def _send(client, original: Path, entry: dict, load: Callable) -> dict:
@@ -162,4 +209,21 @@ def ingest_from_pacs(
                 ) as exc:
                     entry["send_error"] = str(exc)
             report.stored.append(entry)
+        for volume_entry, series in zip(filed.volumes_read(), filed.series_reads, strict=True):
+            volume_entry = dict(volume_entry)
+            if send_results and series.read is not None and series.read.refused is None:
+                try:
+                    volume_entry["sent"] = send_volume_results(
+                        client,
+                        series,
+                        db_path,
+                        pacs_url=config.url,
+                        actor=actor,
+                        role=role,
+                        subject=str(volume_entry["person_id"]),
+                    )
+                except (pacs.PacsError, ValueError, OSError) as exc:
+                    volume_entry["send_error"] = str(exc)
+            report.volumes.append(volume_entry)
+        report.volumes += [v for v in filed.volumes if "note" in v]
     return report

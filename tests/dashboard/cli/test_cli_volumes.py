@@ -273,3 +273,46 @@ def test_validate_imaging_includes_the_3d_model_and_a_registered_bundle(
     assert main(["validate", "imaging", "--n", "40"]) == 0
     text = capsys.readouterr().out
     assert "brain_mets_3d (3D, MR" in text and "ours (3D, MR" in text and "saliency gradcam" in text
+
+
+def test_predict_seg_writes_the_read_as_dicom_and_refused_series_get_none(tmp_path, capsys) -> None:
+    """`predict SERIES --seg DIR`: the SEG (when a lesion was outlined) and the SR of the read,
+    readable and pointing at the series; a series the guard refuses writes nothing."""
+    # lazy: the 3D fixtures' writer lives beside the models tests
+    import pydicom
+
+    from models.volumes import phantoms
+    from models.volumes.results import read_volume_report
+    from tests.models.volumes.conftest import write_phantom_series
+
+    rng = np.random.default_rng([4242, 5])
+    vol = phantoms.brain_mr(rng, phantoms.brain_lesion(rng, 28.0), 28.0)
+    write_phantom_series(vol, tmp_path / "in" / "brain", "MR")
+    noise = SeriesHeader(
+        "MR", "P2", "A^B", generate_uid(), generate_uid(), generate_uid(), dt.date(2026, 1, 1),
+        "BRAIN", "MR brain", "AX T1",
+    )  # fmt: skip
+    write_series(
+        np.random.default_rng(1).integers(0, 900, (16, 64, 64)), tmp_path / "in" / "noise", noise,
+        origin_lps=(0, 0, 0), pixel_spacing=(1, 1), slice_spacing=2,
+    )  # fmt: skip
+    out = tmp_path / "results"
+    code = main(["predict", str(tmp_path / "in"), "--seg", str(out), "--json"])
+    assert code == 1  # the noise series is refused
+    lines = {r["series_instance_uid"]: r for r in _lines(capsys.readouterr().out)}
+    refused = lines[noise.series_uid]
+    assert refused["refused"] and "seg_files" not in refused
+    assert not (out / noise.series_uid).exists()
+    (brain,) = [r for uid, r in lines.items() if uid != noise.series_uid]
+    files = {Path(f).name: Path(f) for f in brain["seg_files"]}
+    assert "seg_error" not in brain and "sr.dcm" in files
+    sr = pydicom.dcmread(files["sr.dcm"])
+    groups = read_volume_report(sr)["groups"]
+    assert len(groups) == max(1, len(brain["lesions"]))
+    if brain["lesions"]:  # whatever the weights found, the SEG and SR say the same
+        seg = pydicom.dcmread(files["seg.dcm"])
+        assert seg.Modality == "SEG" and len(seg.SegmentSequence) == len(brain["lesions"])
+        assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == brain["series_instance_uid"]
+        assert [g["measurements"]["Volume"][0] for g in groups] == [
+            pytest.approx(m["volume_ml"], abs=1e-3) for m in brain["lesions"]
+        ]

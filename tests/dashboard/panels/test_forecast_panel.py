@@ -194,3 +194,68 @@ def test_without_a_forecast_an_ongoing_line_still_runs_to_today():
         if t.name and "capecitabine" in t.name and t.x is not None
     ]
     assert ends and max(ends) == pd.Timestamp("2026-06-30")
+
+
+def _cube_read(uid: str, lo: int, hi: int, refused: bool = False):
+    """A 3D read whose lesion is a cube (the truth standing in for the model: no weights pinned)."""
+    # lazy: the 3D read types only in the tests that build reads
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from models.volumes.measure import SeriesRead
+    from tests.models.volumes.conftest import truth_read
+
+    volume = SimpleNamespace(
+        series_instance_uid=uid,
+        modality="MR",
+        spacing_mm=(2.0, 2.0, 2.0),
+        affine_ras=np.diag([2.0, 2.0, 2.0, 1.0]),
+        shape=(24, 24, 24),
+    )
+    mask = np.zeros(volume.shape, bool)
+    mask[lo:hi, lo:hi, lo:hi] = True
+    return SeriesRead(uid, (), None, truth_read(volume, mask, refused=refused), "12" * 32)
+
+
+def test_patient_timeline_shows_3d_lesion_volumes_with_refusals(forecast_db, tmp_path, monkeypatch):
+    import datetime as dt
+
+    from analytics.imaging import volumes
+
+    path = tmp_path / "volumes.duckdb"
+    shutil.copyfile(forecast_db, path)
+    reads = [
+        (dt.date(2024, 1, 5), _cube_read("9.1", 8, 12)),
+        (dt.date(2024, 4, 5), _cube_read("9.2", 7, 13)),
+        (dt.date(2024, 7, 5), _cube_read("9.3", 0, 0, refused=True)),
+    ]
+    with store.open_store(path) as con:
+        for i, (date, series) in enumerate(reads):
+            volumes.store_series_read(
+                con, series, person_id=7, study_uid=f"s-{i}", series_uid=series.series_instance_uid,
+                study_date=date, frame_key="f", now=dt.datetime(2026, 1, 1), next_measurement_id=10**9 + i,
+            )  # fmt: skip
+    monkeypatch.setenv("ONCOLENS_DB", str(path))
+    at = open_page("patient", patient="7")
+    assert not at.exception and not at.error
+    (chart,) = [
+        c
+        for c in at.get("plotly_chart")
+        if "Brain metastases in 3D: volume per lesion" in c.proto.spec
+    ]
+    spec = chart.proto.spec
+    assert "lesion 1" in spec and "read refused (input check)" in spec
+    import base64
+    import json
+
+    import numpy as np
+
+    (lesion,) = [t for t in json.loads(spec)["data"] if t.get("name") == "lesion 1"]
+    y = lesion["y"]
+    values = np.frombuffer(base64.b64decode(y["bdata"]), y["dtype"]) if isinstance(y, dict) else y
+    # 64 and 216 voxels of 8 mm^3: the cubes' volumes, one track across the two time points
+    assert list(values) == pytest.approx([0.512, 1.728])
+    captions = texts(at.caption)
+    assert "3D reads (AI, research use, not a medical device" in captions
+    assert "does not rule out a small metastasis" in captions

@@ -49,3 +49,27 @@ def thorax_volume(tmp_path_factory):
     folder = write_phantom_series(vol, tmp_path_factory.mktemp("thorax") / "series", "CT")
     (volume,) = read_volumes([folder]).volumes
     return volume, vol, folder
+
+
+def truth_read(volume, mask: np.ndarray, *, refused: bool = False, model_version: str = "1.0.0"):
+    """A ``VolumeRead`` whose mask is ``mask`` (bool, on ``volume``'s own grid): the ground truth
+    standing in for the model, so tests of what is built from a read never pin the weights' output
+    (the 3D model is retrained independently)."""
+    # lazy: segment imports torch and MONAI's helpers; only the tests that build reads need it
+    from models.volumes.segment import VolumeCheck, VolumeRead, measure
+
+    if refused:
+        check = VolumeCheck(
+            False, 9.0, 1.5, "this volume does not look like the training volumes", 9.0
+        )
+        return VolumeRead(
+            "brain_mets_3d", model_version, "test", volume.series_instance_uid, volume.modality,
+            None, None, (), None, None, check, 1.0,
+        )  # fmt: skip
+    kept, lesions = measure(mask, mask.astype(np.float32), volume.spacing_mm)
+    check = VolumeCheck(True, 0.5, 1.5, "", 0.5)
+    return VolumeRead(
+        "brain_mets_3d", model_version, "test", volume.series_instance_uid, volume.modality,
+        "lesion" if lesions else "no lesion", 1.0 if lesions else 0.1, lesions,
+        kept, volume.affine_ras, check, 1.0,
+    )  # fmt: skip

@@ -1,0 +1,70 @@
+"""The Imaging page's and `ingest --dicomweb`'s path for a volume: a brain MR series pulled from a
+real Orthanc is read once in 3D, filed de-identified, and its SEG and SR go back into the
+hospital's own study, audited."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from analytics import store
+from analytics.imaging import volumes
+from dashboard.services.pacs_ingest import ingest_from_pacs
+from models import pacs
+from models.inference.loader import ModelLoader
+from models.volumes.results import read_volume_report
+from sample_data.demo_volumes import write_demo_volumes
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+def test_a_pulled_series_is_read_in_3d_and_its_results_go_back(orthanc, demo_db, tmp_path) -> None:
+    db = Path(shutil.copy(demo_db, tmp_path / "clinic.duckdb"))
+    written = write_demo_volumes(db, tmp_path / "volumes", patients=1)
+    study = next(s for s in written.studies if s.modality == "MR")
+    config = pacs.PacsConfig(orthanc.dicomweb, orthanc.username, orthanc.password)
+    client = pacs.connect(config)
+    files = sorted(study.folder.glob("*.dcm"))
+    assert not pacs.store_datasets(client, [pydicom.dcmread(f) for f in files])["failed"]
+
+    report = ingest_from_pacs(
+        db, config, ModelLoader(), study_uids=[study.study_uid], send_results=True, actor="test"
+    )
+    assert not report.failed and len(report.stored) == len(files)
+    (entry,) = report.volumes
+    assert entry["model"] == "brain_mets_3d" and "send_error" not in entry
+    if entry["refused"]:  # the guard's answer is a result: nothing is sent
+        assert "sent" not in entry
+        return
+    sent = entry["sent"]
+    assert sent["study_uid"] == study.study_uid  # the hospital's study, not the de-identified one
+    found = {
+        pacs._value(s, "Modality"): pacs._value(s, "SeriesInstanceUID")
+        for s in client.search_for_series(study_instance_uid=study.study_uid)
+    }
+    assert set(found) == ({"MR", "SR", "SEG"} if entry["lesions"] else {"MR", "SR"})
+    sr = pydicom.dcmread(
+        io.BytesIO(
+            pacs.retrieve_instance_bytes(client, study.study_uid, found["SR"], sent["report_uid"])
+        )
+    )
+    groups = read_volume_report(sr)["groups"]
+    if entry["lesions"]:
+        assert [g["measurements"]["Volume"][0] for g in groups] == [
+            pytest.approx(m["volume_ml"], abs=1e-3) for m in entry["lesions"]
+        ]
+        assert sent["segmentation_uid"] and found["SEG"]
+    else:
+        assert [g["finding"] for g in groups] == ["no-lesion"]
+    with store.open_store(db, read_only=True) as con:
+        assert len(volumes.patient_volume_reads(con, study.person_id)) == 1
+        (details,) = con.execute(
+            "SELECT details FROM audit_event WHERE action = 'ai_results_sent'"
+        ).fetchall()[0]
+        assert json.loads(details)["kind"] == "volume"
+        assert json.loads(details)["report_uid"] == sent["report_uid"]
