@@ -1,6 +1,6 @@
 """Train, evaluate and package the built-in 3D model: brain metastases on post-contrast T1 (MONAI).
 
-    python -m models.training.train3d            # 15-25 min on the shared 2-core machine; writes the bundle
+    python -m models.training.train3d            # ~4 min of CPU (25-30 min wall on the shared machine)
     python -m models.training.train3d --check    # retrain into a temporary folder, compare every file
     python -m models.training.train3d --evaluate # same weights: the floor, the card's figures, the guard
 
