@@ -111,3 +111,13 @@ lint: $(VENV)/.installed-dev
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+
+# The built-in 3D model (docs/volumes.md): retrain it into models/weights/brain_mets_3d (15-30 min on
+# the shared 2-core machine), or retrain into a temporary folder and compare every file's sha256
+# with the committed bundle (exit 1 when one differs).
+.PHONY: weights-3d weights-3d-check
+weights-3d: $(VENV)/.installed
+	$(BIN)/python -m models.training.train3d
+
+weights-3d-check: $(VENV)/.installed
+	$(BIN)/python -m models.training.train3d --check
