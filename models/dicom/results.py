@@ -69,6 +69,20 @@ class ResultObjects:
     report: Dataset
 
 
+def device_observer(model: str, version: str) -> hd.sr.ObserverContext:
+    """The report's observer: the model as a device (TID 1004), named with its version, so a
+    reader of the SR sees which algorithm measured; one definition for 2D and 3D reports."""
+    return hd.sr.ObserverContext(
+        observer_type=codes.DCM.Device,
+        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+            uid=hd.UID(),
+            name=f"OncoLens {model}"[:64],
+            manufacturer_name=MANUFACTURER,
+            model_name=f"{model} {version}"[:64],
+        ),
+    )
+
+
 def build_segmentation(source: Dataset, ai: AIRead) -> Dataset | None:
     """The binary SEG of the AI lesion mask over ``source`` (None when the read outlined no lesion)."""
     if ai.lesion_mask is None or not ai.lesion_mask.any():
@@ -171,17 +185,10 @@ def build_report(source: Dataset, ai: AIRead, segmentation: Dataset | None) -> D
         group = hd.sr.MeasurementsAndQualitativeEvaluations(
             source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(source)], **common
         )
-    observer = hd.sr.ObserverContext(
-        observer_type=codes.DCM.Device,
-        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-            uid=hd.UID(),
-            name=f"OncoLens {ai.model}"[:64],
-            manufacturer_name=MANUFACTURER,
-            model_name=f"{ai.model} {ai.model_version}"[:64],
-        ),
-    )
     report = hd.sr.MeasurementReport(
-        observation_context=hd.sr.ObservationContext(observer_device_context=observer),
+        observation_context=hd.sr.ObservationContext(
+            observer_device_context=device_observer(ai.model, ai.model_version)
+        ),
         procedure_reported=IMAGING_PROCEDURE,
         imaging_measurements=[group],
     )

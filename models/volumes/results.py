@@ -35,6 +35,7 @@ from highdicom.sr import CodedConcept
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 
+from models.dicom.results import MANUFACTURER, device_observer
 from models.provenance import oncolens_version
 from models.volumes.measure import SeriesRead, lesion_labels_on_source
 from models.volumes.segment import VolumeRead
@@ -47,7 +48,6 @@ __all__ = [
     "results_for_series",
 ]
 
-MANUFACTURER = "OncoLens"
 SCHEME = "99ONCOLENS"  # private coding scheme, as models.dicom.results
 SEG_SERIES_NUMBER = 9201
 SR_SERIES_NUMBER = 9202
@@ -200,17 +200,10 @@ def build_report(sources: Sequence[Dataset], read: VolumeRead, seg: Dataset | No
     """The TID 1500 report (Comprehensive 3D SR) of ``read`` over the series ``sources``."""
     algorithm = hd.sr.AlgorithmIdentification(name=read.model, version=read.model_version)
     numbers: list[int | None] = list(range(1, len(read.lesions) + 1)) if seg is not None else [None]
-    observer = hd.sr.ObserverContext(
-        observer_type=codes.DCM.Device,
-        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-            uid=hd.UID(),
-            name=f"OncoLens {read.model}"[:64],
-            manufacturer_name=MANUFACTURER,
-            model_name=f"{read.model} {read.model_version}"[:64],
-        ),
-    )
     report = hd.sr.MeasurementReport(
-        observation_context=hd.sr.ObservationContext(observer_device_context=observer),
+        observation_context=hd.sr.ObservationContext(
+            observer_device_context=device_observer(read.model, read.model_version)
+        ),
         procedure_reported=IMAGING_PROCEDURE,
         imaging_measurements=[_group(read, k, sources, seg, algorithm) for k in numbers],
     )
