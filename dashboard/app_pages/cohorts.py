@@ -3,15 +3,29 @@ list, saved cohorts opened by ``?cohort=ID``, exports); the treatment model."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import streamlit as st
 
+from analytics.cohorts.summary import NO_REGIMEN
 from dashboard import resources
 from dashboard.figures import cohort as cohort_figures
 from dashboard.figures import common as common_figures
+from dashboard.figures import formats
 from dashboard.panels import cohort as cohort_panel
 from dashboard.panels import treatment as treatment_panel
 from dashboard.services import plain_language
 from dashboard.session import auth
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def _named(frame: pd.DataFrame, column: str) -> pd.DataFrame:
+    """``frame`` with its regimen codes as people read them ("chemotherapy + endocrine", not
+    ``chemo_endocrine``), as the treatment section names them; other groups unchanged."""
+    return frame.assign(**{column: frame[column].map(formats.option)})
+
 
 auth.require_page("cohorts")
 ref = resources.require_store()
@@ -53,7 +67,11 @@ if overview_tab.open:
             left.plotly_chart(cohort_figures.receptor_figure(overview.receptor_counts))
             right.plotly_chart(
                 common_figures.bar_figure(
-                    overview.regimen_counts, "regimen", "patients", "First-line regimen", ""
+                    _named(overview.regimen_counts, "regimen"),
+                    "regimen",
+                    "patients",
+                    "First-line regimen",
+                    "",
                 )
             )
 
@@ -63,7 +81,9 @@ if overview_tab.open:
             )
             # numbers at risk counted by the cohort builder (the curves' table is on a time grid)
             everyone = resources.cohort_result(ref, (), None).at_risk
-            by_first_line = resources.cohort_result(ref, (), "first_line_regimen").at_risk
+            by_first_line = _named(
+                resources.cohort_result(ref, (), "first_line_regimen").at_risk, "group"
+            )
             overall, by_regimen = st.columns(2)
             overall.plotly_chart(
                 cohort_figures.km_figure(
@@ -74,7 +94,7 @@ if overview_tab.open:
             )
             by_regimen.plotly_chart(
                 cohort_figures.km_figure(
-                    overview.km[overview.km["group"] != "all patients"],
+                    _named(overview.km[overview.km["group"] != "all patients"], "group"),
                     "By first-line regimen",
                     at_risk=by_first_line,
                 )
@@ -86,13 +106,20 @@ if overview_tab.open:
                 "tumours), so the curves compare different patients and are not treatment effects.",
                 help=plain_language.glossary_help("Kaplan–Meier", "confidence interval"),
             )
+            if (overview.km_medians["group"] == NO_REGIMEN).any():
+                st.caption(
+                    f"**{NO_REGIMEN.capitalize()}**: patients whose follow-up ended, or whose "
+                    "recurrence or death came, before a first-line regimen was recorded. The group "
+                    "is defined by that early end, so its curve falls at once: it shows when they "
+                    "left the record, not what going without treatment does."
+                )
             if overview.km_sampled:
                 st.caption(
                     f"Curves from a fixed, deterministic sample of {overview.km_patients:,} of "
                     f"{overview.patients:,} patients; counts above use every patient."
                 )
             st.dataframe(
-                overview.km_medians.assign(
+                _named(overview.km_medians, "group").assign(
                     median_rfs_years=overview.km_medians["median_rfs_days"] / 365.25
                 ),
                 hide_index=True,

@@ -154,3 +154,21 @@ def test_a_store_without_the_saved_cohorts_table_says_it_needs_a_migration(
     assert not at.error
     assert "need this store's schema to be migrated" in texts(at.info)
     assert _patients(at) == 300  # the rest of the page works
+
+
+def test_the_overview_names_regimens_as_people_read_them_and_explains_none_recorded(app_env):
+    """The overview's regimen bar, survival curves and medians say "chemotherapy + endocrine" (as
+    the treatment section does), never the store code; the "none recorded" group, defined by an
+    early end of follow-up, is explained beside its curve."""
+    with store.open_store(app_env, read_only=True) as con:
+        without = con.execute(
+            "SELECT count(*) FROM cohort_base WHERE first_line_regimen = 'none recorded'"
+        ).fetchone()[0]
+    at = _open("oncologist", tab="Overview")
+    charts = " ".join(json.dumps(c.proto.spec) for c in at.get("plotly_chart"))
+    assert "chemotherapy + endocrine" in charts and "chemo_endocrine" not in charts
+    medians = at.dataframe[0].value
+    assert "chemotherapy + endocrine" in set(medians["group"])
+    assert "chemo_endocrine" not in set(medians["group"])
+    explained = "before a first-line regimen was recorded" in texts(at.caption)
+    assert explained == (without > 0)
