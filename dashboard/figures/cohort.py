@@ -194,7 +194,15 @@ def km_figure(
         fig.update_yaxes(
             title_text="recurrence-free", range=[0, 1.02], tickformat=".0%", row=1, col=1
         )
-        return base_layout(fig, title, height=440 + 18 * len(names))
+        fig = base_layout(fig, title, height=440 + 18 * len(names))
+        if len(names) > 1:
+            # the legend above the curves, not beside them: at half the page a right-hand legend
+            # and the at-risk table's row names ("chemotherapy + endocrine") left the curves a
+            # sliver and ran the counts into each other (seen at 1366 x 768)
+            fig.update_layout(
+                legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0, "title": None}
+            )
+        return fig
     fig.update_xaxes(title_text="years since diagnosis", rangemode="tozero")
     fig.update_yaxes(title_text="recurrence-free", range=[0, 1.02], tickformat=".0%")
     return base_layout(fig, title, height=420)
