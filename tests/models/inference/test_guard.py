@@ -135,3 +135,22 @@ def test_committed_guard_files_match_their_cards() -> None:
         assert hashlib.sha256(raw).hexdigest() == card["input_guard"]["sha256"]
         assert card["input_guard"]["bytes"] == len(raw)
         assert card["input_guard"]["command"] == f"python -m models.training.guard --task {name}"
+
+
+def test_a_real_brain_without_a_tumour_is_refused_not_read_as_tumour():
+    """The issue's case: a real brain MR without a tumour behind "MR / BRAIN" tags was read as
+    tumour with probability 1.000. Axial slices of the MNI152 T1 template (real anatomy, shipped
+    with the demo volumes' sources; not in the guard's fit or threshold sets) are outside what the
+    phantom-trained brain model knows, and the guard refuses every one (the network alone said
+    tumour at 0.986-1.000 on these slices when this test was written)."""
+    from models.volumes.phantoms import mni152_t1  # lazy: the 3D demo's anatomy, this test only
+
+    t1, *_ = mni152_t1()
+    model = load_model("brain_mri", device="cpu")
+    slices = [
+        np.rot90(np.take(t1, int(t1.shape[2] * f), axis=2)).astype(np.float32)
+        for f in (0.3, 0.4, 0.5, 0.6, 0.7)
+    ]
+    checks = _checks(model, slices)
+    assert not any(c.in_distribution for c in checks), [round(c.score, 2) for c in checks]
+    assert min(c.score for c in checks) > 2 * model.guard.threshold
