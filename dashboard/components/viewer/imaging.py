@@ -190,6 +190,11 @@ def _series_label(row) -> str:
     return f"{pd.Timestamp(row.study_date).date()} · {row.modality} · {row.model_name} · {read}"
 
 
+def _percent(p: float) -> str:
+    """A probability in words that never claims certainty the model cannot have."""
+    return "> 99.9 %" if p > 0.999 else "< 0.1 %" if p < 0.001 else f"{100 * p:.1f} %"
+
+
 def _verdict_box(view: resources.SeriesView, explained: dict | None) -> None:
     """Beside the viewer: research use, how sure the read is, and what the map's verdict means."""
     # lazy: the 3D saliency module (torch) only where a series is shown in 3D
@@ -207,7 +212,7 @@ def _verdict_box(view: resources.SeriesView, explained: dict | None) -> None:
     check = read.input_check
     st.metric("3D read", str(read.label).capitalize())
     st.caption(
-        f"Probability of a lesion {read.probability:.0%} (not calibrated) · input check "
+        f"Probability of a lesion {_percent(read.probability)} (not calibrated) · input check "
         f"{check.score:.2f} / {check.threshold:.2f} (in range)"
         + (
             f" · largest lesion {read.lesions[0].volume_ml:.2f} mL, "
@@ -281,12 +286,15 @@ def show_series_reads(ref: resources.StoreRef, person_id: int) -> None:
             )  # fmt: skip
             biggest = (labels == 1) if (labels == 1).any() else labels > 0
             start = int(np.argmax(biggest.sum(axis=(1, 2))))
-        if not st.session_state.get(asked_key) and ask.button(
-            "Compute the saliency map (Grad-CAM, about 1 s)",
-            key="imaging_series_saliency",
-            help="Computed on request and kept for this series and these weights.",
-        ):
-            st.session_state[asked_key] = True
+        if not st.session_state.get(asked_key):
+            # a callback, so the run the click starts already draws the map (and no button)
+            ask.button(
+                "Compute the saliency map (Grad-CAM, about 1 s)",
+                key="imaging_series_saliency",
+                help="Computed on request and kept for this series and these weights.",
+                on_click=st.session_state.__setitem__,
+                args=(asked_key, True),
+            )
         if st.session_state.get(asked_key):
             with st.spinner("Computing the 3D Grad-CAM map..."):
                 explained, exp = resources.series_saliency(ref, view, "gradcam")
