@@ -14,6 +14,7 @@ from pydicom.uid import generate_uid
 
 from analytics import store
 from analytics.imaging.ingest import ingest_files
+from analytics.imaging.queries import series_files
 from models.inference.loader import ModelLoader
 from models.volumes.write import SeriesHeader, write_series
 from sample_data.demo_volumes import write_demo_volumes
@@ -55,12 +56,14 @@ def series_db(demo_db: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     report = ingest_files(db, files, ModelLoader(), now=NOW, workers=1)
     assert not report.failed
     with store.open_store(db, read_only=True) as con:
-        refused = con.execute(
-            "SELECT count(*) FROM ai_volume_read WHERE person_id = ? AND refused IS NOT NULL",
+        reads = con.execute(
+            "SELECT series_uid, refused IS NOT NULL FROM ai_volume_read WHERE person_id = ?",
             [mr.person_id],
-        ).fetchall()[0][0]
-    assert refused == 1, "the noise series should be refused by the input check"
-    return {"db": db, "pid": mr.person_id, "series": mr.series_uid, "noise": header.series_uid}
+        ).fetchall()
+    assert sorted(r[1] for r in reads) == [False, True], "the noise series should be refused"
+    # the stored UIDs are the de-identified copies' (ingest replaces them)
+    read = next(uid for uid, refused in reads if not refused)
+    return {"db": db, "pid": mr.person_id, "series": read}
 
 
 def _series_page(env: dict, monkeypatch, which: str):
@@ -117,3 +120,11 @@ def test_a_refused_series_shows_the_reason_and_no_overlay(series_db, monkeypatch
     assert spec["overlays"] == []
     assert "Refused by the input check" in texts(at.warning)
     assert not [b for b in at.button if b.key == "imaging_series_saliency"]
+
+
+def test_the_files_of_a_series_are_given_for_its_own_patient_only(series_db):
+    with store.open_store(series_db["db"], read_only=True) as con:
+        mine = series_files(con, series_db["pid"], series_db["series"])
+        other = series_files(con, series_db["pid"] + 1, series_db["series"])
+    assert len(mine) > 3 and all(Path(f).is_file() for f in mine)
+    assert other == []
