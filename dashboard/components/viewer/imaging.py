@@ -247,6 +247,8 @@ def show_series_reads(ref: resources.StoreRef, person_id: int) -> None:
         return
     st.subheader("3D read in the viewer")
     rows = list(reads.itertuples(index=False))
+    if st.session_state.get("imaging_series_pick") not in range(len(rows)):
+        st.session_state.pop("imaging_series_pick", None)  # another patient's pick: start again
     pick, ask = st.columns([3, 2], vertical_alignment="bottom")
     index = pick.selectbox(
         "Series",
