@@ -837,6 +837,70 @@ def volume_reads(ref: StoreRef, person_id: int) -> tuple[pd.DataFrame, pd.DataFr
     return _volume_reads(ref.path, ref.version, int(person_id))
 
 
+@dataclass(frozen=True, eq=False)
+class SeriesView:
+    """One of her series rebuilt from its files and read again by the 3D model, for the viewer:
+    ``volume`` (``models.volumes.Volume``), ``read`` (``VolumeRead``) and ``bundle``; or ``error``."""
+
+    volume: Any = None
+    read: Any = None
+    bundle: Any = None
+    error: str | None = None
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _series_view(
+    path: str, version: str, person_id: int, series_uid: str, model: str, sha256: str, _bundle: Any
+) -> SeriesView:
+    # lazy: the volume reader and MONAI only where a series is shown in 3D
+    from models.volumes import read_volumes
+    from models.volumes.segment import read_volume  # lazy: as above
+
+    with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
+        files = imaging_queries.series_files(con, person_id, series_uid)
+    if not files:
+        return SeriesView(error="no file of this series is on record any more")
+    found = read_volumes([Path(f) for f in files if Path(f).is_file()])
+    if not found.volumes:
+        why = found.failures[0].error if found.failures else "its files are missing or unreadable"
+        return SeriesView(error=f"the series cannot be rebuilt as a volume: {why}")
+    volume = found.volumes[0]
+    return SeriesView(volume, read_volume(volume, _bundle), _bundle)
+
+
+def series_view(ref: StoreRef, person_id: int, series_uid: str, model: str) -> SeriesView:
+    """Her series ``series_uid`` as a volume with ``model``'s read (the same read as ingest and
+    ``oncolens predict``), cached per series and weights: about 1 s the first time."""
+    # lazy: the bundles' module only where a 3D read is shown
+    from models.volumes.bundle import BundleError, load_bundle
+
+    try:
+        bundle = load_bundle(model)
+    except BundleError as exc:
+        return SeriesView(error=f"the 3D model {model} cannot be loaded: {exc}")
+    return _series_view(
+        ref.path, ref.version, int(person_id), str(series_uid), model, bundle.sha256, bundle
+    )
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _series_saliency(
+    path: str, series_uid: str, sha256: str, method: str, _view: SeriesView
+) -> tuple[dict, Any]:
+    # lazy: Captum and the 3D saliency only where a map is asked for
+    from models.saliency.volume import explain_series
+
+    return explain_series(_view.volume, _view.bundle, method)
+
+
+def series_saliency(ref: StoreRef, view: SeriesView, method: str = "gradcam") -> tuple[dict, Any]:
+    """``explain_series`` of a shown series (the code of ``oncolens explain SERIES_DIR``): its
+    JSON object and the ``VolumeExplanation`` (None when refused), cached per series + weights."""
+    return _series_saliency(
+        ref.path, view.volume.series_instance_uid, view.bundle.sha256, method, view
+    )
+
+
 @st.cache_data(max_entries=8, show_spinner=False)
 def volume_model_card(name: str) -> dict:
     """The card of a 3D model (its ``docs/card.json``), read without loading the network; {} when

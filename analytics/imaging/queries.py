@@ -102,3 +102,16 @@ def identity_mismatches(
         if s != str(identity["sex"]).upper():
             out.append("sex")
     return out
+
+
+def series_files(con: duckdb.DuckDBPyConnection, person_id: int, series_uid: str) -> list[str]:
+    """The files on record of one of her series (the Imaging page rebuilds its volume from them to
+    show a 3D read); empty when the series is not hers or has no file."""
+    rows = con.execute(
+        "SELECT i.file_path FROM imaging_instance AS i "
+        "JOIN imaging_series AS se USING (series_uid) JOIN imaging_study AS s USING (study_uid) "
+        "WHERE s.person_id = ? AND i.series_uid = ? AND i.file_path IS NOT NULL "
+        "ORDER BY i.file_path",
+        [int(person_id), str(series_uid)],
+    ).fetchall()
+    return [str(r[0]) for r in rows]

@@ -420,3 +420,4 @@ with viewer_slot:
     )
 if shown_patient is not None:  # `choice` is the model choice by now
     pacs_panel.volume_reads(ref, shown_patient)
+    viewer.show_series_reads(ref, shown_patient)

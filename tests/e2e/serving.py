@@ -137,11 +137,14 @@ def run_command(script: Path) -> list[str]:
     ]
 
 
-def demo_store(db: Path, patients: int, images: int, timeout_s: float = 1800) -> dict:
-    """``oncolens demo --json`` into ``db`` (images and the treatment model included); its summary."""
+def demo_store(
+    db: Path, patients: int, images: int, timeout_s: float = 1800, volumes: int = 0
+) -> dict:
+    """``oncolens demo --json`` into ``db`` (images, ``volumes`` series read in 3D and the
+    treatment model included); its summary."""
     out = subprocess.run(
         [sys.executable, "-m", "dashboard.cli.main", "demo", "--patients", str(patients)]
-        + ["--db", str(db), "--images", str(images), "--json"],
+        + ["--db", str(db), "--images", str(images), "--volumes", str(volumes), "--json"],
         capture_output=True,
         text=True,
         timeout=timeout_s,

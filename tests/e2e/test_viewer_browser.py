@@ -176,3 +176,55 @@ def test_the_demo_volume_scrolls_switches_planes_and_measures_in_mm(page, app):
     assert measured == pytest.approx(drag_px / px_per_mm, rel=0.06)
     assert "caliper" in frame.locator("#status").inner_text()
     screenshot(page, f"imaging-viewer-volume-{page.viewport_size['width']}")
+
+
+@pytest.fixture(scope="module")
+def volume_app(browser_prerequisites: str, tmp_path_factory: pytest.TempPathFactory):
+    """A small demo store with one brain MR series read in 3D at ingest, served; (URL, patient)."""
+    # here, not at the top: the serving helpers start processes only where this test runs
+    from tests.e2e.serving import demo_store, serve_command, serving
+
+    folder = tmp_path_factory.mktemp("e2e-volumes")
+    summary = demo_store(folder / "volumes.duckdb", 30, 2, timeout_s=600, volumes=1)
+    assert summary["volume_reads"]["series_read"] >= 1, summary["volume_reads"]
+    with serving(serve_command(folder / "volumes.duckdb"), folder / "streamlit.log") as served:
+        yield served[0], summary["volume_patients"]
+
+
+def test_a_series_read_in_3d_shows_its_outline_and_the_saliency_map_toggles(browser, volume_app):
+    url, patients = volume_app
+    context = browser.new_context(viewport={"width": 1366, "height": 768})
+    context.set_default_timeout(90_000)
+    page = context.new_page()
+    try:
+        sign_in(page, url, "oncologist", "oncologist-demo")
+        for pid in patients:  # the MR patient has the 3D read; the CT one has none
+            page.goto(f"{url}/imaging?patient={pid}")
+            settle(page)
+            if page.get_by_text("3D read in the viewer").count():
+                break
+        page.get_by_text("Show in the viewer").click()
+        settle(page)
+        page.get_by_role("button", name=re.compile("Compute the saliency map")).click()
+        settle(page)
+        page.get_by_text("Map peak").wait_for()
+        assert_no_exception(page, "Imaging with a series read in 3D")
+        frame = page.locator(VIEWER_IFRAME).last.element_handle().content_frame()
+        frame.wait_for_selector("body[data-ready]")
+        state = _state(frame)
+        assert state["dims"][2] > 3  # a volume, not a slice
+        assert {"AI outline", "Saliency (Grad-CAM 3D)"} <= {o["name"] for o in state["overlays"]}
+        page.locator(VIEWER_IFRAME).last.scroll_into_view_if_needed()
+        screenshot(page, "imaging-series3d-1366")
+        box = frame.locator("input[data-overlay='Saliency (Grad-CAM 3D)']")
+        assert box.is_checked()  # asked for, so shown
+        with_map = _pixels(frame)
+        box.uncheck()
+        plain = _pixels(frame)
+        # the map covers the lesion only (a small part of the canvas): a strong local change
+        assert float(np.abs(with_map - plain).max()) > 20, "hiding the 3D map changed nothing"
+        assert _changed(with_map, plain) > 0.05, "hiding the 3D map did not change the picture"
+        box.check()
+        assert _changed(with_map, _pixels(frame)) < 0.05, "showing it again drew another picture"
+    finally:
+        context.close()

@@ -7,7 +7,9 @@ the geometry and overlay rules are pure functions in ``dashboard.figures.volume`
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import streamlit as st
+from scipy import ndimage
 
 from dashboard import resources
 from dashboard.components.viewer.component import (
@@ -26,6 +28,7 @@ from dashboard.figures.volume import (
 )
 from models.dicom import reader as dicom
 from models.saliency import methods as saliency
+from models.saliency import verdict as verdicts
 
 # At 1366 x 768 the image must sit above the fold: the viewer's canvas, its two tool rows and
 # its status line fit in what the page leaves under its header (docs/imaging.md).
@@ -152,4 +155,185 @@ def show_demo_volume(key: str) -> None:
     st.caption(
         f"MR (synthetic) · {x}×{y}×{z} voxels · {dx:g}×{dy:g}×{dz:g} mm · seed 0 · "
         "wheel or ↑/↓ scroll, PgUp/PgDn 5 slices; a/o/s/x planes; w/m/c/z tools; r resets."
+    )
+
+
+# --- a series read in 3D, with its outline and its saliency map (issue 21 items 5 and 6) -------
+
+SALIENCY_3D = "Saliency (Grad-CAM 3D)"
+VERDICT_MEANING = {
+    verdicts.TRUSTWORTHY: "the map passed the randomisation and localisation checks on held-out "
+    "demo volumes: it shows where the model's evidence lies (not the lesion's border).",
+    verdicts.NOT_MEASURED: "its checks were not measured for these weights: read the map as "
+    "unverified, and never as the lesion's position.",
+}
+FAILING_MEANING = "do not read the lesion's position from the map."
+
+
+def on_source_grid(values: np.ndarray, model_affine_ras: np.ndarray, volume) -> np.ndarray:
+    """A map on the model's grid (``model_affine_ras``: voxel -> RAS mm) resampled (linear) onto
+    the series' own grid, so the viewer lays it over the voxels the radiologist reads."""
+    to_model = np.linalg.inv(np.asarray(model_affine_ras, float)) @ volume.affine_ras
+    return ndimage.affine_transform(
+        np.asarray(values, np.float32),
+        to_model[:3, :3],
+        offset=to_model[:3, 3],
+        output_shape=volume.shape,
+        order=1,
+        mode="constant",
+        cval=0.0,
+    ).astype(np.float32)
+
+
+def _series_label(row) -> str:
+    read = "refused" if row.refused else str(row.label)
+    return f"{pd.Timestamp(row.study_date).date()} · {row.modality} · {row.model_name} · {read}"
+
+
+def _percent(p: float) -> str:
+    """A probability in words that never claims certainty the model cannot have."""
+    return "> 99.9 %" if p > 0.999 else "< 0.1 %" if p < 0.001 else f"{100 * p:.1f} %"
+
+
+def _verdict_box(view: resources.SeriesView, explained: dict | None) -> None:
+    """Beside the viewer: research use, how sure the read is, and what the map's verdict means."""
+    # lazy: the 3D saliency module (torch) only where a series is shown in 3D
+    from models.saliency import volume as saliency_volume
+
+    read, bundle = view.read, view.bundle
+    st.caption(f"AI ({bundle.name} {bundle.version}) · research use, not a medical device.")
+    if read.refused:
+        st.warning(
+            f"Refused by the input check: {read.refused}. The model was not asked, so there is "
+            "no outline and no saliency map.",
+            icon=":material/block:",
+        )
+        return
+    check = read.input_check
+    st.metric("3D read", str(read.label).capitalize())
+    st.caption(
+        f"Probability of a lesion {_percent(read.probability)} (not calibrated) · input check "
+        f"{check.score:.2f} / {check.threshold:.2f} (in range)"
+        + (
+            f" · largest lesion {read.lesions[0].volume_ml:.2f} mL, "
+            f"{read.lesions[0].longest_axial_diameter_mm:.1f} mm"
+            if read.lesions
+            else " · no lesion outlined"
+        )
+    )
+    v = saliency_volume.card_verdict(bundle, "gradcam")
+    meaning = VERDICT_MEANING.get(v.status, FAILING_MEANING)
+    (st.success if v.trustworthy else st.warning)(
+        f"Grad-CAM 3D verdict: **{v.status}**"
+        + (f" ({'; '.join(v.reasons)})" if v.reasons else "")
+        + f". What it means: {meaning}"
+    )
+    if explained is not None:
+        where = "inside" if explained.get("peak_in_target_region") else "outside"
+        st.caption(
+            f"Map peak {where} the explained region ({explained.get('target', '')}); "
+            f"{explained.get('latency_ms', 0):.0f} ms."
+            + "".join(f" {note.capitalize()}." for note in explained.get("notes", ()))
+        )
+
+
+def show_series_reads(ref: resources.StoreRef, person_id: int) -> None:
+    """Her series read in 3D on the volume: the AI outline and, on request, the Grad-CAM map."""
+    # lazy: the 3D measures (MONAI) only where a series is shown in 3D
+    from models.volumes.measure import lesion_labels_on_source
+
+    reads, _ = resources.volume_reads(ref, person_id)
+    if reads.empty:
+        return
+    st.subheader("3D read in the viewer")
+    rows = list(reads.itertuples(index=False))
+    if st.session_state.get("imaging_series_pick") not in range(len(rows)):
+        st.session_state.pop("imaging_series_pick", None)  # another patient's pick: start again
+    pick, ask = st.columns([3, 2], vertical_alignment="bottom")
+    index = pick.selectbox(
+        "Series",
+        range(len(rows)),
+        format_func=lambda k: _series_label(rows[k]),
+        key="imaging_series_pick",
+    )
+    row = rows[index]
+    shown = ask.toggle(
+        "Show in the viewer",
+        key="imaging_series_show",
+        help="Rebuilds the volume from its files and reads it again with the 3D model "
+        "(about 1 s the first time, then cached).",
+    )
+    if not shown:
+        return
+    with st.spinner("Rebuilding the volume and reading it in 3D..."):
+        view = resources.series_view(ref, person_id, row.series_uid, row.model_name)
+    if view.error:
+        st.warning(f"This series cannot be shown in 3D: {view.error}.")
+        return
+    volume, read, bundle = view.volume, view.read, view.bundle
+    if row.weights_sha256 and row.weights_sha256 != bundle.sha256:
+        st.info(
+            "The stored read was made with other weights of this model; the viewer shows the "
+            "current weights' read."
+        )
+    asked_key = f"oncolens.series_saliency.{row.series_uid}.{bundle.sha256}"
+    explained: dict | None = None
+    overlays: list[Overlay] = []
+    start = None
+    if not read.refused and read.mask is not None:
+        labels = lesion_labels_on_source(read, volume)
+        if labels.any():
+            overlays.append(
+                Overlay(AI_OUTLINE, labels > 0, "outline", AI_OUTLINE_RGB, note="The AI lesion outline (3D)")
+            )  # fmt: skip
+            biggest = (labels == 1) if (labels == 1).any() else labels > 0
+            start = int(np.argmax(biggest.sum(axis=(1, 2))))
+        if not st.session_state.get(asked_key):
+            # a callback, so the run the click starts already draws the map (and no button)
+            ask.button(
+                "Compute the saliency map (Grad-CAM, about 1 s)",
+                key="imaging_series_saliency",
+                help="Computed on request and kept for this series and these weights.",
+                on_click=st.session_state.__setitem__,
+                args=(asked_key, True),
+            )
+        if st.session_state.get(asked_key):
+            with st.spinner("Computing the 3D Grad-CAM map..."):
+                explained, exp = resources.series_saliency(ref, view, "gradcam")
+            if exp is not None and not exp.empty:
+                overlays.append(
+                    Overlay(
+                        SALIENCY_3D,
+                        on_source_grid(exp.attribution, exp.affine_ras, volume),
+                        "heat",
+                        opacity=0.5,
+                        note="Grad-CAM 3D: positive evidence for the lesion, scaled to its maximum",
+                    )
+                )
+    left, right = st.columns([3, 1])
+    with left:
+        try:
+            volume_viewer(
+                volume.pixels,
+                volume.affine_ras[
+                    :, [2, 1, 0, 3]
+                ],  # the viewer indexes (x, y, z) = (column, row, slice)
+                overlays=overlays,
+                key="imaging_series_viewer",
+                modality=volume.modality,
+                units="HU" if volume.modality.upper() == "CT" else "",
+                presets=window_presets(volume.modality, volume.pixels, volume.window),
+                orientation_known=True,
+                start_slice=start,
+                height=HEIGHT,
+            )
+        except (ViewerInputError, ViewerUnavailableError) as exc:
+            show_problem(exc)
+    with right:
+        _verdict_box(view, explained)
+    z, y, x = volume.shape
+    dz, dy, dx = volume.spacing_mm
+    st.caption(
+        f"{volume.modality} series · {x}×{y}×{z} voxels · {dx:.3g}×{dy:.3g}×{dz:.3g} mm · "
+        "the outline and the map are the model's, resampled onto the series' grid."
     )
