@@ -548,7 +548,9 @@ def ethics(meter: Meter, url: str, reps: int, clinic, tmp: Path, seen) -> None:
         meter.time(
             "Governance: drift window",
             "warm",
-            page.get_by_role("button", name=window, exact=True).click,
+            # the segmented control's options are not role=button in the browser (the click
+            # waited 180 s and stopped the ethics pass): its option text inside the keyed widget
+            page.locator(".st-key-drift_freq").get_by_text(window, exact=True).click,
             visible(page, page.get_by_role("tab", name="Drift")),
         )
 
