@@ -31,7 +31,7 @@ def _checklist_frame(at):
 
 def test_checklist_tab_counts_filters_and_builds_the_dossier(chk_db, monkeypatch) -> None:
     monkeypatch.setenv("ONCOLENS_DB", str(chk_db))
-    at = open_page("governance")
+    at = open_page("governance", tab="Checklists and dossier")  # only the open tab runs (issue 23)
     assert not at.exception, at.exception
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["TRIPOD+AI"].endswith("of 52 answered") and metrics["DECIDE-AI"].endswith(

@@ -102,32 +102,50 @@ def test_governance_page_shows_cards_audit_saliency_trail_and_export(gov_db, mon
             actor="dr",
         ),
     )
-    at = open_page("governance")
-    assert not at.exception, at.exception
-    shown = "\n".join(
-        [
-            texts(at.markdown),
-            texts(at.caption),
-            texts(at.info),
-            texts(at.warning),
-            *(e.label for e in at.expander),
-        ]
-    )
-    assert (
-        "Mammography mass classifier" in shown and "Treatment: clinic model" in shown
-    )  # model cards
-    assert "Largest Harrell's C gap" in shown and "Largest AUC gap" in shown  # subgroup audit
-    assert "saliency quality not measured" in shown or "sanity threshold" in shown  # saliency
-    frames = [df.value for df in at.dataframe]
+    # only the open tab is computed (issue 23): each tab opened by its link (?tab=...)
+    tabs = {
+        label: open_page("governance", tab=label)
+        for label in (
+            "Model cards",
+            "Subgroup audit",
+            "Saliency checks",
+            "Audit trail",
+            "Decisions",
+        )
+    }
+    for at in tabs.values():
+        assert not at.exception, at.exception
+
+    def shown(at) -> str:
+        return "\n".join(
+            [
+                texts(at.markdown),
+                texts(at.caption),
+                texts(at.info),
+                texts(at.warning),
+                *(e.label for e in at.expander),
+            ]
+        )
+
+    cards = shown(tabs["Model cards"])
+    assert "Mammography mass classifier" in cards and "Treatment: clinic model" in cards
+    assert "Largest Harrell's C gap" not in cards  # the audit is not computed behind a closed tab
+    audit_tab = shown(tabs["Subgroup audit"])
+    assert "Largest Harrell's C gap" in audit_tab and "Largest AUC gap" in audit_tab
+    saliency = shown(tabs["Saliency checks"])
+    assert "saliency quality not measured" in saliency or "sanity threshold" in saliency
+    frames = [df.value for df in tabs["Subgroup audit"].dataframe]
     groups = [f for f in frames if {"attribute", "group", "n", "harrell_c"} <= set(f.columns)]
     assert groups and {"age_band", "menopausal_status", "site"} <= set(groups[0]["attribute"])
+    frames = [df.value for df in tabs["Audit trail"].dataframe]
     trail = [f for f in frames if {"event_id", "action", "actor"} <= set(f.columns)]
     assert trail and len(trail[0]) >= 3
     assert not any(
         f["subject"].astype(str).isin(["1", "2", "3"]).any() for f in trail
     )  # pseudonymised ids
-    assert any(m.label == "Overridden" and m.value == "1" for m in at.metric)  # decisions
-    assert at.get("download_button")  # export button
+    decisions = tabs["Decisions"]
+    assert any(m.label == "Overridden" and m.value == "1" for m in decisions.metric)
+    assert tabs["Audit trail"].get("download_button")  # export button
 
 
 def test_audit_filters_narrow_the_trail(gov_db) -> None:

@@ -112,17 +112,22 @@ def _require(db: Path, value: bool = True) -> None:
 
 def test_lineage_signoff_and_drift_tabs_for_the_board(env):
     _account(env["db"], "ethics_board")
-    at = open_page("governance", role="ethics_board")
-    assert not at.exception, at.exception
-    frames = [d.value for d in at.dataframe]
+    # only the open tab is computed (issue 23): each opened by its link (?tab=...)
+    lineage = open_page("governance", role="ethics_board", tab="Lineage")
+    drift = open_page("governance", role="ethics_board", tab="Drift")
+    at = open_page("governance", role="ethics_board", tab="Sign-off")
+    for page in (lineage, drift, at):
+        assert not page.exception, page.exception
+    frames = [d.value for d in lineage.dataframe]
     registry = next(f for f in frames if "version id (sha256 of weights)" in f.columns)
     assert {"mammography", "brain_mri", "treatment", "forecast"} <= set(registry["model"])
     counts = next(f for f in frames if {"table", "rows"} <= set(f.columns))
     assert not {"app_secret", "sign_in_throttle", "app_user"} & set(counts["table"])
-    status = next(f for f in frames if {"status", "version id"} <= set(f.columns))
+    status = next(d.value for d in at.dataframe if {"status", "version id"} <= set(d.value.columns))
     assert set(status["status"]) == {"not reviewed"}
-    assert {"Tests run", "Alerts"} <= {m.label for m in at.metric}
-    assert "PSI > 0.2" in texts(at.caption) and "Kolmogorov" not in texts(at.error)
+    assert {"Tests run", "Alerts"} <= {m.label for m in drift.metric}
+    assert "PSI > 0.2" in texts(drift.caption) and "Kolmogorov" not in texts(drift.error)
+    assert not [m for m in at.metric if m.label == "Tests run"]  # the drift tab did not run
     # a decision through the form: a chained event, shown in the status table
     versions = at.selectbox(key="signoff_version")
     # AppTest lists the formatted labels; the widget's value is the index
@@ -141,19 +146,19 @@ def test_lineage_signoff_and_drift_tabs_for_the_board(env):
 
 def test_the_form_refuses_an_empty_comment_and_other_roles_see_no_form(env):
     _account(env["db"], "ethics_board")
-    at = open_page("governance", role="ethics_board")
+    at = open_page("governance", role="ethics_board", tab="Sign-off")
     next(b for b in at.button if b.label == "Record the decision").click().run()
     assert "needs a comment" in texts(at.error)
     with store.open_store(env["db"]) as con:  # the same user, now an administrator
         con.execute("UPDATE app_user SET role = 'admin' WHERE username = 'demo-user'")
-    admin = open_page("governance", role="admin")
+    admin = open_page("governance", role="admin", tab="Sign-off")
     assert not [b for b in admin.button if b.label == "Record the decision"]
     assert "Members of the ethics board record" in texts(admin.info)
 
 
 def test_the_admin_requires_approval_and_it_is_audited(env):
     _account(env["db"], "admin")
-    at = open_page("governance", role="admin")
+    at = open_page("governance", role="admin", tab="Sign-off")
     at.toggle(key="signoff_require").set_value(True).run()
     assert not at.exception
     with store.open_store(env["db"], read_only=True) as con:
