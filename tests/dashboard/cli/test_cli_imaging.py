@@ -180,8 +180,9 @@ def test_ingest_needs_a_store_and_files(tmp_path, folder, capsys) -> None:
 def test_validate_imaging_gives_honest_figures_per_model(capsys) -> None:
     assert main(["validate", "imaging", "--n", "80", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out) == {"mammography", "brain_mri"}
-    for r in out.values():
+    # the 2D models here; the 3D ones (issue 21) are checked in tests/dashboard/cli/test_cli_volumes.py
+    assert {"mammography", "brain_mri"} <= set(out)
+    for r in (out["mammography"], out["brain_mri"]):
         assert (
             0.5 < r["auc"]["value"] <= 1.0
             and r["auc"]["ci_low"] <= r["auc"]["value"] <= r["auc"]["ci_high"]
