@@ -860,7 +860,14 @@ def _series_view(
         files = imaging_queries.series_files(con, person_id, series_uid)
     if not files:
         return SeriesView(error="no file of this series is on record any more")
-    found = read_volumes([Path(f) for f in files if Path(f).is_file()])
+    present = [Path(f) for f in files if Path(f).is_file()]
+    if len(present) < len(files):
+        # a volume rebuilt from some of its slices is not the series that was read: no read of it
+        return SeriesView(
+            error=f"{len(files) - len(present)} of the series' {len(files)} files are missing "
+            "from the image folder, so it cannot be shown as the volume that was read"
+        )
+    found = read_volumes(present)
     if not found.volumes:
         why = found.failures[0].error if found.failures else "its files are missing or unreadable"
         return SeriesView(error=f"the series cannot be rebuilt as a volume: {why}")
@@ -885,7 +892,7 @@ def series_view(ref: StoreRef, person_id: int, series_uid: str, model: str) -> S
 
 @st.cache_resource(max_entries=8, show_spinner=False)
 def _series_saliency(
-    path: str, series_uid: str, sha256: str, method: str, _view: SeriesView
+    path: str, version: str, series_uid: str, sha256: str, method: str, _view: SeriesView
 ) -> tuple[dict, Any]:
     # lazy: Captum and the 3D saliency only where a map is asked for
     from models.saliency.volume import explain_series
@@ -896,8 +903,10 @@ def _series_saliency(
 def series_saliency(ref: StoreRef, view: SeriesView, method: str = "gradcam") -> tuple[dict, Any]:
     """``explain_series`` of a shown series (the code of ``oncolens explain SERIES_DIR``): its
     JSON object and the ``VolumeExplanation`` (None when refused), cached per series + weights."""
+    # keyed like the view itself (store version included): files replaced under the same series
+    # UID get a new map, never the old one over the new volume
     return _series_saliency(
-        ref.path, view.volume.series_instance_uid, view.bundle.sha256, method, view
+        ref.path, ref.version, view.volume.series_instance_uid, view.bundle.sha256, method, view
     )
 
 

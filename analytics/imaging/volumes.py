@@ -110,10 +110,12 @@ def store_series_read(
             "DELETE FROM measurement WHERE study_uid = ? AND source = 'ai' AND concept = ?",
             [study_uid, concept],
         )
-        if vr.lesions:
-            diameter = round(
-                sum(m.longest_axial_diameter_mm for m in vr.lesions[:RECIST_TARGETS_PER_ORGAN]), 2
-            )
+        # One AI value per study, from the series of the study that shows the most disease (the
+        # largest RECIST sum among its accepted reads), whatever order the series were stored in:
+        # an MR study has several series (T1, T1c, FLAIR), and a later "no lesion" or refused
+        # read of one must not erase the lesion another one measured.
+        diameter = _study_recist_sum(con, study_uid, vr.modality, vr.model)
+        if diameter is not None:
             con.execute(
                 "INSERT INTO measurement (measurement_id, person_id, measurement_date, concept, "
                 "value, unit, source, study_uid) VALUES (?, ?, ?, ?, ?, 'mm', 'ai', ?)",
@@ -133,6 +135,24 @@ def store_series_read(
         else {"concept": concept, "value_mm": diameter, "source": "ai"},
     }
     return entry, next_measurement_id
+
+
+def _study_recist_sum(
+    con: duckdb.DuckDBPyConnection, study_uid: str, modality: str, model: str
+) -> float | None:
+    """The largest RECIST sum (the ``RECIST_TARGETS_PER_ORGAN`` largest lesions' longest axial
+    diameters) among the accepted reads of a study's series of one modality; None without any
+    lesion."""
+    row = con.execute(
+        """SELECT max(recist) FROM (
+               SELECT sum(l.longest_axial_diameter_mm) AS recist
+               FROM ai_volume_lesion AS l JOIN ai_volume_read AS r USING (series_uid, model_name)
+               WHERE r.study_uid = ? AND r.modality = ? AND r.model_name = ?
+                 AND r.refused IS NULL AND l.lesion_number <= ?
+               GROUP BY l.series_uid)""",
+        [study_uid, modality, model, RECIST_TARGETS_PER_ORGAN],
+    ).fetchone()
+    return None if row is None or row[0] is None else round(float(row[0]), 2)
 
 
 def link_tracks(lesions: pd.DataFrame) -> pd.DataFrame:

@@ -191,10 +191,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     failed = 0
     files = list(iter_dicom_paths(args.paths))
     seen = len(files)
+    # the PACS is checked before any series is read: a wrong address fails in a second, not after
+    # minutes of 3D reads
+    client = _pacs_client() if args.store_to_pacs else None
     volumes, in_volumes, kept = _volume_series(
         files, args.model, args.workers if args.engine != "ray" else None
     )
-    client = _pacs_client() if args.store_to_pacs else None
     signed_off: dict[tuple, dict] = {}  # one store lookup per model version, not per file
     for result in volumes:
         if "error" not in result:  # the 3D model's sign-off, as for the 2D reads (issue 22)
@@ -358,8 +360,14 @@ def _results_out(result: dict, series, args: argparse.Namespace, client) -> dict
                     ds.save_as(folder / name, enforce_file_format=True)
                     written.append(str(folder / name))
             out["seg_files"] = written
-        except (ValueError, OSError, UnsafePathError) as exc:
-            out["seg_error"] = str(exc)
+        # one series' failure is its own: any error of highdicom or pydicom on this series
+        # (not only the expected ones) is reported on it and the other series still get theirs
+        except Exception as exc:  # noqa: BLE001
+            out["seg_error"] = (
+                f"{type(exc).__name__}: {exc}"
+                if not isinstance(exc, ValueError | OSError | UnsafePathError)
+                else str(exc)
+            )
     if client is not None:
         try:
             out["sent"] = send_volume_results(
@@ -369,8 +377,13 @@ def _results_out(result: dict, series, args: argparse.Namespace, client) -> dict
                 pacs_url=str(client.base_url),
                 actor=actor(),
             )
-        except (pacs.PacsError, ValueError, OSError) as exc:
-            out["send_error"] = str(exc)
+        # as above: a failed send (or its audit write) is this series' error, not the run's
+        except Exception as exc:  # noqa: BLE001
+            out["send_error"] = (
+                str(exc)
+                if isinstance(exc, pacs.PacsError | ValueError | OSError)
+                else f"{type(exc).__name__}: {exc}"
+            )
     return out
 
 

@@ -161,6 +161,38 @@ def test_a_refused_read_is_kept_with_its_check_and_removes_the_ai_measurement(
         assert json.loads(stored)["in_distribution"] is False
 
 
+def test_a_study_of_several_series_keeps_the_lesion_one_series_measured(course, tmp_path) -> None:
+    """An MR study has several series (T1, T1c, FLAIR): a "no lesion" or refused read of one,
+    stored after the series that showed the lesion, must not erase the study's AI value (it used to
+    follow whichever series was stored last)."""
+    date, lesion = course[0]
+    grid = SimpleNamespace(
+        series_instance_uid="1.2.3.9",
+        modality="MR",
+        spacing_mm=(2.0, 2.0, 2.0),
+        affine_ras=np.eye(4),
+        shape=(8, 8, 8),
+    )
+    empty = truth_read(grid, np.zeros(grid.shape, bool))  # read given: no lesion
+    refused = truth_read(
+        SimpleNamespace(series_instance_uid="1.2.3.8", modality="MR"),
+        np.zeros((1, 1, 1), bool),
+        refused=True,
+    )
+    others = [SeriesRead("1.2.3.9", (), None, empty), SeriesRead("1.2.3.8", (), None, refused)]
+    expected = pytest.approx(lesion.read.lesions[0].longest_axial_diameter_mm, abs=0.01)
+    for name, order in (("lesion first", [lesion, *others]), ("lesion last", [*others, lesion])):
+        with store.open_store(tmp_path / f"{name}.duckdb", create=True) as con:
+            for i, series in enumerate(order):
+                volumes.store_series_read(
+                    con, series, person_id=7, study_uid="one-study",
+                    series_uid=series.series_instance_uid, study_date=date, frame_key="frame-1",
+                    now=NOW, next_measurement_id=10 + i,
+                )  # fmt: skip
+            values = con.execute("SELECT value FROM measurement WHERE source = 'ai'").fetchall()
+            assert [v[0] for v in values] == [expected], name
+
+
 def test_ingest_reads_a_demo_series_once_in_3d_not_slice_by_slice(demo_db, tmp_path) -> None:
     # lazy: the ingest path and the demo volume writer only here
     from analytics.imaging.ingest import ingest_files
