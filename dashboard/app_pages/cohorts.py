@@ -108,9 +108,9 @@ if overview_tab.open:
             )
             if (overview.km_medians["group"] == NO_REGIMEN).any():
                 st.caption(
-                    f"**{NO_REGIMEN.capitalize()}**: patients whose follow-up ended, or whose "
-                    "recurrence or death came, before a first-line regimen was recorded. The group "
-                    "is defined by that early end, so its curve falls at once: it shows when they "
+                    f"The group **{NO_REGIMEN}** holds patients whose follow-up ended, or whose "
+                    "recurrence or death came, before a first-line regimen was recorded. It is "
+                    "defined by that early end, so its curve falls at once: it shows when they "
                     "left the record, not what going without treatment does."
                 )
             if overview.km_sampled:
