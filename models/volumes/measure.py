@@ -143,17 +143,30 @@ def lesion_labels_on_source(read: VolumeRead, volume: Volume) -> np.ndarray:
     if read.mask is None or read.mask_affine_ras is None:
         raise ValueError("a refused read has no mask to outline")
     labels = _model_labels(read.mask, read.lesions)
-    to_model = (
-        np.linalg.inv(np.asarray(read.mask_affine_ras, float))
-        @ geometry.LPS_TO_RAS
-        @ np.asarray(volume.affine_lps, float)
+    source_ras = geometry.LPS_TO_RAS @ np.asarray(volume.affine_lps, float)
+    return model_grid_to_source(labels, read.mask_affine_ras, source_ras, volume.shape, order=0)
+
+
+def model_grid_to_source(
+    values: np.ndarray,
+    model_affine_ras: np.ndarray,
+    source_affine_ras: np.ndarray,
+    shape: tuple[int, ...],
+    order: int,
+) -> np.ndarray:
+    """``values`` on the model's grid resampled onto a series' own grid (both affines: voxel ->
+    RAS mm): source index -> RAS -> model index, zero outside the model's window. ``order`` 0 for
+    labels (a voxel takes the label it falls in), 1 for a map; the result keeps ``values``' dtype.
+    One resampling for the outline (``lesion_labels_on_source``) and the viewer's saliency map."""
+    to_model = np.linalg.inv(np.asarray(model_affine_ras, float)) @ np.asarray(
+        source_affine_ras, float
     )
     return ndimage.affine_transform(
-        labels,
+        values,
         to_model[:3, :3],
         offset=to_model[:3, 3],
-        output_shape=volume.shape,
-        order=0,
+        output_shape=shape,
+        order=order,
         mode="constant",
         cval=0,
-    ).astype(np.uint8)
+    ).astype(values.dtype)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import streamlit as st
-from scipy import ndimage
 
 from dashboard import resources
 from dashboard.components.viewer.component import (
@@ -29,6 +28,7 @@ from dashboard.figures.volume import (
 from models.dicom import reader as dicom
 from models.saliency import methods as saliency
 from models.saliency import verdict as verdicts
+from models.volumes.measure import model_grid_to_source
 
 # At 1366 x 768 the image must sit above the fold: the viewer's canvas, its two tool rows and
 # its status line fit in what the page leaves under its header (docs/imaging.md).
@@ -173,16 +173,9 @@ FAILING_MEANING = "do not read the lesion's position from the map."
 def on_source_grid(values: np.ndarray, model_affine_ras: np.ndarray, volume) -> np.ndarray:
     """A map on the model's grid (``model_affine_ras``: voxel -> RAS mm) resampled (linear) onto
     the series' own grid, so the viewer lays it over the voxels the radiologist reads."""
-    to_model = np.linalg.inv(np.asarray(model_affine_ras, float)) @ volume.affine_ras
-    return ndimage.affine_transform(
-        np.asarray(values, np.float32),
-        to_model[:3, :3],
-        offset=to_model[:3, 3],
-        output_shape=volume.shape,
-        order=1,
-        mode="constant",
-        cval=0.0,
-    ).astype(np.float32)
+    return model_grid_to_source(
+        np.asarray(values, np.float32), model_affine_ras, volume.affine_ras, volume.shape, order=1
+    )
 
 
 def _series_label(row) -> str:
