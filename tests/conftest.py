@@ -1,23 +1,59 @@
-"""Shared fixtures: one small demo store per test session, built by the real generator."""
+"""Shared fixtures: one small demo store per test session, built by the real generator; a way to
+build an expensive input once per run, whichever xdist worker asks first (``build_once``)."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
+from filelock import FileLock
 
 from sample_data.demo import write_demo
 
 DEMO_PATIENTS = 300
 DEMO_SEED = 7
+
+
+BuildOnce = Callable[[str, Callable[[Path], Any]], Any]
+
+
+@pytest.fixture(scope="session")
+def build_once(tmp_path_factory: pytest.TempPathFactory) -> BuildOnce:
+    """``build_once(name, build)``: run ``build(folder)`` once per test run, in a folder every xdist
+    worker sees, and give each caller what it returned (JSON: it travels between processes).
+
+    Why: a session fixture is per worker, so under ``pytest -n 2`` an input that takes minutes
+    (a CLI demo with its model, a validation run) was built twice. The first worker to ask builds
+    it under a file lock; the other waits for it, or finds it done. Callers that write into what
+    was built copy it first (``folder`` is shared).
+    """
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # basetemp is pytest-N/popen-gwK: share pytest-N
+        root = root.parent
+    shared = root / "built-once"
+    shared.mkdir(exist_ok=True)
+
+    def once(name: str, build: Callable[[Path], Any]) -> Any:
+        folder, done = shared / name, shared / f"{name}.json"
+        with FileLock(shared / f"{name}.lock"):
+            if not done.exists():
+                if folder.exists():
+                    shutil.rmtree(folder)  # a build that failed half-way in this run: again
+                folder.mkdir()
+                done.write_text(json.dumps(build(folder)))
+        return json.loads(done.read_text())
+
+    return once
 
 
 @pytest.fixture(scope="session")

@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from analytics.treatment.model.files import model_paths
+from tests.dashboard.cli.conftest import copy_clinic
 from tests.dashboard.cli.test_cli import oncolens
 
 
-def test_demo_trains_the_model_and_force_no_model_removes_the_replaced_one(tmp_path):
-    db = tmp_path / "clinic.duckdb"
-    r = oncolens(
-        "demo", "--patients", "150", "--images", "0", "--db", str(db), "--json", timeout=300
-    )
-    assert r.returncode == 0, r.stderr
-    model = json.loads(r.stdout)["treatment_model"]
+def test_demo_trains_the_model_and_force_no_model_removes_the_replaced_one(demo_150, tmp_path):
+    # `oncolens demo --patients 150 --images 0 --json`, run once for this and test_cli_worklist
+    built = Path(demo_150["db"])
+    model = demo_150["summary"]["treatment_model"]
+    assert model["model_dir"] == str(built.with_name("clinic_models"))
+    assert model["model_version"].startswith("xgb_pseudo-") and model["train_s"] > 0
+    db = copy_clinic(built, tmp_path)  # this test replaces the store: its own copy
     folder = tmp_path / "clinic_models"
-    assert model["model_dir"] == str(folder) and model["model_version"].startswith("xgb_pseudo-")
-    assert model["train_s"] > 0
     weights, card = model_paths(folder)
     assert json.loads(card.read_text())["version"] == model["model_version"] and weights.exists()
     rec = oncolens("recommend", "3", "--db", str(db), "--json")

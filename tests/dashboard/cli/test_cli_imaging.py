@@ -177,9 +177,8 @@ def test_ingest_needs_a_store_and_files(tmp_path, folder, capsys) -> None:
     assert main(["ingest", "--db", str(tmp_path / "x.duckdb")]) == 1
 
 
-def test_validate_imaging_gives_honest_figures_per_model(capsys) -> None:
-    assert main(["validate", "imaging", "--n", "80", "--json"]) == 0
-    out = json.loads(capsys.readouterr().out)
+def test_validate_imaging_gives_honest_figures_per_model(validated_imaging) -> None:
+    out = validated_imaging  # `oncolens validate imaging --n 80 --json`, run once for this and test_cli_volumes
     # the 2D models here; the 3D ones (issue 21) are checked in tests/dashboard/cli/test_cli_volumes.py
     assert {"mammography", "brain_mri"} <= set(out)
     for r in (out["mammography"], out["brain_mri"]):

@@ -9,16 +9,14 @@ from pathlib import Path
 from analytics import store
 from analytics.worklist import stored as worklist_store
 from dashboard.cli.main import main
+from tests.dashboard.cli.conftest import copy_clinic
 from tests.dashboard.cli.test_cli import oncolens
 
 
-def test_demo_ranks_the_worklist_with_the_model_it_trained(tmp_path):
-    db = tmp_path / "clinic.duckdb"
-    r = oncolens(
-        "demo", "--patients", "150", "--images", "0", "--db", str(db), "--json", timeout=300
-    )
-    assert r.returncode == 0, r.stderr
-    out = json.loads(r.stdout)
+def test_demo_ranks_the_worklist_with_the_model_it_trained(demo_150, tmp_path):
+    # `oncolens demo --patients 150 --images 0 --json`, run once for this and test_cli_demo_model
+    db = copy_clinic(Path(demo_150["db"]), tmp_path)  # `worklist` may audit: a copy of its own
+    out = demo_150["summary"]
     version = out["treatment_model"]["model_version"]
     assert out["worklist"]["mode"] == "full" and out["worklist"]["model_version"] == version
     r = oncolens("worklist", "--db", str(db), "--json", "--limit", "1000")
