@@ -161,3 +161,77 @@ def clinic_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("clinic") / "clinic.duckdb"
     write_demo(path, patients=CLINIC_PATIENTS, seed=DEMO_SEED, rank_worklist=False)
     return path
+
+
+# --- how `make test` (pytest -n 2 --dist loadfile) hands out the files -------------------------------
+
+E2E = "tests/e2e/"
+# Files whose tests take minutes on two busy cores (the slowest of `--durations`, docs/validation.md),
+# slowest first: handed out right after the browser tests, so that no worker ends the run alone on one.
+# A file missing here only runs later; nothing is skipped.
+SLOW_FILES = (
+    "tests/dashboard/cli/test_cli_volumes.py",
+    "tests/dashboard/cli/test_cli_demo_model.py",
+    "tests/dashboard/cli/test_cli_treatment.py",
+    "tests/dashboard/app_pages/test_treatment_page.py",
+    "tests/dashboard/cli/test_cli_hospital.py",
+    "tests/dashboard/cli/test_cli.py",
+    "tests/dashboard/cli/test_cli_imaging.py",
+    "tests/models/training/test_train3d.py",
+    "tests/analytics/worklist/test_ranking_threads.py",
+    "tests/dashboard/cli/test_cli_worklist.py",
+    "tests/dashboard/cli/test_cli_treatment_trials.py",
+    "tests/dashboard/services/test_ray_jobs.py",
+    "tests/models/saliency/test_quality.py",
+)
+# Inside the browser tests' unit, the long walks and the page benchmark first (its last tests are
+# what the worker still has to run when it is handed its next file).
+SLOW_BROWSER_FILES = (
+    "tests/e2e/test_bench_pages.py",
+    "tests/e2e/test_charts.py",
+    "tests/e2e/test_charts_edge.py",
+    "tests/e2e/test_viewer_browser.py",
+    "tests/e2e/test_signoff_browser.py",
+    "tests/e2e/test_browser.py",
+)
+
+
+def _distributed(config: pytest.Config) -> bool:
+    return config.getoption("dist", "no") == "loadfile" and bool(
+        config.getoption("numprocesses", 0)
+    )
+
+
+def _unit_rank(path: str) -> tuple[int, int]:
+    if path.startswith(E2E):
+        return (0, SLOW_BROWSER_FILES.index(path) if path in SLOW_BROWSER_FILES else 99)
+    return (1, SLOW_FILES.index(path)) if path in SLOW_FILES else (2, 0)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under ``--dist loadfile``: the browser tests first, then ``SLOW_FILES``, then the rest in
+    their usual order (each file's own order kept: the sort is stable and by file)."""
+    if _distributed(config):
+        items.sort(key=lambda item: _unit_rank(item.nodeid.split("::", 1)[0]))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadfile``, with every file under tests/e2e as one unit, handed out in collection order.
+
+    Why: a worker that runs any browser test builds the demo clinic with images and its model, serves
+    it and starts Chromium (a minute or more); one unit makes that once per run instead of once per
+    worker. And xdist's default order (files with the most tests first) left the one-test files,
+    the slowest of the suite, to the end, where one worker ran them while the other had finished.
+    """
+    if not _distributed(config):
+        return None
+    from xdist.scheduler import LoadFileScheduling  # here: this hook runs only under xdist
+
+    class BrowserTestsTogether(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return E2E if path.startswith(E2E) else path
+
+    config.option.loadscopereorder = False  # the collection's order (pytest_collection_modifyitems)
+    return BrowserTestsTogether(config, log)
