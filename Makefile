@@ -38,7 +38,8 @@ run: $(VENV)/.installed $(DB)
 	$(BIN)/oncolens serve --db $(DB) --port $(PORT) --open
 
 # The habits of the house first (docs/architecture.md): lint, format, the import contract, then the suite
-# (its 40 slowest tests printed at the end: the suite must stay well under 15 minutes on 2 cores).
+# (its 40 slowest tests printed at the end: the suite must stay well under 15 minutes on 2 cores;
+# tests/conftest.py makes the browser tests one unit and hands out the slowest files first).
 test: $(VENV)/.installed-dev pacs-deps browser-deps check
 	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=40
 

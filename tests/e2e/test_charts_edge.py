@@ -1,5 +1,5 @@
-"""The chart check of ``test_charts`` on the edge-case store (its own file: ``pytest -n 2 --dist
-loadfile`` then walks the two stores on two workers)."""
+"""The chart check of ``test_charts`` on the edge-case store (its own file, handed out among the
+first of the browser tests: tests/conftest.py ``SLOW_BROWSER_FILES``)."""
 
 from __future__ import annotations
 
