@@ -166,7 +166,7 @@ def clinic_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # --- how `make test` (pytest -n 2 --dist loadfile) hands out the files -------------------------------
 
 E2E = "tests/e2e/"
-# Files whose tests take minutes on two busy cores (the slowest of `--durations`, docs/validation.md),
+# Files whose tests take minutes on two busy cores (the slowest of `--durations`; docs/architecture.md),
 # slowest first: handed out right after the browser tests, so that no worker ends the run alone on one.
 # A file missing here only runs later; nothing is skipped.
 SLOW_FILES = (
@@ -184,34 +184,31 @@ SLOW_FILES = (
     "tests/dashboard/services/test_ray_jobs.py",
     "tests/models/saliency/test_quality.py",
 )
-# Inside the browser tests' unit, the long walks and the page benchmark first (its last tests are
-# what the worker still has to run when it is handed its next file).
-SLOW_BROWSER_FILES = (
-    "tests/e2e/test_bench_pages.py",
-    "tests/e2e/test_charts.py",
-    "tests/e2e/test_charts_edge.py",
-    "tests/e2e/test_viewer_browser.py",
-    "tests/e2e/test_signoff_browser.py",
-    "tests/e2e/test_browser.py",
-)
 
 
-def _distributed(config: pytest.Config) -> bool:
-    return config.getoption("dist", "no") == "loadfile" and bool(
-        config.getoption("numprocesses", 0)
-    )
+def _loadfile(config: pytest.Config) -> bool:
+    """``--dist loadfile``, asked in the controller or (as ``pytest_configure_node`` passed it on) in a
+    worker, where xdist's own ``dist`` option reads "no"."""
+    worker = getattr(config, "workerinput", None)
+    dist = worker.get("oncolens_dist") if worker is not None else config.getoption("dist", "no")
+    return dist == "loadfile"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    node.workerinput["oncolens_dist"] = node.config.getoption("dist")
 
 
 def _unit_rank(path: str) -> tuple[int, int]:
     if path.startswith(E2E):
-        return (0, SLOW_BROWSER_FILES.index(path) if path in SLOW_BROWSER_FILES else 99)
+        return (0, 0)  # inside the unit, the order of a plain `pytest tests/e2e`
     return (1, SLOW_FILES.index(path)) if path in SLOW_FILES else (2, 0)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under ``--dist loadfile``: the browser tests first, then ``SLOW_FILES``, then the rest in
     their usual order (each file's own order kept: the sort is stable and by file)."""
-    if _distributed(config):
+    if _loadfile(config):
         items.sort(key=lambda item: _unit_rank(item.nodeid.split("::", 1)[0]))
 
 
@@ -224,7 +221,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     worker. And xdist's default order (files with the most tests first) left the one-test files,
     the slowest of the suite, to the end, where one worker ran them while the other had finished.
     """
-    if not _distributed(config):
+    if not _loadfile(config):
         return None
     from xdist.scheduler import LoadFileScheduling  # here: this hook runs only under xdist
 

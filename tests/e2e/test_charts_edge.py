@@ -1,5 +1,5 @@
-"""The chart check of ``test_charts`` on the edge-case store (its own file, handed out among the
-first of the browser tests: tests/conftest.py ``SLOW_BROWSER_FILES``)."""
+"""The chart check of ``test_charts`` on the edge-case store (its own file: the edge-case store and
+its server are made only where this walk runs)."""
 
 from __future__ import annotations
 
