@@ -203,9 +203,15 @@ def _verdict_box(view: resources.SeriesView, explained: dict | None) -> None:
         return
     check = read.input_check
     st.metric("3D read", str(read.label).capitalize())
+    # "no lesion" with a high probability reads as a contradiction: say what the number is
+    said = (
+        f"Probability of a lesion {_percent(read.probability)} (not calibrated)"
+        if read.lesions
+        else f"Most confident voxel {_percent(read.probability)} (not calibrated); a lesion is "
+        f"called from {_percent(bundle.min_probability)} in a component of several voxels"
+    )
     st.caption(
-        f"Probability of a lesion {_percent(read.probability)} (not calibrated) · input check "
-        f"{check.score:.2f} / {check.threshold:.2f} (in range)"
+        f"{said} · input check {check.score:.2f} / {check.threshold:.2f} (in range)"
         + (
             f" · largest lesion {read.lesions[0].volume_ml:.2f} mL, "
             f"{read.lesions[0].longest_axial_diameter_mm:.1f} mm"
@@ -272,7 +278,9 @@ def show_series(
             "The stored read was made with other weights of this model; the viewer shows the "
             "current weights' read."
         )
-    ask = st.container()
+    # the button sits beside the viewer, not above it: at 1366 x 768 the image stays high
+    left, right = st.columns([3, 1])
+    ask = right.container()
     asked_key = f"oncolens.series_saliency.{row.series_uid}.{bundle.sha256}"
     explained: dict | None = None
     overlays: list[Overlay] = []
@@ -307,7 +315,6 @@ def show_series(
                         note="Grad-CAM 3D: positive evidence for the lesion, scaled to its maximum",
                     )
                 )
-    left, right = st.columns([3, 1])
     with left:
         _volume_in_viewer(volume, overlays, start)
     with right:
