@@ -812,14 +812,35 @@ def governance_snapshot(ref: StoreRef, audit_limit: int = 50) -> GovernanceSnaps
 # --- imaging --------------------------------------------------------------------
 
 
+def _offered(con, images: pd.DataFrame) -> pd.DataFrame:
+    """``imaging_queries.offered``: each volume series once. A series with a 3D read on record is
+    a volume (ingest decided it by the same rule); the headers of the other series of 3 or more
+    files are scanned (``models.volumes.series.volume_files``: a CT series no 3D model reads)."""
+    # lazy: the series scan (pydicom headers) only where a list of images is built
+    from models.volumes.series import MIN_SLICES, volume_files
+
+    if images.empty:
+        return imaging_queries.offered(images, set())
+    sizes = images.groupby("series_uid")["file_path"].count()
+    candidates = [str(uid) for uid, n in sizes.items() if n >= MIN_SLICES]
+    volumes = imaging_queries.series_read_in_3d(con, candidates)
+    rest = images[images["series_uid"].isin(set(candidates) - volumes)]
+    if not rest.empty:
+        found = volume_files(Path(f) for f in rest["file_path"])
+        stacked = {str(f) for files in found.values() for f in files}
+        volumes |= set(rest.loc[rest["file_path"].isin(stacked), "series_uid"])
+    return imaging_queries.offered(images, volumes)
+
+
 @st.cache_data(max_entries=16, show_spinner=False)
 def _patient_images(path: str, version: str, person_id: int) -> pd.DataFrame:
     with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
-        return imaging_queries.patient_images(con, person_id)
+        return _offered(con, imaging_queries.patient_images(con, person_id))
 
 
 def patient_images(ref: StoreRef, person_id: int) -> pd.DataFrame:
-    """The patient's images with a file on record and their latest stored AI finding."""
+    """The patient's images with a file on record and their latest stored AI finding, each series
+    that is a volume once (``is_volume``, ``images``: docs/volumes.md, "Which series is a volume")."""
     return _patient_images(ref.path, ref.version, int(person_id))
 
 
@@ -846,11 +867,18 @@ class SeriesView:
     read: Any = None
     bundle: Any = None
     error: str | None = None
+    note: str | None = None  # a volume shown without a 3D read: why there is none
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
 def _series_view(
-    path: str, version: str, person_id: int, series_uid: str, model: str, sha256: str, _bundle: Any
+    path: str,
+    version: str,
+    person_id: int,
+    series_uid: str,
+    model: str | None,
+    sha256: str | None,
+    _bundle: Any,
 ) -> SeriesView:
     # lazy: the volume reader and MONAI only where a series is shown in 3D
     from models.volumes import read_volumes
@@ -872,15 +900,38 @@ def _series_view(
         why = found.failures[0].error if found.failures else "its files are missing or unreadable"
         return SeriesView(error=f"the series cannot be rebuilt as a volume: {why}")
     volume = found.volumes[0]
+    if _bundle is None:
+        return SeriesView(volume, note=_why_no_read(volume.modality))
     return SeriesView(volume, read_volume(volume, _bundle), _bundle)
 
 
-def series_view(ref: StoreRef, person_id: int, series_uid: str, model: str) -> SeriesView:
+def _why_no_read(modality: str) -> str:
+    """Why a volume has no 3D read on record, in the words of the model choice."""
+    # lazy: the bundles only where a series is shown in 3D
+    from models.volumes.bundle import BundleError, bundle_for
+    from models.volumes.segment import NoModelForVolumeError  # lazy: as above
+
+    try:
+        bundle = bundle_for(modality)
+    except (NoModelForVolumeError, BundleError) as exc:
+        return str(exc)
+    return (
+        f"no 3D read of it is on record (it was filed without one); {bundle.name} reads "
+        f"{modality} volumes: ingest the series again to read it"
+    )
+
+
+def series_view(ref: StoreRef, person_id: int, series_uid: str, model: str | None) -> SeriesView:
     """Her series ``series_uid`` as a volume with ``model``'s read (the same read as ingest and
-    ``oncolens predict``), cached per series and weights: about 1 s the first time."""
+    ``oncolens predict``), cached per series and weights: about 1 s the first time. ``model``
+    None: the volume alone, with the reason it has no read (``note``)."""
     # lazy: the bundles' module only where a 3D read is shown
     from models.volumes.bundle import BundleError, load_bundle
 
+    if model is None:
+        return _series_view(
+            ref.path, ref.version, int(person_id), str(series_uid), None, None, None
+        )
     try:
         bundle = load_bundle(model)
     except BundleError as exc:
@@ -933,10 +984,11 @@ def patient_identity(ref: StoreRef, person_id: int) -> dict[str, str | None]:
 @st.cache_data(max_entries=4, show_spinner=False)
 def _recent_images(path: str, version: str, limit: int) -> pd.DataFrame:
     with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
-        return imaging_queries.recent_images(con, limit)
+        return _offered(con, imaging_queries.recent_images(con, limit)).head(limit)
 
 
 def recent_images(ref: StoreRef, limit: int = 30) -> pd.DataFrame:
+    """The clinic's ``limit`` most recent images or volume series (as ``patient_images``)."""
     return _recent_images(ref.path, ref.version, limit)
 
 

@@ -11,6 +11,8 @@ never a name or MRN), ``actor`` a staff username.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -49,6 +51,7 @@ __all__ = [
     "recent_events",
     "record_event",
     "seal_unchained",
+    "open_for_verify",
     "verify",
     "verify_store",
 ]
@@ -77,9 +80,35 @@ def record_event(
         )
 
 
+def open_for_verify(db_path: str | Path, wait_s: float = 30.0):
+    """The store at ``db_path`` opened read-only for a verification (a context manager).
+
+    Why read-only: a verification is evidence about the file as it is. A writable open migrates
+    an older store (and seals a pre-chain one) as a side effect, so the verifier would change
+    what it was asked to check, and it would wait for, or block, the app and an import. Read-only
+    it runs beside them; a store at an older schema is verified as it is (one before the chain,
+    version < 3, is reported as unverifiable: ``verify``'s problem says how to seal it). A store
+    of a newer OncoLens is refused with ``store.StoreError``: its events may hold what this
+    version cannot hash.
+    """
+    return _verifiable(db_path, wait_s)
+
+
+@contextlib.contextmanager
+def _verifiable(db_path: str | Path, wait_s: float) -> Iterator[duckdb.DuckDBPyConnection]:
+    with store.open_store(db_path, read_only=True, wait_s=wait_s) as con:
+        version = store.schema_version(con)
+        if version > store.SCHEMA_VERSION:
+            raise store.StoreError(
+                f"{db_path} is at schema version {version}, newer than this OncoLens (knows up to "
+                f"{store.SCHEMA_VERSION}): not verified; verify it with the OncoLens that wrote it"
+            )
+        yield con
+
+
 def verify_store(db_path: str | Path, wait_s: float = 30.0) -> Verification:
-    """``verify`` on the file at ``db_path``, opened for writing so a pre-chain store is first sealed."""
-    with store.open_store(db_path, wait_s=wait_s) as con:
+    """``verify`` on the file at ``db_path``, opened read-only (``open_for_verify``)."""
+    with open_for_verify(db_path, wait_s) as con:
         return verify(con)
 
 

@@ -250,8 +250,9 @@ def verify(con: duckdb.DuckDBPyConnection, batch: int = 10_000) -> Verification:
             0,
             GENESIS,
             None,
-            "this store predates the hash chain (schema version < 3); "
-            "open it once for writing (e.g. `oncolens audit verify` on a writable file) to seal it",
+            "this store predates the hash chain (schema version < 3): its events carry no hashes "
+            "to verify; the first write of this OncoLens seals them (e.g. `oncolens audit anchor`, "
+            "which then records the head), after which they can be verified",
         )
     cursor = con.execute(
         "SELECT event_id, occurred_at, actor, role, action, subject, model_name, model_version, inputs_sha256, details, prev_hash, hash FROM audit_event ORDER BY event_id"

@@ -28,7 +28,7 @@ A read the input guard refused (``models.inference.guard``) is stored as such, i
 the image itself is filed as usual. The entry says ``refused`` and carries the ``input_check``
 that ``oncolens predict --json`` prints for the same file.
 
-Series that are volumes (3 or more positioned images: ``models.volumes.measure.volume_files``) are
+Series that are volumes (3 or more parallel positioned images: ``models.volumes.measure.volume_files``) are
 read once in 3D by the model of their modality, never slice by slice by a 2D model; their images
 are filed like any other, and the read goes in the same transaction to ``ai_volume_read`` and
 ``ai_volume_lesion``, with the lesions linked across the patient's time points and one AI

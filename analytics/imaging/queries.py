@@ -3,6 +3,10 @@
 Why a separate query from the patient summary: the Imaging page needs file
 paths and the latest AI finding per instance, which the patient record
 (timeline, treatments) does not; keeping them apart keeps both queries small.
+
+What the page offers (``offered``): a 2D image once, and a series that is a volume (the rule of
+docs/volumes.md, decided by ``models.volumes`` from the files' headers, or known from its 3D read
+in ``ai_volume_read``) once, as a series for the 3D read, never as its N slices.
 """
 
 from __future__ import annotations
@@ -10,11 +14,13 @@ from __future__ import annotations
 import duckdb
 import pandas as pd
 
+from analytics import store
+
 _IMAGES = """
     SELECT s.person_id, s.study_date, se.modality, s.description AS study_description,
            se.body_part, i.sop_instance_uid, i.file_path, i.rows, i.columns, i.pixel_spacing_mm,
            f.model_name, f.model_version, f.predicted_class, f.probability,
-           f.longest_diameter_mm AS ai_longest_diameter_mm, s.study_uid
+           f.longest_diameter_mm AS ai_longest_diameter_mm, s.study_uid, se.series_uid
     FROM {studies} AS s
     JOIN imaging_series AS se USING (study_uid)
     JOIN imaging_instance AS i USING (series_uid)
@@ -23,6 +29,19 @@ _IMAGES = """
         QUALIFY row_number() OVER (PARTITION BY sop_instance_uid ORDER BY created_at DESC, finding_id DESC) = 1
     ) AS f USING (sop_instance_uid)
     WHERE i.file_path IS NOT NULL
+"""
+
+# the clinic's most recent series with a file on record (a series counts once, whatever its size)
+_RECENT_SERIES = """
+    AND se.series_uid IN (
+        SELECT se2.series_uid FROM imaging_study AS s2
+        JOIN imaging_series AS se2 USING (study_uid)
+        JOIN imaging_instance AS i2 USING (series_uid)
+        WHERE i2.file_path IS NOT NULL
+        GROUP BY se2.series_uid
+        ORDER BY max(s2.study_date) DESC, se2.series_uid
+        LIMIT ?
+    )
 """
 
 
@@ -35,12 +54,48 @@ def patient_images(con: duckdb.DuckDBPyConnection, person_id: int) -> pd.DataFra
 
 
 def recent_images(con: duckdb.DuckDBPyConnection, limit: int = 30) -> pd.DataFrame:
-    """The clinic's most recent images with a file on record (for a page with no patient chosen)."""
+    """The images with a file on record of the clinic's ``limit`` most recent series (for a page
+    with no patient chosen), newest first: a series is counted once, so a volume of 94 slices
+    does not crowd out the 29 studies before it (``offered`` then lists it once)."""
     limit = max(1, min(int(limit), 500))
     sql = _IMAGES.format(studies="imaging_study")
     return con.execute(
-        sql + " ORDER BY s.study_date DESC, i.sop_instance_uid LIMIT ?", [limit]
+        sql + _RECENT_SERIES + " ORDER BY s.study_date DESC, i.sop_instance_uid", [limit]
     ).df()
+
+
+def series_read_in_3d(con: duckdb.DuckDBPyConnection, series_uids: list[str]) -> set[str]:
+    """Which of ``series_uids`` have a 3D read on record (``ai_volume_read``): ingest read them as
+    volumes by the same rule, so their files need no second look."""
+    if not series_uids:
+        return set()
+    if not store.has_table(con, "ai_volume_read"):  # a store before schema 14, opened read-only
+        return set()
+    rows = con.execute(
+        "SELECT DISTINCT series_uid FROM ai_volume_read WHERE list_contains(?, series_uid)",
+        [list(series_uids)],
+    ).fetchall()
+    return {str(r[0]) for r in rows}
+
+
+def offered(images: pd.DataFrame, volume_series: set[str]) -> pd.DataFrame:
+    """What a picker offers, in the order of ``images``: each image of a 2D series as it is, and
+    each series in ``volume_series`` once (its first row), with ``is_volume`` and ``images`` (the
+    number of its files) so the page opens it as a series for the 3D read.
+
+    Why here and not in the page: the Imaging page's patient and clinic lists and any later
+    picker must agree on what is one input, as ``oncolens predict`` does for a folder."""
+    out = images.assign(
+        is_volume=images["series_uid"].isin(volume_series) if len(images) else False,
+        images=1,
+    )
+    if not out["is_volume"].any():
+        return out.reset_index(drop=True)
+    counts = out.loc[out["is_volume"], "series_uid"].value_counts()
+    first = ~out["is_volume"] | ~out.duplicated("series_uid")
+    out = out.loc[first].reset_index(drop=True)
+    out.loc[out["is_volume"], "images"] = out.loc[out["is_volume"], "series_uid"].map(counts)
+    return out
 
 
 def patient_identity(con: duckdb.DuckDBPyConnection, person_id: int) -> dict[str, str | None]:

@@ -13,6 +13,7 @@ open_store``. May import ``analytics.governance.chain``, ``analytics.governance.
 from analytics.store.connection import (
     connect,
     default_db_path,
+    has_table,
     one_row,
     open_store,
     table_counts,
@@ -48,5 +49,6 @@ __all__ = [
     "one_row",
     "open_store",
     "schema_version",
+    "has_table",
     "table_counts",
 ]

@@ -153,6 +153,20 @@ def one_row(con: duckdb.DuckDBPyConnection) -> tuple[Any, ...]:
     return row
 
 
+def has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    """Whether the store has table ``name`` in ``main``: a store opened read-only is never
+    migrated, so a reader of a table added by a later version asks first."""
+    return bool(
+        one_row(
+            con.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'main' "
+                "AND table_name = ?",
+                [name],
+            )
+        )[0]
+    )
+
+
 def table_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     """Row count of every store table (``truth`` included, counted, never read)."""
     rows = con.execute(

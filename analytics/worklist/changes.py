@@ -8,7 +8,8 @@ view (``last_look``), so a rerun does not reset it.
 
 What counts, each by the clock it carries: readings (``measurement``) and outcome events by
 their clinical date, after the day of the last look (as the worklist compares readings); AI
-reads by when the model read the image and treatment decisions by when they were recorded,
+reads (2D, and 3D reads of a series, not those the input check refused) by when the model read
+the image and treatment decisions by when they were recorded,
 after the moment of the last look. Never looked: the ``FIRST_LOOK_DAYS`` before the data's
 "today", so a first visit shows the recent course rather than everything.
 """
@@ -65,6 +66,20 @@ def last_look(
     )[0]
 
 
+_AI_READS_2D = """
+    SELECT created_at, model_name, predicted_class, probability FROM ai_finding
+    WHERE person_id = ? AND created_at > ? ORDER BY created_at DESC
+"""
+_AI_READS_2D_3D = """
+    SELECT created_at, model_name, predicted_class, probability FROM ai_finding
+    WHERE person_id = ? AND created_at > ?
+    UNION ALL
+    SELECT read_at, model_name, label, probability FROM ai_volume_read
+    WHERE person_id = ? AND read_at > ? AND refused IS NULL
+    ORDER BY created_at DESC
+"""
+
+
 def since_last_look(
     con: duckdb.DuckDBPyConnection, person_id: int, since: dt.datetime | None, as_of: dt.date
 ) -> RecordChanges:
@@ -73,16 +88,16 @@ def since_last_look(
     window_start = dt.datetime.combine(as_of, dt.time()) - dt.timedelta(days=FIRST_LOOK_DAYS)
     moment = since if since is not None else window_start
     day = moment.date() if since is not None else window_start.date() - dt.timedelta(days=1)
+    has_3d = store.has_table(con, "ai_volume_read")  # a store read-only before version 14 has none
     queries = {
         "readings": (
             "SELECT measurement_date, concept, value, unit FROM measurement "
             "WHERE person_id = ? AND measurement_date > ? ORDER BY measurement_date DESC, concept",
             [pid, day],
         ),
-        "ai_reads": (
-            "SELECT created_at, model_name, predicted_class, probability FROM ai_finding "
-            "WHERE person_id = ? AND created_at > ? ORDER BY created_at DESC",
-            [pid, moment],
+        "ai_reads": (  # 2D reads and 3D reads of a series (not those the input check refused)
+            _AI_READS_2D_3D if has_3d else _AI_READS_2D,
+            [pid, moment, pid, moment] if has_3d else [pid, moment],
         ),
         "events": (
             "SELECT event_date, event_type FROM outcome_event WHERE person_id = ? AND event_date > ? "

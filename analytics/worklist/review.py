@@ -9,7 +9,9 @@ transaction), and ``changes_since_review`` answers for the rows of one page:
 - ``last_reviewed_at`` / ``reviewed_by``: the latest review, None when never;
 - ``new_readings``: lesion readings dated after the review day (all of them when
   never reviewed);
-- ``new_ai_findings``: AI reads stored after the review (``ai_finding.created_at``);
+- ``new_ai_findings``: AI reads stored after the review: 2D reads (``ai_finding.created_at``)
+  and 3D reads of a series (``ai_volume_read.read_at``, schema 14), one per series and model;
+  a read the input check refused is not counted (for 2D it sits in ``ai_refusal``, never here);
 - ``new_progression``: the RECIST progression flag is set and its latest reading
   is dated after the review (or never reviewed).
 
@@ -114,13 +116,7 @@ def assignable(con: duckdb.DuckDBPyConnection) -> list[str]:
 
 
 def _has_reviews(con: duckdb.DuckDBPyConnection) -> bool:
-    return bool(
-        store.one_row(
-            con.execute(
-                "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'main' AND table_name = 'worklist_review'"
-            )
-        )[0]
-    )
+    return store.has_table(con, "worklist_review")
 
 
 def last_review(con: duckdb.DuckDBPyConnection, person_id: int) -> tuple[datetime, str] | None:
@@ -146,6 +142,12 @@ def changes_since_review(con: duckdb.DuckDBPyConnection, person_ids) -> pd.DataF
             "(SELECT NULL::BIGINT AS person_id, NULL::TIMESTAMP AS reviewed_at, NULL::VARCHAR AS reviewed_by)"
         )
     )
+    # 3D reads count like 2D ones; a store read-only before version 14 has none
+    reads_3d = (
+        "(SELECT person_id, read_at FROM ai_volume_read WHERE refused IS NULL)"
+        if store.has_table(con, "ai_volume_read")
+        else "(SELECT NULL::BIGINT AS person_id, NULL::TIMESTAMP AS read_at)"
+    )
     out = con.execute(
         f"""
         WITH ids AS (SELECT unnest(?::BIGINT[]) AS person_id),
@@ -161,11 +163,17 @@ def changes_since_review(con: duckdb.DuckDBPyConnection, person_ids) -> pd.DataF
               AND (l.last_reviewed_at IS NULL OR m.measurement_date > CAST(l.last_reviewed_at AS DATE))
             GROUP BY m.person_id
         ),
+        reads AS (
+            SELECT person_id, created_at AS at FROM ai_finding
+            WHERE person_id IN (SELECT person_id FROM ids)
+            UNION ALL
+            SELECT person_id, read_at AS at FROM {reads_3d}
+            WHERE person_id IN (SELECT person_id FROM ids)
+        ),
         findings AS (
             SELECT f.person_id, count(*) AS new_ai_findings
-            FROM ai_finding AS f LEFT JOIN last AS l USING (person_id)
-            WHERE f.person_id IN (SELECT person_id FROM ids)
-              AND (l.last_reviewed_at IS NULL OR f.created_at > l.last_reviewed_at)
+            FROM reads AS f LEFT JOIN last AS l USING (person_id)
+            WHERE l.last_reviewed_at IS NULL OR f.at > l.last_reviewed_at
             GROUP BY f.person_id
         )
         SELECT ids.person_id, last.last_reviewed_at, last.reviewed_by,
@@ -173,7 +181,7 @@ def changes_since_review(con: duckdb.DuckDBPyConnection, person_ids) -> pd.DataF
                coalesce(findings.new_ai_findings, 0) AS new_ai_findings
         FROM ids LEFT JOIN last USING (person_id) LEFT JOIN readings USING (person_id)
                  LEFT JOIN findings USING (person_id)
-        """,  # noqa: S608 - {reviews} is one of two constants above; values are parameters
+        """,  # noqa: S608 - {reviews}, {reads_3d}: one of two constants each; values are parameters
         [ids, LESION_CONCEPT],
     ).df()
     return out.set_index("person_id").loc[ids].reset_index()[list(CHANGE_COLUMNS)]

@@ -73,16 +73,18 @@ else:
         )
 
 
-def _label(row: pd.Series) -> str:
+def _label(i: int, row: pd.Series) -> str:
     date = pd.Timestamp(row["study_date"]).date().isoformat()
     who = "" if choice.person_id is not None else f"patient {row['person_id']} · "
     desc = row["study_description"] or row["body_part"] or ""
-    return f"{who}{date} · {row['modality']} · {desc}"
+    # a series that is a volume is offered once, for the 3D read (docs/volumes.md), never as slices
+    what = f"series of {row['images']} images (3D)" if row["is_volume"] else f"image {i + 1}"
+    return f"{who}{date} · {row['modality']} · {desc} · {what}"
 
 
 labels = (
     {-1: UPLOAD}
-    | {i: f"{_label(r)} · image {i + 1}" for i, (_, r) in enumerate(images.iterrows())}
+    | {i: _label(i, r) for i, (_, r) in enumerate(images.iterrows())}
     | {-2: viewer.DEMO_VOLUME}
 )
 st.subheader(heading)
@@ -117,10 +119,26 @@ if st.session_state.get("imaging_for") != choice.person_id:  # another patient: 
     st.session_state.pop("imaging_source", None)
 if st.session_state.get("imaging_source") not in labels:
     st.session_state["imaging_source"] = default  # the widget's value lives in session state only
-picked = pick_column.selectbox("Image", list(labels), format_func=labels.get, key="imaging_source")
+picked = pick_column.selectbox(
+    "Image or series", list(labels), format_func=labels.get, key="imaging_source"
+)
 
 if picked == -2:  # the viewer's demo volume: no file, no AI read
     viewer.show_demo_volume(key="imaging_viewer_demo")
+    st.stop()
+if picked >= 0 and bool(images.iloc[picked]["is_volume"]):  # a volume: its 3D read, not slices
+    series = images.iloc[picked]
+    shown_view = viewer.show_series(ref, int(series["person_id"]), str(series["series_uid"]))
+    if shown_view is not None:
+        trail.shown(
+            ref.path,
+            "ai_read_refused" if shown_view.read.refused else "ai_read_shown",
+            subject=int(series["person_id"]),
+            model_name=shown_view.read.model,
+            model_version=shown_view.read.model_version,
+            details={"kind": "volume", "label": shown_view.read.label},
+        )
+    pacs_panel.volume_reads(ref, int(series["person_id"]))
     st.stop()
 
 data: bytes | None = None
@@ -420,4 +438,3 @@ with viewer_slot:
     )
 if shown_patient is not None:  # `choice` is the model choice by now
     pacs_panel.volume_reads(ref, shown_patient)
-    viewer.show_series_reads(ref, shown_patient)

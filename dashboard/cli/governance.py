@@ -263,7 +263,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if args.out is not None:
         raise CliError("--out is for `audit anchor`")
     anchors = _read_anchors(args.anchor) if args.anchor is not None else []
-    with store.open_store(db) as con:
+    # read-only: a verify never migrates or seals the store it checks (audit.open_for_verify)
+    with audit.open_for_verify(db) as con:
         result = audit.verify(con)
         anchor_problems = [
             f"anchor of {a.events} events: {problem}"

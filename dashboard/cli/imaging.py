@@ -295,10 +295,8 @@ def scan_headers(
     after the imports) and their series are merged in input order; a series split across chunks
     adds up its files, frames and positioned images exactly as one pass would.
     """
-    # lazy: the worker pool, and dataclasses.replace, only for `predict`
-    from dataclasses import replace
-
-    from models.inference.batch import CHUNK, map_files  # lazy: as above
+    # lazy: the worker pool only for `predict`
+    from models.inference.batch import CHUNK, map_files
 
     merged: dict[str, Any] = {}
     owner: dict[str, str] = {}
@@ -309,17 +307,7 @@ def scan_headers(
         owner.update(part_owner)
         for info in infos:
             seen = merged.get(info.series_instance_uid)
-            merged[info.series_instance_uid] = (
-                info
-                if seen is None
-                else replace(
-                    seen,
-                    files=seen.files + info.files,
-                    frames=seen.frames + info.frames,
-                    positioned=seen.positioned + info.positioned,
-                    multiframe=seen.multiframe or info.multiframe,
-                )
-            )
+            merged[info.series_instance_uid] = info if seen is None else seen.merged(info)
     return list(merged.values()), owner
 
 

@@ -737,3 +737,31 @@ def lesion_volumes_figure(reads: pd.DataFrame, lesions: pd.DataFrame) -> go.Figu
     fig.update_yaxes(title_text="mL", range=[-0.06 * top, 1.15 * top])
     fig.update_xaxes(title_text=None, range=date_range(list(reads["study_date"])))
     return base_layout(fig, title, height=320)
+
+
+# the columns of a 3D reads table, in the order shown (``volume_reads_table``)
+VOLUME_READ_COLUMNS = (
+    "study_date", "modality", "model_name", "model_version", "weights", "read", "probability",
+    "lesions", "total_volume_ml", "input_check", "refused",
+)  # fmt: skip
+
+
+def volume_reads_table(reads: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
+    """Her 3D reads (``analytics.imaging.volumes.patient_volume_reads``) as a table: the study's
+    day, ``read`` (the label, or "refused"), ``input_check`` ("score / threshold"), ``weights``
+    (the first 12 hex digits of their sha256), then ``columns`` of ``VOLUME_READ_COLUMNS`` in the
+    order given. One builder for the Patient page's timeline and the Imaging page's list, so the
+    two never tell a read differently."""
+    unknown = [c for c in columns if c not in VOLUME_READ_COLUMNS]
+    if unknown:
+        raise ValueError(f"not a column of the 3D reads table: {', '.join(unknown)}")
+    table = reads.assign(
+        study_date=pd.to_datetime(reads["study_date"]).dt.date,
+        read=reads["label"].fillna("refused"),
+        input_check=[
+            f"{s:.2f} / {t:.2f}"
+            for s, t in zip(reads["guard_score"], reads["guard_threshold"], strict=True)
+        ],
+        weights=reads["weights_sha256"].fillna("").str[:12],
+    )
+    return table[list(columns)]

@@ -162,28 +162,13 @@ def volume_reads(ref: resources.StoreRef, person_id: int) -> None:
     )
     st.plotly_chart(patient_figures.lesion_volumes_figure(reads, lesions))
     with st.expander(f"3D reads ({len(reads)})"):
-        table = reads.assign(
-            study_date=pd.to_datetime(reads["study_date"]).dt.date,
-            read=reads["label"].fillna("refused"),
-            input_check=[
-                f"{s:.2f} / {t:.2f}"
-                for s, t in zip(reads["guard_score"], reads["guard_threshold"], strict=True)
-            ],
-            weights=reads["weights_sha256"].fillna("").str[:12],
-        )[
-            [
-                "study_date",
-                "model_name",
-                "model_version",
-                "weights",
-                "read",
-                "probability",
-                "lesions",
-                "total_volume_ml",
-                "input_check",
-                "refused",
-            ]
-        ]
+        table = patient_figures.volume_reads_table(
+            reads,
+            (
+                "study_date", "model_name", "model_version", "weights", "read", "probability",
+                "lesions", "total_volume_ml", "input_check", "refused",
+            ),
+        )  # fmt: skip
         st.dataframe(formats.fill_missing(table), hide_index=True)
 
 

@@ -16,6 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import resources
+from dashboard.figures import patient as patient_figures
 from dashboard.session import auth
 from models import pacs
 
@@ -118,8 +119,16 @@ def render(ref: resources.StoreRef) -> None:
             except (pacs.PacsError, PacsIngestError) as exc:
                 st.error(str(exc))
                 return
+            series = len(report.volumes)
             st.success(
-                f"Filed {len(report.stored)} image(s); {len(report.failed)} could not be filed."
+                f"Filed {len(report.stored)} image(s)"
+                + (
+                    f", of which {series} series are volumes (each offered once under "
+                    "“Image or series”, for its 3D read)"
+                    if series
+                    else ""
+                )
+                + f"; {len(report.failed)} could not be filed."
             )
             for entry in report.failed:
                 st.warning(entry["error"])
@@ -162,30 +171,19 @@ def volume_reads(ref: resources.StoreRef, person_id: int) -> None:
         return
     with st.expander(f"Series read in 3D ({len(reads)})"):
         st.caption(
-            "AI, research use, not a medical device. A series of 3 or more positioned images is "
-            "read once by the 3D model (not slice by slice); each lesion's volume and RECIST "
+            "AI, research use, not a medical device. A series of 3 or more parallel positioned "
+            "images is read once by the 3D model (not slice by slice) and offered once under "
+            "“Image or series” above, to open in the viewer; each lesion's volume and RECIST "
             "longest axial diameter are on the Patient page's timeline. Its DICOM SEG (one segment "
             "per lesion) and SR (TID 1500: volume and diameter per lesion) go to the PACS when the "
             "study is pulled above with “Send the AI read back to the PACS”; each sending is "
             "written to the audit trail."
         )
-        table = reads.assign(
-            study_date=pd.to_datetime(reads["study_date"]).dt.date,
-            read=reads["label"].fillna("refused"),
-            input_check=[
-                f"{s:.2f} / {t:.2f}"
-                for s, t in zip(reads["guard_score"], reads["guard_threshold"], strict=True)
-            ],
-        )[
-            [
-                "study_date",
-                "modality",
-                "model_name",
-                "model_version",
-                "read",
-                "lesions",
-                "total_volume_ml",
-                "input_check",
-            ]
-        ]
+        table = patient_figures.volume_reads_table(
+            reads,
+            (
+                "study_date", "modality", "model_name", "model_version", "read", "lesions",
+                "total_volume_ml", "input_check",
+            ),
+        )  # fmt: skip
         st.dataframe(table, hide_index=True)

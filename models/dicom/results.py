@@ -26,6 +26,7 @@ checking what was sent) with plain pydicom, independently of highdicom.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypedDict
 
@@ -80,6 +81,45 @@ def device_observer(model: str, version: str) -> hd.sr.ObserverContext:
             manufacturer_name=MANUFACTURER,
             model_name=f"{model} {version}"[:64],
         ),
+    )
+
+
+def measurement_report_sr(
+    model: str,
+    version: str,
+    groups: Sequence[
+        hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations
+        | hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations
+        | hd.sr.MeasurementsAndQualitativeEvaluations
+    ],
+    evidence: Sequence[Dataset],
+    *,
+    series_number: int,
+    description: str,
+) -> Dataset:
+    """A TID 1500 Measurement Report of ``groups``, observed by the model as a device, in a new
+    Comprehensive 3D SR over ``evidence``: the tail the 2D (``build_report``) and the 3D
+    (``models.volumes.results.build_report``) reports share, so both say the same things about
+    who measured and the report's status (complete, not final, not verified: research use)."""
+    report = hd.sr.MeasurementReport(
+        observation_context=hd.sr.ObservationContext(
+            observer_device_context=device_observer(model, version)
+        ),
+        procedure_reported=IMAGING_PROCEDURE,
+        imaging_measurements=list(groups),
+    )
+    return hd.sr.Comprehensive3DSR(
+        evidence=list(evidence),
+        content=report,
+        series_instance_uid=hd.UID(),
+        series_number=series_number,
+        sop_instance_uid=hd.UID(),
+        instance_number=1,
+        manufacturer=MANUFACTURER,
+        is_complete=True,
+        is_final=False,
+        is_verified=False,
+        series_description=description[:64],
     )
 
 
@@ -185,26 +225,14 @@ def build_report(source: Dataset, ai: AIRead, segmentation: Dataset | None) -> D
         group = hd.sr.MeasurementsAndQualitativeEvaluations(
             source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(source)], **common
         )
-    report = hd.sr.MeasurementReport(
-        observation_context=hd.sr.ObservationContext(
-            observer_device_context=device_observer(ai.model, ai.model_version)
-        ),
-        procedure_reported=IMAGING_PROCEDURE,
-        imaging_measurements=[group],
-    )
     evidence = [source] + ([segmentation] if segmentation is not None else [])
-    return hd.sr.Comprehensive3DSR(
-        evidence=evidence,
-        content=report,
-        series_instance_uid=hd.UID(),
+    return measurement_report_sr(
+        ai.model,
+        ai.model_version,
+        [group],
+        evidence,
         series_number=SR_SERIES_NUMBER,
-        sop_instance_uid=hd.UID(),
-        instance_number=1,
-        manufacturer=MANUFACTURER,
-        is_complete=True,
-        is_final=False,
-        is_verified=False,
-        series_description=f"OncoLens AI read ({ai.model} {ai.model_version}), research use"[:64],
+        description=f"OncoLens AI read ({ai.model} {ai.model_version}), research use",
     )
 
 

@@ -8,7 +8,8 @@ points are compared, ``analytics.imaging.volumes``), which weights read it, and 
 images the radiologist has (the SEG of ``models.volumes.results`` must outline the source slices,
 not the model's 2 mm grid).
 
-- ``volume_files``: the series among some files that are volumes (3 or more positioned images):
+- ``volume_files`` (from ``series``, re-exported): the series among some files that are volumes
+  (3 or more parallel positioned images of one size, docs/volumes.md):
   those are read once in 3D, never slice by slice by a 2D model.
 - ``read_series``: assemble each such series and read it with the 3D model of its modality
   (``models.volumes.segment.read_volume``); a series that cannot be assembled or that no model
@@ -19,7 +20,7 @@ not the model's 2 mm grid).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from scipy import ndimage
 
 from models.volumes import geometry
 from models.volumes.segment import LesionMeasure, VolumeRead
-from models.volumes.series import Volume, read_volumes, scan_series
+from models.volumes.series import Volume, read_volumes, volume_files
 
 __all__ = [
     "SeriesRead",
@@ -54,19 +55,6 @@ class SeriesRead:
     @property
     def centres_lps_mm(self) -> tuple[tuple[float, float, float], ...]:
         return () if self.read is None else lesion_centres_lps(self.read)
-
-
-def volume_files(paths: Iterable[Path]) -> dict[str, list[Path]]:
-    """The files of each series among ``paths`` that looks like a volume (headers only)."""
-    paths = [Path(p) for p in paths]
-    infos, owner, _ = scan_series(paths)
-    wanted = {i.series_instance_uid for i in infos if i.looks_like_volume}
-    out: dict[str, list[Path]] = {}
-    for path in paths:
-        uid = owner.get(str(path))
-        if uid in wanted:
-            out.setdefault(uid, []).append(path)
-    return out
 
 
 def read_series(series: dict[str, list[Path]], model: str | None = None) -> list[SeriesRead]:

@@ -35,7 +35,7 @@ from highdicom.sr import CodedConcept
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 
-from models.dicom.results import MANUFACTURER, device_observer
+from models.dicom.results import MANUFACTURER, measurement_report_sr
 from models.provenance import oncolens_version
 from models.volumes.measure import SeriesRead, lesion_labels_on_source
 from models.volumes.segment import VolumeRead
@@ -63,7 +63,6 @@ LESION = CodedConcept("lesion", SCHEME, "lesion")
 ML = CodedConcept("ml", "UCUM", "milliliter")
 MM = CodedConcept("mm", "UCUM", "millimeter")
 NO_UNITS = CodedConcept("1", "UCUM", "no units")
-IMAGING_PROCEDURE = CodedConcept("363679005", "SCT", "Imaging")
 
 
 @dataclass(frozen=True)
@@ -200,27 +199,13 @@ def build_report(sources: Sequence[Dataset], read: VolumeRead, seg: Dataset | No
     """The TID 1500 report (Comprehensive 3D SR) of ``read`` over the series ``sources``."""
     algorithm = hd.sr.AlgorithmIdentification(name=read.model, version=read.model_version)
     numbers: list[int | None] = list(range(1, len(read.lesions) + 1)) if seg is not None else [None]
-    report = hd.sr.MeasurementReport(
-        observation_context=hd.sr.ObservationContext(
-            observer_device_context=device_observer(read.model, read.model_version)
-        ),
-        procedure_reported=IMAGING_PROCEDURE,
-        imaging_measurements=[_group(read, k, sources, seg, algorithm) for k in numbers],
-    )
-    return hd.sr.Comprehensive3DSR(
-        evidence=[*sources, *([seg] if seg is not None else [])],
-        content=report,
-        series_instance_uid=hd.UID(),
+    return measurement_report_sr(
+        read.model,
+        read.model_version,
+        [_group(read, k, sources, seg, algorithm) for k in numbers],
+        [*sources, *([seg] if seg is not None else [])],
         series_number=SR_SERIES_NUMBER,
-        sop_instance_uid=hd.UID(),
-        instance_number=1,
-        manufacturer=MANUFACTURER,
-        is_complete=True,
-        is_final=False,
-        is_verified=False,
-        series_description=f"OncoLens AI volume read ({read.model} {read.model_version}), research use"[
-            :64
-        ],
+        description=f"OncoLens AI volume read ({read.model} {read.model_version}), research use",
     )
 
 

@@ -32,6 +32,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -58,6 +59,7 @@ __all__ = [
     "VolumeSet",
     "read_volumes",
     "scan_series",
+    "volume_files",
 ]
 
 MIN_SLICES = 3
@@ -274,10 +276,39 @@ class SeriesInfo:
     frames: int  # images in all (a multi-frame instance counts its frames)
     positioned: int  # of which carry a position and an orientation
     multiframe: bool
+    # positioned images per geometry (orientation to 1e-3, rows, columns): parallel slices of one
+    # matrix size form a stack; a 3-plane localizer's images fall into several groups
+    stacks: tuple[tuple[tuple[Any, ...], int], ...] = ()
+
+    @property
+    def stacked(self) -> int:
+        """The images of the largest stack: parallel, positioned, of one matrix size."""
+        return max((n for _, n in self.stacks), default=0)
 
     @property
     def looks_like_volume(self) -> bool:
-        return self.positioned >= MIN_SLICES
+        """The rule of docs/volumes.md ("Which series is a volume"): at least ``MIN_SLICES``
+        positioned images that are parallel and of one matrix size. Such a series is offered and
+        read once, in 3D (and refused as a whole, with the reason, when it cannot be assembled:
+        a gap, a stray localizer); anything else (CR, DX, MG, a single slice, a 3-plane localizer)
+        is read image by image in 2D."""
+        return self.stacked >= MIN_SLICES
+
+    def merged(self, other: SeriesInfo) -> SeriesInfo:
+        """This series with ``other``'s files added (the same series scanned in two chunks):
+        counts add up exactly as one scan of all the files would give."""
+        counts = dict(self.stacks)
+        for key, n in other.stacks:
+            counts[key] = counts.get(key, 0) + n
+        return SeriesInfo(
+            self.series_instance_uid,
+            self.modality,
+            self.files + other.files,
+            self.frames + other.frames,
+            self.positioned + other.positioned,
+            self.multiframe or other.multiframe,
+            tuple(counts.items()),
+        )
 
 
 # --------------------------------------------------------------------------- public
@@ -342,14 +373,14 @@ def scan_series(
     for uid, members in by_uid.items():
         frames = positioned = 0
         multi = False
+        stacks: dict[tuple[Any, ...], int] = {}
         for _, ds in members:
             n = _number_of_frames(ds)
             frames += n
             multi |= n > 1
-            if n > 1:
-                positioned += n if _per_frame_positions(ds) else 0
-            elif "ImagePositionPatient" in ds and "ImageOrientationPatient" in ds:
+            for key in _stack_keys(ds, n):
                 positioned += 1
+                stacks[key] = stacks.get(key, 0) + 1
         infos.append(
             SeriesInfo(
                 uid,
@@ -358,9 +389,51 @@ def scan_series(
                 frames,
                 positioned,
                 multi,
+                tuple(stacks.items()),
             )
         )
     return infos, owner, skipped
+
+
+def _stack_keys(ds: Dataset, n: int) -> list[tuple[Any, ...]]:
+    """The geometry of each positioned frame of an instance (headers only): its orientation
+    (rounded to 1e-3, so that parallel slices share it) and matrix size; none for frames without
+    a position and an orientation (projection images, a multi-frame without per-frame positions)."""
+    size = (int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0))
+
+    def key(orientation: Any) -> tuple[Any, ...] | None:
+        ori = _floats(orientation, 6)
+        return None if ori is None else (tuple(float(v) + 0.0 for v in np.round(ori, 3)), *size)
+
+    if n == 1 and "PerFrameFunctionalGroupsSequence" not in ds:
+        if "ImagePositionPatient" not in ds:
+            return []
+        one = key(_strings(ds, "ImageOrientationPatient"))
+        return [] if one is None else [one]
+    if not _per_frame_positions(ds):
+        return []
+    out = []
+    for per in ds.get("PerFrameFunctionalGroupsSequence") or ():
+        ori = _find(per, ds, "PlaneOrientationSequence")
+        k = key((ori or ds).get("ImageOrientationPatient"))
+        if k is not None:
+            out.append(k)
+    return out
+
+
+def volume_files(paths: Iterable[Path]) -> dict[str, list[Path]]:
+    """The files of each series among ``paths`` that is a volume by ``SeriesInfo.looks_like_volume``
+    (headers only): ingest, a PACS pull and the Imaging page's pickers route files by it, so a
+    series is one 3D input everywhere (``oncolens predict`` applies the same rule to its scan)."""
+    paths = [Path(p) for p in paths]
+    infos, owner, _ = scan_series(paths)
+    wanted = {i.series_instance_uid for i in infos if i.looks_like_volume}
+    out: dict[str, list[Path]] = {}
+    for path in paths:
+        uid = owner.get(str(path))
+        if uid in wanted:
+            out.setdefault(uid, []).append(path)
+    return out
 
 
 # --------------------------------------------------------------------------- reading

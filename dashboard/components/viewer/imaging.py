@@ -7,7 +7,6 @@ the geometry and overlay rules are pure functions in ``dashboard.figures.volume`
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 
 from dashboard import resources
@@ -178,9 +177,9 @@ def on_source_grid(values: np.ndarray, model_affine_ras: np.ndarray, volume) -> 
     )
 
 
-def _series_label(row) -> str:
+def _model_label(row) -> str:
     read = "refused" if row.refused else str(row.label)
-    return f"{pd.Timestamp(row.study_date).date()} · {row.modality} · {row.model_name} · {read}"
+    return f"{row.model_name} {row.model_version} · {read}"
 
 
 def _percent(p: float) -> str:
@@ -204,9 +203,15 @@ def _verdict_box(view: resources.SeriesView, explained: dict | None) -> None:
         return
     check = read.input_check
     st.metric("3D read", str(read.label).capitalize())
+    # "no lesion" with a high probability reads as a contradiction: say what the number is
+    said = (
+        f"Probability of a lesion {_percent(read.probability)} (not calibrated)"
+        if read.lesions
+        else f"Most confident voxel {_percent(read.probability)} (not calibrated); a lesion is "
+        f"called from {_percent(bundle.min_probability)} in a component of several voxels"
+    )
     st.caption(
-        f"Probability of a lesion {_percent(read.probability)} (not calibrated) · input check "
-        f"{check.score:.2f} / {check.threshold:.2f} (in range)"
+        f"{said} · input check {check.score:.2f} / {check.threshold:.2f} (in range)"
         + (
             f" · largest lesion {read.lesions[0].volume_ml:.2f} mL, "
             f"{read.lesions[0].longest_axial_diameter_mm:.1f} mm"
@@ -230,45 +235,52 @@ def _verdict_box(view: resources.SeriesView, explained: dict | None) -> None:
         )
 
 
-def show_series_reads(ref: resources.StoreRef, person_id: int) -> None:
-    """Her series read in 3D on the volume: the AI outline and, on request, the Grad-CAM map."""
+def show_series(
+    ref: resources.StoreRef, person_id: int, series_uid: str
+) -> resources.SeriesView | None:
+    """One of her series that is a volume, as the Imaging page's picker offers it (once, never as
+    its slices): the volume in the viewer with its 3D read's outline and, on request, the Grad-CAM
+    map; a volume without a 3D read on record is shown with the reason; a series that cannot be
+    rebuilt says why. Returns the view shown with a read (for the page's audit), else None."""
     # lazy: the 3D measures (MONAI) only where a series is shown in 3D
     from models.volumes.measure import lesion_labels_on_source
 
     reads, _ = resources.volume_reads(ref, person_id)
-    if reads.empty:
-        return
-    st.subheader("3D read in the viewer")
-    rows = list(reads.itertuples(index=False))
-    if st.session_state.get("imaging_series_pick") not in range(len(rows)):
-        st.session_state.pop("imaging_series_pick", None)  # another patient's pick: start again
-    pick, ask = st.columns([3, 2], vertical_alignment="bottom")
-    index = pick.selectbox(
-        "Series",
-        range(len(rows)),
-        format_func=lambda k: _series_label(rows[k]),
-        key="imaging_series_pick",
-    )
-    row = rows[index]
-    shown = ask.toggle(
-        "Show in the viewer",
-        key="imaging_series_show",
-        help="Rebuilds the volume from its files and reads it again with the 3D model "
-        "(about 1 s the first time, then cached).",
-    )
-    if not shown:
-        return
+    rows = list(reads[reads["series_uid"] == series_uid].itertuples(index=False))
+    row = rows[0] if rows else None
+    if len(rows) > 1:  # read by several 3D models (a registered bundle beside the built-in one)
+        if st.session_state.get("imaging_series_model") not in range(len(rows)):
+            st.session_state.pop("imaging_series_model", None)  # another series: start again
+        index = st.selectbox(
+            "3D model",
+            range(len(rows)),
+            format_func=lambda k: _model_label(rows[k]),
+            key="imaging_series_model",
+        )
+        row = rows[index]
     with st.spinner("Rebuilding the volume and reading it in 3D..."):
-        view = resources.series_view(ref, person_id, row.series_uid, row.model_name)
+        view = resources.series_view(
+            ref, person_id, series_uid, None if row is None else row.model_name
+        )
     if view.error:
-        st.warning(f"This series cannot be shown in 3D: {view.error}.")
-        return
+        st.warning(
+            f"This series cannot be shown in 3D: {view.error}.",
+            icon=":material/broken_image:",
+        )
+        return None
     volume, read, bundle = view.volume, view.read, view.bundle
-    if row.weights_sha256 and row.weights_sha256 != bundle.sha256:
+    if read is None:
+        st.info(f"No 3D AI read of this series: {view.note}.", icon=":material/block:")
+        _volume_in_viewer(volume, [], None)
+        return None
+    if row is not None and row.weights_sha256 and row.weights_sha256 != bundle.sha256:
         st.info(
             "The stored read was made with other weights of this model; the viewer shows the "
             "current weights' read."
         )
+    # the button sits beside the viewer, not above it: at 1366 x 768 the image stays high
+    left, right = st.columns([3, 1])
+    ask = right.container()
     asked_key = f"oncolens.series_saliency.{row.series_uid}.{bundle.sha256}"
     explained: dict | None = None
     overlays: list[Overlay] = []
@@ -303,30 +315,39 @@ def show_series_reads(ref: resources.StoreRef, person_id: int) -> None:
                         note="Grad-CAM 3D: positive evidence for the lesion, scaled to its maximum",
                     )
                 )
-    left, right = st.columns([3, 1])
     with left:
-        try:
-            volume_viewer(
-                volume.pixels,
-                volume.affine_ras[
-                    :, [2, 1, 0, 3]
-                ],  # the viewer indexes (x, y, z) = (column, row, slice)
-                overlays=overlays,
-                key="imaging_series_viewer",
-                modality=volume.modality,
-                units="HU" if volume.modality.upper() == "CT" else "",
-                presets=window_presets(volume.modality, volume.pixels, volume.window),
-                orientation_known=True,
-                start_slice=start,
-                height=HEIGHT,
-            )
-        except (ViewerInputError, ViewerUnavailableError) as exc:
-            show_problem(exc)
+        _volume_in_viewer(volume, overlays, start)
     with right:
         _verdict_box(view, explained)
+    return view
+
+
+def _volume_in_viewer(volume, overlays: list[Overlay], start: int | None) -> None:
+    """A series' volume in the viewer, on its own grid, and what it is under it."""
+    try:
+        volume_viewer(
+            volume.pixels,
+            volume.affine_ras[
+                :, [2, 1, 0, 3]
+            ],  # the viewer indexes (x, y, z) = (column, row, slice)
+            overlays=overlays,
+            key="imaging_series_viewer",
+            modality=volume.modality,
+            units="HU" if volume.modality.upper() == "CT" else "",
+            presets=window_presets(volume.modality, volume.pixels, volume.window),
+            orientation_known=True,
+            start_slice=start,
+            height=HEIGHT,
+        )
+    except (ViewerInputError, ViewerUnavailableError) as exc:
+        show_problem(exc)
     z, y, x = volume.shape
     dz, dy, dx = volume.spacing_mm
     st.caption(
-        f"{volume.modality} series · {x}×{y}×{z} voxels · {dx:.3g}×{dy:.3g}×{dz:.3g} mm · "
-        "the outline and the map are the model's, resampled onto the series' grid."
+        f"{volume.modality} series · {x}×{y}×{z} voxels · {dx:.3g}×{dy:.3g}×{dz:.3g} mm"
+        + (
+            " · the outline and the map are the model's, resampled onto the series' grid."
+            if overlays
+            else ""
+        )
     )

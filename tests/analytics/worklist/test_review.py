@@ -130,3 +130,46 @@ def test_a_review_keeps_its_note_and_assignee_and_audits_neither_text(tiny):
         worklist_review.mark_reviewed(tiny.con, 7, "careteam", note="x" * 281)
     assert tiny.con.execute("SELECT count(*) FROM worklist_review").fetchone()[0] == 1
     assert audit.verify(tiny.con).ok
+
+
+def _volume_read(con, person_id: int, series: str, read_at: datetime, refused=None) -> None:
+    """A 3D read of one series (``ai_volume_read``, schema 14), accepted or refused."""
+    con.execute(
+        "INSERT INTO ai_volume_read (series_uid, person_id, study_uid, study_date, modality, "
+        "model_name, model_version, label, probability, lesions, refused, guard_score, "
+        "guard_threshold, input_check, read_at) VALUES (?, ?, 'st', DATE '2024-03-01', 'MR', "
+        "'brain_mets_3d', '1.1.0', ?, 0.9, 1, ?, 0.5, 1.5, '{}', ?)",
+        [series, person_id, None if refused else "lesion", refused, read_at],
+    )
+
+
+def test_3d_reads_of_a_series_count_as_ai_reads_since_the_review(tiny):
+    """Issue 21 leftovers: a series read in 3D after the review is new, like a 2D read; one
+    before it is not, and a read the input check refused is not a read (as for 2D)."""
+    from analytics.worklist.changes import since_last_look  # the Patient page's list of them
+
+    tiny.person(1)
+    tiny.person(2)
+    con = tiny.con
+    _review(con, 1, datetime(2024, 4, 1, 9), "amy")
+    _volume_read(con, 1, "s-before", datetime(2024, 3, 31))
+    _volume_read(con, 1, "s-after", datetime(2024, 4, 2))
+    _volume_read(con, 1, "s-refused", datetime(2024, 4, 3), refused="outside the training data")
+    _finding(con, 1, 1, datetime(2024, 4, 4))  # a 2D read after it too
+    _volume_read(con, 2, "s-never", datetime(2023, 1, 1))  # never reviewed: every read is new
+    out = worklist_review.changes_since_review(con, [1, 2]).set_index("person_id")
+    assert out.loc[1, "new_ai_findings"] == 2 and out.loc[2, "new_ai_findings"] == 1
+    changes = since_last_look(con, 1, datetime(2024, 4, 1, 9), datetime(2024, 6, 1).date())
+    assert changes.counts["ai_reads"] == 2
+    assert changes.ai_reads["model_name"].tolist() == ["mammography", "brain_mets_3d"]
+    assert changes.ai_reads["predicted_class"].tolist() == ["malignant", "lesion"]
+    # a store before version 14 opened read-only has no 3D reads: counted as none, no error
+    con.execute("DROP TABLE ai_volume_lesion")
+    con.execute("DROP TABLE ai_volume_read")
+    assert worklist_review.changes_since_review(con, [1]).loc[0, "new_ai_findings"] == 1
+    assert (
+        since_last_look(con, 1, datetime(2024, 4, 1, 9), datetime(2024, 6, 1).date()).counts[
+            "ai_reads"
+        ]
+        == 1
+    )

@@ -53,6 +53,27 @@ def series_db(demo_db: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
         noise, folder / "noise", header, origin_lps=(0.0, 0.0, 0.0),
         pixel_spacing=(2.0, 2.0), slice_spacing=3.0,
     )  # fmt: skip
+    # a CT series (no 3D model reads CT) and an MR series whose files go missing after filing,
+    # each in a study of its own
+    extra = {}
+    for name, modality in (("ct chest", "CT"), ("files gone", "MR")):
+        extra[name] = SeriesHeader(
+            modality=modality,
+            patient_id=mr.patient_id,
+            patient_name="Extra^Series",
+            study_uid=str(generate_uid()),
+            series_uid=str(generate_uid()),
+            frame_of_reference_uid=str(generate_uid()),
+            study_date=mr.study_date - dt.timedelta(days=400),
+            body_part="CHEST" if modality == "CT" else "BRAIN",
+            study_description=name,
+            series_description=name,
+        )
+        values = np.random.default_rng(7).uniform(0, 900, (8, 64, 64)).astype(np.int16)
+        files += write_series(
+            values, folder / name, extra[name], origin_lps=(0.0, 0.0, 0.0),
+            pixel_spacing=(2.0, 2.0), slice_spacing=3.0,
+        )  # fmt: skip
     report = ingest_files(db, files, ModelLoader(), now=NOW, workers=1)
     assert not report.failed
     with store.open_store(db, read_only=True) as con:
@@ -60,7 +81,15 @@ def series_db(demo_db: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
             "SELECT series_uid, refused IS NOT NULL FROM ai_volume_read WHERE person_id = ?",
             [mr.person_id],
         ).fetchall()
-    assert sorted(r[1] for r in reads) == [False, True], "the noise series should be refused"
+        gone = con.execute(
+            "SELECT i.file_path FROM imaging_instance i WHERE i.series_uid = (SELECT series_uid "
+            "FROM imaging_instance JOIN imaging_series USING (series_uid) WHERE modality = 'MR' "
+            "GROUP BY series_uid HAVING count(*) = 8) ORDER BY i.file_path LIMIT 2"
+        ).fetchall()
+    assert sorted(r[1] for r in reads) == [False, True, True], "noise is refused (two series)"
+    assert len(gone) == 2
+    for (path,) in gone:  # two files of the filed series disappear from the image folder
+        Path(path).unlink()
     # the stored UIDs are the de-identified copies' (ingest replaces them)
     read = next(uid for uid, refused in reads if not refused)
     return {"db": db, "pid": mr.person_id, "series": read}
@@ -69,17 +98,29 @@ def series_db(demo_db: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
 def _series_page(env: dict, monkeypatch, which: str):
     monkeypatch.setenv("ONCOLENS_DB", str(env["db"]))
     at = open_page("imaging", patient=str(env["pid"]))
-    # (the 2D read of a slice above may be refused: that is the 2D model's input check, not ours)
     assert not at.exception, at.exception
-    box = at.selectbox(key="imaging_series_pick")
+    box = at.selectbox(key="imaging_source")
+    # each series is offered once, for its 3D read: the noise series has 48 images
+    series = [label for label in box.options if "series of" in label]
+    assert len(series) == 4 and not [label for label in box.options if "· image " in label]
     wanted = [
-        k for k, label in enumerate(box.options) if ("refused" in label) == (which == "noise")
+        k
+        for k, label in zip(range(-1, len(box.options) - 1), box.options, strict=True)
+        if "series of" in label and _matches(label, which)
     ]
-    assert wanted, box.options
+    assert len(wanted) == 1, box.options
     box.set_value(wanted[0]).run()
-    at.toggle(key="imaging_series_show").set_value(True).run()
     assert not at.exception, at.exception
     return at
+
+
+def _matches(label: str, which: str) -> bool:
+    """The picker's entry of one series (ingest keeps no description of the extra studies)."""
+    if which == "ct chest":
+        return " · CT · " in label
+    if which == "files gone":
+        return " · MR · " in label and "of 8 images" in label
+    return " · MR brain" in label and ("of 48 images" in label) == (which == "noise")
 
 
 def _series_viewer(at) -> dict:
@@ -128,3 +169,27 @@ def test_the_files_of_a_series_are_given_for_its_own_patient_only(series_db):
         other = series_files(con, series_db["pid"] + 1, series_db["series"])
     assert len(mine) > 3 and all(Path(f).is_file() for f in mine)
     assert other == []
+
+
+def test_a_ct_volume_no_3d_model_reads_is_offered_once_and_shown_without_a_read(
+    series_db, monkeypatch
+):
+    """Found a volume by its headers (no 3D read on record): one entry, the volume in the viewer,
+    and why there is no AI read; never its slices as 2D images."""
+    at = _series_page(series_db, monkeypatch, "ct chest")
+    spec = _series_viewer(at)
+    assert spec["shape_zyx"] == [8, 64, 64] and spec["overlays"] == []
+    assert "No 3D AI read of this series" in texts(at.info)
+    assert "no 3D model reads CT volumes" in texts(at.info)
+    assert not [m for m in at.metric if m.label == "3D read"]
+
+
+def test_a_series_whose_files_are_gone_says_so_and_shows_no_volume(series_db, monkeypatch):
+    """Issue 21 leftovers, item 5: two of its eight files were removed after filing; a volume
+    rebuilt from the rest would not be the series that was read, so none is shown."""
+    at = _series_page(series_db, monkeypatch, "files gone")
+    assert not [s for s in viewers(at) if s["is_volume"]]
+    warning = texts(at.warning)
+    assert "This series cannot be shown in 3D" in warning
+    assert "2 of the series' 8 files are missing from the image folder" in warning
+    assert not [m for m in at.metric if m.label == "3D read"]

@@ -332,6 +332,70 @@ def test_scan_series_tells_stacks_from_single_images(tmp_path) -> None:
     assert owner[str(paths[0])] == header.series_uid
 
 
+AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+CORONAL = (1.0, 0.0, 0.0, 0.0, 0.0, -1.0)
+SAGITTAL = (0.0, 1.0, 0.0, 0.0, 0.0, -1.0)
+
+
+def _one_image(folder: Path, header: SeriesHeader, orientation, seed: int) -> list[Path]:
+    """One positioned image of ``header``'s series (a localizer plane)."""
+    return write_series(
+        _values(seed, (1, 24, 20)), folder, header, origin_lps=(-80.0, -60.0, 30.0),
+        orientation=orientation, pixel_spacing=(0.8, 0.7), slice_spacing=2.5,
+    )  # fmt: skip
+
+
+def test_a_three_plane_localizer_is_three_2d_images_not_a_volume(tmp_path) -> None:
+    """The rule of docs/volumes.md: positioned images are a volume only as a stack of parallel
+    slices; three orthogonal localizer planes in one series are not (each is read in 2D)."""
+    header = _header()
+    for k, plane in enumerate((AXIAL, CORONAL, SAGITTAL)):
+        _one_image(tmp_path / f"plane{k}", header, plane, k)
+    (info,), _, _ = scan_series([tmp_path])
+    assert info.positioned == 3 and info.stacked == 1
+    assert not info.looks_like_volume
+    # two parallel planes and one other: still no stack of three
+    header2 = _header()
+    for k, plane in enumerate((AXIAL, AXIAL, CORONAL)):
+        _one_image(tmp_path / "two" / f"p{k}", header2, plane, k)
+    (info,), _, _ = scan_series([tmp_path / "two"])
+    assert info.stacked == 2 and not info.looks_like_volume
+
+
+def test_a_stack_with_a_stray_localizer_is_one_volume_refused_with_the_reason(tmp_path) -> None:
+    """A stack of parallel slices makes the series a volume even with an odd image in it: it is
+    offered once, in 3D, and its read says why it cannot be assembled (never 13 2D reads)."""
+    paths, header = _write(tmp_path / "stack")
+    _one_image(tmp_path / "scout", header, CORONAL, 9)
+    (info,), _, _ = scan_series([tmp_path])
+    assert info.looks_like_volume and info.stacked == SHAPE[0] and info.positioned == SHAPE[0] + 1
+    (failure,) = read_volumes([tmp_path]).failures
+    assert failure.error_type == InconsistentSeriesError.__name__
+
+
+def test_an_enhanced_multiframe_is_a_volume_by_its_frames(tmp_path) -> None:
+    paths, _ = _write(tmp_path / "single", modality="MR", orientation=OBLIQUE)
+    dss = [pydicom.dcmread(p) for p in paths]
+    multi = LegacyConvertedEnhancedMRImage(dss, generate_uid(), 2, generate_uid(), 1)
+    (info,), _, _ = scan_series([("enhanced.dcm", _saved(multi))])
+    assert info.multiframe and info.frames == SHAPE[0] and info.stacked == SHAPE[0]
+    assert info.looks_like_volume
+
+
+def test_a_series_split_in_two_scans_merges_to_the_one_scan(tmp_path) -> None:
+    paths, _ = _write(tmp_path)
+    (whole,), _, _ = scan_series(paths)
+    (a,), _, _ = scan_series(paths[:5])
+    (b,), _, _ = scan_series(paths[5:])
+    assert a.merged(b) == whole and a.looks_like_volume and whole.looks_like_volume
+
+
+def _saved(ds) -> bytes:
+    buf = io.BytesIO()
+    ds.save_as(buf)
+    return buf.getvalue()
+
+
 def test_every_file_of_pydicoms_corpus_is_a_volume_a_failure_or_skipped() -> None:
     """No exception escapes, whatever a real DICOM file holds."""
     folder = Path(pydicom.data.get_testdata_file("CT_small.dcm")).parent
