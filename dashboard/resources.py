@@ -1232,6 +1232,15 @@ def model_cards() -> list[dict]:
     return cards
 
 
+def volume_cards() -> list[dict]:
+    """Every 3D model bundle's card (``models.volumes.cards``: JSON only, no torch, no weights
+    loaded; a few small files, read fresh so a bundle registered by the CLI shows at once)."""
+    # lazy: only the Governance page's model cards need it
+    from models.volumes.cards import bundle_cards
+
+    return bundle_cards()
+
+
 @st.cache_data(max_entries=8, show_spinner=False)
 def _card(name: str, card_stamp: tuple[int, ...] | None) -> dict:
     from models.inference import registry  # lazy: slow import

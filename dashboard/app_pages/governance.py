@@ -62,6 +62,11 @@ if cards.open:
                 expanded=False,
             ):
                 panel.render_card(card, "imaging model (synthetic phantoms)")
+        for entry in resources.volume_cards():  # the 3D bundles: built in, and registered ones
+            title = (entry.get("metadata") or {}).get("name") or entry["name"]
+            version = (entry.get("metadata") or {}).get("version", "?")
+            with st.expander(f"Imaging 3D: {title} v{version}", expanded=False):
+                panel.render_volume_card(entry)
         try:
             treatment_card = resources.treatment_card(ref)
             with st.expander(
@@ -134,6 +139,8 @@ if saliency_tab.open:
     with saliency_tab:
         for card in resources.model_cards():
             panel.render_saliency(card.get("name"), resources.saliency_quality(card.get("name")))
+        for entry in resources.volume_cards():
+            panel.render_saliency(f"{entry['name']} (3D)", entry.get("saliency"))
 
 if trail_tab.open:
     with trail_tab:

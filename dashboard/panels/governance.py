@@ -738,3 +738,133 @@ def render_dossier(
             "application/pdf",
             key=f"dossier_dl_{model}",
         )
+
+
+def _share(found: int, of: int) -> str:
+    return f"{found} of {of} ({found / of:.0%})" if of else "none in the test set"
+
+
+def _volume_metric_rows(metrics: dict) -> list[dict]:
+    """The 3D card's figures as rows: Dice and HD95 with intervals, then by lesion size."""
+    rows = []
+    for key, label in (
+        ("dice", "Dice, tumour (held-out volumes with a lesion)"),
+        ("hd95_mm", "HD95, mm (95th-percentile surface distance)"),
+        ("lesion_sensitivity", "lesion-level sensitivity (a predicted component touches it)"),
+    ):
+        if key in metrics:
+            rows.append({"metric": label, "value": _ci(metrics[key])})
+    if metrics.get("hd95_missed"):
+        rows.append(
+            {
+                "metric": "HD95 left out: volumes with nothing predicted",
+                "value": str(metrics["hd95_missed"]),
+            }
+        )
+    for band, dice in (metrics.get("dice_by_size") or {}).items():
+        rows.append({"metric": f"Dice, lesions {band.replace('>=', '≥')}", "value": f"{dice:.3f}"})
+    for band, s in (metrics.get("sensitivity_by_size") or {}).items():
+        rows.append(
+            {
+                "metric": f"sensitivity, lesions {band.replace('>=', '≥')}",
+                "value": _share(int(s.get("found", 0)), int(s.get("lesions", 0))),
+            }
+        )
+    clear = metrics.get("specificity_no_lesion") or {}
+    if clear:
+        rows.append(
+            {
+                "metric": "volumes without a lesion read clear",
+                "value": _share(int(clear.get("clear", 0)), int(clear.get("volumes", 0))),
+            }
+        )
+    return rows
+
+
+def render_volume_card(entry: dict) -> None:
+    """A 3D model bundle's card (``models.volumes.cards.bundle_cards``): what it reads, what it
+    was trained and tested on, its figures by lesion size, its guard and its limits. A
+    registered bundle without a card says that its performance is unknown, not nothing."""
+    meta, card, reg = (
+        entry.get("metadata") or {},
+        entry.get("card") or {},
+        entry.get("registration") or {},
+    )
+    title = meta.get("name") or entry["name"]
+    st.markdown(f"#### {title} · v{meta.get('version') or card.get('version', '?')}")
+    if entry.get("error"):
+        st.warning(
+            f"This bundle's files cannot be read: {entry['error']}", icon=":material/warning:"
+        )
+        return
+    sha = (card.get("weights") or {}).get("sha256") or reg.get("sha256") or "n/a"
+    origin = (
+        "built in, trained on OncoLens's synthetic volumes"
+        if entry.get("builtin")
+        else f"registered with `oncolens models add` on {str(reg.get('registered_at', '?'))[:10]}"
+    )
+    st.caption(
+        f"3D segmentation model (MONAI bundle) · {origin} · weights sha256 `{str(sha)[:16]}…`"
+    )
+    image = ((meta.get("network_data_format") or {}).get("inputs") or {}).get("image") or {}
+    lines = [
+        ("Intended use", meta.get("intended_use")),
+        ("Task", meta.get("task")),
+        (
+            "Input",
+            ", ".join(
+                part
+                for part in (
+                    image.get("modality") and f"{image['modality']} volumes",
+                    image.get("channel_def") and "; ".join(map(str, image["channel_def"].values())),
+                    image.get("pixdim")
+                    and "voxel " + " × ".join(f"{v:g}" for v in image["pixdim"]) + " mm",
+                )
+                if part
+            ),
+        ),
+    ]
+    for label, value in lines:
+        if value:
+            st.markdown(f"**{label}:** {value}")
+    for key in ("data", "training", "postprocessing"):
+        value = card.get(key)
+        if isinstance(value, dict) and value:
+            st.markdown(
+                f"**{key.capitalize()}:** "
+                + "; ".join(
+                    f"{k.replace('_', ' ')} {v}"
+                    for k, v in value.items()
+                    if not isinstance(v, dict | list) and k != "time"  # run times: docs/run.json
+                )
+            )
+    if not card:
+        st.info(
+            "This bundle ships no card (docs/card.json): its accuracy on OncoLens's volumes, or on "
+            "yours, has not been measured. Validate it locally before anyone reads its outlines.",
+            icon=":material/help:",
+        )
+        return
+    rows = _volume_metric_rows(card.get("metrics") or {})
+    if rows:
+        n = (card.get("metrics") or {}).get("n_test_volumes")
+        st.caption(
+            f"Held-out test volumes{f' ({n})' if n else ''}; 95 % intervals bootstrap over volumes. "
+            "Small lesions are where a 2 mm grid falls short: read the rows by size."
+        )
+        st.dataframe(
+            pd.DataFrame(rows),
+            hide_index=True,
+            width="stretch",
+            height=35 * (len(rows) + 1) + 3,  # every row in view: no figure hidden behind a scroll
+            key=f"vcard_{entry['name']}",
+        )
+    guard = card.get("input_guard") or {}
+    if guard.get("must_refuse"):
+        refused = ", ".join(guard["must_refuse"])
+        st.markdown(
+            f"**Input guard:** refuses a volume scoring above {guard.get('threshold', '?')} "
+            f"(held-out demo volumes reach {guard.get('held_out_max', '?')}); checked to refuse: {refused}."
+        )
+    if card.get("limitations"):
+        st.markdown("**Limitations:**\n" + "\n".join(f"- {v}" for v in card["limitations"]))

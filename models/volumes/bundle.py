@@ -41,6 +41,7 @@ from typing import Any
 import torch
 
 from models.paths import inside
+from models.volumes.cards import BUILTIN, BUILTIN_DIR, bundle_root
 from models.volumes.segment import NoModelForVolumeError, VolumeGuard
 
 __all__ = [
@@ -58,8 +59,6 @@ __all__ = [
     "sha256_of",
 ]
 
-BUILTIN = "brain_mets_3d"
-BUILTIN_DIR = Path(__file__).resolve().parents[1] / "weights" / BUILTIN
 SUPPORTED_MODALITIES = ("MR", "CT")
 MAX_BUNDLE_BYTES = 512 << 20
 
@@ -135,13 +134,6 @@ class Bundle:
             "metrics": self.card.get("metrics", {}),
             "folder": str(self.root),
         }
-
-
-def bundle_root() -> Path:
-    """Where registered bundles live: ``$ONCOLENS_MODELS/bundles`` or ``~/.oncolens/models/bundles``."""
-    extra = os.environ.get("ONCOLENS_MODELS")
-    base = Path(extra) if extra else Path.home() / ".oncolens" / "models"
-    return base.expanduser() / "bundles"
 
 
 def sha256_of(path: Path) -> str:

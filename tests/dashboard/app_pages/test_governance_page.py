@@ -240,3 +240,48 @@ def test_imaging_subgroup_report_on_fresh_phantoms() -> None:
         groups["none"]["positives"] == 0 and groups["none"]["tpr"] is None
     )  # TPR undefined without lesions
     assert sum(g["n"] for g in groups.values()) == 40
+
+
+def test_model_cards_tab_shows_3d_bundles_built_in_and_registered(
+    gov_db, monkeypatch, tmp_path
+) -> None:
+    """The ethics board sees every 3D model: the built-in card's figures by lesion size, a
+    registered bundle that ships no card as unmeasured, a broken one as broken (not hidden)."""
+    monkeypatch.setenv("ONCOLENS_DB", str(gov_db))
+    monkeypatch.setenv("ONCOLENS_MODELS", str(tmp_path))
+    bare = tmp_path / "bundles" / "hospital_ct"
+    (bare / "configs").mkdir(parents=True)
+    (bare / "configs" / "metadata.json").write_text(
+        json.dumps({"name": "Hospital CT nodules", "version": "0.3", "intended_use": "CT nodules"})
+    )
+    (bare / "oncolens.json").write_text(
+        json.dumps({"sha256": "ab" * 32, "registered_at": "2026-12-01T10:00:00+00:00"})
+    )
+    broken = tmp_path / "bundles" / "broken"
+    (broken / "configs").mkdir(parents=True)
+    (broken / "configs" / "metadata.json").write_text("{not json")
+    (broken / "oncolens.json").write_text("{}")
+    at = open_page("governance", tab="Model cards")
+    assert not at.exception, at.exception
+    labels = [e.label for e in at.expander]
+    assert any(label.startswith("Imaging 3D: ") and "v1." in label for label in labels), labels
+    assert "Imaging 3D: Hospital CT nodules v0.3" in labels and "Imaging 3D: broken v?" in labels
+    shown = "\n".join([texts(at.markdown), texts(at.caption), texts(at.info), texts(at.warning)])
+    assert "ships no card" in shown and "cannot be read" in shown
+    assert "registered with `oncolens models add` on 2026-12-01" in shown
+    frames = [df.value for df in at.dataframe if {"metric", "value"} <= set(df.value.columns)]
+    rows = {m: v for f in frames for m, v in zip(f["metric"], f["value"], strict=True)}
+    card = json.loads(
+        (
+            Path(__file__).resolve().parents[3] / "models/weights/brain_mets_3d/docs/card.json"
+        ).read_text()
+    )
+    dice = card["metrics"]["dice"]
+    assert rows["Dice, tumour (held-out volumes with a lesion)"].startswith(f"{dice['value']:.3f}")
+    small = card["metrics"]["sensitivity_by_size"]["0-10 mm"]
+    assert rows["sensitivity, lesions 0-10 mm"].startswith(
+        f"{small['found']} of {small['lesions']}"
+    )
+    saliency = open_page("governance", tab="Saliency checks")
+    assert not saliency.exception
+    assert "brain_mets_3d (3D)" in texts(saliency.caption)
