@@ -307,7 +307,9 @@ def ranked(
 
     ``threads``: see ``risks`` (only when the caller's transaction has written nothing yet).
 
-    ``prior``: the cohort's growth-inhibition prior (estimated from the store when None);
+    ``prior``: the cohort's growth-inhibition prior (estimated from the store when None), or a
+    function returning it, called once the flags are computed (a full refresh estimates the
+    prior on another thread meanwhile: ``analytics.worklist.stored``);
     ``clinic``: a loaded ``treatment_clinic.ClinicModel`` for the recurrence part, or None
     (the risk is then the tumour part alone, and ``risk_parts`` says so).
     """
@@ -315,24 +317,8 @@ def ranked(
     frame = flagged(con, site, as_of=as_of)
     if prior is None:
         prior = estimate_prior(con)
-    return rank_flagged(con, frame, prior, clinic, as_of, risk_map=risk_map, threads=threads)
-
-
-def rank_flagged(
-    con: duckdb.DuckDBPyConnection,
-    frame: pd.DataFrame,
-    prior,
-    clinic=None,
-    as_of=None,
-    *,
-    risk_map: RiskMap | None = None,
-    threads: int = 1,
-) -> pd.DataFrame:
-    """``ranked``'s second half: the forecast risks of ``flagged`` rows, in rank order.
-
-    Apart so that a full refresh can estimate the prior while the flags are computed
-    (``analytics.worklist.stored``); the rows are those of ``ranked``."""
-    as_of = as_of or data_cutoff(con) or dt.date.today()
+    elif callable(prior):  # being estimated elsewhere meanwhile: wait for it now
+        prior = prior()
     risk = risks(
         con,
         frame["person_id"].to_numpy(dtype=np.int64),

@@ -324,26 +324,32 @@ def _rank_everyone(
     as_of = as_of_date(con)
     if prior is not None or threads <= 1:
         prior = prior if prior is not None else estimate_prior(con, threads=threads)
-        frame = worklist.flagged(con, as_of=as_of)
-    else:
-        # The prior (a fixed few seconds of fits on its 3,000-patient sample, mostly on one core)
-        # and the flags (SQL and pandas over every reading) need nothing from each other, so
-        # they run at once; the prior reads through a cursor of its own, as the risk batches do.
-        def prior_on_cursor():
-            cursor = con.cursor()
-            try:
-                return estimate_prior(cursor, threads=threads)
-            finally:
-                cursor.close()
+        rows = worklist.ranked(
+            con, prior=prior, clinic=clinic, as_of=as_of, risk_map=risk_map, threads=threads
+        )
+        return as_of, prior, rows
 
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            pending = pool.submit(prior_on_cursor)
-            frame = worklist.flagged(con, as_of=as_of)
-            prior = pending.result()
-    rows = worklist.rank_flagged(
-        con, frame, prior, clinic, as_of, risk_map=risk_map, threads=threads
-    )
-    return as_of, prior, rows
+    # The prior (a fixed few seconds of fits on its 3,000-patient sample, mostly on one core) and
+    # the flags (SQL and pandas over every reading) need nothing from each other, so they run at
+    # once; the prior reads through a cursor of its own, as the risk batches do.
+    def prior_on_cursor():
+        cursor = con.cursor()
+        try:
+            return estimate_prior(cursor, threads=threads)
+        finally:
+            cursor.close()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(prior_on_cursor)
+        rows = worklist.ranked(
+            con,
+            prior=pending.result,
+            clinic=clinic,
+            as_of=as_of,
+            risk_map=risk_map,
+            threads=threads,
+        )
+        return as_of, pending.result(), rows
 
 
 def _store_full(
