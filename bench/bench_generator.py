@@ -22,11 +22,21 @@ import tempfile
 import time
 from pathlib import Path
 
+# CPU seconds per step (the process's, every thread included) beside the wall time: on a shared
+# machine the wall time says how busy the machine was, the CPU time what the work costs.
 CHILD = """
-import json, sys, time
+import json, resource, sys, time
+def cpu():
+    u = resource.getrusage(resource.RUSAGE_SELF)
+    return u.ru_utime + u.ru_stime
+marks = []
 from sample_data.demo import write_demo
-s = write_demo(sys.argv[1], int(sys.argv[2]))
+s = write_demo(sys.argv[1], int(sys.argv[2]), progress=lambda m: marks.append((m.split()[0], cpu())))
+marks.append(("end", cpu()))
+step = {a: c1 - c0 for (a, c0), (_, c1) in zip(marks, marks[1:])}
 print(json.dumps({"simulate_s": s.simulate_s, "write_s": s.write_s, "rank_s": s.rank_s,
+                  "simulate_cpu": step["simulating"], "rank_cpu": step["ranking"],
+                  "write_cpu": step["writing"] + step["deriving"], "cpu": marks[-1][1] - marks[0][1],
                   "measurements": s.rows["measurement"], "studies": s.rows["imaging_study"]}))
 """
 
@@ -64,15 +74,17 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(
         f"{'patients':>10} {'measurements':>13} {'studies':>10} {'simulate s':>11} {'write s':>8} "
-        f"{'rank s':>7} {'wall s':>7} {'peak GiB':>9} {'file MiB':>9}"
+        f"{'rank s':>7} {'wall s':>7} {'CPU s':>17} {'peak GiB':>9} {'file MiB':>9} {'load':>5}"
     )
+    print(f"{'(sim / write / rank)':>92}")
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         for n in sizes:
             r = run_one(n, Path(tmp))
             print(
                 f"{r['patients']:>10,} {r['measurements']:>13,} {r['studies']:>10,} "
                 f"{r['simulate_s']:>11.1f} {r['write_s']:>8.1f} {r['rank_s']:>7.1f} {r['wall_s']:>7.1f} "
-                f"{r['peak_gib']:>9.2f} {r['file_mib']:>9.0f}",
+                f"{r['simulate_cpu']:>5.0f} /{r['write_cpu']:>5.0f} /{r['rank_cpu']:>4.0f} "
+                f"{r['peak_gib']:>9.2f} {r['file_mib']:>9.0f} {os.getloadavg()[0]:>5.1f}",
                 flush=True,
             )
 

@@ -162,10 +162,65 @@ def write_demo(
     return DemoSummary(path, patients, seed, rows, t1 - t0, t2 - t1, rank_s)
 
 
+# Tables whose primary key is added after their rows are in (``_write``): (table, key column).
+LATE_KEYS = (("imaging_study", "study_uid"), ("imaging_series", "series_uid"))
+_UID_LOW_DIGITS = 18  # the UID's last digits, computed as a BIGINT (``_uid_sql``)
+
+
+def _uid_sql(prefix: int, n_studies: int) -> tuple[str, list]:
+    """The SQL of a study's (k = 0) or series' (k = 1) UID, ``'2.25.' || (prefix + study_id * 2 + k)``
+    in decimal, as a format string with ``{k}`` and its parameters.
+
+    Why not the HUGEINT sum as written: DuckDB's HUGEINT-to-text is a third of a microsecond per
+    UID and the demo writes three per study. The prefix's last 18 digits plus the counter stay
+    below 10^18 (the counter is at most twice the number of studies), so the sum is the prefix's
+    leading digits followed by that BIGINT padded to 18 digits: the same text. If it would carry
+    into the leading digits (a prefix ending in 18 nines, give or take a few million) the HUGEINT
+    form is used.
+    """
+    high, low = divmod(prefix, 10**_UID_LOW_DIGITS)
+    if high == 0 or low + 2 * n_studies + 2 >= 10**_UID_LOW_DIGITS:
+        return "'2.25.' || (?::HUGEINT + study_id * 2 + {k})::VARCHAR", [prefix]
+    return (
+        f"? || lpad((?::BIGINT + study_id * 2 + {{k}})::VARCHAR, {_UID_LOW_DIGITS}, '0')",
+        [f"2.25.{high}", low],
+    )
+
+
+def _without_late_keys(con: duckdb.DuckDBPyConnection) -> None:
+    """Recreate the (empty) ``LATE_KEYS`` tables without their primary key; ``_add_late_keys``
+    puts it back once the rows are in.
+
+    Why: DuckDB checks and indexes a key row by row as rows go in; added to a full table it is
+    built in one pass over the column (about 1.5 of the 19 CPU-seconds of writing 100,000
+    patients, docs/benchmarks.md). The columns, types and constraints are the store's own
+    (``duckdb_constraints`` is the same; the key is listed as a table constraint in the
+    catalogue's text). Only ever on the generator's new, empty file.
+    """
+    for table, column in LATE_KEYS:
+        (sql,) = store.one_row(
+            con.execute(
+                "SELECT sql FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = ?",
+                [table],
+            )
+        )
+        keyless = sql.replace(f"{column} VARCHAR PRIMARY KEY", f"{column} VARCHAR", 1)
+        if keyless == sql:
+            raise DemoError(f"the store's {table} table is not as the generator expects")
+        con.execute(f"DROP TABLE {table}")  # constant names (LATE_KEYS)
+        con.execute(keyless)
+
+
+def _add_late_keys(con: duckdb.DuckDBPyConnection) -> None:
+    for table, column in LATE_KEYS:
+        con.execute(f"ALTER TABLE {table} ADD PRIMARY KEY ({column})")  # constant names
+
+
 def _write(con: duckdb.DuckDBPyConnection, c: SimulatedClinic) -> None:
     p = c.patient
     epoch = "DATE '1970-01-01'"
     con.execute("BEGIN TRANSACTION")
+    _without_late_keys(con)
 
     patients = pd.DataFrame(p)
     patients["given_name"] = GIVEN_NAMES[p["given_idx"]]
@@ -214,7 +269,7 @@ def _write(con: duckdb.DuckDBPyConnection, c: SimulatedClinic) -> None:
     # UUID-derived UIDs (PS3.5 B.2, root 2.25): a 120-bit random prefix from the seed plus a
     # counter, so UIDs are unique across builds yet identical for the same seed.
     prefix = int(np.random.default_rng([c.seed, 2025]).integers(1, 2**60)) << 60
-    uid = "'2.25.' || (?::HUGEINT + study_id * 2 + {k})::VARCHAR"
+    uid, uid_args = _uid_sql(prefix, n_studies)
     modalities = _sql_list(m for m, _ in STUDY_KINDS)
     descriptions = _sql_list(d for _, d in STUDY_KINDS)
     body_parts = _sql_list(["BREAST", "BREAST", "CHEST_ABDOMEN_PELVIS", "BRAIN"])
@@ -223,14 +278,14 @@ def _write(con: duckdb.DuckDBPyConnection, c: SimulatedClinic) -> None:
         SELECT {uid.format(k=0)}, person_id, {epoch} + day, {modalities}[kind + 1],
                {descriptions}[kind + 1], 'ACC' || lpad(study_id::VARCHAR, 10, '0')
         FROM sim_study""",  # noqa: S608 - constants only
-        [prefix],
+        uid_args,
     )
     con.execute(
         f"""INSERT INTO imaging_series
         SELECT {uid.format(k=1)}, {uid.format(k=0)}, {modalities}[kind + 1], {body_parts}[kind + 1],
                {descriptions}[kind + 1]
         FROM sim_study""",  # noqa: S608
-        [prefix, prefix],
+        uid_args + uid_args,
     )
 
     # Measurements: three labs per clinic visit, one radiology read per CT (target lesion) and
@@ -271,7 +326,7 @@ def _write(con: duckdb.DuckDBPyConnection, c: SimulatedClinic) -> None:
                {_sql_list(units)}[concept + 1], {_sql_list(sources)}[concept + 1],
                CASE WHEN study_id > 0 THEN {uid.format(k=0)} END
         FROM sim_measurement""",  # noqa: S608
-        [prefix],
+        uid_args,
     )
     del meas, value
 
@@ -332,6 +387,7 @@ def _write(con: duckdb.DuckDBPyConnection, c: SimulatedClinic) -> None:
             ["treatment_options", ",".join(OPTIONS)],
         ],
     )
+    _add_late_keys(con)
     con.execute("COMMIT")
     for view in (
         "sim_patient",

@@ -74,6 +74,9 @@ CALIBRATION_MAX_HIDDEN = 3_000
 CALIBRATION_CHUNK = 250  # patients per block of predictive draws (memory stays flat)
 CALIBRATION_DRAWS = 200  # per held-out reading: its PIT value to 1/200 (thousands are pooled)
 CALIBRATION_PRIOR_ROUNDS = 2  # each half's prior, started from the whole cohort's
+MEASUREMENT_BLOCK = (
+    256  # patients per block of simulated measurements (``TGIFit._measurement_blocks``)
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -322,18 +325,29 @@ class TGIFit:
         self, t_days: np.ndarray, threshold: np.ndarray, n_draws: int, seed: int
     ) -> np.ndarray:
         """P(a measurement at times (n, k) is >= ``threshold`` (n,)): (n, k), recalibrated if the prior says so."""
-        y = self.sample_measurements(t_days, n_draws, seed)
-        threshold = np.asarray(threshold, dtype=float)[None, :, None]
+        threshold = np.asarray(threshold, dtype=float)
+        t = np.broadcast_to(np.asarray(t_days, dtype=float), (self.series.n, np.shape(t_days)[-1]))
+        share = np.empty(t.shape)  # of draws at or above the threshold (raw) or below (calibrated)
+        for rows, y in self._measurement_blocks(t, n_draws, seed):
+            if self.prior.calibration is None:
+                share[rows] = (y >= threshold[rows][None, :, None]).mean(axis=0)
+            else:
+                share[rows] = (y < threshold[rows][None, :, None]).mean(axis=0)
         if self.prior.calibration is None:
-            return (y >= threshold).mean(axis=0)
-        return 1.0 - self.prior.calibration.probability_below((y < threshold).mean(axis=0))
+            return share
+        return 1.0 - self.prior.calibration.probability_below(share)
 
     def pit(
         self, t_days: np.ndarray, observed: np.ndarray, n_draws: int = DEFAULT_DRAWS, seed: int = 0
     ) -> np.ndarray:
         """Where each observed reading (n, k) falls in its raw predictive: P(draw < y) + P(draw = y) / 2."""
-        y = self.sample_measurements(t_days, n_draws, seed)
-        return (y < observed[None]).mean(axis=0) + 0.5 * (y == observed[None]).mean(axis=0)
+        t = np.broadcast_to(np.asarray(t_days, dtype=float), (self.series.n, np.shape(t_days)[-1]))
+        observed = np.broadcast_to(observed, t.shape)
+        out = np.empty(t.shape)
+        for rows, y in self._measurement_blocks(t, n_draws, seed):
+            seen = observed[rows][None]
+            out[rows] = (y < seen).mean(axis=0) + 0.5 * (y == seen).mean(axis=0)
+        return out
 
     def sample_measurements(self, t_days: np.ndarray, n_draws: int, seed: int) -> np.ndarray:
         """Simulated future measurements (draws, n, k): for event probabilities."""
@@ -341,6 +355,26 @@ class TGIFit:
         f = tgi_curve(self.draws(n_draws, seed), t[None])
         rng = np.random.default_rng(seed + 1)
         return np.maximum(f + rng.standard_normal(f.shape) * self.prior.noise.sd(f), 0.0)
+
+    def _measurement_blocks(self, t: np.ndarray, n_draws: int, seed: int):
+        """``sample_measurements`` at times ``t`` (n, k), ``MEASUREMENT_BLOCK`` patients at a time:
+        (rows, their measurements (draws, rows, k)), for the callers that reduce over the draws.
+
+        The random numbers are drawn whole first, in the same calls as ``sample_measurements``,
+        and everything after them is element by element per draw and patient (the Cholesky
+        factors are per patient), so each block holds exactly the numbers of the whole array.
+        Why blocks: the whole array and its temporaries (400 draws x 20,000 patients, ten arrays
+        of 64 MB) run through memory once per operation; a block's stay in the core's caches.
+        """
+        n = self.series.n
+        chol = np.linalg.cholesky(self.cov + 1e-12 * np.eye(N_PARAMS))
+        z = np.random.default_rng(seed).standard_normal((n_draws, n, N_PARAMS))
+        noise = np.random.default_rng(seed + 1).standard_normal((n_draws, n, t.shape[-1]))
+        for first in range(0, n, MEASUREMENT_BLOCK):
+            rows = slice(first, min(first + MEASUREMENT_BLOCK, n))
+            theta = self.theta[rows][None] + _lower_times(chol[rows], z[:, rows])
+            f = tgi_curve(theta, t[rows][None])
+            yield rows, np.maximum(f + noise[:, rows] * self.prior.noise.sd(f), 0.0)
 
 
 def _lower_times(chol: np.ndarray, z: np.ndarray) -> np.ndarray:
@@ -447,7 +481,14 @@ def _width_classes(counts: np.ndarray, width: int) -> list[tuple[np.ndarray, int
 
 class _Rows:
     """The Levenberg-Marquardt state of one width class of ``fit_map``: exactly the arithmetic of
-    one iteration over a padded batch, row by row, with the trial curve kept for the next step."""
+    one iteration over a padded batch, row by row, with the trial curve kept for the next step.
+
+    The normal equations (``J'WJ + P`` and ``J'Wr``) of a row are kept until its parameters move:
+    a rejected step leaves them as they were, and only the damping changes, so the next iteration
+    solves the same system with a larger damping. Most rows spend their last iterations rejecting
+    steps until the damping reaches its ceiling (``step``), so about half the Jacobians and their
+    products were recomputed from unchanged inputs. Each row's products are computed per row
+    (stacked 3 x 3 products and solves), so computing them for a subset gives the same bits."""
 
     def __init__(self, series, rows, width, theta, mu, prec, noise):
         self.t_days = series.t_days[rows, :width]
@@ -464,6 +505,19 @@ class _Rows:
         growth = np.exp(np.minimum(g * t, MAX_EXPONENT))
         return f0, d, g, decay, growth, f0 * (decay + growth - 1.0)
 
+    def _normal_equations(
+        self, parts: tuple[np.ndarray, ...], t: np.ndarray, y: np.ndarray, w: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(J'WJ + P, J'Wr) per row, at the curve ``parts`` (rows of ``t``, ``y``, ``w``)."""
+        f0, d, g, decay, growth, f_raw = parts
+        jac = np.stack([f_raw, -f0 * d * t * decay, f0 * g * t * growth], axis=-1)
+        below = f_raw < CEILING_MM  # at the ceiling the curve no longer moves with theta
+        f, jac = np.minimum(f_raw, CEILING_MM), jac * below[..., None]
+        r = (y - f) * w
+        jw = jac * w[..., None]
+        hess = np.matmul(jw.transpose(0, 2, 1), jw) + self.prec
+        return hess, np.matmul(jw.transpose(0, 2, 1), r[..., None])[..., 0]
+
     def start_pass(self, weight_pass: int) -> None:
         size = self.y if weight_pass == 0 else tgi_curve(self.theta, self.t_days)
         self.w = np.where(self.mask, 1.0 / self.noise.sd(size), 0.0)
@@ -473,6 +527,8 @@ class _Rows:
         self.t = np.maximum(self.t_days, 0.0)
         self.live_y, self.live_w = self.y, self.w
         self.parts = self._curve_parts(self.theta, self.t)  # at each live row's theta
+        # the live rows' normal equations, at their current theta
+        self.hess, self.jtr = self._normal_equations(self.parts, self.t, self.y, self.w)
 
     def step(self) -> bool:
         """One iteration of the live rows; True when every row is settled (``fit_map``'s test).
@@ -484,14 +540,8 @@ class _Rows:
             return True
         theta, lam, obj = self.theta[live], self.lam[live], self.obj[live]
         t, y, w, mu, prec = self.t, self.live_y, self.live_w, self.mu, self.prec
-        f0, d, g, decay, growth, f_raw = self.parts
-        jac = np.stack([f_raw, -f0 * d * t * decay, f0 * g * t * growth], axis=-1)
-        below = f_raw < CEILING_MM  # at the ceiling the curve no longer moves with theta
-        f, jac = np.minimum(f_raw, CEILING_MM), jac * below[..., None]
-        r = (y - f) * w
-        jw = jac * w[..., None]
-        hess = np.matmul(jw.transpose(0, 2, 1), jw) + prec
-        grad = np.matmul(jw.transpose(0, 2, 1), r[..., None])[..., 0] - (theta - mu) @ prec
+        hess = self.hess
+        grad = self.jtr - (theta - mu) @ prec
         damped = hess + lam[:, None, None] * (hess * np.eye(N_PARAMS))
         step = np.linalg.solve(damped, grad[..., None])[..., 0]
         step = np.clip(step, -2.0, 2.0)  # no leap across the log scale
@@ -511,12 +561,19 @@ class _Rows:
             np.where(better[:, None], mine, old)
             for mine, old in zip(trial, self.parts, strict=True)
         )
+        moved = np.flatnonzero(better)
+        if moved.size:  # only the rows whose theta moved need their normal equations again
+            parts = tuple(part[moved] for part in self.parts)
+            self.hess[moved], self.jtr[moved] = self._normal_equations(
+                parts, t[moved], y[moved], w[moved]
+            )
         frozen = ~better & (lam == _LAMBDA_RANGE[1])
         if frozen.any():
             keep = ~frozen
             self.live = live[keep]
             self.parts = tuple(part[keep] for part in self.parts)
             self.t, self.live_y, self.live_w = t[keep], y[keep], w[keep]
+            self.hess, self.jtr = self.hess[keep], self.jtr[keep]
         return bool(settled.all())
 
 

@@ -307,7 +307,9 @@ def ranked(
 
     ``threads``: see ``risks`` (only when the caller's transaction has written nothing yet).
 
-    ``prior``: the cohort's growth-inhibition prior (estimated from the store when None);
+    ``prior``: the cohort's growth-inhibition prior (estimated from the store when None), or a
+    function returning it, called once the flags are computed (a full refresh estimates the
+    prior on another thread meanwhile: ``analytics.worklist.stored``);
     ``clinic``: a loaded ``treatment_clinic.ClinicModel`` for the recurrence part, or None
     (the risk is then the tumour part alone, and ``risk_parts`` says so).
     """
@@ -315,6 +317,8 @@ def ranked(
     frame = flagged(con, site, as_of=as_of)
     if prior is None:
         prior = estimate_prior(con)
+    elif callable(prior):  # being estimated elsewhere meanwhile: wait for it now
+        prior = prior()
     risk = risks(
         con,
         frame["person_id"].to_numpy(dtype=np.int64),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pytest
@@ -188,3 +189,45 @@ def test_summary_times_the_worklist_ranking_within_the_write(tmp_path):
         assert store.one_row(con.execute("SELECT count(*) FROM worklist_entry"))[0] > 0
     unranked = write_demo(tmp_path / "unranked.duckdb", 150, seed=3, rank_worklist=False)
     assert unranked.rank_s == 0.0
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    [
+        int(np.random.default_rng([20261125, 2025]).integers(1, 2**60)) << 60,  # the demo's
+        (2**60 + 7) << 60,
+        10**36 - 5,  # its last 18 digits near 10^18: the sum would carry (the HUGEINT form)
+    ],
+)
+def test_uids_computed_in_two_parts_are_the_decimal_sum(prefix):
+    n_studies = 1_000
+    sql, args = demo._uid_sql(prefix, n_studies)
+    con = duckdb.connect()
+    ids = [1, 2, 499, n_studies]
+    got = con.execute(
+        f"SELECT {sql.format(k=0)}, {sql.format(k=1)} FROM (SELECT unnest(?) AS study_id)",  # noqa: S608 - test constants
+        [*args, *args, ids],
+    ).fetchall()
+    assert got == [(f"2.25.{prefix + 2 * i}", f"2.25.{prefix + 2 * i + 1}") for i in ids]
+
+
+def test_late_primary_keys_are_the_schemas_own(tmp_path):
+    # the imaging tables get their keys after their rows: same constraints as a new store's
+    query = """SELECT table_name, constraint_type, constraint_text, constraint_column_names
+               FROM duckdb_constraints() WHERE table_name IN ('imaging_study', 'imaging_series')
+               ORDER BY ALL"""
+    store.connect(tmp_path / "fresh.duckdb", create=True).close()
+    with store.open_store(tmp_path / "fresh.duckdb", read_only=True) as con:
+        fresh = con.execute(query).fetchall()
+    path = write_demo(tmp_path / "demo.duckdb", 60, rank_worklist=False).path
+    with store.open_store(path) as con:
+        assert con.execute(query).fetchall() == fresh
+        assert {r[1] for r in fresh} >= {"PRIMARY KEY", "NOT NULL"}
+        uid, person = con.execute(
+            "SELECT study_uid, person_id FROM imaging_study LIMIT 1"
+        ).fetchone()
+        with pytest.raises(duckdb.ConstraintException):
+            con.execute(
+                "INSERT INTO imaging_study VALUES (?, ?, DATE '2026-01-01', 'CT', NULL, NULL)",
+                [uid, person],
+            )

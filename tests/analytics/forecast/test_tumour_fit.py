@@ -142,3 +142,44 @@ def test_draws_match_the_einsum_they_replace(clinic_series):
     expected = fit.theta[None] + np.einsum("nij,snj->sni", chol, z)
     got = TGIFit(patients, prior, fit.theta, fit.cov).draws(50, 3)
     np.testing.assert_array_equal(got, expected)
+
+
+def _reference_exceedance(fit, t_days, threshold, n_draws, seed):
+    """``TGIFit.exceedance`` before issue 23's second pass: the whole (draws, n, k) array at once."""
+    y = fit.sample_measurements(t_days, n_draws, seed)
+    threshold = np.asarray(threshold, dtype=float)[None, :, None]
+    if fit.prior.calibration is None:
+        return (y >= threshold).mean(axis=0)
+    return 1.0 - fit.prior.calibration.probability_below((y < threshold).mean(axis=0))
+
+
+@pytest.mark.parametrize("block", [tumour.MEASUREMENT_BLOCK, 7])
+def test_event_probabilities_by_blocks_match_the_whole_array(clinic_series, monkeypatch, block):
+    # blocks of 7 patients: a last block that is not full, and hundreds of them
+    patients, lines, prior = clinic_series
+    monkeypatch.setattr(tumour, "MEASUREMENT_BLOCK", block)
+    fit = fit_map(patients, prior)
+    assert patients.n > 3 * tumour.MEASUREMENT_BLOCK
+    last = np.max(np.where(patients.mask, patients.t_days, -np.inf), axis=1)
+    at = np.column_stack([last + 90.0, last + 180.0])  # two times per patient
+    threshold = tumour.progression_threshold(patients.mm[:, 0])
+    calibrated = TGIFit(patients, calibrated_prior(lines, prior), fit.theta, fit.cov)
+    for f in (fit, calibrated):  # raw bands and recalibrated ones
+        np.testing.assert_array_equal(
+            f.exceedance(at, threshold, 120, 11), _reference_exceedance(f, at, threshold, 120, 11)
+        )
+    shared = np.array([400.0, 800.0])  # one set of times for every patient
+    np.testing.assert_array_equal(
+        fit.exceedance(shared, threshold, 60, 2),
+        _reference_exceedance(fit, shared, threshold, 60, 2),
+    )
+    hidden = np.where(patients.mask, patients.t_days, 0.0)
+    y = fit.sample_measurements(hidden, 80, 5)
+    expected = (y < patients.mm[None]).mean(axis=0) + 0.5 * (y == patients.mm[None]).mean(axis=0)
+    np.testing.assert_array_equal(fit.pit(hidden, patients.mm, 80, 5), expected)
+
+
+def calibrated_prior(lines: LesionSeries, prior: TGIPrior) -> TGIPrior:
+    calibration = tumour.calibrate_bands(lines, start=prior)
+    assert calibration is not None
+    return TGIPrior(prior.mu, prior.cov, prior.noise, prior.n_patients, calibration)

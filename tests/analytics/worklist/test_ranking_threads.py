@@ -16,6 +16,7 @@ from analytics.forecast import patient, tumour
 from analytics.forecast.patient import estimate_prior
 from analytics.forecast.tumour import TGIFit
 from analytics.worklist import ranking as worklist
+from analytics.worklist import stored
 from tests.analytics.forecast.test_tumour_fit import reference_fit_map
 
 SMALL_CHUNK = 700  # several batches and their recurred parts: a dozen jobs
@@ -66,3 +67,16 @@ def test_the_ranking_is_the_one_before_the_fast_paths(clinic_db, ranked_serial, 
         monkeypatch.undo()
         assert estimate_prior(con, threads=2).to_state() == prior.to_state()
     pd.testing.assert_frame_equal(fast, reference, check_exact=True)
+
+
+def test_a_full_refresh_estimating_its_prior_beside_the_flags_ranks_as_one_thread(
+    clinic_db, monkeypatch
+):
+    # with threads, the prior is estimated on a cursor while the flags are computed
+    monkeypatch.setattr(worklist, "RISK_CHUNK", SMALL_CHUNK)
+    with store.open_store(clinic_db, read_only=True) as con:
+        as_of, prior, serial = stored._rank_everyone(con, None, threads=1)
+        as_of2, prior2, threaded = stored._rank_everyone(con, None, threads=2)
+    assert as_of2 == as_of and prior2.to_state() == prior.to_state()
+    assert serial["risk_6m"].notna().sum() > 500
+    pd.testing.assert_frame_equal(threaded, serial, check_exact=True)
