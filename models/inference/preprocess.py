@@ -121,10 +121,10 @@ def mask_to_image(mask_logits: Any, shape: tuple[int, int], threshold: float = 0
     prob = np.float32(1.0) / (np.float32(1.0) + np.exp(-logits))
     r0, r1, rw0, rw1 = _bilinear_axis(prob.shape[0], shape[0])
     c0, c1, cw0, cw1 = _bilinear_axis(prob.shape[1], shape[1])
-    top, bottom = prob[r0], prob[r1]
-    top = top[:, c0] * cw0 + top[:, c1] * cw1
-    bottom = bottom[:, c0] * cw0 + bottom[:, c1] * cw1
-    return (top * rw0[:, None] + bottom * rw1[:, None]) >= threshold
+    # columns first, on the mask's own rows (4 x fewer than the image's): the same products and
+    # sums per output pixel as interpolating each gathered row
+    cols = prob[:, c0] * cw0 + prob[:, c1] * cw1
+    return (cols[r0] * rw0[:, None] + cols[r1] * rw1[:, None]) >= threshold
 
 
 def body_mask(pixels: np.ndarray) -> np.ndarray:
