@@ -20,13 +20,56 @@ INPUT_SIZE = 128  # the network's input side (models.inference.network.INPUT_SIZ
 LOW_PERCENTILE, HIGH_PERCENTILE = 1.0, 99.5
 
 
+_COUNTED_SPAN = 1 << 20  # widest range of whole-number pixel values counted instead of partitioned
+
+
+def percentiles(pixels: np.ndarray, q: tuple[float, ...]) -> np.ndarray:
+    """``np.percentile(pixels, q)`` (the linear method), the same float64 values bit for bit.
+
+    Why not call it: stored pixels are whole numbers (16-bit detectors, Hounsfield units) almost
+    always, and for them the order statistics come from counting each value (``np.bincount``)
+    at a quarter of the cost of NumPy's partition (~1.5 ms of a 256 x 256 read, issue 23). The
+    interpolation between the two neighbouring order statistics is NumPy's own formula
+    (``numpy.lib._function_base_impl._lerp``) on the same float32 values; anything else (a
+    fractional value, NaN, infinity, a range over ``_COUNTED_SPAN``) goes to ``np.percentile``.
+    tests/models/inference/test_preprocess.py compares the two on integer and float images.
+    """
+    p = np.asarray(pixels, dtype=np.float32).reshape(-1)
+    n = p.size
+    if n == 0:
+        return np.percentile(p, q)
+    with np.errstate(invalid="ignore"):  # NaN or infinity: not whole numbers, and not cast here
+        whole = p.astype(np.int64)
+    lowest = int(whole.min())
+    span = int(whole.max()) - lowest + 1
+    if span > _COUNTED_SPAN or not np.array_equal(whole, p):
+        return np.percentile(p, q)
+    cumulative = np.cumsum(np.bincount(whole - lowest, minlength=span))
+    virtual = (n - 1) * (np.asanyarray(q, dtype=np.float64) / 100)
+    previous = np.floor(virtual)
+    gamma = virtual - previous
+    first = previous.astype(np.intp)
+    second = np.minimum(first + 1, n - 1)
+    # the k-th smallest value (k from 0): the first value whose running count exceeds k
+    a = (np.searchsorted(cumulative, first, side="right") + lowest).astype(np.float32)
+    b = (np.searchsorted(cumulative, second, side="right") + lowest).astype(np.float32)
+    diff = b - a
+    out = a + diff * gamma
+    np.subtract(b, diff * (1 - gamma), out=out, where=gamma >= 0.5)
+    return out
+
+
 def normalise(pixels: np.ndarray) -> np.ndarray:
     """Float image scaled to [0, 1] by its own percentiles (constant images become zeros)."""
     p = np.asarray(pixels, dtype=np.float32)
-    lo, hi = np.percentile(p, [LOW_PERCENTILE, HIGH_PERCENTILE])
+    lo, hi = percentiles(p, (LOW_PERCENTILE, HIGH_PERCENTILE))
     if not np.isfinite(lo) or not np.isfinite(hi) or hi - lo < 1e-6:
         return np.zeros_like(p, dtype=np.float32)
-    return np.clip((p - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
+    # float64, as NumPy promotes the float32 image against the float64 percentiles; in place
+    scaled = np.subtract(p, lo, dtype=np.float64)
+    scaled /= hi - lo
+    np.clip(scaled, 0.0, 1.0, out=scaled)
+    return scaled.astype(np.float32)
 
 
 def area_resize(image: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:

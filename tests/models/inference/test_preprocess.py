@@ -9,7 +9,14 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from models.inference.preprocess import area_resize, mask_to_image, to_input, to_tensor
+from models.inference.preprocess import (
+    area_resize,
+    mask_to_image,
+    normalise,
+    percentiles,
+    to_input,
+    to_tensor,
+)
 from models.inference.read import softmax
 
 
@@ -58,3 +65,35 @@ def test_softmax_agrees_with_pytorchs_to_float32_rounding():
     assert got.dtype == np.float32
     np.testing.assert_allclose(got, ref, atol=2e-7, rtol=0)
     np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-6)
+
+
+def _images():
+    rng = np.random.default_rng(8)
+    yield rng.integers(0, 4096, (256, 256)).astype(np.float32)  # a 12-bit detector
+    yield rng.integers(-1024, 3000, (97, 131)).astype(np.float32)  # Hounsfield units
+    yield rng.integers(0, 65535, (64, 300)).astype(np.float32)  # 16 bits
+    yield rng.integers(0, 2, (50, 50)).astype(np.float32)
+    yield rng.random((120, 80), dtype=np.float32) * 100  # fractional: NumPy's own path
+    yield np.full((30, 40), 7.0, np.float32)
+    with_nan = rng.integers(0, 500, (40, 40)).astype(np.float32)
+    with_nan[3, 4] = np.nan
+    yield with_nan
+    yield np.array([[5.0]], np.float32)
+
+
+@pytest.mark.parametrize("q", [(1.0, 99.5), (0.0, 100.0), (50.0, 25.0), (33.3, 66.7)])
+def test_percentiles_are_numpys_bit_for_bit(q):
+    for image in _images():
+        ref, got = np.percentile(image, q), percentiles(image, q)
+        assert got.dtype == ref.dtype and np.array_equal(got, ref, equal_nan=True), image.shape
+
+
+def test_normalise_gives_the_previous_formulas_values():
+    for image in _images():
+        p = image.astype(np.float32)
+        lo, hi = np.percentile(p, [1.0, 99.5])
+        if not np.isfinite(lo) or not np.isfinite(hi) or hi - lo < 1e-6:
+            ref = np.zeros_like(p)
+        else:
+            ref = np.clip((p - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
+        assert np.array_equal(normalise(image), ref), image.shape
