@@ -206,6 +206,16 @@ def _build_network(task: TaskSpec, weights: Path, device: Any, card: dict) -> Le
     return network
 
 
+def _guard(weights: Path, card: dict, required: bool) -> GuardStats | None:
+    """The model's verified input guard; without one, ``ModelUnavailableError`` where required."""
+    try:
+        return load_guard(weights, card)
+    except (GuardUnavailableError, OSError) as exc:
+        if required:
+            raise ModelUnavailableError(str(exc)) from exc
+    return None
+
+
 def load_model(name: str, device: Any = None, *, require_guard: bool = True) -> LoadedModel:
     """The verified model. ``require_guard=False`` only for ``models.training.guard``, which
     fits the guard of a model that has none yet; every read needs it. On CPU with the graph of
@@ -226,12 +236,6 @@ def load_model(name: str, device: Any = None, *, require_guard: bool = True) -> 
             f"vs card {str(expected)[:12]}...); refusing to use unverified weights"
         )
     device_name = str(device) if device is not None else default_device()
-    guard: GuardStats | None = None
-    try:
-        guard = load_guard(weights, card)
-    except (GuardUnavailableError, OSError) as exc:
-        if require_guard:
-            raise ModelUnavailableError(str(exc)) from exc
     applied = bool((card.get("calibration") or {}).get("applied", False))
     cached = (
         onnx_runner.cached_graph(actual) if device_name == "cpu" and onnx_runner.wanted() else None
@@ -243,11 +247,13 @@ def load_model(name: str, device: Any = None, *, require_guard: bool = True) -> 
         except Exception:  # noqa: BLE001
             pass
         else:
+            guard = _guard(weights, card, require_guard)
             temperature = cached[1] if applied else 1.0
             return LoadedModel(
                 task, card, None, device_name, weights, None, guard, fast, temperature
             )
     network = _build_network(task, weights, device_name, card)
+    guard = _guard(weights, card, require_guard)  # after the weights: their error comes first
     runner: OnnxNetwork | None = None
     note: str | None = "GPU: PyTorch"
     if device_name == "cpu":
