@@ -46,10 +46,9 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from analytics import store
-from analytics.governance import audit
+from analytics.governance import ROLES, audit
 from analytics.governance.pseudonyms import ensure_secret, keyed_hash
 
-ROLES = ("oncologist", "care_team", "ethics_board", "admin")
 # Roles shown the treatment recommendation (page, tumour-board PDF): the ones who decide it with the
 # patient. One set for every door (dashboard.session.auth.RECOMMENDS, dashboard.services.report).
 RECOMMENDATION_ROLES = frozenset({"oncologist"})

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import os
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -53,9 +54,14 @@ def db_arg(p: argparse.ArgumentParser) -> None:
 
 
 def db_path(args: argparse.Namespace) -> Path:
-    from analytics import store  # lazy: `oncolens --help` and the other commands never load it
-
-    return Path(args.db).expanduser() if args.db else store.default_db_path()
+    """``--db``, else ``analytics.store.default_db_path()``'s answer (``$ONCOLENS_DB``, else
+    ~/.oncolens/oncolens.duckdb), worked out here: importing the store package (DuckDB, pandas:
+    about a second) only to learn a path cost every ``predict`` without a store (issue 23).
+    tests/dashboard/cli/test_cli_imaging.py holds the two to the same answer."""
+    if args.db:
+        return Path(args.db).expanduser()
+    env = os.environ.get("ONCOLENS_DB")
+    return Path(env).expanduser() if env else Path.home() / ".oncolens" / "oncolens.duckdb"
 
 
 def say(msg: str) -> None:

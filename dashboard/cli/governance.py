@@ -37,8 +37,8 @@ def _read_password(args: argparse.Namespace) -> str:
 
 def add_subparsers(subparsers: SubParsers) -> None:
     """``users`` (``add``, ``remove``, ``role``, ``deactivate``, ``activate``, ``list``), ``audit``, ``quality``."""
-    # lazy: `oncolens --help` and the other commands never load it
-    from analytics.governance.users import ROLES
+    # the roles only (analytics.governance's package): the users module would load the store
+    from analytics.governance import ROLES
 
     users = add_command(subparsers, "users", "manage local accounts (sign-in and roles)", cmd_users)
     audit_p = add_command(subparsers, "audit", "verify the hash-chained audit trail", cmd_audit)

@@ -391,13 +391,6 @@ def _volume_series(
     3D model (built-in or registered) to use for every volume; a 2D model's name leaves the
     volumes to the model of their modality.
     """
-    # lazy: only `predict` needs the series scan, MONAI and the bundles
-    from models.inference.tasks import TASKS  # lazy: as above
-    from models.volumes import bundle as bundles  # lazy: as above
-    from models.volumes import read_volumes  # lazy: as above
-    from models.volumes.measure import SeriesRead  # lazy: as above
-    from models.volumes.segment import NoModelForVolumeError, read_volume  # lazy: as above
-
     infos, owner = scan_headers(files, workers)
     paths: dict[str, list[str]] = {}
     for path, uid in owner.items():
@@ -406,6 +399,14 @@ def _volume_series(
     kept: dict = {}  # the reads themselves (models.volumes.measure.SeriesRead), for --seg
     if not infos:
         return [], set(), kept
+    # lazy: only a folder with 3D series needs MONAI, the bundles and PyTorch (a folder of 2D
+    # images is read without importing them: seconds of every `predict`'s start, issue 23)
+    from models.inference.tasks import TASKS
+    from models.volumes import bundle as bundles  # lazy: as above
+    from models.volumes import read_volumes  # lazy: as above
+    from models.volumes.measure import SeriesRead  # lazy: as above
+    from models.volumes.segment import NoModelForVolumeError, read_volume  # lazy: as above
+
     chosen = model if model is not None and model not in TASKS else None  # a 2D name: by modality
     results = []
     for info in infos:

@@ -90,28 +90,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # the command as typed, for the lineage a training writes into its model card (issue 22)
     args.command_line = shlex.join(["oncolens", *(sys.argv[1:] if argv is None else argv)])
-    # lazy: `oncolens --help` never loads it (the store loads it anyway)
-    import duckdb
-
-    # lazy: `oncolens --help` and the other commands never load it
-    from analytics.store import StoreError
-
     try:
         return args.func(args)
-    except (CliError, StoreError) as exc:
+    except CliError as exc:
         say(f"error: {exc}")
-        return EXIT_FAILED
-    except (
-        duckdb.Error
-    ) as exc:  # a store altered by hand (a dropped table): one line, not a traceback
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        older = _older_store(getattr(args, "db", None))
-        if older:
-            say(f"error: {older}")
-        else:
-            say(
-                f"error: the store could not do this ({first}); check it with `oncolens audit verify`"
-            )
         return EXIT_FAILED
     except KeyboardInterrupt:
         say("interrupted")
@@ -120,6 +102,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         # the reader stopped (`oncolens cohort ... | head`): no traceback. Python would raise
         # again when it flushes stdout at exit, so stdout points at /dev/null from here on.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
+    except Exception as exc:
+        # The store's and DuckDB's errors, recognised without importing either: a command that
+        # never opened a store (`predict` of a folder) must not pay a second of imports for its
+        # error handling (issue 23); one that raised them has them loaded already.
+        errors = sys.modules.get("analytics.store.errors")
+        if errors is not None and isinstance(exc, errors.StoreError):
+            say(f"error: {exc}")
+            return EXIT_FAILED
+        duckdb = sys.modules.get("duckdb")
+        if duckdb is None or not isinstance(exc, duckdb.Error):
+            raise
+        # a store altered by hand (a dropped table): one line, not a traceback
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        older = _older_store(getattr(args, "db", None))
+        if older:
+            say(f"error: {older}")
+        else:
+            say(
+                f"error: the store could not do this ({first}); check it with `oncolens audit verify`"
+            )
         return EXIT_FAILED
 
 

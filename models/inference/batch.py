@@ -14,8 +14,9 @@ Python holding the GIL. Here:
   refusals and errors (tests/models/inference/test_batch.py compares them file by file).
 * ``predict_files`` spreads ``read_files`` over worker processes (``concurrent.futures``),
   ``CHUNK`` files per task, results streamed back in input order. Workers are forked from the
-  caller after its imports (torch, pydicom, scipy are not imported again) and each runs one
-  thread for PyTorch and ONNX Runtime: two processes with one thread each keep two cores busy,
+  caller after its imports (pydicom, scipy, ONNX Runtime are not imported again; PyTorch is
+  not imported at all, the read runs on ONNX Runtime and NumPy) and each runs one thread for
+  ONNX Runtime (and PyTorch, where a caller loaded it): two processes with one thread each keep two cores busy,
   where one process with two threads leaves the second core mostly waiting on the GIL and, on
   a loaded machine, loses more to spinning thread pools (bench/bench_batch.py measures both).
   Each worker loads each model once (``ModelLoader``): weights verified against their card,
@@ -33,6 +34,7 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -41,13 +43,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from models.dicom.reader import DicomImage, read_dicom, require_readable
 from models.inference import onnx_runner
 from models.inference.guard import image_statistics
 from models.inference.loader import ModelLoader
-from models.inference.preprocess import to_tensor
+from models.inference.preprocess import to_input
 from models.inference.read import (
     READ_ERRORS,
     AIRead,
@@ -79,7 +80,7 @@ class _Decoded:
     index: int
     image: DicomImage
     model: LoadedModel
-    x: torch.Tensor
+    x: np.ndarray  # the network input (1, 1, S, S)
     stats: np.ndarray  # the input guard's image statistics (1, 10), measured while x is hot
     read_ms: float  # model choice + sanity gate + preprocessing of this image
 
@@ -104,7 +105,7 @@ def read_decoded(
         try:
             model = model_for(image, load, requested)
             require_readable(image)  # read_image's first step, in the same order as predict_file
-            x = to_tensor(image.pixels).to(model.device)
+            x = to_input(image.pixels)
             stats = image_statistics(x)  # as read_image does: before the forward pass evicts x
         except READ_ERRORS as exc:
             out[i] = exc
@@ -112,30 +113,29 @@ def read_decoded(
         groups.setdefault(model.name, []).append(
             _Decoded(i, image, model, x, stats, (time.perf_counter() - started) * 1e3)
         )
-    with torch.inference_mode():
-        for items in (
-            group[k : k + FORWARD_BATCH]
-            for group in groups.values()
-            for k in range(0, len(group), FORWARD_BATCH)
-        ):
-            model = items[0].model
-            forward_started = time.perf_counter()
-            x = torch.cat([d.x for d in items])
-            logits, mask_logits, features = model.infer_with_features(x)
-            checks = model.check_inputs(x, features, np.concatenate([d.stats for d in items]))
-            shared_ms = (time.perf_counter() - forward_started) * 1e3 / len(items)
-            for j, d in enumerate(items):
-                finish_started = time.perf_counter()
-                ai = read_from_outputs(
-                    model,
-                    d.image,
-                    logits[j : j + 1],
-                    mask_logits[j : j + 1],
-                    checks[j],
-                    finish_started - shared_ms / 1e3,
-                )
-                latency = d.read_ms + shared_ms + (time.perf_counter() - finish_started) * 1e3
-                out[d.index] = (ai, latency)
+    for items in (
+        group[k : k + FORWARD_BATCH]
+        for group in groups.values()
+        for k in range(0, len(group), FORWARD_BATCH)
+    ):
+        model = items[0].model
+        forward_started = time.perf_counter()
+        x = np.concatenate([d.x for d in items])
+        logits, mask_logits, features = model.infer_with_features(x)
+        checks = model.check_inputs(x, features, np.concatenate([d.stats for d in items]))
+        shared_ms = (time.perf_counter() - forward_started) * 1e3 / len(items)
+        for j, d in enumerate(items):
+            finish_started = time.perf_counter()
+            ai = read_from_outputs(
+                model,
+                d.image,
+                logits[j : j + 1],
+                mask_logits[j : j + 1],
+                checks[j],
+                finish_started - shared_ms / 1e3,
+            )
+            latency = d.read_ms + shared_ms + (time.perf_counter() - finish_started) * 1e3
+            out[d.index] = (ai, latency)
     return out
 
 
@@ -192,7 +192,10 @@ def _start_worker() -> None:
     # threads do not exist after a fork, and hang it (seen: pthread_cond_destroy, forever). The
     # parent collects its garbage before forking (``_in_workers``); this keeps the rest out of reach.
     gc.freeze()
-    torch.set_num_threads(1)  # one core per process; ONNX Runtime follows (onnx_runner.OnnxNetwork)
+    onnx_runner.set_threads(1)  # one core per process
+    torch = sys.modules.get("torch")  # PyTorch, where the caller loaded it (the read does not)
+    if torch is not None:
+        torch.set_num_threads(1)
     _worker_loader = ModelLoader()
 
 

@@ -19,7 +19,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-INPUT_SIZE = 128
+from models.inference.preprocess import INPUT_SIZE  # one definition, beside the preprocessing
+
+__all__ = ["FEATURE_SIZE", "INPUT_SIZE", "LesionNet", "count_parameters"]
+
 FEATURE_SIZE = 13 * 12 + 2  # pooled width of LesionNet(width=12): 8w + w + 4w + 2 mask statistics
 
 
@@ -47,6 +50,9 @@ class LesionNet(nn.Module):
     # ONNX Runtime's forward pass on CPU, attached by models.inference.registry.load_model;
     # absent on networks built elsewhere (readers use getattr(network, "onnx_forward", None))
     onnx_forward: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None
+    # the temperature fitted in training, kept by the registry where the card does not apply it
+    # (the buffer is then 1); written beside the cached ONNX graph (models.inference.onnx_runner)
+    fitted_temperature: float
 
     def __init__(self, n_classes: int, width: int = 12) -> None:
         super().__init__()

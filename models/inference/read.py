@@ -20,11 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from models.dicom.reader import DicomImage, DicomReadError, read_dicom, require_readable
 from models.inference.guard import InputCheck, InputRefusedError, image_statistics
-from models.inference.preprocess import mask_to_image, to_tensor
+from models.inference.preprocess import mask_to_image, to_input
 from models.inference.registry import LoadedModel, ModelUnavailableError
 from models.inference.tasks import ImageMeta, NoModelForImageError, choose_model
 from models.radiomics import LesionFeatures, largest_component, measure_lesion
@@ -45,6 +44,7 @@ __all__ = [
     "read_from_outputs",
     "read_image",
     "result_json",
+    "softmax",
 ]
 
 
@@ -138,7 +138,7 @@ def model_for(
 
 def check_input(model: LoadedModel, image: DicomImage) -> InputCheck:
     """The input guard's verdict on one image, without the rest of the read (explanations use it)."""
-    x = to_tensor(image.pixels).to(model.device)
+    x = to_input(image.pixels)
     _, _, features = model.infer_with_features(x)
     return model.check_inputs(x, features)[0]
 
@@ -163,13 +163,12 @@ def weak_spots_for(model: LoadedModel, label: str, diameter_mm: float | None) ->
     )
 
 
-@torch.inference_mode()
 def read_image(model: LoadedModel, image: DicomImage) -> AIRead:
     """The read of one image: the structural sanity gate (models.dicom.sanity), then the input
     guard on the same forward pass as the model."""
     require_readable(image)
     started = time.perf_counter()
-    x = to_tensor(image.pixels).to(model.device)
+    x = to_input(image.pixels)
     # the guard's image statistics first, while x is hot in the caches (the forward pass evicts it)
     stats = image_statistics(x)
     logits, mask_logits, features = model.infer_with_features(x)
@@ -177,17 +176,24 @@ def read_image(model: LoadedModel, image: DicomImage) -> AIRead:
     return read_from_outputs(model, image, logits, mask_logits, check, started)
 
 
-@torch.inference_mode()
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Class probabilities of logits (N, classes) divided by the temperature, in float32 (the
+    network's precision): ``exp(z - max) / sum``, without PyTorch (the read never imports it)."""
+    z = np.asarray(logits, dtype=np.float32) / np.float32(temperature)
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e * (np.float32(1.0) / e.sum(axis=1, keepdims=True))
+
+
 def read_from_outputs(
     model: LoadedModel,
     image: DicomImage,
-    logits: torch.Tensor,
-    mask_logits: torch.Tensor,
+    logits: np.ndarray,
+    mask_logits: np.ndarray,
     check: InputCheck,
     started: float,
 ) -> AIRead:
     """The read from the network's outputs for this one image (``logits`` (1, classes),
-    ``mask_logits`` (1, 1, s, s)) and the guard's verdict: the label, the outline, RECIST and
+    ``mask_logits`` (1, 1, s, s); arrays, or CPU tensors) and the guard's verdict: the label, the outline, RECIST and
     radiomics. One function for ``read_image`` and the batched path (``models.inference.batch``),
     so a read of many files says exactly what the read of each alone says. ``started``: the
     ``time.perf_counter()`` the read's latency counts from."""
@@ -206,12 +212,12 @@ def read_from_outputs(
             calibrated=model.calibrated,
             weights_sha256=model.weights_sha256,
         )
-    probs = torch.softmax(logits / model.network.temperature, dim=1)[0].cpu().numpy()
+    probs = softmax(logits, model.temperature)[0]
     k = int(probs.argmax())
     label = model.labels[k]
     mask = lesion = None
     if label in model.task.lesion_labels:
-        mask = largest_component(mask_to_image(mask_logits.cpu(), image.pixels.shape))
+        mask = largest_component(mask_to_image(mask_logits, image.pixels.shape))
         if mask.any():
             spacing = image.spacing_mm or (1.0, 1.0)
             lesion = measure_lesion(image.pixels, mask, spacing)
@@ -294,10 +300,10 @@ def result_json(path: Path, image: DicomImage, ai: AIRead, latency_ms: float) ->
     }
 
 
-def _read_input(path: Path) -> tuple[Path, torch.Tensor | None, str | None]:
+def _read_input(path: Path) -> tuple[Path, np.ndarray | None, str | None]:
     try:
         # the same structural sanity gate as read_image: a constant frame is refused, not classified
-        return path, to_tensor(require_readable(read_dicom(path)).pixels), None
+        return path, to_input(require_readable(read_dicom(path)).pixels), None
     except (OSError, DicomReadError) as exc:
         return path, None, str(exc)
 
@@ -331,10 +337,10 @@ def classify_batches(
             probs: Iterator = iter(())
             checks: Iterator = iter(())
             if good:
-                x = torch.cat(good)
+                x = np.concatenate(good)
                 logits, _, features = model.infer_with_features(x)
                 checks = iter(model.check_inputs(x, features))
-                probs = iter(torch.softmax(logits / model.network.temperature, dim=1).cpu().numpy())
+                probs = iter(softmax(logits, model.temperature))
             for path, t, error in chunk:
                 if t is None:
                     yield path, None, error

@@ -23,13 +23,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
 
 from models.volumes import geometry
-from models.volumes.segment import LesionMeasure, VolumeRead
 from models.volumes.series import Volume, read_volumes, volume_files
+
+if TYPE_CHECKING:
+    # types only: the 3D read's module imports PyTorch, which an ingest of 2D images never needs
+    from models.volumes.segment import LesionMeasure, VolumeRead
 
 __all__ = [
     "SeriesRead",

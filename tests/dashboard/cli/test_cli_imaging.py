@@ -195,3 +195,69 @@ def test_validate_imaging_gives_honest_figures_per_model(validated_imaging) -> N
         assert {"ece_before_calibration", "ece_after_calibration"} <= r.keys()
         assert r["calibration_applied"] is False  # made held-out ECE worse for both demo models
         assert r["ece"] == r["ece_before_calibration"]
+
+
+_PREDICT_AND_LIST_MODULES = """
+import json, sys
+from dashboard.cli.main import main
+code = main(["predict", *sys.argv[2:], "--json", "--db", sys.argv[1]])
+heavy = ("torch", "captum", "monai", "sklearn", "pandas", "duckdb", "analytics.store", "shap")
+print(json.dumps({"code": code, "loaded": [m for m in heavy if m in sys.modules]}))
+"""
+
+
+def test_predict_of_2d_images_imports_no_torch_nor_analytics_libraries(folder, tmp_path):
+    """Issue 23: `oncolens predict` of 2D images reads on ONNX Runtime and NumPy; PyTorch, Captum,
+    MONAI, scikit-learn and pandas (and the store, without one) cost seconds of its start and are
+    never imported. Run in a fresh process, whose modules are what the command loaded."""
+    import os
+    import subprocess
+    import sys
+
+    from models.inference.registry import load_model
+
+    for name in ("mammography", "brain_mri"):  # the graphs (and temperatures) in this cache
+        load_model(name, device="cpu")
+    root = Path(__file__).resolve().parents[3]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(root),
+        "ONCOLENS_CACHE": os.environ.get("ONCOLENS_CACHE", ""),
+    }
+    if not env["ONCOLENS_CACHE"]:
+        del env["ONCOLENS_CACHE"]
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _PREDICT_AND_LIST_MODULES,
+            str(tmp_path / "none.duckdb"),
+            str(folder),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env=env,
+        check=True,
+    )
+    lines = out.stdout.strip().splitlines()
+    got = json.loads(lines[-1])
+    assert got == {"code": 0, "loaded": []}, out.stderr[-2000:]
+    reads = [json.loads(line) for line in lines[:-1]]
+    assert [Path(r["file"]).name for r in reads] == ["mg.dcm", "mr.dcm"]
+    assert all(r["label"] for r in reads)
+
+
+def test_the_default_store_path_is_the_stores_own(monkeypatch, tmp_path):
+    """`db_path` works the default out without importing the store; it must be the store's."""
+    import argparse
+
+    from dashboard.cli.common import db_path
+
+    for env in (None, str(tmp_path / "x.duckdb"), "~/y.duckdb"):
+        if env is None:
+            monkeypatch.delenv("ONCOLENS_DB", raising=False)
+        else:
+            monkeypatch.setenv("ONCOLENS_DB", env)
+        assert db_path(argparse.Namespace(db=None)) == store.default_db_path()
+    assert db_path(argparse.Namespace(db=tmp_path / "z.duckdb")) == tmp_path / "z.duckdb"

@@ -74,3 +74,84 @@ def test_a_failing_export_falls_back_to_pytorch(monkeypatch):
     monkeypatch.setattr(onnx_runner, "export", broken)
     model = load_model("mammography", device="cpu")
     assert model.runtime == "torch" and "exporter unavailable" in model.runtime_note
+
+
+_READ_IN_A_FRESH_PROCESS = """
+import json, sys
+from pathlib import Path
+from models.inference.loader import ModelLoader
+from models.inference.read import predict_file
+
+load = ModelLoader()
+read = predict_file(Path(sys.argv[1]), load)
+before = "torch" in sys.modules
+model = load("brain_mri")
+network = model.network  # built on demand: PyTorch is imported now, and only now
+print(json.dumps({
+    "torch_before_network": before,
+    "torch_after_network": "torch" in sys.modules,
+    "onnx_on_network": network.onnx_forward is model.fast,
+    "temperature": model.temperature,
+    "read": {k: v for k, v in read.items() if k not in ("latency_ms", "inference_ms")},
+}))
+"""
+
+
+def test_a_cached_graph_reads_without_importing_pytorch(tmp_path):
+    """Issue 23: once the verified weights' graph is cached, a read (load, preprocessing, forward
+    pass, guard, outline, RECIST, radiomics) never imports PyTorch; asking for the network still
+    gives it, with the ONNX forward pass attached; and the read is the one a model loaded with
+    PyTorch gives."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from pydicom.uid import generate_uid
+
+    from models.inference.loader import ModelLoader
+    from models.inference.read import predict_file
+    from models.training.synthetic_dicom import write_phantom_dicom
+
+    path = tmp_path / "mr.dcm"
+    write_phantom_dicom(
+        phantoms.brain_mri(np.random.default_rng(4), True, lesion_diameter_mm=25.0),
+        path,
+        patient_id="P1",
+        study_uid=generate_uid(),
+        series_uid=generate_uid(),
+        sop_instance_uid=generate_uid(),
+        study_date="20250301",
+    )
+    load = ModelLoader(lambda name: load_model(name, device="cpu"))
+    loaded = load("brain_mri")  # exports the graph and its temperature
+    assert loaded.net is not None  # this one was built with PyTorch (nothing was cached)
+    ref = {
+        k: v for k, v in predict_file(path, load).items() if k not in ("latency_ms", "inference_ms")
+    }
+    root = Path(__file__).resolve().parents[3]
+    out = subprocess.run(
+        [sys.executable, "-c", _READ_IN_A_FRESH_PROCESS, str(path)],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root), "ONCOLENS_CACHE": str(tmp_path)},
+        check=True,
+    )
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["torch_before_network"] is False
+    assert got["torch_after_network"] is True and got["onnx_on_network"] is True
+    assert got["temperature"] == float(loaded.network.temperature.reshape(-1)[0])
+    assert ref["lesion"] is not None and got["read"] == ref
+
+
+def test_a_graph_cached_without_its_temperature_loads_through_pytorch_once(tmp_path):
+    load_model("mammography", device="cpu")
+    (meta,) = (tmp_path / "onnx").glob("*.json")
+    meta.unlink()  # a graph exported before the temperature was kept beside it
+    first = load_model("mammography", device="cpu")
+    assert first.net is not None and first.runtime == "onnxruntime"  # PyTorch, then it is kept
+    again = load_model("mammography", device="cpu")
+    assert again.net is None and again.runtime == "onnxruntime"  # from the cache, no PyTorch
+    assert again.temperature == first.temperature
