@@ -20,13 +20,17 @@ websocket: from the first message the browser sends after the action (the rerun 
 last ``script_finished`` message the server sends back for it, as Playwright sees the frames. The
 rest of the total is the browser's: drawing what arrived (Plotly charts above all) and the time
 the click takes to reach the socket. Why not Streamlit's own timing: it has none per run that a
-client can read, and the socket's two ends are what bound the script run.
+client can read, and the socket's two ends are what bound the script run. The **server's CPU
+seconds** (``tree_cpu_s``: user + system time of the served process and every process under it,
+the PDF's kept Chromium included, from /proc before and after each action) say what a step cost
+on a machine whose load makes wall times 5-10 x longer than the work.
 
 Targets (issue 23, on 2 cores): any page's first open <= 2 s after sign-in; later opens and widget
 interactions <= 0.5 s median and <= 1 s p95; landing <= 2 s on a cold server; upload -> AI read +
 Grad-CAM overlay <= 1 s; integrated gradients on screen <= 1.5 s; tumour-board PDF <= 5 s.
 
     python -m bench.bench_pages [--reps 5] [--patients 2000 | --db PATH] [--json FILE] [--quick]
+                                [--roles oncologist,careteam,ethics,admin | imaging | report]
 
 ``--quick`` (the oncologist once, on 200 patients) is what ``tests/e2e/test_bench_pages.py`` runs,
 so a page change that breaks a step of the bench fails a test instead of a later benchmark run.

@@ -5,7 +5,8 @@ model so the PDF's recommendation is the one the page shows. Pseudonymised unles
 the signed-in role may see patient identities (``auth.sees_patient_ids``) and
 the user ticks the box. Building takes several seconds (the AI reads, the
 saliency maps, the figures), so it runs on request, not on every rerun; each
-build is audited (``tumour_board_report``).
+build is audited (``tumour_board_report``). The section is a fragment (the button reruns it, not the
+page), and its key images come through the app's caches (``_reads``), as the Imaging page's do.
 """
 
 from __future__ import annotations
