@@ -66,6 +66,7 @@ def test_the_quick_page_benchmark_times_every_step(demo_clinic: DemoClinic, tmp_
     # the server's share is read off the websocket for every step that reruns the script
     assert rows["Integrated gradients on screen"]["server_median_s"] is not None
     # and the server's CPU seconds (its process tree, the PDF's kept Chromium included) for each step
+    # (not for a mark inside one, such as the treatment section: it is timed within its page's step)
     assert rows["Tumour-board PDF (Prepare -> Download button)"]["server_cpu_median_s"] > 0
-    assert all(row["server_cpu_median_s"] is not None for row in rows.values())
+    assert all(rows[step]["server_cpu_median_s"] is not None for step in STEPS)
     assert "Pages in Chromium" in run.stdout and "targets met" in run.stdout
