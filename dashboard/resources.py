@@ -51,13 +51,13 @@ from analytics.treatment import decisions as treatment_decisions
 from analytics.treatment import scope as treatment_scope
 from analytics.treatment import similar as treatment_similar
 from analytics.treatment.model import files as treatment_model_files
-from analytics.treatment.recommend import Recommendation
-from analytics.worklist import ranking as worklist
 from analytics.worklist import stored as worklist_store
 
 if TYPE_CHECKING:  # imported where used (below): torch, pydicom, scipy take seconds to import
     from analytics.forecast import patient as forecast
     from analytics.treatment import clinic as treatment_clinic
+    from analytics.treatment.recommend import Recommendation  # (SciPy through the model)
+    from analytics.worklist import ranking as worklist  # (SciPy through the forecasts)
     from models.dicom import reader as dicom
     from models.inference import read as inference
     from models.inference import registry
@@ -382,6 +382,9 @@ def _worklist(path: str, version: str, model_stamp: tuple[int, ...] | None) -> p
         if model_stamp
         else None
     )
+    # lazy: SciPy, through the forecasts, kept off the sign-in page (issue 23)
+    from analytics.worklist import ranking as worklist
+
     prior, _stored = _forecast_prior(path, version)
     with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
         return worklist.ranked(con, prior=prior, clinic=clinic)
@@ -490,6 +493,9 @@ def worklist_view(
         filters = (*base, worklist_signoff(ref, _model_version_of(ref)))
         page = _live_page(ref.path, ref.stamp, ranked, int(limit), int(offset), filters)
         return WorklistView(page, status, "on_the_fly", _model_version_of(ref))
+    # lazy: SciPy, through the forecasts, kept off the sign-in page (issue 23)
+    from analytics.worklist import ranking as worklist
+
     empty = worklist.WorklistPage(
         pd.DataFrame(columns=list(worklist.WORKLIST_COLUMNS)), 0, int(limit), int(offset)
     )
@@ -688,6 +694,9 @@ def patient_forecast(ref: StoreRef, person_id: int) -> forecast.PatientForecast:
 
 @st.cache_data(max_entries=4, show_spinner=False)
 def _sites(path: str, version: str) -> list[str]:
+    # lazy: SciPy, through the forecasts, kept off the sign-in page (issue 23)
+    from analytics.worklist import ranking as worklist
+
     with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
         return worklist.sites(con)
 
@@ -739,6 +748,24 @@ def cohort_result(ref: StoreRef, query: Any, group_by: str | None = None):
     (not cached) for a bad filter or an empty cohort.
     """
     return _cohort_built(ref.path, ref.version, _definition_key(query, group_by))
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _at_risk(path: str, version: str, group_by: str | None) -> pd.DataFrame:
+    # lazy: only this section needs it; the app opens its first page without it
+    from analytics.cohorts import builder as cohorts
+
+    with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
+        return cohorts.build_cohort(con, (), group_by, with_table1=False, with_tests=False).at_risk
+
+
+def cohort_at_risk(ref: StoreRef, group_by: str | None = None) -> pd.DataFrame:
+    """The whole clinic's numbers at risk per year (``CohortResult.at_risk``), by ``group_by``.
+
+    The same counts as ``cohort_result(ref, (), group_by).at_risk``, without the Table 1 and the
+    survival tests the Overview tab does not show (two thirds of the builder's time, issue 23).
+    """
+    return _at_risk(ref.path, ref.version, group_by)
 
 
 @st.cache_data(max_entries=4, show_spinner="Preparing the export…")

@@ -65,6 +65,43 @@ def harrell_c_fast(time, event, risk) -> float:
     return float((concordant.sum() + 0.5 * tied.sum()) / pairs) if pairs else math.nan
 
 
+def harrell_c_resampled(time, event, risk, rows: np.ndarray) -> np.ndarray:
+    """``harrell_c_fast`` of every resample ``time[r], event[r], risk[r]`` for ``r`` in ``rows``
+    (resamples, n), from one pair table of the group: C of a resample counts each pair (i, j) of the
+    group as often as i and j were drawn, so its sums are the pair table weighted by the draw counts,
+    two matrix products for all resamples instead of one pair table per resample (issue 23).
+
+    Bit for bit the same numbers as ``harrell_c_fast`` on each resample (tested): the pair counts
+    are whole numbers (doubled for the ties' halves), exact in float64, and the last step is the
+    same division. A copy of a patient never pairs with itself: equal times with an event on both
+    sides are not comparable.
+    """
+    time, event, risk = np.asarray(time, float), np.asarray(event, bool), np.asarray(risk, float)
+    rows = np.asarray(rows)
+    reps, n = rows.shape[0], len(time)
+    ti, ri = time[event][:, None], risk[event][:, None]
+    comparable = (time[None, :] > ti) | ((time[None, :] == ti) & ~event[None, :])
+    doubled = (2.0 * (ri > risk[None, :]) + 1.0 * (ri == risk[None, :])) * comparable
+    # draw counts: resample r took patient i counts[r, i] times
+    counts = np.bincount((rows + n * np.arange(reps)[:, None]).ravel(), minlength=reps * n)
+    counts = counts.reshape(reps, n).astype(float)
+    from_events = counts[:, event]
+    pairs = np.einsum("ri,ij,rj->r", from_events, comparable.astype(float), counts)
+    scored = np.einsum("ri,ij,rj->r", from_events, doubled, counts)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        c = np.where(pairs > 0, (scored / 2.0) / pairs, math.nan)
+    return c
+
+
+def _c_index_resampled(y_true, y_score, rows, time) -> np.ndarray:
+    """``_c_index`` of every resample (``Metric.batch``): NaN where it is NaN."""
+    event, rows = np.asarray(y_true, bool), np.asarray(rows)
+    if rows.shape[1] < 10:
+        return np.full(rows.shape[0], math.nan)
+    c = harrell_c_resampled(time, event, y_score, rows)
+    return np.where(event[rows].sum(axis=1) < 2, math.nan, c)
+
+
 def _c_index(y_true, y_score, time) -> float:
     event = np.asarray(y_true, bool)
     if event.sum() < 2 or len(event) < 10:
@@ -101,7 +138,7 @@ FIVE_YEAR_METRICS = tuple(
 )
 
 SURVIVAL_METRICS = (
-    Metric("harrell_c", "Harrell's C", _c_index, ("time",)),
+    Metric("harrell_c", "Harrell's C", _c_index, ("time",), batch=_c_index_resampled),
     Metric("predicted_rfs_5y", "mean predicted 5-year RFS", _predicted_rfs),
     Metric("km_rfs_5y", "Kaplan-Meier 5-year RFS", _km_rfs, ("time",)),
     Metric(

@@ -80,10 +80,8 @@ if overview_tab.open:
                 help=plain_language.glossary_help("Kaplan–Meier", "RFS", "confidence interval"),
             )
             # numbers at risk counted by the cohort builder (the curves' table is on a time grid)
-            everyone = resources.cohort_result(ref, (), None).at_risk
-            by_first_line = _named(
-                resources.cohort_result(ref, (), "first_line_regimen").at_risk, "group"
-            )
+            everyone = resources.cohort_at_risk(ref)
+            by_first_line = _named(resources.cohort_at_risk(ref, "first_line_regimen"), "group")
             overall, by_regimen = st.columns(2)
             overall.plotly_chart(
                 cohort_figures.km_figure(

@@ -14,11 +14,11 @@ from analytics.cohorts.builder import CohortResult
 from dashboard.figures.common import (
     DAYS_PER_YEAR,
     PALETTE,
+    band_path,
     bar_figure,
     base_layout,
     colour_with_alpha,
     empty_figure,
-    step_path,
 )
 
 
@@ -69,12 +69,11 @@ def km_at_risk_figure(result: CohortResult, title: str = "Recurrence-free surviv
         colour = PALETTE[i % len(PALETTE)]
         years = g.km["day"] / DAYS_PER_YEAR
         # extend each curve flat to its last follow-up (censored tail)
-        up_x, up_y = step_path(years, g.km["hi"])
-        low_x, low_y = step_path(years, g.km["lo"])
+        band_x, band_y = band_path(years, g.km["lo"], g.km["hi"])
         fig.add_trace(
             go.Scatter(
-                x=up_x + low_x[::-1],
-                y=up_y + low_y[::-1],
+                x=band_x,
+                y=band_y,
                 fill="toself",
                 fillcolor=colour_with_alpha(colour, 0.15),
                 line={"width": 0},
@@ -152,12 +151,11 @@ def km_figure(
     for i, (group, part) in enumerate(km.groupby("group", sort=False)):
         colour = PALETTE[i % len(PALETTE)]
         years = part["time_days"] / DAYS_PER_YEAR
-        up_x, up_y = step_path(years, part["ci_upper"])
-        low_x, low_y = step_path(years, part["ci_lower"])
+        band_x, band_y = band_path(years, part["ci_lower"], part["ci_upper"])
         fig.add_trace(
             go.Scatter(
-                x=up_x + low_x[::-1],
-                y=up_y + low_y[::-1],
+                x=band_x,
+                y=band_y,
                 fill="toself",
                 fillcolor=colour_with_alpha(colour, 0.15),
                 line={"width": 0},

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import textwrap
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
@@ -153,6 +154,22 @@ def step_path(x: pd.Series, y: pd.Series) -> tuple[list[float], list[float]]:
         path_x.append(xi)
         path_y.append(yi)
     return path_x, path_y
+
+
+def band_path(x: pd.Series, lo: pd.Series, hi: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """The closed outline of a step band between ``lo`` and ``hi``: the upper staircase out, the lower
+    one back (``step_path`` of each, the second reversed), as arrays.
+
+    Why arrays (issue 23): Plotly checks a list element by element (about 20,000 calls for the
+    Cohorts page's two KM charts), an array at once; the figure draws the same points.
+    """
+    xs = np.asarray(x, dtype=float)
+    ups, lows = np.asarray(hi, dtype=float), np.asarray(lo, dtype=float)
+    stair_x = np.repeat(xs, 2)[1:]  # x0, x1, x1, x2, x2, ...: step_path's corners
+    return (
+        np.concatenate([stair_x, stair_x[::-1]]),
+        np.concatenate([np.repeat(ups, 2)[:-1], np.repeat(lows, 2)[:-1][::-1]]),
+    )
 
 
 def colour_with_alpha(hex_colour: str, alpha: float) -> str:

@@ -24,10 +24,13 @@ path) and the next report starts another; if none starts, matplotlib redraws, as
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import logging
 import shutil
 import threading
+from collections import OrderedDict
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -160,6 +163,10 @@ class WarmBrowser:
 
 _WARM = WarmBrowser()
 _WARM_LOCK = threading.Lock()
+# PNGs the kept browser drew, by the figure's JSON and size (the app's process only): a report built
+# again for the same patient and data redraws nothing (issue 23); a few MB at most
+DRAWN_KEPT = 16
+_DRAWN: OrderedDict[tuple[str, int, int], bytes] = OrderedDict()
 
 
 def keep_warm() -> bool:
@@ -191,9 +198,18 @@ def figure_png(
     height = int(height or fig.layout.height or 500)
     if prefer != "matplotlib" and renderer() == "kaleido":
         if _WARM._thread is not None:  # this process keeps a browser
+            key = (hashlib.sha256(fig.to_json().encode()).hexdigest(), width, height)
+            with _LOCK:
+                if key in _DRAWN:  # the same figure drawn before: the same PNG (a second report)
+                    _DRAWN.move_to_end(key)
+                    return _DRAWN[key]
             try:
                 with _LOCK:  # one figure at a time: two cores
-                    return _WARM.png(fig, width, height)
+                    png = _WARM.png(fig, width, height)
+                    _DRAWN[key] = png
+                    while len(_DRAWN) > DRAWN_KEPT:
+                        _DRAWN.popitem(last=False)
+                    return png
             except Exception as exc:  # noqa: BLE001 - a browser that died: a fresh one below
                 log.warning("the kept kaleido browser failed (%s); starting another", exc)
                 _WARM.stop()
@@ -207,6 +223,36 @@ def figure_png(
             _KALEIDO_STATE.update(ok=False, why=str(exc))
             log.warning("kaleido failed (%s); figures are redrawn with matplotlib", exc)
     return matplotlib_png(fig, width, height)
+
+
+def figures_png_later(figs: list[tuple[go.Figure, int, int | None]]) -> Callable[[], list[bytes]]:
+    """``figures_png(figs)``, started now where a browser is kept, collected by calling the result.
+
+    Why (issue 23): in the app the kept browser draws the report's figures while the report reads
+    its key images (the model's work), instead of after; the PDF waited for both, one after the
+    other. Where no browser is kept (the CLI) it draws when called, exactly as before. Errors
+    are raised by the call, as ``figures_png`` raises them.
+    """
+    if _WARM._thread is None:
+        return lambda: figures_png(figs)
+    done: dict[str, object] = {}
+
+    def draw() -> None:
+        try:
+            done["pngs"] = figures_png(figs)
+        except BaseException as exc:  # noqa: BLE001 - raised again by the caller's collect()
+            done["error"] = exc
+
+    worker = threading.Thread(target=draw, name="oncolens-report-figures", daemon=True)
+    worker.start()
+
+    def collect() -> list[bytes]:
+        worker.join()
+        if "error" in done:
+            raise done["error"]  # type: ignore[misc]
+        return done["pngs"]  # type: ignore[return-value]
+
+    return collect
 
 
 def figures_png(figs: list[tuple[go.Figure, int, int | None]]) -> list[bytes]:

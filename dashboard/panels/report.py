@@ -5,10 +5,13 @@ model so the PDF's recommendation is the one the page shows. Pseudonymised unles
 the signed-in role may see patient identities (``auth.sees_patient_ids``) and
 the user ticks the box. Building takes several seconds (the AI reads, the
 saliency maps, the figures), so it runs on request, not on every rerun; each
-build is audited (``tumour_board_report``).
+build is audited (``tumour_board_report``). The section is a fragment (the button reruns it, not the
+page), and its key images come through the app's caches (``_reads``), as the Imaging page's do.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import streamlit as st
 
@@ -22,15 +25,46 @@ from dashboard.session import auth
 KEY = "oncolens.report.pdf"
 
 
-def show(ref: resources.StoreRef, summary: PatientSummary) -> None:
+def _reads(path: Path) -> tuple:
+    """The report's read of a key image through the app's caches (``report.read_and_explain``'s
+    calls, the same results): an image the Imaging page or an earlier report read and explained is
+    not read again (issue 23). The Grad-CAM target is the AI read's label, which is the class the
+    report's default explains (the argmax of the same logits), and the Imaging page's default."""
     # lazy: only this section needs it; the app opens its first page without it
-    from analytics.forecast.patient import ForecastError
-    from dashboard.services.report import report_bytes  # (the same)
+    from dashboard.services.report import SALIENCY_METHOD
+    from models.inference.read import (  # lazy: only this section needs it (torch)
+        model_for,
+    )
 
+    data = Path(path).read_bytes()
+    image = resources.read_image(data)
+    model = model_for(image, resources.imaging_model)
+    ai = resources.ai_read(data, 0, image, model.name).require_accepted()
+    target = model.labels.index(ai.label)
+    return (
+        image,
+        model,
+        ai,
+        resources.explanation(data, 0, image, model.name, SALIENCY_METHOD, target),
+    )
+
+
+def show(ref: resources.StoreRef, summary: PatientSummary) -> None:
     st.subheader("Tumour-board report")
     # the PDF's figures are drawn by a browser; start it now, in the background, and keep it, so
     # that "Prepare the PDF" does not wait for it to start (most of the report's time, issue 23)
     static_figures.keep_warm()
+    _build(ref, summary)
+
+
+@st.fragment
+def _build(ref: resources.StoreRef, summary: PatientSummary) -> None:
+    """The checkbox, the button and the download: a fragment, so that "Prepare the PDF" reruns this
+    section alone, not the whole Patient page (seconds of it, issue 23)."""
+    # lazy: only this section needs it; the app opens its first page without it
+    from analytics.forecast.patient import ForecastError
+    from dashboard.services.report import report_bytes  # (the same)
+
     user, role = auth.actor()
     names = auth.sees_patient_ids(role) and st.checkbox(
         "Include the patient's name and MRN",
@@ -60,6 +94,7 @@ def show(ref: resources.StoreRef, summary: PatientSummary) -> None:
                     clinic=clinic,
                     forecast=forecast,
                     load=resources.imaging_model,  # loaded once per process, not per report
+                    reads=_reads,  # the app's cached reads and maps
                 ),
             )
     held = st.session_state.get(KEY)

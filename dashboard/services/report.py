@@ -101,32 +101,51 @@ def _image_files(con, person_id: int) -> list[str]:
     return [r[0] for r in rows]
 
 
-def _key_image(path: Path, load) -> tuple[KeyImage | None, dict | None, str | None]:
-    """The image with the AI outline and its saliency map blended in; (image, finding row, note)."""
-    # lazy: only this section needs it; the app opens its first page without it
-    from dashboard.figures.saliency import overlay_rgb
+def read_and_explain(path: Path, load) -> tuple:
+    """(image, model, AI read, Grad-CAM explanation) of one file, computed here (the CLI's path).
+
+    The app passes its own (``gather``'s ``reads``): the same calls through its caches, so a
+    report reuses what the Imaging page and earlier reports of the same images computed.
+    Raises ``DicomReadError``, ``NoModelForImageError`` (a refused image included),
+    ``ModelUnavailableError``, ``OSError``.
+    """
     from models.dicom.reader import (  # lazy: only this section needs it; the app opens its first page without it
-        DicomReadError,
-        display,
         read_dicom,
     )
     from models.inference.read import (  # lazy: only this section needs it; the app opens its first page without it
-        NoModelForImageError,
         model_for,
         read_image,
     )
 
     # lazy: only this section needs it; the app opens its first page without it
-    from models.inference.registry import ModelUnavailableError
-
-    # lazy: only this section needs it; the app opens its first page without it
     from models.saliency.methods import explain_image
 
+    image = read_dicom(path)
+    model = model_for(image, load)
+    ai = read_image(model, image).require_accepted()  # a refused image: no key image
+    return image, model, ai, explain_image(model, image, SALIENCY_METHOD)
+
+
+def _key_image(path: Path, load, reads=None) -> tuple[KeyImage | None, dict | None, str | None]:
+    """The image with the AI outline and its saliency map blended in; (image, finding row, note).
+
+    ``reads``: ``path -> (image, model, AI read, explanation)``, ``read_and_explain`` by default.
+    """
+    # lazy: only this section needs it; the app opens its first page without it
+    from dashboard.figures.saliency import overlay_rgb
+    from models.dicom.reader import (  # lazy: only this section needs it; the app opens its first page without it
+        DicomReadError,
+        display,
+    )
+    from models.inference.read import (  # lazy: only this section needs it; the app opens its first page without it
+        NoModelForImageError,
+    )
+
+    # lazy: only this section needs it; the app opens its first page without it
+    from models.inference.registry import ModelUnavailableError
+
     try:
-        image = read_dicom(path)
-        model = model_for(image, load)
-        ai = read_image(model, image).require_accepted()  # a refused image: no key image
-        explanation = explain_image(model, image, SALIENCY_METHOD)
+        image, model, ai, explanation = (reads or (lambda p: read_and_explain(p, load)))(path)
     except (DicomReadError, NoModelForImageError, ModelUnavailableError, OSError) as exc:
         return None, None, f"{path.name}: {exc}"
     rgb = overlay_rgb(display(image), explanation.attribution, opacity=0.45)
@@ -201,6 +220,7 @@ def gather(
     clinic: ClinicModel | None = None,
     role: str | None = None,
     forecast=None,
+    reads=None,
 ) -> ReportData:
     """Everything the report shows for one patient; ``UnknownPatientError`` when the store has no such patient.
 
@@ -212,6 +232,8 @@ def gather(
     (``users.sees_recommendation``: the oncologist) get the recommendation, its SHAP waterfall and
     the survival forecast under options she did not receive; anyone else (None included) gets the
     report without them, and a line saying so.
+    ``reads``: how a key image is read and explained (``_key_image``); the app's goes through its
+    caches.
     Outside the treatment model's scope (``recommendation_scope``: recurrence, metastatic disease)
     there is no recommendation for anyone: the report says why and shows the course, the lines of
     therapy and progression on the current line instead.
@@ -391,13 +413,34 @@ def gather(
         )
     )
 
+    # the figures first, drawn as PNGs by the kept browser (the app's) while the key images are read
+    # below (issue 23: the PDF waited for one, then the other)
+    fig = patient_figures.patient_forecast_timeline(
+        summary,
+        forecast,
+        survival_absent=patient_figures.survival_title_for(setting, scope.in_scope),
+        as_of=setting.as_of,
+    )
+    figures: list[tuple] = [(fig, 1100, int(fig.layout.height or 940))]
+    if scope.in_scope and allowed and rec is not None:
+        figures.append(
+            (
+                treatment_figures.benefit_waterfall_figure(
+                    rec.shap, rec.benefit, horizon_days=rec.horizon_days
+                ),
+                1000,
+                None,
+            )
+        )
+    pngs_later = static_figures.figures_png_later(figures)
+
     key_images: list[KeyImage] = []
     model_rows: dict[str, str] = {}
     live: list[dict] = []
     for path in files:
         if len(key_images) >= KEY_IMAGES:
             break
-        image, row, note = _key_image(Path(path), load)
+        image, row, note = _key_image(Path(path), load, reads)
         key = (row["model_name"], row["model_version"]) if row is not None else None
         if key in withheld:
             continue  # the read of a version not approved, where approval is required
@@ -418,13 +461,6 @@ def gather(
         )
 
     forecast_lines: list[str] = []
-    fig = patient_figures.patient_forecast_timeline(
-        summary,
-        forecast,
-        survival_absent=patient_figures.survival_title_for(setting, scope.in_scope),
-        as_of=setting.as_of,
-    )
-    figures: list[tuple] = [(fig, 1100, int(fig.layout.height or 940))]
     if forecast is not None:
         t = forecast.tumour
         forecast_lines.append(
@@ -474,19 +510,10 @@ def gather(
                 f"(95 % CI {formats.pct_interval(lo, hi)}), RMST {o.rmst_days:.0f} days"
             )
         recommendation_lines += [plain_language.statement(rec), rec.caveat]
-        figures.append(
-            (
-                treatment_figures.benefit_waterfall_figure(
-                    rec.shap, rec.benefit, horizon_days=rec.horizon_days
-                ),
-                1000,
-                None,
-            )
-        )
         model_rows["Treatment outcome model"] = rec.model_version
     else:
         recommendation_lines.append("No recommendation available (see the notes).")
-    pngs = static_figures.figures_png(figures)
+    pngs = pngs_later()
     timeline_png, waterfall_png = pngs[0], (pngs[1] if len(pngs) > 1 else None)
 
     model_rows["OncoLens"] = oncolens_version()
@@ -601,11 +628,13 @@ def report_bytes(
     clinic: ClinicModel | None = None,
     forecast=None,
     load=None,
+    reads=None,
 ) -> bytes:
     """The PDF in memory for a download button; audited like ``write_report``.
 
     ``clinic``, ``forecast``: the app's loaded treatment model and her cached forecast (``gather``);
-    ``load``: the app's imaging-model loader (``name -> LoadedModel``, loaded once per process).
+    ``load``: the app's imaging-model loader (``name -> LoadedModel``, loaded once per process);
+    ``reads``: the app's cached reads of the key images (``gather``).
     """
 
     pdf = render_pdf(
@@ -618,6 +647,7 @@ def report_bytes(
             role=role,
             forecast=forecast,
             load=load,
+            reads=reads,
         )
     )
     audit.record_event(

@@ -65,4 +65,8 @@ def test_the_quick_page_benchmark_times_every_step(demo_clinic: DemoClinic, tmp_
         assert row["n"] >= 1 and row["median_s"] > 0, name
     # the server's share is read off the websocket for every step that reruns the script
     assert rows["Integrated gradients on screen"]["server_median_s"] is not None
+    # and the server's CPU seconds (its process tree, the PDF's kept Chromium included) for each step
+    # (not for a mark inside one, such as the treatment section: it is timed within its page's step)
+    assert rows["Tumour-board PDF (Prepare -> Download button)"]["server_cpu_median_s"] > 0
+    assert all(rows[step]["server_cpu_median_s"] is not None for step in STEPS)
     assert "Pages in Chromium" in run.stdout and "targets met" in run.stdout

@@ -40,7 +40,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import norm
 
 PROPENSITY_FLOOR = 0.01  # inverse weights capped at 100 (overlap is checked before fitting)
 
@@ -215,6 +214,9 @@ class DoublyRobustForest:
         self, X: np.ndarray, a: np.ndarray, b: np.ndarray, level: float = 0.90
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(estimate, lower, upper) of the contrast a - b at a two-sided ``level``."""
+        # lazy: SciPy is imported here, not by the app's sign-in page (issue 23)
+        from scipy.stats import norm
+
         est, se = self.contrast(X, a, b)
         z = float(norm.ppf(0.5 + level / 2))
         return est, est - z * se, est + z * se

@@ -25,14 +25,18 @@ import io
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from analytics.treatment.data import Feature
-from analytics.treatment.model.effects import DoublyRobustForest
-from analytics.treatment.model.learners import XGBPseudoLearner
-from analytics.treatment.model.outcome_model import OutcomeModel
+
+if (
+    TYPE_CHECKING
+):  # imported where used: SciPy (through them) took seconds of the app's sign-in page
+    from analytics.treatment.model.learners import XGBPseudoLearner
+    from analytics.treatment.model.outcome_model import OutcomeModel
 
 MODEL_NAME = "treatment_outcome"
 CARD_FORMAT = 1
@@ -70,6 +74,9 @@ def _learner_from_bytes(
     # lazy: xgboost is imported only when this is used (start-up time)
     import xgboost as xgb
 
+    # lazy: the app's sign-in page reads model paths from this module, without SciPy (issue 23)
+    from analytics.treatment.model.learners import XGBPseudoLearner
+
     learner = XGBPseudoLearner(**params)
     reg = xgb.XGBRegressor()
     reg.load_model(bytearray(raw.tobytes()))
@@ -89,6 +96,9 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 def save_model(model: OutcomeModel, folder: Path, card_extra: dict) -> dict:
     """Write weights and card into ``folder``; returns the card (with sha256 and version)."""
+    # lazy: the app's sign-in page reads model paths from this module, without SciPy (issue 23)
+    from analytics.treatment.model.learners import XGBPseudoLearner
+
     if not isinstance(model.main_, XGBPseudoLearner):
         raise TreatmentModelError(
             "only the pseudo-value tree model (xgb_pseudo) is saved as the clinic model"
@@ -168,6 +178,10 @@ def load_card(folder: Path) -> dict:
 
 def load_model(folder: Path) -> tuple[OutcomeModel, dict]:
     """The saved model (verified against its card's sha256) and its card; never refits."""
+    # lazy: the app's sign-in page reads model paths from this module, without SciPy (issue 23)
+    from analytics.treatment.model.effects import DoublyRobustForest
+    from analytics.treatment.model.outcome_model import OutcomeModel  # (the same)
+
     folder = Path(folder)
     card = load_card(folder)
     weights_path, _ = model_paths(folder)

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.integrate import trapezoid
 
 from analytics.survival.constants import HORIZON_5Y_DAYS
 from analytics.survival.pseudo_values import pseudo_values
@@ -130,6 +129,9 @@ class OutcomeModel:
             ],
             axis=1,
         )
+        # lazy: SciPy is imported by the first prediction, not by the app's sign-in page (issue 23)
+        from scipy.integrate import trapezoid
+
         grid = np.linspace(0.0, self.horizon_days, RMST_GRID_POINTS)
         rmst = np.stack(
             [
@@ -150,6 +152,9 @@ class OutcomeModel:
         self, learner: XGBPseudoLearner, raw_grid: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """(5-year RFS, RMST) from raw S(t) on the learner's horizons, shape (..., n, options, horizons)."""
+        # lazy: SciPy is imported by the first prediction, not by the app's sign-in page (issue 23)
+        from scipy.integrate import trapezoid
+
         grid = np.asarray(learner.horizons_days, dtype=float)
         j = self._horizon_index(learner)
         assert j is not None  # callers use the grid only when the horizon is on it

@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 from analytics import store
 from analytics.cohorts import builder as cohorts
 from analytics.cohorts.definition import CohortDefinition
+from dashboard import resources
 from dashboard.panels import cohort as cohort_panel
 from dashboard.panels import cohort_saved
 from tests.dashboard.app_pages.test_pages import APP, TIMEOUT_S, signed_in, texts
@@ -172,3 +173,25 @@ def test_the_overview_names_regimens_as_people_read_them_and_explains_none_recor
     assert "chemo_endocrine" not in set(medians["group"])
     explained = "before a first-line regimen was recorded" in texts(at.caption)
     assert explained == (without > 0)
+
+
+def test_the_overview_counts_at_risk_as_the_builder_does(app_env):
+    """The Overview's numbers at risk come without Table 1 and the survival tests (issue 23): the same
+    counts as the whole builder's, and the same numbers printed under the curves."""
+    ref = resources.store_status(app_env).ref
+    assert ref is not None
+    for group_by in (None, "first_line_regimen"):
+        with store.open_store(app_env, read_only=True) as con:
+            full = cohorts.build_cohort(con, (), group_by).at_risk
+        quick = resources.cohort_at_risk(ref, group_by)
+        assert quick.equals(full) and not quick.empty
+    at = _open("oncologist", tab="Overview")
+    printed = [
+        t
+        for c in at.get("plotly_chart")
+        for t in json.loads(c.proto.spec)["data"]
+        if t.get("mode") == "text"
+    ]
+    everyone = resources.cohort_at_risk(ref)
+    horizon_rows = everyone[everyone["group"] == everyone["group"].iloc[0]]
+    assert printed and printed[0]["text"][0] == f"{int(horizon_rows['at_risk'].iloc[0]):,}"

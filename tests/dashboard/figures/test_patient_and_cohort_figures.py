@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -100,6 +101,20 @@ def test_step_path_draws_right_continuous_steps():
     x, y = common_figures.step_path(pd.Series([0.0, 1.0, 2.0]), pd.Series([1.0, 0.5, 0.25]))
     assert x == [0.0, 1.0, 1.0, 2.0, 2.0]
     assert y == [1.0, 1.0, 0.5, 0.5, 0.25]
+
+
+def test_band_path_is_the_upper_staircase_out_and_the_lower_one_back():
+    rng = np.random.default_rng(3)
+    x = pd.Series(np.sort(rng.uniform(0, 10, 40)))
+    lo = pd.Series(np.sort(rng.uniform(0, 0.5, 40))[::-1])
+    hi = lo + 0.2
+    bx, by = common_figures.band_path(x, lo, hi)
+    up_x, up_y = common_figures.step_path(x, hi)
+    low_x, low_y = common_figures.step_path(x, lo)
+    assert bx.tolist() == up_x + low_x[::-1]  # the same corners, bit for bit
+    assert by.tolist() == up_y + low_y[::-1]
+    one_x, one_y = common_figures.band_path(pd.Series([2.0]), pd.Series([0.4]), pd.Series([0.6]))
+    assert one_x.tolist() == [2.0, 2.0] and one_y.tolist() == [0.6, 0.4]
 
 
 def test_km_figure_draws_a_band_and_a_curve_per_group_in_years():
