@@ -990,14 +990,13 @@ def series_saliency(ref: StoreRef, view: SeriesView, method: str = "gradcam") ->
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def volume_model_card(name: str) -> dict:
-    """The card of a 3D model (its ``docs/card.json``), read without loading the network; {} when
-    the bundle cannot be found."""
+    """The card of a 3D model (its ``docs/card.json``, with ``docs/saliency.json`` as its saliency
+    section), read without loading the network; {} when the bundle cannot be found or read."""
     # lazy: the bundles' module only where a 3D read is shown
-    from models.volumes.bundle import BundleError, find_bundle
+    from models.volumes.bundle import BundleError, find_bundle, read_card
 
     try:
-        path = find_bundle(name) / "docs" / "card.json"
-        return json.loads(path.read_text(encoding="utf-8"))
+        return read_card(find_bundle(name))
     except (BundleError, OSError, ValueError):
         return {}
 

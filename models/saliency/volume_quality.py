@@ -1,7 +1,7 @@
 """How far a 3D saliency map can be trusted: the 2D checks (``models.saliency.quality``) in 3D.
 
     python -m models.saliency.volume_quality                 # print the figures of the built-in 3D model
-    python -m models.saliency.volume_quality --write-card    # ... and store them in its card (docs/card.json)
+    python -m models.saliency.volume_quality --write-card    # ... and store them in its bundle (docs/saliency.json)
 
 Held-out brain MR volumes (``models.volumes.phantoms.brain_mr``, seed ``QUALITY_SEED_3D``, a
 stream no training, guard or test volume uses), each with one metastasis of 10-36 mm and its
@@ -28,9 +28,11 @@ sensitivity, not a property of the map. Per method:
 
 The verdict is the 2D one (``models.saliency.verdict`` through ``quality.with_verdicts``):
 trustworthy only when the randomisation check passes and all three localisation figures beat a
-random map by their lower bounds. The figures go into the 3D card's own ``saliency`` section
-(``--write-card``; every other section of the card is kept), checked against the card's weights
-sha256. Deterministic: fixed seeds, two torch threads, one process.
+random map by their lower bounds. ``--write-card`` stores the figures in the bundle's own file
+``docs/saliency.json`` (``models.volumes.bundle.SALIENCY_FILE``), with the sha256 of the weights
+they were measured on; the loader shows them as the card's ``saliency`` section. Not inside
+``docs/card.json``: that is what training writes, byte for byte, and a retraining dropped the
+section. Deterministic: fixed seeds, two torch threads, one process.
 """
 
 from __future__ import annotations
@@ -353,14 +355,26 @@ def saliency_quality_3d(
     return with_verdicts(section, random_pointing_rate(out["masks"]))
 
 
-def write_card_3d(card_path: Path, quality: dict) -> None:
-    """Add (or replace) the card's ``saliency`` section, keeping every other field and the
-    bundle's own layout (one-space indent, as ``train3d`` writes it), so the diff is this section."""
-    card = json.loads(card_path.read_text(encoding="utf-8"))
-    if quality.get("weights_sha256") != (card.get("weights") or {}).get("sha256"):
-        raise ValueError(f"{card_path}: the figures were measured on other weights than the card's")
-    card["saliency"] = quality
-    card_path.write_text(json.dumps(card, indent=1) + "\n", encoding="utf-8")
+def write_saliency_3d(root: Path, quality: dict) -> Path:
+    """Write (or replace) the bundle's ``docs/saliency.json``, one-space indent as ``train3d``
+    writes the card; refused when the figures were measured on other weights than the bundle's
+    ``models/model.ts``. The card is left as training wrote it (an older card's own ``saliency``
+    section is taken out, so there is one place for the figures)."""
+    # lazy: the bundle module's names only when writing
+    from models.volumes.bundle import SALIENCY_FILE, sha256_of
+
+    weights = sha256_of(root / "models" / "model.ts")
+    if quality.get("weights_sha256") != weights:
+        raise ValueError(f"{root}: the figures were measured on other weights than models/model.ts")
+    card_path = root / "docs" / "card.json"
+    if card_path.is_file():
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+        if card.pop("saliency", None) is not None:
+            card_path.write_text(json.dumps(card, indent=1) + "\n", encoding="utf-8")
+    out = root / SALIENCY_FILE
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(quality, indent=1) + "\n", encoding="utf-8")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -374,7 +388,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=DEFAULT_N_3D, help="held-out volumes generated")
     parser.add_argument("--seed", type=int, default=QUALITY_SEED_3D)
     parser.add_argument(
-        "--write-card", action="store_true", help="store the figures in the bundle's card"
+        "--write-card",
+        action="store_true",
+        help="store the figures in the bundle's docs/saliency.json (shown with its card)",
     )
     args = parser.parse_args(argv)
     torch.set_num_threads(THREADS)
@@ -383,9 +399,8 @@ def main(argv: list[str] | None = None) -> int:
         bundle, args.n, args.seed, log=lambda m: print(m, file=sys.stderr, flush=True)
     )
     if args.write_card:
-        card = bundle.root / "docs" / "card.json"
-        write_card_3d(card, q)
-        print(f"wrote the 3D saliency figures into {card} ({q['seconds']} s)", file=sys.stderr)
+        written = write_saliency_3d(bundle.root, q)
+        print(f"wrote the 3D saliency figures into {written} ({q['seconds']} s)", file=sys.stderr)
     print(json.dumps(q, indent=2))
     return 0
 

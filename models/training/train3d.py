@@ -1,6 +1,6 @@
 """Train, evaluate and package the built-in 3D model: brain metastases on post-contrast T1 (MONAI).
 
-    python -m models.training.train3d            # ~4 min of CPU (25-30 min wall on the shared machine)
+    python -m models.training.train3d            # ~5 min of CPU (40-50 min wall on the shared machine)
     python -m models.training.train3d --check    # retrain into a temporary folder, compare every file
     python -m models.training.train3d --evaluate # same weights: the floor, the card's figures, the guard
 
@@ -8,20 +8,22 @@ Why this design (docs/volumes.md, "The built-in model"):
 
 - **Data**: brain MR volumes from the demo's own generator (``models.volumes.phantoms.brain_mr``:
   MNI152 anatomy, a metastasis with enhancing rim, necrotic core and oedema), drawn from fixed
-  seed streams that no demo patient uses: ``N_TRAIN`` for training, ``N_GUARD`` held out for the
-  input guard's threshold and the components' probability floor, ``N_TEST`` held out for the
-  card's figures; about one in six has no lesion. The target is the tumour (rim and core,
-  RANO-BM's enhancing lesion), not the oedema.
+  seed streams that no demo patient uses: ``N_TRAIN`` (lesions 5-36 mm) and ``N_TRAIN_SMALL``
+  (5-15 mm) for training, ``N_GUARD`` and ``N_GUARD_SMALL`` held out for the input guard's
+  threshold and the components' probability floor, ``N_TEST`` (5-36 mm) held out for the card's
+  figures; about one in six has no lesion. The target is the tumour (rim and core, RANO-BM's
+  enhancing lesion), not the oedema.
 - **Network**: MONAI's ``UNet`` (3 levels of 8-64 channels, batch norm), two output channels;
   about 120 k parameters, a bundle well under 1 MB, a whole 2 mm brain read in one window.
   Presence is derived from the mask (``models.volumes.segment``), not a second head.
 - **Training**: the volumes pass the read's own preparation (``segment.prepare``: MONAI
   Orientation, Spacing, percentile scaling), then MONAI's RandCropByPosNegLabeld (32^3 crops,
-  4 from each of 2 volumes a step, half centred on a lesion voxel, half inside the head, where
-  bright scalp and dark CSF are the look-alikes; the voxel indices computed once per volume by
-  FgBgToIndicesd), random left-right flips, intensity scaling and shifts; DiceCE over the batch
-  with the lesion channel only in the Dice, Adam with cosine decay, ``ITERATIONS`` steps, one
-  thread. The first version (48^3 crops, 4 a step, background in the Dice, 320 steps, two
+  4 from each of 2 volumes a step, half centred on a lesion voxel, a quarter inside the head,
+  where bright scalp and dark CSF are the look-alikes, a quarter on a bright voxel outside the
+  lesion, where 1.1's false components sat; the voxel indices computed once per volume by
+  FgBgToIndicesd), random left-right flips, intensity scaling and shifts; cross-entropy plus the
+  lesion Dice (per crop that holds lesion with ``PER_CROP_DICE``, else over the batch), Adam
+  with cosine decay, ``ITERATIONS`` steps, one thread. The first version (48^3 crops, 4 a step, background in the Dice, 320 steps, two
   threads) sat on a loss of 0.5 for most of its steps: with the background channel in the Dice
   a network that finds nothing still scores 0.5; it missed every lesion under 10 mm.
 - **Evaluation** on the held-out volumes with the read's own sliding-window inference: MONAI's
@@ -62,10 +64,25 @@ N_TRAIN = 28
 N_GUARD = 10
 N_TEST = 24
 NO_LESION_EVERY = 6
-ITERATIONS = 1200
+LESION_MM = (5.0, 36.0)  # drawn longest diameter, uniform (the card's test volumes)
+# 1.2: more small lesions, in training (streams 1 and 11) and among the guard volumes that choose
+# the floor (streams 2 and 12): 1.1's 28 training volumes held 2 lesions under 10 mm, its 10 guard
+# volumes none under 16 mm, so the floor was chosen without a small lesion to lose
+SMALL_LESION_MM = (5.0, 15.0)
+N_TRAIN_SMALL = 16
+N_GUARD_SMALL = 12
+ITERATIONS = 1600
 CROP = (32, 32, 32)
 VOLUMES_PER_STEP = 2
 CROPS_PER_VOLUME = 4  # half centred on a lesion voxel, half on the head (RandCropByPosNegLabeld)
+# of each volume's background crops, half are centred on a bright voxel (prepared image above
+# this) outside the lesion: 1.1's false components sat on the same bright midline white matter
+# (image 0.93-0.96) in every volume, a spot the head-wide background crops rarely visited
+BRIGHT = 0.9
+# False: the lesion Dice over the batch (as 1.1) + CE over all crops. True (Dice per crop that
+# holds lesion) was tried for 1.2 and lost on the guard volumes (0.52 against 0.64, more false
+# components: docs/volumes.md, "Version 1.2")
+PER_CROP_DICE = False
 LEARNING_RATE = 5e-3
 THREADS = 1  # see docs/volumes.md: two threads on a shared machine spent most of their time waiting
 WINDOW = (96, 128, 104)  # one window covers the 2 mm brain (94 x 116 x 98)
@@ -73,7 +90,7 @@ AXCODES = "SPL"  # slices to superior, rows to posterior, columns to the left: D
 SPACING = (2.0, 2.0, 2.0)
 GUARD_MARGIN = 1.5  # threshold = 1.5 x the largest held-out distance (few held-out volumes)
 SIZE_BINS = ((0.0, 10.0), (10.0, 20.0), (20.0, 1e9))
-VERSION = "1.1.0"  # 1.0.0: 320 steps, Dice 0.37 (docs/volumes.md)
+VERSION = "1.2.0"  # 1.0.0: 320 steps, Dice 0.37; 1.1.0: 1,200 steps, Dice 0.70 (docs/volumes.md)
 # the held-out volumes' false components reach 0.99-0.997 at their most confident voxel, the
 # lesions 1.0: a grid that stopped at 0.98 (the first version's) kept every false speck
 CANDIDATE_FLOORS = (0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999)
@@ -95,10 +112,10 @@ def network() -> torch.nn.Module:
     )
 
 
-def _case(stream: int, k: int) -> dict:
+def _case(stream: int, k: int, lesion_mm: tuple[float, float] = LESION_MM) -> dict:
     """Volume ``k`` of seed stream ``stream``: prepared image, tumour mask, drawn diameter (mm)."""
     rng = np.random.default_rng([SEED, stream, k])
-    size = 0.0 if k % NO_LESION_EVERY == NO_LESION_EVERY - 1 else float(rng.uniform(5.0, 36.0))
+    size = 0.0 if k % NO_LESION_EVERY == NO_LESION_EVERY - 1 else float(rng.uniform(*lesion_mm))
     site = phantoms.brain_lesion(rng, max(size, 5.0)) if size else None
     vol = phantoms.brain_mr(rng, site, size)
     affine = geometry.LPS_TO_RAS @ geometry.affine_lps(
@@ -115,14 +132,44 @@ def _case(stream: int, k: int) -> dict:
     return {"image": image, "label": label, "diameter_mm": vol.lesion_diameter_mm}
 
 
-def cases(stream: int, n: int) -> list[dict]:
-    return [_case(stream, k) for k in range(n)]
+def cases(stream: int, n: int, lesion_mm: tuple[float, float] = LESION_MM) -> list[dict]:
+    return [_case(stream, k, lesion_mm) for k in range(n)]
+
+
+def training_cases() -> list[dict]:
+    """The training volumes: stream 1 (lesions 5-36 mm) and stream 11 (5-15 mm)."""
+    return cases(1, N_TRAIN) + cases(11, N_TRAIN_SMALL, SMALL_LESION_MM)
+
+
+def guard_cases() -> list[dict]:
+    """The held-out volumes that fit the input guard's scale and choose the floor (never the card's)."""
+    return cases(2, N_GUARD) + cases(12, N_GUARD_SMALL, SMALL_LESION_MM)
+
+
+def _lesion_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over every voxel of every crop, plus the lesion Dice.
+
+    ``PER_CROP_DICE``: one Dice per crop that holds lesion, averaged, so a 6 mm lesion's crop
+    weighs as much as a 30 mm one's; over the whole batch (1.1) the small lesion is a few
+    voxels among thousands and vanishes from the loss. Crops without lesion are left to the
+    cross-entropy (their Dice is 0 or 1 whatever the network does, with no gradient)."""
+    # lazy: MONAI only when training
+    from monai.losses import DiceLoss
+
+    ce = torch.nn.functional.cross_entropy(logits, target[:, 0].long())
+    if not PER_CROP_DICE:
+        dice = DiceLoss(to_onehot_y=True, softmax=True, batch=True, include_background=False)
+        return ce + dice(logits, target)
+    has = target.flatten(1).sum(1) > 0
+    if not bool(has.any()):
+        return ce
+    per = DiceLoss(to_onehot_y=True, softmax=True, include_background=False, reduction="none")
+    return ce + per(logits[has], target[has]).mean()
 
 
 def train(train_cases: list[dict], iterations: int = ITERATIONS) -> torch.nn.Module:
     # lazy: MONAI only when training
-    from monai.losses import DiceCELoss
-    from monai.transforms import (  # lazy: as above
+    from monai.transforms import (
         Compose,
         FgBgToIndicesd,
         RandCropByPosNegLabeld,
@@ -134,42 +181,51 @@ def train(train_cases: list[dict], iterations: int = ITERATIONS) -> torch.nn.Mod
 
     set_determinism(seed=SEED)
     torch.manual_seed(SEED)
+
+    def cropper(bg_key: str, seed: int) -> RandCropByPosNegLabeld:
+        crop = RandCropByPosNegLabeld(
+            keys=["image", "label"], label_key="label", spatial_size=CROP, pos=1, neg=1,
+            num_samples=CROPS_PER_VOLUME // 2, fg_indices_key="label_fg_indices", bg_indices_key=bg_key,
+            allow_smaller=False,
+        )  # fmt: skip
+        crop.set_random_state(seed=seed)
+        return crop
+
+    # half the crops' background centred anywhere in the head, half on a bright look-alike
+    croppers = (cropper("label_bg_indices", SEED), cropper("bright_indices", SEED + 1))
     augment = Compose(
         [
-            RandCropByPosNegLabeld(
-                keys=["image", "label"], label_key="label", spatial_size=CROP, pos=1, neg=1,
-                num_samples=CROPS_PER_VOLUME, fg_indices_key="label_fg_indices", bg_indices_key="label_bg_indices",
-                allow_smaller=False,
-            ),
             RandFlipd(keys=["image", "label"], prob=0.5, spatial_axis=2),
             RandScaleIntensityd(keys="image", factors=0.1, prob=0.5),
             RandShiftIntensityd(keys="image", offsets=0.05, prob=0.5),
         ]
-    )  # fmt: skip
-    augment.set_random_state(seed=SEED)
+    )
+    augment.set_random_state(seed=SEED + 2)
     # where lesion and head voxels are, once per volume (not at every step): background crops
     # are centred inside the head (image > 0.2), where bright scalp and dark CSF are the look-alikes
     indices = FgBgToIndicesd(keys="label", image_key="image", image_threshold=0.2)
-    volumes = [indices({"image": c["image"], "label": c["label"]}) for c in train_cases]
+    volumes = []
+    for c in train_cases:
+        found = indices({"image": c["image"], "label": c["label"]})
+        bright = (c["image"][0].numpy() > BRIGHT) & (c["label"][0].numpy() == 0)
+        found["bright_indices"] = np.flatnonzero(bright)
+        volumes.append(found)
     net = network()
     opt = torch.optim.Adam(net.parameters(), lr=LEARNING_RATE)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, iterations)
-    # include_background=False: with the background channel in the Dice, a network that finds
-    # no lesion at all still scores a Dice loss of 0.5 (background Dice ~1), and the first run
-    # sat on that plateau for most of its steps. batch=True: Dice over the whole batch of crops,
-    # so a crop without lesion does not count as a Dice of 0 (the usual choice for patches).
-    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, batch=True, include_background=False)
     order = np.random.default_rng([SEED, 9]).integers(
         0, len(train_cases), (iterations, VOLUMES_PER_STEP)
     )
     net.train()
     t0 = time.perf_counter()
     for step, picks in enumerate(order):
-        crops = [c for idx in picks for c in augment(dict(volumes[idx]))]
+        crops = [augment(c) for idx in picks for crop in croppers for c in crop(dict(volumes[idx]))]
         x = torch.stack([torch.as_tensor(c["image"]).as_subclass(torch.Tensor) for c in crops])
         y = torch.stack([torch.as_tensor(c["label"]).as_subclass(torch.Tensor) for c in crops])
         opt.zero_grad()
-        loss = loss_fn(net(x.float()), y.float())
+        # lesion channel only in the Dice: with the background channel in it, a network that
+        # finds no lesion still scores a Dice loss of 0.5, and 1.0 sat on that plateau
+        loss = _lesion_loss(net(x.float()), y.float())
         loss.backward()
         opt.step()
         sched.step()
@@ -450,6 +506,7 @@ def write_bundle(
         export_torchscript(net, out / "models" / "model.ts")
     digest = bundles.sha256_of(out / "models" / "model.ts")
     card["weights"] = {"file": "models/model.ts", "format": "TorchScript", "sha256": digest}
+    card.pop("saliency", None)  # its own file, docs/saliency.json (models.volumes.bundle.read_card)
 
     def dump(path: Path, data: dict) -> None:
         path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
@@ -473,7 +530,7 @@ def run(out: Path, iterations: int = ITERATIONS, *, evaluate_only: bool = False)
     load_before = os.getloadavg()[0]
     cpu0 = time.process_time()
     t0 = time.perf_counter()
-    train_cases, guard_cases, test = cases(1, N_TRAIN), cases(2, N_GUARD), cases(3, N_TEST)
+    train_cases, held_out, test = training_cases(), guard_cases(), cases(3, N_TEST)
     t_data = time.perf_counter() - t0
     if evaluate_only:
         net: torch.nn.Module = torch.jit.load(str(out / "models" / "model.ts")).eval()
@@ -482,8 +539,18 @@ def run(out: Path, iterations: int = ITERATIONS, *, evaluate_only: bool = False)
         timing = json.loads(previous_run.read_text()) if previous_run.is_file() else {}
     else:
         cpu_data = time.process_time() - cpu0
+        saliency = _saliency_of(out)
         shutil.rmtree(out, ignore_errors=True)
         export_torchscript(train(train_cases, iterations), out / "models" / "model.ts")
+        # the saliency figures (docs/saliency.json, not the training's) stay only when the
+        # retrained weights are byte-identical to those they were measured on
+        if saliency and saliency.get("weights_sha256") == bundles.sha256_of(
+            out / "models" / "model.ts"
+        ):
+            (out / bundles.SALIENCY_FILE).parent.mkdir(parents=True, exist_ok=True)
+            (out / bundles.SALIENCY_FILE).write_text(
+                json.dumps(saliency, indent=1) + "\n", encoding="utf-8"
+            )
         # the figures are those of the shipped file, read as OncoLens reads it (TorchScript):
         # ``--evaluate`` then gives the same card as the training run
         net = torch.jit.load(str(out / "models" / "model.ts")).eval()
@@ -492,8 +559,11 @@ def run(out: Path, iterations: int = ITERATIONS, *, evaluate_only: bool = False)
             "crop": list(CROP),
             "crops_per_step": VOLUMES_PER_STEP * CROPS_PER_VOLUME,
             "sampling": f"RandCropByPosNegLabeld, {CROPS_PER_VOLUME} crops from each of "
-            f"{VOLUMES_PER_STEP} volumes a step, half centred on a lesion voxel",
-            "loss": "DiceCE over the batch, lesion channel only in the Dice",
+            f"{VOLUMES_PER_STEP} volumes a step, half centred on a lesion voxel, a quarter on a "
+            f"bright voxel outside it (image > {BRIGHT}), a quarter anywhere in the head",
+            "loss": "cross-entropy + lesion Dice per crop that holds lesion"
+            if PER_CROP_DICE
+            else "cross-entropy + lesion Dice over the batch",
             "optimizer": f"Adam {LEARNING_RATE}, cosine decay",
             "threads": THREADS,
             "time": "docs/run.json (measured by the run that wrote the weights)",
@@ -506,8 +576,8 @@ def run(out: Path, iterations: int = ITERATIONS, *, evaluate_only: bool = False)
             "threads": THREADS,
             "load_average_at_start": round(load_before, 2),
         }
-    guard = fit_guard(train_cases, guard_cases)
-    floor = choose_min_probability(net, guard_cases)
+    guard = fit_guard(train_cases, held_out)
+    floor = choose_min_probability(net, held_out)
     metrics, read_seconds = evaluate(net, test, floor)
     card = {
         "model": bundles.BUILTIN,
@@ -515,17 +585,20 @@ def run(out: Path, iterations: int = ITERATIONS, *, evaluate_only: bool = False)
         "trained": "python -m models.training.train3d",
         "seed": SEED,
         "data": {
-            "train_volumes": N_TRAIN,
-            "guard_volumes": N_GUARD,
+            "train_volumes": N_TRAIN + N_TRAIN_SMALL,
+            "guard_volumes": N_GUARD + N_GUARD_SMALL,
             "test_volumes": N_TEST,
-            "generator": "models.volumes.phantoms.brain_mr (MNI152 2009c, 2 mm), lesion 5-36 mm, "
-            f"one in {NO_LESION_EVERY} without a lesion",
+            "generator": "models.volumes.phantoms.brain_mr (MNI152 2009c, 2 mm), lesion "
+            f"{LESION_MM[0]:.0f}-{LESION_MM[1]:.0f} mm (test; {N_TRAIN} training and {N_GUARD} "
+            f"guard volumes), {SMALL_LESION_MM[0]:.0f}-{SMALL_LESION_MM[1]:.0f} mm ({N_TRAIN_SMALL} "
+            f"training and {N_GUARD_SMALL} guard volumes), one in {NO_LESION_EVERY} without a lesion",
             "target": "tumour = enhancing rim + necrotic core (oedema excluded)",
         },
         "training": training,
         "postprocessing": {
             "min_component_probability": floor,
-            "chosen_on": f"the {N_GUARD} guard volumes (held out), from {list(CANDIDATE_FLOORS)}",
+            "chosen_on": f"the {N_GUARD + N_GUARD_SMALL} guard volumes (held out), from "
+            f"{list(CANDIDATE_FLOORS)}",
         },
         "metrics": metrics,
         "input_guard": out_of_distribution_scores(guard, test),
@@ -551,13 +624,22 @@ def run(out: Path, iterations: int = ITERATIONS, *, evaluate_only: bool = False)
     return {"sha256": digest, "card": card}
 
 
+def _saliency_of(out: Path) -> dict | None:
+    """The bundle's ``docs/saliency.json`` before a retraining replaces the folder (None if none)."""
+    try:
+        return json.loads((out / bundles.SALIENCY_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
 REPRODUCIBLE = (
     "models/model.ts",
     "docs/card.json",
     "configs/metadata.json",
     "configs/inference.json",
     "configs/input_guard.json",
-)  # every file of the bundle but docs/run.json (the run's own times, load and date)
+)  # every file of the bundle but docs/run.json (the run's own times, load and date) and
+# docs/saliency.json (measured afterwards by models.saliency.volume_quality, with its own times)
 
 
 def compare_bundles(retrained: Path, committed: Path) -> list[tuple[str, str, str]]:

@@ -21,6 +21,13 @@ Weights are TorchScript (``torch.jit.load``: no pickle). Their sha256 is pinned:
 ``register`` writes the sha256 it checked into ``oncolens.json`` of the copy, which every later
 load checks again; a tampered file is refused with both digests in the message.
 
+The 3D saliency figures live in their own file, ``docs/saliency.json`` (``SALIENCY_FILE``,
+written by ``python -m models.saliency.volume_quality --write-card`` with the sha256 of the
+weights it measured), not in ``docs/card.json``: the card is what training writes, byte for byte
+(``train3d --check``), and a retraining rewrote it without the section. ``read_card`` gives the
+card with that file as its ``saliency`` section; readers compare its ``weights_sha256`` with the
+weights and say "not measured" when they differ.
+
 Where: the built-in bundle in ``models/weights/brain_mets_3d`` (in the package); registered
 ones in ``$ONCOLENS_MODELS/bundles/NAME`` or, without that variable, ``~/.oncolens/models``
 (per user, beside the default store).
@@ -55,12 +62,14 @@ __all__ = [
     "contract_of",
     "find_bundle",
     "load_bundle",
+    "read_card",
     "register",
     "sha256_of",
 ]
 
 SUPPORTED_MODALITIES = ("MR", "CT")
 MAX_BUNDLE_BYTES = 512 << 20
+SALIENCY_FILE = "docs/saliency.json"
 
 
 class BundleError(ValueError):
@@ -154,6 +163,20 @@ def _json(path: Path, what: str) -> dict:
     if not isinstance(data, dict):
         raise BundleError(f"{what} is not a JSON object")
     return data
+
+
+def read_card(root: Path) -> dict:
+    """A bundle's card (``docs/card.json``; {} when it has none) with ``docs/saliency.json`` as its
+    ``saliency`` section when that file exists (it wins over a section inside an older card).
+    Either file unreadable is a ``BundleError`` with the file's name."""
+    card = (
+        _json(root / "docs" / "card.json", "docs/card.json")
+        if (root / "docs" / "card.json").is_file()
+        else {}
+    )
+    if (root / SALIENCY_FILE).is_file():
+        card["saliency"] = _json(root / SALIENCY_FILE, SALIENCY_FILE)
+    return card
 
 
 def _find_transform(config: Any, suffix: str) -> dict | None:
@@ -274,9 +297,7 @@ def _guard_for(root: Path, contract: Contract) -> VolumeGuard:
 def _open(root: Path, pinned: str | None, builtin: bool) -> Bundle:
     contract = contract_of(root)
     meta = _json(root / "configs" / "metadata.json", "configs/metadata.json")
-    card = {}
-    if (root / "docs" / "card.json").is_file():
-        card = _json(root / "docs" / "card.json", "docs/card.json")
+    card = read_card(root)
     weights = root / "models" / "model.ts"
     if not weights.is_file():
         raise BundleError("models/model.ts (TorchScript weights) is missing")
@@ -290,7 +311,7 @@ def _open(root: Path, pinned: str | None, builtin: bool) -> Bundle:
                 f"models/model.ts does not match {where} (sha256 {actual[:12]}... vs "
                 f"{str(expected)[:12]}...): refusing unverified weights"
             )
-    if builtin and not card:
+    if builtin and not (root / "docs" / "card.json").is_file():
         raise BundleError("the built-in bundle has no card (docs/card.json)")
     guard = _guard_for(root, contract)
     try:
@@ -392,7 +413,7 @@ def find_bundle(name: str, *, dest: Path | None = None) -> Path:
 
 
 @lru_cache(maxsize=4)
-def _cached(path: str, mtime: float) -> Bundle:
+def _cached(path: str, stamps: tuple[float, ...]) -> Bundle:
     root = Path(path)
     builtin = root == BUILTIN_DIR
     pinned = None if builtin else _pinned(root)
@@ -404,9 +425,10 @@ def _cached(path: str, mtime: float) -> Bundle:
 def load_bundle(name: str = BUILTIN, *, dest: Path | None = None) -> Bundle:
     """The verified bundle ``name`` (the built-in one by default); ``BundleError`` says why not."""
     path = find_bundle(name, dest=dest)
-    weights = path / "models" / "model.ts"
-    mtime = weights.stat().st_mtime if weights.exists() else 0.0
-    return _cached(str(path), mtime)
+    # the weights, the card and the saliency file: new figures written beside the same weights
+    # (``volume_quality --write-card``) are shown without a restart
+    files = (path / "models" / "model.ts", path / "docs" / "card.json", path / SALIENCY_FILE)
+    return _cached(str(path), tuple(f.stat().st_mtime if f.exists() else 0.0 for f in files))
 
 
 def available_bundles(*, dest: Path | None = None) -> list[str]:

@@ -17,8 +17,9 @@ For every 3D bundle (the built-in one and every registered one):
   are passed on as "reported by the bundle, not reproduced": OncoLens has no labelled volumes
   of its task.
 - **saliency, from the card**: each method's verdict (``models.saliency.verdict``), measured
-  by ``python -m models.saliency.volume_quality --write-card``; a card without the section (or
-  measured on other weights) says "not measured".
+  by ``python -m models.saliency.volume_quality --write-card`` into the bundle's
+  ``docs/saliency.json`` (the card's ``saliency`` section once loaded); a bundle without the
+  file (or measured on other weights) says "not measured".
 """
 
 from __future__ import annotations

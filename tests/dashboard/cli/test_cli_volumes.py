@@ -131,7 +131,7 @@ def test_predict_reads_a_brain_series_with_volume_and_diameter(tmp_path, capsys)
     assert brain["kind"] == "volume" and brain["label"] == "lesion" and brain["refused"] is None
     assert brain["lesion"]["volume_ml"] > 0.5
     assert abs(brain["lesion"]["longest_axial_diameter_mm"] - vol.lesion_diameter_mm) <= 6.0
-    assert brain["input_check"]["in_distribution"] and brain["model_version"] == "1.1.0"
+    assert brain["input_check"]["in_distribution"] and brain["model_version"] == "1.2.0"
     assert brain["approval"]["status"]  # the sign-off travels with 3D reads too
     assert (
         chest["error_type"] == "NoModelForVolumeError" and "no 3D model reads CT" in chest["error"]

@@ -194,3 +194,35 @@ def test_the_built_in_model_explains_a_series_on_its_grid_and_refuses_noise(tmp_
     result, exp = sv.explain_series(noisy, builtin, "gradcam")
     assert exp is None and "does not look like" in result["refused"]
     assert result["label"] is None and "peak_voxel" not in result
+
+
+def test_the_figures_are_written_to_their_own_file_for_the_weights_measured(tmp_path) -> None:
+    """``--write-card`` writes docs/saliency.json (never the training's card.json); figures of
+    other weights are refused, and a file left from other weights reads as "not measured"."""
+    import json  # lazy: only this test reads the files back
+    import shutil  # lazy: as above
+
+    from models.volumes import bundle as bundles  # lazy: the bundle loader
+
+    src = tmp_path / "src" / "copied"
+    shutil.copytree(bundles.BUILTIN_DIR, src)
+    (src / bundles.SALIENCY_FILE).unlink()
+    card = json.loads((src / "docs" / "card.json").read_text())
+    card["saliency"] = {"weights_sha256": card["weights"]["sha256"], "methods": {}}
+    (src / "docs" / "card.json").write_text(json.dumps(card, indent=1) + "\n")  # an older card
+    measured = json.loads((bundles.BUILTIN_DIR / bundles.SALIENCY_FILE).read_text())
+    with pytest.raises(ValueError, match="other weights"):
+        vq.write_saliency_3d(src, measured | {"weights_sha256": "0" * 64})
+    assert not (src / bundles.SALIENCY_FILE).exists()
+    assert vq.write_saliency_3d(src, measured) == src / bundles.SALIENCY_FILE
+    assert "saliency" not in json.loads((src / "docs" / "card.json").read_text())  # one place
+    assert bundles.read_card(src)["saliency"] == measured
+
+    registered = bundles.register(src, dest=tmp_path / "models")
+    assert registered.card["saliency"] == measured
+    assert sv.card_verdict(registered, "gradcam").status != "not measured"
+    stale = measured | {"weights_sha256": "0" * 64}
+    (registered.root / bundles.SALIENCY_FILE).write_text(json.dumps(stale))
+    reloaded = bundles.load_bundle("copied", dest=tmp_path / "models")
+    verdict = sv.card_verdict(reloaded, "gradcam")
+    assert verdict.status == "not measured" and "other weights" in verdict.reasons[0]

@@ -117,3 +117,24 @@ def test_spacing_and_orientation_can_come_from_the_bundles_inference_config(tmp_
     assert bundles.contract_of(src).spacing_mm == (2.0, 2.0, 2.0)  # from Spacingd
     with pytest.raises(bundles.BundleError, match="built-in model's name"):
         bundles.register(_copy_builtin(tmp_path / "b", bundles.BUILTIN), dest=tmp_path / "m")
+
+
+def test_the_saliency_figures_live_in_their_own_file_and_join_the_card(tmp_path) -> None:
+    """docs/card.json is what training writes (byte for byte); docs/saliency.json, written by
+    the saliency command, is shown as the card's ``saliency`` section."""
+    committed = json.loads((bundles.BUILTIN_DIR / "docs" / "card.json").read_text())
+    assert "saliency" not in committed
+    card = bundles.read_card(bundles.BUILTIN_DIR)
+    assert card["saliency"]["weights_sha256"] == committed["weights"]["sha256"]
+    assert bundles.load_bundle().card["saliency"] == card["saliency"]
+
+    src = _copy_builtin(tmp_path)
+    (src / bundles.SALIENCY_FILE).unlink()
+    assert "saliency" not in bundles.read_card(src)
+    (src / bundles.SALIENCY_FILE).write_text("{not json")
+    with pytest.raises(bundles.BundleError, match="docs/saliency.json"):
+        bundles.read_card(src)
+    # a bundle without a card still shows its saliency file; the built-in one needs its card
+    (src / bundles.SALIENCY_FILE).write_text(json.dumps({"weights_sha256": "x"}))
+    (src / "docs" / "card.json").unlink()
+    assert bundles.read_card(src) == {"saliency": {"weights_sha256": "x"}}
