@@ -48,7 +48,15 @@ from typing import Any
 import torch
 
 from models.paths import inside
-from models.volumes.cards import BUILTIN, BUILTIN_DIR, bundle_root
+from models.volumes.cards import (
+    BUILTIN,
+    BUILTIN_DIR,
+    SALIENCY_FILE,
+    BundleError,
+    bundle_root,
+    read_card,
+)
+from models.volumes.cards import read_json as _json
 from models.volumes.segment import NoModelForVolumeError, VolumeGuard
 
 __all__ = [
@@ -69,11 +77,6 @@ __all__ = [
 
 SUPPORTED_MODALITIES = ("MR", "CT")
 MAX_BUNDLE_BYTES = 512 << 20
-SALIENCY_FILE = "docs/saliency.json"
-
-
-class BundleError(ValueError):
-    """A bundle OncoLens cannot use; the message is the one-line reason."""
 
 
 @dataclass(frozen=True)
@@ -151,32 +154,6 @@ def sha256_of(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def _json(path: Path, what: str) -> dict:
-    if not path.is_file():
-        raise BundleError(f"{what} is missing ({path.name})")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BundleError(f"{what} cannot be read: {exc}") from exc
-    if not isinstance(data, dict):
-        raise BundleError(f"{what} is not a JSON object")
-    return data
-
-
-def read_card(root: Path) -> dict:
-    """A bundle's card (``docs/card.json``; {} when it has none) with ``docs/saliency.json`` as its
-    ``saliency`` section when that file exists (it wins over a section inside an older card).
-    Either file unreadable is a ``BundleError`` with the file's name."""
-    card = (
-        _json(root / "docs" / "card.json", "docs/card.json")
-        if (root / "docs" / "card.json").is_file()
-        else {}
-    )
-    if (root / SALIENCY_FILE).is_file():
-        card["saliency"] = _json(root / SALIENCY_FILE, SALIENCY_FILE)
-    return card
 
 
 def _find_transform(config: Any, suffix: str) -> dict | None:

@@ -15,10 +15,24 @@ import json
 import os
 from pathlib import Path
 
-__all__ = ["BUILTIN", "BUILTIN_DIR", "bundle_cards", "bundle_root"]
+__all__ = [
+    "BUILTIN",
+    "BUILTIN_DIR",
+    "SALIENCY_FILE",
+    "BundleError",
+    "bundle_cards",
+    "bundle_root",
+    "read_card",
+    "read_json",
+]
 
 BUILTIN = "brain_mets_3d"
 BUILTIN_DIR = Path(__file__).resolve().parents[1] / "weights" / BUILTIN
+SALIENCY_FILE = "docs/saliency.json"
+
+
+class BundleError(ValueError):
+    """A bundle OncoLens cannot use; the message is the one-line reason."""
 
 
 def bundle_root() -> Path:
@@ -28,14 +42,31 @@ def bundle_root() -> Path:
     return base.expanduser() / "bundles"
 
 
-def _read(path: Path) -> dict:
-    """A bundle file as a JSON object; ``{}`` when it is absent (a bundle need not have a card)."""
+def read_json(path: Path, what: str) -> dict:
+    """A bundle file as a JSON object; ``BundleError`` naming ``what`` when it is missing or bad."""
     if not path.is_file():
-        return {}
-    data = json.loads(path.read_text(encoding="utf-8"))
+        raise BundleError(f"{what} is missing ({path.name})")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{what} cannot be read: {exc}") from exc
     if not isinstance(data, dict):
-        raise ValueError(f"{path.name} is not a JSON object")
+        raise BundleError(f"{what} is not a JSON object")
     return data
+
+
+def read_card(root: Path) -> dict:
+    """A bundle's card (``docs/card.json``; {} when it has none) with ``docs/saliency.json`` as its
+    ``saliency`` section when that file exists (it wins over a section inside an older card).
+    Either file unreadable is a ``BundleError`` with the file's name."""
+    card = (
+        read_json(root / "docs" / "card.json", "docs/card.json")
+        if (root / "docs" / "card.json").is_file()
+        else {}
+    )
+    if (root / SALIENCY_FILE).is_file():
+        card["saliency"] = read_json(root / SALIENCY_FILE, SALIENCY_FILE)
+    return card
 
 
 def bundle_cards(*, dest: Path | None = None) -> list[dict]:
@@ -44,7 +75,8 @@ def bundle_cards(*, dest: Path | None = None) -> list[dict]:
     Each entry: ``name``, ``builtin``, ``metadata`` (MONAI's ``metadata.json``), ``card`` (the
     training's ``docs/card.json``, ``{}`` for a bundle that ships none), ``registration``
     (``oncolens.json``: the pinned sha256, when and from where), ``saliency`` (the figures of
-    ``docs/saliency.json``, or the card's ``saliency`` section; None when unmeasured) and ``error``: why the JSON
+    ``docs/saliency.json``, or an older card's section; None when unmeasured or measured on other
+    weights than the card's or registration's sha256) and ``error``: why the JSON
     could not be read (the entry is still listed, so a broken bundle is visible, not hidden).
     """
     base = (dest or bundle_root()).expanduser().absolute()
@@ -57,14 +89,21 @@ def bundle_cards(*, dest: Path | None = None) -> list[dict]:
     for name, root, builtin in roots:
         entry: dict = {"name": name, "builtin": builtin, "error": None}
         try:
-            entry["metadata"] = _read(root / "configs" / "metadata.json")
-            entry["card"] = _read(root / "docs" / "card.json")
-            entry["registration"] = {} if builtin else _read(root / "oncolens.json")
-            # the saliency figures: their own file (measured after training), else the card's
-            entry["saliency"] = _read(root / "docs" / "saliency.json") or entry["card"].get(
-                "saliency"
+            entry["metadata"] = read_json(
+                root / "configs" / "metadata.json", "configs/metadata.json"
             )
-        except (OSError, UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
-            entry.update(metadata={}, card={}, registration={}, saliency=None, error=str(exc))
+            entry["card"] = read_card(root)
+            entry["registration"] = (
+                {} if builtin else read_json(root / "oncolens.json", "oncolens.json")
+            )
+        except BundleError as exc:
+            entry.update(metadata={}, card={}, registration={}, error=str(exc))
+        # the saliency figures count only for the weights they were measured on
+        weights = (entry["card"].get("weights") or {}).get("sha256") or entry["registration"].get(
+            "sha256"
+        )
+        saliency = entry["card"].pop("saliency", None)
+        measured = isinstance(saliency, dict) and saliency.get("weights_sha256") == weights
+        entry["saliency"] = saliency if measured and weights else None
         entries.append(entry)
     return entries

@@ -48,3 +48,17 @@ def test_reading_cards_never_imports_torch() -> None:
         [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "False"
+
+
+def test_saliency_figures_of_other_weights_are_not_shown(tmp_path: Path) -> None:
+    """A registered copy whose pinned weights differ from those the saliency file measured."""
+    root = tmp_path / "copy"
+    (root / "docs").mkdir(parents=True)
+    (root / "configs").mkdir()
+    for part in ("configs/metadata.json", "docs/saliency.json"):
+        (root / part).write_bytes((bundles.BUILTIN_DIR / part).read_bytes())
+    (root / "oncolens.json").write_text(json.dumps({"sha256": "f" * 64}))
+    entry = bundle_cards(dest=tmp_path)[1]
+    assert entry["name"] == "copy" and entry["error"] is None
+    assert entry["saliency"] is None, "figures measured on other weights are not this bundle's"
+    assert bundle_cards(dest=tmp_path)[0]["saliency"] is not None  # the built-in: its own weights
