@@ -988,15 +988,27 @@ def series_saliency(ref: StoreRef, view: SeriesView, method: str = "gradcam") ->
     )
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
 def volume_model_card(name: str) -> dict:
     """The card of a 3D model (its ``docs/card.json``, with ``docs/saliency.json`` as its saliency
-    section), read without loading the network; {} when the bundle cannot be found or read."""
-    # lazy: the bundles' module only where a 3D read is shown
-    from models.volumes.bundle import BundleError, find_bundle, read_card
+    section), read without loading the network; {} when the bundle cannot be found or read.
+    Cached on the card files' stamps, so a retrained or re-measured model shows without a restart."""
+    # lazy: JSON only, no torch (models.volumes.cards)
+    from models.volumes.cards import SALIENCY_FILE, BundleError, find_bundle
 
     try:
-        return read_card(find_bundle(name))
+        root = find_bundle(name)
+    except BundleError:
+        return {}
+    stamps = tuple(file_stamp(root / part) for part in ("docs/card.json", SALIENCY_FILE))
+    return _volume_model_card(str(root), stamps)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _volume_model_card(root: str, stamps: tuple) -> dict:
+    from models.volumes.cards import BundleError, read_card  # lazy: as above
+
+    try:
+        return read_card(Path(root))
     except (BundleError, OSError, ValueError):
         return {}
 

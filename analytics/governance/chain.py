@@ -77,6 +77,7 @@ class Verification:
     head_hash: str
     first_bad: int | None = None
     problem: str | None = None
+    unsealed: bool = False  # a store from before the chain: nothing to verify, not tampering
 
 
 def canonical_json(value: object) -> str:
@@ -253,6 +254,7 @@ def verify(con: duckdb.DuckDBPyConnection, batch: int = 10_000) -> Verification:
             "this store predates the hash chain (schema version < 3): its events carry no hashes "
             "to verify; the first write of this OncoLens seals them (e.g. `oncolens audit anchor`, "
             "which then records the head), after which they can be verified",
+            unsealed=True,
         )
     cursor = con.execute(
         "SELECT event_id, occurred_at, actor, role, action, subject, model_name, model_version, inputs_sha256, details, prev_hash, hash FROM audit_event ORDER BY event_id"

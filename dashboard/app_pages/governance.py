@@ -140,7 +140,11 @@ if saliency_tab.open:
         for card in resources.model_cards():
             panel.render_saliency(card.get("name"), resources.saliency_quality(card.get("name")))
         for entry in resources.volume_cards():
-            panel.render_saliency(f"{entry['name']} (3D)", entry.get("saliency"))
+            panel.render_saliency(
+                f"{entry['name']} (3D)",
+                entry.get("saliency"),
+                "python -m models.saliency.volume_quality --write-card",
+            )
 
 if trail_tab.open:
     with trail_tab:

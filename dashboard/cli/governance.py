@@ -282,18 +282,21 @@ def cmd_audit(args: argparse.Namespace) -> int:
                     "first_bad_event": result.first_bad,
                     "problem": result.problem or (anchor_problems[0] if anchor_problems else None),
                     "anchors_checked": len(anchors),
+                    "unsealed": result.unsealed,
                 }
             )
         )
     elif ok:
         checked = f"; {len(anchors)} anchor(s) hold" if anchors else ""
         print(f"ok, {result.events} events{checked}")
+    elif result.unsealed:
+        print(f"audit trail not verifiable (not broken): {result.problem}")
     elif not result.ok:
         where = f"event {result.first_bad}" if result.first_bad is not None else "the chain"
         print(f"audit trail broken at {where}: {result.problem}")
     else:
         print(f"audit trail does not match its anchor: {anchor_problems[0]}")
-    return 0 if ok else 1
+    return 0 if ok else (2 if result.unsealed else 1)  # 2: nothing to verify; 1: it failed
 
 
 def demo_accounts(db: Path) -> list[dict]:

@@ -151,7 +151,16 @@ def volume_reads(ref: resources.StoreRef, person_id: int) -> None:
     if reads.empty:
         return
     models = sorted(set(zip(reads["model_name"], reads["model_version"], strict=True)))
-    cards = [_card_line(resources.volume_model_card(name)) for name, _ in models]
+    cards = []
+    for name, version in models:  # a card describes one version's weights: never another's reads
+        card = resources.volume_model_card(name)
+        if card and str(card.get("version")) != str(version):
+            cards.append(
+                f"{name} {version} is not the installed version ({card.get('version')}); "
+                "its card's figures are not shown beside these reads"
+            )
+        else:
+            cards.append(_card_line(card))
     st.caption(
         "**3D reads (AI, research use, not a medical device; the clinician decides).** "
         f"{', '.join(f'{n} {v}' for n, v in models)}: lesion volume and RECIST longest axial "

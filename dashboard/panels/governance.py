@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import time
 from pathlib import Path
 
@@ -304,12 +305,15 @@ def render_imaging_audit(report: dict) -> None:
         )
 
 
-def render_saliency(name: str, quality: dict | None) -> None:
+def render_saliency(
+    name: str,
+    quality: dict | None,
+    command: str = "python -m models.saliency.quality --write-cards",
+) -> None:
     """The model card's saliency section: sanity check (Adebayo et al. 2018) and localisation, per method."""
     if not quality:
         st.info(
-            f"{name}: saliency quality not measured yet (run `python -m models.saliency.quality "
-            "--write-cards`).",
+            f"{name}: saliency quality not measured yet for these weights (run `{command}`).",
             icon=":material/hourglass_empty:",
         )
         return
@@ -507,6 +511,11 @@ def render_verify(db_path, actor: tuple[str, str | None]) -> None:
             f"The audit chain holds: {result.events} events, head hash `{(result.head_hash or '')[:16]}…`. "
             "Anchor the head outside the store (`oncolens audit anchor`) to detect a rewritten trail.",
             icon=":material/verified:",
+        )
+    elif result.unsealed:  # a store from before the chain: nothing to verify, not tampering
+        st.warning(
+            f"The audit trail cannot be verified (it is not broken): {result.problem}",
+            icon=":material/help:",
         )
     else:
         where = f"event {result.first_bad}" if result.first_bad is not None else "the chain head"
@@ -740,6 +749,12 @@ def render_dossier(
         )
 
 
+def _plain(text: object) -> str:
+    """A bundle's own text (a third party's JSON) shown as plain text: Markdown's special
+    characters escaped, so no link, image or formatting in it is rendered."""
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~$])", r"\\\1", str(text))
+
+
 def _share(found: int, of: int) -> str:
     return f"{found} of {of} ({found / of:.0%})" if of else "none in the test set"
 
@@ -762,7 +777,14 @@ def _volume_metric_rows(metrics: dict) -> list[dict]:
             }
         )
     for band, dice in (metrics.get("dice_by_size") or {}).items():
-        rows.append({"metric": f"Dice, lesions {band.replace('>=', '≥')}", "value": f"{dice:.3f}"})
+        rows.append(
+            {
+                "metric": f"Dice, lesions {band.replace('>=', '≥')}",
+                "value": "no lesion of this size in the test set"
+                if dice is None
+                else f"{dice:.3f}",
+            }
+        )
     for band, s in (metrics.get("sensitivity_by_size") or {}).items():
         rows.append(
             {
@@ -790,14 +812,16 @@ def render_volume_card(entry: dict) -> None:
         entry.get("card") or {},
         entry.get("registration") or {},
     )
-    title = meta.get("name") or entry["name"]
-    st.markdown(f"#### {title} · v{meta.get('version') or card.get('version', '?')}")
+    title = _plain(meta.get("name") or entry["name"])
+    st.markdown(f"#### {title} · v{_plain(meta.get('version') or card.get('version', '?'))}")
     if entry.get("error"):
         st.warning(
             f"This bundle's files cannot be read: {entry['error']}", icon=":material/warning:"
         )
         return
-    sha = (card.get("weights") or {}).get("sha256") or reg.get("sha256") or "n/a"
+    card_sha = (card.get("weights") or {}).get("sha256")
+    # a registered bundle's weights are the ones its registration pinned (and every load checks)
+    sha = (reg.get("sha256") if not entry.get("builtin") else None) or card_sha or "n/a"
     origin = (
         "built in, trained on OncoLens's synthetic volumes"
         if entry.get("builtin")
@@ -826,18 +850,29 @@ def render_volume_card(entry: dict) -> None:
     ]
     for label, value in lines:
         if value:
-            st.markdown(f"**{label}:** {value}")
+            st.markdown(f"**{label}:** {_plain(value)}")
     for key in ("data", "training", "postprocessing"):
         value = card.get(key)
         if isinstance(value, dict) and value:
             st.markdown(
                 f"**{key.capitalize()}:** "
-                + "; ".join(
-                    f"{k.replace('_', ' ')} {v}"
-                    for k, v in value.items()
-                    if not isinstance(v, dict | list) and k != "time"  # run times: docs/run.json
+                + _plain(
+                    "; ".join(
+                        f"{k.replace('_', ' ')} {v}"
+                        for k, v in value.items()
+                        if not isinstance(v, dict | list)
+                        and k != "time"  # run times: docs/run.json
+                    )
                 )
             )
+    if card and card_sha and sha != card_sha:
+        st.warning(
+            f"This card was written for other weights (sha256 {str(card_sha)[:16]}…) than the "
+            "registered ones: its figures do not describe this model, so none is shown. Validate "
+            "it locally before anyone reads its outlines.",
+            icon=":material/warning:",
+        )
+        return
     if not card:
         st.info(
             "This bundle ships no card (docs/card.json): its accuracy on OncoLens's volumes, or on "
@@ -861,10 +896,10 @@ def render_volume_card(entry: dict) -> None:
         )
     guard = card.get("input_guard") or {}
     if guard.get("must_refuse"):
-        refused = ", ".join(guard["must_refuse"])
+        refused = _plain(", ".join(guard["must_refuse"]))
         st.markdown(
             f"**Input guard:** refuses a volume scoring above {guard.get('threshold', '?')} "
             f"(held-out demo volumes reach {guard.get('held_out_max', '?')}); checked to refuse: {refused}."
         )
     if card.get("limitations"):
-        st.markdown("**Limitations:**\n" + "\n".join(f"- {v}" for v in card["limitations"]))
+        st.markdown("**Limitations:**\n" + "\n".join(f"- {_plain(v)}" for v in card["limitations"]))

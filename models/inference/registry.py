@@ -168,7 +168,12 @@ def load_card(name: str) -> dict:
 
 def default_device() -> str:
     """ "cuda" where PyTorch sees a GPU, else "cpu". Asks PyTorch only where it is installed with
-    CUDA support: a CPU-only machine answers without importing it."""
+    CUDA support: a CPU-only machine answers without importing it. ``ONCOLENS_DEVICE=cpu`` (or
+    ``cuda``) answers without asking: a CUDA build of PyTorch on a machine without a GPU (the
+    default Linux wheel) otherwise imports PyTorch (about 3 s of CPU) only to hear "cpu"."""
+    forced = os.environ.get("ONCOLENS_DEVICE", "").strip().lower()
+    if forced in ("cpu", "cuda"):
+        return forced
     import importlib.util  # lazy: only here
 
     if importlib.util.find_spec("torch") is None:

@@ -54,6 +54,7 @@ from models.volumes.cards import (
     SALIENCY_FILE,
     BundleError,
     bundle_root,
+    find_bundle,
     read_card,
 )
 from models.volumes.cards import read_json as _json
@@ -377,18 +378,6 @@ def _pinned(root: Path) -> str | None:
     return str(_json(reg, "oncolens.json").get("sha256") or "") or None
 
 
-def find_bundle(name: str, *, dest: Path | None = None) -> Path:
-    if name == BUILTIN:
-        return BUILTIN_DIR
-    base = (dest or bundle_root()).expanduser().absolute()
-    if not name or any(ch not in "-_" and not ch.isalnum() for ch in name):
-        raise BundleError(f"no 3D model named {name!r}")
-    path = base / name
-    if not (path / "oncolens.json").is_file():
-        raise BundleError(f"no 3D model named {name!r} (registered ones live in {base})")
-    return path
-
-
 @lru_cache(maxsize=4)
 def _cached(path: str, stamps: tuple[float, ...]) -> Bundle:
     root = Path(path)
@@ -402,9 +391,17 @@ def _cached(path: str, stamps: tuple[float, ...]) -> Bundle:
 def load_bundle(name: str = BUILTIN, *, dest: Path | None = None) -> Bundle:
     """The verified bundle ``name`` (the built-in one by default); ``BundleError`` says why not."""
     path = find_bundle(name, dest=dest)
-    # the weights, the card and the saliency file: new figures written beside the same weights
-    # (``volume_quality --write-card``) are shown without a restart
-    files = (path / "models" / "model.ts", path / "docs" / "card.json", path / SALIENCY_FILE)
+    # the weights, the card, the saliency file and the configs (contract, post-processing, a
+    # refitted guard): what changes on disk is read without a restart
+    files = (
+        path / "models" / "model.ts",
+        path / "docs" / "card.json",
+        path / SALIENCY_FILE,
+        path / "configs" / "metadata.json",
+        path / "configs" / "inference.json",
+        path / "configs" / "input_guard.json",
+        path / "oncolens.json",
+    )
     return _cached(str(path), tuple(f.stat().st_mtime if f.exists() else 0.0 for f in files))
 
 

@@ -22,6 +22,7 @@ __all__ = [
     "BundleError",
     "bundle_cards",
     "bundle_root",
+    "find_bundle",
     "read_card",
     "read_json",
 ]
@@ -40,6 +41,20 @@ def bundle_root() -> Path:
     extra = os.environ.get("ONCOLENS_MODELS")
     base = Path(extra) if extra else Path.home() / ".oncolens" / "models"
     return base.expanduser() / "bundles"
+
+
+def find_bundle(name: str, *, dest: Path | None = None) -> Path:
+    """The folder of the bundle ``name``: the built-in one, or a registered one (a name of letters,
+    digits, ``-`` and ``_`` only: never a path built from input); ``BundleError`` when none."""
+    if name == BUILTIN:
+        return BUILTIN_DIR
+    base = (dest or bundle_root()).expanduser().absolute()
+    if not name or any(ch not in "-_" and not ch.isalnum() for ch in name):
+        raise BundleError(f"no 3D model named {name!r}")
+    path = base / name
+    if not (path / "oncolens.json").is_file():
+        raise BundleError(f"no 3D model named {name!r} (registered ones live in {base})")
+    return path
 
 
 def read_json(path: Path, what: str) -> dict:
@@ -99,8 +114,10 @@ def bundle_cards(*, dest: Path | None = None) -> list[dict]:
         except BundleError as exc:
             entry.update(metadata={}, card={}, registration={}, error=str(exc))
         # the saliency figures count only for the weights they were measured on
-        weights = (entry["card"].get("weights") or {}).get("sha256") or entry["registration"].get(
-            "sha256"
+        weights = (
+            (entry["card"].get("weights") or {}).get("sha256")
+            if builtin
+            else entry["registration"].get("sha256")  # pinned at registration, checked every load
         )
         saliency = entry["card"].pop("saliency", None)
         measured = isinstance(saliency, dict) and saliency.get("weights_sha256") == weights

@@ -285,3 +285,42 @@ def test_model_cards_tab_shows_3d_bundles_built_in_and_registered(
     saliency = open_page("governance", tab="Saliency checks")
     assert not saliency.exception
     assert "brain_mets_3d (3D)" in texts(saliency.caption)
+
+
+def test_a_registered_3d_card_for_other_weights_shows_no_figures_and_its_text_stays_plain(
+    gov_db, monkeypatch, tmp_path
+) -> None:
+    """A third party's bundle: its card written for other weights than the pinned ones shows no
+    figure; its own text renders no link; an empty size band says so instead of failing."""
+    monkeypatch.setenv("ONCOLENS_DB", str(gov_db))
+    monkeypatch.setenv("ONCOLENS_MODELS", str(tmp_path))
+    builtin = Path(__file__).resolve().parents[3] / "models/weights/brain_mets_3d"
+    card = json.loads((builtin / "docs/card.json").read_text())
+    card["metrics"]["dice_by_size"]["0-10 mm"] = None  # no lesion of this size in its test set
+    for name, pinned in (("other", "f" * 64), ("same", card["weights"]["sha256"])):
+        root = tmp_path / "bundles" / name
+        (root / "configs").mkdir(parents=True)
+        (root / "docs").mkdir()
+        (root / "configs" / "metadata.json").write_text(
+            json.dumps(
+                {
+                    "name": f"Vendor {name}",
+                    "version": "2.0",
+                    "intended_use": "[click](http://x.invalid)",
+                }
+            )
+        )
+        (root / "docs" / "card.json").write_text(json.dumps(card))
+        (root / "docs" / "saliency.json").write_bytes((builtin / "docs/saliency.json").read_bytes())
+        (root / "oncolens.json").write_text(json.dumps({"sha256": pinned}))
+    at = open_page("governance", tab="Model cards")
+    assert not at.exception, at.exception
+    warnings = texts(at.warning)
+    assert warnings.count("written for other weights") == 1  # "other" only
+    frames = [df.value for df in at.dataframe if {"metric", "value"} <= set(df.value.columns)]
+    values = [v for f in frames for v in f["value"]]
+    assert "no lesion of this size in the test set" in values
+    assert "](http" not in texts(at.markdown)  # the link's syntax is escaped, not rendered
+    saliency = texts(open_page("governance", tab="Saliency checks").info)
+    assert "other (3D): saliency quality not measured yet" in saliency
+    assert "volume_quality --write-card" in saliency

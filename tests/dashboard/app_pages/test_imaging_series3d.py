@@ -193,3 +193,26 @@ def test_a_series_whose_files_are_gone_says_so_and_shows_no_volume(series_db, mo
     assert "This series cannot be shown in 3D" in warning
     assert "2 of the series' 8 files are missing from the image folder" in warning
     assert not [m for m in at.metric if m.label == "3D read"]
+
+
+def test_the_patient_page_shows_a_3d_card_only_beside_reads_of_its_own_version(
+    series_db, monkeypatch, tmp_path
+):
+    """After a model upgrade her earlier reads keep their version: the installed card's figures
+    (another version's weights) are not put beside them."""
+    from tests.dashboard.app_pages.test_pages import texts
+
+    def caption(db: Path) -> str:
+        monkeypatch.setenv("ONCOLENS_DB", str(db))
+        at = open_page("patient", patient=str(series_db["pid"]))
+        assert not at.exception, at.exception
+        return next(c for c in texts(at.caption).split("\n") if "3D reads (AI" in c)
+
+    now = caption(series_db["db"])
+    assert "Card: Dice" in now and "not the installed version" not in now
+    old = Path(shutil.copy(series_db["db"], tmp_path / "older_reads.duckdb"))
+    with store.open_store(old) as con:
+        con.execute("UPDATE ai_volume_read SET model_version = '0.9.0'")
+    before = caption(old)
+    assert "brain_mets_3d 0.9.0 is not the installed version" in before
+    assert "Card: Dice" not in before

@@ -124,10 +124,15 @@ def test_verify_of_an_older_store_checks_it_as_it_is_and_migrates_nothing(tmp_pa
     _store_at(old, 2, events=0)
     with store.open_store(old, read_only=True) as con:
         assert store.schema_version(con) == 2
-    assert main(["audit", "verify", "--db", str(old), "--json"]) == 1
+    assert main(["audit", "verify", "--db", str(old), "--json"]) == 2  # 2: nothing to verify
     out = json.loads(capsys.readouterr().out)
-    assert out["ok"] is False and "predates the hash chain" in out["problem"]
+    assert out["ok"] is False and out["unsealed"] is True
+    assert "predates the hash chain" in out["problem"]
     assert "`oncolens audit anchor`" in out["problem"]
+    assert main(["audit", "verify", "--db", str(old)]) == 2
+    text = capsys.readouterr().out.strip()
+    assert text.startswith("audit trail not verifiable (not broken): this store predates")
+    assert "broken at" not in text  # an unsealed store is not called tampered with
     assert _version(old) == 2  # still as it was
     assert not (tmp_path / "v2.duckdb.wal").exists()
 

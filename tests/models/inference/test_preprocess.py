@@ -97,3 +97,16 @@ def test_normalise_gives_the_previous_formulas_values():
         else:
             ref = np.clip((p - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
         assert np.array_equal(normalise(image), ref), image.shape
+
+
+def test_oncolens_device_answers_without_asking_pytorch(monkeypatch) -> None:
+    """A CUDA build of PyTorch on a machine without a GPU: the operator says "cpu" once, and the
+    torch-free read stays torch-free (the question itself would import PyTorch)."""
+    from models.inference.registry import default_device
+
+    monkeypatch.setenv("ONCOLENS_DEVICE", " CPU ")
+    assert default_device() == "cpu"
+    monkeypatch.setenv("ONCOLENS_DEVICE", "cuda")
+    assert default_device() == "cuda"
+    monkeypatch.setenv("ONCOLENS_DEVICE", "tpu")  # not a device OncoLens knows: asked as before
+    assert default_device() in ("cpu", "cuda")
