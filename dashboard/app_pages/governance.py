@@ -63,9 +63,7 @@ if cards.open:
             ):
                 panel.render_card(card, "imaging model (synthetic phantoms)")
         for entry in resources.volume_cards():  # the 3D bundles: built in, and registered ones
-            title = (entry.get("metadata") or {}).get("name") or entry["name"]
-            version = (entry.get("metadata") or {}).get("version", "?")
-            with st.expander(f"Imaging 3D: {title} v{version}", expanded=False):
+            with st.expander(panel.volume_card_label(entry), expanded=False):
                 panel.render_volume_card(entry)
         try:
             treatment_card = resources.treatment_card(ref)

@@ -751,8 +751,9 @@ def render_dossier(
 
 def _plain(text: object) -> str:
     """A bundle's own text (a third party's JSON) shown as plain text: Markdown's special
-    characters escaped, so no link, image or formatting in it is rendered."""
-    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~$])", r"\\\1", str(text))
+    characters escaped, so no link, image or formatting in it is rendered (``.``, ``-`` and
+    ``+`` are left: they mark lists only at a line's start, where this text never stands)."""
+    return re.sub(r"([\\`*_{}\[\]()#!|<>~$])", r"\\\1", str(text))
 
 
 def _share(found: int, of: int) -> str:
@@ -801,6 +802,12 @@ def _volume_metric_rows(metrics: dict) -> list[dict]:
             }
         )
     return rows
+
+
+def volume_card_label(entry: dict) -> str:
+    """The expander's label of a 3D bundle's card (its own name and version, as plain text)."""
+    meta = entry.get("metadata") or {}
+    return f"Imaging 3D: {_plain(meta.get('name') or entry['name'])} v{_plain(meta.get('version', '?'))}"
 
 
 def render_volume_card(entry: dict) -> None:

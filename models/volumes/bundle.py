@@ -53,6 +53,7 @@ from models.volumes.cards import (
     BUILTIN_DIR,
     SALIENCY_FILE,
     BundleError,
+    available_bundles,
     bundle_root,
     find_bundle,
     read_card,
@@ -403,15 +404,6 @@ def load_bundle(name: str = BUILTIN, *, dest: Path | None = None) -> Bundle:
         path / "oncolens.json",
     )
     return _cached(str(path), tuple(f.stat().st_mtime if f.exists() else 0.0 for f in files))
-
-
-def available_bundles(*, dest: Path | None = None) -> list[str]:
-    """The built-in bundle's name, then the registered ones (sorted)."""
-    base = (dest or bundle_root()).expanduser().absolute()
-    found = [BUILTIN] if (BUILTIN_DIR / "models" / "model.ts").is_file() else []
-    if base.is_dir():
-        found += sorted(p.name for p in base.iterdir() if (p / "oncolens.json").is_file())
-    return found
 
 
 def bundle_for(modality: str, name: str | None = None, *, dest: Path | None = None) -> Bundle:

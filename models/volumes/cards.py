@@ -20,6 +20,7 @@ __all__ = [
     "BUILTIN_DIR",
     "SALIENCY_FILE",
     "BundleError",
+    "available_bundles",
     "bundle_cards",
     "bundle_root",
     "find_bundle",
@@ -55,6 +56,15 @@ def find_bundle(name: str, *, dest: Path | None = None) -> Path:
     if not (path / "oncolens.json").is_file():
         raise BundleError(f"no 3D model named {name!r} (registered ones live in {base})")
     return path
+
+
+def available_bundles(*, dest: Path | None = None) -> list[str]:
+    """The built-in bundle's name, then the registered ones (sorted)."""
+    base = (dest or bundle_root()).expanduser().absolute()
+    found = [BUILTIN] if (BUILTIN_DIR / "models" / "model.ts").is_file() else []
+    if base.is_dir():
+        found += sorted(p.name for p in base.iterdir() if (p / "oncolens.json").is_file())
+    return found
 
 
 def read_json(path: Path, what: str) -> dict:
@@ -94,16 +104,12 @@ def bundle_cards(*, dest: Path | None = None) -> list[dict]:
     weights than the card's or registration's sha256) and ``error``: why the JSON
     could not be read (the entry is still listed, so a broken bundle is visible, not hidden).
     """
-    base = (dest or bundle_root()).expanduser().absolute()
-    roots = [(BUILTIN, BUILTIN_DIR, True)] if (BUILTIN_DIR / "configs").is_dir() else []
-    if base.is_dir():
-        roots += [
-            (p.name, p, False) for p in sorted(base.iterdir()) if (p / "oncolens.json").is_file()
-        ]
     entries = []
-    for name, root, builtin in roots:
+    for name in available_bundles(dest=dest):
+        builtin = name == BUILTIN
         entry: dict = {"name": name, "builtin": builtin, "error": None}
         try:
+            root = find_bundle(name, dest=dest)  # a folder named by hand may not be a valid name
             entry["metadata"] = read_json(
                 root / "configs" / "metadata.json", "configs/metadata.json"
             )

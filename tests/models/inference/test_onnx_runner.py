@@ -97,7 +97,7 @@ print(json.dumps({
 """
 
 
-def test_a_cached_graph_reads_without_importing_pytorch(tmp_path):
+def test_a_cached_graph_reads_without_importing_pytorch(tmp_path, phantom_files):
     """Issue 23: once the verified weights' graph is cached, a read (load, preprocessing, forward
     pass, guard, outline, RECIST, radiomics) never imports PyTorch; asking for the network still
     gives it, with the ONNX forward pass attached; and the read is the one a model loaded with
@@ -108,22 +108,10 @@ def test_a_cached_graph_reads_without_importing_pytorch(tmp_path):
     import sys
     from pathlib import Path
 
-    from pydicom.uid import generate_uid
-
     from models.inference.loader import ModelLoader
     from models.inference.read import predict_file
-    from models.training.synthetic_dicom import write_phantom_dicom
 
-    path = tmp_path / "mr.dcm"
-    write_phantom_dicom(
-        phantoms.brain_mri(np.random.default_rng(4), True, lesion_diameter_mm=25.0),
-        path,
-        patient_id="P1",
-        study_uid=generate_uid(),
-        series_uid=generate_uid(),
-        sop_instance_uid=generate_uid(),
-        study_date="20250301",
-    )
+    path = phantom_files["tumour"]  # a brain MR slice with a 30 mm tumour (tests/models/conftest)
     load = ModelLoader(lambda name: load_model(name, device="cpu"))
     loaded = load("brain_mri")  # exports the graph and its temperature
     assert loaded.net is not None  # this one was built with PyTorch (nothing was cached)
