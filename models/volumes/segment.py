@@ -59,6 +59,9 @@ __all__ = [
 
 MIN_LESION_VOXELS = 4  # 32 mm^3 at 2 mm: smaller islands are noise, not a 4 mm metastasis
 PERCENTILES = (0.5, 99.5)
+# MONAI's axis labels for RAS, passed explicitly: the value its Orientation has always used, said
+# out loud so a coming change of that default cannot move the grid (and MONAI stops warning users)
+RAS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))
 STAT_NAMES = (
     "mean",
     "std",
@@ -232,14 +235,14 @@ def prepare(
     img: Any = MetaTensor(
         torch.from_numpy(np.ascontiguousarray(pixels, np.float32))[None], affine=affine
     )
-    img = Orientation(axcodes=axcodes)(img)
+    img = Orientation(axcodes=axcodes, labels=RAS_LABELS)(img)
     img = Spacing(pixdim=spacing_mm, mode="bilinear", padding_mode="border")(img)
     lab = None
     if labels is not None:
         lt: Any = MetaTensor(
             torch.from_numpy(np.ascontiguousarray(labels, np.float32))[None], affine=affine
         )
-        lt = Orientation(axcodes=axcodes)(lt)
+        lt = Orientation(axcodes=axcodes, labels=RAS_LABELS)(lt)
         lab = Spacing(pixdim=spacing_mm, mode="nearest")(lt)
     grid_affine = np.asarray(img.affine, dtype=np.float64)
     scaled = ScaleIntensityRangePercentiles(*PERCENTILES, b_min=0.0, b_max=1.0, clip=False)(img)
