@@ -36,7 +36,9 @@ class RecordChanges:
     window_start: dt.datetime
     as_of: dt.date  # the data's "today" (its cut-off, else the calendar date)
     readings: pd.DataFrame  # measurement_date, concept, value, unit
-    ai_reads: pd.DataFrame  # created_at, model_name, predicted_class, probability
+    # created_at, model_name, predicted_class, probability (2D: calibrated; 3D: not, not to be shown),
+    # volume_read, study_date and total_volume_ml (3D reads)
+    ai_reads: pd.DataFrame
     events: pd.DataFrame  # event_date, event_type
     decisions: (
         pd.DataFrame
@@ -66,17 +68,25 @@ def last_look(
     )[0]
 
 
+# A 2D read's probability is calibrated; a 3D read's is its most confident voxel (not calibrated), so
+# a 3D row carries what the read measured instead (its study date and total lesion volume) and the
+# page says that, never the voxel's "100 %" beside the 2D reads' calibrated figures.
 _AI_READS_2D = """
-    SELECT created_at, model_name, predicted_class, probability FROM ai_finding
+    SELECT created_at, model_name, predicted_class, probability,
+           false AS volume_read, NULL::DATE AS study_date, NULL::DOUBLE AS total_volume_ml
+    FROM ai_finding
     WHERE person_id = ? AND created_at > ? ORDER BY created_at DESC
 """
 _AI_READS_2D_3D = """
-    SELECT created_at, model_name, predicted_class, probability FROM ai_finding
+    SELECT created_at, model_name, predicted_class, probability,
+           false AS volume_read, NULL::DATE AS study_date, NULL::DOUBLE AS total_volume_ml
+    FROM ai_finding
     WHERE person_id = ? AND created_at > ?
     UNION ALL
-    SELECT read_at, model_name, label, probability FROM ai_volume_read
+    SELECT read_at, model_name, label, probability, true, study_date, total_volume_ml
+    FROM ai_volume_read
     WHERE person_id = ? AND read_at > ? AND refused IS NULL
-    ORDER BY created_at DESC
+    ORDER BY created_at DESC, study_date DESC
 """
 
 

@@ -262,10 +262,23 @@ def _change_lines(changes) -> list[str]:
             f"**{row.event_type.capitalize()}** recorded {pd.Timestamp(row.event_date):%Y-%m-%d}"
         )
     for row in changes.ai_reads.itertuples(index=False):
-        lines.append(
-            f"AI read **{row.predicted_class}** ({row.probability:.0%}, {row.model_name}) "
-            f"on {pd.Timestamp(row.created_at):%Y-%m-%d %H:%M} UTC"
-        )
+        when = f"on {pd.Timestamp(row.created_at):%Y-%m-%d %H:%M} UTC"
+        if getattr(row, "volume_read", False):
+            # a 3D read: what it measured, and which study; its voxel probability is not calibrated
+            volume = (
+                f", {row.total_volume_ml:.2f} mL in total"
+                if row.predicted_class == "lesion" and pd.notna(row.total_volume_ml)
+                else ""
+            )
+            lines.append(
+                f"3D AI read **{row.predicted_class}**{volume} ({row.model_name}, series of the "
+                f"study of {pd.Timestamp(row.study_date):%Y-%m-%d}) {when}"
+            )
+        else:
+            lines.append(
+                f"AI read **{row.predicted_class}** ({row.probability:.0%} calibrated, "
+                f"{row.model_name}) {when}"
+            )
     for row in changes.readings.itertuples(index=False):
         concept = _CONCEPTS.get(row.concept, str(row.concept).replace("_", " "))
         lines.append(
