@@ -28,7 +28,7 @@ A read the input guard refused (``models.inference.guard``) is stored as such, i
 the image itself is filed as usual. The entry says ``refused`` and carries the ``input_check``
 that ``oncolens predict --json`` prints for the same file.
 
-Series that are volumes (3 or more parallel positioned images: ``models.volumes.measure.volume_files``) are
+Series that are volumes (3 or more parallel positioned images: ``models.volumes.measure.volume_files``'s rule) are
 read once in 3D by the model of their modality, never slice by slice by a 2D model; their images
 are filed like any other, and the read goes in the same transaction to ``ai_volume_read`` and
 ``ai_volume_lesion``, with the lesions linked across the patient's time points and one AI
@@ -54,13 +54,14 @@ from analytics.governance.lifecycle.tables import STAT_COLUMNS
 from analytics.imaging import volumes as volume_store
 from analytics.worklist.stored import refresh_for_writer, source_fingerprint
 from models.deid import deidentify as deid
-from models.dicom.reader import DicomImage, DicomReadError, read_dicom, read_header
-from models.inference.batch import map_files, read_decoded
+from models.dicom.reader import DicomImage, DicomReadError, image_from_dataset, read_dataset
+from models.inference.batch import map_files, parse_and_scan, read_decoded
 from models.inference.read import AIRead, NoModelForImageError
 from models.inference.registry import LoadedModel, ModelUnavailableError
 from models.inference.tasks import TASKS
 from models.paths import UnsafePathError, inside
-from models.volumes.measure import SeriesRead, read_series, volume_files
+from models.volumes.measure import SeriesRead, read_series
+from models.volumes.series import SeriesInfo
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
@@ -153,11 +154,14 @@ def _date(text: str | None) -> dt.date | None:
         return None
 
 
-def _checked(path: Path) -> tuple[DicomImage, Dataset, dt.date]:
+def _checked(path: Path, ds: Dataset | None = None) -> tuple[DicomImage, Dataset, dt.date]:
     """The decoded image, its header and study date, or a ``DicomReadError`` saying why it cannot
-    be filed."""
-    image = read_dicom(path)
-    header = read_header(path)
+    be filed. ``ds``: the file already parsed (``read_dataset``); the header is that dataset (one
+    parse per file: it holds every attribute a header-only parse holds, issue 23)."""
+    if ds is None:
+        ds = read_dataset(path)[0]
+    image = image_from_dataset(ds)
+    header = ds
     missing = [
         k
         for k, v in (
@@ -254,21 +258,126 @@ def prepare_files(
     return out
 
 
-def prepare_series_slices(
+@dataclass(frozen=True)
+class _PreparedChunk:
+    """``prepare_and_scan``'s answer for one chunk: the series scan of its files (by resolved
+    path) and each file's entry as a 2D image (``prepare_files``), or as a slice of a volume
+    (``prepare_files`` without the 2D read) where its series is a stack within the chunk already;
+    ``as_slice[i]``: the slice entry where the 2D one is a failure that only the 2D read caused
+    (the sanity gate), else None."""
+
+    infos: list[SeriesInfo]
+    owner: dict[str, str]
+    resolved: list[str]
+    entries: list[_Prepared | dict]
+    as_slice: list[_Prepared | dict | None]
+    stacked: list[bool]  # entries[i] is already the slice entry
+    scan_failed: bool
+
+
+def prepare_and_scan(
     paths: list[Path], load: Callable[[str], LoadedModel], requested: str | None = None
-) -> list[_Prepared | dict]:
-    """``prepare_files`` without the 2D read, for the images of a volume series (a module-level
-    function, so that ``map_files``' worker processes can run it)."""
-    return prepare_files(paths, load, requested, read=False)
-
-
-def _series_of(paths: list[Path]) -> dict[str, list[Path]]:
-    """The volume series among ``paths``; none when the headers cannot be scanned (each file is
-    then read and reported on its own, as before)."""
+) -> list[_PreparedChunk]:
+    """The series scan and ``prepare_files`` of ``paths`` from one parse of each file (a
+    one-element list, for ``map_files``' worker processes). Before issue 23 an ingest parsed each
+    file three times before the writer: the scan (in the parent, one core), the read and the
+    header; ``ingest_files`` merges the chunks' scans and picks each file's entry from them."""
+    resolved = [str(Path(p).resolve()) for p in paths]
+    scan_failed = False
     try:
-        return volume_files(paths)
-    except (OSError, ValueError):
-        return {}
+        scan, parsed = parse_and_scan(paths, resolved)
+        infos = scan.infos()
+        owner = scan.owner
+    except (OSError, ValueError):  # as the scan before: no series then (an unsafe zip among them)
+        scan_failed, infos, owner = True, [], {}
+        parsed = [ValueError("not parsed")] * len(paths)
+    stacked_uids = {i.series_instance_uid for i in infos if i.looks_like_volume}
+    stacked = [owner.get(r) in stacked_uids for r in resolved]
+    entries: list[_Prepared | dict] = [{} for _ in paths]
+    as_slice: list[_Prepared | dict | None] = [None] * len(paths)
+    decoded: list[tuple[int, Path, DicomImage, Dataset, dt.date]] = []
+    for i, (raw, entry) in enumerate(zip(paths, parsed, strict=True)):
+        path = Path(raw)
+        try:
+            if scan_failed:
+                decoded.append((i, path, *_checked(path)))
+            elif isinstance(entry, Exception):
+                raise entry
+            else:
+                decoded.append((i, path, *_checked(path, entry[0])))
+        except (DicomReadError, OSError) as exc:
+            entries[i] = _failed(path, exc)
+    del parsed
+    flat = [d for d in decoded if not stacked[d[0]]]
+    outcomes = read_decoded([d[2] for d in flat], load, requested)
+    for (i, path, image, header, study_date), outcome in zip(flat, outcomes, strict=True):
+        try:
+            entries[i] = _prepared(path, image, header, study_date, outcome)
+        except (DicomReadError, OSError) as exc:
+            entries[i] = _failed(path, exc)
+            if isinstance(outcome, DicomReadError):  # the 2D read's refusal, not the file's
+                try:
+                    as_slice[i] = _prepared(path, image, header, study_date, SERIES_NOTE)
+                except (DicomReadError, OSError) as again:
+                    as_slice[i] = _failed(path, again)
+    for i, path, image, header, study_date in decoded:
+        if stacked[i]:
+            try:
+                entries[i] = _prepared(path, image, header, study_date, SERIES_NOTE)
+            except (DicomReadError, OSError) as exc:
+                entries[i] = _failed(path, exc)
+    return [_PreparedChunk(infos, owner, resolved, entries, as_slice, stacked, scan_failed)]
+
+
+def _prepare_in_one_pass(
+    paths: list[Path],
+    workers: int | None,
+    load: Callable[[str], LoadedModel] | None,
+) -> tuple[list[_Prepared | dict], dict[str, list[Path]]]:
+    """``ingest_files``' entries (the 2D images first, then the slices of volumes, each in input
+    order, as the two passes gave them) and its volume series (``volume_files``' answer), from
+    one parse of each file in ``workers`` processes."""
+    merged: dict[str, SeriesInfo] = {}
+    owner: dict[str, str] = {}
+    scan_failed = False
+    per_file: list[tuple[str | None, _Prepared | dict, _Prepared | dict | None, bool]] = []
+    for part in map_files(prepare_and_scan, paths, workers=workers, load=load):
+        if isinstance(part, dict):  # a file that crashed its worker: a failure, as before
+            per_file.append((None, part, None, False))
+            continue
+        scan_failed |= part.scan_failed
+        owner.update(part.owner)
+        for info in part.infos:
+            seen = merged.get(info.series_instance_uid)
+            merged[info.series_instance_uid] = info if seen is None else seen.merged(info)
+        per_file.extend(zip(part.resolved, part.entries, part.as_slice, part.stacked, strict=True))
+    wanted = (
+        set() if scan_failed else {uid for uid, info in merged.items() if info.looks_like_volume}
+    )
+    series: dict[str, list[Path]] = {}
+    flat: list[_Prepared | dict] = []
+    slices: list[_Prepared | dict] = []
+    redo: list[tuple[int, Path]] = []  # read as a slice in its chunk, but no volume is read
+    for path, (resolved, entry, slice_entry, stacked) in zip(paths, per_file, strict=True):
+        uid = owner.get(resolved) if resolved is not None else None
+        if uid not in wanted:
+            if stacked:  # only where another chunk's scan failed (then no series at all)
+                redo.append((len(flat), path))
+            flat.append(entry)
+            continue
+        assert resolved is not None and uid is not None
+        series.setdefault(uid, []).append(Path(resolved))
+        if stacked:
+            slices.append(entry)
+        elif isinstance(entry, _Prepared):
+            slices.append(dataclasses.replace(entry, ai=None, ai_note=SERIES_NOTE))
+        else:
+            slices.append(entry if slice_entry is None else slice_entry)
+    if redo:  # the 2D read they did not get (rare: an unsafe zip among the files)
+        again = map_files(prepare_files, [p for _, p in redo], workers=workers, load=load)
+        for (k, _), entry in zip(redo, again, strict=True):
+            flat[k] = entry
+    return [*flat, *slices], series
 
 
 def _store_volumes(
@@ -429,14 +538,7 @@ def ingest_files(
     report = IngestReport()
     prepared: list[_Prepared] = []
     paths = [Path(p) for p in paths]  # failures name a file as it was given
-    series = _series_of([p.resolve() for p in paths])
-    in_series = {p for files in series.values() for p in files}
-    flat = [p for p in paths if p.resolve() not in in_series]
-    stacked = [p for p in paths if p.resolve() in in_series]
-    outcomes = [
-        *map_files(prepare_files, flat, workers=workers, load=load),
-        *map_files(prepare_series_slices, stacked, workers=workers, load=load),
-    ]
+    outcomes, series = _prepare_in_one_pass(paths, workers, load)
     for outcome in outcomes:
         if isinstance(outcome, dict):
             report.failed.append(outcome)

@@ -76,6 +76,7 @@ __all__ = [
     "ScannedChunk",
     "default_workers",
     "map_files",
+    "parse_and_scan",
     "predict_files",
     "read_decoded",
     "read_files",
@@ -202,6 +203,41 @@ class ScannedChunk:
 _ZIP_MAGIC = b"PK\x03\x04"
 
 
+def parse_and_scan(
+    paths: Sequence[Path], keys: Sequence[str] | None = None
+) -> tuple[SeriesScan, list[tuple[Dataset, float] | Exception]]:
+    """Each file parsed once (``read_dataset``: header and pixel bytes, nothing decoded), or why
+    not, and the series scan of the lot (``SeriesScan``: what ``scan_series`` of these files
+    finds), the file known as ``keys[i]`` (default ``str(path)``) in its file -> series map.
+
+    The scan sees exactly what ``scan_series`` sees: a file the reader parsed as a conforming
+    DICOM file is scanned from that dataset; any other (not found, damaged, a zip, a DICOMDIR,
+    a file without the preamble, which the reader still tries with ``force``) is scanned by
+    ``SeriesScan.add_sources``, i.e. by ``scan_series``' own parse. The float is the parse's ms."""
+    scan = SeriesScan()
+    parsed: list[tuple[Dataset, float] | Exception] = []
+    for k, raw in enumerate(paths):
+        path = Path(raw)
+        key = str(path) if keys is None else keys[k]
+        started = time.perf_counter()
+        try:
+            ds, conforming = read_dataset(path)
+        except READ_ERRORS as exc:
+            parsed.append(exc)
+            scan.add_sources([Path(key)])
+            continue
+        if (
+            conforming
+            and (ds.preamble or b"")[:4] != _ZIP_MAGIC  # a DICOM file that is a zip too
+            and "DirectoryRecordSequence" not in ds
+        ):
+            scan.add(label_for(key), key, ds)
+        else:
+            scan.add_sources([Path(key)])
+        parsed.append((ds, (time.perf_counter() - started) * 1e3))
+    return scan, parsed
+
+
 def scan_and_read(
     paths: Sequence[Path], load: Callable[[str], LoadedModel], requested: str | None = None
 ) -> list[ScannedChunk]:
@@ -209,53 +245,30 @@ def scan_and_read(
     list, so that ``map_files`` can run it in worker processes, one chunk per task).
 
     Why: ``oncolens predict`` needs every file's header to tell volumes from 2D images before
-    it reads, and then the read parses each file again; one parse saves ~1.5 ms a file (issue
-    23). The scan sees exactly what ``scan_series`` sees: a file the reader parsed as a
-    conforming DICOM file is scanned from that dataset; any other (not found, damaged, a zip,
-    a file without the preamble, which the reader still tries with ``force``) is scanned by
-    ``SeriesScan.add_sources``, i.e. by ``scan_series``'s own parse. Whether a series is a
-    volume is only known once every chunk is in (``SeriesScan`` merged by the caller); a file
-    whose series is already a stack within its chunk (which more files only confirm) is not
-    read in 2D, any other is, and the caller drops the reads of files that turn out to be in a
-    volume (at most a few slices at each chunk boundary of a series)."""
-    scan = SeriesScan()
-    parsed: list[tuple[Path, Dataset, float] | dict] = []
-    for raw in paths:
-        path = Path(raw)
-        started = time.perf_counter()
-        try:
-            ds, conforming = read_dataset(path)
-        except READ_ERRORS as exc:
-            parsed.append(error_result(path, exc))
-            scan.add_sources([path])
-            continue
-        if (
-            conforming
-            and (ds.preamble or b"")[:4] != _ZIP_MAGIC  # a DICOM file that is a zip too
-            and "DirectoryRecordSequence" not in ds
-        ):
-            scan.add(label_for(str(path)), str(path), ds)
-        else:
-            scan.add_sources([path])
-        parsed.append((path, ds, (time.perf_counter() - started) * 1e3))
+    it reads, and then the read parsed each file again; one parse saves ~1.5 ms a file (issue
+    23). Whether a series is a volume is only known once every chunk is in (``SeriesScan``
+    merged by the caller); a file whose series is already a stack within its chunk (which more
+    files only confirm) is not read in 2D, any other is, and the caller drops the reads of files
+    that turn out to be in a volume (at most a few slices at each chunk boundary of a series)."""
+    scan, parsed = parse_and_scan(paths)
     infos = scan.infos()
     stacked = {i.series_instance_uid for i in infos if i.looks_like_volume}
     results: list[dict | None] = [None] * len(parsed)
     decoded: list[tuple[int, Path, DicomImage, float]] = []
-    for i, entry in enumerate(parsed):
-        if isinstance(entry, dict):
-            results[i] = entry
+    for i, (raw, entry) in enumerate(zip(paths, parsed, strict=True)):
+        path = Path(raw)
+        if isinstance(entry, Exception):
+            results[i] = error_result(path, entry)
             continue
-        path, ds, read_ms = entry
         if scan.owner.get(str(path)) in stacked:
             continue
         started = time.perf_counter()
         try:
-            image = image_from_dataset(ds)
+            image = image_from_dataset(entry[0])
         except READ_ERRORS as exc:
             results[i] = error_result(path, exc)
             continue
-        decoded.append((i, path, image, read_ms + (time.perf_counter() - started) * 1e3))
+        decoded.append((i, path, image, entry[1] + (time.perf_counter() - started) * 1e3))
     del parsed  # the chunk's datasets (pixel bytes included) are not needed past the decode
     reads = read_decoded([d[2] for d in decoded], load, requested)
     for (i, path, image, read_ms), outcome in zip(decoded, reads, strict=True):
