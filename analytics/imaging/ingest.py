@@ -52,6 +52,7 @@ from analytics import store
 from analytics.governance.chain import append_event, chained_transaction
 from analytics.governance.lifecycle.tables import STAT_COLUMNS
 from analytics.imaging import volumes as volume_store
+from analytics.imaging.rows import PendingRows
 from analytics.worklist.stored import refresh_for_writer, source_fingerprint
 from models.deid import deidentify as deid
 from models.dicom.reader import DicomImage, DicomReadError, image_from_dataset, read_dataset
@@ -425,8 +426,9 @@ def _store_volumes(
         report.series_reads.append(sr)
 
 
-def _record_input(con, p: _Prepared, person_id: int, now: dt.datetime) -> None:
-    """What the read saw (guard score, image statistics), for drift monitoring (issue 22)."""
+def _read_input_row(p: _Prepared, person_id: int, now: dt.datetime) -> tuple:
+    """What the read saw (guard score, image statistics), for drift monitoring (issue 22): an
+    ``ai_read_input`` row."""
     ai = p.ai
     assert ai is not None and ai.input_check is not None  # the caller checks
     check = ai.input_check
@@ -435,25 +437,18 @@ def _record_input(con, p: _Prepared, person_id: int, now: dt.datetime) -> None:
         if len(check.statistics) == len(STAT_COLUMNS)
         else [None] * len(STAT_COLUMNS)
     )
-    con.execute(
-        "INSERT OR REPLACE INTO ai_read_input (sop_instance_uid, person_id, model_name, model_version, "
-        "study_date, read_at, refused, score, feature_distance, statistics_distance, "
-        "stat_mean, stat_std, stat_air_fraction, stat_saturated_fraction, stat_edge_rows, "
-        "stat_edge_columns, stat_texture, stat_entropy, stat_asymmetry, stat_centre_minus_border) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            p.sop_uid,
-            person_id,
-            ai.model,
-            ai.model_version,
-            p.study_date,
-            now,
-            ai.refused is not None,
-            check.score,
-            check.feature_distance,
-            check.statistics_distance,
-            *stats,
-        ],
+    return (
+        p.sop_uid,
+        person_id,
+        ai.model,
+        ai.model_version,
+        p.study_date,
+        now,
+        ai.refused is not None,
+        check.score,
+        check.feature_distance,
+        check.statistics_distance,
+        *stats,
     )
 
 
@@ -492,21 +487,6 @@ def _publish(target: Path) -> None:
 def _discard(target: Path) -> None:
     for final in (target, target.with_name(f"{target.stem}_mask.png")):
         _pending(final).unlink(missing_ok=True)
-
-
-def _owner_of(con, sop_uid: str, series_uid: str) -> tuple[int | None, int | None]:
-    """The patients that already own this instance and this series in the store (None: nobody)."""
-    inst = con.execute(
-        "SELECT st.person_id FROM imaging_instance i JOIN imaging_series se ON se.series_uid = i.series_uid "
-        "JOIN imaging_study st ON st.study_uid = se.study_uid WHERE i.sop_instance_uid = ?",
-        [sop_uid],
-    ).fetchone()
-    ser = con.execute(
-        "SELECT st.person_id FROM imaging_series se JOIN imaging_study st ON st.study_uid = se.study_uid "
-        "WHERE se.series_uid = ?",
-        [series_uid],
-    ).fetchone()
-    return (inst[0] if inst else None), (ser[0] if ser else None)
 
 
 def ingest_files(
@@ -572,6 +552,19 @@ def ingest_files(
                 next_meas = store.one_row(
                     con.execute("SELECT coalesce(max(measurement_id), 0) + 1 FROM measurement")
                 )[0]
+                # the owner checks' rows, loaded for the UIDs the files will have once
+                # de-identified (remapped with the store's key): three queries, not three a file
+                rows = PendingRows(con)
+                remap = {
+                    uid: deid.remap_uid(uid, key)
+                    for p in prepared
+                    for uid in (p.study_uid, p.series_uid, p.sop_uid)
+                }
+                rows.preload(
+                    sops=[remap[p.sop_uid] for p in prepared],
+                    series=[remap[p.series_uid] for p in prepared],
+                    studies=[uid for p in prepared for uid in (p.study_uid, remap[p.study_uid])],
+                )
                 for p in prepared:
                     person_id = person_of.get(p.patient_key)
                     if person_id is None:
@@ -583,10 +576,8 @@ def ingest_files(
                             }
                         )
                         continue
-                    known = con.execute(
-                        "SELECT person_id FROM imaging_study WHERE study_uid = ?", [p.study_uid]
-                    ).fetchone()
-                    if known and known[0] != person_id:
+                    known = rows.study_owner(p.study_uid)
+                    if known is not None and known != person_id:
                         report.failed.append(
                             {
                                 "file": str(p.file),
@@ -603,9 +594,8 @@ def ingest_files(
                             {"file": str(p.file), "error": f"not de-identified, not stored: {exc}"}
                         )
                         continue
-                    inst_owner, series_owner = _owner_of(
-                        con, deid_report.sop_instance_uid, deid_report.series_uid
-                    )
+                    inst_owner = rows.instance_owner(deid_report.sop_instance_uid)
+                    series_owner = rows.series_owner(deid_report.series_uid)
                     if (inst_owner is not None and inst_owner != person_id) or (
                         series_owner is not None and series_owner != person_id
                     ):
@@ -620,11 +610,9 @@ def ingest_files(
                             }
                         )
                         continue
-                    study_key = p.study_uid if known else deid_report.study_uid
-                    owner = con.execute(
-                        "SELECT person_id FROM imaging_study WHERE study_uid = ?", [study_key]
-                    ).fetchone()
-                    if owner and owner[0] != person_id:
+                    study_key = p.study_uid if known is not None else deid_report.study_uid
+                    owner = rows.study_owner(study_key)
+                    if owner is not None and owner != person_id:
                         report.failed.append(
                             {
                                 "file": str(p.file),
@@ -649,29 +637,22 @@ def ingest_files(
                         series_uid=deid_report.series_uid,
                         sop_uid=deid_report.sop_instance_uid,
                     )
-                    if not owner:
-                        con.execute(
-                            "INSERT INTO imaging_study VALUES (?, ?, ?, ?, ?, ?)",
-                            [
+                    if owner is None:
+                        rows.add_study(
+                            (
                                 p.study_uid,
                                 person_id,
                                 p.study_date,
                                 p.modality,
                                 p.study_description,
                                 None,  # the accession number is an identifier: never stored (issue 24)
-                            ],
+                            )
                         )
-                    con.execute("DELETE FROM imaging_series WHERE series_uid = ?", [p.series_uid])
-                    con.execute(
-                        "INSERT INTO imaging_series VALUES (?, ?, ?, ?, ?)",
-                        [p.series_uid, p.study_uid, p.modality, p.body_part, p.series_description],
+                    rows.replace_series(
+                        (p.series_uid, p.study_uid, p.modality, p.body_part, p.series_description)
                     )
-                    con.execute(
-                        "DELETE FROM imaging_instance WHERE sop_instance_uid = ?", [p.sop_uid]
-                    )
-                    con.execute(
-                        "INSERT INTO imaging_instance VALUES (?, ?, ?, ?, ?, ?)",
-                        [p.sop_uid, p.series_uid, str(p.file), p.rows, p.columns, p.spacing_mm],
+                    rows.replace_instance(
+                        (p.sop_uid, p.series_uid, str(p.file), p.rows, p.columns, p.spacing_mm)
                     )
                     entry: dict = {
                         "file": str(source_of[stored_file]),
@@ -686,26 +667,18 @@ def ingest_files(
                         "stored_sha256": copy_sha,
                     }
                     if p.ai is not None:
-                        con.execute(
-                            "DELETE FROM ai_refusal WHERE sop_instance_uid = ? AND model_name = ?",
-                            [p.sop_uid, p.ai.model],
-                        )
+                        rows.set_refusal(p.sop_uid, p.ai.model, None)
                     if p.ai is not None and p.ai.refused is not None:
                         ai, check = p.ai, p.ai.input_check
                         assert check is not None  # a refused read always carries its check
                         # an earlier read of this instance by this model is no longer what it says,
                         # nor is the lesion size it measured
-                        con.execute(
-                            "DELETE FROM ai_finding WHERE sop_instance_uid = ? AND model_name = ?",
-                            [p.sop_uid, ai.model],
-                        )
-                        con.execute(
-                            "DELETE FROM measurement WHERE study_uid = ? AND source = 'ai' AND concept = ?",
-                            [p.study_uid, TASKS[ai.model].measurement_concept],
-                        )
-                        con.execute(
-                            "INSERT INTO ai_refusal VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                            [
+                        rows.set_finding(p.sop_uid, ai.model, None)
+                        rows.set_measurement(p.study_uid, TASKS[ai.model].measurement_concept, None)
+                        rows.set_refusal(
+                            p.sop_uid,
+                            ai.model,
+                            (
                                 p.sop_uid,
                                 person_id,
                                 ai.model,
@@ -714,25 +687,19 @@ def ingest_files(
                                 check.threshold,
                                 check.reason,
                                 now,
-                            ],
+                            ),
                         )
                         entry["refused"] = ai.refused
                         entry["input_check"] = check.to_json()
                     elif p.ai is not None:
                         ai = p.ai
-                        con.execute(
-                            "DELETE FROM ai_finding WHERE sop_instance_uid = ? AND model_name = ?",
-                            [p.sop_uid, ai.model],
-                        )
                         diameter = (
                             ai.lesion.longest_diameter_mm if (ai.lesion and p.spacing_mm) else None
                         )
-                        con.execute(
-                            "INSERT INTO ai_finding (finding_id, person_id, sop_instance_uid, "
-                            "model_name, model_version, predicted_class, probability, "
-                            "longest_diameter_mm, created_at, weights_sha256) "
-                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                            [
+                        rows.set_finding(
+                            p.sop_uid,
+                            ai.model,
+                            (
                                 next_finding,
                                 person_id,
                                 p.sop_uid,
@@ -743,26 +710,23 @@ def ingest_files(
                                 diameter,
                                 now,
                                 ai.weights_sha256,
-                            ],
+                            ),
                         )
                         next_finding += 1
                         concept = TASKS[ai.model].measurement_concept
-                        con.execute(
-                            "DELETE FROM measurement WHERE study_uid = ? AND source = 'ai' AND concept = ?",
-                            [p.study_uid, concept],
-                        )
+                        rows.set_measurement(p.study_uid, concept, None)
                         if diameter is not None:
-                            con.execute(
-                                "INSERT INTO measurement (measurement_id, person_id, measurement_date, concept, "
-                                "value, unit, source, study_uid) VALUES (?, ?, ?, ?, ?, 'mm', 'ai', ?)",
-                                [
+                            rows.set_measurement(
+                                p.study_uid,
+                                concept,
+                                (
                                     next_meas,
                                     person_id,
                                     p.study_date,
                                     concept,
                                     round(diameter, 2),
                                     p.study_uid,
-                                ],
+                                ),
                             )
                             next_meas += 1
                         entry["ai"] = {
@@ -776,7 +740,7 @@ def ingest_files(
                             None if ai.input_check is None else ai.input_check.to_json()
                         )
                     if p.ai is not None and p.ai.input_check is not None:
-                        _record_input(con, p, person_id, now)
+                        rows.replace_read_input(_read_input_row(p, person_id, now))
                     report.stored.append(entry)
                     filed[str(source_of[stored_file])] = (
                         int(person_id),
@@ -784,6 +748,7 @@ def ingest_files(
                         p.series_uid,
                         p.study_date,
                     )
+                rows.flush()  # one statement per table (analytics.imaging.rows)
                 if reads:
                     _store_volumes(con, reads, filed, key, now, report)
                 touched = sorted({e["person_id"] for e in report.stored})
