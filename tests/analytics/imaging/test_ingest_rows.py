@@ -1,7 +1,7 @@
 """The ingest writer gathers its rows and writes each table with one statement per ingest
 (``analytics.imaging.rows``, issue 23). The tables it leaves must be those that filing the same files
 one ingest at a time leaves (where no batching can reorder anything): the same studies, series,
-instances, findings, refusals, AI measurements and read inputs, with the same ids, across a
+instances, findings, refusals, AI measurements and read inputs, with the same finding ids, across a
 re-ingest, a file given twice, a refused read that undoes the measurement of an earlier file of
 its study, and files that are refused (a patient not in the store). (The per-row writer it replaces
 passed the same tests/analytics/imaging tests; docs/benchmarks.md has the before/after comparison of
