@@ -149,8 +149,9 @@ def profile_table(folder: Path) -> None:
         "print(','.join(m for m in ('torch', 'pandas', 'sklearn', 'monai') if m in sys.modules))"
     )
     torch_cpu, _ = child_cpu("import torch")
-    # lazy: the series scan predict runs before any 2D read (one pass, this process)
-    from models.volumes import scan_series
+    # lazy: the one pass and the series scan (predict ran it before any 2D read until issue 23)
+    from models.inference.batch import read_files, scan_and_read
+    from models.volumes import scan_series  # lazy: as above
 
     files = list(iter_dicom_paths([folder]))
     clock = time.process_time
@@ -160,6 +161,17 @@ def profile_table(folder: Path) -> None:
     onnx_runner.set_threads(1)
     try:
         load = ModelLoader()
+        sample = files[:256]
+        read_files(sample[:8], load)  # models loaded before the clocks
+        a = clock()
+        scan_series(sample)
+        for k in range(0, len(sample), 32):
+            read_files(sample[k : k + 32], load)
+        b = clock()
+        for k in range(0, len(sample), 32):
+            scan_and_read(sample[k : k + 32], load)
+        c = clock()
+        two_ms, one_ms = (b - a) / len(sample) * 1e3, (c - b) / len(sample) * 1e3
         files = files[:256]
         spent = dict.fromkeys(("decode", "preprocess", "forward", "guard", "outline"), 0.0)
         items = []
@@ -199,7 +211,11 @@ def profile_table(folder: Path) -> None:
         f"modules loaded: {loaded or 'none'} (`import torch` alone: {torch_cpu:.2f} CPU-s, "
         "which the read no longer pays)"
     )
-    print(f"series scan (headers of every file, before any 2D read): {scan_ms:.2f} CPU ms per file")
+    print(f"series scan alone (scan_series, headers of every file): {scan_ms:.2f} CPU ms per file")
+    print(
+        f"scan + 2D read, CPU ms per file on one thread: two passes (scan_series, read_files) "
+        f"{two_ms:.1f}, one parse per file (scan_and_read, what predict runs) {one_ms:.1f}"
+    )
     cells = "  ".join(f"{k} {v / len(files) * 1e3:.1f}" for k, v in spent.items())
     total = sum(spent.values()) / len(files) * 1e3
     print(f"CPU ms per image on one thread: {cells}  (total {total:.1f})")

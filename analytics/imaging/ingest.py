@@ -28,7 +28,7 @@ A read the input guard refused (``models.inference.guard``) is stored as such, i
 the image itself is filed as usual. The entry says ``refused`` and carries the ``input_check``
 that ``oncolens predict --json`` prints for the same file.
 
-Series that are volumes (3 or more parallel positioned images: ``models.volumes.measure.volume_files``) are
+Series that are volumes (3 or more parallel positioned images: ``models.volumes.measure.volume_files``'s rule) are
 read once in 3D by the model of their modality, never slice by slice by a 2D model; their images
 are filed like any other, and the read goes in the same transaction to ``ai_volume_read`` and
 ``ai_volume_lesion``, with the lesions linked across the patient's time points and one AI
@@ -52,15 +52,17 @@ from analytics import store
 from analytics.governance.chain import append_event, chained_transaction
 from analytics.governance.lifecycle.tables import STAT_COLUMNS
 from analytics.imaging import volumes as volume_store
+from analytics.imaging.rows import PendingRows
 from analytics.worklist.stored import refresh_for_writer, source_fingerprint
 from models.deid import deidentify as deid
-from models.dicom.reader import DicomImage, DicomReadError, read_dicom, read_header
-from models.inference.batch import map_files, read_decoded
+from models.dicom.reader import DicomImage, DicomReadError, image_from_dataset, read_dataset
+from models.inference.batch import map_files, parse_and_scan, read_decoded
 from models.inference.read import AIRead, NoModelForImageError
 from models.inference.registry import LoadedModel, ModelUnavailableError
 from models.inference.tasks import TASKS
 from models.paths import UnsafePathError, inside
-from models.volumes.measure import SeriesRead, read_series, volume_files
+from models.volumes.measure import SeriesRead, read_series
+from models.volumes.series import SeriesInfo
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
@@ -153,11 +155,14 @@ def _date(text: str | None) -> dt.date | None:
         return None
 
 
-def _checked(path: Path) -> tuple[DicomImage, Dataset, dt.date]:
+def _checked(path: Path, ds: Dataset | None = None) -> tuple[DicomImage, Dataset, dt.date]:
     """The decoded image, its header and study date, or a ``DicomReadError`` saying why it cannot
-    be filed."""
-    image = read_dicom(path)
-    header = read_header(path)
+    be filed. ``ds``: the file already parsed (``read_dataset``); the header is that dataset (one
+    parse per file: it holds every attribute a header-only parse holds, issue 23)."""
+    if ds is None:
+        ds = read_dataset(path)[0]
+    image = image_from_dataset(ds)
+    header = ds
     missing = [
         k
         for k, v in (
@@ -254,21 +259,126 @@ def prepare_files(
     return out
 
 
-def prepare_series_slices(
+@dataclass(frozen=True)
+class _PreparedChunk:
+    """``prepare_and_scan``'s answer for one chunk: the series scan of its files (by resolved
+    path) and each file's entry as a 2D image (``prepare_files``), or as a slice of a volume
+    (``prepare_files`` without the 2D read) where its series is a stack within the chunk already;
+    ``as_slice[i]``: the slice entry where the 2D one is a failure that only the 2D read caused
+    (the sanity gate), else None."""
+
+    infos: list[SeriesInfo]
+    owner: dict[str, str]
+    resolved: list[str]
+    entries: list[_Prepared | dict]
+    as_slice: list[_Prepared | dict | None]
+    stacked: list[bool]  # entries[i] is already the slice entry
+    scan_failed: bool
+
+
+def prepare_and_scan(
     paths: list[Path], load: Callable[[str], LoadedModel], requested: str | None = None
-) -> list[_Prepared | dict]:
-    """``prepare_files`` without the 2D read, for the images of a volume series (a module-level
-    function, so that ``map_files``' worker processes can run it)."""
-    return prepare_files(paths, load, requested, read=False)
-
-
-def _series_of(paths: list[Path]) -> dict[str, list[Path]]:
-    """The volume series among ``paths``; none when the headers cannot be scanned (each file is
-    then read and reported on its own, as before)."""
+) -> list[_PreparedChunk]:
+    """The series scan and ``prepare_files`` of ``paths`` from one parse of each file (a
+    one-element list, for ``map_files``' worker processes). Before issue 23 an ingest parsed each
+    file three times before the writer: the scan (in the parent, one core), the read and the
+    header; ``ingest_files`` merges the chunks' scans and picks each file's entry from them."""
+    resolved = [str(Path(p).resolve()) for p in paths]
+    scan_failed = False
     try:
-        return volume_files(paths)
-    except (OSError, ValueError):
-        return {}
+        scan, parsed = parse_and_scan(paths, resolved)
+        infos = scan.infos()
+        owner = scan.owner
+    except (OSError, ValueError):  # as the scan before: no series then (an unsafe zip among them)
+        scan_failed, infos, owner = True, [], {}
+        parsed = [ValueError("not parsed")] * len(paths)
+    stacked_uids = {i.series_instance_uid for i in infos if i.looks_like_volume}
+    stacked = [owner.get(r) in stacked_uids for r in resolved]
+    entries: list[_Prepared | dict] = [{} for _ in paths]
+    as_slice: list[_Prepared | dict | None] = [None] * len(paths)
+    decoded: list[tuple[int, Path, DicomImage, Dataset, dt.date]] = []
+    for i, (raw, entry) in enumerate(zip(paths, parsed, strict=True)):
+        path = Path(raw)
+        try:
+            if scan_failed:
+                decoded.append((i, path, *_checked(path)))
+            elif isinstance(entry, Exception):
+                raise entry
+            else:
+                decoded.append((i, path, *_checked(path, entry[0])))
+        except (DicomReadError, OSError) as exc:
+            entries[i] = _failed(path, exc)
+    del parsed
+    flat = [d for d in decoded if not stacked[d[0]]]
+    outcomes = read_decoded([d[2] for d in flat], load, requested)
+    for (i, path, image, header, study_date), outcome in zip(flat, outcomes, strict=True):
+        try:
+            entries[i] = _prepared(path, image, header, study_date, outcome)
+        except (DicomReadError, OSError) as exc:
+            entries[i] = _failed(path, exc)
+            if isinstance(outcome, DicomReadError):  # the 2D read's refusal, not the file's
+                try:
+                    as_slice[i] = _prepared(path, image, header, study_date, SERIES_NOTE)
+                except (DicomReadError, OSError) as again:
+                    as_slice[i] = _failed(path, again)
+    for i, path, image, header, study_date in decoded:
+        if stacked[i]:
+            try:
+                entries[i] = _prepared(path, image, header, study_date, SERIES_NOTE)
+            except (DicomReadError, OSError) as exc:
+                entries[i] = _failed(path, exc)
+    return [_PreparedChunk(infos, owner, resolved, entries, as_slice, stacked, scan_failed)]
+
+
+def _prepare_in_one_pass(
+    paths: list[Path],
+    workers: int | None,
+    load: Callable[[str], LoadedModel] | None,
+) -> tuple[list[_Prepared | dict], dict[str, list[Path]]]:
+    """``ingest_files``' entries (the 2D images first, then the slices of volumes, each in input
+    order, as the two passes gave them) and its volume series (``volume_files``' answer), from
+    one parse of each file in ``workers`` processes."""
+    merged: dict[str, SeriesInfo] = {}
+    owner: dict[str, str] = {}
+    scan_failed = False
+    per_file: list[tuple[str | None, _Prepared | dict, _Prepared | dict | None, bool]] = []
+    for part in map_files(prepare_and_scan, paths, workers=workers, load=load):
+        if isinstance(part, dict):  # a file that crashed its worker: a failure, as before
+            per_file.append((None, part, None, False))
+            continue
+        scan_failed |= part.scan_failed
+        owner.update(part.owner)
+        for info in part.infos:
+            seen = merged.get(info.series_instance_uid)
+            merged[info.series_instance_uid] = info if seen is None else seen.merged(info)
+        per_file.extend(zip(part.resolved, part.entries, part.as_slice, part.stacked, strict=True))
+    wanted = (
+        set() if scan_failed else {uid for uid, info in merged.items() if info.looks_like_volume}
+    )
+    series: dict[str, list[Path]] = {}
+    flat: list[_Prepared | dict] = []
+    slices: list[_Prepared | dict] = []
+    redo: list[tuple[int, Path]] = []  # read as a slice in its chunk, but no volume is read
+    for path, (resolved, entry, slice_entry, stacked) in zip(paths, per_file, strict=True):
+        uid = owner.get(resolved) if resolved is not None else None
+        if uid not in wanted:
+            if stacked:  # only where another chunk's scan failed (then no series at all)
+                redo.append((len(flat), path))
+            flat.append(entry)
+            continue
+        assert resolved is not None and uid is not None
+        series.setdefault(uid, []).append(Path(resolved))
+        if stacked:
+            slices.append(entry)
+        elif isinstance(entry, _Prepared):
+            slices.append(dataclasses.replace(entry, ai=None, ai_note=SERIES_NOTE))
+        else:
+            slices.append(entry if slice_entry is None else slice_entry)
+    if redo:  # the 2D read they did not get (rare: an unsafe zip among the files)
+        again = map_files(prepare_files, [p for _, p in redo], workers=workers, load=load)
+        for (k, _), entry in zip(redo, again, strict=True):
+            flat[k] = entry
+    return [*flat, *slices], series
 
 
 def _store_volumes(
@@ -316,8 +426,9 @@ def _store_volumes(
         report.series_reads.append(sr)
 
 
-def _record_input(con, p: _Prepared, person_id: int, now: dt.datetime) -> None:
-    """What the read saw (guard score, image statistics), for drift monitoring (issue 22)."""
+def _read_input_row(p: _Prepared, person_id: int, now: dt.datetime) -> tuple:
+    """What the read saw (guard score, image statistics), for drift monitoring (issue 22): an
+    ``ai_read_input`` row."""
     ai = p.ai
     assert ai is not None and ai.input_check is not None  # the caller checks
     check = ai.input_check
@@ -326,25 +437,18 @@ def _record_input(con, p: _Prepared, person_id: int, now: dt.datetime) -> None:
         if len(check.statistics) == len(STAT_COLUMNS)
         else [None] * len(STAT_COLUMNS)
     )
-    con.execute(
-        "INSERT OR REPLACE INTO ai_read_input (sop_instance_uid, person_id, model_name, model_version, "
-        "study_date, read_at, refused, score, feature_distance, statistics_distance, "
-        "stat_mean, stat_std, stat_air_fraction, stat_saturated_fraction, stat_edge_rows, "
-        "stat_edge_columns, stat_texture, stat_entropy, stat_asymmetry, stat_centre_minus_border) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            p.sop_uid,
-            person_id,
-            ai.model,
-            ai.model_version,
-            p.study_date,
-            now,
-            ai.refused is not None,
-            check.score,
-            check.feature_distance,
-            check.statistics_distance,
-            *stats,
-        ],
+    return (
+        p.sop_uid,
+        person_id,
+        ai.model,
+        ai.model_version,
+        p.study_date,
+        now,
+        ai.refused is not None,
+        check.score,
+        check.feature_distance,
+        check.statistics_distance,
+        *stats,
     )
 
 
@@ -385,21 +489,6 @@ def _discard(target: Path) -> None:
         _pending(final).unlink(missing_ok=True)
 
 
-def _owner_of(con, sop_uid: str, series_uid: str) -> tuple[int | None, int | None]:
-    """The patients that already own this instance and this series in the store (None: nobody)."""
-    inst = con.execute(
-        "SELECT st.person_id FROM imaging_instance i JOIN imaging_series se ON se.series_uid = i.series_uid "
-        "JOIN imaging_study st ON st.study_uid = se.study_uid WHERE i.sop_instance_uid = ?",
-        [sop_uid],
-    ).fetchone()
-    ser = con.execute(
-        "SELECT st.person_id FROM imaging_series se JOIN imaging_study st ON st.study_uid = se.study_uid "
-        "WHERE se.series_uid = ?",
-        [series_uid],
-    ).fetchone()
-    return (inst[0] if inst else None), (ser[0] if ser else None)
-
-
 def ingest_files(
     db_path: Path,
     paths: Iterable[Path],
@@ -429,14 +518,7 @@ def ingest_files(
     report = IngestReport()
     prepared: list[_Prepared] = []
     paths = [Path(p) for p in paths]  # failures name a file as it was given
-    series = _series_of([p.resolve() for p in paths])
-    in_series = {p for files in series.values() for p in files}
-    flat = [p for p in paths if p.resolve() not in in_series]
-    stacked = [p for p in paths if p.resolve() in in_series]
-    outcomes = [
-        *map_files(prepare_files, flat, workers=workers, load=load),
-        *map_files(prepare_series_slices, stacked, workers=workers, load=load),
-    ]
+    outcomes, series = _prepare_in_one_pass(paths, workers, load)
     for outcome in outcomes:
         if isinstance(outcome, dict):
             report.failed.append(outcome)
@@ -470,6 +552,19 @@ def ingest_files(
                 next_meas = store.one_row(
                     con.execute("SELECT coalesce(max(measurement_id), 0) + 1 FROM measurement")
                 )[0]
+                # the owner checks' rows, loaded for the UIDs the files will have once
+                # de-identified (remapped with the store's key): three queries, not three a file
+                rows = PendingRows(con)
+                remap = {
+                    uid: deid.remap_uid(uid, key)
+                    for p in prepared
+                    for uid in (p.study_uid, p.series_uid, p.sop_uid)
+                }
+                rows.preload(
+                    sops=[remap[p.sop_uid] for p in prepared],
+                    series=[remap[p.series_uid] for p in prepared],
+                    studies=[uid for p in prepared for uid in (p.study_uid, remap[p.study_uid])],
+                )
                 for p in prepared:
                     person_id = person_of.get(p.patient_key)
                     if person_id is None:
@@ -481,10 +576,8 @@ def ingest_files(
                             }
                         )
                         continue
-                    known = con.execute(
-                        "SELECT person_id FROM imaging_study WHERE study_uid = ?", [p.study_uid]
-                    ).fetchone()
-                    if known and known[0] != person_id:
+                    known = rows.study_owner(p.study_uid)
+                    if known is not None and known != person_id:
                         report.failed.append(
                             {
                                 "file": str(p.file),
@@ -501,9 +594,8 @@ def ingest_files(
                             {"file": str(p.file), "error": f"not de-identified, not stored: {exc}"}
                         )
                         continue
-                    inst_owner, series_owner = _owner_of(
-                        con, deid_report.sop_instance_uid, deid_report.series_uid
-                    )
+                    inst_owner = rows.instance_owner(deid_report.sop_instance_uid)
+                    series_owner = rows.series_owner(deid_report.series_uid)
                     if (inst_owner is not None and inst_owner != person_id) or (
                         series_owner is not None and series_owner != person_id
                     ):
@@ -518,11 +610,9 @@ def ingest_files(
                             }
                         )
                         continue
-                    study_key = p.study_uid if known else deid_report.study_uid
-                    owner = con.execute(
-                        "SELECT person_id FROM imaging_study WHERE study_uid = ?", [study_key]
-                    ).fetchone()
-                    if owner and owner[0] != person_id:
+                    study_key = p.study_uid if known is not None else deid_report.study_uid
+                    owner = rows.study_owner(study_key)
+                    if owner is not None and owner != person_id:
                         report.failed.append(
                             {
                                 "file": str(p.file),
@@ -547,29 +637,22 @@ def ingest_files(
                         series_uid=deid_report.series_uid,
                         sop_uid=deid_report.sop_instance_uid,
                     )
-                    if not owner:
-                        con.execute(
-                            "INSERT INTO imaging_study VALUES (?, ?, ?, ?, ?, ?)",
-                            [
+                    if owner is None:
+                        rows.add_study(
+                            (
                                 p.study_uid,
                                 person_id,
                                 p.study_date,
                                 p.modality,
                                 p.study_description,
                                 None,  # the accession number is an identifier: never stored (issue 24)
-                            ],
+                            )
                         )
-                    con.execute("DELETE FROM imaging_series WHERE series_uid = ?", [p.series_uid])
-                    con.execute(
-                        "INSERT INTO imaging_series VALUES (?, ?, ?, ?, ?)",
-                        [p.series_uid, p.study_uid, p.modality, p.body_part, p.series_description],
+                    rows.replace_series(
+                        (p.series_uid, p.study_uid, p.modality, p.body_part, p.series_description)
                     )
-                    con.execute(
-                        "DELETE FROM imaging_instance WHERE sop_instance_uid = ?", [p.sop_uid]
-                    )
-                    con.execute(
-                        "INSERT INTO imaging_instance VALUES (?, ?, ?, ?, ?, ?)",
-                        [p.sop_uid, p.series_uid, str(p.file), p.rows, p.columns, p.spacing_mm],
+                    rows.replace_instance(
+                        (p.sop_uid, p.series_uid, str(p.file), p.rows, p.columns, p.spacing_mm)
                     )
                     entry: dict = {
                         "file": str(source_of[stored_file]),
@@ -584,26 +667,18 @@ def ingest_files(
                         "stored_sha256": copy_sha,
                     }
                     if p.ai is not None:
-                        con.execute(
-                            "DELETE FROM ai_refusal WHERE sop_instance_uid = ? AND model_name = ?",
-                            [p.sop_uid, p.ai.model],
-                        )
+                        rows.set_refusal(p.sop_uid, p.ai.model, None)
                     if p.ai is not None and p.ai.refused is not None:
                         ai, check = p.ai, p.ai.input_check
                         assert check is not None  # a refused read always carries its check
                         # an earlier read of this instance by this model is no longer what it says,
                         # nor is the lesion size it measured
-                        con.execute(
-                            "DELETE FROM ai_finding WHERE sop_instance_uid = ? AND model_name = ?",
-                            [p.sop_uid, ai.model],
-                        )
-                        con.execute(
-                            "DELETE FROM measurement WHERE study_uid = ? AND source = 'ai' AND concept = ?",
-                            [p.study_uid, TASKS[ai.model].measurement_concept],
-                        )
-                        con.execute(
-                            "INSERT INTO ai_refusal VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                            [
+                        rows.set_finding(p.sop_uid, ai.model, None)
+                        rows.set_measurement(p.study_uid, TASKS[ai.model].measurement_concept, None)
+                        rows.set_refusal(
+                            p.sop_uid,
+                            ai.model,
+                            (
                                 p.sop_uid,
                                 person_id,
                                 ai.model,
@@ -612,25 +687,19 @@ def ingest_files(
                                 check.threshold,
                                 check.reason,
                                 now,
-                            ],
+                            ),
                         )
                         entry["refused"] = ai.refused
                         entry["input_check"] = check.to_json()
                     elif p.ai is not None:
                         ai = p.ai
-                        con.execute(
-                            "DELETE FROM ai_finding WHERE sop_instance_uid = ? AND model_name = ?",
-                            [p.sop_uid, ai.model],
-                        )
                         diameter = (
                             ai.lesion.longest_diameter_mm if (ai.lesion and p.spacing_mm) else None
                         )
-                        con.execute(
-                            "INSERT INTO ai_finding (finding_id, person_id, sop_instance_uid, "
-                            "model_name, model_version, predicted_class, probability, "
-                            "longest_diameter_mm, created_at, weights_sha256) "
-                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                            [
+                        rows.set_finding(
+                            p.sop_uid,
+                            ai.model,
+                            (
                                 next_finding,
                                 person_id,
                                 p.sop_uid,
@@ -641,26 +710,23 @@ def ingest_files(
                                 diameter,
                                 now,
                                 ai.weights_sha256,
-                            ],
+                            ),
                         )
                         next_finding += 1
                         concept = TASKS[ai.model].measurement_concept
-                        con.execute(
-                            "DELETE FROM measurement WHERE study_uid = ? AND source = 'ai' AND concept = ?",
-                            [p.study_uid, concept],
-                        )
+                        rows.set_measurement(p.study_uid, concept, None)
                         if diameter is not None:
-                            con.execute(
-                                "INSERT INTO measurement (measurement_id, person_id, measurement_date, concept, "
-                                "value, unit, source, study_uid) VALUES (?, ?, ?, ?, ?, 'mm', 'ai', ?)",
-                                [
+                            rows.set_measurement(
+                                p.study_uid,
+                                concept,
+                                (
                                     next_meas,
                                     person_id,
                                     p.study_date,
                                     concept,
                                     round(diameter, 2),
                                     p.study_uid,
-                                ],
+                                ),
                             )
                             next_meas += 1
                         entry["ai"] = {
@@ -674,7 +740,7 @@ def ingest_files(
                             None if ai.input_check is None else ai.input_check.to_json()
                         )
                     if p.ai is not None and p.ai.input_check is not None:
-                        _record_input(con, p, person_id, now)
+                        rows.replace_read_input(_read_input_row(p, person_id, now))
                     report.stored.append(entry)
                     filed[str(source_of[stored_file])] = (
                         int(person_id),
@@ -682,6 +748,7 @@ def ingest_files(
                         p.series_uid,
                         p.study_date,
                     )
+                rows.flush()  # one statement per table (analytics.imaging.rows)
                 if reads:
                     _store_volumes(con, reads, filed, key, now, report)
                 touched = sorted({e["person_id"] for e in report.stored})

@@ -184,19 +184,32 @@ def add_subparsers(subparsers: SubParsers) -> None:
     p.add_argument("--json", action="store_true")
 
 
+ONE_PASS = True
+"""``predict`` parses each file once (scan and 2D read in one pass); False: the scan, then the
+reads (what Ray and a 3D ``--model`` use; tests compare the two on the same folder)."""
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     # lazy: `oncolens --help` and the other commands never load it
     from models.inference.read import iter_dicom_paths
 
+    # lazy: the 2D tasks' names, to tell a 3D model named by --model from a 2D one
+    from models.inference.tasks import TASKS
+
     failed = 0
     files = list(iter_dicom_paths(args.paths))
-    seen = len(files)
     # the PACS is checked before any series is read: a wrong address fails in a second, not after
     # minutes of 3D reads
     client = _pacs_client() if args.store_to_pacs else None
-    volumes, in_volumes, kept = _volume_series(
-        files, args.model, args.workers if args.engine != "ray" else None
-    )
+    # one parse per file (issue 23): the scan and the 2D reads in one pass of the worker processes.
+    # Not for Ray (its actors read; the scan stays local), nor for a --model that is not a 2D
+    # model's name (the 2D reads' model then depends on whether the scan finds volumes)
+    one_pass = ONE_PASS and args.engine != "ray" and (args.model is None or args.model in TASKS)
+    if one_pass:
+        infos, owner, reads_2d = scan_and_read_files(files, args.model, args.workers)
+    else:
+        infos, owner = scan_headers(files, args.workers if args.engine != "ray" else None)
+    volumes, in_volumes, kept = _volume_series(infos, owner, args.model)
     signed_off: dict[tuple, dict] = {}  # one store lookup per model version, not per file
     for result in volumes:
         if "error" not in result:  # the 3D model's sign-off, as for the 2D reads (issue 22)
@@ -223,56 +236,111 @@ def cmd_predict(args: argparse.Namespace) -> int:
             _say_volume(result)
     files = [f for f in files if str(f) not in in_volumes]
     seen = len(files) + len(volumes)  # a volume series is one input
-    # lazy: the 2D tasks' names, to tell a 3D model named by --model from a 2D one
-    from models.inference.tasks import TASKS
-
-    model_2d = args.model if args.model is None or args.model in TASKS or not volumes else None
-    for result in cli_progress.track(read_many(files, model_2d, args), "AI read", len(files)):
-        if "error" not in result:  # the version's sign-off; withheld output is an error (issue 22)
-            version = (result["model"], result["model_version"])
-            if version not in signed_off:
-                signed_off[version] = cli_lifecycle.approval_of(db_path(args), *version)
-            result, _ = cli_lifecycle.withhold(
-                result, signed_off[version], ("file", "model", "model_version")
-            )
-        # a refusal is a result (label null, `refused` says why) but counts as a failed input
-        failed += "error" in result or bool(result.get("refused"))
-        if args.json:
-            cli_progress.echo(json.dumps(result))
-        elif "error" in result:
-            cli_progress.echo(f"{result['file']}: error: {result['error']}")
-        elif result.get("refused"):
-            cli_progress.echo(f"{result['file']}: refused: {result['refused']}")
-        else:
-            probs = ", ".join(f"{k} {v:.2f}" for k, v in result["probabilities"].items())
-            lesion = result["lesion"]
-            size = (
-                f"; lesion {lesion['longest_diameter_mm']:.1f} mm"
-                if lesion and "longest_diameter_mm" in lesion
-                else ""
-            )
-            between = result.get("uncertain_between")
-            finding = (
-                f"uncertain between {between[0]['label']} and {between[1]['label']}"
-                if between
-                else result["label"]
-            )
-            cli_progress.echo(
-                f"{result['file']}: {finding} ({probs}){size} [{result['model']} "
-                f"{result['model_version']}, {result['latency_ms']:.0f} ms]"
-            )
-            for spot in result.get("weak_spots") or ():
-                cli_progress.echo(f"  known weak spot: {spot}")
-        if not args.json and "error" not in result:
-            note = (result.get("approval") or {}).get("message")
-            if note:  # not approved by the ethics board, or its sign-off could not be checked
-                cli_progress.echo(f"  NOTE: {note}")
+    if one_pass:
+        check_engine(args)  # where read_many checks it: after the volumes, as before
+        results: Iterator[dict] = (r for r in reads_2d if r["file"] not in in_volumes)
+    else:
+        model_2d = args.model if args.model is None or args.model in TASKS or not volumes else None
+        results = iter(cli_progress.track(read_many(files, model_2d, args), "AI read", len(files)))
+    for result in results:
+        failed += _say_2d(result, args, signed_off)
     if seen == 0:
         raise CliError("no files found under the given paths")
     if failed:
         say(f"{failed} of {seen} file(s) could not be read by a model (errors or refused inputs)")
         return EXIT_FAILED
     return 0
+
+
+def _say_2d(result: dict, args: argparse.Namespace, signed_off: dict[tuple, dict]) -> bool:
+    """Print one 2D read (``--json``: its JSON line), with its version's sign-off; whether it
+    counts as a failed input (an error, a refusal, or output withheld)."""
+    if "error" not in result:  # the version's sign-off; withheld output is an error (issue 22)
+        version = (result["model"], result["model_version"])
+        if version not in signed_off:
+            signed_off[version] = cli_lifecycle.approval_of(db_path(args), *version)
+        result, _ = cli_lifecycle.withhold(
+            result, signed_off[version], ("file", "model", "model_version")
+        )
+    if args.json:
+        cli_progress.echo(json.dumps(result))
+    elif "error" in result:
+        cli_progress.echo(f"{result['file']}: error: {result['error']}")
+    elif result.get("refused"):
+        cli_progress.echo(f"{result['file']}: refused: {result['refused']}")
+    else:
+        probs = ", ".join(f"{k} {v:.2f}" for k, v in result["probabilities"].items())
+        lesion = result["lesion"]
+        size = (
+            f"; lesion {lesion['longest_diameter_mm']:.1f} mm"
+            if lesion and "longest_diameter_mm" in lesion
+            else ""
+        )
+        between = result.get("uncertain_between")
+        finding = (
+            f"uncertain between {between[0]['label']} and {between[1]['label']}"
+            if between
+            else result["label"]
+        )
+        cli_progress.echo(
+            f"{result['file']}: {finding} ({probs}){size} [{result['model']} "
+            f"{result['model_version']}, {result['latency_ms']:.0f} ms]"
+        )
+        for spot in result.get("weak_spots") or ():
+            cli_progress.echo(f"  known weak spot: {spot}")
+    if not args.json and "error" not in result:
+        note = (result.get("approval") or {}).get("message")
+        if note:  # not approved by the ethics board, or its sign-off could not be checked
+            cli_progress.echo(f"  NOTE: {note}")
+    # a refusal is a result (label null, `refused` says why) but counts as a failed input
+    return "error" in result or bool(result.get("refused"))
+
+
+SPOOL_BYTES = 64 << 20
+"""2D results held in memory while the one pass runs; past this they go to a temporary file."""
+
+
+def scan_and_read_files(
+    files: list[Path], model: str | None, workers: int | None = None
+) -> tuple[list, dict[str, str], Iterator[dict]]:
+    """``scan_headers(files)``'s series and file -> series map, and the 2D read of every file
+    (``read_files``' entries, in input order), from one parse of each file in one process per
+    core (``models.inference.batch.scan_and_read``).
+
+    The reads come back as the pass goes, but ``predict`` prints every volume's read before any
+    2D read (as it always has), and which files are slices of a volume is known only once the
+    last chunk is in: the 2D results are held until then, as JSON lines in a spooled temporary
+    file (memory up to ``SPOOL_BYTES``, then disk), and replayed. The caller drops the reads of
+    files that turn out to be in a volume.
+    """
+    # lazy: the worker pool only for `predict`
+    import tempfile
+
+    from models.inference.batch import CHUNK, map_files, scan_and_read  # lazy: as above
+
+    merged: dict[str, Any] = {}
+    owner: dict[str, str] = {}
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES, mode="w+", encoding="utf-8")
+    parts = map_files(scan_and_read, files, model, workers=workers, chunk=CHUNK)
+    for part in cli_progress.track(parts, "AI read", -(-len(files) // CHUNK)):
+        if isinstance(part, dict):  # a file that crashed its worker (read alone, it still did)
+            spool.write(json.dumps(part) + "\n")
+            continue
+        owner.update(part.owner)
+        for info in part.infos:
+            seen = merged.get(info.series_instance_uid)
+            merged[info.series_instance_uid] = info if seen is None else seen.merged(info)
+        for result in part.results:
+            if result is not None:
+                spool.write(json.dumps(result) + "\n")
+
+    def replay() -> Iterator[dict]:
+        with spool:
+            spool.seek(0)
+            for line in spool:
+                yield json.loads(line)
+
+    return list(merged.values()), owner, replay()
 
 
 def _scan_chunk(paths: list[Path], load: object, requested: str | None) -> list:
@@ -381,17 +449,16 @@ def _safe_name(uid: str) -> str:
 
 
 def _volume_series(
-    files: list[Path], model: str | None, workers: int | None = None
+    infos: list, owner: dict[str, str], model: str | None
 ) -> tuple[list[dict], set[str], dict]:
-    """Series among ``files`` that are 3D stacks: one 3D read each (``models.volumes.segment``), and
-    their files, which are then not read one by one as 2D images.
+    """Series of a scan (``scan_headers``, ``scan_and_read_files``) that are 3D stacks: one 3D read
+    each (``models.volumes.segment``), and their files, which are not read as 2D images.
 
     Why not read each slice: the 2D models were trained on single 2D images; 64 slice-by-slice
     reads of one brain volume would be 64 answers to a question nobody asked. ``model`` names a
     3D model (built-in or registered) to use for every volume; a 2D model's name leaves the
     volumes to the model of their modality.
     """
-    infos, owner = scan_headers(files, workers)
     paths: dict[str, list[str]] = {}
     for path, uid in owner.items():
         paths.setdefault(uid, []).append(path)

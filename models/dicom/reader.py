@@ -50,6 +50,8 @@ __all__ = [
     "UnsupportedImageError",
     "UnsupportedTransferSyntaxError",
     "display",
+    "image_from_dataset",
+    "read_dataset",
     "read_dicom",
     "read_header",
     "require_readable",
@@ -208,6 +210,18 @@ def read_dicom(source: Source, frame: int = 0, max_pixels: int = MAX_PIXELS) -> 
 
     Raises a `DicomReadError` subclass for anything that cannot be shown.
     """
+    return image_from_dataset(read_dataset(source, max_pixels)[0], frame, max_pixels)
+
+
+def read_dataset(source: Source, max_pixels: int = MAX_PIXELS) -> tuple[Dataset, bool]:
+    """The first half of ``read_dicom``: the file parsed (header and pixel bytes, nothing decoded)
+    after the same size checks, and whether it parsed as a conforming DICOM file (preamble and
+    'DICM' prefix; False for a bare dataset read with ``force``).
+
+    Why apart: a caller that needs the header for something else too (``oncolens predict``'s
+    series scan, ``ingest``'s filing) parses each file once and hands the dataset to
+    ``image_from_dataset`` instead of parsing it again (issue 23). Raises ``DicomReadError``.
+    """
     with _opened(source) as stream:
         start = stream.tell()
         size = stream.seek(0, io.SEEK_END) - start
@@ -217,11 +231,17 @@ def read_dicom(source: Source, frame: int = 0, max_pixels: int = MAX_PIXELS) -> 
         ):  # a big file: check the header before reading its pixel data at all
             _check_declared_size(_parse(stream, stop_before_pixels=True), max_pixels)
             stream.seek(start)
-        ds = _parse(stream, stop_before_pixels=False)
+        ds, conforming = _parse_how(stream, stop_before_pixels=False)
         if (
             size <= ONE_PASS_BYTES
         ):  # a small file is read whole (its bytes are bounded); still checked before decoding
             _check_declared_size(ds, max_pixels)
+    return ds, conforming
+
+
+def image_from_dataset(ds: Dataset, frame: int = 0, max_pixels: int = MAX_PIXELS) -> DicomImage:
+    """The second half of ``read_dicom``: frame ``frame`` of a dataset from ``read_dataset``
+    decoded and checked. Raises a ``DicomReadError`` subclass for anything that cannot be shown."""
     try:
         return _image_from_dataset(ds, frame, max_pixels)
     except DicomReadError:
@@ -330,13 +350,18 @@ def _open(source: Source) -> tuple[BinaryIO, bool]:
 
 def _parse(stream: BinaryIO, stop_before_pixels: bool) -> Dataset:
     """dcmread, then a forced read for files without the 128-byte preamble (PS3.10 7.1)."""
+    return _parse_how(stream, stop_before_pixels)[0]
+
+
+def _parse_how(stream: BinaryIO, stop_before_pixels: bool) -> tuple[Dataset, bool]:
+    """``_parse``, and whether the first, conforming read did it (False: the forced read)."""
     start = stream.tell()
     size = stream.seek(0, io.SEEK_END) - start
     stream.seek(start)
     if size <= 0:
         raise NotDicomError("The file is empty.")
     try:
-        return pydicom.dcmread(stream, force=False, stop_before_pixels=stop_before_pixels)
+        return pydicom.dcmread(stream, force=False, stop_before_pixels=stop_before_pixels), True
     except InvalidDicomError:
         pass  # no preamble/'DICM' prefix: try as a bare dataset below
     except Exception as exc:
@@ -350,7 +375,9 @@ def _parse(stream: BinaryIO, stop_before_pixels: bool) -> Dataset:
     try:
         if head == b"DICM":  # prefix kept, preamble dropped
             padded = io.BytesIO(bytes(128) + stream.read())
-            return pydicom.dcmread(padded, force=False, stop_before_pixels=stop_before_pixels)
+            return pydicom.dcmread(
+                padded, force=False, stop_before_pixels=stop_before_pixels
+            ), False
         ds = pydicom.dcmread(stream, force=True, stop_before_pixels=stop_before_pixels)
     except Exception as exc:
         raise NotDicomError(_NOT_DICOM) from exc
@@ -358,7 +385,7 @@ def _parse(stream: BinaryIO, stop_before_pixels: bool) -> Dataset:
     described = any(keyword in ds for keyword in _DICOM_MARKERS)
     if not (described or ("Rows" in ds and "Columns" in ds)):
         raise NotDicomError(_NOT_DICOM)
-    return ds
+    return ds, False
 
 
 def _transfer_syntax(ds: Dataset) -> UID:

@@ -54,6 +54,7 @@ __all__ = [
     "NotAVolumeError",
     "SeriesFailure",
     "SeriesInfo",
+    "SeriesScan",
     "Volume",
     "VolumeError",
     "VolumeSet",
@@ -358,41 +359,74 @@ def scan_series(
     For callers that route files (``oncolens predict``: a stack of slices is a volume, not 64
     2D images). Files that are not DICOM images are left to the caller (not in the map).
     """
-    items, skipped = collect(sources)
-    by_uid: dict[str, list[tuple[str, Dataset]]] = defaultdict(list)
-    owner: dict[str, str] = {}
-    for item in items:
-        ds, _ = _parse(item, stop_before_pixels=True)
-        if ds is None:
-            continue
+    scan = SeriesScan()
+    skipped = scan.add_sources(sources)
+    return scan.infos(), scan.owner, skipped
+
+
+class SeriesScan:
+    """``scan_series`` file by file: headers added in input order, the same series, counts and
+    file -> series map as one ``scan_series`` of the same files.
+
+    Why: ``oncolens predict`` and ``ingest`` parse each file once, in worker processes, for both
+    the scan and the 2D read (``models.inference.batch.scan_and_read``); a file whose dataset they
+    already hold is added with ``add``, any other with ``add_sources`` (parsed here, as
+    ``scan_series`` does: zips, files without the DICOM preamble, unreadable ones)."""
+
+    def __init__(self) -> None:
+        self._members: dict[str, list[tuple[str, int, list[tuple[Any, ...]]]]] = {}
+        self._modality: dict[str, str] = {}
+        self.owner: dict[str, str] = {}  # file (by path, else label) -> series UID
+
+    def add(self, label: str, key: str, ds: Dataset) -> None:
+        """A parsed header (a conforming DICOM file, not a DICOMDIR: what ``scan_series``'s parse
+        accepts), known as ``key`` in ``owner``."""
         uid = str(ds.get("SeriesInstanceUID", "") or "")
-        if uid:
-            by_uid[uid].append((item.label, ds))
-            owner[str(item.path) if item.path is not None else item.label] = uid
-    infos = []
-    for uid, members in by_uid.items():
-        frames = positioned = 0
-        multi = False
-        stacks: dict[tuple[Any, ...], int] = {}
-        for _, ds in members:
-            n = _number_of_frames(ds)
-            frames += n
-            multi |= n > 1
-            for key in _stack_keys(ds, n):
-                positioned += 1
-                stacks[key] = stacks.get(key, 0) + 1
-        infos.append(
-            SeriesInfo(
-                uid,
-                str(members[0][1].get("Modality", "") or ""),
-                tuple(label for label, _ in members),
-                frames,
-                positioned,
-                multi,
-                tuple(stacks.items()),
+        if not uid:
+            return
+        n = _number_of_frames(ds)
+        members = self._members.get(uid)
+        if members is None:
+            members = self._members[uid] = []
+            self._modality[uid] = str(ds.get("Modality", "") or "")
+        members.append((label, n, _stack_keys(ds, n)))
+        self.owner[key] = uid
+
+    def add_sources(self, sources: Iterable[Source]) -> list[Skipped]:
+        """Sources parsed here, headers only, exactly as ``scan_series`` reads them."""
+        items, skipped = collect(sources)
+        for item in items:
+            ds, _ = _parse(item, stop_before_pixels=True)
+            if ds is not None:
+                key = str(item.path) if item.path is not None else item.label
+                self.add(item.label, key, ds)
+        return skipped
+
+    def infos(self) -> list[SeriesInfo]:
+        """The series so far, in the order their first file was added."""
+        infos = []
+        for uid, members in self._members.items():
+            frames = positioned = 0
+            multi = False
+            stacks: dict[tuple[Any, ...], int] = {}
+            for _, n, keys in members:
+                frames += n
+                multi |= n > 1
+                for key in keys:
+                    positioned += 1
+                    stacks[key] = stacks.get(key, 0) + 1
+            infos.append(
+                SeriesInfo(
+                    uid,
+                    self._modality[uid],
+                    tuple(label for label, _, _ in members),
+                    frames,
+                    positioned,
+                    multi,
+                    tuple(stacks.items()),
+                )
             )
-        )
-    return infos, owner, skipped
+        return infos
 
 
 def _stack_keys(ds: Dataset, n: int) -> list[tuple[Any, ...]]:

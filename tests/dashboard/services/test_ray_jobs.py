@@ -70,6 +70,20 @@ def test_predict_engine_ray_from_the_command_line(local_ray, images: Path, capsy
     )
 
 
+def test_predict_engine_ray_prints_what_the_local_command_prints(
+    local_ray, images: Path, capsys
+) -> None:
+    """The local command parses each file once (scan and 2D read in one pass, issue 23); on Ray
+    the scan runs first and the actors read: the same lines, exit status and summary."""
+    runs = []
+    for extra in (["--engine", "ray"], ["--workers", "2"]):
+        code = main(["predict", str(images), "--json", *extra])
+        captured = capsys.readouterr()
+        lines = [json.loads(x) for x in captured.out.splitlines() if x.strip()]
+        runs.append((code, _plain(lines), captured.err))
+    assert runs[0] == runs[1] and runs[0][1]
+
+
 def test_address_without_engine_ray_is_refused(images: Path, capsys) -> None:
     assert main(["predict", str(images), "--address", "auto"]) == 1
     assert "--engine ray" in capsys.readouterr().err
