@@ -988,6 +988,73 @@ def series_saliency(ref: StoreRef, view: SeriesView, method: str = "gradcam") ->
     )
 
 
+# --- an upload of several files or a zip on the Imaging page (issue 21 item 1) ----------------
+
+
+@st.cache_resource(max_entries=2, show_spinner=False)
+def _upload_contents(store_path: str, digest: str, _items: tuple) -> Any:
+    # lazy: pydicom, the de-identifier and the volume reader only where an upload is opened
+    from models.deid import deidentify as deid
+    from models.volumes.uploads import read_upload  # lazy: as above
+
+    key = deid.load_or_create_key(deid.key_path_for_store(store_path))
+    return read_upload(_items, key)
+
+
+def upload_contents(store_path: str, digest: str, items: tuple) -> Any:
+    """``models.volumes.uploads.read_upload`` of an upload's files (``sources.collect``'s items),
+    de-identified with the store's key: once per upload (``digest``: the hash of its files), so a
+    rerun (a click on the saliency button) neither de-identifies nor stacks it again. Only the
+    de-identified result is kept; the raw bytes are not part of the key and are not held."""
+    return _upload_contents(str(store_path), digest, items)
+
+
+@st.cache_resource(max_entries=2, show_spinner=False)
+def _upload_view(
+    digest: str, series_uid: str, model: str, sha256: str, _volume: Any, _bundle: Any
+) -> SeriesView:
+    from models.volumes.segment import read_volume  # lazy: MONAI only where a volume is read
+
+    return SeriesView(_volume, read_volume(_volume, _bundle), _bundle)
+
+
+def upload_view(digest: str, volume: Any) -> SeriesView:
+    """An uploaded volume with the 3D read of its modality's model (the one ``oncolens predict``
+    picks: the built-in for MR, else the first registered bundle), cached per upload, series and
+    weights; a volume no 3D model reads comes back without a read and says why (``note``)."""
+    # lazy: the bundles' module only where a 3D read is shown
+    from models.volumes.bundle import BundleError, bundle_for
+    from models.volumes.segment import NoModelForVolumeError  # lazy: as above
+
+    try:
+        bundle = bundle_for(volume.modality)
+    except NoModelForVolumeError as exc:
+        return SeriesView(volume, note=str(exc))
+    except BundleError as exc:
+        return SeriesView(error=f"the 3D model cannot be loaded: {exc}")
+    return _upload_view(
+        digest, volume.series_instance_uid, bundle.name, bundle.sha256, volume, bundle
+    )
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _upload_saliency(
+    digest: str, series_uid: str, sha256: str, method: str, _view: SeriesView
+) -> tuple[dict, Any]:
+    # lazy: Captum and the 3D saliency only where a map is asked for
+    from models.saliency.volume import explain_series
+
+    return explain_series(_view.volume, _view.bundle, method)
+
+
+def upload_saliency(digest: str, view: SeriesView, method: str = "gradcam") -> tuple[dict, Any]:
+    """``series_saliency`` for an uploaded volume: keyed on the upload, not on the store (an
+    upload's series UID may equal a stored one's, its files need not)."""
+    return _upload_saliency(
+        digest, view.volume.series_instance_uid, view.bundle.sha256, method, view
+    )
+
+
 def volume_model_card(name: str) -> dict:
     """The card of a 3D model (its ``docs/card.json``, with ``docs/saliency.json`` as its saliency
     section), read without loading the network; {} when the bundle cannot be found or read.
