@@ -1519,11 +1519,25 @@ def model_checklist(ref: StoreRef, model: str):
     files = [
         treatment_model_files.model_paths(folder)[1],
         *sorted((folder / "validation").glob("*.json")),
+        *_bundle_files(model),
     ]
     # a retrained model or a newly saved validation run changes the answers
     return _model_checklist(
         ref.path, ref.version, model, (int(n), last), tuple((str(f), file_stamp(f)) for f in files)
     )
+
+
+def _bundle_files(model: str) -> list[Path]:
+    """A 3D model's JSON files that its checklist reads (none for another model)."""
+    # lazy: JSON only (models.volumes.cards), and only for the Governance page's checklist
+    from models.volumes.cards import SALIENCY_FILE, BundleError, find_bundle
+
+    try:
+        root = find_bundle(model)
+    except BundleError:
+        return []
+    parts = ("docs/card.json", SALIENCY_FILE, "configs/metadata.json", "oncolens.json")
+    return [root / part for part in parts]
 
 
 @st.cache_resource(show_spinner=False)
