@@ -1028,13 +1028,13 @@ def upload_view(digest: str, volume: Any) -> SeriesView:
 
     try:
         bundle = bundle_for(volume.modality)
-    except NoModelForVolumeError as exc:
+        return _upload_view(
+            digest, volume.series_instance_uid, bundle.name, bundle.sha256, volume, bundle
+        )
+    except NoModelForVolumeError as exc:  # no model for its modality, or an oblique stack
         return SeriesView(volume, note=str(exc))
     except BundleError as exc:
         return SeriesView(error=f"the 3D model cannot be loaded: {exc}")
-    return _upload_view(
-        digest, volume.series_instance_uid, bundle.name, bundle.sha256, volume, bundle
-    )
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)

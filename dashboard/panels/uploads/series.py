@@ -173,8 +173,15 @@ def render(ref: resources.StoreRef, person_id: int | None, uploads: list) -> Upl
     digest = _digest(items)
     if person_id is not None and not _identity_ok(ref, person_id, items, digest):
         return UploadChoice()
-    with st.spinner(f"De-identifying {len(items)} file(s) and sorting them into series..."):
-        contents = resources.upload_contents(ref.path, digest, tuple(items))
+    try:
+        with st.spinner(f"De-identifying {len(items)} file(s) and sorting them into series..."):
+            contents = resources.upload_contents(ref.path, digest, tuple(items))
+    except OSError as exc:  # the store's de-identification key cannot be read or created
+        st.error(
+            f"This upload cannot be de-identified, so it is not shown: {exc.strerror or exc}.",
+            icon=":material/block:",
+        )
+        return UploadChoice()
     if skipped:  # zip members skipped by collect (encrypted, nested): listed with the rest
         contents = _with_skipped(contents, skipped)
     if contents.empty:

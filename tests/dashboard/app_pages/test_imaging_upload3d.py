@@ -27,7 +27,7 @@ pytestmark = pytest.mark.filterwarnings("ignore")
 DICOM = "application/dicom"
 
 
-def _series(folder: Path, patient_id: str, values: np.ndarray, vol=None) -> list[Path]:
+def _series(folder: Path, patient_id: str, values: np.ndarray, vol=None, **kw) -> list[Path]:
     header = SeriesHeader(
         "MR", patient_id, "UPLOAD^TEST", generate_uid(), generate_uid(), generate_uid(),
         dt.date(2026, 1, 5), "BRAIN", "brain mr", "axial t1 post",
@@ -39,6 +39,7 @@ def _series(folder: Path, patient_id: str, values: np.ndarray, vol=None) -> list
         origin_lps=vol.origin_lps if vol is not None else (0.0, 0.0, 0.0),
         pixel_spacing=(vol.spacing_mm[1], vol.spacing_mm[2]) if vol is not None else (2.0, 2.0),
         slice_spacing=vol.spacing_mm[0] if vol is not None else 3.0,
+        **kw,
     )
 
 
@@ -231,3 +232,15 @@ def test_every_file_of_the_upload_is_checked_against_the_open_patient(upload_env
         ).fetchone()
     assert subject == str(upload_env["pid"]) and f"({n} of {n} files)" in details
     assert "SOMEONE-ELSE" not in details
+
+
+def test_a_volume_the_model_cannot_read_is_shown_with_the_reason(upload_env, tmp_path, monkeypatch):
+    """An oblique MR stack: a volume by the rule, but the 3D model reads axis-aligned volumes only;
+    the volume is shown with why there is no read, never a traceback."""
+    tilt = (1.0, 0.0, 0.0, 0.0, float(np.cos(0.3)), float(np.sin(0.3)))
+    values = np.random.default_rng(9).integers(0, 900, (8, 32, 32)).astype(np.int16)
+    oblique = _series(tmp_path / "oblique", "SOMEONE-ELSE", values, orientation=tilt)
+    at = _upload(upload_env, monkeypatch, _files(oblique))
+    assert "reads axis-aligned volumes" in texts(at.info)
+    assert [s for s in viewers(at) if s["is_volume"]]
+    assert not [m for m in at.metric if m.label == "3D read"]
