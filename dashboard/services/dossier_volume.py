@@ -72,7 +72,8 @@ def _intended_use(ev: Evidence, s: Section) -> None:
             (
                 "Input contract",
                 f"{image.get('modality')}, {image.get('num_channels')} channel(s), voxel "
-                f"{image.get('pixdim')} mm, axis codes {image.get('axcodes')}",
+                + " x ".join(f"{v:g}" for v in image.get("pixdim") or ())
+                + f" mm, axis codes {image.get('axcodes')}",
             )
         )
     if not meta.get("intended_use"):
