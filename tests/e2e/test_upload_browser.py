@@ -70,14 +70,19 @@ def test_a_zipped_series_uploaded_in_the_browser_is_one_3d_read(browser, upload_
         settle(page)
         page.get_by_text("Grad-CAM 3D verdict").wait_for()
         assert_no_exception(page, "Imaging with an uploaded series")
-        picked = page.locator(".st-key-imaging_upload_pick").inner_text()
-        assert f"series of {slices} images (3D) · MR" in picked
-        assert page.get_by_text("1 file(s) not read").count()  # the README, with its reason
+        assert (
+            "1 volume(s), 0 2D image(s)" in page.locator(".st-key-imaging_upload_pick").inner_text()
+        )
+        picked = page.locator(".st-key-imaging_upload_pick input").input_value()
+        assert picked.startswith(f"series of {slices} images (3D) · MR"), picked
+        assert page.get_by_text("1 file(s) not read").count()  # the README, listed under the image
         frame = page.locator(VIEWER_IFRAME).last.element_handle().content_frame()
         frame.wait_for_selector("body[data-ready]")
         state = frame.evaluate("window.oncolensViewer.state()")
         assert state["dims"][2] == slices  # the whole series, one volume
         assert "AI outline" in {o["name"] for o in state["overlays"]}
-        screenshot(page, f"imaging-upload3d-{viewport[0]}")
+        screenshot(page, f"imaging-upload3d-{viewport[0]}")  # what the user sees first
+        page.locator(VIEWER_IFRAME).last.scroll_into_view_if_needed()
+        screenshot(page, f"imaging-upload3d-viewer-{viewport[0]}")
     finally:
         context.close()

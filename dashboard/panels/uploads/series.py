@@ -34,7 +34,6 @@ from analytics.governance import audit
 from dashboard import resources
 from dashboard.components.viewer import imaging as viewer
 from dashboard.panels import deid as deid_panel
-from dashboard.session import signoff
 from models.dicom import reader as dicom
 from models.volumes.sources import Item, UnsafeArchiveError, collect, is_zip
 
@@ -93,8 +92,30 @@ def _volume_label(volume) -> str:
     return f"series of {z} images (3D) · {volume.modality or 'unknown modality'} · {x}×{y}×{z}"
 
 
-def _deid_summary(contents) -> None:
-    """One line for the whole upload (as the single file's report), the table per file below."""
+def _deid_line(contents) -> None:
+    """One line before anything of the upload is shown: it was de-identified, nothing is stored."""
+    st.success(
+        f"{len(contents.reports)} file(s) de-identified before display (DICOM PS3.15 Annex E Basic "
+        "Profile, this store's key; private tags removed). Nothing is stored unless you ingest "
+        "the files.",
+        icon=":material/shield_person:",
+    )
+
+
+def _details(contents) -> None:
+    """Under the image: what was not read and why, and the de-identification report per file."""
+    lines = [
+        f"Series of {len(f.files)} file(s) starting with {f.files[0] if f.files else '?'}: {f.error}"
+        for f in contents.failures
+    ] + [f"{s.label}: {s.reason}" for s in contents.skipped]
+    if lines:
+        with st.expander("What was not read, and why", icon=":material/rule:"):
+            shown = lines[:_LISTED]
+            more = len(lines) - len(shown)
+            st.markdown(
+                "\n".join(f"- {_plain(line)}" for line in shown)
+                + (f"\n- and {more} more" if more else "")
+            )
     totals: dict[str, int] = {}
     warnings: set[str] = set()
     rows = []
@@ -113,39 +134,14 @@ def _deid_summary(contents) -> None:
                 "warning": "; ".join(report.warnings),
             }
         )
-    st.success(
-        f"{len(contents.reports)} file(s) de-identified before display (DICOM PS3.15 Annex E Basic "
-        f"Profile): {totals.get('X', 0)} attributes removed, {totals.get('Z', 0)} emptied, "
-        f"{totals.get('D', 0)} replaced by dummies, {totals.get('U', 0)} UIDs remapped with this "
-        "store's key; private tags removed. Nothing is stored unless you ingest the files.",
-        icon=":material/shield_person:",
-    )
     for warning in sorted(warnings):
         st.warning(f"An image of this upload {warning}.", icon=":material/warning:")
     with st.expander("De-identification report, per file (what changed, never the values)"):
-        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
-
-
-def _not_read(contents) -> None:
-    """Refused series and files not read, with their reasons, under the picker."""
-    lines = [
-        f"Series of {len(f.files)} file(s) starting with {f.files[0] if f.files else '?'}: {f.error}"
-        for f in contents.failures
-    ] + [f"{s.label}: {s.reason}" for s in contents.skipped]
-    if not lines:
-        return
-    st.warning(
-        f"{len(contents.failures)} series refused and {len(contents.skipped)} file(s) not read; "
-        "the rest of the upload is shown.",
-        icon=":material/rule:",
-    )
-    with st.expander("What was not read, and why"):
-        shown = lines[:_LISTED]
-        more = len(lines) - len(shown)
-        st.markdown(
-            "\n".join(f"- {_plain(line)}" for line in shown)
-            + (f"\n- and {more} more" if more else "")
+        st.caption(
+            f"In all: {totals.get('X', 0)} attributes removed, {totals.get('Z', 0)} emptied, "
+            f"{totals.get('D', 0)} replaced by dummies, {totals.get('U', 0)} UIDs remapped."
         )
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 
 
 def _plain(text: str) -> str:
@@ -193,34 +189,42 @@ def render(ref: resources.StoreRef, person_id: int | None, uploads: list) -> Upl
             icon=":material/block:",
         )
         return UploadChoice()
-    _deid_summary(contents)
+    _deid_line(contents)
     options: dict[int, str] = {i: _volume_label(v) for i, v in enumerate(contents.volumes)} | {
         -1 - i: f"image · {label} (2D)" for i, (label, _) in enumerate(contents.images)
     }
     if st.session_state.get(_FOR_KEY) != digest or st.session_state.get(PICK_KEY) not in options:
         st.session_state[_FOR_KEY] = digest
         st.session_state[PICK_KEY] = next(iter(options))  # a volume first: what a series is for
-    pick = st.selectbox(
+    # the picker and what was left out share a row, so that the image stays high on the screen
+    left, right = st.columns([3, 2], vertical_alignment="bottom")
+    pick = left.selectbox(
         f"In this upload: {len(contents.volumes)} volume(s), {len(contents.images)} 2D image(s)",
         list(options),
         format_func=options.get,
         key=PICK_KEY,
     )
-    _not_read(contents)
-    if pick < 0:
+    if contents.failures or contents.skipped:
+        right.warning(
+            f"{len(contents.failures)} series refused and {len(contents.skipped)} file(s) not "
+            "read (listed under the image); the rest of the upload is shown.",
+            icon=":material/rule:",
+        )
+    if pick < 0:  # a 2D image: the page reads it as a single file, below these lines
+        _details(contents)
         return UploadChoice(image=contents.images[-1 - pick][1])
     volume = contents.volumes[pick]
     with st.spinner("Reading the volume in 3D..."):
         view = resources.upload_view(digest, volume)
-    if view.read is not None and not signoff.gate(ref, view.read.model, view.read.model_version):
-        # withheld until the ethics board approves this version: the volume, without its read
-        view = resources.SeriesView(volume, note="withheld until this model version is approved")
+    # no sign-off gate, as for a stored series' 3D read: the sign-off registry knows the 2D
+    # cards' weights only, and would call these "weights that could not be identified"
     sha = contents.volume_sha256.get(volume.series_instance_uid)
     shown = viewer.show_view(
         view,
         asked_key=f"oncolens.upload_saliency.{digest}.{pick}",
         saliency=lambda: resources.upload_saliency(digest, view, "gradcam"),
     )
+    _details(contents)
     return UploadChoice(view=shown, inputs_sha256=sha)
 
 
