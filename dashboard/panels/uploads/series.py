@@ -95,9 +95,8 @@ def _volume_label(volume) -> str:
 def _deid_line(contents) -> None:
     """One line before anything of the upload is shown: it was de-identified, nothing is stored."""
     st.success(
-        f"{len(contents.reports)} file(s) de-identified before display (DICOM PS3.15 Annex E Basic "
-        "Profile, this store's key; private tags removed). Nothing is stored unless you ingest "
-        "the files.",
+        f"{len(contents.reports)} file(s) de-identified before display (DICOM PS3.15 Annex E "
+        "Basic Profile). Nothing is stored unless you ingest the files.",
         icon=":material/shield_person:",
     )
 
@@ -139,7 +138,8 @@ def _details(contents) -> None:
     with st.expander("De-identification report, per file (what changed, never the values)"):
         st.caption(
             f"In all: {totals.get('X', 0)} attributes removed, {totals.get('Z', 0)} emptied, "
-            f"{totals.get('D', 0)} replaced by dummies, {totals.get('U', 0)} UIDs remapped."
+            f"{totals.get('D', 0)} replaced by dummies, {totals.get('U', 0)} UIDs remapped with "
+            "this store's key; private tags removed."
         )
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 
@@ -207,7 +207,7 @@ def render(ref: resources.StoreRef, person_id: int | None, uploads: list) -> Upl
     if contents.failures or contents.skipped:
         right.warning(
             f"{len(contents.failures)} series refused and {len(contents.skipped)} file(s) not "
-            "read (listed under the image); the rest of the upload is shown.",
+            "read: listed under the image.",
             icon=":material/rule:",
         )
     if pick < 0:  # a 2D image: the page reads it as a single file, below these lines
