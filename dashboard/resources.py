@@ -988,6 +988,73 @@ def series_saliency(ref: StoreRef, view: SeriesView, method: str = "gradcam") ->
     )
 
 
+# --- an upload of several files or a zip on the Imaging page (issue 21 item 1) ----------------
+
+
+@st.cache_resource(max_entries=2, show_spinner=False)
+def _upload_contents(store_path: str, digest: str, _items: tuple) -> Any:
+    # lazy: pydicom, the de-identifier and the volume reader only where an upload is opened
+    from models.deid import deidentify as deid
+    from models.volumes.uploads import read_upload  # lazy: as above
+
+    key = deid.load_or_create_key(deid.key_path_for_store(store_path))
+    return read_upload(_items, key)
+
+
+def upload_contents(store_path: str, digest: str, items: tuple) -> Any:
+    """``models.volumes.uploads.read_upload`` of an upload's files (``sources.collect``'s items),
+    de-identified with the store's key: once per upload (``digest``: the hash of its files), so a
+    rerun (a click on the saliency button) neither de-identifies nor stacks it again. Only the
+    de-identified result is kept; the raw bytes are not part of the key and are not held."""
+    return _upload_contents(str(store_path), digest, items)
+
+
+@st.cache_resource(max_entries=2, show_spinner=False)
+def _upload_view(
+    digest: str, series_uid: str, model: str, sha256: str, _volume: Any, _bundle: Any
+) -> SeriesView:
+    from models.volumes.segment import read_volume  # lazy: MONAI only where a volume is read
+
+    return SeriesView(_volume, read_volume(_volume, _bundle), _bundle)
+
+
+def upload_view(digest: str, volume: Any) -> SeriesView:
+    """An uploaded volume with the 3D read of its modality's model (the one ``oncolens predict``
+    picks: the built-in for MR, else the first registered bundle), cached per upload, series and
+    weights; a volume no 3D model reads comes back without a read and says why (``note``)."""
+    # lazy: the bundles' module only where a 3D read is shown
+    from models.volumes.bundle import BundleError, bundle_for
+    from models.volumes.segment import NoModelForVolumeError  # lazy: as above
+
+    try:
+        bundle = bundle_for(volume.modality)
+        return _upload_view(
+            digest, volume.series_instance_uid, bundle.name, bundle.sha256, volume, bundle
+        )
+    except NoModelForVolumeError as exc:  # no model for its modality, or an oblique stack
+        return SeriesView(volume, note=str(exc))
+    except BundleError as exc:
+        return SeriesView(error=f"the 3D model cannot be loaded: {exc}")
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _upload_saliency(
+    digest: str, series_uid: str, sha256: str, method: str, _view: SeriesView
+) -> tuple[dict, Any]:
+    # lazy: Captum and the 3D saliency only where a map is asked for
+    from models.saliency.volume import explain_series
+
+    return explain_series(_view.volume, _view.bundle, method)
+
+
+def upload_saliency(digest: str, view: SeriesView, method: str = "gradcam") -> tuple[dict, Any]:
+    """``series_saliency`` for an uploaded volume: keyed on the upload, not on the store (an
+    upload's series UID may equal a stored one's, its files need not)."""
+    return _upload_saliency(
+        digest, view.volume.series_instance_uid, view.bundle.sha256, method, view
+    )
+
+
 def volume_model_card(name: str) -> dict:
     """The card of a 3D model (its ``docs/card.json``, with ``docs/saliency.json`` as its saliency
     section), read without loading the network; {} when the bundle cannot be found or read.
@@ -1452,11 +1519,25 @@ def model_checklist(ref: StoreRef, model: str):
     files = [
         treatment_model_files.model_paths(folder)[1],
         *sorted((folder / "validation").glob("*.json")),
+        *_bundle_files(model),
     ]
     # a retrained model or a newly saved validation run changes the answers
     return _model_checklist(
         ref.path, ref.version, model, (int(n), last), tuple((str(f), file_stamp(f)) for f in files)
     )
+
+
+def _bundle_files(model: str) -> list[Path]:
+    """A 3D model's JSON files that its checklist reads (none for another model)."""
+    # lazy: JSON only (models.volumes.cards), and only for the Governance page's checklist
+    from models.volumes.cards import SALIENCY_FILE, BundleError, find_bundle
+
+    try:
+        root = find_bundle(model)
+    except BundleError:
+        return []
+    parts = ("docs/card.json", SALIENCY_FILE, "configs/metadata.json", "oncolens.json")
+    return [root / part for part in parts]
 
 
 @st.cache_resource(show_spinner=False)

@@ -82,7 +82,7 @@ if checklist_tab.open:
             "Model",
             models,
             key="gov_checklist_model",
-            help="TRIPOD+AI for the treatment and forecast models, CLAIM for each imaging model, DECIDE-AI for all.",
+            help="TRIPOD+AI for the treatment and forecast models, CLAIM for each imaging model (2D and 3D), DECIDE-AI for all.",
         )
         try:
             panel.render_checklist(resources.model_checklist(ref, model))

@@ -16,6 +16,7 @@ from dashboard.components.viewer import imaging as viewer
 from dashboard.panels import deid as deid_panel
 from dashboard.panels import pacs as pacs_panel
 from dashboard.panels import saliency as saliency_panel
+from dashboard.panels.uploads import series as upload_panel
 from dashboard.services import plain_language
 from dashboard.session import auth, signoff, state, trail
 from models.deid import deidentify
@@ -25,7 +26,7 @@ from models.inference.registry import ModelUnavailableError
 from models.inference.tasks import ImageFacts, choose_model
 from models.radiomics import feature_rows
 
-UPLOAD = "Upload a DICOM file"
+UPLOAD = "Upload DICOM files (an image, a series or a zip)"
 UNCERTAIN_BELOW = 0.70  # top-class probability under which the read is flagged as uncertain
 
 auth.require_page("imaging")
@@ -145,15 +146,31 @@ data: bytes | None = None
 source_path: Path | None = None
 stored_description: str | None = None  # the store keeps it; a de-identified file does not
 if picked == -1:
-    upload = st.file_uploader(
-        "DICOM file (.dcm)",
+    uploads = st.file_uploader(
+        "DICOM files (.dcm): one image, the files of a series, or a .zip",
         type=None,
+        accept_multiple_files=True,
         key="imaging_upload",
-        help="Any DICOM image; it is de-identified before it is shown, and nothing "
-        "is stored unless you ingest it.",
+        help="Any DICOM images; a series of slices (several files or a zip) is read once, in 3D. "
+        "Everything is de-identified before it is shown, and nothing is stored unless you "
+        "ingest it.",
     )
-    if upload is not None:
-        raw = upload.getvalue()
+    if uploads and not upload_panel.is_single_file(uploads):  # a series, several files, a zip
+        got = upload_panel.render(ref, choice.person_id, uploads)
+        if got.view is not None:  # audited like a stored series' 3D read
+            trail.shown(
+                ref.path,
+                "ai_read_refused" if got.view.read.refused else "ai_read_shown",
+                model_name=got.view.read.model,
+                model_version=got.view.read.model_version,
+                inputs_sha256=got.inputs_sha256,
+                details={"kind": "volume", "label": got.view.read.label, "source": "upload"},
+            )
+        if got.image is None:
+            st.stop()
+        data = got.image
+    elif uploads:
+        raw = uploads[0].getvalue()
         if choice.person_id is not None:
             # checked BEFORE de-identification, which replaces the very identifiers compared
             try:

@@ -5,8 +5,9 @@ It lives in ``dashboard/`` for the same reason as the tumour-board report (``rep
 both libraries (imaging cards and phantoms from ``models``, the store and the treatment model from
 ``analytics``) and draws the app's own figures (``dashboard.figures.governance``).
 
-- ``model_evidence(model, db)``: the card (imaging from ``models/weights``, treatment beside the
-  store, forecast: none yet, its survival curves read the treatment card), the store's facts,
+- ``model_evidence(model, db)``: the card (imaging from ``models/weights``, a 3D model from its
+  bundle, ``dossier_volume``; treatment beside the store, forecast: none yet, its survival curves
+  read the treatment card), the store's facts,
   validation runs saved in ``<store>_models/validation/``, code versions;
 - ``model_checklist(model, db)``: the filled checklists (``analytics.governance.reporting``);
 - ``gather_dossier`` / ``write_dossier`` / ``dossier_bytes``: the dossier's sections as data, then a
@@ -32,6 +33,7 @@ from analytics.governance.reporting.evidence import (
     IMAGING,
     PREDICTION,
     PREDICTION_MODELS,
+    VOLUME,
     Evidence,
     code_versions,
     saved_validations,
@@ -45,6 +47,7 @@ from dashboard.figures.governance import (
     reliability_points,
     risk_calibration_series,
 )
+from dashboard.services.dossier_volume import bundle_evidence, volume_models, volume_sections
 from dashboard.services.report import write_atomically
 from models.deid.deidentify import key_path_for_store
 from models.inference import registry
@@ -83,8 +86,9 @@ class UnknownModelError(LookupError):
 
 
 def model_names() -> tuple[str, ...]:
-    """The deployed models: the two prediction models and every installed imaging model."""
-    return (*PREDICTION_MODELS, *registry.available_models())
+    """The deployed models: the two prediction models, every installed 2D imaging model and every
+    3D model (the built-in bundle and the registered ones, ``oncolens models add``)."""
+    return (*PREDICTION_MODELS, *registry.available_models(), *volume_models())
 
 
 def _treatment_card(db_path: Path) -> tuple[dict, str | None]:
@@ -103,11 +107,16 @@ def model_evidence(model: str, db_path: Path) -> Evidence:
         raise UnknownModelError(f"unknown model {model!r}: choose one of {', '.join(names)}")
     card: dict = {}
     parent: dict = {}
+    bundle: dict = {}
     source = None
+    kind = PREDICTION if model in PREDICTION_MODELS else IMAGING
     if model == "treatment":
         card, source = _treatment_card(db_path)
     elif model == "forecast":
         parent, _ = _treatment_card(db_path)
+    elif model in volume_models():  # a 3D bundle: its card, metadata and registration (JSON only)
+        card, bundle, source = bundle_evidence(model)
+        kind = VOLUME
     else:
         card = registry.load_card(model)
         source = str(registry.find_model_files(model)[1])
@@ -117,7 +126,7 @@ def model_evidence(model: str, db_path: Path) -> Evidence:
     validation = saved_validations(treatment_files.model_dir_for(db_path))
     return Evidence(
         model=model,
-        kind=PREDICTION if model in PREDICTION_MODELS else IMAGING,
+        kind=kind,
         card=card,
         card_source=source,
         parent_card=parent,
@@ -125,6 +134,7 @@ def model_evidence(model: str, db_path: Path) -> Evidence:
         store_source=db_path.name,
         validation=validation,
         code=code_versions(),
+        bundle=bundle,
     )
 
 
@@ -180,6 +190,19 @@ def _identity(ev: Evidence, checklist: Checklist) -> Section:
     w = card.get("weights") or {}
     if w.get("sha256"):
         s.rows.append(("Weights", f"{w.get('file')} sha256 {w['sha256']}"))
+    meta, reg = ev.bundle.get("metadata") or {}, ev.bundle.get("registration") or {}
+    if meta.get("name"):
+        s.rows.append(
+            ("MONAI bundle", f"{meta['name']} (configs/metadata.json {meta.get('version')})")
+        )
+    if reg.get("sha256"):
+        s.rows.append(
+            (
+                "Registered",
+                f"{reg.get('registered_at', '?')} from {reg.get('source', '?')}; weights sha256 "
+                f"{reg['sha256']} pinned, checked on every load",
+            )
+        )
     if card:
         digest = hashlib.sha256(json.dumps(card, sort_keys=True).encode()).hexdigest()
         s.rows.append(("Card", f"{ev.card_source} sha256 {digest} (canonical JSON)"))
@@ -734,6 +757,13 @@ def _audit(ev: Evidence) -> Section:
         )
     if "reads" in use and ev.kind == IMAGING:
         s.rows.append(("AI reads", f"{use['reads']} filed, {use.get('refusals', 0)} refused"))
+    if "volume_reads" in use and ev.kind == VOLUME:
+        s.rows.append(
+            (
+                "3D reads",
+                f"{use['volume_reads']} filed, {use.get('volume_refusals', 0)} refused",
+            )
+        )
     if use.get("worklist_reviews") is not None:
         s.rows.append(("Worklist reviews", str(use["worklist_reviews"])))
     return s
@@ -757,17 +787,24 @@ def gather_dossier(
     """
     ev = model_evidence(model, db_path)
     checklist = fill(ev)
-    calibration, figs = _calibration(ev)
+    if ev.kind == VOLUME:  # a 3D card has its own figures (dashboard.services.dossier_volume)
+        calibration, figs = Section(SECTIONS[4]), []
+        middle = volume_sections(ev, Section, SECTIONS, _saliency)
+    else:
+        calibration, figs = _calibration(ev)
+        middle = [
+            _intended_use(ev),
+            _data(ev),
+            _discrimination(ev, checklist),
+            calibration,
+            _subgroups(ev, Path(db_path).expanduser(), phantoms, clinic, treatment_audit),
+            _guard(ev),
+            _saliency(ev),
+            _failures(ev),
+        ]
     sections = [
         _identity(ev, checklist),
-        _intended_use(ev),
-        _data(ev),
-        _discrimination(ev, checklist),
-        calibration,
-        _subgroups(ev, Path(db_path).expanduser(), phantoms, clinic, treatment_audit),
-        _guard(ev),
-        _saliency(ev),
-        _failures(ev),
+        *middle,
         _checklist_section(checklist),
         _audit(ev),
         Section(SECTIONS[11], paragraphs=[DISCLAIMER]),

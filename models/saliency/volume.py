@@ -43,6 +43,7 @@ import torch
 from torch.nn import functional as F
 
 from models.saliency.methods import IG_MAX_RELATIVE_DELTA, METHOD_TITLES, SaliencyError
+from models.volumes.cards import saliency_measured_on
 
 if TYPE_CHECKING:
     from models.volumes.bundle import Bundle
@@ -447,7 +448,7 @@ def card_verdict(bundle: Bundle, method: str) -> Any:
     from models.saliency.verdict import NOT_MEASURED, Verdict, verdict
 
     section = bundle.card.get("saliency") or {}
-    if section and section.get("weights_sha256") != bundle.sha256:
+    if section and not saliency_measured_on(section, bundle.sha256):
         return Verdict(
             NOT_MEASURED, ("the card's saliency figures were measured on other weights",)
         )

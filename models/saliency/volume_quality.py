@@ -67,6 +67,7 @@ from models.saliency.volume import (
     explain_prepared,
     target_region,
 )
+from models.volumes.cards import saliency_measured_on
 
 QUALITY_SEED_3D = 20_261_203
 DEFAULT_N_3D = 8
@@ -364,7 +365,7 @@ def write_saliency_3d(root: Path, quality: dict) -> Path:
     from models.volumes.bundle import SALIENCY_FILE, sha256_of
 
     weights = sha256_of(root / "models" / "model.ts")
-    if quality.get("weights_sha256") != weights:
+    if not saliency_measured_on(quality, weights):
         raise ValueError(f"{root}: the figures were measured on other weights than models/model.ts")
     card_path = root / "docs" / "card.json"
     if card_path.is_file():

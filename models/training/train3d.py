@@ -58,6 +58,7 @@ import torch
 from models.training.evaluation import bootstrap
 from models.volumes import bundle as bundles
 from models.volumes import geometry, phantoms, segment
+from models.volumes.cards import saliency_measured_on
 
 SEED = 2101
 N_TRAIN = 28
@@ -544,9 +545,7 @@ def run(out: Path, iterations: int = ITERATIONS, *, evaluate_only: bool = False)
         export_torchscript(train(train_cases, iterations), out / "models" / "model.ts")
         # the saliency figures (docs/saliency.json, not the training's) stay only when the
         # retrained weights are byte-identical to those they were measured on
-        if saliency and saliency.get("weights_sha256") == bundles.sha256_of(
-            out / "models" / "model.ts"
-        ):
+        if saliency_measured_on(saliency, bundles.sha256_of(out / "models" / "model.ts")):
             (out / bundles.SALIENCY_FILE).parent.mkdir(parents=True, exist_ok=True)
             (out / bundles.SALIENCY_FILE).write_text(
                 json.dumps(saliency, indent=1) + "\n", encoding="utf-8"

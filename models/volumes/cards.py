@@ -26,6 +26,7 @@ __all__ = [
     "find_bundle",
     "read_card",
     "read_json",
+    "saliency_measured_on",
 ]
 
 BUILTIN = "brain_mets_3d"
@@ -80,6 +81,21 @@ def read_json(path: Path, what: str) -> dict:
     return data
 
 
+def saliency_measured_on(saliency: object, weights_sha256: str | None) -> bool:
+    """Whether saliency figures (``docs/saliency.json``, or an older card's ``saliency`` section)
+    were measured on the weights whose sha256 is ``weights_sha256``.
+
+    The one rule for every place that shows, keeps or reports them (the cards listing, the 3D
+    verdict, ``oncolens validate``, a retraining): figures count only for the exact weights they
+    were measured on, so a retrained or replaced model never borrows its predecessor's verdicts.
+    Figures without a ``weights_sha256``, or weights without a known sha256, never match.
+    """
+    if not isinstance(saliency, dict) or not weights_sha256:
+        return False
+    measured = saliency.get("weights_sha256")
+    return isinstance(measured, str) and measured == weights_sha256
+
+
 def read_card(root: Path) -> dict:
     """A bundle's card (``docs/card.json``; {} when it has none) with ``docs/saliency.json`` as its
     ``saliency`` section when that file exists (it wins over a section inside an older card).
@@ -126,7 +142,6 @@ def bundle_cards(*, dest: Path | None = None) -> list[dict]:
             else entry["registration"].get("sha256")  # pinned at registration, checked every load
         )
         saliency = entry["card"].pop("saliency", None)
-        measured = isinstance(saliency, dict) and saliency.get("weights_sha256") == weights
-        entry["saliency"] = saliency if measured and weights else None
+        entry["saliency"] = saliency if saliency_measured_on(saliency, weights) else None
         entries.append(entry)
     return entries

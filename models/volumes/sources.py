@@ -36,6 +36,7 @@ __all__ = [
     "Skipped",
     "UnsafeArchiveError",
     "collect",
+    "is_zip",
     "label_for",
 ]
 
@@ -46,6 +47,7 @@ MAX_MEMBER_BYTES = 512 << 20
 MAX_TOTAL_BYTES = 2 << 30
 MAX_RATIO = 200.0
 _ZIP_MAGIC = b"PK\x03\x04"
+_EMPTY_ZIP_MAGIC = b"PK\x05\x06"  # an archive without members starts with its end record
 _LABEL_CHARS = 120
 
 
@@ -148,13 +150,18 @@ def _walk(folder: Path, items: list[Item], skipped: list[Skipped]) -> None:
 def _is_zip_file(path: Path) -> bool:
     try:
         with open(path, "rb") as f:
-            return f.read(4) == _ZIP_MAGIC
+            return is_zip(f.read(4))
     except OSError:
         return False
 
 
+def is_zip(data: bytes) -> bool:
+    """Whether bytes start like a zip archive (one with members, or an empty one)."""
+    return data[:4] in (_ZIP_MAGIC, _EMPTY_ZIP_MAGIC)
+
+
 def _add_bytes(label: str, data: bytes, items: list[Item], skipped: list[Skipped]) -> None:
-    if data[:4] == _ZIP_MAGIC:
+    if is_zip(data):
         items.extend(_zip_items(io.BytesIO(data), label, skipped))
     else:
         items.append(Item(label, data=data))
@@ -181,6 +188,8 @@ def _zip_items(source: Path | io.BytesIO, label: str, skipped: list[Skipped]) ->
             )
         out: list[Item] = []
         total = 0
+        if not infos:
+            skipped.append(Skipped(label, "an empty zip archive"))
         for info in infos:
             name = label_for(f"{label}:{info.filename}")
             if info.is_dir():

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from models.volumes import geometry, phantoms, segment
+from models.volumes.cards import saliency_measured_on
 
 if TYPE_CHECKING:
     from models.volumes.bundle import Bundle
@@ -120,7 +121,7 @@ def saliency_summary(bundle: Bundle) -> dict:
     from models.saliency.volume import METHODS_3D, card_verdict
 
     section = bundle.card.get("saliency") or {}
-    measured = bool(section) and section.get("weights_sha256") == bundle.sha256
+    measured = saliency_measured_on(section, bundle.sha256)
     out: dict[str, Any] = {}
     for method in METHODS_3D:
         entry = (section.get("methods") or {}).get(method) if measured else None

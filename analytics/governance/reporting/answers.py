@@ -43,7 +43,15 @@ class Found:
     source: str
 
 
-Answerer = Callable[[Evidence], Found | None]
+@dataclass(frozen=True)
+class Missing:
+    """Not answered, and why: the evidence exists but does not hold this item (a 3D card that
+    records no initialisation), so the checklist says so instead of leaving the reason blank."""
+
+    why: str
+
+
+Answerer = Callable[[Evidence], Found | Missing | None]
 
 
 def _present(value: Any) -> bool:
@@ -105,14 +113,16 @@ def reporting(name: str) -> Answerer:
 
 
 def first(*answerers: Answerer) -> Answerer:
-    """The first answer any of ``answerers`` finds."""
+    """The first answer any of ``answerers`` finds (else the first reason one gives for none)."""
 
-    def answer(ev: Evidence) -> Found | None:
+    def answer(ev: Evidence) -> Found | Missing | None:
+        why = None
         for a in answerers:
             found = a(ev)
-            if found is not None:
+            if isinstance(found, Found):
                 return found
-        return None
+            why = why or found
+        return why
 
     return answer
 
@@ -523,12 +533,12 @@ def model_identity(ev: Evidence) -> Found | None:
     return None
 
 
-def eligibility(ev: Evidence) -> Found | None:
+def eligibility(ev: Evidence) -> Found | Missing | None:
     # not the parent's: the treatment model's scope (no recurrence) is not the forecast's
     return first(card("out_of_scope"), card("training", "source"))(ev)
 
 
-def limitations(ev: Evidence) -> Found | None:
+def limitations(ev: Evidence) -> Found | Missing | None:
     return first(card("caveats"), card("caveats", parent=True))(ev)
 
 
@@ -580,7 +590,7 @@ def software(ev: Evidence) -> Found | None:
     )
 
 
-def data_source(ev: Evidence) -> Found | None:
+def data_source(ev: Evidence) -> Found | Missing | None:
     for c, parent in ((ev.card, False), (ev.parent_card, True)):
         t = _get(c, ("training",)) or {}
         if t.get("source"):
@@ -597,7 +607,7 @@ def data_source(ev: Evidence) -> Found | None:
     return card("training_data", "source")(ev)
 
 
-def ethics(ev: Evidence) -> Found | None:
+def ethics(ev: Evidence) -> Found | Missing | None:
     return reporting("ethics_approval")(ev)
 
 

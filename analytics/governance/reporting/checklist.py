@@ -2,7 +2,7 @@
 (with what would answer it).
 
 Which checklists apply: TRIPOD+AI to the prediction models (treatment, forecast), CLAIM to each
-imaging model, and DECIDE-AI to every model as deployed (its early clinical evaluation is the record
+imaging model (2D, and 3D with the answerers of ``volume_answers``), and DECIDE-AI to every model as deployed (its early clinical evaluation is the record
 of its use in the store). ``fill`` runs every item's answerer from ``answers``; an answerer that
 raises on malformed evidence marks its item missing with the reason, so one odd card field never
 hides the rest of the checklist.
@@ -15,9 +15,10 @@ import io
 from dataclasses import dataclass
 from typing import Any
 
-from analytics.governance.reporting.answers import ANSWERS
-from analytics.governance.reporting.evidence import IMAGING, Evidence
+from analytics.governance.reporting.answers import ANSWERS, Missing
+from analytics.governance.reporting.evidence import IMAGING, VOLUME, Evidence
 from analytics.governance.reporting.items import BY_CHECKLIST, CLAIM, DECIDE_AI, TRIPOD_AI, Item
+from analytics.governance.reporting.volume_answers import VOLUME_ANSWERS
 
 ANSWERED = "answered"
 MISSING = "missing"
@@ -29,7 +30,7 @@ class ItemAnswer:
     item: Item
     status: str  # ANSWERED or MISSING
     answer: str  # the answer, or "" when missing
-    source: str  # where the answer came from, or "" when missing
+    source: str  # where the answer came from; when missing: "" or why it is not answered
 
     def to_json(self) -> dict[str, str]:
         return {
@@ -89,15 +90,17 @@ class Checklist:
 
 
 def checklists_for(evidence: Evidence) -> tuple[str, ...]:
-    """CLAIM for imaging models, TRIPOD+AI for prediction models; DECIDE-AI for both (as deployed)."""
-    return (CLAIM, DECIDE_AI) if evidence.kind == IMAGING else (TRIPOD_AI, DECIDE_AI)
+    """CLAIM for imaging models (2D and 3D), TRIPOD+AI for prediction models; DECIDE-AI for all
+    (as deployed)."""
+    return (CLAIM, DECIDE_AI) if evidence.kind in (IMAGING, VOLUME) else (TRIPOD_AI, DECIDE_AI)
 
 
 def fill(evidence: Evidence) -> Checklist:
     """Answer every item of the checklists that apply to ``evidence``'s model."""
     answers = []
     for name in checklists_for(evidence):
-        answerers = ANSWERS[name]
+        # a 3D card has its own shape: its answerers (``volume_answers``) replace the 2D ones
+        answerers = VOLUME_ANSWERS[name] if evidence.kind == VOLUME else ANSWERS[name]
         for item in BY_CHECKLIST[name]:
             try:
                 found = answerers[item.number](evidence)
@@ -113,6 +116,8 @@ def fill(evidence: Evidence) -> Checklist:
                 continue
             if found is None:
                 answers.append(ItemAnswer(item, MISSING, "", ""))
+            elif isinstance(found, Missing):  # not answered, and the evidence says why
+                answers.append(ItemAnswer(item, MISSING, "", found.why))
             else:
                 answers.append(ItemAnswer(item, ANSWERED, found.text, found.source))
     version = evidence.card.get("version") if evidence.card else None

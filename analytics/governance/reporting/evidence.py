@@ -6,7 +6,9 @@ versions), never the world. A test removes a field from a card copy and sees its
 
 Sources:
 
-- ``card``: the model card as JSON (imaging: ``models/weights/<name>.json``; treatment: the clinic
+- ``card``: the model card as JSON (imaging: ``models/weights/<name>.json``; a 3D model: its bundle's
+  ``docs/card.json`` with ``docs/saliency.json`` as ``saliency`` when measured on its weights, and its
+  ``configs/metadata.json`` as ``bundle``; treatment: the clinic
   model's card beside the store; forecast: none exists yet, so it is empty and the forecast reads the
   treatment card it draws its survival curves from as ``parent_card``);
 - ``store``: facts read from the DuckDB store with parameterised SQL (``store_facts``);
@@ -33,6 +35,7 @@ from analytics.governance import quality
 
 IMAGING = "imaging"
 PREDICTION = "prediction"
+VOLUME = "volume"  # a 3D model (a MONAI bundle): its card has its own shape (docs/volumes.md)
 # The models OncoLens deploys and the name their audit events carry (``audit_event.model_name``).
 PREDICTION_MODELS = ("treatment", "forecast")
 _ALIASES = {
@@ -67,6 +70,9 @@ class Evidence:
     store_source: str | None = None
     validation: Mapping[str, Any] = field(default_factory=dict)  # target -> saved validation JSON
     code: Mapping[str, Any] = field(default_factory=dict)
+    # a 3D model's bundle files beside its card: ``metadata`` (configs/metadata.json, the input
+    # contract), ``registration`` (oncolens.json of a registered bundle, {} for the built-in one)
+    bundle: Mapping[str, Any] = field(default_factory=dict)
 
 
 def code_versions() -> dict[str, Any]:
@@ -239,6 +245,15 @@ def _use(con: duckdb.DuckDBPyConnection, tables: set[str], model: str) -> dict[s
         use["reads"] = store.one_row(
             con.execute("SELECT count(*) FROM ai_finding WHERE model_name = ?", [model])
         )[0]
+    if "ai_volume_read" in tables:  # 3D reads: one row per series and model, a refusal too
+        reads, refused = store.one_row(
+            con.execute(
+                "SELECT count(*), count(*) FILTER (WHERE refused IS NOT NULL) FROM ai_volume_read "
+                "WHERE model_name = ?",
+                [model],
+            )
+        )
+        use["volume_reads"], use["volume_refusals"] = reads, refused
     if "ai_refusal" in tables:
         use["refusals"] = store.one_row(
             con.execute("SELECT count(*) FROM ai_refusal WHERE model_name = ?", [model])

@@ -6,6 +6,9 @@ the geometry and overlay rules are pure functions in ``dashboard.figures.volume`
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import streamlit as st
 
@@ -242,9 +245,6 @@ def show_series(
     its slices): the volume in the viewer with its 3D read's outline and, on request, the Grad-CAM
     map; a volume without a 3D read on record is shown with the reason; a series that cannot be
     rebuilt says why. Returns the view shown with a read (for the page's audit), else None."""
-    # lazy: the 3D measures (MONAI) only where a series is shown in 3D
-    from models.volumes.measure import lesion_labels_on_source
-
     reads, _ = resources.volume_reads(ref, person_id)
     rows = list(reads[reads["series_uid"] == series_uid].itertuples(index=False))
     row = rows[0] if rows else None
@@ -262,26 +262,52 @@ def show_series(
         view = resources.series_view(
             ref, person_id, series_uid, None if row is None else row.model_name
         )
+    if (
+        row is not None
+        and view.read is not None
+        and row.weights_sha256
+        and row.weights_sha256 != view.bundle.sha256
+    ):
+        st.info(
+            "The stored read was made with other weights of this model; the viewer shows the "
+            "current weights' read."
+        )
+    return show_view(
+        view,
+        asked_key=f"oncolens.series_saliency.{series_uid}.{view.bundle.sha256 if view.bundle else ''}",
+        saliency=lambda: resources.series_saliency(ref, view, "gradcam"),
+    )
+
+
+def show_view(
+    view: resources.SeriesView,
+    *,
+    asked_key: str,
+    saliency: Callable[[], tuple[dict, Any]],
+) -> resources.SeriesView | None:
+    """A volume with its 3D read, as the Imaging page shows every series (a stored one,
+    ``show_series``, or one from an upload): the volume in the viewer with the read's outline, the
+    Grad-CAM map on request (``saliency()``, computed once and kept under ``asked_key``), and beside
+    it the read, its input check, the map's verdict and the research-use note. A view without a read
+    shows the volume and why (``note``); one that cannot be built says why (``error``). Returns the
+    view when a read was shown (for the page's audit), else None."""
+    # lazy: the 3D measures (MONAI) only where a series is shown in 3D
+    from models.volumes.measure import lesion_labels_on_source
+
     if view.error:
         st.warning(
             f"This series cannot be shown in 3D: {view.error}.",
             icon=":material/broken_image:",
         )
         return None
-    volume, read, bundle = view.volume, view.read, view.bundle
+    volume, read = view.volume, view.read
     if read is None:
         st.info(f"No 3D AI read of this series: {view.note}.", icon=":material/block:")
         _volume_in_viewer(volume, [], None)
         return None
-    if row is not None and row.weights_sha256 and row.weights_sha256 != bundle.sha256:
-        st.info(
-            "The stored read was made with other weights of this model; the viewer shows the "
-            "current weights' read."
-        )
     # the button sits beside the viewer, not above it: at 1366 x 768 the image stays high
     left, right = st.columns([3, 1])
     ask = right.container()
-    asked_key = f"oncolens.series_saliency.{row.series_uid}.{bundle.sha256}"
     explained: dict | None = None
     overlays: list[Overlay] = []
     start = None
@@ -304,7 +330,7 @@ def show_series(
             )
         if st.session_state.get(asked_key):
             with st.spinner("Computing the 3D Grad-CAM map..."):
-                explained, exp = resources.series_saliency(ref, view, "gradcam")
+                explained, exp = saliency()
             if exp is not None and not exp.empty:
                 overlays.append(
                     Overlay(

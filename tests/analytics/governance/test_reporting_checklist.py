@@ -19,12 +19,14 @@ from analytics.governance.reporting.checklist import ANSWERED, MISSING, checklis
 from analytics.governance.reporting.evidence import (
     IMAGING,
     PREDICTION,
+    VOLUME,
     Evidence,
     code_versions,
     saved_validations,
     store_facts,
 )
 from analytics.governance.reporting.items import BY_CHECKLIST, CLAIM, DECIDE_AI, TRIPOD_AI
+from analytics.governance.reporting.volume_answers import VOLUME_ANSWERS
 
 CARD = Path(__file__).resolve().parents[3] / "models" / "weights" / "mammography.json"
 
@@ -162,3 +164,91 @@ def test_saved_validation_runs_are_read_and_a_broken_one_is_named(tmp_path):
     )
     assert "treatment.json" in runs["_unreadable"]
     assert saved_validations(tmp_path / "absent") == {}
+
+
+# --- a 3D model (a MONAI bundle): its own card, its own answerers ---------------------------------
+
+BUNDLE = Path(__file__).resolve().parents[3] / "models" / "weights" / "brain_mets_3d"
+
+
+def _volume_evidence(facts: dict, *, card: dict | None = None, saliency: bool = True) -> Evidence:
+    built = json.loads((BUNDLE / "docs" / "card.json").read_text()) if card is None else card
+    if saliency:
+        built["saliency"] = json.loads((BUNDLE / "docs" / "saliency.json").read_text())
+    return Evidence(
+        model="brain_mets_3d",
+        kind=VOLUME,
+        card=built,
+        card_source=str(BUNDLE / "docs" / "card.json"),
+        store=facts,
+        store_source="demo.duckdb",
+        code=code_versions(),
+        bundle={"metadata": json.loads((BUNDLE / "configs" / "metadata.json").read_text())},
+    )
+
+
+def test_every_volume_item_has_an_answerer():
+    assert set(VOLUME_ANSWERS) == {CLAIM, DECIDE_AI}
+    for name, answerers in VOLUME_ANSWERS.items():
+        assert set(answerers) == {i.number for i in BY_CHECKLIST[name]}, name
+
+
+def test_a_3d_card_answers_claim_from_its_own_figures(facts):
+    ev = _volume_evidence(facts)
+    assert checklists_for(ev) == (CLAIM, DECIDE_AI)
+    filled = fill(ev)
+    card = ev.card
+    dice = card["metrics"]["dice"]
+    metrics = filled.get(CLAIM, "28")
+    assert metrics.status == ANSWERED and f"dice {dice['value']:.3f}" in metrics.answer
+    assert (
+        f"{dice['ci_low']:.3f}-{dice['ci_high']:.3f}" in metrics.answer and "HD95" in metrics.answer
+    )
+    sens = card["metrics"]["lesion_sensitivity"]
+    assert f"lesion-level sensitivity {sens['value']:.2f}" in filled.get(CLAIM, "36").answer
+    by_size = filled.get(CLAIM, "37").answer
+    for band, v in card["metrics"]["sensitivity_by_size"].items():
+        assert f"{band}: {v['found']} of {v['lesions']} found" in by_size
+    assert "sanity check passed" in filled.get(CLAIM, "31").answer  # Grad-CAM
+    assert "docs/saliency.json" in filled.get(CLAIM, "31").source
+    assert str(card["input_guard"]["threshold"]) in filled.get(CLAIM, "30").answer
+    assert "MR" in filled.get(CLAIM, "8").answer and "2 x 2 x 2 mm" in filled.get(CLAIM, "9").answer
+    assert card["limitations"][0][:40] in filled.get(CLAIM, "38").answer
+    assert "configs/metadata.json" in filled.get(CLAIM, "3").source
+    assert filled.version == card["version"]
+    # what a 3D card cannot answer is missing, and says why (never filled in)
+    for number in ("13", "15", "17", "18", "21", "24", "26", "27", "32"):
+        item = filled.get(CLAIM, number)
+        assert item.status == MISSING and item.source.startswith("not answered"), number
+    assert "probability floor" in filled.get(CLAIM, "26").source  # what the card does record
+    # the 2D partition answer ("disjoint at the image level") is never claimed for 3D
+    assert all("disjoint" not in a.answer for a in filled.answers)
+
+
+def test_a_3d_item_turns_missing_without_its_field(facts):
+    card = json.loads((BUNDLE / "docs" / "card.json").read_text())
+    del card["metrics"]
+    filled = fill(_volume_evidence(facts, card=card))
+    for number in ("28", "29", "36", "37"):
+        assert filled.get(CLAIM, number).status == MISSING, number
+    no_maps = fill(_volume_evidence(facts, saliency=False))  # absent, or of other weights
+    item = no_maps.get(CLAIM, "31")
+    assert item.status == MISSING and "measured on these weights" in item.source
+
+
+def test_3d_reads_in_the_store_answer_decide_ai_errors(demo_db: Path, tmp_path):
+    db = Path(shutil.copy(demo_db, tmp_path / "reads.duckdb"))
+    with store.open_store(db) as con:
+        for uid, refused in (("1.2.3", None), ("1.2.4", "the input check refused it")):
+            con.execute(
+                "INSERT INTO ai_volume_read (series_uid, person_id, study_uid, study_date, modality, "
+                "model_name, model_version, label, lesions, refused, guard_score, guard_threshold, "
+                "input_check, read_at) VALUES (?, 1, '1.2', DATE '2026-01-05', 'MR', 'brain_mets_3d', "
+                "'1.2.0', ?, 0, ?, 0.5, 1.5, '{}', TIMESTAMP '2026-01-05 09:00:00')",
+                [uid, None if refused else "no lesion", refused],
+            )
+        facts = store_facts(con, "brain_mets_3d")
+    filled = fill(_volume_evidence(facts))
+    assert filled.get(DECIDE_AI, "VIII").answer == "2 3D reads filed, 1 refused by the input guard"
+    assert filled.get(DECIDE_AI, "XIV").status == MISSING
+    assert "brain_mets_3d" in filled.get(DECIDE_AI, "I").answer

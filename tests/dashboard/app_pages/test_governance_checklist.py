@@ -73,3 +73,24 @@ def test_checklist_tab_counts_filters_and_builds_the_dossier(chk_db, monkeypatch
             "SELECT model_version FROM audit_event WHERE action = 'model_dossier' AND model_name = 'treatment'"
         ).fetchall()
     assert len(version) == 1 and version[0][0].startswith("xgb_pseudo-")
+
+
+def test_the_3d_model_is_in_the_checklist_tab_with_its_reasons(chk_db, monkeypatch) -> None:
+    """brain_mets_3d (issue 21): CLAIM from its own card; an item its card cannot answer is
+    missing with the reason in 'source', not blank and not borrowed from a 2D card."""
+    monkeypatch.setenv("ONCOLENS_DB", str(chk_db))
+    at = open_page("governance", tab="Checklists and dossier")
+    box = at.selectbox(key="gov_checklist_model")
+    assert "brain_mets_3d" in box.options
+    box.set_value("brain_mets_3d").run()
+    assert not at.exception, at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["CLAIM"].endswith("of 42 answered") and int(metrics["CLAIM"].split()[0]) > 20
+    frame = _checklist_frame(at)
+    row = frame[(frame["checklist"] == "CLAIM") & (frame["item"] == "36")].iloc[0]
+    assert (
+        row["status"] == "answered"
+        and "lesion-level sensitivity" in row["answer / what would answer it"]
+    )
+    init = frame[(frame["checklist"] == "CLAIM") & (frame["item"] == "24")].iloc[0]
+    assert init["status"] == "missing" and init["source"].startswith("not answered: the 3D card")

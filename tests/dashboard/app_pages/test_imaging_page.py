@@ -169,7 +169,7 @@ def test_clinic_view_lists_images_and_defaults_to_the_newest(env):
     at = open_page("imaging")
     assert not at.exception
     options = at.selectbox(key="imaging_source").options
-    assert options[0] == "Upload a DICOM file" and len(options) > 3
+    assert options[0] == "Upload DICOM files (an image, a series or a zip)" and len(options) > 3
     assert at.selectbox(key="imaging_source").value == 0  # the newest image, not the upload
     assert "Most recent images in the clinic" in texts(at.subheader)
 

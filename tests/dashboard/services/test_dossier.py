@@ -177,3 +177,57 @@ def test_a_store_without_a_treatment_model_still_gets_a_dossier_that_says_so(dem
     text = _pdf_text(out)
     assert "No treatment model card" in text and "Not computed" in text
     assert result["version"] is None and result["checklist"]["TRIPOD+AI"]["missing"] > 40
+
+
+def test_the_3d_model_has_a_checklist_and_a_dossier_from_its_own_card(demo_db, tmp_path, capsys):
+    """Issue 21 leftovers: brain_mets_3d is governed like the others, from the figures its card has
+    (Dice and HD95 with intervals, lesions found by size, guard, limits); what it lacks is missing."""
+    from models.volumes.cards import BUILTIN_DIR
+
+    assert "brain_mets_3d" in dossier.model_names()
+    db = Path(shutil.copy(demo_db, tmp_path / "volume.duckdb"))
+    card = json.loads((BUILTIN_DIR / "docs" / "card.json").read_text())
+    assert main(["checklist", "brain_mets_3d", "--db", str(db), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["version"] == card["version"] and set(result["counts"]) == {"CLAIM", "DECIDE-AI"}
+    items = {(r["checklist"], r["item"]): r for r in result["items"]}
+    assert items[("CLAIM", "28")]["status"] == "answered"
+    assert items[("CLAIM", "24")]["status"] == "missing"
+    assert items[("CLAIM", "24")]["source"].startswith("not answered")
+    out = tmp_path / "volume.pdf"
+    assert main(["dossier", "brain_mets_3d", "--db", str(db), "--out", str(out)]) == 0
+    text = _pdf_text(out)
+    for heading in dossier.SECTIONS:
+        assert heading in text, heading
+    dice = card["metrics"]["dice"]
+    assert f"{dice['ci_low']:.3f}-{dice['ci_high']:.3f}" in text and "HD95 (mm)" in text
+    assert "By the lesion's longest diameter" in text and "Lesion-free volumes read clear" in text
+    assert card["weights"]["sha256"][:40] in text
+    assert "No calibration on record" in text and "no subgroup audit exists for 3D models" in text
+    assert "brain upside down" in text  # the guard's must-refuse scores
+    assert card["limitations"][0][:50] in text
+    assert "Saliency methods" in text  # docs/saliency.json: measured on these weights
+    assert "Expected calibration error" not in text and "Reliability" not in text  # no 2D figure
+
+
+def test_a_registered_bundle_is_governed_too(tmp_path, monkeypatch, demo_db):
+    """A bundle registered with `oncolens models add` appears in the checklists and the dossier;
+    its weights are answered from the sha256 pinned at registration."""
+    from models.volumes import bundle as bundles
+
+    monkeypatch.setenv("ONCOLENS_MODELS", str(tmp_path / "models"))
+    source = tmp_path / "src" / "site_mets"
+    shutil.copytree(bundles.BUILTIN_DIR, source)
+    (source / "docs" / "card.json").unlink()  # a third party's bundle without our card
+    (source / "docs" / "saliency.json").unlink()
+    bundles.register(source)
+    assert dossier.model_names()[-2:] == ("brain_mets_3d", "site_mets")
+    filled = dossier.model_checklist("site_mets", Path(demo_db))
+    weights = filled.get("DECIDE-AI", "VI")
+    assert weights.status == "answered" and "pinned at registration" in weights.answer
+    assert filled.get("CLAIM", "28").status == "missing"  # no card: no figures, none invented
+    assert filled.get("CLAIM", "31").status == "missing"
+    assert filled.get("CLAIM", "8").status == "answered"  # the input contract of its metadata
+    data = dossier.gather_dossier("site_mets", Path(demo_db), generated_by="t", phantoms=0)
+    rows = dict(data.sections[0].rows)
+    assert "Registered" in rows and "pinned" in rows["Registered"]

@@ -62,3 +62,59 @@ def test_saliency_figures_of_other_weights_are_not_shown(tmp_path: Path) -> None
     assert entry["name"] == "copy" and entry["error"] is None
     assert entry["saliency"] is None, "figures measured on other weights are not this bundle's"
     assert bundle_cards(dest=tmp_path)[0]["saliency"] is not None  # the built-in: its own weights
+
+
+def test_saliency_figures_count_only_for_the_weights_they_were_measured_on() -> None:
+    """The one rule used by the cards listing, the 3D verdict, ``validate`` and a retraining."""
+    from models.volumes.cards import saliency_measured_on
+
+    sha = "ab" * 32
+    assert saliency_measured_on({"weights_sha256": sha, "methods": {}}, sha)
+    assert not saliency_measured_on({"weights_sha256": "cd" * 32}, sha)  # other weights
+    assert not saliency_measured_on({"methods": {}}, sha)  # figures that do not say
+    assert not saliency_measured_on({"weights_sha256": None}, None)  # nothing is not a match
+    assert not saliency_measured_on({"weights_sha256": ""}, "")
+    assert not saliency_measured_on({"weights_sha256": sha}, None)  # weights of unknown sha256
+    assert not saliency_measured_on(None, sha) and not saliency_measured_on([sha], sha)
+
+
+def test_the_places_that_judge_saliency_figures_share_one_rule() -> None:
+    """bundle_cards, card_verdict, validate, write_saliency_3d and train3d call the one function
+    (a source check: the same comparison written twice drifted before)."""
+    import inspect
+
+    from models.saliency import volume, volume_quality
+    from models.training import train3d
+    from models.volumes import cards, validate
+
+    for module, function in (
+        (cards, cards.bundle_cards),
+        (volume, volume.card_verdict),
+        (validate, validate.saliency_summary),
+        (volume_quality, volume_quality.write_saliency_3d),
+        (train3d, train3d.run),
+    ):
+        source = inspect.getsource(function)
+        assert "saliency_measured_on(" in source, (module.__name__, function.__name__)
+        assert (
+            '.get("weights_sha256") ==' not in source and '.get("weights_sha256") !=' not in source
+        )
+
+
+def test_the_verdict_and_validate_refuse_figures_of_other_weights() -> None:
+    """Behaviour, not only source: a bundle whose card carries figures of other weights gets
+    "not measured" from ``card_verdict`` and no figures from ``validate``'s summary."""
+    from types import SimpleNamespace
+
+    from models.saliency.verdict import NOT_MEASURED
+    from models.saliency.volume import card_verdict
+    from models.volumes.validate import saliency_summary
+
+    figures = json.loads((bundles.BUILTIN_DIR / "docs" / "saliency.json").read_text())
+    own = SimpleNamespace(card={"saliency": figures}, sha256=figures["weights_sha256"])
+    other = SimpleNamespace(card={"saliency": figures}, sha256="0" * 64)
+    assert card_verdict(own, "gradcam").status != NOT_MEASURED
+    assert card_verdict(other, "gradcam").status == NOT_MEASURED
+    assert saliency_summary(own)["methods"]["gradcam"].get("pointing_game") is not None
+    assert saliency_summary(other)["methods"]["gradcam"].get("pointing_game") is None
+    assert saliency_summary(other)["pointing_game_random"] is None

@@ -1,0 +1,233 @@
+"""An upload of several DICOM files or a zip on the Imaging page: each series once, in 3D.
+
+Why a panel of its own: a series uploaded file by file (or zipped) must be read the way a stored
+series is (docs/volumes.md, "Which series is a volume"), not as N single images, and nothing of it
+may be shown before it is de-identified. The order is fixed:
+
+1. the files are taken from the uploads and zips by ``models.volumes.sources.collect`` (in memory,
+   size and zip-bomb limits, no path built from a name in the input); an unsafe archive stops the
+   upload with the reason;
+2. with a patient open, every file's identifiers are compared with hers *before*
+   de-identification (which replaces them); any mismatch needs the user's confirmation, audited
+   once for the upload (field names and how many files, never the identifiers);
+3. ``models.volumes.uploads.read_upload`` de-identifies every file with the store's key and sorts
+   them into volumes, refused series and 2D images (cached per upload by ``resources``);
+4. the user picks one volume or image; a volume is shown with its 3D read exactly as a stored
+   series (``dashboard.components.viewer.imaging.show_view``), a 2D image goes back to the page's
+   2D read. Files not read and refused series are listed with their reasons: one broken series
+   never stops the others.
+
+Nothing is stored: the upload lives in this session's memory until it is ingested
+(``oncolens ingest``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, replace
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from analytics.governance import audit
+from dashboard import resources
+from dashboard.components.viewer import imaging as viewer
+from dashboard.panels import deid as deid_panel
+from models.dicom import reader as dicom
+from models.volumes.sources import Item, UnsafeArchiveError, collect, is_zip
+
+PICK_KEY = "imaging_upload_pick"
+_FOR_KEY = "imaging_upload_for"  # which upload the pick belongs to
+_LISTED = 12  # reasons listed before "and N more"
+
+
+@dataclass(frozen=True, eq=False)
+class UploadChoice:
+    """What the page goes on with: ``image`` (de-identified bytes of a 2D image to read as
+    before), or ``view`` (a volume shown with a read, to audit with ``inputs_sha256``), or
+    neither (the panel said why; the page stops)."""
+
+    image: bytes | None = None
+    view: Any = None
+    inputs_sha256: str | None = None
+
+
+def is_single_file(uploads: list) -> bool:
+    """One file that is not a zip: the 2D path of the page, exactly as before this panel."""
+    return len(uploads) == 1 and not is_zip(uploads[0].getvalue()[:4])
+
+
+def _digest(items: list[Item]) -> str:
+    """One hash for an upload (its files' names and bytes), the cache key of its contents."""
+    return audit.inputs_hash(*(part for i in items for part in (i.label, i.data or b"")))
+
+
+def _identity_ok(ref: resources.StoreRef, person_id: int, items: list[Item], digest: str) -> bool:
+    """Every file of the upload checked against the open patient before de-identification;
+    the fields that differ (with how many files) need one confirmation, audited once."""
+    key = f"imaging_upload_identity_{digest[:16]}_{person_id}"
+    if key not in st.session_state:  # once per upload and patient: headers only, not per rerun
+        identity = resources.patient_identity(ref, person_id)
+        counts: dict[str, int] = {}
+        for item in items:
+            try:
+                fields = deid_panel.identity_mismatches(item.data or b"", identity)
+            except dicom.DicomReadError:
+                continue  # not DICOM: skipped later with its reason, nothing of it is shown
+            for name in fields:
+                counts[name] = counts.get(name, 0) + 1
+        st.session_state[key] = [
+            f"{name} ({n} of {len(items)} files)" for name, n in counts.items()
+        ]
+    mismatched = st.session_state[key]
+    if not mismatched:
+        return True
+    hashes = b"".join(hashlib.sha256(i.data or b"").digest() for i in items)
+    return deid_panel.confirm_identity(ref.path, hashes, person_id, mismatched)
+
+
+def _volume_label(volume) -> str:
+    z, y, x = volume.shape
+    return f"series of {z} images (3D) · {volume.modality or 'unknown modality'} · {x}×{y}×{z}"
+
+
+def _deid_line(contents) -> None:
+    """One line before anything of the upload is shown: it was de-identified, nothing is stored."""
+    st.success(
+        f"{len(contents.reports)} file(s) de-identified before display (DICOM PS3.15 Annex E "
+        "Basic Profile). Nothing is stored unless you ingest the files.",
+        icon=":material/shield_person:",
+    )
+
+
+def _details(contents) -> None:
+    """Under the image: what was not read and why, and the de-identification report per file."""
+    lines = [
+        f"Series of {len(f.files)} file(s) starting with {f.files[0] if f.files else '?'}: {f.error}"
+        for f in contents.failures
+    ] + [f"{s.label}: {s.reason}" for s in contents.skipped]
+    if lines:
+        with st.expander("What was not read, and why", icon=":material/rule:"):
+            shown = lines[:_LISTED]
+            more = len(lines) - len(shown)
+            st.markdown(
+                "\n".join(f"- {_plain(line)}" for line in shown)
+                + (f"\n- and {more} more" if more else "")
+            )
+    totals: dict[str, int] = {}
+    warnings: set[str] = set()
+    rows = []
+    for label, report in contents.reports:
+        counts = report.counts()
+        for k, v in counts.items():
+            totals[k] = totals.get(k, 0) + v
+        warnings.update(report.warnings)
+        rows.append(
+            {
+                "file": label,
+                "removed": counts.get("X", 0),
+                "emptied": counts.get("Z", 0),
+                "dummies": counts.get("D", 0),
+                "UIDs remapped": counts.get("U", 0),
+                "warning": "; ".join(report.warnings),
+            }
+        )
+    for warning in sorted(warnings):
+        st.warning(f"An image of this upload {warning}.", icon=":material/warning:")
+    with st.expander("De-identification report, per file (what changed, never the values)"):
+        st.caption(
+            f"In all: {totals.get('X', 0)} attributes removed, {totals.get('Z', 0)} emptied, "
+            f"{totals.get('D', 0)} replaced by dummies, {totals.get('U', 0)} UIDs remapped with "
+            "this store's key; private tags removed."
+        )
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+
+
+def _plain(text: str) -> str:
+    """File names and reasons from the input as plain text (no Markdown rendered from them)."""
+    return "".join(f"\\{ch}" if ch in "\\`*_{}[]()#+-!|<>~$" else ch for ch in text)
+
+
+def render(ref: resources.StoreRef, person_id: int | None, uploads: list) -> UploadChoice:
+    """Several files or a zip: checked, de-identified, sorted; one volume or image picked and a
+    volume shown with its 3D read. The page audits the view returned and reads a 2D image."""
+    try:
+        items, skipped = collect((u.name, u.getvalue()) for u in uploads)
+    except (UnsafeArchiveError, ValueError) as exc:
+        st.error(f"This upload is not read: {exc}.", icon=":material/block:")
+        return UploadChoice()
+    if not items:
+        why = "; ".join(f"{s.label}: {s.reason}" for s in skipped[:3])
+        st.error(
+            "This upload holds no file to read"
+            + (f" ({why})" if why else " (an empty archive?)")
+            + ". Upload DICOM files, or a zip of them.",
+            icon=":material/block:",
+        )
+        return UploadChoice()
+    digest = _digest(items)
+    if person_id is not None and not _identity_ok(ref, person_id, items, digest):
+        return UploadChoice()
+    try:
+        with st.spinner(f"De-identifying {len(items)} file(s) and sorting them into series..."):
+            contents = resources.upload_contents(ref.path, digest, tuple(items))
+    except OSError as exc:  # the store's de-identification key cannot be read or created
+        st.error(
+            f"This upload cannot be de-identified, so it is not shown: {exc.strerror or exc}.",
+            icon=":material/block:",
+        )
+        return UploadChoice()
+    if skipped:  # zip members skipped by collect (encrypted, nested): listed with the rest
+        contents = _with_skipped(contents, skipped)
+    if contents.empty:
+        reasons = "; ".join(f"{s.label}: {s.reason}" for s in contents.skipped[:3])
+        st.error(
+            f"No DICOM image in this upload ({reasons}"
+            + (f"; and {len(contents.skipped) - 3} more" if len(contents.skipped) > 3 else "")
+            + ").",
+            icon=":material/block:",
+        )
+        return UploadChoice()
+    _deid_line(contents)
+    options: dict[int, str] = {i: _volume_label(v) for i, v in enumerate(contents.volumes)} | {
+        -1 - i: f"image · {label} (2D)" for i, (label, _) in enumerate(contents.images)
+    }
+    if st.session_state.get(_FOR_KEY) != digest or st.session_state.get(PICK_KEY) not in options:
+        st.session_state[_FOR_KEY] = digest
+        st.session_state[PICK_KEY] = next(iter(options))  # a volume first: what a series is for
+    # the picker and what was left out share a row, so that the image stays high on the screen
+    left, right = st.columns([3, 2], vertical_alignment="bottom")
+    pick = left.selectbox(
+        f"In this upload: {len(contents.volumes)} volume(s), {len(contents.images)} 2D image(s)",
+        list(options),
+        format_func=options.get,
+        key=PICK_KEY,
+    )
+    if contents.failures or contents.skipped:
+        right.warning(
+            f"{len(contents.failures)} series refused and {len(contents.skipped)} file(s) not "
+            "read: listed under the image.",
+            icon=":material/rule:",
+        )
+    if pick < 0:  # a 2D image: the page reads it as a single file, below these lines
+        _details(contents)
+        return UploadChoice(image=contents.images[-1 - pick][1])
+    volume = contents.volumes[pick]
+    with st.spinner("Reading the volume in 3D..."):
+        view = resources.upload_view(digest, volume)
+    # no sign-off gate, as for a stored series' 3D read: the sign-off registry knows the 2D
+    # cards' weights only, and would call these "weights that could not be identified"
+    sha = contents.volume_sha256.get(volume.series_instance_uid)
+    shown = viewer.show_view(
+        view,
+        asked_key=f"oncolens.upload_saliency.{digest}.{pick}",
+        saliency=lambda: resources.upload_saliency(digest, view, "gradcam"),
+    )
+    _details(contents)
+    return UploadChoice(view=shown, inputs_sha256=sha)
+
+
+def _with_skipped(contents, skipped: list) -> Any:
+    """The upload's contents with the files ``collect`` left out of the zips added to the list."""
+    return replace(contents, skipped=(*skipped, *contents.skipped))
