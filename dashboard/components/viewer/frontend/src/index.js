@@ -1,7 +1,7 @@
 // OncoLens image viewer: NiiVue (WebGL2) in a Streamlit component.
 //
-// Python sends one render event with the image as NIfTI bytes (gzip), each overlay as NIfTI
-// bytes, and a JSON ``spec`` (title, presets, overlays, orientation known or not, height).
+// Python sends one render event with the image as NIfTI bytes, each overlay as gzipped NIfTI
+// bytes (uint8), and a JSON ``spec`` (title, presets, overlays, orientation known or not, height).
 // Everything after that (scrolling, window/level, presets, tools, overlay toggles and
 // opacity) happens here, in the browser, with no round trip to Python: that is what replaces
 // the Imaging page's slider-and-rerun window/level (about two seconds per change).
@@ -53,6 +53,7 @@ let location = null;
 const timings = { module: t0 }; // ms since the iframe's navigation began: where first-render time goes
 let draws = 0; // NiiVue's drawScene calls: how many draws one wheel step or key costs
 let drawPending = false;
+let statusShown = "";
 
 const fmt = (v) => (Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 10 ? v.toFixed(1) : v.toPrecision(3));
 
@@ -102,7 +103,10 @@ function renderStatus() {
     parts.push(spec.spacing_known ? `caliper <b>${lastMeasurement.toFixed(1)} mm</b>` : `caliper <b>${lastMeasurement.toFixed(1)} px</b> (no pixel spacing: not mm)`);
   }
   if (!spec.orientation_known) parts.push("orientation unknown: no L/R labels");
-  statusLine.innerHTML = parts.map((p) => `<span>${p}</span>`).join("");
+  const html = parts.map((p) => `<span>${p}</span>`).join("");
+  if (html === statusShown) return; // unchanged: no relayout, no repaint
+  statusLine.innerHTML = html;
+  statusShown = html;
 }
 
 function button(label, title, pressed, onClick) {
