@@ -243,6 +243,35 @@ def _open_empty(browser, url: str) -> tuple[float, float]:
     return at, wall
 
 
+def _tree_cpu_seconds() -> float:
+    """CPU seconds (user + system) used so far by this process's live descendants: the Streamlit
+    servers, Playwright's driver and every Chromium process. Less sensitive than wall time to the
+    load of a shared machine (NaN where there is no /proc)."""
+    try:
+        tick = os.sysconf("SC_CLK_TCK")
+        parent, cpu = {}, {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:  # fields after the command's ")": state ppid ... utime (14th) stime (15th)
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # a process that ended meanwhile
+            parent[int(entry)] = int(fields[1])
+            cpu[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
+    except (OSError, ValueError):
+        return float("nan")
+    mine, total = {os.getpid()}, 0.0
+    grew = True
+    while grew:
+        new = {pid for pid, pp in parent.items() if pp in mine and pid not in mine}
+        mine |= new
+        grew = bool(new)
+    for pid in mine - {os.getpid()}:
+        total += cpu.get(pid, 0.0)
+    return total
+
+
 def _median(values) -> float:
     return float(np.median(np.asarray(values, dtype=float)))
 
@@ -284,7 +313,9 @@ def main(argv: list[str] | None = None) -> int:
         _open_empty(browser, empty)
         opens, empties = [], []
         for _ in range(args.runs):
+            cpu = _tree_cpu_seconds()
             run = _open(browser, url)
+            run["cpu"] = _tree_cpu_seconds() - cpu
             run["context"].close()
             opens.append(run)
             empties.append(_open_empty(browser, empty))
@@ -304,7 +335,9 @@ def main(argv: list[str] | None = None) -> int:
         wheel = args.slices / (time.perf_counter() - t)
         after = frame.evaluate(f"{state}.draws")
         draws_per_step = (after - s0["draws"]) / args.slices if after is not None else float("nan")
+        cpu = _tree_cpu_seconds()
         per_frame = frame.evaluate(PER_FRAME, args.slices)
+        per_frame["cpu"] = (_tree_cpu_seconds() - cpu) / per_frame["moved"]
         ceiling = frame.evaluate(RAF_CEILING)
         bare = frame.evaluate(BARE_GL)
         nv_frames = frame.evaluate(NV_PER_FRAME)
@@ -320,7 +353,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"first render after page open (browser clock, navigation start -> drawn): median "
         f"{_median(drawn_at):.2f} s, worst {max(drawn_at):.2f} s over {len(opens)} runs "
-        f"(target <= 2 s); Playwright saw it at median {_median([o['wall'] for o in opens]):.2f} s"
+        f"(target <= 2 s); Playwright saw it at median {_median([o['wall'] for o in opens]):.2f} s; "
+        f"CPU (Streamlit + Chromium, all processes) median {_median([o['cpu'] for o in opens]):.2f} s"
     )
     print(
         f"  Streamlit's floor, an empty page's first element: median "
@@ -349,7 +383,10 @@ def main(argv: list[str] | None = None) -> int:
         f"drawn; target >= 20), {draws_per_step:.2f} draws per wheel step"
     )
     rate = per_frame["moved"] / (per_frame["ms"] / 1e3)
-    print(f"scrolling per animation frame: {rate:.1f} slices/s")
+    print(
+        f"scrolling per animation frame: {rate:.1f} slices/s, "
+        f"{per_frame['cpu'] * 1e3:.0f} ms CPU per slice (Chromium, all processes)"
+    )
     print(
         f"  this browser's floors, frames/s: nothing to draw {ceiling:.1f}; a bare WebGL canvas of "
         f"the viewer's size cleared each frame {bare:.1f}; NiiVue redrawing the same slice "

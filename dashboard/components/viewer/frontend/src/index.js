@@ -336,6 +336,9 @@ const nv = new Niivue({
   loadingText: "",
   logLevel: "error",
 });
+// no 3D render anywhere in this viewer: NiiVue skips the render's gradient texture (a blur and a Sobel
+// pass over the volume on every load and window/level step; patched in by build.mjs)
+nv.opts.oncolensNoRender = true;
 nv.onLocationChange = (loc) => { location = loc; renderStatus(); };
 nv.onMeasurementCompleted = (m) => { lastMeasurement = m.distance; renderStatus(); };
 // Every draw goes through here: counted (the benchmark and the tests read ``draws``), and held while
