@@ -26,6 +26,23 @@ from tests.e2e.helpers import (
 )
 
 VIEWER_IFRAME = "iframe[title*='oncolens_viewer']"
+# eight wheel steps over the canvas in one task (one frame), away from the volume's ends; what moved
+# and how many draws followed by the next frame
+BURST = """async (n) => {
+  const v = window.oncolensViewer;
+  const canvas = document.getElementById("gl");
+  v.scroll(32 - v.state().vox[2]);
+  await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+  const start = v.state();
+  const r = canvas.getBoundingClientRect();
+  for (let i = 0; i < n; i++) {
+    canvas.dispatchEvent(new WheelEvent("wheel", { deltaY: 120, clientX: r.left + r.width / 2,
+      clientY: r.top + r.height / 2, bubbles: true, cancelable: true }));
+  }
+  await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+  const end = v.state();
+  return { moved: end.vox[2] - start.vox[2], draws: end.draws - start.draws, slice: end.vox[2] };
+}"""
 
 
 def _frame(page, previous: str | None = None):
@@ -152,6 +169,13 @@ def test_the_demo_volume_scrolls_switches_planes_and_measures_in_mm(page, app):
     assert _state(frame)["vox"][2] == min(scrolled + 1, 63) - 5
     assert re.search(r"Axial slice \d+/64", frame.locator("#status").inner_text())
 
+    # a burst of wheel steps within one frame (a fast wheel, a trackpad): every step moves the
+    # slice, the picture is drawn once for the frame (NiiVue alone draws, and waits, per event)
+    burst = frame.evaluate(BURST, 8)
+    assert burst["moved"] == 8, burst
+    assert 1 <= burst["draws"] <= 2, burst
+    assert re.search(rf"Axial slice {burst['slice'] + 1}/64", frame.locator("#status").inner_text())
+
     # another plane scrolls along its own axis
     frame.locator("button[data-plane='Coronal']").click()
     coronal = _state(frame)
@@ -162,6 +186,27 @@ def test_the_demo_volume_scrolls_switches_planes_and_measures_in_mm(page, app):
     assert moved["vox"][1] != coronal["vox"][1] and moved["vox"][2] == coronal["vox"][2]
     frame.locator("button[data-plane='MPR']").click()
     assert _state(frame)["plane"] == "Multiplanar"
+    # in the multiplanar view the wheel scrolls the plane under the pointer, one slice a step
+    box = gl.bounding_box()
+    tiles = frame.evaluate(
+        "(() => { const nv = window.oncolensViewer.nv, d = nv.uiData.dpr || 1;"
+        " return nv.screenSlices.filter((t) => t.axCorSag <= 2)"
+        ".map((t) => ({ plane: t.axCorSag, x: (t.leftTopWidthHeight[0] + t.leftTopWidthHeight[2] / 2) / d,"
+        " y: (t.leftTopWidthHeight[1] + t.leftTopWidthHeight[3] / 2) / d })); })()"
+    )
+    assert sorted(t["plane"] for t in tiles) == [0, 1, 2], tiles
+    for tile in tiles:
+        before = _state(frame)["vox"]
+        page.mouse.move(box["x"] + tile["x"], box["y"] + tile["y"])
+        page.mouse.wheel(0, 120 if before[2 - tile["plane"]] < 10 else -120)
+        frame.wait_for_function(
+            "prev => window.oncolensViewer.state().vox.join() !== prev",
+            arg=",".join(map(str, before)),
+        )
+        after = _state(frame)["vox"]
+        moved = [abs(a - b) for a, b in zip(after, before, strict=True)]
+        # axial moves k, coronal j, sagittal i (NiiVue's plane codes 0, 1, 2)
+        assert moved == [1 if axis == 2 - tile["plane"] else 0 for axis in range(3)], (tile, moved)
     screenshot(page, f"imaging-viewer-volume-mpr-{page.viewport_size['width']}")
     frame.locator("button[data-plane='Axial']").click()
 

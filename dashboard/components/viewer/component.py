@@ -6,10 +6,18 @@ v2 finds its assets through an installed package's manifest. The iframe also kee
 NiiVue's WebGL canvas and styles apart from the page. The image travels as bytes
 (Streamlit sends ``bytes`` arguments in binary, not as base64 text), once per image:
 the viewer reloads only when the payload's id changes.
+
+Payloads are kept per content (a hash of the arrays and the options, a few ms) for the last
+few images: the page reruns on every widget change, and the same series is sent again without
+rebuilding its NIfTI files and outlines (about 45 ms for a 128 x 128 x 64 volume with an outline).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,6 +40,60 @@ def bundle_present() -> bool:
 
 
 _component = components.declare_component("oncolens_viewer", path=str(BUILD_DIR))
+
+CACHED_PAYLOADS = 4  # a few images' worth (a 128 x 128 x 64 volume and its outline: about 2 MB)
+_payloads: OrderedDict[str, ViewerPayload] = OrderedDict()
+_payloads_lock = threading.Lock()  # the app's sessions run their scripts in threads
+
+
+def _feed(digest, array: object) -> None:
+    """Adds an array (dtype, shape and bytes) or a plain value to ``digest``."""
+    if array is None:
+        digest.update(b"-")
+        return
+    a = np.ascontiguousarray(array)
+    digest.update(f"{a.dtype.str}{a.shape}".encode())
+    digest.update(a.data if a.dtype != object else repr(array).encode())
+
+
+def content_key(
+    volume: np.ndarray,
+    affine: np.ndarray | None,
+    spacing: Sequence[float] | None,
+    overlays: Sequence[Overlay],
+    options: dict,
+) -> str:
+    """A digest of everything ``payload`` reads: the same key, the same payload."""
+    digest = hashlib.sha256()
+    for array in (volume, affine, None if spacing is None else np.asarray(spacing, dtype=float)):
+        _feed(digest, array)
+    for o in overlays:
+        fields = [o.name, o.kind, list(o.color), o.colormap, o.opacity, o.visible, o.threshold]
+        digest.update(json.dumps(fields + [o.note], default=str).encode())
+        _feed(digest, o.data)
+    digest.update(json.dumps(options, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+def cached_payload(
+    volume: np.ndarray,
+    affine: np.ndarray | None = None,
+    spacing: Sequence[float] | None = None,
+    overlays: Sequence[Overlay] = (),
+    **options,
+) -> ViewerPayload:
+    """``payload(...)``, built once per content among the last ``CACHED_PAYLOADS`` images."""
+    key = content_key(volume, affine, spacing, overlays, options)
+    with _payloads_lock:
+        if key in _payloads:
+            _payloads.move_to_end(key)
+            return _payloads[key]
+    data = payload(volume, affine, spacing, overlays, **options)
+    with _payloads_lock:
+        _payloads[key] = data
+        while len(_payloads) > CACHED_PAYLOADS:
+            _payloads.popitem(last=False)
+    return data
 
 
 def mount(data: ViewerPayload, key: str) -> None:
@@ -65,7 +127,7 @@ def volume_viewer(
     ``affine``: voxel (x, y, z) index to RAS+ mm (nibabel's convention), or ``spacing``
     (dz, dy, dx) mm. Raises ``ViewerInputError`` for an array, affine or overlay it cannot show
     and ``ViewerUnavailableError`` when the bundle is missing; the caller says so on the page."""
-    data = payload(
+    data = cached_payload(
         volume,
         affine,
         spacing,

@@ -5,7 +5,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
+
 from dashboard.components.viewer import BUILD_DIR, bundle_present
+from dashboard.components.viewer.component import CACHED_PAYLOADS, cached_payload
+from dashboard.figures.volume import Overlay, payload
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -33,3 +37,36 @@ def test_the_source_and_its_lockfile_are_kept_beside_the_build():
     ):
         assert (frontend / name).is_file(), name
     assert "viewer:" in (ROOT / "Makefile").read_text()
+
+
+def test_a_payload_is_built_once_per_content_and_follows_any_change():
+    rng = np.random.default_rng(4)
+    vol = rng.integers(0, 900, size=(6, 16, 16)).astype(np.float32)
+    mask = np.zeros(vol.shape, dtype=bool)
+    mask[2:4, 5:9, 5:9] = True
+    first = cached_payload(vol, None, (2.0, 1.0, 1.0), [Overlay("m", mask)], modality="MR")
+    # the same content again (a page rerun, new array objects): the very same payload
+    again = cached_payload(
+        vol.copy(), None, (2.0, 1.0, 1.0), [Overlay("m", mask.copy())], modality="MR"
+    )
+    assert again is first
+    # and what it holds is what payload builds
+    fresh = payload(vol, None, (2.0, 1.0, 1.0), [Overlay("m", mask)], modality="MR")
+    assert fresh.spec == first.spec and fresh.image == first.image
+    # any change: one voxel, the overlay's opacity, the spacing, an option
+    vol2 = vol.copy()
+    vol2[0, 0, 0] += 1
+    changed = [
+        cached_payload(vol2, None, (2.0, 1.0, 1.0), [Overlay("m", mask)], modality="MR"),
+        cached_payload(
+            vol, None, (2.0, 1.0, 1.0), [Overlay("m", mask, opacity=0.5)], modality="MR"
+        ),
+        cached_payload(vol, None, (3.0, 1.0, 1.0), [Overlay("m", mask)], modality="MR"),
+        cached_payload(vol, None, (2.0, 1.0, 1.0), [Overlay("m", mask)], modality="CT"),
+    ]
+    assert len({c.spec["id"] for c in changed} | {first.spec["id"]}) == 5
+    # bounded: after CACHED_PAYLOADS other images the first is built again
+    for k in range(CACHED_PAYLOADS):
+        cached_payload(vol + k + 10, None, (2.0, 1.0, 1.0), modality="MR")
+    rebuilt = cached_payload(vol, None, (2.0, 1.0, 1.0), [Overlay("m", mask)], modality="MR")
+    assert rebuilt is not first and rebuilt.spec["id"] == first.spec["id"]

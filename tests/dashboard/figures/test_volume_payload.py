@@ -3,6 +3,8 @@ DICOM orientation to RAS+, outlines, window presets, and clear errors for what i
 
 from __future__ import annotations
 
+import gzip
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -10,11 +12,13 @@ from pydicom import dcmread
 from pydicom.data import get_testdata_file
 
 from dashboard.figures import volume as V
+from dashboard.figures.saliency import relative_map
 from models.training.phantom_volume import brain_phantom
 
 
 def _read(data: bytes) -> nib.Nifti1Image:
-    return nib.Nifti1Image.from_bytes(data)
+    """A NIfTI file as the viewer gets it, gzipped (overlays) or not (the image)."""
+    return nib.Nifti1Image.from_bytes(gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data)
 
 
 def test_a_volume_round_trips_through_nifti_with_its_voxels_and_affine():
@@ -101,8 +105,12 @@ def test_the_payload_carries_overlays_by_argument_and_an_id_that_follows_the_con
     assert [o["arg"] for o in spec["overlays"]] == list(data.overlays) == ["overlay_0", "overlay_1"]
     label = _read(data.overlays["overlay_0"])
     assert label.header["intent_code"] == 1002  # NIfTI "label": drawn with its colour table
-    m = np.asarray(_read(data.overlays["overlay_1"]).dataobj)
+    heat_layer = _read(data.overlays["overlay_1"])
+    m = np.asarray(heat_layer.dataobj).transpose(2, 1, 0)
     assert m.max() == pytest.approx(1.0) and m.min() == 0.0  # positive part, scaled to its maximum
+    # sent as uint8 steps of 1/255 (scl_slope), within half a step of the float map
+    assert heat_layer.get_data_dtype() == np.uint8
+    np.testing.assert_allclose(m, relative_map(heat), atol=0.5 / 255 + 1e-6)
     again = V.payload(p.volume, p.affine, overlays=overlays, modality="MR", start_slice=99)
     assert again.spec["id"] == spec["id"]
     other = V.payload(p.volume + 1, p.affine, overlays=overlays, modality="MR", start_slice=99)
@@ -123,3 +131,15 @@ def test_the_payload_carries_overlays_by_argument_and_an_id_that_follows_the_con
 def test_what_cannot_be_shown_is_refused_with_the_reason(kwargs, message):
     with pytest.raises(V.ViewerInputError, match=message):
         V.payload(**kwargs)
+
+
+def test_overlays_go_gzipped_and_small_and_the_same_layer_gives_the_same_bytes():
+    p = brain_phantom(shape=(32, 64, 64), seed=3)
+    first = V.nifti_bytes(V.outline_source(p.lesion), p.affine, intent="label")
+    assert first[:2] == b"\x1f\x8b"  # gzip: NiiVue unpacks it
+    assert len(first) < p.lesion.size / 20  # an outline is mostly zeros
+    assert V.nifti_bytes(V.outline_source(p.lesion), p.affine, intent="label") == first
+    np.testing.assert_array_equal(
+        np.asarray(_read(first).dataobj).transpose(2, 1, 0), V.outline_source(p.lesion)
+    )
+    assert V.nifti_bytes(p.volume, p.affine)[:2] != b"\x1f\x8b"  # the image goes as it is

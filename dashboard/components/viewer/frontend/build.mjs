@@ -17,6 +17,26 @@ const noZarrCodecs = {
   },
 };
 
+// NiiVue recomputes the 3D render's gradient texture (a blur and a Sobel pass over the whole volume)
+// every time the image layer is refreshed: on load and on every window/level step. The viewer never
+// shows a 3D render (multiplanarShowRender NEVER, no render plane), so that work is skipped when the
+// viewer sets ``opts.oncolensNoRender``. The patched line is checked: another NiiVue version without
+// it fails the build here instead of silently computing the gradient again.
+const GRADIENT = "    if (layer === 0) {\n      this.volumeTexture = outTexture;\n      this.gradientTexture = gradientGL({";
+const noRenderGradient = {
+  name: "no-render-gradient",
+  setup(b) {
+    b.onLoad({ filter: /@niivue[\\/]niivue[\\/]build[\\/]niivue[\\/]index\.js$/ }, (args) => {
+      const source = readFileSync(args.path, "utf8");
+      if (source.split(GRADIENT).length !== 2) {
+        throw new Error("NiiVue's refreshLayers changed: review the no-render-gradient patch in build.mjs");
+      }
+      const patched = GRADIENT.replace("this.gradientTexture = gradientGL({", "if (!this.opts.oncolensNoRender) this.gradientTexture = gradientGL({");
+      return { contents: source.replace(GRADIENT, patched), loader: "js" };
+    });
+  },
+};
+
 rmSync("build", { recursive: true, force: true });
 mkdirSync("build");
 const result = await build({
@@ -27,7 +47,7 @@ const result = await build({
   format: "esm",
   target: ["chrome110", "firefox115", "safari16"],
   outfile: "build/viewer.js",
-  plugins: [noZarrCodecs],
+  plugins: [noZarrCodecs, noRenderGradient],
   legalComments: "eof",
   logLevel: "info",
 });

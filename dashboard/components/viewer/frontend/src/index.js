@@ -1,10 +1,15 @@
 // OncoLens image viewer: NiiVue (WebGL2) in a Streamlit component.
 //
-// Python sends one render event with the image as NIfTI bytes (gzip), each overlay as NIfTI
-// bytes, and a JSON ``spec`` (title, presets, overlays, orientation known or not, height).
+// Python sends one render event with the image as NIfTI bytes, each overlay as gzipped NIfTI
+// bytes (uint8), and a JSON ``spec`` (title, presets, overlays, orientation known or not, height).
 // Everything after that (scrolling, window/level, presets, tools, overlay toggles and
 // opacity) happens here, in the browser, with no round trip to Python: that is what replaces
 // the Imaging page's slider-and-rerun window/level (about two seconds per change).
+//
+// Speed (docs/benchmarks.md, viewer): NiiVue attaches to its canvas (WebGL context, shaders) while
+// the page's first render event is on its way, not after it; the slice moves at once on each wheel
+// step or key, but the picture is drawn once per animation frame, however many steps arrived in it
+// (NiiVue draws and waits for the GPU on every event otherwise, which queues up on a slow GPU).
 //
 // ``window.oncolensViewer.state()`` reports what is on screen (slice, window, overlays) so
 // that browser tests and the benchmark read the viewer's state instead of guessing.
@@ -36,7 +41,6 @@ const wrap = document.getElementById("wrap");
 const statusLine = document.getElementById("status");
 const errorBox = document.getElementById("error");
 
-let nv = null;
 let spec = null;
 let loadedId = null;
 let loading = null;
@@ -47,6 +51,9 @@ let lastMeasurement = null;
 let firstDrawMs = null;
 let location = null;
 const timings = { module: t0 }; // ms since the iframe's navigation began: where first-render time goes
+let draws = 0; // NiiVue's drawScene calls: how many draws one wheel step or key costs
+let drawPending = false;
+let statusShown = "";
 
 const fmt = (v) => (Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 10 ? v.toFixed(1) : v.toPrecision(3));
 
@@ -96,7 +103,10 @@ function renderStatus() {
     parts.push(spec.spacing_known ? `caliper <b>${lastMeasurement.toFixed(1)} mm</b>` : `caliper <b>${lastMeasurement.toFixed(1)} px</b> (no pixel spacing: not mm)`);
   }
   if (!spec.orientation_known) parts.push("orientation unknown: no L/R labels");
-  statusLine.innerHTML = parts.map((p) => `<span>${p}</span>`).join("");
+  const html = parts.map((p) => `<span>${p}</span>`).join("");
+  if (html === statusShown) return; // unchanged: no relayout, no repaint
+  statusLine.innerHTML = html;
+  statusShown = html;
 }
 
 function button(label, title, pressed, onClick) {
@@ -228,14 +238,43 @@ function reset() {
   renderStatus();
 }
 
-function scroll(step) {
-  if (!spec.is_volume) return;
-  const axis = AXIS[sliceType] ?? 2;
-  const d = [0, 0, 0];
-  d[axis] = step;
-  nv.moveCrosshairInVox(d[0], d[1], d[2]);
-  renderStatus();
+/** Moves ``step`` slices along ``axis`` (voxel i, j, k) at once; the picture follows at the next frame. */
+function stepSlice(axis, step) {
+  const vol = base();
+  if (!vol || !step) return;
+  const vox = nv.frac2vox(nv.scene.crosshairPos);
+  const next = [vox[0], vox[1], vox[2]];
+  next[axis] = Math.max(0, Math.min(next[axis] + step, vol.dimsRAS[axis + 1] - 1));
+  if (next[axis] === vox[axis]) return;
+  nv.scene.crosshairPos = nv.vox2frac(next);
+  nv.createOnLocationChange(); // the value under the crosshair, the status line
+  requestDraw();
 }
+
+function scroll(step) {
+  if (!spec || !spec.is_volume) return;
+  stepSlice(AXIS[sliceType] ?? 2, step);
+}
+
+// The wheel over a slice, before NiiVue's own handler (which draws and waits for the GPU on every
+// event): one slice per event, as NiiVue steps (wheel up: -1), one draw per frame. NiiVue keeps
+// the wheel where it does more than step a slice: the zoom tool, and outside the slice tiles.
+wrap.addEventListener(
+  "wheel",
+  (e) => {
+    if (!spec || !spec.is_volume || tool === DRAG_MODE.pan || e.target !== canvas || !base()) return;
+    const r = canvas.getBoundingClientRect();
+    const dpr = nv.uiData.dpr || 1;
+    const tile = nv.tileIndex((e.clientX - r.left) * dpr, (e.clientY - r.top) * dpr);
+    const plane = tile >= 0 ? nv.screenSlices[tile].axCorSag : -1;
+    if (!(plane in AXIS)) return;
+    e.preventDefault();
+    e.stopPropagation();
+    canvas.focus();
+    stepSlice(AXIS[plane], e.deltaY < 0 ? -1 : e.deltaY > 0 ? 1 : 0);
+  },
+  { capture: true, passive: false },
+);
 
 // keys anywhere in the viewer (NiiVue's mousedown prevents the canvas from taking focus), except
 // while a control (the preset list, an opacity slider) has it
@@ -273,42 +312,83 @@ function labelLut(rgb, name) {
   return { R: [0, rgb[0]], G: [0, rgb[1]], B: [0, rgb[2]], A: [0, 255], I: [0, 1], labels: ["", name] };
 }
 
+// NiiVue and its canvas, made before the first render event arrives: creating the WebGL context and
+// compiling the shaders (about 100-150 ms on a software GL) overlaps the page's reply to ``ready``.
+// The options that depend on the image (orientation labels, caliper units) are set per image in load.
+const nv = new Niivue({
+  backColor: [0, 0, 0, 1],
+  crosshairColor: [0.3, 0.75, 1.0, 0.85],
+  crosshairWidth: 0.5,
+  crosshairGap: 12, // the pixels under the crosshair's centre stay visible
+  isRadiologicalConvention: true, // the patient's right on the screen's left, as radiologists read
+  isOrientationTextVisible: false,
+  isColorbar: false,
+  show3Dcrosshair: false,
+  multiplanarShowRender: SHOW_RENDER.NEVER, // no 3D render tile: four tiles' work per draw for three
+  multiplanarLayout: MULTIPLANAR_TYPE.AUTO,
+  showAllOrientationMarkers: true, // L and R, A and P, S and I: all four sides
+  dragAndDropEnabled: false, // nothing enters the viewer but what the page sends
+  viewModeHotKey: "", // our own keys (a/o/s/x) pick the plane
+  clipPlaneHotKey: "",
+  cycleClipPlaneHotKey: "",
+  measureTextColor: [1, 1, 0, 1],
+  measureLineColor: [1, 1, 0, 1],
+  loadingText: "",
+  logLevel: "error",
+});
+// no 3D render anywhere in this viewer: NiiVue skips the render's gradient texture (a blur and a Sobel
+// pass over the volume on every load and window/level step; patched in by build.mjs)
+nv.opts.oncolensNoRender = true;
+nv.onLocationChange = (loc) => { location = loc; renderStatus(); };
+nv.onMeasurementCompleted = (m) => { lastMeasurement = m.distance; renderStatus(); };
+// Every draw goes through here: counted (the benchmark and the tests read ``draws``), and held while
+// an image loads, where NiiVue would draw after the upload, the plane and the start slice in turn
+// (each a full draw and a wait for the GPU): one draw at the end instead.
+const drawNow = nv.drawScene.bind(nv);
+let holdDraws = false;
+nv.drawScene = () => {
+  if (holdDraws) return undefined;
+  draws += 1;
+  return drawNow();
+};
+
+/** One draw at the next animation frame, however many slice steps come before it. */
+function requestDraw() {
+  if (drawPending) return;
+  drawPending = true;
+  requestAnimationFrame(() => {
+    drawPending = false;
+    nv.drawScene();
+  });
+}
+
 async function load(args) {
   timings.renderEvent ??= performance.now();
   spec = args.spec;
   wrap.style.height = `${canvasHeight()}px`;
   sliceType = spec.is_volume ? SLICE_TYPE[spec.plane || "AXIAL"] : SLICE_TYPE.AXIAL;
-  if (!nv) {
-    nv = new Niivue({
-      backColor: [0, 0, 0, 1],
-      crosshairColor: [0.3, 0.75, 1.0, 0.85],
-      crosshairWidth: 0.5,
-      crosshairGap: 12, // the pixels under the crosshair's centre stay visible
-      isRadiologicalConvention: true, // the patient's right on the screen's left, as radiologists read
-      isOrientationTextVisible: Boolean(spec.orientation_known),
-      isColorbar: false,
-      show3Dcrosshair: false,
-      multiplanarShowRender: SHOW_RENDER.NEVER,
-      multiplanarLayout: MULTIPLANAR_TYPE.AUTO,
-      showAllOrientationMarkers: true, // L and R, A and P, S and I: all four sides
-      dragAndDropEnabled: false, // nothing enters the viewer but what the page sends
-      viewModeHotKey: "", // our own keys (a/o/s/x) pick the plane
-      clipPlaneHotKey: "",
-      cycleClipPlaneHotKey: "",
-      showMeasureUnits: spec.spacing_known !== false, // "mm" only where the file gives a spacing
-      measureTextColor: [1, 1, 0, 1],
-      measureLineColor: [1, 1, 0, 1],
-      loadingText: "",
-      logLevel: "error",
-    });
-    nv.onLocationChange = (loc) => { location = loc; renderStatus(); };
-    nv.onMeasurementCompleted = (m) => { lastMeasurement = m.distance; renderStatus(); };
-    await nv.attachToCanvas(canvas, false); // no multisampling: on a software GL it halves the frame rate
-    timings.attached = performance.now();
-  } else {
-    nv.opts.isOrientationTextVisible = Boolean(spec.orientation_known);
-    nv.opts.showMeasureUnits = spec.spacing_known !== false;
+  await attached;
+  nv.opts.isOrientationTextVisible = Boolean(spec.orientation_known);
+  nv.opts.showMeasureUnits = spec.spacing_known !== false; // "mm" only where the file gives a spacing
+  holdDraws = true;
+  try {
+    await show(args);
+  } finally {
+    holdDraws = false;
   }
+  nv.drawScene();
+  if (firstDrawMs === null) {
+    firstDrawMs = performance.now() - t0;
+    timings.drawn = performance.now();
+  }
+  renderStatus();
+  setFrameHeight(document.body.scrollHeight);
+  loadedId = spec.id;
+  document.body.dataset.ready = spec.id;
+}
+
+/** Decodes the image and its overlays and puts them on the GPU, the plane and slice set (not drawn). */
+async function show(args) {
   const preset = spec.presets[spec.preset_index || 0];
   // decode the image and every overlay at once, then hand them to NiiVue in one update: each
   // addVolume / setOpacity re-renders every layer to the GPU, which costs seconds on a software GL
@@ -358,14 +438,6 @@ async function load(args) {
   }
   lastMeasurement = null;
   buildBar();
-  renderStatus();
-  setFrameHeight(document.body.scrollHeight);
-  if (firstDrawMs === null) {
-    firstDrawMs = performance.now() - t0;
-    timings.drawn = performance.now();
-  }
-  loadedId = spec.id;
-  document.body.dataset.ready = spec.id;
 }
 
 onRender((args) => {
@@ -395,6 +467,9 @@ window.oncolensViewer = {
       measurementMm: lastMeasurement,
       firstDrawMs,
       timings,
+      draws,
+      canvas: { width: canvas.width, height: canvas.height, cssWidth: canvas.clientWidth, cssHeight: canvas.clientHeight, dpr: window.devicePixelRatio },
+      tiles: nv.screenSlices.length,
     };
   },
   scroll,
@@ -404,5 +479,11 @@ const gl2 = document.createElement("canvas").getContext("webgl2");
 if (!gl2) {
   showError("This browser cannot show the viewer (WebGL 2 is off or missing). Turn on hardware acceleration, or use a current Chrome, Edge, Firefox or Safari.");
 }
+// the canvas at the pages' usual height from the start: the iframe's first size is its last, and
+// NiiVue attaches to a canvas of the right size (no resize and redraw when the image arrives)
+wrap.style.height = "480px";
 ready();
 setFrameHeight(document.body.scrollHeight);
+// after ``ready``: the page's render event travels while NiiVue attaches (no multisampling: on a
+// software GL it halves the frame rate)
+const attached = gl2 ? nv.attachToCanvas(canvas, false).then(() => { timings.attached = performance.now(); }) : new Promise(() => {});
