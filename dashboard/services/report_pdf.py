@@ -11,10 +11,8 @@ is printed as ``?`` rather than silently dropped; docs/security.md says so.
 
 from __future__ import annotations
 
-import copy
 import functools
 import io
-import threading
 import unicodedata
 from pathlib import Path
 
@@ -44,33 +42,13 @@ def _latin1(text: object) -> str:
     return "".join(c if ord(c) in glyphs or c in "\n\t" else "?" for c in s)
 
 
-_PARSED_LOCK = threading.Lock()
-
-
-@functools.cache
-def _parsed_faces() -> dict[str, object]:
-    """The three DejaVu faces as fpdf parsed them, once per process: copied into each document.
-
-    Why (issue 23): parsing the three faces (their character maps, widths and glyph names) was
-    0.2-0.25 CPU-s of every tumour-board PDF, about a second on two busy cores; a deep copy of the
-    parsed faces is about a tenth of that. A copy, not the parsed object itself, because fpdf
-    subsets each face in place when it writes a document. The faces are added to a blank
-    document in ``_FONT_FILES``' order, as ``_Doc`` adds them, so each keeps its index and the
-    PDF is byte for byte the one a fresh parse writes (tested).
-    """
-    blank = FPDF()
-    for style, name in _FONT_FILES.items():
-        blank.add_font(FONT, style, str(_FONT_DIR / name))
-    return dict(blank.fonts)
-
-
 class _Doc(FPDF):
     footer_text = ""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        with _PARSED_LOCK:  # a deep copy of the parsed faces, never shared between documents
-            self.fonts.update(copy.deepcopy(_parsed_faces()))
+        for style, name in _FONT_FILES.items():
+            self.add_font(FONT, style, str(_FONT_DIR / name))
 
     def footer(self) -> None:
         self.set_y(-12)
