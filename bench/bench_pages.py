@@ -42,6 +42,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -278,7 +279,8 @@ def serve(db: Path, log: Path, profile: Path | None = None) -> Iterator[tuple[st
             yield url, healthy_s, proc.pid
         finally:
             if spy is not None:
-                spy.terminate()  # py-spy writes its file when told to stop
+                # py-spy writes its file on Ctrl-C (SIGINT); SIGTERM ended it with nothing written
+                spy.send_signal(signal.SIGINT)
                 spy.wait(timeout=60)
 
 

@@ -566,10 +566,23 @@ def demo_accounts_in_use(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str,
             rows
             and rows[0][0] == role
             and rows[0][1] is not None
-            and _password_matches(rows[0][1], password)
+            and _published_password_matches(rows[0][1], password)
         ):
             found.append((name, role, password))
     return found
+
+
+@lru_cache(maxsize=4 * len(DEMO_ACCOUNTS))
+def _published_password_matches(stored: str, password: str) -> bool:
+    """``_password_matches`` for a published demo password, remembered per stored hash.
+
+    Why (issue 23): the sign-in page asks this of all four demo accounts, and each Argon2
+    verification is deliberately slow (about 0.2 CPU-s, seconds on two busy cores), for an answer
+    that changes only when the stored hash does (a new hash is a new key: a changed password is
+    checked again). Only published passwords are ever remembered here, never one a user typed;
+    ``dashboard.server`` asks once before the app's server listens, so no visitor waits for it.
+    """
+    return _password_matches(stored, password)
 
 
 def add_demo_accounts(

@@ -286,7 +286,8 @@ def streamlit_command(db: Path, port: int, address: str, open_browser: bool = Fa
     return [
         sys.executable,
         "-m",
-        "streamlit",
+        # Streamlit's own command line, after the sign-in page's imports and checks (issue 23)
+        "dashboard.server",
         "run",
         str(app),
         "--server.port",

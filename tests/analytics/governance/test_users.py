@@ -237,3 +237,17 @@ def test_only_demo_accounts_with_their_published_password_are_listed_as_in_use(t
             "UPDATE app_user SET role = 'oncologist' WHERE username = 'careteam'"
         )  # other role: not listed
         assert [name for name, _, _ in users.demo_accounts_in_use(con)] == ["oncologist"]
+
+
+def test_each_demo_account_hash_is_verified_once_then_remembered(tmp_path):
+    """Issue 23: the sign-in page asks on every visit; four Argon2 verifications the first time only."""
+    path = tmp_path / "demo.duckdb"
+    store.connect(path, create=True).close()
+    users.add_demo_accounts(path)
+    users._published_password_matches.cache_clear()
+    with store.open_store(path, read_only=True) as con:
+        first = users.demo_accounts_in_use(con)
+        again = users.demo_accounts_in_use(con)
+    info = users._published_password_matches.cache_info()
+    assert first == again == list(users.DEMO_ACCOUNTS)
+    assert (info.misses, info.hits) == (len(users.DEMO_ACCOUNTS), len(users.DEMO_ACCOUNTS))
