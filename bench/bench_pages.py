@@ -31,9 +31,11 @@ Grad-CAM overlay <= 1 s; integrated gradients on screen <= 1.5 s; tumour-board P
 
     python -m bench.bench_pages [--reps 5] [--patients 2000 | --db PATH] [--json FILE] [--quick]
                                 [--roles oncologist,careteam,ethics,admin | imaging | report]
+                                [--url URL --server-pid PID --db PATH]
 
 ``--quick`` (the oncologist once, on 200 patients) is what ``tests/e2e/test_bench_pages.py`` runs,
-so a page change that breaks a step of the bench fails a test instead of a later benchmark run.
+so a page change that breaks a step of the bench fails a test instead of a later benchmark run; it
+runs it with ``--url`` on the browser tests' own server (``served_elsewhere``).
 """
 
 from __future__ import annotations
@@ -282,6 +284,19 @@ def serve(db: Path, log: Path, profile: Path | None = None) -> Iterator[tuple[st
                 # py-spy writes its file on Ctrl-C (SIGINT); SIGTERM ended it with nothing written
                 spy.send_signal(signal.SIGINT)
                 spy.wait(timeout=60)
+
+
+@contextmanager
+def served_elsewhere(url: str, pid: int) -> Iterator[tuple[str, None, int]]:
+    """An app someone else serves (``--url``, ``--server-pid``): timed as it is, never stopped here.
+
+    Why: the browser tests already serve the demo clinic for their whole session; their smoke run
+    of this bench (``tests/e2e/test_bench_pages.py``) drives that server instead of starting a
+    second one and warming it up again (a server start and every page's first open: a minute
+    of a loaded two-core machine). Its landing is a cold server's only when nothing opened the
+    app before (that test runs first among the browser tests).
+    """
+    yield url, None, pid
 
 
 def _profile(serve_pid: int, out: Path) -> subprocess.Popen:
@@ -643,8 +658,15 @@ def chromium() -> str | None:
 
 
 def run(
-    db: Path, reps: int, roles: list[str], tmp: Path, viewport: dict, profile: Path | None = None
+    db: Path,
+    reps: int,
+    roles: list[str],
+    tmp: Path,
+    viewport: dict,
+    profile: Path | None = None,
+    served: tuple[str, int] | None = None,
 ) -> tuple[list[Row], dict]:
+    """Every role's pass; ``served``: (URL, process id) of an app already served (else one is started)."""
     from playwright.sync_api import sync_playwright  # lazy: only this bench needs a browser
 
     rows: dict[tuple[str, str], Row] = {}
@@ -655,11 +677,9 @@ def run(
         )
     seen: set[str] = set()
     facts: dict = {"load_before": os.getloadavg()}
-    with (
-        sync_playwright() as p,
-        serve(db, tmp / "streamlit.log", profile) as (url, healthy_s, pid),
-    ):
-        facts["server_healthy_s"] = round(healthy_s, 2)
+    server = served_elsewhere(*served) if served else serve(db, tmp / "streamlit.log", profile)
+    with sync_playwright() as p, server as (url, healthy_s, pid):
+        facts["server_healthy_s"] = None if healthy_s is None else round(healthy_s, 2)
         browser = p.chromium.launch(executable_path=str(chromium()), args=serving.CHROMIUM_ARGS)
         try:
             # the landing page on the cold server: its first script run imports the app
@@ -741,7 +761,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--profile", type=Path, help="py-spy the server into this file (collapsed stacks)"
     )
+    ap.add_argument(
+        "--url",
+        help="time the app already served here (of the store --db names) instead of starting one; "
+        "its landing is cold only if nothing opened the app before",
+    )
+    ap.add_argument(
+        "--server-pid",
+        type=int,
+        help="with --url: the serving process, for the server's CPU seconds",
+    )
     args = ap.parse_args(argv)
+    if args.url and (args.db is None or args.server_pid is None or args.profile):
+        ap.error("--url needs --db (the store it serves) and --server-pid, and takes no --profile")
     if args.quick:
         args.reps, args.roles = 1, "oncologist"
         args.patients = min(args.patients, 200)
@@ -763,10 +795,17 @@ def main(argv: list[str] | None = None) -> int:
             tmp,
             {"width": width, "height": height},
             args.profile,
+            (args.url, args.server_pid) if args.url else None,
         )
+    healthy = facts["server_healthy_s"]
     print(
-        f"Pages in Chromium ({width}x{height}), reps {args.reps}, server healthy after "
-        f"{facts['server_healthy_s']:.1f} s; load average before {facts['load_before'][0]:.2f}, "
+        f"Pages in Chromium ({width}x{height}), reps {args.reps}, "
+        + (
+            f"server healthy after {healthy:.1f} s"
+            if healthy is not None
+            else f"served at {args.url}"
+        )
+        + f"; load average before {facts['load_before'][0]:.2f}, "
         f"after {facts['load_after'][0]:.2f} (1 min) on {os.cpu_count()} cores"
     )
     print(table(rows))

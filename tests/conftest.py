@@ -56,11 +56,81 @@ def build_once(tmp_path_factory: pytest.TempPathFactory) -> BuildOnce:
     return once
 
 
+def _built_store(build_once: BuildOnce, name: str, **demo: Any) -> Path:
+    """``write_demo(**demo)`` once per run (``build_once``): the path of that store, read only.
+
+    Why: each xdist worker generated its own, identical, copy of the session stores; now the first
+    worker to ask writes it and every worker copies it (a copy of a few MB instead of a generation).
+    Copying also keeps every store file of a run the same bytes, so a model trained once on one
+    copy (``trained_demo``) belongs to every other copy.
+    """
+
+    def build(folder: Path) -> str:
+        return str(write_demo(folder / "store.duckdb", **demo).path)
+
+    return Path(build_once(name, build))
+
+
+def _own_copy(built: Path, folder: Path, name: str) -> Path:
+    """A private copy of a once-built store for this worker (its tests write into it)."""
+    return Path(shutil.copyfile(built, folder / name))
+
+
 @pytest.fixture(scope="session")
-def demo_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("store") / "demo.duckdb"
-    write_demo(path, patients=DEMO_PATIENTS, seed=DEMO_SEED)
-    return path
+def demo_db(build_once: BuildOnce, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The 300-patient demo store, this worker's own copy of the run's one (``_built_store``)."""
+    built = _built_store(build_once, "demo-300", patients=DEMO_PATIENTS, seed=DEMO_SEED)
+    return _own_copy(built, tmp_path_factory.mktemp("store"), "demo.duckdb")
+
+
+TrainDemo = Callable[..., dict]
+
+
+def _clinic_of(db: Path) -> tuple[str, list]:
+    """What a treatment model is trained on, in short: the source tables' fingerprint and the
+    clinic's metadata (seed, cut-off, generator)."""
+    # lazy: conftest loads for every test; the store only for those that train
+    from analytics import store
+    from analytics.cohorts import base  # (the same)
+
+    with store.open_store(db, read_only=True) as con:
+        meta = sorted(con.execute("SELECT key, value FROM clinic_metadata").fetchall())
+        return base.source_fingerprint(con), meta
+
+
+@pytest.fixture(scope="session")
+def trained_demo(build_once: BuildOnce, demo_db: Path) -> TrainDemo:
+    """``trained_demo(db, bootstrap=B, folds=F, command=C)``: what ``train_clinic_model(db, ...)``
+    writes for ``db``, a copy of ``demo_db``: the model folder beside it; returns the card.
+
+    Why: eight test modules each trained the same clinic model (same store, settings and seed) for
+    their own copy of the demo store. Training only reads the store and writes the model folder,
+    and every demo store of a run holds the same clinic (``_built_store``), so the folder trained
+    once per run and setting (``build_once``) and copied is what each would have trained (its
+    card's ``training.store`` names the copy it was trained on; nothing reads that path). Checked
+    per call: ``db`` holds the clinic the model was trained on (the fingerprint its lineage keeps).
+    """
+
+    def train(db: Path, *, bootstrap: int, folds: int | None = None, command: str | None = None):
+        # lazy: the treatment model (xgboost, scikit-learn) only for the tests that ask for it
+        from analytics.treatment.clinic import train_clinic_model
+        from analytics.treatment.model.files import model_dir_for, model_paths  # (the same)
+
+        assert _clinic_of(db) == _clinic_of(demo_db), f"{db} holds another clinic than demo_db"
+        settings: dict[str, Any] = {"bootstrap": bootstrap, "command": command}
+        if folds is not None:
+            settings["folds"] = folds
+
+        def build(folder: Path) -> str:
+            copy = Path(shutil.copyfile(demo_db, folder / demo_db.name))
+            return str(train_clinic_model(copy, **settings).folder)
+
+        key = "-".join(f"{k}-{v}" for k, v in sorted(settings.items()) if v is not None)
+        target = model_dir_for(db)
+        shutil.copytree(build_once(f"demo-model-{key}", build), target)
+        return json.loads(model_paths(target)[1].read_text())
+
+    return train
 
 
 # --- a real PACS: Orthanc with its DICOMweb plugin (docs/hospital.md) -------------------------
@@ -156,11 +226,13 @@ CLINIC_PATIENTS = 4_000  # a few thousand: the fast paths are compared with thei
 
 
 @pytest.fixture(scope="session")
-def clinic_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 4,000-patient demo store (no stored worklist): thousands of lesion series of every length."""
-    path = tmp_path_factory.mktemp("clinic") / "clinic.duckdb"
-    write_demo(path, patients=CLINIC_PATIENTS, seed=DEMO_SEED, rank_worklist=False)
-    return path
+def clinic_db(build_once: BuildOnce, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 4,000-patient demo store (no stored worklist): thousands of lesion series of every length
+    (this worker's copy of the run's one, as ``demo_db``)."""
+    built = _built_store(
+        build_once, "clinic-4000", patients=CLINIC_PATIENTS, seed=DEMO_SEED, rank_worklist=False
+    )
+    return _own_copy(built, tmp_path_factory.mktemp("clinic"), "clinic.duckdb")
 
 
 # --- how `make test` (pytest -n 2 --dist loadfile) hands out the files -------------------------------

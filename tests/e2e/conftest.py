@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,7 @@ class DemoClinic:
 class App:
     url: str
     clinic: DemoClinic
+    pid: int  # the serving process (the page bench reads its CPU seconds)
 
 
 @pytest.fixture(scope="session")
@@ -76,25 +78,33 @@ def demo_clinic(browser_prerequisites: str, tmp_path_factory: pytest.TempPathFac
 
 
 @contextlib.contextmanager
-def serve(db: Path, log: Path) -> Iterator[str]:
-    """`oncolens serve` of ``db`` on 127.0.0.1 and a free port; yields its URL; stopped (and waited for) after."""
+def serve_process(db: Path, log: Path) -> Iterator[tuple[str, int]]:
+    """`oncolens serve` of ``db`` on 127.0.0.1 and a free port; yields its URL and process id;
+    stopped (and waited for) after."""
     try:
         server = serving(serve_command(db), log, {"ONCOLENS_IDLE_TIMEOUT_MIN": "30"}, timeout_s=60)
-        url, _proc, _seconds = server.__enter__()
+        url, proc, _seconds = server.__enter__()
     except RuntimeError as exc:
         pytest.fail(str(exc))
     try:
-        yield url
+        yield url, proc.pid
     finally:
         server.__exit__(None, None, None)
+
+
+@contextlib.contextmanager
+def serve(db: Path, log: Path) -> Iterator[str]:
+    """`oncolens serve` of ``db`` (``serve_process``); yields its URL."""
+    with serve_process(db, log) as (url, _pid):
+        yield url
 
 
 @pytest.fixture(scope="session")
 def app(demo_clinic: DemoClinic, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
     """The demo clinic served as `make run` serves it, for the whole session."""
     log = tmp_path_factory.mktemp("e2e-log") / "streamlit.log"
-    with serve(demo_clinic.db, log) as url:
-        yield App(url=url, clinic=demo_clinic)
+    with serve_process(demo_clinic.db, log) as (url, pid):
+        yield App(url=url, clinic=demo_clinic, pid=pid)
 
 
 @pytest.fixture(scope="session")
@@ -193,3 +203,68 @@ def edge_app(edge_clinic: EdgeClinic, tmp_path_factory: pytest.TempPathFactory) 
     log = tmp_path_factory.mktemp("e2e-edge-log") / "streamlit.log"
     with serve(edge_clinic.db, log) as url:
         yield url
+
+
+def plant_reads(db: Path) -> None:
+    """Mammography reads in five months, the last two brighter (as in the drift tests)."""
+    # here, not at the top: conftest loads even where the browser tests skip
+    from analytics import store
+    from analytics.governance.lifecycle.tables import STAT_COLUMNS  # (the same)
+    from tests.analytics.governance.lifecycle.test_drift import _imaging_reference, _reads  # (same)
+
+    reference = _imaging_reference()
+    early = _reads(reference, ["2026-01", "2026-02", "2026-03"], 120, seed=1)
+    late = _reads(reference, ["2026-04", "2026-05"], 120, seed=2, brighter=0.08)
+    rows = [*early.itertuples(index=False), *late.itertuples(index=False)]
+    with store.open_store(db) as con:
+        for i, row in enumerate(rows):
+            con.execute(
+                "INSERT INTO ai_read_input (sop_instance_uid, person_id, model_name, model_version, "
+                "study_date, read_at, refused, score, feature_distance, statistics_distance, "
+                + ", ".join(STAT_COLUMNS)
+                + ") VALUES (?, NULL, 'mammography', '1.0.0', ?, now(), false, ?, 0.5, 0.5, "
+                + ", ".join("?" * len(STAT_COLUMNS))
+                + ")",
+                [
+                    f"2.25.{i}",
+                    row.date,
+                    row.score,
+                    *[getattr(row, c.removeprefix("stat_")) for c in STAT_COLUMNS],
+                ],
+            )
+
+
+@dataclass(frozen=True)
+class BoardApp:
+    """The governance store served: ``url``, and ``patient``, a demo patient with images."""
+
+    url: str
+    patient: int
+
+
+@pytest.fixture(scope="session")
+def board_app(
+    demo_clinic: DemoClinic, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BoardApp]:
+    """A copy of the demo clinic (store, model and images) with planted AI reads (later months
+    brighter: the Drift tab has a figure and alerts) and the data-quality tests' planted problems
+    (the Data quality tab has failing rows), served for the Governance tabs' browser tests.
+
+    Why one store for both: the admin's tabs (test_governance_tabs) and the ethics board's tabs
+    and banners (test_signoff_browser) each served a copy of their own; one server instead of two
+    saves a server start and every page's first open. Neither test reads what the other planted,
+    and neither writes anything the other reads.
+    """
+    from tests.analytics.governance.test_data_quality import plant_problems  # (as plant_reads)
+
+    folder = tmp_path_factory.mktemp("e2e-board")
+    db = folder / "clinic.duckdb"
+    shutil.copyfile(demo_clinic.db, db)
+    for part in ("models", "images"):
+        source = demo_clinic.db.with_name(f"clinic_{part}")
+        if source.exists():
+            shutil.copytree(source, folder / source.name)
+    plant_reads(db)
+    plant_problems(db)
+    with serve(db, folder / "streamlit.log") as url:
+        yield BoardApp(url=url, patient=demo_clinic.imaged_patients[0])

@@ -4,17 +4,22 @@ Why a test: the bench waits on named elements (headings, widget keys, the PDF's 
 the saliency overlay); a page change that renames one stops the bench, and that used to be seen
 only at the next ``make bench``. The times themselves are not asserted (speed is measured in
 bench/, not in tests); that each step ran and ended on its outcome is.
+
+The bench drives the browser tests' own server of the demo clinic (``--url``) rather than starting
+and warming up one of its own on a copy (a minute of two busy cores): this file comes first among
+the browser tests, so its landing is still the server's first. Its views and its tumour-board PDF
+are audited into the session's store, beside the other tests' events; those tests count only
+their own actions.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.e2e.conftest import DemoClinic
+from tests.e2e.conftest import App
 from tests.e2e.serving import ROOT
 
 # every kind of step the oncologist's pass times (bench.bench_pages: oncologist, imaging_flow)
@@ -34,22 +39,13 @@ STEPS = {
 }
 
 
-def _copy(clinic: DemoClinic, folder: Path) -> Path:
-    """The demo store and its model folder (the bench's views are audited: a copy keeps the session's)."""
-    db = Path(shutil.copy(clinic.db, folder / clinic.db.name))
-    models = clinic.db.with_name(f"{clinic.db.stem}_models")
-    if models.is_dir():
-        shutil.copytree(models, folder / models.name)
-    return db
-
-
-def test_the_quick_page_benchmark_times_every_step(demo_clinic: DemoClinic, tmp_path: Path):
-    db = _copy(demo_clinic, tmp_path)
+def test_the_quick_page_benchmark_times_every_step(app: App, tmp_path: Path):
     out = tmp_path / "rows.json"
+    served = ["--db", str(app.clinic.db), "--url", app.url, "--server-pid", str(app.pid)]
     # a process of its own: Playwright's sync API runs one instance per thread, and the session's
     # browser fixture may hold this one
     run = subprocess.run(
-        [sys.executable, "-m", "bench.bench_pages", "--quick", "--db", str(db), "--json", str(out)],
+        [sys.executable, "-m", "bench.bench_pages", "--quick", *served, "--json", str(out)],
         capture_output=True,
         text=True,
         timeout=1800,  # a loaded two-core machine: minutes

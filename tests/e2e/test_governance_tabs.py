@@ -2,17 +2,13 @@
 the admin's accounts and the chain verification, at the viewport of the run (1366 x 768 by default).
 
 Why a browser: tabs, forms and the failing-rows table must fit the smallest screen the app is laid
-out for, without a Streamlit exception box; AppTest renders none of that.
+out for, without a Streamlit exception box; AppTest renders none of that. The store (``board_app`` in
+conftest) is shared with test_signoff_browser, which planted drifting AI reads into it as well.
 """
 
 from __future__ import annotations
 
-import shutil
-
-import pytest
-
-from tests.analytics.governance.test_data_quality import plant_problems
-from tests.e2e.conftest import VIEWPORT, serve
+from tests.e2e.conftest import VIEWPORT, BoardApp
 from tests.e2e.helpers import (
     assert_no_exception,
     assert_readable,
@@ -23,25 +19,16 @@ from tests.e2e.helpers import (
 )
 
 
-@pytest.fixture(scope="module")
-def planted_app(demo_clinic, tmp_path_factory):
-    """The demo clinic with the quality tests' planted problems, served on its own port."""
-    folder = tmp_path_factory.mktemp("e2e-quality")
-    db = folder / "planted.duckdb"
-    shutil.copyfile(demo_clinic.db, db)
-    plant_problems(db)
-    with serve(db, folder / "streamlit.log") as url:
-        yield url
-
-
 def _tab(page, label: str) -> None:
     page.get_by_role("tab", name=label).click()
     settle(page)
 
 
-def test_admin_reads_data_quality_manages_accounts_and_verifies_the_chain(page, planted_app):
+def test_admin_reads_data_quality_manages_accounts_and_verifies_the_chain(
+    page, board_app: BoardApp
+):
     size = f"{VIEWPORT['width']}x{VIEWPORT['height']}"
-    sign_in(page, planted_app, "admin", "admin-demo")
+    sign_in(page, board_app.url, "admin", "admin-demo")
     open_page(page, "Governance")
     page.get_by_role("heading", name="Governance").wait_for()
 

@@ -3,20 +3,15 @@ at the viewport of the run (1366 x 768 by default; ONCOLENS_E2E_VIEWPORT=1920x10
 
 Why a browser: the banner must sit above the output it qualifies, the tabs' tables and figures must
 fit the smallest screen, and none of it may raise; AppTest renders none of that. The drift tab is
-shown with planted reads (later months brighter) so its figure and alerts are on screen.
+shown with planted reads (later months brighter) so its figure and alerts are on screen
+(``board_app`` in conftest, whose store test_governance_tabs reads too).
 """
 
 from __future__ import annotations
 
 import re
-import shutil
 
-import pytest
-
-from analytics import store
-from analytics.governance.lifecycle.tables import STAT_COLUMNS
-from tests.analytics.governance.lifecycle.test_drift import _imaging_reference, _reads
-from tests.e2e.conftest import VIEWPORT, serve
+from tests.e2e.conftest import VIEWPORT, BoardApp
 from tests.e2e.helpers import (
     assert_no_exception,
     assert_readable,
@@ -27,51 +22,13 @@ from tests.e2e.helpers import (
 )
 
 
-def plant_reads(db) -> None:
-    """Mammography reads in five months, the last two brighter (as in the drift tests)."""
-    reference = _imaging_reference()
-    early = _reads(reference, ["2026-01", "2026-02", "2026-03"], 120, seed=1)
-    late = _reads(reference, ["2026-04", "2026-05"], 120, seed=2, brighter=0.08)
-    rows = [*early.itertuples(index=False), *late.itertuples(index=False)]
-    with store.open_store(db) as con:
-        for i, row in enumerate(rows):
-            con.execute(
-                "INSERT INTO ai_read_input (sop_instance_uid, person_id, model_name, model_version, "
-                "study_date, read_at, refused, score, feature_distance, statistics_distance, "
-                + ", ".join(STAT_COLUMNS)
-                + ") VALUES (?, NULL, 'mammography', '1.0.0', ?, now(), false, ?, 0.5, 0.5, "
-                + ", ".join("?" * len(STAT_COLUMNS))
-                + ")",
-                [
-                    f"2.25.{i}",
-                    row.date,
-                    row.score,
-                    *[getattr(row, c.removeprefix("stat_")) for c in STAT_COLUMNS],
-                ],
-            )
-
-
-@pytest.fixture(scope="module")
-def signoff_app(demo_clinic, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("e2e-signoff")
-    db = folder / "clinic.duckdb"
-    shutil.copyfile(demo_clinic.db, db)
-    shutil.copytree(demo_clinic.db.with_name("clinic_models"), folder / "clinic_models")
-    images = demo_clinic.db.with_name("clinic_images")
-    if images.exists():
-        shutil.copytree(images, folder / "clinic_images")
-    plant_reads(db)
-    with serve(db, folder / "streamlit.log") as url:
-        yield url, demo_clinic.imaged_patients[0]
-
-
 def _tab(page, label: str) -> None:
     page.get_by_role("tab", name=label).click()
     settle(page)
 
 
-def test_board_tabs_and_the_banner_on_patient_and_imaging(browser, signoff_app):
-    url, person_id = signoff_app
+def test_board_tabs_and_the_banner_on_patient_and_imaging(browser, board_app: BoardApp):
+    url, person_id = board_app.url, board_app.patient
     size = f"{VIEWPORT['width']}x{VIEWPORT['height']}"
     context = browser.new_context(viewport=VIEWPORT)
     context.set_default_timeout(60_000)

@@ -9,17 +9,17 @@ import numpy as np
 import pytest
 
 from analytics import store
-from analytics.treatment.clinic import load_clinic_model, recommendation_for, train_clinic_model
+from analytics.treatment.clinic import load_clinic_model, recommendation_for
 from analytics.treatment.clinic_data import clinic_training_table
 from analytics.treatment.cohort import explain_cohort
 from analytics.treatment.recommend import NO_CLEAR_DIFFERENCE
 
 
 @pytest.fixture(scope="module")
-def clinic_db(demo_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def clinic_db(demo_db: Path, trained_demo, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("treatment_cohort") / "clinic.duckdb"
     shutil.copyfile(demo_db, path)
-    train_clinic_model(path, bootstrap=4)
+    trained_demo(path, bootstrap=4)
     return path
 
 

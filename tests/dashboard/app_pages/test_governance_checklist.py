@@ -9,16 +9,15 @@ from pathlib import Path
 import pytest
 
 from analytics import store
-from analytics.treatment.clinic import train_clinic_model
 from tests.dashboard.app_pages.test_pages import open_page
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
 
 @pytest.fixture(scope="module")
-def chk_db(demo_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def chk_db(demo_db: Path, trained_demo, tmp_path_factory: pytest.TempPathFactory) -> Path:
     db = Path(shutil.copy(demo_db, tmp_path_factory.mktemp("chk") / "clinic.duckdb"))
-    train_clinic_model(db, bootstrap=2, folds=2)
+    trained_demo(db, bootstrap=2, folds=2)
     return db
 
 

@@ -13,7 +13,6 @@ from pydicom.uid import generate_uid
 
 from analytics import store
 from analytics.governance import audit
-from analytics.treatment.clinic import train_clinic_model
 from analytics.treatment.decisions import make_decision, record_decision
 from dashboard.cli.main import main
 from dashboard.figures.governance import calibration_figure
@@ -29,10 +28,10 @@ pytestmark = pytest.mark.filterwarnings("ignore")
 
 
 @pytest.fixture(scope="module")
-def gov_db(demo_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def gov_db(demo_db: Path, trained_demo, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The 300-patient demo store with a trained clinic model, audit events and one decision."""
     db = Path(shutil.copy(demo_db, tmp_path_factory.mktemp("gov") / "clinic.duckdb"))
-    train_clinic_model(db, bootstrap=2, folds=2)
+    trained_demo(db, bootstrap=2, folds=2)
     for i in range(3):
         audit.record_event(
             db, actor=f"user{i}", role="oncologist", action="view_patient", subject=str(i + 1)

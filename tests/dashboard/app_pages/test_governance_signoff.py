@@ -16,7 +16,6 @@ from analytics import store
 from analytics.governance import audit, users
 from analytics.governance.lifecycle import approvals
 from analytics.imaging.ingest import ingest_files
-from analytics.treatment.clinic import train_clinic_model
 from dashboard.services import lifecycle
 from dashboard.services.report import report_bytes
 from models.inference.loader import ModelLoader
@@ -28,11 +27,11 @@ pytestmark = pytest.mark.filterwarnings("ignore")
 
 
 @pytest.fixture(scope="module")
-def signoff_db(demo_db: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+def signoff_db(demo_db: Path, trained_demo, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """The demo store with its clinic model and one ingested brain slice."""
     folder = tmp_path_factory.mktemp("signoff_app")
     db = Path(shutil.copy(demo_db, folder / "clinic.duckdb"))
-    card = train_clinic_model(db, bootstrap=2, folds=2).card
+    card = trained_demo(db, bootstrap=2, folds=2)
     with store.open_store(db, read_only=True) as con:
         brain_pid, brain_mrn = con.execute(
             "SELECT person_id, mrn FROM person ORDER BY person_id DESC LIMIT 1"

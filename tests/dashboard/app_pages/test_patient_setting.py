@@ -21,7 +21,6 @@ from analytics.treatment.clinic import (
     OutOfScopeError,
     load_clinic_model,
     recommendation_for,
-    train_clinic_model,
 )
 from analytics.treatment.decisions import make_decision, record_decision
 from dashboard.services import plain_language
@@ -30,11 +29,11 @@ from tests.dashboard.app_pages.test_pages import ROOT, open_page, texts
 
 
 @pytest.fixture(scope="module")
-def clinic_db(demo_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def clinic_db(demo_db: Path, trained_demo, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A private copy of the demo store with its clinic model trained (few refits: fast)."""
     path = tmp_path_factory.mktemp("setting_app") / "clinic.duckdb"
     shutil.copyfile(demo_db, path)
-    train_clinic_model(path, bootstrap=4)
+    trained_demo(path, bootstrap=4)
     return path
 
 

@@ -208,16 +208,17 @@ def test_ingest_from_pacs_refuses_wrong_credentials_and_unreachable(orthanc, sto
 
 
 @pytest.fixture(scope="module")
-def report_store(demo_db: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
+def report_store(
+    demo_db: Path, trained_demo, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, int]:
     """The demo store with a treatment model (4 refits: fast) and one ingested mammogram of a patient."""
     from analytics.imaging.ingest import ingest_files
-    from analytics.treatment.clinic import train_clinic_model
     from models.inference.loader import ModelLoader
 
     folder = tmp_path_factory.mktemp("report")
     path = folder / "clinic.duckdb"
     shutil.copyfile(demo_db, path)
-    train_clinic_model(path, bootstrap=4)
+    trained_demo(path, bootstrap=4)
     person_id, mrn, _ = _patient(path)
     report = ingest_files(path, [_mammogram(folder / "mg.dcm", mrn, "ACC-R")], ModelLoader())
     assert report.stored and not report.failed

@@ -13,7 +13,6 @@ import pytest
 from pypdf import PdfReader
 
 from analytics import store
-from analytics.treatment.clinic import train_clinic_model
 from dashboard.cli.main import main
 from dashboard.services import dossier
 
@@ -21,10 +20,10 @@ pytestmark = pytest.mark.filterwarnings("ignore")
 
 
 @pytest.fixture(scope="module")
-def clinic_db(demo_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def clinic_db(demo_db: Path, trained_demo, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The 300-patient demo store with a trained clinic model (its card now carries calibration)."""
     db = Path(shutil.copy(demo_db, tmp_path_factory.mktemp("dossier") / "clinic.duckdb"))
-    train_clinic_model(db, bootstrap=2, folds=2)
+    trained_demo(db, bootstrap=2, folds=2)
     return db
 
 

@@ -135,9 +135,9 @@ def test_calibration_alerts_when_the_risk_is_misstated_and_not_when_it_is_right(
 
 
 @pytest.fixture(scope="module")
-def trained_db(demo_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def trained_db(demo_db: Path, trained_demo, tmp_path_factory: pytest.TempPathFactory) -> Path:
     db = Path(shutil.copy(demo_db, tmp_path_factory.mktemp("drift") / "clinic.duckdb"))
-    train_clinic_model(db, bootstrap=2, folds=2, command="pytest")
+    trained_demo(db, bootstrap=2, folds=2, command="pytest")
     return db
 
 
