@@ -29,12 +29,13 @@ from models.saliency import verdict as verdicts
 PASSED, FAILED, UNMEASURED = "passed", "failed", "not measured"
 # Methods that re-run the model hundreds of times: off the interactive path, computed on request.
 ON_REQUEST = ("occlusion", "smoothgrad")
-# What the page adds to a map's own time before it is on screen (issue 23): the fragment's run and
-# the browser's drawing, measured as the median of bench_pages' "Imaging: method back to Grad-CAM
-# (cached map)" row (a fragment run that draws a map it does not compute) on 2 cores
-# (docs/benchmarks.md). The time a page announces is the card's map time plus this, and
-# bench_pages times each announced method against what the page said.
-PAGE_S = 0.4
+# What the page adds to a map's own time before it is on screen (issue 23): the fragment's run that
+# draws a map it does not compute, bench_pages' "Imaging: method back to Grad-CAM (cached map)"
+# row: 0.52 s of server CPU (median; 0.50-0.76 s) on 2 cores, 2026-12-03 (docs/benchmarks.md).
+# Its CPU, not its wall time: that run was at load 27-33, where walls are 10 x the work; on a
+# quiet machine a script run's wall is about its CPU. The time announced is the card's map time
+# plus this; bench_pages times each announced method against what the page said.
+PAGE_S = 0.5
 
 
 def on_screen_s(quality: dict | None, method: str) -> float | None:

@@ -101,7 +101,9 @@ def test_saliency_changes_rerun_only_the_image_fragment(page, app):
     ends = runs.after(page, since)
     assert ends and set(ends) == {FRAGMENT}, ends
     page.locator(OVERLAY).first.scroll_into_view_if_needed()
-    screenshot(page, f"imaging-fragment-{page.viewport_size['width']}x{page.viewport_size['height']}")
+    screenshot(
+        page, f"imaging-fragment-{page.viewport_size['width']}x{page.viewport_size['height']}"
+    )
 
     # another image is a new page: the whole script runs (so the check above can fail)
     since = len(runs.ends)
