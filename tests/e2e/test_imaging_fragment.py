@@ -63,6 +63,9 @@ WHOLE_PAGE = "FINISHED_SUCCESSFULLY"
 
 def test_saliency_changes_rerun_only_the_image_fragment(page, app):
     runs = Runs(page)
+    page.set_default_timeout(
+        180_000
+    )  # the first open loads the models: minutes on a loaded machine
     sign_in(page, app.url, "oncologist", "oncologist-demo")
     open_page(page, "Imaging")
     page.get_by_role("heading", name="AI read").wait_for()
