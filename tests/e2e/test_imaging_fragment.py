@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import time
 
+from bench.bench_pages import choose
 from tests.e2e.helpers import assert_no_exception, open_page, screenshot, settle, sign_in
 
 OVERLAY = ".st-key-saliency_chart_a .main-svg"
@@ -53,8 +54,8 @@ class Runs:
 
 
 def _choose(page, key: str, option: re.Pattern) -> None:
-    page.locator(f".st-key-{key}").get_by_role("combobox").first.click()
-    page.get_by_role("option", name=option).first.click()
+    # the bench's picker: a re-render just after a run can close the list as it opens, so it retries
+    choose(page, key, option)()
 
 
 FRAGMENT = "FINISHED_FRAGMENT_RUN_SUCCESSFULLY"
