@@ -1113,14 +1113,17 @@ def imaging_model(name: str) -> registry.LoadedModel:
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def _read(digest: str, data: bytes, frame: int) -> dicom.DicomImage:
+def _read(digest: str, _data: bytes, frame: int) -> dicom.DicomImage:
     from models.dicom import reader as dicom  # lazy: slow import
 
-    return dicom.read_dicom(data, frame=frame)
+    return dicom.read_dicom(_data, frame=frame)
 
 
 def read_image(data: bytes, frame: int = 0) -> dicom.DicomImage:
-    """Decode one frame; raises ``dicom.DicomReadError`` (not cached) with a plain message."""
+    """Decode one frame; raises ``dicom.DicomReadError`` (not cached) with a plain message.
+
+    Keyed on the bytes' sha256 only: the bytes themselves are left out of the key (``_data``),
+    which Streamlit would otherwise hash a second time on every call (issue 23)."""
     return _read(hashlib.sha256(data).hexdigest(), data, int(frame))
 
 

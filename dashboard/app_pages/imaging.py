@@ -209,249 +209,275 @@ else:
 if data is None:
     st.stop()
 
-frame = int(st.session_state.get("imaging_frame", 0))
-try:
-    header = dicom.read_header(data)
-    n_frames = int(getattr(header, "NumberOfFrames", 1) or 1)
-    frame = min(frame, max(n_frames - 1, 0))
-    image = resources.read_image(data, frame)
-except dicom.DicomReadError as exc:
-    st.error(f"This file cannot be shown: {exc}", icon=":material/broken_image:")
-    st.stop()
+# The AI read's audit events name the patient whose image it is (none for an upload).
+image_subject = None if picked == -1 else int(images.iloc[picked]["person_id"])
 
-view, read = st.columns([3, 2], gap="large")
 
-with view:
-    if image.n_frames > 1:
-        st.slider("Frame", 0, image.n_frames - 1, key="imaging_frame")
-    # the viewer is drawn here once the saliency map is known (end of the page); window/level,
-    # scrolling and overlays then happen in the browser, without a round trip
-    viewer_slot = st.container()
-    shown = dicom.display(image)  # the file's window: the saliency figure's background
+@st.fragment
+def image_and_read(
+    data: bytes, source_path: Path | None, stored_description: str | None, subject: int | None
+) -> None:
+    """One 2D image: the viewer, the AI read and the saliency section, rerun on their own.
 
-with read:
-    st.markdown(
-        "#### AI read",
-        help=plain_language.glossary_help("calibrated probability", "AUC", "calibration"),
-    )
-    # the one rule of models.inference.tasks, with what the page knows of the image: its file,
-    # and for a stored image the description the store kept (ingest strips it from the copy)
-    choice = choose_model(
-        ImageFacts(image.modality, image.body_part, image.study_description or stored_description)
-    )
-    task = choice.task
-    ai = None
-    if task is None:
-        st.warning(
-            f"{choice.reason.capitalize()}. The image is shown; no AI read is given.",
-            icon=":material/block:",
+    Why a fragment (issue 23): picking a saliency method or a class, moving the opacity or the
+    top-k slider, or another frame changes only what this draws; rerunning the whole page for it
+    redid the sidebar, the patient lookups, the picker, the PACS panel and an upload's
+    de-identification, and made integrated gradients take seconds on screen where the map takes
+    0.3 s. Its widgets rerun only this function (with the arguments of the last full run);
+    everything it needs comes in as arguments or from the cached reads in ``resources``.
+    """
+    frame = int(st.session_state.get("imaging_frame", 0))
+    try:
+        header = dicom.read_header(data)
+        n_frames = int(getattr(header, "NumberOfFrames", 1) or 1)
+        frame = min(frame, max(n_frames - 1, 0))
+        image = resources.read_image(data, frame)
+    except dicom.DicomReadError as exc:
+        st.error(f"This file cannot be shown: {exc}", icon=":material/broken_image:")
+        return
+
+    view, read = st.columns([3, 2], gap="large")
+
+    with view:
+        if image.n_frames > 1:
+            st.slider("Frame", 0, image.n_frames - 1, key="imaging_frame")
+        # the viewer is drawn here once the saliency map is known (below); window/level,
+        # scrolling and overlays then happen in the browser, without a round trip
+        viewer_slot = st.container()
+        shown = dicom.display(image)  # the file's window: the saliency figure's background
+
+    with read:
+        st.markdown(
+            "#### AI read",
+            help=plain_language.glossary_help("calibrated probability", "AUC", "calibration"),
         )
-    else:
-        try:
-            ai = resources.ai_read(data, frame, image, task.name)
-        except (ModelUnavailableError, NoModelForImageError) as exc:
-            st.error(f"The {task.title.lower()} cannot run: {exc}", icon=":material/error:")
-    if (
-        ai is not None
-        and ai.refused is None
-        and not signoff.gate(
-            ref,
-            ai.model,
-            ai.model_version,
-            subject=None if picked == -1 else int(images.iloc[picked]["person_id"]),
-        )
-    ):
-        ai = None  # withheld until the ethics board approves this version (admin setting)
-    if ai is not None and ai.refused is not None:
-        # a refusal is a result: said plainly, audited, and nothing of a read is drawn
-        check = ai.input_check
-        trail.shown(
-            ref.path,
-            "ai_read_refused",
-            subject=None if picked == -1 else int(images.iloc[picked]["person_id"]),
-            model_name=ai.model,
-            model_version=ai.model_version,
-            inputs_sha256=audit.inputs_hash(data, frame),
-            details={"score": None if check is None else round(check.score, 3)},
-        )
-        st.error(
-            f"No AI read: {ai.refused}.",
-            icon=":material/do_not_disturb_on:",
-        )
-        st.caption(
-            f"{ai.model_title} v{ai.model_version} · input check score "
-            f"{check.score if check else float('nan'):.2f} (threshold {check.threshold if check else float('nan'):.2f}; "
-            "set on held-out training-like images, docs/imaging.md). The image is shown as it is; "
-            "no label, outline or measurement is given for it."
-        )
-        ai = None  # the saliency section and the viewer treat it as an image without a read
-    elif ai is not None:
-        card = resources.imaging_model(ai.model).card
-        trail.shown(
-            ref.path,
-            "ai_read_shown",
-            subject=None if picked == -1 else int(images.iloc[picked]["person_id"]),
-            model_name=ai.model,
-            model_version=ai.model_version,
-            inputs_sha256=audit.inputs_hash(data, frame),
-            details={"label": ai.label, "probability": round(float(ai.confidence), 4)},
-        )
-        word = "Calibrated probability" if ai.calibrated else "Probability"
-        between = ai.uncertain_between
-        label = (ai.label or "").replace("_", " ")
-        if between is not None:
-            (a, pa), (b, pb) = between
-            st.metric(
-                "Most likely",
-                "Uncertain",
-                help=f"The top two classes are within {UNCERTAIN_MARGIN:.0%} of each other.",
+        # the one rule of models.inference.tasks, with what the page knows of the image: its file,
+        # and for a stored image the description the store kept (ingest strips it from the copy)
+        choice = choose_model(
+            ImageFacts(
+                image.modality, image.body_part, image.study_description or stored_description
             )
+        )
+        task = choice.task
+        ai = None
+        if task is None:
             st.warning(
-                f"Uncertain between **{a.replace('_', ' ')}** ({pa:.1%}) and "
-                f"**{b.replace('_', ' ')}** ({pb:.1%}): the gap is under {UNCERTAIN_MARGIN:.0%}, "
-                "so no label is given. Look closely.",
-                icon=":material/balance:",
+                f"{choice.reason.capitalize()}. The image is shown; no AI read is given.",
+                icon=":material/block:",
             )
         else:
-            sure = ai.confidence >= UNCERTAIN_BELOW
-            st.metric(
-                "Most likely",
-                label.capitalize(),
-                help=plain_language.glossary_help(
-                    "calibrated probability", lead="The class with the highest probability."
-                ),
+            try:
+                ai = resources.ai_read(data, frame, image, task.name)
+            except (ModelUnavailableError, NoModelForImageError) as exc:
+                st.error(f"The {task.title.lower()} cannot run: {exc}", icon=":material/error:")
+        if (
+            ai is not None
+            and ai.refused is None
+            and not signoff.gate(
+                ref,
+                ai.model,
+                ai.model_version,
+                subject=subject,
             )
-            (st.success if sure else st.warning)(
-                f"{word} {ai.confidence:.0%}"
-                + ("" if sure else f" (below {UNCERTAIN_BELOW:.0%}: uncertain read, look closely)"),
+        ):
+            ai = None  # withheld until the ethics board approves this version (admin setting)
+        if ai is not None and ai.refused is not None:
+            # a refusal is a result: said plainly, audited, and nothing of a read is drawn
+            check = ai.input_check
+            trail.shown(
+                ref.path,
+                "ai_read_refused",
+                subject=subject,
+                model_name=ai.model,
+                model_version=ai.model_version,
+                inputs_sha256=audit.inputs_hash(data, frame),
+                details={"score": None if check is None else round(check.score, 3)},
             )
-        for spot in ai.weak_spots:
-            st.warning(f"Known weak spot: the model {spot}.", icon=":material/report:")
-        st.info(
-            plain_language.ai_read_summary(
-                finding=ai.label or "",
-                probability=float(ai.confidence),
-                uncertain_below=UNCERTAIN_BELOW,
-                diameter_mm=ai.lesion.longest_diameter_mm
-                if ai.lesion is not None and image.spacing_mm
-                else None,
-                calibrated=ai.calibrated,
-                uncertain_between=None if between is None else (between[0][0], between[1][0]),
-            ),
-            icon=":material/record_voice_over:",
-        )
-        probs = pd.DataFrame(
-            {
-                "class": [k.replace("_", " ") for k in ai.probabilities],
-                "probability": list(ai.probabilities.values()),
-            }
-        )
-        st.dataframe(
-            probs,
-            hide_index=True,
-            width="stretch",
-            column_config={
-                "probability": st.column_config.ProgressColumn(
-                    word, format="percent", min_value=0.0, max_value=1.0
-                )
-            },
-        )
-        metrics = card.get("metrics", {})
-        auc = metrics.get(f"auc_{card.get('positive_label')}_vs_rest")
-        calibration = card.get("calibration") or {}
-        ece = (calibration.get("ece_test") or {}).get("after" if ai.calibrated else "before")
-        how_sure = []
-        if auc:
-            how_sure.append(
-                f"held-out AUC {auc['value']:.2f} (95 % CI {auc['ci_low']:.2f}–{auc['ci_high']:.2f})"
+            st.error(
+                f"No AI read: {ai.refused}.",
+                icon=":material/do_not_disturb_on:",
             )
-        if ece is not None:
-            how_sure.append(
-                f"calibration error {ece:.3f} "
-                + (
-                    "(temperature scaling applied)"
-                    if ai.calibrated
-                    else "(not calibrated: temperature scaling made held-out calibration worse)"
-                )
+            st.caption(
+                f"{ai.model_title} v{ai.model_version} · input check score "
+                f"{check.score if check else float('nan'):.2f} (threshold {check.threshold if check else float('nan'):.2f}; "
+                "set on held-out training-like images, docs/imaging.md). The image is shown as it is; "
+                "no label, outline or measurement is given for it."
             )
-        st.caption(
-            f"{ai.model_title} v{ai.model_version} · {ai.latency_ms:.0f} ms · on synthetic phantoms: "
-            + ", ".join(how_sure)
-            + ". Never validated on real patients.",
-            help=plain_language.glossary_help("AUC", "confidence interval", "calibration"),
-        )
-        if ai.lesion is not None:
-            st.markdown("#### Lesion measurement", help=plain_language.glossary_help("RECIST"))
-            rows = pd.DataFrame(feature_rows(ai.lesion, spacing_known=image.spacing_mm is not None))
-            if image.spacing_mm is None:
-                st.warning("The file has no pixel spacing: sizes in mm cannot be given.")
-            else:
+            ai = None  # the saliency section and the viewer treat it as an image without a read
+        elif ai is not None:
+            card = resources.imaging_model(ai.model).card
+            trail.shown(
+                ref.path,
+                "ai_read_shown",
+                subject=subject,
+                model_name=ai.model,
+                model_version=ai.model_version,
+                inputs_sha256=audit.inputs_hash(data, frame),
+                details={"label": ai.label, "probability": round(float(ai.confidence), 4)},
+            )
+            word = "Calibrated probability" if ai.calibrated else "Probability"
+            between = ai.uncertain_between
+            label = (ai.label or "").replace("_", " ")
+            if between is not None:
+                (a, pa), (b, pb) = between
                 st.metric(
-                    "Longest diameter (RECIST 1.1)",
-                    f"{ai.lesion.longest_diameter_mm:.1f} mm",
+                    "Most likely",
+                    "Uncertain",
+                    help=f"The top two classes are within {UNCERTAIN_MARGIN:.0%} of each other.",
+                )
+                st.warning(
+                    f"Uncertain between **{a.replace('_', ' ')}** ({pa:.1%}) and "
+                    f"**{b.replace('_', ' ')}** ({pb:.1%}): the gap is under {UNCERTAIN_MARGIN:.0%}, "
+                    "so no label is given. Look closely.",
+                    icon=":material/balance:",
+                )
+            else:
+                sure = ai.confidence >= UNCERTAIN_BELOW
+                st.metric(
+                    "Most likely",
+                    label.capitalize(),
                     help=plain_language.glossary_help(
-                        "RECIST",
-                        lead="Maximum Feret diameter of the AI lesion outline in the image plane.",
+                        "calibrated probability", lead="The class with the highest probability."
                     ),
                 )
+                (st.success if sure else st.warning)(
+                    f"{word} {ai.confidence:.0%}"
+                    + (
+                        ""
+                        if sure
+                        else f" (below {UNCERTAIN_BELOW:.0%}: uncertain read, look closely)"
+                    ),
+                )
+            for spot in ai.weak_spots:
+                st.warning(f"Known weak spot: the model {spot}.", icon=":material/report:")
+            st.info(
+                plain_language.ai_read_summary(
+                    finding=ai.label or "",
+                    probability=float(ai.confidence),
+                    uncertain_below=UNCERTAIN_BELOW,
+                    diameter_mm=ai.lesion.longest_diameter_mm
+                    if ai.lesion is not None and image.spacing_mm
+                    else None,
+                    calibrated=ai.calibrated,
+                    uncertain_between=None if between is None else (between[0][0], between[1][0]),
+                ),
+                icon=":material/record_voice_over:",
+            )
+            probs = pd.DataFrame(
+                {
+                    "class": [k.replace("_", " ") for k in ai.probabilities],
+                    "probability": list(ai.probabilities.values()),
+                }
+            )
             st.dataframe(
-                rows,
+                probs,
                 hide_index=True,
                 width="stretch",
-                # units wide enough to read whole ("modality units" was cut to "mod…", issue 20)
                 column_config={
-                    "value": st.column_config.NumberColumn(format="%.3g"),
-                    "unit": st.column_config.TextColumn(width="medium"),
-                    "feature": st.column_config.TextColumn(width="large"),
+                    "probability": st.column_config.ProgressColumn(
+                        word, format="percent", min_value=0.0, max_value=1.0
+                    )
                 },
             )
-        elif ai.label in (task.lesion_labels if task else ()):
-            st.info(
-                "The model reports a lesion class but outlined no lesion; no measurement is given."
+            metrics = card.get("metrics", {})
+            auc = metrics.get(f"auc_{card.get('positive_label')}_vs_rest")
+            calibration = card.get("calibration") or {}
+            ece = (calibration.get("ece_test") or {}).get("after" if ai.calibrated else "before")
+            how_sure = []
+            if auc:
+                how_sure.append(
+                    f"held-out AUC {auc['value']:.2f} (95 % CI {auc['ci_low']:.2f}–{auc['ci_high']:.2f})"
+                )
+            if ece is not None:
+                how_sure.append(
+                    f"calibration error {ece:.3f} "
+                    + (
+                        "(temperature scaling applied)"
+                        if ai.calibrated
+                        else "(not calibrated: temperature scaling made held-out calibration worse)"
+                    )
+                )
+            st.caption(
+                f"{ai.model_title} v{ai.model_version} · {ai.latency_ms:.0f} ms · on synthetic phantoms: "
+                + ", ".join(how_sure)
+                + ". Never validated on real patients.",
+                help=plain_language.glossary_help("AUC", "confidence interval", "calibration"),
             )
-        else:
-            st.caption("No lesion outlined: nothing to measure.")
+            if ai.lesion is not None:
+                st.markdown("#### Lesion measurement", help=plain_language.glossary_help("RECIST"))
+                rows = pd.DataFrame(
+                    feature_rows(ai.lesion, spacing_known=image.spacing_mm is not None)
+                )
+                if image.spacing_mm is None:
+                    st.warning("The file has no pixel spacing: sizes in mm cannot be given.")
+                else:
+                    st.metric(
+                        "Longest diameter (RECIST 1.1)",
+                        f"{ai.lesion.longest_diameter_mm:.1f} mm",
+                        help=plain_language.glossary_help(
+                            "RECIST",
+                            lead="Maximum Feret diameter of the AI lesion outline in the image plane.",
+                        ),
+                    )
+                st.dataframe(
+                    rows,
+                    hide_index=True,
+                    width="stretch",
+                    # units wide enough to read whole ("modality units" was cut to "mod…", issue 20)
+                    column_config={
+                        "value": st.column_config.NumberColumn(format="%.3g"),
+                        "unit": st.column_config.TextColumn(width="medium"),
+                        "feature": st.column_config.TextColumn(width="large"),
+                    },
+                )
+            elif ai.label in (task.lesion_labels if task else ()):
+                st.info(
+                    "The model reports a lesion class but outlined no lesion; no measurement is given."
+                )
+            else:
+                st.caption("No lesion outlined: nothing to measure.")
 
-truth = None
-if source_path is not None:
-    mask_file = source_path.with_name(f"{source_path.stem}_mask.png")
-    if mask_file.exists():
-        from PIL import Image  # lazy: only demo phantoms have a true mask beside them
+    truth = None
+    if source_path is not None:
+        mask_file = source_path.with_name(f"{source_path.stem}_mask.png")
+        if mask_file.exists():
+            from PIL import Image  # lazy: only demo phantoms have a true mask beside them
 
-        truth = np.asarray(Image.open(mask_file)) > 0
+            truth = np.asarray(Image.open(mask_file)) > 0
 
-explained = saliency_panel.render(
-    data=data,
-    frame=frame,
-    image=image,
-    ai=ai,
-    shown=shown,
-    spacing=image.spacing_mm,
-    subject=None
-    if picked == -1
-    else int(images.iloc[picked]["person_id"]),  # as the AI read's event
-)
-
-with viewer_slot:
-    viewer.show_image(
-        image,
-        header,
-        ai_mask=ai.lesion_mask if ai else None,
-        truth_mask=truth,
-        explanation=explained,
-        key="imaging_viewer",
+    explained = saliency_panel.render(
+        data=data,
+        frame=frame,
+        image=image,
+        ai=ai,
+        shown=shown,
+        spacing=image.spacing_mm,
+        subject=subject,  # as the AI read's event
     )
-    fov = image.field_of_view_mm
-    st.caption(
-        f"{image.modality} · {image.rows}×{image.columns} px"
-        + (
-            f" · {image.spacing_mm[0]:.3g}×{image.spacing_mm[1]:.3g} mm/px ({image.spacing_source})"
-            f" · field {fov[0]:.0f}×{fov[1]:.0f} mm"
-            if image.spacing_mm and fov
-            else " · no pixel spacing: sizes in pixels"
+
+    with viewer_slot:
+        viewer.show_image(
+            image,
+            header,
+            ai_mask=ai.lesion_mask if ai else None,
+            truth_mask=truth,
+            explanation=explained,
+            key="imaging_viewer",
         )
-        + (f" · frame {frame + 1} of {image.n_frames}" if image.n_frames > 1 else "")
-        + (" · VOI LUT shown as its window" if image.voi_lut_applied else "")
-    )
-if shown_patient is not None:  # `choice` is the model choice by now
+        fov = image.field_of_view_mm
+        st.caption(
+            f"{image.modality} · {image.rows}×{image.columns} px"
+            + (
+                f" · {image.spacing_mm[0]:.3g}×{image.spacing_mm[1]:.3g} mm/px ({image.spacing_source})"
+                f" · field {fov[0]:.0f}×{fov[1]:.0f} mm"
+                if image.spacing_mm and fov
+                else " · no pixel spacing: sizes in pixels"
+            )
+            + (f" · frame {frame + 1} of {image.n_frames}" if image.n_frames > 1 else "")
+            + (" · VOI LUT shown as its window" if image.voi_lut_applied else "")
+        )
+
+
+image_and_read(data, source_path, stored_description, image_subject)
+if shown_patient is not None:
     pacs_panel.volume_reads(ref, shown_patient)

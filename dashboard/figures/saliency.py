@@ -23,7 +23,6 @@ import numpy as np
 import plotly.graph_objects as go
 from PIL import Image
 from scipy import ndimage
-from skimage import measure
 
 from dashboard.figures import viewer
 
@@ -171,21 +170,18 @@ def saliency_figure(
     )
     if top_k_percent:
         region = top_k_mask(attribution, top_k_percent, body)[::step, ::step]
-        first = True
-        for contour in measure.find_contours(np.pad(region.astype(np.uint8), 1), 0.5):
-            r, c = (contour[:, 0] - 1 + 0.5) * step, (contour[:, 1] - 1 + 0.5) * step
-            name = f"top {top_k_percent:g} % of the map"
+        if region.any():
+            r, c = viewer.outline_path(region)  # every piece of the contour in one trace
             fig.add_trace(
                 go.Scatter(
-                    x=c * dx,
-                    y=r * dy,
+                    x=c * step * dx,
+                    y=r * step * dy,
                     mode="lines",
                     line={"color": TOP_K_COLOUR, "width": 2},
-                    name=name,
+                    name=f"top {top_k_percent:g} % of the map",
                     legendgroup="topk",
-                    showlegend=first,
+                    showlegend=True,
                     hoverinfo="name",
                 )
             )
-            first = False
     return fig

@@ -506,8 +506,10 @@ def explain_image(
         if not verdict.in_distribution:
             raise InputRefusedError(verdict.reason)
     x = to_tensor(image.pixels).to(model.device)
-    with torch.no_grad():
-        predicted = int(model.network.class_logits(x).argmax(1)[0])
+    predicted = -1  # only needed (one more forward pass) when no target is given
+    if target is None:
+        with torch.no_grad():
+            predicted = int(model.network.class_logits(x).argmax(1)[0])
     index = resolve_target(model.labels, target, predicted)
     return explain(
         model.network,

@@ -36,6 +36,8 @@ STEPS = {
     "Upload -> AI read + Grad-CAM overlay",
     "Integrated gradients on screen",
     "Imaging: method back to Grad-CAM (cached map)",
+    "SmoothGrad on screen (Compute -> map)",  # against what the page announces
+    "Occlusion on screen (Compute -> map)",
 }
 
 

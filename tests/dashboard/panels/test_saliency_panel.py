@@ -135,11 +135,11 @@ def test_the_top_k_contour_is_not_drawn_over_air():
     shown = np.full(p.pixels.shape, 80, dtype=np.uint8)
     fig = saliency_figure(shown, attribution, p.spacing_mm, top_k_percent=10, body=body)
     rows, cols = np.nonzero(body)
-    for trace in (t for t in fig.data if t.type == "scatter" and "top 10 %" in (t.name or "")):
-        r = np.asarray(trace.y) / p.spacing_mm[0]
-        c = np.asarray(trace.x) / p.spacing_mm[1]
-        assert r.min() >= rows.min() - 2 and r.max() <= rows.max() + 2
-        assert c.min() >= cols.min() - 2 and c.max() <= cols.max() + 2
+    (trace,) = [t for t in fig.data if t.type == "scatter" and "top 10 %" in (t.name or "")]
+    r = np.asarray(trace.y, dtype=float) / p.spacing_mm[0]  # NaN between the contour's pieces
+    c = np.asarray(trace.x, dtype=float) / p.spacing_mm[1]
+    assert np.nanmin(r) >= rows.min() - 2 and np.nanmax(r) <= rows.max() + 2
+    assert np.nanmin(c) >= cols.min() - 2 and np.nanmax(c) <= cols.max() + 2
 
 
 def test_heat_map_figure_and_png_overlay():
@@ -152,13 +152,40 @@ def test_heat_map_figure_and_png_overlay():
     assert heat.opacity == 0.4 and heat.dx == 0.5 and np.nanmax(heat.z) == 1.0
     assert np.isnan(heat.z[0, 0])
     contour = [t for t in fig.data if t.type == "scatter" and "top 2 %" in (t.name or "")]
-    assert contour and max(contour[0].x) <= 100 * 0.5 and min(contour[0].x) >= 70 * 0.5
+    xs = np.asarray(contour[0].x, dtype=float)
+    assert np.nanmax(xs) <= 100 * 0.5 and np.nanmin(xs) >= 70 * 0.5
     mask = top_k_mask(attribution, 2)
     assert mask.sum() == pytest.approx(0.02 * mask.size, rel=0.35) and mask[:, :70].sum() == 0
     rgb = overlay_rgb(shown, attribution, opacity=0.5, top_k_percent=10)
     assert rgb.shape == (100, 150, 3) and (rgb[5, 5] == 80).all() and not (rgb[50, 95] == 80).all()
     with pytest.raises(ValueError):
         overlay_rgb(shown, attribution[:50])
+
+
+def test_a_speckled_top_k_contour_is_one_trace_with_every_piece():
+    """Integrated gradients' maps are speckled: their top-k % region falls into many pieces. One trace
+    (NaN between pieces) draws them all; a trace per piece made 120-170 traces (issue 23)."""
+    from skimage import measure
+
+    rng = np.random.default_rng(0)
+    attribution = rng.random((120, 90)).astype(np.float32)  # every pixel its own value: many pieces
+    shown = np.full(attribution.shape, 80, dtype=np.uint8)
+    fig = saliency_figure(shown, attribution, (0.5, 0.25), top_k_percent=10)
+    (trace,) = [t for t in fig.data if t.type == "scatter" and "top 10 %" in (t.name or "")]
+    xs, ys = np.asarray(trace.x, dtype=float), np.asarray(trace.y, dtype=float)
+    region = top_k_mask(attribution, 10)
+    pieces = measure.find_contours(np.pad(region.astype(np.uint8), 1), 0.5)
+    assert len(pieces) > 50  # the case this is about
+    assert np.isnan(xs).sum() == np.isnan(ys).sum() == len(pieces) - 1  # one gap between two pieces
+    first = pieces[0] - 0.5  # (row, col) in pixels, a pixel's centre at index + 0.5
+    n = len(first)
+    assert np.allclose(ys[:n], first[:, 0] * 0.5) and np.allclose(xs[:n], first[:, 1] * 0.25)
+    assert np.isnan(xs[n])
+    # the lesion outline is one trace too, whatever its number of pieces
+    mask = np.zeros(attribution.shape, dtype=bool)
+    mask[10:20, 10:20] = mask[60:70, 40:50] = True
+    fig = saliency_figure(shown, attribution, (0.5, 0.25), lesion_mask=mask)
+    assert len([t for t in fig.data if t.name == "AI lesion outline"]) == 1
 
 
 def test_occlusion_is_computed_only_when_asked(brain_page):
