@@ -138,37 +138,53 @@ _signed AS (
     CASE WHEN _withheld THEN ai_suspicious_at END AS ai_withheld_at
     FROM _flagged
 ),"""
+# ``listed``: every row's bucket as a code (``_b``: 0 act now, 1 due, 2 by risk, the order of
+# ``BUCKETS``) and its review; no ``person`` join and no text here, so that the page's keys and the
+# counts, which see every listed row, read only the narrow columns they use (``read_page``).
 _BUCKETED = """
 WITH {signed}
 listed AS (
-    SELECT w.*, p.family_name || ', ' || p.given_name AS name, p.birth_date,
-           r.last_reviewed_at, r.reviewed_by, r.review_note, nullif(r.assignee, '') AS assignee,
+    SELECT w.*, r.last_reviewed_at, r.reviewed_by, r.review_note, nullif(r.assignee, '') AS assignee,
            CASE WHEN w.event_at IS NOT NULL
-                     AND w.event_at > coalesce(r.last_reviewed_at, $window_start) THEN 'act_now'
-                WHEN w.due_date IS NOT NULL AND w.due_date <= $as_of THEN 'due'
-                ELSE 'by_risk' END AS bucket
-    FROM {source} AS w LEFT JOIN {reviews} AS r USING (person_id) LEFT JOIN person AS p USING (person_id)
+                     AND w.event_at > coalesce(r.last_reviewed_at, $window_start) THEN 0
+                WHEN w.due_date IS NOT NULL AND w.due_date <= $as_of THEN 1
+                ELSE 2 END::TINYINT AS _b
+    FROM {source} AS w LEFT JOIN {reviews} AS r USING (person_id)
     WHERE ($site::VARCHAR IS NULL OR w.site = $site) AND (NOT $only_progression OR w.progression)
 ),
 kept AS (
     SELECT * FROM listed
-    WHERE NOT ($hide_reviewed AND last_reviewed_at IS NOT NULL AND bucket <> 'act_now'
+    WHERE NOT ($hide_reviewed AND last_reviewed_at IS NOT NULL AND _b <> 0
                AND coalesce(last_imaging_date, DATE '1900-01-01') <= CAST(last_reviewed_at AS DATE))
 )
 """
-_PAGE = """
-SELECT {columns} FROM kept
-WHERE $bucket::VARCHAR IS NULL OR bucket = $bucket
-ORDER BY CASE bucket WHEN 'act_now' THEN 0 WHEN 'due' THEN 1 ELSE 2 END,
-         CASE WHEN bucket = 'act_now' THEN event_at END DESC NULLS LAST,
-         CASE WHEN bucket = 'due' THEN due_date END ASC NULLS LAST,
+_ORDER = """
+WHERE $bucket::TINYINT IS NULL OR _b = $bucket
+ORDER BY _b,
+         CASE WHEN _b = 0 THEN event_at END DESC NULLS LAST,
+         CASE WHEN _b = 1 THEN due_date END ASC NULLS LAST,
          CASE WHEN $risk_withheld THEN due_date END ASC NULLS LAST,  -- FALLBACK_ORDER
          CASE WHEN $risk_withheld THEN event_at END DESC NULLS LAST,
          CASE WHEN $risk_withheld THEN person_id END,
          rank
-LIMIT $limit OFFSET $offset
 """
-_COUNTS = "SELECT bucket, count(*) FROM kept GROUP BY bucket"
+# the page's keys: its rows' ranks (unique in both sources) and patients, in page order
+_PAGE_KEYS = "SELECT rank, person_id FROM kept" + _ORDER + "LIMIT $limit OFFSET $offset"  # noqa: S608 - constants only
+# the page's rows: the same statement over those ranks only, with name and birth date
+_NAMED = """,
+named AS (
+    SELECT k.*, {buckets}[k._b + 1] AS bucket,
+           p.family_name || ', ' || p.given_name AS name, p.birth_date
+    FROM kept AS k LEFT JOIN (
+        SELECT person_id, family_name, given_name, birth_date FROM person
+        WHERE person_id = ANY($page_people::BIGINT[])
+    ) AS p USING (person_id)
+)
+""".replace("{buckets}", "[" + ", ".join(f"'{b}'" for b in BUCKETS) + "]")
+_PAGE_ROWS = _NAMED + "SELECT {columns} FROM named" + _ORDER  # noqa: S608 - constants only
+# the page's ranks: the source restricted to them (``{source}``: a constant relation name)
+_ON_PAGE = "(SELECT * FROM {source} WHERE rank = ANY($page_ranks::BIGINT[]))"
+_COUNTS = "SELECT _b, count(*) FROM kept GROUP BY _b"
 _SIGNOFF_COUNTS = (
     "SELECT count(*) FILTER (WHERE ai_withheld_at IS NOT NULL), "
     "count(*) FILTER (WHERE ai_approved = FALSE) FROM kept"
@@ -224,11 +240,13 @@ def read_page(
         raise ValueError(f"unknown bucket {bucket!r}: one of {', '.join(BUCKETS)}")
     limit, offset = max(1, int(limit)), max(0, int(offset))
     reviews = _reviews_relation(con)
-    if signoff is None:
-        with_cte = _BUCKETED.format(signed="", source=source, reviews=reviews)
-    else:
-        signed = _SIGNED.format(source=source)
-        with_cte = _BUCKETED.format(signed=signed, source="_signed", reviews=reviews)
+
+    def statement(relation: str) -> str:  # the CTEs over ``relation`` (constants only)
+        if signoff is None:
+            return _BUCKETED.format(signed="", source=relation, reviews=reviews)
+        signed = _SIGNED.format(source=relation)
+        return _BUCKETED.format(signed=signed, source="_signed", reviews=reviews)
+
     params: dict[str, object] = {
         "window_start": dt.datetime.combine(as_of, dt.time())
         - dt.timedelta(days=NEVER_REVIEWED_WINDOW_DAYS),
@@ -246,22 +264,35 @@ def read_page(
     risk_withheld = signoff is not None and signoff.risk_withheld
     names = PAGE_COLUMNS if signoff is None else (*PAGE_COLUMNS, *SIGNOFF_COLUMNS)
     columns = ", ".join(c for c in names if c != "reason")
+    ordering = {
+        "bucket": None if bucket is None else BUCKETS.index(bucket),
+        "risk_withheld": risk_withheld,
+    }
+    # Two statements, not one: the buckets and the order need every listed row, but only their
+    # narrow columns, whereas the page's 25 rows need every column and the name. In one statement
+    # the top-N carried every column of every row and joined all of ``person`` (at a million
+    # patients 0.9-1.6 s a page instead of ~20 ms, docs/benchmarks.md). A rank is unique in both
+    # sources, and each row's bucket and sort keys are its own (its review, its sign-off), so the
+    # second statement over the page's ranks alone gives the same rows in the same order.
+    whole = statement(source)
+    keys = con.execute(
+        whole + _PAGE_KEYS, {**params, **ordering, "limit": limit, "offset": offset}
+    ).fetchall()
     rows = con.execute(
-        with_cte + _PAGE.format(columns=columns),  # constants only; values are parameters
+        statement(_ON_PAGE.format(source=source)) + _PAGE_ROWS.format(columns=columns),
         {
             **params,
-            "bucket": bucket,
-            "limit": limit,
-            "offset": offset,
-            "risk_withheld": risk_withheld,
+            **ordering,
+            "page_ranks": [int(r) for r, _ in keys],
+            "page_people": [int(p) for _, p in keys],
         },
     ).df()
     counts = {b: 0 for b in BUCKETS}
-    counts.update({k: int(v) for k, v in con.execute(with_cte + _COUNTS, params).fetchall()})
+    counts.update({BUCKETS[k]: int(v) for k, v in con.execute(whole + _COUNTS, params).fetchall()})
     total = counts[bucket] if bucket else sum(counts.values())
     signoff_counts = {}
     if signoff is not None:
-        withheld, unapproved = con.execute(with_cte + _SIGNOFF_COUNTS, params).fetchall()[0]
+        withheld, unapproved = con.execute(whole + _SIGNOFF_COUNTS, params).fetchall()[0]
         signoff_counts = {"withheld": int(withheld), "not_approved": int(unapproved)}
     rows["progression"] = rows["progression"].astype(bool)
     rows["response"] = rows["response"].astype(bool)

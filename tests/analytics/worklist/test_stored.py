@@ -448,3 +448,40 @@ def test_buckets_follow_their_rules_checked_row_by_row(clinic_db):
     assert after.buckets["act_now"] == page.buckets["act_now"] - 1
     assert top not in set(hidden.rows["person_id"]) and hidden.total == after.total - 1
     assert "None" not in buckets.reason(moved.to_dict() | {"person_id": top}, as_of)
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [
+        {},
+        {"bucket": "act_now"},
+        {"bucket": "by_risk", "hide_reviewed": True},
+        {"site": "North"},
+        {"signoff": buckets.SignOff(required=True)},
+        {"signoff": buckets.SignOff(risk_withheld=True), "bucket": "by_risk"},
+    ],
+)
+def test_every_page_is_its_slice_of_the_whole_list(clinic_db, filters):
+    """A page is read in two statements (the page's ranks over narrow columns, then its rows);
+    every page (of 4: the demo's act-now list is short), and its totals, must be exactly that slice of the whole filtered list, with
+    reviews in the store (the whole list's buckets and order are checked row by row above)."""
+    from analytics.worklist import review
+
+    with store.open_store(clinic_db) as con:
+        first = worklist_store.read_page(con, 100_000, bucket="act_now").rows
+        for pid in first["person_id"].iloc[:3]:
+            review.mark_reviewed(con, int(pid), "careteam", "care_team", note="seen")
+        whole = worklist_store.read_page(con, 100_000, **filters)
+        assert whole.total == len(whole.rows) > 8
+        for offset in (0, 4, 8, whole.total - 3, whole.total):
+            page = worklist_store.read_page(con, 4, offset, **filters)
+            want = whole.rows.iloc[offset : offset + 4].reset_index(drop=True)
+            if want.empty:  # past the end
+                assert page.rows.empty
+            else:
+                pd.testing.assert_frame_equal(page.rows, want, check_exact=True)
+            assert (page.total, page.buckets, page.signoff_counts) == (
+                whole.total,
+                whole.buckets,
+                whole.signoff_counts,
+            )
