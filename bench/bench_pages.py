@@ -588,7 +588,7 @@ def imaging_flow(meter: Meter, reps: int, clinic, first: int, tmp: Path) -> None
     meter.time(
         "Imaging: switch to Upload",
         "warm",
-        choose(page, "imaging_source", re.compile("Upload a DICOM file")),
+        choose(page, "imaging_source", re.compile("^Upload DICOM file")),
         visible(page, '[data-testid="stFileUploader"]'),
     )
     for copy in copies:
