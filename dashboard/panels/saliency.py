@@ -155,7 +155,8 @@ def _one_map(
             # measured, not guessed: the card's map time and the page's, both on 2 cores
             seconds = on_screen_s(quality, method)
             cost = (
-                f"about {seconds:.2g} s on screen on 2 cores, longer on a busy server"
+                (f"about {seconds:.2g} s" if seconds < 10 else f"about {seconds:.0f} s")
+                + " on screen on 2 cores, longer on a busy server"
                 if seconds
                 else "seconds"
             )

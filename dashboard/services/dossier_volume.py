@@ -78,8 +78,12 @@ def _intended_use(ev: Evidence, s: Section) -> None:
         )
     if not meta.get("intended_use"):
         s.paragraphs.append("No intended-use statement in the bundle's configs/metadata.json.")
+    out_of_scope = ev.card.get("out_of_scope") or meta.get("out_of_scope")
     s.paragraphs.append(
-        "Out of scope: the 3D card lists no out-of-scope uses; its limitations are in section 9."
+        f"Out of scope: {'; '.join(map(str, out_of_scope))}."
+        if isinstance(out_of_scope, list) and out_of_scope
+        else "Out of scope: not recorded in the 3D card or the bundle's metadata; its "
+        "limitations, where recorded, are in section 9."
     )
 
 
@@ -177,8 +181,17 @@ def _guard(ev: Evidence, s: Section) -> None:
             )
         )
         refuse = g.get("must_refuse") or {}
-        if refuse:
-            threshold = float(g.get("threshold") or 0)
+        if (
+            refuse and g.get("threshold") is None
+        ):  # no threshold: whether each was refused is unknown
+            s.tables.append(
+                (
+                    "Scores of volumes it must refuse (no threshold recorded)",
+                    pd.DataFrame([{"volume": k, "score": v} for k, v in refuse.items()]),
+                )
+            )
+        elif refuse:
+            threshold = float(g["threshold"])
             s.tables.append(
                 (
                     "Scores of volumes it must refuse",
@@ -226,13 +239,25 @@ def volume_sections(
         out.append(section)
     calibration = make(titles[4])
     calibration.paragraphs.append(
-        "No calibration on record: the 3D card has no calibration section, and the probabilities "
-        "a 3D read shows are not calibrated (the Imaging page says so beside each read)."
+        "No calibration on record: OncoLens measures no calibration for 3D models"
+        + (
+            " (the card has a calibration section, not read here)"
+            if ev.card.get("calibration")
+            else " and the card has none"
+        )
+        + "; the probabilities a 3D read shows are not calibrated (the Imaging page says so "
+        "beside each read)."
     )
     subgroups = make(titles[5])
+    data = ev.card.get("data") or {}
+    anatomy = (
+        " (the test volumes are one anatomy, the MNI152 template)"
+        if "MNI152" in str(data.get("generator", ""))
+        else ""
+    )
     subgroups.paragraphs.append(
-        "Not computed: no subgroup audit exists for 3D models (the test volumes are one anatomy, "
-        "the MNI152 template); results by lesion size are in section 4."
+        f"Not computed: no subgroup audit exists for 3D models{anatomy}; results by lesion size, "
+        "where the card has them, are in section 4."
     )
     guard = make(titles[6])
     _guard(ev, guard)

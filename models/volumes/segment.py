@@ -59,6 +59,8 @@ __all__ = [
 
 MIN_LESION_VOXELS = 4  # 32 mm^3 at 2 mm: smaller islands are noise, not a 4 mm metastasis
 PERCENTILES = (0.5, 99.5)
+# the model's grid at most 2^26 voxels (256 MiB as float32; a whole-body CT at 2 mm is ~2^24)
+MAX_RESAMPLED_VOXELS = 1 << 26
 # MONAI's axis labels for RAS, passed explicitly: the value its Orientation has always used, said
 # out loud so a coming change of that default cannot move the grid (and MONAI stops warning users)
 RAS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))
@@ -360,6 +362,16 @@ def read_volume(volume: Volume, bundle: Bundle) -> VolumeRead:
     if np.abs(rot).max(axis=0).min() < 0.99:
         raise NoModelForVolumeError(
             f"{bundle.title} reads axis-aligned volumes; this series is oblique (reformat it first)"
+        )
+    # the model's grid from the header's voxel sizes, bounded before anything is allocated: a
+    # 3-slice series claiming 50 mm pixels would resample to ~10^10 voxels (found in review)
+    extent = np.asarray(volume.shape) * np.linalg.norm(volume.affine_lps[:3, :3], axis=0)
+    resampled = float(np.prod(np.maximum(extent / np.asarray(contract.spacing_mm), 1.0)))
+    if not np.isfinite(resampled) or resampled > MAX_RESAMPLED_VOXELS:
+        raise NoModelForVolumeError(
+            f"{bundle.title} resamples to {' x '.join(f'{v:g}' for v in contract.spacing_mm)} mm; "
+            f"this series' voxel sizes would make that {resampled:.3g} voxels, over the limit of "
+            f"{MAX_RESAMPLED_VOXELS:,} (check its pixel spacing)"
         )
     prepared, _, grid = prepare(
         volume.pixels, volume.affine_ras, axcodes=contract.axcodes, spacing_mm=contract.spacing_mm

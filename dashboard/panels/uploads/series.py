@@ -104,9 +104,9 @@ def _deid_line(contents) -> None:
 def _details(contents) -> None:
     """Under the image: what was not read and why, and the de-identification report per file."""
     lines = [
-        f"Series of {len(f.files)} file(s) starting with {f.files[0] if f.files else '?'}: {f.error}"
+        f"Series of {len(f.files)} file(s) starting with {_shown(f.files[0]) if f.files else '?'}: {f.error}"
         for f in contents.failures
-    ] + [f"{s.label}: {s.reason}" for s in contents.skipped]
+    ] + [f"{_shown(s.label)}: {s.reason}" for s in contents.skipped]
     if lines:
         with st.expander("What was not read, and why", icon=":material/rule:"):
             shown = lines[:_LISTED]
@@ -125,7 +125,7 @@ def _details(contents) -> None:
         warnings.update(report.warnings)
         rows.append(
             {
-                "file": label,
+                "file": _shown(label),
                 "removed": counts.get("X", 0),
                 "emptied": counts.get("Z", 0),
                 "dummies": counts.get("D", 0),
@@ -144,6 +144,16 @@ def _details(contents) -> None:
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 
 
+def _shown(label: str) -> str:
+    """A file's name as the page shows it: a zip member by its own name, without the folders
+    above it inside the archive, which exports often name after the patient (the de-identified
+    page must not show them). The uploaded file's own name is on screen in the uploader anyway."""
+    outer, sep, member = label.partition(":")
+    if not sep:
+        return label
+    return f"{outer} › {member.replace(chr(92), '/').rsplit('/', 1)[-1]}"
+
+
 def _plain(text: str) -> str:
     """File names and reasons from the input as plain text (no Markdown rendered from them)."""
     return "".join(f"\\{ch}" if ch in "\\`*_{}[]()#+-!|<>~$" else ch for ch in text)
@@ -155,10 +165,10 @@ def render(ref: resources.StoreRef, person_id: int | None, uploads: list) -> Upl
     try:
         items, skipped = collect((u.name, u.getvalue()) for u in uploads)
     except (UnsafeArchiveError, ValueError) as exc:
-        st.error(f"This upload is not read: {exc}.", icon=":material/block:")
+        st.error(f"This upload is not read: {_plain(str(exc))}.", icon=":material/block:")
         return UploadChoice()
     if not items:
-        why = "; ".join(f"{s.label}: {s.reason}" for s in skipped[:3])
+        why = _plain("; ".join(f"{_shown(s.label)}: {s.reason}" for s in skipped[:3]))
         st.error(
             "This upload holds no file to read"
             + (f" ({why})" if why else " (an empty archive?)")
@@ -181,7 +191,7 @@ def render(ref: resources.StoreRef, person_id: int | None, uploads: list) -> Upl
     if skipped:  # zip members skipped by collect (encrypted, nested): listed with the rest
         contents = _with_skipped(contents, skipped)
     if contents.empty:
-        reasons = "; ".join(f"{s.label}: {s.reason}" for s in contents.skipped[:3])
+        reasons = _plain("; ".join(f"{_shown(s.label)}: {s.reason}" for s in contents.skipped[:3]))
         st.error(
             f"No DICOM image in this upload ({reasons}"
             + (f"; and {len(contents.skipped) - 3} more" if len(contents.skipped) > 3 else "")
@@ -189,9 +199,17 @@ def render(ref: resources.StoreRef, person_id: int | None, uploads: list) -> Upl
             icon=":material/block:",
         )
         return UploadChoice()
+    if not contents.volumes and not contents.images:  # every series refused: nothing to pick
+        st.error(
+            f"Nothing in this upload can be shown: {len(contents.failures)} series refused and "
+            f"{len(contents.skipped)} file(s) not read (listed below).",
+            icon=":material/block:",
+        )
+        _details(contents)
+        return UploadChoice()
     _deid_line(contents)
     options: dict[int, str] = {i: _volume_label(v) for i, v in enumerate(contents.volumes)} | {
-        -1 - i: f"image · {label} (2D)" for i, (label, _) in enumerate(contents.images)
+        -1 - i: f"image · {_shown(label)} (2D)" for i, (label, _) in enumerate(contents.images)
     }
     if st.session_state.get(_FOR_KEY) != digest or st.session_state.get(PICK_KEY) not in options:
         st.session_state[_FOR_KEY] = digest

@@ -176,9 +176,23 @@ def test_a_zip_with_a_broken_series_shows_the_good_one_and_lists_the_broken_one(
     warning = texts(at.warning)
     assert "1 series refused and 1 file(s) not read" in warning
     listed = texts(at.markdown)
-    assert "incomplete series" in listed and "study/gap/" in listed  # the reason and where
+    assert "incomplete series" in listed and "study.zip › " in listed  # the reason and where
     assert "README.txt: not a DICOM file" in listed
+    assert "study/" not in listed  # folders inside the archive are never shown (names of people)
     assert {m.label: m.value for m in at.metric}["3D read"] == "Lesion"
+
+
+def test_a_zip_holding_only_a_refused_series_is_a_message_listing_why(upload_env, monkeypatch):
+    """Found in review: nothing to pick (every series refused) ended in StopIteration. Now an error
+    says so and the list says why; the archive's folder (named after the patient, as exports do)
+    is not shown, nor is anything rendered as Markdown from the names."""
+    archive = _zip({f"DOE^JANE [x](http://a)/{p.name}": p.read_bytes() for p in upload_env["gap"]})
+    at = _upload(upload_env, monkeypatch, ("export.zip", archive, "application/zip"))
+    assert "Nothing in this upload can be shown: 1 series refused" in texts(at.error)
+    listed = texts(at.markdown)
+    assert "incomplete series" in listed and "export.zip › " in listed
+    assert "DOE" not in listed + texts(at.error) and "http://a" not in listed
+    assert not viewers(at) and not [s for s in at.selectbox if s.key == "imaging_upload_pick"]
 
 
 @pytest.mark.parametrize(

@@ -230,3 +230,6 @@ def test_a_registered_bundle_is_governed_too(tmp_path, monkeypatch, demo_db):
     data = dossier.gather_dossier("site_mets", Path(demo_db), generated_by="t", phantoms=0)
     rows = dict(data.sections[0].rows)
     assert "Registered" in rows and "pinned" in rows["Registered"]
+    # found in review: facts of our own card were stated for a third party's bundle too
+    said = " ".join(p for section in data.sections for p in section.paragraphs)
+    assert "MNI152" not in said and "Out of scope: not recorded" in said

@@ -107,3 +107,17 @@ def test_measure_drops_specks_and_sorts_lesions_by_volume() -> None:
     p[12:15, 12:15, 12:15] = 0.7
     _, confident = segment.measure(mask, p, (2.0, 2.0, 2.0), min_probability=0.8)
     assert [round(m.volume_ml, 3) for m in confident] == [1.728]
+
+
+def test_a_series_whose_voxel_sizes_would_resample_past_memory_is_refused_first(
+    brain_volume, builtin
+) -> None:
+    """Found in review: nothing bounded the model's grid, so an upload claiming 50 mm pixels asked
+    MONAI for ~10^10 voxels (MemoryError, or the server killed). Now a clear refusal, before any
+    allocation; the real brain's own read is unchanged (test above)."""
+    volume, _, _ = brain_volume
+    huge = volume.affine_lps.copy()
+    huge[:3, :3] *= 60.0  # 60 x the voxel size on every axis
+    claimed = type(volume)(**{**volume.__dict__, "affine_lps": huge})
+    with pytest.raises(segment.NoModelForVolumeError, match="over the limit"):
+        segment.read_volume(claimed, builtin)
