@@ -39,8 +39,8 @@ def preload(db: Path | None) -> list[str]:
     try:
         # lazy: imported with the warnings quieted; these are what app.py and the sign-in page
         # import (the point of this module is to import them before the first visitor: start-up)
-        from analytics import store
-        from analytics.governance import users
+        from analytics import store  # (the same)
+        from analytics.governance import users  # (the same)
         from dashboard import resources  # noqa: F401 - imported for app.py (the same)
         from dashboard.session import auth, landing, state  # noqa: F401 - (the same)
     finally:
