@@ -36,7 +36,9 @@ patient id, and the risk figures and rank are left out of the rows.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import duckdb
@@ -275,25 +277,28 @@ def read_page(
     # sources, and each row's bucket and sort keys are its own (its review, its sign-off), so the
     # second statement over the page's ranks alone gives the same rows in the same order.
     whole = statement(source)
-    keys = con.execute(
-        whole + _PAGE_KEYS, {**params, **ordering, "limit": limit, "offset": offset}
-    ).fetchall()
-    rows = con.execute(
-        statement(_ON_PAGE.format(source=source)) + _PAGE_ROWS.format(columns=columns),
-        {
-            **params,
-            **ordering,
-            "page_ranks": [int(r) for r, _ in keys],
-            "page_people": [int(p) for _, p in keys],
-        },
-    ).df()
-    counts = {b: 0 for b in BUCKETS}
-    counts.update({BUCKETS[k]: int(v) for k, v in con.execute(whole + _COUNTS, params).fetchall()})
-    total = counts[bucket] if bucket else sum(counts.values())
-    signoff_counts = {}
-    if signoff is not None:
-        withheld, unapproved = con.execute(whole + _SIGNOFF_COUNTS, params).fetchall()[0]
-        signoff_counts = {"withheld": int(withheld), "not_approved": int(unapproved)}
+    with _one_snapshot(con):  # the page, its counts and its total from one ranking
+        keys = con.execute(
+            whole + _PAGE_KEYS, {**params, **ordering, "limit": limit, "offset": offset}
+        ).fetchall()
+        rows = con.execute(
+            statement(_ON_PAGE.format(source=source)) + _PAGE_ROWS.format(columns=columns),
+            {
+                **params,
+                **ordering,
+                "page_ranks": [int(r) for r, _ in keys],
+                "page_people": [int(p) for _, p in keys],
+            },
+        ).df()
+        counts = {b: 0 for b in BUCKETS}
+        counts.update(
+            {BUCKETS[k]: int(v) for k, v in con.execute(whole + _COUNTS, params).fetchall()}
+        )
+        total = counts[bucket] if bucket else sum(counts.values())
+        signoff_counts = {}
+        if signoff is not None:
+            withheld, unapproved = con.execute(whole + _SIGNOFF_COUNTS, params).fetchall()[0]
+            signoff_counts = {"withheld": int(withheld), "not_approved": int(unapproved)}
     rows["progression"] = rows["progression"].astype(bool)
     rows["response"] = rows["response"].astype(bool)
     # one unit for dates whichever relation was read (a stored TIMESTAMP comes back in
@@ -313,6 +318,27 @@ def read_page(
         buckets=counts,
         signoff_counts=signoff_counts,
     )
+
+
+@contextlib.contextmanager
+def _one_snapshot(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """The page's statements in one transaction, so they read one snapshot of the store.
+
+    Why: the page's rows, its buckets' counts and the sign-off counts are separate statements; a
+    refresh committing between them (the app's background refresh, an import) could give a page
+    whose rows and counts come from two rankings. DuckDB reads every statement of a transaction
+    from the snapshot it began with. A caller already inside a transaction has its snapshot;
+    nothing is written here, so the transaction is rolled back.
+    """
+    try:
+        con.begin()
+    except duckdb.TransactionException:  # the caller's own transaction is that snapshot
+        yield
+        return
+    try:
+        yield
+    finally:
+        con.rollback()
 
 
 def read_frame_page(

@@ -485,3 +485,41 @@ def test_every_page_is_its_slice_of_the_whole_list(clinic_db, filters):
                 whole.buckets,
                 whole.signoff_counts,
             )
+
+
+class _RefreshedBetweenStatements:
+    """A real connection whose page-keys statement (its second: the first reads the schema) is
+    followed by another writer's commit.
+
+    Why a wrapper: the race (a refresh committing between the page's statements) needs its
+    commit at one exact point; everything read and written is the real DuckDB store.
+    """
+
+    def __init__(self, con, writer) -> None:
+        self._con, self._writer, self._statements = con, writer, 0
+
+    def execute(self, *args, **kwargs):
+        result = self._con.execute(*args, **kwargs)
+        self._statements += 1
+        if self._statements == 2:
+            self._writer.execute(f"DELETE FROM {buckets.ENTRY_TABLE}")  # a constant name
+        return result
+
+    def __getattr__(self, name):
+        return getattr(self._con, name)
+
+
+def test_a_page_and_its_counts_come_from_one_snapshot(clinic_db):
+    """A refresh that empties the stored list between the page's statements must not give a page
+    of 25 rows whose buckets count none: the page reads one snapshot (then the next read sees the
+    writer's commit)."""
+    with store.open_store(clinic_db) as con:
+        as_of = worklist_store.as_of_date(con)
+        before = buckets.read_page(con, as_of, 25)
+        assert len(before.rows) == 25
+        writer = con.cursor()
+        raced = buckets.read_page(_RefreshedBetweenStatements(con, writer), as_of, 25)
+        assert len(raced.rows) == 25
+        assert (raced.total, raced.buckets) == (before.total, before.buckets)
+        after = buckets.read_page(con, as_of, 25)
+        assert after.total == 0 and after.rows.empty
