@@ -316,7 +316,8 @@ def show_view(
         return None
     volume, read = view.volume, view.read
     if read is None:
-        st.info(f"No 3D AI read of this series: {_plain(view.note)}.", icon=":material/block:")
+        if view.note:  # none: the caller said why above (a read withheld pending sign-off)
+            st.info(f"No 3D AI read of this series: {_plain(view.note)}.", icon=":material/block:")
         _volume_in_viewer(volume, [], None)
         return None
     # the button sits beside the viewer, not above it: at 1366 x 768 the image stays high

