@@ -1567,14 +1567,25 @@ def _approval(
 
 
 def _card_stamps(path: str) -> tuple:
-    """File stamps of every card a version id comes from (imaging cards, the clinic's card)."""
+    """File stamps of every card a version id comes from (imaging cards, the 3D bundles' card,
+    metadata and registration, the clinic's card)."""
     from models.inference import registry  # lazy: slow import
 
     imaging = tuple(
         (name, file_stamp(registry.find_model_files(name)[1]))
         for name in registry.available_models()
     )
-    return (*imaging, _treatment_model_stamp(treatment_model_files.model_dir_for(Path(path))))
+    # lazy: JSON only (models.volumes.cards), for the 3D bundles' pinned weights
+    from models.volumes.cards import available_bundles
+
+    volumes = tuple(
+        (str(f), file_stamp(f)) for name in available_bundles() for f in _bundle_files(name)
+    )
+    return (
+        *imaging,
+        *volumes,
+        _treatment_model_stamp(treatment_model_files.model_dir_for(Path(path))),
+    )
 
 
 @st.cache_data(max_entries=8, show_spinner=False)

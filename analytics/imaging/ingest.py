@@ -62,7 +62,7 @@ from models.inference.registry import LoadedModel, ModelUnavailableError
 from models.inference.tasks import TASKS
 from models.paths import UnsafePathError, inside
 from models.volumes.measure import SeriesRead, read_series
-from models.volumes.series import SeriesInfo
+from models.volumes.series import SeriesInfo, scan_series
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
@@ -334,17 +334,26 @@ def _prepare_in_one_pass(
     paths: list[Path],
     workers: int | None,
     load: Callable[[str], LoadedModel] | None,
+    lost: dict[str, list[Path]] | None = None,
 ) -> tuple[list[_Prepared | dict], dict[str, list[Path]]]:
     """``ingest_files``' entries (the 2D images first, then the slices of volumes, each in input
     order, as the two passes gave them) and its volume series (``volume_files``' answer), from
-    one parse of each file in ``workers`` processes."""
+    one parse of each file in ``workers`` processes.
+
+    ``lost`` (filled when given): per volume series, its files whose worker crashed (a decoder
+    that killed the process). Their headers are read here (``scan_series``: headers only, no
+    decoder runs), so the series is still routed by all of its images, and its gap check still
+    knows them: a crashed end slice leaves no gap in the positions of the others, and the series
+    would have been read one slice short without a word (``ingest_files`` refuses it instead)."""
     merged: dict[str, SeriesInfo] = {}
     owner: dict[str, str] = {}
     scan_failed = False
     per_file: list[tuple[str | None, _Prepared | dict, _Prepared | dict | None, bool]] = []
+    crashed: list[Path] = []
     for part in map_files(prepare_and_scan, paths, workers=workers, load=load):
         if isinstance(part, dict):  # a file that crashed its worker: a failure, as before
             per_file.append((None, part, None, False))
+            crashed.append(Path(part["file"]))
             continue
         scan_failed |= part.scan_failed
         owner.update(part.owner)
@@ -352,9 +361,21 @@ def _prepare_in_one_pass(
             seen = merged.get(info.series_instance_uid)
             merged[info.series_instance_uid] = info if seen is None else seen.merged(info)
         per_file.extend(zip(part.resolved, part.entries, part.as_slice, part.stacked, strict=True))
+    crashed_in: dict[str, list[Path]] = {}
+    if crashed:  # their headers, read here: which series they belong to (their pixels are not read)
+        infos, crashed_owner, _ = scan_series(crashed)
+        for info in infos:
+            seen = merged.get(info.series_instance_uid)
+            merged[info.series_instance_uid] = info if seen is None else seen.merged(info)
+        for path in crashed:
+            uid = crashed_owner.get(str(path))
+            if uid is not None:
+                crashed_in.setdefault(uid, []).append(path)
     wanted = (
         set() if scan_failed else {uid for uid, info in merged.items() if info.looks_like_volume}
     )
+    if lost is not None:
+        lost.update({uid: files for uid, files in crashed_in.items() if uid in wanted})
     series: dict[str, list[Path]] = {}
     flat: list[_Prepared | dict] = []
     slices: list[_Prepared | dict] = []
@@ -379,6 +400,21 @@ def _prepare_in_one_pass(
         for (k, _), entry in zip(redo, again, strict=True):
             flat[k] = entry
     return [*flat, *slices], series
+
+
+def _incomplete(uid: str, files: list[Path], crashed: list[Path]) -> SeriesRead:
+    """A volume series with files its reader crashed on: not read in 3D, and the reason names
+    them (their slices are missing from the volume, wherever they lie: at an end no gap shows)."""
+    n = len(crashed)
+    names = ", ".join(p.name for p in crashed[:3]) + (f" and {n - 3} more" if n > 3 else "")
+    return SeriesRead(
+        uid,
+        tuple(str(p) for p in files),
+        error=f"incomplete series: {n} of its {len(files) + n} images could not be read (the "
+        f"reader process crashed on {names}), so the volume would miss their slices; it is "
+        "not read in 3D",
+        error_type="IncompleteSeriesError",
+    )
 
 
 def _store_volumes(
@@ -518,7 +554,8 @@ def ingest_files(
     report = IngestReport()
     prepared: list[_Prepared] = []
     paths = [Path(p) for p in paths]  # failures name a file as it was given
-    outcomes, series = _prepare_in_one_pass(paths, workers, load)
+    lost: dict[str, list[Path]] = {}  # per volume series, its files whose reader crashed
+    outcomes, series = _prepare_in_one_pass(paths, workers, load, lost)
     for outcome in outcomes:
         if isinstance(outcome, dict):
             report.failed.append(outcome)
@@ -527,7 +564,8 @@ def ingest_files(
     if not prepared:
         return report
     # the 3D reads, like the 2D ones, before the store is opened (the write lock stays short)
-    reads = read_series(series) if series else []
+    reads = read_series({u: f for u, f in series.items() if u not in lost}) if series else []
+    reads += [_incomplete(uid, series[uid], lost[uid]) for uid in series if uid in lost]
     filed: dict[str, tuple[int, str, str, dt.date]] = {}
     now = now or dt.datetime.now()
     db_path = Path(db_path).expanduser()

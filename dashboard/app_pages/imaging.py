@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -129,7 +130,13 @@ if picked == -2:  # the viewer's demo volume: no file, no AI read
     st.stop()
 if picked >= 0 and bool(images.iloc[picked]["is_volume"]):  # a volume: its 3D read, not slices
     series = images.iloc[picked]
-    shown_view = viewer.show_series(ref, int(series["person_id"]), str(series["series_uid"]))
+    subject_id = int(series["person_id"])
+    shown_view = viewer.show_series(
+        ref,
+        subject_id,
+        str(series["series_uid"]),
+        gate=lambda view: signoff.gate_view(ref, view, subject=subject_id),
+    )
     if shown_view is not None:
         trail.shown(
             ref.path,
@@ -143,6 +150,7 @@ if picked >= 0 and bool(images.iloc[picked]["is_volume"]):  # a volume: its 3D r
     st.stop()
 
 data: bytes | None = None
+upload_id: str | None = None  # an upload's id (its hash), joining its identity and read events
 source_path: Path | None = None
 stored_description: str | None = None  # the store keeps it; a de-identified file does not
 if picked == -1:
@@ -164,13 +172,20 @@ if picked == -1:
                 model_name=got.view.read.model,
                 model_version=got.view.read.model_version,
                 inputs_sha256=got.inputs_sha256,
-                details={"kind": "volume", "label": got.view.read.label, "source": "upload"},
+                details={
+                    "kind": "volume",
+                    "label": got.view.read.label,
+                    "source": "upload",
+                    "upload_id": got.upload_id,  # as its identity confirmation's event
+                },
             )
         if got.image is None:
             st.stop()
         data = got.image
+        upload_id = got.upload_id
     elif uploads:
         raw = uploads[0].getvalue()
+        upload_id = hashlib.sha256(raw).hexdigest()  # in both of its audit events' details
         if choice.person_id is not None:
             # checked BEFORE de-identification, which replaces the very identifiers compared
             try:
@@ -180,8 +195,17 @@ if picked == -1:
             except dicom.DicomReadError as exc:
                 st.error(f"This file cannot be shown: {exc}", icon=":material/broken_image:")
                 st.stop()
+            # any other failure of the reader is a message too, never a traceback (its type
+            # only: a message may quote a header value)
+            except Exception as exc:  # noqa: BLE001
+                st.error(
+                    f"This file cannot be shown: a damaged DICOM file ({type(exc).__name__}); "
+                    "its identifiers could not be checked against the open patient.",
+                    icon=":material/broken_image:",
+                )
+                st.stop()
             if mismatched and not deid_panel.confirm_identity(
-                ref.path, raw, choice.person_id, mismatched
+                ref.path, raw, choice.person_id, mismatched, upload_id=upload_id
             ):
                 st.stop()
         try:
@@ -215,7 +239,11 @@ image_subject = None if picked == -1 else int(images.iloc[picked]["person_id"])
 
 @st.fragment
 def image_and_read(
-    data: bytes, source_path: Path | None, stored_description: str | None, subject: int | None
+    data: bytes,
+    source_path: Path | None,
+    stored_description: str | None,
+    subject: int | None,
+    upload_id: str | None = None,
 ) -> None:
     """One 2D image: the viewer, the AI read and the saliency section, rerun on their own.
 
@@ -226,6 +254,8 @@ def image_and_read(
     0.3 s. Its widgets rerun only this function (with the arguments of the last full run);
     everything it needs comes in as arguments or from the cached reads in ``resources``.
     """
+    # an upload's read events carry its id, as its identity confirmation's event does
+    upload_detail = {"upload_id": upload_id} if upload_id else {}
     frame = int(st.session_state.get("imaging_frame", 0))
     try:
         header = dicom.read_header(data)
@@ -291,7 +321,7 @@ def image_and_read(
                 model_name=ai.model,
                 model_version=ai.model_version,
                 inputs_sha256=audit.inputs_hash(data, frame),
-                details={"score": None if check is None else round(check.score, 3)},
+                details={"score": None if check is None else round(check.score, 3)} | upload_detail,
             )
             st.error(
                 f"No AI read: {ai.refused}.",
@@ -313,7 +343,8 @@ def image_and_read(
                 model_name=ai.model,
                 model_version=ai.model_version,
                 inputs_sha256=audit.inputs_hash(data, frame),
-                details={"label": ai.label, "probability": round(float(ai.confidence), 4)},
+                details={"label": ai.label, "probability": round(float(ai.confidence), 4)}
+                | upload_detail,
             )
             word = "Calibrated probability" if ai.calibrated else "Probability"
             between = ai.uncertain_between
@@ -478,6 +509,6 @@ def image_and_read(
         )
 
 
-image_and_read(data, source_path, stored_description, image_subject)
+image_and_read(data, source_path, stored_description, image_subject, upload_id)
 if shown_patient is not None:
     pacs_panel.volume_reads(ref, shown_patient)

@@ -205,11 +205,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     # Not for Ray (its actors read; the scan stays local), nor for a --model that is not a 2D
     # model's name (the 2D reads' model then depends on whether the scan finds volumes)
     one_pass = ONE_PASS and args.engine != "ray" and (args.model is None or args.model in TASKS)
+    lost: set[str] = set()  # files whose reader crashed, placed in their series by their header
     if one_pass:
-        infos, owner, reads_2d = scan_and_read_files(files, args.model, args.workers)
+        infos, owner, reads_2d = scan_and_read_files(files, args.model, args.workers, lost)
     else:
         infos, owner = scan_headers(files, args.workers if args.engine != "ray" else None)
-    volumes, in_volumes, kept = _volume_series(infos, owner, args.model)
+    volumes, in_volumes, kept = _volume_series(infos, owner, args.model, lost)
     signed_off: dict[tuple, dict] = {}  # one store lookup per model version, not per file
     for result in volumes:
         if "error" not in result:  # the 3D model's sign-off, as for the 2D reads (issue 22)
@@ -301,7 +302,7 @@ SPOOL_BYTES = 64 << 20
 
 
 def scan_and_read_files(
-    files: list[Path], model: str | None, workers: int | None = None
+    files: list[Path], model: str | None, workers: int | None = None, lost: set[str] | None = None
 ) -> tuple[list, dict[str, str], Iterator[dict]]:
     """``scan_headers(files)``'s series and file -> series map, and the 2D read of every file
     (``read_files``' entries, in input order), from one parse of each file in one process per
@@ -312,6 +313,11 @@ def scan_and_read_files(
     last chunk is in: the 2D results are held until then, as JSON lines in a spooled temporary
     file (memory up to ``SPOOL_BYTES``, then disk), and replayed. The caller drops the reads of
     files that turn out to be in a volume.
+
+    ``lost`` (filled when given): the files whose worker crashed, whose headers are then read
+    here (headers only: no decoder runs) and put in their series, so that a volume missing such
+    a slice is refused with the reason rather than read one slice short (a crashed end slice
+    leaves no gap in the others' positions).
     """
     # lazy: the worker pool only for `predict`
     import tempfile
@@ -322,9 +328,11 @@ def scan_and_read_files(
     owner: dict[str, str] = {}
     spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES, mode="w+", encoding="utf-8")
     parts = map_files(scan_and_read, files, model, workers=workers, chunk=CHUNK)
+    crashed: list[str] = []
     for part in cli_progress.track(parts, "AI read", -(-len(files) // CHUNK)):
         if isinstance(part, dict):  # a file that crashed its worker (read alone, it still did)
             spool.write(json.dumps(part) + "\n")
+            crashed.append(str(part["file"]))
             continue
         owner.update(part.owner)
         for info in part.infos:
@@ -333,6 +341,17 @@ def scan_and_read_files(
         for result in part.results:
             if result is not None:
                 spool.write(json.dumps(result) + "\n")
+
+    if crashed and lost is not None:
+        # lazy: the series scan of the crashed files' headers only where a worker crashed
+        from models.volumes import scan_series
+
+        infos, crashed_owner, _ = scan_series([Path(f) for f in crashed])
+        for info in infos:
+            seen = merged.get(info.series_instance_uid)
+            merged[info.series_instance_uid] = info if seen is None else seen.merged(info)
+        owner.update(crashed_owner)
+        lost.update(crashed_owner)
 
     def replay() -> Iterator[dict]:
         with spool:
@@ -449,7 +468,7 @@ def _safe_name(uid: str) -> str:
 
 
 def _volume_series(
-    infos: list, owner: dict[str, str], model: str | None
+    infos: list, owner: dict[str, str], model: str | None, lost: set[str] | None = None
 ) -> tuple[list[dict], set[str], dict]:
     """Series of a scan (``scan_headers``, ``scan_and_read_files``) that are 3D stacks: one 3D read
     each (``models.volumes.segment``), and their files, which are not read as 2D images.
@@ -457,7 +476,8 @@ def _volume_series(
     Why not read each slice: the 2D models were trained on single 2D images; 64 slice-by-slice
     reads of one brain volume would be 64 answers to a question nobody asked. ``model`` names a
     3D model (built-in or registered) to use for every volume; a 2D model's name leaves the
-    volumes to the model of their modality.
+    volumes to the model of their modality. A series with files in ``lost`` (their reader
+    crashed) is an error naming them, never read without them.
     """
     paths: dict[str, list[str]] = {}
     for path, uid in owner.items():
@@ -486,6 +506,19 @@ def _volume_series(
             "images": info.frames,
             "kind": "volume",
         }
+        missing = [p for p in paths[uid] if p in (lost or ())]
+        if missing:  # never decoded here: the reader crashed on them once already
+            names = ", ".join(Path(p).name for p in missing[:3])
+            results.append(
+                {
+                    **base,
+                    "error": f"incomplete series: {len(missing)} of its {len(paths[uid])} "
+                    f"images could not be read (the reader process crashed on {names}), so the "
+                    "volume would miss their slices; it is not read in 3D",
+                    "error_type": "IncompleteSeriesError",
+                }
+            )
+            continue
         read = read_volumes(paths[uid])
         if read.failures or not read.volumes:
             error = read.failures[0].error if read.failures else "no volume could be assembled"

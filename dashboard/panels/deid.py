@@ -40,11 +40,19 @@ def identity_mismatches(data: bytes, identity: dict[str, str | None]) -> list[st
     )
 
 
-def confirm_identity(store_path: str, data: bytes, person_id: int, mismatched: list[str]) -> bool:
+def confirm_identity(
+    store_path: str,
+    data: bytes,
+    person_id: int,
+    mismatched: list[str],
+    *,
+    upload_id: str | None = None,
+) -> bool:
     """Refuse an upload whose identifiers do not match the open patient unless the user confirms.
 
     The confirmation is written to the audit trail (who, which patient, which fields differed,
-    the file's hash; never the identifiers themselves). Returns whether the page may go on.
+    the file's hash, and ``upload_id``: the id the upload's viewing event carries too, so the two
+    can be joined; never the identifiers themselves). Returns whether the page may go on.
     """
     # lazy: hashlib is imported only when this is used (start-up time)
     import hashlib
@@ -67,7 +75,7 @@ def confirm_identity(store_path: str, data: bytes, person_id: int, mismatched: l
         "upload_identity_override",
         subject=int(person_id),
         inputs_sha256=digest,
-        details={"mismatched": list(mismatched)},
+        details={"mismatched": list(mismatched)} | ({"upload_id": upload_id} if upload_id else {}),
     )
     st.warning(
         "Shown under the open patient on your confirmation (recorded in the audit trail).",

@@ -150,6 +150,10 @@ def volume_reads(ref: resources.StoreRef, person_id: int) -> None:
     reads, lesions = resources.volume_reads(ref, person_id)
     if reads.empty:
         return
+    # the ethics board's sign-off of each 3D model version (a banner, or its reads left out)
+    reads, lesions = signoff.gate_reads(ref, reads, lesions, subject=person_id)
+    if reads.empty:
+        return
     models = sorted(set(zip(reads["model_name"], reads["model_version"], strict=True)))
     cards = []
     for name, version in models:  # a card describes one version's weights: never another's reads

@@ -93,7 +93,7 @@ def render_signoff(
     st.dataframe(_status_frame(ref, versions), hide_index=True, width="stretch")
     username, role = actor
     if role in approvals.BOARD_ROLES:
-        present = [v for v in versions if v.card_present]
+        present = [v for v in versions if v.card_present and v.version_id]
         with st.form("signoff_form", clear_on_submit=True):
             st.markdown("#### Record a decision")
             picked = st.selectbox(

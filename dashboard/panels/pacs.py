@@ -17,7 +17,7 @@ import streamlit as st
 
 from dashboard import resources
 from dashboard.figures import patient as patient_figures
-from dashboard.session import auth
+from dashboard.session import auth, signoff
 from models import pacs
 
 MODALITIES = ["", "MG", "MR", "CT", "US", "PT"]
@@ -166,7 +166,11 @@ def volume_reads(ref: resources.StoreRef, person_id: int) -> None:
     """Her series read in 3D, and how their SEG and SR reach the PACS (the pull above, with
     "Send the AI read back"): they must reference the hospital's own images, and OncoLens keeps
     only de-identified copies, so they are built while the pulled originals are at hand."""
-    reads, _ = resources.volume_reads(ref, person_id)
+    reads, lesions = resources.volume_reads(ref, person_id)
+    if reads.empty:
+        return
+    # the ethics board's sign-off of each 3D model version (a banner, or its reads left out)
+    reads, _ = signoff.gate_reads(ref, reads, lesions, subject=person_id)
     if reads.empty:
         return
     with st.expander(f"Series read in 3D ({len(reads)})"):

@@ -21,6 +21,7 @@ from analytics.treatment.model import files as treatment_files
 from analytics.worklist.buckets import SignOff
 from models.inference import registry
 from models.training.reference import ReferenceUnavailableError, load_reference
+from models.volumes.cards import available_bundles, bundle_cards
 
 # what an output without a model version (a tumour-size fit per patient) says about sign-off
 NOT_APPLICABLE = {
@@ -32,8 +33,11 @@ NOT_APPLICABLE = {
 
 
 def current_versions(db_path: Path | str) -> list[lineage.ModelVersion]:
-    """The versions whose cards are present: every imaging model, then the store's clinic model."""
+    """The versions whose cards are present: every imaging model, every 3D bundle (the built-in
+    one and those registered with ``oncolens models add``; their JSON only, no torch), then the
+    store's clinic model."""
     versions = [lineage.imaging_version(registry.load_card(n)) for n in registry.available_models()]
+    versions.extend(lineage.volume_version(entry) for entry in bundle_cards())
     try:
         card = treatment_files.load_card(treatment_files.model_dir_for(Path(db_path)))
         versions.extend(lineage.treatment_versions(card))
@@ -137,8 +141,10 @@ def worklist_signoff(
 
 
 def imaging_keys(ids: dict[tuple[str, str], str | None]) -> list[tuple[str, str]]:
-    """The imaging model versions among ``version_ids``' keys (the rest: treatment, forecast)."""
-    return sorted(k for k in ids if k[0] not in ("treatment", "forecast"))
+    """The 2D imaging model versions among ``version_ids``' keys (the rest: treatment, forecast
+    and the 3D bundles, whose reads the worklist does not quote: they are in ``ai_volume_read``)."""
+    skip = {"treatment", "forecast", *available_bundles()}
+    return sorted(k for k in ids if k[0] not in skip)
 
 
 def worklist_signoff_of(db_path: Path | str, ranked_by: str | None) -> SignOff:

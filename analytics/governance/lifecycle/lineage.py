@@ -18,6 +18,7 @@ versions) and the command. What a card does not record is listed in ``missing``,
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 
 import duckdb
@@ -34,6 +35,7 @@ PREDICTION_ACTIONS = (
     "treatment_decision",
     "explanation_shown",
 )
+VERSION_HEX = re.compile(r"[0-9a-f]{64}")  # a weights sha256 (lower-case hex)
 LINEAGE_FIELDS = (
     "data source",
     "data fingerprint",
@@ -50,7 +52,7 @@ class ModelVersion:
     """One model version and its lineage (``data``, ``code``, ``command``; ``missing``: what is not recorded)."""
 
     model_name: str  # as the audit trail names it: mammography, brain_mri, treatment, forecast
-    kind: str  # imaging, treatment, forecast
+    kind: str  # imaging, volume (a 3D bundle), treatment, forecast
     version: str
     version_id: str | None  # sha256 of the weights (None: card no longer present)
     title: str
@@ -140,6 +142,61 @@ def imaging_version(card: dict) -> ModelVersion:
         str(card.get("version")),
         (card.get("weights") or {}).get("sha256"),
         str(card.get("title") or card.get("name")),
+        trained_at,
+        data,
+        code,
+        command,
+        _missing(data, code, command, trained_at),
+    )
+
+
+def volume_version(entry: dict) -> ModelVersion:
+    """A 3D model bundle's version (``models.volumes.cards.bundle_cards``' entry, JSON only).
+
+    Its version is the bundle's ``metadata.json`` version (what every 3D read names) and its id the
+    sha256 its weights are pinned to: the built-in bundle's card (``weights.sha256``), a registered
+    one's registration (``oncolens.json``, written by ``oncolens models add``); every load verifies
+    the file against it, so a sign-off binds to the weights that read, as for the 2D models. A
+    bundle whose JSON cannot be read has no id (listed, never signed off: ``error`` in ``data``).
+    """
+    meta, card = entry.get("metadata") or {}, entry.get("card") or {}
+    registration = entry.get("registration") or {}
+    builtin = bool(entry.get("builtin"))
+    sha = (card.get("weights") or {}).get("sha256") if builtin else registration.get("sha256")
+    card_data = card.get("data") or {}
+    rows = {
+        k: card_data.get(f"{k}_volumes")
+        for k in ("train", "guard", "test")
+        if card_data.get(f"{k}_volumes") is not None
+    }
+    data = {
+        "source": card_data.get("generator")
+        or (
+            "registered bundle"
+            + (f" from {registration['source']}" if registration.get("source") else "")
+        ),
+        "dataset_sha256": spec_sha256({"data": card_data, "seed": card.get("seed")})
+        if card_data
+        else None,
+        "cohort": f"synthetic volumes, seed {card.get('seed')}" if card_data else None,
+        "rows": rows or None,
+        "validation": "held-out volumes (the bundle's card)" if card_data else None,
+    }
+    if entry.get("error"):
+        data["error"] = str(entry["error"])
+    code = {
+        "oncolens_version": None,
+        "monai_version": meta.get("monai_version"),
+        "torch_version": meta.get("pytorch_version"),
+    }
+    command = card.get("trained") if isinstance(card.get("trained"), str) else None
+    trained_at = registration.get("registered_at") if not builtin else None
+    return ModelVersion(
+        str(entry.get("name")),
+        "volume",
+        str(meta.get("version", "0")),
+        sha if isinstance(sha, str) and VERSION_HEX.fullmatch(sha) else None,
+        str(meta.get("name") or entry.get("name")),
         trained_at,
         data,
         code,

@@ -246,12 +246,17 @@ def _verdict_box(view: resources.SeriesView, explained: dict | None) -> None:
 
 
 def show_series(
-    ref: resources.StoreRef, person_id: int, series_uid: str
+    ref: resources.StoreRef,
+    person_id: int,
+    series_uid: str,
+    gate: Callable[[resources.SeriesView], resources.SeriesView] | None = None,
 ) -> resources.SeriesView | None:
     """One of her series that is a volume, as the Imaging page's picker offers it (once, never as
     its slices): the volume in the viewer with its 3D read's outline and, on request, the Grad-CAM
     map; a volume without a 3D read on record is shown with the reason; a series that cannot be
-    rebuilt says why. Returns the view shown with a read (for the page's audit), else None."""
+    rebuilt says why. ``gate``: the page's ethics-board sign-off (``session.signoff.gate_view``,
+    which components may not import), applied to the view before anything of its read is drawn.
+    Returns the view shown with a read (for the page's audit), else None."""
     reads, _ = resources.volume_reads(ref, person_id)
     rows = list(reads[reads["series_uid"] == series_uid].itertuples(index=False))
     row = rows[0] if rows else None
@@ -279,6 +284,8 @@ def show_series(
             "The stored read was made with other weights of this model; the viewer shows the "
             "current weights' read."
         )
+    if gate is not None:
+        view = gate(view)
     return show_view(
         view,
         asked_key=f"oncolens.series_saliency.{series_uid}.{view.bundle.sha256 if view.bundle else ''}",
@@ -309,7 +316,8 @@ def show_view(
         return None
     volume, read = view.volume, view.read
     if read is None:
-        st.info(f"No 3D AI read of this series: {_plain(view.note)}.", icon=":material/block:")
+        if view.note:  # none: the caller said why above (a read withheld pending sign-off)
+            st.info(f"No 3D AI read of this series: {_plain(view.note)}.", icon=":material/block:")
         _volume_in_viewer(volume, [], None)
         return None
     # the button sits beside the viewer, not above it: at 1366 x 768 the image stays high

@@ -34,8 +34,10 @@ from analytics.governance import audit
 from dashboard import resources
 from dashboard.components.viewer import imaging as viewer
 from dashboard.panels import deid as deid_panel
+from dashboard.session import signoff
 from models.dicom import reader as dicom
-from models.volumes.sources import Item, UnsafeArchiveError, collect, is_zip
+from models.volumes.series import scan_series
+from models.volumes.sources import Item, Skipped, UnsafeArchiveError, collect, is_zip
 
 PICK_KEY = "imaging_upload_pick"
 _FOR_KEY = "imaging_upload_for"  # which upload the pick belongs to
@@ -46,16 +48,32 @@ _LISTED = 12  # reasons listed before "and N more"
 class UploadChoice:
     """What the page goes on with: ``image`` (de-identified bytes of a 2D image to read as
     before), or ``view`` (a volume shown with a read, to audit with ``inputs_sha256``), or
-    neither (the panel said why; the page stops)."""
+    neither (the panel said why; the page stops). ``upload_id`` goes into the viewing event's
+    details, as into the identity confirmation's."""
 
     image: bytes | None = None
     view: Any = None
     inputs_sha256: str | None = None
+    upload_id: str | None = None  # the hash of the whole upload, as its identity event names it
 
 
 def is_single_file(uploads: list) -> bool:
-    """One file that is not a zip: the 2D path of the page, exactly as before this panel."""
-    return len(uploads) == 1 and not is_zip(uploads[0].getvalue()[:4])
+    """One file that is not a zip and not a volume on its own: the 2D path of the page, exactly
+    as before this panel.
+
+    A lone file whose frames make a volume by the rule of a stored series (``SeriesInfo.
+    looks_like_volume``: an enhanced multi-frame object with 3 or more parallel positioned frames
+    of one matrix size) goes through this panel like a multi-file upload, so it is read once, in
+    3D (issue 21). Decided from its header alone (``scan_series`` stops before the pixels; nothing
+    of it is shown before de-identification); a file whose header cannot be parsed stays on the
+    2D path, which says why it cannot be shown."""
+    if len(uploads) != 1:
+        return False
+    data = uploads[0].getvalue()
+    if is_zip(data[:4]):
+        return False
+    infos, _, _ = scan_series([(str(uploads[0].name), data)])
+    return not any(info.looks_like_volume for info in infos)
 
 
 def _digest(items: list[Item]) -> str:
@@ -63,28 +81,51 @@ def _digest(items: list[Item]) -> str:
     return audit.inputs_hash(*(part for i in items for part in (i.label, i.data or b"")))
 
 
-def _identity_ok(ref: resources.StoreRef, person_id: int, items: list[Item], digest: str) -> bool:
+def _identity_ok(
+    ref: resources.StoreRef, person_id: int, items: list[Item], upload_id: str
+) -> tuple[bool, list[Skipped]]:
     """Every file of the upload checked against the open patient before de-identification;
-    the fields that differ (with how many files) need one confirmation, audited once."""
-    key = f"imaging_upload_identity_{digest[:16]}_{person_id}"
+    the fields that differ (with how many files) need one confirmation, audited once (with the
+    upload's id, which its viewing event carries too). Also returns the files whose identifiers
+    could not be read, each with its reason: they are left out of the upload and listed (a file
+    that cannot be checked is never shown under her), whatever the reader raised."""
+    key = f"imaging_upload_identity_{upload_id[:16]}_{person_id}"
     if key not in st.session_state:  # once per upload and patient: headers only, not per rerun
         identity = resources.patient_identity(ref, person_id)
         counts: dict[str, int] = {}
+        unreadable: list[Skipped] = []
         for item in items:
             try:
                 fields = deid_panel.identity_mismatches(item.data or b"", identity)
-            except dicom.DicomReadError:
-                continue  # not DICOM: skipped later with its reason, nothing of it is shown
+            except dicom.DicomReadError as exc:
+                unreadable.append(Skipped(item.label, _unchecked(str(exc))))
+                continue
+            # any other failure of the reader on one file is that file's reason, never a
+            # traceback (the type only: a message may quote a header value)
+            except Exception as exc:  # noqa: BLE001
+                unreadable.append(
+                    Skipped(item.label, _unchecked(f"damaged DICOM file ({type(exc).__name__})"))
+                )
+                continue
             for name in fields:
                 counts[name] = counts.get(name, 0) + 1
-        st.session_state[key] = [
-            f"{name} ({n} of {len(items)} files)" for name, n in counts.items()
-        ]
-    mismatched = st.session_state[key]
+        checked = len(items) - len(unreadable)
+        st.session_state[key] = (
+            [f"{name} ({n} of {checked} files)" for name, n in counts.items()],
+            unreadable,
+        )
+    mismatched, unreadable = st.session_state[key]
     if not mismatched:
-        return True
-    hashes = b"".join(hashlib.sha256(i.data or b"").digest() for i in items)
-    return deid_panel.confirm_identity(ref.path, hashes, person_id, mismatched)
+        return True, list(unreadable)
+    gone = {s.label for s in unreadable}
+    hashes = b"".join(hashlib.sha256(i.data or b"").digest() for i in items if i.label not in gone)
+    ok = deid_panel.confirm_identity(ref.path, hashes, person_id, mismatched, upload_id=upload_id)
+    return ok, list(unreadable)
+
+
+def _unchecked(why: str) -> str:
+    """A file left out because its identifiers could not be compared with the open patient's."""
+    return f"{why.rstrip('.')}; its identifiers could not be checked against the open patient"
 
 
 def _volume_label(volume) -> str:
@@ -176,9 +217,22 @@ def render(ref: resources.StoreRef, person_id: int | None, uploads: list) -> Upl
             icon=":material/block:",
         )
         return UploadChoice()
-    digest = _digest(items)
-    if person_id is not None and not _identity_ok(ref, person_id, items, digest):
-        return UploadChoice()
+    # the upload's id: the hash of everything uploaded (no identifier), in the details of both its
+    # audit events (the identity confirmation and the viewing), so the two can be joined
+    upload_id = _digest(items)
+    if person_id is not None:
+        ok, unreadable = _identity_ok(ref, person_id, items, upload_id)
+        if not ok:
+            return UploadChoice()
+        if unreadable:  # left out, each listed with its reason under the image
+            gone = {s.label for s in unreadable}
+            items = [i for i in items if i.label not in gone]
+            skipped = [*skipped, *unreadable]
+        if not items:
+            why = _plain("; ".join(f"{_shown(s.label)}: {s.reason}" for s in unreadable[:3]))
+            st.error(f"No file of this upload can be read ({why}).", icon=":material/block:")
+            return UploadChoice()
+    digest = _digest(items)  # what is de-identified and cached: the files kept
     try:
         with st.spinner(f"De-identifying {len(items)} file(s) and sorting them into series..."):
             contents = resources.upload_contents(ref.path, digest, tuple(items))
@@ -230,12 +284,13 @@ def render(ref: resources.StoreRef, person_id: int | None, uploads: list) -> Upl
         )
     if pick < 0:  # a 2D image: the page reads it as a single file, below these lines
         _details(contents)
-        return UploadChoice(image=contents.images[-1 - pick][1])
+        return UploadChoice(image=contents.images[-1 - pick][1], upload_id=upload_id)
     volume = contents.volumes[pick]
     with st.spinner("Reading the volume in 3D..."):
         view = resources.upload_view(digest, volume)
-    # no sign-off gate, as for a stored series' 3D read: the sign-off registry knows the 2D
-    # cards' weights only, and would call these "weights that could not be identified"
+    # the ethics board's sign-off, as for a stored series' 3D read and a 2D read: a banner, or
+    # the read withheld (the volume still shown); no subject, as for a 2D upload
+    view = signoff.gate_view(ref, view)
     sha = contents.volume_sha256.get(volume.series_instance_uid)
     shown = viewer.show_view(
         view,
@@ -243,7 +298,7 @@ def render(ref: resources.StoreRef, person_id: int | None, uploads: list) -> Upl
         saliency=lambda: resources.upload_saliency(digest, view, "gradcam"),
     )
     _details(contents)
-    return UploadChoice(view=shown, inputs_sha256=sha)
+    return UploadChoice(view=shown, inputs_sha256=sha, upload_id=upload_id)
 
 
 def _with_skipped(contents, skipped: list) -> Any:
