@@ -17,22 +17,40 @@ const noZarrCodecs = {
   },
 };
 
-// NiiVue recomputes the 3D render's gradient texture (a blur and a Sobel pass over the whole volume)
-// every time the image layer is refreshed: on load and on every window/level step. The viewer never
-// shows a 3D render (multiplanarShowRender NEVER, no render plane), so that work is skipped when the
-// viewer sets ``opts.oncolensNoRender``. The patched line is checked: another NiiVue version without
-// it fails the build here instead of silently computing the gradient again.
+// Patches to NiiVue's source, each checked: another NiiVue version without the patched text fails the
+// build here instead of silently shipping without the patch.
+//
+// 1. no-render-gradient. NiiVue recomputes the 3D render's gradient texture (a blur and a Sobel pass
+// over the whole volume) every time the image layer is refreshed: on load and on every window/level
+// step. The viewer never shows a 3D render (multiplanarShowRender NEVER, no render plane), so that
+// work is skipped when the viewer sets ``opts.oncolensNoRender``.
 const GRADIENT = "    if (layer === 0) {\n      this.volumeTexture = outTexture;\n      this.gradientTexture = gradientGL({";
-const noRenderGradient = {
-  name: "no-render-gradient",
+// 2. lazy-shaders. NiiVue compiles and links every shader program it has when it attaches to its
+// canvas (about 45: 3D rendering, meshes, fibres, image processing, picking), each link waited for.
+// The viewer draws slices with a handful of them. A program is now compiled the first time it is
+// used (``use``, ``program`` or ``uniforms`` read), so the programs a slice view never needs are never
+// compiled, and the attach (which holds the page's main thread, the iframe's and Streamlit's alike)
+// is shorter. A compile error still throws, at first use instead of at attach.
+const SHADER = "    this.program = compileShader(gl, vertexSrc, fragmentSrc);\n    const regexUniform";
+const LAZY_SHADER = "    this.lazySource = [gl, vertexSrc, fragmentSrc];\n  }\n  get program() {\n    if (this.lazySource) this.compileNow();\n    return this.compiledProgram;\n  }\n  get uniforms() {\n    if (this.lazySource) this.compileNow();\n    return this.compiledUniforms;\n  }\n  compileNow() {\n    const [gl, vertexSrc, fragmentSrc] = this.lazySource;\n    this.lazySource = null;\n    this.compiledUniforms = {};\n    this.compiledProgram = compileShader(gl, vertexSrc, fragmentSrc);\n    const regexUniform";
+const SHADER_FIELDS = '    __publicField(this, "program");\n    __publicField(this, "uniforms", {});\n';
+const niivuePatches = [
+  ["no-render-gradient", GRADIENT, GRADIENT.replace("this.gradientTexture = gradientGL({", "if (!this.opts.oncolensNoRender) this.gradientTexture = gradientGL({")],
+  ["lazy-shaders (fields)", SHADER_FIELDS, ""],
+  ["lazy-shaders (compile)", SHADER, LAZY_SHADER],
+];
+const patchNiivue = {
+  name: "patch-niivue",
   setup(b) {
     b.onLoad({ filter: /@niivue[\\/]niivue[\\/]build[\\/]niivue[\\/]index\.js$/ }, (args) => {
-      const source = readFileSync(args.path, "utf8");
-      if (source.split(GRADIENT).length !== 2) {
-        throw new Error("NiiVue's refreshLayers changed: review the no-render-gradient patch in build.mjs");
+      let source = readFileSync(args.path, "utf8");
+      for (const [name, before, after] of niivuePatches) {
+        if (source.split(before).length !== 2) {
+          throw new Error(`NiiVue's source changed: review the ${name} patch in build.mjs`);
+        }
+        source = source.replace(before, after);
       }
-      const patched = GRADIENT.replace("this.gradientTexture = gradientGL({", "if (!this.opts.oncolensNoRender) this.gradientTexture = gradientGL({");
-      return { contents: source.replace(GRADIENT, patched), loader: "js" };
+      return { contents: source, loader: "js" };
     });
   },
 };
@@ -47,7 +65,7 @@ const result = await build({
   format: "esm",
   target: ["chrome110", "firefox115", "safari16"],
   outfile: "build/viewer.js",
-  plugins: [noZarrCodecs, noRenderGradient],
+  plugins: [noZarrCodecs, patchNiivue],
   legalComments: "eof",
   logLevel: "info",
 });
