@@ -234,6 +234,7 @@ def test_the_demo_volume_scrolls_switches_planes_and_measures_in_mm(page, app):
         moved = [abs(a - b) for a, b in zip(after, before, strict=True)]
         # axial moves k, coronal j, sagittal i (NiiVue's plane codes 0, 1, 2)
         assert moved == [1 if axis == 2 - tile["plane"] else 0 for axis in range(3)], (tile, moved)
+    frame.wait_for_function(SETTLED)  # the full-resolution picture, not a scroll frame's
     screenshot(page, f"imaging-viewer-volume-mpr-{page.viewport_size['width']}")
     frame.locator("button[data-plane='Axial']").click()
 
