@@ -14,9 +14,13 @@ adds seconds): the page's navigation start is 0.
   uploaded, drawn; beside it Streamlit's own floor, an empty page's first element
   (``bench/viewer_empty_app.py``, served beside it);
 - scrolling by the wheel: real wheel events over the canvas, each waited for until the
-  viewer has moved the slice and drawn it; with the draws per wheel step;
+  viewer has moved the slice and drawn it; with the draws per wheel step, the resolution the
+  level of detail learned for the scroll, and the time from the last step to the
+  full-resolution picture;
 - scrolling per frame: one slice per animation frame, for as long as the browser keeps up
-  (what the screen shows, capped by its refresh rate, 60/s on most screens);
+  (what the screen shows, capped by its refresh rate, 60/s on most screens): with the level
+  of detail as it learns (the viewer's default), every frame at its lowest resolution, and
+  every frame at full resolution (no level of detail, as before it existed);
 - the floors of this browser: its frame rate with nothing to draw, with a bare WebGL canvas
   of the viewer's size cleared each frame (what any WebGL viewer pays here per frame), and
   with NiiVue redrawing an unchanged slice each frame;
@@ -77,6 +81,24 @@ def demo_volume():
     from models.training.phantom_volume import brain_phantom
 
     return brain_phantom()
+
+
+# From the last scroll step to the full-resolution picture (the level of detail's stop), in ms; 0 for a
+# viewer without a level of detail.
+TO_FULL = """async () => {
+  const v = window.oncolensViewer;
+  const t0 = performance.now();
+  while (v.state().lod && !v.state().lod.settled) await new Promise((r) => requestAnimationFrame(() => r()));
+  return performance.now() - t0;
+}"""
+# the scroll frames' budget (ms; Infinity: never reduced, 0: always the lowest resolution); False for a
+# viewer without a level of detail
+BUDGET = """(ms) => {
+  const v = window.oncolensViewer;
+  if (!v.setFrameBudget) return false;
+  v.setFrameBudget(ms);
+  return true;
+}"""
 
 
 # The browser's own frame rate with nothing to draw: the ceiling of anything per frame on this machine.
@@ -143,6 +165,26 @@ SHOWN = """(prev) => {
   const s = window.oncolensViewer.state();
   return s.vox[2] !== prev[0] && (s.draws === undefined || s.draws > prev[1]);
 }"""
+
+
+# the slice moved (drawn or not): the wheel loop's own floor, Playwright's round trips
+MOVED = "(prev) => window.oncolensViewer.state().vox[2] !== prev[0]"
+
+
+def _wheel_rate(page, frame, n: int, check: str) -> float:
+    """Wheel steps per second over the canvas, each waited for until ``check`` (JS, given the
+    previous [slice, draws]) holds: ``SHOWN`` moved and drawn, ``MOVED`` moved only."""
+    state = "window.oncolensViewer.state()"
+    s0 = frame.evaluate(state)
+    shown, step = [s0["vox"][2], s0.get("draws")], -120
+    t = time.perf_counter()
+    for _ in range(n):
+        if shown[0] in (0, s0["dims"][2] - 1):  # an end of the volume: back the other way
+            step = -step
+        page.mouse.wheel(0, step)
+        frame.wait_for_function(check, arg=shown)
+        shown = frame.evaluate(f"[{state}.vox[2], {state}.draws]")
+    return n / (time.perf_counter() - t)
 
 
 def payload_figures() -> tuple[float, float, int]:
@@ -324,20 +366,26 @@ def main(argv: list[str] | None = None) -> int:
         frame.locator("#gl").hover()
         state = "window.oncolensViewer.state()"
         s0 = frame.evaluate(state)
-        shown, step = [s0["vox"][2], s0.get("draws")], -120
-        t = time.perf_counter()
-        for _ in range(args.slices):
-            if shown[0] in (0, s0["dims"][2] - 1):  # an end of the volume: back the other way
-                step = -step
-            page.mouse.wheel(0, step)
-            frame.wait_for_function(SHOWN, arg=shown)
-            shown = frame.evaluate(f"[{state}.vox[2], {state}.draws]")
-        wheel = args.slices / (time.perf_counter() - t)
+        wheel = _wheel_rate(page, frame, args.slices, SHOWN)
         after = frame.evaluate(f"{state}.draws")
         draws_per_step = (after - s0["draws"]) / args.slices if after is not None else float("nan")
+        to_full = frame.evaluate(TO_FULL)
+        lod = frame.evaluate(f"{state}.lod")
+        harness = _wheel_rate(page, frame, args.slices, MOVED)
+        frame.evaluate(TO_FULL)
         cpu = _tree_cpu_seconds()
         per_frame = frame.evaluate(PER_FRAME, args.slices)
         per_frame["cpu"] = (_tree_cpu_seconds() - cpu) / per_frame["moved"]
+        frame.evaluate(TO_FULL)
+        variants = {}
+        for name, budget in (("lowest", 0), ("full", 1e12)):
+            if not frame.evaluate(BUDGET, budget):
+                break
+            cpu = _tree_cpu_seconds()
+            run_v = frame.evaluate(PER_FRAME, args.slices)
+            run_v["cpu"] = (_tree_cpu_seconds() - cpu) / run_v["moved"]
+            variants[name] = run_v
+            frame.evaluate(TO_FULL)
         ceiling = frame.evaluate(RAF_CEILING)
         bare = frame.evaluate(BARE_GL)
         nv_frames = frame.evaluate(NV_PER_FRAME)
@@ -367,7 +415,8 @@ def main(argv: list[str] | None = None) -> int:
         f"loading at {_median([o['iframe'] for o in opens]):.2f} s; the viewer from there to drawn: "
         f"{_median([o['stages']['drawn'] for o in opens]) / 1e3:.2f} s"
     )
-    keys = ["module", "renderEvent", "attached", "decoded", "uploaded", "drawn"]
+    keys = ["module", "ready", "attachSync", "renderEvent", "attached", "decoded", "uploaded"]
+    keys.append("drawn")
     print(
         "  in the frame (ms since the iframe began loading, medians): "
         + ", ".join(f"{k} {_median([o['stages'].get(k, np.nan) for o in opens]):.0f}" for k in keys)
@@ -380,13 +429,30 @@ def main(argv: list[str] | None = None) -> int:
         )
     print(
         f"scrolling by the wheel: {wheel:.1f} slices/s (each slice waited for until moved and "
-        f"drawn; target >= 20), {draws_per_step:.2f} draws per wheel step"
+        f"drawn; target >= 20), {draws_per_step:.2f} draws per wheel step; the loop's own floor "
+        f"(waiting for the slice index only: Playwright's round trips) {harness:.1f} steps/s"
     )
+    if lod:
+        print(
+            f"  level of detail: scroll frames drawn at {lod['scrollScale']:.2f} of the resolution "
+            f"(learned; last frame {lod['lastFrameMs'] or 0:.0f} ms, budget {lod['budgetMs']:.0f} ms), "
+            f"{lod['reducedDraws']} reduced draws; last step -> full-resolution picture "
+            f"{to_full:.0f} ms"
+        )
     rate = per_frame["moved"] / (per_frame["ms"] / 1e3)
     print(
         f"scrolling per animation frame: {rate:.1f} slices/s, "
         f"{per_frame['cpu'] * 1e3:.0f} ms CPU per slice (Chromium, all processes)"
     )
+    labels = {
+        "lowest": "every frame at the lowest resolution",
+        "full": "every frame at full resolution",
+    }
+    for name, run_v in variants.items():
+        print(
+            f"  {labels[name]}: {run_v['moved'] / (run_v['ms'] / 1e3):.1f} slices/s, "
+            f"{run_v['cpu'] * 1e3:.0f} ms CPU per slice"
+        )
     print(
         f"  this browser's floors, frames/s: nothing to draw {ceiling:.1f}; a bare WebGL canvas of "
         f"the viewer's size cleared each frame {bare:.1f}; NiiVue redrawing the same slice "

@@ -1,5 +1,6 @@
 """The Imaging page's viewer in Chromium: it draws above the fold, the mouse windows, an overlay toggles,
-the wheel and the arrow keys scroll slices, the planes switch, and the caliper measures in mm.
+the wheel and the arrow keys scroll slices, the planes switch, the caliper measures in mm, and a fast
+scroll drawn at a reduced resolution lands on the exact slice and ends on the full-resolution picture.
 
 Why in a browser: the viewer is WebGL (NiiVue) inside a component iframe; AppTest sees only the
 arguments it is sent. What is on screen is read two ways: the viewer's own state
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import io
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -43,6 +45,31 @@ BURST = """async (n) => {
   const end = v.state();
   return { moved: end.vox[2] - start.vox[2], draws: end.draws - start.draws, slice: end.vox[2] };
 }"""
+
+
+# A fast burst of wheel steps over the canvas, ``per_frame`` of them in each animation frame: where the
+# slice is after each frame, the canvas's backing-store width then, and the draws the burst cost.
+FAST_WHEEL = """async ({ n, perFrame, deltaY }) => {
+  const v = window.oncolensViewer;
+  const canvas = document.getElementById("gl");
+  const r = canvas.getBoundingClientRect();
+  const start = v.state();
+  const widths = [], slices = [];
+  let frames = 0;
+  for (let i = 0; i < n; i++) {
+    canvas.dispatchEvent(new WheelEvent("wheel", { deltaY, clientX: r.left + r.width / 2,
+      clientY: r.top + r.height / 2, bubbles: true, cancelable: true }));
+    if ((i + 1) % perFrame === 0) {
+      await new Promise((done) => requestAnimationFrame(() => done()));
+      frames += 1;
+      widths.push(canvas.width);
+      slices.push(v.state().vox[2]);
+    }
+  }
+  return { start: start.vox[2], startDraws: start.draws, frames, widths, slices };
+}"""
+SETTLED = "window.oncolensViewer.state().lod.settled"
+BENCH_APP = Path(__file__).resolve().parents[2] / "bench" / "viewer_app.py"
 
 
 def _frame(page, previous: str | None = None):
@@ -207,6 +234,7 @@ def test_the_demo_volume_scrolls_switches_planes_and_measures_in_mm(page, app):
         moved = [abs(a - b) for a, b in zip(after, before, strict=True)]
         # axial moves k, coronal j, sagittal i (NiiVue's plane codes 0, 1, 2)
         assert moved == [1 if axis == 2 - tile["plane"] else 0 for axis in range(3)], (tile, moved)
+    frame.wait_for_function(SETTLED)  # the full-resolution picture, not a scroll frame's
     screenshot(page, f"imaging-viewer-volume-mpr-{page.viewport_size['width']}")
     frame.locator("button[data-plane='Axial']").click()
 
@@ -283,5 +311,79 @@ def test_a_series_read_in_3d_shows_its_outline_and_the_saliency_map_toggles(brow
         assert _changed(with_map, plain) > 0.05, "hiding the 3D map did not change the picture"
         box.check()
         assert _changed(with_map, _pixels(frame)) < 0.05, "showing it again drew another picture"
+    finally:
+        context.close()
+
+
+@pytest.fixture(scope="module")
+def viewer_app(browser_prerequisites: str, tmp_path_factory: pytest.TempPathFactory):
+    """The viewer benchmark's page (the demo volume with its outline, nothing else), served."""
+    # here, not at the top: the serving helpers start processes only where this test runs
+    from tests.e2e.serving import run_command, serving
+
+    log = tmp_path_factory.mktemp("e2e-viewer") / "streamlit.log"
+    try:
+        with serving(run_command(BENCH_APP), log, timeout_s=120) as served:
+            yield served[0]
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+
+
+def test_a_fast_scroll_lands_on_the_exact_slice_and_ends_on_the_full_picture(browser, viewer_app):
+    """The level of detail: a burst of wheel steps drawn at a reduced resolution (forced here with a
+    zero frame budget, so it does not depend on this machine's speed) moves one slice per step, never
+    draws more than once a frame, and once it stops the picture is the one a slow scroll at full
+    resolution (no level of detail at all, as before it existed) ends on: the same pixels."""
+    context = browser.new_context(viewport={"width": 1366, "height": 768})
+    context.set_default_timeout(90_000)
+    page = context.new_page()
+    try:
+        page.goto(viewer_app)
+        frame = _frame(page)
+        gl = frame.locator("#gl")
+        full_width = _state(frame)["canvas"]["width"]
+        frame.evaluate("window.oncolensViewer.scroll(40 - window.oncolensViewer.state().vox[2])")
+        frame.wait_for_function(SETTLED)
+        assert _state(frame)["vox"][2] == 40
+
+        frame.evaluate("window.oncolensViewer.setFrameBudget(0)")  # every scroll frame reduced
+        reduced_before = _state(frame)["lod"]["reducedDraws"]
+        burst = frame.evaluate(FAST_WHEEL, {"n": 24, "perFrame": 3, "deltaY": -120})
+        # every wheel step moved the slice by one, frame by frame, none lost
+        assert burst["start"] == 40
+        assert burst["slices"] == [40 - 3 * (k + 1) for k in range(burst["frames"])], burst
+        assert min(burst["widths"]) < full_width, f"no frame drawn at a reduced resolution: {burst}"
+        frame.wait_for_function(SETTLED)
+        after = _state(frame)
+        assert after["vox"][2] == 40 - 24
+        assert after["canvas"]["width"] == full_width and after["lod"]["scale"] == 1
+        assert after["lod"]["reducedDraws"] > reduced_before
+        # one draw per animation frame at most: the burst's frames (eight), one for a frame that
+        # may follow the last step, and the full-resolution picture at the stop
+        assert after["draws"] - burst["startDraws"] <= burst["frames"] + 2, (after, burst)
+        assert re.search(r"Axial slice 17/64", frame.locator("#status").inner_text())
+        fast = _pixels(frame)
+
+        # the same slice reached slowly, one wheel step at a time, with no level of detail
+        frame.evaluate("window.oncolensViewer.setFrameBudget(Infinity)")
+        frame.evaluate("window.oncolensViewer.scroll(6)")
+        frame.wait_for_function(SETTLED)
+        gl.hover()
+        for _ in range(6):
+            at = _state(frame)["vox"][2]
+            page.mouse.wheel(0, -120)
+            frame.wait_for_function(f"window.oncolensViewer.state().vox[2] === {at - 1}")
+            frame.wait_for_function(SETTLED)
+        slow = _state(frame)
+        assert (
+            slow["vox"][2] == 40 - 24
+            and slow["lod"]["reducedDraws"] == after["lod"]["reducedDraws"]
+        )
+        slow_pixels = _pixels(frame)
+        assert float(np.abs(fast - slow_pixels).max()) == 0.0, (
+            "the picture after a fast scroll differs"
+        )
+        # and the picture is the slice's, not a blank canvas
+        assert float(fast.std()) > 5.0
     finally:
         context.close()

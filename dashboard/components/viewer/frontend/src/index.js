@@ -10,6 +10,10 @@
 // the page's first render event is on its way, not after it; the slice moves at once on each wheel
 // step or key, but the picture is drawn once per animation frame, however many steps arrived in it
 // (NiiVue draws and waits for the GPU on every event otherwise, which queues up on a slow GPU).
+// While a scroll is under way on a GPU too slow to draw 25 frames a second at full resolution
+// (a software WebGL, a thin client), the frames are drawn at a lower resolution, learned from the
+// frames' own cost, and the full-resolution picture follows 150 ms after the last step (a level of
+// detail, as VTK's interactive renders): see "Level of detail" below and docs/volumes.md.
 //
 // ``window.oncolensViewer.state()`` reports what is on screen (slice, window, overlays) so
 // that browser tests and the benchmark read the viewer's state instead of guessing.
@@ -352,13 +356,74 @@ nv.drawScene = () => {
   return drawNow();
 };
 
-/** One draw at the next animation frame, however many slice steps come before it. */
+// Level of detail. A scroll frame draws the slice at LOD_SCALES[lod.level] of the canvas's full
+// resolution (its backing store shrunk, the browser scales it up), and SCROLL_IDLE_MS after the last
+// step the canvas gets its full resolution back and is drawn once more: that last picture is the one
+// a draw without any of this gives (NiiVue's own resize path: the same size, pixel ratio and fonts).
+// The level is learned from the scroll frames' own cost (from the frame's draw to the next frame):
+// a frame over the budget moves to the scale that the cost, proportional to the pixels drawn, says
+// fits; one under half of it moves a level up. On a GPU every frame fits and nothing is reduced;
+// in headless Chromium's software WebGL the slice shader's per-pixel work is the bound
+// (docs/benchmarks.md, viewer), and a quarter of the resolution draws about a sixteenth of the pixels.
+const LOD_SCALES = [1, 0.7, 0.5, 0.35, 0.25];
+const SCROLL_IDLE_MS = 150;
+const lod = {
+  budgetMs: 40, // a scroll frame may cost this much (25 frames/s: a margin over the 20 slices/s target)
+  level: 0, // the level the next scroll frame draws at (learned)
+  drawnLevel: 0, // the level the canvas is at now
+  lastFrameMs: null, // the last scroll frame's measured cost
+  reducedDraws: 0,
+  fullDraws: 0, // full-resolution pictures drawn when a reduced scroll stopped
+  idleTimer: 0,
+};
+
+/** The canvas's backing store at ``level`` (NiiVue's resize: canvas size, pixel ratio, font size), drawn. */
+function setLevel(level) {
+  lod.drawnLevel = level;
+  nv.opts.forceDevicePixelRatio = level === 0 ? 0 : (window.devicePixelRatio || 1) * LOD_SCALES[level];
+  nv.resizeListener(); // resizes and draws (one draw, counted)
+}
+
+/** Learns the scroll level from one frame's cost at ``level`` (ms from its draw to the next frame). */
+function learn(level, costMs) {
+  lod.lastFrameMs = costMs;
+  if (costMs > lod.budgetMs) {
+    const wanted = LOD_SCALES[level] * Math.sqrt(lod.budgetMs / costMs); // cost ~ pixels ~ scale^2
+    let next = level + 1;
+    while (next < LOD_SCALES.length - 1 && LOD_SCALES[next] > wanted) next += 1;
+    lod.level = Math.min(next, LOD_SCALES.length - 1);
+  } else if (costMs < lod.budgetMs / 2 && level > 0) {
+    lod.level = level - 1;
+  }
+}
+
+/** Full resolution again once the scroll has stopped for SCROLL_IDLE_MS (nothing to do if it never left). */
+function scrolled() {
+  clearTimeout(lod.idleTimer);
+  lod.idleTimer = setTimeout(() => {
+    lod.idleTimer = 0;
+    if (lod.drawnLevel === 0) return;
+    requestAnimationFrame(() => {
+      if (lod.idleTimer || lod.drawnLevel === 0) return; // scrolling again: its frames restore it later
+      lod.fullDraws += 1;
+      setLevel(0);
+    });
+  }, SCROLL_IDLE_MS);
+}
+
+/** One draw at the next animation frame, however many slice steps come before it, at the scroll's level. */
 function requestDraw() {
+  scrolled();
   if (drawPending) return;
   drawPending = true;
   requestAnimationFrame(() => {
     drawPending = false;
-    nv.drawScene();
+    const level = lod.level;
+    const start = performance.now();
+    if (level !== lod.drawnLevel) setLevel(level);
+    else nv.drawScene();
+    if (level > 0) lod.reducedDraws += 1;
+    requestAnimationFrame(() => learn(level, performance.now() - start));
   });
 }
 
@@ -372,6 +437,9 @@ async function load(args) {
   nv.opts.showMeasureUnits = spec.spacing_known !== false; // "mm" only where the file gives a spacing
   holdDraws = true;
   try {
+    clearTimeout(lod.idleTimer);
+    lod.idleTimer = 0;
+    if (lod.drawnLevel !== 0) setLevel(0); // a new image opens at full resolution (the draw is held)
     await show(args);
   } finally {
     holdDraws = false;
@@ -470,9 +538,24 @@ window.oncolensViewer = {
       draws,
       canvas: { width: canvas.width, height: canvas.height, cssWidth: canvas.clientWidth, cssHeight: canvas.clientHeight, dpr: window.devicePixelRatio },
       tiles: nv.screenSlices.length,
+      lod: {
+        scale: LOD_SCALES[lod.drawnLevel],
+        scrollScale: LOD_SCALES[lod.level],
+        budgetMs: lod.budgetMs,
+        lastFrameMs: lod.lastFrameMs,
+        reducedDraws: lod.reducedDraws,
+        fullDraws: lod.fullDraws,
+        settled: lod.drawnLevel === 0 && !lod.idleTimer && !drawPending,
+      },
     };
   },
   scroll,
+  /** The scroll frames' budget in ms (tests: 0 draws every scroll frame at the lowest level); the
+   * learned level starts again from full resolution. */
+  setFrameBudget(ms) {
+    lod.budgetMs = ms;
+    lod.level = 0;
+  },
 };
 
 const gl2 = document.createElement("canvas").getContext("webgl2");
@@ -482,8 +565,10 @@ if (!gl2) {
 // the canvas at the pages' usual height from the start: the iframe's first size is its last, and
 // NiiVue attaches to a canvas of the right size (no resize and redraw when the image arrives)
 wrap.style.height = "480px";
+timings.ready = performance.now();
 ready();
 setFrameHeight(document.body.scrollHeight);
 // after ``ready``: the page's render event travels while NiiVue attaches (no multisampling: on a
 // software GL it halves the frame rate)
 const attached = gl2 ? nv.attachToCanvas(canvas, false).then(() => { timings.attached = performance.now(); }) : new Promise(() => {});
+timings.attachSync = performance.now(); // the attach's synchronous part (context, shader compiles) is done
