@@ -401,11 +401,11 @@ def prepare_and_scan(
     if key is not None and spool is not None:
         headers = {d[0]: d[3] for d in decoded}
         del decoded
-        for i, (entry, slice_entry) in enumerate(zip(entries, as_slice, strict=True)):
-            if isinstance(entry, _Prepared) or isinstance(slice_entry, _Prepared):
+        for i, (filed, slice_entry) in enumerate(zip(entries, as_slice, strict=True)):
+            if isinstance(filed, _Prepared) or isinstance(slice_entry, _Prepared):
                 made = _deidentify_here(Path(paths[i]), key, spool, headers.pop(i, None))
-                if isinstance(entry, _Prepared):
-                    entries[i] = dataclasses.replace(entry, deid=made)
+                if isinstance(filed, _Prepared):
+                    entries[i] = dataclasses.replace(filed, deid=made)
                 if isinstance(slice_entry, _Prepared):
                     as_slice[i] = dataclasses.replace(slice_entry, deid=made)
     return [_PreparedChunk(infos, owner, resolved, entries, as_slice, stacked, scan_failed)]
@@ -548,7 +548,7 @@ def _pending(target: Path) -> Path:
 
 
 def _stage_deidentified(
-    made: _Deidentified | Dataset,
+    made: _Deidentified | Dataset | None,
     rep: deid.DeidReport,
     p: _Prepared,
     person_id: int,
@@ -567,6 +567,7 @@ def _stage_deidentified(
         copy = dataclasses.replace(made.copy, data=Path(made.spooled).read_bytes())
         data = deferred.fill_in(copy, str(int(person_id)))[0]
     else:
+        assert made is not None  # the writer de-identified it (``deid.deidentify``)
         data = deid.to_bytes(made)
     deid.write_bytes_atomically(data, _pending(target))
     mask = p.file.with_name(f"{p.file.stem}_mask.png")
@@ -773,7 +774,7 @@ def _ingest_files(
                         continue
                     try:
                         stored_file, copy_sha = _stage_deidentified(
-                            made if made is not None else ds, deid_report, p, person_id, images_dir
+                            made or ds, deid_report, p, person_id, images_dir
                         )
                     except (deid.DeidentificationError, UnsafePathError, OSError) as exc:
                         report.failed.append(
