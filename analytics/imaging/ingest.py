@@ -18,7 +18,10 @@ store's key (``models.deid.deidentify``, PS3.15 Annex E Basic Profile) with the
 person id as its PatientID, and only that copy is kept, under
 ``<store>_images/<person id>/<study>/<instance>.dcm``; the store's rows point
 to it. The original file is read, never copied or changed. UIDs are remapped
-with the store's key, so a re-ingest maps to the same rows. One exception
+with the store's key, so a re-ingest maps to the same rows. The copy is made where the file is
+read, in the worker processes, with a placeholder pseudonym that the writer swaps for the person
+id once it has matched her (``models.deid.deferred``: the same bytes as de-identifying in the
+writer, which it still does where a copy cannot be deferred; issue 23). One exception
 keeps the record whole: a study whose original UID the store already lists
 for the same patient (the demo clinic's own studies) keeps that study row, so
 its radiology measurements and the AI read stay on one study.
