@@ -9,8 +9,11 @@
 2. Where the time goes (profile of the batched path): process start (imports), then CPU
    milliseconds per image on one thread: decode + sanity gate, preprocessing, the forward pass
    (batches of 8), the input guard, the outline + RECIST + radiomics.
-3. ``oncolens ingest FOLDER`` of demo images into a demo store: one process against one per
-   core (reads before the store is opened; the writer's transaction is the same).
+3. ``oncolens ingest FOLDER`` of about ``--n`` demo images (a few hundred patients' studies) into
+   a 2,000-patient demo store with a current worklist: one process against one per core, process
+   start included, CPU-seconds per 1,000 files (target as for predict); then one process's CPU
+   per file: the reads and the de-identified copies (the workers' share) and the writer's
+   transaction with the worklist's increment.
 4. Ray (``--engine ray``), local cluster of 1 then 2 CPUs: the same reads, and the worklist's
    forecast risks of a ``--patients`` store, with the extrapolation to a 10-million-image
    archive and a 20-million-patient refresh (assumptions printed with the figures).
@@ -24,6 +27,7 @@ CPU seconds per image are steadier than wall time there.
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import shutil
 import subprocess
@@ -221,23 +225,98 @@ def profile_table(folder: Path) -> None:
     print(f"CPU ms per image on one thread: {cells}  (total {total:.1f})")
 
 
-def ingest_table(tmp: Path) -> None:
+INGEST_STORE_PATIENTS = 2000  # the demo clinic the files are ingested into
+INGEST_FILES_PER_PATIENT = 2.98  # what the demo writer draws a patient on average (its studies)
+
+
+def ingest_table(tmp: Path, n: int) -> None:
+    """``oncolens ingest FOLDER`` of about ``n`` demo images (several studies of each of a few
+    hundred patients: the demo writer's mammograms and brain MR) into a demo store whose worklist
+    is current, as ``oncolens demo`` leaves it (the ingest then pays its incremental refresh):
+    one process against one per core, process start included; then where one process's CPU goes
+    per file (the reads, the de-identified copies, the writer's transaction)."""
     # lazy: the demo generator only for this table
-    from sample_data.demo import write_demo
+    from analytics.imaging import ingest  # lazy: as above
+    from analytics.worklist import stored as worklist_store  # lazy: as above
+    from sample_data.demo import write_demo  # lazy: as above
     from sample_data.demo_imaging import write_demo_images  # lazy: as above
 
     db = tmp / "clinic.duckdb"
-    write_demo(db, patients=400, seed=7)
-    images = write_demo_images(db, tmp / "ingest", patients=60, seed=3).images
-    print(f"\n# oncolens ingest FOLDER: {len(images)} demo images into a demo store ({_load()})")
-    print(f"{'workers':<28} {'wall s':>8} {'img/s':>7} {'CPU s/1k files':>15}")
+    write_demo(db, patients=INGEST_STORE_PATIENTS, seed=7)
+    folder = tmp / "ingest"
+    patients = max(1, round(n / INGEST_FILES_PER_PATIENT))
+    images = write_demo_images(db, folder, patients=patients, seed=3).images
+    worklist_store.refresh_store(db, worklist_store.clinic_model(db))
+    files = len(images)
+    print(
+        f"\n# oncolens ingest FOLDER: {files} demo images of {patients} patients into a "
+        f"{INGEST_STORE_PATIENTS:,}-patient demo store, process start included ({_load()})"
+    )
+    print(f"{'workers':<28} {'files':>6} {'wall s':>8} {'img/s':>7} {'CPU s/1k files':>15}")
     for label, extra in (("one process (--workers 1)", ["--workers", "1"]), ("one per core", [])):
         copy = tmp / f"ingest_{len(extra)}.duckdb"
         shutil.copy(db, copy)
-        wall, cpu, _ = _cli("ingest", str(tmp / "ingest"), "--db", str(copy), *extra)
+        wall, cpu, code = _cli("ingest", str(folder), "--db", str(copy), *extra)
+        assert code == 0, f"ingest exited {code}"
         print(
-            f"{label:<28} {wall:>8.1f} {len(images) / wall:>7.1f} {cpu / len(images) * 1e3:>15.1f}"
+            f"{label:<28} {files:>6} {wall:>8.1f} {files / wall:>7.0f} {cpu / files * 1e3:>15.1f}"
+            + ("   target >= 100 img/s" if not extra else "")
         )
+
+    # where one process's CPU goes: the workers' share (parse, scan and AI read; then the
+    # de-identified copy), the writer's (the transaction, the worklist increment in it)
+    paths = sorted(Path(p) for p in folder.rglob("*.dcm"))
+    load = ModelLoader()
+    ingest.prepare_and_scan(paths[:8], load)  # models loaded before the clocks
+    clock = time.process_time
+    spool = tmp / "spool"
+    spool.mkdir()
+    key = b"k" * 32
+    a = clock()
+    for k in range(0, len(paths), 32):
+        ingest.prepare_and_scan(paths[k : k + 32], load)
+    b = clock()
+    for k in range(0, len(paths), 32):
+        if "key" not in inspect.signature(ingest.prepare_and_scan).parameters:
+            break
+        ingest.prepare_and_scan(paths[k : k + 32], load, key=key, spool=spool)
+    c = clock()
+    in_workers = "key" in inspect.signature(ingest.prepare_and_scan).parameters
+    if not in_workers:  # before issue 23's last pass: the writer de-identified
+        c = b + (b - a)
+    refreshed = []
+    timed = ingest.refresh_for_writer
+
+    def refresh_clocked(*args, **kwargs):
+        started = clock()
+        try:
+            return timed(*args, **kwargs)
+        finally:
+            refreshed.append(clock() - started)
+
+    copy = tmp / "ingest_profile.duckdb"
+    shutil.copy(db, copy)
+    ingest.refresh_for_writer = refresh_clocked  # type: ignore[assignment]
+    try:
+        d = clock()
+        ingest.ingest_files(copy, paths, load, workers=1)
+        e = clock()
+    finally:
+        ingest.refresh_for_writer = timed  # type: ignore[assignment]
+    per = 1e3 / len(paths)
+    read_ms, deid_ms = (b - a) * per, (c - b - (b - a)) * per
+    writer_ms = (e - d - (c - b)) * per
+    print(
+        f"CPU ms per file, one process ({_load()}): parse + scan + AI read {read_ms:.1f}, "
+        + (
+            f"de-identified copy {deid_ms:.1f} (both in the workers); "
+            if in_workers
+            else "(in the workers); "
+        )
+        + f"the writer {writer_ms:.1f}, of "
+        f"which the worklist's increment {refreshed[0] * 1e3:.0f} ms in all "
+        f"({refreshed[0] * per:.1f} a file)"
+    )
 
 
 def ray_table(folder: Path, n: int, patients: int, tmp: Path) -> None:
@@ -324,15 +403,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patients", type=int, default=40_000, help="store for the Ray refresh")
     parser.add_argument("--no-ray", action="store_true")
     parser.add_argument("--no-ingest", action="store_true")
+    parser.add_argument(
+        "--no-predict", action="store_true", help="skip predict's tables (e.g. for ingest alone)"
+    )
     args = parser.parse_args(argv)
     np.random.seed(0)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        write_files(tmp / "files", args.n // 2)
-        predict_table(tmp / "files", args.n)
-        profile_table(tmp / "files")
+        if not args.no_predict or not args.no_ray:
+            write_files(tmp / "files", args.n // 2)
+        if not args.no_predict:
+            predict_table(tmp / "files", args.n)
+            profile_table(tmp / "files")
         if not args.no_ingest:
-            ingest_table(tmp)
+            ingest_table(tmp, args.n)
         if not args.no_ray:
             try:
                 # lazy: Ray is an optional extra (pip install 'oncolens[ray]')

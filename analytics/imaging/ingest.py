@@ -18,7 +18,10 @@ store's key (``models.deid.deidentify``, PS3.15 Annex E Basic Profile) with the
 person id as its PatientID, and only that copy is kept, under
 ``<store>_images/<person id>/<study>/<instance>.dcm``; the store's rows point
 to it. The original file is read, never copied or changed. UIDs are remapped
-with the store's key, so a re-ingest maps to the same rows. One exception
+with the store's key, so a re-ingest maps to the same rows. The copy is made where the file is
+read, in the worker processes, with a placeholder pseudonym that the writer swaps for the person
+id once it has matched her (``models.deid.deferred``: the same bytes as de-identifying in the
+writer, which it still does where a copy cannot be deferred; issue 23). One exception
 keeps the record whole: a study whose original UID the store already lists
 for the same patient (the demo clinic's own studies) keeps that study row, so
 its radiology measurements and the AI read stay on one study.
@@ -38,12 +41,16 @@ are filed like any other, and the read goes in the same transaction to ``ai_volu
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import os
 import shutil
-from collections.abc import Callable, Iterable
+import tempfile
+import uuid
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -54,6 +61,7 @@ from analytics.governance.lifecycle.tables import STAT_COLUMNS
 from analytics.imaging import volumes as volume_store
 from analytics.imaging.rows import PendingRows
 from analytics.worklist.stored import refresh_for_writer, source_fingerprint
+from models.deid import deferred
 from models.deid import deidentify as deid
 from models.dicom.reader import DicomImage, DicomReadError, image_from_dataset, read_dataset
 from models.inference.batch import map_files, parse_and_scan, read_decoded
@@ -127,6 +135,63 @@ class _Prepared:
     spacing_mm: float | None
     ai: AIRead | None
     ai_note: str | None
+    deid: _Deidentified | None = None  # made in the worker; None: the writer de-identifies
+
+
+@dataclass(frozen=True)
+class _Deidentified:
+    """A file's de-identified copy, made where it was read (``models.deid.deferred``: the person id
+    goes in at the writer), or why there is none. ``copy`` holds no bytes: they are in the file
+    ``spooled`` (a folder of this ingest's), so the writer never holds a whole folder's copies in
+    memory. ``error``: de-identification refused the file; ``write_error``: the copy could not be
+    written (``to_bytes``); the writer reports either where it reported them before."""
+
+    report: deid.DeidReport | None = None
+    copy: deferred.DeferredCopy | None = None
+    spooled: str | None = None
+    error: str | None = None
+    write_error: str | None = None
+
+
+def _deidentify_here(
+    path: Path, key: bytes, spool: Path, parsed: Dataset | None = None
+) -> _Deidentified | None:
+    """``path`` de-identified with ``deferred.PLACEHOLDER`` as its pseudonym and written to
+    ``spool``, or None where the writer has to do it in full (the copy's pseudonym cannot be
+    swapped, or an error the writer raises or reports on its own).
+
+    ``parsed``: the file's data set as the read parsed it, de-identified in place (and so used up)
+    where it is what ``deidentify`` would parse itself: a conforming file (preamble and 'DICM',
+    which ``deidentify`` requires, and then ``read_dataset`` parses it the same way) within
+    ``deid.MAX_FILE_BYTES``; any other file is parsed again from ``path``."""
+    source: Dataset | Path = path
+    if parsed is not None:
+        with contextlib.suppress(OSError):  # the writer meets it again and says so
+            with open(path, "rb") as f:
+                head = f.read(132)
+                size = f.seek(0, os.SEEK_END)
+            if head[128:132] == b"DICM" and size <= deid.MAX_FILE_BYTES:
+                source = parsed
+    try:
+        ds, report = deid.deidentify(
+            source, key, patient_id=deferred.PLACEHOLDER, in_place=source is parsed
+        )
+    except deid.DeidentificationError as exc:
+        return _Deidentified(error=str(exc))
+    except Exception:  # noqa: BLE001 - the writer meets it again (file gone, unreadable) and says so
+        return None
+    try:
+        data = deid.to_bytes(ds)
+    except deid.DeidentificationError as exc:
+        return _Deidentified(report=report, write_error=str(exc))
+    copy = deferred.deferred(ds, data, report)
+    if copy is None:
+        return None
+    spooled = spool / f"{uuid.uuid4().hex}.dcm"
+    spooled.write_bytes(data)
+    return _Deidentified(
+        report=report, copy=dataclasses.replace(copy, data=b""), spooled=str(spooled)
+    )
 
 
 def coded_term(*texts: str | None) -> str | None:
@@ -277,12 +342,21 @@ class _PreparedChunk:
 
 
 def prepare_and_scan(
-    paths: list[Path], load: Callable[[str], LoadedModel], requested: str | None = None
+    paths: list[Path],
+    load: Callable[[str], LoadedModel],
+    requested: str | None = None,
+    *,
+    key: bytes | None = None,
+    spool: Path | None = None,
 ) -> list[_PreparedChunk]:
     """The series scan and ``prepare_files`` of ``paths`` from one parse of each file (a
     one-element list, for ``map_files``' worker processes). Before issue 23 an ingest parsed each
     file three times before the writer: the scan (in the parent, one core), the read and the
-    header; ``ingest_files`` merges the chunks' scans and picks each file's entry from them."""
+    header; ``ingest_files`` merges the chunks' scans and picks each file's entry from them.
+
+    ``key`` and ``spool``: each entry's file is de-identified here too, its copy written to
+    ``spool`` with the person id left to the writer (``_deidentify_here``): the writer's serial
+    de-identification was half of an ingest's time (issue 23). Without them the writer does it."""
     resolved = [str(Path(p).resolve()) for p in paths]
     scan_failed = False
     try:
@@ -327,6 +401,16 @@ def prepare_and_scan(
                 entries[i] = _prepared(path, image, header, study_date, SERIES_NOTE)
             except (DicomReadError, OSError) as exc:
                 entries[i] = _failed(path, exc)
+    if key is not None and spool is not None:
+        headers = {d[0]: d[3] for d in decoded}
+        del decoded
+        for i, (filed, slice_entry) in enumerate(zip(entries, as_slice, strict=True)):
+            if isinstance(filed, _Prepared) or isinstance(slice_entry, _Prepared):
+                made = _deidentify_here(Path(paths[i]), key, spool, headers.pop(i, None))
+                if isinstance(filed, _Prepared):
+                    entries[i] = dataclasses.replace(filed, deid=made)
+                if isinstance(slice_entry, _Prepared):
+                    as_slice[i] = dataclasses.replace(slice_entry, deid=made)
     return [_PreparedChunk(infos, owner, resolved, entries, as_slice, stacked, scan_failed)]
 
 
@@ -335,10 +419,13 @@ def _prepare_in_one_pass(
     workers: int | None,
     load: Callable[[str], LoadedModel] | None,
     lost: dict[str, list[Path]] | None = None,
+    key: bytes | None = None,
+    spool: Path | None = None,
 ) -> tuple[list[_Prepared | dict], dict[str, list[Path]]]:
     """``ingest_files``' entries (the 2D images first, then the slices of volumes, each in input
     order, as the two passes gave them) and its volume series (``volume_files``' answer), from
-    one parse of each file in ``workers`` processes.
+    one parse of each file in ``workers`` processes (de-identified there too with ``key`` into
+    ``spool``, ``prepare_and_scan``).
 
     ``lost`` (filled when given): per volume series, its files whose worker crashed (a decoder
     that killed the process). Their headers are read here (``scan_series``: headers only, no
@@ -350,7 +437,8 @@ def _prepare_in_one_pass(
     scan_failed = False
     per_file: list[tuple[str | None, _Prepared | dict, _Prepared | dict | None, bool]] = []
     crashed: list[Path] = []
-    for part in map_files(prepare_and_scan, paths, workers=workers, load=load):
+    prepare = functools.partial(prepare_and_scan, key=key, spool=spool)
+    for part in map_files(prepare, paths, workers=workers, load=load):
         if isinstance(part, dict):  # a file that crashed its worker: a failure, as before
             per_file.append((None, part, None, False))
             crashed.append(Path(part["file"]))
@@ -499,19 +587,34 @@ def _pending(target: Path) -> Path:
 
 
 def _stage_deidentified(
-    ds, rep: deid.DeidReport, p: _Prepared, person_id: int, images_dir: Path
-) -> Path:
+    made: _Deidentified | Dataset | None,
+    rep: deid.DeidReport,
+    p: _Prepared,
+    person_id: int,
+    images_dir: Path,
+) -> tuple[Path, str]:
     """Write the de-identified copy (and its phantom mask, if any) beside its final name as
     ``.pending``; ``_publish`` renames it after the commit, so a rolled-back ingest never replaces
-    or deletes an image stored earlier. Every name passes ``models.paths.inside``."""
+    or deletes an image stored earlier. Every name passes ``models.paths.inside``. ``made``: the
+    worker's copy, finished here with the person id (``models.deid.deferred.fill_in``), or the
+    data set the writer de-identified. Returns the final name and the sha256 of the copy."""
     target = inside(images_dir, str(int(person_id)), rep.study_uid, f"{rep.sop_instance_uid}.dcm")
-    deid.write_deidentified(ds, _pending(target))
+    if isinstance(made, _Deidentified):
+        if made.write_error is not None:
+            raise deid.DeidentificationError(made.write_error)
+        assert made.copy is not None and made.spooled is not None  # set wherever there is no error
+        copy = dataclasses.replace(made.copy, data=Path(made.spooled).read_bytes())
+        data = deferred.fill_in(copy, str(int(person_id)))[0]
+    else:
+        assert made is not None  # the writer de-identified it (``deid.deidentify``)
+        data = deid.to_bytes(made)
+    deid.write_bytes_atomically(data, _pending(target))
     mask = p.file.with_name(f"{p.file.stem}_mask.png")
     if (
         mask.exists()
     ):  # a phantom's ground-truth outline (no identifiers): the viewer shows it beside the image
         shutil.copyfile(mask, _pending(target.with_name(f"{target.stem}_mask.png")))
-    return target
+    return target, hashlib.sha256(data).hexdigest()
 
 
 def _publish(target: Path) -> None:
@@ -551,11 +654,55 @@ def ingest_files(
     a message and changes nothing (a crafted file used to replace another patient's image and
     delete her rows); so is the second of two files of different patients sharing an instance UID.
     """
+    db_path = Path(db_path).expanduser()
+    # the store's key before the reads, which de-identify with it (``prepare_and_scan``); only for
+    # a store that exists (opening a missing one fails below, and should leave no key behind)
+    key = deid.load_or_create_key(deid.key_path_for_store(db_path)) if db_path.exists() else None
+    with _spool(db_path if key is not None else None) as spool:
+        return _ingest_files(
+            db_path,
+            [Path(p) for p in paths],  # failures name a file as it was given
+            load,
+            now=now,
+            images_dir=images_dir,
+            actor=actor,
+            source=source,
+            workers=workers,
+            key=key,
+            spool=spool,
+        )
+
+
+@contextlib.contextmanager
+def _spool(db_path: Path | None) -> Iterator[Path | None]:
+    """A private folder beside the store for the workers' de-identified copies (removed after the
+    ingest, whatever happens): on the images' file system, and never a whole folder in memory."""
+    if db_path is None:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix=f".{db_path.stem}_ingest-", dir=db_path.parent) as d:
+        yield Path(d)
+
+
+def _ingest_files(
+    db_path: Path,
+    paths: list[Path],
+    load: Callable[[str], LoadedModel],
+    *,
+    now: dt.datetime | None,
+    images_dir: Path | None,
+    actor: str,
+    source: str,
+    workers: int | None,
+    key: bytes | None,
+    spool: Path | None,
+) -> IngestReport:
+    """``ingest_files`` with the store's key (None: not created yet) and the workers' spool."""
     report = IngestReport()
     prepared: list[_Prepared] = []
     paths = [Path(p) for p in paths]  # failures name a file as it was given
     lost: dict[str, list[Path]] = {}  # per volume series, its files whose reader crashed
-    outcomes, series = _prepare_in_one_pass(paths, workers, load, lost)
+    outcomes, series = _prepare_in_one_pass(paths, workers, load, lost, key=key, spool=spool)
     for outcome in outcomes:
         if isinstance(outcome, dict):
             report.failed.append(outcome)
@@ -568,11 +715,11 @@ def ingest_files(
     reads += [_incomplete(uid, series[uid], lost[uid]) for uid in series if uid in lost]
     filed: dict[str, tuple[int, str, str, dt.date]] = {}
     now = now or dt.datetime.now()
-    db_path = Path(db_path).expanduser()
     images_dir = Path(images_dir) if images_dir is not None else images_dir_for(db_path)
     source_of: dict[Path, Path] = {}
     with store.open_store(db_path) as con:
-        key = deid.load_or_create_key(deid.key_path_for_store(db_path))
+        if key is None:
+            key = deid.load_or_create_key(deid.key_path_for_store(db_path))
         keys = sorted({p.patient_key for p in prepared})
         found = con.execute(
             "SELECT k, person_id FROM (SELECT unnest(?::VARCHAR[]) AS k) q JOIN person "
@@ -623,10 +770,19 @@ def ingest_files(
                             }
                         )
                         continue
+                    made, ds = p.deid, None
                     try:
-                        ds, deid_report = deid.deidentify(
-                            p.file, key, patient_id=str(int(person_id))
-                        )
+                        if made is None:
+                            ds, deid_report = deid.deidentify(
+                                p.file, key, patient_id=str(int(person_id))
+                            )
+                        elif made.error is not None:
+                            raise deid.DeidentificationError(made.error)
+                        else:
+                            assert made.report is not None  # set wherever there is no error
+                            deid_report = dataclasses.replace(
+                                made.report, patient_pseudonym=str(int(person_id))
+                            )
                     except deid.DeidentificationError as exc:
                         report.failed.append(
                             {"file": str(p.file), "error": f"not de-identified, not stored: {exc}"}
@@ -659,7 +815,9 @@ def ingest_files(
                         )
                         continue
                     try:
-                        stored_file = _stage_deidentified(ds, deid_report, p, person_id, images_dir)
+                        stored_file, copy_sha = _stage_deidentified(
+                            made or ds, deid_report, p, person_id, images_dir
+                        )
                     except (deid.DeidentificationError, UnsafePathError, OSError) as exc:
                         report.failed.append(
                             {"file": str(p.file), "error": f"not de-identified, not stored: {exc}"}
@@ -667,7 +825,6 @@ def ingest_files(
                         continue
                     staged.append(stored_file)
                     source_of[stored_file] = p.file
-                    copy_sha = hashlib.sha256(_pending(stored_file).read_bytes()).hexdigest()
                     p = dataclasses.replace(
                         p,
                         file=stored_file,
