@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
+import string
 
 import pandas as pd
 
@@ -148,3 +150,21 @@ def fill_missing(frame: pd.DataFrame, missing: str = MISSING) -> pd.DataFrame:
                 for v in values
             ]
     return out
+
+
+# Every ASCII punctuation character (CommonMark lets a backslash escape each): Markdown's own, the
+# entities' "&", and the ":" and "." of Streamlit's icons, emoji, colours and autolinked URLs.
+_MARKDOWN_SPECIAL = re.compile("([" + re.escape(string.punctuation) + "])")
+
+
+def markdown_plain(text: object) -> str:
+    """Text from outside the code (the store, a file's tags or name, a bundle's JSON, an error's
+    words) for Streamlit's Markdown-rendering calls: every special character escaped, so no link,
+    image, icon or formatting is rendered from it and it reads exactly as written.
+
+    Why one function: four hand-written copies had four different character sets; three left
+    ``:``, so an input's ``:material/...:`` or emoji shortcode was drawn as an icon, and none
+    escaped ``&`` (``&copy;`` showed as a sign). One rule, all ASCII punctuation, tested once
+    against an independent CommonMark renderer.
+    """
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))

@@ -12,8 +12,6 @@ Store text (regimens, notes) is shown escaped, never as markup.
 
 from __future__ import annotations
 
-import re
-
 import pandas as pd
 import streamlit as st
 
@@ -22,18 +20,11 @@ from analytics.treatment.scope import Scope
 from dashboard import resources
 from dashboard.figures import formats
 
-_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
-
-
-def plain(text: object) -> str:
-    """Text from the store for st.markdown-like calls: every markdown character escaped."""
-    return _MARKDOWN.sub(r"\\\1", str(text))
-
 
 def banner(setting: CareSetting, scope: Scope) -> None:
     """One line at the top of the page: where she is, and whether the treatment model applies."""
     icon = ":material/timeline:"
-    text = f"**{plain(setting.headline)}**"
+    text = f"**{formats.markdown_plain(setting.headline)}**"
     if not setting.recorded:
         text += "  \nDerived from the diagnosis and outcome events (no episodes recorded)."
     if not scope.in_scope:
@@ -100,7 +91,7 @@ def course(ref: resources.StoreRef, setting: CareSetting) -> None:
             shown = formats.fill_missing(episodes)  # no cell reads "None"
             st.dataframe(shown, hide_index=True)
     for note in setting.notes:
-        st.caption(f"Note: {plain(note)}.")
+        st.caption(f"Note: {formats.markdown_plain(note)}.")
 
 
 def _line_risk(risk: LineProgressionRisk) -> None:

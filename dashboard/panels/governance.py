@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from analytics import store
 from analytics.governance import audit, quality, users
 from analytics.governance.board import AuditFilterOptions, DecisionRates
 from dashboard import resources
+from dashboard.figures import formats
 from dashboard.figures.governance import (
     calibration_curves_figure,
     calibration_figure,
@@ -749,13 +749,6 @@ def render_dossier(
         )
 
 
-def _plain(text: object) -> str:
-    """A bundle's own text (a third party's JSON) shown as plain text: Markdown's special
-    characters escaped, so no link, image or formatting in it is rendered (``.``, ``-`` and
-    ``+`` are left: they mark lists only at a line's start, where this text never stands)."""
-    return re.sub(r"([\\`*_{}\[\]()#!|<>~$])", r"\\\1", str(text))
-
-
 def _share(found: int, of: int) -> str:
     return f"{found} of {of} ({found / of:.0%})" if of else "none in the test set"
 
@@ -807,7 +800,7 @@ def _volume_metric_rows(metrics: dict) -> list[dict]:
 def volume_card_label(entry: dict) -> str:
     """The expander's label of a 3D bundle's card (its own name and version, as plain text)."""
     meta = entry.get("metadata") or {}
-    return f"Imaging 3D: {_plain(meta.get('name') or entry['name'])} v{_plain(meta.get('version', '?'))}"
+    return f"Imaging 3D: {formats.markdown_plain(meta.get('name') or entry['name'])} v{formats.markdown_plain(meta.get('version', '?'))}"
 
 
 def render_volume_card(entry: dict) -> None:
@@ -819,8 +812,10 @@ def render_volume_card(entry: dict) -> None:
         entry.get("card") or {},
         entry.get("registration") or {},
     )
-    title = _plain(meta.get("name") or entry["name"])
-    st.markdown(f"#### {title} · v{_plain(meta.get('version') or card.get('version', '?'))}")
+    title = formats.markdown_plain(meta.get("name") or entry["name"])
+    st.markdown(
+        f"#### {title} · v{formats.markdown_plain(meta.get('version') or card.get('version', '?'))}"
+    )
     if entry.get("error"):
         st.warning(
             f"This bundle's files cannot be read: {entry['error']}", icon=":material/warning:"
@@ -857,13 +852,13 @@ def render_volume_card(entry: dict) -> None:
     ]
     for label, value in lines:
         if value:
-            st.markdown(f"**{label}:** {_plain(value)}")
+            st.markdown(f"**{label}:** {formats.markdown_plain(value)}")
     for key in ("data", "training", "postprocessing"):
         value = card.get(key)
         if isinstance(value, dict) and value:
             st.markdown(
                 f"**{key.capitalize()}:** "
-                + _plain(
+                + formats.markdown_plain(
                     "; ".join(
                         f"{k.replace('_', ' ')} {v}"
                         for k, v in value.items()
@@ -903,10 +898,13 @@ def render_volume_card(entry: dict) -> None:
         )
     guard = card.get("input_guard") or {}
     if guard.get("must_refuse"):
-        refused = _plain(", ".join(guard["must_refuse"]))
+        refused = formats.markdown_plain(", ".join(guard["must_refuse"]))
         st.markdown(
             f"**Input guard:** refuses a volume scoring above {guard.get('threshold', '?')} "
             f"(held-out demo volumes reach {guard.get('held_out_max', '?')}); checked to refuse: {refused}."
         )
     if card.get("limitations"):
-        st.markdown("**Limitations:**\n" + "\n".join(f"- {_plain(v)}" for v in card["limitations"]))
+        st.markdown(
+            "**Limitations:**\n"
+            + "\n".join(f"- {formats.markdown_plain(v)}" for v in card["limitations"])
+        )

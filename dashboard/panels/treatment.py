@@ -31,7 +31,6 @@ from analytics.treatment.scope import OutOfScopeError, Scope
 from dashboard import resources
 from dashboard.figures import formats
 from dashboard.figures import treatment as treatment_figures
-from dashboard.panels import care as care_panel
 from dashboard.services import plain_language
 from dashboard.session import auth, signoff, trail
 
@@ -70,7 +69,7 @@ def show(ref: resources.StoreRef, summary: PatientSummary, scope: Scope | None =
     if scope is not None and not scope.in_scope and scope.setting.setting != "unknown":
         st.warning(
             "**No recommendation: out of the treatment model's scope.** "
-            f"{care_panel.plain(scope.reason[0].upper() + scope.reason[1:])}. "
+            f"{formats.markdown_plain(scope.reason[0].upper() + scope.reason[1:])}. "
             f"No first-line options are shown. What applies to her: {scope.what_applies}, below.",
             icon=":material/block:",
         )
@@ -96,7 +95,7 @@ def show(ref: resources.StoreRef, summary: PatientSummary, scope: Scope | None =
         OutOfScopeError
     ) as exc:  # the data changed since the scope was read: say so, show nothing
         st.warning(
-            f"**No recommendation: out of the treatment model's scope.** {care_panel.plain(exc)}."
+            f"**No recommendation: out of the treatment model's scope.** {formats.markdown_plain(exc)}."
         )
         _history(ref, person_id)
         return
@@ -314,9 +313,9 @@ def _history(ref: resources.StoreRef, person_id: int) -> None:
         verb = "accepted" if row.accepted else "chose"
         with st.container(border=True):
             st.markdown(
-                f"**{pd.Timestamp(row.decided_at):%Y-%m-%d %H:%M}** · {care_panel.plain(row.actor)} "
-                f"{verb} **{care_panel.plain(formats.option(row.chosen))}** · recommended: {care_panel.plain(recommended)} "
-                f"· model {care_panel.plain(row.model_version)} · decision {row.decision_id}"
+                f"**{pd.Timestamp(row.decided_at):%Y-%m-%d %H:%M}** · {formats.markdown_plain(row.actor)} "
+                f"{verb} **{formats.markdown_plain(formats.option(row.chosen))}** · recommended: {formats.markdown_plain(recommended)} "
+                f"· model {formats.markdown_plain(row.model_version)} · decision {row.decision_id}"
             )
             reason = row.reason if isinstance(row.reason, str) and row.reason.strip() else None
             st.text(

@@ -6,7 +6,6 @@ the geometry and overlay rules are pure functions in ``dashboard.figures.volume`
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +18,7 @@ from dashboard.components.viewer.component import (
     show_problem,
     volume_viewer,
 )
+from dashboard.figures import formats
 from dashboard.figures import viewer as plotly_viewer
 from dashboard.figures.volume import (
     AI_OUTLINE_RGB,
@@ -181,12 +181,6 @@ def on_source_grid(values: np.ndarray, model_affine_ras: np.ndarray, volume) -> 
     )
 
 
-def _plain(text: object) -> str:
-    """Text that may carry the input's words (an upload's modality, a file's reason) as plain
-    text: Markdown's special characters escaped, so no link or image in it is rendered."""
-    return re.sub(r"([\\`*_{}\[\]()#!|<>~$])", r"\\\1", str(text))
-
-
 def _model_label(row) -> str:
     read = "refused" if row.refused else str(row.label)
     return f"{row.model_name} {row.model_version} · {read}"
@@ -310,14 +304,17 @@ def show_view(
 
     if view.error:
         st.warning(
-            f"This series cannot be shown in 3D: {_plain(view.error)}.",
+            f"This series cannot be shown in 3D: {formats.markdown_plain(view.error)}.",
             icon=":material/broken_image:",
         )
         return None
     volume, read = view.volume, view.read
     if read is None:
         if view.note:  # none: the caller said why above (a read withheld pending sign-off)
-            st.info(f"No 3D AI read of this series: {_plain(view.note)}.", icon=":material/block:")
+            st.info(
+                f"No 3D AI read of this series: {formats.markdown_plain(view.note)}.",
+                icon=":material/block:",
+            )
         _volume_in_viewer(volume, [], None)
         return None
     # the button sits beside the viewer, not above it: at 1366 x 768 the image stays high

@@ -33,6 +33,7 @@ import streamlit as st
 from analytics.governance import audit
 from dashboard import resources
 from dashboard.components.viewer import imaging as viewer
+from dashboard.figures import formats
 from dashboard.panels import deid as deid_panel
 from dashboard.session import signoff
 from models.dicom import reader as dicom
@@ -153,7 +154,7 @@ def _details(contents) -> None:
             shown = lines[:_LISTED]
             more = len(lines) - len(shown)
             st.markdown(
-                "\n".join(f"- {_plain(line)}" for line in shown)
+                "\n".join(f"- {formats.markdown_plain(line)}" for line in shown)
                 + (f"\n- and {more} more" if more else "")
             )
     totals: dict[str, int] = {}
@@ -195,21 +196,20 @@ def _shown(label: str) -> str:
     return f"{outer} › {member.replace(chr(92), '/').rsplit('/', 1)[-1]}"
 
 
-def _plain(text: str) -> str:
-    """File names and reasons from the input as plain text (no Markdown rendered from them)."""
-    return "".join(f"\\{ch}" if ch in "\\`*_{}[]()#+-!|<>~$" else ch for ch in text)
-
-
 def render(ref: resources.StoreRef, person_id: int | None, uploads: list) -> UploadChoice:
     """Several files or a zip: checked, de-identified, sorted; one volume or image picked and a
     volume shown with its 3D read. The page audits the view returned and reads a 2D image."""
     try:
         items, skipped = collect((u.name, u.getvalue()) for u in uploads)
     except (UnsafeArchiveError, ValueError) as exc:
-        st.error(f"This upload is not read: {_plain(str(exc))}.", icon=":material/block:")
+        st.error(
+            f"This upload is not read: {formats.markdown_plain(str(exc))}.", icon=":material/block:"
+        )
         return UploadChoice()
     if not items:
-        why = _plain("; ".join(f"{_shown(s.label)}: {s.reason}" for s in skipped[:3]))
+        why = formats.markdown_plain(
+            "; ".join(f"{_shown(s.label)}: {s.reason}" for s in skipped[:3])
+        )
         st.error(
             "This upload holds no file to read"
             + (f" ({why})" if why else " (an empty archive?)")
@@ -229,7 +229,9 @@ def render(ref: resources.StoreRef, person_id: int | None, uploads: list) -> Upl
             items = [i for i in items if i.label not in gone]
             skipped = [*skipped, *unreadable]
         if not items:
-            why = _plain("; ".join(f"{_shown(s.label)}: {s.reason}" for s in unreadable[:3]))
+            why = formats.markdown_plain(
+                "; ".join(f"{_shown(s.label)}: {s.reason}" for s in unreadable[:3])
+            )
             st.error(f"No file of this upload can be read ({why}).", icon=":material/block:")
             return UploadChoice()
     digest = _digest(items)  # what is de-identified and cached: the files kept
@@ -245,7 +247,9 @@ def render(ref: resources.StoreRef, person_id: int | None, uploads: list) -> Upl
     if skipped:  # zip members skipped by collect (encrypted, nested): listed with the rest
         contents = _with_skipped(contents, skipped)
     if contents.empty:
-        reasons = _plain("; ".join(f"{_shown(s.label)}: {s.reason}" for s in contents.skipped[:3]))
+        reasons = formats.markdown_plain(
+            "; ".join(f"{_shown(s.label)}: {s.reason}" for s in contents.skipped[:3])
+        )
         st.error(
             f"No DICOM image in this upload ({reasons}"
             + (f"; and {len(contents.skipped) - 3} more" if len(contents.skipped) > 3 else "")

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import html
 import math
+import re
+import string
 
+import markdown_it
 import pandas as pd
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dashboard.figures import formats
 
@@ -59,3 +66,48 @@ def test_fill_missing_shows_dates_as_dates_and_times_to_the_minute():
     assert shown["end_date"].tolist() == ["2026-05-02", formats.MISSING]
     assert shown["read_at"].tolist() == ["2026-03-02 14:05", formats.MISSING]
     assert shown["day"].tolist() == ["2026-03-02", formats.MISSING]
+
+
+# --- markdown_plain: text from outside the code, shown as written -----------------------------------
+
+
+def _rendered_text(markdown: str) -> tuple[str, str]:
+    """(the HTML CommonMark makes of ``markdown``, the text a reader sees in it): Streamlit's
+    Markdown is CommonMark (react-markdown); markdown-it-py is an independent CommonMark."""
+    out = markdown_it.MarkdownIt("commonmark").render(markdown)
+    return out, html.unescape(re.sub(r"<[^>]+>", "", out)).strip()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[click](http://evil.example) ![x](http://evil.example/p.png)",
+        "**bold** _it_ `code` ~~gone~~ <b>tag</b> # heading",
+        "1. not a list",
+        "- not a list either",
+        "+ nor this",
+        "a \\ backslash and a trailing one \\",
+        "CT:material/warning: :smile: :red[colour] $x^2$ a|b",
+        "MRN00000042 · 0.38 mL · 2023-09-01",
+        "&copy; &amp; &#42; www.example.com http://example.com <http://example.com>",
+    ],
+)
+def test_markdown_plain_reads_exactly_as_written_and_renders_nothing(text):
+    html_out, seen = _rendered_text(formats.markdown_plain(text))
+    assert seen == text
+    assert not any(
+        tag in html_out for tag in ("<a ", "<img", "<strong", "<em", "<code", "<h1", "<ol", "<ul")
+    )
+    # Streamlit's own directives (icons, emoji, colours) need a bare ':' before a name
+    assert ":" not in formats.markdown_plain(text).replace("\\:", "")
+
+
+@given(
+    st.text(alphabet=st.sampled_from(string.punctuation + " aZ09·é\\"), max_size=60)
+    | st.text(max_size=40)
+)
+def test_markdown_plain_round_trips_any_text(text):
+    """Whatever the input, CommonMark shows its characters back (line breaks aside)."""
+    one_line = " ".join(text.split())
+    _, seen = _rendered_text(formats.markdown_plain(one_line))
+    assert seen == one_line.strip()
