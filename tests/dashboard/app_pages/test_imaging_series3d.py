@@ -19,7 +19,7 @@ from models.inference.loader import ModelLoader
 from models.volumes.write import SeriesHeader, write_series
 from sample_data.demo_volumes import write_demo_volumes
 from tests.dashboard.app_pages.test_imaging_page import overlay_names, viewers
-from tests.dashboard.app_pages.test_pages import open_page, texts
+from tests.dashboard.app_pages.test_pages import open_page, shown
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 NOW = dt.datetime(2026, 1, 5, 9, 0)
@@ -133,22 +133,22 @@ def test_a_series_read_in_3d_shows_its_outline_then_its_map_on_request(series_db
     at = _series_page(series_db, monkeypatch, "brain")
     spec = _series_viewer(at)
     assert spec["orientation_known"] and spec["shape_zyx"][0] > 3
-    assert "not a medical device" in texts(at.caption)
+    assert "not a medical device" in shown(at.caption)
     label = {m.label: m.value for m in at.metric}["3D read"]
     assert label in ("Lesion", "No lesion")
     layers = overlay_names(spec)
     assert "Saliency (Grad-CAM 3D)" not in layers  # computed only when asked
     if label == "Lesion":
         assert layers["AI outline"] is True
-    assert "Grad-CAM 3D verdict" in texts(at.success) + texts(at.warning)
-    assert "What it means" in texts(at.success) + texts(at.warning)
+    assert "Grad-CAM 3D verdict" in shown(at.success) + shown(at.warning)
+    assert "What it means" in shown(at.success) + shown(at.warning)
     at.button(key="imaging_series_saliency").click().run()
     assert not at.exception, at.exception
     spec = _series_viewer(at)
     heat = [o for o in spec["overlays"] if o["name"] == "Saliency (Grad-CAM 3D)"]
     assert heat and heat[0]["visible"] and 0 < heat[0]["opacity"] < 1
-    assert "Map peak" in texts(at.caption)
-    assert "100 %" not in texts(at.caption)  # never certainty
+    assert "Map peak" in shown(at.caption)
+    assert "100 %" not in shown(at.caption)  # never certainty
     # asked once: kept for this series and weights, the button gone
     assert not [b for b in at.button if b.key == "imaging_series_saliency"]
     at.run()
@@ -159,7 +159,7 @@ def test_a_refused_series_shows_the_reason_and_no_overlay(series_db, monkeypatch
     at = _series_page(series_db, monkeypatch, "noise")
     spec = _series_viewer(at)
     assert spec["overlays"] == []
-    assert "Refused by the input check" in texts(at.warning)
+    assert "Refused by the input check" in shown(at.warning)
     assert not [b for b in at.button if b.key == "imaging_series_saliency"]
 
 
@@ -179,8 +179,8 @@ def test_a_ct_volume_no_3d_model_reads_is_offered_once_and_shown_without_a_read(
     at = _series_page(series_db, monkeypatch, "ct chest")
     spec = _series_viewer(at)
     assert spec["shape_zyx"] == [8, 64, 64] and spec["overlays"] == []
-    assert "No 3D AI read of this series" in texts(at.info)
-    assert "no 3D model reads CT volumes" in texts(at.info)
+    assert "No 3D AI read of this series" in shown(at.info)
+    assert "no 3D model reads CT volumes" in shown(at.info)
     assert not [m for m in at.metric if m.label == "3D read"]
 
 
@@ -189,7 +189,7 @@ def test_a_series_whose_files_are_gone_says_so_and_shows_no_volume(series_db, mo
     rebuilt from the rest would not be the series that was read, so none is shown."""
     at = _series_page(series_db, monkeypatch, "files gone")
     assert not [s for s in viewers(at) if s["is_volume"]]
-    warning = texts(at.warning)
+    warning = shown(at.warning)
     assert "This series cannot be shown in 3D" in warning
     assert "2 of the series' 8 files are missing from the image folder" in warning
     assert not [m for m in at.metric if m.label == "3D read"]
@@ -200,13 +200,13 @@ def test_the_patient_page_shows_a_3d_card_only_beside_reads_of_its_own_version(
 ):
     """After a model upgrade her earlier reads keep their version: the installed card's figures
     (another version's weights) are not put beside them."""
-    from tests.dashboard.app_pages.test_pages import texts
+    from tests.dashboard.app_pages.test_pages import shown
 
     def caption(db: Path) -> str:
         monkeypatch.setenv("ONCOLENS_DB", str(db))
         at = open_page("patient", patient=str(series_db["pid"]))
         assert not at.exception, at.exception
-        return next(c for c in texts(at.caption).split("\n") if "3D reads (AI" in c)
+        return next(c for c in shown(at.caption).split("\n") if "3D reads (AI" in c)
 
     now = caption(series_db["db"])
     assert "Card: Dice" in now and "not the installed version" not in now

@@ -21,7 +21,7 @@ from models.training.synthetic_dicom import write_phantom_dicom
 from models.volumes import phantoms
 from models.volumes.write import SeriesHeader, write_series
 from tests.dashboard.app_pages.test_imaging_page import overlay_names, viewers
-from tests.dashboard.app_pages.test_pages import open_page, texts
+from tests.dashboard.app_pages.test_pages import open_page, shown
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 DICOM = "application/dicom"
@@ -125,21 +125,21 @@ def test_a_series_uploaded_file_by_file_is_one_3d_read_audited_and_not_stored(
     assert pick.options[0].startswith(f"series of {len(upload_env['brain'])} images (3D) · MR")
     assert "(2D)" in pick.options[1]
     # de-identified before display, and said so for the whole upload
-    assert f"{len(upload_env['brain']) + 1} file(s) de-identified before display" in texts(
+    assert f"{len(upload_env['brain']) + 1} file(s) de-identified before display" in shown(
         at.success
     )
-    assert "Nothing is stored unless you ingest" in texts(at.success)
+    assert "Nothing is stored unless you ingest" in shown(at.success)
     # the 3D read, exactly as a stored series shows it
     (spec,) = [s for s in viewers(at) if s["is_volume"]]
     assert spec["shape_zyx"][0] == len(upload_env["brain"]) and spec["orientation_known"]
     assert {m.label: m.value for m in at.metric}["3D read"] == "Lesion"
     assert overlay_names(spec)["AI outline"] is True
-    assert "not a medical device" in texts(at.caption)
-    assert "input check" in texts(at.caption)
-    assert "Grad-CAM 3D verdict" in texts(at.success) + texts(at.warning)
+    assert "not a medical device" in shown(at.caption)
+    assert "input check" in shown(at.caption)
+    assert "Grad-CAM 3D verdict" in shown(at.success) + shown(at.warning)
     # the junk is listed with its reason, the rest is shown
-    assert "1 file(s) not read" in texts(at.warning)
-    assert "notes.txt: not a DICOM file" in texts(at.markdown)
+    assert "1 file(s) not read" in shown(at.warning)
+    assert "notes.txt: not a DICOM file" in shown(at.markdown)
     # the saliency map on request, from the uploaded volume
     at.button(key="imaging_series_saliency").click().run()
     assert not at.exception, at.exception
@@ -173,9 +173,9 @@ def test_a_zip_with_a_broken_series_shows_the_good_one_and_lists_the_broken_one(
     at = _upload(upload_env, monkeypatch, ("study.zip", archive, "application/zip"))
     pick = at.selectbox(key="imaging_upload_pick")
     assert len(pick.options) == 1 and "(3D)" in pick.options[0]
-    warning = texts(at.warning)
+    warning = shown(at.warning)
     assert "1 series refused and 1 file(s) not read" in warning
-    listed = texts(at.markdown)
+    listed = shown(at.markdown)
     assert "incomplete series" in listed and "study.zip › " in listed  # the reason and where
     assert "README.txt: not a DICOM file" in listed
     assert "study/" not in listed  # folders inside the archive are never shown (names of people)
@@ -188,10 +188,10 @@ def test_a_zip_holding_only_a_refused_series_is_a_message_listing_why(upload_env
     is not shown, nor is anything rendered as Markdown from the names."""
     archive = _zip({f"DOE^JANE [x](http://a)/{p.name}": p.read_bytes() for p in upload_env["gap"]})
     at = _upload(upload_env, monkeypatch, ("export.zip", archive, "application/zip"))
-    assert "Nothing in this upload can be shown: 1 series refused" in texts(at.error)
-    listed = texts(at.markdown)
+    assert "Nothing in this upload can be shown: 1 series refused" in shown(at.error)
+    listed = shown(at.markdown)
     assert "incomplete series" in listed and "export.zip › " in listed
-    assert "DOE" not in listed + texts(at.error) and "http://a" not in listed
+    assert "DOE" not in listed + shown(at.error) and "http://a" not in listed
     assert not viewers(at) and not [s for s in at.selectbox if s.key == "imaging_upload_pick"]
 
 
@@ -213,7 +213,7 @@ def test_a_zip_holding_only_a_refused_series_is_a_message_listing_why(upload_env
 )
 def test_bad_uploads_are_a_message_never_a_traceback(upload_env, monkeypatch, name, make, message):
     at = _upload(upload_env, monkeypatch, (name, make(upload_env), "application/zip"))
-    assert message in texts(at.error)
+    assert message in shown(at.error)
     assert not viewers(at)
 
 
@@ -221,7 +221,7 @@ def test_several_junk_files_are_a_message(upload_env, monkeypatch):
     at = _upload(
         upload_env, monkeypatch, [("a.txt", b"a", "text/plain"), ("b.txt", b"", "text/plain")]
     )
-    error = texts(at.error)
+    error = shown(at.error)
     assert "No DICOM image in this upload" in error and "a.txt: not a DICOM file" in error
     assert "b.txt: an empty file" in error
 
@@ -232,7 +232,7 @@ def test_every_file_of_the_upload_is_checked_against_the_open_patient(upload_env
     at = _upload(
         upload_env, monkeypatch, _files(upload_env["brain"]), patient=str(upload_env["pid"])
     )
-    error = texts(at.error)
+    error = shown(at.error)
     n = len(upload_env["brain"])
     assert "may belong to another patient" in error and f"patient id ({n} of {n} files)" in error
     assert not viewers(at) and not [s for s in at.selectbox if s.key == "imaging_upload_pick"]
@@ -255,6 +255,6 @@ def test_a_volume_the_model_cannot_read_is_shown_with_the_reason(upload_env, tmp
     values = np.random.default_rng(9).integers(0, 900, (8, 32, 32)).astype(np.int16)
     oblique = _series(tmp_path / "oblique", "SOMEONE-ELSE", values, orientation=tilt)
     at = _upload(upload_env, monkeypatch, _files(oblique))
-    assert "reads axis-aligned volumes" in texts(at.info)
+    assert "reads axis-aligned volumes" in shown(at.info)
     assert [s for s in viewers(at) if s["is_volume"]]
     assert not [m for m in at.metric if m.label == "3D read"]

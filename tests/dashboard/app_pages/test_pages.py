@@ -45,7 +45,14 @@ def open_page(page: str, role: str | None = None, **query: str) -> AppTest:
 
 
 def texts(elements) -> str:
+    """The elements' Markdown source (escapes included: what a test of the escaping reads)."""
     return "\n".join(str(e.value) for e in elements)
+
+
+def shown(elements) -> str:
+    """The elements' text as a reader sees it: CommonMark's backslash escapes of punctuation
+    (``formats.markdown_plain`` on text from outside the code) removed."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", texts(elements))
 
 
 def view_events(db: Path, person_id: int) -> int:
