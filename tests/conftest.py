@@ -77,52 +77,70 @@ def _own_copy(built: Path, folder: Path, name: str) -> Path:
 
 
 @pytest.fixture(scope="session")
-def demo_db(build_once: BuildOnce, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The 300-patient demo store, this worker's own copy of the run's one (``_built_store``)."""
-    built = _built_store(build_once, "demo-300", patients=DEMO_PATIENTS, seed=DEMO_SEED)
-    return _own_copy(built, tmp_path_factory.mktemp("store"), "demo.duckdb")
+def demo_built(build_once: BuildOnce) -> Path:
+    """The run's one 300-patient demo store as it was written (``_built_store``): read only, never
+    a test's working copy (``demo_db`` is that)."""
+    return _built_store(build_once, "demo-300", patients=DEMO_PATIENTS, seed=DEMO_SEED)
+
+
+@pytest.fixture(scope="session")
+def demo_db(demo_built: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The 300-patient demo store, this worker's own copy of the run's one (``demo_built``)."""
+    return _own_copy(demo_built, tmp_path_factory.mktemp("store"), "demo.duckdb")
 
 
 TrainDemo = Callable[..., dict]
 
 
-def _clinic_of(db: Path) -> tuple[str, list]:
-    """What a treatment model is trained on, in short: the source tables' fingerprint and the
-    clinic's metadata (seed, cut-off, generator)."""
-    # lazy: conftest loads for every test; the store only for those that train
+def _clinic_of(db: Path) -> tuple[str, list, str]:
+    """What a treatment model is trained on, in short: the source tables' fingerprint, the clinic's
+    metadata (seed, cut-off, generator) and the hash of the training table as read (before the
+    training's own checks drop rows or columns: the card's lineage hashes what is left)."""
+    # lazy: conftest loads for every test; the store and the model's data only for those that train
     from analytics import store
     from analytics.cohorts import base  # (the same)
+    from analytics.governance.lifecycle.provenance import training_lineage  # (the same)
+    from analytics.treatment.clinic_data import clinic_training_table  # (the same)
 
     with store.open_store(db, read_only=True) as con:
         meta = sorted(con.execute("SELECT key, value FROM clinic_metadata").fetchall())
-        return base.source_fingerprint(con), meta
+        fingerprint = base.source_fingerprint(con)
+        table, _ = clinic_training_table(con)
+    return fingerprint, meta, training_lineage(table, fingerprint, {}, None)["dataset_sha256"]
 
 
 @pytest.fixture(scope="session")
-def trained_demo(build_once: BuildOnce, demo_db: Path) -> TrainDemo:
+def trained_demo(build_once: BuildOnce, demo_built: Path) -> TrainDemo:
     """``trained_demo(db, bootstrap=B, folds=F, command=C)``: what ``train_clinic_model(db, ...)``
     writes for ``db``, a copy of ``demo_db``: the model folder beside it; returns the card.
 
     Why: eight test modules each trained the same clinic model (same store, settings and seed) for
     their own copy of the demo store. Training only reads the store and writes the model folder,
     and every demo store of a run holds the same clinic (``_built_store``), so the folder trained
-    once per run and setting (``build_once``) and copied is what each would have trained (its
-    card's ``training.store`` names the copy it was trained on; nothing reads that path). Checked
-    per call: ``db`` holds the clinic the model was trained on (the fingerprint its lineage keeps).
+    once per run and setting (``build_once``: under a file lock, whichever xdist worker asks first)
+    and copied is what each would have trained (its card's ``training.store`` names the copy it was
+    trained on; nothing reads that path). Checked per call: ``db`` holds the clinic the model was
+    trained on (the source tables' fingerprint and the training table's hash).
+
+    Trained on a copy of the store as it was *built* (``demo_built``), never on the asking worker's
+    ``demo_db``: that copy is the worker's to write into (``test_demo_volumes`` adds volumes, the
+    dossier tests audit), so the model depended on which worker asked first and on what had run
+    there before (review item). Now every worker and run gets the same model, whatever ran first.
     """
+    clinic = _clinic_of(demo_built)
 
     def train(db: Path, *, bootstrap: int, folds: int | None = None, command: str | None = None):
         # lazy: the treatment model (xgboost, scikit-learn) only for the tests that ask for it
         from analytics.treatment.clinic import train_clinic_model
         from analytics.treatment.model.files import model_dir_for, model_paths  # (the same)
 
-        assert _clinic_of(db) == _clinic_of(demo_db), f"{db} holds another clinic than demo_db"
+        assert _clinic_of(db) == clinic, f"{db} holds another clinic than the demo store"
         settings: dict[str, Any] = {"bootstrap": bootstrap, "command": command}
         if folds is not None:
             settings["folds"] = folds
 
         def build(folder: Path) -> str:
-            copy = Path(shutil.copyfile(demo_db, folder / demo_db.name))
+            copy = Path(shutil.copyfile(demo_built, folder / "demo.duckdb"))
             return str(train_clinic_model(copy, **settings).folder)
 
         key = "-".join(f"{k}-{v}" for k, v in sorted(settings.items()) if v is not None)

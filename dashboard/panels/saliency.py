@@ -204,7 +204,10 @@ def _one_map(
             if exp.convergence_delta is not None
             else ""
         )
-        params = ", ".join(f"{k} {v}" for k, v in exp.params.items() if not k.endswith("_px"))
+        # the IG rule in words is docs' and the card's; the caption keeps the numbers (evaluations)
+        params = ", ".join(
+            f"{k} {v}" for k, v in exp.params.items() if not k.endswith("_px") and k != "rule"
+        )
         st.caption(
             f"{saliency.METHOD_TITLES[method]} of “{(exp.target_label or str(exp.target)).replace('_', ' ')}” · "
             f"computed in {exp.latency_ms:.0f} ms (kept for this image, model and settings){delta}"

@@ -2,7 +2,8 @@
 
     python -m models.saliency.quality                    # print the figures of every installed model
     python -m models.saliency.quality --write-cards      # ... and store them in each model card
-    python -m models.saliency.quality --latency-only     # re-time the methods and update only the cards' times
+    python -m models.saliency.quality --write-cards --method integrated_gradients  # one method's
+    python -m models.saliency.quality --latency-only [--method M]  # re-time (those) methods: times only
     oncolens validate saliency --json                    # the same figures from the CLI
 
 Per model and method, on the lesion-bearing images of a fresh phantom set
@@ -397,7 +398,11 @@ def measure_latency(
 
 
 def latency_update(
-    model, section: dict, data: LabelledSet, params: SaliencyParams | None = None
+    model,
+    section: dict,
+    data: LabelledSet,
+    params: SaliencyParams | None = None,
+    methods: tuple[str, ...] | None = None,
 ) -> dict:
     """``section`` (a card's saliency figures) with every method re-timed; the maps' parameters must match.
 
@@ -407,6 +412,8 @@ def latency_update(
     params = params or SaliencyParams()
     out = json.loads(json.dumps(section))
     for method, entry in out.get("methods", {}).items():
+        if methods is not None and method not in methods:
+            continue  # ``--method``: only those re-timed (the others keep their times)
         current = params.for_method(method)
         measured = {k: entry.get("params", {}).get(k) for k in current}
         if measured != current:
@@ -470,6 +477,34 @@ def saliency_quality(
     return with_verdicts(section, random_pointing_rate(data.masks))
 
 
+def merge_methods(section: dict | None, measured: dict, methods: tuple[str, ...]) -> dict:
+    """The card's saliency ``section`` with ``methods``' figures replaced by ``measured`` (a
+    ``saliency_quality`` of those methods alone), the verdicts and the recommendation redone.
+
+    Why: a change to one method (integrated gradients' path rule, issue 23) needs that method's
+    figures re-measured, not the hour of occlusion and SmoothGrad whose maps did not change. Only
+    figures of the same phantoms (count and seed) and weights are merged; each merged method
+    keeps the command that measured it.
+    """
+    if not section:
+        raise ValueError("no saliency figures to add to; run --write-cards without --method first")
+    for key in ("n_phantoms", "seed", "weights_sha256"):
+        if section.get(key) != measured.get(key):
+            raise ValueError(
+                f"the card's figures have {key} {section.get(key)}, these {measured.get(key)}: "
+                "rerun --write-cards without --method"
+            )
+    command = f"{measured['command']} " + " ".join(f"--method {m}" for m in methods)
+    merged = {**section, "methods": dict(section.get("methods") or {})}
+    for method in methods:
+        merged["methods"][method] = {
+            **measured["methods"][method],
+            "command": command,
+            "seconds": measured["seconds"],
+        }
+    return with_verdicts(merged, measured["pointing_game_random"])
+
+
 def write_card(card_path: Path, quality: dict) -> None:
     """Add (or replace) the card's ``saliency`` section; every other field is kept as it was."""
     card = json.loads(card_path.read_text())
@@ -520,8 +555,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     names = args.model or available_models()
     methods = tuple(args.method or METHODS)
-    if args.write_cards and methods != METHODS:
-        parser.error("--write-cards measures every method (leave out --method)")
+    if args.write_cards and methods != METHODS and args.verdicts_only:
+        parser.error("--verdicts-only takes every method (leave out --method)")
     out = {}
     for name in names:
         if args.verdicts_only:
@@ -543,7 +578,7 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error(f"{card} has no saliency figures to re-time; run --write-cards first")
             data = phantom_set(name, section["n_phantoms"], section["seed"])
             try:
-                q = latency_update(model, section, data)
+                q = latency_update(model, section, data, methods=methods)
             except ValueError as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 return 2
@@ -562,6 +597,12 @@ def main(argv: list[str] | None = None) -> int:
         out[name] = q
         if args.write_cards:
             _, card = find_model_files(name)
+            if methods != METHODS:
+                try:
+                    q = merge_methods(json.loads(card.read_text()).get("saliency"), q, methods)
+                except ValueError as exc:
+                    print(f"error: {card}: {exc}", file=sys.stderr)
+                    return 2
             write_card(card, q)
             print(f"wrote the saliency figures into {card}", file=sys.stderr)
     print(json.dumps(out, indent=2))

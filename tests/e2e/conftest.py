@@ -268,3 +268,38 @@ def board_app(
     plant_problems(db)
     with serve(db, folder / "streamlit.log") as url:
         yield BoardApp(url=url, patient=demo_clinic.imaged_patients[0])
+
+
+@dataclass(frozen=True)
+class SeriesApp:
+    """A small demo store with one brain MR series read in 3D at ingest, served: ``url``, and
+    ``volume_patients`` (the patients the demo wrote volumes for, as ``oncolens demo`` lists them)."""
+
+    url: str
+    volume_patients: list[int]
+
+
+@pytest.fixture(scope="session")
+def series_app(
+    browser_prerequisites: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SeriesApp]:
+    """A 30-patient demo store (2 images, 1 patient's volumes read in 3D), served for the session.
+
+    Why one for both: the 3D viewer's test (test_viewer_browser) and the zipped-series upload
+    (test_upload_browser) each built a 30-patient store of their own and served it (a demo build,
+    a server start and a cold Imaging page each: about a minute of two busy cores). The upload
+    test needs a store the 3D model reads uploads for, which this one is; what it uploads is
+    shown and audited, never filed, so the viewer test's series and patients stay as they were.
+    """
+    folder = tmp_path_factory.mktemp("e2e-series")
+    summary = _demo_volumes(folder / "volumes.duckdb")
+    assert summary["volume_reads"]["series_read"] >= 1, summary["volume_reads"]
+    with serve(folder / "volumes.duckdb", folder / "streamlit.log") as url:
+        yield SeriesApp(url=url, volume_patients=[int(p) for p in summary["volume_patients"]])
+
+
+def _demo_volumes(db: Path) -> dict:
+    try:
+        return demo_store(db, 30, 2, timeout_s=600, volumes=1)
+    except RuntimeError as exc:
+        pytest.fail(str(exc))

@@ -17,21 +17,21 @@ import numpy as np
 import pytest
 from pydicom.uid import generate_uid
 
+from tests.e2e.conftest import SeriesApp
 from tests.e2e.helpers import assert_no_exception, open_page, screenshot, settle, sign_in
 
 VIEWER_IFRAME = "iframe[title*='oncolens_viewer']"
 
 
 @pytest.fixture(scope="module")
-def upload_app(browser_prerequisites: str, tmp_path_factory: pytest.TempPathFactory):
-    """A small demo store, served, and a zip of a held-out brain MR series with a 26 mm lesion."""
-    # here, not at the top: the serving helpers and the phantom only where this test runs
+def upload_app(series_app: SeriesApp, tmp_path_factory: pytest.TempPathFactory):
+    """The small served demo store (``series_app``, shared with the 3D viewer's test) and a zip of
+    a held-out brain MR series with a 26 mm lesion."""
+    # here, not at the top: the phantom only where this test runs
     from models.volumes import phantoms
     from models.volumes.write import SeriesHeader, write_series
-    from tests.e2e.serving import demo_store, serve_command, serving
 
     folder = tmp_path_factory.mktemp("e2e-upload")
-    demo_store(folder / "clinic.duckdb", 30, 2, timeout_s=600)
     rng = np.random.default_rng([4242, 1])
     vol = phantoms.brain_mr(rng, phantoms.brain_lesion(rng, 26.0), 26.0)
     header = SeriesHeader(
@@ -49,14 +49,22 @@ def upload_app(browser_prerequisites: str, tmp_path_factory: pytest.TempPathFact
         zf.writestr("brain/README.txt", b"not an image")
     archive = folder / "brain_series.zip"
     archive.write_bytes(buf.getvalue())
-    with serving(serve_command(folder / "clinic.duckdb"), folder / "streamlit.log") as served:
-        yield served[0], archive, len(files)
+    return series_app.url, archive, len(files)
 
 
-@pytest.mark.parametrize("viewport", [(1366, 768), (1920, 1080)], ids=["1366", "1920"])
-def test_a_zipped_series_uploaded_in_the_browser_is_one_3d_read(browser, upload_app, viewport):
+VIEWPORTS = ((1366, 768), (1920, 1080))
+
+
+def test_a_zipped_series_uploaded_in_the_browser_is_one_3d_read(browser, upload_app):
+    """Uploaded once, at 1366 x 768, then read again with the window at 1920 x 1080.
+
+    Why one upload for both sizes: what differs between them is the page's layout of the answer
+    (the pick, the list of files not read, the viewer), not the upload; each size used to sign in,
+    open Imaging and upload the series again (a 3D read each, about 40 s of a loaded machine).
+    """
     url, archive, slices = upload_app
-    context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
+    width, height = VIEWPORTS[0]
+    context = browser.new_context(viewport={"width": width, "height": height})
     context.set_default_timeout(120_000)
     page = context.new_page()
     try:
@@ -69,20 +77,26 @@ def test_a_zipped_series_uploaded_in_the_browser_is_one_3d_read(browser, upload_
         page.get_by_text(re.compile(r"file\(s\) de-identified before display")).wait_for()
         settle(page)
         page.get_by_text("Grad-CAM 3D verdict").wait_for()
-        assert_no_exception(page, "Imaging with an uploaded series")
-        assert (
-            "1 volume(s), 0 2D image(s)" in page.locator(".st-key-imaging_upload_pick").inner_text()
-        )
-        picked = page.locator(".st-key-imaging_upload_pick input").input_value()
-        assert picked.startswith(f"series of {slices} images (3D) · MR"), picked
-        assert page.get_by_text("1 file(s) not read").count()  # the README, listed under the image
-        frame = page.locator(VIEWER_IFRAME).last.element_handle().content_frame()
-        frame.wait_for_selector("body[data-ready]")
-        state = frame.evaluate("window.oncolensViewer.state()")
-        assert state["dims"][2] == slices  # the whole series, one volume
-        assert "AI outline" in {o["name"] for o in state["overlays"]}
-        screenshot(page, f"imaging-upload3d-{viewport[0]}")  # what the user sees first
-        page.locator(VIEWER_IFRAME).last.scroll_into_view_if_needed()
-        screenshot(page, f"imaging-upload3d-viewer-{viewport[0]}")
+        for width, height in VIEWPORTS:
+            page.set_viewport_size({"width": width, "height": height})
+            _the_upload_is_one_volume(page, slices, width)
     finally:
         context.close()
+
+
+def _the_upload_is_one_volume(page, slices: int, width: int) -> None:
+    assert_no_exception(page, f"Imaging with an uploaded series at {width} px")
+    assert "1 volume(s), 0 2D image(s)" in page.locator(".st-key-imaging_upload_pick").inner_text()
+    picked = page.locator(".st-key-imaging_upload_pick input").input_value()
+    assert picked.startswith(f"series of {slices} images (3D) · MR"), picked
+    assert page.get_by_text("1 file(s) not read").count()  # the README, listed under the image
+    frame = page.locator(VIEWER_IFRAME).last.element_handle().content_frame()
+    frame.wait_for_selector("body[data-ready]")
+    state = frame.evaluate("window.oncolensViewer.state()")
+    assert state["dims"][2] == slices  # the whole series, one volume
+    assert "AI outline" in {o["name"] for o in state["overlays"]}
+    # back to the top (the previous size scrolled to the viewer), whichever element scrolls
+    page.evaluate("() => document.querySelectorAll('*').forEach((e) => { e.scrollTop = 0; })")
+    screenshot(page, f"imaging-upload3d-{width}")  # what the user sees first
+    page.locator(VIEWER_IFRAME).last.scroll_into_view_if_needed()
+    screenshot(page, f"imaging-upload3d-viewer-{width}")

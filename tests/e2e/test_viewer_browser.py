@@ -251,21 +251,8 @@ def test_the_demo_volume_scrolls_switches_planes_and_measures_in_mm(page, app):
     screenshot(page, f"imaging-viewer-volume-{page.viewport_size['width']}")
 
 
-@pytest.fixture(scope="module")
-def volume_app(browser_prerequisites: str, tmp_path_factory: pytest.TempPathFactory):
-    """A small demo store with one brain MR series read in 3D at ingest, served; (URL, patient)."""
-    # here, not at the top: the serving helpers start processes only where this test runs
-    from tests.e2e.serving import demo_store, serve_command, serving
-
-    folder = tmp_path_factory.mktemp("e2e-volumes")
-    summary = demo_store(folder / "volumes.duckdb", 30, 2, timeout_s=600, volumes=1)
-    assert summary["volume_reads"]["series_read"] >= 1, summary["volume_reads"]
-    with serving(serve_command(folder / "volumes.duckdb"), folder / "streamlit.log") as served:
-        yield served[0], summary["volume_patients"]
-
-
-def test_a_series_read_in_3d_shows_its_outline_and_the_saliency_map_toggles(browser, volume_app):
-    url, patients = volume_app
+def test_a_series_read_in_3d_shows_its_outline_and_the_saliency_map_toggles(browser, series_app):
+    url, patients = series_app.url, series_app.volume_patients
     context = browser.new_context(viewport={"width": 1366, "height": 768})
     context.set_default_timeout(90_000)
     page = context.new_page()

@@ -33,6 +33,24 @@ class SquareModel(nn.Module):
         return torch.stack([-s, s], dim=1)
 
 
+class TurningModel(SquareModel):
+    """Class 1's logit turns sharply once the mean inside SQUARE passes ``at``: ``height *
+    tanh(sharpness * (s - at))`` of that mean ``s``. Along the straight path from a black baseline
+    ``s`` grows linearly, so IG is known by hand: the square's pixels share the output change
+    in proportion to their value, ``x * w * (f(s_x) - f(0)) / s_x``."""
+
+    def __init__(self, at: float, sharpness: float = 200.0, height: float = 4.0) -> None:
+        super().__init__()
+        self.at, self.sharpness, self.height = at, sharpness, height
+
+    def turn(self, s: torch.Tensor) -> torch.Tensor:
+        return self.height * torch.tanh(self.sharpness * (s - self.at))
+
+    def class_logits(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.turn((self.last_conv(x) * self.w).sum(dim=(1, 2, 3)))
+        return torch.stack([-f, f], dim=1)
+
+
 @pytest.fixture(scope="module")
 def toy_image() -> np.ndarray:
     """A non-square image (200 x 300) with a bright spot inside the square's footprint."""
@@ -80,6 +98,53 @@ def test_integrated_gradients_is_exact_on_a_linear_model(toy_image):
         and exp.relative_delta < 1e-4
     )
     assert np.abs(exp.input_attribution[:40]).max() == 0  # nothing outside the square
+
+
+def test_a_path_that_turns_sharply_is_refined_where_it_turns(toy_image):
+    """The old rule recomputed the whole path with twice the steps; the panel rule halves the
+    panel whose own completeness gap is largest: the steps go to the turn, and the map converges
+    to IG computed by hand (issue 23)."""
+    x = to_tensor(toy_image)
+    s_x = float((x * SquareModel().w).sum())
+    model = TurningModel(at=0.37 * s_x)  # the turn between GL nodes of the first panels
+    black = saliency.SaliencyParams(baseline="black")
+    first, first_delta = saliency.attribute(model, x, 1, "integrated_gradients", black)
+    change = float(model.class_logits(x)[0, 1] - model.class_logits(torch.zeros_like(x))[0, 1])
+    assert abs(float(first_delta[0])) > 0.05 * abs(change)  # 32 evaluations miss the turn
+    exp = saliency.explain(
+        model, x, 1, "integrated_gradients", image_shape=toy_image.shape, params=black
+    )
+    assert exp.relative_delta <= saliency.IG_MAX_RELATIVE_DELTA
+    assert not [n for n in exp.notes if "approximate" in n]
+    assert 32 < exp.params["evaluations"] <= saliency.IG_MAX_STEPS
+    exact = (x * model.w)[0, 0].numpy() * change / s_x
+    inside = exact != 0
+    # the map is exact IG times (sum of map / output change): within the completeness gap
+    np.testing.assert_allclose(
+        exp.input_attribution[inside], exact[inside], rtol=saliency.IG_MAX_RELATIVE_DELTA
+    )
+    assert np.abs(exp.input_attribution[~inside]).max() == 0
+
+
+def test_the_panels_tile_the_path_and_each_is_captums_integrated_gradients(brain, tumour):
+    """Unrefined, 32 evaluations are 4 panels of 8 Gauss-Legendre nodes: the sum of Captum's IG
+    over each quarter of the path, on the plain network (an independent reference)."""
+    x = to_tensor(tumour.pixels.astype(np.float32))
+    attr, delta = saliency.attribute(brain.network, x, 1, "integrated_gradients")
+    baseline = saliency.make_baseline(x, "mean")
+    ig = IntegratedGradients(brain.network.class_logits)
+    ref, gaps = torch.zeros_like(x), 0.0
+    for a, b in ((0, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 1)):
+        start, end = baseline + a * (x - baseline), baseline + b * (x - baseline)
+        part, gap = ig.attribute(
+            end, baselines=start, target=1, n_steps=8, return_convergence_delta=True
+        )
+        ref, gaps = ref + part, gaps + float(gap[0])
+    assert (attr - ref).abs().max() <= 1e-3 * ref.abs().max()  # the folded weights' rounding
+    assert float(delta[0]) == pytest.approx(gaps, abs=1e-3 * abs(float(ref.sum())))
+    with torch.no_grad():
+        change = brain.network.class_logits(x)[0, 1] - brain.network.class_logits(baseline)[0, 1]
+    assert float(attr.sum() - delta[0]) == pytest.approx(float(change), rel=1e-3)  # completeness
 
 
 def test_the_explained_class_changes_the_sign(toy_image):

@@ -11,7 +11,7 @@ import torch
 
 from models.inference.registry import BUNDLED_WEIGHTS, load_model
 from models.saliency import quality as q
-from models.saliency.methods import gaussian_blur
+from models.saliency.methods import IG_RULE, gaussian_blur
 from models.training import synthetic as phantoms
 from tests.models.saliency.test_methods import SquareModel
 
@@ -142,6 +142,34 @@ def test_retiming_updates_only_the_times_and_refuses_other_maps(brain, two_tumou
     assert retimed["methods"]["integrated_gradients"]["params"] == {
         "baseline": "mean",
         "n_steps": 4,
+        "rule": IG_RULE,
     }
     with pytest.raises(ValueError, match="n_steps"):  # the maps would differ from the ones scored
         q.latency_update(brain, section, two_tumours, q.SaliencyParams(n_steps=8))
+
+    # figures measured before IG's path rule (issue 23) describe other maps: refused, and one
+    # method's figures re-measured are merged into the card's others (the same section's here)
+    stale = json.loads(json.dumps(section))
+    stale["methods"]["integrated_gradients"]["params"].pop("rule")
+    stale["methods"]["integrated_gradients"]["pointing_game"]["value"] = -1.0
+    with pytest.raises(ValueError, match="rule"):
+        q.latency_update(brain, stale, two_tumours, q.SaliencyParams(n_steps=4))
+    merged = q.merge_methods(stale, section, ("integrated_gradients",))
+    assert merged["methods"]["gradcam"] == section["methods"]["gradcam"]  # kept as it was
+    ig = merged["methods"]["integrated_gradients"]
+    assert ig["params"]["rule"] == IG_RULE and ig["pointing_game"]["value"] >= 0
+    assert ig["command"].endswith("--method integrated_gradients")
+    with pytest.raises(ValueError, match="seed"):
+        q.merge_methods({**stale, "seed": 2}, section, ("integrated_gradients",))
+    with pytest.raises(ValueError, match="no saliency figures"):
+        q.merge_methods(None, section, ("integrated_gradients",))
+
+
+@pytest.mark.parametrize("name", ["mammography", "brain_mri"])
+def test_the_cards_figures_were_measured_with_todays_maps(name):
+    """Every method's figures in the committed card were measured with the parameters (and, for
+    integrated gradients, the path rule) the page and the CLI now use: a change to a method that
+    is not re-measured (`python -m models.saliency.quality --write-cards [--method M]`) fails here."""
+    card = load_model(name, device="cpu").card
+    for method, entry in card["saliency"]["methods"].items():
+        assert entry["params"] == q.SaliencyParams().for_method(method), (name, method)
