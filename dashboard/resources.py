@@ -32,7 +32,7 @@ import importlib
 import json
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,27 +119,105 @@ def _import_each(modules: tuple[str, ...]) -> None:
             _log.warning("warm-up: %s not imported (%s)", name, type(exc).__name__)
 
 
+# What the saliency maps and the tumour-board PDF import on first use and the pages do not import
+# at the top: Captum (with it matplotlib.pyplot, ~0.5-1 CPU-s) and the report's sign-off lookups.
+SALIENCY_IMPORTS = ("captum.attr", "dashboard.services.lifecycle")
+
+
+@dataclass(frozen=True, eq=False)
+class WarmUp:
+    """The server's background warm-up: the pages' imports, then what the server loads once.
+
+    ``imports`` is what every page but Home joins (``join``); ``server`` runs after it and is never
+    joined: a page that needs one of its objects before it is ready waits for that object alone,
+    on the cache's own lock (Streamlit computes a cached value once, whoever asks first).
+    ``done`` lists the steps finished, in order (the server log and the tests read it).
+    """
+
+    imports: threading.Thread
+    server: threading.Thread
+    done: list[str]
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the pages' imports (not for the server's objects)."""
+        self.imports.join(timeout)
+
+
+def _warm_server(imports: threading.Thread, db: Path, done: list[str]) -> None:
+    """After the imports: the store's treatment model, the saliency path's imports, the imaging
+    models and the PDF's kept browser, each into the cache the pages read (same keys).
+
+    Files only, never a store connection: a read connection held here would make the first
+    page's audit write wait for it and fail closed (``warm_up``). Each step that fails is left to
+    the page that needs it, which says why in its own run.
+    """
+    imports.join()
+    steps: tuple[tuple[str, Callable[[], bool]], ...] = (
+        ("treatment model", lambda: _model_stamp_for(str(db)) is not None),
+        ("saliency imports", lambda: _import_each(SALIENCY_IMPORTS) is None),
+        ("imaging models", _warm_imaging_models),
+        ("PDF browser", _warm_pdf_browser),
+    )
+    for name, step in steps:
+        try:
+            loaded = step()
+        except Exception as exc:  # noqa: BLE001 - the page that needs it raises it again
+            _log.warning("warm-up: %s not loaded (%s)", name, type(exc).__name__)
+            continue
+        done.append(name if loaded else f"{name}: none")
+
+
+def _warm_imaging_models() -> bool:
+    from models.inference import registry  # lazy: imported by the warm-up's first thread
+
+    names = registry.available_models()
+    for name in names:
+        imaging_model(name)
+    return bool(names)
+
+
+def _warm_pdf_browser() -> bool:
+    # lazy: imported by the warm-up's first thread (the pages' modules)
+    from dashboard.figures import static as static_figures
+
+    return static_figures.keep_warm()  # False: no kaleido here, matplotlib draws the figures
+
+
 @st.cache_resource(show_spinner=False)
-def _warm_up(modules: tuple[str, ...]) -> threading.Thread:
-    thread = threading.Thread(
+def _warm_up(modules: tuple[str, ...], db: str) -> WarmUp:
+    imports = threading.Thread(
         target=_import_each, args=(modules,), name="oncolens-warm-up", daemon=True
     )
-    thread.start()
-    return thread
+    done: list[str] = []
+    server = threading.Thread(
+        target=_warm_server,
+        args=(imports, Path(db), done),
+        name="oncolens-warm-server",
+        daemon=True,
+    )
+    imports.start()
+    server.start()
+    return WarmUp(imports, server, done)
 
 
-def warm_up(modules: tuple[str, ...]) -> threading.Thread:
-    """Import ``modules`` once per server process, in a background thread; returns the thread.
+def warm_up(modules: tuple[str, ...]) -> WarmUp:
+    """Import ``modules`` once per server process, in a background thread, then load what the
+    server keeps (``_warm_server``) in a second one; ``join`` waits for the imports.
 
     Why (issue 23): the pages need torch, ONNX Runtime, SciPy, pydicom and Plotly, whose imports
     take seconds on two cores. Importing them in the first page's script run made the cold sign-in
     page wait for all of them; here they load while the sign-in form is on screen and the user
-    types. A page that needs them joins the thread first (``app.py``), so no module is ever
-    imported by two threads at once. Only imports: a cached result computed here (the forecast
-    prior, say) would hold a read connection for seconds, and the first page's audit write, which
-    needs the file to itself, would fail closed waiting for it (seen in bench_pages).
+    types. A page that needs them joins the import thread first (``app.py``), so no module is
+    imported by a page's module code and this thread at once. Then the second thread loads the
+    store's treatment model (2-2.5 CPU-s: the first Patient page paid it), Captum and the imaging
+    models (the first saliency map and the first PDF paid them) and starts the PDF's kept browser;
+    a page reaches these only from functions at run time, where Python's per-module import locks
+    make it wait for a module this thread is importing, never see half of it. No cached result
+    of the store is computed here: one (the forecast prior, say) would hold a read connection for
+    seconds, and the first page's audit write, which needs the file to itself, would fail closed
+    waiting for it (seen in bench_pages).
     """
-    return _warm_up(tuple(modules))
+    return _warm_up(tuple(modules), str(db_path()))
 
 
 def db_path() -> Path:
@@ -623,12 +701,41 @@ def refresh_worklist(ref: StoreRef) -> worklist_store.RefreshResult:
     )
 
 
+# --- figures: built once per distinct inputs ------------------------------------------------
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def _figure(name: str, args: tuple, kwargs: dict, _build: Callable[..., Any]) -> Any:
+    return _build(*args, **kwargs)
+
+
+def figure(build: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``build(*args, **kwargs)``, a Plotly figure builder of ``dashboard.figures``, built once per
+    distinct inputs and shared by every later run with equal inputs.
+
+    Why (issue 23): on a return to a page every other result comes from a cache, and the figures
+    were what each rerun still rebuilt: the Patient page's timeline (~110 CPU-ms) and lab figure
+    (~40 CPU-ms), against ~20 and ~3 ms for hashing their inputs. Keyed on the inputs themselves
+    (Streamlit hashes the records, frames and dataclasses passed), never on a caller's summary of
+    them, so equal inputs are the only way to get the same figure. ``cache_resource``: a figure
+    would be re-validated when unpickled (as long as building it); it is shared, not copied, so a
+    caller must not change it (``st.plotly_chart`` only reads it).
+    """
+    return _figure(f"{build.__module__}.{build.__qualname__}", args, kwargs, build)
+
+
 # --- forecasts: the cohort's tumour-growth prior, one patient's forecast ----------------------
 
 
 def _model_stamp_of(ref: StoreRef) -> tuple[int, ...] | None:
     """The treatment model's file stamp, or None when the store has no usable model files."""
-    folder = treatment_model_files.model_dir_for(Path(ref.path))
+    return _model_stamp_for(ref.path)
+
+
+def _model_stamp_for(path: str) -> tuple[int, ...] | None:
+    """``_model_stamp_of`` by the store's path (the warm-up has no ``StoreRef``: it opens no store);
+    loads the model into its cache as a side effect, as the pages' first call did."""
+    folder = treatment_model_files.model_dir_for(Path(path))
     stamp = _treatment_model_stamp(folder)
     if stamp is None:
         return None

@@ -96,7 +96,7 @@ care_panel.course(ref, setting)
 
 forecast_panel.show(ref, summary, setting, scope)
 report_panel.show(ref, summary)
-st.plotly_chart(patient_figures.lab_values_figure(summary.measurements))
+st.plotly_chart(resources.figure(patient_figures.lab_values_figure, summary.measurements))
 
 st.subheader("Treatments")
 if summary.treatments.empty:

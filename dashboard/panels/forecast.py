@@ -96,7 +96,8 @@ def show(
         similar_km = conditional_km(
             resources.similar_patients(ref, person_id).km, survival.from_day
         )
-    fig = patient_figures.patient_forecast_timeline(
+    fig = resources.figure(  # built once per inputs: a return to her page rebuilds nothing
+        patient_figures.patient_forecast_timeline,
         summary,
         forecast,
         similar_km,

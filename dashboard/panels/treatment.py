@@ -116,8 +116,11 @@ def show(ref: resources.StoreRef, summary: PatientSummary, scope: Scope | None =
     )
     left, right = st.columns(2)
     left.plotly_chart(
-        treatment_figures.benefit_waterfall_figure(
-            rec.shap, rec.benefit, horizon_days=rec.horizon_days
+        resources.figure(  # built once per inputs (issue 23: a return rebuilds nothing)
+            treatment_figures.benefit_waterfall_figure,
+            rec.shap,
+            rec.benefit,
+            horizon_days=rec.horizon_days,
         )
     )
     left.caption(
@@ -167,8 +170,11 @@ def _options(rec: Recommendation, card: dict, received: str | None) -> None:
             "includes zero, so the model does not pick an option."
         )
     st.plotly_chart(
-        treatment_figures.treatment_options_figure(
-            options, recommended or best, horizon_days=rec.horizon_days
+        resources.figure(
+            treatment_figures.treatment_options_figure,
+            options,
+            recommended or best,
+            horizon_days=rec.horizon_days,
         )
     )
     learner = card["learner"]
@@ -213,7 +219,12 @@ def _data_warnings(card: dict) -> None:
 def _similar_patients(ref: resources.StoreRef, person_id: int) -> None:
     similar = resources.similar_patients(ref, person_id)
     st.plotly_chart(
-        treatment_figures.similar_patients_figure(similar.km, similar.counts, similar.criteria)
+        resources.figure(
+            treatment_figures.similar_patients_figure,
+            similar.km,
+            similar.counts,
+            similar.criteria,
+        )
     )
     if similar.criteria is None:
         return
