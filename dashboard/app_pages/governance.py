@@ -214,24 +214,11 @@ if signoff_tab.open:
     with signoff_tab:
         lifecycle_panel.render_signoff(ref, resources.model_registry(ref)[0], auth.actor())
 
-
-@st.fragment
-def drift_section(ref: resources.StoreRef) -> None:
-    """The drift tab: the images' window and every model's reports.
-
-    Why a fragment (issue 23): a new window changes only this; rerunning the whole page for it
-    (the sign-in check, the sidebar, the tabs) was most of a window change's 0.35 CPU-s once the
-    clinic model's part was cached apart from the window (``resources.drift``). Its control
-    reruns only this function, with the store of the last full run.
-    """
-    frequency = st.segmented_control(
-        "Window of the images", ["month", "quarter", "year"], default="month", key="drift_freq"
-    )
-    with resources.working("Comparing each model's inputs with its validation…"):
-        reports, drift_notes = resources.drift(ref, frequency or "month")
-    lifecycle_panel.render_drift(reports, drift_notes)
-
-
 if drift_tab.open:
     with drift_tab:
-        drift_section(ref)
+        frequency = st.segmented_control(
+            "Window of the images", ["month", "quarter", "year"], default="month", key="drift_freq"
+        )
+        with resources.working("Comparing each model's inputs with its validation…"):
+            reports, drift_notes = resources.drift(ref, frequency or "month")
+        lifecycle_panel.render_drift(reports, drift_notes)
