@@ -1366,9 +1366,9 @@ def treatment_card(ref: StoreRef) -> dict:
 def _treatment_subgroups(
     path: str, version: str, folder: str, model_stamp: tuple[int, ...], threshold: float
 ) -> dict:
-    # lazy: only this section needs them; the app opens its first page without them
+    # lazy: only this section needs it; the app opens its first page without it
     from analytics.governance.subgroup_treatment import treatment_subgroup_report
-    from analytics.treatment.clinic import ClinicModel
+    from analytics.treatment.clinic import ClinicModel  # lazy: slow import (xgboost, SHAP)
 
     # risks only (issue 23): the audit reads ``model.rfs_5y``, the same numbers without the stacked
     # refits and the SHAP explainers that ``_treatment_model`` prepares for the Patient page
