@@ -1475,8 +1475,13 @@ def _treatment_subgroups(
 ) -> dict:
     # lazy: only this section needs it; the app opens its first page without it
     from analytics.governance.subgroup_treatment import treatment_subgroup_report
+    from analytics.treatment.clinic import ClinicModel  # lazy: slow import (xgboost, SHAP)
 
-    clinic = _treatment_model(folder, model_stamp)
+    # risks only (issue 23): the audit reads ``model.rfs_5y``, the same numbers without the stacked
+    # refits and the SHAP explainers that ``_treatment_model`` prepares for the Patient page
+    # (1.3 of the tab's 5 CPU-s when the ethics board opened it first)
+    model, card = treatment_model_files.load_model(Path(folder))
+    clinic = ClinicModel(model, card, None, Path(folder))
     with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
         return treatment_subgroup_report(con, clinic, threshold=threshold)
 
@@ -1764,22 +1769,30 @@ def signoffs(ref: StoreRef) -> tuple[pd.DataFrame, bool]:
 
 
 @st.cache_data(max_entries=4, show_spinner=False)  # the page shows a status box (``working``)
-def _drift(
-    path: str,
-    version: str,
-    model_stamp: tuple[int, ...] | None,
-    frequency: str,
-    patient_frequency: str,
+def _imaging_drift(path: str, version: str, frequency: str):
+    # lazy: only the Governance page's drift tab needs it
+    from dashboard.services import lifecycle
+
+    return lifecycle.imaging_drift(path, frequency)
+
+
+@st.cache_data(max_entries=2, show_spinner=False)  # the page shows a status box (``working``)
+def _treatment_drift(
+    path: str, version: str, model_stamp: tuple[int, ...] | None, patient_frequency: str
 ):
     # lazy: only the Governance page's drift tab needs it
     from dashboard.services import lifecycle
 
-    return lifecycle.drift(path, frequency, patient_frequency)
+    return lifecycle.treatment_drift(path, patient_frequency)
 
 
 def drift(ref: StoreRef, frequency: str = "month", patient_frequency: str = "year"):
-    """Each model's drift reports and notes; keyed on the clinical version and the clinic model."""
+    """Each model's drift reports and notes (``lifecycle.drift``'s, in its order), in two caches:
+    the images' part per window, the clinic model's per clinical version and model files, so a
+    new window recomputes only the images' part (issue 23: 2 s a window change)."""
     folder = treatment_model_files.model_dir_for(Path(ref.path))
-    return _drift(
-        ref.path, ref.version, _treatment_model_stamp(folder), frequency, patient_frequency
+    imaging, imaging_notes = _imaging_drift(ref.path, ref.version, frequency)
+    treatment, treatment_notes = _treatment_drift(
+        ref.path, ref.version, _treatment_model_stamp(folder), patient_frequency
     )
+    return imaging + treatment, imaging_notes + treatment_notes

@@ -2,8 +2,8 @@
 
 Why this shape: an ethics board asks "does the model work as well for every
 group?", and an average answers the wrong question. For each recorded attribute
-(age band, menopausal status, site, breast density...) fairlearn's
-``MetricFrame`` computes the same metrics in every group; the gap is the best
+(age band, menopausal status, site, breast density...) the same metrics are computed
+in every group (the table fairlearn's ``MetricFrame`` gives, tested equal to it); the gap is the best
 group minus the worst, with a percentile-bootstrap 95 % interval (each of the
 two groups resampled on its own, seeded), and the largest gap of each metric
 across attributes is reported by name, not averaged away.
@@ -28,7 +28,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from fairlearn.metrics import MetricFrame
 from scipy.stats import rankdata
 
 DEFAULT_MIN_N = 20
@@ -54,6 +53,22 @@ def auc(y_true, y_score) -> float:
     return float((ranks[y_true].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
+def auc_resampled(y_true, y_score, rows) -> np.ndarray:
+    """``auc`` of every resample ``rows`` (resamples, n) at once (``Metric.batch``, issue 23).
+
+    Bit for bit ``auc`` of each resample (tested): the same mid-ranks, row by row; their sums are
+    whole or half numbers, exact in float64 in any order; the same division. NaN where a resample
+    has one class only.
+    """
+    t = np.asarray(y_true, bool)[rows]
+    n1 = t.sum(axis=1)
+    n0 = t.shape[1] - n1
+    ranks = rankdata(np.asarray(y_score, float)[rows], axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        value = ((ranks * t).sum(axis=1) - n1 * (n1 + 1) / 2) / (n1 * n0)
+    return np.where((n1 == 0) | (n0 == 0), math.nan, value)
+
+
 def true_positive_rate(y_true, y_score, decision) -> float:
     """Share of positives the decision flags; NaN without positives."""
     y_true, decision = np.asarray(y_true, bool), np.asarray(decision, bool)
@@ -64,6 +79,27 @@ def false_positive_rate(y_true, y_score, decision) -> float:
     """Share of negatives the decision flags; NaN without negatives."""
     y_true, decision = np.asarray(y_true, bool), np.asarray(decision, bool)
     return float(decision[~y_true].mean()) if (~y_true).any() else math.nan
+
+
+def _flag_rate_resampled(y_true, decision, rows, positive: bool) -> np.ndarray:
+    """The share of a resample's positives (or negatives) that the decision flags, every resample at
+    once: counts of 0/1 are exact, and ``mean`` is the same sum divided by the same count."""
+    t = np.asarray(y_true, bool)[rows]
+    t = t if positive else ~t
+    flagged = (np.asarray(decision, bool)[rows] & t).sum(axis=1)
+    of = t.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(of > 0, flagged / of, math.nan)
+
+
+def true_positive_rate_resampled(y_true, y_score, rows, decision) -> np.ndarray:
+    """``true_positive_rate`` of every resample (``Metric.batch``; bit for bit, tested)."""
+    return _flag_rate_resampled(y_true, decision, rows, positive=True)
+
+
+def false_positive_rate_resampled(y_true, y_score, rows, decision) -> np.ndarray:
+    """``false_positive_rate`` of every resample (``Metric.batch``; bit for bit, tested)."""
+    return _flag_rate_resampled(y_true, decision, rows, positive=False)
 
 
 def mean_predicted(y_true, y_score) -> float:
@@ -108,9 +144,21 @@ class Metric:
 
 
 BINARY_METRICS = (
-    Metric("auc", "AUC", auc),
-    Metric("tpr", "true positive rate", true_positive_rate, ("decision",)),
-    Metric("fpr", "false positive rate", false_positive_rate, ("decision",)),
+    Metric("auc", "AUC", auc, batch=auc_resampled),
+    Metric(
+        "tpr",
+        "true positive rate",
+        true_positive_rate,
+        ("decision",),
+        batch=true_positive_rate_resampled,
+    ),
+    Metric(
+        "fpr",
+        "false positive rate",
+        false_positive_rate,
+        ("decision",),
+        batch=false_positive_rate_resampled,
+    ),
     Metric("mean_predicted", "mean predicted probability", mean_predicted),
     Metric("observed_rate", "observed rate", observed_rate),
     Metric(
@@ -168,17 +216,25 @@ def _call(metric: Metric, frame: pd.DataFrame, y_true: str, y_score: str) -> flo
 
 
 def _by_group(frame, attribute, metrics, y_true, y_score) -> pd.DataFrame:
-    """fairlearn MetricFrame over one attribute: n, positives and every metric per group."""
-    funcs = {"n": count, "positives": positives} | {m.name: m.func for m in metrics}
-    params = {m.name: {p: frame[p].to_numpy() for p in m.params} for m in metrics if m.params}
-    mf = MetricFrame(
-        metrics=funcs,
-        y_true=frame[y_true].to_numpy(),
-        y_pred=frame[y_score].to_numpy(),
-        sensitive_features=frame[attribute].astype(str).rename(attribute),
-        sample_params=params,
-    )
-    table = mf.by_group.reset_index().rename(columns={attribute: "group"})
+    """n, positives and every metric per group of one attribute, groups in sorted order.
+
+    The same table as fairlearn's ``MetricFrame(...).by_group`` (tested against it): the same
+    functions called on the same rows of each group. Why not MetricFrame itself (issue 23): it
+    builds each group's arrays row by row, 3 s of the treatment audit's 3.7 s on two cores,
+    where a boolean mask per group costs milliseconds.
+    """
+    keys = frame[attribute].astype(str).to_numpy()
+    truth, score = frame[y_true].to_numpy(), frame[y_score].to_numpy()
+    params = {m.name: {p: frame[p].to_numpy() for p in m.params} for m in metrics}
+    rows = []
+    for group in np.unique(keys):  # sorted, as MetricFrame's group-by
+        mask = keys == group
+        t, s = truth[mask], score[mask]
+        row: dict = {"group": group, "n": count(t, s), "positives": positives(t, s)}
+        for m in metrics:
+            row[m.name] = m.func(t, s, **{p: v[mask] for p, v in params[m.name].items()})
+        rows.append(row)
+    table = pd.DataFrame(rows, columns=["group", "n", "positives", *(m.name for m in metrics)])
     table.insert(0, "attribute", attribute)
     table["n"] = table["n"].astype(int)
     table["positives"] = table["positives"].astype(int)

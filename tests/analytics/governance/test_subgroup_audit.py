@@ -9,7 +9,18 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from analytics.governance.subgroup_audit import age_band, auc, audit_subgroups
+from analytics.governance import subgroup_audit
+from analytics.governance.subgroup_audit import (
+    BINARY_METRICS,
+    age_band,
+    auc,
+    auc_resampled,
+    audit_subgroups,
+    false_positive_rate,
+    false_positive_rate_resampled,
+    true_positive_rate,
+    true_positive_rate_resampled,
+)
 from analytics.governance.subgroup_treatment import (
     SURVIVAL_METRICS,
     harrell_c_fast,
@@ -69,6 +80,57 @@ def test_the_audit_with_the_batched_c_index_is_the_audit_with_the_loop() -> None
     slow = audit_subgroups(frame, ["site", "stage"], metrics=looped, **kwargs)
     assert len(fast.gaps) == 2 and fast.gaps[["ci_low", "ci_high"]].notna().all().all()
     pd.testing.assert_frame_equal(fast.gaps, slow.gaps, check_exact=True)
+
+
+def test_auc_and_error_rates_of_all_resamples_at_once_are_each_resample_s_bit_for_bit() -> None:
+    rng = np.random.default_rng(6)
+    n = 120
+    y = rng.random(n) < 0.3
+    s = np.round(rng.random(n), 2)  # tied scores: mid-ranks
+    d = s >= 0.5
+    rows = rng.integers(0, n, (80, n))
+    rows[0] = np.flatnonzero(~y)[0]  # one class only: NaN for AUC and the true positive rate
+    rows[1] = np.flatnonzero(y)[0]  # positives only: NaN for the false positive rate
+    for batch, loop in (
+        (auc_resampled(y, s, rows), [auc(y[r], s[r]) for r in rows]),
+        (
+            true_positive_rate_resampled(y, s, rows, decision=d),
+            [true_positive_rate(y[r], s[r], d[r]) for r in rows],
+        ),
+        (
+            false_positive_rate_resampled(y, s, rows, decision=d),
+            [false_positive_rate(y[r], s[r], d[r]) for r in rows],
+        ),
+    ):
+        np.testing.assert_array_equal(
+            batch, np.array(loop)
+        )  # NaN where NaN, equal floats elsewhere
+    assert np.isnan(auc_resampled(y, s, rows)[:2]).all()
+
+
+def test_the_per_group_table_is_fairlearn_s_metric_frame() -> None:
+    """The independent reference: fairlearn's ``MetricFrame`` over the same metrics and rows."""
+    from fairlearn.metrics import MetricFrame
+
+    frame = _planted()
+    frame.loc[:30, "band"] = None  # missing values: the audit drops them, as its caller does
+    sub = frame[frame["band"].notna()]
+    ours = subgroup_audit._by_group(sub, "band", BINARY_METRICS, "outcome", "score")
+    funcs = {"n": subgroup_audit.count, "positives": subgroup_audit.positives}
+    reference = MetricFrame(
+        metrics=funcs | {m.name: m.func for m in BINARY_METRICS},
+        y_true=sub["outcome"].to_numpy(),
+        y_pred=sub["score"].to_numpy(),
+        sensitive_features=sub["band"].astype(str).rename("band"),
+        sample_params={
+            m.name: {p: sub[p].to_numpy() for p in m.params} for m in BINARY_METRICS if m.params
+        },
+    ).by_group.reset_index()
+    assert list(ours["group"]) == list(reference["band"]) == ["x", "y"]
+    for column in ["n", "positives", *(m.name for m in BINARY_METRICS)]:
+        np.testing.assert_array_equal(
+            ours[column].to_numpy(float), reference[column].to_numpy(float)
+        )
 
 
 def _planted(seed: int = 11) -> pd.DataFrame:

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from pydicom.uid import generate_uid
 from pypdf import PdfReader
@@ -127,6 +128,25 @@ def test_lineage_signoff_and_drift_tabs_for_the_board(env):
     assert {"Tests run", "Alerts"} <= {m.label for m in drift.metric}
     assert "PSI > 0.2" in texts(drift.caption) and "Kolmogorov" not in texts(drift.error)
     assert not [m for m in at.metric if m.label == "Tests run"]  # the drift tab did not run
+    # a new window (the drift tab is a fragment; the clinic model's part cached apart): the same
+    # reports as the CLI's ``lifecycle.drift`` for that window, in one call
+    from analytics.governance.lifecycle import drift_data
+
+    for window in ("year", "month"):
+        drift.button_group(key="drift_freq").set_value(window).run()
+        assert not drift.exception, drift.exception
+        reports, _ = lifecycle.drift(env["db"], window)
+        expected = sum(r.tests_run for r in reports if r.monitored != drift_data.IN_SAMPLE)
+        shown = next(m for m in drift.metric if m.label == "Tests run")
+        assert int(str(shown.value).replace(",", "")) == expected
+        # every report's figures per window, as the CLI computes them for this window
+        tables = [r.rows for r in reports if r.tests_run and not r.rows.empty]
+        frames = [d.value for d in drift.dataframe][-len(tables) :] if tables else []
+        assert len(frames) == len(tables)
+        for frame, table in zip(frames, tables, strict=True):
+            pd.testing.assert_frame_equal(
+                frame.reset_index(drop=True), table.reset_index(drop=True)
+            )
     # a decision through the form: a chained event, shown in the status table
     versions = at.selectbox(key="signoff_version")
     # AppTest lists the formatted labels; the widget's value is the index
