@@ -104,10 +104,11 @@ def test_markdown_plain_reads_exactly_as_written_and_renders_nothing(text):
 
 @given(
     st.text(alphabet=st.sampled_from(string.punctuation + " aZ09·é\\"), max_size=60)
-    | st.text(max_size=40)
+    | st.text(st.characters(exclude_categories=("Cc", "Cs")), max_size=40)
 )
 def test_markdown_plain_round_trips_any_text(text):
-    """Whatever the input, CommonMark shows its characters back (line breaks aside)."""
+    """Whatever the input, CommonMark shows its characters back (line breaks aside; control
+    characters are not text: CommonMark replaces a NUL, and the store never holds one)."""
     one_line = " ".join(text.split())
     _, seen = _rendered_text(formats.markdown_plain(one_line))
     assert seen == one_line.strip()
