@@ -546,6 +546,7 @@ def patient_timeline_figure(
             yref="y3 domain",
             showarrow=False,
             font={"color": "#5f6b73"},
+            bgcolor="white",  # the "today" line runs through the middle: it must not cross the words
         )
     fig.update_yaxes(title_text="recurrence-free", range=[0, 1.02], tickformat=".0%", row=3, col=1)
     fig.update_layout(
