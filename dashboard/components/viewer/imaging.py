@@ -182,8 +182,10 @@ def on_source_grid(values: np.ndarray, model_affine_ras: np.ndarray, volume) -> 
 
 
 def _model_label(row) -> str:
-    read = "refused" if row.refused else str(row.label)
-    return f"{row.model_name} {row.model_version} · {read}"
+    """The picker's option: the model and version only. Its read (label, refusal) is not shown
+    here: the picker stands before the ethics board's gate, which decides whether that read may
+    be shown at all (``gate_view``)."""
+    return f"{row.model_name} {row.model_version}"
 
 
 def _percent(p: float) -> str:

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from dashboard.components.viewer.imaging import _percent, on_source_grid
+from dashboard.components.viewer.imaging import _model_label, _percent, on_source_grid
 
 
 def test_a_map_on_the_model_grid_lands_on_the_same_place_of_the_series_grid() -> None:
@@ -28,3 +28,15 @@ def test_a_probability_is_never_shown_as_certain() -> None:
     assert _percent(0.99996) == "> 99.9 %"
     assert _percent(0.00001) == "< 0.1 %"
     assert _percent(0.8125) == "81.2 %"
+
+
+def test_the_3d_model_picker_shows_no_read_before_the_sign_off_gate() -> None:
+    """The picker stands above ``gate_view``: an option naming the read ("lesion", "refused")
+    would show a withheld model's output to anyone choosing between two models."""
+    for label, refused in (("lesion", False), ("no lesion", False), ("lesion", True)):
+        row = SimpleNamespace(
+            model_name="brain_mets_3d", model_version="1.2.0", label=label, refused=refused
+        )
+        option = _model_label(row)
+        assert option == "brain_mets_3d 1.2.0"
+        assert "lesion" not in option and "refused" not in option
