@@ -378,19 +378,26 @@ class SeriesScan:
         self._modality: dict[str, str] = {}
         self.owner: dict[str, str] = {}  # file (by path, else label) -> series UID
 
-    def add(self, label: str, key: str, ds: Dataset) -> None:
+    def add(self, label: str, key: str, ds: Dataset) -> Skipped | None:
         """A parsed header (a conforming DICOM file, not a DICOMDIR: what ``scan_series``'s parse
-        accepts), known as ``key`` in ``owner``."""
+        accepts), known as ``key`` in ``owner``; a header whose geometry values cannot be read
+        (a Rows of "x", a malformed orientation) is returned as skipped, not raised: one bad
+        file must not stop the scan of the others (the caller's 2D read then says why it fails)."""
         uid = str(ds.get("SeriesInstanceUID", "") or "")
         if not uid:
-            return
-        n = _number_of_frames(ds)
+            return None
+        try:
+            n = _number_of_frames(ds)
+            keys = _stack_keys(ds, n)
+        except Exception as exc:  # noqa: BLE001 - pydicom raises many types for a bad value
+            return Skipped(label, f"its header cannot be read ({type(exc).__name__})")
         members = self._members.get(uid)
         if members is None:
             members = self._members[uid] = []
             self._modality[uid] = str(ds.get("Modality", "") or "")
-        members.append((label, n, _stack_keys(ds, n)))
+        members.append((label, n, keys))
         self.owner[key] = uid
+        return None
 
     def add_sources(self, sources: Iterable[Source]) -> list[Skipped]:
         """Sources parsed here, headers only, exactly as ``scan_series`` reads them."""
@@ -399,7 +406,9 @@ class SeriesScan:
             ds, _ = _parse(item, stop_before_pixels=True)
             if ds is not None:
                 key = str(item.path) if item.path is not None else item.label
-                self.add(item.label, key, ds)
+                bad = self.add(item.label, key, ds)
+                if bad is not None:
+                    skipped.append(bad)
         return skipped
 
     def infos(self) -> list[SeriesInfo]:

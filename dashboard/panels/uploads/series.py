@@ -73,7 +73,10 @@ def is_single_file(uploads: list) -> bool:
     data = uploads[0].getvalue()
     if is_zip(data[:4]):
         return False
-    infos, _, _ = scan_series([(str(uploads[0].name), data)])
+    try:
+        infos, _, _ = scan_series([(str(uploads[0].name), data)])
+    except Exception:  # noqa: BLE001 - any header the scan cannot take: the 2D path says why
+        return True
     return not any(info.looks_like_volume for info in infos)
 
 

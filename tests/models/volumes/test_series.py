@@ -411,3 +411,19 @@ def test_every_file_of_pydicoms_corpus_is_a_volume_a_failure_or_skipped() -> Non
     # the corpus holds no stack of three positioned slices; its multi-frame RT dose is refused
     assert not result.volumes
     assert any("per-frame" in f.error for f in result.failures)
+
+
+def test_a_header_value_that_cannot_be_read_is_skipped_not_raised(tmp_path) -> None:
+    """A Rows of "x" (an IS element, as a broken exporter writes it) made the header scan raise,
+    so one such file stopped an upload, an ingest or a predict run (a traceback on the page)."""
+    files, _ = _write(tmp_path)
+    bad = pydicom.dcmread(files[0])
+    tag = pydicom.tag.Tag(0x00280010)  # written raw: pydicom refuses to build such a value
+    bad._dict[tag] = pydicom.dataelem.RawDataElement(tag, "IS", 2, b"x ", 0, False, True)
+    bad.save_as(tmp_path / "bad.dcm")
+    other, _ = _write(tmp_path / "other")
+    infos, owner, skipped = scan_series([tmp_path / "bad.dcm", *other])
+    assert [Path(s.label).name for s in skipped] == ["bad.dcm"]
+    assert "header cannot be read" in skipped[0].reason
+    assert str(tmp_path / "bad.dcm") not in owner
+    assert len(infos) == 1 and infos[0].looks_like_volume
