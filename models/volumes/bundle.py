@@ -47,6 +47,7 @@ from typing import Any
 
 import torch
 
+from models.inference.tasks import TASKS
 from models.paths import inside
 from models.volumes.cards import (
     BUILTIN,
@@ -60,6 +61,9 @@ from models.volumes.cards import (
 )
 from models.volumes.cards import read_json as _json
 from models.volumes.segment import NoModelForVolumeError, VolumeGuard
+
+# The clinic's other models, named in the audit trail and the sign-off (analytics lifecycle)
+OTHER_MODEL_NAMES = frozenset({"treatment", "forecast"})
 
 __all__ = [
     "BUILTIN",
@@ -342,6 +346,12 @@ def register(source: str | Path, *, dest: Path | None = None) -> Bundle:
     )
     if name == BUILTIN:
         raise BundleError(f"'{BUILTIN}' is the built-in model's name; rename the bundle's folder")
+    if name in TASKS or name in OTHER_MODEL_NAMES:
+        # a model version is known by (name, version): a bundle named after another model would
+        # share its sign-off (approving the bundle's weights would approve the other's reads)
+        raise BundleError(
+            f"'{name}' is the name of OncoLens's {name} model; rename the bundle's folder"
+        )
     base = (dest or bundle_root()).expanduser().absolute()
     base.mkdir(parents=True, exist_ok=True)
     target = inside(base, name)

@@ -119,6 +119,15 @@ def test_spacing_and_orientation_can_come_from_the_bundles_inference_config(tmp_
         bundles.register(_copy_builtin(tmp_path / "b", bundles.BUILTIN), dest=tmp_path / "m")
 
 
+@pytest.mark.parametrize("name", ["mammography", "brain_mri", "treatment", "forecast"])
+def test_a_bundle_named_after_another_model_is_refused(tmp_path, name) -> None:
+    """Model versions are known by (name, version): a bundle sharing a 2D model's or the clinic
+    model's name would share its sign-off and its place in the worklist."""
+    with pytest.raises(bundles.BundleError, match=f"'{name}' is the name of OncoLens"):
+        bundles.register(_copy_builtin(tmp_path / "b", name), dest=tmp_path / "m")
+    assert not (tmp_path / "m" / name).exists()
+
+
 def test_the_saliency_figures_live_in_their_own_file_and_join_the_card(tmp_path) -> None:
     """docs/card.json is what training writes (byte for byte); docs/saliency.json, written by
     the saliency command, is shown as the card's ``saliency`` section."""
