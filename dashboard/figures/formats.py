@@ -155,6 +155,7 @@ def fill_missing(frame: pd.DataFrame, missing: str = MISSING) -> pd.DataFrame:
 # Every ASCII punctuation character (CommonMark lets a backslash escape each): Markdown's own, the
 # entities' "&", and the ":" and "." of Streamlit's icons, emoji, colours and autolinked URLs.
 _MARKDOWN_SPECIAL = re.compile("([" + re.escape(string.punctuation) + "])")
+_LINE_BREAKS = re.compile(r"\r\n|[\r\n\v\f\x1c-\x1e\x85\u2028\u2029]")
 
 
 def markdown_plain(text: object) -> str:
@@ -167,4 +168,5 @@ def markdown_plain(text: object) -> str:
     escaped ``&`` (``&copy;`` showed as a sign). One rule, all ASCII punctuation, tested once
     against an independent CommonMark renderer.
     """
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
+    one_line = _LINE_BREAKS.sub(" ", str(text))  # a blank line or an indent would start a block
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", one_line)

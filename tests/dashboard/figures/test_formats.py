@@ -90,11 +90,12 @@ def _rendered_text(markdown: str) -> tuple[str, str]:
         "CT:material/warning: :smile: :red[colour] $x^2$ a|b",
         "MRN00000042 · 0.38 mL · 2023-09-01",
         "&copy; &amp; &#42; www.example.com http://example.com <http://example.com>",
+        "one line\n\n    four spaces: a code block\n# a heading\r\n- a list",
     ],
 )
 def test_markdown_plain_reads_exactly_as_written_and_renders_nothing(text):
     html_out, seen = _rendered_text(formats.markdown_plain(text))
-    assert seen == text
+    assert seen == " ".join(text.split(" ")).replace("\r\n", " ").replace("\n", " ")
     assert not any(
         tag in html_out for tag in ("<a ", "<img", "<strong", "<em", "<code", "<h1", "<ol", "<ul")
     )
