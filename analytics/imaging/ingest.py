@@ -592,19 +592,26 @@ def _stage_deidentified(
     p: _Prepared,
     person_id: int,
     images_dir: Path,
+    key: bytes,
 ) -> tuple[Path, str]:
     """Write the de-identified copy (and its phantom mask, if any) beside its final name as
     ``.pending``; ``_publish`` renames it after the commit, so a rolled-back ingest never replaces
     or deletes an image stored earlier. Every name passes ``models.paths.inside``. ``made``: the
     worker's copy, finished here with the person id (``models.deid.deferred.fill_in``), or the
-    data set the writer de-identified. Returns the final name and the sha256 of the copy."""
+    data set the writer de-identified. Returns the final name and the sha256 of the copy.
+    ``key``: the store's, to de-identify the file here in full where the worker's copy cannot be
+    finished (``fill_in`` found its elements missed): the bytes of the writer's own path."""
     target = inside(images_dir, str(int(person_id)), rep.study_uid, f"{rep.sop_instance_uid}.dcm")
     if isinstance(made, _Deidentified):
         if made.write_error is not None:
             raise deid.DeidentificationError(made.write_error)
         assert made.copy is not None and made.spooled is not None  # set wherever there is no error
         copy = dataclasses.replace(made.copy, data=Path(made.spooled).read_bytes())
-        data = deferred.fill_in(copy, str(int(person_id)))[0]
+        finished = deferred.fill_in(copy, str(int(person_id)))
+        if finished is None:  # the splice missed: de-identified here in full, as without a copy
+            data = deid.to_bytes(deid.deidentify(p.file, key, patient_id=str(int(person_id)))[0])
+        else:
+            data = finished[0]
     else:
         assert made is not None  # the writer de-identified it (``deid.deidentify``)
         data = deid.to_bytes(made)
@@ -816,7 +823,7 @@ def _ingest_files(
                         continue
                     try:
                         stored_file, copy_sha = _stage_deidentified(
-                            made or ds, deid_report, p, person_id, images_dir
+                            made or ds, deid_report, p, person_id, images_dir, key
                         )
                     except (deid.DeidentificationError, UnsafePathError, OSError) as exc:
                         report.failed.append(

@@ -15,7 +15,10 @@ may be shown before it is de-identified. The order is fixed:
 4. the user picks one volume or image; a volume is shown with its 3D read exactly as a stored
    series (``dashboard.components.viewer.imaging.show_view``), a 2D image goes back to the page's
    2D read. Files not read and refused series are listed with their reasons: one broken series
-   never stops the others.
+   never stops the others. A series that lost a file to step 2 (its identifiers could not be
+   read) is refused as a whole, naming the file, as ``oncolens ingest`` refuses a series with a
+   crashed slice: at an end of the stack no gap would show, and the 3D read would be one slice
+   short, silently.
 
 Nothing is stored: the upload lives in this session's memory until it is ingested
 (``oncolens ingest``).
@@ -37,7 +40,7 @@ from dashboard.figures import formats
 from dashboard.panels import deid as deid_panel
 from dashboard.session import signoff
 from models.dicom import reader as dicom
-from models.volumes.series import scan_series
+from models.volumes.series import SeriesFailure, scan_series
 from models.volumes.sources import Item, Skipped, UnsafeArchiveError, collect, is_zip
 
 PICK_KEY = "imaging_upload_pick"
@@ -87,12 +90,13 @@ def _digest(items: list[Item]) -> str:
 
 def _identity_ok(
     ref: resources.StoreRef, person_id: int, items: list[Item], upload_id: str
-) -> tuple[bool, list[Skipped]]:
+) -> tuple[bool, list[Skipped], dict[str, tuple[str, ...]]]:
     """Every file of the upload checked against the open patient before de-identification;
     the fields that differ (with how many files) need one confirmation, audited once (with the
     upload's id, which its viewing event carries too). Also returns the files whose identifiers
     could not be read, each with its reason: they are left out of the upload and listed (a file
-    that cannot be checked is never shown under her), whatever the reader raised."""
+    that cannot be checked is never shown under her), whatever the reader raised, and, per file
+    kept, the files left out of its series (``_series_losses``)."""
     key = f"imaging_upload_identity_{upload_id[:16]}_{person_id}"
     if key not in st.session_state:  # once per upload and patient: headers only, not per rerun
         identity = resources.patient_identity(ref, person_id)
@@ -117,14 +121,71 @@ def _identity_ok(
         st.session_state[key] = (
             [f"{name} ({n} of {checked} files)" for name, n in counts.items()],
             unreadable,
+            _series_losses(items, {s.label for s in unreadable}) if unreadable else {},
         )
-    mismatched, unreadable = st.session_state[key]
+    mismatched, unreadable, losses = st.session_state[key]
     if not mismatched:
-        return True, list(unreadable)
+        return True, list(unreadable), losses
     gone = {s.label for s in unreadable}
     hashes = b"".join(hashlib.sha256(i.data or b"").digest() for i in items if i.label not in gone)
     ok = deid_panel.confirm_identity(ref.path, hashes, person_id, mismatched, upload_id=upload_id)
-    return ok, list(unreadable)
+    return ok, list(unreadable), losses
+
+
+def _series_losses(items: list[Item], gone: set[str]) -> dict[str, tuple[str, ...]]:
+    """Per file kept, the files of its series left out (``gone``), from the raw headers
+    (``scan_series``: headers only, nothing shown, the series UIDs never kept): the volume those
+    files belong to would miss their slices. A header that cannot be scanned either tells nothing
+    (its file is not in a series), whatever the parser raised."""
+    series_of: dict[str, str] = {}
+    for item in items:
+        try:
+            _, owner, _ = scan_series([(item.label, item.data or b"")])
+        except Exception:  # noqa: BLE001 - a damaged header: no series known for it
+            continue
+        if item.label in owner:
+            series_of[item.label] = owner[item.label]
+    lost: dict[str, list[str]] = {}
+    for label in gone:
+        if label in series_of:
+            lost.setdefault(series_of[label], []).append(label)
+    return {
+        label: tuple(sorted(lost[uid]))
+        for label, uid in series_of.items()
+        if uid in lost and label not in gone
+    }
+
+
+def _refuse_incomplete(contents, losses: dict[str, tuple[str, ...]]) -> Any:
+    """The upload's volumes that lost files to the identity check, moved to its refused series
+    with the reason naming those files (the read of ``oncolens ingest``'s ``_incomplete``)."""
+    volumes, refused = [], []
+    for volume in contents.volumes:
+        lost = sorted(
+            {
+                name
+                for source in volume.sources
+                for name in losses.get(source, losses.get(source.rsplit(" frame ", 1)[0], ()))
+            }
+        )
+        if not lost:
+            volumes.append(volume)
+            continue
+        n = len(lost)
+        names = ", ".join(_shown(s) for s in lost[:3]) + (f" and {n - 3} more" if n > 3 else "")
+        refused.append(
+            SeriesFailure(
+                volume.series_instance_uid,
+                tuple(volume.sources),
+                f"incomplete series: {n} of its {len(volume.sources) + n} images could not be "
+                f"read (their identifiers could not be checked: {names}), so the volume would "
+                "miss their slices; it is not read in 3D",
+                "IncompleteSeriesError",
+            )
+        )
+    if not refused:
+        return contents
+    return replace(contents, volumes=tuple(volumes), failures=(*contents.failures, *refused))
 
 
 def _unchecked(why: str) -> str:
@@ -223,8 +284,9 @@ def render(ref: resources.StoreRef, person_id: int | None, uploads: list) -> Upl
     # the upload's id: the hash of everything uploaded (no identifier), in the details of both its
     # audit events (the identity confirmation and the viewing), so the two can be joined
     upload_id = _digest(items)
+    losses: dict[str, tuple[str, ...]] = {}  # per file kept, the files its series lost
     if person_id is not None:
-        ok, unreadable = _identity_ok(ref, person_id, items, upload_id)
+        ok, unreadable, losses = _identity_ok(ref, person_id, items, upload_id)
         if not ok:
             return UploadChoice()
         if unreadable:  # left out, each listed with its reason under the image
@@ -249,6 +311,8 @@ def render(ref: resources.StoreRef, person_id: int | None, uploads: list) -> Upl
         return UploadChoice()
     if skipped:  # zip members skipped by collect (encrypted, nested): listed with the rest
         contents = _with_skipped(contents, skipped)
+    if losses:  # a volume one slice short is never read
+        contents = _refuse_incomplete(contents, losses)
     if contents.empty:
         reasons = formats.markdown_plain(
             "; ".join(f"{_shown(s.label)}: {s.reason}" for s in contents.skipped[:3])

@@ -8,6 +8,7 @@ file given twice; the workers' folder of copies is gone afterwards."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import shutil
 from pathlib import Path
@@ -19,6 +20,7 @@ from pydicom.uid import generate_uid
 
 from analytics import store
 from analytics.imaging import ingest
+from models.deid import deferred
 from models.deid import deidentify as deid
 from models.inference.loader import ModelLoader
 from models.inference.read import iter_dicom_paths
@@ -125,3 +127,32 @@ def test_the_workers_defer_every_copy_they_can(inputs, tmp_path) -> None:
     spooled = [e.deid.spooled for e in entries if not isinstance(e, dict) and e.deid is not None]
     spooled = [s for s in spooled if s is not None]
     assert len(spooled) == len(set(spooled)) == len(list(tmp_path.iterdir()))
+
+
+def test_a_copy_that_cannot_be_finished_is_de_identified_in_full(tmp_path) -> None:
+    """Where ``fill_in`` finds the splice missed its elements (here: a copy told the wrong encoding,
+    whose placeholder patterns lie only in the pixel data), the writer stores the bytes of its own
+    path, never the placeholder or changed pixels (review of issue 23)."""
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+    pixels = bytearray(ds.PixelData)
+    at = 64
+    for element in deferred._elements(deferred.PLACEHOLDER, (False, True), ("iso8859",)):
+        pixels[at : at + len(element)] = element
+        at += len(element) + 16
+    ds.PixelData = bytes(pixels)
+    source = tmp_path / "crafted.dcm"
+    ds.save_as(source, enforce_file_format=True)
+    key = bytes(range(32))
+    (spool := tmp_path / "spool").mkdir()
+    entry = ingest.prepare_and_scan([source], ModelLoader(), key=key, spool=spool)[0].entries[0]
+    assert not isinstance(entry, dict) and entry.deid is not None and entry.deid.copy is not None
+    assert entry.deid.copy.encoding == (True, True)  # the transfer syntax's
+    missed = dataclasses.replace(
+        entry.deid, copy=dataclasses.replace(entry.deid.copy, encoding=(False, True))
+    )
+    want = deid.to_bytes(deid.deidentify(source, key, patient_id="42")[0])
+    for made in (entry.deid, missed):
+        images = tmp_path / f"images{made is missed}"
+        target, sha = ingest._stage_deidentified(made, entry.deid.report, entry, 42, images, key)
+        assert ingest._pending(target).read_bytes() == want

@@ -12,6 +12,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
@@ -258,3 +259,36 @@ def test_a_volume_the_model_cannot_read_is_shown_with_the_reason(upload_env, tmp
     assert "reads axis-aligned volumes" in shown(at.info)
     assert [s for s in viewers(at) if s["is_volume"]]
     assert not [m for m in at.metric if m.label == "3D read"]
+
+
+def test_a_series_that_lost_an_end_slice_to_the_identity_check_is_not_read_in_3d(
+    upload_env, monkeypatch
+):
+    """Found in review: a slice whose identifiers cannot be read is left out; at an end of the
+    stack no gap shows, so the series was read in 3D one slice short, silently. Now the series is
+    refused with the reason naming the file (as ``oncolens ingest`` refuses a crashed slice's
+    series); the 2D image beside it is still read."""
+    brain = sorted(
+        upload_env["brain"], key=lambda p: float(pydicom.dcmread(p).ImagePositionPatient[2])
+    )
+    end = brain[-1]
+    ds = pydicom.dcmread(end)
+    ds.PatientName = "X"
+    buf = io.BytesIO()
+    ds.save_as(buf)
+    element = b"\x10\x00\x10\x00PN\x02\x00X "
+    assert buf.getvalue().count(element) == 1
+    broken = buf.getvalue().replace(element, b"\x10\x00\x10\x00US\x03\x00abc")  # pydicom raises
+    files = [*_files(brain[:-1]), (end.name, broken, DICOM), *_files([upload_env["mammo"]])]
+    at = _upload(upload_env, monkeypatch, files, patient=str(upload_env["pid"]))
+    next(c for c in at.checkbox if c.key and c.key.startswith("imaging_identity_ok_")).check().run()
+    assert not at.exception, at.exception
+    pick = at.selectbox(key="imaging_upload_pick")
+    assert len(pick.options) == 1 and "(2D)" in pick.options[0], pick.options  # no 3D read
+    assert not [s for s in viewers(at) if s["is_volume"]]
+    assert "1 series refused and 1 file(s) not read" in shown(at.warning)
+    listed = shown(at.markdown).replace("\\", "")  # the list escapes Markdown's characters
+    n = len(brain)
+    assert f"incomplete series: 1 of its {n} images could not be read" in listed
+    assert f"could not be checked: {end.name}" in listed and "not read in 3D" in listed
+    assert f"{end.name}: damaged DICOM file" in listed

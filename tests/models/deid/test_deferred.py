@@ -6,6 +6,7 @@ data sets in several character sets; where it cannot be (a deflated data set) th
 from __future__ import annotations
 
 import copy
+import dataclasses
 from pathlib import Path
 
 import pydicom
@@ -93,3 +94,40 @@ def test_in_place_gives_the_same_copy_and_uses_up_the_input() -> None:
     changed, _ = deid.deidentify(ds, KEY, patient_id="5", in_place=True)
     assert changed is ds and ds != before
     assert deid.to_bytes(changed) == deid.to_bytes(kept)
+
+
+def _other_encodings_in_pixels() -> pydicom.Dataset:
+    """CT_small in implicit VR little endian with the placeholder's PatientName and PatientID, as
+    the explicit-VR syntaxes (little and big endian) encode them, written into its pixel data: a
+    copy whose encoding is guessed from the bytes, explicit first, splices there (review of
+    issue 23)."""
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+    pixels = bytearray(ds.PixelData)
+    at = 64
+    for encoding in ((False, True), (False, False)):
+        for element in deferred._elements(deferred.PLACEHOLDER, encoding, ("iso8859",)):
+            pixels[at : at + len(element)] = element
+            at += len(element) + 16
+    ds.PixelData = bytes(pixels)
+    return ds
+
+
+def test_other_encodings_patterns_in_the_pixel_data() -> None:
+    ds = _other_encodings_in_pixels()
+    made = _deferred_or_none(copy.deepcopy(ds))
+    assert made is not None and made.encoding == (True, True)  # the transfer syntax's
+    for patient_id in IDS:
+        finished = deferred.fill_in(made, patient_id)
+        assert finished is not None
+        assert finished[0] == _direct(ds, patient_id)[0], patient_id
+        assert pydicom.dcmread(pydicom.filebase.DicomBytesIO(finished[0])).PixelData == ds.PixelData
+
+
+def test_a_splice_that_misses_the_elements_gives_no_copy() -> None:
+    ds = _other_encodings_in_pixels()
+    made = _deferred_or_none(copy.deepcopy(ds))
+    assert made is not None
+    wrong = dataclasses.replace(made, encoding=(False, True))  # found only in the pixel data
+    assert deferred.fill_in(wrong, "42") is None
+    assert deferred.fill_in(made, "42") is not None
