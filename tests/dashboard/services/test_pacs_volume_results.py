@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
+import requests
 
 from analytics import store
 from analytics.governance import users
@@ -86,6 +87,12 @@ def test_an_unapproved_3d_read_is_not_sent_where_approval_is_required(
     study = next(s for s in written.studies if s.modality == "MR")
     config = pacs.PacsConfig(orthanc.dicomweb, orthanc.username, orthanc.password)
     client = pacs.connect(config)
+    # the demo study's UIDs are fixed: empty it of what another test (the one above) sent back
+    auth = (orthanc.username, orthanc.password)
+    for found in requests.post(
+        f"{orthanc.url}/tools/lookup", data=study.study_uid, auth=auth, timeout=10
+    ).json():
+        requests.delete(f"{orthanc.url}{found['Path']}", auth=auth, timeout=10).raise_for_status()
     files = sorted(study.folder.glob("*.dcm"))
     assert not pacs.store_datasets(client, [pydicom.dcmread(f) for f in files])["failed"]
 
