@@ -349,7 +349,8 @@ def what_changed(ref: resources.StoreRef, person_id: int, since) -> None:
             )
         if changes.empty:
             st.caption(
-                "Nothing new: no readings, AI reads, events or treatment decisions since then."
+                ("Nothing else to show" if withheld else "Nothing new")
+                + ": no readings, AI reads, events or treatment decisions since then."
             )
             return
         st.caption(summary)
