@@ -12,10 +12,19 @@ reads (2D, and 3D reads of a series, not those the input check refused) by when 
 the image and treatment decisions by when they were recorded,
 after the moment of the last look. Never looked: the ``FIRST_LOOK_DAYS`` before the data's
 "today", so a first visit shows the recent course rather than everything.
+
+The AI reads carry their ``model_version`` and ``weights_sha256`` so that ``signed_off`` can put
+them behind the ethics board's sign-off as every other place a read shows does
+(``dashboard.session.signoff.gate_reads``, the worklist's ``SignOff``): where approval is
+required, the reads of versions (or weights) not approved are left out and not counted;
+otherwise they stay, marked ``approved = False``. ``since_last_look`` keeps every AI read (a
+patient's reads since a look are few) so that the count after the gate is exact; ``signed_off``
+cuts them to ``LIMIT``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass
 
@@ -23,6 +32,7 @@ import duckdb
 import pandas as pd
 
 from analytics import store
+from analytics.worklist.buckets import SignOff
 
 FIRST_LOOK_DAYS = 90
 LIMIT = 50  # rows per kind shown; ``counts`` has the whole numbers
@@ -73,17 +83,20 @@ def last_look(
 # page says that, never the voxel's "100 %" beside the 2D reads' calibrated figures.
 _AI_READS_2D = """
     SELECT created_at, model_name, predicted_class, probability,
-           false AS volume_read, NULL::DATE AS study_date, NULL::DOUBLE AS total_volume_ml
+           false AS volume_read, NULL::DATE AS study_date, NULL::DOUBLE AS total_volume_ml,
+           model_version, weights_sha256
     FROM ai_finding
     WHERE person_id = ? AND created_at > ? ORDER BY created_at DESC
 """
 _AI_READS_2D_3D = """
     SELECT created_at, model_name, predicted_class, probability,
-           false AS volume_read, NULL::DATE AS study_date, NULL::DOUBLE AS total_volume_ml
+           false AS volume_read, NULL::DATE AS study_date, NULL::DOUBLE AS total_volume_ml,
+           model_version, weights_sha256
     FROM ai_finding
     WHERE person_id = ? AND created_at > ?
     UNION ALL
-    SELECT read_at, model_name, label, probability, true, study_date, total_volume_ml
+    SELECT read_at, model_name, label, probability, true, study_date, total_volume_ml,
+           model_version, weights_sha256
     FROM ai_volume_read
     WHERE person_id = ? AND read_at > ? AND refused IS NULL
     ORDER BY created_at DESC, study_date DESC
@@ -124,5 +137,41 @@ def since_last_look(
     for name, (sql, params) in queries.items():
         frame = con.execute(sql, params).df()
         counts[name] = len(frame)
-        frames[name] = frame.head(LIMIT).reset_index(drop=True)
+        # every AI read: ``signed_off`` counts and cuts them after the sign-off's gate
+        frames[name] = (frame if name == "ai_reads" else frame.head(LIMIT)).reset_index(drop=True)
     return RecordChanges(since, window_start, as_of, counts=counts, **frames)
+
+
+def read_versions(changes: RecordChanges) -> list[tuple[str, str]]:
+    """The (model_name, model_version) pairs of its AI reads: the sign-offs ``signed_off`` needs."""
+    reads = changes.ai_reads
+    if reads.empty or "model_version" not in reads:
+        return []
+    pairs = zip(reads["model_name"].astype(str), reads["model_version"].astype(str), strict=True)
+    return sorted(set(pairs))
+
+
+def signed_off(changes: RecordChanges, signoff: SignOff) -> RecordChanges:
+    """``changes`` with its AI reads behind the ethics board's sign-off (``SignOff``'s rule: a read
+    is approved only when its version's current, approved weights made it). Where approval is
+    required the others are dropped and not counted; otherwise kept with ``approved`` False, so
+    the page says so beside the label. At most ``LIMIT`` reads are kept, as for the other kinds."""
+    reads = changes.ai_reads
+    # a frame without versions or weights (an older caller's) cannot show that a read is approved
+    versions = reads["model_version"] if "model_version" in reads else [None] * len(reads)
+    weights = reads["weights_sha256"] if "weights_sha256" in reads else [None] * len(reads)
+    approved = pd.Series(
+        [
+            (str(n), str(v), str(w)) in signoff.approved_reads
+            for n, v, w in zip(reads.get("model_name", []), versions, weights, strict=True)
+        ],
+        index=reads.index,
+        dtype=bool,
+    )
+    reads = reads.assign(approved=approved)
+    if signoff.required:
+        reads = reads[reads["approved"]]
+    counts = {**changes.counts, "ai_reads": len(reads)}
+    return dataclasses.replace(
+        changes, ai_reads=reads.head(LIMIT).reset_index(drop=True), counts=counts
+    )

@@ -672,6 +672,7 @@ def cmd_series(args: argparse.Namespace) -> int:
 def cmd_ingest(args: argparse.Namespace) -> int:
     # lazy: `oncolens --help` and the other commands never load it
     from analytics.imaging.ingest import ingest_files
+    from dashboard.services import lifecycle  # lazy: as above (pandas, the governance package)
 
     # lazy: `oncolens --help` and the other commands never load it
     from models.inference.read import iter_dicom_paths
@@ -692,7 +693,13 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         actor=actor(),
         workers=args.workers,  # None: one process per core reads before the store is opened
     )
-    print_json_lines([*report.stored, *report.volumes, *report.failed])
+    # the ethics board's sign-off, as `predict` applies it: each read's `approval`; a withheld
+    # version's label and measurements left out (the images are filed: not a failure)
+    statuses: dict[tuple, dict] = {}
+    stored = [lifecycle.signed_off_entry(db_path(args), e, statuses) for e in report.stored]
+    volumes = [lifecycle.signed_off_entry(db_path(args), v, statuses) for v in report.volumes]
+    print_json_lines([*stored, *volumes, *report.failed])
+    withheld = sum("withheld" in e for e in [*stored, *volumes])
     refused = sum(1 for e in report.stored if e.get("refused"))
     read_3d = [v for v in report.volumes if "note" not in v]
     say(
@@ -706,6 +713,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             f"; {len(read_3d)} series read in 3D ({sum(bool(v.get('refused')) for v in read_3d)} "
             f"refused), {len(report.volumes) - len(read_3d)} series without a 3D model"
             if report.volumes
+            else ""
+        )
+        + (
+            f"; the AI read of {withheld} withheld (model version not approved by the ethics "
+            "board, and approval is required)"
+            if withheld
             else ""
         )
     )

@@ -145,6 +145,8 @@ def _volume_line(entry: dict) -> str:
         return f"Series not read in 3D: {entry['note']}"
     if entry.get("refused"):
         return f"3D read refused by the input check: {entry['refused']}"
+    if entry.get("withheld"):  # the ethics board's sign-off (lifecycle.signed_off_entry): not sent
+        return f"3D read not shown and not sent to the PACS: {entry['withheld']}"
     lesion = entry.get("lesion")
     what = (
         f"{entry['label']}, largest {lesion['volume_ml']:.2f} mL, "

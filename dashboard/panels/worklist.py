@@ -15,6 +15,7 @@ import streamlit as st
 
 from analytics import store
 from analytics.worklist import buckets as worklist_buckets
+from analytics.worklist import changes as record_changes
 from analytics.worklist.ranking import WorklistPage
 from analytics.worklist.review import NOTE_MAX_CHARS, ReviewError
 from dashboard import resources
@@ -263,6 +264,9 @@ def _change_lines(changes) -> list[str]:
         )
     for row in changes.ai_reads.itertuples(index=False):
         when = f"on {pd.Timestamp(row.created_at):%Y-%m-%d %H:%M} UTC"
+        # kept where approval is not required (``_signed_off``), and said so as the banners do
+        if getattr(row, "approved", True) is False:
+            when += " (model version not approved by the ethics board)"
         if getattr(row, "volume_read", False):
             # a 3D read: what it measured, and which study; its voxel probability is not calibrated
             volume = (
@@ -292,6 +296,23 @@ def _change_lines(changes) -> list[str]:
     return lines
 
 
+def _signed_off(ref: resources.StoreRef, changes: record_changes.RecordChanges):
+    """Its AI reads behind the ethics board's sign-off, as on the Imaging page
+    (``signoff.gate_reads``) and the worklist: the sign-off of each version's current weights;
+    returns the gated changes and how many reads were left out."""
+    statuses = {k: resources.approval(ref, *k) for k in record_changes.read_versions(changes)}
+    signoff = worklist_buckets.SignOff(
+        approved_reads=frozenset(
+            (name, version, str(status.version_id))
+            for (name, version), status in statuses.items()
+            if status.approved and status.version_id is not None
+        ),
+        required=any(status.required for status in statuses.values()),
+    )
+    gated = record_changes.signed_off(changes, signoff)
+    return gated, changes.counts["ai_reads"] - gated.counts["ai_reads"]
+
+
 def what_changed(ref: resources.StoreRef, person_id: int, since) -> None:
     """The first thing on her record: what arrived since this user last looked (or the recent course)."""
     try:
@@ -299,6 +320,7 @@ def what_changed(ref: resources.StoreRef, person_id: int, since) -> None:
     except store.StoreError as exc:
         st.warning(f"What changed since your last look cannot be read now: {exc}")
         return
+    changes, withheld = _signed_off(ref, changes)
     if since is None:
         title = (
             "You have not opened her record before: what arrived in the "
@@ -319,9 +341,16 @@ def what_changed(ref: resources.StoreRef, person_id: int, since) -> None:
     )
     with st.container(border=True):
         st.markdown(f"**{title}**")
+        if withheld:
+            st.caption(
+                f"{withheld} AI read{'' if withheld == 1 else 's'} not shown: the ethics board "
+                "has not approved the model version that made "
+                f"{'it' if withheld == 1 else 'them'}, and approval is required."
+            )
         if changes.empty:
             st.caption(
-                "Nothing new: no readings, AI reads, events or treatment decisions since then."
+                ("Nothing else to show" if withheld else "Nothing new")
+                + ": no readings, AI reads, events or treatment decisions since then."
             )
             return
         st.caption(summary)

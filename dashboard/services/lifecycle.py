@@ -141,6 +141,51 @@ def approval(db_path: Path | str, model_name: str, model_version: str | None) ->
         return approvals.approval(con, model_name, str(model_version), version_id).to_json()
 
 
+# what an ingest entry keeps when its read is withheld: where it is, which model; no label, no figure
+_KEEP_2D = ("model", "model_version")
+_KEEP_3D = (
+    "kind",
+    "person_id",
+    "study_uid",
+    "series_instance_uid",
+    "modality",
+    "model",
+    "model_version",
+    "weights_sha256",
+    "refused",
+)
+
+
+def signed_off_entry(db_path: Path | str, entry: dict, statuses: dict[tuple, dict]) -> dict:
+    """One ``ingest_files``/``ingest_from_pacs`` report entry behind the ethics board's sign-off,
+    as ``oncolens predict`` prints its reads: an image's AI read (``ai``) or a series' 3D read
+    gets its version's ``approval``; where approval is required and not given, the label,
+    probability and measurements are left out and ``withheld`` says why. The image itself was
+    filed: a withheld read is not a failed input. Refusals and notes are not model output and
+    pass. ``statuses``: the lookups so far, one per model version (filled here)."""
+    volume = entry.get("kind") == "volume"
+    read = entry if volume else entry.get("ai")
+    if not isinstance(read, dict) or "note" in entry or entry.get("refused"):
+        return entry
+    if read.get("model") is None or read.get("model_version") is None:
+        return entry
+    key = (str(read["model"]), str(read["model_version"]))
+    if key not in statuses:
+        statuses[key] = approval(db_path, *key)
+    status = statuses[key]
+    out = {**entry, "approval": status}
+    if not status.get("withheld"):
+        return out
+    why = status.get("message") or "AI output withheld: model version not approved"
+    if volume:
+        return {
+            **{k: entry[k] for k in _KEEP_3D if k in entry},
+            "approval": status,
+            "withheld": why,
+        }
+    return {**out, "ai": {k: read[k] for k in _KEEP_2D}, "withheld": why}
+
+
 def worklist_signoff(
     statuses: dict[tuple[str, str], approvals.Approval],
     forecast: approvals.Approval | None,

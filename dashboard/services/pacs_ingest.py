@@ -23,6 +23,11 @@ event (``ai_results_sent``), since it is data leaving OncoLens. A series read in
 sends one multi-frame SEG (a segment per lesion) and one volumetric TID 1500 SR
 (``models.volumes.results``), built from the series' original files
 (``send_volume_results``, which ``oncolens predict --store-to-pacs`` uses too).
+
+The ethics board's sign-off gates both (docs/governance.md): where the admin requires approval and
+the read's model version is not approved, nothing is sent (``send_error`` says why) and the
+report's entry keeps no label or measurement (``lifecycle.signed_off_entry``), as
+``oncolens predict --store-to-pacs`` and the pages do.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ import pydicom
 
 from analytics.governance import audit
 from analytics.imaging.ingest import IngestReport, ingest_files
+from dashboard.services import lifecycle
 from models import pacs
 from models.dicom.reader import DicomReadError, read_dicom
 from models.dicom.results import build_results
@@ -183,11 +189,15 @@ def ingest_from_pacs(
                     "error": entry["error"],
                 }
             )
+        statuses: dict[tuple, dict] = {}  # one sign-off lookup per model version
         for entry in filed.stored:
             original = Path(entry["file"])
             entry = {**entry, "pacs": origin.get(str(original.resolve()), {})}
             entry.pop("file", None)  # a temporary path, gone when this call returns
-            if send_results and entry.get("ai"):
+            entry = lifecycle.signed_off_entry(db_path, entry, statuses)
+            if send_results and entry.get("ai") and "withheld" in entry:
+                entry["send_error"] = f"not sent: {entry['withheld']}"
+            elif send_results and entry.get("ai"):
                 try:
                     entry["sent"] = _send(client, original, entry, load)
                     audit.record_event(
@@ -210,8 +220,10 @@ def ingest_from_pacs(
                     entry["send_error"] = str(exc)
             report.stored.append(entry)
         for volume_entry, series in zip(filed.volumes_read(), filed.series_reads, strict=True):
-            volume_entry = dict(volume_entry)
-            if send_results and series.read is not None and series.read.refused is None:
+            volume_entry = lifecycle.signed_off_entry(db_path, dict(volume_entry), statuses)
+            if send_results and "withheld" in volume_entry:
+                volume_entry["send_error"] = f"not sent: {volume_entry['withheld']}"
+            elif send_results and series.read is not None and series.read.refused is None:
                 try:
                     volume_entry["sent"] = send_volume_results(
                         client,

@@ -261,3 +261,39 @@ def test_a_single_file_whose_identifiers_cannot_be_read_is_a_message(upload_env,
     )
     assert "damaged DICOM file (BytesLengthException)" in texts(at.error)
     assert not viewers(at)
+
+
+def _what_changed(fixture: dict, folder: Path, monkeypatch, *steps) -> tuple[str, str]:
+    """The Patient page's "what changed" box on a first visit (a fresh copy: a visit is a look,
+    after which the read is no longer new), after ``steps`` on the copy: its lines and captions."""
+    folder.mkdir()
+    db = _copy(fixture["db"], folder)
+    with store.open_store(db) as con:  # read within the 90 days before the data's "today"
+        con.execute("UPDATE ai_volume_read SET read_at = TIMESTAMP '2026-06-01 09:00'")
+    for step in steps:
+        step(db)
+    monkeypatch.setenv("ONCOLENS_DB", str(db))
+    at = open_page("patient", patient=str(fixture["pid"]))
+    assert not at.exception, at.exception
+    return texts(at.markdown), texts(at.caption)
+
+
+def test_the_patient_pages_what_changed_box_gates_the_3d_read_as_the_imaging_page_does(
+    series_db,  # noqa: F811
+    tmp_path,
+    monkeypatch,
+):
+    """Review finding (fixgate): the box listed the 3D read's label and mL whatever the sign-off
+    said. Not reviewed: listed, marked not approved; required: left out, and said so; approved
+    (these weights) and required: listed without the mark."""
+    lines, _ = _what_changed(series_db, tmp_path / "a", monkeypatch)
+    (read,) = [line for line in lines.splitlines() if "3D AI read" in line]
+    assert BUILTIN in read and "(model version not approved by the ethics board)" in read
+
+    lines, captions = _what_changed(series_db, tmp_path / "b", monkeypatch, _require)
+    assert "3D AI read" not in lines and " mL" not in lines
+    assert "1 AI read not shown: the ethics board has not approved" in captions
+
+    lines, captions = _what_changed(series_db, tmp_path / "c", monkeypatch, _require, _approve)
+    (read,) = [line for line in lines.splitlines() if "3D AI read" in line]
+    assert "not approved" not in read and "not shown" not in captions
