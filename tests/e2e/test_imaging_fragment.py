@@ -180,7 +180,9 @@ def test_saliency_changes_rerun_only_the_image_fragment(page, app):
     _pick(page, "imaging_source", chosen)
     # the server ran the whole page for it; a fragment run of the viewer may come first, so the
     # page run is waited for, not merely the next run's end
-    ends = runs.until(page, since, WHOLE_PAGE)
+    ends = runs.until(
+        page, since, WHOLE_PAGE, timeout_s=180
+    )  # a new image's read: slow when loaded
     assert WHOLE_PAGE in ends, ends
     page.get_by_role("heading", name="AI read").wait_for()
     assert_no_exception(page, "Imaging after another image")
