@@ -20,6 +20,7 @@ from analytics.worklist.ranking import WorklistPage
 from analytics.worklist.review import NOTE_MAX_CHARS, ReviewError
 from dashboard import resources
 from dashboard.figures import patient as patient_figures
+from dashboard.services import lifecycle
 from dashboard.session import auth, trail
 
 MISSING = "–"  # what an empty cell says (never "None")
@@ -301,14 +302,8 @@ def _signed_off(ref: resources.StoreRef, changes: record_changes.RecordChanges):
     (``signoff.gate_reads``) and the worklist: the sign-off of each version's current weights;
     returns the gated changes and how many reads were left out."""
     statuses = {k: resources.approval(ref, *k) for k in record_changes.read_versions(changes)}
-    signoff = worklist_buckets.SignOff(
-        approved_reads=frozenset(
-            (name, version, str(status.version_id))
-            for (name, version), status in statuses.items()
-            if status.approved and status.version_id is not None
-        ),
-        required=any(status.required for status in statuses.values()),
-    )
+    required = any(status.required for status in statuses.values())
+    signoff = lifecycle.worklist_signoff(statuses, None, required)  # the worklist's own rule
     gated = record_changes.signed_off(changes, signoff)
     return gated, changes.counts["ai_reads"] - gated.counts["ai_reads"]
 
