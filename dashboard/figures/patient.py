@@ -537,16 +537,17 @@ def patient_timeline_figure(
                 )
     else:
         fig.add_annotation(
+            name="survival_note",
             text="Not drawn: it does not apply to her"
             if survival_absent
             else "No survival forecast (see the notes below)",
-            x=0.5,
+            x=0.5,  # placed clear of the "today" line once the axis range is known (below)
+            xanchor="center",
             y=0.5,
             xref="x3 domain",
             yref="y3 domain",
             showarrow=False,
             font={"color": "#5f6b73"},
-            bgcolor="white",  # the "today" line runs through the middle: it must not cross the words
         )
     fig.update_yaxes(title_text="recurrence-free", range=[0, 1.02], tickformat=".0%", row=3, col=1)
     fig.update_layout(
@@ -559,6 +560,13 @@ def patient_timeline_figure(
     )
     if span is not None:
         fig.update_xaxes(range=span, autorange=False)
+        if today is not None:  # the survival row's note in the middle of the wider side of "today"
+            start, end = (pd.Timestamp(x) for x in span)
+            at = (pd.Timestamp(today) - start) / (end - start) if end > start else 0.5
+            fig.update_annotations(
+                {"x": (at + 1) / 2 if at < 0.5 else at / 2},
+                selector={"name": "survival_note"},
+            )
         # Plotly draws no subplot without a trace (the survival row of a patient who recurred vanished, its
         # note and the date axis with it): an invisible point keeps each row and its axis on screen.
         drawn = {trace.yaxis or "y" for trace in fig.data}
