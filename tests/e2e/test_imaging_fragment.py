@@ -103,6 +103,28 @@ def _pick(page, key: str, label: str) -> None:
     page.get_by_role("option", name=label, exact=True).click()
 
 
+def _pick_until_shown(page, key: str, label: str) -> None:
+    """``_pick``, then wait until the box shows ``label``; pick again while it does not.
+
+    Why: a click on an option can land as the list closes under a re-render (the idle watch's
+    fragment run every 30 s, the viewer's frame); Playwright then reports a click that picked
+    nothing, and the page run the test waits for never comes (a CI run ended on six idle-watch
+    fragment runs in 180 s). The box's input holds the shown option (its ``inner_text`` is the
+    label only), so its value says whether the pick took.
+    """
+    shown = page.locator(f".st-key-{key} input").first
+    for _attempt in range(4):
+        _pick(page, key, label)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if shown.input_value() == label:
+                return
+            page.wait_for_timeout(100)
+        page.keyboard.press("Escape")
+        settle(page)
+    raise AssertionError(f"the picker never showed {label!r}: {shown.input_value()!r}")
+
+
 FRAGMENT = "FINISHED_FRAGMENT_RUN_SUCCESSFULLY"
 WHOLE_PAGE = "FINISHED_SUCCESSFULLY"
 EARLY = "FINISHED_EARLY_FOR_RERUN"
@@ -128,7 +150,7 @@ def test_saliency_changes_rerun_only_the_image_fragment(page, app):
     settle(page)
 
     # start from Grad-CAM (a model card may recommend another method as the default)
-    if not page.locator(".st-key-saliency_method").inner_text().startswith("Grad-CAM"):
+    if not page.locator(".st-key-saliency_method input").first.input_value().startswith("Grad-CAM"):
         _choose(page, "saliency_method", re.compile("^Grad-CAM"))
         page.get_by_text(re.compile(r"^Grad-CAM of ")).first.wait_for()
         settle(page)
@@ -177,7 +199,7 @@ def test_saliency_changes_rerun_only_the_image_fragment(page, app):
         and "(3D)" not in label
     ][-1]
     page.keyboard.press("Escape")  # closed again: ``_pick`` opens it itself
-    _pick(page, "imaging_source", chosen)
+    _pick_until_shown(page, "imaging_source", chosen)
     # the server ran the whole page for it; a fragment run of the viewer may come first, so the
     # page run is waited for, not merely the next run's end
     ends = runs.until(
