@@ -21,7 +21,9 @@ Times wait on visible outcomes, never on fixed sleeps. The **server's share** is
 websocket: from the first message the browser sends after the action (the rerun request) to the
 last ``script_finished`` message the server sends back for it, as Playwright sees the frames. The
 rest of the total is the browser's: drawing what arrived (Plotly charts above all) and the time
-the click takes to reach the socket. Why not Streamlit's own timing: it has none per run that a
+the click takes to reach the socket. The same messages say **how each run ended** (the ``runs``
+column): the whole page ("page"), a panel's ``st.fragment`` alone ("frag"), or cut short by the
+next request ("cut"); a widget that should redraw its panel only and reran the page shows there. Why not Streamlit's own timing: it has none per run that a
 client can read, and the socket's two ends are what bound the script run. The **server's CPU
 seconds** (``tree_cpu_s``: user + system time of the served process and every process under it,
 the PDF's kept Chromium included, from /proc before and after each action) say what a step cost
@@ -106,10 +108,12 @@ ON_REQUEST = (  # (method's title on the page, its row): dashboard/panels/salien
 
 
 class Wire:
-    """The Streamlit websocket's frames as Playwright sees them: when the browser sent, when runs ended."""
+    """The Streamlit websocket's frames as Playwright sees them: when the browser sent, when runs ended,
+    and how each run ended: the whole page, a fragment alone (``st.fragment``), or cut short."""
 
     def __init__(self, page) -> None:
-        self.events: list[tuple[float, str]] = []  # (perf_counter, "sent" | "finished" | "early")
+        # (perf_counter, "sent" | "page" | "fragment" | "early")
+        self.events: list[tuple[float, str]] = []
         page.on("websocket", self._attach)
 
     def _attach(self, ws) -> None:
@@ -128,23 +132,32 @@ class Wire:
         msg = ForwardMsg()
         msg.ParseFromString(payload)
         if msg.WhichOneof("type") == "script_finished":
-            done = msg.script_finished in (
-                ForwardMsg.FINISHED_SUCCESSFULLY,
-                ForwardMsg.FINISHED_FRAGMENT_RUN_SUCCESSFULLY,
-            )
-            self.events.append((t, "finished" if done else "early"))
+            ended = msg.script_finished
+            if ended == ForwardMsg.FINISHED_SUCCESSFULLY:
+                self.events.append((t, "page"))
+            elif ended == ForwardMsg.FINISHED_FRAGMENT_RUN_SUCCESSFULLY:
+                self.events.append((t, "fragment"))
+            else:
+                self.events.append((t, "early"))
 
     def server_share(self, since: int) -> float | None:
         """Seconds from the first frame sent after event ``since`` to the last successful run's end."""
         later = self.events[since:]
         sent = next((t for t, kind in later if kind == "sent"), None)
-        ends = [t for t, kind in later if kind == "finished"]
+        ends = [t for t, kind in later if kind in FINISHED]
         if sent is None or not ends or ends[-1] < sent:
             return None
         return ends[-1] - sent
 
     def finished_since(self, since: int) -> bool:
-        return any(kind == "finished" for _, kind in self.events[since:])
+        return any(kind in FINISHED for _, kind in self.events[since:])
+
+    def runs_since(self, since: int) -> set[str]:
+        """How the runs after event ``since`` ended: "page", "fragment" and/or "early"."""
+        return {kind for _, kind in self.events[since:] if kind != "sent"}
+
+
+FINISHED = ("page", "fragment")  # a run that ended on its own, not cut short by the next request
 
 
 def tree_cpu_s(root: int) -> float:
@@ -183,6 +196,9 @@ class Row:
     totals: list[float] = field(default_factory=list)
     servers: list[float] = field(default_factory=list)
     cpus: list[float] = field(default_factory=list)
+    # how the step's runs ended, over its repetitions: "page" (the whole script), "fragment" (a
+    # panel's ``st.fragment`` alone), "early" (cut short by the next request)
+    runs: set[str] = field(default_factory=set)
 
     def summary(self) -> dict:
         xs = sorted(self.totals)
@@ -206,6 +222,7 @@ class Row:
             "max_s": round(xs[-1], 3) if xs else None,
             "server_median_s": round(statistics.median(self.servers), 3) if self.servers else None,
             "server_cpu_median_s": round(statistics.median(self.cpus), 3) if self.cpus else None,
+            "runs": sorted(self.runs),
             "target": f"≤ {target_median:g} s"
             + (f", p95 ≤ {target_p95:g} s" if target_p95 else ""),
             "met": met,
@@ -267,6 +284,7 @@ class Meter:
         self._file(
             name, kind, total, self.wire.server_share(since) if rerun else None, cpu, target_s
         )
+        self.rows[(self.role, name)].runs |= self.wire.runs_since(since)
         return total
 
     def _file(
@@ -611,7 +629,8 @@ def imaging_flow(meter: Meter, reps: int, clinic, first: int, tmp: Path) -> None
             visible(page, page.get_by_text(SALIENCY_CAPTION)),
             visible(page, OVERLAY),
         )
-        if "Grad-CAM" not in page.locator(".st-key-saliency_method").inner_text():
+        # the box's input holds the shown option (its inner text is the widget's label only)
+        if not page.locator(SALIENCY_METHOD_INPUT).first.input_value().startswith("Grad-CAM"):
             choose(page, "saliency_method", re.compile("^Grad-CAM"))()  # untimed: from Grad-CAM on
             page.get_by_text(re.compile(r"^Grad-CAM of ")).first.wait_for(timeout=TIMEOUT_MS)
             page.wait_for_selector(SCRIPT_DONE)
@@ -620,6 +639,14 @@ def imaging_flow(meter: Meter, reps: int, clinic, first: int, tmp: Path) -> None
             "ig",
             choose(page, "saliency_method", re.compile("^Integrated gradients")),
             visible(page, page.get_by_text(re.compile(r"^Integrated gradients of "))),
+            visible(page, OVERLAY),
+        )
+        slider = page.locator(".st-key-saliency_opacity input[type='range']").first
+        slider.focus()
+        meter.time(
+            "Imaging: saliency opacity (one step)",
+            "warm",
+            lambda slider=slider: slider.press("ArrowRight"),
             visible(page, OVERLAY),
         )
         meter.time(
@@ -635,6 +662,9 @@ def imaging_flow(meter: Meter, reps: int, clinic, first: int, tmp: Path) -> None
         choose(page, "saliency_method", re.compile("^Grad-CAM"))()
         page.get_by_text(re.compile(r"^Grad-CAM of ")).first.wait_for(timeout=TIMEOUT_MS)
         page.wait_for_selector(SCRIPT_DONE)
+
+
+SALIENCY_METHOD_INPUT = ".st-key-saliency_method input"
 
 
 def on_request(meter: Meter, title: str, row: str) -> None:
@@ -783,17 +813,23 @@ def _fmt(x: float | None) -> str:
     return "—" if x is None else f"{x:.2f}"
 
 
+def _runs(kinds: list[str]) -> str:
+    """The runs column: "page" where the whole script ran, "frag" where only a fragment did."""
+    short = {"page": "page", "fragment": "frag", "early": "cut"}
+    return "+".join(short[k] for k in ("page", "fragment", "early") if k in kinds) or "—"
+
+
 def table(rows: list[Row]) -> str:
     lines = [
         f"{'role':<13} {'page or interaction':<56} {'n':>3} {'median s':>9} {'p95 s':>7} "
-        f"{'server s':>9} {'cpu s':>6}  {'target':<22} met",
+        f"{'server s':>9} {'cpu s':>6} {'runs':<9}  {'target':<22} met",
     ]
     for r in rows:
         s = r.summary()
         lines.append(
             f"{s['role']:<13} {s['what'][:56]:<56} {s['n']:>3} {_fmt(s['median_s']):>9} "
             f"{_fmt(s['p95_s']):>7} {_fmt(s['server_median_s']):>9} "
-            f"{_fmt(s['server_cpu_median_s']):>6}  {s['target']:<22} "
+            f"{_fmt(s['server_cpu_median_s']):>6} {_runs(s['runs']):<9}  {s['target']:<22} "
             f"{'yes' if s['met'] else 'NO'}"
         )
     return "\n".join(lines)

@@ -67,6 +67,32 @@ def open_page(page, title: str) -> None:
     settle(page)
 
 
+# The role/page table of docs/architecture.md (dashboard/session/auth.py: PAGES), in navigation order.
+ROLE_PAGES = {
+    "oncologist": ["Home", "Patient", "Imaging", "Worklist", "Cohorts"],
+    "careteam": ["Home", "Patient", "Worklist"],
+    "ethics": ["Home", "Cohorts", "Governance"],
+    "admin": ["Home", "Cohorts", "Governance"],
+}
+HEADINGS = {"Home": "OncoLens"}  # each page's st.title, when it is not the page's name
+
+
+def assert_page_opened(page, username: str, title: str, *, shots: bool = True) -> None:
+    """The page ``title`` just opened for ``username`` shows its title, no exception, nothing cut.
+
+    Why one function: the role walk of ``test_browser`` and the chart walks of ``test_charts``
+    (which open every page of the oncologist and the ethics board anyway) make the same check.
+    """
+    heading = HEADINGS.get(title, title)
+    page.locator("h1").filter(has_text=re.compile(rf"^\s*{heading}\s*$")).first.wait_for()
+    assert_no_exception(page, f"{username} on {title}")
+    assert_readable(page, f"{username} on {title}")
+    if shots:
+        screenshot(page, f"{username}-{title.lower()}")
+        if username == "ethics" and title == "Governance":
+            screenshot(page, "governance", readme=True)
+
+
 def screenshot(page, name: str, *, readme: bool = False) -> Path:
     """Save the whole page as ``ARTIFACTS/name.png`` (and into the README folder when asked)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,14 @@ the saliency overlay); a page change that renames one stops the bench, and that 
 only at the next ``make bench``. The times themselves are not asserted (speed is measured in
 bench/, not in tests); that each step ran and ended on its outcome is.
 
+It also checks, from the same run, that the Imaging page's saliency controls rerun only the image's
+fragment (issue 23; docs/imaging.md). Only the real server shows which runs it makes (AppTest runs
+every interaction as a full script run): the bench reads how each run ended off the websocket
+(Streamlit's ``script_finished``: the whole page, or a fragment alone). A method change, the opacity
+slider and an on-request method's Compute button must end on fragment runs only; an upload must run
+the whole page (the sidebar, the lookups, the de-identification), which shows the check can fail.
+This was a browser test of its own (``test_imaging_fragment``) that drove the same clicks again.
+
 The bench drives the browser tests' own server of the demo clinic (``--url``) rather than starting
 and warming up one of its own on a copy (a minute of two busy cores): this file comes first among
 the browser tests, so its landing is still the server's first. Its views and its tumour-board PDF
@@ -35,6 +43,7 @@ STEPS = {
     "Cohorts: compare groups by",
     "Upload -> AI read + Grad-CAM overlay",
     "Integrated gradients on screen",
+    "Imaging: saliency opacity (one step)",
     "Imaging: method back to Grad-CAM (cached map)",
     "SmoothGrad on screen (Compute -> map)",  # against what the page announces
     "Occlusion on screen (Compute -> map)",
@@ -68,3 +77,23 @@ def test_the_quick_page_benchmark_times_every_step(app: App, tmp_path: Path):
     assert rows["Tumour-board PDF (Prepare -> Download button)"]["server_cpu_median_s"] > 0
     assert all(rows[step]["server_cpu_median_s"] is not None for step in STEPS)
     assert "Pages in Chromium" in run.stdout and "targets met" in run.stdout
+
+    # the image's panel reruns alone; a cut-short run ("early") may sit between (a request that came
+    # while the previous run still drew), a page run may not
+    for step in FRAGMENT_ONLY:
+        assert set(rows[step]["runs"]) <= {"fragment", "early"}, (step, rows[step]["runs"])
+        assert "fragment" in rows[step]["runs"], (step, rows[step]["runs"])
+    for step in WHOLE_PAGE:
+        assert "page" in rows[step]["runs"], (step, rows[step]["runs"])
+
+
+# the saliency panel's controls: its fragment alone reruns (dashboard/app_pages/imaging.py)
+FRAGMENT_ONLY = (
+    "Integrated gradients on screen",
+    "Imaging: saliency opacity (one step)",
+    "Imaging: method back to Grad-CAM (cached map)",
+    "SmoothGrad on screen (Compute -> map)",
+    "Occlusion on screen (Compute -> map)",
+)
+# a new file or another patient is a new page: the whole script runs
+WHOLE_PAGE = ("Upload -> AI read + Grad-CAM overlay", "Patient (another patient)")

@@ -21,7 +21,7 @@ from dashboard.figures import cohort as cohort_figures
 from dashboard.figures import governance as governance_figures
 from tests.e2e.chart_check import chart_problems, render_figure
 from tests.e2e.conftest import CHROMIUM_ARGS, PAGE_TIMEOUT_MS  # noqa: F401  (one place for timeouts)
-from tests.e2e.helpers import sign_in
+from tests.e2e.helpers import ROLE_PAGES, assert_page_opened, nav_links, sign_in
 from tests.e2e.walk import check_all_pages, check_tabs, open_empty_cohort, open_patient
 
 VIEWPORTS = {"1366x768": (1366, 768), "1920x1080": (1920, 1080)}
@@ -37,15 +37,33 @@ def viewports(default: str) -> list[str]:
     return list(VIEWPORTS) if os.environ.get("ONCOLENS_E2E_ALL_VIEWPORTS") else [default]
 
 
-def walk(browser, url: str, viewport: str, username: str, patients=(), empty_cohort=False, skip=()):
+def walk(
+    browser,
+    url: str,
+    viewport: str,
+    username: str,
+    patients=(),
+    empty_cohort=False,
+    skip=(),
+    shots=False,
+):
+    """One role's walk through every page it has; first, the role's menu is exactly its pages and each
+    page opens with its title, no exception and nothing cut (``assert_page_opened``: the role check
+    of ``test_browser``, made here for the roles walked rather than opening their pages twice).
+    ``shots``: save each page's screenshot as it opens (the demo clinic's, at 1366 x 768)."""
     width, height = VIEWPORTS[viewport]
     context = browser.new_context(viewport={"width": width, "height": height})
     context.set_default_timeout(PAGE_TIMEOUT_MS)
     page = context.new_page()
     try:
         sign_in(page, url, username, f"{username}-demo")
+        assert nav_links(page) == ROLE_PAGES[username], nav_links(page)
         where = f"{viewport} {username}"
-        problems = check_all_pages(page, where, skip)
+
+        def opened(title: str) -> None:
+            assert_page_opened(page, username, title, shots=shots)
+
+        problems = check_all_pages(page, where, skip, on_open=opened)
         for person_id in patients:
             open_patient(page, person_id)
             problems += check_tabs(page, f"{where} Patient {person_id}")
@@ -60,11 +78,13 @@ def walk(browser, url: str, viewport: str, username: str, patients=(), empty_coh
 @pytest.mark.parametrize("viewport", viewports("1366x768"))
 def test_charts_fit_their_data_on_the_demo_clinic(browser, app, viewport):
     """Oncologist (Patient with images, Imaging, Worklist, Cohorts) and ethics board (Governance): no text outside a chart, no stretched date axis, no probability axis past [0, 1], no
-    "None", no sideways scrolling."""
+    "None", no sideways scrolling; and each role's menu and pages as ``test_browser`` checks the
+    other roles'."""
     imaged = app.clinic.imaged_patients[0]
-    problems = walk(browser, app.url, viewport, "oncologist", patients=(imaged, 1))
+    shots = viewport == "1366x768"
+    problems = walk(browser, app.url, viewport, "oncologist", patients=(imaged, 1), shots=shots)
     # the ethics board's Cohorts page is the oncologist's with pseudonyms (test_browser checks those)
-    problems += walk(browser, app.url, viewport, "ethics", skip=("Cohorts",))
+    problems += walk(browser, app.url, viewport, "ethics", skip=("Cohorts",), shots=shots)
     assert not problems, f"{len(problems)} chart problems:\n" + "\n".join(problems)
 
 

@@ -8,6 +8,7 @@ problems at once, so the run stays short and a failure lists every page at fault
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from tests.e2e.chart_check import chart_problems
 from tests.e2e.helpers import assert_no_exception, nav_links, open_page, settle
@@ -56,8 +57,11 @@ def check_tabs(page, where: str) -> list[str]:
     return problems
 
 
-def check_all_pages(page, where: str, skip: tuple[str, ...] = ()) -> list[str]:
-    """Every page in the signed-in role's menu (but ``skip``), each with its tabs and expanders."""
+def check_all_pages(
+    page, where: str, skip: tuple[str, ...] = (), on_open: Callable[[str], None] | None = None
+) -> list[str]:
+    """Every page in the signed-in role's menu (but ``skip``), each with its tabs and expanders;
+    ``on_open(title)`` runs on each page as it opens, before its tabs are clicked."""
     problems: list[str] = []
     for title in [t for t in nav_links(page) if t not in skip]:
         try:
@@ -68,6 +72,8 @@ def check_all_pages(page, where: str, skip: tuple[str, ...] = ()) -> list[str]:
                 open_page(page, title)
             except Exception as exc:  # say which page did not open, then fail
                 raise AssertionError(f"{where}: could not open {title}: {exc}") from exc
+        if on_open is not None:
+            on_open(title)
         problems += check_tabs(page, f"{where} {title}")
     return problems
 
