@@ -111,15 +111,34 @@ def chart_problems(page) -> list[str]:
     return list(page.evaluate(_CHECK_JS, {"minDateSpanDays": MIN_DATE_SPAN_DAYS}))
 
 
+_EMPTY_PAGE = '<html><body style="margin:0"><div id="figure"></div></body></html>'
+_DRAW_JS = """([figure, width]) => {
+  const div = document.getElementById('figure');
+  div.style.width = `${width}px`;
+  const f = JSON.parse(figure);
+  return Plotly.newPlot(div, f.data, f.layout, {responsive: false}).then(() => true);
+}"""
+
+
 def render_figure(page, fig, width: int) -> None:
     """Draw ``fig`` alone in ``page`` at ``width`` px (plotly.js from the installed plotly, no network),
-    as Streamlit draws it: the container's width, the figure's own height."""
-    html = fig.to_html(
-        include_plotlyjs=True,
-        full_html=True,
-        default_width=f"{width}px",
-        config={"responsive": False},
-    )
-    page.set_content(html.replace("<body>", '<body style="margin:0">', 1))
+    as Streamlit draws it: the container's width, the figure's own height.
+
+    Why plotly.js is loaded once per page and each figure drawn into the same div: a whole HTML
+    page per figure (``to_html``) made Chromium parse the 4.6 MB script again for every figure.
+    """
+    if not page.evaluate(
+        "() => typeof Plotly !== 'undefined' && !!document.getElementById('figure')"
+    ):
+        page.set_content(_EMPTY_PAGE)
+        page.add_script_tag(content=_plotly_js())
+    page.evaluate(_DRAW_JS, [fig.to_json(), width])
     page.wait_for_selector(".js-plotly-plot .main-svg")
     page.wait_for_timeout(100)
+
+
+def _plotly_js() -> str:
+    # lazy: plotly's bundled script (megabytes), read only by the tests that draw figures alone
+    from plotly.offline import get_plotlyjs
+
+    return get_plotlyjs()
