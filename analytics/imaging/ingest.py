@@ -45,9 +45,11 @@ import contextlib
 import dataclasses
 import datetime as dt
 import functools
+import glob
 import hashlib
 import os
 import shutil
+import socket
 import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -683,12 +685,48 @@ def ingest_files(
 @contextlib.contextmanager
 def _spool(db_path: Path | None) -> Iterator[Path | None]:
     """A private folder beside the store for the workers' de-identified copies (removed after the
-    ingest, whatever happens): on the images' file system, and never a whole folder in memory."""
+    ingest, whatever happens): on the images' file system, and never a whole folder in memory.
+
+    Its name carries this host and process id, so that the next ingest removes the folder of an
+    ingest killed before it could (SIGKILL, a power cut): ``_remove_stale_spools``.
+    """
     if db_path is None:
         yield None
         return
-    with tempfile.TemporaryDirectory(prefix=f".{db_path.stem}_ingest-", dir=db_path.parent) as d:
+    _remove_stale_spools(db_path)
+    with tempfile.TemporaryDirectory(
+        prefix=f"{_spool_prefix(db_path)}{os.getpid()}-", dir=db_path.parent
+    ) as d:
         yield Path(d)
+
+
+def _spool_prefix(db_path: Path) -> str:
+    host = "".join(c if c.isalnum() or c in ".-" else "_" for c in socket.gethostname())
+    return f".{db_path.stem}_ingest-{host}-"
+
+
+def _remove_stale_spools(db_path: Path) -> None:
+    """Remove the spool folders beside ``db_path`` left by ingests of this host that no longer run.
+
+    Why only this host's: a process id says nothing about another machine sharing the folder, whose
+    ingest may still be writing there. A folder whose process is alive (or whose id was reused)
+    stays; that errs on the side of an ingest still running.
+    """
+    prefix = _spool_prefix(db_path)
+    for folder in db_path.parent.glob(f"{glob.escape(prefix)}*"):
+        pid = folder.name[len(prefix) :].split("-", 1)[0]
+        if folder.is_dir() and pid.isdigit() and not _process_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
 
 
 def _ingest_files(

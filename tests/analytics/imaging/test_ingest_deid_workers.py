@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pydicom
@@ -156,3 +160,28 @@ def test_a_copy_that_cannot_be_finished_is_de_identified_in_full(tmp_path) -> No
         images = tmp_path / f"images{made is missed}"
         target, sha = ingest._stage_deidentified(made, entry.deid.report, entry, 42, images, key)
         assert ingest._pending(target).read_bytes() == want
+
+
+def test_the_spool_of_an_ingest_killed_before_it_could_clean_up_goes_at_the_next_ingest(
+    inputs, tmp_path
+) -> None:
+    """A SIGKILLed ingest leaves its folder of de-identified copies; the next ingest of that store
+    removes it, and only it: a folder of a running process or of another host stays."""
+    db = _store(inputs[0], tmp_path / "store")
+    beside = db.parent
+    killed = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    prefix = ingest._spool_prefix(db)
+    dead = beside / f"{prefix}{killed.pid}-abc123"
+    alive = beside / f"{prefix}{os.getpid()}-def456"
+    elsewhere = beside / f".clinic_ingest-another.host-{killed.pid}-ghi789"
+    for folder in (dead, alive, elsewhere):
+        folder.mkdir()
+        (folder / "copy.dcm").write_bytes(b"de-identified copy")
+    report = ingest.ingest_files(db, inputs[1][:2], ModelLoader(), workers=1)
+    assert report.stored
+    assert not dead.exists() and alive.exists() and elsewhere.exists()
+    # and this ingest's own folder is gone too
+    left = {p.name for p in beside.iterdir() if p.name.startswith(".clinic_ingest-")}
+    assert left == {alive.name, elsewhere.name}
