@@ -127,8 +127,11 @@ def _identity_ok(
     if not mismatched:
         return True, list(unreadable), losses
     gone = {s.label for s in unreadable}
-    hashes = b"".join(hashlib.sha256(i.data or b"").digest() for i in items if i.label not in gone)
-    ok = deid_panel.confirm_identity(ref.path, hashes, person_id, mismatched, upload_id=upload_id)
+    kept = [i for i in items if i.label not in gone]
+    hashes = b"".join(hashlib.sha256(i.data or b"").digest() for i in kept)
+    ok = deid_panel.confirm_identity(
+        ref.path, hashes, person_id, mismatched, upload_id=upload_id, files=len(kept)
+    )
     return ok, list(unreadable), losses
 
 

@@ -237,7 +237,12 @@ def test_a_file_whose_identifiers_cannot_be_read_is_listed_and_events_share_the_
     at = _upload(env, monkeypatch, files, patient=str(env["pid"]))
     n = len(env["brain"])
     assert f"patient id ({n} of {n} files)" in texts(at.error)  # the broken one is not counted
-    next(c for c in at.checkbox if c.key and c.key.startswith("imaging_identity_ok_")).check().run()
+    [box] = [
+        c
+        for c in at.checkbox
+        if c.label == f"I have checked: these {n} files belong to the open patient"
+    ]
+    box.check().run()
     assert not at.exception, at.exception
     assert "1 file(s) not read" in texts(at.warning)
     listed = texts(at.markdown).replace("\\", "")  # the list escapes Markdown's characters
