@@ -47,28 +47,40 @@ def confirm_identity(
     mismatched: list[str],
     *,
     upload_id: str | None = None,
+    files: int = 1,
 ) -> bool:
     """Refuse an upload whose identifiers do not match the open patient unless the user confirms.
 
-    The confirmation is written to the audit trail (who, which patient, which fields differed,
-    the file's hash, and ``upload_id``: the id the upload's viewing event carries too, so the two
-    can be joined; never the identifiers themselves). Returns whether the page may go on.
+    ``files``: how many files the confirmation covers (the files of a series or zip that were
+    checked), so the warning and the checkbox name what was uploaded: "this file" / "this image"
+    for one, "the N files of this upload" for several, where the user would otherwise wonder
+    whether the tick covers the one file named or the whole upload. The confirmation is written
+    to the audit trail (who, which patient, which fields differed, the file's hash, and
+    ``upload_id``: the id the upload's viewing event carries too, so the two can be joined; never
+    the identifiers themselves). Returns whether the page may go on.
     """
     # lazy: hashlib is imported only when this is used (start-up time)
     import hashlib
 
     digest = hashlib.sha256(data).hexdigest()
+    if files > 1:
+        subject = f"The {files} files of this upload may belong to another patient."
+        unless = (
+            "None of them is shown or read unless you confirm that they belong to this patient."
+        )
+        label = f"I have checked: these {files} files belong to the open patient"
+    else:
+        subject = "This file may belong to another patient."
+        unless = "It is not shown or read unless you confirm that it belongs to this patient."
+        label = "I have checked: this image belongs to the open patient"
     st.error(
-        "This file may belong to another patient. Not matching the open patient (checked "
-        "before de-identification): "
+        f"{subject} Not matching the open patient (checked before de-identification): "
         + ", ".join(mismatched)
-        + ". It is not shown or read unless you confirm that it belongs to this patient.",
+        + f". {unless}",
         icon=":material/person_alert:",
     )
     key = f"imaging_identity_ok_{digest[:16]}_{person_id}"
-    if not st.checkbox(
-        "I have checked: this image belongs to the open patient", key=key, value=False
-    ):
+    if not st.checkbox(label, key=key, value=False):
         return False
     trail.shown(
         store_path,

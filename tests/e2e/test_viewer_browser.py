@@ -111,6 +111,26 @@ def _drag(page, frame, dx: float, dy: float, start=(0.5, 0.5)) -> None:
     page.mouse.up()
 
 
+# The multiplanar view's tiles in CSS pixels: [left, top, width, height] of each plane's image.
+MPR_TILES = """(() => { const nv = window.oncolensViewer.nv, d = nv.uiData.dpr || 1;
+  return nv.screenSlices.filter((t) => t.axCorSag <= 2).map((t) => t.leftTopWidthHeight.map((v) => v / d)); })()"""
+
+
+def _tiles_stand_apart(frame, min_gap_px: float = 12.0) -> None:
+    """Neighbouring tiles of the multiplanar view are apart by at least ``min_gap_px``: NiiVue draws
+    each tile's side labels just inside its edges, so touching tiles ran one tile's "L" into the
+    next one's "P" ("LP", seen at 1366 x 768)."""
+    tiles = frame.evaluate(MPR_TILES)
+    for i, a in enumerate(tiles):
+        for b in tiles[i + 1 :]:
+            left, right = sorted((a, b), key=lambda t: t[0])
+            top, below = sorted((a, b), key=lambda t: t[1])
+            if min(a[1] + a[3], b[1] + b[3]) > max(a[1], b[1]):  # side by side
+                assert right[0] - (left[0] + left[2]) >= min_gap_px, tiles
+            if min(a[0] + a[2], b[0] + b[2]) > max(a[0], b[0]):  # one above the other
+                assert below[1] - (top[1] + top[3]) >= min_gap_px, tiles
+
+
 def _open_imaging(page, app) -> None:
     sign_in(page, app.url, "oncologist", "oncologist-demo")
     open_page(page, "Imaging")
@@ -222,6 +242,7 @@ def test_the_demo_volume_scrolls_switches_planes_and_measures_in_mm(page, app):
         " y: (t.leftTopWidthHeight[1] + t.leftTopWidthHeight[3] / 2) / d })); })()"
     )
     assert sorted(t["plane"] for t in tiles) == [0, 1, 2], tiles
+    _tiles_stand_apart(frame)
     for tile in tiles:
         before = _state(frame)["vox"]
         page.mouse.move(box["x"] + tile["x"], box["y"] + tile["y"])

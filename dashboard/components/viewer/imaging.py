@@ -280,12 +280,11 @@ def show_series(
             "The stored read was made with other weights of this model; the viewer shows the "
             "current weights' read."
         )
-    if gate is not None:
-        view = gate(view)
     return show_view(
         view,
         asked_key=f"oncolens.series_saliency.{series_uid}.{view.bundle.sha256 if view.bundle else ''}",
         saliency=lambda: resources.series_saliency(ref, view, "gradcam"),
+        gate=gate,
     )
 
 
@@ -294,13 +293,19 @@ def show_view(
     *,
     asked_key: str,
     saliency: Callable[[], tuple[dict, Any]],
+    gate: Callable[[resources.SeriesView], resources.SeriesView] | None = None,
 ) -> resources.SeriesView | None:
     """A volume with its 3D read, as the Imaging page shows every series (a stored one,
     ``show_series``, or one from an upload): the volume in the viewer with the read's outline, the
     Grad-CAM map on request (``saliency()``, computed once and kept under ``asked_key``), and beside
     it the read, its input check, the map's verdict and the research-use note. A view without a read
     shows the volume and why (``note``); one that cannot be built says why (``error``). Returns the
-    view when a read was shown (for the page's audit), else None."""
+    view when a read was shown (for the page's audit), else None.
+
+    ``gate``: the ethics-board sign-off (``session.signoff.gate_view``), applied before anything of
+    the read is drawn and drawn itself at the top of the read column, as the 2D read's is: above
+    the viewer its banner pushed the volume ~75 px lower than a 2D image at 1366 x 768. A read
+    withheld keeps its red error there, beside the volume shown without the read."""
     # lazy: the 3D measures (MONAI) only where a series is shown in 3D
     from models.volumes.measure import lesion_labels_on_source
 
@@ -311,6 +316,17 @@ def show_view(
         )
         return None
     volume, read = view.volume, view.read
+    columns = None
+    if gate is not None and read is not None and not read.refused:
+        # the banner beside the volume, not above it: at 1366 x 768 the image stays high
+        columns = st.columns([3, 1])
+        with columns[1]:
+            view = gate(view)
+        if view.read is None:  # withheld: the error in the read column says why, nothing else
+            with columns[0]:
+                _volume_in_viewer(volume, [], None)
+            return None
+        read = view.read
     if read is None:
         if view.note:  # none: the caller said why above (a read withheld pending sign-off)
             st.info(
@@ -320,7 +336,7 @@ def show_view(
         _volume_in_viewer(volume, [], None)
         return None
     # the button sits beside the viewer, not above it: at 1366 x 768 the image stays high
-    left, right = st.columns([3, 1])
+    left, right = columns or st.columns([3, 1])
     ask = right.container()
     explained: dict | None = None
     overlays: list[Overlay] = []

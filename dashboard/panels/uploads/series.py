@@ -127,8 +127,11 @@ def _identity_ok(
     if not mismatched:
         return True, list(unreadable), losses
     gone = {s.label for s in unreadable}
-    hashes = b"".join(hashlib.sha256(i.data or b"").digest() for i in items if i.label not in gone)
-    ok = deid_panel.confirm_identity(ref.path, hashes, person_id, mismatched, upload_id=upload_id)
+    kept = [i for i in items if i.label not in gone]
+    hashes = b"".join(hashlib.sha256(i.data or b"").digest() for i in kept)
+    ok = deid_panel.confirm_identity(
+        ref.path, hashes, person_id, mismatched, upload_id=upload_id, files=len(kept)
+    )
     return ok, list(unreadable), losses
 
 
@@ -359,14 +362,15 @@ def render(ref: resources.StoreRef, person_id: int | None, uploads: list) -> Upl
     volume = contents.volumes[pick]
     with st.spinner("Reading the volume in 3D..."):
         view = resources.upload_view(digest, volume)
-    # the ethics board's sign-off, as for a stored series' 3D read and a 2D read: a banner, or
-    # the read withheld (the volume still shown); no subject, as for a 2D upload
-    view = signoff.gate_view(ref, view)
     sha = contents.volume_sha256.get(volume.series_instance_uid)
     shown = viewer.show_view(
         view,
         asked_key=f"oncolens.upload_saliency.{digest}.{pick}",
         saliency=lambda: resources.upload_saliency(digest, view, "gradcam"),
+        # the ethics board's sign-off, as for a stored series' 3D read and a 2D read: a banner
+        # in the read column, or the read withheld (the volume still shown); no subject, as
+        # for a 2D upload
+        gate=lambda v: signoff.gate_view(ref, v),
     )
     _details(contents)
     return UploadChoice(view=shown, inputs_sha256=sha, upload_id=upload_id)

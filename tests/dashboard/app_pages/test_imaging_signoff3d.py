@@ -89,6 +89,15 @@ def _stored_series(db: Path, pid: int, monkeypatch):
     return at
 
 
+def _read_column(at):
+    """The column beside the volume's (the narrow one of ``st.columns([3, 1])``): where the 3D
+    read is drawn, and the sign-off's banner or error with it."""
+    columns = list(at.columns)
+    [k] = [k for k, c in enumerate(columns) if any(s["is_volume"] for s in viewers(c))]
+    assert (columns[k].weight, columns[k + 1].weight) == (0.75, 0.25), "not beside the volume"
+    return columns[k + 1]
+
+
 def _volume(at) -> dict:
     (spec,) = [s for s in viewers(at) if s["is_volume"]]
     return spec
@@ -131,11 +140,14 @@ def test_a_stored_series_3d_read_carries_the_banner_and_is_withheld_when_require
     at = _stored_series(db, pid, monkeypatch)
     assert BANNER in texts(at.warning)  # not reviewed: the read is shown under the warning
     assert {m.label for m in at.metric} >= {"3D read"}
+    # in the read column beside the volume, not above it (where it pushed the viewer down)
+    assert BANNER in texts(_read_column(at).warning)
 
     _require(db)
     shown_before = len(_events(db, "ai_read_shown"))
     at = _stored_series(db, pid, monkeypatch)
     assert WITHHELD in texts(at.error)
+    assert WITHHELD in texts(_read_column(at).error)  # beside the volume, in red
     assert "3D read" not in {m.label for m in at.metric}  # nothing of the read
     spec = _volume(at)  # the volume itself is still shown, without the outline
     assert spec["shape_zyx"][0] > 3 and "AI outline" not in overlay_names(spec)
@@ -167,10 +179,12 @@ def test_an_uploaded_series_3d_read_is_withheld_when_required(
     env = {**upload_env, "db": _copy(upload_env["db"], tmp_path)}
     at = _upload(env, monkeypatch, _files(env["brain"]))
     assert BANNER in texts(at.warning) and {m.label for m in at.metric} >= {"3D read"}
+    assert BANNER in texts(_read_column(at).warning)
     _require(env["db"])
     before = len(_events(env["db"], "ai_read_shown"))
     at = _upload(env, monkeypatch, _files(env["brain"]))
     assert WITHHELD in texts(at.error)
+    assert WITHHELD in texts(_read_column(at).error)
     assert "3D read" not in {m.label for m in at.metric}
     assert "AI outline" not in overlay_names(_volume(at))
     assert not [b for b in at.button if b.key == "imaging_series_saliency"]
@@ -237,7 +251,12 @@ def test_a_file_whose_identifiers_cannot_be_read_is_listed_and_events_share_the_
     at = _upload(env, monkeypatch, files, patient=str(env["pid"]))
     n = len(env["brain"])
     assert f"patient id ({n} of {n} files)" in texts(at.error)  # the broken one is not counted
-    next(c for c in at.checkbox if c.key and c.key.startswith("imaging_identity_ok_")).check().run()
+    [box] = [
+        c
+        for c in at.checkbox
+        if c.label == f"I have checked: these {n} files belong to the open patient"
+    ]
+    box.check().run()
     assert not at.exception, at.exception
     assert "1 file(s) not read" in texts(at.warning)
     listed = texts(at.markdown).replace("\\", "")  # the list escapes Markdown's characters

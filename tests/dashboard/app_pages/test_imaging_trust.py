@@ -212,13 +212,16 @@ def test_an_upload_of_another_patient_is_refused_unless_confirmed_and_audited(en
         ("other.dcm", path.read_bytes(), "application/dicom")
     ).run()
     assert not at.exception
-    assert "may belong to another patient" in texts(at.error) and "patient id" in texts(at.error)
+    assert "This file may belong to another patient" in texts(at.error)
+    assert "patient id" in texts(at.error) and "It is not shown or read" in texts(at.error)
     assert not viewers(at)  # not shown, not read
     with store.open_store(env["db"], read_only=True) as con:
         before = con.execute(
             "SELECT count(*) FROM audit_event WHERE action = 'upload_identity_override'"
         ).fetchone()[0]
-    next(c for c in at.checkbox if c.key and c.key.startswith("imaging_identity_ok_")).check().run()
+    label = "I have checked: this image belongs to the open patient"  # one file: "this image"
+    [box] = [c for c in at.checkbox if c.label == label]
+    box.check().run()
     assert not at.exception
     assert viewers(at)  # shown on confirmation
     with store.open_store(env["db"], read_only=True) as con:

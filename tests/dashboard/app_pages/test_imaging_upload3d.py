@@ -235,9 +235,16 @@ def test_every_file_of_the_upload_is_checked_against_the_open_patient(upload_env
     )
     error = shown(at.error)
     n = len(upload_env["brain"])
-    assert "may belong to another patient" in error and f"patient id ({n} of {n} files)" in error
+    assert f"The {n} files of this upload may belong to another patient" in error
+    assert f"patient id ({n} of {n} files)" in error and "None of them is shown or read" in error
+    assert "This file" not in error  # the wording of one file, not of a series
     assert not viewers(at) and not [s for s in at.selectbox if s.key == "imaging_upload_pick"]
-    next(c for c in at.checkbox if c.key and c.key.startswith("imaging_identity_ok_")).check().run()
+    [box] = [
+        c
+        for c in at.checkbox
+        if c.label == f"I have checked: these {n} files belong to the open patient"
+    ]
+    box.check().run()
     assert not at.exception, at.exception
     assert [s for s in viewers(at) if s["is_volume"]]
     with store.open_store(upload_env["db"], read_only=True) as con:
@@ -281,7 +288,13 @@ def test_a_series_that_lost_an_end_slice_to_the_identity_check_is_not_read_in_3d
     broken = buf.getvalue().replace(element, b"\x10\x00\x10\x00US\x03\x00abc")  # pydicom raises
     files = [*_files(brain[:-1]), (end.name, broken, DICOM), *_files([upload_env["mammo"]])]
     at = _upload(upload_env, monkeypatch, files, patient=str(upload_env["pid"]))
-    next(c for c in at.checkbox if c.key and c.key.startswith("imaging_identity_ok_")).check().run()
+    kept = len(files) - 1  # the broken file is left out, not confirmed
+    [box] = [
+        c
+        for c in at.checkbox
+        if c.label == f"I have checked: these {kept} files belong to the open patient"
+    ]
+    box.check().run()
     assert not at.exception, at.exception
     pick = at.selectbox(key="imaging_upload_pick")
     assert len(pick.options) == 1 and "(2D)" in pick.options[0], pick.options  # no 3D read

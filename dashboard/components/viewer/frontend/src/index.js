@@ -319,6 +319,9 @@ function labelLut(rgb, name) {
 // NiiVue and its canvas, made before the first render event arrives: creating the WebGL context and
 // compiling the shaders (about 100-150 ms on a software GL) overlaps the page's reply to ``ready``.
 // The options that depend on the image (orientation labels, caliper units) are set per image in load.
+// The gap between the multiplanar view's tiles, in CSS pixels: about two letters of NiiVue's label
+// font, so one tile's label and its neighbour's stand apart (checked in Chromium at 1366 x 768).
+const MPR_GAP_PX = 16;
 const nv = new Niivue({
   backColor: [0, 0, 0, 1],
   crosshairColor: [0.3, 0.75, 1.0, 0.85],
@@ -330,6 +333,9 @@ const nv = new Niivue({
   show3Dcrosshair: false,
   multiplanarShowRender: SHOW_RENDER.NEVER, // no 3D render tile: four tiles' work per draw for three
   multiplanarLayout: MULTIPLANAR_TYPE.AUTO,
+  // a gap between the tiles: NiiVue draws each tile's side labels just inside its edges, so with
+  // none the coronal tile's "L" and the sagittal tile's "P" touched and read "LP" (1366 x 768)
+  multiplanarPadPixels: MPR_GAP_PX,
   showAllOrientationMarkers: true, // L and R, A and P, S and I: all four sides
   dragAndDropEnabled: false, // nothing enters the viewer but what the page sends
   viewModeHotKey: "", // our own keys (a/o/s/x) pick the plane
