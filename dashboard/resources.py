@@ -596,16 +596,19 @@ def with_review_changes(ref: StoreRef, rows: pd.DataFrame) -> pd.DataFrame:
                 for c in (*worklist_review.CHANGE_COLUMNS[1:], "new_progression")
             }
         )
-    return _with_review_changes(ref.path, ref.stamp, rows)
+    signoff = worklist_signoff(ref, _model_version_of(ref))  # new AI reads: approved ones only
+    return _with_review_changes(ref.path, ref.stamp, rows, signoff)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def _with_review_changes(path: str, stamp: tuple[int, ...], rows: pd.DataFrame) -> pd.DataFrame:
+def _with_review_changes(
+    path: str, stamp: tuple[int, ...], rows: pd.DataFrame, signoff
+) -> pd.DataFrame:
     # lazy: only this section needs it; the app opens its first page without it
     from analytics.worklist import review as worklist_review
 
     with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
-        return worklist_review.with_changes(con, rows)
+        return worklist_review.with_changes(con, rows, signoff)
 
 
 def last_review(ref: StoreRef, person_id: int):
@@ -1721,7 +1724,10 @@ def worklist_signoff(ref: StoreRef, ranked_by: str | None):
     from dashboard.services import lifecycle
 
     forecast = None if ranked_by is None else approval(ref, "forecast", ranked_by)
-    return lifecycle.worklist_signoff(imaging_approvals(ref), forecast, signoffs(ref)[1])
+    ids = _version_ids(ref.path, _card_stamps(ref.path))
+    # 2D and 3D: the quoted reads are 2D only, the count of new reads since a review is both
+    statuses = {k: approval(ref, *k) for k in lifecycle.read_keys(ids)}
+    return lifecycle.worklist_signoff(statuses, forecast, signoffs(ref)[1])
 
 
 def imaging_approvals(ref: StoreRef) -> dict:
