@@ -198,3 +198,17 @@ def test_new_ai_findings_counts_only_approved_reads_when_required(planted, tmp_p
         if not mine.empty:
             changes = worklist_review.with_changes(con, mine, approved_only)
             assert int(changes["new_ai_findings"].iloc[0]) == everyone - 2
+
+
+def test_a_store_read_before_version_16_withholds_every_ai_reading_when_required(planted, tmp_path):
+    """Opened read-only (never migrated) before version 16, no AI row can name its weights: none is
+    read where approval is required; the readings of other sources are."""
+    db = Path(shutil.copy(planted["db"], tmp_path / "v15.duckdb"))
+    with store.open_store(db) as con:
+        con.execute("DELETE FROM schema_version WHERE version >= 16")
+    with store.open_store(db, read_only=True) as con:
+        assert store.schema_version(con) == 15
+        seen = _seen(con, planted["a"])
+        record = patient_summary(con, planted["a"]).measurements
+    assert all(values == set() for values in seen.values()), seen
+    assert (record["source"] != "ai").all() and len(record) > 0
