@@ -10,7 +10,8 @@ while the app runs, so every cached result must be keyed on the file's state:
    Governance page) are keyed on the stamp directly.
 2. ``version``: a fingerprint of the *clinical* content (row counts of every
    table except ``NOT_CLINICAL_TABLES``, the ``clinic_metadata`` rows, the schema
-   version), computed once per stamp. Clinical results (patient records, the
+   version, and the ethics board's sign-off state: the setting and the decisions, which decide
+   the AI measurements a record or a forecast may read), computed once per stamp. Clinical results (patient records, the
    worklist, cohort curves) are keyed on it, so opening a patient, which writes
    an audit event and so changes the stamp (as does recording a treatment
    decision, also left out of the fingerprint), does not throw away a cohort
@@ -45,6 +46,7 @@ from analytics import episodes, patients, store
 from analytics.cohorts import summary as cohort_summary
 from analytics.governance import audit
 from analytics.governance.board import AuditFilterOptions, DecisionRates
+from analytics.governance.lifecycle import measurements as ai_measurements
 from analytics.imaging import queries as imaging_queries
 from analytics.imaging import volumes as imaging_volumes
 from analytics.treatment import decisions as treatment_decisions
@@ -246,8 +248,11 @@ def _inspect(path: str, stamp: tuple[int, ...]) -> dict:
         counts = store.table_counts(con)
         version = store.schema_version(con)
         metadata = con.execute("SELECT key, value FROM clinic_metadata ORDER BY key").fetchall()
+        # a decision is an audit event and a setting change keeps the row count: both change
+        # which AI measurements the clinical results may read (docs/governance.md)
+        signoff = ai_measurements.fingerprint(con)
     clinical = {name: n for name, n in counts.items() if name not in NOT_CLINICAL_TABLES}
-    fingerprint = json.dumps([version, sorted(clinical.items()), metadata], default=str)
+    fingerprint = json.dumps([version, sorted(clinical.items()), metadata, signoff], default=str)
     return {
         "counts": counts,
         "schema_version": version,
@@ -596,16 +601,19 @@ def with_review_changes(ref: StoreRef, rows: pd.DataFrame) -> pd.DataFrame:
                 for c in (*worklist_review.CHANGE_COLUMNS[1:], "new_progression")
             }
         )
-    return _with_review_changes(ref.path, ref.stamp, rows)
+    signoff = worklist_signoff(ref, _model_version_of(ref))  # new AI reads: approved ones only
+    return _with_review_changes(ref.path, ref.stamp, rows, signoff)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def _with_review_changes(path: str, stamp: tuple[int, ...], rows: pd.DataFrame) -> pd.DataFrame:
+def _with_review_changes(
+    path: str, stamp: tuple[int, ...], rows: pd.DataFrame, signoff
+) -> pd.DataFrame:
     # lazy: only this section needs it; the app opens its first page without it
     from analytics.worklist import review as worklist_review
 
     with store.open_store(path, read_only=True, wait_s=READ_WAIT_S) as con:
-        return worklist_review.with_changes(con, rows)
+        return worklist_review.with_changes(con, rows, signoff)
 
 
 def last_review(ref: StoreRef, person_id: int):
@@ -1721,7 +1729,10 @@ def worklist_signoff(ref: StoreRef, ranked_by: str | None):
     from dashboard.services import lifecycle
 
     forecast = None if ranked_by is None else approval(ref, "forecast", ranked_by)
-    return lifecycle.worklist_signoff(imaging_approvals(ref), forecast, signoffs(ref)[1])
+    ids = _version_ids(ref.path, _card_stamps(ref.path))
+    # 2D and 3D: the quoted reads are 2D only, the count of new reads since a review is both
+    statuses = {k: approval(ref, *k) for k in lifecycle.read_keys(ids)}
+    return lifecycle.worklist_signoff(statuses, forecast, signoffs(ref)[1])
 
 
 def imaging_approvals(ref: StoreRef) -> dict:

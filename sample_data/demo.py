@@ -320,7 +320,8 @@ def _write(con: duckdb.DuckDBPyConnection, c: SimulatedClinic) -> None:
     units = ("U/mL", "g/dL", "10^9/L", "mm", "mm")
     sources = ("clinic", "clinic", "clinic", "radiology", "radiology")
     con.execute(
-        f"""INSERT INTO measurement
+        f"""INSERT INTO measurement (measurement_id, person_id, measurement_date, concept, value,
+            unit, source, study_uid)
         SELECT measurement_id, person_id, {epoch} + day,
                {_sql_list(concepts)}[concept + 1], value,
                {_sql_list(units)}[concept + 1], {_sql_list(sources)}[concept + 1],

@@ -27,6 +27,11 @@ it left out, instead of fitting nonsense or failing.
 
 Only the target-lesion series (``lesion_longest_diameter``) is used; the brain
 metastasis series (``brain_lesion_longest_diameter``) is another lesion.
+
+AI readings (``source = 'ai'``) are read behind the ethics board's sign-off: where the admin
+requires approval, those of weights not approved are left out of every series here
+(``analytics.governance.lifecycle.measurements``), so a forecast has fewer readings and says so
+through its usual "not enough readings" paths rather than fit a withheld read.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from analytics.governance.lifecycle import measurements as ai_measurements
 from analytics.treatment.clinic_data import FEATURE_COLUMNS, one_patient_covariates_sql
 
 LESION_CONCEPT = "lesion_longest_diameter"
@@ -105,6 +111,7 @@ def lesion_frame(
         JOIN who AS w USING (person_id)
         LEFT JOIN line AS l USING (person_id)
         WHERE m.concept = ? AND m.measurement_date >= coalesce(l.series_from, DATE '1900-01-01')
+          AND {ai_measurements.shown(con)}
         ORDER BY m.person_id, m.measurement_date, m.measurement_id
         """,  # noqa: S608 - constant SQL fragments, values as parameters
         [*args, as_of, as_of, LESION_CONCEPT],
@@ -126,6 +133,7 @@ def _one_patient(
         FROM measurement AS m
         WHERE m.person_id = $1 AND m.concept = $2
           AND m.measurement_date >= coalesce((SELECT series_from FROM line), DATE '1900-01-01')
+          AND {ai_measurements.shown(con)}
         ORDER BY m.measurement_date, m.measurement_id
         """,  # noqa: S608 - constant SQL fragments
         [person_id, LESION_CONCEPT, as_of],
@@ -169,7 +177,7 @@ def lesion_segments(
                ON l.person_id = m.person_id
               AND m.measurement_date >= coalesce(l.series_from, DATE '1900-01-01')
               AND (l.next_start IS NULL OR m.measurement_date < l.next_start)
-        WHERE m.concept = ?
+        WHERE m.concept = ? AND {ai_measurements.shown(con)}
           AND (l.line IS NOT NULL OR m.person_id NOT IN (SELECT person_id FROM lines))
         QUALIFY bool_or(l.next_start IS NULL
                         OR m.measurement_date < l.next_start - INTERVAL {BASELINE_WINDOW_DAYS} DAY)
@@ -247,8 +255,8 @@ LEFT JOIN (SELECT min(regimen) FILTER (WHERE line_of_therapy = 1) AS received,
            FROM treatment_exposure WHERE person_id = $1 AND ($3::DATE IS NULL OR start_date <= $3)) AS te
        ON true
 LEFT JOIN (SELECT value FROM clinic_metadata WHERE key = 'data_cutoff') AS md ON true
-LEFT JOIN (SELECT measurement_date, value, measurement_id FROM measurement
-           WHERE person_id = $1 AND concept = $2) AS m
+LEFT JOIN (SELECT measurement_date, value, measurement_id FROM measurement AS m
+           WHERE person_id = $1 AND concept = $2 AND {shown}) AS m
        ON m.measurement_date >= coalesce(te.series_from, DATE '1900-01-01')
 ORDER BY m.measurement_date, m.measurement_id
 """
@@ -309,7 +317,10 @@ def patient_record(
 
     rows = con.execute(
         _RECORD_SQL.format(
-            covariates=one_patient_covariates_sql(), start=_START, series_from=_SERIES_FROM
+            covariates=one_patient_covariates_sql(),
+            start=_START,
+            series_from=_SERIES_FROM,
+            shown=ai_measurements.shown(con),
         ),  # noqa: S608 - constant SQL
         [int(person_id), LESION_CONCEPT, as_of],
     ).fetchall()

@@ -966,6 +966,9 @@ def _ingest_files(
                                     concept,
                                     round(diameter, 2),
                                     p.study_uid,
+                                    ai.model,
+                                    ai.model_version,
+                                    ai.weights_sha256,
                                 ),
                             )
                             next_meas += 1

@@ -152,7 +152,8 @@ class PendingRows:
 
     def set_measurement(self, study_uid: str, concept: str, row: tuple | None) -> None:
         """The AI measurement of (study, concept): ``row`` (measurement_id, person_id, date,
-        concept, value, study_uid; unit 'mm', source 'ai'), or None: deleted."""
+        concept, value, study_uid, model_name, model_version, weights_sha256; unit 'mm', source
+        'ai'), or None: deleted."""
         _put(self.measurements, (study_uid, concept), row)
 
     def replace_read_input(self, row: tuple) -> None:
@@ -219,9 +220,11 @@ class PendingRows:
             ("study_uid", "concept"),
             self.measurements,
             "INSERT INTO measurement (measurement_id, person_id, measurement_date, concept, "
-            "value, unit, source, study_uid) SELECT m, p, d, c, v, 'mm', 'ai', s FROM ("
+            "value, unit, source, study_uid, model_name, model_version, weights_sha256) "
+            "SELECT m, p, d, c, v, 'mm', 'ai', s, n, r, w FROM ("
             "SELECT unnest(?::BIGINT[]) AS m, unnest(?::BIGINT[]) AS p, unnest(?::DATE[]) AS d, "
-            "unnest(?::VARCHAR[]) AS c, unnest(?::DOUBLE[]) AS v, unnest(?::VARCHAR[]) AS s)",
+            "unnest(?::VARCHAR[]) AS c, unnest(?::DOUBLE[]) AS v, unnest(?::VARCHAR[]) AS s, "
+            "unnest(?::VARCHAR[]) AS n, unnest(?::VARCHAR[]) AS r, unnest(?::VARCHAR[]) AS w)",
             only_ai=True,
         )
         if self.read_inputs:

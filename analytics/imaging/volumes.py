@@ -5,7 +5,9 @@ lesion's volume and diameter, where it lies, which weights read it, the input ch
 and the timeline draws each lesion's volume over time, which needs to know which lesion of one
 scan is which lesion of the next. What the forecasts and the worklist read is still the one
 ``measurement`` row per study, written here exactly as a 2D AI read writes it (``source = 'ai'``,
-the study it came from), so they follow 3D reads without a second path:
+the study it came from, the model, version and weights of the read that gave the value, so that
+the sign-off applies to it: analytics.governance.lifecycle.measurements), so they follow 3D reads
+without a second path:
 
 - brain MR reads give ``brain_lesion_longest_diameter`` (the concept of the 2D brain model and of
   the radiology record; the forecasts do not fit it, the worklist and the timeline show it);
@@ -114,12 +116,23 @@ def store_series_read(
         # largest RECIST sum among its accepted reads), whatever order the series were stored in:
         # an MR study has several series (T1, T1c, FLAIR), and a later "no lesion" or refused
         # read of one must not erase the lesion another one measured.
-        diameter = _study_recist_sum(con, study_uid, vr.modality, vr.model)
+        diameter, version, weights = _study_recist_sum(con, study_uid, vr.modality, vr.model)
         if diameter is not None:
             con.execute(
                 "INSERT INTO measurement (measurement_id, person_id, measurement_date, concept, "
-                "value, unit, source, study_uid) VALUES (?, ?, ?, ?, ?, 'mm', 'ai', ?)",
-                [next_measurement_id, int(person_id), study_date, concept, diameter, study_uid],
+                "value, unit, source, study_uid, model_name, model_version, weights_sha256) "
+                "VALUES (?, ?, ?, ?, ?, 'mm', 'ai', ?, ?, ?, ?)",
+                [
+                    next_measurement_id,
+                    int(person_id),
+                    study_date,
+                    concept,
+                    diameter,
+                    study_uid,
+                    vr.model,
+                    version,
+                    weights,
+                ],  # fmt: skip
             )
             next_measurement_id += 1
     relink(con, int(person_id), vr.model)
@@ -139,20 +152,26 @@ def store_series_read(
 
 def _study_recist_sum(
     con: duckdb.DuckDBPyConnection, study_uid: str, modality: str, model: str
-) -> float | None:
+) -> tuple[float | None, str | None, str | None]:
     """The largest RECIST sum (the ``RECIST_TARGETS_PER_ORGAN`` largest lesions' longest axial
-    diameters) among the accepted reads of a study's series of one modality; None without any
-    lesion."""
+    diameters) among the accepted reads of a study's series of one modality (None without any
+    lesion), with the model version and weights of the read that gave it: the measurement is
+    that read's, for the sign-off (analytics.governance.lifecycle.measurements)."""
     row = con.execute(
-        """SELECT max(recist) FROM (
-               SELECT sum(l.longest_axial_diameter_mm) AS recist
+        """SELECT max(recist), arg_max(model_version, recist), arg_max(weights_sha256, recist)
+           FROM (
+               SELECT sum(l.longest_axial_diameter_mm) AS recist,
+                      any_value(r.model_version) AS model_version,
+                      any_value(r.weights_sha256) AS weights_sha256
                FROM ai_volume_lesion AS l JOIN ai_volume_read AS r USING (series_uid, model_name)
                WHERE r.study_uid = ? AND r.modality = ? AND r.model_name = ?
                  AND r.refused IS NULL AND l.lesion_number <= ?
                GROUP BY l.series_uid)""",
         [study_uid, modality, model, RECIST_TARGETS_PER_ORGAN],
     ).fetchone()
-    return None if row is None or row[0] is None else round(float(row[0]), 2)
+    if row is None or row[0] is None:
+        return None, None, None
+    return round(float(row[0]), 2), row[1], row[2]
 
 
 def link_tracks(lesions: pd.DataFrame) -> pd.DataFrame:

@@ -31,6 +31,7 @@ from analytics.store.schema import (
     V11_USER_STATEMENTS,
     V13_AI_WEIGHTS_STATEMENTS,
     V14_VOLUME_STATEMENTS,
+    V16_AI_MEASUREMENT_STATEMENTS,
 )
 
 
@@ -172,6 +173,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         15,
         "forecast_prior: the growth-inhibition prior stored by the worklist refresh (issue 23)",
         worklist_schema.PRIOR_STATEMENTS,
+    ),
+    Migration(
+        16,
+        "measurement.model_name, model_version, weights_sha256: who made an AI measurement (sign-off)",
+        V16_AI_MEASUREMENT_STATEMENTS,
     ),
 )
 

@@ -1,4 +1,4 @@
-"""The store's tables: the statements of schema versions 1 to 3 and 10 (saved cohorts), and the version this code knows.
+"""The store's tables: the statements of schema versions 1 to 3, 10 (saved cohorts), 13, 14 and 16, and the version this code knows.
 
 Why one module owns the core schema: the app, the CLI and the demo generator must agree
 on one set of tables and constraints. Tables follow the OMOP Common Data Model where it fits
@@ -11,7 +11,7 @@ reads it. Later, additive versions keep their statements beside the code that fi
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 15
+SCHEMA_VERSION = 16
 
 # Treatment options of the demo clinic: the first-line systemic regimen.
 TREATMENT_OPTIONS = ("endocrine", "chemotherapy", "chemo_endocrine")
@@ -305,4 +305,18 @@ V14_VOLUME_STATEMENTS = (
         link             VARCHAR NOT NULL,             -- how track_id was given (docs/volumes.md)
         PRIMARY KEY (series_uid, model_name, lesion_number)
     )""",
+)
+
+# Version 16 (additive, sign-off of AI measurements): the model, version and weights (sha256) of the
+# read that wrote a ``source = 'ai'`` measurement, so that every reader can leave out the rows of
+# weights the ethics board has not approved (analytics.governance.lifecycle.measurements). NULL on
+# every other row, and on AI rows stored before: their read is unknown (withheld when approval is
+# required; read the images again to attribute them). Columns, not a link to the read tables: a
+# study can hold 2D reads of several models and 3D reads of several series, so a study_uid does
+# not name the read behind its one AI value; and a filter on the row's own columns costs the
+# readers of tens of millions of rows no join.
+V16_AI_MEASUREMENT_STATEMENTS = (
+    "ALTER TABLE measurement ADD COLUMN IF NOT EXISTS model_name VARCHAR",
+    "ALTER TABLE measurement ADD COLUMN IF NOT EXISTS model_version VARCHAR",
+    "ALTER TABLE measurement ADD COLUMN IF NOT EXISTS weights_sha256 VARCHAR",
 )

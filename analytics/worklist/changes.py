@@ -6,7 +6,8 @@ who opened her record on Monday sees on Thursday what arrived since Monday, whoe
 looked meanwhile. The page takes the moment once per visit, before it records the visit's own
 view (``last_look``), so a rerun does not reset it.
 
-What counts, each by the clock it carries: readings (``measurement``) and outcome events by
+What counts, each by the clock it carries: readings (``measurement``; AI readings behind the
+sign-off, ``analytics.governance.lifecycle.measurements``) and outcome events by
 their clinical date, after the day of the last look (as the worklist compares readings); AI
 reads (2D, and 3D reads of a series, not those the input check refused) by when the model read
 the image and treatment decisions by when they were recorded,
@@ -32,6 +33,7 @@ import duckdb
 import pandas as pd
 
 from analytics import store
+from analytics.governance.lifecycle import measurements as ai_measurements
 from analytics.worklist.buckets import SignOff
 
 FIRST_LOOK_DAYS = 90
@@ -114,8 +116,9 @@ def since_last_look(
     has_3d = store.has_table(con, "ai_volume_read")  # a store read-only before version 14 has none
     queries = {
         "readings": (
-            "SELECT measurement_date, concept, value, unit FROM measurement "
-            "WHERE person_id = ? AND measurement_date > ? ORDER BY measurement_date DESC, concept",
+            "SELECT measurement_date, concept, value, unit FROM measurement AS m "  # noqa: S608
+            f"WHERE person_id = ? AND measurement_date > ? AND {ai_measurements.shown(con)} "
+            "ORDER BY measurement_date DESC, concept",  # a constant condition, never input
             [pid, day],
         ),
         "ai_reads": (  # 2D reads and 3D reads of a series (not those the input check refused)

@@ -22,6 +22,11 @@ than two dates the yearly surveillance interval applies, or after a recurrence r
 last date passes the cadence plus a grace of ``DUE_GRACE_SHARE`` of it (at least
 ``DUE_GRACE_MIN_DAYS``).
 
+AI lesion readings (``source = 'ai'``) count behind the ethics board's sign-off: where the admin
+requires approval, those of weights not approved are not read here (their progression, their
+imaging date; ``analytics.governance.lifecycle.measurements``), and the stored worklist records the
+sign-off's state in its fingerprint (``stored.source_fingerprint``), so a decision makes it stale.
+
 Who is on the list: patients alive and still followed (no death recorded; the observation
 period did not end lost to follow-up) with a diagnosis or a lesion reading. Patients whose
 disease recurred stay on it: recurrence is the first thing the care team must see.
@@ -29,9 +34,13 @@ disease recurred stay on it: recurrence is the first thing the care team must se
 
 from __future__ import annotations
 
+import functools
+
 import duckdb
 import numpy as np
 import pandas as pd
+
+from analytics.governance.lifecycle import measurements as ai_measurements
 
 LESION_CONCEPT = "lesion_longest_diameter"
 PROGRESSION_RELATIVE = 0.20  # RECIST 1.1: >= 20 % over the nadir ...
@@ -77,7 +86,7 @@ WITH who AS (
       AND p.person_id NOT IN (
           SELECT person_id FROM observation_period WHERE end_reason IN ('death', 'lost_to_follow_up'))
       AND (p.person_id IN (SELECT person_id FROM condition_occurrence)
-           OR p.person_id IN (SELECT person_id FROM measurement WHERE concept = $concept))
+           OR p.person_id IN (SELECT person_id FROM measurement AS m WHERE concept = $concept AND {shown}))
       AND ($site::VARCHAR IS NULL OR p.site = $site)
 ),
 recurrence AS (
@@ -89,8 +98,9 @@ imaging_dates AS (
     SELECT DISTINCT person_id, study_date AS d FROM imaging_study
     WHERE person_id IN (SELECT person_id FROM who) AND study_date <= $as_of
     UNION
-    SELECT person_id, measurement_date FROM measurement
+    SELECT person_id, measurement_date FROM measurement AS m
     WHERE concept = $concept AND person_id IN (SELECT person_id FROM who) AND measurement_date <= $as_of
+      AND {shown}
 ),
 gaps AS (
     SELECT i.person_id, i.d, lag(i.d) OVER (PARTITION BY i.person_id ORDER BY i.d) AS previous,
@@ -128,15 +138,21 @@ FROM who LEFT JOIN recurrence USING (person_id) LEFT JOIN ai USING (person_id)
          LEFT JOIN imaging USING (person_id) LEFT JOIN supportive USING (person_id)
 ORDER BY who.person_id
 """
-_PEOPLE_ALL = _PEOPLE.format(only_listed="TRUE")
-_PEOPLE_LISTED = _PEOPLE.format(only_listed="p.person_id IN (SELECT person_id FROM _worklist_ids)")
+_ALL, _LISTED = "TRUE", "p.person_id IN (SELECT person_id FROM _worklist_ids)"
 
 _READINGS = """
-SELECT person_id, measurement_date, value AS mm FROM measurement
+SELECT person_id, measurement_date, value AS mm FROM measurement AS m
 WHERE concept = ? AND measurement_date <= ? AND value >= 0
-  AND person_id IN (SELECT person_id FROM _worklist_ids)
+  AND person_id IN (SELECT person_id FROM _worklist_ids) AND {shown}
 ORDER BY person_id, measurement_date, measurement_id
 """
+
+
+@functools.lru_cache(maxsize=8)
+def _people_sql(only_listed: str, shown: str) -> str:
+    """``_PEOPLE`` for everyone or the listed ids, its readings behind ``shown`` (a constant
+    condition of ``ai_measurements.shown``)."""
+    return _PEOPLE.format(only_listed=only_listed, shown=shown)
 
 
 def people(
@@ -154,11 +170,12 @@ def people(
         "as_of": as_of,
         "suspicious": list(SUSPICIOUS_CLASSES),
     }
+    shown = ai_measurements.shown(con)
     if person_ids is None:
-        frame = con.execute(_PEOPLE_ALL, params).df()
+        frame = con.execute(_people_sql(_ALL, shown), params).df()
     else:
         with _registered(con, person_ids):
-            frame = con.execute(_PEOPLE_LISTED, params).df()
+            frame = con.execute(_people_sql(_LISTED, shown), params).df()
     return _with_due(frame)
 
 
@@ -209,7 +226,8 @@ class _registered:
 def readings(con: duckdb.DuckDBPyConnection, person_ids, as_of) -> pd.DataFrame:
     """Lesion readings (person_id, measurement_date, mm) of these patients up to ``as_of``, in order."""
     with _registered(con, person_ids):
-        return con.execute(_READINGS, [LESION_CONCEPT, as_of]).df()
+        sql = _READINGS.format(shown=ai_measurements.shown(con))
+        return con.execute(sql, [LESION_CONCEPT, as_of]).df()
 
 
 def progression_segments(frame: pd.DataFrame) -> pd.DataFrame:

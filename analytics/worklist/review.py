@@ -8,10 +8,13 @@ transaction), and ``changes_since_review`` answers for the rows of one page:
 
 - ``last_reviewed_at`` / ``reviewed_by``: the latest review, None when never;
 - ``new_readings``: lesion readings dated after the review day (all of them when
-  never reviewed);
+  never reviewed), AI readings behind the sign-off (``analytics.governance.lifecycle.measurements``);
 - ``new_ai_findings``: AI reads stored after the review: 2D reads (``ai_finding.created_at``)
   and 3D reads of a series (``ai_volume_read.read_at``, schema 14), one per series and model;
   a read the input check refused is not counted (for 2D it sits in ``ai_refusal``, never here);
+  with a ``SignOff`` where approval is required, only reads by approved weights count (the
+  worklist's rule: ``buckets.SignOff``, as ``dashboard.session.signoff.gate_reads``), so the count
+  never announces a read the page withholds;
 - ``new_progression``: the RECIST progression flag is set and its latest reading
   is dated after the review (or never reviewed).
 
@@ -36,6 +39,8 @@ import pandas as pd
 
 from analytics import store
 from analytics.governance import audit
+from analytics.governance.lifecycle import measurements as ai_measurements
+from analytics.worklist.buckets import SignOff
 from analytics.worklist.ranking import LESION_CONCEPT
 
 ACTION = "worklist_review"
@@ -129,8 +134,12 @@ def last_review(con: duckdb.DuckDBPyConnection, person_id: int) -> tuple[datetim
     return None if row is None else (row[0], row[1])
 
 
-def changes_since_review(con: duckdb.DuckDBPyConnection, person_ids) -> pd.DataFrame:
-    """One row per id in ``person_ids`` (same order) with ``CHANGE_COLUMNS``."""
+def changes_since_review(
+    con: duckdb.DuckDBPyConnection, person_ids, signoff: SignOff | None = None
+) -> pd.DataFrame:
+    """One row per id in ``person_ids`` (same order) with ``CHANGE_COLUMNS``. ``signoff``: the
+    ethics board's sign-off applied to ``new_ai_findings`` (None: every read counts, for callers
+    that show no model output)."""
     ids = [int(p) for p in person_ids]
     if not ids:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in CHANGE_COLUMNS})
@@ -144,10 +153,13 @@ def changes_since_review(con: duckdb.DuckDBPyConnection, person_ids) -> pd.DataF
     )
     # 3D reads count like 2D ones; a store read-only before version 14 has none
     reads_3d = (
-        "(SELECT person_id, read_at FROM ai_volume_read WHERE refused IS NULL)"
+        "(SELECT person_id, read_at, model_name, model_version, weights_sha256 "
+        "FROM ai_volume_read WHERE refused IS NULL)"
         if store.has_table(con, "ai_volume_read")
-        else "(SELECT NULL::BIGINT AS person_id, NULL::TIMESTAMP AS read_at)"
+        else "(SELECT NULL::BIGINT AS person_id, NULL::TIMESTAMP AS read_at, NULL::VARCHAR AS "
+        "model_name, NULL::VARCHAR AS model_version, NULL::VARCHAR AS weights_sha256)"
     )
+    shown = ai_measurements.shown(con)
     out = con.execute(
         f"""
         WITH ids AS (SELECT unnest(?::BIGINT[]) AS person_id),
@@ -161,19 +173,22 @@ def changes_since_review(con: duckdb.DuckDBPyConnection, person_ids) -> pd.DataF
             FROM measurement AS m LEFT JOIN last AS l USING (person_id)
             WHERE m.person_id IN (SELECT person_id FROM ids) AND m.concept = ?
               AND (l.last_reviewed_at IS NULL OR m.measurement_date > CAST(l.last_reviewed_at AS DATE))
+              AND {shown}
             GROUP BY m.person_id
         ),
         reads AS (
-            SELECT person_id, created_at AS at FROM ai_finding
-            WHERE person_id IN (SELECT person_id FROM ids)
+            SELECT person_id, created_at AS at, model_name, model_version, weights_sha256
+            FROM ai_finding WHERE person_id IN (SELECT person_id FROM ids)
             UNION ALL
-            SELECT person_id, read_at AS at FROM {reads_3d}
-            WHERE person_id IN (SELECT person_id FROM ids)
+            SELECT person_id, read_at AS at, model_name, model_version, weights_sha256
+            FROM {reads_3d} WHERE person_id IN (SELECT person_id FROM ids)
         ),
         findings AS (
             SELECT f.person_id, count(*) AS new_ai_findings
             FROM reads AS f LEFT JOIN last AS l USING (person_id)
-            WHERE l.last_reviewed_at IS NULL OR f.at > l.last_reviewed_at
+            WHERE (l.last_reviewed_at IS NULL OR f.at > l.last_reviewed_at)
+              AND (NOT ?::BOOLEAN OR list_contains(?::VARCHAR[], f.model_name || '/' ||
+                   f.model_version || '/' || coalesce(f.weights_sha256, '')))
             GROUP BY f.person_id
         )
         SELECT ids.person_id, last.last_reviewed_at, last.reviewed_by,
@@ -181,15 +196,25 @@ def changes_since_review(con: duckdb.DuckDBPyConnection, person_ids) -> pd.DataF
                coalesce(findings.new_ai_findings, 0) AS new_ai_findings
         FROM ids LEFT JOIN last USING (person_id) LEFT JOIN readings USING (person_id)
                  LEFT JOIN findings USING (person_id)
-        """,  # noqa: S608 - {reviews}, {reads_3d}: one of two constants each; values are parameters
-        [ids, LESION_CONCEPT],
+        """,  # noqa: S608 - {reviews}, {reads_3d}, {shown}: a few constants each; values are parameters
+        [
+            ids,
+            LESION_CONCEPT,
+            signoff is not None and signoff.required,
+            [] if signoff is None else signoff.approved_keys,
+        ],
     ).df()
     return out.set_index("person_id").loc[ids].reset_index()[list(CHANGE_COLUMNS)]
 
 
-def with_changes(con: duckdb.DuckDBPyConnection, rows: pd.DataFrame) -> pd.DataFrame:
-    """A worklist page's rows with the review columns and ``new_progression`` joined (row order kept)."""
-    changes = changes_since_review(con, rows["person_id"].tolist()).drop(columns="person_id")
+def with_changes(
+    con: duckdb.DuckDBPyConnection, rows: pd.DataFrame, signoff: SignOff | None = None
+) -> pd.DataFrame:
+    """A worklist page's rows with the review columns and ``new_progression`` joined (row order
+    kept); ``signoff`` as ``changes_since_review``."""
+    changes = changes_since_review(con, rows["person_id"].tolist(), signoff).drop(
+        columns="person_id"
+    )
     changes = changes.drop(columns=[c for c in changes.columns if c in rows.columns])
     out = pd.concat([rows.reset_index(drop=True), changes.reset_index(drop=True)], axis=1)
     reviewed_day = pd.to_datetime(out["last_reviewed_at"]).dt.normalize()

@@ -10,7 +10,8 @@ DuckDB's top-k skip most row groups.
 
 Freshness, never silent: ``worklist_state`` records what the rows were computed
 from: a fingerprint of the source tables (``source_fingerprint``: row counts and
-largest ids, ``measurement`` included), the treatment model's version (the
+largest ids, ``measurement`` included; the ethics board's sign-off, which decides the AI
+readings it may read), the treatment model's version (the
 recurrence part of the risk), the method version, the forecast's "today"
 (``as_of``: the data cut-off, else the calendar date) and the growth-inhibition
 prior used. ``status`` compares them with the store and the model now and says
@@ -54,6 +55,7 @@ from analytics import store
 from analytics.cohorts.base import source_fingerprint as _cohort_sources
 from analytics.forecast.data import PRIOR_MAX_PATIENTS, data_cutoff
 from analytics.forecast.tumour import TGIPrior
+from analytics.governance.lifecycle import measurements as ai_measurements
 from analytics.store.worklist_schema import ENTRY_TABLE, PRIOR_TABLE
 from analytics.worklist import buckets
 from analytics.worklist import ranking as worklist
@@ -101,9 +103,11 @@ class RefreshResult:
 
 
 def source_fingerprint(con: duckdb.DuckDBPyConnection) -> str:
-    """The cohort base's source fingerprint plus ``measurement`` (count, largest id): ~10 ms at 47 M rows."""
+    """The cohort base's source fingerprint plus ``measurement`` (count, largest id): ~10 ms at 47 M
+    rows; and the sign-off's state (the setting, the board's decisions), since which AI readings
+    the ranking and the prior may read depends on it (``ai_measurements.fingerprint``)."""
     n, top = store.one_row(con.execute(_MEASUREMENT_FINGERPRINT))
-    return f"{_cohort_sources(con)}:{n}/{top}"
+    return f"{_cohort_sources(con)}:{n}/{top}:{ai_measurements.fingerprint(con)}"
 
 
 def as_of_date(con: duckdb.DuckDBPyConnection) -> dt.date:
@@ -212,9 +216,18 @@ def status(con: duckdb.DuckDBPyConnection, model_version: str | None) -> Worklis
             None,
         )
     reasons = []
-    if state["fingerprint"] != source_fingerprint(con):
+    data_then, _, gate_then = state["fingerprint"].partition(":gate:")
+    data_now, _, gate_now = source_fingerprint(con).partition(":gate:")
+    if data_then != data_now:
         reasons.append(
             "patient records changed since it was computed (an import, ingest or other writer)"
+        )
+    elif gate_then != gate_now:
+        reasons.append(
+            "the ethics board's sign-off changed since it was computed (a decision or the "
+            "approval setting), and with it which AI readings it may use"
+            if gate_then
+            else "it was computed before AI readings followed the ethics board's sign-off"
         )
     stored_model = None if state["model_version"] == NO_MODEL else state["model_version"]
     if stored_model != model_version:

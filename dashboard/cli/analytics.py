@@ -272,9 +272,8 @@ def cmd_worklist(args: argparse.Namespace) -> int:
             bucket=args.bucket,
             signoff=signoff,
         )
-        changes = worklist_review.with_changes(
-            con, page.rows
-        )  # new since each patient's last review
+        # new since each patient's last review; AI reads counted behind the same sign-off
+        changes = worklist_review.with_changes(con, page.rows, signoff)
     if args.json:
         print(
             json.dumps(

@@ -211,11 +211,18 @@ def imaging_keys(ids: dict[tuple[str, str], str | None]) -> list[tuple[str, str]
     return sorted(k for k in ids if k[0] not in skip)
 
 
+def read_keys(ids: dict[tuple[str, str], str | None]) -> list[tuple[str, str]]:
+    """The model versions among ``version_ids``' keys that make AI reads: the 2D imaging models and
+    the 3D bundles (not treatment nor forecast). The worklist's ``SignOff`` names them all, so its
+    count of new AI reads (2D and 3D, ``analytics.worklist.review``) follows the sign-off."""
+    return sorted(k for k in ids if k[0] not in {"treatment", "forecast"})
+
+
 def worklist_signoff_of(db_path: Path | str, ranked_by: str | None) -> SignOff:
     """``worklist_signoff`` for ``oncolens worklist``: read from the store and the cards now."""
     ids = version_ids(db_path)
     with store.open_store(db_path, read_only=True) as con:
-        statuses = {k: approvals.approval(con, *k, ids[k]) for k in imaging_keys(ids)}
+        statuses = {k: approvals.approval(con, *k, ids[k]) for k in read_keys(ids)}
         forecast = (
             None
             if ranked_by is None

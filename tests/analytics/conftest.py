@@ -61,7 +61,7 @@ class TinyClinic:
 
     def measurement(self, person_id: int, day: str, concept: str, value: float, unit: str) -> None:
         self.con.execute(
-            "INSERT INTO measurement VALUES (?, ?, ?, ?, ?, ?, 'clinic', NULL)",
+            "INSERT INTO measurement (measurement_id, person_id, measurement_date, concept, value, unit, source, study_uid) VALUES (?, ?, ?, ?, ?, ?, 'clinic', NULL)",
             [self._id(), person_id, day, concept, value, unit],
         )
 

@@ -59,7 +59,7 @@ def _set_read(con, study_uid: str, mm: float, *, linked: bool = True, shift_days
         [study_uid],
     )
     con.execute(
-        "INSERT INTO measurement SELECT (SELECT max(measurement_id) + 1 FROM measurement), person_id, "
+        "INSERT INTO measurement (measurement_id, person_id, measurement_date, concept, value, unit, source, study_uid) SELECT (SELECT max(measurement_id) + 1 FROM measurement), person_id, "
         "study_date + ?::INTEGER, 'lesion_longest_diameter', ?, 'mm', 'radiology', "
         "CASE WHEN ? THEN study_uid END FROM imaging_study WHERE study_uid = ?",
         [shift_days, mm, linked, study_uid],
@@ -465,7 +465,7 @@ def test_brain_studies_are_replaced_by_a_rerun(demo_db, tmp_path):
         n_rows = con.execute("SELECT count(*) FROM measurement").fetchone()[0]
         # an AI read of the same pixels is kept when the study is written again
         con.execute(
-            "INSERT INTO measurement SELECT max(measurement_id) + 1, ?, DATE '2020-01-01', ?, 9.9, 'mm', "
+            "INSERT INTO measurement (measurement_id, person_id, measurement_date, concept, value, unit, source, study_uid) SELECT max(measurement_id) + 1, ?, DATE '2020-01-01', ?, 9.9, 'mm', "
             "'ai', ? FROM measurement",
             [first.brain_images[0].person_id, BRAIN_CONCEPT, ai_study],
         )

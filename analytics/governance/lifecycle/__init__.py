@@ -8,6 +8,8 @@ event; the admin's setting that withholds the output of versions not approved.
 ``drift`` and ``drift_data``: the inputs each model sees (image statistics and the input guard's
 score; patient covariates) and, where outcomes accrue, calibration, per time window against the
 validation reference, with alerts that name their test and threshold.
+``measurements``: the SQL condition every reader of ``measurement`` adds, so that where approval is
+required the AI measurements of weights not approved are read nowhere (schema version 16 names them).
 ``tables``: the schema-version-12 statements (``analytics.store.migrations`` runs them).
 
 May import ``analytics.store`` and ``analytics.governance``; never ``models`` (the callers pass

@@ -41,7 +41,7 @@ def plant_problems(db: Path) -> dict[str, int]:
         ).fetchone()
         con.execute("UPDATE measurement SET value = 900 WHERE measurement_id = ?", [lesion_id])
         con.execute(
-            "INSERT INTO measurement VALUES ((SELECT max(measurement_id) + 1 FROM measurement), ?, "
+            "INSERT INTO measurement (measurement_id, person_id, measurement_date, concept, value, unit, source, study_uid) VALUES ((SELECT max(measurement_id) + 1 FROM measurement), ?, "
             "DATE '2020-01-01', 'ca15_3', 20.0, 'U/mL', 'import', NULL)",
             [ORPHAN_ID],
         )

@@ -104,6 +104,10 @@ def test_one_ingest_leaves_the_tables_that_one_file_at_a_time_leaves(inputs, tmp
     # again; the rest of each row is compared, and the ids must stay unique (no key holds them)
     ids = [row[0] for row in after["measurement"] if row[6] == "ai"]
     assert ids and len(set(ids)) == len(ids)
+    # each AI measurement names the read that wrote it (schema 16: the sign-off's key)
+    made_by = {(f[3], f[4], f[9]) for f in after["ai_finding"]}
+    for row in (r for r in after["measurement"] if r[6] == "ai"):
+        assert row[10] is not None and (row[8], row[9], row[10]) in made_by, row
     for tables in (after, other):
         tables["measurement"] = sorted(row[1:] for row in tables["measurement"])
     assert after == other

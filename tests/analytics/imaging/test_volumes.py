@@ -189,8 +189,15 @@ def test_a_study_of_several_series_keeps_the_lesion_one_series_measured(course, 
                     series_uid=series.series_instance_uid, study_date=date, frame_key="frame-1",
                     now=NOW, next_measurement_id=10 + i,
                 )  # fmt: skip
-            values = con.execute("SELECT value FROM measurement WHERE source = 'ai'").fetchall()
+            values = con.execute(
+                "SELECT value, model_name, model_version, weights_sha256 FROM measurement "
+                "WHERE source = 'ai'"
+            ).fetchall()
             assert [v[0] for v in values] == [expected], name
+            # named after the read that gave the value (its weights), not the series stored last:
+            # the sign-off binds to them (analytics.governance.lifecycle.measurements)
+            read = lesion.read
+            assert values[0][1:] == (read.model, read.model_version, "ef" * 32), name
 
 
 def test_ingest_reads_a_demo_series_once_in_3d_not_slice_by_slice(demo_db, tmp_path) -> None:

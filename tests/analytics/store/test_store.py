@@ -113,11 +113,11 @@ def test_primary_key_rejects_duplicates(con):
             [],
         ),
         (
-            "INSERT INTO measurement VALUES (1, 1, '2020-01-01', 'lesion_longest_diameter', -1, 'mm', 'clinic', NULL)",
+            "INSERT INTO measurement (measurement_id, person_id, measurement_date, concept, value, unit, source, study_uid) VALUES (1, 1, '2020-01-01', 'lesion_longest_diameter', -1, 'mm', 'clinic', NULL)",
             [],
         ),
         (
-            "INSERT INTO measurement VALUES (1, 1, '2020-01-01', 'lesion_longest_diameter', 10, 'cm', 'clinic', NULL)",
+            "INSERT INTO measurement (measurement_id, person_id, measurement_date, concept, value, unit, source, study_uid) VALUES (1, 1, '2020-01-01', 'lesion_longest_diameter', 10, 'cm', 'clinic', NULL)",
             [],
         ),
         ("INSERT INTO outcome_event VALUES (1, 1, 'cure', '2020-01-01')", []),
@@ -137,7 +137,7 @@ def test_check_constraints_reject_bad_rows(con, sql, params):
 def test_valid_rows_are_accepted(con):
     _person(con, 1)
     con.execute(
-        "INSERT INTO measurement VALUES (1, 1, '2020-01-01', 'lesion_longest_diameter', 12.5, 'mm', 'radiology', NULL)"
+        "INSERT INTO measurement (measurement_id, person_id, measurement_date, concept, value, unit, source, study_uid) VALUES (1, 1, '2020-01-01', 'lesion_longest_diameter', 12.5, 'mm', 'radiology', NULL)"
     )
     con.execute("INSERT INTO outcome_event VALUES (1, 1, 'recurrence', '2021-01-01')")
     assert store.table_counts(con)["measurement"] == 1

@@ -98,7 +98,7 @@ def test_a_writer_that_does_not_refresh_leaves_it_marked_stale(clinic_db):
             con.execute("SELECT person_id FROM worklist_entry ORDER BY rank LIMIT 1").fetchone()[0]
         )
         con.execute(
-            "INSERT INTO measurement VALUES ((SELECT max(measurement_id) + 1 FROM measurement), ?, "
+            "INSERT INTO measurement (measurement_id, person_id, measurement_date, concept, value, unit, source, study_uid) VALUES ((SELECT max(measurement_id) + 1 FROM measurement), ?, "
             "DATE '2026-06-01', 'lesion_longest_diameter', 5.0, 'mm', 'clinic', NULL)",
             [pid],
         )
@@ -215,7 +215,7 @@ def test_an_import_after_an_unrefreshed_write_never_hides_it(
             for r in con.execute("SELECT mrn FROM worklist_entry ORDER BY rank LIMIT 2").fetchall()
         )
         con.execute(
-            "INSERT INTO measurement SELECT max(measurement_id) + 1, (SELECT person_id FROM person "
+            "INSERT INTO measurement (measurement_id, person_id, measurement_date, concept, value, unit, source, study_uid) SELECT max(measurement_id) + 1, (SELECT person_id FROM person "
             "WHERE mrn = ?), DATE '2026-06-01', 'lesion_longest_diameter', 1.0, 'mm', 'clinic', NULL "
             "FROM measurement",
             [first],
@@ -291,7 +291,7 @@ def test_a_stored_prior_is_not_used_once_the_records_or_method_change(clinic_db,
         monkeypatch.undo()
         # a reading written by a writer that did not refresh: the sources changed
         con.execute(
-            "INSERT INTO measurement VALUES ((SELECT max(measurement_id) + 1 FROM measurement), ?, "
+            "INSERT INTO measurement (measurement_id, person_id, measurement_date, concept, value, unit, source, study_uid) VALUES ((SELECT max(measurement_id) + 1 FROM measurement), ?, "
             "DATE '2026-06-01', 'lesion_longest_diameter', 5.0, 'mm', 'clinic', NULL)",
             [pid],
         )

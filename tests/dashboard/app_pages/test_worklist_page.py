@@ -27,7 +27,7 @@ def _touch_records(db: Path) -> None:
     """A writer that does not refresh the worklist (a lesion reading added by hand)."""
     with store.open_store(db) as con:
         con.execute(
-            "INSERT INTO measurement SELECT max(measurement_id) + 1, min(person_id), DATE '2026-06-01', "
+            "INSERT INTO measurement (measurement_id, person_id, measurement_date, concept, value, unit, source, study_uid) SELECT max(measurement_id) + 1, min(person_id), DATE '2026-06-01', "
             "'lesion_longest_diameter', 90.0, 'mm', 'clinic', NULL FROM measurement"
         )
 
@@ -156,7 +156,7 @@ def test_the_patient_page_says_what_changed_since_this_users_last_look(own_db):
     assert "You have not opened her record before" in texts(first.markdown)
     with store.open_store(own_db) as con:  # a reading arrives after that visit
         con.execute(
-            "INSERT INTO measurement SELECT max(measurement_id) + 1, ?, current_date + 1, "
+            "INSERT INTO measurement (measurement_id, person_id, measurement_date, concept, value, unit, source, study_uid) SELECT max(measurement_id) + 1, ?, current_date + 1, "
             "'lesion_longest_diameter', 44.0, 'mm', 'clinic', NULL FROM measurement",
             [person_id],
         )
