@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -54,6 +55,35 @@ def build_once(tmp_path_factory: pytest.TempPathFactory) -> BuildOnce:
         return json.loads(done.read_text())
 
     return once
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _streamlit_components_scanned_once() -> Iterator[None]:
+    """Streamlit's scan of the installed packages for v2 components, made once per worker, not once
+    per ``AppTest``.
+
+    Why: each new ``AppTest`` (every page test makes one or more) builds a component manager that
+    reads the metadata of every installed distribution (``manifest_scanner``: ~0.6 CPU-s, half of
+    a small page test; 36 of test_auth's 77 profiled seconds). The app's own server scans once at
+    start-up, so users never paid this. The packages installed do not change during a run: the
+    first scan's result (the real one, components registered as before) is what each later scan
+    would find. Only where streamlit was imported by the collected tests (page tests); a run
+    without them does not import it.
+    """
+    if "streamlit" not in sys.modules:
+        yield
+        return
+    # lazy: streamlit only where page tests were collected (see above)
+    from streamlit.components.v2 import manifest_scanner
+
+    found = manifest_scanner.scan_component_manifests()
+
+    def scanned(max_workers: int | None = None) -> list:
+        return list(found)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(manifest_scanner, "scan_component_manifests", scanned)
+        yield
 
 
 def _built_store(build_once: BuildOnce, name: str, **demo: Any) -> Path:

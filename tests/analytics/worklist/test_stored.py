@@ -48,6 +48,14 @@ def test_the_demo_generator_stores_a_current_ranking_in_rank_order(demo_con):
     pd.testing.assert_frame_equal(worklist.rank_order(rows).reset_index(drop=True), rows)
 
 
+@pytest.fixture(scope="module")
+def ranked_now(demo_db: Path) -> pd.DataFrame:
+    """The demo store's whole ranking computed now (``worklist.ranked``), once for the six pages
+    below (1-2 s each time; they only read the store, and run one after the other)."""
+    with store.open_store(demo_db, read_only=True) as con:
+        return worklist.ranked(con)
+
+
 @pytest.mark.parametrize(
     ("limit", "offset", "only_progression", "site"),
     [
@@ -60,12 +68,12 @@ def test_the_demo_generator_stores_a_current_ranking_in_rank_order(demo_con):
     ],
 )
 def test_a_stored_page_equals_the_ranking_computed_now(
-    demo_con, limit, offset, only_progression, site
+    demo_con, ranked_now, limit, offset, only_progression, site
 ):
     stored = worklist_store.read_page(demo_con, limit, offset, only_progression, site)
     now = buckets.read_frame_page(
         demo_con,
-        worklist.ranked(demo_con),
+        ranked_now.copy(),
         worklist_store.as_of_date(demo_con),
         limit,
         offset,

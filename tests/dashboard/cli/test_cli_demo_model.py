@@ -6,11 +6,17 @@ import json
 from pathlib import Path
 
 from analytics.treatment.model.files import model_paths
+from dashboard.cli.main import main
 from tests.dashboard.cli.conftest import copy_clinic
 from tests.dashboard.cli.test_cli import oncolens
 
 
-def test_demo_trains_the_model_and_force_no_model_removes_the_replaced_one(demo_150, tmp_path):
+def test_demo_trains_the_model_and_force_no_model_removes_the_replaced_one(
+    demo_150, tmp_path, capsys
+):
+    """The demos run as a user runs them (a process each); the two ``recommend`` checks call the
+    CLI's ``main`` in this process (a CLI start is ~4 CPU-s of imports, and what they check is the
+    code, the printed version and the one-line hint)."""
     # `oncolens demo --patients 150 --images 0 --json`, run once for this and test_cli_worklist
     built = Path(demo_150["db"])
     model = demo_150["summary"]["treatment_model"]
@@ -20,9 +26,10 @@ def test_demo_trains_the_model_and_force_no_model_removes_the_replaced_one(demo_
     folder = tmp_path / "clinic_models"
     weights, card = model_paths(folder)
     assert json.loads(card.read_text())["version"] == model["model_version"] and weights.exists()
-    rec = oncolens("recommend", "3", "--db", str(db), "--json")
-    assert rec.returncode == 0, rec.stderr
-    assert json.loads(rec.stdout)["model_version"] == model["model_version"]
+    code = main(["recommend", "3", "--db", str(db), "--json"])
+    rec = capsys.readouterr()
+    assert code == 0, rec.err
+    assert json.loads(rec.out)["model_version"] == model["model_version"]
 
     r = oncolens(
         "demo",
@@ -42,8 +49,9 @@ def test_demo_trains_the_model_and_force_no_model_removes_the_replaced_one(demo_
     assert "--no-model" in json.loads(r.stdout)["treatment_model"]["skipped"]
     assert not weights.exists() and not card.exists()  # no model of the replaced clinic
     assert "removed the replaced store's treatment model" in r.stderr
-    rec = oncolens("recommend", "3", "--db", str(db))
-    assert rec.returncode == 1 and "oncolens recommend --train" in rec.stderr
+    code = main(["recommend", "3", "--db", str(db)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "oncolens recommend --train" in err[0]
 
 
 def test_demo_too_small_for_a_model_still_succeeds_and_says_why(tmp_path):

@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -225,12 +226,16 @@ def report_store(
     return path, person_id
 
 
-def test_report_pdf_has_every_section_pseudonymised_and_audited(report_store, tmp_path):
+def test_report_pdf_has_every_section_pseudonymised_and_audited(report_store, tmp_path, capsys):
+    """Both reports call the CLI's ``main`` in this process: a CLI start is ~4 CPU-s of imports
+    (torch, xgboost, scikit-learn) that this process has made; running as a user runs it, a
+    process of its own with no traceback, is ``test_report_for_unknown_patient_writes_nothing``'s."""
     store_copy, person_id = report_store
     _, mrn, family = _patient(store_copy)
     out = tmp_path / "board" / "report.pdf"
-    r = oncolens("report", str(person_id), "--db", str(store_copy), "--out", str(out), "--json")
-    assert r.returncode == 0, r.stderr
+    code = main(["report", str(person_id), "--db", str(store_copy), "--out", str(out), "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
     text = "\n".join(page.extract_text() for page in PdfReader(out).pages)
     flat = " ".join(text.split())
     for heading in SECTIONS:
@@ -245,7 +250,7 @@ def test_report_pdf_has_every_section_pseudonymised_and_audited(report_store, tm
     assert "mammography" in text and "Grad-CAM" in flat and "stored" in text  # the ingested AI read
     assert "Why" in flat or "SHAP" in flat  # the waterfall's section text
     assert "No recommendation available" not in flat
-    summary = json.loads(r.stdout)
+    summary = json.loads(captured.out)
     con = duckdb.connect(str(store_copy), read_only=True)
     try:
         events = con.execute(
@@ -256,18 +261,8 @@ def test_report_pdf_has_every_section_pseudonymised_and_audited(report_store, tm
     assert events == [(str(person_id), summary["sha256"])]
 
     named = tmp_path / "named.pdf"
-    assert (
-        oncolens(
-            "report",
-            str(person_id),
-            "--db",
-            str(store_copy),
-            "--out",
-            str(named),
-            "--include-names",
-        ).returncode
-        == 0
-    )
+    args = ["report", str(person_id), "--db", str(store_copy), "--out", str(named)]
+    assert main([*args, "--include-names"]) == 0
     assert mrn in "\n".join(p.extract_text() for p in PdfReader(named).pages)
 
 
@@ -303,6 +298,13 @@ def test_matplotlib_fallback_draws_the_report_figures():
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
 
 
+def _figures_by_matplotlib(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The report's figures drawn by its own fallback (``static_figures``: as where kaleido failed)
+    for tests that read only its text: each ``gather`` otherwise starts a Chromium for its figures
+    (2-4 s on two busy cores). The kaleido path is ``test_report_pdf_has_every_section_...``'s."""
+    monkeypatch.setitem(static_figures._KALEIDO_STATE, "ok", False)
+
+
 def test_report_forecast_lines_state_the_forecast_the_page_draws(report_store, monkeypatch):
     """The report reads the typed forecast (not its rounded JSON), so its figures are the page's."""
     from analytics.forecast.patient import (
@@ -315,19 +317,24 @@ def test_report_forecast_lines_state_the_forecast_the_page_draws(report_store, m
     from dashboard.services.report import gather
 
     store_copy, _ = report_store
+    _figures_by_matplotlib(monkeypatch)
     clinic = load_clinic_model(store_copy)
     with store.open_store(store_copy, read_only=True) as con:
         prior = estimate_prior(con)
-        forecasts = []
-        for pid in range(1, 80):
-            try:
-                forecasts.append(patient_forecast(con, pid, prior, clinic))
-            except ForecastError:
-                continue  # early disease beyond the model's horizon: nothing to forecast
+
+        def forecasts() -> Iterator[PatientForecast]:
+            """Patients 1-79 in order, forecast one at a time: the lines below need only the first
+            with survival curves and the first with lesion readings, not all 79 (seconds each)."""
+            for pid in range(1, 80):
+                try:
+                    yield patient_forecast(con, pid, prior, clinic)
+                except ForecastError:
+                    continue  # early disease beyond the model's horizon: nothing to forecast
+
         # since issue 17 a lesion is read only in metastatic disease, where RFS no longer applies:
         # one patient for the survival lines, another for the lesion lines
-        forecast = next(f for f in forecasts if f.survival is not None)
-        lesion = next(f for f in forecasts if not f.tumour.observed.empty)
+        forecast = next(f for f in forecasts() if f.survival is not None)
+        lesion = next(f for f in forecasts() if not f.tumour.observed.empty)
 
     def no_json(self):
         raise AssertionError("the report read the forecast's JSON (rounded) instead of its figures")
@@ -348,7 +355,9 @@ def test_report_forecast_lines_state_the_forecast_the_page_draws(report_store, m
         )
 
 
-def test_report_pdf_heads_what_it_holds_and_carries_the_decision_just_recorded(report_store):
+def test_report_pdf_heads_what_it_holds_and_carries_the_decision_just_recorded(
+    report_store, monkeypatch
+):
     """The PDF is headed "Treatment options" when the model picks none, prints a model line without
     "None", and includes the decision the clinician has just recorded (issue 20)."""
     from analytics.treatment.clinic import (
@@ -361,15 +370,17 @@ def test_report_pdf_heads_what_it_holds_and_carries_the_decision_just_recorded(r
     from dashboard.services.report_pdf import render_pdf
 
     store_copy, _ = report_store
+    _figures_by_matplotlib(monkeypatch)
     clinic = load_clinic_model(store_copy)
     with store.open_store(store_copy, read_only=True) as con:
-        recs = {
-            pid: recommendation_for(clinic, con, pid)
-            for pid in range(1, 80)
-            if recommendation_scope(con, pid).in_scope  # the adjuvant decision only (issue 17)
-        }
-    unclear = next(pid for pid, rec in recs.items() if rec.recommended is None)
-    rec = recs[unclear]
+        # the first in-scope patient (the adjuvant decision only, issue 17) among 1-79 whose model
+        # picks no option: recommended one at a time, up to that patient, not all 79
+        in_scope = (pid for pid in range(1, 80) if recommendation_scope(con, pid).in_scope)
+        unclear, rec = next(
+            (pid, rec)
+            for pid, rec in ((pid, recommendation_for(clinic, con, pid)) for pid in in_scope)
+            if rec.recommended is None
+        )
     decision = make_decision(
         person_id=unclear,
         model_version=rec.model_version,

@@ -10,6 +10,7 @@ from pathlib import Path
 from pypdf import PdfReader
 
 from analytics import store
+from dashboard.figures import static as static_figures
 from dashboard.services.report import gather
 from dashboard.services.report_pdf import render_pdf
 from models.training import ood
@@ -17,7 +18,10 @@ from models.training import ood
 PATIENT = 42
 
 
-def test_a_refused_image_gets_a_note_not_a_key_image(demo_db, tmp_path) -> None:
+def test_a_refused_image_gets_a_note_not_a_key_image(demo_db, tmp_path, monkeypatch) -> None:
+    # the report's figures are not read here: drawn by its own fallback (as where kaleido failed),
+    # not by a Chromium started for this one report (test_cli_hospital draws them with kaleido)
+    monkeypatch.setitem(static_figures._KALEIDO_STATE, "ok", False)
     db = Path(shutil.copyfile(demo_db, tmp_path / "clinic.duckdb"))
     camera = next(i for i in ood.ood_images("mammography") if i.name == "camera")
     path = ood.write_ood_dicom(camera, "mammography", tmp_path / "camera.dcm")  # valid MG tags
