@@ -701,8 +701,10 @@ def _spool(db_path: Path | None) -> Iterator[Path | None]:
 
 
 def _spool_prefix(db_path: Path) -> str:
+    """``.<store>_ingest-<host>+``: a "+" ends the host's name, since none is left in it, so that
+    host "worker" never reads host "worker-12"'s folders as its own (review of 2026-12-04)."""
     host = "".join(c if c.isalnum() or c in ".-" else "_" for c in socket.gethostname())
-    return f".{db_path.stem}_ingest-{host}-"
+    return f".{db_path.stem}_ingest-{host}+"
 
 
 def _remove_stale_spools(db_path: Path) -> None:

@@ -157,8 +157,9 @@ def _study_recist_sum(
     diameters) among the accepted reads of a study's series of one modality (None without any
     lesion), with the model version and weights of the read that gave it: the measurement is
     that read's, for the sign-off (analytics.governance.lifecycle.measurements)."""
+    # one ORDER BY with a tie-break, not two arg_max: on a tie those may name two reads (review)
     row = con.execute(
-        """SELECT max(recist), arg_max(model_version, recist), arg_max(weights_sha256, recist)
+        """SELECT recist, model_version, weights_sha256
            FROM (
                SELECT sum(l.longest_axial_diameter_mm) AS recist,
                       any_value(r.model_version) AS model_version,
@@ -166,7 +167,9 @@ def _study_recist_sum(
                FROM ai_volume_lesion AS l JOIN ai_volume_read AS r USING (series_uid, model_name)
                WHERE r.study_uid = ? AND r.modality = ? AND r.model_name = ?
                  AND r.refused IS NULL AND l.lesion_number <= ?
-               GROUP BY l.series_uid)""",
+               GROUP BY l.series_uid)
+           ORDER BY recist DESC NULLS LAST, weights_sha256, model_version
+           LIMIT 1""",
         [study_uid, modality, model, RECIST_TARGETS_PER_ORGAN],
     ).fetchone()
     if row is None or row[0] is None:

@@ -64,7 +64,8 @@ def confirm_identity(
 
     digest = hashlib.sha256(data).hexdigest()
     if files > 1:
-        subject = f"The {files} files of this upload may belong to another patient."
+        # "some or all": the counts after it say how many differ (3 of 94, say)
+        subject = f"Some or all of the {files} files of this upload may belong to another patient."
         unless = (
             "None of them is shown or read unless you confirm that they belong to this patient."
         )

@@ -19,6 +19,7 @@ from analytics import store
 from analytics.governance.lifecycle import approvals, drift_data, lineage
 from dashboard import resources
 from dashboard.figures import drift as drift_figures
+from dashboard.services import lifecycle as lifecycle_service
 
 # tables the lineage tab never lists (secrets, sign-in throttling, accounts: not the board's data)
 PRIVATE_TABLES = ("app_secret", "sign_in_throttle", "app_user")
@@ -119,17 +120,17 @@ def render_signoff(
             if st.form_submit_button("Record the decision", type="primary") and present:
                 v = present[int(picked)]
                 try:
-                    with store.open_store(ref.path, wait_s=resources.READ_WAIT_S) as con:
-                        event = approvals.decide(
-                            con,
-                            model_name=v.model_name,
-                            model_version=v.version,
-                            version_id=v.version_id,
-                            decision=decision,
-                            comment=comment,
-                            actor=username,
-                            role=role,
-                        )
+                    event = lifecycle_service.record_decision(
+                        ref.path,
+                        model_name=v.model_name,
+                        model_version=v.version,
+                        version_id=v.version_id,
+                        decision=decision,
+                        comment=comment,
+                        actor=username,
+                        role=role,
+                        wait_s=resources.READ_WAIT_S,
+                    )
                 except (approvals.ApprovalError, store.StoreError) as exc:
                     st.error(f"Not recorded: {exc}")
                 else:
@@ -150,8 +151,9 @@ def render_signoff(
         )
         if wanted != required:
             try:
-                with store.open_store(ref.path, wait_s=resources.READ_WAIT_S) as con:
-                    approvals.set_require_approval(con, wanted, actor=username, role=role)
+                lifecycle_service.set_requirement(
+                    ref.path, wanted, actor=username, role=role, wait_s=resources.READ_WAIT_S
+                )
             except (approvals.ApprovalError, store.StoreError) as exc:
                 st.error(f"Not changed: {exc}")
             else:

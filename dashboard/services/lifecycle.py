@@ -16,9 +16,11 @@ import pandas as pd
 
 from analytics import store
 from analytics.governance.lifecycle import approvals, drift_data, lineage
+from analytics.governance.lifecycle import measurements as ai_measurements
 from analytics.governance.lifecycle.drift import DriftReport
 from analytics.treatment.model import files as treatment_files
 from analytics.worklist.buckets import SignOff
+from analytics.worklist.stored import refresh_for_writer, source_fingerprint
 from models.inference import registry
 from models.training.reference import ReferenceUnavailableError, load_reference
 from models.volumes.cards import available_bundles, bundle_cards
@@ -30,6 +32,64 @@ NOT_APPLICABLE = {
     "withheld": False,
     "message": None,
 }
+
+
+def record_decision(
+    db_path: Path | str,
+    *,
+    model_name: str,
+    model_version: str,
+    version_id: str,
+    decision: str,
+    comment: str,
+    actor: str,
+    role: str | None,
+    wait_s: float = 0.0,
+) -> int:
+    """The board's decision on a model version (``approvals.decide``), then the stored worklist
+    ranked again for the patients whose AI measurements it shows or hides; the audit event id.
+
+    Why a writer's refresh: where approval is required, a decision changes which AI readings the
+    ranking may read (``measurements.shown``), like an import of readings does; the stored rows of
+    those patients would otherwise keep a withheld reading (shown, marked out of date, above
+    20,000 patients and by ``oncolens worklist``) until a full refresh (review of 2026-12-04).
+    """
+    with store.open_store(db_path, wait_s=wait_s) as con:
+        before = source_fingerprint(con)
+        event = approvals.decide(
+            con,
+            model_name=model_name,
+            model_version=model_version,
+            version_id=version_id,
+            decision=decision,
+            comment=comment,
+            actor=actor,
+            role=role,
+        )
+        _rank_again(
+            con, db_path, before, ai_measurements.affected_people(con, model_name, version_id)
+        )
+    return event
+
+
+def set_requirement(
+    db_path: Path | str, wanted: bool, *, actor: str, role: str | None, wait_s: float = 0.0
+) -> int:
+    """The admin's setting (``approvals.set_require_approval``), then the stored worklist ranked
+    again for every patient with AI measurements (``record_decision`` says why)."""
+    with store.open_store(db_path, wait_s=wait_s) as con:
+        before = source_fingerprint(con)
+        event = approvals.set_require_approval(con, wanted, actor=actor, role=role)
+        _rank_again(con, db_path, before, ai_measurements.affected_people(con))
+    return event
+
+
+def _rank_again(con, db_path: Path | str, before: str, people: list[int]) -> None:
+    """Re-rank ``people`` when what the ranking may read changed; where it cannot (the stored list
+    was already out of date, or the store is too large for a writer's full refresh) the list stays
+    marked out of date by its fingerprint, as after any writer (``refresh_for_writer``)."""
+    if people and source_fingerprint(con) != before:
+        refresh_for_writer(con, Path(db_path), people, before)
 
 
 def current_versions(db_path: Path | str) -> list[lineage.ModelVersion]:

@@ -83,7 +83,8 @@ def test_charts_fit_their_data_on_the_demo_clinic(browser, app, viewport):
     imaged = app.clinic.imaged_patients[0]
     shots = viewport == "1366x768"
     problems = walk(browser, app.url, viewport, "oncologist", patients=(imaged, 1), shots=shots)
-    # the ethics board's Cohorts page is the oncologist's with pseudonyms (test_browser checks those)
+    # the ethics board's Cohorts page is the oncologist's with pseudonyms: opened and checked as a
+    # page (title, no exception, nothing cut), its charts not walked again
     problems += walk(browser, app.url, viewport, "ethics", skip=("Cohorts",), shots=shots)
     assert not problems, f"{len(problems)} chart problems:\n" + "\n".join(problems)
 

@@ -23,13 +23,14 @@ store can answer, after reading the setting: where approval is not required the 
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import duckdb
 
 from analytics.governance.lifecycle.approvals import DECISION_ACTIONS, REQUIRE_APPROVAL
 
-__all__ = ["APPROVED_WEIGHTS_SQL", "REQUIRED_SQL", "fingerprint", "shown"]
+__all__ = ["APPROVED_WEIGHTS_SQL", "REQUIRED_SQL", "affected_people", "fingerprint", "shown"]
 
 # (model_name, weights_sha256) whose latest decision is an approval (constants only)
 APPROVED_WEIGHTS_SQL = f"""
@@ -88,14 +89,43 @@ def shown(con: duckdb.DuckDBPyConnection, alias: str = "m") -> str:
 
 
 def fingerprint(con: duckdb.DuckDBPyConnection) -> str:
-    """What the condition depends on besides the rows: the setting and the board's decisions (their
-    count and latest event). Stored results built from readings (the worklist, the forecast prior)
-    compare it to know that a decision or the setting changed what they may read."""
-    if _schema_version(con) < 12:
-        return "gate:none"
-    required, decisions, last = con.execute(
-        f"SELECT {REQUIRED_SQL}, count(*), coalesce(max(event_id), 0) FROM audit_event "  # noqa: S608
-        "WHERE action IN (?, ?)",
-        list(DECISION_ACTIONS.values()),
-    ).fetchall()[0]
-    return f"gate:{bool(required)}/{int(decisions)}/{int(last)}"
+    """What the condition depends on besides the rows: which (model, weights) pairs of the AI rows
+    in the store it lets through. Stored results built from readings (the worklist, the forecast
+    prior) compare it to know that a decision or the setting changed what they may read.
+
+    Why the visible pairs and not the decisions: a decision on a model that wrote no measurement
+    (the treatment model, an imaging model not used yet), or any decision while approval is not
+    required, changes nothing a reader sees, and must not mark the stored worklist out of date
+    (above 20,000 patients that means "out of date" until someone refreshes) nor drop the app's
+    cached results (review of 2026-12-04). Costs nothing where approval is not required; where it
+    is, one scan of the AI rows (``source = 'ai'``) and of the decisions.
+    """
+    condition = shown(con, "m")
+    if condition == "TRUE":
+        return "gate:open"
+    if _schema_version(con) < 16:  # read-only before version 16: every AI row withheld
+        return "gate:no-ai"
+    pairs = con.execute(
+        "SELECT coalesce(string_agg(DISTINCT pair, ',' ORDER BY pair), '') FROM ("  # noqa: S608
+        "SELECT coalesce(m.model_name, '?') || '/' || coalesce(m.weights_sha256, '?') AS pair "
+        f"FROM measurement m WHERE m.source = 'ai' AND {condition})"
+    ).fetchall()[0][0]
+    return "gate:" + hashlib.sha256(pairs.encode()).hexdigest()[:16]
+
+
+def affected_people(
+    con: duckdb.DuckDBPyConnection, model_name: str | None = None, weights: str | None = None
+) -> list[int]:
+    """The patients with AI measurements that a decision on ``model_name`` / ``weights`` (or, both
+    None, a change of the setting) can show or hide: the ones a writer re-ranks after it."""
+    if _schema_version(con) < 16:
+        return []
+    if model_name is None:
+        rows = con.execute("SELECT DISTINCT person_id FROM measurement WHERE source = 'ai'")
+    else:
+        rows = con.execute(
+            "SELECT DISTINCT person_id FROM measurement WHERE source = 'ai' "
+            "AND model_name = ? AND weights_sha256 = ?",
+            [model_name, weights],
+        )
+    return sorted(int(r[0]) for r in rows.fetchall())

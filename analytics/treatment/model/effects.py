@@ -114,9 +114,10 @@ class DoublyRobustForest:
         self.min_leaf_ = max(5, int(self.leaf_factor * n**0.6))
         # sklearn's input checks once here, not in each of the 500 trees' fit and apply (a third
         # of the forest's time): they only convert X to float32 (done above), refuse a target
-        # that is not finite and switch on missing-value splits where X holds NaN. Inputs where
-        # one of those matters keep sklearn's checks, with its errors and its NaN handling.
-        check = bool(np.isnan(X).any() or not np.isfinite(target).all())
+        # that is not finite, refuse an X with infinities and switch on missing-value splits where
+        # X holds NaN. Inputs where one of those matters keep sklearn's checks, with its errors
+        # and its NaN handling.
+        check = bool(not np.isfinite(X).all() or not np.isfinite(target).all())
         rng = np.random.default_rng(self.seed)
         trees = []
         # and the trees' settings once, not in each fit (they are this class's constants)

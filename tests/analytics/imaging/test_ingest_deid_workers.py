@@ -175,13 +175,15 @@ def test_the_spool_of_an_ingest_killed_before_it_could_clean_up_goes_at_the_next
     prefix = ingest._spool_prefix(db)
     dead = beside / f"{prefix}{killed.pid}-abc123"
     alive = beside / f"{prefix}{os.getpid()}-def456"
-    elsewhere = beside / f".clinic_ingest-another.host-{killed.pid}-ghi789"
-    for folder in (dead, alive, elsewhere):
+    elsewhere = beside / f".clinic_ingest-another.host+{killed.pid}-ghi789"
+    # a host whose name starts with this one's ("worker" and "worker-12")
+    longer = beside / f"{prefix[:-1]}-12+{killed.pid}-jkl012"
+    for folder in (dead, alive, elsewhere, longer):
         folder.mkdir()
         (folder / "copy.dcm").write_bytes(b"de-identified copy")
     report = ingest.ingest_files(db, inputs[1][:2], ModelLoader(), workers=1)
     assert report.stored
-    assert not dead.exists() and alive.exists() and elsewhere.exists()
+    assert not dead.exists() and alive.exists() and elsewhere.exists() and longer.exists()
     # and this ingest's own folder is gone too
     left = {p.name for p in beside.iterdir() if p.name.startswith(".clinic_ingest-")}
-    assert left == {alive.name, elsewhere.name}
+    assert left == {alive.name, elsewhere.name, longer.name}

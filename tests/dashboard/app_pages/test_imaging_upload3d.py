@@ -235,7 +235,7 @@ def test_every_file_of_the_upload_is_checked_against_the_open_patient(upload_env
     )
     error = shown(at.error)
     n = len(upload_env["brain"])
-    assert f"The {n} files of this upload may belong to another patient" in error
+    assert f"Some or all of the {n} files of this upload may belong to another patient" in error
     assert f"patient id ({n} of {n} files)" in error and "None of them is shown or read" in error
     assert "This file" not in error  # the wording of one file, not of a series
     assert not viewers(at) and not [s for s in at.selectbox if s.key == "imaging_upload_pick"]

@@ -192,12 +192,26 @@ def test_new_ai_findings_counts_only_approved_reads_when_required(planted, tmp_p
         assert count(buckets.SignOff(approved_reads=frozenset({OK, HELD}), required=True)) == (
             everyone
         )
-        # the page's own rows carry the same count
+        # the page's own rows carry the same rule (a patient on the list: she is not)
+        worklist_store.refresh(con)
+        listed = worklist_store.read_page(con, 1, signoff=approved_only).rows
+        assert len(listed) == 1
+        other = int(listed["person_id"].iloc[0])
+        top = con.execute("SELECT max(finding_id) FROM ai_finding").fetchall()[0][0]
+        for i, (name, version, sha) in enumerate((OK, HELD, HELD), start=int(top) + 1):
+            con.execute(
+                "INSERT INTO ai_finding (finding_id, person_id, model_name, model_version, "
+                "predicted_class, probability, created_at, weights_sha256) "
+                "VALUES (?, ?, ?, ?, 'malignant', 0.8, now()::TIMESTAMP, ?)",
+                [i, other, name, version, sha],
+            )
         rows = worklist_store.read_page(con, 100_000, signoff=approved_only).rows
-        mine = rows[rows["person_id"] == pid]
-        if not mine.empty:
-            changes = worklist_review.with_changes(con, mine, approved_only)
-            assert int(changes["new_ai_findings"].iloc[0]) == everyone - 2
+        mine = rows[rows["person_id"] == other]
+        on_page = worklist_review.with_changes(con, mine, approved_only)
+        ungated = worklist_review.with_changes(con, mine, None)
+        assert int(on_page["new_ai_findings"].iloc[0]) == (
+            int(ungated["new_ai_findings"].iloc[0]) - 2
+        )
 
 
 def test_a_store_read_before_version_16_withholds_every_ai_reading_when_required(planted, tmp_path):
@@ -212,3 +226,66 @@ def test_a_store_read_before_version_16_withholds_every_ai_reading_when_required
         record = patient_summary(con, planted["a"]).measurements
     assert all(values == set() for values in seen.values()), seen
     assert (record["source"] != "ai").all() and len(record) > 0
+
+
+def test_a_decision_that_shows_or_hides_nothing_leaves_the_stored_worklist_current(
+    planted, tmp_path
+):
+    """Only what a reader can see counts: a decision on a model that wrote no measurement, or any
+    decision while approval is not required, leaves the stored worklist current (above 20,000
+    patients a stale one is shown "out of date" until someone refreshes it)."""
+    db = Path(shutil.copy(planted["db"], tmp_path / "unmoved.duckdb"))
+    with store.open_store(db) as con:
+        worklist_store.refresh(con)
+        _decide(con, ("treatment", "2.0.0", "c" * 64), approvals.APPROVED)
+        assert worklist_store.status(con, None).fresh
+        approvals.set_require_approval(con, False, actor="admin1")
+        worklist_store.refresh(con)
+        _decide(con, HELD, approvals.APPROVED)
+        assert worklist_store.status(con, None).fresh
+
+
+def test_a_decision_recorded_by_the_board_ranks_its_patients_again(planted, tmp_path):
+    """Through the function the Sign-off tab calls: withholding a version's weights takes its
+    readings out of the stored worklist at once, and the list stays current (it used to keep the
+    withheld reading, shown as "out of date" above 20,000 patients and by ``oncolens worklist``)."""
+    # lazy: the dashboard's services layer, which the decision goes through
+    from dashboard.services import lifecycle as lifecycle_service
+
+    db = Path(shutil.copy(planted["db"], tmp_path / "ranked.duckdb"))
+    with store.open_store(db) as con:
+        _decide(con, HELD, approvals.APPROVED)
+        worklist_store.refresh(con)
+        pid = int(worklist_store.read_page(con, 1).rows["person_id"].iloc[0])
+        # her newest lesion reading, by the weights the board will withhold
+        day = forecast_data.data_cutoff(con) - dt.timedelta(days=5)
+        top = con.execute("SELECT max(measurement_id) + 1 FROM measurement").fetchall()[0][0]
+        con.execute(
+            "INSERT INTO measurement (measurement_id, person_id, measurement_date, concept, "
+            "value, unit, source, study_uid, model_name, model_version, weights_sha256) "
+            "VALUES (?, ?, ?, ?, 99.5, 'mm', 'ai', NULL, ?, ?, ?)",
+            [int(top), pid, day, CONCEPT, *HELD],
+        )
+        worklist_store.refresh(con)
+
+    def readings() -> int:
+        """Her readings the stored worklist counted (the list current, as the page reads it)."""
+        with store.open_store(db, read_only=True) as con:
+            assert worklist_store.status(con, None).fresh
+            rows = worklist_store.read_page(con, 100_000).rows
+        return int(rows.loc[rows["person_id"] == pid, "n_measurements"].iloc[0])
+
+    counted = readings()  # approved: the retrained weights' reading among them
+    lifecycle_service.record_decision(
+        db,
+        model_name=HELD[0],
+        model_version=HELD[1],
+        version_id=HELD[2],
+        decision=approvals.REJECTED,
+        comment="the retrained weights were not validated",
+        actor="board1",
+        role="ethics_board",
+    )
+    assert readings() == counted - 1
+    lifecycle_service.set_requirement(db, False, actor="admin1", role="admin")
+    assert readings() == counted  # no approval required: every reading again

@@ -83,3 +83,12 @@ def test_the_first_tree_is_the_one_scikit_learn_grows_with_its_input_checks():
         assert "NaN" in str(exc) or "infinity" in str(exc)
     else:
         raise AssertionError("a NaN outcome was fitted")
+    y[0] = 0.0
+    X = X.astype(float)
+    X[:, 0] = np.inf  # an infinite covariate (in every tree's sample): refused as sklearn does
+    try:
+        DoublyRobustForest(groups=1, seed=5).fit(X, a, y, mu, e)
+    except ValueError as exc:
+        assert "infinity" in str(exc) or "too large" in str(exc), exc
+    else:
+        raise AssertionError("an infinite covariate was fitted")
