@@ -94,6 +94,8 @@ FRAGMENT_ONLY = (
     "Imaging: method back to Grad-CAM (cached map)",
     "SmoothGrad on screen (Compute -> map)",
     "Occlusion on screen (Compute -> map)",
+    # and the cohort builder's fragment (dashboard/app_pages/cohorts.py)
+    "Cohorts: compare groups by",
 )
 # a new file or another patient is a new page: the whole script runs
 WHOLE_PAGE = ("Upload -> AI read + Grad-CAM overlay", "Patient (another patient)")
