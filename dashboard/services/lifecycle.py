@@ -10,6 +10,7 @@ the same functions.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pandas as pd
@@ -24,6 +25,8 @@ from analytics.worklist.stored import refresh_for_writer, source_fingerprint
 from models.inference import registry
 from models.training.reference import ReferenceUnavailableError, load_reference
 from models.volumes.cards import available_bundles, bundle_cards
+
+_log = logging.getLogger(__name__)
 
 # what an output without a model version (a tumour-size fit per patient) says about sign-off
 NOT_APPLICABLE = {
@@ -87,9 +90,15 @@ def set_requirement(
 def _rank_again(con, db_path: Path | str, before: str, people: list[int]) -> None:
     """Re-rank ``people`` when what the ranking may read changed; where it cannot (the stored list
     was already out of date, or the store is too large for a writer's full refresh) the list stays
-    marked out of date by its fingerprint, as after any writer (``refresh_for_writer``)."""
-    if people and source_fingerprint(con) != before:
+    marked out of date by its fingerprint, as after any writer (``refresh_for_writer``). A refresh
+    that fails (the clinic's model unreadable, say) is logged, not raised: the decision is
+    already recorded, and the page must say so rather than show a traceback."""
+    if not people or source_fingerprint(con) == before:
+        return
+    try:
         refresh_for_writer(con, Path(db_path), people, before)
+    except Exception as exc:  # noqa: BLE001 - the decision stands; the list says it is out of date
+        _log.warning("sign-off: the stored worklist was not ranked again (%s)", exc)
 
 
 def current_versions(db_path: Path | str) -> list[lineage.ModelVersion]:
